@@ -1,0 +1,21 @@
+//! Private PostgreSQL clusters run with the machine's own `initdb` and `pg_ctl`.
+//!
+//! `pgvault up` keeps its state in one of these, and the test harness starts
+//! its source and target servers the same way. PostgreSQL refuses to run as
+//! root, so when this process is root the server binaries run as the
+//! unprivileged `postgres` OS user (or `PGVAULT_PG_OS_USER`) via `runuser`.
+//!
+//! # Layout
+//! - [`bin_dir`]: finds the PostgreSQL binaries.
+//! - [`cluster`]: creates, starts and stops one cluster.
+//! - [`port`]: picks free loopback ports.
+
+mod bin_dir;
+mod cluster;
+mod error;
+mod port;
+
+pub use bin_dir::bin_dir;
+pub use cluster::{ClusterOptions, LocalCluster, TempCluster};
+pub use error::LocalPgError;
+pub use port::free_port;

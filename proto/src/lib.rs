@@ -1,0 +1,15 @@
+//! The gRPC contract of pgvault: the generated `pgvault.v1` messages, clients
+//! and servers, and the file descriptor set for server reflection.
+//!
+//! Generated types are wire types only. Domain types live in the crates that
+//! own them and convert at the edge with `TryFrom`.
+
+pub mod v1 {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("pgvault.v1");
+}
+
+/// Encoded `FileDescriptorSet` of every pgvault `.proto` file.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pgvault_descriptor.bin"));
+
+pub use prost_types::Timestamp;

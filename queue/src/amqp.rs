@@ -1,0 +1,260 @@
+//! RabbitMQ implementation of the task queue (lapin).
+//!
+//! Tasks go to one durable quorum queue with publisher confirms and
+//! persistent messages. Consumers use manual acks and prefetch 1. Messages
+//! that are rejected, or redelivered more than [`DELIVERY_LIMIT`] times, are
+//! dead-lettered to `<queue>.dead`. Both sides reconnect after a broker
+//! restart; the coordinator's outbox re-publishes anything unconfirmed.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::publisher_confirm::Confirmation;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+
+use crate::{Acker, Delivery, QueueError, TaskConsumer, TaskPublisher};
+
+/// Deliveries of one message before RabbitMQ dead-letters it.
+pub const DELIVERY_LIMIT: i64 = 20;
+
+/// Connection settings for one task queue on one broker.
+#[derive(Clone)]
+pub struct AmqpQueue {
+    url: String,
+    queue: String,
+}
+
+impl std::fmt::Debug for AmqpQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpQueue")
+            .field("url", &redact_url(&self.url))
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+impl AmqpQueue {
+    /// Checks that the broker is reachable and declares the queues.
+    pub async fn connect(url: &str, queue: &str) -> Result<AmqpQueue, QueueError> {
+        let this = AmqpQueue { url: url.to_string(), queue: queue.to_string() };
+        let (connection, _channel) = this.open_channel().await?;
+        let _ = connection.close(200, "declared").await;
+        Ok(this)
+    }
+
+    /// The URL without its password, safe to print.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// A publisher with its own connection (opened lazily, reopened after errors).
+    pub fn publisher(&self) -> AmqpPublisher {
+        AmqpPublisher { queue: self.clone(), state: Mutex::new(None) }
+    }
+
+    /// A consumer with its own connection and prefetch 1.
+    pub fn consumer(&self, tag: &str) -> AmqpConsumer {
+        AmqpConsumer { queue: self.clone(), tag: tag.to_string(), state: None }
+    }
+
+    /// Messages waiting in the dead-letter queue.
+    pub async fn dead_letter_count(&self) -> Result<u32, QueueError> {
+        let (connection, channel) = self.open_channel().await?;
+        let options = QueueDeclareOptions { passive: true, ..Default::default() };
+        let queue = channel.queue_declare(&self.dead_letter_queue(), options, FieldTable::default()).await?;
+        let _ = connection.close(200, "done").await;
+        Ok(queue.message_count())
+    }
+
+    fn dead_letter_queue(&self) -> String {
+        format!("{}.dead", self.queue)
+    }
+
+    async fn open_channel(&self) -> Result<(Connection, Channel), QueueError> {
+        let properties = ConnectionProperties::default()
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio);
+        let connection = Connection::connect(&self.url, properties)
+            .await
+            .map_err(|e| QueueError::Connect { url: self.redacted_url(), reason: e.to_string() })?;
+        let channel = connection.create_channel().await?;
+        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+        channel.queue_declare(&self.dead_letter_queue(), durable, FieldTable::default()).await?;
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(self.dead_letter_queue().into()),
+        );
+        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+        channel.queue_declare(&self.queue, durable, args).await?;
+        Ok((connection, channel))
+    }
+}
+
+/// Publishes persistent messages and waits for the broker's confirm.
+pub struct AmqpPublisher {
+    queue: AmqpQueue,
+    state: Mutex<Option<(Connection, Channel)>>,
+}
+
+#[async_trait]
+impl TaskPublisher for AmqpPublisher {
+    async fn publish(&self, message_id: &str, payload: Vec<u8>) -> Result<(), QueueError> {
+        let mut state = self.state.lock().await;
+        if state.as_ref().is_none_or(|(c, _)| !c.status().connected()) {
+            let (connection, channel) = self.queue.open_channel().await?;
+            channel.confirm_select(ConfirmSelectOptions::default()).await?;
+            *state = Some((connection, channel));
+        }
+        let Some((_, channel)) = state.as_ref() else {
+            return Err(QueueError::Closed);
+        };
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_message_id(message_id.into())
+            .with_content_type("application/x-protobuf".into());
+        let result = async {
+            let confirm = channel
+                .basic_publish("", &self.queue.queue, BasicPublishOptions::default(), &payload, properties)
+                .await?
+                .await?;
+            Ok::<_, lapin::Error>(confirm)
+        }
+        .await;
+        match result {
+            Ok(Confirmation::Nack(_)) => Err(QueueError::Nacked { message_id: message_id.to_string() }),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Drop the broken connection; the next publish reconnects.
+                *state = None;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Consumes with manual acks and prefetch 1, reconnecting with backoff.
+pub struct AmqpConsumer {
+    queue: AmqpQueue,
+    tag: String,
+    state: Option<(Connection, lapin::Consumer)>,
+}
+
+impl AmqpConsumer {
+    async fn open(&self) -> Result<(Connection, lapin::Consumer), QueueError> {
+        let (connection, channel) = self.queue.open_channel().await?;
+        channel.basic_qos(1, BasicQosOptions::default()).await?;
+        let consumer = channel
+            .basic_consume(&self.queue.queue, &self.tag, BasicConsumeOptions::default(), FieldTable::default())
+            .await?;
+        Ok((connection, consumer))
+    }
+}
+
+#[async_trait]
+impl TaskConsumer for AmqpConsumer {
+    async fn next(&mut self) -> Result<Delivery, QueueError> {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            if self.state.is_none() {
+                match self.open().await {
+                    Ok(state) => {
+                        self.state = Some(state);
+                        backoff = Duration::from_millis(500);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "task queue unavailable");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(15));
+                        continue;
+                    }
+                }
+            }
+            let Some((_, consumer)) = self.state.as_mut() else { continue };
+            match consumer.next().await {
+                Some(Ok(delivery)) => {
+                    return Ok(Delivery::new(
+                        delivery.data,
+                        delivery.redelivered,
+                        Box::new(LapinAcker(delivery.acker)),
+                    ));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "task queue connection lost; reconnecting");
+                    self.state = None;
+                }
+                None => {
+                    tracing::warn!("task queue consumer closed by broker; reconnecting");
+                    self.state = None;
+                }
+            }
+        }
+    }
+}
+
+struct LapinAcker(lapin::acker::Acker);
+
+#[async_trait]
+impl Acker for LapinAcker {
+    async fn ack(&self) -> Result<(), QueueError> {
+        Ok(self.0.ack(BasicAckOptions::default()).await?)
+    }
+
+    async fn reject(&self) -> Result<(), QueueError> {
+        Ok(self.0.reject(BasicRejectOptions { requeue: false }).await?)
+    }
+
+    async fn requeue(&self) -> Result<(), QueueError> {
+        Ok(self.0.nack(BasicNackOptions { requeue: true, multiple: false }).await?)
+    }
+}
+
+/// `amqp://user:secret@host/vhost` → `amqp://user@host/vhost`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparseable AMQP URL>".to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{user}@{host}")
+        }
+        None => authority.to_string(),
+    };
+    format!("{scheme}://{host}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_drops_the_password_only() {
+        assert_eq!(redact_url("amqp://guest:hunter2@127.0.0.1:5672/%2f"), "amqp://guest@127.0.0.1:5672/%2f");
+        assert_eq!(redact_url("amqp://127.0.0.1:5672"), "amqp://127.0.0.1:5672");
+        assert_eq!(redact_url("not a url"), "<unparseable AMQP URL>");
+    }
+
+    #[tokio::test]
+    async fn unreachable_broker_is_a_one_line_error_naming_the_url() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("amqp://guest:hunter2@127.0.0.1:{port}/%2f");
+        let err = AmqpQueue::connect(&url, "tasks").await.unwrap_err().to_string();
+        assert!(err.starts_with(&format!("cannot connect to message broker amqp://guest@127.0.0.1:{port}/%2f")), "{err}");
+        assert!(!err.contains("hunter2"));
+        assert!(!err.contains('\n'));
+    }
+}

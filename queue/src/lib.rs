@@ -1,0 +1,40 @@
+//! The task queue between coordinator and workers.
+//!
+//! One trait pair, two implementations: [`memory`] (an in-process channel, for
+//! `pgvault up`) and [`amqp`] (RabbitMQ via lapin, for clusters). Callers hold
+//! `Arc<dyn TaskPublisher>` / `Box<dyn TaskConsumer>` and never know which.
+//!
+//! Delivery is at-least-once: a task may arrive twice, so consumers make the
+//! claim (not the message) the unit of ownership and drop duplicates.
+
+pub mod amqp;
+mod delivery;
+mod error;
+pub mod memory;
+
+use async_trait::async_trait;
+
+pub use delivery::{Acker, Delivery};
+pub use error::QueueError;
+
+/// Publishes task messages.
+#[async_trait]
+pub trait TaskPublisher: Send + Sync {
+    /// Publishes one message and returns once it is safe: for RabbitMQ, after
+    /// the broker's publisher confirm for a persistent message.
+    async fn publish(&self, message_id: &str, payload: Vec<u8>) -> Result<(), QueueError>;
+
+    /// Whether a published message survives a restart of this process. The
+    /// in-process queue does not; its owner re-publishes queued work on start.
+    fn is_durable(&self) -> bool {
+        true
+    }
+}
+
+/// Receives task messages, one at a time (prefetch 1).
+#[async_trait]
+pub trait TaskConsumer: Send {
+    /// Waits for the next delivery. Reconnects to the broker on its own; an
+    /// error means the queue is closed for good.
+    async fn next(&mut self) -> Result<Delivery, QueueError>;
+}
