@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs every test. CI runs exactly this.
+#
+#   scripts/test.sh            # install missing parts, build, run all tests
+#
+# Needs: a Rust toolchain and PostgreSQL 15+ server binaries (initdb, pg_ctl).
+# Installs when missing: RabbitMQ (Debian package rabbitmq-server) and the
+# Azure Blob emulator Azurite (npm, into ./.tools). The tests start their own
+# PostgreSQL, RabbitMQ and Azurite on free loopback ports and stop them after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# PostgreSQL server binaries must be there already: say how to get them.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  echo "error: PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql-15 (apt-get install postgresql-15)" >&2
+  exit 1
+fi
+
+# RabbitMQ from Debian's packages. The package may try to start its service;
+# the tests run their own private nodes instead.
+if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+  echo "==> installing rabbitmq-server (Debian package)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+fi
+
+# Azurite from npm, kept inside the repository's .tools directory.
+if [ ! -x .tools/node_modules/.bin/azurite-blob ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "error: npm is needed to install Azurite (apt-get install npm)" >&2
+    exit 1
+  fi
+  echo "==> installing azurite (npm) into .tools/"
+  mkdir -p .tools
+  npm install --prefix .tools --no-audit --no-fund --loglevel=error azurite@3.35.0 >/dev/null
+fi
+
+echo "==> building"
+cargo build --locked --workspace --all-targets
+
+echo "==> running every test"
+cargo test --locked --workspace --all-targets -- --test-threads="${PGVAULT_TEST_THREADS:-2}"

@@ -1,0 +1,65 @@
+//! The Azure Blob emulator, started from `.tools/node_modules/.bin/azurite-blob`
+//! (installed by `scripts/test.sh`), `PGVAULT_AZURITE_BIN`, or the PATH.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use crate::process::{ChildProcess, wait_for_port};
+use crate::workspace_root;
+
+pub struct Azurite {
+    process: ChildProcess,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Azurite {
+    pub fn start() -> anyhow::Result<Azurite> {
+        let bin = find_binary()?;
+        let dir = tempfile::Builder::new().prefix("pgvault-azurite-").tempdir()?;
+        let port = pgvault_localpg::free_port()?;
+        let mut command = Command::new(bin);
+        command
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--location"])
+            .arg(dir.path())
+            .args(["--skipApiVersionCheck", "--disableTelemetry", "--silent"]);
+        let mut process = ChildProcess::spawn("azurite", command, &dir.path().join("azurite.log"))?;
+        wait_for_port(port, Duration::from_secs(30), &mut process)?;
+        Ok(Azurite { process, port, _dir: dir })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Datastore URL of `container` (created by pgvault itself).
+    pub fn datastore_url(&self, container: &str) -> String {
+        format!("az://{container}?emulator=true&endpoint=http://127.0.0.1:{}/devstoreaccount1", self.port)
+    }
+
+    /// Stops the emulator (data is kept in its directory).
+    pub fn stop(&mut self) {
+        self.process.stop(Duration::from_secs(5));
+    }
+}
+
+fn find_binary() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("PGVAULT_AZURITE_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let local = workspace_root().join(".tools/node_modules/.bin/azurite-blob");
+    if local.is_file() {
+        return Ok(local);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("azurite-blob").is_file() {
+                return Ok(dir.join("azurite-blob"));
+            }
+        }
+    }
+    bail!("Azurite (azurite-blob) is not installed: run scripts/test.sh, or `npm install --prefix .tools azurite`")
+}

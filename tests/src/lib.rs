@@ -1,0 +1,26 @@
+//! Harness for end-to-end tests: starts real servers on free loopback ports
+//! and stops them when dropped.
+//!
+//! - [`azurite`]: the Azure Blob emulator (npm `azurite`).
+//! - [`rabbitmq`]: a private RabbitMQ node (Debian `rabbitmq-server`).
+//! - [`pgvault`]: `pgvault` processes (coordinator, workers, `up`, the CLI).
+//! - [`compare`]: proves two databases identical (schema text, row checksums).
+//! - [`fixtures`]: source databases worth backing up.
+//!
+//! PostgreSQL clusters come from `pgvault_localpg::TempCluster`. A missing
+//! server binary fails the test with a message saying how to install it
+//! (`scripts/test.sh` installs everything); nothing is skipped silently.
+
+pub mod azurite;
+pub mod compare;
+pub mod fixtures;
+pub mod pgvault;
+pub mod process;
+pub mod rabbitmq;
+
+use std::path::PathBuf;
+
+/// The workspace root (where `scripts/test.sh` installs tools into `.tools/`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}

@@ -1,0 +1,259 @@
+//! `pgvault` processes for end-to-end tests: a cluster (coordinator + N
+//! workers over RabbitMQ, state in a private PostgreSQL), the all-in-one
+//! `up`, the CLI, and an authenticated gRPC client.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use pgvault_localpg::TempCluster;
+use pgvault_proto::v1::backup_instance_service_client::BackupInstanceServiceClient;
+use pgvault_proto::v1::job_service_client::JobServiceClient;
+use pgvault_proto::v1::policy_service_client::PolicyServiceClient;
+use pgvault_proto::v1::recovery_point_service_client::RecoveryPointServiceClient;
+use pgvault_proto::v1::restore_service_client::RestoreServiceClient;
+use pgvault_proto::v1::secret_service_client::SecretServiceClient;
+use pgvault_proto::v1::server_service_client::ServerServiceClient;
+use pgvault_proto::v1::vault_service_client::VaultServiceClient;
+use pgvault_proto::v1::{GetJobRequest, Job, JobState};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::process::{ChildProcess, wait_for_port};
+use crate::workspace_root;
+
+/// The `pgvault` binary built by `cargo build -p pgvault` (scripts/test.sh does).
+pub fn pgvault_bin() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("PGVAULT_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let bin = target.join("debug").join("pgvault");
+    if !bin.is_file() {
+        bail!("{} is missing: build it with `cargo build -p pgvault` (scripts/test.sh does)", bin.display());
+    }
+    Ok(bin)
+}
+
+/// A fixed test token (any string works; the coordinator stores its hash).
+pub const TEST_TOKEN: &str = "pgv_e2e-test-token-0123456789";
+
+/// Coordinator + workers over RabbitMQ, state in a private cluster.
+pub struct PgvaultCluster {
+    pub state: TempCluster,
+    pub coordinator: ChildProcess,
+    pub workers: Vec<ChildProcess>,
+    pub endpoint: String,
+    amqp_url: String,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl PgvaultCluster {
+    pub fn start(amqp_url: &str, workers: usize) -> anyhow::Result<PgvaultCluster> {
+        let dir = tempfile::Builder::new().prefix("pgvault-cluster-").tempdir()?;
+        let state = TempCluster::start("state-db-pw")?;
+        let port = pgvault_localpg::free_port()?;
+        let mut cluster = PgvaultCluster {
+            coordinator: spawn_coordinator(&state, amqp_url, port, &dir.path().join("coordinator.log"))?,
+            state,
+            workers: Vec::new(),
+            endpoint: format!("http://127.0.0.1:{port}"),
+            amqp_url: amqp_url.to_string(),
+            port,
+            dir,
+        };
+        wait_for_port(port, Duration::from_secs(60), &mut cluster.coordinator)?;
+        for _ in 0..workers {
+            cluster.add_worker()?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn add_worker(&mut self) -> anyhow::Result<()> {
+        let n = self.workers.len();
+        let mut command = Command::new(pgvault_bin()?);
+        command
+            .args(["worker", "--coordinator", &self.endpoint, "--amqp-url", &self.amqp_url])
+            .env("PGVAULT_WORKER__TOKEN", TEST_TOKEN)
+            .env("PGVAULT_WORKER__SPLIT_THRESHOLD_MB", "1")
+            .env("RUST_LOG", "info");
+        let log = self.dir.path().join(format!("worker-{n}.log"));
+        self.workers.push(ChildProcess::spawn(&format!("worker {n}"), command, &log)?);
+        Ok(())
+    }
+
+    /// Restarts the coordinator process on the same port and state.
+    pub fn restart_coordinator(&mut self) -> anyhow::Result<()> {
+        self.coordinator.stop(Duration::from_secs(10));
+        self.coordinator =
+            spawn_coordinator(&self.state, &self.amqp_url, self.port, &self.dir.path().join("coordinator.log"))?;
+        wait_for_port(self.port, Duration::from_secs(60), &mut self.coordinator)
+    }
+
+    pub async fn api(&self) -> anyhow::Result<Api> {
+        Api::connect(&self.endpoint, TEST_TOKEN).await
+    }
+
+    /// Every process's output, for failure messages and leak checks.
+    pub fn logs(&self) -> String {
+        let mut all = format!("--- coordinator ---\n{}", self.coordinator.log_text());
+        for (i, w) in self.workers.iter().enumerate() {
+            all.push_str(&format!("\n--- worker {i} ---\n{}", w.log_text()));
+        }
+        all
+    }
+}
+
+fn spawn_coordinator(
+    state: &TempCluster,
+    amqp_url: &str,
+    port: u16,
+    log: &std::path::Path,
+) -> anyhow::Result<ChildProcess> {
+    let mut command = Command::new(pgvault_bin()?);
+    command
+        .args(["coordinator", "--listen", &format!("127.0.0.1:{port}"), "--amqp-url", amqp_url])
+        .env("PGVAULT_COORDINATOR__DATABASE_URL", state.url("postgres"))
+        .env("PGVAULT_COORDINATOR__MASTER_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+        .env("PGVAULT_COORDINATOR__BOOTSTRAP_TOKEN", TEST_TOKEN)
+        .env("PGVAULT_COORDINATOR__LEASE_TTL_SECONDS", "10")
+        .env("PGVAULT_COORDINATOR__REAPER_INTERVAL_SECONDS", "1")
+        .env("RUST_LOG", "info");
+    ChildProcess::spawn("coordinator", command, log)
+}
+
+/// `pgvault up` in a temporary data directory, plus the CLI pointed at it.
+pub struct PgvaultUp {
+    pub process: ChildProcess,
+    pub endpoint: String,
+    pub data_dir: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl PgvaultUp {
+    pub fn start() -> anyhow::Result<PgvaultUp> {
+        let dir = tempfile::Builder::new().prefix("pgvault-up-").tempdir()?;
+        Self::start_in(dir)
+    }
+
+    fn start_in(dir: tempfile::TempDir) -> anyhow::Result<PgvaultUp> {
+        let data_dir = dir.path().join("data");
+        let port = pgvault_localpg::free_port()?;
+        let mut command = Command::new(pgvault_bin()?);
+        command
+            .arg("up")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("PGVAULT_WORKER__SPLIT_THRESHOLD_MB", "1")
+            .env("RUST_LOG", "info")
+            .current_dir(dir.path());
+        let mut process = ChildProcess::spawn("pgvault up", command, &dir.path().join("up.log"))?;
+        wait_for_port(port, Duration::from_secs(90), &mut process)?;
+        Ok(PgvaultUp { process, endpoint: format!("http://127.0.0.1:{port}"), data_dir, dir })
+    }
+
+    /// Ctrl-C, then a second `up` on the same directory.
+    pub fn restart(self) -> anyhow::Result<PgvaultUp> {
+        let PgvaultUp { mut process, dir, .. } = self;
+        process.signal(libc::SIGINT);
+        let status = process.wait(Duration::from_secs(60))?;
+        if !status.success() {
+            bail!("pgvault up did not stop cleanly ({status}):\n{}", process.log_tail(30));
+        }
+        Self::start_in(dir)
+    }
+
+    pub fn token(&self) -> anyhow::Result<String> {
+        let path = self.data_dir.join("admin.token");
+        Ok(std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?.trim().to_string())
+    }
+
+    /// Runs the CLI against this instance; stdin is empty unless given.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<Output> {
+        use std::io::Write;
+        let mut command = Command::new(pgvault_bin()?);
+        command
+            .args(args)
+            .env("PGVAULT_ENDPOINT", &self.endpoint)
+            .env("PGVAULT_TOKEN", self.token()?)
+            .current_dir(self.dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn()?;
+        if let Some(mut input) = child.stdin.take() {
+            if let Some(text) = stdin {
+                input.write_all(text.as_bytes())?;
+            }
+        }
+        Ok(child.wait_with_output()?)
+    }
+}
+
+/// Adds `authorization: Bearer <token>`.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<Channel, Bearer>;
+
+/// Authenticated clients for every public service.
+pub struct Api {
+    pub vaults: VaultServiceClient<Authed>,
+    pub policies: PolicyServiceClient<Authed>,
+    pub servers: ServerServiceClient<Authed>,
+    pub secrets: SecretServiceClient<Authed>,
+    pub instances: BackupInstanceServiceClient<Authed>,
+    pub recovery_points: RecoveryPointServiceClient<Authed>,
+    pub restores: RestoreServiceClient<Authed>,
+    pub jobs: JobServiceClient<Authed>,
+}
+
+impl Api {
+    pub async fn connect(endpoint: &str, token: &str) -> anyhow::Result<Api> {
+        let channel = Channel::from_shared(endpoint.to_string())?.connect().await?;
+        let bearer = Bearer(format!("Bearer {token}").parse()?);
+        Ok(Api {
+            vaults: VaultServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            policies: PolicyServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            servers: ServerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            secrets: SecretServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            instances: BackupInstanceServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            recovery_points: RecoveryPointServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            restores: RestoreServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            jobs: JobServiceClient::with_interceptor(channel, bearer),
+        })
+    }
+
+    /// Polls the job until it ends; returns it whatever the outcome.
+    pub async fn wait_for_job(&mut self, name: &str, timeout: Duration) -> anyhow::Result<Job> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let job = self.jobs.get_job(GetJobRequest { name: name.to_string() }).await?.into_inner();
+            let state = JobState::try_from(job.state).unwrap_or(JobState::Unspecified);
+            if matches!(
+                state,
+                JobState::Completed | JobState::CompletedWithWarnings | JobState::Failed | JobState::Cancelled
+            ) {
+                return Ok(job);
+            }
+            if Instant::now() > deadline {
+                bail!("job {name} still {state:?} after {timeout:?}: {job:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! A private RabbitMQ node on free loopback ports, from Debian's
+//! `rabbitmq-server` package (`PGVAULT_RABBITMQ_SERVER` overrides the path).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use crate::process::{ChildProcess, wait_for_port};
+
+pub struct RabbitMq {
+    process: Option<ChildProcess>,
+    port: u16,
+    dist_port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RabbitMq {
+    pub fn start() -> anyhow::Result<RabbitMq> {
+        let dir = tempfile::Builder::new().prefix("pgvault-rabbitmq-").tempdir()?;
+        let port = pgvault_localpg::free_port()?;
+        let dist_port = pgvault_localpg::free_port()?;
+        let mut node = RabbitMq { process: None, port, dist_port, dir };
+        node.launch()?;
+        Ok(node)
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:<port>/%2f`.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Stops the node, keeping its data (durable queues survive).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.stop(Duration::from_secs(20));
+        }
+    }
+
+    /// Starts the node again on the same ports and data.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.launch()
+    }
+
+    fn launch(&mut self) -> anyhow::Result<()> {
+        let bin = find_binary()?;
+        let base = self.dir.path();
+        let plugins = base.join("enabled_plugins");
+        std::fs::write(&plugins, "[].\n")?;
+        let mut command = Command::new(bin);
+        command
+            .env("HOME", base)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_NODENAME", format!("pgvault{}@localhost", self.port))
+            .env("RABBITMQ_MNESIA_BASE", base.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", base.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", &plugins)
+            .env("RABBITMQ_CONFIG_FILE", base.join("rabbitmq"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", base.join("advanced.config"));
+        let mut process = ChildProcess::spawn("rabbitmq-server", command, &base.join("server.log"))?;
+        wait_for_port(self.port, Duration::from_secs(90), &mut process)?;
+        self.process = Some(process);
+        self.wait_for_amqp()
+    }
+
+    fn wait_for_amqp(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        loop {
+            let result = runtime.block_on(pgvault_queue::amqp::AmqpQueue::connect(&self.url(), "pgvault.harness.ping"));
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => bail!("RabbitMQ did not accept AMQP connections: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(300)),
+            }
+        }
+    }
+}
+
+impl Drop for RabbitMq {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn find_binary() -> anyhow::Result<PathBuf> {
+    let bin = std::env::var_os("PGVAULT_RABBITMQ_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server"));
+    if !bin.is_file() {
+        bail!(
+            "RabbitMQ is not installed ({} missing): run scripts/test.sh, or `apt-get install rabbitmq-server`",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
