@@ -15,12 +15,12 @@ pub fn bin_dir() -> Result<PathBuf, LocalPgError> {
         }
         return Err(LocalPgError::BinariesNotFound);
     }
-    if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
-        if output.status.success() {
-            let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-            if has_server_binaries(&dir) {
-                return Ok(dir);
-            }
+    if let Ok(output) = Command::new("pg_config").arg("--bindir").output()
+        && output.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        if has_server_binaries(&dir) {
+            return Ok(dir);
         }
     }
     newest_debian_bin_dir().ok_or(LocalPgError::BinariesNotFound)

@@ -136,7 +136,10 @@ impl LocalCluster {
 
     /// Connects as the superuser to `database`, driving the connection on the
     /// current tokio runtime.
-    pub async fn connect(&self, database: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    pub async fn connect(
+        &self,
+        database: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
         let (client, connection) = self.config(database).connect(tokio_postgres::NoTls).await?;
         tokio::spawn(async move {
             let _ = connection.await;
@@ -174,10 +177,12 @@ impl LocalCluster {
         set_mode(&self.data_dir, 0o700)?;
         let parent = self.data_dir.parent().unwrap_or(Path::new("/"));
         let pwfile = parent.join(format!(".pwfile-{}", std::process::id()));
-        std::fs::write(&pwfile, format!("{}\n", self.password)).map_err(|source| LocalPgError::Io {
-            context: "cannot write password file",
-            path: pwfile.clone(),
-            source,
+        std::fs::write(&pwfile, format!("{}\n", self.password)).map_err(|source| {
+            LocalPgError::Io {
+                context: "cannot write password file",
+                path: pwfile.clone(),
+                source,
+            }
         })?;
         set_mode(&pwfile, 0o600)?;
         if let Some(user) = &self.os_user {
@@ -211,7 +216,8 @@ impl LocalCluster {
             self.port
         );
         if !options.durable {
-            server_options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+            server_options
+                .push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
         for (name, value) in &options.settings {
             server_options.push_str(&format!(" -c {name}={value}"));
@@ -220,14 +226,42 @@ impl LocalCluster {
         let log = self.log_path().display().to_string();
         self.run(
             "pg_ctl",
-            &["-D", &data_dir, "-l", &log, "-w", "-t", "60", "-o", &server_options, "start"],
+            &[
+                "-D",
+                &data_dir,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &server_options,
+                "start",
+            ],
         )
         .map_err(|e| match e {
-            LocalPgError::CommandFailed { command, status, output } => {
+            LocalPgError::CommandFailed {
+                command,
+                status,
+                output,
+            } => {
                 let tail = std::fs::read_to_string(self.log_path())
-                    .map(|l| l.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"))
+                    .map(|l| {
+                        l.lines()
+                            .rev()
+                            .take(5)
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .rev()
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
                     .unwrap_or_default();
-                LocalPgError::CommandFailed { command, status, output: format!("{output}\nserver log:\n{tail}") }
+                LocalPgError::CommandFailed {
+                    command,
+                    status,
+                    output: format!("{output}\nserver log:\n{tail}"),
+                }
             }
             other => other,
         })
@@ -254,7 +288,11 @@ impl LocalCluster {
             return Ok(());
         }
         Err(LocalPgError::CommandFailed {
-            command: format!("{} {}", program.display(), args.first().copied().unwrap_or_default()),
+            command: format!(
+                "{} {}",
+                program.display(),
+                args.first().copied().unwrap_or_default()
+            ),
             status: output.status.to_string(),
             output: format!(
                 "{}{}",
@@ -303,7 +341,11 @@ impl TempCluster {
             settings: vec![("max_connections".into(), "200".into())],
         };
         let cluster = LocalCluster::start(options.clone())?;
-        Ok(TempCluster { cluster, options, _dir: dir })
+        Ok(TempCluster {
+            cluster,
+            options,
+            _dir: dir,
+        })
     }
 
     /// Stops and starts the server again on the same port.
@@ -351,19 +393,23 @@ fn os_user_if_root() -> Result<Option<OsUser>, LocalPgError> {
 }
 
 fn chown(path: &Path, user: &OsUser) -> Result<(), LocalPgError> {
-    std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).map_err(|source| LocalPgError::Io {
-        context: "cannot change owner of",
-        path: path.to_path_buf(),
-        source,
+    std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).map_err(|source| {
+        LocalPgError::Io {
+            context: "cannot change owner of",
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), LocalPgError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| LocalPgError::Io {
-        context: "cannot set permissions of",
-        path: path.to_path_buf(),
-        source,
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        LocalPgError::Io {
+            context: "cannot set permissions of",
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -391,8 +437,16 @@ mod tests {
         assert_eq!(row.get::<_, i32>(0), 1);
         let mut bad = cluster.config("postgres");
         bad.password("wrong");
-        let err = bad.connect(tokio_postgres::NoTls).await.err().expect("wrong password must fail");
-        assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD), "{err:?}");
+        let err = bad
+            .connect(tokio_postgres::NoTls)
+            .await
+            .err()
+            .expect("wrong password must fail");
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -9,12 +9,22 @@ pub enum LocalPgError {
          (Debian: apt-get install postgresql-15) or set PGVAULT_PG_BIN_DIR to their directory"
     )]
     BinariesNotFound,
-    #[error("running as root, but the OS user `{0}` that PostgreSQL must run as does not exist; create it or set PGVAULT_PG_OS_USER")]
+    #[error(
+        "running as root, but the OS user `{0}` that PostgreSQL must run as does not exist; create it or set PGVAULT_PG_OS_USER"
+    )]
     NoOsUser(String),
     #[error("`{command}` failed ({status}): {output}")]
-    CommandFailed { command: String, status: String, output: String },
+    CommandFailed {
+        command: String,
+        status: String,
+        output: String,
+    },
     #[error("{context} {path}: {source}")]
-    Io { context: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("no free loopback port: {0}")]
     NoFreePort(std::io::Error),
 }

@@ -1,0 +1,284 @@
+//! A backup, end to end: the snapshot holder (REPEATABLE READ, exported
+//! snapshot, ACCESS SHARE on every table), `pg_dump --schema-only -Fc` and
+//! the data chunks in parallel on that snapshot, then sequences and large
+//! objects, and `manifest.json` last — the commit point.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use pgvault_datastore::Datastore;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+use super::backup_data::{self, DumpContext};
+use super::catalog::{self, TableInfo};
+use super::connect::{connect, exec};
+use super::error::{EngineError, ErrorCode};
+use super::ident::qualified;
+use super::large_objects;
+use super::manifest::{
+    FORMAT_VERSION, MANIFEST_FILE, Manifest, ObjectEntry, SCHEMA_FILE, TableEntry,
+};
+use super::objects::{ObjectWriter, put_small};
+use super::pgtools;
+use super::progress::Tracker;
+use super::types::{BackupSummary, EngineOptions, PgTarget, ProgressSink};
+
+/// Tables locked per `LOCK TABLE` statement.
+const LOCK_BATCH: usize = 200;
+/// Read size from pg_dump's stdout.
+const PIPE_BUFFER: usize = 256 * 1024;
+
+/// Takes a consistent backup of `source` into `<prefix>/` of `store`.
+pub async fn backup(
+    source: &PgTarget,
+    store: &Datastore,
+    prefix: &str,
+    options: &EngineOptions,
+    progress: Arc<dyn ProgressSink>,
+    cancel: CancellationToken,
+) -> Result<BackupSummary, EngineError> {
+    let tracker = Tracker::new(progress);
+    let result = tokio::select! {
+        _ = cancel.cancelled() => Err(EngineError::cancelled()),
+        result = run(source, store, prefix, options, tracker.clone(), cancel.clone()) => result,
+    };
+    match &result {
+        Ok(summary) => {
+            tracing::info!(database = %source.database, chunks = summary.chunk_count, rows = summary.rows, "backup completed")
+        }
+        Err(e) => {
+            tracing::warn!(database = %source.database, code = %e.code, error = %e, "backup failed")
+        }
+    }
+    result
+}
+
+async fn run(
+    source: &PgTarget,
+    store: &Datastore,
+    prefix: &str,
+    options: &EngineOptions,
+    tracker: Arc<Tracker>,
+    cancel: CancellationToken,
+) -> Result<BackupSummary, EngineError> {
+    let bin_dir = pgtools::bin_dir(options)?;
+    let describe = source.describe();
+    tracker.phase("connect");
+    let holder = connect(source, &source.database).await?;
+    exec(
+        &holder,
+        "SET row_security = off; SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
+         BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        &describe,
+    )
+    .await?;
+    let row = holder
+        .query_one("SELECT pg_catalog.pg_export_snapshot(), now()", &[])
+        .await
+        .map_err(|e| EngineError::from_pg(&e, &describe))?;
+    let (snapshot_id, snapshot_time): (String, DateTime<Utc>) = (row.get(0), row.get(1));
+    let lock_ms = options.lock_timeout.as_millis().max(1);
+    exec(
+        &holder,
+        &format!("SET LOCAL lock_timeout = {lock_ms}"),
+        &describe,
+    )
+    .await?;
+
+    let info = catalog::database_info(&holder, &describe).await?;
+    let tables = catalog::tables(&holder, &describe, info.server_version_num).await?;
+    lock_tables(&holder, &tables, &describe).await?;
+    let roles = catalog::referenced_roles(&holder, &describe).await?;
+    let materialized_views = catalog::populated_matviews(&holder, &describe).await?;
+    tracing::info!(database = %source.database, tables = tables.len(), snapshot = %snapshot_id, "snapshot exported and tables locked");
+
+    let chunks = backup_data::plan(&tables, options, info.server_version_num);
+    let lo_count = large_objects::count(&holder, &describe).await?;
+    tracker.set_total(chunks.len() as u32 + u32::from(lo_count > 0));
+    tracker.phase("data");
+    let ctx = DumpContext {
+        source: source.clone(),
+        snapshot_id: snapshot_id.clone(),
+        store: store.clone(),
+        prefix: prefix.to_string(),
+        options: options.clone(),
+        tracker: tracker.clone(),
+        cancel: cancel.clone(),
+    };
+    let (schema, dumped) = tokio::try_join!(
+        dump_schema(
+            &bin_dir,
+            source,
+            &snapshot_id,
+            lock_ms,
+            store,
+            prefix,
+            options
+        ),
+        backup_data::dump_chunks(ctx, chunks),
+    )?;
+    if cancel.is_cancelled() {
+        return Err(EngineError::cancelled());
+    }
+
+    tracker.phase("sequences");
+    let sequences = catalog::sequences(&holder, &describe).await?;
+    let large_objects = if lo_count > 0 {
+        let lo = large_objects::dump(&holder, &describe, store, prefix, options).await?;
+        tracker.chunk_done(0);
+        Some(lo)
+    } else {
+        None
+    };
+    exec(&holder, "COMMIT", &describe).await?;
+
+    let mut table_entries: Vec<TableEntry> = tables
+        .into_iter()
+        .map(|t| TableEntry {
+            oid: t.oid,
+            schema: t.schema,
+            name: t.name,
+            columns: t.columns,
+            chunks: Vec::new(),
+        })
+        .collect();
+    for (table, chunk) in dumped {
+        if let Some(entry) = table_entries.get_mut(table) {
+            entry.chunks.push(chunk);
+        }
+    }
+    for entry in &mut table_entries {
+        entry.chunks.sort_by_key(|c| c.index);
+    }
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        tool: "pgvault".to_string(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        server_version: info.server_version.clone(),
+        server_version_num: info.server_version_num,
+        snapshot_time,
+        database: source.database.clone(),
+        encoding: info.encoding,
+        collate: info.collate,
+        ctype: info.ctype,
+        schema,
+        roles,
+        tables: table_entries,
+        sequences,
+        materialized_views,
+        large_objects,
+    };
+
+    tracker.phase("manifest");
+    let json = manifest.to_json()?;
+    let manifest_sha256 = hex::encode(Sha256::digest(&json));
+    let manifest_size = json.len() as u64;
+    put_small(store, prefix, MANIFEST_FILE, json).await?;
+    tracker.phase("done");
+
+    let chunk_entries = manifest
+        .tables
+        .iter()
+        .flat_map(|t| t.chunks.iter())
+        .chain(manifest.large_objects.as_ref().map(|l| &l.data));
+    let (mut stored_bytes, mut raw_bytes, mut rows) = (manifest.schema.size + manifest_size, 0, 0);
+    for chunk in chunk_entries {
+        stored_bytes += chunk.object.size;
+        raw_bytes += chunk.raw_bytes;
+    }
+    // Table rows only (the large-object chunk counts objects, not rows).
+    for chunk in manifest.tables.iter().flat_map(|t| t.chunks.iter()) {
+        rows += chunk.rows;
+    }
+    Ok(BackupSummary {
+        snapshot_time,
+        stored_bytes,
+        raw_bytes,
+        chunk_count: manifest.chunk_count(),
+        manifest_sha256,
+        server_version: info.server_version,
+        rows,
+    })
+}
+
+/// `LOCK TABLE … IN ACCESS SHARE MODE` on every dumped table, in batches.
+async fn lock_tables(
+    holder: &Client,
+    tables: &[TableInfo],
+    describe: &str,
+) -> Result<(), EngineError> {
+    for batch in tables.chunks(LOCK_BATCH) {
+        let names = batch
+            .iter()
+            .map(|t| format!("ONLY {}", qualified(&t.schema, &t.name)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        exec(
+            holder,
+            &format!("LOCK TABLE {names} IN ACCESS SHARE MODE"),
+            describe,
+        )
+        .await
+        .map_err(|e| e.context("locking the tables to back up"))?;
+    }
+    Ok(())
+}
+
+/// Streams `pg_dump --schema-only -Fc` on the snapshot into `schema.dump`.
+async fn dump_schema(
+    bin_dir: &Path,
+    source: &PgTarget,
+    snapshot_id: &str,
+    lock_ms: u128,
+    store: &Datastore,
+    prefix: &str,
+    options: &EngineOptions,
+) -> Result<ObjectEntry, EngineError> {
+    let mut command = pgtools::command(bin_dir, "pg_dump", source, &source.database);
+    command
+        .arg("--schema-only")
+        .arg("--format=custom")
+        .arg(format!("--snapshot={snapshot_id}"))
+        .arg(format!("--lock-wait-timeout={lock_ms}"))
+        .stdout(std::process::Stdio::piped());
+    let mut child = pgtools::spawn(command, "pg_dump")?;
+    let stderr = pgtools::collect_stderr(&mut child);
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| EngineError::internal("pg_dump has no stdout"))?;
+    let mut writer = ObjectWriter::create(
+        store,
+        prefix,
+        SCHEMA_FILE,
+        options.part_size,
+        options.parts_in_flight,
+    )
+    .await?;
+    let mut buffer = vec![0u8; PIPE_BUFFER];
+    let copied: Result<(), EngineError> = async {
+        loop {
+            let n = stdout.read(&mut buffer).await.map_err(|e| {
+                EngineError::new(
+                    ErrorCode::PgToolFailed,
+                    format!("reading pg_dump output: {e}"),
+                )
+            })?;
+            if n == 0 {
+                return Ok(());
+            }
+            writer.write(&buffer[..n]).await?;
+        }
+    }
+    .await;
+    let waited = pgtools::wait(child, stderr, "pg_dump", &source.describe()).await;
+    if let Err(e) = copied.and(waited) {
+        writer.abort().await;
+        return Err(e);
+    }
+    writer.finish().await
+}

@@ -1,0 +1,29 @@
+//! SQL identifier and literal quoting: every name that reaches SQL text goes
+//! through here, so mixed case, spaces, quotes and dots survive.
+
+/// `"name"` with embedded quotes doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `"schema"."name"`.
+pub fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
+/// `'text'` with embedded quotes doubled (standard_conforming_strings on).
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_awkward_names() {
+        assert_eq!(quote_ident(r#"We "said" hi"#), r#""We ""said"" hi""#);
+        assert_eq!(qualified("my.schema", "Tbl"), r#""my.schema"."Tbl""#);
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+}

@@ -1,0 +1,185 @@
+//! Running `pg_dump` and `pg_restore`: finding the binaries, passing the
+//! connection through the environment (the password only in `PGPASSWORD`,
+//! never in argv), and turning failures into [`EngineError`]s with the
+//! tool's own message.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+use super::error::{EngineError, ErrorCode};
+use super::types::{EngineOptions, PgTarget};
+
+/// Locates the directory holding `pg_dump` and `pg_restore`: the configured
+/// one, else the newest `/usr/lib/postgresql/<major>/bin`, else `PATH`.
+pub(crate) fn bin_dir(options: &EngineOptions) -> Result<PathBuf, EngineError> {
+    let has_tools = |d: &Path| d.join("pg_dump").is_file() && d.join("pg_restore").is_file();
+    if let Some(dir) = &options.pg_bin_dir {
+        if has_tools(dir) {
+            return Ok(dir.clone());
+        }
+        return Err(EngineError::new(
+            ErrorCode::PgToolNotFound,
+            format!("pg_dump/pg_restore not found in {}", dir.display()),
+        ));
+    }
+    let mut majors: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            Some((
+                e.file_name().to_str()?.parse::<u32>().ok()?,
+                e.path().join("bin"),
+            ))
+        })
+        .filter(|(_, d)| has_tools(d))
+        .collect();
+    majors.sort();
+    if let Some((_, dir)) = majors.pop() {
+        return Ok(dir);
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .find(|d| has_tools(d))
+        .ok_or_else(|| {
+            EngineError::new(
+                ErrorCode::PgToolNotFound,
+                "pg_dump/pg_restore not found in /usr/lib/postgresql/*/bin or PATH",
+            )
+        })
+}
+
+/// `dbname='…'` conninfo for `-d`, so odd names are never parsed as options.
+fn dbname_conninfo(database: &str) -> String {
+    format!(
+        "dbname='{}'",
+        database.replace('\\', "\\\\").replace('\'', "\\'")
+    )
+}
+
+/// A `pg_dump`/`pg_restore` command connected to `database` on `target`.
+pub(crate) fn command(bin_dir: &Path, tool: &str, target: &PgTarget, database: &str) -> Command {
+    let mut command = Command::new(bin_dir.join(tool));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PG") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("PGHOST", &target.host)
+        .env("PGPORT", target.port.to_string())
+        .env("PGUSER", &target.user)
+        .env("PGPASSWORD", &target.password)
+        .env("PGAPPNAME", "pgvault")
+        .env("PGCONNECT_TIMEOUT", "15")
+        .arg(format!("--dbname={}", dbname_conninfo(database)))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if !target.ssl_mode.is_empty() {
+        command.env("PGSSLMODE", &target.ssl_mode);
+    }
+    command
+}
+
+/// Spawns `command`, mapping a missing binary to `PgToolNotFound`.
+pub(crate) fn spawn(mut command: Command, tool: &str) -> Result<Child, EngineError> {
+    command.spawn().map_err(|e| {
+        EngineError::new(
+            ErrorCode::PgToolNotFound,
+            format!("cannot start {tool}: {e}"),
+        )
+    })
+}
+
+/// Reads the child's stderr (kept short) while it runs.
+pub(crate) fn collect_stderr(child: &mut Child) -> tokio::task::JoinHandle<String> {
+    let stderr = child.stderr.take();
+    tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut stderr) = stderr {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf).await;
+            text = String::from_utf8_lossy(&buf).into_owned();
+        }
+        text
+    })
+}
+
+/// Waits for the child; a non-zero exit becomes an error quoting stderr's tail.
+pub(crate) async fn wait(
+    mut child: Child,
+    stderr: tokio::task::JoinHandle<String>,
+    tool: &str,
+    describe: &str,
+) -> Result<(), EngineError> {
+    let status = child.wait().await.map_err(|e| {
+        EngineError::new(
+            ErrorCode::PgToolFailed,
+            format!("{tool} did not finish: {e}"),
+        )
+    })?;
+    let stderr = stderr.await.unwrap_or_default();
+    if status.success() {
+        if !stderr.trim().is_empty() {
+            tracing::debug!(tool, stderr = %tail(&stderr), "pg tool wrote to stderr");
+        }
+        return Ok(());
+    }
+    Err(tool_error(tool, describe, &status.to_string(), &stderr))
+}
+
+pub(crate) fn tool_error(tool: &str, describe: &str, status: &str, stderr: &str) -> EngineError {
+    let code =
+        if stderr.contains("server version mismatch") || stderr.contains("unsupported version") {
+            ErrorCode::UserErrorServerVersionUnsupported
+        } else if stderr.contains("password authentication failed") {
+            ErrorCode::UserErrorDBUserAuthFailed
+        } else if stderr.contains("permission denied") {
+            ErrorCode::UserErrorMissingDBPermissions
+        } else if stderr.contains("lock timeout") || stderr.contains("could not obtain lock") {
+            ErrorCode::UserErrorLockTimeout
+        } else {
+            ErrorCode::PgToolFailed
+        };
+    EngineError::new(
+        code,
+        format!("{tool} failed for {describe} ({status}): {}", tail(stderr)),
+    )
+}
+
+/// The last lines of a tool's output, bounded in size.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(12);
+    let joined = lines[start..].join(" | ");
+    joined.chars().take(2000).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conninfo_escapes_quotes_and_backslashes() {
+        assert_eq!(dbname_conninfo(r"a'b\c d=1"), r"dbname='a\'b\\c d=1'");
+    }
+
+    #[test]
+    fn tool_errors_are_classified() {
+        let e = tool_error(
+            "pg_dump",
+            "server h:1",
+            "exit status: 1",
+            "pg_dump: error: server version mismatch\n",
+        );
+        assert_eq!(e.code, ErrorCode::UserErrorServerVersionUnsupported);
+        let e = tool_error("pg_restore", "server h:1", "exit status: 1", "x\ny\n");
+        assert_eq!(e.code, ErrorCode::PgToolFailed);
+        assert!(e.message.contains("x | y"));
+    }
+}

@@ -1,0 +1,133 @@
+//! The engine's inputs and outputs: where to connect ([`PgTarget`]), how hard
+//! to work ([`EngineOptions`]), what progress looks like ([`Progress`],
+//! [`ProgressSink`]) and what a finished job returns.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// A PostgreSQL server and database to dump from or restore into.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgTarget {
+    pub host: String,
+    pub port: u16,
+    /// Source database (backup) or the new database's name (restore).
+    pub database: String,
+    pub user: String,
+    /// Never logged; redacted in `Debug`.
+    pub password: String,
+    /// libpq sslmode; `""` means `prefer`.
+    pub ssl_mode: String,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("ssl_mode", &self.ssl_mode)
+            .finish()
+    }
+}
+
+impl PgTarget {
+    /// `server h:p, database "d"` for messages (no user secret).
+    pub fn describe(&self) -> String {
+        self.describe_db(&self.database)
+    }
+
+    pub(crate) fn describe_db(&self, database: &str) -> String {
+        format!(
+            "server {}:{}, database \"{}\"",
+            self.host, self.port, database
+        )
+    }
+}
+
+/// Knobs of a backup or restore. `Default` suits a small worker.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Parallel data connections (besides the snapshot holder).
+    pub connections: usize,
+    /// zstd level of chunk objects.
+    pub zstd_level: i32,
+    /// Tables whose main fork is larger than this are split into ctid ranges.
+    pub split_threshold_bytes: u64,
+    /// Multipart upload part size.
+    pub part_size: usize,
+    /// Parts of one object uploading at once; memory ≈ connections × this × part_size.
+    pub parts_in_flight: usize,
+    /// `lock_timeout` for the ACCESS SHARE locks of a backup.
+    pub lock_timeout: Duration,
+    /// Directory of pg_dump/pg_restore; `None` searches the usual places.
+    pub pg_bin_dir: Option<PathBuf>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        EngineOptions {
+            connections: cores.max(2),
+            zstd_level: 3,
+            split_threshold_bytes: 256 * 1024 * 1024,
+            part_size: 8 * 1024 * 1024,
+            parts_in_flight: 2,
+            lock_timeout: Duration::from_secs(30),
+            pg_bin_dir: None,
+        }
+    }
+}
+
+/// A progress snapshot, reported after every chunk and phase change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Raw (uncompressed COPY) bytes dumped or loaded so far.
+    pub bytes_done: u64,
+    pub rows_done: u64,
+    pub chunks_done: u32,
+    pub chunks_total: u32,
+    /// `connect`, `schema`, `data`, `sequences`, `post-data`, `analyze`, `manifest`, `done`.
+    pub phase: String,
+}
+
+/// Receives progress; called from engine tasks, so it must not block.
+pub trait ProgressSink: Send + Sync {
+    fn report(&self, progress: &Progress);
+}
+
+/// A sink that drops every report.
+pub struct NoProgress;
+
+impl ProgressSink for NoProgress {
+    fn report(&self, _progress: &Progress) {}
+}
+
+/// What a completed backup produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSummary {
+    /// When the exported snapshot was taken (server clock).
+    pub snapshot_time: DateTime<Utc>,
+    /// Bytes written to the datastore (chunks, schema, manifest).
+    pub stored_bytes: u64,
+    /// Uncompressed COPY bytes.
+    pub raw_bytes: u64,
+    pub chunk_count: u32,
+    /// SHA-256 (hex) of manifest.json: restores verify against it.
+    pub manifest_sha256: String,
+    pub server_version: String,
+    pub rows: u64,
+}
+
+/// What a completed restore loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreSummary {
+    pub rows: u64,
+    /// Uncompressed COPY bytes loaded.
+    pub bytes: u64,
+}

@@ -1,0 +1,216 @@
+//! Runs one claimed task through the engine and reports the outcome:
+//! `CompleteTask` on success, `FailTask` with a stable error code otherwise,
+//! nothing at all when the lease was lost (another worker owns the job).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgvault_datastore::Datastore;
+use pgvault_proto::v1::{
+    BackupResult, BackupTask, ClaimTaskResponse, CompleteTaskRequest, ConnectionSpec,
+    FailTaskRequest, JobError, RestoreResult, RestoreTask, complete_task_request, task,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::heartbeat::{Heartbeat, Interruption, SharedProgress};
+use super::{CoordinatorClient, WorkerOptions};
+use crate::engine::{self, EngineError, ErrorCode, PgTarget};
+
+pub(super) async fn run_claimed(
+    claim: ClaimTaskResponse,
+    client: &CoordinatorClient,
+    options: &WorkerOptions,
+    shutdown: &CancellationToken,
+) {
+    let Some(task) = claim.task else {
+        tracing::error!("claim response carried no task");
+        return;
+    };
+    let job_id = task.job_id.clone();
+    let lease_token = claim.lease_token.clone();
+    let interval = Duration::from_secs(u64::from(claim.lease_ttl_seconds.max(3)) / 3);
+    let progress = Arc::new(SharedProgress::default());
+    let engine_cancel = CancellationToken::new();
+    let heartbeat = Heartbeat::start(
+        client.clone(),
+        job_id.clone(),
+        lease_token.clone(),
+        interval,
+        progress.clone(),
+        engine_cancel.clone(),
+    );
+    // Worker shutdown stops the engine; the job is released for a retry below.
+    let on_shutdown = {
+        let engine_cancel = engine_cancel.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            engine_cancel.cancel();
+        })
+    };
+    tracing::info!(job_id = %job_id, attempt = task.attempt, "task started");
+    let sink: Arc<dyn engine::ProgressSink> = progress.clone();
+    let outcome = match task.kind {
+        Some(task::Kind::Backup(backup)) => {
+            run_backup(backup, options, sink, engine_cancel.clone()).await
+        }
+        Some(task::Kind::Restore(restore)) => {
+            run_restore(restore, options, sink, engine_cancel.clone()).await
+        }
+        None => Err(EngineError {
+            code: ErrorCode::Internal,
+            message: "task has no kind; the coordinator and worker versions may differ".to_string(),
+            retryable: false,
+        }),
+    };
+    on_shutdown.abort();
+    let interruption = heartbeat.finish().await;
+    if interruption == Interruption::Fenced {
+        tracing::warn!(job_id = %job_id, "attempt fenced; its objects will not be referenced");
+        return;
+    }
+    let final_progress = Some(progress.snapshot());
+    let report = match outcome {
+        Ok(result) => {
+            tracing::info!(job_id = %job_id, "task completed");
+            client
+                .complete(CompleteTaskRequest {
+                    job_id: job_id.clone(),
+                    lease_token,
+                    result: Some(result),
+                    progress: final_progress,
+                })
+                .await
+        }
+        Err(error) => {
+            let (error, retryable) = if interruption == Interruption::CancelRequested {
+                (cancelled_error(), false)
+            } else if shutdown.is_cancelled() {
+                (shutdown_error(), true)
+            } else {
+                let retryable = error.retryable;
+                (job_error(&error), retryable)
+            };
+            tracing::warn!(job_id = %job_id, code = %error.code, message = %error.message, retryable, "task failed");
+            client
+                .fail(FailTaskRequest {
+                    job_id: job_id.clone(),
+                    lease_token,
+                    error: Some(error),
+                    retryable,
+                })
+                .await
+        }
+    };
+    if let Err(status) = report {
+        tracing::error!(job_id = %job_id, error = %status.message(), "coordinator did not accept the task outcome");
+    }
+}
+
+async fn run_backup(
+    task: BackupTask,
+    options: &WorkerOptions,
+    progress: Arc<dyn engine::ProgressSink>,
+    cancel: CancellationToken,
+) -> Result<complete_task_request::Result, EngineError> {
+    let source = pg_target(task.source)?;
+    let store = open_datastore(&task.datastore_url)?;
+    let summary = engine::backup(
+        &source,
+        &store,
+        &task.prefix,
+        &options.engine,
+        progress,
+        cancel,
+    )
+    .await?;
+    Ok(complete_task_request::Result::Backup(BackupResult {
+        snapshot_time: Some(pgvault_proto::Timestamp {
+            seconds: summary.snapshot_time.timestamp(),
+            nanos: summary.snapshot_time.timestamp_subsec_nanos() as i32,
+        }),
+        stored_bytes: summary.stored_bytes,
+        raw_bytes: summary.raw_bytes,
+        chunk_count: summary.chunk_count,
+        manifest_sha256: summary.manifest_sha256,
+        server_version: summary.server_version,
+    }))
+}
+
+async fn run_restore(
+    task: RestoreTask,
+    options: &WorkerOptions,
+    progress: Arc<dyn engine::ProgressSink>,
+    cancel: CancellationToken,
+) -> Result<complete_task_request::Result, EngineError> {
+    let target = pg_target(task.target)?;
+    let store = open_datastore(&task.datastore_url)?;
+    let expected = (!task.manifest_sha256.is_empty()).then_some(task.manifest_sha256.as_str());
+    let summary = engine::restore_database(
+        &target,
+        &store,
+        &task.prefix,
+        expected,
+        &options.engine,
+        progress,
+        cancel,
+    )
+    .await?;
+    Ok(complete_task_request::Result::Restore(RestoreResult {
+        rows: summary.rows,
+        bytes: summary.bytes,
+    }))
+}
+
+fn pg_target(spec: Option<ConnectionSpec>) -> Result<PgTarget, EngineError> {
+    let spec = spec.ok_or_else(|| EngineError {
+        code: ErrorCode::Internal,
+        message: "task carried no connection details".to_string(),
+        retryable: false,
+    })?;
+    let port = u16::try_from(spec.port).map_err(|_| EngineError {
+        code: ErrorCode::Internal,
+        message: format!("server port {} is out of range", spec.port),
+        retryable: false,
+    })?;
+    Ok(PgTarget {
+        host: spec.host,
+        port,
+        database: spec.database,
+        user: spec.user,
+        password: spec.password,
+        ssl_mode: spec.ssl_mode,
+    })
+}
+
+fn open_datastore(url: &str) -> Result<Datastore, EngineError> {
+    Datastore::open(url).map_err(|e| EngineError {
+        code: ErrorCode::DatastoreUnavailable,
+        message: format!("cannot open datastore: {e}"),
+        retryable: false,
+    })
+}
+
+fn job_error(error: &EngineError) -> JobError {
+    JobError {
+        code: error.code.as_str().to_string(),
+        message: error.message.clone(),
+        recommended_action: error.code.recommended_action().to_string(),
+    }
+}
+
+fn cancelled_error() -> JobError {
+    JobError {
+        code: ErrorCode::Cancelled.as_str().to_string(),
+        message: "the job was cancelled by a user".to_string(),
+        recommended_action: ErrorCode::Cancelled.recommended_action().to_string(),
+    }
+}
+
+fn shutdown_error() -> JobError {
+    JobError {
+        code: "SystemErrorWorkerShutdown".to_string(),
+        message: "the worker running this job was shut down".to_string(),
+        recommended_action: "No action needed: the job is retried on another worker.".to_string(),
+    }
+}

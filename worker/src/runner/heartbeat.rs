@@ -1,0 +1,141 @@
+//! Keeps a claimed job's lease alive and carries progress to the coordinator.
+//!
+//! The engine reports progress into [`SharedProgress`]; a background loop
+//! sends it with each heartbeat. A heartbeat refused for a stale lease token
+//! means another worker owns the job now (fencing): the engine is cancelled
+//! and the runner must not complete. A user's cancel request stops it too.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pgvault_proto::v1::{HeartbeatRequest, Progress as WireProgress};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+use super::CoordinatorClient;
+use crate::engine::{Progress, ProgressSink};
+
+/// Latest progress reported by the engine.
+#[derive(Default)]
+pub struct SharedProgress(Mutex<WireProgress>);
+
+impl SharedProgress {
+    pub fn snapshot(&self) -> WireProgress {
+        self.0.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+}
+
+impl ProgressSink for SharedProgress {
+    fn report(&self, progress: &Progress) {
+        if let Ok(mut p) = self.0.lock() {
+            *p = WireProgress {
+                bytes_done: progress.bytes_done,
+                rows_done: progress.rows_done,
+                chunks_done: progress.chunks_done,
+                chunks_total: progress.chunks_total,
+                phase: progress.phase.clone(),
+            };
+        }
+    }
+}
+
+/// Why the heartbeat loop stopped the engine, if it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interruption {
+    None = 0,
+    /// The lease was taken over by another worker.
+    Fenced = 1,
+    /// A user asked to cancel the job.
+    CancelRequested = 2,
+}
+
+/// A running heartbeat loop.
+pub struct Heartbeat {
+    handle: JoinHandle<()>,
+    stop: CancellationToken,
+    interruption: Arc<AtomicU8>,
+}
+
+impl Heartbeat {
+    pub fn start(
+        client: CoordinatorClient,
+        job_id: String,
+        lease_token: String,
+        interval: Duration,
+        progress: Arc<SharedProgress>,
+        engine_cancel: CancellationToken,
+    ) -> Heartbeat {
+        let stop = CancellationToken::new();
+        let interruption = Arc::new(AtomicU8::new(Interruption::None as u8));
+        let handle = tokio::spawn(beat(
+            client,
+            job_id,
+            lease_token,
+            interval,
+            progress,
+            engine_cancel,
+            stop.clone(),
+            interruption.clone(),
+        ));
+        Heartbeat {
+            handle,
+            stop,
+            interruption,
+        }
+    }
+
+    /// Stops the loop and says whether it interrupted the engine.
+    pub async fn finish(self) -> Interruption {
+        self.stop.cancel();
+        let _ = self.handle.await;
+        match self.interruption.load(Ordering::SeqCst) {
+            1 => Interruption::Fenced,
+            2 => Interruption::CancelRequested,
+            _ => Interruption::None,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn beat(
+    client: CoordinatorClient,
+    job_id: String,
+    lease_token: String,
+    interval: Duration,
+    progress: Arc<SharedProgress>,
+    engine_cancel: CancellationToken,
+    stop: CancellationToken,
+    interruption: Arc<AtomicU8>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let request = HeartbeatRequest {
+            job_id: job_id.clone(),
+            lease_token: lease_token.clone(),
+            progress: Some(progress.snapshot()),
+        };
+        match client.heartbeat(request).await {
+            Ok(response) if response.cancel_requested => {
+                tracing::info!(job_id = %job_id, "cancel requested; stopping");
+                interruption.store(Interruption::CancelRequested as u8, Ordering::SeqCst);
+                engine_cancel.cancel();
+                return;
+            }
+            Ok(_) => {}
+            Err(status) if matches!(status.code(), Code::FailedPrecondition | Code::NotFound) => {
+                tracing::warn!(job_id = %job_id, reason = %status.message(), "lease lost; stopping this attempt");
+                interruption.store(Interruption::Fenced as u8, Ordering::SeqCst);
+                engine_cancel.cancel();
+                return;
+            }
+            Err(status) => {
+                tracing::warn!(job_id = %job_id, error = %status.message(), "heartbeat failed; will retry");
+            }
+        }
+    }
+}
