@@ -1,0 +1,59 @@
+//! `BackupNow`: an on-demand backup of one instance, kept by one of its
+//! policy's retention rules. The job and its outbox row are written in one
+//! transaction; the queued job is returned at once.
+
+use pgvault_proto::v1 as pb;
+
+use crate::api::ApiContext;
+use crate::api::convert::rule_kind_from_pb;
+use crate::api::jobs::enqueue;
+use crate::error::{CoordinatorError, Result};
+use crate::model::{Operation, ProtectionState, RuleKind};
+use crate::names;
+use crate::store::instances;
+use crate::store::jobs::NewJob;
+use crate::store::policies;
+
+pub async fn backup_now(ctx: &ApiContext, req: pb::BackupNowRequest) -> Result<pb::Job> {
+    let (vault_id, instance_id) = names::parse_instance("name", &req.name)?;
+    let rule = rule_kind_from_pb("rule", req.rule)?.unwrap_or(RuleKind::Default);
+    let instance = instances::get(ctx.store.pool(), &vault_id, instance_id).await?;
+    if instance.protection_state != ProtectionState::Configured {
+        return Err(CoordinatorError::precondition(format!(
+            "protection of {} is stopped; resume it before backing up",
+            req.name
+        )));
+    }
+    let policy = policies::get(ctx.store.pool(), &vault_id, &instance.policy_id).await?;
+    if policy.rule(rule).is_none() {
+        let available: Vec<&str> = policy
+            .retention_rules
+            .iter()
+            .map(|r| r.kind.as_str())
+            .collect();
+        return Err(CoordinatorError::invalid(
+            "rule",
+            format!(
+                "policy \"{}\" has no {rule} retention rule; it has: {}",
+                policy.id,
+                available.join(", ")
+            ),
+        ));
+    }
+    let job = enqueue(
+        ctx,
+        NewJob {
+            operation: Operation::OnDemandBackup,
+            vault_id,
+            backup_instance_id: Some(instance.id),
+            recovery_point_id: None,
+            retention_rule: Some(rule),
+            target_server_id: None,
+            target_database: None,
+            target_secret_id: None,
+        },
+    )
+    .await?;
+    tracing::info!(job_id = %job.id, instance = %instance.id, rule = %rule, "on-demand backup queued");
+    Ok(job.into())
+}

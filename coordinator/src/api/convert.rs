@@ -1,0 +1,277 @@
+//! Conversions between domain types (`crate::model`) and the generated proto
+//! types, in both directions. Incoming enums are checked here; anything that
+//! needs more context is validated by the service that receives it.
+
+use chrono::{DateTime, Utc};
+use pgvault_proto::v1 as pb;
+use prost_types::Timestamp;
+
+use crate::error::{CoordinatorError, Result};
+use crate::model::{
+    BackupInstance, Job, JobError, JobState, Operation, Policy, Progress, ProtectionState,
+    RecoveryPoint, RuleKind, SecretMeta, Server, Tier, Vault,
+};
+use crate::names;
+use crate::retention::RetentionRule;
+
+pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn opt_timestamp(time: Option<DateTime<Utc>>) -> Option<Timestamp> {
+    time.map(timestamp)
+}
+
+/// A timestamp from a request; `field` names it in the error.
+pub fn from_timestamp(field: &str, ts: &Timestamp) -> Result<DateTime<Utc>> {
+    u32::try_from(ts.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(ts.seconds, nanos))
+        .ok_or_else(|| CoordinatorError::invalid(field, "is not a valid timestamp"))
+}
+
+impl From<Vault> for pb::Vault {
+    fn from(v: Vault) -> Self {
+        pb::Vault {
+            name: names::vault_name(&v.id),
+            region: v.region,
+            standard_datastore: v.standard_datastore,
+            archive_datastore: v.archive_datastore,
+            description: v.description,
+            create_time: Some(timestamp(v.create_time)),
+        }
+    }
+}
+
+pub fn rule_kind_to_pb(kind: RuleKind) -> pb::RetentionRuleKind {
+    match kind {
+        RuleKind::Default => pb::RetentionRuleKind::Default,
+        RuleKind::Weekly => pb::RetentionRuleKind::Weekly,
+        RuleKind::Monthly => pb::RetentionRuleKind::Monthly,
+        RuleKind::Yearly => pb::RetentionRuleKind::Yearly,
+    }
+}
+
+/// A rule kind from a request; `None` for UNSPECIFIED.
+pub fn rule_kind_from_pb(field: &str, value: i32) -> Result<Option<RuleKind>> {
+    match pb::RetentionRuleKind::try_from(value) {
+        Ok(pb::RetentionRuleKind::Unspecified) => Ok(None),
+        Ok(pb::RetentionRuleKind::Default) => Ok(Some(RuleKind::Default)),
+        Ok(pb::RetentionRuleKind::Weekly) => Ok(Some(RuleKind::Weekly)),
+        Ok(pb::RetentionRuleKind::Monthly) => Ok(Some(RuleKind::Monthly)),
+        Ok(pb::RetentionRuleKind::Yearly) => Ok(Some(RuleKind::Yearly)),
+        Err(_) => Err(CoordinatorError::invalid(
+            field,
+            format!("unknown retention rule kind {value}"),
+        )),
+    }
+}
+
+impl From<RetentionRule> for pb::RetentionRule {
+    fn from(r: RetentionRule) -> Self {
+        pb::RetentionRule {
+            kind: rule_kind_to_pb(r.kind) as i32,
+            standard_duration: r.standard_duration,
+            archive_duration: r.archive_duration,
+        }
+    }
+}
+
+impl From<Policy> for pb::Policy {
+    fn from(p: Policy) -> Self {
+        pb::Policy {
+            name: names::policy_name(&p.vault_id, &p.id),
+            schedule: Some(pb::Schedule {
+                weekdays: p.schedule.weekdays.iter().map(|d| i32::from(*d)).collect(),
+                time_of_day: p.schedule.time_of_day,
+                time_zone: p.schedule.time_zone,
+            }),
+            retention_rules: p
+                .retention_rules
+                .into_iter()
+                .map(pb::RetentionRule::from)
+                .collect(),
+            create_time: Some(timestamp(p.create_time)),
+        }
+    }
+}
+
+impl From<Server> for pb::Server {
+    fn from(s: Server) -> Self {
+        pb::Server {
+            name: names::server_name(&s.id),
+            host: s.host,
+            port: u32::from(s.port),
+            region: s.region,
+            agent: s.agent,
+            create_time: Some(timestamp(s.create_time)),
+        }
+    }
+}
+
+impl From<SecretMeta> for pb::Secret {
+    fn from(s: SecretMeta) -> Self {
+        pb::Secret {
+            name: names::secret_name(&s.id),
+            latest_version: s.latest_version,
+            create_time: Some(timestamp(s.create_time)),
+            update_time: Some(timestamp(s.update_time)),
+        }
+    }
+}
+
+impl From<BackupInstance> for pb::BackupInstance {
+    fn from(i: BackupInstance) -> Self {
+        let state = match i.protection_state {
+            ProtectionState::Configured => pb::ProtectionState::ProtectionConfigured,
+            ProtectionState::Stopped => pb::ProtectionState::ProtectionStopped,
+        };
+        pb::BackupInstance {
+            name: names::instance_name(&i.vault_id, i.id),
+            server: names::server_name(&i.server_id),
+            database: i.database,
+            policy: names::policy_name(&i.vault_id, &i.policy_id),
+            secret: names::secret_name(&i.secret_id),
+            protection_state: state as i32,
+            create_time: Some(timestamp(i.create_time)),
+        }
+    }
+}
+
+impl From<RecoveryPoint> for pb::RecoveryPoint {
+    fn from(p: RecoveryPoint) -> Self {
+        let tier = match p.tier {
+            Tier::Standard => pb::DatastoreTier::Standard,
+            Tier::Archive => pb::DatastoreTier::Archive,
+        };
+        pb::RecoveryPoint {
+            name: names::recovery_point_name(&p.vault_id, p.backup_instance_id, p.id),
+            job: names::job_name(p.job_id),
+            snapshot_time: Some(timestamp(p.snapshot_time)),
+            tier: tier as i32,
+            location: p.location(),
+            stored_bytes: p.stored_bytes,
+            raw_bytes: p.raw_bytes,
+            chunk_count: p.chunk_count,
+            manifest_sha256: p.manifest_sha256,
+            server_version: p.server_version,
+            retention_tag: rule_kind_to_pb(p.retention_tag) as i32,
+            expire_time: Some(timestamp(p.expire_time)),
+            create_time: Some(timestamp(p.create_time)),
+            database: p.database,
+        }
+    }
+}
+
+pub fn operation_to_pb(op: Operation) -> pb::Operation {
+    match op {
+        Operation::ScheduledBackup => pb::Operation::ScheduledBackup,
+        Operation::OnDemandBackup => pb::Operation::OnDemandBackup,
+        Operation::Restore => pb::Operation::Restore,
+        Operation::Validate => pb::Operation::Validate,
+        Operation::TierMove => pb::Operation::TierMove,
+        Operation::Rehydrate => pb::Operation::Rehydrate,
+        Operation::Delete => pb::Operation::Delete,
+    }
+}
+
+/// An operation filter; `None` for UNSPECIFIED.
+pub fn operation_from_pb(field: &str, value: i32) -> Result<Option<Operation>> {
+    let op = pb::Operation::try_from(value)
+        .map_err(|_| CoordinatorError::invalid(field, format!("unknown operation {value}")))?;
+    Ok(match op {
+        pb::Operation::Unspecified => None,
+        other => Operation::parse(other.as_str_name()),
+    })
+}
+
+pub fn state_to_pb(state: JobState) -> pb::JobState {
+    pb::JobState::from_str_name(state.as_str()).unwrap_or(pb::JobState::Unspecified)
+}
+
+/// A state filter; `None` for UNSPECIFIED.
+pub fn state_from_pb(field: &str, value: i32) -> Result<Option<JobState>> {
+    let state = pb::JobState::try_from(value)
+        .map_err(|_| CoordinatorError::invalid(field, format!("unknown state {value}")))?;
+    Ok(match state {
+        pb::JobState::Unspecified => None,
+        other => JobState::parse(other.as_str_name()),
+    })
+}
+
+impl From<Progress> for pb::Progress {
+    fn from(p: Progress) -> Self {
+        pb::Progress {
+            bytes_done: p.bytes_done,
+            rows_done: p.rows_done,
+            chunks_done: p.chunks_done,
+            chunks_total: p.chunks_total,
+            phase: p.phase,
+        }
+    }
+}
+
+impl From<pb::Progress> for Progress {
+    fn from(p: pb::Progress) -> Self {
+        Progress {
+            bytes_done: p.bytes_done,
+            rows_done: p.rows_done,
+            chunks_done: p.chunks_done,
+            chunks_total: p.chunks_total,
+            phase: p.phase.chars().take(200).collect(),
+        }
+    }
+}
+
+impl From<JobError> for pb::JobError {
+    fn from(e: JobError) -> Self {
+        pb::JobError {
+            code: e.code,
+            message: e.message,
+            recommended_action: e.recommended_action,
+        }
+    }
+}
+
+impl From<Job> for pb::Job {
+    fn from(j: Job) -> Self {
+        let instance_name = j
+            .backup_instance_id
+            .map(|i| names::instance_name(&j.vault_id, i))
+            .unwrap_or_default();
+        let recovery_point = match (j.backup_instance_id, j.recovery_point_id) {
+            (Some(instance), Some(point)) => {
+                names::recovery_point_name(&j.vault_id, instance, point)
+            }
+            _ => String::new(),
+        };
+        pb::Job {
+            name: names::job_name(j.id),
+            operation: operation_to_pb(j.operation) as i32,
+            state: state_to_pb(j.state) as i32,
+            vault: names::vault_name(&j.vault_id),
+            backup_instance: instance_name,
+            recovery_point,
+            create_time: Some(timestamp(j.create_time)),
+            start_time: opt_timestamp(j.start_time),
+            end_time: opt_timestamp(j.end_time),
+            progress: Some(j.progress.into()),
+            error: j.error.map(pb::JobError::from),
+            attempt: j.attempt,
+            worker: j.lease_owner.unwrap_or_default(),
+            target_server: j
+                .target_server_id
+                .map(|s| names::server_name(&s))
+                .unwrap_or_default(),
+            target_database: j.target_database.unwrap_or_default(),
+            retention_rule: j
+                .retention_rule
+                .map(rule_kind_to_pb)
+                .unwrap_or(pb::RetentionRuleKind::Unspecified) as i32,
+            update_time: Some(timestamp(j.update_time)),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! `JobService`: list jobs (filters, newest first), get one, and watch one
+//! until it reaches a terminal state. Also [`enqueue`], the one way jobs are
+//! created: job row + outbox row in one transaction.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, Stream};
+use pgvault_proto::v1 as pb;
+use pgvault_proto::v1::job_service_server::JobService;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::api::convert::{operation_from_pb, state_from_pb};
+use crate::api::{ApiContext, next_token};
+use crate::error::Result;
+use crate::model::Job;
+use crate::names;
+use crate::store::jobs::{self, JobFilter, NewJob};
+use crate::store::{Store, outbox, paging};
+
+/// How often a watched job is re-read.
+const WATCH_POLL: Duration = Duration::from_millis(300);
+
+/// Creates a QUEUED job and its outbox row in one transaction, then wakes
+/// the dispatcher.
+pub async fn enqueue(ctx: &ApiContext, new: NewJob) -> Result<Job> {
+    let job = ctx
+        .store
+        .in_tx(move |conn| {
+            async move {
+                let job = jobs::insert(&mut *conn, &new).await?;
+                outbox::insert(&mut *conn, job.id, job.attempt).await?;
+                Ok(job)
+            }
+            .boxed()
+        })
+        .await?;
+    ctx.dispatch_wake.notify_one();
+    Ok(job)
+}
+
+pub struct JobApi {
+    ctx: Arc<ApiContext>,
+}
+
+impl JobApi {
+    pub fn new(ctx: Arc<ApiContext>) -> Self {
+        JobApi { ctx }
+    }
+
+    async fn list(&self, req: pb::ListJobsRequest) -> Result<pb::ListJobsResponse> {
+        let vault_id = if req.vault.is_empty() {
+            None
+        } else {
+            Some(names::parse_vault("vault", &req.vault)?)
+        };
+        let backup_instance_id = if req.backup_instance.is_empty() {
+            None
+        } else {
+            Some(names::parse_instance("backup_instance", &req.backup_instance)?.1)
+        };
+        let filter = JobFilter {
+            vault_id,
+            backup_instance_id,
+            operation: operation_from_pb("operation", req.operation)?,
+            state: state_from_pb("state", req.state)?,
+        };
+        let size = paging::page_size(req.page_size);
+        let after = paging::after_time(&req.page_token)?;
+        let rows = jobs::list(self.ctx.store.pool(), &filter, after, size + 1).await?;
+        let (page, more) = paging::split_page(rows, size);
+        let next_page_token = next_token(&page, more, |j| paging::time_token(j.create_time, j.id));
+        Ok(pb::ListJobsResponse {
+            jobs: page.into_iter().map(Into::into).collect(),
+            next_page_token,
+        })
+    }
+}
+
+/// Sends the job now and on every change until it is terminal or the client
+/// goes away.
+async fn watch(
+    store: Store,
+    id: Uuid,
+    first: Job,
+    tx: tokio::sync::mpsc::Sender<Result<pb::Job, Status>>,
+) {
+    let mut last = first;
+    if tx.send(Ok(last.clone().into())).await.is_err() {
+        return;
+    }
+    while !last.state.is_terminal() {
+        tokio::select! {
+            _ = tx.closed() => return,
+            _ = tokio::time::sleep(WATCH_POLL) => {}
+        }
+        let current = match jobs::get(store.pool(), id).await {
+            Ok(job) => job,
+            Err(error) => {
+                drop(tx.send(Err(error.into())).await);
+                return;
+            }
+        };
+        if current != last {
+            if tx.send(Ok(current.clone().into())).await.is_err() {
+                return;
+            }
+            last = current;
+        }
+    }
+}
+
+type JobStream = Pin<Box<dyn Stream<Item = Result<pb::Job, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl JobService for JobApi {
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        self.ctx.caller(&request).await?;
+        Ok(Response::new(self.list(request.into_inner()).await?))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        self.ctx.caller(&request).await?;
+        let id = names::parse_job("name", &request.get_ref().name)?;
+        Ok(Response::new(
+            jobs::get(self.ctx.store.pool(), id).await?.into(),
+        ))
+    }
+
+    type WatchJobStream = JobStream;
+
+    async fn watch_job(
+        &self,
+        request: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        self.ctx.caller(&request).await?;
+        let id = names::parse_job("name", &request.get_ref().name)?;
+        let first = jobs::get(self.ctx.store.pool(), id).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(watch(self.ctx.store.clone(), id, first, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as JobStream))
+    }
+}

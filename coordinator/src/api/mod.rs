@@ -1,0 +1,62 @@
+//! The public gRPC API: one tonic service per resource, all sharing one
+//! [`ApiContext`]. Handlers authenticate first, convert and validate the
+//! request, call the store, and convert the answer back.
+//!
+//! # Layout
+//! - `convert`: domain ⇄ proto conversions.
+//! - `vaults`, `policies`, `servers`, `secrets`, `instances`, `backup_now`,
+//!   `recovery_points`, `restores`, `jobs`: the services.
+//! - `resolve`: loading what a job needs across aggregates (shared with the
+//!   worker API).
+
+pub mod backup_now;
+pub mod convert;
+pub mod instances;
+pub mod jobs;
+pub mod policies;
+pub mod recovery_points;
+pub mod resolve;
+pub mod restores;
+pub mod secrets;
+pub mod servers;
+pub mod vaults;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tonic::Request;
+
+use crate::auth::{Authenticator, Caller};
+use crate::error::Result;
+use crate::secrets::Cipher;
+use crate::store::Store;
+
+/// State shared by every service of one coordinator.
+#[derive(Debug)]
+pub struct ApiContext {
+    pub store: Store,
+    pub auth: Authenticator,
+    pub cipher: Cipher,
+    /// Databases never offered nor protected, besides template0/template1.
+    pub maintenance_databases: Vec<String>,
+    /// Wakes the outbox dispatcher after a job (and its outbox row) commit.
+    pub dispatch_wake: Arc<Notify>,
+    pub lease_ttl: Duration,
+    pub max_attempts: u32,
+}
+
+impl ApiContext {
+    /// Authenticates the caller of `request`.
+    pub async fn caller<T>(&self, request: &Request<T>) -> Result<Caller> {
+        self.auth.authenticate(request.metadata()).await
+    }
+}
+
+/// `next_page_token` for a page: empty when no more rows exist.
+pub fn next_token<T>(page: &[T], more: bool, token: impl Fn(&T) -> String) -> String {
+    match (more, page.last()) {
+        (true, Some(last)) => token(last),
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,122 @@
+//! `PolicyService`: create (schedule and retention rules validated, the
+//! DEFAULT rule always present), get and list a vault's policies.
+
+use std::sync::Arc;
+
+use pgvault_proto::v1 as pb;
+use pgvault_proto::v1::policy_service_server::PolicyService;
+use tonic::{Request, Response, Status};
+
+use crate::api::convert::rule_kind_from_pb;
+use crate::api::{ApiContext, next_token};
+use crate::error::{CoordinatorError, Result};
+use crate::model::Policy;
+use crate::names;
+use crate::store::{paging, policies, vaults};
+use crate::validation::{self, RuleInput, ScheduleInput};
+
+pub struct PolicyApi {
+    ctx: Arc<ApiContext>,
+}
+
+impl PolicyApi {
+    pub fn new(ctx: Arc<ApiContext>) -> Self {
+        PolicyApi { ctx }
+    }
+
+    async fn create(&self, req: pb::CreatePolicyRequest) -> Result<pb::Policy> {
+        let vault_id = names::parse_vault("parent", &req.parent)?;
+        names::validate_short_id("policy_id", &req.policy_id)?;
+        let policy = validate_policy(vault_id, req.policy_id, req.policy)?;
+        // A clear NotFound for the vault rather than a foreign-key error.
+        vaults::get(self.ctx.store.pool(), &policy.vault_id).await?;
+        let created = policies::insert(self.ctx.store.pool(), &policy).await?;
+        tracing::info!(vault = %created.vault_id, policy = %created.id, "policy created");
+        Ok(created.into())
+    }
+}
+
+/// Builds a validated policy from the request's `policy` field.
+fn validate_policy(vault_id: String, id: String, input: Option<pb::Policy>) -> Result<Policy> {
+    let input = input.ok_or_else(|| CoordinatorError::invalid("policy", "is required"))?;
+    let schedule_in = input.schedule.ok_or_else(|| {
+        CoordinatorError::invalid("policy.schedule", "a weekly schedule is required")
+    })?;
+    let schedule = validation::schedule(
+        "policy.schedule",
+        ScheduleInput {
+            weekdays: &schedule_in.weekdays,
+            time_of_day: &schedule_in.time_of_day,
+            time_zone: &schedule_in.time_zone,
+        },
+    )?;
+    let mut kinds = Vec::with_capacity(input.retention_rules.len());
+    for (i, rule) in input.retention_rules.iter().enumerate() {
+        kinds.push(rule_kind_from_pb(
+            &format!("policy.retention_rules[{i}].kind"),
+            rule.kind,
+        )?);
+    }
+    let inputs: Vec<RuleInput<'_>> = input
+        .retention_rules
+        .iter()
+        .zip(kinds)
+        .map(|(rule, kind)| RuleInput {
+            kind,
+            standard_duration: &rule.standard_duration,
+            archive_duration: &rule.archive_duration,
+        })
+        .collect();
+    let retention_rules = validation::retention_rules("policy.retention_rules", &inputs)?;
+    Ok(Policy {
+        vault_id,
+        id,
+        schedule,
+        retention_rules,
+        create_time: chrono::Utc::now(),
+    })
+}
+
+#[tonic::async_trait]
+impl PolicyService for PolicyApi {
+    async fn create_policy(
+        &self,
+        request: Request<pb::CreatePolicyRequest>,
+    ) -> Result<Response<pb::Policy>, Status> {
+        self.ctx.caller(&request).await?;
+        Ok(Response::new(self.create(request.into_inner()).await?))
+    }
+
+    async fn get_policy(
+        &self,
+        request: Request<pb::GetPolicyRequest>,
+    ) -> Result<Response<pb::Policy>, Status> {
+        self.ctx.caller(&request).await?;
+        let (vault, policy) = names::parse_policy("name", &request.get_ref().name)?;
+        Ok(Response::new(
+            policies::get(self.ctx.store.pool(), &vault, &policy)
+                .await?
+                .into(),
+        ))
+    }
+
+    async fn list_policies(
+        &self,
+        request: Request<pb::ListPoliciesRequest>,
+    ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
+        self.ctx.caller(&request).await?;
+        let req = request.into_inner();
+        let vault = names::parse_vault("parent", &req.parent)?;
+        vaults::get(self.ctx.store.pool(), &vault).await?;
+        let size = paging::page_size(req.page_size);
+        let after = paging::after_id(&req.page_token)?;
+        let rows =
+            policies::list(self.ctx.store.pool(), &vault, after.as_deref(), size + 1).await?;
+        let (page, more) = paging::split_page(rows, size);
+        let next_page_token = next_token(&page, more, |p| paging::id_token(&p.id));
+        Ok(Response::new(pb::ListPoliciesResponse {
+            policies: page.into_iter().map(Into::into).collect(),
+            next_page_token,
+        }))
+    }
+}

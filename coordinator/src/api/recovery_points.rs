@@ -1,0 +1,58 @@
+//! `RecoveryPointService`: list an instance's points (newest first) and get one.
+
+use std::sync::Arc;
+
+use pgvault_proto::v1 as pb;
+use pgvault_proto::v1::recovery_point_service_server::RecoveryPointService;
+use tonic::{Request, Response, Status};
+
+use crate::api::{ApiContext, next_token};
+use crate::names;
+use crate::store::{instances, paging, recovery_points};
+
+pub struct RecoveryPointApi {
+    ctx: Arc<ApiContext>,
+}
+
+impl RecoveryPointApi {
+    pub fn new(ctx: Arc<ApiContext>) -> Self {
+        RecoveryPointApi { ctx }
+    }
+}
+
+#[tonic::async_trait]
+impl RecoveryPointService for RecoveryPointApi {
+    async fn list_recovery_points(
+        &self,
+        request: Request<pb::ListRecoveryPointsRequest>,
+    ) -> Result<Response<pb::ListRecoveryPointsResponse>, Status> {
+        self.ctx.caller(&request).await?;
+        let req = request.into_inner();
+        let (vault, instance) = names::parse_instance("parent", &req.parent)?;
+        let pool = self.ctx.store.pool();
+        instances::get(pool, &vault, instance).await?;
+        let size = paging::page_size(req.page_size);
+        let after = paging::after_time(&req.page_token)?;
+        let rows = recovery_points::list(pool, instance, after, size + 1).await?;
+        let (page, more) = paging::split_page(rows, size);
+        let next_page_token = next_token(&page, more, |p| paging::time_token(p.create_time, p.id));
+        Ok(Response::new(pb::ListRecoveryPointsResponse {
+            recovery_points: page.into_iter().map(Into::into).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_recovery_point(
+        &self,
+        request: Request<pb::GetRecoveryPointRequest>,
+    ) -> Result<Response<pb::RecoveryPoint>, Status> {
+        self.ctx.caller(&request).await?;
+        let (vault, instance, point) =
+            names::parse_recovery_point("name", &request.get_ref().name)?;
+        Ok(Response::new(
+            recovery_points::get(self.ctx.store.pool(), &vault, instance, point)
+                .await?
+                .into(),
+        ))
+    }
+}

@@ -1,0 +1,143 @@
+//! `ServerService`: register, get and list servers, and list the databases
+//! of a server that can be protected (connecting with a stored secret).
+
+use std::sync::Arc;
+
+use pgvault_proto::v1 as pb;
+use pgvault_proto::v1::server_service_server::ServerService;
+use tonic::{Request, Response, Status};
+
+use crate::api::{ApiContext, next_token, resolve};
+use crate::error::{CoordinatorError, Result};
+use crate::model::Server;
+use crate::names;
+use crate::store::{paging, secrets, servers};
+use crate::validation::unprotectable_reason;
+
+pub struct ServerApi {
+    ctx: Arc<ApiContext>,
+}
+
+impl ServerApi {
+    pub fn new(ctx: Arc<ApiContext>) -> Self {
+        ServerApi { ctx }
+    }
+
+    async fn register(&self, req: pb::RegisterServerRequest) -> Result<pb::Server> {
+        names::validate_short_id("server_id", &req.server_id)?;
+        let input = req
+            .server
+            .ok_or_else(|| CoordinatorError::invalid("server", "is required"))?;
+        let host = input.host.trim().to_string();
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(CoordinatorError::invalid(
+                "server.host",
+                "a host name or IP address is required",
+            ));
+        }
+        let port = match input.port {
+            0 => 5432,
+            p => u16::try_from(p)
+                .map_err(|_| CoordinatorError::invalid("server.port", "must be 1-65535"))?,
+        };
+        let server = Server {
+            id: req.server_id,
+            host,
+            port,
+            region: input.region.trim().to_string(),
+            agent: input.agent.trim().to_string(),
+            create_time: chrono::Utc::now(),
+        };
+        let created = servers::insert(self.ctx.store.pool(), &server).await?;
+        tracing::info!(server = %created.id, host = %created.host, port = created.port, "server registered");
+        Ok(created.into())
+    }
+
+    async fn list_databases(&self, req: pb::ListDatabasesRequest) -> Result<Vec<String>> {
+        let server_id = names::parse_server("name", &req.name)?;
+        let secret_id = names::parse_secret("secret", &req.secret)?;
+        let server = servers::get(self.ctx.store.pool(), &server_id).await?;
+        if secrets::find(self.ctx.store.pool(), &secret_id)
+            .await?
+            .is_none()
+        {
+            return Err(CoordinatorError::not_found("secret", &secret_id));
+        }
+        let credentials =
+            resolve::credentials(self.ctx.store.pool(), &self.ctx.cipher, &secret_id).await?;
+        let database = credentials
+            .dbname
+            .clone()
+            .unwrap_or_else(|| "postgres".to_string());
+        let client = resolve::connect(&server, &credentials, &database).await?;
+        let rows = client
+            .query(
+                "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn ORDER BY datname",
+                &[],
+            )
+            .await
+            .map_err(|e| {
+                CoordinatorError::precondition(format!(
+                    "cannot list databases on server \"{server_id}\": {e}"
+                ))
+            })?;
+        let mut databases = Vec::with_capacity(rows.len());
+        for row in rows {
+            let name: String = row.try_get(0).map_err(|e| {
+                CoordinatorError::internal(format!("unexpected pg_database row: {e}"))
+            })?;
+            if unprotectable_reason(&name, &self.ctx.maintenance_databases).is_none() {
+                databases.push(name);
+            }
+        }
+        Ok(databases)
+    }
+}
+
+#[tonic::async_trait]
+impl ServerService for ServerApi {
+    async fn register_server(
+        &self,
+        request: Request<pb::RegisterServerRequest>,
+    ) -> Result<Response<pb::Server>, Status> {
+        self.ctx.caller(&request).await?;
+        Ok(Response::new(self.register(request.into_inner()).await?))
+    }
+
+    async fn get_server(
+        &self,
+        request: Request<pb::GetServerRequest>,
+    ) -> Result<Response<pb::Server>, Status> {
+        self.ctx.caller(&request).await?;
+        let id = names::parse_server("name", &request.get_ref().name)?;
+        Ok(Response::new(
+            servers::get(self.ctx.store.pool(), &id).await?.into(),
+        ))
+    }
+
+    async fn list_servers(
+        &self,
+        request: Request<pb::ListServersRequest>,
+    ) -> Result<Response<pb::ListServersResponse>, Status> {
+        self.ctx.caller(&request).await?;
+        let req = request.into_inner();
+        let size = paging::page_size(req.page_size);
+        let after = paging::after_id(&req.page_token)?;
+        let rows = servers::list(self.ctx.store.pool(), after.as_deref(), size + 1).await?;
+        let (page, more) = paging::split_page(rows, size);
+        let next_page_token = next_token(&page, more, |s| paging::id_token(&s.id));
+        Ok(Response::new(pb::ListServersResponse {
+            servers: page.into_iter().map(Into::into).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_databases(
+        &self,
+        request: Request<pb::ListDatabasesRequest>,
+    ) -> Result<Response<pb::ListDatabasesResponse>, Status> {
+        self.ctx.caller(&request).await?;
+        let databases = self.list_databases(request.into_inner()).await?;
+        Ok(Response::new(pb::ListDatabasesResponse { databases }))
+    }
+}

@@ -1,0 +1,112 @@
+//! The outbox dispatcher: publishes outbox rows as encoded `TaskEnvelope`s
+//! (message id `{job_id}:{attempt}`) and deletes each row only after the
+//! broker confirmed it. Woken by an in-process notification when a row is
+//! written, and by a 1 s poll for rows written by other coordinators. Broker
+//! errors are logged and retried with backoff; a row is never lost, and a
+//! crash between confirm and delete re-publishes it (duplicates are expected
+//! downstream).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgvault_proto::v1::TaskEnvelope;
+use pgvault_queue::TaskPublisher;
+use prost::Message;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+use crate::store::{Store, outbox};
+
+const BATCH: i64 = 32;
+const POLL: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Runs until `cancel` fires.
+pub async fn run(
+    store: Store,
+    publisher: Arc<dyn TaskPublisher>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        match publish_batch(&store, publisher.as_ref()).await {
+            Ok(Outcome {
+                published,
+                failed: false,
+            }) => {
+                backoff = Duration::from_millis(200);
+                if published == usize::try_from(BATCH).unwrap_or(usize::MAX) {
+                    continue; // more may be waiting
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+            }
+            Ok(Outcome { failed: true, .. }) => {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "outbox dispatcher cannot read the outbox; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+struct Outcome {
+    published: usize,
+    /// A publish failed: back off before the next batch.
+    failed: bool,
+}
+
+/// Publishes one locked batch, deleting the confirmed rows in the same
+/// transaction. Stops at the first broker error.
+async fn publish_batch(store: &Store, publisher: &dyn TaskPublisher) -> Result<Outcome> {
+    let mut tx = store.begin().await?;
+    let rows = outbox::lock_batch(&mut *tx, BATCH).await?;
+    let mut outcome = Outcome {
+        published: 0,
+        failed: false,
+    };
+    for row in rows {
+        let envelope = TaskEnvelope {
+            job_id: row.job_id.to_string(),
+            attempt: row.attempt,
+            trace_context: HashMap::new(),
+        };
+        let message_id = format!("{}:{}", row.job_id, row.attempt);
+        match publisher
+            .publish(&message_id, envelope.encode_to_vec())
+            .await
+        {
+            Ok(()) => {
+                outbox::delete(&mut *tx, row.id).await?;
+                outcome.published += 1;
+                tracing::debug!(job_id = %row.job_id, attempt = row.attempt, "task published");
+            }
+            Err(error) => {
+                tracing::warn!(job_id = %row.job_id, attempt = row.attempt, error = %error, "cannot publish task; will retry");
+                outcome.failed = true;
+                break;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}

@@ -1,0 +1,43 @@
+//! pgvault's coordinator: owns vaults, policies, servers, secrets, backup
+//! instances, recovery points and jobs in PostgreSQL; serves the gRPC API;
+//! publishes tasks through the outbox; hands out and fences worker leases.
+//!
+//! ```no_run
+//! # async fn demo(publisher: std::sync::Arc<dyn pgvault_queue::TaskPublisher>) -> Result<(), pgvault_coordinator::CoordinatorError> {
+//! use pgvault_coordinator::{Coordinator, CoordinatorConfig};
+//! let config = CoordinatorConfig::new("postgresql://pgvault:pw@127.0.0.1:5432/pgvault", [0u8; 32]);
+//! let handle = Coordinator::start(config, publisher).await?;
+//! println!("listening on {}", handle.local_addr());
+//! handle.shutdown().await
+//! # }
+//! ```
+//!
+//! # Layout
+//! - [`config`]: settings and defaults; [`server`]: start-up and the handle.
+//! - [`error`]: the one error type, mapped to `tonic::Status` in one place.
+//! - [`model`]: domain types; [`names`]: resource names and short ids.
+//! - [`validation`], [`retention`]: input rules (schedules, durations, databases).
+//! - [`secrets`]: AES-256-GCM sealing, connection-string parsing, redaction.
+//! - [`auth`]: bearer tokens (hashed, constant-time compared).
+//! - [`store`]: the sqlx repositories, the only code that writes SQL.
+//! - [`api`]: one tonic service per resource; [`worker_api`]: claim/heartbeat/complete/fail.
+//! - [`dispatch`]: outbox → queue; [`reaper`]: expired leases → re-queue or fail.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod dispatch;
+pub mod error;
+pub mod model;
+pub mod names;
+pub mod reaper;
+pub mod retention;
+pub mod secrets;
+pub mod server;
+pub mod store;
+pub mod validation;
+pub mod worker_api;
+
+pub use config::{CoordinatorConfig, DEFAULT_MAINTENANCE_DATABASES};
+pub use error::CoordinatorError;
+pub use server::{Coordinator, CoordinatorHandle};

@@ -1,0 +1,278 @@
+//! Domain types of the coordinator: what the store reads and writes and the
+//! services reason about. They are separate from the generated proto types;
+//! `api::convert` turns one into the other at the edge.
+//!
+//! Enumerations are stored in SQL under their proto names (`IN_PROGRESS`).
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::retention::RetentionRule;
+
+/// Defines an enum with a stable text form (its proto name) used in SQL.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Which retention rule a recovery point is kept by.
+    RuleKind { Default => "DEFAULT", Weekly => "WEEKLY", Monthly => "MONTHLY", Yearly => "YEARLY" }
+);
+
+text_enum!(
+    /// What a job does.
+    Operation {
+        ScheduledBackup => "SCHEDULED_BACKUP",
+        OnDemandBackup => "ON_DEMAND_BACKUP",
+        Restore => "RESTORE",
+        Validate => "VALIDATE",
+        TierMove => "TIER_MOVE",
+        Rehydrate => "REHYDRATE",
+        Delete => "DELETE",
+    }
+);
+
+text_enum!(
+    /// Where a job is in its life.
+    JobState {
+        Queued => "QUEUED",
+        InProgress => "IN_PROGRESS",
+        Completed => "COMPLETED",
+        CompletedWithWarnings => "COMPLETED_WITH_WARNINGS",
+        Failed => "FAILED",
+        Cancelling => "CANCELLING",
+        Cancelled => "CANCELLED",
+    }
+);
+
+text_enum!(
+    /// Whether scheduled backups of an instance run.
+    ProtectionState { Configured => "PROTECTION_CONFIGURED", Stopped => "PROTECTION_STOPPED" }
+);
+
+text_enum!(
+    /// Which datastore of the vault holds a recovery point.
+    Tier { Standard => "STANDARD", Archive => "ARCHIVE" }
+);
+
+impl JobState {
+    /// True once nothing will change the job any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed
+                | JobState::CompletedWithWarnings
+                | JobState::Failed
+                | JobState::Cancelled
+        )
+    }
+}
+
+impl Operation {
+    pub fn is_backup(self) -> bool {
+        matches!(self, Operation::ScheduledBackup | Operation::OnDemandBackup)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vault {
+    pub id: String,
+    pub region: String,
+    pub standard_datastore: String,
+    pub archive_datastore: String,
+    pub description: String,
+    pub create_time: DateTime<Utc>,
+}
+
+/// Weekly schedule: ISO weekdays (1 = Monday), a local time and a zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub weekdays: Vec<u8>,
+    /// "HH:MM".
+    pub time_of_day: String,
+    /// IANA zone name ("UTC" when none was given).
+    pub time_zone: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub vault_id: String,
+    pub id: String,
+    pub schedule: Schedule,
+    /// Validated; always holds a `Default` rule.
+    pub retention_rules: Vec<RetentionRule>,
+    pub create_time: DateTime<Utc>,
+}
+
+impl Policy {
+    pub fn rule(&self, kind: RuleKind) -> Option<&RetentionRule> {
+        self.retention_rules.iter().find(|r| r.kind == kind)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub id: String,
+    pub host: String,
+    pub port: u16,
+    pub region: String,
+    pub agent: String,
+    pub create_time: DateTime<Utc>,
+}
+
+/// A secret's metadata; its value is only ever in `secret_versions`, sealed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretMeta {
+    pub id: String,
+    pub latest_version: u32,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupInstance {
+    pub id: Uuid,
+    pub vault_id: String,
+    pub server_id: String,
+    pub database: String,
+    pub policy_id: String,
+    pub secret_id: String,
+    pub protection_state: ProtectionState,
+    pub create_time: DateTime<Utc>,
+}
+
+/// Progress as reported by the worker's heartbeats.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    pub bytes_done: u64,
+    pub rows_done: u64,
+    pub chunks_done: u32,
+    pub chunks_total: u32,
+    pub phase: String,
+}
+
+/// Why a job failed (or why a configure row was refused).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+    pub recommended_action: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: Uuid,
+    pub operation: Operation,
+    pub state: JobState,
+    pub vault_id: String,
+    pub backup_instance_id: Option<Uuid>,
+    /// Backups: the point produced; restores: the source point.
+    pub recovery_point_id: Option<Uuid>,
+    pub retention_rule: Option<RuleKind>,
+    pub target_server_id: Option<String>,
+    pub target_database: Option<String>,
+    pub target_secret_id: Option<String>,
+    pub attempt: u32,
+    pub lease_owner: Option<String>,
+    pub lease_token: Option<Uuid>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Backups: where the current attempt writes.
+    pub attempt_point_id: Option<Uuid>,
+    pub attempt_datastore: Option<String>,
+    pub attempt_prefix: Option<String>,
+    pub progress: Progress,
+    pub error: Option<JobError>,
+    pub create_time: DateTime<Utc>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub update_time: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveryPoint {
+    pub id: Uuid,
+    pub vault_id: String,
+    pub backup_instance_id: Uuid,
+    pub job_id: Uuid,
+    pub database: String,
+    pub snapshot_time: DateTime<Utc>,
+    pub tier: Tier,
+    pub datastore_url: String,
+    pub prefix: String,
+    pub stored_bytes: u64,
+    pub raw_bytes: u64,
+    pub chunk_count: u32,
+    pub manifest_sha256: String,
+    pub server_version: String,
+    pub retention_tag: RuleKind,
+    pub expire_time: DateTime<Utc>,
+    pub create_time: DateTime<Utc>,
+}
+
+impl RecoveryPoint {
+    /// Object-store URL of the point's directory: the prefix joined onto the
+    /// datastore URL's path, query string kept at the end.
+    pub fn location(&self) -> String {
+        join_url(&self.datastore_url, &self.prefix)
+    }
+}
+
+/// Appends `/prefix` to the path part of `url` (before any `?query`).
+pub fn join_url(url: &str, prefix: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let joined = format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        prefix.trim_start_matches('/')
+    );
+    match query {
+        Some(q) => format!("{joined}?{q}"),
+        None => joined,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_round_trip_through_text() {
+        for state in [JobState::Queued, JobState::InProgress, JobState::Failed] {
+            assert_eq!(JobState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(RuleKind::parse("YEARLY"), Some(RuleKind::Yearly));
+        assert_eq!(RuleKind::parse("yearly"), None);
+    }
+
+    #[test]
+    fn location_keeps_query_last() {
+        assert_eq!(join_url("file:///var/b/", "v/i/p"), "file:///var/b/v/i/p");
+        assert_eq!(
+            join_url("az://c/root?emulator=true", "v/i/p"),
+            "az://c/root/v/i/p?emulator=true"
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! Secret handling: AES-256-GCM sealing of stored values (random 96-bit
+//! nonce per version), parsing a connection string into the credentials a
+//! worker needs, and [`Redacted`], a wrapper that keeps values out of `Debug`
+//! and `Display`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use aes_gcm::aead::{Aead, KeyInit, OsRng};
+use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
+
+use crate::error::{CoordinatorError, Result};
+
+/// A value that must never be printed: `Debug` and `Display` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted<T>(pub T);
+
+impl<T> Redacted<T> {
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl<T> fmt::Display for Redacted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A sealed secret version as stored.
+pub struct Sealed {
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+/// Seals and opens secret values with the configured master key.
+#[derive(Clone)]
+pub struct Cipher {
+    aead: Aes256Gcm,
+}
+
+impl fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Cipher(<redacted>)")
+    }
+}
+
+impl Cipher {
+    pub fn new(master_key: &[u8; 32]) -> Self {
+        Cipher {
+            aead: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(master_key)),
+        }
+    }
+
+    /// Encrypts `value`; `aad` binds it to its secret id and version.
+    pub fn seal(&self, value: &str, aad: &str) -> Result<Sealed> {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let ciphertext = self
+            .aead
+            .encrypt(
+                &nonce,
+                aes_gcm::aead::Payload {
+                    msg: value.as_bytes(),
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| CoordinatorError::internal("cannot encrypt secret"))?;
+        Ok(Sealed {
+            nonce: nonce.to_vec(),
+            ciphertext,
+        })
+    }
+
+    /// Decrypts a stored version. Fails when the master key differs from the
+    /// one it was sealed with.
+    pub fn open(&self, sealed: &Sealed, aad: &str) -> Result<Redacted<String>> {
+        if sealed.nonce.len() != 12 {
+            return Err(CoordinatorError::internal(
+                "stored secret has a malformed nonce",
+            ));
+        }
+        let plain = self
+            .aead
+            .decrypt(
+                Nonce::from_slice(&sealed.nonce),
+                aes_gcm::aead::Payload { msg: &sealed.ciphertext, aad: aad.as_bytes() },
+            )
+            .map_err(|_| {
+                CoordinatorError::FailedPrecondition(
+                    "cannot decrypt a stored secret: the coordinator's master key is not the one it was stored with"
+                        .into(),
+                )
+            })?;
+        String::from_utf8(plain)
+            .map(Redacted)
+            .map_err(|_| CoordinatorError::internal("stored secret is not UTF-8"))
+    }
+}
+
+/// Associated data for a secret version: binds ciphertext to its row.
+pub fn secret_aad(secret_id: &str, version: u32) -> String {
+    format!("pgvault-secret:{secret_id}:{version}")
+}
+
+/// What a worker needs from a connection string, beyond host/port/database.
+#[derive(Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub password: Redacted<String>,
+    /// libpq sslmode: disable, prefer or require.
+    pub ssl_mode: String,
+    /// Database named in the connection string, if any.
+    pub dbname: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("dbname", &self.dbname)
+            .finish()
+    }
+}
+
+/// Parses a libpq `key=value` string or a `postgresql://` URI. Errors never
+/// repeat the value: parser messages could quote parts of it.
+pub fn parse_connection_string(field: &str, value: &str) -> Result<Credentials> {
+    let config = tokio_postgres::Config::from_str(value.trim()).map_err(|_| {
+        CoordinatorError::invalid(
+            field,
+            "is not a valid connection string: use libpq form (\"host=... user=... password=...\") \
+             or a URI (\"postgresql://user:password@host:port/db\"); sslmode may be disable, prefer or require",
+        )
+    })?;
+    let user = config
+        .get_user()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            CoordinatorError::invalid(field, "the connection string must name a user (user=...)")
+        })?
+        .to_string();
+    let password = match config.get_password() {
+        Some(bytes) => String::from_utf8(bytes.to_vec()).map_err(|_| {
+            CoordinatorError::invalid(field, "the password in the connection string is not UTF-8")
+        })?,
+        None => String::new(),
+    };
+    let ssl_mode = match config.get_ssl_mode() {
+        tokio_postgres::config::SslMode::Disable => "disable",
+        tokio_postgres::config::SslMode::Require => "require",
+        _ => "prefer",
+    };
+    Ok(Credentials {
+        user,
+        password: Redacted(password),
+        ssl_mode: ssl_mode.to_string(),
+        dbname: config.get_dbname().map(str::to_string),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_and_open_round_trip_and_bind_aad() {
+        let cipher = Cipher::new(&[7u8; 32]);
+        let sealed = cipher
+            .seal("password=hunter2", &secret_aad("db", 1))
+            .unwrap();
+        assert!(!sealed.ciphertext.windows(7).any(|w| w == b"hunter2"));
+        assert_eq!(
+            cipher.open(&sealed, &secret_aad("db", 1)).unwrap().expose(),
+            "password=hunter2"
+        );
+        assert!(cipher.open(&sealed, &secret_aad("db", 2)).is_err());
+        assert!(
+            Cipher::new(&[8u8; 32])
+                .open(&sealed, &secret_aad("db", 1))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn parses_both_connection_string_forms() {
+        let c = parse_connection_string(
+            "value",
+            "host=h user=alice password='s3 cret' sslmode=require",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.user.as_str(),
+                c.password.expose().as_str(),
+                c.ssl_mode.as_str()
+            ),
+            ("alice", "s3 cret", "require")
+        );
+        let c = parse_connection_string("value", "postgresql://bob:pw%40x@db.example:5433/app")
+            .unwrap();
+        assert_eq!(
+            (c.user.as_str(), c.password.expose().as_str()),
+            ("bob", "pw@x")
+        );
+        assert_eq!(c.dbname.as_deref(), Some("app"));
+        assert_eq!(c.ssl_mode, "prefer");
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_the_value() {
+        let err = parse_connection_string("value", "host=h user=alice password=hunter2 bogus")
+            .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = parse_connection_string("value", "host=h password=hunter2").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let c = parse_connection_string("value", "user=alice password=hunter2").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(format!("{}", Redacted("x")), "<redacted>");
+    }
+}

@@ -1,0 +1,274 @@
+//! Starting and stopping a coordinator: connect to the state database,
+//! migrate under an advisory lock, set up tokens, bind the listener, then run
+//! the tonic server (with reflection and health), the outbox dispatcher and
+//! the lease reaper until shutdown.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use pgvault_proto::v1::backup_instance_service_server::BackupInstanceServiceServer;
+use pgvault_proto::v1::job_service_server::JobServiceServer;
+use pgvault_proto::v1::policy_service_server::PolicyServiceServer;
+use pgvault_proto::v1::recovery_point_service_server::RecoveryPointServiceServer;
+use pgvault_proto::v1::restore_service_server::RestoreServiceServer;
+use pgvault_proto::v1::secret_service_server::SecretServiceServer;
+use pgvault_proto::v1::server_service_server::ServerServiceServer;
+use pgvault_proto::v1::vault_service_server::VaultServiceServer;
+use pgvault_proto::v1::worker_service_server::WorkerServiceServer;
+use pgvault_queue::TaskPublisher;
+use sqlx::postgres::PgConnectOptions;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+
+use crate::api::ApiContext;
+use crate::api::instances::InstanceApi;
+use crate::api::jobs::JobApi;
+use crate::api::policies::PolicyApi;
+use crate::api::recovery_points::RecoveryPointApi;
+use crate::api::restores::RestoreApi;
+use crate::api::secrets::SecretApi;
+use crate::api::servers::ServerApi;
+use crate::api::vaults::VaultApi;
+use crate::auth::{self, Authenticator};
+use crate::config::CoordinatorConfig;
+use crate::error::{CoordinatorError, Result};
+use crate::reaper::ReaperSettings;
+use crate::secrets::Cipher;
+use crate::store::{Store, migrate};
+use crate::worker_api::WorkerApi;
+use crate::{dispatch, reaper};
+
+/// Entry point of the coordinator component.
+pub struct Coordinator;
+
+/// A running coordinator. Dropping it does not stop it; call `shutdown`.
+pub struct CoordinatorHandle {
+    local_addr: SocketAddr,
+    cancel: CancellationToken,
+    server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Coordinator {
+    /// Connects, migrates, binds `config.listen` and spawns the server and
+    /// background tasks. Fails with one line naming what failed.
+    pub async fn start(
+        config: CoordinatorConfig,
+        publisher: Arc<dyn TaskPublisher>,
+    ) -> Result<CoordinatorHandle> {
+        validate(&config)?;
+        let pool = migrate::connect(&config.database_url, config.database_max_connections).await?;
+        let bootstrap_token = config.bootstrap_token.clone();
+        let admin_token_file = config.admin_token_file.clone();
+        migrate::migrate_locked(&pool, move |conn| {
+            async move {
+                auth::bootstrap(
+                    conn,
+                    bootstrap_token.as_deref(),
+                    admin_token_file.as_deref(),
+                )
+                .await
+            }
+            .boxed()
+        })
+        .await?;
+        let store = Store::new(pool);
+        if !publisher.is_durable() {
+            // The queue lost its messages with the last process: publish queued jobs again.
+            let republished = crate::store::outbox::republish_queued(store.pool()).await?;
+            if republished > 0 {
+                tracing::info!(
+                    jobs = republished,
+                    "re-publishing queued jobs to the in-process queue"
+                );
+            }
+        }
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| {
+                CoordinatorError::Unavailable(format!("cannot listen on {}: {e}", config.listen))
+            })?;
+        let local_addr = listener.local_addr().map_err(|e| {
+            CoordinatorError::internal(format!("cannot read the listen address: {e}"))
+        })?;
+        let incoming = TcpIncoming::from_listener(listener, true, None).map_err(|e| {
+            CoordinatorError::internal(format!("cannot listen on {local_addr}: {e}"))
+        })?;
+
+        let dispatch_wake = Arc::new(Notify::new());
+        let ctx = Arc::new(ApiContext {
+            store: store.clone(),
+            auth: Authenticator::new(store.clone()),
+            cipher: Cipher::new(&config.master_key),
+            maintenance_databases: config.maintenance_databases.clone(),
+            dispatch_wake: dispatch_wake.clone(),
+            lease_ttl: config.lease_ttl,
+            max_attempts: config.max_attempts,
+        });
+        let cancel = CancellationToken::new();
+
+        let (mut health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        health.set_serving::<VaultServiceServer<VaultApi>>().await;
+        health.set_serving::<PolicyServiceServer<PolicyApi>>().await;
+        health.set_serving::<ServerServiceServer<ServerApi>>().await;
+        health.set_serving::<SecretServiceServer<SecretApi>>().await;
+        health
+            .set_serving::<BackupInstanceServiceServer<InstanceApi>>()
+            .await;
+        health
+            .set_serving::<RecoveryPointServiceServer<RecoveryPointApi>>()
+            .await;
+        health
+            .set_serving::<RestoreServiceServer<RestoreApi>>()
+            .await;
+        health.set_serving::<JobServiceServer<JobApi>>().await;
+        health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pgvault_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_error = |e: tonic_reflection::server::Error| {
+            CoordinatorError::internal(format!("cannot build the reflection service: {e}"))
+        };
+        let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
+        // Older clients (grpcurl before 1.9) only speak v1alpha.
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
+
+        let router = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(VaultServiceServer::new(VaultApi::new(ctx.clone())))
+            .add_service(PolicyServiceServer::new(PolicyApi::new(ctx.clone())))
+            .add_service(ServerServiceServer::new(ServerApi::new(ctx.clone())))
+            .add_service(SecretServiceServer::new(SecretApi::new(ctx.clone())))
+            .add_service(BackupInstanceServiceServer::new(InstanceApi::new(
+                ctx.clone(),
+            )))
+            .add_service(RecoveryPointServiceServer::new(RecoveryPointApi::new(
+                ctx.clone(),
+            )))
+            .add_service(RestoreServiceServer::new(RestoreApi::new(ctx.clone())))
+            .add_service(JobServiceServer::new(JobApi::new(ctx.clone())))
+            .add_service(WorkerServiceServer::new(WorkerApi::new(ctx.clone())));
+        let stop = cancel.clone();
+        let server = tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await })
+                .await
+        });
+
+        let connect = PgConnectOptions::from_str(&config.database_url).map_err(|_| {
+            CoordinatorError::invalid("database_url", "is not a valid postgresql:// URL")
+        })?;
+        let background = vec![
+            tokio::spawn(dispatch::run(
+                store.clone(),
+                publisher,
+                dispatch_wake.clone(),
+                cancel.clone(),
+            )),
+            tokio::spawn(reaper::run(
+                store,
+                ReaperSettings {
+                    connect,
+                    interval: config.reaper_interval,
+                    max_attempts: config.max_attempts,
+                },
+                dispatch_wake,
+                cancel.clone(),
+            )),
+        ];
+        tracing::info!(address = %local_addr, "coordinator listening");
+        Ok(CoordinatorHandle {
+            local_addr,
+            cancel,
+            server: Some(server),
+            background,
+        })
+    }
+}
+
+fn validate(config: &CoordinatorConfig) -> Result<()> {
+    if config.max_attempts == 0 {
+        return Err(CoordinatorError::invalid(
+            "max_attempts",
+            "must be at least 1",
+        ));
+    }
+    if config.lease_ttl.as_secs_f64() < 1.0 {
+        return Err(CoordinatorError::invalid(
+            "lease_ttl",
+            "must be at least 1 second",
+        ));
+    }
+    if config.reaper_interval.is_zero() {
+        return Err(CoordinatorError::invalid(
+            "reaper_interval",
+            "must be more than 0",
+        ));
+    }
+    Ok(())
+}
+
+impl CoordinatorHandle {
+    /// The address the gRPC server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Waits until the gRPC server ends by itself (an error), or until
+    /// `shutdown` is called from elsewhere.
+    pub async fn wait(&mut self) -> Result<()> {
+        match self.server.as_mut() {
+            Some(server) => {
+                let outcome = server.await;
+                self.server = None;
+                flatten(outcome)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Stops accepting calls, stops the background tasks and waits for them.
+    pub async fn shutdown(mut self) -> Result<()> {
+        self.cancel.cancel();
+        let served = match self.server.take() {
+            Some(server) => flatten(server.await),
+            None => Ok(()),
+        };
+        for task in self.background.drain(..) {
+            if let Err(error) = task.await {
+                tracing::warn!(error = %error, "background task ended abnormally");
+            }
+        }
+        tracing::info!(address = %self.local_addr, "coordinator stopped");
+        served
+    }
+}
+
+fn flatten(
+    outcome: std::result::Result<
+        std::result::Result<(), tonic::transport::Error>,
+        tokio::task::JoinError,
+    >,
+) -> Result<()> {
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(CoordinatorError::Unavailable(format!(
+            "gRPC server failed: {e}"
+        ))),
+        Err(e) => Err(CoordinatorError::internal(format!(
+            "gRPC server task failed: {e}"
+        ))),
+    }
+}

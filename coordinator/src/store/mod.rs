@@ -1,0 +1,96 @@
+//! The state database: one repository module per aggregate, the only code in
+//! the coordinator that writes SQL. Repository functions take any executor
+//! (the pool or an open transaction), so callers compose them into one
+//! transaction where the design needs it (job + outbox row, recovery point +
+//! completed job).
+//!
+//! # Layout
+//! - `migrate`: connecting, numbered migrations under an advisory lock.
+//! - `vaults`, `policies`, `servers`, `secrets`, `instances`, `jobs`,
+//!   `recovery_points`, `outbox`, `tokens`: the repositories.
+//! - `paging`: opaque page tokens for keyset pagination.
+
+pub mod instances;
+pub mod jobs;
+pub mod migrate;
+pub mod outbox;
+pub mod paging;
+pub mod policies;
+pub mod recovery_points;
+pub mod secrets;
+pub mod servers;
+pub mod tokens;
+pub mod vaults;
+
+use futures::future::BoxFuture;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use crate::error::{CoordinatorError, Result};
+
+/// Shared handle on the state database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Self {
+        Store { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Runs `f` in a transaction: commits on `Ok`, rolls back on `Err`.
+    pub async fn in_tx<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send,
+        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<T>> + Send,
+    {
+        let mut tx = self.pool.begin().await?;
+        match f(&mut tx).await {
+            Ok(value) => {
+                tx.commit().await?;
+                Ok(value)
+            }
+            Err(error) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Converts a stored non-negative integer, refusing corrupt negatives.
+pub(crate) fn to_u64(value: i64, column: &str) -> Result<u64> {
+    u64::try_from(value)
+        .map_err(|_| CoordinatorError::internal(format!("negative value in column {column}")))
+}
+
+pub(crate) fn to_u32(value: i32, column: &str) -> Result<u32> {
+    u32::try_from(value)
+        .map_err(|_| CoordinatorError::internal(format!("negative value in column {column}")))
+}
+
+/// Saturating conversion for values going into bigint columns.
+pub(crate) fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn to_i32(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+/// Reads a stored enumeration, failing loudly on unknown text.
+pub(crate) fn parse_enum<T>(text: &str, column: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    parse(text).ok_or_else(|| {
+        CoordinatorError::internal(format!("unknown value \"{text}\" in column {column}"))
+    })
+}

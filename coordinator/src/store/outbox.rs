@@ -1,0 +1,66 @@
+//! The task outbox: one row per task to publish, written in the transaction
+//! that creates or re-queues the job, deleted after the broker confirmed.
+
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::store::{to_i32, to_u32};
+
+/// A task waiting to be published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub job_id: Uuid,
+    pub attempt: u32,
+}
+
+pub async fn insert(db: impl PgExecutor<'_>, job_id: Uuid, attempt: u32) -> Result<()> {
+    sqlx::query("INSERT INTO outbox (job_id, attempt) VALUES ($1, $2)")
+        .bind(job_id)
+        .bind(to_i32(attempt))
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The oldest rows, locked for this transaction; rows another dispatcher
+/// holds are skipped.
+pub async fn lock_batch(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<OutboxRow>> {
+    let rows: Vec<(i64, Uuid, i32)> = sqlx::query_as(
+        "SELECT id, job_id, attempt FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|(id, job_id, attempt)| {
+            Ok(OutboxRow {
+                id,
+                job_id,
+                attempt: to_u32(attempt, "outbox.attempt")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn delete(db: impl PgExecutor<'_>, id: i64) -> Result<()> {
+    sqlx::query("DELETE FROM outbox WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Adds an outbox row for every QUEUED job that has none (after a restart
+/// with a non-durable queue, whose messages were lost). Returns how many.
+pub async fn republish_queued(db: impl PgExecutor<'_>) -> Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO outbox (job_id, attempt)
+         SELECT j.id, j.attempt FROM jobs j
+         WHERE j.state = 'QUEUED' AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id)",
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

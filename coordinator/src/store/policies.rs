@@ -1,0 +1,107 @@
+//! Policies: a vault's weekly schedule and retention rules (rules as JSON).
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use sqlx::types::Json;
+
+use crate::error::{CoordinatorError, Result, is_any_unique_violation};
+use crate::model::{Policy, Schedule};
+use crate::retention::RetentionRule;
+
+#[derive(sqlx::FromRow)]
+struct PolicyRow {
+    vault_id: String,
+    id: String,
+    weekdays: Vec<i16>,
+    time_of_day: String,
+    time_zone: String,
+    retention_rules: Json<Vec<RetentionRule>>,
+    create_time: DateTime<Utc>,
+}
+
+impl From<PolicyRow> for Policy {
+    fn from(r: PolicyRow) -> Self {
+        Policy {
+            vault_id: r.vault_id,
+            id: r.id,
+            schedule: Schedule {
+                weekdays: r
+                    .weekdays
+                    .into_iter()
+                    .filter_map(|d| u8::try_from(d).ok())
+                    .collect(),
+                time_of_day: r.time_of_day,
+                time_zone: r.time_zone,
+            },
+            retention_rules: r.retention_rules.0,
+            create_time: r.create_time,
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "vault_id, id, weekdays, time_of_day, time_zone, retention_rules, create_time";
+
+pub async fn insert(db: impl PgExecutor<'_>, policy: &Policy) -> Result<Policy> {
+    let sql = format!(
+        "INSERT INTO policies (vault_id, id, weekdays, time_of_day, time_zone, retention_rules)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+    );
+    let weekdays: Vec<i16> = policy
+        .schedule
+        .weekdays
+        .iter()
+        .map(|d| i16::from(*d))
+        .collect();
+    sqlx::query_as::<_, PolicyRow>(&sql)
+        .bind(&policy.vault_id)
+        .bind(&policy.id)
+        .bind(&weekdays)
+        .bind(&policy.schedule.time_of_day)
+        .bind(&policy.schedule.time_zone)
+        .bind(Json(&policy.retention_rules))
+        .fetch_one(db)
+        .await
+        .map(Policy::from)
+        .map_err(|e| {
+            if is_any_unique_violation(&e) {
+                CoordinatorError::AlreadyExists(format!(
+                    "policy \"{}\" already exists in vault \"{}\"",
+                    policy.id, policy.vault_id
+                ))
+            } else {
+                e.into()
+            }
+        })
+}
+
+pub async fn get(db: impl PgExecutor<'_>, vault_id: &str, id: &str) -> Result<Policy> {
+    let sql = format!("SELECT {COLUMNS} FROM policies WHERE vault_id = $1 AND id = $2");
+    sqlx::query_as::<_, PolicyRow>(&sql)
+        .bind(vault_id)
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .map(Policy::from)
+        .ok_or_else(|| {
+            CoordinatorError::not_found("policy", crate::names::policy_name(vault_id, id))
+        })
+}
+
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    vault_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Policy>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM policies WHERE vault_id = $1 AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3"
+    );
+    let rows = sqlx::query_as::<_, PolicyRow>(&sql)
+        .bind(vault_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().map(Policy::from).collect())
+}

@@ -1,0 +1,149 @@
+//! Recovery points: completed backups, where they are stored, how they are
+//! tagged for retention and when they expire.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::error::{CoordinatorError, Result};
+use crate::model::{RecoveryPoint, RuleKind, Tier};
+use crate::store::{parse_enum, to_i32, to_i64, to_u32, to_u64};
+
+#[derive(sqlx::FromRow)]
+struct PointRow {
+    id: Uuid,
+    vault_id: String,
+    backup_instance_id: Uuid,
+    job_id: Uuid,
+    database: String,
+    snapshot_time: DateTime<Utc>,
+    tier: String,
+    datastore_url: String,
+    prefix: String,
+    stored_bytes: i64,
+    raw_bytes: i64,
+    chunk_count: i32,
+    manifest_sha256: String,
+    server_version: String,
+    retention_tag: String,
+    expire_time: DateTime<Utc>,
+    create_time: DateTime<Utc>,
+}
+
+impl TryFrom<PointRow> for RecoveryPoint {
+    type Error = CoordinatorError;
+    fn try_from(r: PointRow) -> Result<Self> {
+        Ok(RecoveryPoint {
+            id: r.id,
+            vault_id: r.vault_id,
+            backup_instance_id: r.backup_instance_id,
+            job_id: r.job_id,
+            database: r.database,
+            snapshot_time: r.snapshot_time,
+            tier: parse_enum(&r.tier, "recovery_points.tier", Tier::parse)?,
+            datastore_url: r.datastore_url,
+            prefix: r.prefix,
+            stored_bytes: to_u64(r.stored_bytes, "recovery_points.stored_bytes")?,
+            raw_bytes: to_u64(r.raw_bytes, "recovery_points.raw_bytes")?,
+            chunk_count: to_u32(r.chunk_count, "recovery_points.chunk_count")?,
+            manifest_sha256: r.manifest_sha256,
+            server_version: r.server_version,
+            retention_tag: parse_enum(
+                &r.retention_tag,
+                "recovery_points.retention_tag",
+                RuleKind::parse,
+            )?,
+            expire_time: r.expire_time,
+            create_time: r.create_time,
+        })
+    }
+}
+
+const SELECT: &str =
+    "SELECT p.id, i.vault_id, p.backup_instance_id, p.job_id, p.database, p.snapshot_time, p.tier,
+        p.datastore_url, p.prefix, p.stored_bytes, p.raw_bytes, p.chunk_count, p.manifest_sha256,
+        p.server_version, p.retention_tag, p.expire_time, p.create_time
+   FROM recovery_points p JOIN backup_instances i ON i.id = p.backup_instance_id";
+
+pub async fn insert(db: impl PgExecutor<'_>, p: &RecoveryPoint) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO recovery_points (id, backup_instance_id, job_id, database, snapshot_time, tier, datastore_url,
+             prefix, stored_bytes, raw_bytes, chunk_count, manifest_sha256, server_version, retention_tag, expire_time)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(p.id)
+    .bind(p.backup_instance_id)
+    .bind(p.job_id)
+    .bind(&p.database)
+    .bind(p.snapshot_time)
+    .bind(p.tier.as_str())
+    .bind(&p.datastore_url)
+    .bind(&p.prefix)
+    .bind(to_i64(p.stored_bytes))
+    .bind(to_i64(p.raw_bytes))
+    .bind(to_i32(p.chunk_count))
+    .bind(&p.manifest_sha256)
+    .bind(&p.server_version)
+    .bind(p.retention_tag.as_str())
+    .bind(p.expire_time)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The point `id` of instance `instance_id` in vault `vault_id`.
+pub async fn get(
+    db: impl PgExecutor<'_>,
+    vault_id: &str,
+    instance_id: Uuid,
+    id: Uuid,
+) -> Result<RecoveryPoint> {
+    let sql = format!("{SELECT} WHERE p.id = $1 AND p.backup_instance_id = $2 AND i.vault_id = $3");
+    sqlx::query_as::<_, PointRow>(&sql)
+        .bind(id)
+        .bind(instance_id)
+        .bind(vault_id)
+        .fetch_optional(db)
+        .await?
+        .map(RecoveryPoint::try_from)
+        .transpose()?
+        .ok_or_else(|| {
+            CoordinatorError::not_found(
+                "recovery point",
+                crate::names::recovery_point_name(vault_id, instance_id, id),
+            )
+        })
+}
+
+/// Points of one instance, newest first.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    instance_id: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<RecoveryPoint>> {
+    let sql = format!(
+        "{SELECT} WHERE p.backup_instance_id = $1
+           AND ($2::timestamptz IS NULL OR (p.create_time, p.id) < ($2, $3))
+         ORDER BY p.create_time DESC, p.id DESC LIMIT $4"
+    );
+    let rows = sqlx::query_as::<_, PointRow>(&sql)
+        .bind(instance_id)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    rows.into_iter().map(RecoveryPoint::try_from).collect()
+}
+
+pub async fn count_in_vault(db: impl PgExecutor<'_>, vault_id: &str) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM recovery_points p JOIN backup_instances i ON i.id = p.backup_instance_id
+         WHERE i.vault_id = $1",
+    )
+    .bind(vault_id)
+    .fetch_one(db)
+    .await?;
+    Ok(n)
+}

@@ -1,0 +1,100 @@
+//! Vaults: named containers bound to a region and to datastore URLs.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+
+use crate::error::{CoordinatorError, Result, is_any_unique_violation};
+use crate::model::Vault;
+
+#[derive(sqlx::FromRow)]
+struct VaultRow {
+    id: String,
+    region: String,
+    standard_datastore: String,
+    archive_datastore: String,
+    description: String,
+    create_time: DateTime<Utc>,
+}
+
+impl From<VaultRow> for Vault {
+    fn from(r: VaultRow) -> Self {
+        Vault {
+            id: r.id,
+            region: r.region,
+            standard_datastore: r.standard_datastore,
+            archive_datastore: r.archive_datastore,
+            description: r.description,
+            create_time: r.create_time,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, region, standard_datastore, archive_datastore, description, create_time";
+
+pub async fn insert(db: impl PgExecutor<'_>, vault: &Vault) -> Result<Vault> {
+    let sql = format!(
+        "INSERT INTO vaults (id, region, standard_datastore, archive_datastore, description)
+         VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+    );
+    sqlx::query_as::<_, VaultRow>(&sql)
+        .bind(&vault.id)
+        .bind(&vault.region)
+        .bind(&vault.standard_datastore)
+        .bind(&vault.archive_datastore)
+        .bind(&vault.description)
+        .fetch_one(db)
+        .await
+        .map(Vault::from)
+        .map_err(|e| {
+            if is_any_unique_violation(&e) {
+                CoordinatorError::AlreadyExists(format!("vault \"{}\" already exists", vault.id))
+            } else {
+                e.into()
+            }
+        })
+}
+
+pub async fn get(db: impl PgExecutor<'_>, id: &str) -> Result<Vault> {
+    let sql = format!("SELECT {COLUMNS} FROM vaults WHERE id = $1");
+    sqlx::query_as::<_, VaultRow>(&sql)
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .map(Vault::from)
+        .ok_or_else(|| CoordinatorError::not_found("vault", id))
+}
+
+/// Up to `limit` vaults ordered by id, after `after`.
+pub async fn list(db: impl PgExecutor<'_>, after: Option<&str>, limit: i64) -> Result<Vec<Vault>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM vaults WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2"
+    );
+    let rows = sqlx::query_as::<_, VaultRow>(&sql)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().map(Vault::from).collect())
+}
+
+/// Deletes the vault (and its policies). The caller checked it holds no instances.
+pub async fn delete(db: impl PgExecutor<'_>, id: &str) -> Result<()> {
+    let done = sqlx::query("DELETE FROM vaults WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(CoordinatorError::not_found("vault", id));
+    }
+    Ok(())
+}
+
+/// Locks the vault row until the transaction ends (serialises deletes with configures).
+pub async fn lock(db: impl PgExecutor<'_>, id: &str) -> Result<()> {
+    sqlx::query("SELECT id FROM vaults WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| CoordinatorError::not_found("vault", id))
+}

@@ -1,0 +1,193 @@
+//! `ClaimTask`: one conditional UPDATE takes the lease (database clock), then
+//! the task is resolved in the same transaction: for a backup a fresh
+//! recovery-point id and prefix per attempt plus the source connection; for a
+//! restore the point's location, manifest checksum and target connection.
+//! A job whose task cannot be resolved (its secret is unreadable, its server
+//! gone) fails at once with a coded error instead of bouncing forever.
+
+use pgvault_proto::v1 as pb;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::api::ApiContext;
+use crate::api::resolve::{connection_spec, credentials};
+use crate::error::{CoordinatorError, Result};
+use crate::model::{Job, JobError, JobState, Operation};
+use crate::store::{instances, jobs, recovery_points, servers, vaults};
+
+/// Code of jobs failed because their task could not be resolved at claim.
+pub const TASK_UNRESOLVABLE: &str = "UserErrorTaskUnresolvable";
+
+pub async fn claim(ctx: &ApiContext, req: pb::ClaimTaskRequest) -> Result<pb::ClaimTaskResponse> {
+    let job_id = super::job_id(&req.job_id)?;
+    let worker = req.worker_id.trim();
+    if worker.is_empty() {
+        return Err(CoordinatorError::invalid(
+            "worker_id",
+            "a stable worker identity (e.g. host:pid) is required",
+        ));
+    }
+    let lease_token = Uuid::new_v4();
+    let mut tx = ctx.store.begin().await?;
+    let claimed = jobs::claim(
+        &mut *tx,
+        job_id,
+        worker,
+        lease_token,
+        ctx.lease_ttl.as_secs_f64(),
+        ctx.max_attempts,
+    )
+    .await?;
+    let Some(job) = claimed else {
+        tx.rollback().await?;
+        return Ok(not_claimed(why_not(ctx, job_id).await?));
+    };
+    match build_task(ctx, &mut tx, &job).await {
+        Ok(task) => {
+            tx.commit().await?;
+            tracing::info!(job_id = %job.id, attempt = job.attempt, worker = %worker, "task claimed");
+            Ok(pb::ClaimTaskResponse {
+                claimed: true,
+                lease_token: lease_token.to_string(),
+                lease_ttl_seconds: u32::try_from(ctx.lease_ttl.as_secs())
+                    .unwrap_or(u32::MAX)
+                    .max(1),
+                task: Some(task),
+                reason: String::new(),
+            })
+        }
+        Err(
+            error @ (CoordinatorError::NotFound { .. } | CoordinatorError::FailedPrecondition(_)),
+        ) => {
+            tx.rollback().await?;
+            let job_error = JobError {
+                code: TASK_UNRESOLVABLE.into(),
+                message: format!("the task cannot be prepared: {error}"),
+                recommended_action:
+                    "Check the backup instance's server and secret, then start the job again".into(),
+            };
+            jobs::finish_failed(ctx.store.pool(), job_id, JobState::Failed, &job_error).await?;
+            tracing::warn!(job_id = %job_id, error = %error, "task cannot be resolved; job failed");
+            Ok(not_claimed(format!("job failed: {}", job_error.message)))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn not_claimed(reason: String) -> pb::ClaimTaskResponse {
+    pb::ClaimTaskResponse {
+        claimed: false,
+        lease_token: String::new(),
+        lease_ttl_seconds: 0,
+        task: None,
+        reason,
+    }
+}
+
+/// Why a claim did not take (the job exists but is finished or leased).
+async fn why_not(ctx: &ApiContext, job_id: Uuid) -> Result<String> {
+    let job = jobs::get(ctx.store.pool(), job_id).await?;
+    Ok(if job.state.is_terminal() {
+        format!("job is already {}", job.state)
+    } else if job.state == JobState::InProgress {
+        match (&job.lease_owner, job.lease_expires_at) {
+            (Some(owner), Some(until)) if until > chrono::Utc::now() => {
+                format!(
+                    "job is leased to worker {owner} until {}",
+                    until.to_rfc3339()
+                )
+            }
+            _ => format!(
+                "job's lease expired on its last attempt ({}); it will be failed",
+                job.attempt
+            ),
+        }
+    } else {
+        format!("job is {}", job.state)
+    })
+}
+
+async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Result<pb::Task> {
+    let kind = match job.operation {
+        op if op.is_backup() => pb::task::Kind::Backup(backup_task(ctx, conn, job).await?),
+        Operation::Restore => pb::task::Kind::Restore(restore_task(ctx, conn, job).await?),
+        other => {
+            return Err(CoordinatorError::precondition(format!(
+                "{other} jobs are not run by workers yet"
+            )));
+        }
+    };
+    Ok(pb::Task {
+        job_id: job.id.to_string(),
+        attempt: job.attempt,
+        kind: Some(kind),
+    })
+}
+
+fn missing(what: &str, job: &Job) -> CoordinatorError {
+    CoordinatorError::internal(format!("job {} has no {what}", job.id))
+}
+
+async fn backup_task(
+    ctx: &ApiContext,
+    conn: &mut PgConnection,
+    job: &Job,
+) -> Result<pb::BackupTask> {
+    let instance_id = job
+        .backup_instance_id
+        .ok_or_else(|| missing("backup instance", job))?;
+    let instance = instances::get_by_id(&mut *conn, instance_id).await?;
+    let vault = vaults::get(&mut *conn, &instance.vault_id).await?;
+    let server = servers::get(&mut *conn, &instance.server_id).await?;
+    let creds = credentials(&mut *conn, &ctx.cipher, &instance.secret_id).await?;
+    // A fresh point per attempt: a fenced attempt never overwrites a live one.
+    let point_id = Uuid::new_v4();
+    let prefix = format!("{}/{}/{}", vault.id, instance.id, point_id);
+    jobs::set_attempt_target(
+        &mut *conn,
+        job.id,
+        point_id,
+        &vault.standard_datastore,
+        &prefix,
+    )
+    .await?;
+    Ok(pb::BackupTask {
+        source: Some(connection_spec(&server, &instance.database, &creds)),
+        datastore_url: vault.standard_datastore,
+        prefix,
+    })
+}
+
+async fn restore_task(
+    ctx: &ApiContext,
+    conn: &mut PgConnection,
+    job: &Job,
+) -> Result<pb::RestoreTask> {
+    let instance_id = job
+        .backup_instance_id
+        .ok_or_else(|| missing("backup instance", job))?;
+    let point_id = job
+        .recovery_point_id
+        .ok_or_else(|| missing("recovery point", job))?;
+    let point = recovery_points::get(&mut *conn, &job.vault_id, instance_id, point_id).await?;
+    let server_id = job
+        .target_server_id
+        .as_deref()
+        .ok_or_else(|| missing("target server", job))?;
+    let database = job
+        .target_database
+        .as_deref()
+        .ok_or_else(|| missing("target database", job))?;
+    let secret_id = job
+        .target_secret_id
+        .as_deref()
+        .ok_or_else(|| missing("target secret", job))?;
+    let server = servers::get(&mut *conn, server_id).await?;
+    let creds = credentials(&mut *conn, &ctx.cipher, secret_id).await?;
+    Ok(pb::RestoreTask {
+        target: Some(connection_spec(&server, database, &creds)),
+        datastore_url: point.datastore_url,
+        prefix: point.prefix,
+        manifest_sha256: point.manifest_sha256,
+    })
+}

@@ -1,0 +1,213 @@
+//! The lease holder's calls after a claim: `Heartbeat` (extend the lease,
+//! store progress), `CompleteTask` (record the recovery point and complete
+//! the job in one transaction) and `FailTask` (re-queue a retryable failure
+//! while attempts remain, else fail). Every call checks the lease token, so a
+//! worker whose lease was taken over is fenced off.
+
+use pgvault_proto::v1 as pb;
+use sqlx::PgConnection;
+
+use crate::api::ApiContext;
+use crate::api::convert::from_timestamp;
+use crate::error::{CoordinatorError, Result};
+use crate::model::{Job, JobError, JobState, Progress, RecoveryPoint, RuleKind, Tier};
+use crate::retention::expire_time;
+use crate::store::{instances, jobs, outbox, policies, recovery_points};
+
+fn taken_over() -> CoordinatorError {
+    CoordinatorError::precondition(
+        "lease was taken over by another attempt; stop working on this job",
+    )
+}
+
+pub async fn heartbeat(
+    ctx: &ApiContext,
+    req: pb::HeartbeatRequest,
+) -> Result<pb::HeartbeatResponse> {
+    let job_id = super::job_id(&req.job_id)?;
+    let token = super::lease_token(&req.lease_token)?;
+    let progress = req.progress.map(Progress::from);
+    let ttl = ctx.lease_ttl.as_secs_f64();
+    match jobs::heartbeat(ctx.store.pool(), job_id, token, ttl, progress.as_ref()).await? {
+        Some(state) => Ok(pb::HeartbeatResponse {
+            cancel_requested: state == JobState::Cancelling,
+        }),
+        None => {
+            let job = jobs::get(ctx.store.pool(), job_id).await?;
+            if job.lease_token == Some(token) {
+                Err(CoordinatorError::precondition(format!(
+                    "job is already {}; stop working on it",
+                    job.state
+                )))
+            } else {
+                Err(taken_over())
+            }
+        }
+    }
+}
+
+/// Locks the job and checks `token` holds its lease. `Ok(None)`: the job is
+/// already in `done_state` under this token (a retried call).
+async fn lock_leased(
+    conn: &mut PgConnection,
+    req_job: &str,
+    req_token: &str,
+    done: &[JobState],
+) -> Result<Option<Job>> {
+    let job_id = super::job_id(req_job)?;
+    let token = super::lease_token(req_token)?;
+    let job = jobs::lock(&mut *conn, job_id).await?;
+    if job.lease_token != Some(token) {
+        return Err(taken_over());
+    }
+    if done.contains(&job.state) {
+        return Ok(None);
+    }
+    if job.state != JobState::InProgress && job.state != JobState::Cancelling {
+        return Err(CoordinatorError::precondition(format!(
+            "job is {}; it cannot be finished now",
+            job.state
+        )));
+    }
+    Ok(Some(job))
+}
+
+pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<()> {
+    let mut tx = ctx.store.begin().await?;
+    let Some(job) = lock_leased(
+        &mut tx,
+        &req.job_id,
+        &req.lease_token,
+        &[JobState::Completed],
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    let progress = req
+        .progress
+        .map(Progress::from)
+        .unwrap_or_else(|| job.progress.clone());
+    let point_id = if job.operation.is_backup() {
+        let result = match req.result {
+            Some(pb::complete_task_request::Result::Backup(result)) => result,
+            _ => {
+                return Err(CoordinatorError::invalid(
+                    "backup",
+                    "a backup job completes with a backup result",
+                ));
+            }
+        };
+        Some(record_point(&mut tx, &job, result).await?)
+    } else {
+        None
+    };
+    jobs::complete(&mut *tx, job.id, &progress, point_id).await?;
+    tx.commit().await?;
+    tracing::info!(job_id = %job.id, attempt = job.attempt, operation = %job.operation, "job completed");
+    Ok(())
+}
+
+/// Inserts the recovery point a backup attempt produced; returns its id.
+async fn record_point(
+    conn: &mut PgConnection,
+    job: &Job,
+    result: pb::BackupResult,
+) -> Result<uuid::Uuid> {
+    let snapshot = result
+        .snapshot_time
+        .as_ref()
+        .ok_or_else(|| CoordinatorError::invalid("backup.snapshot_time", "is required"))?;
+    let snapshot_time = from_timestamp("backup.snapshot_time", snapshot)?;
+    let sha = result.manifest_sha256.trim().to_ascii_lowercase();
+    if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(CoordinatorError::invalid(
+            "backup.manifest_sha256",
+            "must be 64 hexadecimal characters",
+        ));
+    }
+    let (Some(point_id), Some(datastore), Some(prefix)) = (
+        job.attempt_point_id,
+        job.attempt_datastore.clone(),
+        job.attempt_prefix.clone(),
+    ) else {
+        return Err(CoordinatorError::internal(format!(
+            "job {} has no recorded attempt target",
+            job.id
+        )));
+    };
+    let instance_id = job
+        .backup_instance_id
+        .ok_or_else(|| CoordinatorError::internal(format!("job {} has no instance", job.id)))?;
+    let instance = instances::get_by_id(&mut *conn, instance_id).await?;
+    let policy = policies::get(&mut *conn, &instance.vault_id, &instance.policy_id).await?;
+    let wanted = job.retention_rule.unwrap_or(RuleKind::Default);
+    // The rule may have been removed since the job was queued: fall back to DEFAULT.
+    let rule = policy
+        .rule(wanted)
+        .or_else(|| policy.rule(RuleKind::Default))
+        .ok_or_else(|| {
+            CoordinatorError::internal(format!("policy \"{}\" has no DEFAULT rule", policy.id))
+        })?;
+    let expire = expire_time(rule, snapshot_time).ok_or_else(|| {
+        CoordinatorError::internal(format!("cannot compute the expiry of rule {}", rule.kind))
+    })?;
+    let point = RecoveryPoint {
+        id: point_id,
+        vault_id: instance.vault_id.clone(),
+        backup_instance_id: instance.id,
+        job_id: job.id,
+        database: instance.database.clone(),
+        snapshot_time,
+        tier: Tier::Standard,
+        datastore_url: datastore,
+        prefix,
+        stored_bytes: result.stored_bytes,
+        raw_bytes: result.raw_bytes,
+        chunk_count: result.chunk_count,
+        manifest_sha256: sha,
+        server_version: result.server_version.chars().take(200).collect(),
+        retention_tag: rule.kind,
+        expire_time: expire,
+        create_time: chrono::Utc::now(),
+    };
+    recovery_points::insert(&mut *conn, &point).await?;
+    Ok(point_id)
+}
+
+/// Longest error message stored; workers' messages are one line.
+const MAX_MESSAGE: usize = 2000;
+
+pub async fn fail(ctx: &ApiContext, req: pb::FailTaskRequest) -> Result<()> {
+    let mut tx = ctx.store.begin().await?;
+    let done = [JobState::Failed, JobState::Cancelled];
+    let Some(job) = lock_leased(&mut tx, &req.job_id, &req.lease_token, &done).await? else {
+        return Ok(());
+    };
+    let given = req.error.unwrap_or_default();
+    let error = JobError {
+        code: if given.code.trim().is_empty() {
+            "SystemErrorUnknown".into()
+        } else {
+            given.code.trim().into()
+        },
+        message: given.message.chars().take(MAX_MESSAGE).collect(),
+        recommended_action: given.recommended_action.chars().take(MAX_MESSAGE).collect(),
+    };
+    if error.code == "Cancelled" {
+        jobs::finish_failed(&mut *tx, job.id, JobState::Cancelled, &error).await?;
+        tx.commit().await?;
+        tracing::info!(job_id = %job.id, "job cancelled");
+    } else if req.retryable && job.attempt < ctx.max_attempts {
+        let next = jobs::requeue(&mut *tx, job.id, &error).await?;
+        outbox::insert(&mut *tx, job.id, next).await?;
+        tx.commit().await?;
+        ctx.dispatch_wake.notify_one();
+        tracing::warn!(job_id = %job.id, attempt = job.attempt, code = %error.code, "attempt failed; job re-queued");
+    } else {
+        jobs::finish_failed(&mut *tx, job.id, JobState::Failed, &error).await?;
+        tx.commit().await?;
+        tracing::warn!(job_id = %job.id, attempt = job.attempt, code = %error.code, "job failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! `WorkerService`, the calls workers and agents make: claim a task (taking
+//! the lease), heartbeat, complete, fail. Callers authenticate with a bearer
+//! token like every other API caller.
+//!
+//! # Layout
+//! - `claim`: the lease and the task (credentials only for the lease holder).
+//! - `lease`: heartbeat, complete and fail, all fenced by the lease token.
+
+mod claim;
+mod lease;
+
+use std::sync::Arc;
+
+use pgvault_proto::v1 as pb;
+use pgvault_proto::v1::worker_service_server::WorkerService;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::api::ApiContext;
+use crate::error::{CoordinatorError, Result};
+
+pub use claim::TASK_UNRESOLVABLE;
+
+pub struct WorkerApi {
+    ctx: Arc<ApiContext>,
+}
+
+impl WorkerApi {
+    pub fn new(ctx: Arc<ApiContext>) -> Self {
+        WorkerApi { ctx }
+    }
+}
+
+fn job_id(raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw.trim())
+        .map_err(|_| CoordinatorError::invalid("job_id", "must be a job UUID"))
+}
+
+fn lease_token(raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw.trim()).map_err(|_| {
+        CoordinatorError::invalid("lease_token", "must be the token returned by ClaimTask")
+    })
+}
+
+#[tonic::async_trait]
+impl WorkerService for WorkerApi {
+    async fn claim_task(
+        &self,
+        request: Request<pb::ClaimTaskRequest>,
+    ) -> Result<Response<pb::ClaimTaskResponse>, Status> {
+        self.ctx.caller(&request).await?;
+        Ok(Response::new(
+            claim::claim(&self.ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        self.ctx.caller(&request).await?;
+        Ok(Response::new(
+            lease::heartbeat(&self.ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn complete_task(
+        &self,
+        request: Request<pb::CompleteTaskRequest>,
+    ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
+        self.ctx.caller(&request).await?;
+        lease::complete(&self.ctx, request.into_inner()).await?;
+        Ok(Response::new(pb::CompleteTaskResponse {}))
+    }
+
+    async fn fail_task(
+        &self,
+        request: Request<pb::FailTaskRequest>,
+    ) -> Result<Response<pb::FailTaskResponse>, Status> {
+        self.ctx.caller(&request).await?;
+        lease::fail(&self.ctx, request.into_inner()).await?;
+        Ok(Response::new(pb::FailTaskResponse {}))
+    }
+}

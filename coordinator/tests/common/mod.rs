@@ -1,0 +1,282 @@
+//! Test harness: a private PostgreSQL cluster as the state database (also
+//! used as the "protected" server), a coordinator on 127.0.0.1:0, a recording
+//! `TaskPublisher`, and authenticated gRPC clients over a real channel.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pgvault_coordinator::{Coordinator, CoordinatorConfig, CoordinatorHandle};
+use pgvault_localpg::TempCluster;
+use pgvault_proto::v1 as pb;
+use pgvault_proto::v1::backup_instance_service_client::BackupInstanceServiceClient;
+use pgvault_proto::v1::job_service_client::JobServiceClient;
+use pgvault_proto::v1::policy_service_client::PolicyServiceClient;
+use pgvault_proto::v1::recovery_point_service_client::RecoveryPointServiceClient;
+use pgvault_proto::v1::restore_service_client::RestoreServiceClient;
+use pgvault_proto::v1::secret_service_client::SecretServiceClient;
+use pgvault_proto::v1::server_service_client::ServerServiceClient;
+use pgvault_proto::v1::vault_service_client::VaultServiceClient;
+use pgvault_proto::v1::worker_service_client::WorkerServiceClient;
+use pgvault_queue::{QueueError, TaskPublisher};
+use prost::Message;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+pub const TOKEN: &str = "test-owner-token-0123456789";
+pub const DB_PASSWORD: &str = "state-db-Pa55word";
+
+/// Records every published envelope; can be told to fail.
+#[derive(Default)]
+pub struct RecordingPublisher {
+    pub published: Mutex<Vec<(String, pb::TaskEnvelope)>>,
+    pub failing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl TaskPublisher for RecordingPublisher {
+    async fn publish(&self, message_id: &str, payload: Vec<u8>) -> Result<(), QueueError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(QueueError::Closed);
+        }
+        let envelope = pb::TaskEnvelope::decode(payload.as_slice())
+            .expect("coordinator publishes TaskEnvelopes");
+        self.published
+            .lock()
+            .expect("lock")
+            .push((message_id.to_string(), envelope));
+        Ok(())
+    }
+}
+
+impl RecordingPublisher {
+    pub fn envelopes(&self) -> Vec<(String, pb::TaskEnvelope)> {
+        self.published.lock().expect("lock").clone()
+    }
+
+    /// Waits until an envelope for `job_id` at `attempt` was published.
+    pub async fn wait_for(&self, job_id: &str, attempt: u32) -> (String, pb::TaskEnvelope) {
+        for _ in 0..100 {
+            if let Some(found) = self
+                .envelopes()
+                .into_iter()
+                .find(|(_, e)| e.job_id == job_id && e.attempt == attempt)
+            {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "no envelope for job {job_id} attempt {attempt}; got {:?}",
+            self.envelopes()
+        );
+    }
+}
+
+pub type Auth = fn(Request<()>) -> Result<Request<()>, Status>;
+pub type Svc = InterceptedService<Channel, Auth>;
+
+// The signature is tonic's interceptor contract.
+#[allow(clippy::result_large_err)]
+fn with_token(mut request: Request<()>) -> Result<Request<()>, Status> {
+    let value = format!("Bearer {TOKEN}")
+        .parse()
+        .map_err(|_| Status::internal("bad token"))?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+pub struct Harness {
+    pub cluster: TempCluster,
+    pub handle: Option<CoordinatorHandle>,
+    pub publisher: Arc<RecordingPublisher>,
+    pub channel: Channel,
+    pub datastore_dir: tempfile::TempDir,
+}
+
+pub fn config(cluster: &TempCluster) -> CoordinatorConfig {
+    let mut config = CoordinatorConfig::new(cluster.url("postgres"), [42u8; 32]);
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.bootstrap_token = Some(TOKEN.to_string());
+    config.lease_ttl = Duration::from_secs(2);
+    config.reaper_interval = Duration::from_millis(200);
+    config.max_attempts = 2;
+    config
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        let cluster = tokio::task::spawn_blocking(|| TempCluster::start(DB_PASSWORD))
+            .await
+            .expect("join")
+            .unwrap_or_else(|e| panic!("cannot start PostgreSQL (install postgresql-15): {e}"));
+        let publisher = Arc::new(RecordingPublisher::default());
+        let handle = Coordinator::start(config(&cluster), publisher.clone())
+            .await
+            .expect("coordinator starts");
+        let channel = Channel::from_shared(format!("http://{}", handle.local_addr()))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect to coordinator");
+        let datastore_dir = tempfile::tempdir().expect("tempdir");
+        Harness {
+            cluster,
+            handle: Some(handle),
+            publisher,
+            channel,
+            datastore_dir,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    fn auth(&self) -> (Channel, Auth) {
+        (self.channel.clone(), with_token as Auth)
+    }
+
+    pub fn vaults(&self) -> VaultServiceClient<Svc> {
+        let (c, a) = self.auth();
+        VaultServiceClient::with_interceptor(c, a)
+    }
+    pub fn policies(&self) -> PolicyServiceClient<Svc> {
+        let (c, a) = self.auth();
+        PolicyServiceClient::with_interceptor(c, a)
+    }
+    pub fn servers(&self) -> ServerServiceClient<Svc> {
+        let (c, a) = self.auth();
+        ServerServiceClient::with_interceptor(c, a)
+    }
+    pub fn secrets(&self) -> SecretServiceClient<Svc> {
+        let (c, a) = self.auth();
+        SecretServiceClient::with_interceptor(c, a)
+    }
+    pub fn instances(&self) -> BackupInstanceServiceClient<Svc> {
+        let (c, a) = self.auth();
+        BackupInstanceServiceClient::with_interceptor(c, a)
+    }
+    pub fn points(&self) -> RecoveryPointServiceClient<Svc> {
+        let (c, a) = self.auth();
+        RecoveryPointServiceClient::with_interceptor(c, a)
+    }
+    pub fn restores(&self) -> RestoreServiceClient<Svc> {
+        let (c, a) = self.auth();
+        RestoreServiceClient::with_interceptor(c, a)
+    }
+    pub fn jobs(&self) -> JobServiceClient<Svc> {
+        let (c, a) = self.auth();
+        JobServiceClient::with_interceptor(c, a)
+    }
+    pub fn workers(&self) -> WorkerServiceClient<Svc> {
+        let (c, a) = self.auth();
+        WorkerServiceClient::with_interceptor(c, a)
+    }
+
+    /// The cluster's connection string, as a user would store it.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres password={} sslmode=disable",
+            self.cluster.port(),
+            DB_PASSWORD
+        )
+    }
+
+    /// Creates vault `v`, policy `daily`, server `pg1` (this cluster), secret
+    /// `pg1-admin` and a database `app`; returns the vault name.
+    pub async fn fixture(&self) -> String {
+        let url = format!("file://{}", self.datastore_dir.path().display());
+        self.vaults()
+            .create_vault(pb::CreateVaultRequest {
+                vault_id: "v".into(),
+                vault: Some(pb::Vault {
+                    standard_datastore: url,
+                    region: "local".into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("create vault");
+        self.policies()
+            .create_policy(pb::CreatePolicyRequest {
+                parent: "vaults/v".into(),
+                policy_id: "daily".into(),
+                policy: Some(pb::Policy {
+                    schedule: Some(pb::Schedule {
+                        weekdays: vec![pb::Weekday::Monday as i32],
+                        time_of_day: "02:00".into(),
+                        time_zone: "Europe/Berlin".into(),
+                    }),
+                    retention_rules: vec![pb::RetentionRule {
+                        kind: pb::RetentionRuleKind::Weekly as i32,
+                        standard_duration: "P8W".into(),
+                        archive_duration: String::new(),
+                    }],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("create policy");
+        self.servers()
+            .register_server(pb::RegisterServerRequest {
+                server_id: "pg1".into(),
+                server: Some(pb::Server {
+                    host: "127.0.0.1".into(),
+                    port: u32::from(self.cluster.port()),
+                    region: "local".into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("register server");
+        self.secrets()
+            .put_secret(pb::PutSecretRequest {
+                secret_id: "pg1-admin".into(),
+                value: self.connection_string(),
+            })
+            .await
+            .expect("put secret");
+        let client = self.cluster.connect("postgres").await.expect("connect");
+        client
+            .batch_execute("CREATE DATABASE app")
+            .await
+            .expect("create database app");
+        "vaults/v".into()
+    }
+
+    /// Configures `database` on pg1 in vault v; returns the instance name.
+    pub async fn protect(&self, database: &str) -> String {
+        let response = self
+            .instances()
+            .configure_backup(pb::ConfigureBackupRequest {
+                parent: "vaults/v".into(),
+                policy: "vaults/v/policies/daily".into(),
+                rows: vec![pb::ConfigureBackupRow {
+                    server: "servers/pg1".into(),
+                    database: database.into(),
+                    secret: String::new(),
+                }],
+                default_secret: "secrets/pg1-admin".into(),
+            })
+            .await
+            .expect("configure backup")
+            .into_inner();
+        let result = &response.results[0];
+        assert_eq!(
+            result.readiness,
+            pb::Readiness::Success as i32,
+            "{result:?}"
+        );
+        result
+            .backup_instance
+            .as_ref()
+            .expect("instance")
+            .name
+            .clone()
+    }
+}
