@@ -10,6 +10,7 @@ pub mod v1 {
 }
 
 /// Encoded `FileDescriptorSet` of every pgvault `.proto` file.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pgvault_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/pgvault_descriptor.bin"));
 
 pub use prost_types::Timestamp;

@@ -43,7 +43,10 @@ impl std::fmt::Debug for AmqpQueue {
 impl AmqpQueue {
     /// Checks that the broker is reachable and declares the queues.
     pub async fn connect(url: &str, queue: &str) -> Result<AmqpQueue, QueueError> {
-        let this = AmqpQueue { url: url.to_string(), queue: queue.to_string() };
+        let this = AmqpQueue {
+            url: url.to_string(),
+            queue: queue.to_string(),
+        };
         let (connection, _channel) = this.open_channel().await?;
         let _ = connection.close(200, "declared").await;
         Ok(this)
@@ -56,19 +59,31 @@ impl AmqpQueue {
 
     /// A publisher with its own connection (opened lazily, reopened after errors).
     pub fn publisher(&self) -> AmqpPublisher {
-        AmqpPublisher { queue: self.clone(), state: Mutex::new(None) }
+        AmqpPublisher {
+            queue: self.clone(),
+            state: Mutex::new(None),
+        }
     }
 
     /// A consumer with its own connection and prefetch 1.
     pub fn consumer(&self, tag: &str) -> AmqpConsumer {
-        AmqpConsumer { queue: self.clone(), tag: tag.to_string(), state: None }
+        AmqpConsumer {
+            queue: self.clone(),
+            tag: tag.to_string(),
+            state: None,
+        }
     }
 
     /// Messages waiting in the dead-letter queue.
     pub async fn dead_letter_count(&self) -> Result<u32, QueueError> {
         let (connection, channel) = self.open_channel().await?;
-        let options = QueueDeclareOptions { passive: true, ..Default::default() };
-        let queue = channel.queue_declare(&self.dead_letter_queue(), options, FieldTable::default()).await?;
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let queue = channel
+            .queue_declare(&self.dead_letter_queue(), options, FieldTable::default())
+            .await?;
         let _ = connection.close(200, "done").await;
         Ok(queue.message_count())
     }
@@ -83,18 +98,35 @@ impl AmqpQueue {
             .with_reactor(tokio_reactor_trait::Tokio);
         let connection = Connection::connect(&self.url, properties)
             .await
-            .map_err(|e| QueueError::Connect { url: self.redacted_url(), reason: e.to_string() })?;
+            .map_err(|e| QueueError::Connect {
+                url: self.redacted_url(),
+                reason: e.to_string(),
+            })?;
         let channel = connection.create_channel().await?;
-        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
-        channel.queue_declare(&self.dead_letter_queue(), durable, FieldTable::default()).await?;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .queue_declare(&self.dead_letter_queue(), durable, FieldTable::default())
+            .await?;
         let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
         args.insert(
             "x-dead-letter-routing-key".into(),
             AMQPValue::LongString(self.dead_letter_queue().into()),
         );
-        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
         channel.queue_declare(&self.queue, durable, args).await?;
         Ok((connection, channel))
     }
@@ -112,7 +144,9 @@ impl TaskPublisher for AmqpPublisher {
         let mut state = self.state.lock().await;
         if state.as_ref().is_none_or(|(c, _)| !c.status().connected()) {
             let (connection, channel) = self.queue.open_channel().await?;
-            channel.confirm_select(ConfirmSelectOptions::default()).await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
             *state = Some((connection, channel));
         }
         let Some((_, channel)) = state.as_ref() else {
@@ -124,14 +158,22 @@ impl TaskPublisher for AmqpPublisher {
             .with_content_type("application/x-protobuf".into());
         let result = async {
             let confirm = channel
-                .basic_publish("", &self.queue.queue, BasicPublishOptions::default(), &payload, properties)
+                .basic_publish(
+                    "",
+                    &self.queue.queue,
+                    BasicPublishOptions::default(),
+                    &payload,
+                    properties,
+                )
                 .await?
                 .await?;
             Ok::<_, lapin::Error>(confirm)
         }
         .await;
         match result {
-            Ok(Confirmation::Nack(_)) => Err(QueueError::Nacked { message_id: message_id.to_string() }),
+            Ok(Confirmation::Nack(_)) => Err(QueueError::Nacked {
+                message_id: message_id.to_string(),
+            }),
             Ok(_) => Ok(()),
             Err(e) => {
                 // Drop the broken connection; the next publish reconnects.
@@ -154,7 +196,12 @@ impl AmqpConsumer {
         let (connection, channel) = self.queue.open_channel().await?;
         channel.basic_qos(1, BasicQosOptions::default()).await?;
         let consumer = channel
-            .basic_consume(&self.queue.queue, &self.tag, BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                &self.queue.queue,
+                &self.tag,
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         Ok((connection, consumer))
     }
@@ -179,7 +226,9 @@ impl TaskConsumer for AmqpConsumer {
                     }
                 }
             }
-            let Some((_, consumer)) = self.state.as_mut() else { continue };
+            let Some((_, consumer)) = self.state.as_mut() else {
+                continue;
+            };
             match consumer.next().await {
                 Some(Ok(delivery)) => {
                     return Ok(Delivery::new(
@@ -214,7 +263,13 @@ impl Acker for LapinAcker {
     }
 
     async fn requeue(&self) -> Result<(), QueueError> {
-        Ok(self.0.nack(BasicNackOptions { requeue: true, multiple: false }).await?)
+        Ok(self
+            .0
+            .nack(BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            })
+            .await?)
     }
 }
 
@@ -243,17 +298,32 @@ mod tests {
 
     #[test]
     fn redact_url_drops_the_password_only() {
-        assert_eq!(redact_url("amqp://guest:hunter2@127.0.0.1:5672/%2f"), "amqp://guest@127.0.0.1:5672/%2f");
+        assert_eq!(
+            redact_url("amqp://guest:hunter2@127.0.0.1:5672/%2f"),
+            "amqp://guest@127.0.0.1:5672/%2f"
+        );
         assert_eq!(redact_url("amqp://127.0.0.1:5672"), "amqp://127.0.0.1:5672");
         assert_eq!(redact_url("not a url"), "<unparseable AMQP URL>");
     }
 
     #[tokio::test]
     async fn unreachable_broker_is_a_one_line_error_naming_the_url() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let url = format!("amqp://guest:hunter2@127.0.0.1:{port}/%2f");
-        let err = AmqpQueue::connect(&url, "tasks").await.unwrap_err().to_string();
-        assert!(err.starts_with(&format!("cannot connect to message broker amqp://guest@127.0.0.1:{port}/%2f")), "{err}");
+        let err = AmqpQueue::connect(&url, "tasks")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "cannot connect to message broker amqp://guest@127.0.0.1:{port}/%2f"
+            )),
+            "{err}"
+        );
         assert!(!err.contains("hunter2"));
         assert!(!err.contains('\n'));
     }

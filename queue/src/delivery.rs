@@ -27,7 +27,11 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn new(payload: Vec<u8>, redelivered: bool, acker: Box<dyn Acker>) -> Self {
-        Delivery { payload, redelivered, acker }
+        Delivery {
+            payload,
+            redelivered,
+            acker,
+        }
     }
 
     pub async fn ack(self) -> Result<(), QueueError> {

@@ -34,7 +34,11 @@ impl Default for InProcessQueue {
 impl InProcessQueue {
     pub fn new() -> Self {
         let (sender, receiver) = async_channel::unbounded();
-        InProcessQueue { sender, receiver, dead: Arc::default() }
+        InProcessQueue {
+            sender,
+            receiver,
+            dead: Arc::default(),
+        }
     }
 
     /// A publisher handle.
@@ -66,7 +70,10 @@ impl InProcessQueue {
 impl TaskPublisher for InProcessQueue {
     async fn publish(&self, _message_id: &str, payload: Vec<u8>) -> Result<(), QueueError> {
         self.sender
-            .send(Message { payload, redelivered: false })
+            .send(Message {
+                payload,
+                redelivered: false,
+            })
             .await
             .map_err(|_| QueueError::Closed)
     }
@@ -80,8 +87,15 @@ impl TaskPublisher for InProcessQueue {
 impl TaskConsumer for InProcessQueue {
     async fn next(&mut self) -> Result<Delivery, QueueError> {
         let message = self.receiver.recv().await.map_err(|_| QueueError::Closed)?;
-        let acker = MemoryAcker { queue: self.clone(), message: message.clone() };
-        Ok(Delivery::new(message.payload, message.redelivered, Box::new(acker)))
+        let acker = MemoryAcker {
+            queue: self.clone(),
+            message: message.clone(),
+        };
+        Ok(Delivery::new(
+            message.payload,
+            message.redelivered,
+            Box::new(acker),
+        ))
     }
 }
 
@@ -104,8 +118,15 @@ impl Acker for MemoryAcker {
     }
 
     async fn requeue(&self) -> Result<(), QueueError> {
-        let message = Message { payload: self.message.payload.clone(), redelivered: true };
-        self.queue.sender.send(message).await.map_err(|_| QueueError::Closed)
+        let message = Message {
+            payload: self.message.payload.clone(),
+            redelivered: true,
+        };
+        self.queue
+            .sender
+            .send(message)
+            .await
+            .map_err(|_| QueueError::Closed)
     }
 }
 
@@ -145,8 +166,19 @@ mod tests {
     #[tokio::test]
     async fn rejected_message_goes_to_dead_letters() {
         let queue = InProcessQueue::new();
-        queue.publisher().publish("1", b"garbage".to_vec()).await.unwrap();
-        queue.consumer().next().await.unwrap().reject().await.unwrap();
+        queue
+            .publisher()
+            .publish("1", b"garbage".to_vec())
+            .await
+            .unwrap();
+        queue
+            .consumer()
+            .next()
+            .await
+            .unwrap()
+            .reject()
+            .await
+            .unwrap();
         assert_eq!(queue.dead_letters(), vec![b"garbage".to_vec()]);
         assert!(queue.is_empty());
     }

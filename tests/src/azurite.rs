@@ -19,16 +19,28 @@ pub struct Azurite {
 impl Azurite {
     pub fn start() -> anyhow::Result<Azurite> {
         let bin = find_binary()?;
-        let dir = tempfile::Builder::new().prefix("pgvault-azurite-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("pgvault-azurite-")
+            .tempdir()?;
         let port = pgvault_localpg::free_port()?;
         let mut command = Command::new(bin);
         command
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--location"])
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &port.to_string(),
+                "--location",
+            ])
             .arg(dir.path())
             .args(["--skipApiVersionCheck", "--disableTelemetry", "--silent"]);
         let mut process = ChildProcess::spawn("azurite", command, &dir.path().join("azurite.log"))?;
         wait_for_port(port, Duration::from_secs(30), &mut process)?;
-        Ok(Azurite { process, port, _dir: dir })
+        Ok(Azurite {
+            process,
+            port,
+            _dir: dir,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -37,7 +49,10 @@ impl Azurite {
 
     /// Datastore URL of `container` (created by pgvault itself).
     pub fn datastore_url(&self, container: &str) -> String {
-        format!("az://{container}?emulator=true&endpoint=http://127.0.0.1:{}/devstoreaccount1", self.port)
+        format!(
+            "az://{container}?emulator=true&endpoint=http://127.0.0.1:{}/devstoreaccount1",
+            self.port
+        )
     }
 
     /// Stops the emulator (data is kept in its directory).
@@ -61,5 +76,7 @@ fn find_binary() -> anyhow::Result<PathBuf> {
             }
         }
     }
-    bail!("Azurite (azurite-blob) is not installed: run scripts/test.sh, or `npm install --prefix .tools azurite`")
+    bail!(
+        "Azurite (azurite-blob) is not installed: run scripts/test.sh, or `npm install --prefix .tools azurite`"
+    )
 }

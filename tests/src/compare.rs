@@ -21,19 +21,34 @@ pub struct Fingerprint {
 /// two dumps (version banner, `\restrict` keys).
 pub fn schema_text(cluster: &LocalCluster, database: &str) -> anyhow::Result<String> {
     let output = Command::new(cluster.bin_dir().join("pg_dump"))
-        .args(["--schema-only", "-h", cluster.host(), "-p", &cluster.port().to_string(), "-U", cluster.user()])
+        .args([
+            "--schema-only",
+            "-h",
+            cluster.host(),
+            "-p",
+            &cluster.port().to_string(),
+            "-U",
+            cluster.user(),
+        ])
         .arg("-d")
         .arg(database)
         .env("PGPASSWORD", cluster.password())
         .output()
         .context("run pg_dump")?;
     if !output.status.success() {
-        bail!("pg_dump --schema-only {database} failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "pg_dump --schema-only {database} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let text = String::from_utf8(output.stdout)?;
     Ok(text
         .lines()
-        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict") && !l.starts_with("-- Dumped"))
+        .filter(|l| {
+            !l.starts_with("\\restrict")
+                && !l.starts_with("\\unrestrict")
+                && !l.starts_with("-- Dumped")
+        })
         .collect::<Vec<_>>()
         .join("\n"))
 }
@@ -55,19 +70,31 @@ pub async fn fingerprint(cluster: &LocalCluster, database: &str) -> anyhow::Resu
         let sql = format!(
             "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM ONLY {table} t"
         );
-        let r = client.query_one(&sql, &[]).await.with_context(|| format!("checksum {table}"))?;
+        let r = client
+            .query_one(&sql, &[])
+            .await
+            .with_context(|| format!("checksum {table}"))?;
         tables.insert(table, (r.get::<_, i64>(0), r.get::<_, String>(1)));
     }
     let mut sequences = BTreeMap::new();
     for row in client
-        .query("SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences ORDER BY 1", &[])
+        .query(
+            "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences ORDER BY 1",
+            &[],
+        )
         .await?
     {
         let seq: String = row.get(0);
-        let r = client.query_one(&format!("SELECT last_value, is_called FROM {seq}"), &[]).await?;
+        let r = client
+            .query_one(&format!("SELECT last_value, is_called FROM {seq}"), &[])
+            .await?;
         sequences.insert(seq, (r.get::<_, i64>(0), r.get::<_, bool>(1)));
     }
-    Ok(Fingerprint { schema, tables, sequences })
+    Ok(Fingerprint {
+        schema,
+        tables,
+        sequences,
+    })
 }
 
 /// Fails with a readable diff unless the two databases are identical.
@@ -91,13 +118,24 @@ pub async fn assert_identical(
             .take(10)
             .map(|(x, y)| format!("- {x}\n+ {y}"))
             .collect();
-        bail!("schema of {target_db} differs from {source_db}:\n{}", diff.join("\n"));
+        bail!(
+            "schema of {target_db} differs from {source_db}:\n{}",
+            diff.join("\n")
+        );
     }
     if a.tables != b.tables {
-        bail!("table contents differ:\nsource {:#?}\ntarget {:#?}", a.tables, b.tables);
+        bail!(
+            "table contents differ:\nsource {:#?}\ntarget {:#?}",
+            a.tables,
+            b.tables
+        );
     }
     if a.sequences != b.sequences {
-        bail!("sequences differ:\nsource {:?}\ntarget {:?}", a.sequences, b.sequences);
+        bail!(
+            "sequences differ:\nsource {:?}\ntarget {:?}",
+            a.sequences,
+            b.sequences
+        );
     }
     Ok(())
 }

@@ -8,7 +8,12 @@ use pgvault_localpg::LocalCluster;
 
 pub async fn create_database(cluster: &LocalCluster, name: &str) -> anyhow::Result<()> {
     let client = cluster.connect("postgres").await?;
-    client.batch_execute(&format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""))).await?;
+    client
+        .batch_execute(&format!(
+            "CREATE DATABASE \"{}\"",
+            name.replace('"', "\"\"")
+        ))
+        .await?;
     Ok(())
 }
 
@@ -16,18 +21,32 @@ pub async fn create_database(cluster: &LocalCluster, name: &str) -> anyhow::Resu
 pub async fn pgbench(cluster: &LocalCluster, name: &str, scale: u32) -> anyhow::Result<()> {
     create_database(cluster, name).await?;
     let output = Command::new(cluster.bin_dir().join("pgbench"))
-        .args(["-i", "-q", "-s", &scale.to_string(), "-h", cluster.host(), "-p", &cluster.port().to_string()])
+        .args([
+            "-i",
+            "-q",
+            "-s",
+            &scale.to_string(),
+            "-h",
+            cluster.host(),
+            "-p",
+            &cluster.port().to_string(),
+        ])
         .args(["-U", cluster.user(), name])
         .env("PGPASSWORD", cluster.password())
         .output()
         .context("run pgbench")?;
     if !output.status.success() {
-        bail!("pgbench -i failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "pgbench -i failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     // A history row and an advanced sequence make the comparison stricter.
     let client = cluster.connect(name).await?;
     client
-        .batch_execute("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 42, now())")
+        .batch_execute(
+            "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 42, now())",
+        )
         .await?;
     Ok(())
 }
@@ -89,6 +108,9 @@ INSERT INTO public.lines SELECT g, 'line ' || g || E'\\N', 1 FROM generate_serie
 pub async fn mixed(cluster: &LocalCluster, name: &str) -> anyhow::Result<()> {
     create_database(cluster, name).await?;
     let client = cluster.connect(name).await?;
-    client.batch_execute(MIXED_SQL).await.context("load mixed fixture")?;
+    client
+        .batch_execute(MIXED_SQL)
+        .await
+        .context("load mixed fixture")?;
     Ok(())
 }

@@ -35,7 +35,10 @@ pub fn pgvault_bin() -> anyhow::Result<PathBuf> {
         .unwrap_or_else(|| workspace_root().join("target"));
     let bin = target.join("debug").join("pgvault");
     if !bin.is_file() {
-        bail!("{} is missing: build it with `cargo build -p pgvault` (scripts/test.sh does)", bin.display());
+        bail!(
+            "{} is missing: build it with `cargo build -p pgvault` (scripts/test.sh does)",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -56,11 +59,18 @@ pub struct PgvaultCluster {
 
 impl PgvaultCluster {
     pub fn start(amqp_url: &str, workers: usize) -> anyhow::Result<PgvaultCluster> {
-        let dir = tempfile::Builder::new().prefix("pgvault-cluster-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("pgvault-cluster-")
+            .tempdir()?;
         let state = TempCluster::start("state-db-pw")?;
         let port = pgvault_localpg::free_port()?;
         let mut cluster = PgvaultCluster {
-            coordinator: spawn_coordinator(&state, amqp_url, port, &dir.path().join("coordinator.log"))?,
+            coordinator: spawn_coordinator(
+                &state,
+                amqp_url,
+                port,
+                &dir.path().join("coordinator.log"),
+            )?,
             state,
             workers: Vec::new(),
             endpoint: format!("http://127.0.0.1:{port}"),
@@ -79,20 +89,31 @@ impl PgvaultCluster {
         let n = self.workers.len();
         let mut command = Command::new(pgvault_bin()?);
         command
-            .args(["worker", "--coordinator", &self.endpoint, "--amqp-url", &self.amqp_url])
+            .args([
+                "worker",
+                "--coordinator",
+                &self.endpoint,
+                "--amqp-url",
+                &self.amqp_url,
+            ])
             .env("PGVAULT_WORKER__TOKEN", TEST_TOKEN)
             .env("PGVAULT_WORKER__SPLIT_THRESHOLD_MB", "1")
             .env("RUST_LOG", "info");
         let log = self.dir.path().join(format!("worker-{n}.log"));
-        self.workers.push(ChildProcess::spawn(&format!("worker {n}"), command, &log)?);
+        self.workers
+            .push(ChildProcess::spawn(&format!("worker {n}"), command, &log)?);
         Ok(())
     }
 
     /// Restarts the coordinator process on the same port and state.
     pub fn restart_coordinator(&mut self) -> anyhow::Result<()> {
         self.coordinator.stop(Duration::from_secs(10));
-        self.coordinator =
-            spawn_coordinator(&self.state, &self.amqp_url, self.port, &self.dir.path().join("coordinator.log"))?;
+        self.coordinator = spawn_coordinator(
+            &self.state,
+            &self.amqp_url,
+            self.port,
+            &self.dir.path().join("coordinator.log"),
+        )?;
         wait_for_port(self.port, Duration::from_secs(60), &mut self.coordinator)
     }
 
@@ -118,9 +139,18 @@ fn spawn_coordinator(
 ) -> anyhow::Result<ChildProcess> {
     let mut command = Command::new(pgvault_bin()?);
     command
-        .args(["coordinator", "--listen", &format!("127.0.0.1:{port}"), "--amqp-url", amqp_url])
+        .args([
+            "coordinator",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--amqp-url",
+            amqp_url,
+        ])
         .env("PGVAULT_COORDINATOR__DATABASE_URL", state.url("postgres"))
-        .env("PGVAULT_COORDINATOR__MASTER_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+        .env(
+            "PGVAULT_COORDINATOR__MASTER_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )
         .env("PGVAULT_COORDINATOR__BOOTSTRAP_TOKEN", TEST_TOKEN)
         .env("PGVAULT_COORDINATOR__LEASE_TTL_SECONDS", "10")
         .env("PGVAULT_COORDINATOR__REAPER_INTERVAL_SECONDS", "1")
@@ -156,23 +186,36 @@ impl PgvaultUp {
             .current_dir(dir.path());
         let mut process = ChildProcess::spawn("pgvault up", command, &dir.path().join("up.log"))?;
         wait_for_port(port, Duration::from_secs(90), &mut process)?;
-        Ok(PgvaultUp { process, endpoint: format!("http://127.0.0.1:{port}"), data_dir, dir })
+        Ok(PgvaultUp {
+            process,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            dir,
+        })
     }
 
     /// Ctrl-C, then a second `up` on the same directory.
     pub fn restart(self) -> anyhow::Result<PgvaultUp> {
-        let PgvaultUp { mut process, dir, .. } = self;
+        let PgvaultUp {
+            mut process, dir, ..
+        } = self;
         process.signal(libc::SIGINT);
         let status = process.wait(Duration::from_secs(60))?;
         if !status.success() {
-            bail!("pgvault up did not stop cleanly ({status}):\n{}", process.log_tail(30));
+            bail!(
+                "pgvault up did not stop cleanly ({status}):\n{}",
+                process.log_tail(30)
+            );
         }
         Self::start_in(dir)
     }
 
     pub fn token(&self) -> anyhow::Result<String> {
         let path = self.data_dir.join("admin.token");
-        Ok(std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?.trim().to_string())
+        Ok(std::fs::read_to_string(&path)
+            .with_context(|| format!("read {}", path.display()))?
+            .trim()
+            .to_string())
     }
 
     /// Runs the CLI against this instance; stdin is empty unless given.
@@ -188,10 +231,8 @@ impl PgvaultUp {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         let mut child = command.spawn()?;
-        if let Some(mut input) = child.stdin.take() {
-            if let Some(text) = stdin {
-                input.write_all(text.as_bytes())?;
-            }
+        if let (Some(mut input), Some(text)) = (child.stdin.take(), stdin) {
+            input.write_all(text.as_bytes())?;
         }
         Ok(child.wait_with_output()?)
     }
@@ -202,8 +243,13 @@ impl PgvaultUp {
 pub struct Bearer(MetadataValue<Ascii>);
 
 impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
         Ok(request)
     }
 }
@@ -224,15 +270,23 @@ pub struct Api {
 
 impl Api {
     pub async fn connect(endpoint: &str, token: &str) -> anyhow::Result<Api> {
-        let channel = Channel::from_shared(endpoint.to_string())?.connect().await?;
+        let channel = Channel::from_shared(endpoint.to_string())?
+            .connect()
+            .await?;
         let bearer = Bearer(format!("Bearer {token}").parse()?);
         Ok(Api {
             vaults: VaultServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             policies: PolicyServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             servers: ServerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             secrets: SecretServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            instances: BackupInstanceServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            recovery_points: RecoveryPointServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            instances: BackupInstanceServiceClient::with_interceptor(
+                channel.clone(),
+                bearer.clone(),
+            ),
+            recovery_points: RecoveryPointServiceClient::with_interceptor(
+                channel.clone(),
+                bearer.clone(),
+            ),
             restores: RestoreServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             jobs: JobServiceClient::with_interceptor(channel, bearer),
         })
@@ -242,11 +296,20 @@ impl Api {
     pub async fn wait_for_job(&mut self, name: &str, timeout: Duration) -> anyhow::Result<Job> {
         let deadline = Instant::now() + timeout;
         loop {
-            let job = self.jobs.get_job(GetJobRequest { name: name.to_string() }).await?.into_inner();
+            let job = self
+                .jobs
+                .get_job(GetJobRequest {
+                    name: name.to_string(),
+                })
+                .await?
+                .into_inner();
             let state = JobState::try_from(job.state).unwrap_or(JobState::Unspecified);
             if matches!(
                 state,
-                JobState::Completed | JobState::CompletedWithWarnings | JobState::Failed | JobState::Cancelled
+                JobState::Completed
+                    | JobState::CompletedWithWarnings
+                    | JobState::Failed
+                    | JobState::Cancelled
             ) {
                 return Ok(job);
             }

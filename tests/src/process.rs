@@ -18,11 +18,25 @@ impl ChildProcess {
     /// Spawns `command` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, mut command: Command, log: &Path) -> anyhow::Result<ChildProcess> {
         use std::os::unix::process::CommandExt;
-        let out = File::options().create(true).append(true).open(log).with_context(|| format!("open {}", log.display()))?;
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("open {}", log.display()))?;
         let err = out.try_clone()?;
-        command.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
-        let child = command.spawn().with_context(|| format!("cannot start {name}"))?;
-        Ok(ChildProcess { name: name.to_string(), child: Some(child), log: log.to_path_buf() })
+        command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        Ok(ChildProcess {
+            name: name.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -42,10 +56,14 @@ impl ChildProcess {
 
     /// Fails if the process has exited.
     pub fn ensure_running(&mut self) -> anyhow::Result<()> {
-        if let Some(child) = self.child.as_mut() {
-            if let Some(status) = child.try_wait()? {
-                bail!("{} exited ({status}); output:\n{}", self.name, self.log_tail(40));
-            }
+        if let Some(child) = self.child.as_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            bail!(
+                "{} exited ({status}); output:\n{}",
+                self.name,
+                self.log_tail(40)
+            );
         }
         Ok(())
     }
@@ -88,7 +106,11 @@ impl ChildProcess {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
-                bail!("{} did not exit within {timeout:?}; output:\n{}", self.name, self.log_tail(40));
+                bail!(
+                    "{} did not exit within {timeout:?}; output:\n{}",
+                    self.name,
+                    self.log_tail(40)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -109,7 +131,11 @@ impl Drop for ChildProcess {
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
-pub fn wait_for_port(port: u16, timeout: Duration, process: &mut ChildProcess) -> anyhow::Result<()> {
+pub fn wait_for_port(
+    port: u16,
+    timeout: Duration,
+    process: &mut ChildProcess,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         process.ensure_running()?;
@@ -118,5 +144,8 @@ pub fn wait_for_port(port: u16, timeout: Duration, process: &mut ChildProcess) -
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    bail!("nothing listened on port {port} within {timeout:?}; output:\n{}", process.log_tail(40))
+    bail!(
+        "nothing listened on port {port} within {timeout:?}; output:\n{}",
+        process.log_tail(40)
+    )
 }

@@ -18,10 +18,17 @@ pub struct RabbitMq {
 
 impl RabbitMq {
     pub fn start() -> anyhow::Result<RabbitMq> {
-        let dir = tempfile::Builder::new().prefix("pgvault-rabbitmq-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("pgvault-rabbitmq-")
+            .tempdir()?;
         let port = pgvault_localpg::free_port()?;
         let dist_port = pgvault_localpg::free_port()?;
-        let mut node = RabbitMq { process: None, port, dist_port, dir };
+        let mut node = RabbitMq {
+            process: None,
+            port,
+            dist_port,
+            dir,
+        };
         node.launch()?;
         Ok(node)
     }
@@ -55,13 +62,20 @@ impl RabbitMq {
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
-            .env("RABBITMQ_NODENAME", format!("pgvault{}@localhost", self.port))
+            .env(
+                "RABBITMQ_NODENAME",
+                format!("pgvault{}@localhost", self.port),
+            )
             .env("RABBITMQ_MNESIA_BASE", base.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", base.join("log"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", &plugins)
             .env("RABBITMQ_CONFIG_FILE", base.join("rabbitmq"))
-            .env("RABBITMQ_ADVANCED_CONFIG_FILE", base.join("advanced.config"));
-        let mut process = ChildProcess::spawn("rabbitmq-server", command, &base.join("server.log"))?;
+            .env(
+                "RABBITMQ_ADVANCED_CONFIG_FILE",
+                base.join("advanced.config"),
+            );
+        let mut process =
+            ChildProcess::spawn("rabbitmq-server", command, &base.join("server.log"))?;
         wait_for_port(self.port, Duration::from_secs(90), &mut process)?;
         self.process = Some(process);
         self.wait_for_amqp()
@@ -69,12 +83,19 @@ impl RabbitMq {
 
     fn wait_for_amqp(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         loop {
-            let result = runtime.block_on(pgvault_queue::amqp::AmqpQueue::connect(&self.url(), "pgvault.harness.ping"));
+            let result = runtime.block_on(pgvault_queue::amqp::AmqpQueue::connect(
+                &self.url(),
+                "pgvault.harness.ping",
+            ));
             match result {
                 Ok(_) => return Ok(()),
-                Err(e) if Instant::now() > deadline => bail!("RabbitMQ did not accept AMQP connections: {e}"),
+                Err(e) if Instant::now() > deadline => {
+                    bail!("RabbitMQ did not accept AMQP connections: {e}")
+                }
                 Err(_) => std::thread::sleep(Duration::from_millis(300)),
             }
         }

@@ -17,8 +17,13 @@ async fn next(consumer: &mut dyn TaskConsumer) -> pgvault_queue::Delivery {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rabbitmq_queue_delivers_dead_letters_and_survives_broker_restart() {
-    let mut broker = tokio::task::spawn_blocking(RabbitMq::start).await.unwrap().expect("start RabbitMQ");
-    let queue = AmqpQueue::connect(&broker.url(), "pgvault.test").await.expect("connect");
+    let mut broker = tokio::task::spawn_blocking(RabbitMq::start)
+        .await
+        .unwrap()
+        .expect("start RabbitMQ");
+    let queue = AmqpQueue::connect(&broker.url(), "pgvault.test")
+        .await
+        .expect("connect");
     let publisher = queue.publisher();
     let mut consumer = queue.consumer("test");
 
@@ -54,7 +59,11 @@ async fn rabbitmq_queue_delivers_dead_letters_and_survives_broker_restart() {
     d.ack().await.unwrap();
     let mut published = false;
     for _ in 0..20 {
-        if publisher.publish("m4", b"after restart".to_vec()).await.is_ok() {
+        if publisher
+            .publish("m4", b"after restart".to_vec())
+            .await
+            .is_ok()
+        {
             published = true;
             break;
         }

@@ -1,0 +1,201 @@
+//! `pgvault backup configure|list|get|now`: protecting databases, inspecting
+//! backup instances, and on-demand backups.
+
+use std::process::ExitCode;
+
+use clap::{Subcommand, ValueEnum};
+use pgvault_proto::v1::{
+    BackupInstance, BackupNowRequest, GetBackupInstanceRequest, ListBackupInstancesRequest,
+    ProtectionState, RetentionRuleKind,
+};
+
+use super::configure::{self, ConfigureArgs};
+use super::connect::{Api, Reply};
+use super::output::{local_time, print_details, print_json, print_list};
+use super::{json, names, watch};
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Protect databases: validates each row and reports its readiness.
+    Configure(ConfigureArgs),
+    /// List backup instances (protected databases).
+    List {
+        /// Vault whose instances are listed (default: every vault).
+        #[arg(long)]
+        vault: Option<String>,
+    },
+    /// Show one backup instance.
+    Get {
+        /// Instance id (or "vaults/{vault}/backupInstances/{id}").
+        instance: String,
+        /// Vault of the instance.
+        #[arg(long)]
+        vault: Option<String>,
+    },
+    /// Start an on-demand backup of an instance.
+    #[command(after_help = "Examples:\n  \
+        pgvault backup now 0197c1d2 --vault prod --wait\n  \
+        pgvault backup now 0197c1d2 --vault prod --rule monthly\n  \
+        job=$(pgvault backup now 0197c1d2 --vault prod) && pgvault job watch \"$job\"")]
+    Now {
+        /// Instance id (or "vaults/{vault}/backupInstances/{id}").
+        instance: String,
+        /// Vault of the instance.
+        #[arg(long)]
+        vault: Option<String>,
+        /// Retention rule of the instance's policy the recovery point is kept by.
+        #[arg(long, value_enum, default_value_t = RuleArg::Default)]
+        rule: RuleArg,
+        /// Follow the job until it ends; the exit code tells whether it succeeded.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+/// `--rule` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuleArg {
+    Default,
+    Weekly,
+    Monthly,
+    Yearly,
+}
+
+impl From<RuleArg> for RetentionRuleKind {
+    fn from(rule: RuleArg) -> Self {
+        match rule {
+            RuleArg::Default => Self::Default,
+            RuleArg::Weekly => Self::Weekly,
+            RuleArg::Monthly => Self::Monthly,
+            RuleArg::Yearly => Self::Yearly,
+        }
+    }
+}
+
+pub async fn run(api: &Api, command: BackupCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BackupCommand::Configure(args) => {
+            return configure::run(api, configure::prepare(args)?).await;
+        }
+        BackupCommand::List { vault } => {
+            let parent = match vault {
+                Some(vault) => names::vault(&vault)?,
+                None => "vaults/-".to_owned(),
+            };
+            list(api, parent).await?;
+        }
+        BackupCommand::Get { instance, vault } => {
+            let request = GetBackupInstanceRequest {
+                name: names::instance(vault.as_deref(), &instance)?,
+            };
+            let instance = api
+                .instances()
+                .get_backup_instance(request)
+                .await
+                .reply(api)?;
+            show(api, &instance);
+        }
+        BackupCommand::Now {
+            instance,
+            vault,
+            rule,
+            wait,
+        } => {
+            let request = BackupNowRequest {
+                name: names::instance(vault.as_deref(), &instance)?,
+                rule: RetentionRuleKind::from(rule) as i32,
+            };
+            let job = api.instances().backup_now(request).await.reply(api)?;
+            return watch::started(api, job, wait).await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(api: &Api, parent: String) -> anyhow::Result<()> {
+    let mut instances = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = ListBackupInstancesRequest {
+            parent: parent.clone(),
+            page_size: 0,
+            page_token,
+        };
+        let page = api
+            .instances()
+            .list_backup_instances(request)
+            .await
+            .reply(api)?;
+        instances.extend(page.backup_instances);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    if api.json() {
+        print_json(&json::page(
+            "backup_instances",
+            instances.iter().map(json::instance).collect(),
+            "",
+        ));
+        return Ok(());
+    }
+    let rows = instances
+        .iter()
+        .map(|i| {
+            vec![
+                names::short(&i.name).to_owned(),
+                names::vault_of(&i.name).to_owned(),
+                names::short(&i.server).to_owned(),
+                i.database.clone(),
+                names::short(&i.policy).to_owned(),
+                names::short(&i.secret).to_owned(),
+                protection_text(i.protection_state).to_owned(),
+                local_time(i.create_time.as_ref()),
+            ]
+        })
+        .collect();
+    print_list(
+        &[
+            "INSTANCE",
+            "VAULT",
+            "SERVER",
+            "DATABASE",
+            "POLICY",
+            "SECRET",
+            "PROTECTION",
+            "CREATED",
+        ],
+        rows,
+        "no protected databases; protect some with: pgvault backup configure",
+    );
+    Ok(())
+}
+
+fn show(api: &Api, instance: &BackupInstance) {
+    if api.json() {
+        print_json(&json::instance(instance));
+        return;
+    }
+    print_details(&[
+        ("INSTANCE", names::short(&instance.name).to_owned()),
+        ("VAULT", names::vault_of(&instance.name).to_owned()),
+        ("SERVER", names::short(&instance.server).to_owned()),
+        ("DATABASE", instance.database.clone()),
+        ("POLICY", names::short(&instance.policy).to_owned()),
+        ("SECRET", names::short(&instance.secret).to_owned()),
+        (
+            "PROTECTION",
+            protection_text(instance.protection_state).to_owned(),
+        ),
+        ("CREATED", local_time(instance.create_time.as_ref())),
+    ]);
+}
+
+fn protection_text(state: i32) -> &'static str {
+    match ProtectionState::try_from(state) {
+        Ok(ProtectionState::ProtectionConfigured) => "configured",
+        Ok(ProtectionState::ProtectionStopped) => "stopped",
+        _ => "unknown",
+    }
+}

@@ -1,0 +1,342 @@
+//! `pgvault backup configure`: the rows to protect (from flags or a CSV rows
+//! file), the request built from them, and the per-row readiness table.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{ArgGroup, Args};
+use pgvault_proto::v1::{
+    ConfigureBackupRequest, ConfigureBackupResponse, ConfigureBackupRow, Readiness,
+};
+
+use super::connect::{Api, Reply};
+use super::output::{list_table, print_json};
+use super::{json, names};
+
+#[derive(Debug, Args)]
+#[command(
+    group(ArgGroup::new("rows").args(["databases", "rows_file"]).required(true).multiple(true)),
+    after_help = "Examples:\n  \
+        pgvault backup configure --vault prod --policy nightly --secret db1-backup \\\n      \
+        --server db1 --database orders --database billing\n  \
+        pgvault backup configure --vault prod --policy nightly --secret fleet --rows-file rows.csv\n\n\
+        A rows file has one \"server,database[,secret]\" line per database; blank lines and\n\
+        lines starting with '#' are ignored, and a first line \"server,database,secret\" is a header."
+)]
+pub struct ConfigureArgs {
+    /// Vault that protects the databases.
+    #[arg(long)]
+    pub vault: String,
+    /// Policy of that vault the backups follow.
+    #[arg(long)]
+    pub policy: String,
+    /// Secret used for rows that name none.
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Server of the --database rows.
+    #[arg(long, requires = "databases")]
+    pub server: Option<String>,
+    /// A database to protect on --server; repeat for several.
+    #[arg(long = "database", value_name = "DATABASE", requires = "server")]
+    pub databases: Vec<String>,
+    /// CSV file of rows: server,database[,secret].
+    #[arg(long, value_name = "FILE")]
+    pub rows_file: Option<PathBuf>,
+}
+
+/// One database to protect, as the user wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowSpec {
+    pub server: String,
+    pub database: String,
+    pub secret: Option<String>,
+}
+
+/// Builds the request, reading the rows file. Fails on rows without a secret.
+pub fn prepare(args: ConfigureArgs) -> anyhow::Result<ConfigureBackupRequest> {
+    let mut specs: Vec<RowSpec> = match (&args.server, args.databases.is_empty()) {
+        (Some(server), false) => args
+            .databases
+            .iter()
+            .map(|database| RowSpec {
+                server: server.clone(),
+                database: database.clone(),
+                secret: None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if let Some(path) = &args.rows_file {
+        specs.extend(read_rows_file(path)?);
+    }
+    let mut rows = Vec::with_capacity(specs.len());
+    for (index, spec) in specs.iter().enumerate() {
+        if spec.secret.is_none() && args.secret.is_none() {
+            bail!(
+                "row {} ({}/{}) names no secret; pass --secret or add a third column to the rows file",
+                index + 1,
+                spec.server,
+                spec.database
+            );
+        }
+        rows.push(ConfigureBackupRow {
+            server: names::server(&spec.server)?,
+            database: spec.database.clone(),
+            secret: spec
+                .secret
+                .as_deref()
+                .map(names::secret)
+                .transpose()?
+                .unwrap_or_default(),
+        });
+    }
+    Ok(ConfigureBackupRequest {
+        parent: names::vault(&args.vault)?,
+        policy: names::policy(Some(&args.vault), &args.policy)?,
+        rows,
+        default_secret: args
+            .secret
+            .as_deref()
+            .map(names::secret)
+            .transpose()?
+            .unwrap_or_default(),
+    })
+}
+
+fn read_rows_file(path: &Path) -> anyhow::Result<Vec<RowSpec>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read rows file {}", path.display()))?;
+    parse_rows(&text).with_context(|| format!("rows file {}", path.display()))
+}
+
+/// Parses `server,database[,secret]` lines.
+pub fn parse_rows(text: &str) -> anyhow::Result<Vec<RowSpec>> {
+    let mut rows = Vec::new();
+    let mut first = true;
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let is_header = first
+            && fields
+                .first()
+                .is_some_and(|f| f.eq_ignore_ascii_case("server"));
+        first = false;
+        if is_header {
+            continue;
+        }
+        let row = match fields.as_slice() {
+            [server, database] if !server.is_empty() && !database.is_empty() => RowSpec {
+                server: server.to_string(),
+                database: database.to_string(),
+                secret: None,
+            },
+            [server, database, secret] if !server.is_empty() && !database.is_empty() => RowSpec {
+                server: server.to_string(),
+                database: database.to_string(),
+                secret: Some(secret.to_string()).filter(|s| !s.is_empty()),
+            },
+            _ => bail!(
+                "line {}: expected \"server,database[,secret]\", found \"{line}\"",
+                index + 1
+            ),
+        };
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        bail!("no rows; expected \"server,database[,secret]\" lines");
+    }
+    Ok(rows)
+}
+
+pub async fn run(api: &Api, request: ConfigureBackupRequest) -> anyhow::Result<ExitCode> {
+    let rows = request.rows.clone();
+    let response = api.instances().configure_backup(request).await.reply(api)?;
+    if api.json() {
+        print_json(&json::configure_response(&response));
+    } else {
+        println!("{}", readiness_table(&rows, &response));
+        let ready = response
+            .results
+            .iter()
+            .filter(|r| r.readiness == Readiness::Success as i32)
+            .count();
+        println!("{ready} of {} databases protected", rows.len());
+    }
+    Ok(exit_code(&response))
+}
+
+/// Success only when every row is protected.
+pub fn exit_code(response: &ConfigureBackupResponse) -> ExitCode {
+    let all_ready = !response.results.is_empty()
+        && response
+            .results
+            .iter()
+            .all(|r| r.readiness == Readiness::Success as i32);
+    if all_ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// ROW, SERVER, DATABASE, READINESS, and the instance id or what went wrong.
+pub fn readiness_table(rows: &[ConfigureBackupRow], response: &ConfigureBackupResponse) -> String {
+    let lines = response
+        .results
+        .iter()
+        .enumerate()
+        .map(|(position, result)| {
+            // Results come one per row, in order.
+            let row = rows.get(position).cloned().unwrap_or_default();
+            let readiness = match Readiness::try_from(result.readiness) {
+                Ok(Readiness::Success) => "success",
+                Ok(Readiness::FailedValidation) => "failed validation",
+                Ok(Readiness::Validating) => "validating",
+                _ => "unknown",
+            };
+            let outcome = match (&result.backup_instance, &result.error) {
+                (Some(instance), _) => names::short(&instance.name).to_owned(),
+                (None, Some(error)) => {
+                    let mut text = format!("{}: {}", error.code, error.message);
+                    if !error.recommended_action.is_empty() {
+                        text.push_str(&format!("\naction: {}", error.recommended_action));
+                    }
+                    text
+                }
+                (None, None) => String::new(),
+            };
+            vec![
+                (position + 1).to_string(),
+                names::short(&row.server).to_owned(),
+                row.database,
+                readiness.to_owned(),
+                outcome,
+            ]
+        })
+        .collect();
+    list_table(
+        &["ROW", "SERVER", "DATABASE", "READINESS", "INSTANCE / ERROR"],
+        lines,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use pgvault_proto::v1::{BackupInstance, ConfigureBackupResult, JobError};
+
+    use super::*;
+
+    fn args() -> ConfigureArgs {
+        ConfigureArgs {
+            vault: "prod".into(),
+            policy: "nightly".into(),
+            secret: Some("fleet".into()),
+            server: Some("db1".into()),
+            databases: vec!["orders".into(), "billing".into()],
+            rows_file: None,
+        }
+    }
+
+    #[test]
+    fn rows_file_with_header_comments_and_secrets() {
+        let text = "server,database,secret\n# fleet\n\ndb1, orders\ndb2,billing,db2-backup\n";
+        let rows = parse_rows(text).expect("valid rows");
+        assert_eq!(
+            rows,
+            vec![
+                RowSpec {
+                    server: "db1".into(),
+                    database: "orders".into(),
+                    secret: None
+                },
+                RowSpec {
+                    server: "db2".into(),
+                    database: "billing".into(),
+                    secret: Some("db2-backup".into())
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_rows_name_their_line() {
+        let error = parse_rows("db1,orders\ndb2\n").unwrap_err().to_string();
+        assert!(error.contains("line 2"), "{error}");
+        assert!(parse_rows("# only a comment\n").is_err());
+    }
+
+    #[test]
+    fn request_has_resource_names() {
+        let request = prepare(args()).expect("valid args");
+        assert_eq!(request.parent, "vaults/prod");
+        assert_eq!(request.policy, "vaults/prod/policies/nightly");
+        assert_eq!(request.default_secret, "secrets/fleet");
+        assert_eq!(request.rows.len(), 2);
+        assert_eq!(request.rows[1].server, "servers/db1");
+        assert_eq!(request.rows[1].database, "billing");
+        assert_eq!(request.rows[1].secret, "");
+    }
+
+    #[test]
+    fn rows_without_any_secret_are_refused() {
+        let error = prepare(ConfigureArgs {
+            secret: None,
+            ..args()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("row 1 (db1/orders) names no secret"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn readiness_table_and_exit_code() {
+        let request = prepare(args()).expect("valid args");
+        let response = ConfigureBackupResponse {
+            results: vec![
+                ConfigureBackupResult {
+                    row: 0,
+                    readiness: Readiness::Success as i32,
+                    backup_instance: Some(BackupInstance {
+                        name: "vaults/prod/backupInstances/inst-1".into(),
+                        ..Default::default()
+                    }),
+                    error: None,
+                },
+                ConfigureBackupResult {
+                    row: 1,
+                    readiness: Readiness::FailedValidation as i32,
+                    backup_instance: None,
+                    error: Some(JobError {
+                        code: "UserErrorMissingDBPermissions".into(),
+                        message: "backup lacks SELECT on public.invoices".into(),
+                        recommended_action: "run the grant script".into(),
+                    }),
+                },
+            ],
+        };
+        let rendered = readiness_table(&request.rows, &response).to_string();
+        for expected in [
+            "inst-1",
+            "failed validation",
+            "UserErrorMissingDBPermissions",
+            "action: run the grant script",
+        ] {
+            assert!(
+                rendered.contains(expected),
+                "missing {expected} in\n{rendered}"
+            );
+        }
+        assert_eq!(exit_code(&response), ExitCode::FAILURE);
+        let all_ok = ConfigureBackupResponse {
+            results: response.results[..1].to_vec(),
+        };
+        assert_eq!(exit_code(&all_ok), ExitCode::SUCCESS);
+    }
+}

@@ -1,0 +1,369 @@
+//! `pgvault job list|show|watch`, and how a job reads in tables (shared with
+//! the `--wait` of `backup now` and `restore`).
+
+use std::process::ExitCode;
+
+use clap::{Subcommand, ValueEnum};
+use pgvault_proto::v1::{GetJobRequest, Job, JobState, ListJobsRequest, Operation};
+
+use super::connect::{Api, Reply};
+use super::output::{
+    bytes, duration_between, local_time, or_dash, print_details, print_json, print_list,
+};
+use super::recovery_point::tag_text;
+use super::{json, names, watch};
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// List jobs, newest first, one page at a time.
+    #[command(after_help = "Examples:\n  \
+        pgvault job list --vault prod --state failed\n  \
+        pgvault job list --vault prod --instance 0197c1d2 --operation on-demand-backup --page-size 20")]
+    List {
+        /// Only jobs of this vault.
+        #[arg(long)]
+        vault: Option<String>,
+        /// Only jobs of this backup instance (id needs --vault, or give the full name).
+        #[arg(long)]
+        instance: Option<String>,
+        /// Only jobs of this operation.
+        #[arg(long, value_enum)]
+        operation: Option<OperationArg>,
+        /// Only jobs in this state.
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
+        /// Jobs per page (server default when omitted).
+        #[arg(long, value_name = "N")]
+        page_size: Option<u32>,
+        /// Page to fetch: the token printed after the previous page.
+        #[arg(long, value_name = "TOKEN")]
+        page_token: Option<String>,
+    },
+    /// Show one job, with its progress or error.
+    Show {
+        /// Job id (or "jobs/{id}").
+        job: String,
+    },
+    /// Follow a job until it ends; exit code 0 when it completed, 1 when it failed or was cancelled.
+    #[command(after_help = "Example:\n  pgvault job watch 0197c1e9-8d1f")]
+    Watch {
+        /// Job id (or "jobs/{id}").
+        job: String,
+    },
+}
+
+/// `--operation` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OperationArg {
+    ScheduledBackup,
+    OnDemandBackup,
+    Restore,
+    Validate,
+    TierMove,
+    Rehydrate,
+    Delete,
+}
+
+impl From<OperationArg> for Operation {
+    fn from(value: OperationArg) -> Self {
+        match value {
+            OperationArg::ScheduledBackup => Self::ScheduledBackup,
+            OperationArg::OnDemandBackup => Self::OnDemandBackup,
+            OperationArg::Restore => Self::Restore,
+            OperationArg::Validate => Self::Validate,
+            OperationArg::TierMove => Self::TierMove,
+            OperationArg::Rehydrate => Self::Rehydrate,
+            OperationArg::Delete => Self::Delete,
+        }
+    }
+}
+
+/// `--state` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    Queued,
+    InProgress,
+    Completed,
+    CompletedWithWarnings,
+    Failed,
+    Cancelling,
+    Cancelled,
+}
+
+impl From<StateArg> for JobState {
+    fn from(value: StateArg) -> Self {
+        match value {
+            StateArg::Queued => Self::Queued,
+            StateArg::InProgress => Self::InProgress,
+            StateArg::Completed => Self::Completed,
+            StateArg::CompletedWithWarnings => Self::CompletedWithWarnings,
+            StateArg::Failed => Self::Failed,
+            StateArg::Cancelling => Self::Cancelling,
+            StateArg::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+pub async fn run(api: &Api, command: JobCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        JobCommand::List {
+            vault,
+            instance,
+            operation,
+            state,
+            page_size,
+            page_token,
+        } => {
+            let request = ListJobsRequest {
+                vault: vault
+                    .as_deref()
+                    .map(names::vault)
+                    .transpose()?
+                    .unwrap_or_default(),
+                backup_instance: instance
+                    .as_deref()
+                    .map(|i| names::instance(vault.as_deref(), i))
+                    .transpose()?
+                    .unwrap_or_default(),
+                operation: operation.map_or(Operation::Unspecified, Operation::from) as i32,
+                state: state.map_or(JobState::Unspecified, JobState::from) as i32,
+                page_size: page_size.unwrap_or(0),
+                page_token: page_token.unwrap_or_default(),
+            };
+            let page = api.jobs().list_jobs(request).await.reply(api)?;
+            if api.json() {
+                print_json(&json::page(
+                    "jobs",
+                    page.jobs.iter().map(json::job).collect(),
+                    &page.next_page_token,
+                ));
+            } else {
+                print_list(
+                    &[
+                        "JOB",
+                        "OPERATION",
+                        "STATE",
+                        "VAULT",
+                        "INSTANCE",
+                        "CREATED",
+                        "DURATION",
+                        "ERROR",
+                    ],
+                    page.jobs.iter().map(list_row).collect(),
+                    "no jobs",
+                );
+                if !page.next_page_token.is_empty() {
+                    eprintln!(
+                        "more jobs: repeat with --page-token {}",
+                        page.next_page_token
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Show { job } => {
+            let job = api
+                .jobs()
+                .get_job(GetJobRequest {
+                    name: names::job(&job)?,
+                })
+                .await
+                .reply(api)?;
+            if api.json() {
+                print_json(&json::job(&job));
+            } else {
+                print_details(&details(&job));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Watch { job } => watch::follow(api, names::job(&job)?).await,
+    }
+}
+
+fn list_row(job: &Job) -> Vec<String> {
+    vec![
+        names::short(&job.name).to_owned(),
+        operation_text(job.operation).to_owned(),
+        state_text(job.state).to_owned(),
+        or_dash(names::short(&job.vault)),
+        or_dash(names::short(&job.backup_instance)),
+        local_time(job.create_time.as_ref()),
+        or_dash(&duration_between(
+            job.start_time.as_ref(),
+            job.end_time.as_ref(),
+        )),
+        or_dash(job.error.as_ref().map_or("", |e| e.code.as_str())),
+    ]
+}
+
+/// Every non-empty fact about a job, labelled for people.
+pub fn details(job: &Job) -> Vec<(&'static str, String)> {
+    let progress = job.progress.clone().unwrap_or_default();
+    let error = job.error.clone().unwrap_or_default();
+    let target = match (job.target_server.is_empty(), job.target_database.is_empty()) {
+        (true, true) => String::new(),
+        (true, false) => job.target_database.clone(),
+        _ => format!(
+            "{} / {}",
+            names::short(&job.target_server),
+            job.target_database
+        ),
+    };
+    let chunks = if progress.chunks_total > 0 {
+        format!("{}/{}", progress.chunks_done, progress.chunks_total)
+    } else if progress.chunks_done > 0 {
+        progress.chunks_done.to_string()
+    } else {
+        String::new()
+    };
+    let nonzero = |n: u64, text: String| if n > 0 { text } else { String::new() };
+    vec![
+        ("JOB", job.name.clone()),
+        ("OPERATION", operation_text(job.operation).to_owned()),
+        ("STATE", state_text(job.state).to_owned()),
+        ("VAULT", names::short(&job.vault).to_owned()),
+        ("INSTANCE", job.backup_instance.clone()),
+        ("RECOVERY POINT", job.recovery_point.clone()),
+        ("TARGET", target),
+        (
+            "RETENTION",
+            Some(tag_text(job.retention_rule))
+                .filter(|t| t != "-")
+                .unwrap_or_default(),
+        ),
+        (
+            "ATTEMPT",
+            nonzero(u64::from(job.attempt), job.attempt.to_string()),
+        ),
+        ("WORKER", job.worker.clone()),
+        ("CREATED", local_time(job.create_time.as_ref())),
+        (
+            "STARTED",
+            if job.start_time.is_some() {
+                local_time(job.start_time.as_ref())
+            } else {
+                String::new()
+            },
+        ),
+        (
+            "ENDED",
+            if job.end_time.is_some() {
+                local_time(job.end_time.as_ref())
+            } else {
+                String::new()
+            },
+        ),
+        (
+            "DURATION",
+            duration_between(job.start_time.as_ref(), job.end_time.as_ref()),
+        ),
+        ("PHASE", progress.phase.clone()),
+        ("CHUNKS", chunks),
+        (
+            "BYTES",
+            nonzero(progress.bytes_done, bytes(progress.bytes_done)),
+        ),
+        (
+            "ROWS",
+            nonzero(progress.rows_done, progress.rows_done.to_string()),
+        ),
+        ("ERROR CODE", error.code),
+        ("ERROR", error.message),
+        ("RECOMMENDED ACTION", error.recommended_action),
+    ]
+}
+
+pub fn state_text(state: i32) -> &'static str {
+    match JobState::try_from(state) {
+        Ok(JobState::Queued) => "queued",
+        Ok(JobState::InProgress) => "in progress",
+        Ok(JobState::Completed) => "completed",
+        Ok(JobState::CompletedWithWarnings) => "completed with warnings",
+        Ok(JobState::Failed) => "failed",
+        Ok(JobState::Cancelling) => "cancelling",
+        Ok(JobState::Cancelled) => "cancelled",
+        _ => "unknown",
+    }
+}
+
+pub fn operation_text(operation: i32) -> &'static str {
+    match Operation::try_from(operation) {
+        Ok(Operation::ScheduledBackup) => "scheduled backup",
+        Ok(Operation::OnDemandBackup) => "on-demand backup",
+        Ok(Operation::Restore) => "restore",
+        Ok(Operation::Validate) => "validate",
+        Ok(Operation::TierMove) => "tier move",
+        Ok(Operation::Rehydrate) => "rehydrate",
+        Ok(Operation::Delete) => "delete",
+        _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pgvault_proto::v1::{JobError, Progress};
+
+    use super::*;
+
+    #[test]
+    fn details_of_a_failed_restore() {
+        let job = Job {
+            name: "jobs/j1".into(),
+            operation: Operation::Restore as i32,
+            state: JobState::Failed as i32,
+            vault: "vaults/prod".into(),
+            target_server: "servers/db2".into(),
+            target_database: "orders_copy".into(),
+            progress: Some(Progress {
+                chunks_done: 3,
+                chunks_total: 8,
+                bytes_done: 2048,
+                ..Default::default()
+            }),
+            error: Some(JobError {
+                code: "UserErrorTargetDatabaseExists".into(),
+                message: "database \"orders_copy\" already exists".into(),
+                recommended_action: "choose another --target-database".into(),
+            }),
+            ..Default::default()
+        };
+        let fields = details(&job);
+        let get = |label: &str| {
+            fields
+                .iter()
+                .find(|(l, _)| *l == label)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(get("STATE"), "failed");
+        assert_eq!(get("OPERATION"), "restore");
+        assert_eq!(get("TARGET"), "db2 / orders_copy");
+        assert_eq!(get("CHUNKS"), "3/8");
+        assert_eq!(get("BYTES"), "2.00 KiB");
+        assert_eq!(get("ERROR CODE"), "UserErrorTargetDatabaseExists");
+        assert_eq!(
+            get("RECOMMENDED ACTION"),
+            "choose another --target-database"
+        );
+        assert_eq!(get("RETENTION"), "");
+        assert_eq!(get("ROWS"), "");
+    }
+
+    #[test]
+    fn list_row_uses_short_ids() {
+        let job = Job {
+            name: "jobs/j2".into(),
+            operation: Operation::OnDemandBackup as i32,
+            state: JobState::Completed as i32,
+            vault: "vaults/prod".into(),
+            backup_instance: "vaults/prod/backupInstances/inst".into(),
+            ..Default::default()
+        };
+        let row = list_row(&job);
+        assert_eq!(
+            &row[..5],
+            ["j2", "on-demand backup", "completed", "prod", "inst"]
+        );
+        assert_eq!(row[7], "-");
+    }
+}

@@ -1,0 +1,264 @@
+//! `--output json`: explicit conversions of the proto messages to JSON with
+//! the proto's snake_case field names (prost types are not serde). Enums are
+//! their proto value names (`"COMPLETED"`), timestamps RFC 3339 strings,
+//! unset timestamps and messages `null`. Integers stay JSON numbers.
+
+use pgvault_proto::v1::{
+    BackupInstance, ConfigureBackupResponse, DatastoreTier, Job, JobError, JobState, Operation,
+    Policy, ProtectionState, Readiness, RecoveryPoint, RetentionRuleKind, Secret, Server, Vault,
+    Weekday,
+};
+use prost_types::Timestamp;
+use serde_json::{Value, json};
+
+use super::output::to_utc;
+
+fn timestamp(ts: Option<&Timestamp>) -> Value {
+    match to_utc(ts) {
+        Some(utc) => Value::String(utc.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        None => Value::Null,
+    }
+}
+
+/// An enum by its proto name, or its number when this client does not know it.
+macro_rules! enum_name {
+    ($ty:ty, $value:expr) => {
+        match <$ty>::try_from($value) {
+            Ok(known) => Value::String(known.as_str_name().to_owned()),
+            Err(_) => Value::from($value),
+        }
+    };
+}
+
+pub fn vault(v: &Vault) -> Value {
+    json!({
+        "name": v.name,
+        "region": v.region,
+        "standard_datastore": v.standard_datastore,
+        "archive_datastore": v.archive_datastore,
+        "description": v.description,
+        "create_time": timestamp(v.create_time.as_ref()),
+    })
+}
+
+pub fn policy(p: &Policy) -> Value {
+    let schedule = p.schedule.as_ref().map(|s| {
+        json!({
+            "weekdays": s.weekdays.iter().map(|d| enum_name!(Weekday, *d)).collect::<Vec<_>>(),
+            "time_of_day": s.time_of_day,
+            "time_zone": s.time_zone,
+        })
+    });
+    let rules: Vec<Value> = p
+        .retention_rules
+        .iter()
+        .map(|r| {
+            json!({
+                "kind": enum_name!(RetentionRuleKind, r.kind),
+                "standard_duration": r.standard_duration,
+                "archive_duration": r.archive_duration,
+            })
+        })
+        .collect();
+    json!({
+        "name": p.name,
+        "schedule": schedule,
+        "retention_rules": rules,
+        "create_time": timestamp(p.create_time.as_ref()),
+    })
+}
+
+pub fn server(s: &Server) -> Value {
+    json!({
+        "name": s.name,
+        "host": s.host,
+        "port": s.port,
+        "region": s.region,
+        "agent": s.agent,
+        "create_time": timestamp(s.create_time.as_ref()),
+    })
+}
+
+pub fn secret(s: &Secret) -> Value {
+    json!({
+        "name": s.name,
+        "latest_version": s.latest_version,
+        "create_time": timestamp(s.create_time.as_ref()),
+        "update_time": timestamp(s.update_time.as_ref()),
+    })
+}
+
+pub fn instance(i: &BackupInstance) -> Value {
+    json!({
+        "name": i.name,
+        "server": i.server,
+        "database": i.database,
+        "policy": i.policy,
+        "secret": i.secret,
+        "protection_state": enum_name!(ProtectionState, i.protection_state),
+        "create_time": timestamp(i.create_time.as_ref()),
+    })
+}
+
+pub fn recovery_point(p: &RecoveryPoint) -> Value {
+    json!({
+        "name": p.name,
+        "job": p.job,
+        "snapshot_time": timestamp(p.snapshot_time.as_ref()),
+        "tier": enum_name!(DatastoreTier, p.tier),
+        "location": p.location,
+        "stored_bytes": p.stored_bytes,
+        "raw_bytes": p.raw_bytes,
+        "chunk_count": p.chunk_count,
+        "manifest_sha256": p.manifest_sha256,
+        "server_version": p.server_version,
+        "retention_tag": enum_name!(RetentionRuleKind, p.retention_tag),
+        "expire_time": timestamp(p.expire_time.as_ref()),
+        "create_time": timestamp(p.create_time.as_ref()),
+        "database": p.database,
+    })
+}
+
+pub fn job_error(e: &JobError) -> Value {
+    json!({
+        "code": e.code,
+        "message": e.message,
+        "recommended_action": e.recommended_action,
+    })
+}
+
+pub fn job(j: &Job) -> Value {
+    let progress = j.progress.as_ref().map(|p| {
+        json!({
+            "bytes_done": p.bytes_done,
+            "rows_done": p.rows_done,
+            "chunks_done": p.chunks_done,
+            "chunks_total": p.chunks_total,
+            "phase": p.phase,
+        })
+    });
+    json!({
+        "name": j.name,
+        "operation": enum_name!(Operation, j.operation),
+        "state": enum_name!(JobState, j.state),
+        "vault": j.vault,
+        "backup_instance": j.backup_instance,
+        "recovery_point": j.recovery_point,
+        "create_time": timestamp(j.create_time.as_ref()),
+        "start_time": timestamp(j.start_time.as_ref()),
+        "end_time": timestamp(j.end_time.as_ref()),
+        "progress": progress,
+        "error": j.error.as_ref().map(job_error),
+        "attempt": j.attempt,
+        "worker": j.worker,
+        "target_server": j.target_server,
+        "target_database": j.target_database,
+        "retention_rule": enum_name!(RetentionRuleKind, j.retention_rule),
+        "update_time": timestamp(j.update_time.as_ref()),
+    })
+}
+
+pub fn configure_response(response: &ConfigureBackupResponse) -> Value {
+    let results: Vec<Value> = response
+        .results
+        .iter()
+        .map(|r| {
+            json!({
+                "row": r.row,
+                "readiness": enum_name!(Readiness, r.readiness),
+                "backup_instance": r.backup_instance.as_ref().map(instance),
+                "error": r.error.as_ref().map(job_error),
+            })
+        })
+        .collect();
+    json!({ "results": results })
+}
+
+/// A list response: `{"<field>": [...], "next_page_token": "..."}`.
+pub fn page(field: &str, items: Vec<Value>, next_page_token: &str) -> Value {
+    let mut object = serde_json::Map::new();
+    object.insert(field.to_owned(), Value::Array(items));
+    object.insert(
+        "next_page_token".to_owned(),
+        Value::String(next_page_token.to_owned()),
+    );
+    Value::Object(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use pgvault_proto::v1::Progress;
+
+    use super::*;
+
+    #[test]
+    fn vault_has_proto_field_names_and_rfc3339_time() {
+        let value = vault(&Vault {
+            name: "vaults/prod".into(),
+            region: "eu".into(),
+            standard_datastore: "file:///srv/backups".into(),
+            archive_datastore: String::new(),
+            description: "production".into(),
+            create_time: Some(Timestamp {
+                seconds: 1_750_000_000,
+                nanos: 0,
+            }),
+        });
+        assert_eq!(
+            value,
+            json!({
+                "name": "vaults/prod",
+                "region": "eu",
+                "standard_datastore": "file:///srv/backups",
+                "archive_datastore": "",
+                "description": "production",
+                "create_time": "2025-06-15T15:06:40Z",
+            })
+        );
+    }
+
+    #[test]
+    fn job_enums_are_names_and_unset_messages_null() {
+        let value = job(&Job {
+            name: "jobs/j1".into(),
+            operation: Operation::OnDemandBackup as i32,
+            state: JobState::Failed as i32,
+            vault: "vaults/prod".into(),
+            backup_instance: "vaults/prod/backupInstances/abc".into(),
+            progress: Some(Progress {
+                bytes_done: 10,
+                rows_done: 2,
+                chunks_done: 1,
+                chunks_total: 4,
+                phase: "dumping".into(),
+            }),
+            error: Some(JobError {
+                code: "UserErrorDBUserAuthFailed".into(),
+                message: "password authentication failed".into(),
+                recommended_action: "update the secret".into(),
+            }),
+            attempt: 2,
+            retention_rule: 99,
+            ..Job::default()
+        });
+        assert_eq!(value["operation"], "ON_DEMAND_BACKUP");
+        assert_eq!(value["state"], "FAILED");
+        assert_eq!(value["retention_rule"], 99);
+        assert_eq!(value["start_time"], Value::Null);
+        assert_eq!(value["progress"]["chunks_total"], 4);
+        assert_eq!(value["error"]["code"], "UserErrorDBUserAuthFailed");
+        assert_eq!(value["error"]["recommended_action"], "update the secret");
+        assert_eq!(value["attempt"], 2);
+        let keys: Vec<&String> = value.as_object().expect("object").keys().collect();
+        assert_eq!(keys.len(), 17, "every Job field is present: {keys:?}");
+    }
+
+    #[test]
+    fn page_wraps_items_with_token() {
+        let value = page("vaults", vec![json!({"name": "vaults/a"})], "next");
+        assert_eq!(
+            value,
+            json!({"vaults": [{"name": "vaults/a"}], "next_page_token": "next"})
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Resource names built from what users type. Users give short ids
+//! (`prod`, `--vault prod`); the API wants names (`vaults/prod`,
+//! `vaults/prod/backupInstances/abc`). Every builder also accepts the full
+//! name, so names copied from JSON output work as arguments too.
+
+use anyhow::{Context, bail};
+
+const VAULTS: &str = "vaults";
+const POLICIES: &str = "policies";
+const INSTANCES: &str = "backupInstances";
+const POINTS: &str = "recoveryPoints";
+
+/// The ids of `input` if it is a full name of the shape `c1/{id1}/c2/{id2}/…`.
+fn parse_full<'a>(input: &'a str, collections: &[&str]) -> Option<Vec<&'a str>> {
+    let segments: Vec<&str> = input.split('/').collect();
+    if segments.len() != collections.len() * 2 {
+        return None;
+    }
+    let mut ids = Vec::with_capacity(collections.len());
+    for (pair, collection) in segments.chunks(2).zip(collections) {
+        if pair[0] != *collection || pair[1].is_empty() {
+            return None;
+        }
+        ids.push(pair[1]);
+    }
+    Some(ids)
+}
+
+/// A short id: non-empty, without '/'.
+fn short_id<'a>(kind: &str, input: &'a str) -> anyhow::Result<&'a str> {
+    if input.is_empty() {
+        bail!("{kind} id must not be empty");
+    }
+    if input.contains('/') {
+        bail!("\"{input}\" is neither a {kind} id nor a {kind} name");
+    }
+    Ok(input)
+}
+
+/// `collection/{id}` from an id or that full name.
+fn top_level(collection: &str, kind: &str, input: &str) -> anyhow::Result<String> {
+    if let Some(ids) = parse_full(input, &[collection]) {
+        return Ok(format!("{collection}/{}", ids[0]));
+    }
+    Ok(format!("{collection}/{}", short_id(kind, input)?))
+}
+
+pub fn vault(input: &str) -> anyhow::Result<String> {
+    top_level(VAULTS, "vault", input)
+}
+
+pub fn server(input: &str) -> anyhow::Result<String> {
+    top_level("servers", "server", input)
+}
+
+pub fn secret(input: &str) -> anyhow::Result<String> {
+    top_level("secrets", "secret", input)
+}
+
+pub fn job(input: &str) -> anyhow::Result<String> {
+    top_level("jobs", "job", input)
+}
+
+/// The vault id from `--vault`, required when a child is given by short id.
+fn required_vault(vault: Option<&str>, child_kind: &str) -> anyhow::Result<String> {
+    let vault = vault.with_context(|| {
+        format!("--vault is required when the {child_kind} is given by its short id")
+    })?;
+    self::vault(vault)
+}
+
+/// Fails when `--vault` names another vault than a full child name does.
+fn check_same_vault(vault: Option<&str>, full_vault: &str, input: &str) -> anyhow::Result<()> {
+    if let Some(given) = vault {
+        let given = self::vault(given)?;
+        if given != format!("{VAULTS}/{full_vault}") {
+            bail!("\"{input}\" is not in {given}");
+        }
+    }
+    Ok(())
+}
+
+/// `vaults/{vault}/policies/{policy}`.
+pub fn policy(vault: Option<&str>, input: &str) -> anyhow::Result<String> {
+    if let Some(ids) = parse_full(input, &[VAULTS, POLICIES]) {
+        check_same_vault(vault, ids[0], input)?;
+        return Ok(input.to_owned());
+    }
+    let id = short_id("policy", input)?;
+    Ok(format!(
+        "{}/{POLICIES}/{id}",
+        required_vault(vault, "policy")?
+    ))
+}
+
+/// `vaults/{vault}/backupInstances/{instance}`.
+pub fn instance(vault: Option<&str>, input: &str) -> anyhow::Result<String> {
+    if let Some(ids) = parse_full(input, &[VAULTS, INSTANCES]) {
+        check_same_vault(vault, ids[0], input)?;
+        return Ok(input.to_owned());
+    }
+    let id = short_id("backup instance", input)?;
+    Ok(format!(
+        "{}/{INSTANCES}/{id}",
+        required_vault(vault, "backup instance")?
+    ))
+}
+
+/// `vaults/{vault}/backupInstances/{instance}/recoveryPoints/{point}`.
+pub fn recovery_point(
+    vault: Option<&str>,
+    instance: Option<&str>,
+    input: &str,
+) -> anyhow::Result<String> {
+    if let Some(ids) = parse_full(input, &[VAULTS, INSTANCES, POINTS]) {
+        check_same_vault(vault, ids[0], input)?;
+        if let Some(given) = instance {
+            let expected = self::instance(Some(ids[0]), given)?;
+            if !input.starts_with(&format!("{expected}/")) {
+                bail!("\"{input}\" is not a recovery point of {expected}");
+            }
+        }
+        return Ok(input.to_owned());
+    }
+    let id = short_id("recovery point", input)?;
+    let instance = instance
+        .context("--instance is required when the recovery point is given by its short id")?;
+    Ok(format!(
+        "{}/{POINTS}/{id}",
+        self::instance(vault, instance)?
+    ))
+}
+
+/// The last segment of a name: what tables show.
+pub fn short(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+/// The vault id a child name belongs to, e.g. "prod" for `vaults/prod/…`.
+pub fn vault_of(name: &str) -> &str {
+    match name.split('/').collect::<Vec<_>>().as_slice() {
+        [VAULTS, id, ..] => id,
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_level_names_from_ids_and_names() {
+        assert_eq!(vault("prod").unwrap(), "vaults/prod");
+        assert_eq!(vault("vaults/prod").unwrap(), "vaults/prod");
+        assert_eq!(server("pg1").unwrap(), "servers/pg1");
+        assert_eq!(secret("secrets/app").unwrap(), "secrets/app");
+        assert_eq!(job("0197-ab").unwrap(), "jobs/0197-ab");
+        assert!(vault("").is_err());
+        assert!(vault("servers/pg1").is_err());
+        assert!(vault("vaults/").is_err());
+    }
+
+    #[test]
+    fn child_names_need_the_vault_for_short_ids() {
+        assert_eq!(
+            policy(Some("prod"), "nightly").unwrap(),
+            "vaults/prod/policies/nightly"
+        );
+        assert_eq!(
+            policy(None, "vaults/prod/policies/nightly").unwrap(),
+            "vaults/prod/policies/nightly"
+        );
+        let missing = policy(None, "nightly").unwrap_err().to_string();
+        assert!(missing.contains("--vault is required"), "{missing}");
+        assert_eq!(
+            instance(Some("vaults/prod"), "abc").unwrap(),
+            "vaults/prod/backupInstances/abc"
+        );
+    }
+
+    #[test]
+    fn full_name_must_agree_with_vault_flag() {
+        let full = "vaults/prod/backupInstances/abc";
+        assert_eq!(instance(Some("prod"), full).unwrap(), full);
+        let error = instance(Some("staging"), full).unwrap_err().to_string();
+        assert!(error.contains("is not in vaults/staging"), "{error}");
+    }
+
+    #[test]
+    fn recovery_points_from_parts_or_full_name() {
+        let full = "vaults/prod/backupInstances/abc/recoveryPoints/rp1";
+        assert_eq!(
+            recovery_point(Some("prod"), Some("abc"), "rp1").unwrap(),
+            full
+        );
+        assert_eq!(recovery_point(None, None, full).unwrap(), full);
+        assert_eq!(
+            recovery_point(Some("prod"), Some("abc"), full).unwrap(),
+            full
+        );
+        assert!(recovery_point(Some("prod"), Some("other"), full).is_err());
+        assert!(recovery_point(Some("prod"), None, "rp1").is_err());
+        assert!(recovery_point(None, Some("abc"), "rp1").is_err());
+    }
+
+    #[test]
+    fn short_and_vault_of() {
+        assert_eq!(short("vaults/prod/backupInstances/abc"), "abc");
+        assert_eq!(short("abc"), "abc");
+        assert_eq!(vault_of("vaults/prod/backupInstances/abc"), "prod");
+        assert_eq!(vault_of("jobs/1"), "");
+    }
+}

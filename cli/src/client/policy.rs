@@ -1,0 +1,352 @@
+//! `pgvault policy create|get|list`: weekly schedules and retention rules,
+//! with parsers for weekdays (`mon,thu`), times of day (`02:30`) and ISO 8601
+//! durations (`P3M`).
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use pgvault_proto::v1::{
+    CreatePolicyRequest, GetPolicyRequest, ListPoliciesRequest, Policy, RetentionRule,
+    RetentionRuleKind, Schedule, Weekday,
+};
+
+use super::connect::{Api, Reply};
+use super::output::{local_time, or_dash, print_details, print_json, print_list};
+use super::{json, names};
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Create a policy: when backups run and how long recovery points are kept.
+    #[command(after_help = "Examples:\n  \
+        pgvault policy create nightly --vault prod --weekdays mon,thu --at 02:30\n  \
+        pgvault policy create weekly --vault prod --weekdays sun --at 23:00 \\\n      \
+        --time-zone Europe/Berlin --retain P3M --monthly P12M --yearly P10Y")]
+    Create {
+        /// Short id of the new policy.
+        name: String,
+        /// Vault the policy belongs to.
+        #[arg(long)]
+        vault: String,
+        /// Days backups run on, comma-separated: mon,tue,wed,thu,fri,sat,sun.
+        #[arg(long, required = true, value_delimiter = ',', value_parser = parse_weekday)]
+        weekdays: Vec<Weekday>,
+        /// Local time of day backups start, HH:MM (24 h).
+        #[arg(long, value_name = "HH:MM", value_parser = parse_time_of_day)]
+        at: String,
+        /// IANA time zone of --at, e.g. Europe/Berlin (default UTC).
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// How long every recovery point is kept (the Default rule), ISO 8601, e.g. P3M (the default).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        retain: Option<String>,
+        /// Keep the first recovery point of each week this long, e.g. P12W.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        weekly: Option<String>,
+        /// Keep the first recovery point of each month this long, e.g. P12M.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        monthly: Option<String>,
+        /// Keep the first recovery point of each year this long, e.g. P10Y.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        yearly: Option<String>,
+    },
+    /// Show one policy.
+    Get {
+        /// Policy id (or "vaults/{vault}/policies/{policy}").
+        name: String,
+        /// Vault the policy belongs to.
+        #[arg(long)]
+        vault: Option<String>,
+    },
+    /// List the policies of a vault.
+    List {
+        /// Vault whose policies are listed.
+        #[arg(long)]
+        vault: String,
+    },
+}
+
+pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PolicyCommand::Create {
+            name,
+            vault,
+            weekdays,
+            at,
+            time_zone,
+            retain,
+            weekly,
+            monthly,
+            yearly,
+        } => {
+            let parent = names::vault(&vault)?;
+            let policy_id = names::short(&names::policy(Some(&vault), &name)?).to_owned();
+            let rules = [
+                (RetentionRuleKind::Default, retain),
+                (RetentionRuleKind::Weekly, weekly),
+                (RetentionRuleKind::Monthly, monthly),
+                (RetentionRuleKind::Yearly, yearly),
+            ];
+            let retention_rules = rules
+                .into_iter()
+                .filter_map(|(kind, duration)| {
+                    duration.map(|d| RetentionRule {
+                        kind: kind as i32,
+                        standard_duration: d,
+                        archive_duration: String::new(),
+                    })
+                })
+                .collect();
+            let policy = Policy {
+                schedule: Some(Schedule {
+                    weekdays: weekdays.into_iter().map(|d| d as i32).collect(),
+                    time_of_day: at,
+                    time_zone: time_zone.unwrap_or_default(),
+                }),
+                retention_rules,
+                ..Policy::default()
+            };
+            let request = CreatePolicyRequest {
+                parent,
+                policy_id,
+                policy: Some(policy),
+            };
+            let policy = api.policies().create_policy(request).await.reply(api)?;
+            show(api, &policy);
+        }
+        PolicyCommand::Get { name, vault } => {
+            let request = GetPolicyRequest {
+                name: names::policy(vault.as_deref(), &name)?,
+            };
+            let policy = api.policies().get_policy(request).await.reply(api)?;
+            show(api, &policy);
+        }
+        PolicyCommand::List { vault } => list(api, names::vault(&vault)?).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(api: &Api, parent: String) -> anyhow::Result<()> {
+    let mut policies = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = ListPoliciesRequest {
+            parent: parent.clone(),
+            page_size: 0,
+            page_token,
+        };
+        let page = api.policies().list_policies(request).await.reply(api)?;
+        policies.extend(page.policies);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    if api.json() {
+        print_json(&json::page(
+            "policies",
+            policies.iter().map(json::policy).collect(),
+            "",
+        ));
+        return Ok(());
+    }
+    let rows = policies
+        .iter()
+        .map(|p| {
+            let schedule = p.schedule.clone().unwrap_or_default();
+            vec![
+                names::short(&p.name).to_owned(),
+                weekdays_text(&schedule.weekdays),
+                schedule.time_of_day.clone(),
+                time_zone_text(&schedule.time_zone),
+                retention_text(&p.retention_rules),
+                local_time(p.create_time.as_ref()),
+            ]
+        })
+        .collect();
+    print_list(
+        &[
+            "NAME",
+            "WEEKDAYS",
+            "AT",
+            "TIME ZONE",
+            "RETENTION",
+            "CREATED",
+        ],
+        rows,
+        &format!("no policies in {parent}"),
+    );
+    Ok(())
+}
+
+fn show(api: &Api, policy: &Policy) {
+    if api.json() {
+        print_json(&json::policy(policy));
+        return;
+    }
+    let schedule = policy.schedule.clone().unwrap_or_default();
+    print_details(&[
+        ("NAME", names::short(&policy.name).to_owned()),
+        ("VAULT", names::vault_of(&policy.name).to_owned()),
+        ("WEEKDAYS", weekdays_text(&schedule.weekdays)),
+        ("AT", schedule.time_of_day.clone()),
+        ("TIME ZONE", time_zone_text(&schedule.time_zone)),
+        ("RETENTION", retention_text(&policy.retention_rules)),
+        ("CREATED", local_time(policy.create_time.as_ref())),
+    ]);
+}
+
+fn time_zone_text(zone: &str) -> String {
+    if zone.is_empty() {
+        "UTC".to_owned()
+    } else {
+        zone.to_owned()
+    }
+}
+
+/// "mon,thu".
+fn weekdays_text(days: &[i32]) -> String {
+    let names: Vec<&str> = days
+        .iter()
+        .map(|d| match Weekday::try_from(*d) {
+            Ok(Weekday::Monday) => "mon",
+            Ok(Weekday::Tuesday) => "tue",
+            Ok(Weekday::Wednesday) => "wed",
+            Ok(Weekday::Thursday) => "thu",
+            Ok(Weekday::Friday) => "fri",
+            Ok(Weekday::Saturday) => "sat",
+            Ok(Weekday::Sunday) => "sun",
+            _ => "?",
+        })
+        .collect();
+    or_dash(&names.join(","))
+}
+
+/// "default P3M, monthly P12M (archive P5Y)".
+fn retention_text(rules: &[RetentionRule]) -> String {
+    let parts: Vec<String> = rules
+        .iter()
+        .map(|rule| {
+            let kind = RetentionRuleKind::try_from(rule.kind)
+                .map(|k| k.as_str_name().to_lowercase())
+                .unwrap_or_else(|_| rule.kind.to_string());
+            let standard = if rule.standard_duration.is_empty() {
+                "default"
+            } else {
+                &rule.standard_duration
+            };
+            if rule.archive_duration.is_empty() {
+                format!("{kind} {standard}")
+            } else {
+                format!("{kind} {standard} (archive {})", rule.archive_duration)
+            }
+        })
+        .collect();
+    or_dash(&parts.join(", "))
+}
+
+/// `mon`, `monday` or `Mon` → [`Weekday::Monday`].
+pub fn parse_weekday(input: &str) -> Result<Weekday, String> {
+    let day = match input.trim().to_ascii_lowercase().as_str() {
+        "mon" | "monday" => Weekday::Monday,
+        "tue" | "tuesday" => Weekday::Tuesday,
+        "wed" | "wednesday" => Weekday::Wednesday,
+        "thu" | "thursday" => Weekday::Thursday,
+        "fri" | "friday" => Weekday::Friday,
+        "sat" | "saturday" => Weekday::Saturday,
+        "sun" | "sunday" => Weekday::Sunday,
+        _ => {
+            return Err(format!(
+                "\"{input}\" is not a weekday; use mon, tue, wed, thu, fri, sat or sun"
+            ));
+        }
+    };
+    Ok(day)
+}
+
+/// `2:30` or `02:30` → `"02:30"`.
+pub fn parse_time_of_day(input: &str) -> Result<String, String> {
+    chrono::NaiveTime::parse_from_str(input.trim(), "%H:%M")
+        .map(|t| t.format("%H:%M").to_string())
+        .map_err(|_| format!("\"{input}\" is not a time of day; use HH:MM (24 h), e.g. 02:30"))
+}
+
+/// An ISO 8601 date duration: `P` followed by numbers with `Y`, `M`, `W` or `D`.
+pub fn parse_duration(input: &str) -> Result<String, String> {
+    let duration = input.trim().to_ascii_uppercase();
+    let invalid =
+        || format!("\"{input}\" is not an ISO 8601 duration; use e.g. P7D, P12W, P3M or P10Y");
+    let body = duration.strip_prefix('P').ok_or_else(invalid)?;
+    if body.is_empty() {
+        return Err(invalid());
+    }
+    let mut digits = 0;
+    for c in body.chars() {
+        match c {
+            '0'..='9' => digits += 1,
+            'Y' | 'M' | 'W' | 'D' if digits > 0 => digits = 0,
+            _ => return Err(invalid()),
+        }
+    }
+    if digits > 0 {
+        return Err(invalid());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weekdays_parse_short_and_long_names() {
+        assert_eq!(parse_weekday("mon"), Ok(Weekday::Monday));
+        assert_eq!(parse_weekday("Thursday"), Ok(Weekday::Thursday));
+        assert!(
+            parse_weekday("funday")
+                .unwrap_err()
+                .contains("not a weekday")
+        );
+        assert_eq!(
+            weekdays_text(&[Weekday::Monday as i32, Weekday::Thursday as i32]),
+            "mon,thu"
+        );
+    }
+
+    #[test]
+    fn times_of_day_are_normalized() {
+        assert_eq!(parse_time_of_day("2:30").as_deref(), Ok("02:30"));
+        assert_eq!(parse_time_of_day("23:59").as_deref(), Ok("23:59"));
+        assert!(parse_time_of_day("24:00").is_err());
+        assert!(parse_time_of_day("2pm").is_err());
+    }
+
+    #[test]
+    fn durations_are_iso_8601_date_durations() {
+        assert_eq!(parse_duration("p3m").as_deref(), Ok("P3M"));
+        assert_eq!(parse_duration("P1Y6M").as_deref(), Ok("P1Y6M"));
+        for bad in ["3M", "P", "PM", "P3", "P3H", "P1.5Y"] {
+            assert!(parse_duration(bad).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn retention_reads_naturally() {
+        let rules = [
+            RetentionRule {
+                kind: RetentionRuleKind::Default as i32,
+                standard_duration: "P3M".into(),
+                ..Default::default()
+            },
+            RetentionRule {
+                kind: RetentionRuleKind::Monthly as i32,
+                standard_duration: "P12M".into(),
+                archive_duration: "P5Y".into(),
+            },
+        ];
+        assert_eq!(
+            retention_text(&rules),
+            "default P3M, monthly P12M (archive P5Y)"
+        );
+        assert_eq!(retention_text(&[]), "-");
+    }
+}

@@ -1,0 +1,164 @@
+//! `pgvault recovery-point list|get`: the completed backups of an instance.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use pgvault_proto::v1::{
+    DatastoreTier, GetRecoveryPointRequest, ListRecoveryPointsRequest, RecoveryPoint,
+    RetentionRuleKind,
+};
+
+use super::connect::{Api, Reply};
+use super::output::{bytes, local_time, print_details, print_json, print_list};
+use super::{json, names};
+
+#[derive(Debug, Subcommand)]
+pub enum RecoveryPointCommand {
+    /// List the recovery points of a backup instance, newest first as the server orders them.
+    #[command(after_help = "Examples:\n  \
+        pgvault recovery-point list 0197c1d2 --vault prod\n  \
+        pgvault recovery-point list vaults/prod/backupInstances/0197c1d2 --output json")]
+    List {
+        /// Instance id (or "vaults/{vault}/backupInstances/{id}").
+        instance: String,
+        /// Vault of the instance.
+        #[arg(long)]
+        vault: Option<String>,
+    },
+    /// Show one recovery point.
+    Get {
+        /// Recovery point id (or its full name).
+        recovery_point: String,
+        /// Vault of the instance.
+        #[arg(long)]
+        vault: Option<String>,
+        /// Instance the recovery point belongs to.
+        #[arg(long)]
+        instance: Option<String>,
+    },
+}
+
+pub async fn run(api: &Api, command: RecoveryPointCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        RecoveryPointCommand::List { instance, vault } => {
+            list(api, names::instance(vault.as_deref(), &instance)?).await?
+        }
+        RecoveryPointCommand::Get {
+            recovery_point,
+            vault,
+            instance,
+        } => {
+            let name =
+                names::recovery_point(vault.as_deref(), instance.as_deref(), &recovery_point)?;
+            let point = api
+                .recovery_points()
+                .get_recovery_point(GetRecoveryPointRequest { name })
+                .await
+                .reply(api)?;
+            show(api, &point);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(api: &Api, parent: String) -> anyhow::Result<()> {
+    let mut points = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = ListRecoveryPointsRequest {
+            parent: parent.clone(),
+            page_size: 0,
+            page_token,
+        };
+        let page = api
+            .recovery_points()
+            .list_recovery_points(request)
+            .await
+            .reply(api)?;
+        points.extend(page.recovery_points);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    if api.json() {
+        print_json(&json::page(
+            "recovery_points",
+            points.iter().map(json::recovery_point).collect(),
+            "",
+        ));
+        return Ok(());
+    }
+    let rows = points
+        .iter()
+        .map(|p| {
+            vec![
+                names::short(&p.name).to_owned(),
+                p.database.clone(),
+                local_time(p.snapshot_time.as_ref()),
+                tier_text(p.tier).to_owned(),
+                tag_text(p.retention_tag),
+                bytes(p.stored_bytes),
+                bytes(p.raw_bytes),
+                p.chunk_count.to_string(),
+                local_time(p.expire_time.as_ref()),
+            ]
+        })
+        .collect();
+    print_list(
+        &[
+            "RECOVERY POINT",
+            "DATABASE",
+            "SNAPSHOT",
+            "TIER",
+            "RETENTION",
+            "STORED",
+            "RAW",
+            "CHUNKS",
+            "EXPIRES",
+        ],
+        rows,
+        &format!("no recovery points for {parent} yet; take one with: pgvault backup now"),
+    );
+    Ok(())
+}
+
+fn show(api: &Api, point: &RecoveryPoint) {
+    if api.json() {
+        print_json(&json::recovery_point(point));
+        return;
+    }
+    print_details(&[
+        ("RECOVERY POINT", names::short(&point.name).to_owned()),
+        ("NAME", point.name.clone()),
+        ("DATABASE", point.database.clone()),
+        ("SNAPSHOT", local_time(point.snapshot_time.as_ref())),
+        ("TIER", tier_text(point.tier).to_owned()),
+        ("RETENTION", tag_text(point.retention_tag)),
+        ("EXPIRES", local_time(point.expire_time.as_ref())),
+        ("STORED", bytes(point.stored_bytes)),
+        ("RAW", bytes(point.raw_bytes)),
+        ("CHUNKS", point.chunk_count.to_string()),
+        ("SERVER VERSION", point.server_version.clone()),
+        ("LOCATION", point.location.clone()),
+        ("MANIFEST SHA-256", point.manifest_sha256.clone()),
+        ("JOB", point.job.clone()),
+        ("CREATED", local_time(point.create_time.as_ref())),
+    ]);
+}
+
+fn tier_text(tier: i32) -> &'static str {
+    match DatastoreTier::try_from(tier) {
+        Ok(DatastoreTier::Standard) => "standard",
+        Ok(DatastoreTier::Archive) => "archive",
+        _ => "-",
+    }
+}
+
+/// "monthly"; "-" when unset.
+pub fn tag_text(kind: i32) -> String {
+    match RetentionRuleKind::try_from(kind) {
+        Ok(RetentionRuleKind::Unspecified) | Err(_) => "-".to_owned(),
+        Ok(known) => known.as_str_name().to_lowercase(),
+    }
+}

@@ -1,0 +1,159 @@
+//! `pgvault server register|get|list|databases`.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use pgvault_proto::v1::{
+    GetServerRequest, ListDatabasesRequest, ListServersRequest, RegisterServerRequest, Server,
+};
+
+use super::connect::{Api, Reply};
+use super::output::{local_time, or_dash, print_details, print_json, print_list};
+use super::{json, names};
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Register a PostgreSQL server.
+    #[command(after_help = "Examples:\n  \
+        pgvault server register db1 --host db1.internal --port 5432 --region eu-west\n  \
+        pgvault server databases db1 --secret db1-backup")]
+    Register {
+        /// Short id of the server.
+        name: String,
+        /// Host name or IP address.
+        #[arg(long)]
+        host: String,
+        /// TCP port.
+        #[arg(long, default_value_t = 5432)]
+        port: u16,
+        /// Region label; only vaults of the same region protect it.
+        #[arg(long)]
+        region: String,
+        /// Agent that reaches this server from a private network.
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// List registered servers.
+    List,
+    /// Show one server.
+    Get {
+        /// Server id (or "servers/{id}").
+        name: String,
+    },
+    /// List the databases of a server that can be protected.
+    Databases {
+        /// Server id (or "servers/{id}").
+        name: String,
+        /// Secret whose connection string is used to connect.
+        #[arg(long)]
+        secret: String,
+    },
+}
+
+pub async fn run(api: &Api, command: ServerCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ServerCommand::Register {
+            name,
+            host,
+            port,
+            region,
+            agent,
+        } => {
+            let server_id = names::short(&names::server(&name)?).to_owned();
+            let server = Server {
+                host,
+                port: u32::from(port),
+                region,
+                agent: agent.unwrap_or_default(),
+                ..Server::default()
+            };
+            let request = RegisterServerRequest {
+                server_id,
+                server: Some(server),
+            };
+            let server = api.servers().register_server(request).await.reply(api)?;
+            show(api, &server);
+        }
+        ServerCommand::List => list(api).await?,
+        ServerCommand::Get { name } => {
+            let request = GetServerRequest {
+                name: names::server(&name)?,
+            };
+            let server = api.servers().get_server(request).await.reply(api)?;
+            show(api, &server);
+        }
+        ServerCommand::Databases { name, secret } => {
+            let request = ListDatabasesRequest {
+                name: names::server(&name)?,
+                secret: names::secret(&secret)?,
+            };
+            let response = api.servers().list_databases(request).await.reply(api)?;
+            if api.json() {
+                print_json(&serde_json::json!({ "databases": response.databases }));
+            } else {
+                let rows = response.databases.iter().map(|d| vec![d.clone()]).collect();
+                print_list(&["DATABASE"], rows, "no databases that can be protected");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(api: &Api) -> anyhow::Result<()> {
+    let mut servers = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = ListServersRequest {
+            page_size: 0,
+            page_token,
+        };
+        let page = api.servers().list_servers(request).await.reply(api)?;
+        servers.extend(page.servers);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    if api.json() {
+        print_json(&json::page(
+            "servers",
+            servers.iter().map(json::server).collect(),
+            "",
+        ));
+        return Ok(());
+    }
+    let rows = servers
+        .iter()
+        .map(|s| {
+            vec![
+                names::short(&s.name).to_owned(),
+                s.host.clone(),
+                s.port.to_string(),
+                s.region.clone(),
+                or_dash(&s.agent),
+                local_time(s.create_time.as_ref()),
+            ]
+        })
+        .collect();
+    print_list(
+        &["NAME", "HOST", "PORT", "REGION", "AGENT", "CREATED"],
+        rows,
+        "no servers yet; register one with: pgvault server register NAME --host H --port P --region R",
+    );
+    Ok(())
+}
+
+fn show(api: &Api, server: &Server) {
+    if api.json() {
+        print_json(&json::server(server));
+        return;
+    }
+    print_details(&[
+        ("NAME", names::short(&server.name).to_owned()),
+        ("HOST", server.host.clone()),
+        ("PORT", server.port.to_string()),
+        ("REGION", server.region.clone()),
+        ("AGENT", server.agent.clone()),
+        ("CREATED", local_time(server.create_time.as_ref())),
+    ]);
+}

@@ -1,0 +1,160 @@
+//! `pgvault vault create|get|list|delete`.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use pgvault_proto::v1::{
+    CreateVaultRequest, DeleteVaultRequest, GetVaultRequest, ListVaultsRequest, Vault,
+};
+
+use super::connect::{Api, Reply};
+use super::output::{local_time, or_dash, print_details, print_json, print_list};
+use super::{json, names};
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Create a vault bound to a region and a datastore.
+    #[command(after_help = "Examples:\n  \
+        pgvault vault create prod --region eu-west --datastore file:///srv/pgvault\n  \
+        pgvault vault create prod --region eu-west --datastore s3://backups/pg \\\n      \
+        --archive-datastore az://archive/pg --description \"production fleet\"")]
+    Create {
+        /// Short id of the new vault: lowercase letters, digits and '-'.
+        name: String,
+        /// Region label; the vault protects only servers in the same region.
+        #[arg(long)]
+        region: String,
+        /// Object-store URL of the standard datastore (file:///abs/dir, s3://bucket/prefix, az://container/prefix).
+        #[arg(long, value_name = "URL")]
+        datastore: String,
+        /// Object-store URL of the archive datastore, for points moved to archive.
+        #[arg(long, value_name = "URL")]
+        archive_datastore: Option<String>,
+        /// Free text shown in listings.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Show one vault.
+    Get {
+        /// Vault id (or "vaults/{id}").
+        name: String,
+    },
+    /// List every vault.
+    List,
+    /// Delete an empty vault (refused while it holds backup instances or recovery points).
+    Delete {
+        /// Vault id (or "vaults/{id}").
+        name: String,
+    },
+}
+
+pub async fn run(api: &Api, command: VaultCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        VaultCommand::Create {
+            name,
+            region,
+            datastore,
+            archive_datastore,
+            description,
+        } => {
+            let vault_id = names::short(&names::vault(&name)?).to_owned();
+            let request = CreateVaultRequest {
+                vault_id,
+                vault: Some(Vault {
+                    region,
+                    standard_datastore: datastore,
+                    archive_datastore: archive_datastore.unwrap_or_default(),
+                    description: description.unwrap_or_default(),
+                    ..Vault::default()
+                }),
+            };
+            let vault = api.vaults().create_vault(request).await.reply(api)?;
+            show(api, &vault);
+        }
+        VaultCommand::Get { name } => {
+            let request = GetVaultRequest {
+                name: names::vault(&name)?,
+            };
+            let vault = api.vaults().get_vault(request).await.reply(api)?;
+            show(api, &vault);
+        }
+        VaultCommand::List => list(api).await?,
+        VaultCommand::Delete { name } => {
+            let name = names::vault(&name)?;
+            let request = DeleteVaultRequest { name: name.clone() };
+            api.vaults().delete_vault(request).await.reply(api)?;
+            if api.json() {
+                print_json(&serde_json::json!({}));
+            } else {
+                println!("deleted {name}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(api: &Api) -> anyhow::Result<()> {
+    let mut vaults = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = ListVaultsRequest {
+            page_size: 0,
+            page_token,
+        };
+        let page = api.vaults().list_vaults(request).await.reply(api)?;
+        vaults.extend(page.vaults);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    if api.json() {
+        print_json(&json::page(
+            "vaults",
+            vaults.iter().map(json::vault).collect(),
+            "",
+        ));
+        return Ok(());
+    }
+    let rows = vaults
+        .iter()
+        .map(|v| {
+            vec![
+                names::short(&v.name).to_owned(),
+                v.region.clone(),
+                v.standard_datastore.clone(),
+                or_dash(&v.archive_datastore),
+                local_time(v.create_time.as_ref()),
+                v.description.clone(),
+            ]
+        })
+        .collect();
+    print_list(
+        &[
+            "NAME",
+            "REGION",
+            "DATASTORE",
+            "ARCHIVE DATASTORE",
+            "CREATED",
+            "DESCRIPTION",
+        ],
+        rows,
+        "no vaults yet; create one with: pgvault vault create NAME --region R --datastore URL",
+    );
+    Ok(())
+}
+
+fn show(api: &Api, vault: &Vault) {
+    if api.json() {
+        print_json(&json::vault(vault));
+        return;
+    }
+    print_details(&[
+        ("NAME", names::short(&vault.name).to_owned()),
+        ("REGION", vault.region.clone()),
+        ("DATASTORE", vault.standard_datastore.clone()),
+        ("ARCHIVE DATASTORE", vault.archive_datastore.clone()),
+        ("DESCRIPTION", vault.description.clone()),
+        ("CREATED", local_time(vault.create_time.as_ref())),
+    ]);
+}

@@ -1,0 +1,360 @@
+//! Following a job to its end (`job watch`, `--wait`): the `WatchJob` stream
+//! (re-opened after a dropped connection), an indicatif progress bar when
+//! stdout is a terminal or plain lines otherwise, the final state, and the
+//! exit code that state maps to.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pgvault_proto::v1::{GetJobRequest, Job, JobState, Operation, WatchJobRequest};
+use tonic::{Code, Status, Streaming};
+
+use super::connect::{Api, Reply};
+use super::job::{operation_text, state_text};
+use super::output::{bytes, details_table, duration_between, print_json};
+use super::{json, names};
+
+/// How often a dropped watch stream is re-opened before giving up.
+const MAX_REOPENS: u32 = 5;
+
+/// What `backup now` and `restore` do with the job they started.
+pub async fn started(api: &Api, job: Job, wait: bool) -> anyhow::Result<ExitCode> {
+    if wait {
+        if !api.json() {
+            println!("started {} ({})", job.name, operation_text(job.operation));
+        }
+        return follow(api, job.name).await;
+    }
+    if api.json() {
+        print_json(&json::job(&job));
+    } else {
+        println!("{}", job.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Follows a job until it reaches a terminal state; the exit code is the state's.
+pub async fn follow(api: &Api, name: String) -> anyhow::Result<ExitCode> {
+    let mut display = Display::new(api.json());
+    let mut stream = open(api, &name).await?;
+    let mut reopens = 0;
+    let last = loop {
+        let interrupted = match stream.message().await {
+            Ok(Some(job)) => {
+                reopens = 0;
+                display.update(&job);
+                if is_terminal(job.state) {
+                    break job;
+                }
+                continue;
+            }
+            // The stream ended or broke: ask where the job is before re-opening.
+            Ok(None) => None,
+            Err(status) if retryable(&status) => Some(status),
+            Err(status) => {
+                display.clear();
+                return Err(api.fail(status));
+            }
+        };
+        if let Ok(job) = api
+            .jobs()
+            .get_job(GetJobRequest { name: name.clone() })
+            .await
+            .reply(api)
+        {
+            display.update(&job);
+            if is_terminal(job.state) {
+                break job;
+            }
+        }
+        reopens += 1;
+        if reopens > MAX_REOPENS {
+            display.clear();
+            return Err(match interrupted {
+                Some(status) => api.fail(status),
+                None => anyhow::anyhow!(
+                    "the job stream keeps ending before {name} finishes; retry: pgvault job watch {name}"
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(u64::from(reopens))).await;
+        stream = open(api, &name).await?;
+    };
+    display.clear();
+    print_outcome(api, &last);
+    Ok(exit_code(last.state))
+}
+
+async fn open(api: &Api, name: &str) -> anyhow::Result<Streaming<Job>> {
+    api.jobs()
+        .watch_job(WatchJobRequest {
+            name: name.to_owned(),
+        })
+        .await
+        .reply(api)
+}
+
+/// Broken connections are worth re-opening; refusals from the server are not.
+fn retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
+    )
+}
+
+pub fn is_terminal(state: i32) -> bool {
+    matches!(
+        JobState::try_from(state),
+        Ok(JobState::Completed
+            | JobState::CompletedWithWarnings
+            | JobState::Failed
+            | JobState::Cancelled)
+    )
+}
+
+/// 0 for Completed and CompletedWithWarnings, 1 for anything else.
+pub fn exit_status(state: i32) -> u8 {
+    match JobState::try_from(state) {
+        Ok(JobState::Completed | JobState::CompletedWithWarnings) => 0,
+        _ => 1,
+    }
+}
+
+pub fn exit_code(state: i32) -> ExitCode {
+    ExitCode::from(exit_status(state))
+}
+
+/// The final state: the job JSON, or a summary with the error and what to do.
+fn print_outcome(api: &Api, job: &Job) {
+    if api.json() {
+        print_json(&json::job(job));
+        return;
+    }
+    let took = duration_between(job.start_time.as_ref(), job.end_time.as_ref());
+    let took = if took.is_empty() {
+        String::new()
+    } else {
+        format!(" in {took}")
+    };
+    println!("{} {}{took}", job.name, state_text(job.state));
+    let mut fields: Vec<(&str, String)> = Vec::new();
+    match Operation::try_from(job.operation) {
+        Ok(Operation::Restore) if exit_status(job.state) == 0 => {
+            let server = if job.target_server.is_empty() {
+                "the instance's server"
+            } else {
+                names::short(&job.target_server)
+            };
+            fields.push((
+                "RESTORED TO",
+                format!("database {} on {server}", job.target_database),
+            ));
+        }
+        Ok(Operation::ScheduledBackup | Operation::OnDemandBackup)
+            if exit_status(job.state) == 0 =>
+        {
+            fields.push(("RECOVERY POINT", job.recovery_point.clone()));
+        }
+        _ => {}
+    }
+    if let Some(progress) = &job.progress {
+        if progress.bytes_done > 0 {
+            fields.push(("BYTES", bytes(progress.bytes_done)));
+        }
+        if progress.rows_done > 0 {
+            fields.push(("ROWS", progress.rows_done.to_string()));
+        }
+    }
+    if let Some(error) = &job.error {
+        fields.push(("ERROR CODE", error.code.clone()));
+        fields.push(("MESSAGE", error.message.clone()));
+        fields.push(("RECOMMENDED ACTION", error.recommended_action.clone()));
+    }
+    if fields.iter().any(|(_, value)| !value.is_empty()) {
+        println!("{}", details_table(&fields));
+    }
+}
+
+/// One line describing where a job is, e.g.
+/// "in progress: loading data, 3/10 chunks, 12.50 MiB, 4567 rows".
+pub fn progress_line(job: &Job) -> String {
+    describe_progress(job, true)
+}
+
+/// Like [`progress_line`]; without chunk counts next to a bar that shows them.
+fn describe_progress(job: &Job, with_chunks: bool) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(p) = &job.progress {
+        if !p.phase.is_empty() {
+            parts.push(p.phase.clone());
+        }
+        if with_chunks && p.chunks_total > 0 {
+            parts.push(format!("{}/{} chunks", p.chunks_done, p.chunks_total));
+        } else if with_chunks && p.chunks_done > 0 {
+            parts.push(format!("{} chunks", p.chunks_done));
+        }
+        if p.bytes_done > 0 {
+            parts.push(bytes(p.bytes_done));
+        }
+        if p.rows_done > 0 {
+            parts.push(format!("{} rows", p.rows_done));
+        }
+    }
+    let state = state_text(job.state);
+    if parts.is_empty() {
+        state.to_owned()
+    } else {
+        format!("{state}: {}", parts.join(", "))
+    }
+}
+
+/// Progress as the terminal allows it.
+enum Display {
+    /// Interactive: a bar over chunks, or a spinner until the total is known.
+    Bar(ProgressBar),
+    /// Logs and pipes: a timestamped line whenever the description changes.
+    Lines { to_stderr: bool, last: String },
+}
+
+impl Display {
+    fn new(json: bool) -> Self {
+        if json || !std::io::stdout().is_terminal() {
+            // With JSON output stdout carries only the final job document.
+            return Self::Lines {
+                to_stderr: json,
+                last: String::new(),
+            };
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
+        bar.set_style(spinner_style());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Self::Bar(bar)
+    }
+
+    fn update(&mut self, job: &Job) {
+        match self {
+            Self::Bar(bar) => {
+                let progress = job.progress.clone().unwrap_or_default();
+                if progress.chunks_total > 0 {
+                    if bar.length() != Some(u64::from(progress.chunks_total)) {
+                        bar.set_style(bar_style());
+                        bar.set_length(u64::from(progress.chunks_total));
+                    }
+                    bar.set_position(u64::from(progress.chunks_done));
+                }
+                bar.set_message(describe_progress(job, progress.chunks_total == 0));
+            }
+            Self::Lines { to_stderr, last } => {
+                let line = progress_line(job);
+                if line != *last {
+                    let stamped = format!("{} {line}", chrono::Local::now().format("%H:%M:%S"));
+                    if *to_stderr {
+                        eprintln!("{stamped}");
+                    } else {
+                        println!("{stamped}");
+                    }
+                    *last = line;
+                }
+            }
+        }
+    }
+
+    fn clear(&self) {
+        if let Self::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {elapsed_precise} {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} chunks  {wide_msg}",
+    )
+    .map(|style| style.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+#[cfg(test)]
+mod tests {
+    use pgvault_proto::v1::Progress;
+
+    use super::*;
+
+    #[test]
+    fn exit_status_follows_the_final_state() {
+        assert_eq!(exit_status(JobState::Completed as i32), 0);
+        assert_eq!(exit_status(JobState::CompletedWithWarnings as i32), 0);
+        assert_eq!(exit_status(JobState::Failed as i32), 1);
+        assert_eq!(exit_status(JobState::Cancelled as i32), 1);
+        assert_eq!(exit_status(99), 1);
+    }
+
+    #[test]
+    fn terminal_states() {
+        for state in [
+            JobState::Completed,
+            JobState::CompletedWithWarnings,
+            JobState::Failed,
+            JobState::Cancelled,
+        ] {
+            assert!(is_terminal(state as i32), "{state:?}");
+        }
+        for state in [
+            JobState::Unspecified,
+            JobState::Queued,
+            JobState::InProgress,
+            JobState::Cancelling,
+        ] {
+            assert!(!is_terminal(state as i32), "{state:?}");
+        }
+    }
+
+    #[test]
+    fn progress_lines_read_naturally() {
+        let queued = Job {
+            state: JobState::Queued as i32,
+            ..Default::default()
+        };
+        assert_eq!(progress_line(&queued), "queued");
+        let running = Job {
+            state: JobState::InProgress as i32,
+            progress: Some(Progress {
+                bytes_done: 3 * 1024 * 1024,
+                rows_done: 4567,
+                chunks_done: 3,
+                chunks_total: 10,
+                phase: "loading data".into(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            progress_line(&running),
+            "in progress: loading data, 3/10 chunks, 3.00 MiB, 4567 rows"
+        );
+    }
+
+    #[test]
+    fn progress_templates_are_valid() {
+        assert!(ProgressStyle::with_template("{spinner} {elapsed_precise} {wide_msg}").is_ok());
+        assert!(
+            ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} chunks  {wide_msg}"
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn server_refusals_are_not_retried() {
+        assert!(retryable(&Status::unavailable("connection reset")));
+        assert!(!retryable(&Status::not_found("job not found")));
+        assert!(!retryable(&Status::permission_denied("no")));
+    }
+}

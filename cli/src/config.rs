@@ -1,0 +1,321 @@
+//! Settings for the server commands (`up`, `coordinator`, `worker`), loaded in
+//! one place: built-in defaults → `pgvault.toml` (or `--config`) →
+//! `PGVAULT_*` environment variables (`__` separates sections, e.g.
+//! `PGVAULT_COORDINATOR__LISTEN`) → command-line flags. Validated before
+//! anything starts, with errors that name the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything the server commands read. Sections reject unknown keys; other
+/// top-level `PGVAULT_*` variables (client settings such as `PGVAULT_TOKEN`)
+/// are not ours and are ignored.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub coordinator: CoordinatorSettings,
+    pub queue: QueueSettings,
+    pub worker: WorkerSettings,
+    pub up: UpSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoordinatorSettings {
+    /// Address the gRPC API listens on.
+    pub listen: SocketAddr,
+    /// State database URL. Empty under `up`: a private cluster is used.
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub lease_ttl_seconds: u64,
+    pub max_attempts: u32,
+    pub reaper_interval_seconds: u64,
+    /// Databases never offered for protection, besides template0/template1.
+    pub maintenance_databases: Vec<String>,
+    /// A token to create as an owner token on start (clusters, tests).
+    pub bootstrap_token: String,
+    /// Where the first admin token is written when none exists.
+    pub admin_token_file: PathBuf,
+    /// Secret-encryption key, base64 of 32 bytes (or use `master_key_file`).
+    pub master_key: String,
+    pub master_key_file: PathBuf,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    /// RabbitMQ URL. Empty: the in-process queue (only with `up`).
+    pub amqp_url: String,
+    pub queue_name: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Coordinator gRPC endpoint.
+    pub coordinator: String,
+    pub token: String,
+    pub token_file: PathBuf,
+    /// Tasks run at once.
+    pub concurrency: usize,
+    /// Database connections per task (0: a function of the cores).
+    pub connections: usize,
+    pub zstd_level: i32,
+    /// Tables larger than this are split into parallel chunks.
+    pub split_threshold_mb: u64,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpSettings {
+    /// Where the all-in-one keeps its state cluster, keys, tokens and datastore.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: String,
+    /// tracing filter, e.g. `info,pgvault_worker=debug`.
+    pub filter: String,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            amqp_url: String::new(),
+            queue_name: "pgvault.tasks".into(),
+        }
+    }
+}
+
+impl Default for UpSettings {
+    fn default() -> Self {
+        UpSettings {
+            data_dir: PathBuf::from(".pgvault"),
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: "text".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Default for CoordinatorSettings {
+    fn default() -> Self {
+        CoordinatorSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            database_url: String::new(),
+            database_max_connections: 10,
+            lease_ttl_seconds: 30,
+            max_attempts: 3,
+            reaper_interval_seconds: 5,
+            maintenance_databases: [
+                "azure_maintenance",
+                "azure_sys",
+                "rdsadmin",
+                "cloudsqladmin",
+            ]
+            .map(String::from)
+            .to_vec(),
+            bootstrap_token: String::new(),
+            admin_token_file: PathBuf::new(),
+            master_key: String::new(),
+            master_key_file: PathBuf::new(),
+        }
+    }
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            coordinator: "http://127.0.0.1:50051".into(),
+            token: String::new(),
+            token_file: PathBuf::new(),
+            concurrency: 1,
+            connections: 0,
+            zstd_level: 3,
+            split_threshold_mb: 256,
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults → file → environment → `overrides` (flags, as a partial tree).
+    pub fn load(
+        config_file: Option<&Path>,
+        overrides: serde_json::Value,
+    ) -> anyhow::Result<Settings> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match config_file {
+            Some(path) => {
+                if !path.is_file() {
+                    bail!("config file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("pgvault.toml")),
+        }
+        figment = figment
+            .merge(Env::prefixed("PGVAULT_").split("__"))
+            .merge(Serialized::defaults(overrides));
+        let settings: Settings = figment.extract().map_err(|e| {
+            let e = e
+                .into_iter()
+                .next()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            anyhow::anyhow!("invalid configuration: {e}")
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let c = &self.coordinator;
+        if c.lease_ttl_seconds < 3 || c.lease_ttl_seconds > 3600 {
+            bail!(
+                "coordinator.lease_ttl_seconds must be between 3 and 3600 (got {})",
+                c.lease_ttl_seconds
+            );
+        }
+        if c.max_attempts == 0 || c.max_attempts > 100 {
+            bail!(
+                "coordinator.max_attempts must be between 1 and 100 (got {})",
+                c.max_attempts
+            );
+        }
+        if c.reaper_interval_seconds == 0 {
+            bail!("coordinator.reaper_interval_seconds must be at least 1");
+        }
+        if c.database_max_connections < 2 {
+            bail!(
+                "coordinator.database_max_connections must be at least 2 (got {})",
+                c.database_max_connections
+            );
+        }
+        let w = &self.worker;
+        if w.concurrency == 0 || w.concurrency > 64 {
+            bail!(
+                "worker.concurrency must be between 1 and 64 (got {})",
+                w.concurrency
+            );
+        }
+        if !(1..=22).contains(&w.zstd_level) {
+            bail!(
+                "worker.zstd_level must be between 1 and 22 (got {})",
+                w.zstd_level
+            );
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!(
+                "log.format must be \"text\" or \"json\" (got {:?})",
+                self.log.format
+            );
+        }
+        if self.queue.queue_name.is_empty() {
+            bail!("queue.queue_name must not be empty");
+        }
+        Ok(())
+    }
+
+    /// The secret-encryption key from `master_key` or `master_key_file`.
+    pub fn master_key(&self) -> anyhow::Result<[u8; 32]> {
+        let c = &self.coordinator;
+        let encoded = if !c.master_key.is_empty() {
+            c.master_key.clone()
+        } else if !c.master_key_file.as_os_str().is_empty() {
+            std::fs::read_to_string(&c.master_key_file).with_context(|| {
+                format!(
+                    "coordinator.master_key_file: cannot read {}",
+                    c.master_key_file.display()
+                )
+            })?
+        } else {
+            bail!(
+                "coordinator.master_key is not set: set PGVAULT_COORDINATOR__MASTER_KEY to the base64 of 32 random \
+                 bytes (e.g. `openssl rand -base64 32`) or point coordinator.master_key_file at a file holding it"
+            );
+        };
+        decode_key(encoded.trim())
+    }
+
+    /// The worker's token from `worker.token` or `worker.token_file`.
+    pub fn worker_token(&self) -> anyhow::Result<String> {
+        let w = &self.worker;
+        if !w.token.is_empty() {
+            return Ok(w.token.clone());
+        }
+        if !w.token_file.as_os_str().is_empty() {
+            let token = std::fs::read_to_string(&w.token_file).with_context(|| {
+                format!("worker.token_file: cannot read {}", w.token_file.display())
+            })?;
+            return Ok(token.trim().to_string());
+        }
+        bail!(
+            "worker.token is not set: pass --token-file, or set PGVAULT_WORKER__TOKEN or worker.token_file"
+        )
+    }
+}
+
+fn decode_key(encoded: &str) -> anyhow::Result<[u8; 32]> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| anyhow::anyhow!("coordinator.master_key is not valid base64"))?;
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        anyhow::anyhow!(
+            "coordinator.master_key must decode to 32 bytes (got {})",
+            b.len()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn flags_override_defaults_and_errors_name_the_key() {
+        let s = Settings::load(None, serde_json::json!({"worker": {"concurrency": 4}})).unwrap();
+        assert_eq!(s.worker.concurrency, 4);
+        let err = Settings::load(None, serde_json::json!({"worker": {"zstd_level": 99}}))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("worker.zstd_level"), "{err}");
+        let err = Settings::load(
+            None,
+            serde_json::json!({"coordinator": {"listen": "nonsense"}}),
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("coordinator.listen"), "{err}");
+    }
+
+    #[test]
+    fn master_key_must_be_32_bytes_of_base64() {
+        let mut s = Settings::default();
+        s.coordinator.master_key = "c2hvcnQ=".into();
+        assert!(s.master_key().unwrap_err().to_string().contains("32 bytes"));
+        s.coordinator.master_key =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+        assert_eq!(s.master_key().unwrap(), [7u8; 32]);
+    }
+}

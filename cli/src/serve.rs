@@ -1,0 +1,216 @@
+//! The cluster processes: `pgvault coordinator` and `pgvault worker`, both
+//! talking to RabbitMQ. Also the translation from [`Settings`] to the
+//! coordinator's and engine's own option types, shared with `up`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use pgvault_coordinator::{Coordinator, CoordinatorConfig};
+use pgvault_queue::amqp::AmqpQueue;
+use pgvault_worker::engine::EngineOptions;
+use pgvault_worker::runner::{self, WorkerOptions};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::{client, signals, telemetry};
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  PGVAULT_COORDINATOR__DATABASE_URL=postgresql://pgvault:...@db:5432/pgvault \\\n  PGVAULT_COORDINATOR__MASTER_KEY=$(cat master.key) \\\n  pgvault coordinator --listen 0.0.0.0:50051 --amqp-url amqp://guest@rabbitmq:5672/%2f"
+)]
+pub struct CoordinatorArgs {
+    /// Address the gRPC API listens on [setting: coordinator.listen].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// State database URL; prefer PGVAULT_COORDINATOR__DATABASE_URL so the
+    /// password stays out of the process list [setting: coordinator.database_url].
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// RabbitMQ URL [setting: queue.amqp_url].
+    #[arg(long, value_name = "URL")]
+    amqp_url: Option<String>,
+}
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  pgvault worker --coordinator http://coordinator:50051 --amqp-url amqp://guest@rabbitmq:5672/%2f --token-file worker.token"
+)]
+pub struct WorkerArgs {
+    /// Coordinator gRPC endpoint [setting: worker.coordinator].
+    #[arg(long, value_name = "URL")]
+    coordinator: Option<String>,
+    /// RabbitMQ URL [setting: queue.amqp_url].
+    #[arg(long, value_name = "URL")]
+    amqp_url: Option<String>,
+    /// File holding the worker's API token [setting: worker.token_file];
+    /// --token / PGVAULT_TOKEN work too.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Tasks run at once [setting: worker.concurrency].
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
+    /// Database connections per task; 0 picks from the core count [setting: worker.connections].
+    #[arg(long, value_name = "N")]
+    connections: Option<usize>,
+}
+
+pub async fn run_coordinator(
+    config_file: Option<&Path>,
+    args: CoordinatorArgs,
+) -> anyhow::Result<()> {
+    let mut overrides = Overrides::default();
+    overrides.set(
+        "coordinator",
+        "listen",
+        args.listen.map(|a| json!(a.to_string())),
+    );
+    overrides.set(
+        "coordinator",
+        "database_url",
+        args.database_url.map(Value::from),
+    );
+    overrides.set("queue", "amqp_url", args.amqp_url.map(Value::from));
+    let settings = Settings::load(config_file, overrides.into_value())?;
+    telemetry::init(&settings.log);
+    if settings.coordinator.database_url.is_empty() {
+        bail!(
+            "coordinator.database_url is not set: set PGVAULT_COORDINATOR__DATABASE_URL, coordinator.database_url \
+             in pgvault.toml, or pass --database-url"
+        );
+    }
+    if settings.queue.amqp_url.is_empty() {
+        bail!(
+            "queue.amqp_url is not set: a coordinator needs RabbitMQ (use `pgvault up` for the all-in-one)"
+        );
+    }
+    let master_key = settings.master_key()?;
+    let queue = AmqpQueue::connect(&settings.queue.amqp_url, &settings.queue.queue_name).await?;
+    let config = coordinator_config(
+        &settings,
+        settings.coordinator.database_url.clone(),
+        master_key,
+    );
+    let handle = Coordinator::start(config, Arc::new(queue.publisher())).await?;
+    tracing::info!(endpoint = %format!("http://{}", handle.local_addr()), broker = %queue.redacted_url(), "coordinator ready");
+    eprintln!(
+        "pgvault coordinator listening on http://{}",
+        handle.local_addr()
+    );
+    signals::shutdown_requested().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await?;
+    Ok(())
+}
+
+pub async fn run_worker(
+    config_file: Option<&Path>,
+    client: &client::ClientOptions,
+    args: WorkerArgs,
+) -> anyhow::Result<()> {
+    let mut overrides = Overrides::default();
+    overrides.set("worker", "coordinator", args.coordinator.map(Value::from));
+    overrides.set("queue", "amqp_url", args.amqp_url.map(Value::from));
+    overrides.set("worker", "token_file", args.token_file.map(|p| json!(p)));
+    overrides.set("worker", "concurrency", args.concurrency.map(Value::from));
+    overrides.set("worker", "connections", args.connections.map(Value::from));
+    let settings = Settings::load(config_file, overrides.into_value())?;
+    telemetry::init(&settings.log);
+    if settings.queue.amqp_url.is_empty() {
+        bail!(
+            "queue.amqp_url is not set: a worker needs RabbitMQ (use `pgvault up` for the all-in-one)"
+        );
+    }
+    let token = match (settings.worker_token(), &client.token) {
+        (Ok(token), _) => token,
+        (Err(_), Some(token)) => token.clone(),
+        (Err(e), None) => return Err(e),
+    };
+    let queue = AmqpQueue::connect(&settings.queue.amqp_url, &settings.queue.queue_name).await?;
+    let options = worker_options(&settings, settings.worker.coordinator.clone(), token);
+    let shutdown = CancellationToken::new();
+    let worker_id = options.worker_id.clone();
+    let consumers =
+        move || -> Box<dyn pgvault_queue::TaskConsumer> { Box::new(queue.consumer(&worker_id)) };
+    let worker = tokio::spawn(runner::run(options, consumers, shutdown.clone()));
+    eprintln!(
+        "pgvault worker started; coordinator {}",
+        settings.worker.coordinator
+    );
+    signals::shutdown_requested().await;
+    tracing::info!("shutting down: releasing running tasks");
+    shutdown.cancel();
+    worker.await.context("worker task panicked")??;
+    Ok(())
+}
+
+/// The coordinator's options from settings.
+pub fn coordinator_config(
+    settings: &Settings,
+    database_url: String,
+    master_key: [u8; 32],
+) -> CoordinatorConfig {
+    let c = &settings.coordinator;
+    CoordinatorConfig {
+        listen: c.listen,
+        database_url,
+        database_max_connections: c.database_max_connections,
+        lease_ttl: Duration::from_secs(c.lease_ttl_seconds),
+        max_attempts: c.max_attempts,
+        reaper_interval: Duration::from_secs(c.reaper_interval_seconds),
+        maintenance_databases: c.maintenance_databases.clone(),
+        bootstrap_token: (!c.bootstrap_token.is_empty()).then(|| c.bootstrap_token.clone()),
+        admin_token_file: (!c.admin_token_file.as_os_str().is_empty())
+            .then(|| c.admin_token_file.clone()),
+        master_key,
+    }
+}
+
+/// The worker's options from settings.
+pub fn worker_options(
+    settings: &Settings,
+    coordinator_endpoint: String,
+    token: String,
+) -> WorkerOptions {
+    let w = &settings.worker;
+    let mut engine = EngineOptions {
+        zstd_level: w.zstd_level,
+        ..EngineOptions::default()
+    };
+    if w.connections > 0 {
+        engine.connections = w.connections;
+    }
+    engine.split_threshold_bytes = w.split_threshold_mb * 1024 * 1024;
+    WorkerOptions {
+        coordinator_endpoint,
+        token,
+        worker_id: runner::default_worker_id(),
+        concurrency: w.concurrency,
+        engine,
+    }
+}
+
+/// Command-line flags as a partial settings tree, merged last.
+#[derive(Default)]
+pub struct Overrides(Map<String, Value>);
+
+impl Overrides {
+    pub fn set(&mut self, section: &str, key: &str, value: Option<Value>) {
+        if let Some(value) = value {
+            let entry = self
+                .0
+                .entry(section.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(map) = entry {
+                map.insert(key.to_string(), value);
+            }
+        }
+    }
+
+    pub fn into_value(self) -> Value {
+        Value::Object(self.0)
+    }
+}
