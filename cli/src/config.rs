@@ -171,14 +171,7 @@ impl Settings {
         figment = figment
             .merge(Env::prefixed("PGVAULT_").split("__"))
             .merge(Serialized::defaults(overrides));
-        let settings: Settings = figment.extract().map_err(|e| {
-            let e = e
-                .into_iter()
-                .next()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            anyhow::anyhow!("invalid configuration: {e}")
-        })?;
+        let settings: Settings = figment.extract().map_err(describe)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -267,6 +260,24 @@ impl Settings {
         bail!(
             "worker.token is not set: pass --token-file, or set PGVAULT_WORKER__TOKEN or worker.token_file"
         )
+    }
+}
+
+/// `invalid setting coordinator.listen (from PGVAULT_ environment variable(s)): …`
+fn describe(error: figment::Error) -> anyhow::Error {
+    let Some(e) = error.into_iter().next() else {
+        return anyhow::anyhow!("invalid configuration");
+    };
+    let key = e.path.join(".").to_lowercase();
+    let source = e
+        .metadata
+        .as_ref()
+        .map(|m| format!(" (from {})", m.name))
+        .unwrap_or_default();
+    if key.is_empty() {
+        anyhow::anyhow!("invalid configuration{source}: {}", e.kind)
+    } else {
+        anyhow::anyhow!("invalid setting {key}{source}: {}", e.kind)
     }
 }
 
