@@ -1,6 +1,8 @@
 //! Logging for the server commands: `tracing` to stderr as text or JSON,
 //! filtered by `log.filter` (or `RUST_LOG` when set).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogSettings;
