@@ -23,6 +23,13 @@ use crate::{client, signals, telemetry};
     after_help = "Example:\n  PGVAULT_COORDINATOR__DATABASE_URL=postgresql://pgvault:...@db:5432/pgvault \\\n  PGVAULT_COORDINATOR__MASTER_KEY=$(cat master.key) \\\n  pgvault coordinator --listen 0.0.0.0:50051 --amqp-url amqp://guest@rabbitmq:5672/%2f"
 )]
 pub struct CoordinatorArgs {
+    #[command(flatten)]
+    flags: CoordinatorFlags,
+}
+
+/// Flags shared by `coordinator` and `up`.
+#[derive(clap::Args)]
+pub struct CoordinatorFlags {
     /// Address the gRPC API listens on [setting: coordinator.listen].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -33,6 +40,23 @@ pub struct CoordinatorArgs {
     /// RabbitMQ URL [setting: queue.amqp_url].
     #[arg(long, value_name = "URL")]
     amqp_url: Option<String>,
+}
+
+impl CoordinatorFlags {
+    /// Adds the flags that were given to `overrides`.
+    pub fn apply(self, overrides: &mut Overrides) {
+        overrides.set(
+            "coordinator",
+            "listen",
+            self.listen.map(|a| json!(a.to_string())),
+        );
+        overrides.set(
+            "coordinator",
+            "database_url",
+            self.database_url.map(Value::from),
+        );
+        overrides.set("queue", "amqp_url", self.amqp_url.map(Value::from));
+    }
 }
 
 #[derive(clap::Args)]
@@ -63,17 +87,7 @@ pub async fn run_coordinator(
     args: CoordinatorArgs,
 ) -> anyhow::Result<()> {
     let mut overrides = Overrides::default();
-    overrides.set(
-        "coordinator",
-        "listen",
-        args.listen.map(|a| json!(a.to_string())),
-    );
-    overrides.set(
-        "coordinator",
-        "database_url",
-        args.database_url.map(Value::from),
-    );
-    overrides.set("queue", "amqp_url", args.amqp_url.map(Value::from));
+    args.flags.apply(&mut overrides);
     let settings = Settings::load(config_file, overrides.into_value())?;
     telemetry::init(&settings.log);
     if settings.coordinator.database_url.is_empty() {

@@ -19,11 +19,11 @@ use pgvault_queue::memory::InProcessQueue;
 use pgvault_queue::{TaskConsumer, TaskPublisher};
 use pgvault_worker::runner;
 use rand::RngCore;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::serve::{Overrides, coordinator_config, worker_options};
+use crate::serve::{CoordinatorFlags, Overrides, coordinator_config, worker_options};
 use crate::{signals, telemetry};
 
 #[derive(clap::Args)]
@@ -34,31 +34,14 @@ pub struct UpArgs {
     /// Directory for the state cluster, keys, tokens and local datastore [setting: up.data_dir].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Address the gRPC API listens on [setting: coordinator.listen; default 127.0.0.1:50051].
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
-    /// Use this state database instead of a private cluster [setting: coordinator.database_url].
-    #[arg(long, value_name = "URL")]
-    database_url: Option<String>,
-    /// Use RabbitMQ instead of the in-process queue [setting: queue.amqp_url].
-    #[arg(long, value_name = "URL")]
-    amqp_url: Option<String>,
+    #[command(flatten)]
+    coordinator: CoordinatorFlags,
 }
 
 pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()> {
     let mut overrides = Overrides::default();
     overrides.set("up", "data_dir", args.data_dir.map(|p| json!(p)));
-    overrides.set(
-        "coordinator",
-        "listen",
-        args.listen.map(|a| json!(a.to_string())),
-    );
-    overrides.set(
-        "coordinator",
-        "database_url",
-        args.database_url.map(Value::from),
-    );
-    overrides.set("queue", "amqp_url", args.amqp_url.map(Value::from));
+    args.coordinator.apply(&mut overrides);
     let mut settings = Settings::load(config_file, overrides.into_value())?;
     telemetry::init(&settings.log);
 
