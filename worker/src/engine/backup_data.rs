@@ -23,6 +23,8 @@ use super::types::{EngineOptions, PgTarget};
 
 /// Upper bound on chunks per table, whatever the threshold.
 const MAX_CHUNKS_PER_TABLE: u64 = 4096;
+/// COPY rows gathered before they go to the compressor.
+const COPY_BATCH_BYTES: usize = 256 * 1024;
 /// TID range scans (fast ctid ranges) arrived in PostgreSQL 14.
 const TID_RANGE_SCAN_VERSION: i32 = 140000;
 
@@ -100,14 +102,19 @@ fn copy_sql(table: &TableInfo, start: Option<u64>, end: Option<u64>) -> String {
     if let Some(end) = end {
         conditions.push(format!("ctid < '({end},0)'::tid"));
     }
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conditions.join(" AND "))
-    };
+    let name = qualified(&table.schema, &table.name);
+    if conditions.is_empty() {
+        // A whole table: plain COPY (never includes inheritance children)
+        // skips the executor's query layer.
+        return if table.columns.is_empty() {
+            format!("COPY {name} TO STDOUT")
+        } else {
+            format!("COPY {name} ({columns}) TO STDOUT")
+        };
+    }
     format!(
-        "COPY (SELECT {columns} FROM ONLY {}{filter}) TO STDOUT",
-        qualified(&table.schema, &table.name)
+        "COPY (SELECT {columns} FROM ONLY {name} WHERE {}) TO STDOUT",
+        conditions.join(" AND ")
     )
 }
 
@@ -224,6 +231,9 @@ async fn dump_one(
             .await
             .map_err(|e| EngineError::from_pg(&e, &describe))?;
         futures::pin_mut!(stream);
+        // COPY sends one message per row: batch rows so compression,
+        // hashing and progress run per batch, not per row.
+        let mut batch = Vec::with_capacity(COPY_BATCH_BYTES + 64 * 1024);
         loop {
             let item = tokio::select! {
                 _ = stop.cancelled() => return Err(EngineError::cancelled()),
@@ -231,11 +241,19 @@ async fn dump_one(
             };
             match item {
                 Some(Ok(bytes)) => {
-                    writer.write(&bytes).await?;
-                    ctx.tracker.add_bytes(bytes.len() as u64);
+                    batch.extend_from_slice(&bytes);
+                    if batch.len() >= COPY_BATCH_BYTES {
+                        writer.write(&batch).await?;
+                        ctx.tracker.add_bytes(batch.len() as u64);
+                        batch.clear();
+                    }
                 }
                 Some(Err(e)) => return Err(EngineError::from_pg(&e, &describe)),
-                None => return Ok(()),
+                None => {
+                    writer.write(&batch).await?;
+                    ctx.tracker.add_bytes(batch.len() as u64);
+                    return Ok(());
+                }
             }
         }
     }
@@ -299,9 +317,6 @@ mod tests {
         };
         let chunks = plan(&[table(8192 * 100)], &options, 130000);
         assert_eq!(chunks.len(), 1);
-        assert_eq!(
-            chunks[0].sql,
-            r#"COPY (SELECT "a", "B" FROM ONLY "s"."T x") TO STDOUT"#
-        );
+        assert_eq!(chunks[0].sql, r#"COPY "s"."T x" ("a", "B") TO STDOUT"#);
     }
 }

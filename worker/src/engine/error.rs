@@ -19,6 +19,7 @@ pub enum ErrorCode {
     UserErrorRowLevelSecurity,
     UserErrorTlsUnsupported,
     UserErrorServerVersionUnsupported,
+    UserErrorSelectionInvalid,
     DatastoreUnavailable,
     DatastoreWriteFailed,
     ChecksumMismatch,
@@ -42,6 +43,7 @@ impl ErrorCode {
             ErrorCode::UserErrorRowLevelSecurity => "UserErrorRowLevelSecurity",
             ErrorCode::UserErrorTlsUnsupported => "UserErrorTlsUnsupported",
             ErrorCode::UserErrorServerVersionUnsupported => "UserErrorServerVersionUnsupported",
+            ErrorCode::UserErrorSelectionInvalid => "UserErrorSelectionInvalid",
             ErrorCode::DatastoreUnavailable => "DatastoreUnavailable",
             ErrorCode::DatastoreWriteFailed => "DatastoreWriteFailed",
             ErrorCode::ChecksumMismatch => "ChecksumMismatch",
@@ -82,6 +84,9 @@ impl ErrorCode {
             }
             ErrorCode::UserErrorServerVersionUnsupported => {
                 "Upgrade the PostgreSQL client tools on the worker to the server's major version or newer."
+            }
+            ErrorCode::UserErrorSelectionInvalid => {
+                "Check the schema and table names (schema.table) against the recovery point's contents."
             }
             ErrorCode::DatastoreUnavailable => {
                 "Check the datastore URL, credentials and network access from the worker."

@@ -4,7 +4,7 @@
 //! `oid u32 BE | (len u32 BE | bytes)* | 0u32`, read and written in slices so
 //! memory stays bounded whatever their size.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use pgvault_datastore::Datastore;
 use tokio_postgres::Client;
 
@@ -162,65 +162,29 @@ pub(crate) async fn restore(
             .map_err(pg)?;
     }
     let mut reader = ChunkReader::open(store, prefix, &large_objects.data.object).await?;
-    let mut buffer = BytesMut::new();
-    let mut state = Record::Oid;
+    let mut records = RecordParser::default();
     let mut raw = 0u64;
-    let mut put_offset: i64 = 0;
     loop {
         let next = reader.next().await?;
         let at_end = next.is_none();
         if let Some(bytes) = next {
             raw += bytes.len() as u64;
-            buffer.extend_from_slice(&bytes);
+            records.push(&bytes);
         }
-        loop {
-            match state {
-                Record::Oid | Record::Length(_) if buffer.len() < 4 => break,
-                Record::Oid => {
-                    state = Record::Length(buffer.get_u32());
-                    put_offset = 0;
-                }
-                Record::Length(oid) => match buffer.get_u32() {
-                    0 => state = Record::Oid,
-                    len => {
-                        state = Record::Data {
-                            oid,
-                            remaining: len as usize,
-                        }
-                    }
-                },
-                Record::Data { oid, remaining } => {
-                    let take = remaining.min(buffer.len());
-                    if take == 0 {
-                        break;
-                    }
-                    let slice = buffer.split_to(take);
-                    client
-                        .query_one(
-                            "SELECT pg_catalog.lo_put($1, $2, $3)",
-                            &[&oid, &put_offset, &slice.as_ref()],
-                        )
-                        .await
-                        .map_err(pg)?;
-                    put_offset += take as i64;
-                    state = if take == remaining {
-                        Record::Length(oid)
-                    } else {
-                        Record::Data {
-                            oid,
-                            remaining: remaining - take,
-                        }
-                    };
-                }
-            }
+        while let Some((oid, offset, data)) = records.next_data() {
+            client
+                .query_one(
+                    "SELECT pg_catalog.lo_put($1, $2, $3)",
+                    &[&oid, &offset, &data.as_ref()],
+                )
+                .await
+                .map_err(pg)?;
         }
         if at_end {
             break;
         }
     }
-    if !buffer.is_empty() || !matches!(state, Record::Oid) {
-        return Err(bad("truncated large object record"));
-    }
+    records.finish().map_err(bad)?;
     reader.verify()?;
     if raw != large_objects.data.raw_bytes {
         return Err(bad("unexpected size"));
@@ -232,10 +196,115 @@ pub(crate) async fn restore(
     Ok(raw)
 }
 
+/// Splits the record stream back into `(oid, offset, bytes)` slices, fed
+/// with whatever the decompressor produces; memory stays one slice.
+#[derive(Default)]
+pub(crate) struct RecordParser {
+    buffer: BytesMut,
+    state: Record,
+    offset: i64,
+}
+
 /// Where the record parser stands.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 enum Record {
+    #[default]
     Oid,
     Length(u32),
-    Data { oid: u32, remaining: usize },
+    Data {
+        oid: u32,
+        remaining: usize,
+    },
+}
+
+impl RecordParser {
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The next slice of large-object bytes available so far.
+    pub(crate) fn next_data(&mut self) -> Option<(u32, i64, Bytes)> {
+        loop {
+            match self.state {
+                Record::Oid | Record::Length(_) if self.buffer.len() < 4 => return None,
+                Record::Oid => {
+                    self.state = Record::Length(self.buffer.get_u32());
+                    self.offset = 0;
+                }
+                Record::Length(oid) => match self.buffer.get_u32() {
+                    0 => self.state = Record::Oid,
+                    len => {
+                        self.state = Record::Data {
+                            oid,
+                            remaining: len as usize,
+                        }
+                    }
+                },
+                Record::Data { oid, remaining } => {
+                    let take = remaining.min(self.buffer.len());
+                    if take == 0 {
+                        return None;
+                    }
+                    let data = self.buffer.split_to(take).freeze();
+                    let offset = self.offset;
+                    self.offset += take as i64;
+                    self.state = if take == remaining {
+                        Record::Length(oid)
+                    } else {
+                        Record::Data {
+                            oid,
+                            remaining: remaining - take,
+                        }
+                    };
+                    return Some((oid, offset, data));
+                }
+            }
+        }
+    }
+
+    /// At the end of the stream: every record must be complete.
+    pub(crate) fn finish(&self) -> Result<(), &'static str> {
+        if self.buffer.is_empty() && matches!(self.state, Record::Oid) {
+            Ok(())
+        } else {
+            Err("truncated large object record")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_records_split_anywhere() {
+        let mut stream = Vec::new();
+        stream.extend_from_slice(&7u32.to_be_bytes());
+        stream.extend_from_slice(&3u32.to_be_bytes());
+        stream.extend_from_slice(b"abc");
+        stream.extend_from_slice(&2u32.to_be_bytes());
+        stream.extend_from_slice(b"de");
+        stream.extend_from_slice(&0u32.to_be_bytes());
+        stream.extend_from_slice(&9u32.to_be_bytes());
+        stream.extend_from_slice(&0u32.to_be_bytes());
+        for step in [1, 2, 5, stream.len()] {
+            let mut parser = RecordParser::default();
+            let mut got: Vec<(u32, i64, Vec<u8>)> = Vec::new();
+            for piece in stream.chunks(step) {
+                parser.push(piece);
+                while let Some((oid, offset, data)) = parser.next_data() {
+                    got.push((oid, offset, data.to_vec()));
+                }
+            }
+            parser.finish().unwrap();
+            let joined: Vec<u8> = got.iter().flat_map(|g| g.2.clone()).collect();
+            assert_eq!(joined, b"abcde", "step {step}");
+            assert!(got.iter().all(|g| g.0 == 7));
+            assert_eq!(got.last().map(|g| g.1 + g.2.len() as i64), Some(5));
+        }
+        let mut parser = RecordParser::default();
+        parser.push(&stream[..6]);
+        while parser.next_data().is_some() {}
+        assert!(parser.finish().is_err());
+    }
 }

@@ -1,6 +1,7 @@
 //! The dump/restore engine: consistent, parallel, streaming logical backups
-//! of one PostgreSQL database into a datastore, and restores of them as a
-//! new database. It knows nothing of AMQP or gRPC: callers pass a target, a
+//! of one PostgreSQL database into a datastore, and restores of them (whole
+//! or a [`Selection`] of schemas and tables) as a new database or as a plain
+//! SQL file. It knows nothing of AMQP or gRPC: callers pass a target, a
 //! datastore, a prefix (the recovery point), options, a progress sink and a
 //! cancellation token.
 //!
@@ -9,11 +10,15 @@
 //! - [`error`]: `EngineError` with stable `ErrorCode`s.
 //! - [`manifest`]: `manifest.json`, the commit point of a recovery point.
 //! - `backup`, `backup_data`, `catalog`: taking a backup.
-//! - `restore`, `restore_data`: restoring as a database.
+//! - `restore`, `restore_data`, `analyze`: restoring as a database.
+//! - `restore_sql`: restoring as a plain SQL file in a datastore.
+//! - [`selection`], `toc`, `recovery_point`: selective restores (schema
+//!   archive TOC and dependencies) and opening a recovery point.
 //! - `large_objects`: large objects both ways.
 //! - `objects`: streaming, checksummed object I/O (zstd + multipart).
 //! - `connect`, `pgtools`, `ident`, `progress`: plumbing.
 
+mod analyze;
 mod backup;
 mod backup_data;
 mod catalog;
@@ -25,14 +30,20 @@ pub mod manifest;
 mod objects;
 mod pgtools;
 mod progress;
+mod recovery_point;
 mod restore;
 mod restore_data;
+mod restore_sql;
+pub mod selection;
+mod toc;
 pub mod types;
 
 pub use backup::backup;
 pub use error::{EngineError, ErrorCode};
 pub use manifest::Manifest;
-pub use restore::restore_database;
+pub use restore::{restore_database, restore_database_selected};
+pub use restore_sql::restore_as_sql;
+pub use selection::Selection;
 pub use types::{
     BackupSummary, EngineOptions, NoProgress, PgTarget, Progress, ProgressSink, RestoreSummary,
 };

@@ -47,13 +47,25 @@ impl ObjectWriter {
         parts_in_flight: usize,
     ) -> Result<Self, EngineError> {
         let path = object_path(store, prefix, relative);
+        Self::create_at(store, &path, relative, part_size, parts_in_flight).await
+    }
+
+    /// Like [`ObjectWriter::create`] for any store path; `name` is what
+    /// messages and the returned entry call it.
+    pub(crate) async fn create_at(
+        store: &Datastore,
+        path: &Path,
+        name: &str,
+        part_size: usize,
+        parts_in_flight: usize,
+    ) -> Result<Self, EngineError> {
         let upload = store
             .object_store()
-            .put_multipart(&path)
+            .put_multipart(path)
             .await
-            .map_err(|e| store_error(&e, "start upload of", path.as_ref(), true))?;
+            .map_err(|e| store_error(&e, "start upload of", name, true))?;
         Ok(ObjectWriter {
-            relative: relative.to_string(),
+            relative: name.to_string(),
             upload: WriteMultipart::new_with_chunk_size(upload, part_size.max(5 * 1024 * 1024)),
             hasher: Sha256::new(),
             size: 0,

@@ -3,6 +3,7 @@
 //! chunks, every few megabytes.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::types::{Progress, ProgressSink};
 
@@ -18,6 +19,8 @@ pub(crate) struct Tracker {
 struct State {
     progress: Progress,
     unreported_bytes: u64,
+    /// When the current phase began, for the per-phase timing log.
+    phase_started: Option<Instant>,
 }
 
 impl Tracker {
@@ -42,6 +45,14 @@ impl Tracker {
 
     pub(crate) fn phase(&self, phase: &str) {
         self.update(|s| {
+            if let Some(started) = s.phase_started {
+                tracing::debug!(
+                    phase = %s.progress.phase,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "phase finished"
+                );
+            }
+            s.phase_started = Some(Instant::now());
             s.progress.phase = phase.to_string();
             true
         });

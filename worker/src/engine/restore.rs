@@ -1,28 +1,28 @@
-//! Restore as a new database: verify the manifest, download and verify the
-//! schema archive, create missing roles (NOLOGIN, no password) and the
+//! Restore as a new database: open the recovery point (manifest, schema
+//! archive, selection), create missing roles (NOLOGIN, no password) and the
 //! database, then pre-data, chunks in parallel, sequences, large objects,
 //! post-data in parallel, materialized views and `ANALYZE`. A failure after
 //! the database was created drops it again, so nothing half-written is left.
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use pgvault_datastore::Datastore;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+use super::analyze;
 use super::connect::{connect, exec};
-use super::error::{EngineError, ErrorCode, store_error};
+use super::error::{EngineError, ErrorCode};
 use super::ident::{qualified, quote_ident, quote_literal};
 use super::large_objects;
-use super::manifest::{MANIFEST_FILE, Manifest, ObjectEntry};
-use super::objects::{get_small, object_path};
+use super::manifest::Manifest;
 use super::pgtools;
 use super::progress::Tracker;
+use super::recovery_point::{self, OpenedPoint};
 use super::restore_data::{self, LoadContext};
+use super::selection::Selection;
 use super::types::{EngineOptions, PgTarget, ProgressSink, RestoreSummary};
 
 /// Restores the recovery point at `<prefix>/` as the new database `target.database`.
@@ -31,6 +31,33 @@ pub async fn restore_database(
     store: &Datastore,
     prefix: &str,
     expected_manifest_sha256: Option<&str>,
+    options: &EngineOptions,
+    progress: Arc<dyn ProgressSink>,
+    cancel: CancellationToken,
+) -> Result<RestoreSummary, EngineError> {
+    restore_database_selected(
+        target,
+        store,
+        prefix,
+        expected_manifest_sha256,
+        &Selection::default(),
+        options,
+        progress,
+        cancel,
+    )
+    .await
+}
+
+/// Restores the part of the recovery point that `selection` names (see
+/// [`Selection`] for what comes along and what is skipped) as the new
+/// database `target.database`. Only the restored tables' chunks are read.
+#[allow(clippy::too_many_arguments)]
+pub async fn restore_database_selected(
+    target: &PgTarget,
+    store: &Datastore,
+    prefix: &str,
+    expected_manifest_sha256: Option<&str>,
+    selection: &Selection,
     options: &EngineOptions,
     progress: Arc<dyn ProgressSink>,
     cancel: CancellationToken,
@@ -57,24 +84,18 @@ pub async fn restore_database(
         ));
     }
 
-    let manifest = read_manifest(store, prefix, expected_manifest_sha256).await?;
-    tracker.set_total(manifest.chunk_count());
     tracker.phase("schema");
-    let workdir = tempfile::tempdir()
-        .map_err(|e| EngineError::internal(format!("cannot create a temporary directory: {e}")))?;
-    let schema_file = workdir.path().join("schema.dump");
-    tokio::select! {
-        _ = cancel.cancelled() => return Err(EngineError::cancelled()),
-        r = download_verified(store, prefix, &manifest.schema, &schema_file) => r?,
-    }
+    let point =
+        recovery_point::open(store, prefix, expected_manifest_sha256, selection, &cancel).await?;
+    tracker.set_total(point.manifest.chunk_count());
     let superuser = is_superuser(&admin, &admin_describe).await?;
-    create_missing_roles(&admin, &admin_describe, &manifest.roles).await?;
-    create_database(&admin, &admin_describe, &target.database, &manifest).await?;
+    create_missing_roles(&admin, &admin_describe, &point.manifest.roles).await?;
+    create_database(&admin, &admin_describe, &target.database, &point.manifest).await?;
     tracing::info!(database = %target.database, "target database created");
 
     let loaded = tokio::select! {
         _ = cancel.cancelled() => Err(EngineError::cancelled()),
-        r = load(target, store, prefix, options, &manifest, &bin_dir, &schema_file, tracker.clone(), cancel.clone(), superuser) => r,
+        r = load(target, store, prefix, options, &point, &bin_dir, tracker.clone(), cancel.clone(), superuser) => r,
     };
     match loaded {
         Ok(summary) => {
@@ -106,16 +127,19 @@ async fn load(
     store: &Datastore,
     prefix: &str,
     options: &EngineOptions,
-    manifest: &Manifest,
+    point: &OpenedPoint,
     bin_dir: &Path,
-    schema_file: &Path,
     tracker: Arc<Tracker>,
     cancel: CancellationToken,
     superuser: bool,
 ) -> Result<RestoreSummary, EngineError> {
     let describe = target.describe();
+    let manifest = &point.manifest;
+    let list = point.list_args();
     tracker.phase("pre-data");
-    pg_restore(bin_dir, target, schema_file, &["--section=pre-data"]).await?;
+    let mut args: Vec<OsString> = vec!["--section=pre-data".into()];
+    args.extend(list.iter().cloned());
+    pg_restore(bin_dir, target, &point.schema_file, &args).await?;
 
     tracker.phase("data");
     let ctx = LoadContext {
@@ -127,8 +151,11 @@ async fn load(
         cancel: cancel.clone(),
         superuser,
     };
-    let (rows, mut bytes) =
-        restore_data::load_chunks(ctx, restore_data::plan(manifest, superuser)).await?;
+    let (rows, mut bytes) = restore_data::load_chunks(
+        ctx,
+        restore_data::plan(manifest, superuser, options.connections),
+    )
+    .await?;
 
     let client = connect(target, &target.database).await?;
     tracker.phase("sequences");
@@ -154,19 +181,23 @@ async fn load(
     }
 
     tracker.phase("post-data");
-    let jobs = format!("--jobs={}", options.connections.max(1));
-    pg_restore(
-        bin_dir,
-        target,
-        schema_file,
-        &["--section=post-data", &jobs],
-    )
-    .await?;
+    let mut args: Vec<OsString> = vec![
+        "--section=post-data".into(),
+        format!("--jobs={}", options.connections.max(1)).into(),
+    ];
+    args.extend(list);
+    pg_restore(bin_dir, target, &point.schema_file, &args).await?;
     refresh_matviews(&client, &describe, manifest).await?;
 
     tracker.phase("analyze");
-    exec(&client, "ANALYZE", &describe).await?;
-    Ok(RestoreSummary { rows, bytes })
+    analyze::analyze(target, manifest, options.connections).await?;
+    Ok(RestoreSummary {
+        rows,
+        bytes,
+        tables: manifest.tables.len() as u32,
+        skipped_objects: point.skipped.clone(),
+        output: None,
+    })
 }
 
 async fn connect_maintenance(target: &PgTarget) -> Result<Client, EngineError> {
@@ -174,64 +205,6 @@ async fn connect_maintenance(target: &PgTarget) -> Result<Client, EngineError> {
         Err(e) if e.code == ErrorCode::UserErrorDBNotFound => connect(target, "template1").await,
         other => other,
     }
-}
-
-/// Reads manifest.json, checks it against the expected SHA-256 and parses it.
-async fn read_manifest(
-    store: &Datastore,
-    prefix: &str,
-    expected: Option<&str>,
-) -> Result<Manifest, EngineError> {
-    let (bytes, sha) = get_small(store, prefix, MANIFEST_FILE).await?;
-    if let Some(expected) = expected
-        && !expected.eq_ignore_ascii_case(&sha)
-    {
-        return Err(EngineError::new(
-            ErrorCode::ChecksumMismatch,
-            format!(
-                "checksum mismatch for object {MANIFEST_FILE}: expected sha256 {expected}, read {sha}"
-            ),
-        ));
-    }
-    Manifest::from_json(&bytes, MANIFEST_FILE)
-}
-
-/// Streams an uncompressed object to `dest`, failing unless size and SHA-256 match.
-async fn download_verified(
-    store: &Datastore,
-    prefix: &str,
-    entry: &ObjectEntry,
-    dest: &Path,
-) -> Result<(), EngineError> {
-    let path = object_path(store, prefix, &entry.path);
-    let result = store
-        .object_store()
-        .get(&path)
-        .await
-        .map_err(|e| store_error(&e, "read", &entry.path, false))?;
-    let mut stream = result.into_stream();
-    let io =
-        |e: std::io::Error| EngineError::internal(format!("cannot write {}: {e}", dest.display()));
-    let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
-    let (mut hasher, mut size) = (Sha256::new(), 0u64);
-    while let Some(bytes) = stream.next().await {
-        let bytes = bytes.map_err(|e| store_error(&e, "read", &entry.path, false))?;
-        hasher.update(&bytes);
-        size += bytes.len() as u64;
-        file.write_all(&bytes).await.map_err(io)?;
-    }
-    file.flush().await.map_err(io)?;
-    let sha = hex::encode(hasher.finalize());
-    if sha != entry.sha256 || size != entry.size {
-        return Err(EngineError::new(
-            ErrorCode::ChecksumMismatch,
-            format!(
-                "checksum mismatch for object {}: expected sha256 {}, read {sha}",
-                entry.path, entry.sha256
-            ),
-        ));
-    }
-    Ok(())
 }
 
 async fn is_superuser(admin: &Client, describe: &str) -> Result<bool, EngineError> {
@@ -332,7 +305,7 @@ async fn pg_restore(
     bin_dir: &Path,
     target: &PgTarget,
     file: &Path,
-    args: &[&str],
+    args: &[OsString],
 ) -> Result<(), EngineError> {
     let mut command = pgtools::command(bin_dir, "pg_restore", target, &target.database);
     command

@@ -1,7 +1,9 @@
 //! The data half of a restore: chunks loaded in parallel, largest first,
 //! each streamed from the datastore through zstd into `COPY … FROM STDIN`.
 //! The COPY is only finished (committed) when the object's SHA-256 matches
-//! the manifest; tables loaded in one chunk use `COPY FREEZE`.
+//! the manifest. A table is loaded whole by one connection with `COPY
+//! FREEZE` unless it exceeds a connection's fair share of the data; then its
+//! chunks are spread over the connections.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -20,30 +22,52 @@ use super::objects::ChunkReader;
 use super::progress::Tracker;
 use super::types::{EngineOptions, PgTarget};
 
-/// One chunk to load.
+/// Chunks of one table loaded on one connection in one transaction.
 #[derive(Clone)]
 pub(crate) struct LoadJob {
-    pub table: TableEntry,
-    pub chunk: ChunkEntry,
-    /// The table's only chunk: truncate + `COPY FREEZE` in one transaction.
+    pub table: Arc<TableEntry>,
+    pub chunks: Vec<ChunkEntry>,
+    /// The job holds every chunk of the table: truncate + `COPY FREEZE` in
+    /// one transaction, so rows arrive frozen and all-visible.
     pub freeze: bool,
+    /// Raw COPY bytes (what loading costs), for largest-first scheduling.
+    pub size: u64,
 }
 
-/// Chunks of the manifest, largest first.
-pub(crate) fn plan(manifest: &Manifest, superuser: bool) -> Vec<LoadJob> {
-    let mut jobs: Vec<LoadJob> = manifest
+/// Load jobs, largest first. A table is loaded whole by one connection
+/// (with `COPY FREEZE` when `superuser`) unless it is larger than a
+/// connection's fair share of the data: then its chunks load in parallel.
+pub(crate) fn plan(manifest: &Manifest, superuser: bool, connections: usize) -> Vec<LoadJob> {
+    let total: u64 = manifest
         .tables
         .iter()
-        .flat_map(|t| {
-            let single = t.chunks.len() == 1;
-            t.chunks.iter().map(move |c| LoadJob {
-                table: t.clone(),
-                chunk: c.clone(),
-                freeze: single && superuser,
-            })
-        })
-        .collect();
-    jobs.sort_by_key(|j| std::cmp::Reverse(j.chunk.object.size));
+        .flat_map(|t| t.chunks.iter())
+        .map(|c| c.raw_bytes)
+        .sum();
+    let share = total / connections.max(1) as u64;
+    let mut jobs = Vec::new();
+    for table in &manifest.tables {
+        let table_size: u64 = table.chunks.iter().map(|c| c.raw_bytes).sum();
+        let shared = Arc::new(table.clone());
+        if table.chunks.len() <= 1 || table_size <= share {
+            jobs.push(LoadJob {
+                table: shared,
+                chunks: table.chunks.clone(),
+                freeze: superuser,
+                size: table_size,
+            });
+        } else {
+            for chunk in &table.chunks {
+                jobs.push(LoadJob {
+                    table: shared.clone(),
+                    chunks: vec![chunk.clone()],
+                    freeze: false,
+                    size: chunk.raw_bytes,
+                });
+            }
+        }
+    }
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.size));
     jobs
 }
 
@@ -126,17 +150,7 @@ async fn worker(
         }
         let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
         let Some(job) = next else { break };
-        let (r, b) = load_one(ctx, &client, &job, stop).await.map_err(|e| {
-            if e.code == ErrorCode::ChecksumMismatch || e.code == ErrorCode::Cancelled {
-                e
-            } else {
-                e.context(format!(
-                    "loading {}.{} from {}",
-                    job.table.schema, job.table.name, job.chunk.object.path
-                ))
-            }
-        })?;
-        ctx.tracker.chunk_done(r);
+        let (r, b) = load_job(ctx, &client, &job, stop).await?;
         rows += r;
         bytes += b;
     }
@@ -164,7 +178,9 @@ fn copy_in_sql(table: &TableEntry, freeze: bool) -> String {
     )
 }
 
-async fn load_one(
+/// Loads a job's chunks in one transaction, committed only when every
+/// chunk's SHA-256, size and row count match the manifest.
+async fn load_job(
     ctx: &LoadContext,
     client: &Client,
     job: &LoadJob,
@@ -172,22 +188,56 @@ async fn load_one(
 ) -> Result<(u64, u64), EngineError> {
     let describe = ctx.target.describe();
     let pg = |e: tokio_postgres::Error| EngineError::from_pg(&e, &describe);
-    let mut reader = ChunkReader::open(&ctx.store, &ctx.prefix, &job.chunk.object).await?;
+    let table = &job.table;
     let begin = if job.freeze {
         format!(
             "BEGIN; TRUNCATE ONLY {}",
-            qualified(&job.table.schema, &job.table.name)
+            qualified(&table.schema, &table.name)
         )
     } else {
         "BEGIN".to_string()
     };
     client.batch_execute(&begin).await.map_err(pg)?;
-    let mut sink = Box::pin(
-        client
-            .copy_in(copy_in_sql(&job.table, job.freeze).as_str())
-            .await
-            .map_err(pg)?,
-    );
+    let sql = copy_in_sql(table, job.freeze);
+    let (mut rows, mut bytes) = (0, 0);
+    for chunk in &job.chunks {
+        match load_chunk(ctx, client, &sql, chunk, stop).await {
+            Ok((r, b)) => {
+                ctx.tracker.chunk_done(r);
+                rows += r;
+                bytes += b;
+            }
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(
+                    if e.code == ErrorCode::ChecksumMismatch || e.code == ErrorCode::Cancelled {
+                        e
+                    } else {
+                        e.context(format!(
+                            "loading {}.{} from {}",
+                            table.schema, table.name, chunk.object.path
+                        ))
+                    },
+                );
+            }
+        }
+    }
+    client.batch_execute("COMMIT").await.map_err(pg)?;
+    Ok((rows, bytes))
+}
+
+/// One `COPY … FROM STDIN` of one chunk inside the job's transaction.
+async fn load_chunk(
+    ctx: &LoadContext,
+    client: &Client,
+    sql: &str,
+    chunk: &ChunkEntry,
+    stop: &CancellationToken,
+) -> Result<(u64, u64), EngineError> {
+    let describe = ctx.target.describe();
+    let pg = |e: tokio_postgres::Error| EngineError::from_pg(&e, &describe);
+    let mut reader = ChunkReader::open(&ctx.store, &ctx.prefix, &chunk.object).await?;
+    let mut sink = Box::pin(client.copy_in(sql).await.map_err(pg)?);
     let mut raw = 0u64;
     let streamed: Result<(), EngineError> = async {
         loop {
@@ -203,24 +253,77 @@ async fn load_one(
     }
     .await;
     // Only a verified object may be committed: otherwise the sink is dropped
-    // unfinished (COPY fails) and the transaction rolled back.
-    let verified = streamed.and_then(|()| reader.verify());
-    if let Err(e) = verified {
-        drop(sink);
-        let _ = client.batch_execute("ROLLBACK").await;
-        return Err(e);
-    }
+    // unfinished (COPY fails) and the caller rolls the transaction back.
+    streamed.and_then(|()| reader.verify())?;
     let rows = sink.as_mut().finish().await.map_err(pg)?;
-    if rows != job.chunk.rows || raw != job.chunk.raw_bytes {
-        let _ = client.batch_execute("ROLLBACK").await;
+    if rows != chunk.rows || raw != chunk.raw_bytes {
         return Err(EngineError::new(
             ErrorCode::ChecksumMismatch,
             format!(
                 "object {} loaded {rows} rows / {raw} bytes, the manifest says {} rows / {} bytes",
-                job.chunk.object.path, job.chunk.rows, job.chunk.raw_bytes
+                chunk.object.path, chunk.rows, chunk.raw_bytes
             ),
         ));
     }
-    client.batch_execute("COMMIT").await.map_err(pg)?;
     Ok((rows, raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::manifest::ObjectEntry;
+
+    fn table(oid: u32, sizes: &[u64]) -> TableEntry {
+        TableEntry {
+            oid,
+            schema: "s".into(),
+            name: format!("t{oid}"),
+            columns: vec!["a".into()],
+            chunks: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, size)| ChunkEntry {
+                    index: i as u32,
+                    start_page: None,
+                    end_page: None,
+                    rows: 1,
+                    raw_bytes: *size,
+                    object: ObjectEntry {
+                        path: format!("data/{oid}/{i}"),
+                        size: *size,
+                        sha256: String::new(),
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn big_tables_spread_small_ones_load_whole_and_frozen() {
+        let json = serde_json::json!({
+            "format_version": 1, "tool": "pgvault", "tool_version": "0", "server_version": "15",
+            "server_version_num": 150000, "snapshot_time": "2024-01-01T00:00:00Z", "database": "d",
+            "encoding": "UTF8", "collate": "C", "ctype": "C",
+            "schema": {"path": "schema.dump", "size": 0, "sha256": ""},
+            "roles": [], "tables": [], "sequences": [], "materialized_views": [], "large_objects": null
+        });
+        let mut manifest: Manifest = serde_json::from_value(json).unwrap();
+        manifest.tables = vec![table(1, &[60, 60, 60]), table(2, &[20, 20]), table(3, &[5])];
+        let jobs = plan(&manifest, true, 2);
+        let shape: Vec<(u32, usize, bool, u64)> = jobs
+            .iter()
+            .map(|j| (j.table.oid, j.chunks.len(), j.freeze, j.size))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (1, 1, false, 60),
+                (1, 1, false, 60),
+                (1, 1, false, 60),
+                (2, 2, true, 40),
+                (3, 1, true, 5)
+            ]
+        );
+        assert!(plan(&manifest, false, 8).iter().all(|j| !j.freeze));
+    }
 }

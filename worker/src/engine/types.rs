@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::manifest::ObjectEntry;
+
 /// A PostgreSQL server and database to dump from or restore into.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PgTarget {
@@ -74,8 +76,13 @@ impl Default for EngineOptions {
             .unwrap_or(2);
         EngineOptions {
             connections: cores.max(2),
-            zstd_level: 3,
-            split_threshold_bytes: 256 * 1024 * 1024,
+            // Level 1: on COPY text it compresses about as well as gzip -6
+            // at a fraction of the CPU (bench/run.sh); higher levels cost
+            // 3× the time for a few percent.
+            zstd_level: 1,
+            // Small enough that a big table keeps every connection busy to
+            // the end, large enough that per-chunk costs do not show.
+            split_threshold_bytes: 32 * 1024 * 1024,
             part_size: 8 * 1024 * 1024,
             parts_in_flight: 2,
             lock_timeout: Duration::from_secs(30),
@@ -124,10 +131,19 @@ pub struct BackupSummary {
     pub rows: u64,
 }
 
-/// What a completed restore loaded.
+/// What a completed restore loaded (or wrote, for a restore as files).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreSummary {
     pub rows: u64,
     /// Uncompressed COPY bytes loaded.
     pub bytes: u64,
+    /// Tables whose rows were restored.
+    pub tables: u32,
+    /// Objects a selective restore left out because they touch a table it
+    /// does not restore (e.g. `FK CONSTRAINT app.orders orders_customer_fkey`),
+    /// and large objects; empty when everything was restored.
+    pub skipped_objects: Vec<String>,
+    /// The SQL file written by a restore as files: path (as given), size and
+    /// SHA-256; `None` for restores into a database.
+    pub output: Option<ObjectEntry>,
 }

@@ -1,0 +1,143 @@
+//! Opening a recovery point for a restore (as a database or as a SQL file):
+//! the manifest checked against its expected SHA-256, the schema archive
+//! downloaded to a temporary directory and verified, and a [`Selection`]
+//! applied — the manifest reduced to what is restored and a `pg_restore -L`
+//! list written next to the archive.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use pgvault_datastore::Datastore;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{EngineError, ErrorCode, store_error};
+use super::manifest::{MANIFEST_FILE, Manifest, ObjectEntry};
+use super::objects::{get_small, object_path};
+use super::selection::{self, Selection};
+use super::toc;
+
+/// A recovery point ready to restore from.
+pub(crate) struct OpenedPoint {
+    /// The manifest, reduced to the selection.
+    pub manifest: Manifest,
+    /// Objects the selection left out (see [`selection`]).
+    pub skipped: Vec<String>,
+    pub schema_file: PathBuf,
+    list_file: Option<PathBuf>,
+    /// Holds the schema archive and list until the restore ends.
+    _workdir: tempfile::TempDir,
+}
+
+impl OpenedPoint {
+    /// `-L <list>` when restoring a selection, nothing otherwise.
+    pub(crate) fn list_args(&self) -> Vec<OsString> {
+        match &self.list_file {
+            Some(list) => vec!["-L".into(), list.as_os_str().to_owned()],
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Reads and verifies the manifest and schema archive, then applies `selection`.
+pub(crate) async fn open(
+    store: &Datastore,
+    prefix: &str,
+    expected_manifest_sha256: Option<&str>,
+    selection: &Selection,
+    cancel: &CancellationToken,
+) -> Result<OpenedPoint, EngineError> {
+    let manifest = read_manifest(store, prefix, expected_manifest_sha256).await?;
+    let workdir = tempfile::tempdir()
+        .map_err(|e| EngineError::internal(format!("cannot create a temporary directory: {e}")))?;
+    let schema_file = workdir.path().join("schema.dump");
+    tokio::select! {
+        _ = cancel.cancelled() => return Err(EngineError::cancelled()),
+        r = download_verified(store, prefix, &manifest.schema, &schema_file) => r?,
+    }
+    let io = |e: std::io::Error| EngineError::internal(format!("schema archive: {e}"));
+    let (manifest, skipped, list_file) = if selection.is_everything() {
+        (manifest, Vec::new(), None)
+    } else {
+        let archive = tokio::fs::read(&schema_file).await.map_err(io)?;
+        let entries = toc::read_toc(&archive)?;
+        let plan = selection::plan(&entries, &manifest, selection)?;
+        let list_file = workdir.path().join("restore.list");
+        tokio::fs::write(&list_file, plan.list.unwrap_or_default())
+            .await
+            .map_err(io)?;
+        tracing::info!(
+            tables = plan.manifest.tables.len(),
+            skipped = plan.skipped.len(),
+            "selection applied"
+        );
+        (plan.manifest, plan.skipped, Some(list_file))
+    };
+    Ok(OpenedPoint {
+        manifest,
+        skipped,
+        schema_file,
+        list_file,
+        _workdir: workdir,
+    })
+}
+
+/// Reads manifest.json, checks it against the expected SHA-256 and parses it.
+async fn read_manifest(
+    store: &Datastore,
+    prefix: &str,
+    expected: Option<&str>,
+) -> Result<Manifest, EngineError> {
+    let (bytes, sha) = get_small(store, prefix, MANIFEST_FILE).await?;
+    if let Some(expected) = expected
+        && !expected.eq_ignore_ascii_case(&sha)
+    {
+        return Err(EngineError::new(
+            ErrorCode::ChecksumMismatch,
+            format!(
+                "checksum mismatch for object {MANIFEST_FILE}: expected sha256 {expected}, read {sha}"
+            ),
+        ));
+    }
+    Manifest::from_json(&bytes, MANIFEST_FILE)
+}
+
+/// Streams an uncompressed object to `dest`, failing unless size and SHA-256 match.
+async fn download_verified(
+    store: &Datastore,
+    prefix: &str,
+    entry: &ObjectEntry,
+    dest: &Path,
+) -> Result<(), EngineError> {
+    let path = object_path(store, prefix, &entry.path);
+    let result = store
+        .object_store()
+        .get(&path)
+        .await
+        .map_err(|e| store_error(&e, "read", &entry.path, false))?;
+    let mut stream = result.into_stream();
+    let io =
+        |e: std::io::Error| EngineError::internal(format!("cannot write {}: {e}", dest.display()));
+    let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
+    let (mut hasher, mut size) = (Sha256::new(), 0u64);
+    while let Some(bytes) = stream.next().await {
+        let bytes = bytes.map_err(|e| store_error(&e, "read", &entry.path, false))?;
+        hasher.update(&bytes);
+        size += bytes.len() as u64;
+        file.write_all(&bytes).await.map_err(io)?;
+    }
+    file.flush().await.map_err(io)?;
+    let sha = hex::encode(hasher.finalize());
+    if sha != entry.sha256 || size != entry.size {
+        return Err(EngineError::new(
+            ErrorCode::ChecksumMismatch,
+            format!(
+                "checksum mismatch for object {}: expected sha256 {}, read {sha}",
+                entry.path, entry.sha256
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Selective restores of the mixed fixture: only the chosen tables' chunks
+//! are read (a corrupted chunk of an unselected table does not matter), a
+//! foreign key to an unselected table is skipped and reported, partitions
+//! follow their parent, whole schemas restore as SQL files too, and unknown
+//! names fail clearly.
+
+mod engine_support;
+
+use engine_support::*;
+use pgvault_worker::engine::{
+    ErrorCode, Manifest, Selection, backup, restore_as_sql, restore_database_selected,
+};
+use tokio_util::sync::CancellationToken;
+
+const ODD_TABLE: &str = r#""Odd.Schema ü"."Mixed Case ""quoted"" tbl""#;
+
+fn lines_for<'a>(fingerprint: &'a [String], relations: &[&str]) -> Vec<&'a String> {
+    fingerprint
+        .iter()
+        .filter(|l| relations.iter().any(|r| l.starts_with(&format!("{r} "))))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selected_tables_restore_without_reading_other_chunks() {
+    let pg = cluster();
+    create_database(&pg, "shop").await;
+    pg.connect("shop")
+        .await
+        .unwrap()
+        .batch_execute(MIXED_FIXTURE)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = datastore(&dir);
+    let opts = options(&pg);
+    let summary = backup(
+        &target(&pg, "shop"),
+        &store,
+        "rp",
+        &opts,
+        recorder(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("backup");
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(dir.path().join("rp/manifest.json")).unwrap())
+            .unwrap();
+    // Corrupt every chunk of app.everything, which is not selected.
+    let everything = manifest
+        .tables
+        .iter()
+        .find(|t| t.name == "everything")
+        .unwrap();
+    for chunk in &everything.chunks {
+        corrupt(&dir.path().join("rp").join(&chunk.object.path));
+    }
+
+    let selection = Selection {
+        schemas: vec![],
+        tables: vec!["app.child".into(), "app.parent".into(), ODD_TABLE.into()],
+    };
+    let restored = restore_database_selected(
+        &target(&pg, "partial"),
+        &store,
+        "rp",
+        Some(&summary.manifest_sha256),
+        &selection,
+        &opts,
+        recorder(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("selective restore ignores unselected chunks");
+    assert_eq!(restored.tables, 4, "child, odd table and two partitions");
+    assert_eq!(restored.rows, 3 + 3 + 50);
+    assert!(
+        restored
+            .skipped_objects
+            .iter()
+            .any(|s| s.starts_with("FK CONSTRAINT app.child")),
+        "{:?}",
+        restored.skipped_objects
+    );
+    assert!(
+        restored
+            .skipped_objects
+            .iter()
+            .any(|s| s.contains("large objects")),
+        "{:?}",
+        restored.skipped_objects
+    );
+
+    let kept = [
+        "app.child",
+        "app.child_id_seq",
+        "app.parent_a",
+        "app.parent_b",
+        r#""Odd.Schema ü"."Mixed Case ""quoted"" tbl""#,
+    ];
+    let source = data_fingerprint(&pg, "shop").await;
+    let partial = data_fingerprint(&pg, "partial").await;
+    assert_eq!(lines_for(&source, &kept), lines_for(&partial, &kept));
+    assert_eq!(lines_for(&partial, &kept).len(), kept.len());
+    assert!(
+        lines_for(&partial, &["app.everything", "app.base", "app.mv"]).is_empty(),
+        "{partial:?}"
+    );
+    let db = pg.connect("partial").await.unwrap();
+    let err = db
+        .batch_execute("INSERT INTO app.child (note) VALUES ('x')")
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("trigger fired"),
+        "the trigger and its function come along: {err}"
+    );
+    let indexes: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'child_pkey'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(indexes, 1);
+
+    // The full restore does read the corrupted chunks.
+    let err = restore_database_selected(
+        &target(&pg, "full"),
+        &store,
+        "rp",
+        None,
+        &Selection::default(),
+        &opts,
+        recorder(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ChecksumMismatch, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_restores_as_sql_and_unknown_names_fail() {
+    let pg = cluster();
+    create_database(&pg, "shop").await;
+    pg.connect("shop")
+        .await
+        .unwrap()
+        .batch_execute(MIXED_FIXTURE)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = datastore(&dir);
+    let opts = options(&pg);
+    backup(
+        &target(&pg, "shop"),
+        &store,
+        "rp",
+        &opts,
+        recorder(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("backup");
+
+    let out_dir = tempfile::tempdir().unwrap();
+    let selection = Selection {
+        schemas: vec!["Odd.Schema ü".into()],
+        tables: vec!["app.parent_a".into()],
+    };
+    let restored = restore_as_sql(
+        &store,
+        "rp",
+        None,
+        &datastore(&out_dir),
+        "odd.sql",
+        &selection,
+        &opts,
+        recorder(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("selective restore as sql");
+    assert_eq!((restored.tables, restored.rows), (2, 3 + 25));
+    create_database(&pg, "odd").await;
+    psql_file(&pg, "odd", &out_dir.path().join("odd.sql"));
+    let relations = [ODD_TABLE, "app.parent_a"];
+    assert_eq!(
+        lines_for(&data_fingerprint(&pg, "shop").await, &relations),
+        lines_for(&data_fingerprint(&pg, "odd").await, &relations)
+    );
+    let partitions: i64 = pg
+        .connect("odd")
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM pg_inherits", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(partitions, 1, "parent_a is attached to its parent");
+
+    let bad = Selection {
+        schemas: vec![],
+        tables: vec!["app.nope".into()],
+    };
+    let err = restore_database_selected(
+        &target(&pg, "never"),
+        &store,
+        "rp",
+        None,
+        &bad,
+        &opts,
+        recorder(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::UserErrorSelectionInvalid, "{err}");
+    assert!(err.message.contains("app.nope"), "{err}");
+    assert!(!database_exists(&pg, "never").await);
+}
