@@ -17,6 +17,8 @@
 //! - [`error`]: the one error type, mapped to `tonic::Status` in one place.
 //! - [`model`]: domain types; [`names`]: resource names and short ids.
 //! - [`validation`], [`retention`]: input rules (schedules, durations, databases).
+//! - [`clock`]: the one source of "now"; [`slots`]: when a schedule fires;
+//!   [`tagging`]: a point's tag and expiry, and what retention does with it.
 //! - [`secrets`]: AES-256-GCM sealing, connection-string parsing, redaction.
 //! - [`auth`]: bearer tokens (hashed, constant-time compared).
 //! - [`store`]: the sqlx repositories, the only code that writes SQL.
@@ -25,6 +27,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod error;
@@ -34,7 +37,9 @@ pub mod reaper;
 pub mod retention;
 pub mod secrets;
 pub mod server;
+pub mod slots;
 pub mod store;
+pub mod tagging;
 pub mod validation;
 pub mod worker_api;
 
