@@ -45,6 +45,13 @@ pub struct CoordinatorSettings {
     /// Secret-encryption key, base64 of 32 bytes (or use `master_key_file`).
     pub master_key: String,
     pub master_key_file: PathBuf,
+    /// How often the scheduler looks for due slots.
+    pub scheduler_interval_seconds: u64,
+    /// Slots found later than this (no coordinator ran) are skipped with a reason.
+    pub schedule_max_lateness_minutes: u64,
+    /// Test only: a file whose content (seconds) is added to the coordinator's
+    /// clock, re-read on every use. Empty: the system clock.
+    pub clock_offset_file: PathBuf,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -133,6 +140,9 @@ impl Default for CoordinatorSettings {
             bootstrap_token: String::new(),
             admin_token_file: PathBuf::new(),
             master_key: String::new(),
+            scheduler_interval_seconds: 5,
+            schedule_max_lateness_minutes: 12 * 60,
+            clock_offset_file: PathBuf::new(),
             master_key_file: PathBuf::new(),
         }
     }
@@ -189,6 +199,15 @@ impl Settings {
                 "coordinator.max_attempts must be between 1 and 100 (got {})",
                 c.max_attempts
             );
+        }
+        if c.scheduler_interval_seconds == 0 || c.scheduler_interval_seconds > 60 {
+            bail!(
+                "coordinator.scheduler_interval_seconds must be between 1 and 60 (got {})",
+                c.scheduler_interval_seconds
+            );
+        }
+        if c.schedule_max_lateness_minutes == 0 {
+            bail!("coordinator.schedule_max_lateness_minutes must be at least 1");
         }
         if c.reaper_interval_seconds == 0 {
             bail!("coordinator.reaper_interval_seconds must be at least 1");

@@ -180,6 +180,10 @@ pub fn coordinator_config(
         admin_token_file: (!c.admin_token_file.as_os_str().is_empty())
             .then(|| c.admin_token_file.clone()),
         master_key,
+        scheduler_interval: Duration::from_secs(c.scheduler_interval_seconds),
+        schedule_max_lateness: Duration::from_secs(c.schedule_max_lateness_minutes * 60),
+        clock_offset_file: (!c.clock_offset_file.as_os_str().is_empty())
+            .then(|| c.clock_offset_file.clone()),
     }
 }
 

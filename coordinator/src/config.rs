@@ -40,6 +40,14 @@ pub struct CoordinatorConfig {
     pub admin_token_file: Option<PathBuf>,
     /// AES-256-GCM key sealing secrets.
     pub master_key: [u8; 32],
+    /// How often the scheduler (on the leader) looks for due slots.
+    pub scheduler_interval: Duration,
+    /// A slot found later than this after its time (no coordinator ran) is
+    /// skipped with a recorded reason instead of run.
+    pub schedule_max_lateness: Duration,
+    /// Test only: a file holding seconds added to the coordinator's clock,
+    /// re-read on every use (see `clock::OffsetFileClock`).
+    pub clock_offset_file: Option<PathBuf>,
 }
 
 impl CoordinatorConfig {
@@ -59,6 +67,9 @@ impl CoordinatorConfig {
             bootstrap_token: None,
             admin_token_file: None,
             master_key,
+            scheduler_interval: Duration::from_secs(5),
+            schedule_max_lateness: Duration::from_secs(12 * 3600),
+            clock_offset_file: None,
         }
     }
 }
@@ -79,6 +90,9 @@ impl fmt::Debug for CoordinatorConfig {
             )
             .field("admin_token_file", &self.admin_token_file)
             .field("master_key", &"<redacted>")
+            .field("scheduler_interval", &self.scheduler_interval)
+            .field("schedule_max_lateness", &self.schedule_max_lateness)
+            .field("clock_offset_file", &self.clock_offset_file)
             .finish()
     }
 }

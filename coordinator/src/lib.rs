@@ -24,6 +24,8 @@
 //! - [`store`]: the sqlx repositories, the only code that writes SQL.
 //! - [`api`]: one tonic service per resource; [`worker_api`]: claim/heartbeat/complete/fail.
 //! - [`dispatch`]: outbox → queue; [`reaper`]: expired leases → re-queue or fail.
+//! - [`leader`]: advisory-lock leadership; [`scheduler`]: policies → scheduled jobs,
+//!   exactly once per instance and slot.
 
 pub mod api;
 pub mod auth;
@@ -31,10 +33,12 @@ pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod leader;
 pub mod model;
 pub mod names;
 pub mod reaper;
 pub mod retention;
+pub mod scheduler;
 pub mod secrets;
 pub mod server;
 pub mod slots;

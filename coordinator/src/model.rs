@@ -226,6 +226,9 @@ pub struct RecoveryPoint {
     pub server_version: String,
     pub retention_tag: RuleKind,
     pub expire_time: DateTime<Utc>,
+    /// Archive period of its rule after `expire_time` (ISO 8601); empty:
+    /// deleted at `expire_time`. Fixed when tagged.
+    pub archive_duration: String,
     pub create_time: DateTime<Utc>,
 }
 

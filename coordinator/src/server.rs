@@ -34,13 +34,15 @@ use crate::api::secrets::SecretApi;
 use crate::api::servers::ServerApi;
 use crate::api::vaults::VaultApi;
 use crate::auth::{self, Authenticator};
+use crate::clock::{Clock, OffsetFileClock, SystemClock};
 use crate::config::CoordinatorConfig;
 use crate::error::{CoordinatorError, Result};
 use crate::reaper::ReaperSettings;
+use crate::scheduler::SchedulerSettings;
 use crate::secrets::Cipher;
 use crate::store::{Store, migrate};
 use crate::worker_api::WorkerApi;
-use crate::{dispatch, reaper};
+use crate::{dispatch, reaper, scheduler};
 
 /// Entry point of the coordinator component.
 pub struct Coordinator;
@@ -100,8 +102,16 @@ impl Coordinator {
             CoordinatorError::internal(format!("cannot listen on {local_addr}: {e}"))
         })?;
 
+        let clock: Arc<dyn Clock> = match &config.clock_offset_file {
+            Some(path) => {
+                tracing::warn!(file = %path.display(), "coordinator clock shifted by a test offset file");
+                Arc::new(OffsetFileClock::new(path.clone()))
+            }
+            None => Arc::new(SystemClock),
+        };
         let dispatch_wake = Arc::new(Notify::new());
         let ctx = Arc::new(ApiContext {
+            clock: clock.clone(),
             store: store.clone(),
             auth: Authenticator::new(store.clone()),
             cipher: Cipher::new(&config.master_key),
@@ -171,6 +181,17 @@ impl Coordinator {
             CoordinatorError::invalid("database_url", "is not a valid postgresql:// URL")
         })?;
         let background = vec![
+            tokio::spawn(scheduler::run(
+                store.clone(),
+                clock.clone(),
+                SchedulerSettings {
+                    connect: connect.clone(),
+                    interval: config.scheduler_interval,
+                    max_lateness: config.schedule_max_lateness,
+                },
+                dispatch_wake.clone(),
+                cancel.clone(),
+            )),
             tokio::spawn(dispatch::run(
                 store.clone(),
                 publisher,
@@ -209,6 +230,12 @@ fn validate(config: &CoordinatorConfig) -> Result<()> {
         return Err(CoordinatorError::invalid(
             "lease_ttl",
             "must be at least 1 second",
+        ));
+    }
+    if config.scheduler_interval.is_zero() {
+        return Err(CoordinatorError::invalid(
+            "scheduler_interval",
+            "must be more than 0",
         ));
     }
     if config.reaper_interval.is_zero() {

@@ -44,6 +44,8 @@ pub struct ApiContext {
     pub dispatch_wake: Arc<Notify>,
     pub lease_ttl: Duration,
     pub max_attempts: u32,
+    /// The coordinator's notion of now (schedules, retention).
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl ApiContext {

@@ -121,6 +121,18 @@ pub async fn get_by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<BackupInstan
         .ok_or_else(|| CoordinatorError::not_found("backup instance", id))
 }
 
+/// The instance `id`, its row locked for the rest of the transaction.
+pub async fn lock_by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<BackupInstance> {
+    let sql = format!("SELECT {COLUMNS} FROM backup_instances WHERE id = $1 FOR UPDATE");
+    sqlx::query_as::<_, InstanceRow>(&sql)
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .map(BackupInstance::try_from)
+        .transpose()?
+        .ok_or_else(|| CoordinatorError::not_found("backup instance", id))
+}
+
 /// Instances of one vault (or all when `vault_id` is None), oldest first.
 pub async fn list(
     db: impl PgExecutor<'_>,

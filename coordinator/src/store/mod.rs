@@ -7,7 +7,7 @@
 //! # Layout
 //! - `migrate`: connecting, numbered migrations under an advisory lock.
 //! - `vaults`, `policies`, `servers`, `secrets`, `instances`, `jobs`,
-//!   `recovery_points`, `outbox`, `tokens`: the repositories.
+//!   `recovery_points`, `outbox`, `tokens`, `schedule_runs`: the repositories.
 //! - `paging`: opaque page tokens for keyset pagination.
 
 pub mod instances;
@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod paging;
 pub mod policies;
 pub mod recovery_points;
+pub mod schedule_runs;
 pub mod secrets;
 pub mod servers;
 pub mod tokens;

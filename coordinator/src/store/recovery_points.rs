@@ -27,6 +27,7 @@ struct PointRow {
     server_version: String,
     retention_tag: String,
     expire_time: DateTime<Utc>,
+    archive_duration: String,
     create_time: DateTime<Utc>,
 }
 
@@ -54,6 +55,7 @@ impl TryFrom<PointRow> for RecoveryPoint {
                 RuleKind::parse,
             )?,
             expire_time: r.expire_time,
+            archive_duration: r.archive_duration,
             create_time: r.create_time,
         })
     }
@@ -62,14 +64,15 @@ impl TryFrom<PointRow> for RecoveryPoint {
 const SELECT: &str =
     "SELECT p.id, i.vault_id, p.backup_instance_id, p.job_id, p.database, p.snapshot_time, p.tier,
         p.datastore_url, p.prefix, p.stored_bytes, p.raw_bytes, p.chunk_count, p.manifest_sha256,
-        p.server_version, p.retention_tag, p.expire_time, p.create_time
+        p.server_version, p.retention_tag, p.expire_time, p.archive_duration, p.create_time
    FROM recovery_points p JOIN backup_instances i ON i.id = p.backup_instance_id";
 
 pub async fn insert(db: impl PgExecutor<'_>, p: &RecoveryPoint) -> Result<()> {
     sqlx::query(
         "INSERT INTO recovery_points (id, backup_instance_id, job_id, database, snapshot_time, tier, datastore_url,
-             prefix, stored_bytes, raw_bytes, chunk_count, manifest_sha256, server_version, retention_tag, expire_time)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             prefix, stored_bytes, raw_bytes, chunk_count, manifest_sha256, server_version, retention_tag, expire_time,
+             archive_duration)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(p.id)
     .bind(p.backup_instance_id)
@@ -86,6 +89,7 @@ pub async fn insert(db: impl PgExecutor<'_>, p: &RecoveryPoint) -> Result<()> {
     .bind(&p.server_version)
     .bind(p.retention_tag.as_str())
     .bind(p.expire_time)
+    .bind(&p.archive_duration)
     .execute(db)
     .await?;
     Ok(())
@@ -135,6 +139,24 @@ pub async fn list(
         .fetch_all(db)
         .await?;
     rows.into_iter().map(RecoveryPoint::try_from).collect()
+}
+
+/// The latest snapshot of a scheduled backup of `instance_id` taken before
+/// `before`: what decides whether a new point is the first of its period.
+pub async fn latest_scheduled_before(
+    db: impl PgExecutor<'_>,
+    instance_id: Uuid,
+    before: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    let (latest,): (Option<DateTime<Utc>>,) = sqlx::query_as(
+        "SELECT max(p.snapshot_time) FROM recovery_points p JOIN jobs j ON j.id = p.job_id
+          WHERE p.backup_instance_id = $1 AND p.snapshot_time < $2 AND j.operation = 'SCHEDULED_BACKUP'",
+    )
+    .bind(instance_id)
+    .bind(before)
+    .fetch_one(db)
+    .await?;
+    Ok(latest)
 }
 
 pub async fn count_in_vault(db: impl PgExecutor<'_>, vault_id: &str) -> Result<i64> {

@@ -4,15 +4,17 @@
 //! while attempts remain, else fail). Every call checks the lease token, so a
 //! worker whose lease was taken over is fenced off.
 
+use std::str::FromStr;
+
 use pgvault_proto::v1 as pb;
 use sqlx::PgConnection;
 
 use crate::api::ApiContext;
 use crate::api::convert::from_timestamp;
 use crate::error::{CoordinatorError, Result};
-use crate::model::{Job, JobError, JobState, Progress, RecoveryPoint, RuleKind, Tier};
-use crate::retention::expire_time;
+use crate::model::{Job, JobError, JobState, Operation, Progress, RecoveryPoint, RuleKind, Tier};
 use crate::store::{instances, jobs, outbox, policies, recovery_points};
+use crate::tagging;
 
 fn taken_over() -> CoordinatorError {
     CoordinatorError::precondition(
@@ -139,9 +141,20 @@ async fn record_point(
     let instance_id = job
         .backup_instance_id
         .ok_or_else(|| CoordinatorError::internal(format!("job {} has no instance", job.id)))?;
-    let instance = instances::get_by_id(&mut *conn, instance_id).await?;
+    // Serialises completions of one instance, so two points cannot both be
+    // "the first" of a period.
+    let instance = instances::lock_by_id(&mut *conn, instance_id).await?;
     let policy = policies::get(&mut *conn, &instance.vault_id, &instance.policy_id).await?;
-    let wanted = job.retention_rule.unwrap_or(RuleKind::Default);
+    let wanted = if job.operation == Operation::ScheduledBackup {
+        let previous =
+            recovery_points::latest_scheduled_before(&mut *conn, instance.id, snapshot_time)
+                .await?;
+        let zone = chrono_tz::Tz::from_str(&policy.schedule.time_zone).unwrap_or(chrono_tz::UTC);
+        let kinds: Vec<RuleKind> = policy.retention_rules.iter().map(|r| r.kind).collect();
+        tagging::tag(&kinds, zone, snapshot_time, previous)
+    } else {
+        job.retention_rule.unwrap_or(RuleKind::Default)
+    };
     // The rule may have been removed since the job was queued: fall back to DEFAULT.
     let rule = policy
         .rule(wanted)
@@ -149,7 +162,7 @@ async fn record_point(
         .ok_or_else(|| {
             CoordinatorError::internal(format!("policy \"{}\" has no DEFAULT rule", policy.id))
         })?;
-    let expire = expire_time(rule, snapshot_time).ok_or_else(|| {
+    let kept = tagging::keeping(rule, snapshot_time).ok_or_else(|| {
         CoordinatorError::internal(format!("cannot compute the expiry of rule {}", rule.kind))
     })?;
     let point = RecoveryPoint {
@@ -167,8 +180,9 @@ async fn record_point(
         chunk_count: result.chunk_count,
         manifest_sha256: sha,
         server_version: result.server_version.chars().take(200).collect(),
-        retention_tag: rule.kind,
-        expire_time: expire,
+        retention_tag: kept.tag,
+        expire_time: kept.expire_time,
+        archive_duration: kept.archive_duration,
         create_time: chrono::Utc::now(),
     };
     recovery_points::insert(&mut *conn, &point).await?;

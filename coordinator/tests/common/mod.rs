@@ -108,12 +108,19 @@ pub fn config(cluster: &TempCluster) -> CoordinatorConfig {
 
 impl Harness {
     pub async fn start() -> Harness {
+        Harness::start_with(|_| {}).await
+    }
+
+    /// Like `start`, with the coordinator's configuration adjusted by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut CoordinatorConfig)) -> Harness {
         let cluster = tokio::task::spawn_blocking(|| TempCluster::start(DB_PASSWORD))
             .await
             .expect("join")
             .unwrap_or_else(|e| panic!("cannot start PostgreSQL (install postgresql-15): {e}"));
         let publisher = Arc::new(RecordingPublisher::default());
-        let handle = Coordinator::start(config(&cluster), publisher.clone())
+        let mut config = config(&cluster);
+        adjust(&mut config);
+        let handle = Coordinator::start(config, publisher.clone())
             .await
             .expect("coordinator starts");
         let channel = Channel::from_shared(format!("http://{}", handle.local_addr()))

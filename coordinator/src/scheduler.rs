@@ -1,0 +1,217 @@
+//! The scheduler: turns policies into scheduled backup jobs. It runs on the
+//! coordinator holding the scheduler advisory lock and ticks every few
+//! seconds. Each tick, for every protected instance, it looks at the latest
+//! slot at or before now (on the coordinator's [`Clock`]):
+//! - already run or skipped, or before the instance's `schedule_since`:
+//!   nothing to do;
+//! - older than `max_lateness` (no coordinator ran for that long): recorded
+//!   as SKIPPED with the reason, no job;
+//! - otherwise: the slot row, the job and its outbox row are written in one
+//!   transaction. The (instance, slot) primary key makes a second attempt —
+//!   another coordinator, a restart mid-slot — a no-op.
+//!
+//! Only the latest slot is considered, so slots missed while no coordinator
+//! ran fire once on return, not once each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use sqlx::postgres::PgConnectOptions;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::error::Result;
+use crate::leader::Leadership;
+use crate::model::Operation;
+use crate::slots::SlotSchedule;
+use crate::store::jobs::NewJob;
+use crate::store::schedule_runs::{self, Scheduled};
+use crate::store::{Store, jobs, outbox};
+
+/// Advisory lock key of the scheduler ("pgvsched" in ASCII, 7 bytes).
+pub const SCHEDULER_LOCK: i64 = 0x0070_6776_7363_6864;
+
+/// What the scheduler needs.
+pub struct SchedulerSettings {
+    pub connect: PgConnectOptions,
+    pub interval: Duration,
+    /// Slots older than this when first seen are skipped with a reason.
+    pub max_lateness: Duration,
+}
+
+/// Runs until `cancel` fires.
+pub async fn run(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    settings: SchedulerSettings,
+    wake_dispatcher: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let mut leadership = Leadership::new(settings.connect.clone(), SCHEDULER_LOCK, "scheduler");
+    loop {
+        if leadership.check().await {
+            match tick(&store, clock.now(), settings.max_lateness).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(jobs = n, "scheduled backups queued");
+                    wake_dispatcher.notify_one();
+                }
+                Err(error) => tracing::warn!(error = %error, "scheduler pass failed"),
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(settings.interval) => {}
+        }
+    }
+    leadership.release().await;
+}
+
+/// What to do with an instance at `now`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Nothing,
+    Run(DateTime<Utc>),
+    Skip(DateTime<Utc>, String),
+}
+
+/// Pure decision for one instance.
+pub fn decide(item: &Scheduled, now: DateTime<Utc>, max_lateness: Duration) -> Decision {
+    let Some(schedule) = SlotSchedule::new(&item.schedule) else {
+        return Decision::Nothing;
+    };
+    let Some(slot) = schedule.latest_at_or_before(now) else {
+        return Decision::Nothing;
+    };
+    if slot < item.since || item.last_slot.is_some_and(|last| last >= slot) {
+        return Decision::Nothing;
+    }
+    let late = now - slot;
+    let bound = chrono::Duration::from_std(max_lateness).unwrap_or(chrono::Duration::MAX);
+    if late > bound {
+        let reason = format!(
+            "slot {} was missed by {} minutes while no coordinator ran; slots later than {} minutes are skipped",
+            slot.to_rfc3339(),
+            late.num_minutes(),
+            bound.num_minutes()
+        );
+        return Decision::Skip(slot, reason);
+    }
+    Decision::Run(slot)
+}
+
+/// One pass over every protected instance. Returns how many jobs it queued.
+pub async fn tick(store: &Store, now: DateTime<Utc>, max_lateness: Duration) -> Result<usize> {
+    let items = schedule_runs::protected(store.pool()).await?;
+    let mut queued = 0;
+    for item in items {
+        match decide(&item, now, max_lateness) {
+            Decision::Nothing => {}
+            Decision::Skip(slot, reason) => {
+                if schedule_runs::claim(store.pool(), item.instance_id, slot, "SKIPPED", &reason)
+                    .await?
+                {
+                    tracing::warn!(instance = %item.instance_id, slot = %slot, reason = %reason, "scheduled backup skipped");
+                }
+            }
+            Decision::Run(slot) => {
+                if queue(store, &item, slot).await? {
+                    queued += 1;
+                }
+            }
+        }
+    }
+    Ok(queued)
+}
+
+/// Claims the slot and queues its job in one transaction; false when the
+/// slot was already claimed.
+async fn queue(store: &Store, item: &Scheduled, slot: DateTime<Utc>) -> Result<bool> {
+    let instance_id = item.instance_id;
+    let vault_id = item.vault_id.clone();
+    let job = store
+        .in_tx(move |conn| {
+            async move {
+                if !schedule_runs::claim(&mut *conn, instance_id, slot, "QUEUED", "").await? {
+                    return Ok(None);
+                }
+                let job = jobs::insert(
+                    &mut *conn,
+                    &NewJob {
+                        operation: Operation::ScheduledBackup,
+                        vault_id,
+                        backup_instance_id: Some(instance_id),
+                        recovery_point_id: None,
+                        // Tagged on completion from the history of successes.
+                        retention_rule: None,
+                        target_server_id: None,
+                        target_database: None,
+                        target_secret_id: None,
+                    },
+                )
+                .await?;
+                outbox::insert(&mut *conn, job.id, job.attempt).await?;
+                schedule_runs::set_job(&mut *conn, instance_id, slot, job.id).await?;
+                Ok(Some(job.id))
+            }
+            .boxed()
+        })
+        .await?;
+    if let Some(job_id) = job {
+        tracing::info!(instance = %instance_id, slot = %slot, job_id = %job_id, "scheduled backup queued");
+    }
+    Ok(job.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::model::Schedule;
+
+    fn item(last: Option<DateTime<Utc>>) -> Scheduled {
+        Scheduled {
+            instance_id: Uuid::nil(),
+            vault_id: "v".into(),
+            schedule: Schedule {
+                weekdays: vec![1, 4],
+                time_of_day: "02:30".into(),
+                time_zone: "Europe/Berlin".into(),
+            },
+            since: Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
+            last_slot: last,
+        }
+    }
+
+    #[test]
+    fn runs_the_latest_slot_once_and_skips_stale_ones() {
+        let hour = Duration::from_secs(3600);
+        let monday = Utc.with_ymd_and_hms(2025, 1, 13, 1, 30, 0).unwrap();
+        let thursday = Utc.with_ymd_and_hms(2025, 1, 16, 1, 30, 0).unwrap();
+        // A minute after Monday's slot: run it.
+        let now = monday + chrono::Duration::minutes(1);
+        assert_eq!(decide(&item(None), now, hour), Decision::Run(monday));
+        assert_eq!(decide(&item(Some(monday)), now, hour), Decision::Nothing);
+        // Down from Sunday to Thursday 01:45: only Thursday runs, once.
+        let back = thursday + chrono::Duration::minutes(15);
+        assert_eq!(decide(&item(None), back, hour), Decision::Run(thursday));
+        // Back on Friday: Thursday's slot is too old.
+        let friday = thursday + chrono::Duration::hours(20);
+        match decide(&item(Some(monday)), friday, hour) {
+            Decision::Skip(slot, reason) => {
+                assert_eq!(slot, thursday);
+                assert!(reason.contains("missed by 1200 minutes"), "{reason}");
+            }
+            other => panic!("expected a skip, got {other:?}"),
+        }
+        // Slots before the instance was configured never run.
+        let mut young = item(None);
+        young.since = monday + chrono::Duration::minutes(5);
+        assert_eq!(decide(&young, now, hour), Decision::Nothing);
+    }
+}

@@ -1,0 +1,147 @@
+//! Schedule runs: what the scheduler did with each (instance, slot) — queued
+//! a job or skipped it with a reason. The primary key (instance, slot) is the
+//! exactly-once guarantee: a second insert for the same slot does nothing.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::model::Schedule;
+
+/// A protected instance with its policy's schedule, as the scheduler sees it.
+#[derive(Debug, Clone)]
+pub struct Scheduled {
+    pub instance_id: Uuid,
+    pub vault_id: String,
+    pub schedule: Schedule,
+    /// Slots before this are never run.
+    pub since: DateTime<Utc>,
+    /// The latest slot already run or skipped, if any.
+    pub last_slot: Option<DateTime<Utc>>,
+}
+
+/// Every instance whose protection is configured, with its schedule.
+pub async fn protected(db: impl PgExecutor<'_>) -> Result<Vec<Scheduled>> {
+    let rows: Vec<(
+        Uuid,
+        String,
+        Vec<i16>,
+        String,
+        String,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+    )> = sqlx::query_as(
+        "SELECT i.id, i.vault_id, p.weekdays, p.time_of_day, p.time_zone, i.schedule_since,
+                (SELECT max(r.slot_time) FROM schedule_runs r WHERE r.backup_instance_id = i.id)
+           FROM backup_instances i
+           JOIN policies p ON p.vault_id = i.vault_id AND p.id = i.policy_id
+          WHERE i.protection_state = 'PROTECTION_CONFIGURED'
+          ORDER BY i.id",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(instance_id, vault_id, weekdays, time_of_day, time_zone, since, last_slot)| {
+                Scheduled {
+                    instance_id,
+                    vault_id,
+                    schedule: Schedule {
+                        weekdays: weekdays
+                            .into_iter()
+                            .filter_map(|d| u8::try_from(d).ok())
+                            .collect(),
+                        time_of_day,
+                        time_zone,
+                    },
+                    since,
+                    last_slot,
+                }
+            },
+        )
+        .collect())
+}
+
+/// Claims the slot for `instance_id`. False: it was already run or skipped.
+pub async fn claim(
+    db: impl PgExecutor<'_>,
+    instance_id: Uuid,
+    slot: DateTime<Utc>,
+    status: &str,
+    reason: &str,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO schedule_runs (backup_instance_id, slot_time, status, reason)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (backup_instance_id, slot_time) DO NOTHING",
+    )
+    .bind(instance_id)
+    .bind(slot)
+    .bind(status)
+    .bind(reason)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records the job a claimed slot queued.
+pub async fn set_job(
+    db: impl PgExecutor<'_>,
+    instance_id: Uuid,
+    slot: DateTime<Utc>,
+    job_id: Uuid,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE schedule_runs SET job_id = $3 WHERE backup_instance_id = $1 AND slot_time = $2",
+    )
+    .bind(instance_id)
+    .bind(slot)
+    .bind(job_id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A recorded run, for tests and diagnostics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub slot_time: DateTime<Utc>,
+    pub status: String,
+    pub job_id: Option<Uuid>,
+    pub reason: String,
+}
+
+/// The runs of one instance, oldest slot first.
+pub async fn list(db: impl PgExecutor<'_>, instance_id: Uuid) -> Result<Vec<Run>> {
+    let rows: Vec<(DateTime<Utc>, String, Option<Uuid>, String)> = sqlx::query_as(
+        "SELECT slot_time, status, job_id, reason FROM schedule_runs
+          WHERE backup_instance_id = $1 ORDER BY slot_time",
+    )
+    .bind(instance_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(slot_time, status, job_id, reason)| Run {
+            slot_time,
+            status,
+            job_id,
+            reason,
+        })
+        .collect())
+}
+
+/// Moves the instance's schedule start to `since` (policy change, resume).
+pub async fn restart_at(
+    db: impl PgExecutor<'_>,
+    instance_id: Uuid,
+    since: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query("UPDATE backup_instances SET schedule_since = $2 WHERE id = $1")
+        .bind(instance_id)
+        .bind(since)
+        .execute(db)
+        .await?;
+    Ok(())
+}

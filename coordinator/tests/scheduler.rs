@@ -1,0 +1,176 @@
+//! The scheduler against a real state database with two coordinators: a slot
+//! fires exactly once whoever leads, the survivor takes over when one stops,
+//! slots missed while no coordinator ran fire once (or are skipped with a
+//! reason when too old), and a scheduled point is tagged from the history.
+//! Time moves through the coordinators' clock-offset file; nothing sleeps for
+//! a schedule.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Timelike, Utc};
+use common::{Harness, RecordingPublisher};
+use pgvault_coordinator::Coordinator;
+use pgvault_proto::v1 as pb;
+use sqlx::PgPool;
+
+fn set_offset(file: &Path, seconds: i64) {
+    std::fs::write(file, seconds.to_string()).expect("write clock offset");
+}
+
+/// Scheduled backup jobs of the instance, oldest first.
+async fn scheduled_jobs(pool: &PgPool) -> Vec<uuid::Uuid> {
+    sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE operation = 'SCHEDULED_BACKUP' ORDER BY create_time",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("jobs")
+}
+
+async fn runs(pool: &PgPool) -> Vec<(DateTime<Utc>, String, String)> {
+    sqlx::query_as("SELECT slot_time, status, reason FROM schedule_runs ORDER BY slot_time")
+        .fetch_all(pool)
+        .await
+        .expect("runs")
+}
+
+/// Polls until `count` scheduled jobs exist, then waits a few more ticks and
+/// checks no more appear.
+async fn expect_jobs(pool: &PgPool, count: usize) -> Vec<uuid::Uuid> {
+    for _ in 0..100 {
+        if scheduled_jobs(pool).await.len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Several scheduler ticks of both coordinators.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let jobs = scheduled_jobs(pool).await;
+    assert_eq!(jobs.len(), count, "scheduled jobs: {jobs:?}");
+    jobs
+}
+
+#[tokio::test]
+async fn a_slot_fires_once_with_two_coordinators_and_after_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let offset = dir.path().join("clock-offset");
+    set_offset(&offset, 0);
+    let adjust = {
+        let offset = offset.clone();
+        move |c: &mut pgvault_coordinator::CoordinatorConfig| {
+            c.scheduler_interval = Duration::from_millis(100);
+            c.schedule_max_lateness = Duration::from_secs(3600);
+            c.clock_offset_file = Some(offset.clone());
+        }
+    };
+    let mut h = Harness::start_with(adjust.clone()).await;
+    h.fixture().await;
+    let pool = PgPool::connect(&h.cluster.url("postgres"))
+        .await
+        .expect("pool");
+
+    // A policy due every day, two minutes from now (UTC).
+    let due = Utc::now() + chrono::Duration::minutes(2);
+    let at = format!("{:02}:{:02}", due.hour(), due.minute());
+    h.policies()
+        .create_policy(pb::CreatePolicyRequest {
+            parent: "vaults/v".into(),
+            policy_id: "soon".into(),
+            policy: Some(pb::Policy {
+                schedule: Some(pb::Schedule {
+                    weekdays: (1..=7).collect(),
+                    time_of_day: at,
+                    time_zone: "UTC".into(),
+                }),
+                retention_rules: vec![pb::RetentionRule {
+                    kind: pb::RetentionRuleKind::Weekly as i32,
+                    standard_duration: "P8W".into(),
+                    archive_duration: String::new(),
+                }],
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create policy");
+    let configured = h
+        .instances()
+        .configure_backup(pb::ConfigureBackupRequest {
+            parent: "vaults/v".into(),
+            policy: "vaults/v/policies/soon".into(),
+            rows: vec![pb::ConfigureBackupRow {
+                server: "servers/pg1".into(),
+                database: "app".into(),
+                secret: String::new(),
+            }],
+            default_secret: "secrets/pg1-admin".into(),
+        })
+        .await
+        .expect("configure")
+        .into_inner();
+    assert_eq!(
+        configured.results[0].readiness,
+        pb::Readiness::Success as i32
+    );
+
+    // A second coordinator on the same state database.
+    let mut config2 = common::config(&h.cluster);
+    adjust(&mut config2);
+    let second = Coordinator::start(config2, Arc::new(RecordingPublisher::default()))
+        .await
+        .expect("second coordinator");
+    // Before the slot: nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(scheduled_jobs(&pool).await.is_empty());
+
+    // Three minutes later the slot is due: exactly one job, published.
+    set_offset(&offset, 180);
+    let jobs = expect_jobs(&pool, 1).await;
+    h.publisher.wait_for(&jobs[0].to_string(), 1).await;
+
+    // Restart both coordinators mid-slot: still one job.
+    second.shutdown().await.expect("stop second");
+    if let Some(first) = h.handle.take() {
+        first.shutdown().await.expect("stop first");
+    }
+    let mut config3 = common::config(&h.cluster);
+    adjust(&mut config3);
+    let third = Coordinator::start(config3, h.publisher.clone())
+        .await
+        .expect("restart");
+    let mut config4 = common::config(&h.cluster);
+    adjust(&mut config4);
+    let fourth = Coordinator::start(config4, Arc::new(RecordingPublisher::default()))
+        .await
+        .expect("restart another");
+    expect_jobs(&pool, 1).await;
+
+    // One of them stops; the other takes over for the next day's slot.
+    third.shutdown().await.expect("stop third");
+    set_offset(&offset, 86_400 + 180);
+    expect_jobs(&pool, 2).await;
+
+    // Down for three days: the missed slots fire once, not three times.
+    set_offset(&offset, 4 * 86_400 + 180);
+    expect_jobs(&pool, 3).await;
+
+    // Back two hours after the next slot (bound: one hour): skipped, with why.
+    set_offset(&offset, 5 * 86_400 + 2 * 3600);
+    expect_jobs(&pool, 3).await;
+    let recorded = runs(&pool).await;
+    assert_eq!(recorded.len(), 4, "{recorded:?}");
+    let (slot, status, reason) = &recorded[3];
+    assert_eq!(status, "SKIPPED");
+    assert!(
+        reason.contains("missed by 1") && reason.contains("later than 60 minutes are skipped"),
+        "{reason}"
+    );
+    assert_eq!(*slot - recorded[2].0, chrono::Duration::days(1));
+    assert!(recorded[..3].iter().all(|(_, s, _)| s == "QUEUED"));
+
+    fourth.shutdown().await.expect("stop fourth");
+    h.stop().await;
+}
