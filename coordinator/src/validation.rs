@@ -118,6 +118,25 @@ pub fn retention_rules(field: &str, inputs: &[RuleInput<'_>]) -> Result<Vec<Rete
     Ok(rules)
 }
 
+/// Refuses rules that move points to an archive the vault does not have.
+pub fn archive_available(
+    field: &str,
+    rules: &[RetentionRule],
+    vault_has_archive: bool,
+) -> Result<()> {
+    match rules.iter().position(|r| !r.archive_duration.is_empty()) {
+        Some(i) if !vault_has_archive => Err(CoordinatorError::invalid(
+            format!("{field}[{i}].archive_duration"),
+            format!(
+                "retention rule {} moves points to archive, but the vault has no archive datastore; \
+                 remove archive_duration or create the vault with an archive datastore",
+                rules[i].kind
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Databases that are never offered nor protected.
 pub const TEMPLATE_DATABASES: [&str; 2] = ["template0", "template1"];
 
@@ -228,6 +247,26 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("YEARLY"), "{err}");
+    }
+
+    #[test]
+    fn archiving_needs_an_archive_datastore() {
+        let rules = retention_rules(
+            "policy.retention_rules",
+            &[RuleInput {
+                kind: Some(RuleKind::Monthly),
+                standard_duration: "P1Y",
+                archive_duration: "P5Y",
+            }],
+        )
+        .unwrap();
+        assert!(archive_available("policy.retention_rules", &rules, true).is_ok());
+        let err = archive_available("policy.retention_rules", &rules, false).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("policy.retention_rules[1].archive_duration") && text.contains("MONTHLY"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod json;
 mod names;
 mod output;
 mod policy;
+mod policy_file;
 mod recovery_point;
 mod restore;
 mod secret;

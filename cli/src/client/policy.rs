@@ -1,7 +1,8 @@
-//! `pgvault policy create|get|list`: weekly schedules and retention rules,
-//! with parsers for weekdays (`mon,thu`), times of day (`02:30`) and ISO 8601
-//! durations (`P3M`).
+//! `pgvault policy create|get|show|list`: weekly schedules and retention
+//! rules, from flags or a JSON/TOML file (`policy_file`), with parsers for
+//! weekdays (`mon,thu`), times of day (`02:30`) and ISO 8601 durations (`P3M`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -12,6 +13,7 @@ use pgvault_proto::v1::{
 
 use super::connect::{Api, Reply};
 use super::output::{local_time, or_dash, print_details, print_json, print_list};
+use super::policy_file::{self, FileFormat};
 use super::{json, names};
 
 #[derive(Debug, Subcommand)]
@@ -20,19 +22,24 @@ pub enum PolicyCommand {
     #[command(after_help = "Examples:\n  \
         pgvault policy create nightly --vault prod --weekdays mon,thu --at 02:30\n  \
         pgvault policy create weekly --vault prod --weekdays sun --at 23:00 \\\n      \
-        --time-zone Europe/Berlin --retain P3M --monthly P12M --yearly P10Y")]
+        --time-zone Europe/Berlin --retain P3M --monthly P12M --yearly P10Y\n  \
+        pgvault policy create archived --vault prod --file archived.toml")]
     Create {
         /// Short id of the new policy.
         name: String,
         /// Vault the policy belongs to.
         #[arg(long)]
         vault: String,
+        /// The whole policy from a JSON (.json) or TOML file, in the form
+        /// `pgvault policy show` prints.
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["weekdays", "at", "time_zone", "retain", "weekly", "monthly", "yearly"])]
+        file: Option<PathBuf>,
         /// Days backups run on, comma-separated: mon,tue,wed,thu,fri,sat,sun.
-        #[arg(long, required = true, value_delimiter = ',', value_parser = parse_weekday)]
+        #[arg(long, required_unless_present = "file", value_delimiter = ',', value_parser = parse_weekday)]
         weekdays: Vec<Weekday>,
         /// Local time of day backups start, HH:MM (24 h).
-        #[arg(long, value_name = "HH:MM", value_parser = parse_time_of_day)]
-        at: String,
+        #[arg(long, value_name = "HH:MM", required_unless_present = "file", value_parser = parse_time_of_day)]
+        at: Option<String>,
         /// IANA time zone of --at, e.g. Europe/Berlin (default UTC).
         #[arg(long)]
         time_zone: Option<String>,
@@ -57,6 +64,17 @@ pub enum PolicyCommand {
         #[arg(long)]
         vault: Option<String>,
     },
+    /// Print one policy as a file `policy create --file` reads back.
+    Show {
+        /// Policy id (or "vaults/{vault}/policies/{policy}").
+        name: String,
+        /// Vault the policy belongs to.
+        #[arg(long)]
+        vault: Option<String>,
+        /// File format.
+        #[arg(long, value_enum, default_value = "toml")]
+        format: FileFormat,
+    },
     /// List the policies of a vault.
     List {
         /// Vault whose policies are listed.
@@ -70,6 +88,7 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
         PolicyCommand::Create {
             name,
             vault,
+            file,
             weekdays,
             at,
             time_zone,
@@ -80,6 +99,16 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
         } => {
             let parent = names::vault(&vault)?;
             let policy_id = names::short(&names::policy(Some(&vault), &name)?).to_owned();
+            if let Some(path) = file {
+                let request = CreatePolicyRequest {
+                    parent,
+                    policy_id,
+                    policy: Some(policy_file::read(&path)?),
+                };
+                let policy = api.policies().create_policy(request).await.reply(api)?;
+                show(api, &policy);
+                return Ok(ExitCode::SUCCESS);
+            }
             let rules = [
                 (RetentionRuleKind::Default, retain),
                 (RetentionRuleKind::Weekly, weekly),
@@ -99,7 +128,7 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
             let policy = Policy {
                 schedule: Some(Schedule {
                     weekdays: weekdays.into_iter().map(|d| d as i32).collect(),
-                    time_of_day: at,
+                    time_of_day: at.unwrap_or_default(),
                     time_zone: time_zone.unwrap_or_default(),
                 }),
                 retention_rules,
@@ -119,6 +148,17 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
             };
             let policy = api.policies().get_policy(request).await.reply(api)?;
             show(api, &policy);
+        }
+        PolicyCommand::Show {
+            name,
+            vault,
+            format,
+        } => {
+            let request = GetPolicyRequest {
+                name: names::policy(vault.as_deref(), &name)?,
+            };
+            let policy = api.policies().get_policy(request).await.reply(api)?;
+            print!("{}", policy_file::render(&policy, format)?);
         }
         PolicyCommand::List { vault } => list(api, names::vault(&vault)?).await?,
     }

@@ -126,7 +126,7 @@ fn policy_create_parses_weekdays_time_and_retention() {
                     pgvault_proto::v1::Weekday::Thursday
                 ]
             );
-            assert_eq!(at, "02:30");
+            assert_eq!(at.as_deref(), Some("02:30"));
             assert_eq!(retain.as_deref(), Some("P3M"));
             assert_eq!(weekly, None);
         }

@@ -29,7 +29,12 @@ impl PolicyApi {
         names::validate_short_id("policy_id", &req.policy_id)?;
         let policy = validate_policy(vault_id, req.policy_id, req.policy)?;
         // A clear NotFound for the vault rather than a foreign-key error.
-        vaults::get(self.ctx.store.pool(), &policy.vault_id).await?;
+        let vault = vaults::get(self.ctx.store.pool(), &policy.vault_id).await?;
+        validation::archive_available(
+            "policy.retention_rules",
+            &policy.retention_rules,
+            !vault.archive_datastore.is_empty(),
+        )?;
         let created = policies::insert(self.ctx.store.pool(), &policy).await?;
         tracing::info!(vault = %created.vault_id, policy = %created.id, "policy created");
         Ok(created.into())

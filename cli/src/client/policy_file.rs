@@ -1,0 +1,248 @@
+//! Policies as files: `pgvault policy create --file p.toml|p.json` reads one,
+//! `pgvault policy show` prints one back in the same form, so a shown policy
+//! can be edited and created again. Field names are the proto's:
+//!
+//! ```toml
+//! [schedule]
+//! weekdays = ["MONDAY", "THURSDAY"]
+//! time_of_day = "02:30"
+//! time_zone = "Europe/Berlin"
+//!
+//! [[retention_rules]]
+//! kind = "MONTHLY"
+//! standard_duration = "P12M"
+//! archive_duration = "P5Y"
+//! ```
+//!
+//! Weekdays and rule kinds accept any case and short weekday names (`mon`).
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use pgvault_proto::v1::{Policy, RetentionRule, RetentionRuleKind, Schedule, Weekday};
+use serde::{Deserialize, Serialize};
+
+use super::policy::{parse_duration, parse_time_of_day, parse_weekday};
+
+/// The file form of a policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// Ignored on create (the id comes from the command line); shown by `show`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub schedule: ScheduleFile,
+    #[serde(default)]
+    pub retention_rules: Vec<RuleFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleFile {
+    pub weekdays: Vec<String>,
+    pub time_of_day: String,
+    #[serde(default)]
+    pub time_zone: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    pub kind: String,
+    #[serde(default)]
+    pub standard_duration: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub archive_duration: String,
+}
+
+/// How a policy file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileFormat {
+    Toml,
+    Json,
+}
+
+/// Reads a policy file; the format follows the extension (`.json`, else TOML).
+pub fn read(path: &Path) -> anyhow::Result<Policy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy file {}", path.display()))?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let file: PolicyFile = if is_json {
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a policy in JSON", path.display()))?
+    } else {
+        toml::from_str(&text)
+            .with_context(|| format!("{} is not a policy in TOML", path.display()))?
+    };
+    to_policy(file).with_context(|| format!("in policy file {}", path.display()))
+}
+
+/// Checks and converts the file form into the API's policy.
+pub fn to_policy(file: PolicyFile) -> anyhow::Result<Policy> {
+    let weekdays = file
+        .schedule
+        .weekdays
+        .iter()
+        .map(|d| {
+            Weekday::from_str_name(&d.to_ascii_uppercase())
+                .filter(|w| *w != Weekday::Unspecified)
+                .map_or_else(|| parse_weekday(d), Ok)
+                .map(|w| w as i32)
+                .map_err(anyhow::Error::msg)
+        })
+        .collect::<anyhow::Result<Vec<i32>>>()
+        .context("schedule.weekdays")?;
+    let time_of_day = parse_time_of_day(&file.schedule.time_of_day)
+        .map_err(anyhow::Error::msg)
+        .context("schedule.time_of_day")?;
+    let mut retention_rules = Vec::new();
+    for (i, rule) in file.retention_rules.iter().enumerate() {
+        let Some(kind) = RetentionRuleKind::from_str_name(&rule.kind.to_ascii_uppercase())
+            .filter(|k| *k != RetentionRuleKind::Unspecified)
+        else {
+            bail!(
+                "retention_rules[{i}].kind: \"{}\" is not DEFAULT, WEEKLY, MONTHLY or YEARLY",
+                rule.kind
+            );
+        };
+        let duration = |text: &str, field: &str| -> anyhow::Result<String> {
+            if text.trim().is_empty() {
+                return Ok(String::new());
+            }
+            parse_duration(text)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("retention_rules[{i}].{field}"))
+        };
+        retention_rules.push(RetentionRule {
+            kind: kind as i32,
+            standard_duration: duration(&rule.standard_duration, "standard_duration")?,
+            archive_duration: duration(&rule.archive_duration, "archive_duration")?,
+        });
+    }
+    Ok(Policy {
+        schedule: Some(Schedule {
+            weekdays,
+            time_of_day,
+            time_zone: file.schedule.time_zone.trim().to_owned(),
+        }),
+        retention_rules,
+        ..Policy::default()
+    })
+}
+
+/// The file form of a stored policy.
+pub fn from_policy(policy: &Policy) -> PolicyFile {
+    let schedule = policy.schedule.clone().unwrap_or_default();
+    PolicyFile {
+        name: policy.name.clone(),
+        schedule: ScheduleFile {
+            weekdays: schedule
+                .weekdays
+                .iter()
+                .map(|d| {
+                    Weekday::try_from(*d)
+                        .map(|w| w.as_str_name().to_owned())
+                        .unwrap_or_else(|_| d.to_string())
+                })
+                .collect(),
+            time_of_day: schedule.time_of_day,
+            time_zone: if schedule.time_zone.is_empty() {
+                "UTC".into()
+            } else {
+                schedule.time_zone
+            },
+        },
+        retention_rules: policy
+            .retention_rules
+            .iter()
+            .map(|r| RuleFile {
+                kind: RetentionRuleKind::try_from(r.kind)
+                    .map(|k| k.as_str_name().to_owned())
+                    .unwrap_or_else(|_| r.kind.to_string()),
+                standard_duration: r.standard_duration.clone(),
+                archive_duration: r.archive_duration.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Renders the file form as TOML or JSON.
+pub fn render(policy: &Policy, format: FileFormat) -> anyhow::Result<String> {
+    let file = from_policy(policy);
+    Ok(match format {
+        FileFormat::Toml => toml::to_string(&file).context("render policy as TOML")?,
+        FileFormat::Json => {
+            serde_json::to_string_pretty(&file).context("render policy as JSON")? + "\n"
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored() -> Policy {
+        Policy {
+            name: "vaults/prod/policies/nightly".into(),
+            schedule: Some(Schedule {
+                weekdays: vec![Weekday::Monday as i32, Weekday::Thursday as i32],
+                time_of_day: "02:30".into(),
+                time_zone: "Europe/Berlin".into(),
+            }),
+            retention_rules: vec![
+                RetentionRule {
+                    kind: RetentionRuleKind::Default as i32,
+                    standard_duration: "P3M".into(),
+                    archive_duration: String::new(),
+                },
+                RetentionRule {
+                    kind: RetentionRuleKind::Monthly as i32,
+                    standard_duration: "P1Y".into(),
+                    archive_duration: "P5Y".into(),
+                },
+            ],
+            create_time: None,
+        }
+    }
+
+    #[test]
+    fn shown_policies_read_back_the_same_in_toml_and_json() {
+        let dir = tempfile::tempdir().unwrap();
+        for (format, file) in [(FileFormat::Toml, "p.toml"), (FileFormat::Json, "p.json")] {
+            let path = dir.path().join(file);
+            std::fs::write(&path, render(&stored(), format).unwrap()).unwrap();
+            let read_back = read(&path).unwrap();
+            let mut expected = stored();
+            expected.name = String::new();
+            assert_eq!(read_back, expected, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn friendly_spellings_and_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(
+            &path,
+            "[schedule]\nweekdays = [\"mon\", \"Thursday\"]\ntime_of_day = \"2:30\"\n\n[[retention_rules]]\nkind = \"yearly\"\nstandard_duration = \"p10y\"\n",
+        )
+        .unwrap();
+        let policy = read(&path).unwrap();
+        let schedule = policy.schedule.unwrap();
+        assert_eq!(schedule.weekdays, vec![1, 4]);
+        assert_eq!(schedule.time_of_day, "02:30");
+        assert_eq!(policy.retention_rules[0].standard_duration, "P10Y");
+
+        std::fs::write(
+            &path,
+            "[schedule]\nweekdays = [\"mon\"]\ntime_of_day = \"02:30\"\n\n[[retention_rules]]\nkind = \"hourly\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", read(&path).unwrap_err());
+        assert!(err.contains("retention_rules[0].kind"), "{err}");
+        std::fs::write(&path, "[schedule]\nweekdays = [\"mon\"]\nat = \"02:30\"\n").unwrap();
+        assert!(read(&path).is_err(), "unknown fields are refused");
+    }
+}
