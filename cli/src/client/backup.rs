@@ -1,5 +1,6 @@
-//! `pgvault backup configure|list|get|now`: protecting databases, inspecting
-//! backup instances, and on-demand backups.
+//! `pgvault backup configure|list|get|now|change-policy|stop|resume`:
+//! protecting databases, inspecting backup instances, on-demand backups, and
+//! managing protection (in `protection`).
 
 use std::process::ExitCode;
 
@@ -12,6 +13,7 @@ use pgvault_proto::v1::{
 use super::configure::{self, ConfigureArgs};
 use super::connect::{Api, Reply};
 use super::output::{local_time, print_details, print_json, print_list};
+use super::protection::{self, KeepArg};
 use super::{json, names, watch};
 
 #[derive(Debug, Subcommand)]
@@ -49,6 +51,43 @@ pub enum BackupCommand {
         /// Follow the job until it ends; the exit code tells whether it succeeded.
         #[arg(long)]
         wait: bool,
+    },
+    /// Move an instance to another policy of its vault.
+    #[command(name = "change-policy")]
+    ChangePolicy {
+        /// Instance id (or "vaults/{vault}/backupInstances/{id}").
+        instance: String,
+        /// Vault of the instance.
+        #[arg(long)]
+        vault: Option<String>,
+        /// The new policy (id in the instance's vault).
+        #[arg(long)]
+        policy: String,
+        /// Also recompute the expiry of existing recovery points from the new policy.
+        #[arg(long)]
+        reapply: bool,
+    },
+    /// Stop scheduled backups of an instance.
+    #[command(after_help = "Examples:\n  \
+        pgvault backup stop 0197c1d2 --vault prod --keep all\n  \
+        pgvault backup stop 0197c1d2 --vault prod --keep per-policy")]
+    Stop {
+        /// Instance id (or "vaults/{vault}/backupInstances/{id}").
+        instance: String,
+        /// Vault of the instance.
+        #[arg(long)]
+        vault: Option<String>,
+        /// What happens to existing recovery points.
+        #[arg(long, value_enum)]
+        keep: KeepArg,
+    },
+    /// Resume scheduled backups of an instance from its next slot.
+    Resume {
+        /// Instance id (or "vaults/{vault}/backupInstances/{id}").
+        instance: String,
+        /// Vault of the instance.
+        #[arg(long)]
+        vault: Option<String>,
     },
 }
 
@@ -107,6 +146,30 @@ pub async fn run(api: &Api, command: BackupCommand) -> anyhow::Result<ExitCode> 
             };
             let job = api.instances().backup_now(request).await.reply(api)?;
             return watch::started(api, job, wait).await;
+        }
+        BackupCommand::ChangePolicy {
+            instance,
+            vault,
+            policy,
+            reapply,
+        } => {
+            let name = names::instance(vault.as_deref(), &instance)?;
+            show(
+                api,
+                &protection::change_policy(api, name, policy, reapply).await?,
+            );
+        }
+        BackupCommand::Stop {
+            instance,
+            vault,
+            keep,
+        } => {
+            let name = names::instance(vault.as_deref(), &instance)?;
+            show(api, &protection::stop(api, name, keep).await?);
+        }
+        BackupCommand::Resume { instance, vault } => {
+            let name = names::instance(vault.as_deref(), &instance)?;
+            show(api, &protection::resume(api, name).await?);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -15,6 +15,7 @@ mod names;
 mod output;
 mod policy;
 mod policy_file;
+mod protection;
 mod recovery_point;
 mod restore;
 mod secret;

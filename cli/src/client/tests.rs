@@ -151,6 +151,39 @@ fn policy_create_parses_weekdays_time_and_retention() {
 }
 
 #[test]
+fn backup_stop_needs_a_keep_mode_and_change_policy_a_policy() {
+    assert!(parse(&["backup", "stop", "i1", "--vault", "v"]).is_err());
+    assert!(parse(&["backup", "stop", "i1", "--vault", "v", "--keep", "forever"]).is_err());
+    assert!(
+        parse(&[
+            "backup",
+            "stop",
+            "i1",
+            "--vault",
+            "v",
+            "--keep",
+            "per-policy"
+        ])
+        .is_ok()
+    );
+    assert!(parse(&["backup", "change-policy", "i1", "--vault", "v"]).is_err());
+    assert!(
+        parse(&[
+            "backup",
+            "change-policy",
+            "i1",
+            "--vault",
+            "v",
+            "--policy",
+            "p",
+            "--reapply"
+        ])
+        .is_ok()
+    );
+    assert!(parse(&["backup", "resume", "i1", "--vault", "v"]).is_ok());
+}
+
+#[test]
 fn secret_put_never_takes_the_value_as_an_argument() {
     assert!(parse(&["secret", "put", "db1", "postgresql://u:pw@h/db"]).is_err());
     assert!(parse(&["secret", "put", "db1", "--value", "pw"]).is_err());

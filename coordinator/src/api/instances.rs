@@ -1,6 +1,7 @@
 //! `BackupInstanceService`: configure protection row by row (each row gets
 //! SUCCESS with its instance or FAILED_VALIDATION with a coded error), get,
-//! list, and `BackupNow` (in `backup_now`).
+//! list, `BackupNow` (in `backup_now`), and ChangePolicy, StopProtection and
+//! ResumeProtection (in `protection`).
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use pgvault_proto::v1::backup_instance_service_server::BackupInstanceService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::api::{ApiContext, backup_now, next_token};
+use crate::api::{ApiContext, backup_now, next_token, protection};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{BackupInstance, JobError, Policy, ProtectionState, Vault};
 use crate::names;
@@ -246,6 +247,36 @@ impl BackupInstanceService for InstanceApi {
         self.ctx.caller(&request).await?;
         Ok(Response::new(
             backup_now::backup_now(&self.ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn change_policy(
+        &self,
+        request: Request<pb::ChangePolicyRequest>,
+    ) -> Result<Response<pb::BackupInstance>, Status> {
+        self.ctx.caller(&request).await?;
+        Ok(Response::new(
+            protection::change_policy(&self.ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn stop_protection(
+        &self,
+        request: Request<pb::StopProtectionRequest>,
+    ) -> Result<Response<pb::BackupInstance>, Status> {
+        self.ctx.caller(&request).await?;
+        Ok(Response::new(
+            protection::stop(&self.ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn resume_protection(
+        &self,
+        request: Request<pb::ResumeProtectionRequest>,
+    ) -> Result<Response<pb::BackupInstance>, Status> {
+        self.ctx.caller(&request).await?;
+        Ok(Response::new(
+            protection::resume(&self.ctx, request.into_inner()).await?,
         ))
     }
 }

@@ -14,6 +14,7 @@ pub mod convert;
 pub mod instances;
 pub mod jobs;
 pub mod policies;
+pub mod protection;
 pub mod recovery_points;
 pub mod resolve;
 pub mod restores;

@@ -133,6 +133,40 @@ pub async fn lock_by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<BackupInsta
         .ok_or_else(|| CoordinatorError::not_found("backup instance", id))
 }
 
+/// Points the instance at another policy; its schedule counts from `since`.
+pub async fn set_policy(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    policy_id: &str,
+    since: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query("UPDATE backup_instances SET policy_id = $2, schedule_since = $3 WHERE id = $1")
+        .bind(id)
+        .bind(policy_id)
+        .bind(since)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Stops or resumes protection; a resumed schedule counts from `since`.
+pub async fn set_protection(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    state: ProtectionState,
+    since: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE backup_instances SET protection_state = $2, schedule_since = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(state.as_str())
+    .bind(since)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Instances of one vault (or all when `vault_id` is None), oldest first.
 pub async fn list(
     db: impl PgExecutor<'_>,

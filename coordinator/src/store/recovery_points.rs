@@ -159,6 +159,61 @@ pub async fn latest_scheduled_before(
     Ok(latest)
 }
 
+/// Every point of one instance, oldest snapshot first.
+pub async fn all_of_instance(
+    db: impl PgExecutor<'_>,
+    instance_id: Uuid,
+) -> Result<Vec<RecoveryPoint>> {
+    let sql = format!("{SELECT} WHERE p.backup_instance_id = $1 ORDER BY p.snapshot_time, p.id");
+    let rows = sqlx::query_as::<_, PointRow>(&sql)
+        .bind(instance_id)
+        .fetch_all(db)
+        .await?;
+    rows.into_iter().map(RecoveryPoint::try_from).collect()
+}
+
+/// Sets a point's tag, standard expiry and archive period.
+pub async fn set_retention(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    tag: RuleKind,
+    expire_time: DateTime<Utc>,
+    archive_duration: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE recovery_points SET retention_tag = $2, expire_time = $3, archive_duration = $4 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(tag.as_str())
+    .bind(expire_time)
+    .bind(archive_duration)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Keeps points of the instance until `forever`: all of them, or only the
+/// newest. Returns how many changed.
+pub async fn keep_until(
+    db: impl PgExecutor<'_>,
+    instance_id: Uuid,
+    forever: DateTime<Utc>,
+    only_newest: bool,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE recovery_points SET expire_time = $2, archive_duration = ''
+          WHERE backup_instance_id = $1
+            AND (NOT $3 OR id = (SELECT id FROM recovery_points WHERE backup_instance_id = $1
+                                  ORDER BY snapshot_time DESC, id DESC LIMIT 1))",
+    )
+    .bind(instance_id)
+    .bind(forever)
+    .bind(only_newest)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 pub async fn count_in_vault(db: impl PgExecutor<'_>, vault_id: &str) -> Result<i64> {
     let (n,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM recovery_points p JOIN backup_instances i ON i.id = p.backup_instance_id

@@ -1,0 +1,157 @@
+//! Managing an instance's protection: change its policy (future points follow
+//! the new policy; existing points keep their tags and expiries unless the
+//! caller asks to re-apply retention), stop protection (keep every point
+//! forever, or keep points per their rules with the newest kept forever), and
+//! resume it. Schedules restart from the coordinator's "now" so a past slot
+//! of the new or resumed schedule never fires.
+
+use chrono::{DateTime, TimeZone, Utc};
+use futures::FutureExt;
+use pgvault_proto::v1 as pb;
+
+use crate::api::ApiContext;
+use crate::error::{CoordinatorError, Result};
+use crate::model::{BackupInstance, ProtectionState, RuleKind, Tier};
+use crate::names;
+use crate::store::{instances, policies, recovery_points};
+use crate::tagging;
+
+/// The expiry of points kept forever.
+pub fn forever() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+pub async fn change_policy(
+    ctx: &ApiContext,
+    req: pb::ChangePolicyRequest,
+) -> Result<pb::BackupInstance> {
+    let (vault_id, instance_id) = names::parse_instance("name", &req.name)?;
+    let (policy_vault, policy_id) = names::parse_policy("policy", &req.policy)?;
+    if policy_vault != vault_id {
+        return Err(CoordinatorError::invalid(
+            "policy",
+            format!("the policy must belong to the instance's vault \"{vault_id}\""),
+        ));
+    }
+    let now = ctx.clock.now();
+    let reapply = req.reapply_retention;
+    let instance = ctx
+        .store
+        .in_tx(move |conn| {
+            async move {
+                let instance = instances::get(&mut *conn, &vault_id, instance_id).await?;
+                let instance = instances::lock_by_id(&mut *conn, instance.id).await?;
+                let policy = policies::get(&mut *conn, &vault_id, &policy_id).await?;
+                instances::set_policy(&mut *conn, instance.id, &policy.id, now).await?;
+                if reapply {
+                    for point in recovery_points::all_of_instance(&mut *conn, instance.id).await? {
+                        if point.tier != Tier::Standard {
+                            continue;
+                        }
+                        let Some(rule) = policy
+                            .rule(point.retention_tag)
+                            .or_else(|| policy.rule(RuleKind::Default))
+                        else {
+                            continue;
+                        };
+                        let Some(kept) = tagging::keeping(rule, point.snapshot_time) else {
+                            continue;
+                        };
+                        recovery_points::set_retention(
+                            &mut *conn,
+                            point.id,
+                            kept.tag,
+                            kept.expire_time,
+                            &kept.archive_duration,
+                        )
+                        .await?;
+                    }
+                }
+                instances::get(&mut *conn, &vault_id, instance.id).await
+            }
+            .boxed()
+        })
+        .await?;
+    tracing::info!(instance = %instance.id, policy = %instance.policy_id, reapply, "policy changed");
+    Ok(instance.into())
+}
+
+pub async fn stop(ctx: &ApiContext, req: pb::StopProtectionRequest) -> Result<pb::BackupInstance> {
+    let (vault_id, instance_id) = names::parse_instance("name", &req.name)?;
+    let only_newest = match pb::StopMode::try_from(req.mode) {
+        Ok(pb::StopMode::KeepAllForever) => false,
+        Ok(pb::StopMode::KeepPerPolicy) => true,
+        _ => {
+            return Err(CoordinatorError::invalid(
+                "mode",
+                "must be KEEP_ALL_FOREVER or KEEP_PER_POLICY",
+            ));
+        }
+    };
+    let now = ctx.clock.now();
+    let instance = set_state(
+        ctx,
+        vault_id,
+        instance_id,
+        ProtectionState::Stopped,
+        now,
+        Some(only_newest),
+    )
+    .await?;
+    tracing::info!(instance = %instance.id, only_newest_kept_forever = only_newest, "protection stopped");
+    Ok(instance.into())
+}
+
+pub async fn resume(
+    ctx: &ApiContext,
+    req: pb::ResumeProtectionRequest,
+) -> Result<pb::BackupInstance> {
+    let (vault_id, instance_id) = names::parse_instance("name", &req.name)?;
+    let now = ctx.clock.now();
+    let instance = set_state(
+        ctx,
+        vault_id,
+        instance_id,
+        ProtectionState::Configured,
+        now,
+        None,
+    )
+    .await?;
+    tracing::info!(instance = %instance.id, "protection resumed");
+    Ok(instance.into())
+}
+
+/// Changes the protection state; when stopping, also keeps points forever
+/// (`Some(only_newest)`) in the same transaction.
+async fn set_state(
+    ctx: &ApiContext,
+    vault_id: String,
+    instance_id: uuid::Uuid,
+    state: ProtectionState,
+    now: DateTime<Utc>,
+    keep_forever: Option<bool>,
+) -> Result<BackupInstance> {
+    ctx.store
+        .in_tx(move |conn| {
+            async move {
+                let instance = instances::get(&mut *conn, &vault_id, instance_id).await?;
+                let instance = instances::lock_by_id(&mut *conn, instance.id).await?;
+                if instance.protection_state == state {
+                    return Err(CoordinatorError::precondition(format!(
+                        "protection of {} is already {state}",
+                        names::instance_name(&vault_id, instance.id)
+                    )));
+                }
+                instances::set_protection(&mut *conn, instance.id, state, now).await?;
+                if let Some(only_newest) = keep_forever {
+                    recovery_points::keep_until(&mut *conn, instance.id, forever(), only_newest)
+                        .await?;
+                }
+                instances::get(&mut *conn, &vault_id, instance.id).await
+            }
+            .boxed()
+        })
+        .await
+}
