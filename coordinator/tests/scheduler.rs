@@ -1,7 +1,8 @@
 //! The scheduler against a real state database with two coordinators: a slot
 //! fires exactly once whoever leads, the survivor takes over when one stops,
 //! slots missed while no coordinator ran fire once (or are skipped with a
-//! reason when too old), and a scheduled point is tagged from the history.
+//! reason when too old), and scheduled points are tagged from the history of
+//! scheduled successes.
 //! Time moves through the coordinators' clock-offset file; nothing sleeps for
 //! a schedule.
 
@@ -12,10 +13,63 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
-use common::{Harness, RecordingPublisher};
+use common::{Harness, RecordingPublisher, TOKEN};
 use pgvault_coordinator::Coordinator;
 use pgvault_proto::v1 as pb;
+use pgvault_proto::v1::worker_service_client::WorkerServiceClient;
 use sqlx::PgPool;
+use tonic::transport::Channel;
+
+// The signature is tonic's interceptor contract.
+#[allow(clippy::result_large_err)]
+fn with_token(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let value = format!("Bearer {TOKEN}")
+        .parse()
+        .map_err(|_| tonic::Status::internal("bad token"))?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+/// Claims and completes `job_id` on the coordinator at `addr` with a
+/// snapshot taken at `snapshot` (Unix seconds).
+async fn complete(addr: std::net::SocketAddr, job_id: uuid::Uuid, snapshot: i64) {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut workers = WorkerServiceClient::with_interceptor(channel, with_token);
+    let claim = workers
+        .claim_task(pb::ClaimTaskRequest {
+            job_id: job_id.to_string(),
+            worker_id: "w1".into(),
+        })
+        .await
+        .expect("claim")
+        .into_inner();
+    assert!(claim.claimed, "{claim:?}");
+    workers
+        .complete_task(pb::CompleteTaskRequest {
+            job_id: job_id.to_string(),
+            lease_token: claim.lease_token,
+            result: Some(pb::complete_task_request::Result::Backup(
+                pb::BackupResult {
+                    snapshot_time: Some(prost_types::Timestamp {
+                        seconds: snapshot,
+                        nanos: 0,
+                    }),
+                    stored_bytes: 1,
+                    raw_bytes: 1,
+                    chunk_count: 1,
+                    manifest_sha256: "ef".repeat(32),
+                    server_version: "15".into(),
+                },
+            )),
+            progress: None,
+        })
+        .await
+        .expect("complete");
+}
 
 fn set_offset(file: &Path, seconds: i64) {
     std::fs::write(file, seconds.to_string()).expect("write clock offset");
@@ -170,6 +224,32 @@ async fn a_slot_fires_once_with_two_coordinators_and_after_restarts() {
     );
     assert_eq!(*slot - recorded[2].0, chrono::Duration::days(1));
     assert!(recorded[..3].iter().all(|(_, s, _)| s == "QUEUED"));
+
+    // Completed, the scheduled points are tagged from the history: the first
+    // of a week WEEKLY (P8W), the second of that week DEFAULT (P3M).
+    let jobs = scheduled_jobs(&pool).await;
+    let monday = 1_736_762_400; // 2025-01-13T10:00:00Z
+    for (job, snapshot) in jobs
+        .iter()
+        .zip([monday, monday + 86_400, monday + 7 * 86_400])
+    {
+        complete(fourth.local_addr(), *job, snapshot).await;
+    }
+    let tags: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT retention_tag, extract(epoch FROM expire_time - snapshot_time)::bigint / 86400
+           FROM recovery_points ORDER BY snapshot_time",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("points");
+    assert_eq!(
+        tags,
+        vec![
+            ("WEEKLY".to_string(), 56),
+            ("DEFAULT".to_string(), 90),
+            ("WEEKLY".to_string(), 56)
+        ]
+    );
 
     fourth.shutdown().await.expect("stop fourth");
     h.stop().await;

@@ -21,19 +21,22 @@ pub struct Scheduled {
     pub last_slot: Option<DateTime<Utc>>,
 }
 
+#[derive(sqlx::FromRow)]
+struct ScheduledRow {
+    id: Uuid,
+    vault_id: String,
+    weekdays: Vec<i16>,
+    time_of_day: String,
+    time_zone: String,
+    schedule_since: DateTime<Utc>,
+    last_slot: Option<DateTime<Utc>>,
+}
+
 /// Every instance whose protection is configured, with its schedule.
 pub async fn protected(db: impl PgExecutor<'_>) -> Result<Vec<Scheduled>> {
-    let rows: Vec<(
-        Uuid,
-        String,
-        Vec<i16>,
-        String,
-        String,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-    )> = sqlx::query_as(
+    let rows: Vec<ScheduledRow> = sqlx::query_as(
         "SELECT i.id, i.vault_id, p.weekdays, p.time_of_day, p.time_zone, i.schedule_since,
-                (SELECT max(r.slot_time) FROM schedule_runs r WHERE r.backup_instance_id = i.id)
+                (SELECT max(r.slot_time) FROM schedule_runs r WHERE r.backup_instance_id = i.id) AS last_slot
            FROM backup_instances i
            JOIN policies p ON p.vault_id = i.vault_id AND p.id = i.policy_id
           WHERE i.protection_state = 'PROTECTION_CONFIGURED'
@@ -43,24 +46,21 @@ pub async fn protected(db: impl PgExecutor<'_>) -> Result<Vec<Scheduled>> {
     .await?;
     Ok(rows
         .into_iter()
-        .map(
-            |(instance_id, vault_id, weekdays, time_of_day, time_zone, since, last_slot)| {
-                Scheduled {
-                    instance_id,
-                    vault_id,
-                    schedule: Schedule {
-                        weekdays: weekdays
-                            .into_iter()
-                            .filter_map(|d| u8::try_from(d).ok())
-                            .collect(),
-                        time_of_day,
-                        time_zone,
-                    },
-                    since,
-                    last_slot,
-                }
+        .map(|r| Scheduled {
+            instance_id: r.id,
+            vault_id: r.vault_id,
+            schedule: Schedule {
+                weekdays: r
+                    .weekdays
+                    .into_iter()
+                    .filter_map(|d| u8::try_from(d).ok())
+                    .collect(),
+                time_of_day: r.time_of_day,
+                time_zone: r.time_zone,
             },
-        )
+            since: r.schedule_since,
+            last_slot: r.last_slot,
+        })
         .collect())
 }
 
