@@ -1,13 +1,13 @@
 //! Secret handling: AES-256-GCM sealing of stored values (random 96-bit
-//! nonce per version), parsing a connection string into the credentials a
-//! worker needs, and [`Redacted`], a wrapper that keeps values out of `Debug`
-//! and `Display`.
+//! nonce per version), parsing a connection string (any of the three forms,
+//! through `pgvault_pgconn`), and [`Redacted`], a wrapper that keeps values
+//! out of `Debug` and `Display`.
 
 use std::fmt;
-use std::str::FromStr;
 
 use aes_gcm::aead::{Aead, KeyInit, OsRng};
 use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
+pub use pgvault_pgconn::ConnParams;
 
 use crate::error::{CoordinatorError, Result};
 
@@ -108,62 +108,25 @@ pub fn secret_aad(secret_id: &str, version: u32) -> String {
     format!("pgvault-secret:{secret_id}:{version}")
 }
 
-/// What a worker needs from a connection string, beyond host/port/database.
-#[derive(Clone)]
-pub struct Credentials {
-    pub user: String,
-    pub password: Redacted<String>,
-    /// libpq sslmode: disable, prefer or require.
-    pub ssl_mode: String,
-    /// Database named in the connection string, if any.
-    pub dbname: Option<String>,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .field("password", &self.password)
-            .field("ssl_mode", &self.ssl_mode)
-            .field("dbname", &self.dbname)
-            .finish()
-    }
-}
-
-/// Parses a libpq `key=value` string or a `postgresql://` URI. Errors never
-/// repeat the value: parser messages could quote parts of it.
-pub fn parse_connection_string(field: &str, value: &str) -> Result<Credentials> {
-    let config = tokio_postgres::Config::from_str(value.trim()).map_err(|_| {
-        CoordinatorError::invalid(
+/// Parses a connection string in any form users have (ADO.NET, libpq
+/// `key=value`, `postgresql://` URI; see `pgvault_pgconn`). A secret must
+/// name a user; host, port and database come from the server and instance
+/// when they are absent. Errors carry the code
+/// `UserErrorSecretValueInUnsupportedFormat`, a key and a byte position,
+/// never the value.
+pub fn parse_connection_string(field: &str, value: &str) -> Result<ConnParams> {
+    let params = pgvault_pgconn::parse(value)
+        .map_err(|e| CoordinatorError::invalid(field, format!("{}: {e}", e.code())))?;
+    if params.user.is_none() {
+        return Err(CoordinatorError::invalid(
             field,
-            "is not a valid connection string: use libpq form (\"host=... user=... password=...\") \
-             or a URI (\"postgresql://user:password@host:port/db\"); sslmode may be disable, prefer or require",
-        )
-    })?;
-    let user = config
-        .get_user()
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| {
-            CoordinatorError::invalid(field, "the connection string must name a user (user=...)")
-        })?
-        .to_string();
-    let password = match config.get_password() {
-        Some(bytes) => String::from_utf8(bytes.to_vec()).map_err(|_| {
-            CoordinatorError::invalid(field, "the password in the connection string is not UTF-8")
-        })?,
-        None => String::new(),
-    };
-    let ssl_mode = match config.get_ssl_mode() {
-        tokio_postgres::config::SslMode::Disable => "disable",
-        tokio_postgres::config::SslMode::Require => "require",
-        _ => "prefer",
-    };
-    Ok(Credentials {
-        user,
-        password: Redacted(password),
-        ssl_mode: ssl_mode.to_string(),
-        dbname: config.get_dbname().map(str::to_string),
-    })
+            format!(
+                "{}: the connection string must name a user (User Id=... or user=...)",
+                pgvault_pgconn::UNSUPPORTED_FORMAT
+            ),
+        ));
+    }
+    Ok(params)
 }
 
 #[cfg(test)]
@@ -190,7 +153,7 @@ mod tests {
     }
 
     #[test]
-    fn parses_both_connection_string_forms() {
+    fn parses_all_connection_string_forms() {
         let c = parse_connection_string(
             "value",
             "host=h user=alice password='s3 cret' sslmode=require",
@@ -198,20 +161,23 @@ mod tests {
         .unwrap();
         assert_eq!(
             (
-                c.user.as_str(),
-                c.password.expose().as_str(),
-                c.ssl_mode.as_str()
+                c.user.as_deref(),
+                c.password.as_ref().map(|p| p.expose()),
+                c.ssl_mode.as_libpq()
             ),
-            ("alice", "s3 cret", "require")
+            (Some("alice"), Some("s3 cret"), "require")
         );
         let c = parse_connection_string("value", "postgresql://bob:pw%40x@db.example:5433/app")
             .unwrap();
-        assert_eq!(
-            (c.user.as_str(), c.password.expose().as_str()),
-            ("bob", "pw@x")
-        );
-        assert_eq!(c.dbname.as_deref(), Some("app"));
-        assert_eq!(c.ssl_mode, "prefer");
+        assert_eq!(c.password.as_ref().map(|p| p.expose()), Some("pw@x"));
+        assert_eq!(c.database.as_deref(), Some("app"));
+        let c = parse_connection_string(
+            "value",
+            "Server=h;Database=d;User Id=carol;Password=x;Ssl Mode=Require;Trust Server Certificate=true",
+        )
+        .unwrap();
+        assert_eq!(c.user.as_deref(), Some("carol"));
+        assert!(c.trust_server_certificate);
     }
 
     #[test]
@@ -219,6 +185,10 @@ mod tests {
         let err = parse_connection_string("value", "host=h user=alice password=hunter2 bogus")
             .unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("UserErrorSecretValueInUnsupportedFormat")
+        );
         let err = parse_connection_string("value", "host=h password=hunter2").unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
         let c = parse_connection_string("value", "user=alice password=hunter2").unwrap();

@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
+use pgvault_pgconn::ConnectOptions;
 use pgvault_proto::v1 as pb;
 use sqlx::PgExecutor;
 
 use crate::error::{CoordinatorError, Result};
 use crate::model::Server;
-use crate::secrets::{Cipher, Credentials, parse_connection_string, secret_aad};
+use crate::secrets::{Cipher, ConnParams, parse_connection_string, secret_aad};
 use crate::store::secrets;
 
 /// Decrypts and parses the latest version of secret `secret_id`.
@@ -17,12 +18,13 @@ pub async fn credentials(
     db: impl PgExecutor<'_>,
     cipher: &Cipher,
     secret_id: &str,
-) -> Result<Credentials> {
+) -> Result<ConnParams> {
     let (version, sealed) = secrets::latest_sealed(db, secret_id).await?;
     let value = cipher.open(&sealed, &secret_aad(secret_id, version))?;
     parse_connection_string("secret", value.expose()).map_err(|_| {
         CoordinatorError::precondition(format!(
-            "secret \"{secret_id}\" no longer holds a valid connection string"
+            "{}: secret \"{secret_id}\" no longer holds a valid connection string",
+            pgvault_pgconn::UNSUPPORTED_FORMAT
         ))
     })
 }
@@ -32,55 +34,58 @@ pub async fn credentials(
 pub fn connection_spec(
     server: &Server,
     database: &str,
-    credentials: &Credentials,
+    credentials: &ConnParams,
 ) -> pb::ConnectionSpec {
     pb::ConnectionSpec {
         host: server.host.clone(),
         port: u32::from(server.port),
         database: database.to_string(),
-        user: credentials.user.clone(),
-        password: credentials.password.expose().clone(),
-        ssl_mode: credentials.ssl_mode.clone(),
+        user: credentials.user.clone().unwrap_or_default(),
+        password: credentials
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default(),
+        ssl_mode: credentials.ssl_mode.as_libpq().to_string(),
+        trust_server_certificate: credentials.trust_server_certificate,
+        ssl_root_cert: credentials
+            .ssl_root_cert
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     }
 }
 
-/// Connects to `server` as the secret's user, to `database`.
+/// Connects to `server` as the secret's user, to `database`, honouring the
+/// secret's TLS mode. The error keeps the classification (auth, database
+/// not found, connection closed) for readiness checks.
 pub async fn connect(
     server: &Server,
-    credentials: &Credentials,
+    credentials: &ConnParams,
     database: &str,
-) -> Result<tokio_postgres::Client> {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&server.host)
-        .port(server.port)
-        .user(&credentials.user)
-        .dbname(database)
-        .application_name("pgvault-coordinator")
-        .connect_timeout(Duration::from_secs(10));
-    if !credentials.password.expose().is_empty() {
-        config.password(credentials.password.expose().as_bytes());
-    }
-    config.ssl_mode(match credentials.ssl_mode.as_str() {
-        "disable" => tokio_postgres::config::SslMode::Disable,
-        "require" => tokio_postgres::config::SslMode::Require,
-        _ => tokio_postgres::config::SslMode::Prefer,
-    });
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| {
-        let reason = match e.as_db_error() {
-            Some(db) => db.message().to_string(),
-            None => e.to_string(),
-        };
+) -> std::result::Result<pgvault_pgconn::Connection, pgvault_pgconn::ConnectError> {
+    let options = ConnectOptions {
+        application_name: "pgvault-coordinator".into(),
+        connect_timeout: Duration::from_secs(10),
+    };
+    pgvault_pgconn::connect(
+        &credentials.with_target(&server.host, server.port, database),
+        &options,
+    )
+    .await
+}
+
+/// [`connect`], with a failure as a `FailedPrecondition` naming the server.
+pub async fn connect_or_fail(
+    server: &Server,
+    credentials: &ConnParams,
+    database: &str,
+) -> Result<pgvault_pgconn::Connection> {
+    connect(server, credentials, database).await.map_err(|e| {
         CoordinatorError::precondition(format!(
-            "cannot connect to server \"{}\" at {}:{} as user \"{}\": {reason}",
-            server.id, server.host, server.port, credentials.user
+            "{}: cannot connect to server \"{}\": {e}",
+            e.code(),
+            server.id
         ))
-    })?;
-    let server_id = server.id.clone();
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(server = %server_id, error = %error, "server connection ended");
-        }
-    });
-    Ok(client)
+    })
 }

@@ -66,11 +66,12 @@ impl ServerApi {
         let credentials =
             resolve::credentials(self.ctx.store.pool(), &self.ctx.cipher, &secret_id).await?;
         let database = credentials
-            .dbname
+            .database
             .clone()
             .unwrap_or_else(|| "postgres".to_string());
-        let client = resolve::connect(&server, &credentials, &database).await?;
-        let rows = client
+        let connection = resolve::connect_or_fail(&server, &credentials, &database).await?;
+        let rows = connection
+            .client
             .query(
                 "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn ORDER BY datname",
                 &[],
