@@ -2,8 +2,9 @@
 //!
 //! Tokens are stored as SHA-256 hashes in `api_tokens` and compared in
 //! constant time. Every RPC except health and reflection (which are separate
-//! services) calls [`Authenticator::authenticate`] first. Each token carries a
-//! role; for now any valid token may call anything.
+//! services) calls [`Authenticator::authenticate`] first (through
+//! `ApiContext::authorize`, which then checks the caller's roles; see
+//! [`crate::access`]).
 
 use std::io::Write;
 use std::path::Path;
@@ -17,6 +18,7 @@ use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 use uuid::Uuid;
 
+use crate::access::Role;
 use crate::error::{CoordinatorError, Result};
 use crate::store::{Store, tokens};
 
@@ -31,7 +33,9 @@ const HOW_TO: &str = "pass an API token in the `authorization` metadata as \"Bea
 pub struct Caller {
     pub token_id: Uuid,
     pub token_name: String,
-    pub role: String,
+    /// The token's global role, if it has one (roles on single vaults are
+    /// looked up per call by `ApiContext::authorize`).
+    pub global_role: Option<Role>,
 }
 
 /// Checks bearer tokens against the state database.
@@ -75,7 +79,7 @@ impl Authenticator {
         Ok(Caller {
             token_id: row.id,
             token_name: row.name,
-            role: row.role,
+            global_role: row.role.parse().ok(),
         })
     }
 }

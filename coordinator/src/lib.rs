@@ -20,13 +20,14 @@
 //! - [`clock`]: the one source of "now"; [`slots`]: when a schedule fires;
 //!   [`tagging`]: a point's tag and expiry, and what retention does with it.
 //! - [`secrets`]: AES-256-GCM sealing, connection-string parsing, redaction.
-//! - [`auth`]: bearer tokens (hashed, constant-time compared).
+//! - [`auth`]: bearer tokens (hashed, constant-time compared); [`access`]: roles and the RPC → permission table.
 //! - [`store`]: the sqlx repositories, the only code that writes SQL.
 //! - [`api`]: one tonic service per resource; [`worker_api`]: claim/heartbeat/complete/fail.
 //! - [`dispatch`]: outbox → queue; [`reaper`]: expired leases → re-queue or fail.
 //! - [`leader`]: advisory-lock leadership; [`scheduler`]: policies → scheduled jobs,
 //!   exactly once per instance and slot.
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod clock;

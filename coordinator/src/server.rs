@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use futures::FutureExt;
+use pgvault_proto::v1::access_service_server::AccessServiceServer;
 use pgvault_proto::v1::backup_instance_service_server::BackupInstanceServiceServer;
 use pgvault_proto::v1::job_service_server::JobServiceServer;
 use pgvault_proto::v1::policy_service_server::PolicyServiceServer;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
 use crate::api::ApiContext;
+use crate::api::access::AccessApi;
 use crate::api::instances::InstanceApi;
 use crate::api::jobs::JobApi;
 use crate::api::policies::PolicyApi;
@@ -141,6 +143,7 @@ impl Coordinator {
             .await;
         health.set_serving::<JobServiceServer<JobApi>>().await;
         health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
+        health.set_serving::<AccessServiceServer<AccessApi>>().await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(pgvault_proto::FILE_DESCRIPTOR_SET)
@@ -169,7 +172,8 @@ impl Coordinator {
             )))
             .add_service(RestoreServiceServer::new(RestoreApi::new(ctx.clone())))
             .add_service(JobServiceServer::new(JobApi::new(ctx.clone())))
-            .add_service(WorkerServiceServer::new(WorkerApi::new(ctx.clone())));
+            .add_service(WorkerServiceServer::new(WorkerApi::new(ctx.clone())))
+            .add_service(AccessServiceServer::new(AccessApi::new(ctx.clone())));
         let stop = cancel.clone();
         let server = tokio::spawn(async move {
             router

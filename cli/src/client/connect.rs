@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use pgvault_proto::v1::access_service_client::AccessServiceClient;
 use pgvault_proto::v1::backup_instance_service_client::BackupInstanceServiceClient;
 use pgvault_proto::v1::job_service_client::JobServiceClient;
 use pgvault_proto::v1::policy_service_client::PolicyServiceClient;
@@ -111,6 +112,9 @@ impl Api {
         self.output == OutputFormat::Json
     }
 
+    pub fn access(&self) -> AccessServiceClient<AuthChannel> {
+        AccessServiceClient::new(self.channel.clone())
+    }
     pub fn vaults(&self) -> VaultServiceClient<AuthChannel> {
         VaultServiceClient::new(self.channel.clone())
     }

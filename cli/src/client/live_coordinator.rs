@@ -261,3 +261,40 @@ async fn backup_and_restore_with_wait() {
     assert_eq!(again.expect("followed"), ExitCode::FAILURE);
     live.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_and_role_verbs() {
+    let live = Live::start(false).await;
+    live.ok("token create ci --role BackupReader").await;
+    live.ok("token create team-a --role BackupOperator --vault prod --output json")
+        .await;
+    live.ok("token list").await;
+    live.ok("role list").await;
+    let tokens = live
+        .api()
+        .access()
+        .list_tokens(pgvault_proto::v1::ListTokensRequest {})
+        .await
+        .expect("list tokens")
+        .into_inner()
+        .tokens;
+    let ci = tokens
+        .iter()
+        .find(|t| t.display_name == "ci")
+        .expect("ci token listed")
+        .name
+        .clone();
+    live.ok(&format!("role assign {ci} BackupContributor --vault prod"))
+        .await;
+    live.ok(&format!("role list --token {ci} --output json"))
+        .await;
+    live.ok(&format!("role remove {ci} --vault prod")).await;
+    live.ok(&format!("role remove {ci}")).await;
+    let again = live.pgvault(&format!("role remove {ci}")).await;
+    assert!(describe(&again.expect_err("no role left")).contains("not found"));
+    let bad = live.pgvault(&format!("role assign {ci} Admin")).await;
+    assert!(describe(&bad.expect_err("unknown role")).contains("BackupContributor"));
+    live.ok(&format!("token revoke {ci}")).await;
+    assert!(live.pgvault(&format!("token revoke {ci}")).await.is_err());
+    live.stop().await;
+}

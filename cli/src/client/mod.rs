@@ -1,11 +1,12 @@
 //! The client verbs of `pgvault` (`vault`, `policy`, `secret`, `server`,
-//! `backup`, `recovery-point`, `restore`, `job`): global options, the command
+//! `backup`, `recovery-point`, `restore`, `job`, `token`, `role`): global options, the command
 //! tree, and the dispatch from a parsed command to its gRPC calls.
 //!
 //! Every verb talks to the coordinator through [`connect::Api`], a shared
 //! channel that attaches the bearer token to each call. Errors are printed
 //! here, once, as one human line (never a `Debug` dump), and become exit code 1.
 
+mod access;
 mod backup;
 mod configure;
 mod connect;
@@ -100,6 +101,12 @@ pub enum ClientCommand {
     /// List, inspect and follow jobs (backups, restores, validations).
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// Create, list and revoke API tokens (Owner only).
+    #[command(subcommand)]
+    Token(access::TokenCommand),
+    /// Assign, list and remove the roles of API tokens (Owner only).
+    #[command(subcommand)]
+    Role(access::RoleCommand),
 }
 
 /// Runs one client verb. Failures are printed to stderr as one human line and
@@ -128,6 +135,8 @@ async fn dispatch(options: &ClientOptions, command: ClientCommand) -> anyhow::Re
         ClientCommand::RecoveryPoint(cmd) => recovery_point::run(&api, cmd).await,
         ClientCommand::Restore(args) => restore::run(&api, args).await,
         ClientCommand::Job(cmd) => job::run(&api, cmd).await,
+        ClientCommand::Token(cmd) => access::run_token(&api, cmd).await,
+        ClientCommand::Role(cmd) => access::run_role(&api, cmd).await,
     }
 }
 

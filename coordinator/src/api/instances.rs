@@ -10,6 +10,7 @@ use pgvault_proto::v1::backup_instance_service_server::BackupInstanceService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::access::{Rpc, vault_scope};
 use crate::api::{ApiContext, backup_now, next_token, protection};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{BackupInstance, JobError, Policy, ProtectionState, Vault};
@@ -197,7 +198,13 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::ConfigureBackupRequest>,
     ) -> Result<Response<pb::ConfigureBackupResponse>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx
+            .authorize(
+                &request,
+                Rpc::ConfigureBackup,
+                vault_scope(&request.get_ref().parent).as_deref(),
+            )
+            .await?;
         let results = self.configure(request.into_inner()).await?;
         Ok(Response::new(pb::ConfigureBackupResponse { results }))
     }
@@ -206,7 +213,13 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::GetBackupInstanceRequest>,
     ) -> Result<Response<pb::BackupInstance>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx
+            .authorize(
+                &request,
+                Rpc::GetBackupInstance,
+                vault_scope(&request.get_ref().name).as_deref(),
+            )
+            .await?;
         let (vault, id) = names::parse_instance("name", &request.get_ref().name)?;
         Ok(Response::new(
             instances::get(self.ctx.store.pool(), &vault, id)
@@ -219,7 +232,13 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::ListBackupInstancesRequest>,
     ) -> Result<Response<pb::ListBackupInstancesResponse>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx
+            .authorize(
+                &request,
+                Rpc::ListBackupInstances,
+                vault_scope(&request.get_ref().parent).as_deref(),
+            )
+            .await?;
         let req = request.into_inner();
         let vault = match names::parse_vault("parent", &req.parent)?.as_str() {
             "-" => None,
@@ -244,7 +263,13 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::BackupNowRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx
+            .authorize(
+                &request,
+                Rpc::BackupNow,
+                vault_scope(&request.get_ref().name).as_deref(),
+            )
+            .await?;
         Ok(Response::new(
             backup_now::backup_now(&self.ctx, request.into_inner()).await?,
         ))

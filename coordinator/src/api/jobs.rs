@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::access::{Rpc, vault_scope};
 use crate::api::convert::{operation_from_pb, state_from_pb};
 use crate::api::{ApiContext, next_token};
 use crate::error::Result;
@@ -49,6 +50,19 @@ pub struct JobApi {
 impl JobApi {
     pub fn new(ctx: Arc<ApiContext>) -> Self {
         JobApi { ctx }
+    }
+
+    /// The vault of the job `name` names, for authorisation (a vault role
+    /// lets its holder see that vault's jobs). None when there is no such job.
+    async fn job_vault(&self, name: &str) -> Result<Option<String>> {
+        let Ok(id) = names::parse_job("name", name) else {
+            return Ok(None);
+        };
+        match jobs::get(self.ctx.store.pool(), id).await {
+            Ok(job) => Ok(Some(job.vault_id)),
+            Err(crate::error::CoordinatorError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn list(&self, req: pb::ListJobsRequest) -> Result<pb::ListJobsResponse> {
@@ -121,7 +135,15 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx
+            .authorize(
+                &request,
+                Rpc::ListJobs,
+                vault_scope(&request.get_ref().vault)
+                    .or_else(|| vault_scope(&request.get_ref().backup_instance))
+                    .as_deref(),
+            )
+            .await?;
         Ok(Response::new(self.list(request.into_inner()).await?))
     }
 
@@ -129,7 +151,13 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx
+            .authorize(
+                &request,
+                Rpc::GetJob,
+                self.job_vault(&request.get_ref().name).await?.as_deref(),
+            )
+            .await?;
         let id = names::parse_job("name", &request.get_ref().name)?;
         Ok(Response::new(
             jobs::get(self.ctx.store.pool(), id).await?.into(),
@@ -142,7 +170,13 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx
+            .authorize(
+                &request,
+                Rpc::WatchJob,
+                self.job_vault(&request.get_ref().name).await?.as_deref(),
+            )
+            .await?;
         let id = names::parse_job("name", &request.get_ref().name)?;
         let first = jobs::get(self.ctx.store.pool(), id).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(8);

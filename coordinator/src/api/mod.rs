@@ -4,11 +4,13 @@
 //!
 //! # Layout
 //! - `convert`: domain ⇄ proto conversions.
+//! - `access`: tokens and roles (`AccessService`).
 //! - `vaults`, `policies`, `servers`, `secrets`, `instances`, `backup_now`,
 //!   `recovery_points`, `restores`, `jobs`: the services.
 //! - `resolve`: loading what a job needs across aggregates (shared with the
 //!   worker API).
 
+pub mod access;
 pub mod backup_now;
 pub mod convert;
 pub mod instances;
@@ -28,10 +30,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tonic::Request;
 
+use crate::access::{Role, Rpc};
 use crate::auth::{Authenticator, Caller};
-use crate::error::Result;
+use crate::error::{CoordinatorError, Result};
 use crate::secrets::Cipher;
-use crate::store::Store;
+use crate::store::{Store, roles};
 
 /// State shared by every service of one coordinator.
 #[derive(Debug)]
@@ -53,6 +56,41 @@ impl ApiContext {
     /// Authenticates the caller of `request`.
     pub async fn caller<T>(&self, request: &Request<T>) -> Result<Caller> {
         self.auth.authenticate(request.metadata()).await
+    }
+
+    /// Authenticates the caller of `request` and checks that its global role,
+    /// or its role on `vault` (the vault the call names), grants what `rpc`
+    /// needs. Every handler calls this first.
+    pub async fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        rpc: Rpc,
+        vault: Option<&str>,
+    ) -> Result<Caller> {
+        let caller = self.caller(request).await?;
+        let permission = rpc.permission();
+        if caller.global_role.is_some_and(|r| r.grants(permission)) {
+            return Ok(caller);
+        }
+        if let Some(vault) = vault {
+            let role = roles::on_vault(self.store.pool(), caller.token_id, vault).await?;
+            if role
+                .and_then(|r| r.parse::<Role>().ok())
+                .is_some_and(|r| r.grants(permission))
+            {
+                return Ok(caller);
+            }
+        }
+        tracing::info!(token = %caller.token_id, rpc = ?rpc, vault = vault.unwrap_or(""), "permission denied");
+        let on = vault
+            .map(|v| format!(" on vault \"{v}\""))
+            .unwrap_or_default();
+        Err(CoordinatorError::PermissionDenied(format!(
+            "token \"{}\" may not call {rpc:?}{on}: it needs the {permission:?} permission, which its roles do not grant; an Owner can run: pgvault role assign tokens/{} <role>{}",
+            caller.token_name,
+            caller.token_id,
+            vault.map(|v| format!(" --vault {v}")).unwrap_or_default()
+        )))
     }
 }
 

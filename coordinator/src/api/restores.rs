@@ -8,6 +8,7 @@ use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::restore_service_server::RestoreService;
 use tonic::{Request, Response, Status};
 
+use crate::access::{Rpc, vault_scope};
 use crate::api::ApiContext;
 use crate::api::jobs::enqueue;
 use crate::error::{CoordinatorError, Result};
@@ -89,7 +90,13 @@ impl RestoreService for RestoreApi {
         &self,
         request: Request<pb::RestoreAsDatabaseRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx
+            .authorize(
+                &request,
+                Rpc::RestoreAsDatabase,
+                vault_scope(&request.get_ref().recovery_point).as_deref(),
+            )
+            .await?;
         Ok(Response::new(
             self.restore_as_database(request.into_inner()).await?,
         ))

@@ -7,6 +7,7 @@ use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::secret_service_server::SecretService;
 use tonic::{Request, Response, Status};
 
+use crate::access::Rpc;
 use crate::api::{ApiContext, next_token};
 use crate::error::Result;
 use crate::names;
@@ -44,7 +45,7 @@ impl SecretService for SecretApi {
         &self,
         request: Request<pb::PutSecretRequest>,
     ) -> Result<Response<pb::Secret>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx.authorize(&request, Rpc::PutSecret, None).await?;
         let req = request.into_inner();
         Ok(Response::new(
             self.put(req.secret_id, Redacted(req.value)).await?,
@@ -55,7 +56,7 @@ impl SecretService for SecretApi {
         &self,
         request: Request<pb::ListSecretsRequest>,
     ) -> Result<Response<pb::ListSecretsResponse>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx.authorize(&request, Rpc::ListSecrets, None).await?;
         let req = request.into_inner();
         let size = paging::page_size(req.page_size);
         let after = paging::after_id(&req.page_token)?;

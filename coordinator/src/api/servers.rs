@@ -7,6 +7,7 @@ use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::server_service_server::ServerService;
 use tonic::{Request, Response, Status};
 
+use crate::access::Rpc;
 use crate::api::{ApiContext, next_token, resolve};
 use crate::error::{CoordinatorError, Result};
 use crate::model::Server;
@@ -101,7 +102,9 @@ impl ServerService for ServerApi {
         &self,
         request: Request<pb::RegisterServerRequest>,
     ) -> Result<Response<pb::Server>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx
+            .authorize(&request, Rpc::RegisterServer, None)
+            .await?;
         Ok(Response::new(self.register(request.into_inner()).await?))
     }
 
@@ -109,7 +112,7 @@ impl ServerService for ServerApi {
         &self,
         request: Request<pb::GetServerRequest>,
     ) -> Result<Response<pb::Server>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx.authorize(&request, Rpc::GetServer, None).await?;
         let id = names::parse_server("name", &request.get_ref().name)?;
         Ok(Response::new(
             servers::get(self.ctx.store.pool(), &id).await?.into(),
@@ -120,7 +123,7 @@ impl ServerService for ServerApi {
         &self,
         request: Request<pb::ListServersRequest>,
     ) -> Result<Response<pb::ListServersResponse>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx.authorize(&request, Rpc::ListServers, None).await?;
         let req = request.into_inner();
         let size = paging::page_size(req.page_size);
         let after = paging::after_id(&req.page_token)?;
@@ -137,7 +140,9 @@ impl ServerService for ServerApi {
         &self,
         request: Request<pb::ListDatabasesRequest>,
     ) -> Result<Response<pb::ListDatabasesResponse>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx
+            .authorize(&request, Rpc::ListDatabases, None)
+            .await?;
         let databases = self.list_databases(request.into_inner()).await?;
         Ok(Response::new(pb::ListDatabasesResponse { databases }))
     }

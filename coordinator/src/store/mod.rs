@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod paging;
 pub mod policies;
 pub mod recovery_points;
+pub mod roles;
 pub mod schedule_runs;
 pub mod secrets;
 pub mod servers;

@@ -16,6 +16,7 @@ use pgvault_proto::v1::worker_service_server::WorkerService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::access::Rpc;
 use crate::api::ApiContext;
 use crate::error::{CoordinatorError, Result};
 
@@ -48,7 +49,7 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<pb::ClaimTaskRequest>,
     ) -> Result<Response<pb::ClaimTaskResponse>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx.authorize(&request, Rpc::ClaimTask, None).await?;
         Ok(Response::new(
             claim::claim(&self.ctx, request.into_inner()).await?,
         ))
@@ -58,7 +59,7 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx.authorize(&request, Rpc::Heartbeat, None).await?;
         Ok(Response::new(
             lease::heartbeat(&self.ctx, request.into_inner()).await?,
         ))
@@ -68,7 +69,9 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<pb::CompleteTaskRequest>,
     ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx
+            .authorize(&request, Rpc::CompleteTask, None)
+            .await?;
         lease::complete(&self.ctx, request.into_inner()).await?;
         Ok(Response::new(pb::CompleteTaskResponse {}))
     }
@@ -77,7 +80,7 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<pb::FailTaskRequest>,
     ) -> Result<Response<pb::FailTaskResponse>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx.authorize(&request, Rpc::FailTask, None).await?;
         lease::fail(&self.ctx, request.into_inner()).await?;
         Ok(Response::new(pb::FailTaskResponse {}))
     }

@@ -1,0 +1,119 @@
+//! Every RPC of the public API and the permission it needs: the one table
+//! authorisation reads. Health and reflection are separate services that
+//! need no token.
+
+use super::roles::Permission;
+
+/// One RPC. Each handler names its own when it authorises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rpc {
+    CreateVault,
+    GetVault,
+    ListVaults,
+    DeleteVault,
+    CreatePolicy,
+    GetPolicy,
+    ListPolicies,
+    RegisterServer,
+    GetServer,
+    ListServers,
+    ListDatabases,
+    PutSecret,
+    ListSecrets,
+    ConfigureBackup,
+    GetBackupInstance,
+    ListBackupInstances,
+    BackupNow,
+    ListRecoveryPoints,
+    GetRecoveryPoint,
+    RestoreAsDatabase,
+    ListJobs,
+    GetJob,
+    WatchJob,
+    ClaimTask,
+    Heartbeat,
+    CompleteTask,
+    FailTask,
+    CreateToken,
+    ListTokens,
+    RevokeToken,
+    AssignRole,
+    ListRoles,
+    RemoveRole,
+}
+
+impl Rpc {
+    pub const ALL: [Rpc; 33] = [
+        Rpc::CreateVault,
+        Rpc::GetVault,
+        Rpc::ListVaults,
+        Rpc::DeleteVault,
+        Rpc::CreatePolicy,
+        Rpc::GetPolicy,
+        Rpc::ListPolicies,
+        Rpc::RegisterServer,
+        Rpc::GetServer,
+        Rpc::ListServers,
+        Rpc::ListDatabases,
+        Rpc::PutSecret,
+        Rpc::ListSecrets,
+        Rpc::ConfigureBackup,
+        Rpc::GetBackupInstance,
+        Rpc::ListBackupInstances,
+        Rpc::BackupNow,
+        Rpc::ListRecoveryPoints,
+        Rpc::GetRecoveryPoint,
+        Rpc::RestoreAsDatabase,
+        Rpc::ListJobs,
+        Rpc::GetJob,
+        Rpc::WatchJob,
+        Rpc::ClaimTask,
+        Rpc::Heartbeat,
+        Rpc::CompleteTask,
+        Rpc::FailTask,
+        Rpc::CreateToken,
+        Rpc::ListTokens,
+        Rpc::RevokeToken,
+        Rpc::AssignRole,
+        Rpc::ListRoles,
+        Rpc::RemoveRole,
+    ];
+
+    /// The permission this RPC needs.
+    pub fn permission(self) -> Permission {
+        use Permission::*;
+        match self {
+            Rpc::GetVault
+            | Rpc::ListVaults
+            | Rpc::GetPolicy
+            | Rpc::ListPolicies
+            | Rpc::GetServer
+            | Rpc::ListServers
+            | Rpc::ListSecrets
+            | Rpc::GetBackupInstance
+            | Rpc::ListBackupInstances
+            | Rpc::ListRecoveryPoints
+            | Rpc::GetRecoveryPoint
+            | Rpc::ListJobs
+            | Rpc::GetJob
+            | Rpc::WatchJob => Read,
+            Rpc::BackupNow => BackupNow,
+            Rpc::RestoreAsDatabase => Restore,
+            // ListDatabases connects with a stored secret: a configuration step.
+            Rpc::CreateVault
+            | Rpc::CreatePolicy
+            | Rpc::RegisterServer
+            | Rpc::ListDatabases
+            | Rpc::PutSecret
+            | Rpc::ConfigureBackup => Configure,
+            Rpc::DeleteVault => DeleteVault,
+            Rpc::ClaimTask | Rpc::Heartbeat | Rpc::CompleteTask | Rpc::FailTask => Work,
+            Rpc::CreateToken
+            | Rpc::ListTokens
+            | Rpc::RevokeToken
+            | Rpc::AssignRole
+            | Rpc::ListRoles
+            | Rpc::RemoveRole => Grant,
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! The RPC × role table: every RPC of the public API called with a token of
+//! each role, asserting `PermissionDenied` exactly where the role lacks the
+//! RPC's permission; plus vault-scoped roles, token revocation and calls
+//! without a token.
+
+mod common;
+
+use common::Harness;
+use pgvault_coordinator::access::{Role, Rpc};
+use pgvault_proto::v1 as pb;
+use pgvault_proto::v1::access_service_client::AccessServiceClient;
+use pgvault_proto::v1::backup_instance_service_client::BackupInstanceServiceClient;
+use pgvault_proto::v1::job_service_client::JobServiceClient;
+use pgvault_proto::v1::policy_service_client::PolicyServiceClient;
+use pgvault_proto::v1::recovery_point_service_client::RecoveryPointServiceClient;
+use pgvault_proto::v1::restore_service_client::RestoreServiceClient;
+use pgvault_proto::v1::secret_service_client::SecretServiceClient;
+use pgvault_proto::v1::server_service_client::ServerServiceClient;
+use pgvault_proto::v1::vault_service_client::VaultServiceClient;
+use pgvault_proto::v1::worker_service_client::WorkerServiceClient;
+use tonic::metadata::MetadataValue;
+use tonic::service::Interceptor;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+/// Attaches one bearer token (or none) to every call.
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
+
+fn bearer(token: Option<&str>) -> Bearer {
+    Bearer(token.map(|t| format!("Bearer {t}").parse().expect("ascii token")))
+}
+
+const GHOST_INSTANCE: &str = "vaults/v/backupInstances/00000000-0000-4000-8000-000000000001";
+const GHOST_JOB: &str = "00000000-0000-4000-8000-000000000002";
+const GHOST_TOKEN: &str = "tokens/00000000-0000-4000-8000-000000000003";
+
+/// Calls `rpc` with requests that, once authorised, fail harmlessly (bad
+/// input or not found) or only read, so allowed calls change nothing.
+async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status> {
+    let b = bearer(token);
+    let c = ch.clone();
+    let vaults = || VaultServiceClient::with_interceptor(c.clone(), b.clone());
+    let policies = || PolicyServiceClient::with_interceptor(c.clone(), b.clone());
+    let servers = || ServerServiceClient::with_interceptor(c.clone(), b.clone());
+    let secrets = || SecretServiceClient::with_interceptor(c.clone(), b.clone());
+    let instances = || BackupInstanceServiceClient::with_interceptor(c.clone(), b.clone());
+    let points = || RecoveryPointServiceClient::with_interceptor(c.clone(), b.clone());
+    let restores = || RestoreServiceClient::with_interceptor(c.clone(), b.clone());
+    let jobs = || JobServiceClient::with_interceptor(c.clone(), b.clone());
+    let workers = || WorkerServiceClient::with_interceptor(c.clone(), b.clone());
+    let access = || AccessServiceClient::with_interceptor(c.clone(), b.clone());
+    let point = format!("{GHOST_INSTANCE}/recoveryPoints/00000000-0000-4000-8000-000000000004");
+    match rpc {
+        Rpc::CreateVault => vaults()
+            .create_vault(pb::CreateVaultRequest::default())
+            .await
+            .map(drop),
+        Rpc::GetVault => vaults()
+            .get_vault(pb::GetVaultRequest {
+                name: "vaults/v".into(),
+            })
+            .await
+            .map(drop),
+        Rpc::ListVaults => vaults()
+            .list_vaults(pb::ListVaultsRequest::default())
+            .await
+            .map(drop),
+        Rpc::DeleteVault => vaults()
+            .delete_vault(pb::DeleteVaultRequest {
+                name: "vaults/ghost".into(),
+            })
+            .await
+            .map(drop),
+        Rpc::CreatePolicy => policies()
+            .create_policy(pb::CreatePolicyRequest {
+                parent: "vaults/v".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Rpc::GetPolicy => policies()
+            .get_policy(pb::GetPolicyRequest {
+                name: "vaults/v/policies/daily".into(),
+            })
+            .await
+            .map(drop),
+        Rpc::ListPolicies => policies()
+            .list_policies(pb::ListPoliciesRequest {
+                parent: "vaults/v".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Rpc::RegisterServer => servers()
+            .register_server(pb::RegisterServerRequest::default())
+            .await
+            .map(drop),
+        Rpc::GetServer => servers()
+            .get_server(pb::GetServerRequest {
+                name: "servers/pg1".into(),
+            })
+            .await
+            .map(drop),
+        Rpc::ListServers => servers()
+            .list_servers(pb::ListServersRequest::default())
+            .await
+            .map(drop),
+        Rpc::ListDatabases => servers()
+            .list_databases(pb::ListDatabasesRequest {
+                name: "servers/ghost".into(),
+                secret: "secrets/pg1-admin".into(),
+            })
+            .await
+            .map(drop),
+        Rpc::PutSecret => secrets()
+            .put_secret(pb::PutSecretRequest::default())
+            .await
+            .map(drop),
+        Rpc::ListSecrets => secrets()
+            .list_secrets(pb::ListSecretsRequest::default())
+            .await
+            .map(drop),
+        Rpc::ConfigureBackup => instances()
+            .configure_backup(pb::ConfigureBackupRequest {
+                parent: "vaults/v".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Rpc::GetBackupInstance => instances()
+            .get_backup_instance(pb::GetBackupInstanceRequest {
+                name: GHOST_INSTANCE.into(),
+            })
+            .await
+            .map(drop),
+        Rpc::ListBackupInstances => instances()
+            .list_backup_instances(pb::ListBackupInstancesRequest {
+                parent: "vaults/v".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Rpc::BackupNow => instances()
+            .backup_now(pb::BackupNowRequest {
+                name: GHOST_INSTANCE.into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Rpc::ListRecoveryPoints => points()
+            .list_recovery_points(pb::ListRecoveryPointsRequest {
+                parent: GHOST_INSTANCE.into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Rpc::GetRecoveryPoint => points()
+            .get_recovery_point(pb::GetRecoveryPointRequest { name: point })
+            .await
+            .map(drop),
+        Rpc::RestoreAsDatabase => restores()
+            .restore_as_database(pb::RestoreAsDatabaseRequest {
+                recovery_point: point,
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Rpc::ListJobs => jobs()
+            .list_jobs(pb::ListJobsRequest::default())
+            .await
+            .map(drop),
+        Rpc::GetJob => jobs()
+            .get_job(pb::GetJobRequest {
+                name: format!("jobs/{GHOST_JOB}"),
+            })
+            .await
+            .map(drop),
+        Rpc::WatchJob => jobs()
+            .watch_job(pb::WatchJobRequest {
+                name: format!("jobs/{GHOST_JOB}"),
+            })
+            .await
+            .map(drop),
+        Rpc::ClaimTask => workers()
+            .claim_task(pb::ClaimTaskRequest {
+                job_id: GHOST_JOB.into(),
+                worker_id: "w:1".into(),
+            })
+            .await
+            .map(drop),
+        Rpc::Heartbeat => workers()
+            .heartbeat(pb::HeartbeatRequest::default())
+            .await
+            .map(drop),
+        Rpc::CompleteTask => workers()
+            .complete_task(pb::CompleteTaskRequest::default())
+            .await
+            .map(drop),
+        Rpc::FailTask => workers()
+            .fail_task(pb::FailTaskRequest::default())
+            .await
+            .map(drop),
+        Rpc::CreateToken => access()
+            .create_token(pb::CreateTokenRequest::default())
+            .await
+            .map(drop),
+        Rpc::ListTokens => access()
+            .list_tokens(pb::ListTokensRequest {})
+            .await
+            .map(drop),
+        Rpc::RevokeToken => access()
+            .revoke_token(pb::RevokeTokenRequest {
+                name: GHOST_TOKEN.into(),
+            })
+            .await
+            .map(drop),
+        Rpc::AssignRole => access()
+            .assign_role(pb::AssignRoleRequest::default())
+            .await
+            .map(drop),
+        Rpc::ListRoles => access()
+            .list_roles(pb::ListRolesRequest::default())
+            .await
+            .map(drop),
+        Rpc::RemoveRole => access()
+            .remove_role(pb::RemoveRoleRequest {
+                principal: GHOST_TOKEN.into(),
+                scope: String::new(),
+            })
+            .await
+            .map(drop),
+    }
+}
+
+async fn create_token(h: &Harness, name: &str, role: Role, scope: &str) -> String {
+    AccessServiceClient::with_interceptor(h.channel.clone(), bearer(Some(common::TOKEN)))
+        .create_token(pb::CreateTokenRequest {
+            display_name: name.into(),
+            role: role.as_str().into(),
+            scope: scope.into(),
+        })
+        .await
+        .expect("owner creates tokens")
+        .into_inner()
+        .secret
+}
+
+#[tokio::test]
+async fn every_rpc_with_every_role() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    let mut checked = 0;
+    for role in Role::ALL {
+        let token = create_token(&h, &format!("{role} token"), role, "").await;
+        for rpc in Rpc::ALL {
+            let outcome = call(rpc, &h.channel, Some(&token)).await;
+            let denied = matches!(&outcome, Err(s) if s.code() == Code::PermissionDenied);
+            let allowed = role.grants(rpc.permission());
+            assert_eq!(
+                denied,
+                !allowed,
+                "{role} calling {rpc:?}: expected {}, got {outcome:?}",
+                if allowed {
+                    "allowed"
+                } else {
+                    "PermissionDenied"
+                }
+            );
+            if let Err(status) = &outcome {
+                assert!(
+                    !status.message().contains(&token),
+                    "token echoed by {rpc:?}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 5 * 33);
+    for rpc in Rpc::ALL {
+        let status = call(rpc, &h.channel, None).await.expect_err("no token");
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "{rpc:?} without a token"
+        );
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn vault_roles_apply_to_their_vault_and_revoked_tokens_stop_working() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    let operator = create_token(&h, "v operator", Role::BackupOperator, "vaults/v").await;
+    // On its vault: backup now is authorised (the instance does not exist).
+    let status = call(Rpc::BackupNow, &h.channel, Some(&operator))
+        .await
+        .expect_err("ghost");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    // Not a configuration change, and nothing outside the vault.
+    let status = call(Rpc::CreatePolicy, &h.channel, Some(&operator))
+        .await
+        .expect_err("denied");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = call(Rpc::ListVaults, &h.channel, Some(&operator))
+        .await
+        .expect_err("denied");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains("pgvault role assign"),
+        "{}",
+        status.message()
+    );
+
+    let mut owner =
+        AccessServiceClient::with_interceptor(h.channel.clone(), bearer(Some(common::TOKEN)));
+    let roles = owner
+        .list_roles(pb::ListRolesRequest::default())
+        .await
+        .expect("list roles")
+        .into_inner()
+        .assignments;
+    let scoped = roles
+        .iter()
+        .find(|a| a.scope == "vaults/v")
+        .expect("the vault assignment is listed");
+    assert_eq!(scoped.role, "BackupOperator");
+    let principal = scoped.principal.clone();
+    owner
+        .assign_role(pb::AssignRoleRequest {
+            assignment: Some(pb::RoleAssignment {
+                principal: principal.clone(),
+                role: "BackupReader".into(),
+                scope: String::new(),
+            }),
+        })
+        .await
+        .expect("assign a global role");
+    call(Rpc::ListVaults, &h.channel, Some(&operator))
+        .await
+        .expect("global reader lists vaults");
+    owner
+        .remove_role(pb::RemoveRoleRequest {
+            principal: principal.clone(),
+            scope: String::new(),
+        })
+        .await
+        .expect("remove the global role");
+    let status = call(Rpc::ListVaults, &h.channel, Some(&operator))
+        .await
+        .expect_err("removed");
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    let tokens = owner
+        .list_tokens(pb::ListTokensRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .tokens;
+    assert!(
+        tokens
+            .iter()
+            .any(|t| t.name == principal && t.display_name == "v operator")
+    );
+    owner
+        .revoke_token(pb::RevokeTokenRequest { name: principal })
+        .await
+        .expect("revoke");
+    let status = call(Rpc::BackupNow, &h.channel, Some(&operator))
+        .await
+        .expect_err("revoked");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    h.stop().await;
+}
