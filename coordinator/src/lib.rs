@@ -19,6 +19,7 @@
 //! - [`validation`], [`retention`]: input rules (schedules, durations, databases).
 //! - [`clock`]: the one source of "now"; [`slots`]: when a schedule fires;
 //!   [`tagging`]: a point's tag and expiry, and what retention does with it.
+//! - [`readiness`]: per-database backup readiness (connection, privileges) and grant scripts.
 //! - [`secrets`]: AES-256-GCM sealing, connection-string parsing, redaction.
 //! - [`auth`]: bearer tokens (hashed, constant-time compared); [`access`]: roles and the RPC → permission table.
 //! - [`store`]: the sqlx repositories, the only code that writes SQL.
@@ -37,6 +38,7 @@ pub mod error;
 pub mod leader;
 pub mod model;
 pub mod names;
+pub mod readiness;
 pub mod reaper;
 pub mod retention;
 pub mod scheduler;

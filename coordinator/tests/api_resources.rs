@@ -449,7 +449,8 @@ async fn configure_backup_protects_a_database_once() {
                 },
                 pb::ConfigureBackupRow {
                     server: "servers/pg1".into(),
-                    database: "rdsadmin".into(),
+                    // Checked before the connection: the database need not exist.
+                    database: "not_yet".into(),
                     secret: "secrets/none".into(),
                 },
                 pb::ConfigureBackupRow {

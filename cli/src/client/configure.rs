@@ -159,6 +159,7 @@ pub async fn run(api: &Api, request: ConfigureBackupRequest) -> anyhow::Result<E
         print_json(&json::configure_response(&response));
     } else {
         println!("{}", readiness_table(&rows, &response));
+        print!("{}", grant_scripts(&rows, &response));
         let ready = response
             .results
             .iter()
@@ -167,6 +168,27 @@ pub async fn run(api: &Api, request: ConfigureBackupRequest) -> anyhow::Result<E
         println!("{ready} of {} databases protected", rows.len());
     }
     Ok(exit_code(&response))
+}
+
+/// The grant scripts of rows that lack privileges, ready to run as the
+/// database owner or a superuser (`--output json` also has the psql and
+/// PowerShell wrappers).
+pub fn grant_scripts(rows: &[ConfigureBackupRow], response: &ConfigureBackupResponse) -> String {
+    let mut out = String::new();
+    for (position, result) in response.results.iter().enumerate() {
+        let Some(script) = &result.grant_script else {
+            continue;
+        };
+        let row = rows.get(position).cloned().unwrap_or_default();
+        out.push_str(&format!(
+            "\n-- fix for row {} ({}/{}): run this SQL as the database owner or a superuser, then configure the row again\n{}",
+            position + 1,
+            names::short(&row.server),
+            row.database,
+            script.sql
+        ));
+    }
+    out
 }
 
 /// Success only when every row is protected.
@@ -308,6 +330,7 @@ mod tests {
                         ..Default::default()
                     }),
                     error: None,
+                    grant_script: None,
                 },
                 ConfigureBackupResult {
                     row: 1,
@@ -317,6 +340,11 @@ mod tests {
                         code: "UserErrorMissingDBPermissions".into(),
                         message: "backup lacks SELECT on public.invoices".into(),
                         recommended_action: "run the grant script".into(),
+                    }),
+                    grant_script: Some(pgvault_proto::v1::GrantScript {
+                        sql: "GRANT USAGE ON SCHEMA \"we\"\"ird\" TO \"u\";\n".into(),
+                        psql: String::new(),
+                        powershell: String::new(),
                     }),
                 },
             ],
@@ -333,6 +361,12 @@ mod tests {
                 "missing {expected} in\n{rendered}"
             );
         }
+        let scripts = grant_scripts(&request.rows, &response);
+        assert!(scripts.contains("fix for row 2 (db1/billing)"), "{scripts}");
+        assert!(
+            scripts.contains("GRANT USAGE ON SCHEMA \"we\"\"ird\""),
+            "{scripts}"
+        );
         assert_eq!(exit_code(&response), ExitCode::FAILURE);
         let all_ok = ConfigureBackupResponse {
             results: response.results[..1].to_vec(),

@@ -168,6 +168,11 @@ pub fn configure_response(response: &ConfigureBackupResponse) -> Value {
                 "readiness": enum_name!(Readiness, r.readiness),
                 "backup_instance": r.backup_instance.as_ref().map(instance),
                 "error": r.error.as_ref().map(job_error),
+                "grant_script": r.grant_script.as_ref().map(|g| json!({
+                    "sql": g.sql,
+                    "psql": g.psql,
+                    "powershell": g.powershell,
+                })),
             })
         })
         .collect();

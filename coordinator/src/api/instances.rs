@@ -11,10 +11,12 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::access::{Rpc, vault_scope};
-use crate::api::{ApiContext, backup_now, next_token, protection};
+use crate::api::{ApiContext, backup_now, next_token, protection, resolve};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{BackupInstance, JobError, Policy, ProtectionState, Vault};
 use crate::names;
+use crate::readiness::grant_script::{self, GrantScript};
+use crate::readiness::{self, privileges};
 use crate::store::instances::{self, Inserted};
 use crate::store::{paging, policies, secrets, servers, vaults};
 use crate::validation::{self, unprotectable_reason};
@@ -23,12 +25,28 @@ pub struct InstanceApi {
     ctx: Arc<ApiContext>,
 }
 
-fn row_error(code: &str, message: String, action: &str) -> JobError {
+/// Why a row is not protected, and the fix when one can be generated.
+struct Refused {
+    error: JobError,
+    script: Option<GrantScript>,
+}
+
+impl From<JobError> for Refused {
+    fn from(error: JobError) -> Self {
+        Refused {
+            error,
+            script: None,
+        }
+    }
+}
+
+fn row_error(code: &str, message: String, action: &str) -> Refused {
     JobError {
         code: code.to_string(),
         message,
         recommended_action: action.to_string(),
     }
+    .into()
 }
 
 impl InstanceApi {
@@ -73,13 +91,19 @@ impl InstanceApi {
                         readiness: pb::Readiness::Success as i32,
                         backup_instance: Some(instance.into()),
                         error: None,
+                        grant_script: None,
                     }
                 }
-                Err(error) => pb::ConfigureBackupResult {
+                Err(Refused { error, script }) => pb::ConfigureBackupResult {
                     row: row_number,
                     readiness: pb::Readiness::FailedValidation as i32,
                     backup_instance: None,
                     error: Some(error.into()),
+                    grant_script: script.map(|s| pb::GrantScript {
+                        sql: s.sql,
+                        psql: s.psql,
+                        powershell: s.powershell,
+                    }),
                 },
             };
             results.push(result);
@@ -94,7 +118,7 @@ impl InstanceApi {
         policy: &Policy,
         row: &pb::ConfigureBackupRow,
         default_secret: &str,
-    ) -> Result<std::result::Result<BackupInstance, JobError>> {
+    ) -> Result<std::result::Result<BackupInstance, Refused>> {
         const FIX_INPUT: &str = "Correct the row and configure it again";
         let pool = self.ctx.store.pool();
         let server_id = match names::parse_server("server", &row.server) {
@@ -146,6 +170,25 @@ impl InstanceApi {
                 "Protect the database in a vault of the server's region",
             )));
         }
+        if let Some(reason) = unprotectable_reason(&row.database, &self.ctx.maintenance_databases) {
+            return Ok(Err(row_error(
+                "UserErrorDatabaseNotProtectable",
+                reason,
+                "Choose a user database",
+            )));
+        }
+        if let Some(existing) = instances::find_by_database(pool, &server_id, &row.database).await?
+        {
+            return Ok(Err(row_error(
+                "UserErrorDatabaseAlreadyProtected",
+                format!(
+                    "database \"{}\" on server \"{server_id}\" is already protected by {}; a database is protected by at most one vault",
+                    row.database,
+                    names::instance_name(&existing.vault_id, existing.id)
+                ),
+                "Use the existing backup instance, or stop protecting it there first",
+            )));
+        }
         if secrets::find(pool, &secret_id).await?.is_none() {
             return Ok(Err(row_error(
                 "UserErrorSecretNotFound",
@@ -153,12 +196,31 @@ impl InstanceApi {
                 "Store the connection string first (pgvault secret put)",
             )));
         }
-        if let Some(reason) = unprotectable_reason(&row.database, &self.ctx.maintenance_databases) {
-            return Ok(Err(row_error(
-                "UserErrorDatabaseNotProtectable",
-                reason,
-                "Choose a user database",
-            )));
+        let credentials = match resolve::credentials(pool, &self.ctx.cipher, &secret_id).await {
+            Ok(c) => c,
+            Err(e @ CoordinatorError::FailedPrecondition(_)) => {
+                return Ok(Err(row_error(
+                    "UserErrorInvalidSecret",
+                    format!("secret \"{secret_id}\" cannot be used: {e}"),
+                    "Put a new version of the secret with a valid connection string",
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let connection = match resolve::connect(&server, &credentials, &row.database).await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(readiness::connection_error(&e).into())),
+        };
+        let missing = privileges::check(&connection.client).await?;
+        if !missing.is_empty() {
+            return Ok(Err(Refused {
+                error: JobError {
+                    code: readiness::MISSING_DB_PERMISSIONS.into(),
+                    message: missing.summary(),
+                    recommended_action: "Run the generated grant script (SQL, or its psql/PowerShell wrapper) as the database owner or a superuser, then configure the row again".into(),
+                },
+                script: Some(grant_script::generate(&missing)),
+            }));
         }
         let instance = BackupInstance {
             id: Uuid::new_v4(),
