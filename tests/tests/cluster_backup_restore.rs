@@ -232,26 +232,50 @@ async fn cluster_backs_up_and_restores_identical_databases_through_the_api() {
         .await;
     assert_eq!(status.unwrap_err().code(), tonic::Code::NotFound);
 
-    // A wrong password and a missing database fail the job with stable codes.
-    let wrong = configure(&mut api, "postgres", "wrong-password")
+    // Configuring refuses what would fail on the first night, with stable codes.
+    let refused = configure(&mut api, "postgres", "wrong-password")
         .await
         .unwrap();
-    let job = backup(&mut api, &wrong.backup_instance.expect("configured").name)
-        .await
-        .unwrap();
-    assert_state(&job, JobState::Failed, "");
-    let error = job.error.expect("failed job has an error");
+    let error = refused.error.expect("a wrong password is refused");
     assert_eq!(error.code, "UserErrorDBUserAuthFailed", "{error:?}");
-    assert!(!error.message.is_empty() && !error.recommended_action.is_empty());
+    assert!(!error.message.contains("not-the-password"));
+    let refused = configure(&mut api, "no_such_db", "source-admin")
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.error.expect("a missing database is refused").code,
+        "UserErrorDBNotFound"
+    );
 
-    let missing = configure(&mut api, "no_such_db", "source-admin")
-        .await
-        .unwrap();
-    let job = backup(&mut api, &missing.backup_instance.expect("configured").name)
-        .await
-        .unwrap();
-    assert_state(&job, JobState::Failed, "");
-    assert_eq!(job.error.expect("error").code, "UserErrorDBNotFound");
+    // The secret is read again for every job: once rotated to a wrong
+    // password, the next backup fails with the same stable code.
+    for password in [SOURCE_PASSWORD, "not-the-password"] {
+        if password == "not-the-password" {
+            // Configure with the good version first, then rotate.
+            let rotated = configure(&mut api, "postgres", "rotating").await.unwrap();
+            let name = rotated.backup_instance.expect("configured").name;
+            api.secrets
+                .put_secret(PutSecretRequest {
+                    secret_id: "rotating".into(),
+                    value: format!("user=postgres password={password}"),
+                })
+                .await
+                .unwrap();
+            let job = backup(&mut api, &name).await.unwrap();
+            assert_state(&job, JobState::Failed, "");
+            let error = job.error.expect("failed job has an error");
+            assert_eq!(error.code, "UserErrorDBUserAuthFailed", "{error:?}");
+            assert!(!error.message.is_empty() && !error.recommended_action.is_empty());
+        } else {
+            api.secrets
+                .put_secret(PutSecretRequest {
+                    secret_id: "rotating".into(),
+                    value: format!("User Id=postgres;Password={password}"),
+                })
+                .await
+                .unwrap();
+        }
+    }
 
     // Nothing secret reached any log line.
     let logs = cluster.logs();
