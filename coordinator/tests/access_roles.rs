@@ -157,6 +157,27 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             })
             .await
             .map(drop),
+        Rpc::ChangePolicy => instances()
+            .change_policy(pb::ChangePolicyRequest {
+                name: GHOST_INSTANCE.into(),
+                policy: "vaults/v/policies/p".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Rpc::StopProtection => instances()
+            .stop_protection(pb::StopProtectionRequest {
+                name: GHOST_INSTANCE.into(),
+                mode: pb::StopMode::KeepAllForever as i32,
+            })
+            .await
+            .map(drop),
+        Rpc::ResumeProtection => instances()
+            .resume_protection(pb::ResumeProtectionRequest {
+                name: GHOST_INSTANCE.into(),
+            })
+            .await
+            .map(drop),
         Rpc::ListRecoveryPoints => points()
             .list_recovery_points(pb::ListRecoveryPointsRequest {
                 parent: GHOST_INSTANCE.into(),
@@ -285,7 +306,7 @@ async fn every_rpc_with_every_role() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 5 * 33);
+    assert_eq!(checked, 5 * 36);
     for rpc in Rpc::ALL {
         let status = call(rpc, &h.channel, None).await.expect_err("no token");
         assert_eq!(

@@ -24,6 +24,9 @@ pub enum Rpc {
     GetBackupInstance,
     ListBackupInstances,
     BackupNow,
+    ChangePolicy,
+    StopProtection,
+    ResumeProtection,
     ListRecoveryPoints,
     GetRecoveryPoint,
     RestoreAsDatabase,
@@ -43,7 +46,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 33] = [
+    pub const ALL: [Rpc; 36] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -61,6 +64,9 @@ impl Rpc {
         Rpc::GetBackupInstance,
         Rpc::ListBackupInstances,
         Rpc::BackupNow,
+        Rpc::ChangePolicy,
+        Rpc::StopProtection,
+        Rpc::ResumeProtection,
         Rpc::ListRecoveryPoints,
         Rpc::GetRecoveryPoint,
         Rpc::RestoreAsDatabase,
@@ -105,7 +111,10 @@ impl Rpc {
             | Rpc::RegisterServer
             | Rpc::ListDatabases
             | Rpc::PutSecret
-            | Rpc::ConfigureBackup => Configure,
+            | Rpc::ConfigureBackup
+            | Rpc::ChangePolicy
+            | Rpc::StopProtection
+            | Rpc::ResumeProtection => Configure,
             Rpc::DeleteVault => DeleteVault,
             Rpc::ClaimTask | Rpc::Heartbeat | Rpc::CompleteTask | Rpc::FailTask => Work,
             Rpc::CreateToken

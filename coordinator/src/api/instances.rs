@@ -341,7 +341,13 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::ChangePolicyRequest>,
     ) -> Result<Response<pb::BackupInstance>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx
+            .authorize(
+                &request,
+                Rpc::ChangePolicy,
+                vault_scope(&request.get_ref().name).as_deref(),
+            )
+            .await?;
         Ok(Response::new(
             protection::change_policy(&self.ctx, request.into_inner()).await?,
         ))
@@ -351,7 +357,13 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::StopProtectionRequest>,
     ) -> Result<Response<pb::BackupInstance>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx
+            .authorize(
+                &request,
+                Rpc::StopProtection,
+                vault_scope(&request.get_ref().name).as_deref(),
+            )
+            .await?;
         Ok(Response::new(
             protection::stop(&self.ctx, request.into_inner()).await?,
         ))
@@ -361,7 +373,13 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::ResumeProtectionRequest>,
     ) -> Result<Response<pb::BackupInstance>, Status> {
-        self.ctx.caller(&request).await?;
+        self.ctx
+            .authorize(
+                &request,
+                Rpc::ResumeProtection,
+                vault_scope(&request.get_ref().name).as_deref(),
+            )
+            .await?;
         Ok(Response::new(
             protection::resume(&self.ctx, request.into_inner()).await?,
         ))
