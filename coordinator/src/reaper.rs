@@ -1,18 +1,18 @@
 //! The lease reaper: jobs IN_PROGRESS whose lease expired (database clock)
 //! go back to the queue with a new outbox row and attempt + 1, or fail with
 //! `SystemErrorLeaseExpired` once `max_attempts` is used up. Only the
-//! coordinator holding a session advisory lock on a dedicated connection
-//! reaps; the others keep trying to take the lock.
+//! coordinator holding the reaper's [`Leadership`] lock reaps; the others
+//! keep trying to take it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
+use crate::leader::Leadership;
 use crate::model::{JobError, JobState};
 use crate::store::{Store, jobs, outbox};
 
@@ -37,24 +37,9 @@ pub async fn run(
     wake_dispatcher: Arc<Notify>,
     cancel: CancellationToken,
 ) {
-    // The dedicated connection, and whether it holds the reaper lock.
-    let mut lock_conn: Option<(PgConnection, bool)> = None;
+    let mut leadership = Leadership::new(settings.connect.clone(), REAPER_LOCK, "reaper");
     loop {
-        lock_conn = match lock_conn.take() {
-            None => connect(&settings.connect).await.map(|conn| (conn, false)),
-            Some((conn, held)) => Some((conn, held)),
-        };
-        if let Some((conn, held)) = lock_conn.as_mut() {
-            match hold_lock(conn, *held).await {
-                Ok(now_held) => *held = now_held,
-                Err(error) => {
-                    // A dead connection means the lock is gone too.
-                    tracing::warn!(error = %error, "reaper lost its lock connection");
-                    lock_conn = None;
-                }
-            }
-        }
-        if matches!(lock_conn, Some((_, true))) {
+        if leadership.check().await {
             match reap_once(&store, settings.max_attempts).await {
                 Ok(0) => {}
                 Ok(n) => {
@@ -69,36 +54,7 @@ pub async fn run(
             _ = tokio::time::sleep(settings.interval) => {}
         }
     }
-    if let Some((conn, _)) = lock_conn {
-        drop(conn.close().await);
-    }
-}
-
-async fn connect(options: &PgConnectOptions) -> Option<PgConnection> {
-    match options.connect().await {
-        Ok(conn) => Some(conn),
-        Err(error) => {
-            tracing::warn!(error = %error, "reaper cannot connect to the state database");
-            None
-        }
-    }
-}
-
-/// Checks the connection is alive and, if the lock is not held yet, tries to
-/// take it. Returns whether this connection holds the lock.
-async fn hold_lock(conn: &mut PgConnection, held: bool) -> std::result::Result<bool, sqlx::Error> {
-    if held {
-        sqlx::query("SELECT 1").execute(&mut *conn).await?;
-        return Ok(true);
-    }
-    let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
-        .bind(REAPER_LOCK)
-        .fetch_one(&mut *conn)
-        .await?;
-    if locked {
-        tracing::debug!("this coordinator now reaps expired leases");
-    }
-    Ok(locked)
+    leadership.release().await;
 }
 
 /// One pass: re-queues or fails every job with an expired lease. Returns how
