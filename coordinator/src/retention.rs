@@ -208,11 +208,6 @@ fn checked(
     Ok(duration)
 }
 
-/// When a point taken at `snapshot` and kept by `rule` leaves the standard datastore.
-pub fn expire_time(rule: &RetentionRule, snapshot: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    rule.standard()?.after(snapshot)
-}
-
 mod kind_text {
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -273,7 +268,7 @@ mod tests {
         assert_eq!(rule.standard_duration, "P3M");
         let snapshot = Utc.with_ymd_and_hms(2024, 11, 30, 12, 0, 0).unwrap();
         assert_eq!(
-            expire_time(&rule, snapshot),
+            crate::tagging::keeping(&rule, snapshot).map(|k| k.expire_time),
             Some(Utc.with_ymd_and_hms(2025, 2, 28, 12, 0, 0).unwrap())
         );
     }
