@@ -1,12 +1,7 @@
-//! The last step of a restore: `ANALYZE` of every restored table spread
-//! over the restore's connections (one database-wide `ANALYZE` would run on
-//! a single backend), then of partitioned parents, whose statistics sample
-//! their partitions (inheritance parents gather theirs with their own).
-
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-
-use tokio::task::JoinSet;
+//! The last step of a restore: `ANALYZE` of materialized views (refreshed
+//! after post-data) and of partitioned parents, whose statistics sample
+//! their partitions. Tables were analyzed as they finished loading
+//! ([`super::restore_schedule`]); inheritance parents gather theirs there.
 
 use super::connect::{connect, exec};
 use super::error::EngineError;
@@ -14,51 +9,12 @@ use super::ident::qualified;
 use super::manifest::Manifest;
 use super::types::PgTarget;
 
-/// Analyzes the tables and materialized views of `manifest` in `target`.
-pub(crate) async fn analyze(
+/// Analyzes the materialized views of `manifest` and every partitioned
+/// table in `target` (tables were analyzed as they finished loading).
+pub(crate) async fn analyze_views_and_parents(
     target: &PgTarget,
     manifest: &Manifest,
-    connections: usize,
 ) -> Result<(), EngineError> {
-    let mut sized: Vec<(u64, String)> = manifest
-        .tables
-        .iter()
-        .map(|t| {
-            let bytes = t.chunks.iter().map(|c| c.raw_bytes).sum::<u64>();
-            (bytes, qualified(&t.schema, &t.name))
-        })
-        .chain(
-            manifest
-                .materialized_views
-                .iter()
-                .map(|v| (0, qualified(&v.schema, &v.name))),
-        )
-        .collect();
-    // Big tables first, so the tail is short.
-    sized.sort_by_key(|s| std::cmp::Reverse(s.0));
-    let names: Vec<String> = sized.into_iter().map(|(_, name)| name).collect();
-    let queue = Arc::new(Mutex::new(VecDeque::from(names)));
-    let mut set = JoinSet::new();
-    for _ in 0..connections.max(1) {
-        let (target, queue) = (target.clone(), queue.clone());
-        set.spawn(async move {
-            let describe = target.describe();
-            let client = connect(&target, &target.database).await?;
-            exec(&client, "SET statement_timeout = 0", &describe).await?;
-            loop {
-                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-                let Some(name) = next else {
-                    return Ok::<_, EngineError>(());
-                };
-                exec(&client, &format!("ANALYZE {name}"), &describe)
-                    .await
-                    .map_err(|e| e.context(format!("analyzing {name}")))?;
-            }
-        });
-    }
-    while let Some(joined) = set.join_next().await {
-        joined.map_err(|e| EngineError::internal(format!("analyze worker crashed: {e}")))??;
-    }
     let describe = target.describe();
     let client = connect(target, &target.database).await?;
     let parents = client
@@ -70,9 +26,14 @@ pub(crate) async fn analyze(
         )
         .await
         .map_err(|e| EngineError::from_pg(&e, &describe))?;
-    for row in parents {
-        let name: String = row.get(0);
-        exec(&client, &format!("ANALYZE {name}"), &describe).await?;
+    let views = manifest
+        .materialized_views
+        .iter()
+        .map(|v| qualified(&v.schema, &v.name));
+    for name in views.chain(parents.iter().map(|row| row.get::<_, String>(0))) {
+        exec(&client, &format!("ANALYZE {name}"), &describe)
+            .await
+            .map_err(|e| e.context(format!("analyzing {name}")))?;
     }
     Ok(())
 }

@@ -10,7 +10,8 @@
 //! - [`error`]: `EngineError` with stable `ErrorCode`s.
 //! - [`manifest`]: `manifest.json`, the commit point of a recovery point.
 //! - `backup`, `backup_data`, `catalog`: taking a backup.
-//! - `restore`, `restore_data`, `analyze`: restoring as a database.
+//! - `restore`, `restore_data`, `post_data`, `restore_schedule`, `analyze`:
+//!   restoring as a database.
 //! - `restore_sql`: restoring as a plain SQL file in a datastore.
 //! - [`selection`], `toc`, `recovery_point`: selective restores (schema
 //!   archive TOC and dependencies) and opening a recovery point.
@@ -29,10 +30,12 @@ mod large_objects;
 pub mod manifest;
 mod objects;
 mod pgtools;
+mod post_data;
 mod progress;
 mod recovery_point;
 mod restore;
 mod restore_data;
+mod restore_schedule;
 mod restore_sql;
 pub mod selection;
 mod toc;

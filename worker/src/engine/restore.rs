@@ -1,7 +1,10 @@
 //! Restore as a new database: open the recovery point (manifest, schema
 //! archive, selection), create missing roles (NOLOGIN, no password) and the
-//! database, then pre-data, chunks in parallel, sequences, large objects,
-//! post-data in parallel, materialized views and `ANALYZE`. A failure after
+//! database, then pre-data; then table data, post-data entries (indexes,
+//! constraints, triggers) and each table's `ANALYZE` on one pool of
+//! connections, each step as soon as what it needs is in
+//! ([`super::restore_schedule`]); then sequences, large objects, grants,
+//! materialized views, event triggers and a final durable commit. A failure after
 //! the database was created drops it again, so nothing half-written is left.
 
 use std::ffi::OsString;
@@ -19,10 +22,13 @@ use super::ident::{qualified, quote_ident, quote_literal};
 use super::large_objects;
 use super::manifest::Manifest;
 use super::pgtools;
+use super::post_data::{self, Pass};
 use super::progress::Tracker;
 use super::recovery_point::{self, OpenedPoint};
 use super::restore_data::{self, LoadContext};
+use super::restore_schedule;
 use super::selection::Selection;
+use super::toc;
 use super::types::{EngineOptions, PgTarget, ProgressSink, RestoreSummary};
 
 /// Restores the recovery point at `<prefix>/` as the new database `target.database`.
@@ -141,7 +147,13 @@ async fn load(
     args.extend(list.iter().cloned());
     pg_restore(bin_dir, target, &point.schema_file, &args).await?;
 
-    tracker.phase("data");
+    tracker.phase("data and indexes");
+    let archive = tokio::fs::read(&point.schema_file)
+        .await
+        .map_err(|e| EngineError::internal(format!("schema archive: {e}")))?;
+    let toc = toc::read_toc(&archive)?;
+    drop(archive);
+    let post = post_data::read(bin_dir, &point.schema_file, &list, &toc, manifest).await?;
     let ctx = LoadContext {
         target: target.clone(),
         store: store.clone(),
@@ -151,11 +163,8 @@ async fn load(
         cancel: cancel.clone(),
         superuser,
     };
-    let (rows, mut bytes) = restore_data::load_chunks(
-        ctx,
-        restore_data::plan(manifest, superuser, options.connections),
-    )
-    .await?;
+    let jobs = restore_data::plan(manifest, superuser, options.connections);
+    let (rows, mut bytes) = restore_schedule::run(ctx, jobs, &post, manifest).await?;
 
     let client = connect(target, &target.database).await?;
     tracker.phase("sequences");
@@ -180,17 +189,21 @@ async fn load(
         tracker.chunk_done(0);
     }
 
-    tracker.phase("post-data");
-    let mut args: Vec<OsString> = vec![
-        "--section=post-data".into(),
-        format!("--jobs={}", options.connections.max(1)).into(),
-    ];
-    args.extend(list);
-    pg_restore(bin_dir, target, &point.schema_file, &args).await?;
+    tracker.phase("grants and views");
+    restore_schedule::run_deferred(&client, &describe, &post, Pass::Acl).await?;
     refresh_matviews(&client, &describe, manifest).await?;
+    restore_schedule::run_deferred(&client, &describe, &post, Pass::PostAcl).await?;
 
     tracker.phase("analyze");
-    analyze::analyze(target, manifest, options.connections).await?;
+    analyze::analyze_views_and_parents(target, manifest).await?;
+    // Loads and entries committed without waiting for WAL flushes; one
+    // synchronous commit makes all of them durable before success is reported.
+    exec(
+        &client,
+        "SET synchronous_commit = on; BEGIN; SELECT pg_catalog.txid_current(); COMMIT",
+        &describe,
+    )
+    .await?;
     Ok(RestoreSummary {
         rows,
         bytes,

@@ -1,20 +1,18 @@
-//! The data half of a restore: chunks loaded in parallel, largest first,
-//! each streamed from the datastore through zstd into `COPY … FROM STDIN`.
+//! The data half of a restore: load jobs planned largest first (run by
+//! [`super::restore_schedule`]), each chunk streamed from the datastore
+//! through zstd into `COPY … FROM STDIN`.
 //! The COPY is only finished (committed) when the object's SHA-256 matches
 //! the manifest. A table is loaded whole by one connection with `COPY
 //! FREEZE` unless it exceeds a connection's fair share of the data; then its
 //! chunks are spread over the connections.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::SinkExt;
 use pgvault_datastore::Datastore;
-use tokio::task::JoinSet;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use super::connect::{connect, exec};
 use super::error::{EngineError, ErrorCode};
 use super::ident::{qualified, quote_ident};
 use super::manifest::{ChunkEntry, Manifest, TableEntry};
@@ -82,81 +80,6 @@ pub(crate) struct LoadContext {
     pub superuser: bool,
 }
 
-/// Loads every chunk; returns (rows, raw bytes).
-pub(crate) async fn load_chunks(
-    ctx: LoadContext,
-    jobs: Vec<LoadJob>,
-) -> Result<(u64, u64), EngineError> {
-    let workers = ctx.options.connections.max(1).min(jobs.len());
-    let queue = Arc::new(Mutex::new(VecDeque::from(jobs)));
-    let stop = ctx.cancel.child_token();
-    let mut set = JoinSet::new();
-    for _ in 0..workers {
-        let (ctx, queue, stop) = (ctx.clone(), queue.clone(), stop.clone());
-        set.spawn(async move {
-            let result = worker(&ctx, &queue, &stop).await;
-            if result.is_err() {
-                stop.cancel();
-            }
-            result
-        });
-    }
-    let (mut rows, mut bytes) = (0, 0);
-    let mut first_error: Option<EngineError> = None;
-    while let Some(joined) = set.join_next().await {
-        match joined
-            .unwrap_or_else(|e| Err(EngineError::internal(format!("load worker crashed: {e}"))))
-        {
-            Ok((r, b)) => {
-                rows += r;
-                bytes += b;
-            }
-            Err(e)
-                if first_error
-                    .as_ref()
-                    .is_none_or(|f| f.code == ErrorCode::Cancelled) =>
-            {
-                first_error = Some(e)
-            }
-            Err(_) => {}
-        }
-    }
-    if ctx.cancel.is_cancelled() {
-        return Err(EngineError::cancelled());
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok((rows, bytes)),
-    }
-}
-
-async fn worker(
-    ctx: &LoadContext,
-    queue: &Mutex<VecDeque<LoadJob>>,
-    stop: &CancellationToken,
-) -> Result<(u64, u64), EngineError> {
-    let describe = ctx.target.describe();
-    let client = connect(&ctx.target, &ctx.target.database).await?;
-    let mut setup = String::from("SET statement_timeout = 0; SET synchronous_commit = off;");
-    if ctx.superuser {
-        // No user trigger may fire while loading (none exist before post-data, but be sure).
-        setup.push_str(" SET session_replication_role = replica;");
-    }
-    exec(&client, &setup, &describe).await?;
-    let (mut rows, mut bytes) = (0, 0);
-    loop {
-        if stop.is_cancelled() {
-            return Err(EngineError::cancelled());
-        }
-        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-        let Some(job) = next else { break };
-        let (r, b) = load_job(ctx, &client, &job, stop).await?;
-        rows += r;
-        bytes += b;
-    }
-    Ok((rows, bytes))
-}
-
 fn copy_in_sql(table: &TableEntry, freeze: bool) -> String {
     let columns = if table.columns.is_empty() {
         String::new()
@@ -180,7 +103,7 @@ fn copy_in_sql(table: &TableEntry, freeze: bool) -> String {
 
 /// Loads a job's chunks in one transaction, committed only when every
 /// chunk's SHA-256, size and row count match the manifest.
-async fn load_job(
+pub(crate) async fn load_job(
     ctx: &LoadContext,
     client: &Client,
     job: &LoadJob,

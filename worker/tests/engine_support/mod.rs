@@ -13,7 +13,9 @@ use pgvault_localpg::TempCluster;
 use pgvault_worker::engine::{EngineOptions, PgTarget, Progress, ProgressSink};
 
 /// Every type, awkward identifiers, partitions, inheritance, RLS, sequences,
-/// views, materialized views, a trigger that refuses inserts, large objects.
+/// views, materialized views (one indexed), triggers that refuse inserts (one
+/// on a partitioned parent, with a partitioned index), large objects and a
+/// commented event trigger.
 pub const MIXED_FIXTURE: &str = r#"
 CREATE ROLE app_owner NOLOGIN;
 CREATE ROLE "Reader ""Role"" ü" NOLOGIN;
@@ -76,10 +78,17 @@ CREATE MATERIALIZED VIEW app.mv_empty AS SELECT 1 AS one WITH NO DATA;
 
 CREATE FUNCTION app.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'trigger fired'; END $$;
 CREATE TRIGGER refuse_insert BEFORE INSERT ON app.child FOR EACH ROW EXECUTE FUNCTION app.refuse();
+CREATE INDEX parent_k_id ON app.parent (k, id);
+CREATE TRIGGER refuse_parent_insert BEFORE INSERT ON app.parent FOR EACH ROW EXECUTE FUNCTION app.refuse();
+CREATE UNIQUE INDEX mv_c ON app.mv (c);
 
 SELECT lo_from_bytea(424242, '\x00010203'::bytea || convert_to('large object ü', 'UTF8'));
 ALTER LARGE OBJECT 424242 OWNER TO app_owner;
 GRANT SELECT ON LARGE OBJECT 424242 TO "Reader ""Role"" ü";
+
+CREATE FUNCTION app.note_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN RAISE NOTICE 'ddl'; END $$;
+CREATE EVENT TRIGGER note_ddl ON ddl_command_end EXECUTE FUNCTION app.note_ddl();
+COMMENT ON EVENT TRIGGER note_ddl IS 'restored last';
 "#;
 
 pub fn cluster() -> TempCluster {
