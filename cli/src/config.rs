@@ -36,6 +36,8 @@ pub struct CoordinatorSettings {
     pub lease_ttl_seconds: u64,
     pub max_attempts: u32,
     pub reaper_interval_seconds: u64,
+    /// Wait before a job's second attempt; doubles per further attempt (max 10 min).
+    pub retry_backoff_seconds: u64,
     /// Databases never offered for protection, besides template0/template1.
     pub maintenance_databases: Vec<String>,
     /// A token to create as an owner token on start (clusters, tests).
@@ -129,6 +131,7 @@ impl Default for CoordinatorSettings {
             lease_ttl_seconds: 30,
             max_attempts: 3,
             reaper_interval_seconds: 5,
+            retry_backoff_seconds: 5,
             maintenance_databases: [
                 "azure_maintenance",
                 "azure_sys",
@@ -211,6 +214,12 @@ impl Settings {
         }
         if c.reaper_interval_seconds == 0 {
             bail!("coordinator.reaper_interval_seconds must be at least 1");
+        }
+        if c.retry_backoff_seconds > 600 {
+            bail!(
+                "coordinator.retry_backoff_seconds must be between 0 and 600 (got {})",
+                c.retry_backoff_seconds
+            );
         }
         if c.database_max_connections < 2 {
             bail!(

@@ -175,6 +175,7 @@ pub fn coordinator_config(
         lease_ttl: Duration::from_secs(c.lease_ttl_seconds),
         max_attempts: c.max_attempts,
         reaper_interval: Duration::from_secs(c.reaper_interval_seconds),
+        retry_backoff: Duration::from_secs(c.retry_backoff_seconds),
         maintenance_databases: c.maintenance_databases.clone(),
         bootstrap_token: (!c.bootstrap_token.is_empty()).then(|| c.bootstrap_token.clone()),
         admin_token_file: (!c.admin_token_file.as_os_str().is_empty())

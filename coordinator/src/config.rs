@@ -32,6 +32,9 @@ pub struct CoordinatorConfig {
     pub max_attempts: u32,
     /// How often expired leases are looked for.
     pub reaper_interval: Duration,
+    /// Wait before a job's second attempt; doubles with every further one
+    /// (capped at 10 minutes).
+    pub retry_backoff: Duration,
     /// Databases never offered nor protected, besides template0/template1.
     pub maintenance_databases: Vec<String>,
     /// Ensured to exist as an Owner token at start (stored hashed).
@@ -60,6 +63,7 @@ impl CoordinatorConfig {
             lease_ttl: Duration::from_secs(30),
             max_attempts: 3,
             reaper_interval: Duration::from_secs(5),
+            retry_backoff: Duration::from_secs(5),
             maintenance_databases: DEFAULT_MAINTENANCE_DATABASES
                 .iter()
                 .map(|s| s.to_string())
@@ -83,6 +87,7 @@ impl fmt::Debug for CoordinatorConfig {
             .field("lease_ttl", &self.lease_ttl)
             .field("max_attempts", &self.max_attempts)
             .field("reaper_interval", &self.reaper_interval)
+            .field("retry_backoff", &self.retry_backoff)
             .field("maintenance_databases", &self.maintenance_databases)
             .field(
                 "bootstrap_token",

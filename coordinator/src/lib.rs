@@ -31,7 +31,9 @@
 pub mod access;
 pub mod api;
 pub mod auth;
+pub mod backoff;
 pub mod clock;
+pub mod collector;
 pub mod config;
 pub mod dispatch;
 pub mod error;

@@ -193,6 +193,8 @@ pub struct Job {
     pub target_database: Option<String>,
     pub target_secret_id: Option<String>,
     pub attempt: u32,
+    /// Attempts made before the last manual retry (the limit counts from there).
+    pub attempts_before_retry: u32,
     pub lease_owner: Option<String>,
     pub lease_token: Option<Uuid>,
     pub lease_expires_at: Option<DateTime<Utc>>,

@@ -1,6 +1,9 @@
 //! The lease reaper: jobs IN_PROGRESS whose lease expired (database clock)
-//! go back to the queue with a new outbox row and attempt + 1, or fail with
-//! `SystemErrorLeaseExpired` once `max_attempts` is used up. Only the
+//! go back to the queue with a new outbox row due after an exponential
+//! backoff and attempt + 1, or fail with `SystemErrorLeaseExpired` once
+//! `max_attempts` is used up; jobs being cancelled end CANCELLED. The
+//! expired attempt's objects are recorded for the [`collector`], which the
+//! same leader runs after each pass. Only the
 //! coordinator holding the reaper's [`Leadership`] lock reaps; the others
 //! keep trying to take it.
 
@@ -14,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Result;
 use crate::leader::Leadership;
 use crate::model::{JobError, JobState};
-use crate::store::{Store, jobs, outbox};
+use crate::store::{Store, garbage, jobs, outbox};
+use crate::{backoff, collector};
 
 /// Advisory lock key of the reaper ("pgvreap" in ASCII).
 const REAPER_LOCK: i64 = 0x0070_6776_7265_6170;
@@ -22,12 +26,26 @@ const BATCH: i64 = 100;
 
 /// Code of jobs failed because their worker stopped heartbeating.
 pub const LEASE_EXPIRED: &str = "SystemErrorLeaseExpired";
+/// Code of cancelled jobs.
+pub const CANCELLED: &str = "Cancelled";
 
 /// What the reaper needs.
 pub struct ReaperSettings {
     pub connect: PgConnectOptions,
     pub interval: Duration,
+    pub policy: RetryPolicy,
+}
+
+/// How expired attempts are retried and cleaned up.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts per job (counted from its last manual retry).
     pub max_attempts: u32,
+    /// First delay of the exponential backoff between attempts.
+    pub backoff: Duration,
+    /// How long a superseded attempt's objects are left alone before they
+    /// are collected (its worker may still be finishing an upload).
+    pub garbage_grace: Duration,
 }
 
 /// Runs until `cancel` fires.
@@ -40,13 +58,18 @@ pub async fn run(
     let mut leadership = Leadership::new(settings.connect.clone(), REAPER_LOCK, "reaper");
     loop {
         if leadership.check().await {
-            match reap_once(&store, settings.max_attempts).await {
+            match reap_once(&store, &settings.policy).await {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(jobs = n, "reaped expired leases");
                     wake_dispatcher.notify_one();
                 }
                 Err(error) => tracing::warn!(error = %error, "reaper pass failed"),
+            }
+            match collector::collect_once(&store).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(prefixes = n, "collected objects of failed attempts"),
+                Err(error) => tracing::warn!(error = %error, "garbage collection pass failed"),
             }
         }
         tokio::select! {
@@ -57,13 +80,26 @@ pub async fn run(
     leadership.release().await;
 }
 
-/// One pass: re-queues or fails every job with an expired lease. Returns how
-/// many jobs it changed.
-pub async fn reap_once(store: &Store, max_attempts: u32) -> Result<usize> {
+/// One pass over every job with an expired lease: a job being cancelled
+/// ends CANCELLED; others are re-queued after a backoff, or fail once their
+/// attempts are used up. The expired attempt's objects become garbage.
+/// Returns how many jobs it changed.
+pub async fn reap_once(store: &Store, policy: &RetryPolicy) -> Result<usize> {
     let mut tx = store.begin().await?;
     let expired = jobs::lock_expired(&mut *tx, BATCH).await?;
-    for (job_id, attempt) in &expired {
-        if *attempt < max_attempts {
+    for job in &expired {
+        let (job_id, attempt) = (job.id, job.attempt);
+        let used = attempt.saturating_sub(job.attempts_before_retry);
+        garbage::record_attempt(&mut *tx, job, policy.garbage_grace).await?;
+        if job.state == JobState::Cancelling {
+            let error = JobError {
+                code: CANCELLED.into(),
+                message: "cancelled; its worker stopped before confirming".into(),
+                recommended_action: "None: retry the job to run it after all".into(),
+            };
+            jobs::finish_failed(&mut *tx, job_id, JobState::Cancelled, &error).await?;
+            tracing::info!(job_id = %job_id, "cancelled job's lease expired; job cancelled");
+        } else if used < policy.max_attempts {
             let error = JobError {
                 code: LEASE_EXPIRED.into(),
                 message: format!(
@@ -72,10 +108,12 @@ pub async fn reap_once(store: &Store, max_attempts: u32) -> Result<usize> {
                 recommended_action: "No action needed: the job was queued for another attempt"
                     .into(),
             };
-            let next = jobs::requeue(&mut *tx, *job_id, &error).await?;
-            outbox::insert(&mut *tx, *job_id, next).await?;
-            tracing::warn!(job_id = %job_id, attempt = *attempt, next_attempt = next, "lease expired; job re-queued");
+            let next = jobs::requeue(&mut *tx, job_id, &error).await?;
+            let delay = backoff::retry_delay(policy.backoff, used);
+            outbox::insert_delayed(&mut *tx, job_id, next, delay).await?;
+            tracing::warn!(job_id = %job_id, attempt, next_attempt = next, delay_s = delay.as_secs_f64(), "lease expired; job re-queued");
         } else {
+            let max_attempts = policy.max_attempts;
             let error = JobError {
                 code: LEASE_EXPIRED.into(),
                 message: format!(
@@ -86,8 +124,8 @@ pub async fn reap_once(store: &Store, max_attempts: u32) -> Result<usize> {
                                      job again"
                         .into(),
             };
-            jobs::finish_failed(&mut *tx, *job_id, JobState::Failed, &error).await?;
-            tracing::warn!(job_id = %job_id, attempt = *attempt, "lease expired on the last attempt; job failed");
+            jobs::finish_failed(&mut *tx, job_id, JobState::Failed, &error).await?;
+            tracing::warn!(job_id = %job_id, attempt, "lease expired on the last attempt; job failed");
         }
     }
     tx.commit().await?;

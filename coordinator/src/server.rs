@@ -39,7 +39,7 @@ use crate::auth::{self, Authenticator};
 use crate::clock::{Clock, OffsetFileClock, SystemClock};
 use crate::config::CoordinatorConfig;
 use crate::error::{CoordinatorError, Result};
-use crate::reaper::ReaperSettings;
+use crate::reaper::{ReaperSettings, RetryPolicy};
 use crate::scheduler::SchedulerSettings;
 use crate::secrets::Cipher;
 use crate::store::{Store, migrate};
@@ -120,7 +120,7 @@ impl Coordinator {
             maintenance_databases: config.maintenance_databases.clone(),
             dispatch_wake: dispatch_wake.clone(),
             lease_ttl: config.lease_ttl,
-            max_attempts: config.max_attempts,
+            retry: retry_policy(&config),
         });
         let cancel = CancellationToken::new();
 
@@ -207,7 +207,7 @@ impl Coordinator {
                 ReaperSettings {
                     connect,
                     interval: config.reaper_interval,
-                    max_attempts: config.max_attempts,
+                    policy: retry_policy(&config),
                 },
                 dispatch_wake,
                 cancel.clone(),
@@ -220,6 +220,16 @@ impl Coordinator {
             server: Some(server),
             background,
         })
+    }
+}
+
+/// Superseded attempts' objects wait two lease periods: a fenced worker
+/// learns of it at its next heartbeat and stops within that time.
+fn retry_policy(config: &CoordinatorConfig) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: config.max_attempts,
+        backoff: config.retry_backoff,
+        garbage_grace: config.lease_ttl * 2,
     }
 }
 

@@ -212,6 +212,18 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             })
             .await
             .map(drop),
+        Rpc::CancelJob => jobs()
+            .cancel_job(pb::CancelJobRequest {
+                name: format!("jobs/{GHOST_JOB}"),
+            })
+            .await
+            .map(drop),
+        Rpc::RetryJob => jobs()
+            .retry_job(pb::RetryJobRequest {
+                name: format!("jobs/{GHOST_JOB}"),
+            })
+            .await
+            .map(drop),
         Rpc::ClaimTask => workers()
             .claim_task(pb::ClaimTaskRequest {
                 job_id: GHOST_JOB.into(),
@@ -306,7 +318,7 @@ async fn every_rpc_with_every_role() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 5 * 36);
+    assert_eq!(checked, 5 * Rpc::ALL.len());
     for rpc in Rpc::ALL {
         let status = call(rpc, &h.channel, None).await.expect_err("no token");
         assert_eq!(

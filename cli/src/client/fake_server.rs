@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use pgvault_proto::v1::job_service_server::{JobService, JobServiceServer};
 use pgvault_proto::v1::vault_service_server::{VaultService, VaultServiceServer};
 use pgvault_proto::v1::{
-    CreateVaultRequest, DeleteVaultRequest, DeleteVaultResponse, GetJobRequest, GetVaultRequest,
-    Job, JobError, JobState, ListJobsRequest, ListJobsResponse, ListVaultsRequest,
-    ListVaultsResponse, Progress, Vault, WatchJobRequest,
+    CancelJobRequest, CreateVaultRequest, DeleteVaultRequest, DeleteVaultResponse, GetJobRequest,
+    GetVaultRequest, Job, JobError, JobState, ListJobsRequest, ListJobsResponse, ListVaultsRequest,
+    ListVaultsResponse, Progress, RetryJobRequest, Vault, WatchJobRequest,
 };
 use tokio_stream::Stream;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -190,6 +190,22 @@ impl JobService for FakeJobs {
         Ok(Response::new(Box::pin(tokio_stream::iter(
             jobs.into_iter().map(Ok),
         ))))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<CancelJobRequest>,
+    ) -> Result<Response<Job>, Status> {
+        authorize(&request)?;
+        Err(Status::failed_precondition("job has already ended"))
+    }
+
+    async fn retry_job(&self, request: Request<RetryJobRequest>) -> Result<Response<Job>, Status> {
+        authorize(&request)?;
+        Ok(Response::new(job(
+            &request.into_inner().name,
+            JobState::Queued,
+        )))
     }
 }
 

@@ -1,23 +1,27 @@
-//! `pgvault job list|show|watch`, and how a job reads in tables (shared with
-//! the `--wait` of `backup now` and `restore`).
+//! `pgvault job list|show|watch|cancel|retry`, and how a job reads in tables
+//! (shared with the `--wait` of `backup now` and `restore`).
 
 use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
-use pgvault_proto::v1::{GetJobRequest, Job, JobState, ListJobsRequest, Operation};
+use pgvault_proto::v1::{
+    CancelJobRequest, GetJobRequest, Job, JobState, ListJobsRequest, Operation, RetryJobRequest,
+};
 
 use super::connect::{Api, Reply};
 use super::output::{
     bytes, duration_between, local_time, or_dash, print_details, print_json, print_list,
 };
 use super::recovery_point::tag_text;
-use super::{json, names, watch};
+use super::{json, names, watch, when};
 
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
-    /// List jobs, newest first, one page at a time.
+    /// List jobs of the last 7 days (or --since/--until, or --all), newest first, one page at a time.
     #[command(after_help = "Examples:\n  \
         pgvault job list --vault prod --state failed\n  \
+        pgvault job list --since 36h --operation scheduled-backup\n  \
+        pgvault job list --all --until 2026-01-01\n  \
         pgvault job list --vault prod --instance 0197c1d2 --operation on-demand-backup --page-size 20")]
     List {
         /// Only jobs of this vault.
@@ -32,6 +36,15 @@ pub enum JobCommand {
         /// Only jobs in this state.
         #[arg(long, value_enum)]
         state: Option<StateArg>,
+        /// Only jobs created since: an age (30m, 36h, 2d, 3w), a date or an RFC 3339 instant.
+        #[arg(long, value_name = "WHEN", conflicts_with = "all")]
+        since: Option<String>,
+        /// Only jobs created before: an age, a date or an RFC 3339 instant.
+        #[arg(long, value_name = "WHEN")]
+        until: Option<String>,
+        /// Every job however old (the default is the last 7 days).
+        #[arg(long)]
+        all: bool,
         /// Jobs per page (server default when omitted).
         #[arg(long, value_name = "N")]
         page_size: Option<u32>,
@@ -49,6 +62,26 @@ pub enum JobCommand {
     Watch {
         /// Job id (or "jobs/{id}").
         job: String,
+    },
+    /// Stop a queued or running job; its worker closes its connections and uploads, partial objects are deleted.
+    #[command(
+        after_help = "Examples:\n  pgvault job cancel 0197c1e9-8d1f\n  pgvault job cancel 0197c1e9-8d1f --wait"
+    )]
+    Cancel {
+        /// Job id (or "jobs/{id}").
+        job: String,
+        /// Wait until the job has stopped.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Run a failed or cancelled job again (a new attempt of the same job, with a fresh attempt budget).
+    #[command(after_help = "Example:\n  pgvault job retry 0197c1e9-8d1f --wait")]
+    Retry {
+        /// Job id (or "jobs/{id}").
+        job: String,
+        /// Follow the job until it ends.
+        #[arg(long)]
+        wait: bool,
     },
 }
 
@@ -111,9 +144,21 @@ pub async fn run(api: &Api, command: JobCommand) -> anyhow::Result<ExitCode> {
             instance,
             operation,
             state,
+            since,
+            until,
+            all,
             page_size,
             page_token,
         } => {
+            let now = chrono::Utc::now();
+            let time = |flag: &str, text: Option<String>| {
+                text.map(|t| {
+                    when::parse(&t, now)
+                        .map(convert_time)
+                        .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+                })
+                .transpose()
+            };
             let request = ListJobsRequest {
                 vault: vault
                     .as_deref()
@@ -129,6 +174,9 @@ pub async fn run(api: &Api, command: JobCommand) -> anyhow::Result<ExitCode> {
                 state: state.map_or(JobState::Unspecified, JobState::from) as i32,
                 page_size: page_size.unwrap_or(0),
                 page_token: page_token.unwrap_or_default(),
+                created_after: time("since", since)?,
+                created_before: time("until", until)?,
+                all,
             };
             let page = api.jobs().list_jobs(request).await.reply(api)?;
             if api.json() {
@@ -177,6 +225,41 @@ pub async fn run(api: &Api, command: JobCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         JobCommand::Watch { job } => watch::follow(api, names::job(&job)?).await,
+        JobCommand::Cancel { job, wait } => {
+            let job = api
+                .jobs()
+                .cancel_job(CancelJobRequest {
+                    name: names::job(&job)?,
+                })
+                .await
+                .reply(api)?;
+            if wait {
+                return watch::follow(api, job.name).await;
+            }
+            if api.json() {
+                print_json(&json::job(&job));
+            } else {
+                println!("{} {}", state_text(job.state), job.name);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Retry { job, wait } => {
+            let job = api
+                .jobs()
+                .retry_job(RetryJobRequest {
+                    name: names::job(&job)?,
+                })
+                .await
+                .reply(api)?;
+            watch::started(api, job, wait).await
+        }
+    }
+}
+
+fn convert_time(time: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
     }
 }
 

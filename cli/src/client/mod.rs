@@ -23,6 +23,7 @@ mod secret;
 mod server;
 mod vault;
 mod watch;
+mod when;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -33,6 +33,8 @@ pub enum Rpc {
     ListJobs,
     GetJob,
     WatchJob,
+    CancelJob,
+    RetryJob,
     ClaimTask,
     Heartbeat,
     CompleteTask,
@@ -46,7 +48,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 36] = [
+    pub const ALL: [Rpc; 38] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -73,6 +75,8 @@ impl Rpc {
         Rpc::ListJobs,
         Rpc::GetJob,
         Rpc::WatchJob,
+        Rpc::CancelJob,
+        Rpc::RetryJob,
         Rpc::ClaimTask,
         Rpc::Heartbeat,
         Rpc::CompleteTask,
@@ -103,7 +107,8 @@ impl Rpc {
             | Rpc::ListJobs
             | Rpc::GetJob
             | Rpc::WatchJob => Read,
-            Rpc::BackupNow => BackupNow,
+            // Whoever may start jobs may stop and re-run them.
+            Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob => BackupNow,
             Rpc::RestoreAsDatabase => Restore,
             // ListDatabases connects with a stored secret: a configuration step.
             Rpc::CreateVault

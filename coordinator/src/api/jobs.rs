@@ -1,5 +1,6 @@
-//! `JobService`: list jobs (filters, newest first), get one, and watch one
-//! until it reaches a terminal state. Also [`enqueue`], the one way jobs are
+//! `JobService`: list jobs (filters, the last 7 days unless asked for more,
+//! newest first), get one, watch one until it reaches a terminal state,
+//! cancel one, retry a failed one. Also [`enqueue`], the one way jobs are
 //! created: job row + outbox row in one transaction.
 
 use std::pin::Pin;
@@ -14,16 +15,18 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::access::{Rpc, vault_scope};
-use crate::api::convert::{operation_from_pb, state_from_pb};
+use crate::api::convert::{from_timestamp, operation_from_pb, state_from_pb};
 use crate::api::{ApiContext, next_token};
-use crate::error::Result;
-use crate::model::Job;
+use crate::error::{CoordinatorError, Result};
+use crate::model::{Job, JobState};
 use crate::names;
 use crate::store::jobs::{self, JobFilter, NewJob};
 use crate::store::{Store, outbox, paging};
 
 /// How often a watched job is re-read.
 const WATCH_POLL: Duration = Duration::from_millis(300);
+/// What `ListJobs` covers when no start and not `all` is given.
+const DEFAULT_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(7);
 
 /// Creates a QUEUED job and its outbox row in one transaction, then wakes
 /// the dispatcher.
@@ -76,11 +79,33 @@ impl JobApi {
         } else {
             Some(names::parse_instance("backup_instance", &req.backup_instance)?.1)
         };
+        let created_after = match &req.created_after {
+            Some(ts) => Some(from_timestamp("created_after", ts)?),
+            None if req.all => None,
+            // Job rows are stamped by the state database's clock: the
+            // window is real time, not the coordinator's (test) clock.
+            None => Some(chrono::Utc::now() - DEFAULT_WINDOW),
+        };
+        let created_before = req
+            .created_before
+            .as_ref()
+            .map(|ts| from_timestamp("created_before", ts))
+            .transpose()?;
+        if let (Some(after), Some(before)) = (created_after, created_before)
+            && after >= before
+        {
+            return Err(CoordinatorError::invalid(
+                "created_before",
+                format!("must be later than created_after ({after})"),
+            ));
+        }
         let filter = JobFilter {
             vault_id,
             backup_instance_id,
             operation: operation_from_pb("operation", req.operation)?,
             state: state_from_pb("state", req.state)?,
+            created_after,
+            created_before,
         };
         let size = paging::page_size(req.page_size);
         let after = paging::after_time(&req.page_token)?;
@@ -91,6 +116,49 @@ impl JobApi {
             jobs: page.into_iter().map(Into::into).collect(),
             next_page_token,
         })
+    }
+
+    async fn cancel(&self, name: &str) -> Result<Job> {
+        let id = names::parse_job("name", name)?;
+        match jobs::request_cancel(self.ctx.store.pool(), id).await? {
+            Some(state) => tracing::info!(job_id = %id, state = state.as_str(), "cancel requested"),
+            None => {
+                let job = jobs::get(self.ctx.store.pool(), id).await?;
+                if job.state != JobState::Cancelling {
+                    return Err(CoordinatorError::FailedPrecondition(format!(
+                        "job {name} has already ended ({}); only queued or running jobs can be cancelled",
+                        job.state.as_str()
+                    )));
+                }
+            }
+        }
+        jobs::get(self.ctx.store.pool(), id).await
+    }
+
+    async fn retry(&self, name: &str) -> Result<Job> {
+        let id = names::parse_job("name", name)?;
+        let job = self
+            .ctx
+            .store
+            .in_tx(move |conn| {
+                async move {
+                    let Some(attempt) = jobs::retry(&mut *conn, id).await? else {
+                        let job = jobs::get(&mut *conn, id).await?;
+                        return Err(CoordinatorError::FailedPrecondition(format!(
+                            "job {} is {}; only failed or cancelled jobs can be retried",
+                            names::job_name(id),
+                            job.state.as_str()
+                        )));
+                    };
+                    outbox::insert(&mut *conn, id, attempt).await?;
+                    jobs::get(&mut *conn, id).await
+                }
+                .boxed()
+            })
+            .await?;
+        self.ctx.dispatch_wake.notify_one();
+        tracing::info!(job_id = %id, attempt = job.attempt, "job retried");
+        Ok(job)
     }
 }
 
@@ -182,5 +250,37 @@ impl JobService for JobApi {
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         tokio::spawn(watch(self.ctx.store.clone(), id, first, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as JobStream))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        self.ctx
+            .authorize(
+                &request,
+                Rpc::CancelJob,
+                self.job_vault(&request.get_ref().name).await?.as_deref(),
+            )
+            .await?;
+        Ok(Response::new(
+            self.cancel(&request.get_ref().name).await?.into(),
+        ))
+    }
+
+    async fn retry_job(
+        &self,
+        request: Request<pb::RetryJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        self.ctx
+            .authorize(
+                &request,
+                Rpc::RetryJob,
+                self.job_vault(&request.get_ref().name).await?.as_deref(),
+            )
+            .await?;
+        Ok(Response::new(
+            self.retry(&request.get_ref().name).await?.into(),
+        ))
     }
 }

@@ -47,7 +47,8 @@ pub struct ApiContext {
     /// Wakes the outbox dispatcher after a job (and its outbox row) commit.
     pub dispatch_wake: Arc<Notify>,
     pub lease_ttl: Duration,
-    pub max_attempts: u32,
+    /// Attempt limit, backoff and the grace before failed attempts' objects are collected.
+    pub retry: crate::reaper::RetryPolicy,
     /// The coordinator's notion of now (schedules, retention).
     pub clock: Arc<dyn crate::clock::Clock>,
 }

@@ -23,6 +23,7 @@ struct JobRow {
     target_database: Option<String>,
     target_secret_id: Option<String>,
     attempt: i32,
+    attempts_before_retry: i32,
     lease_owner: Option<String>,
     lease_token: Option<Uuid>,
     lease_expires_at: Option<DateTime<Utc>>,
@@ -67,6 +68,7 @@ impl TryFrom<JobRow> for Job {
             target_database: r.target_database,
             target_secret_id: r.target_secret_id,
             attempt: to_u32(r.attempt, "jobs.attempt")?,
+            attempts_before_retry: to_u32(r.attempts_before_retry, "jobs.attempts_before_retry")?,
             lease_owner: r.lease_owner,
             lease_token: r.lease_token,
             lease_expires_at: r.lease_expires_at,
@@ -90,7 +92,7 @@ impl TryFrom<JobRow> for Job {
 }
 
 const COLUMNS: &str = "id, operation, state, vault_id, backup_instance_id, recovery_point_id, retention_rule, \
-     target_server_id, target_database, target_secret_id, attempt, lease_owner, lease_token, lease_expires_at, \
+     target_server_id, target_database, target_secret_id, attempt, attempts_before_retry, lease_owner, lease_token, lease_expires_at, \
      attempt_point_id, attempt_datastore, attempt_prefix, bytes_done, rows_done, chunks_done, chunks_total, phase, \
      error_code, error_message, error_action, create_time, start_time, end_time, update_time";
 
@@ -159,6 +161,8 @@ pub struct JobFilter {
     pub backup_instance_id: Option<Uuid>,
     pub operation: Option<Operation>,
     pub state: Option<JobState>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
 }
 
 /// Jobs newest first, continuing after `after`.
@@ -175,6 +179,8 @@ pub async fn list(
            AND ($3::text IS NULL OR operation = $3)
            AND ($4::text IS NULL OR state = $4)
            AND ($5::timestamptz IS NULL OR (create_time, id) < ($5, $6))
+           AND ($8::timestamptz IS NULL OR create_time >= $8)
+           AND ($9::timestamptz IS NULL OR create_time < $9)
          ORDER BY create_time DESC, id DESC LIMIT $7"
     );
     let rows = sqlx::query_as::<_, JobRow>(&sql)
@@ -185,6 +191,8 @@ pub async fn list(
         .bind(after.map(|a| a.0))
         .bind(after.map(|a| a.1))
         .bind(limit)
+        .bind(filter.created_after)
+        .bind(filter.created_before)
         .fetch_all(db)
         .await?;
     many(rows)
@@ -212,7 +220,7 @@ pub async fn claim(
              attempt_point_id = NULL, attempt_datastore = NULL, attempt_prefix = NULL,
              update_time = now()
          WHERE id = $1
-           AND (state = 'QUEUED' OR (state = 'IN_PROGRESS' AND lease_expires_at < now() AND attempt < $5))
+           AND (state = 'QUEUED' OR (state = 'IN_PROGRESS' AND lease_expires_at < now() AND attempt - attempts_before_retry < $5))
          RETURNING {COLUMNS}"
     );
     let row = sqlx::query_as::<_, JobRow>(&sql)
@@ -359,18 +367,62 @@ pub async fn requeue(db: impl PgExecutor<'_>, id: Uuid, error: &JobError) -> Res
     to_u32(attempt, "jobs.attempt")
 }
 
-/// Jobs whose lease expired on the database clock, locked for this
-/// transaction (others reaping concurrently skip them).
-pub async fn lock_expired(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<(Uuid, u32)>> {
-    let rows: Vec<(Uuid, i32)> = sqlx::query_as(
-        "SELECT id, attempt FROM jobs
-         WHERE state = 'IN_PROGRESS' AND lease_expires_at < now()
-         ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+/// Jobs whose lease expired on the database clock (in progress, or being
+/// cancelled by a worker that died), locked for this transaction (others
+/// reaping concurrently skip them).
+pub async fn lock_expired(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Job>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM jobs
+         WHERE state IN ('IN_PROGRESS', 'CANCELLING') AND lease_expires_at < now()
+         ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED"
+    );
+    let rows = sqlx::query_as::<_, JobRow>(&sql)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    many(rows)
+}
+
+/// Asks for the job to stop: QUEUED jobs end CANCELLED at once, jobs in
+/// progress become CANCELLING (their worker learns it from its next
+/// heartbeat). Returns the state after the call; `None` when the job had
+/// already finished (or was already being cancelled).
+pub async fn request_cancel(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<JobState>> {
+    let state: Option<(String,)> = sqlx::query_as(
+        "UPDATE jobs SET
+             state = CASE WHEN state = 'QUEUED' THEN 'CANCELLED' ELSE 'CANCELLING' END,
+             end_time = CASE WHEN state = 'QUEUED' THEN now() ELSE end_time END,
+             error_code = CASE WHEN state = 'QUEUED' THEN 'Cancelled' ELSE error_code END,
+             error_message = CASE WHEN state = 'QUEUED' THEN 'cancelled before it started' ELSE error_message END,
+             error_action = CASE WHEN state = 'QUEUED' THEN 'None: retry the job to run it after all' ELSE error_action END,
+             update_time = now()
+         WHERE id = $1 AND state IN ('QUEUED', 'IN_PROGRESS')
+         RETURNING state",
     )
-    .bind(limit)
-    .fetch_all(db)
+    .bind(id)
+    .fetch_optional(db)
     .await?;
-    rows.into_iter()
-        .map(|(id, a)| Ok((id, to_u32(a, "jobs.attempt")?)))
-        .collect()
+    state
+        .map(|(s,)| parse_enum(&s, "jobs.state", JobState::parse))
+        .transpose()
+}
+
+/// Re-queues a FAILED or CANCELLED job as its next attempt: error, lease,
+/// progress and end time cleared. Returns the new attempt number; `None`
+/// when the job is not in one of those states.
+pub async fn retry(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<u32>> {
+    let attempt: Option<(i32,)> = sqlx::query_as(
+        "UPDATE jobs SET state = 'QUEUED', attempts_before_retry = attempt, attempt = attempt + 1,
+             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+             attempt_point_id = NULL, attempt_datastore = NULL, attempt_prefix = NULL,
+             error_code = NULL, error_message = NULL, error_action = NULL,
+             bytes_done = 0, rows_done = 0, chunks_done = 0, chunks_total = 0, phase = '',
+             end_time = NULL, update_time = now()
+         WHERE id = $1 AND state IN ('FAILED', 'CANCELLED')
+         RETURNING attempt",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    attempt.map(|(a,)| to_u32(a, "jobs.attempt")).transpose()
 }

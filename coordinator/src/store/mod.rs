@@ -10,6 +10,7 @@
 //!   `recovery_points`, `outbox`, `tokens`, `schedule_runs`: the repositories.
 //! - `paging`: opaque page tokens for keyset pagination.
 
+pub mod garbage;
 pub mod instances;
 pub mod jobs;
 pub mod migrate;

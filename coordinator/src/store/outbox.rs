@@ -1,5 +1,8 @@
 //! The task outbox: one row per task to publish, written in the transaction
-//! that creates or re-queues the job, deleted after the broker confirmed.
+//! that creates or re-queues the job (re-queues due after a backoff),
+//! deleted after the broker confirmed.
+
+use std::time::Duration;
 
 use sqlx::PgExecutor;
 use uuid::Uuid;
@@ -16,19 +19,35 @@ pub struct OutboxRow {
 }
 
 pub async fn insert(db: impl PgExecutor<'_>, job_id: Uuid, attempt: u32) -> Result<()> {
-    sqlx::query("INSERT INTO outbox (job_id, attempt) VALUES ($1, $2)")
-        .bind(job_id)
-        .bind(to_i32(attempt))
-        .execute(db)
-        .await?;
+    insert_delayed(db, job_id, attempt, Duration::ZERO).await
+}
+
+/// A row published only once `delay` has passed (on the database clock):
+/// the backoff before a re-queued attempt.
+pub async fn insert_delayed(
+    db: impl PgExecutor<'_>,
+    job_id: Uuid,
+    attempt: u32,
+    delay: Duration,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (job_id, attempt, not_before)
+         VALUES ($1, $2, now() + make_interval(secs => $3))",
+    )
+    .bind(job_id)
+    .bind(to_i32(attempt))
+    .bind(delay.as_secs_f64())
+    .execute(db)
+    .await?;
     Ok(())
 }
 
-/// The oldest rows, locked for this transaction; rows another dispatcher
-/// holds are skipped.
+/// The oldest due rows, locked for this transaction; rows another
+/// dispatcher holds are skipped.
 pub async fn lock_batch(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<OutboxRow>> {
     let rows: Vec<(i64, Uuid, i32)> = sqlx::query_as(
-        "SELECT id, job_id, attempt FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        "SELECT id, job_id, attempt FROM outbox WHERE not_before <= now()
+         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(limit)
     .fetch_all(db)

@@ -13,7 +13,7 @@ use crate::api::ApiContext;
 use crate::api::resolve::{connection_spec, credentials};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{Job, JobError, JobState, Operation};
-use crate::store::{instances, jobs, recovery_points, servers, vaults};
+use crate::store::{garbage, instances, jobs, recovery_points, servers, vaults};
 
 /// Code of jobs failed because their task could not be resolved at claim.
 pub const TASK_UNRESOLVABLE: &str = "UserErrorTaskUnresolvable";
@@ -29,19 +29,24 @@ pub async fn claim(ctx: &ApiContext, req: pb::ClaimTaskRequest) -> Result<pb::Cl
     }
     let lease_token = Uuid::new_v4();
     let mut tx = ctx.store.begin().await?;
+    let before = jobs::find(&mut *tx, job_id).await?;
     let claimed = jobs::claim(
         &mut *tx,
         job_id,
         worker,
         lease_token,
         ctx.lease_ttl.as_secs_f64(),
-        ctx.max_attempts,
+        ctx.retry.max_attempts,
     )
     .await?;
     let Some(job) = claimed else {
         tx.rollback().await?;
         return Ok(not_claimed(why_not(ctx, job_id).await?));
     };
+    // A take-over: the attempt whose lease expired may have written objects.
+    if let Some(before) = before.filter(|b| b.state == JobState::InProgress) {
+        garbage::record_attempt(&mut *tx, &before, ctx.retry.garbage_grace).await?;
+    }
     match build_task(ctx, &mut tx, &job).await {
         Ok(task) => {
             tx.commit().await?;

@@ -13,8 +13,8 @@ use crate::api::ApiContext;
 use crate::api::convert::from_timestamp;
 use crate::error::{CoordinatorError, Result};
 use crate::model::{Job, JobError, JobState, Operation, Progress, RecoveryPoint, RuleKind, Tier};
-use crate::store::{instances, jobs, outbox, policies, recovery_points};
-use crate::tagging;
+use crate::store::{garbage, instances, jobs, outbox, policies, recovery_points};
+use crate::{backoff, reaper, tagging};
 
 fn taken_over() -> CoordinatorError {
     CoordinatorError::precondition(
@@ -208,16 +208,20 @@ pub async fn fail(ctx: &ApiContext, req: pb::FailTaskRequest) -> Result<()> {
         message: given.message.chars().take(MAX_MESSAGE).collect(),
         recommended_action: given.recommended_action.chars().take(MAX_MESSAGE).collect(),
     };
-    if error.code == "Cancelled" {
+    // Whatever happens next, what this attempt wrote is never referenced.
+    garbage::record_attempt(&mut *tx, &job, ctx.retry.garbage_grace).await?;
+    let used = job.attempt.saturating_sub(job.attempts_before_retry);
+    if error.code == reaper::CANCELLED {
         jobs::finish_failed(&mut *tx, job.id, JobState::Cancelled, &error).await?;
         tx.commit().await?;
         tracing::info!(job_id = %job.id, "job cancelled");
-    } else if req.retryable && job.attempt < ctx.max_attempts {
+    } else if req.retryable && used < ctx.retry.max_attempts {
         let next = jobs::requeue(&mut *tx, job.id, &error).await?;
-        outbox::insert(&mut *tx, job.id, next).await?;
+        let delay = backoff::retry_delay(ctx.retry.backoff, used);
+        outbox::insert_delayed(&mut *tx, job.id, next, delay).await?;
         tx.commit().await?;
         ctx.dispatch_wake.notify_one();
-        tracing::warn!(job_id = %job.id, attempt = job.attempt, code = %error.code, "attempt failed; job re-queued");
+        tracing::warn!(job_id = %job.id, attempt = job.attempt, code = %error.code, delay_s = delay.as_secs_f64(), "attempt failed; job re-queued");
     } else {
         jobs::finish_failed(&mut *tx, job.id, JobState::Failed, &error).await?;
         tx.commit().await?;

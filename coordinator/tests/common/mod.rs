@@ -103,6 +103,7 @@ pub fn config(cluster: &TempCluster) -> CoordinatorConfig {
     config.lease_ttl = Duration::from_secs(2);
     config.reaper_interval = Duration::from_millis(200);
     config.max_attempts = 2;
+    config.retry_backoff = std::time::Duration::ZERO;
     config
 }
 

@@ -1,0 +1,96 @@
+//! Where failed, fenced or superseded attempts wrote: one row per
+//! (datastore, prefix), deleted by the collector once it has removed the
+//! objects there. No recovery point ever references such a prefix: a
+//! backup's point is recorded only by the attempt that completes.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::model::Job;
+use crate::store::to_i32;
+
+/// A prefix waiting to be emptied.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Garbage {
+    pub id: i64,
+    pub job_id: Uuid,
+    pub attempt: i32,
+    pub datastore_url: String,
+    pub prefix: String,
+    pub collect_after: DateTime<Utc>,
+    pub last_error: String,
+}
+
+/// Records the job's current attempt target (if it has one) as garbage,
+/// collectable after `grace` (long enough for a fenced worker to notice).
+pub async fn record_attempt(db: impl PgExecutor<'_>, job: &Job, grace: Duration) -> Result<()> {
+    let (Some(datastore), Some(prefix)) = (&job.attempt_datastore, &job.attempt_prefix) else {
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO attempt_garbage (job_id, attempt, datastore_url, prefix, collect_after)
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+         ON CONFLICT (datastore_url, prefix) DO NOTHING",
+    )
+    .bind(job.id)
+    .bind(to_i32(job.attempt))
+    .bind(datastore)
+    .bind(prefix)
+    .bind(grace.as_secs_f64())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Rows due for collection, oldest first.
+pub async fn due(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Garbage>> {
+    Ok(sqlx::query_as::<_, Garbage>(
+        "SELECT id, job_id, attempt, datastore_url, prefix, collect_after, last_error
+         FROM attempt_garbage WHERE collect_after <= now()
+         ORDER BY collect_after, id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Every row (for tests and diagnostics), oldest first.
+pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<Garbage>> {
+    Ok(sqlx::query_as::<_, Garbage>(
+        "SELECT id, job_id, attempt, datastore_url, prefix, collect_after, last_error
+         FROM attempt_garbage ORDER BY id",
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+pub async fn delete(db: impl PgExecutor<'_>, id: i64) -> Result<()> {
+    sqlx::query("DELETE FROM attempt_garbage WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Tries again after `delay`, remembering why this pass failed.
+pub async fn postpone(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    delay: Duration,
+    error: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE attempt_garbage SET collect_after = now() + make_interval(secs => $2), last_error = $3
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(delay.as_secs_f64())
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(())
+}
