@@ -75,6 +75,11 @@ text_enum!(
     Tier { Standard => "STANDARD", Archive => "ARCHIVE" }
 );
 
+text_enum!(
+    /// What a restore job writes: a new database or a plain SQL file.
+    RestoreKind { Database => "DATABASE", Files => "FILES" }
+);
+
 impl JobState {
     /// True once nothing will change the job any more.
     pub fn is_terminal(self) -> bool {
@@ -280,4 +285,23 @@ mod tests {
             "az://c/root/v/i/p?emulator=true"
         );
     }
+}
+
+/// What a restore job writes and which part of the recovery point it
+/// restores (stored beside the job row, one per restore job).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreTarget {
+    pub kind: RestoreKind,
+    /// Files: destination datastore URL (URLs never hold credentials) and the
+    /// file name under it.
+    pub target_url: Option<String>,
+    pub target_file: Option<String>,
+    /// Selective restore; both empty means everything.
+    pub schemas: Vec<String>,
+    pub tables: Vec<String>,
+    /// Files, once completed: the file's size and SHA-256.
+    pub output_size: Option<u64>,
+    pub output_sha256: Option<String>,
+    /// What the restore left out; non-empty makes the job COMPLETED_WITH_WARNINGS.
+    pub warnings: Vec<String>,
 }

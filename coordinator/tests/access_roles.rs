@@ -196,6 +196,13 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             })
             .await
             .map(drop),
+        Rpc::RestoreAsFiles => restores()
+            .restore_as_files(pb::RestoreAsFilesRequest {
+                recovery_point: point,
+                ..Default::default()
+            })
+            .await
+            .map(drop),
         Rpc::ListJobs => jobs()
             .list_jobs(pb::ListJobsRequest::default())
             .await

@@ -284,6 +284,7 @@ pub fn details(job: &Job) -> Vec<(&'static str, String)> {
     let progress = job.progress.clone().unwrap_or_default();
     let error = job.error.clone().unwrap_or_default();
     let target = match (job.target_server.is_empty(), job.target_database.is_empty()) {
+        _ if !job.target_url.is_empty() => output_location(job),
         (true, true) => String::new(),
         (true, false) => job.target_database.clone(),
         _ => format!(
@@ -350,10 +351,40 @@ pub fn details(job: &Job) -> Vec<(&'static str, String)> {
             "ROWS",
             nonzero(progress.rows_done, progress.rows_done.to_string()),
         ),
+        ("SELECTION", selection_text(job)),
+        (
+            "OUTPUT",
+            nonzero(
+                job.output_size,
+                format!("{} sha256 {}", bytes(job.output_size), job.output_sha256),
+            ),
+        ),
+        ("WARNINGS", job.warnings.join("\n")),
         ("ERROR CODE", error.code),
         ("ERROR", error.message),
         ("RECOMMENDED ACTION", error.recommended_action),
     ]
+}
+
+/// Where a restore as files writes: the destination URL and the file in it.
+pub fn output_location(job: &Job) -> String {
+    format!(
+        "{}/{}",
+        job.target_url.trim_end_matches('/'),
+        job.target_file
+    )
+}
+
+/// "schemas a, b; tables s.t" for a selective restore; empty otherwise.
+fn selection_text(job: &Job) -> String {
+    let mut parts = Vec::new();
+    if !job.schemas.is_empty() {
+        parts.push(format!("schemas {}", job.schemas.join(", ")));
+    }
+    if !job.tables.is_empty() {
+        parts.push(format!("tables {}", job.tables.join(", ")));
+    }
+    parts.join("; ")
 }
 
 pub fn state_text(state: i32) -> &'static str {

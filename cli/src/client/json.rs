@@ -5,8 +5,8 @@
 
 use pgvault_proto::v1::{
     BackupInstance, ConfigureBackupResponse, DatastoreTier, Job, JobError, JobState, Operation,
-    Policy, ProtectionState, Readiness, RecoveryPoint, RetentionRuleKind, Secret, Server, Vault,
-    Weekday,
+    Policy, ProtectionState, Readiness, RecoveryPoint, RestoreKind, RetentionRuleKind, Secret,
+    Server, Vault, Weekday,
 };
 use prost_types::Timestamp;
 use serde_json::{Value, json};
@@ -155,6 +155,14 @@ pub fn job(j: &Job) -> Value {
         "target_database": j.target_database,
         "retention_rule": enum_name!(RetentionRuleKind, j.retention_rule),
         "update_time": timestamp(j.update_time.as_ref()),
+        "restore_kind": enum_name!(RestoreKind, j.restore_kind),
+        "target_url": j.target_url,
+        "target_file": j.target_file,
+        "schemas": j.schemas,
+        "tables": j.tables,
+        "output_size": j.output_size,
+        "output_sha256": j.output_sha256,
+        "warnings": j.warnings,
     })
 }
 
@@ -255,7 +263,7 @@ mod tests {
         assert_eq!(value["error"]["recommended_action"], "update the secret");
         assert_eq!(value["attempt"], 2);
         let keys: Vec<&String> = value.as_object().expect("object").keys().collect();
-        assert_eq!(keys.len(), 17, "every Job field is present: {keys:?}");
+        assert_eq!(keys.len(), 25, "every Job field is present: {keys:?}");
     }
 
     #[test]

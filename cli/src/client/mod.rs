@@ -97,8 +97,8 @@ pub enum ClientCommand {
     /// List the recovery points of a backup instance.
     #[command(subcommand, name = "recovery-point")]
     RecoveryPoint(recovery_point::RecoveryPointCommand),
-    /// Restore a recovery point as a new database.
-    Restore(restore::RestoreArgs),
+    /// Restore a recovery point as a new database or as a SQL file, whole or some schemas and tables.
+    Restore(restore::RestoreCommand),
     /// List, inspect and follow jobs (backups, restores, validations).
     #[command(subcommand)]
     Job(job::JobCommand),

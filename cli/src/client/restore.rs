@@ -1,19 +1,73 @@
-//! `pgvault restore`: restores a recovery point as a new database.
+//! `pgvault restore database|files`: restores a recovery point, or some of
+//! its schemas and tables, as a new database or as one plain SQL file in a
+//! local directory or datastore. `pgvault restore POINT --target-database
+//! NAME` (no subcommand) is kept as the short form of `restore database`.
 
+use std::path::Path;
 use std::process::ExitCode;
 
-use clap::Args;
-use pgvault_proto::v1::RestoreAsDatabaseRequest;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use pgvault_proto::v1::{RestoreAsDatabaseRequest, RestoreAsFilesRequest};
 
 use super::connect::{Api, Reply};
 use super::{names, watch};
 
+/// `pgvault restore`: a subcommand, or the arguments of `restore database`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 #[command(after_help = "Examples:\n  \
-    pgvault restore 0197c1e9 --vault prod --instance 0197c1d2 --target-database orders_restored --wait\n  \
-    pgvault restore vaults/prod/backupInstances/0197c1d2/recoveryPoints/0197c1e9 \\\n      \
-    --target-server db2 --secret db2-admin --target-database orders_copy")]
-pub struct RestoreArgs {
+    pgvault restore database 0197c1e9 --vault prod --instance 0197c1d2 --target-database orders_restored --wait\n  \
+    pgvault restore database 0197c1e9 --vault prod --instance 0197c1d2 --target-database sales_only \\\n      \
+    --schema sales --table public.customers\n  \
+    pgvault restore files 0197c1e9 --vault prod --instance 0197c1d2 --to ./restored --wait\n  \
+    pgvault restore files vaults/prod/backupInstances/0197c1d2/recoveryPoints/0197c1e9 \\\n      \
+    --to s3://exports/orders?region=eu-west-1 --name orders.sql --table sales.orders")]
+pub struct RestoreCommand {
+    #[command(subcommand)]
+    pub command: Option<RestoreSubcommand>,
+    /// `pgvault restore POINT --target-database NAME`: same as `restore database`.
+    #[command(flatten)]
+    pub database: Option<DatabaseArgs>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RestoreSubcommand {
+    /// Restore a recovery point (or some of its schemas and tables) as a new database.
+    Database(DatabaseArgs),
+    /// Write a recovery point (or some of its schemas and tables) as one plain
+    /// SQL file that `psql` loads into an empty database.
+    Files(FilesArgs),
+}
+
+/// Which recovery point, as an id with `--vault`/`--instance` or a full name.
+#[derive(Debug, Args)]
+pub struct PointArgs {
+    /// Recovery point id, or its full name "vaults/{v}/backupInstances/{i}/recoveryPoints/{p}".
+    pub recovery_point: String,
+    /// Vault of the recovery point (not needed with a full name).
+    #[arg(long)]
+    pub vault: Option<String>,
+    /// Backup instance of the recovery point (not needed with a full name).
+    #[arg(long)]
+    pub instance: Option<String>,
+}
+
+/// Selective restore; none given restores everything.
+#[derive(Debug, Args)]
+pub struct SelectionArgs {
+    /// Restore this schema (repeatable); with no --schema and no --table, everything.
+    #[arg(long = "schema", value_name = "SCHEMA")]
+    pub schemas: Vec<String>,
+    /// Restore this table, written schema.table (repeatable).
+    #[arg(long = "table", value_name = "SCHEMA.TABLE")]
+    pub tables: Vec<String>,
+}
+
+/// Arguments of `restore database`. No nested `flatten` here: clap cannot
+/// tell an optionally flattened struct apart from a nested one (clap#4697).
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
     /// Recovery point id, or its full name "vaults/{v}/backupInstances/{i}/recoveryPoints/{p}".
     pub recovery_point: String,
     /// Vault of the recovery point (not needed with a full name).
@@ -31,13 +85,45 @@ pub struct RestoreArgs {
     /// Secret used to connect to the target (default: the instance's secret).
     #[arg(long)]
     pub secret: Option<String>,
+    /// Restore this schema (repeatable); with no --schema and no --table, everything.
+    #[arg(long = "schema", value_name = "SCHEMA")]
+    pub schemas: Vec<String>,
+    /// Restore this table, written schema.table (repeatable).
+    #[arg(long = "table", value_name = "SCHEMA.TABLE")]
+    pub tables: Vec<String>,
     /// Follow the job until it ends; the exit code tells whether it succeeded.
     #[arg(long)]
     pub wait: bool,
 }
 
-/// The request for these arguments, with every name spelled out.
-pub fn request(args: &RestoreArgs) -> anyhow::Result<RestoreAsDatabaseRequest> {
+#[derive(Debug, Args)]
+pub struct FilesArgs {
+    #[command(flatten)]
+    pub point: PointArgs,
+    /// Destination directory: a path on the worker's machine (the local
+    /// machine under `pgvault up`) or a datastore URL (file://, s3://, az://).
+    #[arg(long, value_name = "DIR_OR_URL")]
+    pub to: String,
+    /// File name in that directory (default: <database>-<snapshot time>.sql).
+    #[arg(long, value_name = "FILE")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Follow the job until it ends; the exit code tells whether it succeeded.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+fn point_name(point: &PointArgs) -> anyhow::Result<String> {
+    names::recovery_point(
+        point.vault.as_deref(),
+        point.instance.as_deref(),
+        &point.recovery_point,
+    )
+}
+
+/// The request for `restore database`, with every name spelled out.
+pub fn database_request(args: &DatabaseArgs) -> anyhow::Result<RestoreAsDatabaseRequest> {
     Ok(RestoreAsDatabaseRequest {
         recovery_point: names::recovery_point(
             args.vault.as_deref(),
@@ -57,38 +143,112 @@ pub fn request(args: &RestoreArgs) -> anyhow::Result<RestoreAsDatabaseRequest> {
             .map(names::secret)
             .transpose()?
             .unwrap_or_default(),
+        schemas: args.schemas.clone(),
+        tables: args.tables.clone(),
     })
 }
 
-pub async fn run(api: &Api, args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let request = request(&args)?;
-    let job = api
-        .restores()
-        .restore_as_database(request)
-        .await
-        .reply(api)?;
-    watch::started(api, job, args.wait).await
+/// The request for `restore files`; a local path becomes a file:// URL.
+pub fn files_request(args: &FilesArgs, cwd: &Path) -> anyhow::Result<RestoreAsFilesRequest> {
+    Ok(RestoreAsFilesRequest {
+        recovery_point: point_name(&args.point)?,
+        target_url: destination_url(&args.to, cwd)?,
+        file_name: args.name.clone().unwrap_or_default(),
+        schemas: args.selection.schemas.clone(),
+        tables: args.selection.tables.clone(),
+    })
+}
+
+/// `to` as a datastore URL: URLs pass through; a local path (absolute, or
+/// relative to `cwd`) becomes `file:///absolute/path`.
+pub fn destination_url(to: &str, cwd: &Path) -> anyhow::Result<String> {
+    let to = to.trim();
+    if to.is_empty() {
+        anyhow::bail!("--to needs a directory or a datastore URL (file://, s3://, az://)");
+    }
+    if to.contains("://") {
+        return Ok(to.to_string());
+    }
+    let path = cwd.join(to);
+    let mut absolute = std::path::PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                absolute.pop();
+            }
+            other => absolute.push(other),
+        }
+    }
+    let text = absolute
+        .to_str()
+        .with_context(|| format!("--to {to}: the path is not valid UTF-8"))?;
+    let mut url = String::from("file://");
+    for c in text.chars() {
+        match c {
+            '%' => url.push_str("%25"),
+            '?' => url.push_str("%3F"),
+            '#' => url.push_str("%23"),
+            ' ' => url.push_str("%20"),
+            c => url.push(c),
+        }
+    }
+    Ok(url)
+}
+
+pub async fn run(api: &Api, command: RestoreCommand) -> anyhow::Result<ExitCode> {
+    match (command.command, command.database) {
+        (Some(RestoreSubcommand::Files(args)), _) => {
+            let cwd = std::env::current_dir().context("read the current directory")?;
+            let request = files_request(&args, &cwd)?;
+            let job = api.restores().restore_as_files(request).await.reply(api)?;
+            watch::started(api, job, args.wait).await
+        }
+        (Some(RestoreSubcommand::Database(args)), _) | (None, Some(args)) => {
+            let request = database_request(&args)?;
+            let job = api
+                .restores()
+                .restore_as_database(request)
+                .await
+                .reply(api)?;
+            watch::started(api, job, args.wait).await
+        }
+        (None, None) => anyhow::bail!(
+            "say what to restore: pgvault restore database POINT --target-database NAME, \
+             or pgvault restore files POINT --to DIR"
+        ),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(recovery_point: &str) -> RestoreArgs {
-        RestoreArgs {
+    fn point(recovery_point: &str) -> PointArgs {
+        PointArgs {
+            recovery_point: recovery_point.into(),
+            vault: Some("prod".into()),
+            instance: Some("inst".into()),
+        }
+    }
+
+    fn args(recovery_point: &str) -> DatabaseArgs {
+        DatabaseArgs {
             recovery_point: recovery_point.into(),
             vault: Some("prod".into()),
             instance: Some("inst".into()),
             target_database: "orders_restored".into(),
             target_server: Some("db2".into()),
             secret: None,
+            schemas: Vec::new(),
+            tables: Vec::new(),
             wait: false,
         }
     }
 
     #[test]
     fn request_from_short_ids() {
-        let request = request(&args("rp1")).expect("valid");
+        let request = database_request(&args("rp1")).expect("valid");
         assert_eq!(
             request.recovery_point,
             "vaults/prod/backupInstances/inst/recoveryPoints/rp1"
@@ -96,12 +256,13 @@ mod tests {
         assert_eq!(request.target_server, "servers/db2");
         assert_eq!(request.target_database, "orders_restored");
         assert_eq!(request.secret, "");
+        assert!(request.schemas.is_empty() && request.tables.is_empty());
     }
 
     #[test]
     fn request_from_full_name_without_flags() {
         let full = "vaults/prod/backupInstances/inst/recoveryPoints/rp1";
-        let request = request(&RestoreArgs {
+        let request = database_request(&DatabaseArgs {
             vault: None,
             instance: None,
             target_server: None,
@@ -110,5 +271,61 @@ mod tests {
         .expect("valid");
         assert_eq!(request.recovery_point, full);
         assert_eq!(request.target_server, "");
+    }
+
+    #[test]
+    fn files_request_carries_destination_name_and_selection() {
+        let request = files_request(
+            &FilesArgs {
+                point: point("rp1"),
+                to: "s3://exports/x?region=eu-west-1".into(),
+                name: Some("orders.sql".into()),
+                selection: SelectionArgs {
+                    schemas: vec!["sales".into()],
+                    tables: vec!["public.customers".into()],
+                },
+                wait: false,
+            },
+            Path::new("/home/me"),
+        )
+        .expect("valid");
+        assert_eq!(request.target_url, "s3://exports/x?region=eu-west-1");
+        assert_eq!(request.file_name, "orders.sql");
+        assert_eq!(request.schemas, vec!["sales"]);
+        assert_eq!(request.tables, vec!["public.customers"]);
+    }
+
+    #[test]
+    fn local_paths_become_absolute_file_urls() {
+        let cwd = Path::new("/home/me/work");
+        assert_eq!(
+            destination_url("./out", cwd).expect("ok"),
+            "file:///home/me/work/out"
+        );
+        assert_eq!(
+            destination_url("../out", cwd).expect("ok"),
+            "file:///home/me/out"
+        );
+        assert_eq!(
+            destination_url("/tmp/out", cwd).expect("ok"),
+            "file:///tmp/out"
+        );
+        assert_eq!(
+            destination_url("file:///srv/dumps", cwd).expect("ok"),
+            "file:///srv/dumps"
+        );
+        assert!(destination_url(" ", cwd).is_err());
+    }
+
+    #[test]
+    fn awkward_local_paths_survive_the_url() {
+        let url = destination_url("/tmp/my dir #1?%", Path::new("/")).expect("ok");
+        let location = pgvault_datastore::Location::parse(&url).expect("parses");
+        assert_eq!(
+            location,
+            pgvault_datastore::Location::Local {
+                dir: "/tmp/my dir #1?%".into()
+            }
+        );
     }
 }

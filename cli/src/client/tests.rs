@@ -8,6 +8,7 @@ use clap::{CommandFactory, Parser};
 use super::backup::{BackupCommand, RuleArg};
 use super::job::{JobCommand, OperationArg, StateArg};
 use super::policy::PolicyCommand;
+use super::restore::RestoreSubcommand;
 use super::secret::SecretCommand;
 use super::vault::VaultCommand;
 use super::*;
@@ -280,11 +281,45 @@ fn restore_and_recovery_points_parse() {
     ])
     .expect("parses");
     assert!(
-        matches!(cli.command, ClientCommand::Restore(ref args) if args.wait && args.target_database == "copy")
+        matches!(cli.command, ClientCommand::Restore(ref cmd) if cmd.command.is_none()
+            && cmd.database.as_ref().is_some_and(|a| a.wait && a.target_database == "copy"))
     );
     assert!(
         parse(&["restore", "rp1", "--vault", "prod"]).is_err(),
         "--target-database is required"
+    );
+    let cli = parse(&[
+        "restore",
+        "database",
+        "rp1",
+        "--target-database",
+        "copy",
+        "--schema",
+        "sales",
+        "--table",
+        "public.customers",
+        "--table",
+        "public.orders",
+    ])
+    .expect("parses");
+    assert!(matches!(
+        cli.command,
+        ClientCommand::Restore(ref cmd) if matches!(&cmd.command,
+            Some(RestoreSubcommand::Database(a)) if a.schemas == ["sales"]
+                && a.tables == ["public.customers", "public.orders"])
+    ));
+    let cli = parse(&[
+        "restore", "files", "rp1", "--to", "./out", "--name", "x.sql", "--wait",
+    ])
+    .expect("parses");
+    assert!(matches!(
+        cli.command,
+        ClientCommand::Restore(ref cmd) if matches!(&cmd.command,
+            Some(RestoreSubcommand::Files(a)) if a.to == "./out" && a.name.as_deref() == Some("x.sql") && a.wait)
+    ));
+    assert!(
+        parse(&["restore", "files", "rp1"]).is_err(),
+        "--to is required"
     );
     assert!(parse(&["recovery-point", "list", "inst", "--vault", "prod"]).is_ok());
 }

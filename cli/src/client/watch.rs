@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pgvault_proto::v1::{GetJobRequest, Job, JobState, Operation, WatchJobRequest};
+use pgvault_proto::v1::{GetJobRequest, Job, JobState, Operation, RestoreKind, WatchJobRequest};
 use tonic::{Code, Status, Streaming};
 
 use super::connect::{Api, Reply};
-use super::job::{operation_text, state_text};
+use super::job::{operation_text, output_location, state_text};
 use super::output::{bytes, details_table, duration_between, print_json};
 use super::{json, names};
 
@@ -141,6 +141,13 @@ fn print_outcome(api: &Api, job: &Job) {
     println!("{} {}{took}", job.name, state_text(job.state));
     let mut fields: Vec<(&str, String)> = Vec::new();
     match Operation::try_from(job.operation) {
+        Ok(Operation::Restore)
+            if exit_status(job.state) == 0
+                && job.restore_kind == RestoreKind::RestoreAsFiles as i32 =>
+        {
+            fields.push(("WRITTEN TO", output_location(job)));
+            fields.push(("SIZE", bytes(job.output_size)));
+        }
         Ok(Operation::Restore) if exit_status(job.state) == 0 => {
             let server = if job.target_server.is_empty() {
                 "the instance's server"
@@ -166,6 +173,9 @@ fn print_outcome(api: &Api, job: &Job) {
         if progress.rows_done > 0 {
             fields.push(("ROWS", progress.rows_done.to_string()));
         }
+    }
+    if !job.warnings.is_empty() {
+        fields.push(("WARNINGS", job.warnings.join("\n")));
     }
     if let Some(error) = &job.error {
         fields.push(("ERROR CODE", error.code.clone()));

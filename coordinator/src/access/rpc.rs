@@ -30,6 +30,7 @@ pub enum Rpc {
     ListRecoveryPoints,
     GetRecoveryPoint,
     RestoreAsDatabase,
+    RestoreAsFiles,
     ListJobs,
     GetJob,
     WatchJob,
@@ -48,7 +49,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 38] = [
+    pub const ALL: [Rpc; 39] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -72,6 +73,7 @@ impl Rpc {
         Rpc::ListRecoveryPoints,
         Rpc::GetRecoveryPoint,
         Rpc::RestoreAsDatabase,
+        Rpc::RestoreAsFiles,
         Rpc::ListJobs,
         Rpc::GetJob,
         Rpc::WatchJob,
@@ -109,7 +111,7 @@ impl Rpc {
             | Rpc::WatchJob => Read,
             // Whoever may start jobs may stop and re-run them.
             Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob => BackupNow,
-            Rpc::RestoreAsDatabase => Restore,
+            Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles => Restore,
             // ListDatabases connects with a stored secret: a configuration step.
             Rpc::CreateVault
             | Rpc::CreatePolicy
@@ -129,5 +131,22 @@ impl Rpc {
             | Rpc::ListRoles
             | Rpc::RemoveRole => Grant,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_restores_need_the_restore_permission() {
+        assert_eq!(Rpc::RestoreAsDatabase.permission(), Permission::Restore);
+        assert_eq!(Rpc::RestoreAsFiles.permission(), Permission::Restore);
+    }
+
+    #[test]
+    fn every_rpc_is_listed_once() {
+        let unique: std::collections::HashSet<Rpc> = Rpc::ALL.into_iter().collect();
+        assert_eq!(unique.len(), Rpc::ALL.len());
     }
 }

@@ -9,7 +9,7 @@ use prost_types::Timestamp;
 use crate::error::{CoordinatorError, Result};
 use crate::model::{
     BackupInstance, Job, JobError, JobState, Operation, Policy, Progress, ProtectionState,
-    RecoveryPoint, RuleKind, SecretMeta, Server, Tier, Vault,
+    RecoveryPoint, RestoreKind, RestoreTarget, RuleKind, SecretMeta, Server, Tier, Vault,
 };
 use crate::names;
 use crate::retention::RetentionRule;
@@ -272,6 +272,22 @@ impl From<Job> for pb::Job {
                 .map(rule_kind_to_pb)
                 .unwrap_or(pb::RetentionRuleKind::Unspecified) as i32,
             update_time: Some(timestamp(j.update_time)),
+            ..pb::Job::default()
         }
     }
+}
+
+/// Adds what a restore job writes, its selection and its result to `job`.
+pub fn add_restore_target(job: &mut pb::Job, target: RestoreTarget) {
+    job.restore_kind = match target.kind {
+        RestoreKind::Database => pb::RestoreKind::RestoreAsDatabase,
+        RestoreKind::Files => pb::RestoreKind::RestoreAsFiles,
+    } as i32;
+    job.target_url = target.target_url.unwrap_or_default();
+    job.target_file = target.target_file.unwrap_or_default();
+    job.schemas = target.schemas;
+    job.tables = target.tables;
+    job.output_size = target.output_size.unwrap_or_default();
+    job.output_sha256 = target.output_sha256.unwrap_or_default();
+    job.warnings = target.warnings;
 }

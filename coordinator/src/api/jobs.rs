@@ -15,13 +15,13 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::access::{Rpc, vault_scope};
-use crate::api::convert::{from_timestamp, operation_from_pb, state_from_pb};
+use crate::api::convert::{add_restore_target, from_timestamp, operation_from_pb, state_from_pb};
 use crate::api::{ApiContext, next_token};
 use crate::error::{CoordinatorError, Result};
-use crate::model::{Job, JobState};
+use crate::model::{Job, JobState, RestoreTarget};
 use crate::names;
 use crate::store::jobs::{self, JobFilter, NewJob};
-use crate::store::{Store, outbox, paging};
+use crate::store::{Store, outbox, paging, restore_targets};
 
 /// How often a watched job is re-read.
 const WATCH_POLL: Duration = Duration::from_millis(300);
@@ -31,11 +31,24 @@ const DEFAULT_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(7);
 /// Creates a QUEUED job and its outbox row in one transaction, then wakes
 /// the dispatcher.
 pub async fn enqueue(ctx: &ApiContext, new: NewJob) -> Result<Job> {
+    enqueue_job(ctx, new, None).await
+}
+
+/// [`enqueue`] for a restore: its restore target is written in the same
+/// transaction.
+pub async fn enqueue_restore(ctx: &ApiContext, new: NewJob, target: RestoreTarget) -> Result<Job> {
+    enqueue_job(ctx, new, Some(target)).await
+}
+
+async fn enqueue_job(ctx: &ApiContext, new: NewJob, target: Option<RestoreTarget>) -> Result<Job> {
     let job = ctx
         .store
         .in_tx(move |conn| {
             async move {
                 let job = jobs::insert(&mut *conn, &new).await?;
+                if let Some(target) = &target {
+                    restore_targets::insert(&mut *conn, job.id, target).await?;
+                }
                 outbox::insert(&mut *conn, job.id, job.attempt).await?;
                 Ok(job)
             }
@@ -44,6 +57,33 @@ pub async fn enqueue(ctx: &ApiContext, new: NewJob) -> Result<Job> {
         .await?;
     ctx.dispatch_wake.notify_one();
     Ok(job)
+}
+
+/// The API form of a job, with its restore target when it has one.
+pub async fn job_to_pb(store: &Store, job: Job) -> Result<pb::Job> {
+    let target = restore_targets::find(store.pool(), job.id).await?;
+    let mut out = pb::Job::from(job);
+    if let Some(target) = target {
+        add_restore_target(&mut out, target);
+    }
+    Ok(out)
+}
+
+/// [`job_to_pb`] for a page of jobs, with one query for the restore targets.
+async fn jobs_to_pb(store: &Store, page: Vec<Job>) -> Result<Vec<pb::Job>> {
+    let ids: Vec<Uuid> = page.iter().map(|j| j.id).collect();
+    let mut targets = restore_targets::find_many(store.pool(), &ids).await?;
+    Ok(page
+        .into_iter()
+        .map(|job| {
+            let target = targets.remove(&job.id);
+            let mut out = pb::Job::from(job);
+            if let Some(target) = target {
+                add_restore_target(&mut out, target);
+            }
+            out
+        })
+        .collect())
 }
 
 pub struct JobApi {
@@ -113,7 +153,7 @@ impl JobApi {
         let (page, more) = paging::split_page(rows, size);
         let next_page_token = next_token(&page, more, |j| paging::time_token(j.create_time, j.id));
         Ok(pb::ListJobsResponse {
-            jobs: page.into_iter().map(Into::into).collect(),
+            jobs: jobs_to_pb(&self.ctx.store, page).await?,
             next_page_token,
         })
     }
@@ -171,7 +211,11 @@ async fn watch(
     tx: tokio::sync::mpsc::Sender<Result<pb::Job, Status>>,
 ) {
     let mut last = first;
-    if tx.send(Ok(last.clone().into())).await.is_err() {
+    if tx
+        .send(job_to_pb(&store, last.clone()).await.map_err(Status::from))
+        .await
+        .is_err()
+    {
         return;
     }
     while !last.state.is_terminal() {
@@ -187,7 +231,10 @@ async fn watch(
             }
         };
         if current != last {
-            if tx.send(Ok(current.clone().into())).await.is_err() {
+            let sent = job_to_pb(&store, current.clone())
+                .await
+                .map_err(Status::from);
+            if tx.send(sent).await.is_err() {
                 return;
             }
             last = current;
@@ -227,9 +274,8 @@ impl JobService for JobApi {
             )
             .await?;
         let id = names::parse_job("name", &request.get_ref().name)?;
-        Ok(Response::new(
-            jobs::get(self.ctx.store.pool(), id).await?.into(),
-        ))
+        let job = jobs::get(self.ctx.store.pool(), id).await?;
+        Ok(Response::new(job_to_pb(&self.ctx.store, job).await?))
     }
 
     type WatchJobStream = JobStream;

@@ -7,6 +7,8 @@
 //! - `access`: tokens and roles (`AccessService`).
 //! - `vaults`, `policies`, `servers`, `secrets`, `instances`, `backup_now`,
 //!   `recovery_points`, `restores`, `jobs`: the services.
+//! - `restore_selection`, `output_file`: checking a restore's selection
+//!   against the recovery point, and the name of a restore's SQL file.
 //! - `resolve`: loading what a job needs across aggregates (shared with the
 //!   worker API).
 
@@ -15,10 +17,12 @@ pub mod backup_now;
 pub mod convert;
 pub mod instances;
 pub mod jobs;
+pub mod output_file;
 pub mod policies;
 pub mod protection;
 pub mod recovery_points;
 pub mod resolve;
+pub mod restore_selection;
 pub mod restores;
 pub mod secrets;
 pub mod servers;

@@ -1,18 +1,23 @@
-//! `RestoreService`: restore a recovery point as a new database. The target
-//! server and secret default to the instance's own; the job and its outbox
-//! row are written in one transaction.
+//! `RestoreService`: restore a recovery point (or a selection of its
+//! schemas and tables) as a new database, or as one plain SQL file in a
+//! datastore directory. The target server and secret default to the
+//! instance's own; the file name defaults to `<database>-<snapshot>.sql`.
+//! The job, its restore target and its outbox row are written in one
+//! transaction.
 
 use std::sync::Arc;
 
+use pgvault_datastore::Datastore;
 use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::restore_service_server::RestoreService;
 use tonic::{Request, Response, Status};
 
 use crate::access::{Rpc, vault_scope};
 use crate::api::ApiContext;
-use crate::api::jobs::enqueue;
+use crate::api::jobs::{enqueue_restore, job_to_pb};
+use crate::api::{output_file, restore_selection};
 use crate::error::{CoordinatorError, Result};
-use crate::model::Operation;
+use crate::model::{Operation, RestoreKind, RestoreTarget};
 use crate::names;
 use crate::store::jobs::NewJob;
 use crate::store::{instances, recovery_points, secrets, servers};
@@ -39,6 +44,8 @@ impl RestoreApi {
                 reason.replace("protected", "restored into"),
             ));
         }
+        let schemas = restore_selection::clean("schemas", &req.schemas)?;
+        let tables = restore_selection::clean("tables", &req.tables)?;
         let pool = self.ctx.store.pool();
         let point = recovery_points::get(pool, &vault_id, instance_id, point_id).await?;
         let instance = instances::get(pool, &vault_id, instance_id).await?;
@@ -65,7 +72,18 @@ impl RestoreApi {
         if secrets::find(pool, &secret).await?.is_none() {
             return Err(CoordinatorError::not_found("secret", &secret));
         }
-        let job = enqueue(
+        restore_selection::check(&point, &schemas, &tables).await?;
+        let target = RestoreTarget {
+            kind: RestoreKind::Database,
+            target_url: None,
+            target_file: None,
+            schemas,
+            tables,
+            output_size: None,
+            output_sha256: None,
+            warnings: Vec::new(),
+        };
+        let job = enqueue_restore(
             &self.ctx,
             NewJob {
                 operation: Operation::Restore,
@@ -77,10 +95,63 @@ impl RestoreApi {
                 target_database: Some(req.target_database.clone()),
                 target_secret_id: Some(secret),
             },
+            target,
         )
         .await?;
         tracing::info!(job_id = %job.id, point = %point.id, server = %target_server, database = %req.target_database, "restore queued");
-        Ok(job.into())
+        job_to_pb(&self.ctx.store, job).await
+    }
+
+    async fn restore_as_files(&self, req: pb::RestoreAsFilesRequest) -> Result<pb::Job> {
+        let (vault_id, instance_id, point_id) =
+            names::parse_recovery_point("recovery_point", &req.recovery_point)?;
+        let target_url = req.target_url.trim().to_string();
+        if target_url.is_empty() {
+            return Err(CoordinatorError::invalid(
+                "target_url",
+                "a destination is required: file:///dir, s3://bucket/prefix or az://container/prefix",
+            ));
+        }
+        let destination = Datastore::open(&target_url)
+            .map_err(|e| CoordinatorError::invalid("target_url", e.to_string()))?;
+        let schemas = restore_selection::clean("schemas", &req.schemas)?;
+        let tables = restore_selection::clean("tables", &req.tables)?;
+        let pool = self.ctx.store.pool();
+        let point = recovery_points::get(pool, &vault_id, instance_id, point_id).await?;
+        let instance = instances::get(pool, &vault_id, instance_id).await?;
+        let file = if req.file_name.trim().is_empty() {
+            output_file::default_name(&point.database, point.snapshot_time)
+        } else {
+            output_file::check_name("file_name", req.file_name.trim())?
+        };
+        restore_selection::check(&point, &schemas, &tables).await?;
+        let target = RestoreTarget {
+            kind: RestoreKind::Files,
+            target_url: Some(target_url),
+            target_file: Some(file.clone()),
+            schemas,
+            tables,
+            output_size: None,
+            output_sha256: None,
+            warnings: Vec::new(),
+        };
+        let job = enqueue_restore(
+            &self.ctx,
+            NewJob {
+                operation: Operation::Restore,
+                vault_id,
+                backup_instance_id: Some(instance.id),
+                recovery_point_id: Some(point.id),
+                retention_rule: None,
+                target_server_id: None,
+                target_database: None,
+                target_secret_id: None,
+            },
+            target,
+        )
+        .await?;
+        tracing::info!(job_id = %job.id, point = %point.id, destination = %destination.redacted_url(), file = %file, "restore as files queued");
+        job_to_pb(&self.ctx.store, job).await
     }
 }
 
@@ -99,6 +170,22 @@ impl RestoreService for RestoreApi {
             .await?;
         Ok(Response::new(
             self.restore_as_database(request.into_inner()).await?,
+        ))
+    }
+
+    async fn restore_as_files(
+        &self,
+        request: Request<pb::RestoreAsFilesRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        self.ctx
+            .authorize(
+                &request,
+                Rpc::RestoreAsFiles,
+                vault_scope(&request.get_ref().recovery_point).as_deref(),
+            )
+            .await?;
+        Ok(Response::new(
+            self.restore_as_files(request.into_inner()).await?,
         ))
     }
 }

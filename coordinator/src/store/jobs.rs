@@ -328,6 +328,18 @@ pub async fn complete(
     Ok(())
 }
 
+/// Turns a job just marked COMPLETED into COMPLETED_WITH_WARNINGS (the
+/// warnings themselves are stored with what produced them).
+pub async fn mark_completed_with_warnings(db: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'COMPLETED_WITH_WARNINGS' WHERE id = $1 AND state = 'COMPLETED'",
+    )
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Ends the job in `state` (FAILED or CANCELLED) with `error`.
 pub async fn finish_failed(
     db: impl PgExecutor<'_>,

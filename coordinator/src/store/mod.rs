@@ -7,7 +7,8 @@
 //! # Layout
 //! - `migrate`: connecting, numbered migrations under an advisory lock.
 //! - `vaults`, `policies`, `servers`, `secrets`, `instances`, `jobs`,
-//!   `recovery_points`, `outbox`, `tokens`, `schedule_runs`: the repositories.
+//!   `recovery_points`, `restore_targets`, `outbox`, `tokens`, `schedule_runs`:
+//!   the repositories.
 //! - `paging`: opaque page tokens for keyset pagination.
 
 pub mod garbage;
@@ -18,6 +19,7 @@ pub mod outbox;
 pub mod paging;
 pub mod policies;
 pub mod recovery_points;
+pub mod restore_targets;
 pub mod roles;
 pub mod schedule_runs;
 pub mod secrets;

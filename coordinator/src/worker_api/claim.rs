@@ -1,7 +1,8 @@
 //! `ClaimTask`: one conditional UPDATE takes the lease (database clock), then
 //! the task is resolved in the same transaction: for a backup a fresh
 //! recovery-point id and prefix per attempt plus the source connection; for a
-//! restore the point's location, manifest checksum and target connection.
+//! restore the point's location, manifest checksum, selection and target
+//! (a connection, or for a restore as files a destination URL and file).
 //! A job whose task cannot be resolved (its secret is unreadable, its server
 //! gone) fails at once with a coded error instead of bouncing forever.
 
@@ -12,8 +13,10 @@ use uuid::Uuid;
 use crate::api::ApiContext;
 use crate::api::resolve::{connection_spec, credentials};
 use crate::error::{CoordinatorError, Result};
-use crate::model::{Job, JobError, JobState, Operation};
-use crate::store::{garbage, instances, jobs, recovery_points, servers, vaults};
+use crate::model::{Job, JobError, JobState, Operation, RestoreKind};
+use crate::store::{
+    garbage, instances, jobs, recovery_points, restore_targets, servers, vaults,
+};
 
 /// Code of jobs failed because their task could not be resolved at claim.
 pub const TASK_UNRESOLVABLE: &str = "UserErrorTaskUnresolvable";
@@ -115,7 +118,7 @@ async fn why_not(ctx: &ApiContext, job_id: Uuid) -> Result<String> {
 async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Result<pb::Task> {
     let kind = match job.operation {
         op if op.is_backup() => pb::task::Kind::Backup(backup_task(ctx, conn, job).await?),
-        Operation::Restore => pb::task::Kind::Restore(restore_task(ctx, conn, job).await?),
+        Operation::Restore => restore_task(ctx, conn, job).await?,
         other => {
             return Err(CoordinatorError::precondition(format!(
                 "{other} jobs are not run by workers yet"
@@ -167,7 +170,7 @@ async fn restore_task(
     ctx: &ApiContext,
     conn: &mut PgConnection,
     job: &Job,
-) -> Result<pb::RestoreTask> {
+) -> Result<pb::task::Kind> {
     let instance_id = job
         .backup_instance_id
         .ok_or_else(|| missing("backup instance", job))?;
@@ -175,6 +178,29 @@ async fn restore_task(
         .recovery_point_id
         .ok_or_else(|| missing("recovery point", job))?;
     let point = recovery_points::get(&mut *conn, &job.vault_id, instance_id, point_id).await?;
+    // Restores queued before restore targets existed restore everything.
+    let target = restore_targets::find(&mut *conn, job.id).await?;
+    let (schemas, tables) = target
+        .as_ref()
+        .map(|t| (t.schemas.clone(), t.tables.clone()))
+        .unwrap_or_default();
+    if let Some(files) = target.as_ref().filter(|t| t.kind == RestoreKind::Files) {
+        return Ok(pb::task::Kind::RestoreFiles(pb::RestoreFilesTask {
+            datastore_url: point.datastore_url,
+            prefix: point.prefix,
+            manifest_sha256: point.manifest_sha256,
+            target_url: files
+                .target_url
+                .clone()
+                .ok_or_else(|| missing("target url", job))?,
+            target_file: files
+                .target_file
+                .clone()
+                .ok_or_else(|| missing("target file", job))?,
+            schemas,
+            tables,
+        }));
+    }
     let server_id = job
         .target_server_id
         .as_deref()
@@ -189,10 +215,12 @@ async fn restore_task(
         .ok_or_else(|| missing("target secret", job))?;
     let server = servers::get(&mut *conn, server_id).await?;
     let creds = credentials(&mut *conn, &ctx.cipher, secret_id).await?;
-    Ok(pb::RestoreTask {
+    Ok(pb::task::Kind::Restore(pb::RestoreTask {
         target: Some(connection_spec(&server, database, &creds)),
         datastore_url: point.datastore_url,
         prefix: point.prefix,
         manifest_sha256: point.manifest_sha256,
-    })
+        schemas,
+        tables,
+    }))
 }

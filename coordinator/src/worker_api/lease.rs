@@ -12,8 +12,12 @@ use sqlx::PgConnection;
 use crate::api::ApiContext;
 use crate::api::convert::from_timestamp;
 use crate::error::{CoordinatorError, Result};
-use crate::model::{Job, JobError, JobState, Operation, Progress, RecoveryPoint, RuleKind, Tier};
-use crate::store::{garbage, instances, jobs, outbox, policies, recovery_points};
+use crate::model::{
+    Job, JobError, JobState, Operation, Progress, RecoveryPoint, RestoreKind, RuleKind, Tier,
+};
+use crate::store::{
+    garbage, instances, jobs, outbox, policies, recovery_points, restore_targets,
+};
 use crate::{backoff, reaper, tagging};
 
 fn taken_over() -> CoordinatorError {
@@ -80,7 +84,7 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
         &mut tx,
         &req.job_id,
         &req.lease_token,
-        &[JobState::Completed],
+        &[JobState::Completed, JobState::CompletedWithWarnings],
     )
     .await?
     else {
@@ -91,7 +95,7 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
         .map(Progress::from)
         .unwrap_or_else(|| job.progress.clone());
     let point_id = if job.operation.is_backup() {
-        let result = match req.result {
+        let result = match req.result.clone() {
             Some(pb::complete_task_request::Result::Backup(result)) => result,
             _ => {
                 return Err(CoordinatorError::invalid(
@@ -105,9 +109,51 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
         None
     };
     jobs::complete(&mut *tx, job.id, &progress, point_id).await?;
+    let mut warned = false;
+    if let Some(pb::complete_task_request::Result::Restore(result)) = &req.result {
+        warned = record_restore(&mut tx, &job, result).await?;
+    }
     tx.commit().await?;
-    tracing::info!(job_id = %job.id, attempt = job.attempt, operation = %job.operation, "job completed");
+    tracing::info!(job_id = %job.id, attempt = job.attempt, operation = %job.operation, warned, "job completed");
     Ok(())
+}
+
+/// Longest list of warnings kept on a job; the rest are counted.
+const MAX_WARNINGS: usize = 200;
+
+/// Records a restore's result on its restore target; a restore that left
+/// objects out completes with warnings. Returns whether it did.
+async fn record_restore(
+    conn: &mut PgConnection,
+    job: &Job,
+    result: &pb::RestoreResult,
+) -> Result<bool> {
+    let Some(target) = restore_targets::find(&mut *conn, job.id).await? else {
+        return Ok(false);
+    };
+    let output = (target.kind == RestoreKind::Files && !result.output_sha256.is_empty())
+        .then(|| (result.output_size, result.output_sha256.as_str()));
+    let mut warnings: Vec<String> = result
+        .skipped_objects
+        .iter()
+        .take(MAX_WARNINGS)
+        .map(|s| {
+            let line: String = s.chars().filter(|c| !c.is_control()).take(500).collect();
+            format!("left out: {line}")
+        })
+        .collect();
+    if result.skipped_objects.len() > MAX_WARNINGS {
+        warnings.push(format!(
+            "left out: {} more objects",
+            result.skipped_objects.len() - MAX_WARNINGS
+        ));
+    }
+    restore_targets::record_result(&mut *conn, job.id, output, &warnings).await?;
+    if warnings.is_empty() {
+        return Ok(false);
+    }
+    jobs::mark_completed_with_warnings(&mut *conn, job.id).await?;
+    Ok(true)
 }
 
 /// Inserts the recovery point a backup attempt produced; returns its id.

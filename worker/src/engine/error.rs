@@ -20,6 +20,7 @@ pub enum ErrorCode {
     UserErrorTlsUnsupported,
     UserErrorServerVersionUnsupported,
     UserErrorSelectionInvalid,
+    UserErrorDestinationNotWritable,
     DatastoreUnavailable,
     DatastoreWriteFailed,
     ChecksumMismatch,
@@ -44,6 +45,7 @@ impl ErrorCode {
             ErrorCode::UserErrorTlsUnsupported => "UserErrorTlsUnsupported",
             ErrorCode::UserErrorServerVersionUnsupported => "UserErrorServerVersionUnsupported",
             ErrorCode::UserErrorSelectionInvalid => "UserErrorSelectionInvalid",
+            ErrorCode::UserErrorDestinationNotWritable => "UserErrorDestinationNotWritable",
             ErrorCode::DatastoreUnavailable => "DatastoreUnavailable",
             ErrorCode::DatastoreWriteFailed => "DatastoreWriteFailed",
             ErrorCode::ChecksumMismatch => "ChecksumMismatch",
@@ -87,6 +89,9 @@ impl ErrorCode {
             }
             ErrorCode::UserErrorSelectionInvalid => {
                 "Check the schema and table names (schema.table) against the recovery point's contents."
+            }
+            ErrorCode::UserErrorDestinationNotWritable => {
+                "Check that the destination exists or can be created and that the worker may write there (permissions, credentials, free space)."
             }
             ErrorCode::DatastoreUnavailable => {
                 "Check the datastore URL, credentials and network access from the worker."

@@ -57,6 +57,9 @@ pub(super) async fn run_claimed(
         Some(task::Kind::Restore(restore)) => {
             run_restore(restore, options, sink, engine_cancel.clone()).await
         }
+        Some(task::Kind::RestoreFiles(files)) => {
+            super::restore_files::run(files, options, sink, engine_cancel.clone()).await
+        }
         None => Err(EngineError {
             code: ErrorCode::Internal,
             message: "task has no kind; the coordinator and worker versions may differ".to_string(),
@@ -146,11 +149,16 @@ async fn run_restore(
     let target = pg_target(task.target)?;
     let store = open_datastore(&task.datastore_url)?;
     let expected = (!task.manifest_sha256.is_empty()).then_some(task.manifest_sha256.as_str());
-    let summary = engine::restore_database(
+    let selection = engine::Selection {
+        schemas: task.schemas,
+        tables: task.tables,
+    };
+    let summary = engine::restore_database_selected(
         &target,
         &store,
         &task.prefix,
         expected,
+        &selection,
         &options.engine,
         progress,
         cancel,
@@ -159,6 +167,8 @@ async fn run_restore(
     Ok(complete_task_request::Result::Restore(RestoreResult {
         rows: summary.rows,
         bytes: summary.bytes,
+        skipped_objects: summary.skipped_objects,
+        ..RestoreResult::default()
     }))
 }
 
@@ -183,7 +193,7 @@ fn pg_target(spec: Option<ConnectionSpec>) -> Result<PgTarget, EngineError> {
     })
 }
 
-fn open_datastore(url: &str) -> Result<Datastore, EngineError> {
+pub(super) fn open_datastore(url: &str) -> Result<Datastore, EngineError> {
     Datastore::open(url).map_err(|e| EngineError {
         code: ErrorCode::DatastoreUnavailable,
         message: format!("cannot open datastore: {e}"),

@@ -9,6 +9,7 @@
 mod client;
 mod execute;
 mod heartbeat;
+mod restore_files;
 
 use std::sync::Arc;
 use std::time::Duration;
