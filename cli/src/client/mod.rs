@@ -98,7 +98,7 @@ pub enum ClientCommand {
     #[command(subcommand, name = "recovery-point")]
     RecoveryPoint(recovery_point::RecoveryPointCommand),
     /// Restore a recovery point as a new database or as a SQL file, whole or some schemas and tables.
-    Restore(restore::RestoreCommand),
+    Restore(Box<restore::RestoreCommand>),
     /// List, inspect and follow jobs (backups, restores, validations).
     #[command(subcommand)]
     Job(job::JobCommand),
@@ -134,7 +134,7 @@ async fn dispatch(options: &ClientOptions, command: ClientCommand) -> anyhow::Re
         ClientCommand::Server(cmd) => server::run(&api, cmd).await,
         ClientCommand::Backup(cmd) => backup::run(&api, cmd).await,
         ClientCommand::RecoveryPoint(cmd) => recovery_point::run(&api, cmd).await,
-        ClientCommand::Restore(args) => restore::run(&api, args).await,
+        ClientCommand::Restore(args) => restore::run(&api, *args).await,
         ClientCommand::Job(cmd) => job::run(&api, cmd).await,
         ClientCommand::Token(cmd) => access::run_token(&api, cmd).await,
         ClientCommand::Role(cmd) => access::run_role(&api, cmd).await,

@@ -1,7 +1,9 @@
 //! The lease holder's calls after a claim: `Heartbeat` (extend the lease,
-//! store progress), `CompleteTask` (record the recovery point and complete
-//! the job in one transaction) and `FailTask` (re-queue a retryable failure
-//! while attempts remain, else fail). Every call checks the lease token, so a
+//! store progress), `CompleteTask` (record the recovery point, or a
+//! restore's output and what it left out, and complete the job in one
+//! transaction; a restore that left objects out completes with warnings)
+//! and `FailTask` (re-queue a retryable failure while attempts remain,
+//! else fail). Every call checks the lease token, so a
 //! worker whose lease was taken over is fenced off.
 
 use std::str::FromStr;
@@ -132,7 +134,7 @@ async fn record_restore(
         return Ok(false);
     };
     let output = (target.kind == RestoreKind::Files && !result.output_sha256.is_empty())
-        .then(|| (result.output_size, result.output_sha256.as_str()));
+        .then_some((result.output_size, result.output_sha256.as_str()));
     let mut warnings: Vec<String> = result
         .skipped_objects
         .iter()
