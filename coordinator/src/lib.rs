@@ -26,7 +26,9 @@
 //! - [`api`]: one tonic service per resource; [`worker_api`]: claim/heartbeat/complete/fail.
 //! - [`dispatch`]: outbox → queue; [`reaper`]: expired leases → re-queue or fail.
 //! - [`leader`]: advisory-lock leadership; [`scheduler`]: policies → scheduled jobs,
-//!   exactly once per instance and slot.
+//!   exactly once per instance and slot; [`lifecycle`]: the sweeper (expired
+//!   points → tier move or delete jobs, exactly once per point and stage),
+//!   rehydrates, and what completed lifecycle jobs change.
 
 pub mod access;
 pub mod api;
@@ -38,6 +40,7 @@ pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod leader;
+pub mod lifecycle;
 pub mod model;
 pub mod names;
 pub mod readiness;

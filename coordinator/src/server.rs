@@ -1,7 +1,7 @@
 //! Starting and stopping a coordinator: connect to the state database,
 //! migrate under an advisory lock, set up tokens, bind the listener, then run
-//! the tonic server (with reflection and health), the outbox dispatcher and
-//! the lease reaper until shutdown.
+//! the tonic server (with reflection and health), the outbox dispatcher, the
+//! scheduler, the lifecycle sweeper and the lease reaper until shutdown.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -44,7 +44,7 @@ use crate::scheduler::SchedulerSettings;
 use crate::secrets::Cipher;
 use crate::store::{Store, migrate};
 use crate::worker_api::WorkerApi;
-use crate::{dispatch, reaper, scheduler};
+use crate::{dispatch, lifecycle, reaper, scheduler};
 
 /// Entry point of the coordinator component.
 pub struct Coordinator;
@@ -192,6 +192,16 @@ impl Coordinator {
                     connect: connect.clone(),
                     interval: config.scheduler_interval,
                     max_lateness: config.schedule_max_lateness,
+                },
+                dispatch_wake.clone(),
+                cancel.clone(),
+            )),
+            tokio::spawn(lifecycle::run(
+                store.clone(),
+                clock.clone(),
+                lifecycle::SweeperSettings {
+                    connect: connect.clone(),
+                    interval: config.scheduler_interval,
                 },
                 dispatch_wake.clone(),
                 cancel.clone(),

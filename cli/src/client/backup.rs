@@ -13,7 +13,7 @@ use pgvault_proto::v1::{
 use super::configure::{self, ConfigureArgs};
 use super::connect::{Api, Reply};
 use super::output::{local_time, print_details, print_json, print_list};
-use super::protection::{self, KeepArg};
+use super::protection::{self, KeepArg, StopModeArg};
 use super::{json, names, watch};
 
 #[derive(Debug, Subcommand)]
@@ -70,7 +70,8 @@ pub enum BackupCommand {
     /// Stop scheduled backups of an instance.
     #[command(after_help = "Examples:\n  \
         pgvault backup stop 0197c1d2 --vault prod --keep all\n  \
-        pgvault backup stop 0197c1d2 --vault prod --keep per-policy")]
+        pgvault backup stop 0197c1d2 --vault prod --keep per-policy\n  \
+        pgvault backup stop 0197c1d2 --vault prod --mode delete-all")]
     Stop {
         /// Instance id (or "vaults/{vault}/backupInstances/{id}").
         instance: String,
@@ -78,8 +79,17 @@ pub enum BackupCommand {
         #[arg(long)]
         vault: Option<String>,
         /// What happens to existing recovery points.
+        #[arg(
+            long,
+            value_enum,
+            required_unless_present = "mode",
+            conflicts_with = "mode"
+        )]
+        keep: Option<KeepArg>,
+        /// What happens to existing recovery points; delete-all deletes
+        /// every one of them through delete jobs.
         #[arg(long, value_enum)]
-        keep: KeepArg,
+        mode: Option<StopModeArg>,
     },
     /// Resume scheduled backups of an instance from its next slot.
     Resume {
@@ -163,9 +173,11 @@ pub async fn run(api: &Api, command: BackupCommand) -> anyhow::Result<ExitCode> 
             instance,
             vault,
             keep,
+            mode,
         } => {
             let name = names::instance(vault.as_deref(), &instance)?;
-            show(api, &protection::stop(api, name, keep).await?);
+            let mode = protection::stop_mode(keep, mode);
+            show(api, &protection::stop(api, name, mode).await?);
         }
         BackupCommand::Resume { instance, vault } => {
             let name = names::instance(vault.as_deref(), &instance)?;

@@ -32,7 +32,7 @@ pub enum PolicyCommand {
         vault: String,
         /// The whole policy from a JSON (.json) or TOML file, in the form
         /// `pgvault policy show` prints.
-        #[arg(long, value_name = "PATH", conflicts_with_all = ["weekdays", "at", "time_zone", "retain", "weekly", "monthly", "yearly"])]
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["weekdays", "at", "time_zone", "retain", "weekly", "monthly", "yearly", "retain_archive", "weekly_archive", "monthly_archive", "yearly_archive"])]
         file: Option<PathBuf>,
         /// Days backups run on, comma-separated: mon,tue,wed,thu,fri,sat,sun.
         #[arg(long, required_unless_present = "file", value_delimiter = ',', value_parser = parse_weekday)]
@@ -55,6 +55,19 @@ pub enum PolicyCommand {
         /// Keep the first recovery point of each year this long, e.g. P10Y.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         yearly: Option<String>,
+        /// Move Default-rule points to the archive datastore at expiry and
+        /// keep them there this long, e.g. P6M (6 months - 10 years).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        retain_archive: Option<String>,
+        /// Archive period of the Weekly rule's points, e.g. P1Y.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "weekly")]
+        weekly_archive: Option<String>,
+        /// Archive period of the Monthly rule's points, e.g. P5Y.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "monthly")]
+        monthly_archive: Option<String>,
+        /// Archive period of the Yearly rule's points, e.g. P10Y.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "yearly")]
+        yearly_archive: Option<String>,
     },
     /// Show one policy.
     Get {
@@ -96,6 +109,10 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
             weekly,
             monthly,
             yearly,
+            retain_archive,
+            weekly_archive,
+            monthly_archive,
+            yearly_archive,
         } => {
             let parent = names::vault(&vault)?;
             let policy_id = names::short(&names::policy(Some(&vault), &name)?).to_owned();
@@ -110,18 +127,24 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
                 return Ok(ExitCode::SUCCESS);
             }
             let rules = [
-                (RetentionRuleKind::Default, retain),
-                (RetentionRuleKind::Weekly, weekly),
-                (RetentionRuleKind::Monthly, monthly),
-                (RetentionRuleKind::Yearly, yearly),
+                (RetentionRuleKind::Default, retain, retain_archive),
+                (RetentionRuleKind::Weekly, weekly, weekly_archive),
+                (RetentionRuleKind::Monthly, monthly, monthly_archive),
+                (RetentionRuleKind::Yearly, yearly, yearly_archive),
             ];
             let retention_rules = rules
                 .into_iter()
-                .filter_map(|(kind, duration)| {
-                    duration.map(|d| RetentionRule {
+                .filter_map(|(kind, duration, archive)| {
+                    // The Default rule may archive with its default duration.
+                    let standard = match (duration, &archive, kind) {
+                        (Some(d), _, _) => d,
+                        (None, Some(_), RetentionRuleKind::Default) => String::new(),
+                        (None, _, _) => return None,
+                    };
+                    Some(RetentionRule {
                         kind: kind as i32,
-                        standard_duration: d,
-                        archive_duration: String::new(),
+                        standard_duration: standard,
+                        archive_duration: archive.unwrap_or_default(),
                     })
                 })
                 .collect();

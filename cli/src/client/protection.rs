@@ -1,7 +1,8 @@
 //! `pgvault backup change-policy|stop|resume`: managing an instance's
 //! protection. Changing the policy affects future points (and existing ones
 //! with `--reapply`); stopping keeps every point forever (`--keep all`) or
-//! keeps points per policy with the newest kept forever (`--keep per-policy`).
+//! keeps points per policy with the newest kept forever (`--keep per-policy`)
+//! or deletes every point (`--mode delete-all`).
 
 use clap::ValueEnum;
 use pgvault_proto::v1::{
@@ -29,6 +30,36 @@ impl From<KeepArg> for StopMode {
     }
 }
 
+/// `--mode` values of `backup stop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StopModeArg {
+    /// Keep every recovery point forever (like `--keep all`).
+    KeepAll,
+    /// Points expire per their rules; the newest is kept forever.
+    KeepPerPolicy,
+    /// Delete every recovery point (delete jobs, one per point).
+    DeleteAll,
+}
+
+impl From<StopModeArg> for StopMode {
+    fn from(mode: StopModeArg) -> Self {
+        match mode {
+            StopModeArg::KeepAll => StopMode::KeepAllForever,
+            StopModeArg::KeepPerPolicy => StopMode::KeepPerPolicy,
+            StopModeArg::DeleteAll => StopMode::DeleteAllPoints,
+        }
+    }
+}
+
+/// The stop mode of `--keep` or `--mode` (clap requires exactly one).
+pub fn stop_mode(keep: Option<KeepArg>, mode: Option<StopModeArg>) -> StopMode {
+    match (keep, mode) {
+        (_, Some(mode)) => mode.into(),
+        (Some(keep), None) => keep.into(),
+        (None, None) => StopMode::Unspecified,
+    }
+}
+
 pub async fn change_policy(
     api: &Api,
     instance: String,
@@ -44,10 +75,10 @@ pub async fn change_policy(
     api.instances().change_policy(request).await.reply(api)
 }
 
-pub async fn stop(api: &Api, instance: String, keep: KeepArg) -> anyhow::Result<BackupInstance> {
+pub async fn stop(api: &Api, instance: String, mode: StopMode) -> anyhow::Result<BackupInstance> {
     let request = StopProtectionRequest {
         name: instance,
-        mode: StopMode::from(keep) as i32,
+        mode: mode as i32,
     };
     api.instances().stop_protection(request).await.reply(api)
 }

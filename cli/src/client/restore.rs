@@ -91,6 +91,10 @@ pub struct DatabaseArgs {
     /// Restore this table, written schema.table (repeatable).
     #[arg(long = "table", value_name = "SCHEMA.TABLE")]
     pub tables: Vec<String>,
+    /// Archive points only: days the point is rehydrated into the standard
+    /// datastore before the restore runs, 10-30 (default 15).
+    #[arg(long, value_name = "DAYS")]
+    pub rehydrate_days: Option<u32>,
     /// Follow the job until it ends; the exit code tells whether it succeeded.
     #[arg(long)]
     pub wait: bool,
@@ -109,6 +113,10 @@ pub struct FilesArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub selection: SelectionArgs,
+    /// Archive points only: days the point is rehydrated into the standard
+    /// datastore before the restore runs, 10-30 (default 15).
+    #[arg(long, value_name = "DAYS")]
+    pub rehydrate_days: Option<u32>,
     /// Follow the job until it ends; the exit code tells whether it succeeded.
     #[arg(long)]
     pub wait: bool,
@@ -145,6 +153,7 @@ pub fn database_request(args: &DatabaseArgs) -> anyhow::Result<RestoreAsDatabase
             .unwrap_or_default(),
         schemas: args.schemas.clone(),
         tables: args.tables.clone(),
+        rehydrate_days: args.rehydrate_days.unwrap_or(0),
     })
 }
 
@@ -156,6 +165,7 @@ pub fn files_request(args: &FilesArgs, cwd: &Path) -> anyhow::Result<RestoreAsFi
         file_name: args.name.clone().unwrap_or_default(),
         schemas: args.selection.schemas.clone(),
         tables: args.selection.tables.clone(),
+        rehydrate_days: args.rehydrate_days.unwrap_or(0),
     })
 }
 
@@ -242,6 +252,7 @@ mod tests {
             secret: None,
             schemas: Vec::new(),
             tables: Vec::new(),
+            rehydrate_days: None,
             wait: false,
         }
     }

@@ -185,6 +185,87 @@ fn backup_stop_needs_a_keep_mode_and_change_policy_a_policy() {
 }
 
 #[test]
+fn backup_stop_takes_delete_all_as_a_mode_but_not_with_keep() {
+    let ok = [
+        "backup",
+        "stop",
+        "i1",
+        "--vault",
+        "v",
+        "--mode",
+        "delete-all",
+    ];
+    assert!(parse(&ok).is_ok());
+    let both = [
+        "backup",
+        "stop",
+        "i1",
+        "--vault",
+        "v",
+        "--mode",
+        "delete-all",
+        "--keep",
+        "all",
+    ];
+    assert!(parse(&both).is_err());
+    assert_eq!(
+        super::protection::stop_mode(None, Some(super::protection::StopModeArg::DeleteAll)),
+        pgvault_proto::v1::StopMode::DeleteAllPoints
+    );
+}
+
+#[test]
+fn restore_takes_rehydrate_days_and_policy_create_archive_durations() {
+    let restore = [
+        "restore",
+        "p1",
+        "--vault",
+        "v",
+        "--instance",
+        "i",
+        "--target-database",
+        "t",
+        "--rehydrate-days",
+        "20",
+    ];
+    assert!(parse(&restore).is_ok());
+    let create = [
+        "policy",
+        "create",
+        "p",
+        "--vault",
+        "v",
+        "--weekdays",
+        "mon",
+        "--at",
+        "02:00",
+        "--retain",
+        "P30D",
+        "--retain-archive",
+        "P6M",
+        "--monthly",
+        "P12M",
+        "--monthly-archive",
+        "P5Y",
+    ];
+    assert!(parse(&create).is_ok());
+    let bad = [
+        "policy",
+        "create",
+        "p",
+        "--vault",
+        "v",
+        "--weekdays",
+        "mon",
+        "--at",
+        "02:00",
+        "--retain-archive",
+        "six months",
+    ];
+    assert!(parse(&bad).is_err());
+}
+
+#[test]
 fn secret_put_never_takes_the_value_as_an_argument() {
     assert!(parse(&["secret", "put", "db1", "postgresql://u:pw@h/db"]).is_err());
     assert!(parse(&["secret", "put", "db1", "--value", "pw"]).is_err());

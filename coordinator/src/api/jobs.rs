@@ -18,7 +18,7 @@ use crate::access::{Rpc, vault_scope};
 use crate::api::convert::{add_restore_target, from_timestamp, operation_from_pb, state_from_pb};
 use crate::api::{ApiContext, next_token};
 use crate::error::{CoordinatorError, Result};
-use crate::model::{Job, JobState, RestoreTarget};
+use crate::model::{Job, JobState};
 use crate::names;
 use crate::store::jobs::{self, JobFilter, NewJob};
 use crate::store::{Store, outbox, paging, restore_targets};
@@ -29,26 +29,14 @@ const WATCH_POLL: Duration = Duration::from_millis(300);
 const DEFAULT_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(7);
 
 /// Creates a QUEUED job and its outbox row in one transaction, then wakes
-/// the dispatcher.
+/// the dispatcher. (Restores go through `lifecycle::queue::restore`, which
+/// also writes their target and waits for a rehydrate when needed.)
 pub async fn enqueue(ctx: &ApiContext, new: NewJob) -> Result<Job> {
-    enqueue_job(ctx, new, None).await
-}
-
-/// [`enqueue`] for a restore: its restore target is written in the same
-/// transaction.
-pub async fn enqueue_restore(ctx: &ApiContext, new: NewJob, target: RestoreTarget) -> Result<Job> {
-    enqueue_job(ctx, new, Some(target)).await
-}
-
-async fn enqueue_job(ctx: &ApiContext, new: NewJob, target: Option<RestoreTarget>) -> Result<Job> {
     let job = ctx
         .store
         .in_tx(move |conn| {
             async move {
                 let job = jobs::insert(&mut *conn, &new).await?;
-                if let Some(target) = &target {
-                    restore_targets::insert(&mut *conn, job.id, target).await?;
-                }
                 outbox::insert(&mut *conn, job.id, job.attempt).await?;
                 Ok(job)
             }

@@ -1,8 +1,8 @@
 //! Managing an instance's protection: change its policy (future points follow
 //! the new policy; existing points keep their tags and expiries unless the
 //! caller asks to re-apply retention), stop protection (keep every point
-//! forever, or keep points per their rules with the newest kept forever), and
-//! resume it. Schedules restart from the coordinator's "now" so a past slot
+//! forever, keep points per their rules with the newest kept forever, or
+//! delete every point through DELETE jobs), and resume it. Schedules restart from the coordinator's "now" so a past slot
 //! of the new or resumed schedule never fires.
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -80,13 +80,16 @@ pub async fn change_policy(
 
 pub async fn stop(ctx: &ApiContext, req: pb::StopProtectionRequest) -> Result<pb::BackupInstance> {
     let (vault_id, instance_id) = names::parse_instance("name", &req.name)?;
-    let only_newest = match pb::StopMode::try_from(req.mode) {
-        Ok(pb::StopMode::KeepAllForever) => false,
-        Ok(pb::StopMode::KeepPerPolicy) => true,
+    let mode = match pb::StopMode::try_from(req.mode) {
+        Ok(
+            mode @ (pb::StopMode::KeepAllForever
+            | pb::StopMode::KeepPerPolicy
+            | pb::StopMode::DeleteAllPoints),
+        ) => mode,
         _ => {
             return Err(CoordinatorError::invalid(
                 "mode",
-                "must be KEEP_ALL_FOREVER or KEEP_PER_POLICY",
+                "must be KEEP_ALL_FOREVER, KEEP_PER_POLICY or DELETE_ALL_POINTS",
             ));
         }
     };
@@ -97,10 +100,13 @@ pub async fn stop(ctx: &ApiContext, req: pb::StopProtectionRequest) -> Result<pb
         instance_id,
         ProtectionState::Stopped,
         now,
-        Some(only_newest),
+        Some(mode),
     )
     .await?;
-    tracing::info!(instance = %instance.id, only_newest_kept_forever = only_newest, "protection stopped");
+    if mode == pb::StopMode::DeleteAllPoints {
+        ctx.dispatch_wake.notify_one();
+    }
+    tracing::info!(instance = %instance.id, mode = mode.as_str_name(), "protection stopped");
     Ok(instance.into())
 }
 
@@ -123,15 +129,16 @@ pub async fn resume(
     Ok(instance.into())
 }
 
-/// Changes the protection state; when stopping, also keeps points forever
-/// (`Some(only_newest)`) in the same transaction.
+/// Changes the protection state; when stopping, also applies the stop mode
+/// to the points (kept forever, or DELETE jobs queued) in the same
+/// transaction.
 async fn set_state(
     ctx: &ApiContext,
     vault_id: String,
     instance_id: uuid::Uuid,
     state: ProtectionState,
     now: DateTime<Utc>,
-    keep_forever: Option<bool>,
+    stop_mode: Option<pb::StopMode>,
 ) -> Result<BackupInstance> {
     ctx.store
         .in_tx(move |conn| {
@@ -145,9 +152,19 @@ async fn set_state(
                     )));
                 }
                 instances::set_protection(&mut *conn, instance.id, state, now).await?;
-                if let Some(only_newest) = keep_forever {
-                    recovery_points::keep_until(&mut *conn, instance.id, forever(), only_newest)
-                        .await?;
+                match stop_mode {
+                    Some(pb::StopMode::DeleteAllPoints) => {
+                        let queued =
+                            crate::lifecycle::queue::delete_all_in(&mut *conn, instance.id, now)
+                                .await?;
+                        tracing::info!(instance = %instance.id, jobs = queued, "delete jobs queued for every recovery point");
+                    }
+                    Some(mode) => {
+                        let only_newest = mode == pb::StopMode::KeepPerPolicy;
+                        recovery_points::keep_until(&mut *conn, instance.id, forever(), only_newest)
+                            .await?;
+                    }
+                    None => {}
                 }
                 instances::get(&mut *conn, &vault_id, instance.id).await
             }

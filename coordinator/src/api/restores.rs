@@ -14,8 +14,9 @@ use tonic::{Request, Response, Status};
 
 use crate::access::{Rpc, vault_scope};
 use crate::api::ApiContext;
-use crate::api::jobs::{enqueue_restore, job_to_pb};
+use crate::api::jobs::job_to_pb;
 use crate::api::{output_file, restore_selection};
+use crate::lifecycle::queue::{rehydrate_days, restore};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{Operation, RestoreKind, RestoreTarget};
 use crate::names;
@@ -83,7 +84,7 @@ impl RestoreApi {
             output_sha256: None,
             warnings: Vec::new(),
         };
-        let job = enqueue_restore(
+        let job = restore(
             &self.ctx,
             NewJob {
                 operation: Operation::Restore,
@@ -95,6 +96,7 @@ impl RestoreApi {
                 target_database: Some(req.target_database.clone()),
                 target_secret_id: Some(secret),
             },
+            rehydrate_days(req.rehydrate_days)?,
             target,
         )
         .await?;
@@ -135,7 +137,7 @@ impl RestoreApi {
             output_sha256: None,
             warnings: Vec::new(),
         };
-        let job = enqueue_restore(
+        let job = restore(
             &self.ctx,
             NewJob {
                 operation: Operation::Restore,
@@ -147,6 +149,7 @@ impl RestoreApi {
                 target_database: None,
                 target_secret_id: None,
             },
+            rehydrate_days(req.rehydrate_days)?,
             target,
         )
         .await?;

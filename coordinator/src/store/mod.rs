@@ -7,13 +7,14 @@
 //! # Layout
 //! - `migrate`: connecting, numbered migrations under an advisory lock.
 //! - `vaults`, `policies`, `servers`, `secrets`, `instances`, `jobs`,
-//!   `recovery_points`, `restore_targets`, `outbox`, `tokens`, `schedule_runs`:
-//!   the repositories.
+//!   `recovery_points`, `restore_targets`, `outbox`, `tokens`, `schedule_runs`,
+//!   `lifecycle`: the repositories.
 //! - `paging`: opaque page tokens for keyset pagination.
 
 pub mod garbage;
 pub mod instances;
 pub mod jobs;
+pub mod lifecycle;
 pub mod migrate;
 pub mod outbox;
 pub mod paging;

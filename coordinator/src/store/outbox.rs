@@ -72,12 +72,13 @@ pub async fn delete(db: impl PgExecutor<'_>, id: i64) -> Result<()> {
 }
 
 /// Adds an outbox row for every QUEUED job that has none (after a restart
-/// with a non-durable queue, whose messages were lost). Returns how many.
+/// with a non-durable queue, whose messages were lost), except jobs still
+/// waiting for another job (published when it completes). Returns how many.
 pub async fn republish_queued(db: impl PgExecutor<'_>) -> Result<u64> {
     let done = sqlx::query(
         "INSERT INTO outbox (job_id, attempt)
          SELECT j.id, j.attempt FROM jobs j
-         WHERE j.state = 'QUEUED' AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id)",
+         WHERE j.state = 'QUEUED' AND j.waits_for_job_id IS NULL AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id)",
     )
     .execute(db)
     .await?;

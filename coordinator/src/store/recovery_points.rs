@@ -1,5 +1,7 @@
 //! Recovery points: completed backups, where they are stored, how they are
-//! tagged for retention and when they expire.
+//! tagged for retention and when they expire. Deleted points keep their row
+//! (`delete_time` set) for tagging history and job history, and are hidden
+//! from every reader here.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
@@ -102,7 +104,10 @@ pub async fn get(
     instance_id: Uuid,
     id: Uuid,
 ) -> Result<RecoveryPoint> {
-    let sql = format!("{SELECT} WHERE p.id = $1 AND p.backup_instance_id = $2 AND i.vault_id = $3");
+    let sql = format!(
+        "{SELECT} WHERE p.id = $1 AND p.backup_instance_id = $2 AND i.vault_id = $3
+           AND p.delete_time IS NULL"
+    );
     sqlx::query_as::<_, PointRow>(&sql)
         .bind(id)
         .bind(instance_id)
@@ -127,7 +132,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<RecoveryPoint>> {
     let sql = format!(
-        "{SELECT} WHERE p.backup_instance_id = $1
+        "{SELECT} WHERE p.backup_instance_id = $1 AND p.delete_time IS NULL
            AND ($2::timestamptz IS NULL OR (p.create_time, p.id) < ($2, $3))
          ORDER BY p.create_time DESC, p.id DESC LIMIT $4"
     );
@@ -164,7 +169,9 @@ pub async fn all_of_instance(
     db: impl PgExecutor<'_>,
     instance_id: Uuid,
 ) -> Result<Vec<RecoveryPoint>> {
-    let sql = format!("{SELECT} WHERE p.backup_instance_id = $1 ORDER BY p.snapshot_time, p.id");
+    let sql = format!(
+        "{SELECT} WHERE p.backup_instance_id = $1 AND p.delete_time IS NULL ORDER BY p.snapshot_time, p.id"
+    );
     let rows = sqlx::query_as::<_, PointRow>(&sql)
         .bind(instance_id)
         .fetch_all(db)
@@ -202,8 +209,9 @@ pub async fn keep_until(
 ) -> Result<u64> {
     let done = sqlx::query(
         "UPDATE recovery_points SET expire_time = $2, archive_duration = ''
-          WHERE backup_instance_id = $1
+          WHERE backup_instance_id = $1 AND delete_time IS NULL
             AND (NOT $3 OR id = (SELECT id FROM recovery_points WHERE backup_instance_id = $1
+                                  AND delete_time IS NULL
                                   ORDER BY snapshot_time DESC, id DESC LIMIT 1))",
     )
     .bind(instance_id)
@@ -217,7 +225,7 @@ pub async fn keep_until(
 pub async fn count_in_vault(db: impl PgExecutor<'_>, vault_id: &str) -> Result<i64> {
     let (n,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM recovery_points p JOIN backup_instances i ON i.id = p.backup_instance_id
-         WHERE i.vault_id = $1",
+         WHERE i.vault_id = $1 AND p.delete_time IS NULL",
     )
     .bind(vault_id)
     .fetch_one(db)

@@ -119,6 +119,9 @@ async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Res
     let kind = match job.operation {
         op if op.is_backup() => pb::task::Kind::Backup(backup_task(ctx, conn, job).await?),
         Operation::Restore => restore_task(ctx, conn, job).await?,
+        Operation::Delete | Operation::TierMove | Operation::Rehydrate => {
+            crate::lifecycle::tasks::build(conn, job).await?
+        }
         other => {
             return Err(CoordinatorError::precondition(format!(
                 "{other} jobs are not run by workers yet"
@@ -178,6 +181,8 @@ async fn restore_task(
         .recovery_point_id
         .ok_or_else(|| missing("recovery point", job))?;
     let point = recovery_points::get(&mut *conn, &job.vault_id, instance_id, point_id).await?;
+    // Archive points are read from their rehydrated copy.
+    let (datastore_url, prefix) = crate::lifecycle::tasks::restore_source(conn, &point).await?;
     // Restores queued before restore targets existed restore everything.
     let target = restore_targets::find(&mut *conn, job.id).await?;
     let (schemas, tables) = target
@@ -186,8 +191,8 @@ async fn restore_task(
         .unwrap_or_default();
     if let Some(files) = target.as_ref().filter(|t| t.kind == RestoreKind::Files) {
         return Ok(pb::task::Kind::RestoreFiles(pb::RestoreFilesTask {
-            datastore_url: point.datastore_url,
-            prefix: point.prefix,
+            datastore_url,
+            prefix,
             manifest_sha256: point.manifest_sha256,
             target_url: files
                 .target_url
@@ -217,8 +222,8 @@ async fn restore_task(
     let creds = credentials(&mut *conn, &ctx.cipher, secret_id).await?;
     Ok(pb::task::Kind::Restore(pb::RestoreTask {
         target: Some(connection_spec(&server, database, &creds)),
-        datastore_url: point.datastore_url,
-        prefix: point.prefix,
+        datastore_url,
+        prefix,
         manifest_sha256: point.manifest_sha256,
         schemas,
         tables,

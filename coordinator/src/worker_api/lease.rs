@@ -110,12 +110,16 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
     } else {
         None
     };
+    let released = crate::lifecycle::complete::on_complete(&mut tx, &job, ctx.clock.now()).await?;
     jobs::complete(&mut *tx, job.id, &progress, point_id).await?;
     let mut warned = false;
     if let Some(pb::complete_task_request::Result::Restore(result)) = &req.result {
         warned = record_restore(&mut tx, &job, result).await?;
     }
     tx.commit().await?;
+    if released {
+        ctx.dispatch_wake.notify_one();
+    }
     tracing::info!(job_id = %job.id, attempt = job.attempt, operation = %job.operation, warned, "job completed");
     Ok(())
 }

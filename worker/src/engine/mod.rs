@@ -28,7 +28,7 @@ pub mod error;
 mod ident;
 mod large_objects;
 pub mod manifest;
-mod objects;
+pub(crate) mod objects;
 mod pgtools;
 mod post_data;
 mod progress;

@@ -60,6 +60,21 @@ pub(super) async fn run_claimed(
         Some(task::Kind::RestoreFiles(files)) => {
             super::restore_files::run(files, options, sink, engine_cancel.clone()).await
         }
+        Some(task::Kind::Delete(delete)) => {
+            crate::lifecycle::run_delete(delete, sink, engine_cancel.clone())
+                .await
+                .map(|moved| complete_task_request::Result::Lifecycle(moved.into()))
+        }
+        Some(task::Kind::TierMove(tier_move)) => {
+            crate::lifecycle::run_tier_move(tier_move, &options.engine, sink, engine_cancel.clone())
+                .await
+                .map(|moved| complete_task_request::Result::Lifecycle(moved.into()))
+        }
+        Some(task::Kind::Rehydrate(rehydrate)) => {
+            crate::lifecycle::run_rehydrate(rehydrate, &options.engine, sink, engine_cancel.clone())
+                .await
+                .map(|moved| complete_task_request::Result::Lifecycle(moved.into()))
+        }
         None => Err(EngineError {
             code: ErrorCode::Internal,
             message: "task has no kind; the coordinator and worker versions may differ".to_string(),

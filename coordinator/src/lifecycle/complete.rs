@@ -1,0 +1,87 @@
+//! What a completed lifecycle job changes, in the transaction that marks it
+//! COMPLETED:
+//! - TIER_MOVE: the point is on the archive tier at its new location, kept
+//!   until its standard expiry plus its rule's archive period;
+//! - DELETE: the point is marked deleted (its row stays, hidden, so job
+//!   history and tagging history stay readable), or only its rehydrated copy
+//!   is forgotten;
+//! - REHYDRATE: the copy is recorded with the end of its period, and the
+//!   restores waiting for it are released (outbox rows written).
+
+use chrono::{DateTime, Duration, Utc};
+use sqlx::PgConnection;
+
+use crate::error::{CoordinatorError, Result};
+use crate::lifecycle::decide::REHYDRATED_EXPIRY;
+use crate::model::{Job, Operation};
+use crate::retention::IsoDuration;
+use crate::store::{lifecycle, outbox, recovery_points};
+
+/// Applies the effect of lifecycle job `job` (no-op for other operations).
+/// Returns true when jobs were released for publishing.
+pub async fn on_complete(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>) -> Result<bool> {
+    if !matches!(
+        job.operation,
+        Operation::Delete | Operation::TierMove | Operation::Rehydrate
+    ) {
+        return Ok(false);
+    }
+    let (Some(instance_id), Some(point_id)) = (job.backup_instance_id, job.recovery_point_id)
+    else {
+        return Err(CoordinatorError::internal(format!(
+            "lifecycle job {} has no recovery point",
+            job.id
+        )));
+    };
+    let life = lifecycle::job(&mut *conn, job.id).await?;
+    let stage = life.stage.unwrap_or_default();
+    let target = || match (&job.attempt_datastore, &job.attempt_prefix) {
+        (Some(datastore), Some(prefix)) => Ok((datastore.clone(), prefix.clone())),
+        _ => Err(CoordinatorError::internal(format!(
+            "job {} has no recorded destination",
+            job.id
+        ))),
+    };
+    match job.operation {
+        Operation::Delete => {
+            if let Some(prefix) = stage.strip_prefix(REHYDRATED_EXPIRY) {
+                lifecycle::clear_rehydrated(&mut *conn, point_id, prefix).await?;
+                tracing::info!(point = %point_id, job_id = %job.id, "rehydrated copy deleted");
+            } else {
+                lifecycle::mark_deleted(&mut *conn, point_id).await?;
+                tracing::info!(point = %point_id, job_id = %job.id, "recovery point deleted");
+            }
+            Ok(false)
+        }
+        Operation::TierMove => {
+            let point =
+                recovery_points::get(&mut *conn, &job.vault_id, instance_id, point_id).await?;
+            // Kept in archive for the rule's period after the standard expiry;
+            // a corrupt period (never expected) keeps it rather than losing it.
+            let archive_expiry = IsoDuration::parse(&point.archive_duration)
+                .ok()
+                .and_then(|d| d.after(point.expire_time))
+                .unwrap_or_else(crate::api::protection::forever);
+            let (datastore, prefix) = target()?;
+            lifecycle::moved_to_archive(&mut *conn, point_id, &datastore, &prefix, archive_expiry)
+                .await?;
+            tracing::info!(point = %point_id, job_id = %job.id, expire_time = %archive_expiry, "recovery point moved to archive");
+            Ok(false)
+        }
+        Operation::Rehydrate => {
+            let days = life
+                .rehydrate_days
+                .unwrap_or(super::queue::DEFAULT_REHYDRATE_DAYS);
+            let until = now + Duration::days(i64::from(days));
+            let (datastore, prefix) = target()?;
+            lifecycle::set_rehydrated(&mut *conn, point_id, &datastore, &prefix, until).await?;
+            let released = lifecycle::release_waiting(&mut *conn, job.id).await?;
+            for (waiting, attempt) in &released {
+                outbox::insert(&mut *conn, *waiting, *attempt).await?;
+                tracing::info!(job_id = %waiting, rehydrate_job = %job.id, "restore released after rehydrate");
+            }
+            Ok(!released.is_empty())
+        }
+        _ => Ok(false),
+    }
+}

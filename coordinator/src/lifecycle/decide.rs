@@ -1,0 +1,229 @@
+//! The sweeper's decision for one recovery point at one instant: which
+//! lifecycle job (if any) it needs. Pure, so the rules are unit-tested here:
+//! - a standard point past its expiry is moved to archive when its rule has
+//!   an archive period and the vault an archive datastore, else deleted;
+//! - an archive point past its (archive) expiry is deleted;
+//! - a rehydrated copy past its period is deleted (the archive point stays);
+//! - a stage already under way or done is not started again (exactly once);
+//! - nothing is deleted or moved while a restore of the point is queued or
+//!   running: the decision is postponed to a later pass.
+
+use chrono::{DateTime, Utc};
+
+use crate::model::Tier;
+use crate::store::lifecycle::DuePoint;
+use crate::tagging::{self, Due};
+
+/// Stage of a standard point at its expiry (tier move or delete).
+pub const STANDARD_EXPIRY: &str = "STANDARD_EXPIRY";
+/// Stage of an archive point at its expiry (delete).
+pub const ARCHIVE_EXPIRY: &str = "ARCHIVE_EXPIRY";
+/// Stage prefix of a rehydrated copy at the end of its period; the copy's
+/// prefix follows the slash.
+pub const REHYDRATED_EXPIRY: &str = "REHYDRATED_EXPIRY/";
+/// Stage recorded on REHYDRATE jobs.
+pub const REHYDRATE: &str = "REHYDRATE";
+
+/// What the point needs now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Nothing is due, or what is due is already under way.
+    Nothing,
+    /// Due, but a restore reads the point: the next pass looks again.
+    Postpone { stage: String },
+    /// Copy to the archive datastore, kept there until `archive_expire_time`.
+    TierMove { archive_expire_time: DateTime<Utc> },
+    /// Delete every copy of the point (stage STANDARD_EXPIRY or ARCHIVE_EXPIRY).
+    Delete { stage: String },
+    /// Delete the rehydrated copy at `prefix`; the archive point stays.
+    DeleteRehydrated { stage: String, prefix: String },
+}
+
+impl Decision {
+    /// The lifecycle stage the decision carries out.
+    pub fn stage(&self) -> Option<&str> {
+        match self {
+            Decision::Nothing => None,
+            Decision::TierMove { .. } => Some(STANDARD_EXPIRY),
+            Decision::Postpone { stage }
+            | Decision::Delete { stage }
+            | Decision::DeleteRehydrated { stage, .. } => Some(stage),
+        }
+    }
+}
+
+/// The decision for `point` at `now`.
+pub fn decide(point: &DuePoint, now: DateTime<Utc>) -> Decision {
+    let taken = |stage: &str| point.stages_taken.iter().any(|s| s == stage);
+    let wanted = match tagging::due(point.tier, point.expire_time, &point.archive_duration, now) {
+        Due::Keep => None,
+        Due::MoveToArchive {
+            archive_expire_time,
+        } if !point.archive_datastore.is_empty() => Some(Decision::TierMove {
+            archive_expire_time,
+        }),
+        Due::MoveToArchive { .. } | Due::Delete => Some(Decision::Delete {
+            stage: match point.tier {
+                Tier::Standard => STANDARD_EXPIRY.to_string(),
+                Tier::Archive => ARCHIVE_EXPIRY.to_string(),
+            },
+        }),
+    };
+    let wanted = match wanted {
+        Some(decision) => Some(decision),
+        None => match (&point.rehydrated_prefix, point.rehydrated_until) {
+            (Some(prefix), Some(until)) if until <= now => Some(Decision::DeleteRehydrated {
+                stage: format!("{REHYDRATED_EXPIRY}{prefix}"),
+                prefix: prefix.clone(),
+            }),
+            _ => None,
+        },
+    };
+    let Some(decision) = wanted else {
+        return Decision::Nothing;
+    };
+    let stage = decision.stage().unwrap_or_default().to_string();
+    if taken(&stage) {
+        return Decision::Nothing;
+    }
+    if point.restore_active {
+        return Decision::Postpone { stage };
+    }
+    decision
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    fn point(tier: Tier, archive_duration: &str, archive_datastore: &str) -> DuePoint {
+        DuePoint {
+            id: Uuid::nil(),
+            vault_id: "v".into(),
+            backup_instance_id: Uuid::nil(),
+            tier,
+            expire_time: t0(),
+            archive_duration: archive_duration.into(),
+            archive_datastore: archive_datastore.into(),
+            rehydrated_prefix: None,
+            rehydrated_until: None,
+            restore_active: false,
+            stages_taken: vec![],
+        }
+    }
+
+    #[test]
+    fn standard_point_is_kept_until_its_expiry_then_deleted() {
+        let p = point(Tier::Standard, "", "az://archive");
+        assert_eq!(decide(&p, t0() - Duration::seconds(1)), Decision::Nothing);
+        assert_eq!(
+            decide(&p, t0()),
+            Decision::Delete {
+                stage: STANDARD_EXPIRY.into()
+            }
+        );
+    }
+
+    #[test]
+    fn standard_point_with_archive_rule_moves_to_archive_for_the_archive_period() {
+        let p = point(Tier::Standard, "P6M", "az://archive");
+        assert_eq!(
+            decide(&p, t0() + Duration::hours(1)),
+            Decision::TierMove {
+                archive_expire_time: Utc.with_ymd_and_hms(2025, 7, 1, 0, 0, 0).unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn archive_rule_without_archive_datastore_deletes_at_standard_expiry() {
+        let p = point(Tier::Standard, "P6M", "");
+        assert_eq!(
+            decide(&p, t0()),
+            Decision::Delete {
+                stage: STANDARD_EXPIRY.into()
+            }
+        );
+    }
+
+    #[test]
+    fn archive_point_is_deleted_at_its_archive_expiry() {
+        let p = point(Tier::Archive, "", "az://archive");
+        assert_eq!(decide(&p, t0() - Duration::days(1)), Decision::Nothing);
+        assert_eq!(
+            decide(&p, t0()),
+            Decision::Delete {
+                stage: ARCHIVE_EXPIRY.into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_stage_under_way_is_not_started_twice() {
+        let mut p = point(Tier::Standard, "P6M", "az://archive");
+        p.stages_taken = vec![STANDARD_EXPIRY.into()];
+        assert_eq!(decide(&p, t0() + Duration::days(1)), Decision::Nothing);
+    }
+
+    #[test]
+    fn a_running_restore_postpones_deletion_and_tier_move() {
+        let mut p = point(Tier::Standard, "", "");
+        p.restore_active = true;
+        assert_eq!(
+            decide(&p, t0()),
+            Decision::Postpone {
+                stage: STANDARD_EXPIRY.into()
+            }
+        );
+        let mut moving = point(Tier::Standard, "P6M", "az://archive");
+        moving.restore_active = true;
+        assert!(matches!(decide(&moving, t0()), Decision::Postpone { .. }));
+    }
+
+    #[test]
+    fn rehydrated_copy_is_deleted_when_its_period_ends_and_the_point_stays() {
+        let mut p = point(Tier::Archive, "", "az://archive");
+        p.expire_time = t0() + Duration::days(365);
+        p.rehydrated_prefix = Some("v/i/p-rehydrated-1".into());
+        p.rehydrated_until = Some(t0() + Duration::days(15));
+        assert_eq!(decide(&p, t0() + Duration::days(14)), Decision::Nothing);
+        let stage = format!("{REHYDRATED_EXPIRY}v/i/p-rehydrated-1");
+        assert_eq!(
+            decide(&p, t0() + Duration::days(15)),
+            Decision::DeleteRehydrated {
+                stage: stage.clone(),
+                prefix: "v/i/p-rehydrated-1".into()
+            }
+        );
+        p.restore_active = true;
+        assert_eq!(
+            decide(&p, t0() + Duration::days(15)),
+            Decision::Postpone {
+                stage: stage.clone()
+            }
+        );
+        p.restore_active = false;
+        p.stages_taken = vec![stage];
+        assert_eq!(decide(&p, t0() + Duration::days(15)), Decision::Nothing);
+    }
+
+    #[test]
+    fn point_deletion_wins_over_rehydrated_copy_deletion() {
+        let mut p = point(Tier::Archive, "", "az://archive");
+        p.rehydrated_prefix = Some("x".into());
+        p.rehydrated_until = Some(t0() - Duration::days(1));
+        assert_eq!(
+            decide(&p, t0()),
+            Decision::Delete {
+                stage: ARCHIVE_EXPIRY.into()
+            }
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! Creating lifecycle jobs and restores. Every job here is created in one
+//! transaction with its outbox row (or, for a restore waiting for a
+//! rehydrate, with the job it waits for), under the recovery point's row
+//! lock, so a deletion and a restore of the same point never both start:
+//! - a lifecycle job is created only when no restore of the point is active,
+//!   and only once per (point, stage) (`store::lifecycle::claim`);
+//! - a restore is refused while a DELETE or TIER_MOVE job of the point is
+//!   active, naming the point and the job.
+
+use futures::FutureExt;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::api::ApiContext;
+use crate::error::{CoordinatorError, Result};
+use crate::lifecycle::decide::{self, Decision};
+use crate::model::{Job, Operation, RestoreTarget, Tier};
+use crate::names;
+use crate::store::jobs::{self, NewJob};
+use crate::store::lifecycle::{self, DuePoint, JobLifecycle};
+use crate::store::{Store, outbox, restore_targets};
+
+/// Rehydrate period when the caller does not choose one, in days.
+pub const DEFAULT_REHYDRATE_DAYS: u32 = 15;
+/// Allowed rehydrate periods, in days.
+pub const REHYDRATE_DAYS: std::ops::RangeInclusive<u32> = 10..=30;
+
+/// The rehydrate period asked for (0: the default), checked against the range.
+pub fn rehydrate_days(requested: u32) -> Result<u32> {
+    if requested == 0 {
+        return Ok(DEFAULT_REHYDRATE_DAYS);
+    }
+    if !REHYDRATE_DAYS.contains(&requested) {
+        return Err(CoordinatorError::invalid(
+            "rehydrate_days",
+            format!(
+                "must be between {} and {} days (default {DEFAULT_REHYDRATE_DAYS}), got {requested}",
+                REHYDRATE_DAYS.start(),
+                REHYDRATE_DAYS.end()
+            ),
+        ));
+    }
+    Ok(requested)
+}
+
+/// Queues the job `decision` asks for, in its own transaction. `None`: not
+/// needed any more (a restore started, or the stage has its job).
+pub async fn lifecycle_job(
+    store: &Store,
+    point: &DuePoint,
+    decision: &Decision,
+) -> Result<Option<Uuid>> {
+    let point = point.clone();
+    let decision = decision.clone();
+    store
+        .in_tx(move |conn| async move { lifecycle_job_in(conn, &point, &decision).await }.boxed())
+        .await
+}
+
+/// Like [`lifecycle_job`], inside the caller's transaction.
+pub async fn lifecycle_job_in(
+    conn: &mut PgConnection,
+    point: &DuePoint,
+    decision: &Decision,
+) -> Result<Option<Uuid>> {
+    let operation = match decision {
+        Decision::Nothing | Decision::Postpone { .. } => return Ok(None),
+        Decision::TierMove { .. } => Operation::TierMove,
+        Decision::Delete { .. } | Decision::DeleteRehydrated { .. } => Operation::Delete,
+    };
+    let stage = decision.stage().unwrap_or_default().to_string();
+    if !lifecycle::lock_point(&mut *conn, point.id).await?
+        || lifecycle::restore_active(&mut *conn, point.id).await?
+    {
+        return Ok(None);
+    }
+    let job = jobs::insert(
+        &mut *conn,
+        &NewJob {
+            operation,
+            vault_id: point.vault_id.clone(),
+            backup_instance_id: Some(point.backup_instance_id),
+            recovery_point_id: Some(point.id),
+            retention_rule: None,
+            target_server_id: None,
+            target_database: None,
+            target_secret_id: None,
+        },
+    )
+    .await?;
+    if !lifecycle::claim(&mut *conn, point.id, &stage, job.id).await? {
+        lifecycle::discard_job(&mut *conn, job.id).await?;
+        return Ok(None);
+    }
+    let life = JobLifecycle {
+        stage: Some(stage.clone()),
+        ..JobLifecycle::default()
+    };
+    lifecycle::set_job(&mut *conn, job.id, &life).await?;
+    outbox::insert(&mut *conn, job.id, job.attempt).await?;
+    tracing::info!(point = %point.id, stage = %stage, operation = %operation, job_id = %job.id, "lifecycle job queued");
+    Ok(Some(job.id))
+}
+
+/// Queues DELETE jobs for every point of the instance (stop with
+/// delete-all), inside the caller's transaction: points expire at `now`;
+/// those a restore reads are left to the sweeper, which deletes them once
+/// the restore ends. Returns how many jobs were queued.
+pub async fn delete_all_in(
+    conn: &mut PgConnection,
+    instance_id: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize> {
+    lifecycle::expire_all(&mut *conn, instance_id, now).await?;
+    let mut queued = 0;
+    for point in lifecycle::due(&mut *conn, now, Some(instance_id), i64::MAX).await? {
+        let decision = decide::decide(&point, now);
+        if lifecycle_job_in(&mut *conn, &point, &decision)
+            .await?
+            .is_some()
+        {
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
+/// Queues a restore of `new.recovery_point_id` to `target`. A point on the
+/// archive tier without a rehydrated copy first gets a REHYDRATE job (or
+/// joins the one under way); the restore then waits for it and is published
+/// when it completes.
+pub async fn restore(
+    ctx: &ApiContext,
+    new: NewJob,
+    rehydrate_days: u32,
+    target: RestoreTarget,
+) -> Result<Job> {
+    let now = ctx.clock.now();
+    let job = ctx
+        .store
+        .in_tx(move |conn| {
+            async move {
+                let point_id = new
+                    .recovery_point_id
+                    .ok_or_else(|| CoordinatorError::internal("restore without a recovery point"))?;
+                let instance_id = new
+                    .backup_instance_id
+                    .ok_or_else(|| CoordinatorError::internal("restore without an instance"))?;
+                let point_name = names::recovery_point_name(&new.vault_id, instance_id, point_id);
+                if !lifecycle::lock_point(&mut *conn, point_id).await? {
+                    return Err(CoordinatorError::not_found("recovery point", point_name));
+                }
+                if let Some((job_id, operation)) = lifecycle::active_removal(&mut *conn, point_id).await? {
+                    let what = if operation == Operation::TierMove {
+                        "being moved to the archive datastore"
+                    } else {
+                        "being deleted"
+                    };
+                    return Err(CoordinatorError::precondition(format!(
+                        "recovery point {point_name} is {what} by job {}; restore from another recovery point{}",
+                        names::job_name(job_id),
+                        if operation == Operation::TierMove { ", or retry once that job completes" } else { "" }
+                    )));
+                }
+                let point = crate::store::recovery_points::get(&mut *conn, &new.vault_id, instance_id, point_id).await?;
+                let waits_for = if point.tier == Tier::Archive
+                    && lifecycle::rehydrated(&mut *conn, point_id, Some(now)).await?.is_none()
+                {
+                    Some(match lifecycle::active_rehydrate(&mut *conn, point_id).await? {
+                        Some(running) => running,
+                        None => queue_rehydrate(&mut *conn, &new, rehydrate_days).await?,
+                    })
+                } else {
+                    None
+                };
+                let job = jobs::insert(&mut *conn, &new).await?;
+                restore_targets::insert(&mut *conn, job.id, &target).await?;
+                match waits_for {
+                    Some(rehydrate) => {
+                        let life = JobLifecycle {
+                            waits_for_job_id: Some(rehydrate),
+                            ..JobLifecycle::default()
+                        };
+                        lifecycle::set_job(&mut *conn, job.id, &life).await?;
+                        tracing::info!(job_id = %job.id, rehydrate_job = %rehydrate, point = %point_id, "restore waits for the point's rehydrate");
+                    }
+                    None => outbox::insert(&mut *conn, job.id, job.attempt).await?,
+                }
+                Ok(job)
+            }
+            .boxed()
+        })
+        .await?;
+    ctx.dispatch_wake.notify_one();
+    Ok(job)
+}
+
+/// Creates the REHYDRATE job of the restore's point (with its outbox row).
+async fn queue_rehydrate(conn: &mut PgConnection, restore: &NewJob, days: u32) -> Result<Uuid> {
+    let job = jobs::insert(
+        &mut *conn,
+        &NewJob {
+            operation: Operation::Rehydrate,
+            vault_id: restore.vault_id.clone(),
+            backup_instance_id: restore.backup_instance_id,
+            recovery_point_id: restore.recovery_point_id,
+            retention_rule: None,
+            target_server_id: None,
+            target_database: None,
+            target_secret_id: None,
+        },
+    )
+    .await?;
+    let life = JobLifecycle {
+        stage: Some(decide::REHYDRATE.to_string()),
+        waits_for_job_id: None,
+        rehydrate_days: Some(days),
+    };
+    lifecycle::set_job(&mut *conn, job.id, &life).await?;
+    outbox::insert(&mut *conn, job.id, job.attempt).await?;
+    tracing::info!(job_id = %job.id, days, "rehydrate queued");
+    Ok(job.id)
+}

@@ -1,0 +1,128 @@
+//! The worker task of a lifecycle job, built when a worker claims it:
+//! - DELETE: every copy of the point (its current location and any
+//!   rehydrated copy), or only the rehydrated copy named by the stage;
+//! - TIER_MOVE: the point's standard location → the vault's archive
+//!   datastore, same prefix;
+//! - REHYDRATE: the archive location → the vault's standard datastore under
+//!   a prefix of its own (`<point prefix>-rehydrated-<job>`), so copies of
+//!   successive rehydrates never collide.
+//! The destination is recorded as the job's attempt target; completion
+//! reads it from there.
+
+use pgvault_proto::v1 as pb;
+use sqlx::PgConnection;
+
+use crate::error::{CoordinatorError, Result};
+use crate::lifecycle::decide::REHYDRATED_EXPIRY;
+use crate::model::{Job, Operation, Tier};
+use crate::names;
+use crate::store::{jobs, lifecycle, recovery_points, vaults};
+
+fn location(datastore_url: &str, prefix: &str) -> pb::PointLocation {
+    pb::PointLocation {
+        datastore_url: datastore_url.to_string(),
+        prefix: prefix.to_string(),
+    }
+}
+
+/// The task for lifecycle job `job`.
+pub async fn build(conn: &mut PgConnection, job: &Job) -> Result<pb::task::Kind> {
+    let (Some(instance_id), Some(point_id)) = (job.backup_instance_id, job.recovery_point_id)
+    else {
+        return Err(CoordinatorError::internal(format!(
+            "lifecycle job {} has no recovery point",
+            job.id
+        )));
+    };
+    let point = recovery_points::get(&mut *conn, &job.vault_id, instance_id, point_id).await?;
+    let life = lifecycle::job(&mut *conn, job.id).await?;
+    let stage = life.stage.unwrap_or_default();
+    match job.operation {
+        Operation::Delete => {
+            if let Some(prefix) = stage.strip_prefix(REHYDRATED_EXPIRY) {
+                let vault = vaults::get(&mut *conn, &job.vault_id).await?;
+                let datastore = lifecycle::rehydrated(&mut *conn, point.id, None)
+                    .await?
+                    .map(|(datastore, _)| datastore)
+                    .unwrap_or(vault.standard_datastore);
+                return Ok(pb::task::Kind::Delete(pb::DeleteTask {
+                    locations: vec![location(&datastore, prefix)],
+                }));
+            }
+            let mut locations = vec![location(&point.datastore_url, &point.prefix)];
+            if let Some((datastore, prefix)) =
+                lifecycle::rehydrated(&mut *conn, point.id, None).await?
+            {
+                locations.push(location(&datastore, &prefix));
+            }
+            Ok(pb::task::Kind::Delete(pb::DeleteTask { locations }))
+        }
+        Operation::TierMove => {
+            if point.tier != Tier::Standard {
+                return Err(CoordinatorError::precondition(format!(
+                    "recovery point {} is already on the archive tier",
+                    names::recovery_point_name(&job.vault_id, instance_id, point_id)
+                )));
+            }
+            let vault = vaults::get(&mut *conn, &job.vault_id).await?;
+            if vault.archive_datastore.is_empty() {
+                return Err(CoordinatorError::precondition(format!(
+                    "vault \"{}\" has no archive datastore to move recovery points to",
+                    vault.id
+                )));
+            }
+            jobs::set_attempt_target(
+                &mut *conn,
+                job.id,
+                point.id,
+                &vault.archive_datastore,
+                &point.prefix,
+            )
+            .await?;
+            Ok(pb::task::Kind::TierMove(pb::TierMoveTask {
+                source: Some(location(&point.datastore_url, &point.prefix)),
+                destination: Some(location(&vault.archive_datastore, &point.prefix)),
+                manifest_sha256: point.manifest_sha256,
+            }))
+        }
+        Operation::Rehydrate => {
+            let vault = vaults::get(&mut *conn, &job.vault_id).await?;
+            let prefix = format!("{}-rehydrated-{}", point.prefix, job.id.simple());
+            jobs::set_attempt_target(
+                &mut *conn,
+                job.id,
+                point.id,
+                &vault.standard_datastore,
+                &prefix,
+            )
+            .await?;
+            Ok(pb::task::Kind::Rehydrate(pb::RehydrateTask {
+                source: Some(location(&point.datastore_url, &point.prefix)),
+                destination: Some(location(&vault.standard_datastore, &prefix)),
+                manifest_sha256: point.manifest_sha256,
+            }))
+        }
+        other => Err(CoordinatorError::internal(format!(
+            "{other} is not a lifecycle operation"
+        ))),
+    }
+}
+
+/// Where a restore reads the point: its own location, or for an archive
+/// point the rehydrated copy.
+pub async fn restore_source(
+    conn: &mut PgConnection,
+    point: &crate::model::RecoveryPoint,
+) -> Result<(String, String)> {
+    if point.tier != Tier::Archive {
+        return Ok((point.datastore_url.clone(), point.prefix.clone()));
+    }
+    lifecycle::rehydrated(&mut *conn, point.id, None)
+        .await?
+        .ok_or_else(|| {
+            CoordinatorError::precondition(format!(
+                "recovery point {} is on the archive tier and has no rehydrated copy; restore it again to rehydrate it first",
+                names::recovery_point_name(&point.vault_id, point.backup_instance_id, point.id)
+            ))
+        })
+}

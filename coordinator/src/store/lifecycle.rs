@@ -1,0 +1,377 @@
+//! Lifecycle state: which recovery points are due (past their expiry, or
+//! with a rehydrated copy past its period), the (point, stage) runs that make
+//! each lifecycle stage fire exactly once, the lifecycle columns of jobs
+//! (stage, the job a restore waits for, rehydrate days), and the point
+//! updates lifecycle jobs make when they complete.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::model::{Operation, Tier};
+use crate::store::{parse_enum, to_u32};
+
+/// A recovery point that may need a lifecycle job, as the sweeper sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DuePoint {
+    pub id: Uuid,
+    pub vault_id: String,
+    pub backup_instance_id: Uuid,
+    pub tier: Tier,
+    pub expire_time: DateTime<Utc>,
+    /// ISO 8601 archive period of its rule; empty: deleted at expiry.
+    pub archive_duration: String,
+    /// The vault's archive datastore URL; empty: the vault has none.
+    pub archive_datastore: String,
+    /// The rehydrated copy's prefix and end of period, if there is one.
+    pub rehydrated_prefix: Option<String>,
+    pub rehydrated_until: Option<DateTime<Utc>>,
+    /// A restore of this point is queued (or waiting) or running.
+    pub restore_active: bool,
+    /// Stages already carried out or under way (their job did not fail, or
+    /// failed less than an hour ago).
+    pub stages_taken: Vec<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct DueRow {
+    id: Uuid,
+    vault_id: String,
+    backup_instance_id: Uuid,
+    tier: String,
+    expire_time: DateTime<Utc>,
+    archive_duration: String,
+    archive_datastore: String,
+    rehydrated_prefix: Option<String>,
+    rehydrated_until: Option<DateTime<Utc>>,
+    restore_active: bool,
+    stages_taken: Vec<String>,
+}
+
+/// Job states in which a job may still run.
+const ACTIVE: &str = "('QUEUED', 'IN_PROGRESS', 'CANCELLING')";
+
+/// Live points (of one instance, or all) whose standard or archive expiry,
+/// or rehydrated period, is at or before `now`; at most `limit`, oldest
+/// expiry first.
+pub async fn due(
+    db: impl PgExecutor<'_>,
+    now: DateTime<Utc>,
+    instance: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<DuePoint>> {
+    let sql = format!(
+        "SELECT p.id, i.vault_id, p.backup_instance_id, p.tier, p.expire_time, p.archive_duration,
+                v.archive_datastore, p.rehydrated_prefix, p.rehydrated_until,
+                EXISTS (SELECT 1 FROM jobs j WHERE j.recovery_point_id = p.id
+                          AND j.operation = 'RESTORE' AND j.state IN {ACTIVE}) AS restore_active,
+                ARRAY(SELECT r.stage FROM lifecycle_runs r JOIN jobs j ON j.id = r.job_id
+                       WHERE r.recovery_point_id = p.id
+                         AND (j.state NOT IN ('FAILED', 'CANCELLED')
+                              OR j.end_time > now() - interval '1 hour')) AS stages_taken
+           FROM recovery_points p
+           JOIN backup_instances i ON i.id = p.backup_instance_id
+           JOIN vaults v ON v.id = i.vault_id
+          WHERE p.delete_time IS NULL AND (p.expire_time <= $1 OR p.rehydrated_until <= $1)
+            AND ($3::uuid IS NULL OR p.backup_instance_id = $3)
+          ORDER BY least(p.expire_time, p.rehydrated_until), p.id
+          LIMIT $2"
+    );
+    let rows: Vec<DueRow> = sqlx::query_as(&sql)
+        .bind(now)
+        .bind(limit)
+        .bind(instance)
+        .fetch_all(db)
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(DuePoint {
+                id: r.id,
+                vault_id: r.vault_id,
+                backup_instance_id: r.backup_instance_id,
+                tier: parse_enum(&r.tier, "recovery_points.tier", Tier::parse)?,
+                expire_time: r.expire_time,
+                archive_duration: r.archive_duration,
+                archive_datastore: r.archive_datastore,
+                rehydrated_prefix: r.rehydrated_prefix,
+                rehydrated_until: r.rehydrated_until,
+                restore_active: r.restore_active,
+                stages_taken: r.stages_taken,
+            })
+        })
+        .collect()
+}
+
+/// Locks the point row (lifecycle jobs and restores are created under this
+/// lock, so neither misses the other). False: no such live point.
+pub async fn lock_point(db: impl PgExecutor<'_>, point_id: Uuid) -> Result<bool> {
+    let row: Option<(Uuid,)> = sqlx::query_as(
+        "SELECT id FROM recovery_points WHERE id = $1 AND delete_time IS NULL FOR UPDATE",
+    )
+    .bind(point_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Records that `job_id` carries out `stage` of the point. False: the stage
+/// already has a job that did not fail (exactly once); a failed one is
+/// replaced.
+pub async fn claim(
+    db: impl PgExecutor<'_>,
+    point_id: Uuid,
+    stage: &str,
+    job_id: Uuid,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO lifecycle_runs (recovery_point_id, stage, job_id) VALUES ($1, $2, $3)
+         ON CONFLICT (recovery_point_id, stage) DO UPDATE
+            SET job_id = EXCLUDED.job_id, create_time = now()
+          WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.id = lifecycle_runs.job_id
+                          AND j.state IN ('FAILED', 'CANCELLED'))",
+    )
+    .bind(point_id)
+    .bind(stage)
+    .bind(job_id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A job's lifecycle columns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobLifecycle {
+    pub stage: Option<String>,
+    pub waits_for_job_id: Option<Uuid>,
+    pub rehydrate_days: Option<u32>,
+}
+
+pub async fn set_job(db: impl PgExecutor<'_>, job_id: Uuid, life: &JobLifecycle) -> Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET lifecycle_stage = $2, waits_for_job_id = $3, rehydrate_days = $4 WHERE id = $1",
+    )
+    .bind(job_id)
+    .bind(&life.stage)
+    .bind(life.waits_for_job_id)
+    .bind(life.rehydrate_days.map(|d| i32::try_from(d).unwrap_or(i32::MAX)))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn job(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<JobLifecycle> {
+    let row: Option<(Option<String>, Option<Uuid>, Option<i32>)> = sqlx::query_as(
+        "SELECT lifecycle_stage, waits_for_job_id, rehydrate_days FROM jobs WHERE id = $1",
+    )
+    .bind(job_id)
+    .fetch_optional(db)
+    .await?;
+    let Some((stage, waits_for_job_id, days)) = row else {
+        return Ok(JobLifecycle::default());
+    };
+    Ok(JobLifecycle {
+        stage,
+        waits_for_job_id,
+        rehydrate_days: days.map(|d| to_u32(d, "jobs.rehydrate_days")).transpose()?,
+    })
+}
+
+/// The active job (id, operation) removing the point or moving it off the
+/// standard datastore, if any: a restore must not start then.
+pub async fn active_removal(
+    db: impl PgExecutor<'_>,
+    point_id: Uuid,
+) -> Result<Option<(Uuid, Operation)>> {
+    let sql = format!(
+        "SELECT id, operation FROM jobs
+          WHERE recovery_point_id = $1 AND operation IN ('DELETE', 'TIER_MOVE')
+            AND coalesce(lifecycle_stage, '') NOT LIKE 'REHYDRATED_EXPIRY%' AND state IN {ACTIVE}
+          ORDER BY create_time LIMIT 1"
+    );
+    let row: Option<(Uuid, String)> = sqlx::query_as(&sql)
+        .bind(point_id)
+        .fetch_optional(db)
+        .await?;
+    row.map(|(id, op)| Ok((id, parse_enum(&op, "jobs.operation", Operation::parse)?)))
+        .transpose()
+}
+
+/// The active REHYDRATE job of the point, if any.
+pub async fn active_rehydrate(db: impl PgExecutor<'_>, point_id: Uuid) -> Result<Option<Uuid>> {
+    let sql = format!(
+        "SELECT id FROM jobs WHERE recovery_point_id = $1 AND operation = 'REHYDRATE'
+            AND state IN {ACTIVE} ORDER BY create_time LIMIT 1"
+    );
+    let row: Option<(Uuid,)> = sqlx::query_as(&sql)
+        .bind(point_id)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|(id,)| id))
+}
+
+/// Where a point's rehydrated copy is, if there is one (and, given `now`,
+/// its period has not ended).
+pub async fn rehydrated(
+    db: impl PgExecutor<'_>,
+    point_id: Uuid,
+    now: Option<DateTime<Utc>>,
+) -> Result<Option<(String, String)>> {
+    let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT rehydrated_datastore, rehydrated_prefix FROM recovery_points
+          WHERE id = $1 AND ($2::timestamptz IS NULL OR rehydrated_until > $2)",
+    )
+    .bind(point_id)
+    .bind(now)
+    .fetch_optional(db)
+    .await?;
+    Ok(match row {
+        Some((Some(datastore), Some(prefix))) => Some((datastore, prefix)),
+        _ => None,
+    })
+}
+
+/// After a tier move: the point lives in the archive datastore until `expire_time`.
+pub async fn moved_to_archive(
+    db: impl PgExecutor<'_>,
+    point_id: Uuid,
+    datastore: &str,
+    prefix: &str,
+    expire_time: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE recovery_points SET tier = 'ARCHIVE', datastore_url = $2, prefix = $3, expire_time = $4,
+             archive_duration = '' WHERE id = $1",
+    )
+    .bind(point_id)
+    .bind(datastore)
+    .bind(prefix)
+    .bind(expire_time)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// After a rehydrate: the copy at `prefix` in `datastore` is kept until `until`.
+pub async fn set_rehydrated(
+    db: impl PgExecutor<'_>,
+    point_id: Uuid,
+    datastore: &str,
+    prefix: &str,
+    until: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE recovery_points SET rehydrated_datastore = $2, rehydrated_prefix = $3, rehydrated_until = $4
+          WHERE id = $1",
+    )
+    .bind(point_id)
+    .bind(datastore)
+    .bind(prefix)
+    .bind(until)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// After the rehydrated copy at `prefix` was deleted (a newer copy is kept).
+pub async fn clear_rehydrated(db: impl PgExecutor<'_>, point_id: Uuid, prefix: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE recovery_points SET rehydrated_datastore = NULL, rehydrated_prefix = NULL,
+             rehydrated_until = NULL WHERE id = $1 AND rehydrated_prefix = $2",
+    )
+    .bind(point_id)
+    .bind(prefix)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// After a delete job: the point is gone (its row stays, hidden).
+pub async fn mark_deleted(db: impl PgExecutor<'_>, point_id: Uuid) -> Result<()> {
+    sqlx::query(
+        "UPDATE recovery_points SET delete_time = now(), rehydrated_datastore = NULL,
+             rehydrated_prefix = NULL, rehydrated_until = NULL WHERE id = $1",
+    )
+    .bind(point_id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Expires every live point of the instance at `now` (stop with delete-all).
+pub async fn expire_all(
+    db: impl PgExecutor<'_>,
+    instance_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE recovery_points SET expire_time = least(expire_time, $2), archive_duration = ''
+          WHERE backup_instance_id = $1 AND delete_time IS NULL",
+    )
+    .bind(instance_id)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Releases the jobs waiting for `job_id`; returns (id, attempt) of each so
+/// the caller writes their outbox rows.
+pub async fn release_waiting(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<Vec<(Uuid, u32)>> {
+    let rows: Vec<(Uuid, i32)> = sqlx::query_as(
+        "UPDATE jobs SET waits_for_job_id = NULL, update_time = now()
+          WHERE waits_for_job_id = $1 AND state = 'QUEUED' RETURNING id, attempt",
+    )
+    .bind(job_id)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|(id, attempt)| Ok((id, to_u32(attempt, "jobs.attempt")?)))
+        .collect()
+}
+
+/// The QUEUED jobs still waiting for `job_id`.
+pub async fn waiting_for(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<Vec<Uuid>> {
+    let rows: Vec<(Uuid,)> =
+        sqlx::query_as("SELECT id FROM jobs WHERE waits_for_job_id = $1 AND state = 'QUEUED'")
+            .bind(job_id)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// True when a restore of the point is queued (or waiting) or running.
+pub async fn restore_active(db: impl PgExecutor<'_>, point_id: Uuid) -> Result<bool> {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE recovery_point_id = $1 AND operation = 'RESTORE'
+                          AND state IN {ACTIVE})"
+    );
+    let (active,): (bool,) = sqlx::query_as(&sql).bind(point_id).fetch_one(db).await?;
+    Ok(active)
+}
+
+/// Fails QUEUED jobs whose awaited job failed or was cancelled; returns how many.
+pub async fn fail_orphaned_waiting(db: impl PgExecutor<'_>) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE jobs w SET state = 'FAILED', end_time = now(), update_time = now(),
+             error_code = 'UserErrorRehydrateFailed',
+             error_message = 'the rehydrate job ' || 'jobs/' || w.waits_for_job_id || ' this restore waited for ended '
+                             || lower(d.state) || ' without copying the archive point back',
+             error_action = 'Read the rehydrate job''s error, fix its cause, then start the restore again'
+          FROM jobs d
+         WHERE w.waits_for_job_id = d.id AND w.state = 'QUEUED' AND d.state IN ('FAILED', 'CANCELLED')",
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Removes a job created in this transaction that turned out not to be
+/// needed (its stage was claimed by another job meanwhile).
+pub async fn discard_job(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<()> {
+    sqlx::query("DELETE FROM jobs WHERE id = $1 AND state = 'QUEUED'")
+        .bind(job_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
