@@ -1,0 +1,466 @@
+//! Lifecycle of recovery points against a real state database: the sweeper
+//! (called directly with a chosen "now", so nothing waits for time) queues
+//! tier moves and deletes exactly once, workers' tasks name the right
+//! locations, completion moves or deletes the point, restores of archive
+//! points wait for a rehydrate, a deletion never starts under a restore nor
+//! a restore under a deletion, and stopping with DELETE_ALL_POINTS queues a
+//! delete per point.
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::Harness;
+use pgvault_coordinator::lifecycle;
+use pgvault_coordinator::store::Store;
+use pgvault_proto::v1 as pb;
+use sqlx::PgPool;
+use tonic::Code;
+
+/// Vault `lv` (standard + archive file datastores), policy `arch`: Default
+/// kept 7 days then 6 months in archive, Weekly kept 14 days, no archive.
+async fn setup(h: &Harness) -> String {
+    let root = h.datastore_dir.path();
+    h.vaults()
+        .create_vault(pb::CreateVaultRequest {
+            vault_id: "lv".into(),
+            vault: Some(pb::Vault {
+                standard_datastore: format!("file://{}/standard", root.display()),
+                archive_datastore: format!("file://{}/archive", root.display()),
+                region: "local".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create vault");
+    h.policies()
+        .create_policy(pb::CreatePolicyRequest {
+            parent: "vaults/lv".into(),
+            policy_id: "arch".into(),
+            policy: Some(pb::Policy {
+                schedule: Some(pb::Schedule {
+                    weekdays: vec![pb::Weekday::Monday as i32],
+                    time_of_day: "02:00".into(),
+                    time_zone: "UTC".into(),
+                }),
+                retention_rules: vec![
+                    pb::RetentionRule {
+                        kind: pb::RetentionRuleKind::Default as i32,
+                        standard_duration: "P7D".into(),
+                        archive_duration: "P6M".into(),
+                    },
+                    pb::RetentionRule {
+                        kind: pb::RetentionRuleKind::Weekly as i32,
+                        standard_duration: "P14D".into(),
+                        archive_duration: String::new(),
+                    },
+                ],
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create policy");
+    let response = h
+        .instances()
+        .configure_backup(pb::ConfigureBackupRequest {
+            parent: "vaults/lv".into(),
+            policy: "vaults/lv/policies/arch".into(),
+            rows: vec![pb::ConfigureBackupRow {
+                server: "servers/pg1".into(),
+                database: "app".into(),
+                secret: String::new(),
+            }],
+            default_secret: "secrets/pg1-admin".into(),
+        })
+        .await
+        .expect("configure")
+        .into_inner();
+    response.results[0]
+        .backup_instance
+        .as_ref()
+        .expect("instance")
+        .name
+        .clone()
+}
+
+fn job_id(name: &str) -> String {
+    name.trim_start_matches("jobs/").to_string()
+}
+
+/// Claims `job` (by name) as worker w1: (lease token, task).
+async fn claim(h: &Harness, job: &str) -> (String, pb::task::Kind) {
+    let claim = h
+        .workers()
+        .claim_task(pb::ClaimTaskRequest {
+            job_id: job_id(job),
+            worker_id: "w1".into(),
+        })
+        .await
+        .expect("claim")
+        .into_inner();
+    assert!(claim.claimed, "{claim:?}");
+    let task = claim.task.expect("task").kind.expect("kind");
+    (claim.lease_token, task)
+}
+
+async fn complete(
+    h: &Harness,
+    job: &str,
+    token: String,
+    result: pb::complete_task_request::Result,
+) {
+    h.workers()
+        .complete_task(pb::CompleteTaskRequest {
+            job_id: job_id(job),
+            lease_token: token,
+            result: Some(result),
+            progress: None,
+        })
+        .await
+        .expect("complete");
+}
+
+fn lifecycle_result() -> pb::complete_task_request::Result {
+    pb::complete_task_request::Result::Lifecycle(pb::LifecycleResult {
+        objects: 3,
+        bytes: 30,
+    })
+}
+
+/// Backs up on demand under `rule` with a snapshot at `snapshot`; returns the point.
+async fn point(
+    h: &Harness,
+    instance: &str,
+    rule: pb::RetentionRuleKind,
+    snapshot: DateTime<Utc>,
+) -> pb::RecoveryPoint {
+    let job = h
+        .instances()
+        .backup_now(pb::BackupNowRequest {
+            name: instance.into(),
+            rule: rule as i32,
+        })
+        .await
+        .expect("backup now")
+        .into_inner();
+    let (token, _) = claim(h, &job.name).await;
+    complete(
+        h,
+        &job.name,
+        token,
+        pb::complete_task_request::Result::Backup(pb::BackupResult {
+            snapshot_time: Some(prost_types::Timestamp {
+                seconds: snapshot.timestamp(),
+                nanos: 0,
+            }),
+            stored_bytes: 10,
+            raw_bytes: 20,
+            chunk_count: 1,
+            manifest_sha256: "cd".repeat(32),
+            server_version: "15".into(),
+        }),
+    )
+    .await;
+    let job = h
+        .jobs()
+        .get_job(pb::GetJobRequest { name: job.name })
+        .await
+        .expect("get job")
+        .into_inner();
+    get_point(h, &job.recovery_point)
+        .await
+        .expect("point exists")
+}
+
+async fn get_point(h: &Harness, name: &str) -> Option<pb::RecoveryPoint> {
+    match h
+        .points()
+        .get_recovery_point(pb::GetRecoveryPointRequest { name: name.into() })
+        .await
+    {
+        Ok(p) => Some(p.into_inner()),
+        Err(status) if status.code() == Code::NotFound => None,
+        Err(status) => panic!("get point: {status}"),
+    }
+}
+
+/// Lifecycle jobs (name, operation) of a point, oldest first.
+async fn jobs_of(pool: &PgPool, point: &str) -> Vec<(String, String)> {
+    let id = point.rsplit('/').next().expect("id");
+    let id = uuid::Uuid::parse_str(id).expect("uuid");
+    let rows: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+        "SELECT id, operation FROM jobs WHERE recovery_point_id = $1
+            AND operation IN ('DELETE', 'TIER_MOVE', 'REHYDRATE') ORDER BY create_time, id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .expect("jobs");
+    rows.into_iter()
+        .map(|(id, op)| (format!("jobs/{id}"), op))
+        .collect()
+}
+
+fn restore_request(point: &str, days: u32) -> pb::RestoreAsDatabaseRequest {
+    pb::RestoreAsDatabaseRequest {
+        recovery_point: point.into(),
+        target_database: "app_restored".into(),
+        rehydrate_days: days,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn expired_points_move_to_archive_or_are_deleted_once_and_archive_restores_rehydrate_first() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    let instance = setup(&h).await;
+    let pool = PgPool::connect(&h.cluster.url("postgres"))
+        .await
+        .expect("pool");
+    let store = Store::new(pool.clone());
+    let t0 = Utc::now() - Duration::hours(1);
+    let a = point(&h, &instance, pb::RetentionRuleKind::Default, t0).await;
+    let b = point(&h, &instance, pb::RetentionRuleKind::Weekly, t0).await;
+    assert_eq!(a.tier, pb::DatastoreTier::Standard as i32);
+
+    // Before expiry nothing happens; after it, concurrent passes queue one job.
+    assert_eq!(
+        lifecycle::sweep(&store, t0 + Duration::days(6))
+            .await
+            .expect("sweep"),
+        0
+    );
+    let at8 = t0 + Duration::days(8);
+    let (x, y) = tokio::join!(lifecycle::sweep(&store, at8), lifecycle::sweep(&store, at8));
+    assert_eq!(x.expect("sweep") + y.expect("sweep"), 1);
+    assert_eq!(lifecycle::sweep(&store, at8).await.expect("sweep"), 0);
+    let moves = jobs_of(&pool, &a.name).await;
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!(moves[0].1, "TIER_MOVE");
+    assert!(jobs_of(&pool, &b.name).await.is_empty());
+
+    // A restore cannot start on a point being moved off the standard datastore.
+    let refused = h
+        .restores()
+        .restore_as_database(restore_request(&a.name, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains(&moves[0].0),
+        "{}",
+        refused.message()
+    );
+
+    let (token, task) = claim(&h, &moves[0].0).await;
+    let pb::task::Kind::TierMove(task) = task else {
+        panic!("expected a tier move task, got {task:?}");
+    };
+    let source = task.source.expect("source");
+    let destination = task.destination.expect("destination");
+    assert!(source.datastore_url.ends_with("/standard"), "{source:?}");
+    assert!(
+        destination.datastore_url.ends_with("/archive"),
+        "{destination:?}"
+    );
+    assert_eq!(source.prefix, destination.prefix);
+    assert_eq!(task.manifest_sha256, "cd".repeat(32));
+    complete(&h, &moves[0].0, token, lifecycle_result()).await;
+    let archived = get_point(&h, &a.name).await.expect("still there");
+    assert_eq!(archived.tier, pb::DatastoreTier::Archive as i32);
+    assert!(
+        archived.location.contains("/archive/"),
+        "{}",
+        archived.location
+    );
+    // Archive expiry: standard expiry (t0 + 7 days) + 6 months.
+    let standard_expiry = a.expire_time.as_ref().expect("expiry").seconds;
+    let archive_expiry = archived.expire_time.as_ref().expect("expiry").seconds;
+    let days = (archive_expiry - standard_expiry) / 86_400;
+    assert!((181..=184).contains(&days), "archive period {days} days");
+
+    // Out-of-range rehydrate periods are refused naming the range.
+    let bad = h
+        .restores()
+        .restore_as_database(restore_request(&a.name, 5))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(
+        bad.message().contains("between 10 and 30"),
+        "{}",
+        bad.message()
+    );
+
+    // Restoring the archive point rehydrates it first; the restore waits.
+    let restore = h
+        .restores()
+        .restore_as_database(restore_request(&a.name, 0))
+        .await
+        .expect("restore")
+        .into_inner();
+    assert_eq!(restore.state, pb::JobState::Queued as i32);
+    let rehydrates: Vec<_> = jobs_of(&pool, &a.name)
+        .await
+        .into_iter()
+        .filter(|(_, op)| op == "REHYDRATE")
+        .collect();
+    assert_eq!(rehydrates.len(), 1, "{rehydrates:?}");
+    let rehydrate = rehydrates[0].0.clone();
+    h.publisher.wait_for(&job_id(&rehydrate), 1).await;
+    assert!(
+        !h.publisher
+            .envelopes()
+            .iter()
+            .any(|(_, e)| e.job_id == job_id(&restore.name)),
+        "the restore must not be published before its rehydrate completes"
+    );
+    let (token, task) = claim(&h, &rehydrate).await;
+    let pb::task::Kind::Rehydrate(task) = task else {
+        panic!("expected a rehydrate task, got {task:?}");
+    };
+    let copy = task.destination.expect("destination");
+    assert!(copy.datastore_url.ends_with("/standard"), "{copy:?}");
+    assert!(copy.prefix.contains("-rehydrated-"), "{copy:?}");
+    let rehydrated_at = Utc::now();
+    complete(&h, &rehydrate, token, lifecycle_result()).await;
+    h.publisher.wait_for(&job_id(&restore.name), 1).await;
+    let (restore_token, task) = claim(&h, &restore.name).await;
+    let pb::task::Kind::Restore(task) = task else {
+        panic!("expected a restore task, got {task:?}");
+    };
+    assert_eq!(
+        task.prefix, copy.prefix,
+        "the restore reads the rehydrated copy"
+    );
+
+    // While the restore runs, the rehydrated copy is not deleted even past its
+    // period (15 days); the expired Weekly point B is.
+    let later = rehydrated_at + Duration::days(16);
+    assert_eq!(lifecycle::sweep(&store, later).await.expect("sweep"), 1);
+    assert_eq!(
+        jobs_of(&pool, &a.name).await.len(),
+        2,
+        "only the move and the rehydrate"
+    );
+    let deletes = jobs_of(&pool, &b.name).await;
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0].1, "DELETE");
+    // ...and a restore of a point being deleted is refused naming point and job.
+    let refused = h
+        .restores()
+        .restore_as_database(restore_request(&b.name, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains(&b.name), "{}", refused.message());
+    assert!(
+        refused.message().contains(&deletes[0].0),
+        "{}",
+        refused.message()
+    );
+    let (token, task) = claim(&h, &deletes[0].0).await;
+    let pb::task::Kind::Delete(task) = task else {
+        panic!("expected a delete task, got {task:?}");
+    };
+    assert_eq!(task.locations.len(), 1);
+    complete(&h, &deletes[0].0, token, lifecycle_result()).await;
+    assert!(
+        get_point(&h, &b.name).await.is_none(),
+        "deleted point is gone"
+    );
+    let history = h
+        .jobs()
+        .get_job(pb::GetJobRequest {
+            name: deletes[0].0.clone(),
+        })
+        .await
+        .expect("delete job stays readable")
+        .into_inner();
+    assert_eq!(history.recovery_point, b.name);
+
+    // Once the restore ends, the rehydrated copy (only) is deleted.
+    complete(
+        &h,
+        &restore.name,
+        restore_token,
+        pb::complete_task_request::Result::Restore(pb::RestoreResult { rows: 1, bytes: 1 }),
+    )
+    .await;
+    assert_eq!(lifecycle::sweep(&store, later).await.expect("sweep"), 1);
+    let (name, op) = jobs_of(&pool, &a.name).await.pop().expect("job");
+    assert_eq!(op, "DELETE");
+    let (token, task) = claim(&h, &name).await;
+    let pb::task::Kind::Delete(task) = task else {
+        panic!("expected a delete task, got {task:?}");
+    };
+    assert_eq!(task.locations.len(), 1);
+    assert_eq!(task.locations[0].prefix, copy.prefix);
+    complete(&h, &name, token, lifecycle_result()).await;
+    let still = get_point(&h, &a.name).await.expect("archive point stays");
+    assert_eq!(still.tier, pb::DatastoreTier::Archive as i32);
+    assert_eq!(lifecycle::sweep(&store, later).await.expect("sweep"), 0);
+
+    // At its archive expiry the archive point is deleted.
+    let end = DateTime::from_timestamp(archive_expiry, 0).expect("time");
+    assert_eq!(lifecycle::sweep(&store, end).await.expect("sweep"), 1);
+    let (name, op) = jobs_of(&pool, &a.name).await.pop().expect("job");
+    assert_eq!(op, "DELETE");
+    let (token, task) = claim(&h, &name).await;
+    let pb::task::Kind::Delete(task) = task else {
+        panic!("expected a delete task, got {task:?}");
+    };
+    assert!(
+        task.locations[0].datastore_url.ends_with("/archive"),
+        "{task:?}"
+    );
+    complete(&h, &name, token, lifecycle_result()).await;
+    assert!(get_point(&h, &a.name).await.is_none());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn stop_with_delete_all_points_queues_a_delete_per_point_and_stops_protection() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    let instance = setup(&h).await;
+    let pool = PgPool::connect(&h.cluster.url("postgres"))
+        .await
+        .expect("pool");
+    let now = Utc::now();
+    let a = point(&h, &instance, pb::RetentionRuleKind::Default, now).await;
+    let b = point(&h, &instance, pb::RetentionRuleKind::Weekly, now).await;
+    let stopped = h
+        .instances()
+        .stop_protection(pb::StopProtectionRequest {
+            name: instance.clone(),
+            mode: pb::StopMode::DeleteAllPoints as i32,
+        })
+        .await
+        .expect("stop")
+        .into_inner();
+    assert_eq!(
+        stopped.protection_state,
+        pb::ProtectionState::ProtectionStopped as i32
+    );
+    for p in [&a, &b] {
+        let jobs = jobs_of(&pool, &p.name).await;
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert_eq!(jobs[0].1, "DELETE", "delete-all never archives");
+        h.publisher.wait_for(&job_id(&jobs[0].0), 1).await;
+        let (token, _) = claim(&h, &jobs[0].0).await;
+        complete(&h, &jobs[0].0, token, lifecycle_result()).await;
+        assert!(get_point(&h, &p.name).await.is_none());
+    }
+    let points = h
+        .points()
+        .list_recovery_points(pb::ListRecoveryPointsRequest {
+            parent: instance,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(points.recovery_points.is_empty());
+    h.stop().await;
+}
