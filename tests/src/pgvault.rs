@@ -46,10 +46,13 @@ pub fn pgvault_bin() -> anyhow::Result<PathBuf> {
 /// A fixed test token (any string works; the coordinator stores its hash).
 pub const TEST_TOKEN: &str = "pgv_e2e-test-token-0123456789";
 
-/// Coordinator + workers over RabbitMQ, state in a private cluster.
+/// Coordinator + workers over RabbitMQ, state in a private cluster. Every
+/// coordinator reads its clock offset from one file ([`Self::set_clock_offset`]).
 pub struct PgvaultCluster {
     pub state: TempCluster,
     pub coordinator: ChildProcess,
+    /// Coordinators started with [`Self::add_coordinator`] (same state and queue).
+    pub extra_coordinators: Vec<ChildProcess>,
     pub workers: Vec<ChildProcess>,
     pub endpoint: String,
     amqp_url: String,
@@ -70,8 +73,10 @@ impl PgvaultCluster {
                 amqp_url,
                 port,
                 &dir.path().join("coordinator.log"),
+                &dir.path().join(CLOCK_OFFSET_FILE),
             )?,
             state,
+            extra_coordinators: Vec::new(),
             workers: Vec::new(),
             endpoint: format!("http://127.0.0.1:{port}"),
             amqp_url: amqp_url.to_string(),
@@ -113,8 +118,33 @@ impl PgvaultCluster {
             &self.amqp_url,
             self.port,
             &self.dir.path().join("coordinator.log"),
+            &self.dir.path().join(CLOCK_OFFSET_FILE),
         )?;
         wait_for_port(self.port, Duration::from_secs(60), &mut self.coordinator)
+    }
+
+    /// Starts one more coordinator on the same state database and queue;
+    /// returns its endpoint.
+    pub fn add_coordinator(&mut self) -> anyhow::Result<String> {
+        let n = self.extra_coordinators.len() + 1;
+        let port = pgvault_localpg::free_port()?;
+        let mut process = spawn_coordinator(
+            &self.state,
+            &self.amqp_url,
+            port,
+            &self.dir.path().join(format!("coordinator-{n}.log")),
+            &self.dir.path().join(CLOCK_OFFSET_FILE),
+        )?;
+        wait_for_port(port, Duration::from_secs(60), &mut process)?;
+        self.extra_coordinators.push(process);
+        Ok(format!("http://127.0.0.1:{port}"))
+    }
+
+    /// Moves every coordinator's clock `seconds` ahead of the machine's.
+    pub fn set_clock_offset(&self, seconds: i64) -> anyhow::Result<()> {
+        let path = self.dir.path().join(CLOCK_OFFSET_FILE);
+        std::fs::write(&path, seconds.to_string())
+            .with_context(|| format!("write {}", path.display()))
     }
 
     pub async fn api(&self) -> anyhow::Result<Api> {
@@ -124,6 +154,13 @@ impl PgvaultCluster {
     /// Every process's output, for failure messages and leak checks.
     pub fn logs(&self) -> String {
         let mut all = format!("--- coordinator ---\n{}", self.coordinator.log_text());
+        for (i, c) in self.extra_coordinators.iter().enumerate() {
+            all.push_str(&format!(
+                "\n--- coordinator {} ---\n{}",
+                i + 1,
+                c.log_text()
+            ));
+        }
         for (i, w) in self.workers.iter().enumerate() {
             all.push_str(&format!("\n--- worker {i} ---\n{}", w.log_text()));
         }
@@ -131,11 +168,15 @@ impl PgvaultCluster {
     }
 }
 
+/// File (in the cluster's directory) holding the coordinators' clock offset.
+const CLOCK_OFFSET_FILE: &str = "clock-offset";
+
 fn spawn_coordinator(
     state: &TempCluster,
     amqp_url: &str,
     port: u16,
     log: &std::path::Path,
+    clock_offset: &std::path::Path,
 ) -> anyhow::Result<ChildProcess> {
     let mut command = Command::new(pgvault_bin()?);
     command
@@ -154,6 +195,8 @@ fn spawn_coordinator(
         .env("PGVAULT_COORDINATOR__BOOTSTRAP_TOKEN", TEST_TOKEN)
         .env("PGVAULT_COORDINATOR__LEASE_TTL_SECONDS", "10")
         .env("PGVAULT_COORDINATOR__REAPER_INTERVAL_SECONDS", "1")
+        .env("PGVAULT_COORDINATOR__SCHEDULER_INTERVAL_SECONDS", "1")
+        .env("PGVAULT_COORDINATOR__CLOCK_OFFSET_FILE", clock_offset)
         .env("RUST_LOG", "info");
     ChildProcess::spawn("coordinator", command, log)
 }
