@@ -387,6 +387,31 @@ async fn expired_points_move_to_archive_or_are_deleted_once_and_archive_restores
         pb::complete_task_request::Result::Restore(pb::RestoreResult { rows: 1, bytes: 1 }),
     )
     .await;
+    // A second restore reads the same rehydrated copy: no new rehydrate.
+    let again = h
+        .restores()
+        .restore_as_database(restore_request(&a.name, 0))
+        .await
+        .expect("restore again")
+        .into_inner();
+    h.publisher.wait_for(&job_id(&again.name), 1).await;
+    let (token, task) = claim(&h, &again.name).await;
+    let pb::task::Kind::Restore(task) = task else {
+        panic!("expected a restore task, got {task:?}");
+    };
+    assert_eq!(task.prefix, copy.prefix);
+    assert_eq!(
+        jobs_of(&pool, &a.name).await.len(),
+        2,
+        "no second rehydrate"
+    );
+    complete(
+        &h,
+        &again.name,
+        token,
+        pb::complete_task_request::Result::Restore(pb::RestoreResult { rows: 1, bytes: 1 }),
+    )
+    .await;
     assert_eq!(lifecycle::sweep(&store, later).await.expect("sweep"), 1);
     let (name, op) = jobs_of(&pool, &a.name).await.pop().expect("job");
     assert_eq!(op, "DELETE");

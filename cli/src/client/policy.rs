@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use pgvault_proto::v1::{
     CreatePolicyRequest, GetPolicyRequest, ListPoliciesRequest, Policy, RetentionRule,
     RetentionRuleKind, Schedule, Weekday,
@@ -55,19 +55,8 @@ pub enum PolicyCommand {
         /// Keep the first recovery point of each year this long, e.g. P10Y.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         yearly: Option<String>,
-        /// Move Default-rule points to the archive datastore at expiry and
-        /// keep them there this long, e.g. P6M (6 months - 10 years).
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-        retain_archive: Option<String>,
-        /// Archive period of the Weekly rule's points, e.g. P1Y.
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "weekly")]
-        weekly_archive: Option<String>,
-        /// Archive period of the Monthly rule's points, e.g. P5Y.
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "monthly")]
-        monthly_archive: Option<String>,
-        /// Archive period of the Yearly rule's points, e.g. P10Y.
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "yearly")]
-        yearly_archive: Option<String>,
+        #[command(flatten)]
+        archive: Box<ArchiveArgs>,
     },
     /// Show one policy.
     Get {
@@ -96,6 +85,25 @@ pub enum PolicyCommand {
     },
 }
 
+/// Archive periods of `policy create`'s rules (kept apart, boxed, so the
+/// command enum stays small).
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// Move Default-rule points to the archive datastore at expiry and
+    /// keep them there this long, e.g. P6M (6 months - 10 years).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    retain_archive: Option<String>,
+    /// Archive period of the Weekly rule's points, e.g. P1Y.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "weekly")]
+    weekly_archive: Option<String>,
+    /// Archive period of the Monthly rule's points, e.g. P5Y.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "monthly")]
+    monthly_archive: Option<String>,
+    /// Archive period of the Yearly rule's points, e.g. P10Y.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "yearly")]
+    yearly_archive: Option<String>,
+}
+
 pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
         PolicyCommand::Create {
@@ -109,11 +117,14 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
             weekly,
             monthly,
             yearly,
-            retain_archive,
-            weekly_archive,
-            monthly_archive,
-            yearly_archive,
+            archive,
         } => {
+            let ArchiveArgs {
+                retain_archive,
+                weekly_archive,
+                monthly_archive,
+                yearly_archive,
+            } = *archive;
             let parent = names::vault(&vault)?;
             let policy_id = names::short(&names::policy(Some(&vault), &name)?).to_owned();
             if let Some(path) = file {

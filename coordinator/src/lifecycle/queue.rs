@@ -163,13 +163,8 @@ pub async fn restore(
                     )));
                 }
                 let point = crate::store::recovery_points::get(&mut *conn, &new.vault_id, instance_id, point_id).await?;
-                let waits_for = if point.tier == Tier::Archive
-                    && lifecycle::rehydrated(&mut *conn, point_id, Some(now)).await?.is_none()
-                {
-                    Some(match lifecycle::active_rehydrate(&mut *conn, point_id).await? {
-                        Some(running) => running,
-                        None => queue_rehydrate(&mut *conn, &new, rehydrate_days).await?,
-                    })
+                let waits_for = if point.tier == Tier::Archive {
+                    archive_source(&mut *conn, &new, point_id, now, rehydrate_days).await?
                 } else {
                     None
                 };
@@ -193,6 +188,32 @@ pub async fn restore(
         .await?;
     ctx.dispatch_wake.notify_one();
     Ok(job)
+}
+
+/// For a restore of an archive point: `None` when its rehydrated copy can be
+/// read (kept at least `days` more), else the REHYDRATE job to wait for —
+/// the one under way, or a new one. A copy whose deletion already started
+/// is not reused.
+async fn archive_source(
+    conn: &mut PgConnection,
+    restore: &NewJob,
+    point_id: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+    days: u32,
+) -> Result<Option<Uuid>> {
+    if let Some((_, prefix)) = lifecycle::rehydrated(&mut *conn, point_id).await?
+        && !lifecycle::copy_deletion_active(&mut *conn, point_id, &prefix).await?
+    {
+        let until = now + chrono::Duration::days(i64::from(days));
+        lifecycle::extend_rehydrated(&mut *conn, point_id, until).await?;
+        return Ok(None);
+    }
+    Ok(Some(
+        match lifecycle::active_rehydrate(&mut *conn, point_id).await? {
+            Some(running) => running,
+            None => queue_rehydrate(&mut *conn, restore, days).await?,
+        },
+    ))
 }
 
 /// Creates the REHYDRATE job of the restore's point (with its outbox row).

@@ -6,6 +6,7 @@
 //! - REHYDRATE: the archive location → the vault's standard datastore under
 //!   a prefix of its own (`<point prefix>-rehydrated-<job>`), so copies of
 //!   successive rehydrates never collide.
+//!
 //! The destination is recorded as the job's attempt target; completion
 //! reads it from there.
 
@@ -41,7 +42,7 @@ pub async fn build(conn: &mut PgConnection, job: &Job) -> Result<pb::task::Kind>
         Operation::Delete => {
             if let Some(prefix) = stage.strip_prefix(REHYDRATED_EXPIRY) {
                 let vault = vaults::get(&mut *conn, &job.vault_id).await?;
-                let datastore = lifecycle::rehydrated(&mut *conn, point.id, None)
+                let datastore = lifecycle::rehydrated(&mut *conn, point.id)
                     .await?
                     .map(|(datastore, _)| datastore)
                     .unwrap_or(vault.standard_datastore);
@@ -50,9 +51,7 @@ pub async fn build(conn: &mut PgConnection, job: &Job) -> Result<pb::task::Kind>
                 }));
             }
             let mut locations = vec![location(&point.datastore_url, &point.prefix)];
-            if let Some((datastore, prefix)) =
-                lifecycle::rehydrated(&mut *conn, point.id, None).await?
-            {
+            if let Some((datastore, prefix)) = lifecycle::rehydrated(&mut *conn, point.id).await? {
                 locations.push(location(&datastore, &prefix));
             }
             Ok(pb::task::Kind::Delete(pb::DeleteTask { locations }))
@@ -117,7 +116,7 @@ pub async fn restore_source(
     if point.tier != Tier::Archive {
         return Ok((point.datastore_url.clone(), point.prefix.clone()));
     }
-    lifecycle::rehydrated(&mut *conn, point.id, None)
+    lifecycle::rehydrated(&mut *conn, point.id)
         .await?
         .ok_or_else(|| {
             CoordinatorError::precondition(format!(

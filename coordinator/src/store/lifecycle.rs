@@ -210,19 +210,16 @@ pub async fn active_rehydrate(db: impl PgExecutor<'_>, point_id: Uuid) -> Result
     Ok(row.map(|(id,)| id))
 }
 
-/// Where a point's rehydrated copy is, if there is one (and, given `now`,
-/// its period has not ended).
+/// Where a point's rehydrated copy is (datastore, prefix), if there is one.
 pub async fn rehydrated(
     db: impl PgExecutor<'_>,
     point_id: Uuid,
-    now: Option<DateTime<Utc>>,
 ) -> Result<Option<(String, String)>> {
     let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT rehydrated_datastore, rehydrated_prefix FROM recovery_points
-          WHERE id = $1 AND ($2::timestamptz IS NULL OR rehydrated_until > $2)",
+          WHERE id = $1",
     )
     .bind(point_id)
-    .bind(now)
     .fetch_optional(db)
     .await?;
     Ok(match row {
@@ -373,5 +370,40 @@ pub async fn discard_job(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<()> {
         .bind(job_id)
         .execute(db)
         .await?;
+    Ok(())
+}
+
+/// True when a DELETE job of the rehydrated copy at `prefix` is active.
+pub async fn copy_deletion_active(
+    db: impl PgExecutor<'_>,
+    point_id: Uuid,
+    prefix: &str,
+) -> Result<bool> {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE recovery_point_id = $1 AND operation = 'DELETE'
+                          AND lifecycle_stage = 'REHYDRATED_EXPIRY/' || $2 AND state IN {ACTIVE})"
+    );
+    let (active,): (bool,) = sqlx::query_as(&sql)
+        .bind(point_id)
+        .bind(prefix)
+        .fetch_one(db)
+        .await?;
+    Ok(active)
+}
+
+/// Keeps the rehydrated copy at least until `until`.
+pub async fn extend_rehydrated(
+    db: impl PgExecutor<'_>,
+    point_id: Uuid,
+    until: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE recovery_points SET rehydrated_until = greatest(rehydrated_until, $2)
+          WHERE id = $1 AND rehydrated_prefix IS NOT NULL",
+    )
+    .bind(point_id)
+    .bind(until)
+    .execute(db)
+    .await?;
     Ok(())
 }
