@@ -117,3 +117,6 @@ pub async fn run_rehydrate(
     )
     .await
 }
+
+#[cfg(test)]
+mod tests;
