@@ -3,8 +3,8 @@
 //! tier moves and deletes exactly once, workers' tasks name the right
 //! locations, completion moves or deletes the point, restores of archive
 //! points wait for a rehydrate, a deletion never starts under a restore nor
-//! a restore under a deletion, and stopping with DELETE_ALL_POINTS queues a
-//! delete per point.
+//! a restore under a deletion, a failed rehydrate fails the restore waiting
+//! for it, and stopping with DELETE_ALL_POINTS queues a delete per point.
 
 mod common;
 
@@ -117,6 +117,23 @@ async fn complete(
         })
         .await
         .expect("complete");
+}
+
+/// The task's kind, for failure messages (tasks are never Debug-printed:
+/// restore tasks carry a password).
+fn kind_name(kind: &pb::task::Kind) -> &'static str {
+    use pgvault_proto::v1::task::Kind;
+    if matches!(kind, Kind::Delete(_)) {
+        "delete"
+    } else if matches!(kind, Kind::TierMove(_)) {
+        "tier move"
+    } else if matches!(kind, Kind::Rehydrate(_)) {
+        "rehydrate"
+    } else if matches!(kind, Kind::Restore(_)) {
+        "restore"
+    } else {
+        "another kind of"
+    }
 }
 
 fn lifecycle_result() -> pb::complete_task_request::Result {
@@ -254,7 +271,7 @@ async fn expired_points_move_to_archive_or_are_deleted_once_and_archive_restores
 
     let (token, task) = claim(&h, &moves[0].0).await;
     let pb::task::Kind::TierMove(task) = task else {
-        panic!("expected a tier move task, got {task:?}");
+        panic!("expected a tier move task, got {}", kind_name(&task));
     };
     let source = task.source.expect("source");
     let destination = task.destination.expect("destination");
@@ -317,7 +334,7 @@ async fn expired_points_move_to_archive_or_are_deleted_once_and_archive_restores
     );
     let (token, task) = claim(&h, &rehydrate).await;
     let pb::task::Kind::Rehydrate(task) = task else {
-        panic!("expected a rehydrate task, got {task:?}");
+        panic!("expected a rehydrate task, got {}", kind_name(&task));
     };
     let copy = task.destination.expect("destination");
     assert!(copy.datastore_url.ends_with("/standard"), "{copy:?}");
@@ -327,7 +344,7 @@ async fn expired_points_move_to_archive_or_are_deleted_once_and_archive_restores
     h.publisher.wait_for(&job_id(&restore.name), 1).await;
     let (restore_token, task) = claim(&h, &restore.name).await;
     let pb::task::Kind::Restore(task) = task else {
-        panic!("expected a restore task, got {task:?}");
+        panic!("expected a restore task, got {}", kind_name(&task));
     };
     assert_eq!(
         task.prefix, copy.prefix,
@@ -361,7 +378,7 @@ async fn expired_points_move_to_archive_or_are_deleted_once_and_archive_restores
     );
     let (token, task) = claim(&h, &deletes[0].0).await;
     let pb::task::Kind::Delete(task) = task else {
-        panic!("expected a delete task, got {task:?}");
+        panic!("expected a delete task, got {}", kind_name(&task));
     };
     assert_eq!(task.locations.len(), 1);
     complete(&h, &deletes[0].0, token, lifecycle_result()).await;
@@ -397,7 +414,7 @@ async fn expired_points_move_to_archive_or_are_deleted_once_and_archive_restores
     h.publisher.wait_for(&job_id(&again.name), 1).await;
     let (token, task) = claim(&h, &again.name).await;
     let pb::task::Kind::Restore(task) = task else {
-        panic!("expected a restore task, got {task:?}");
+        panic!("expected a restore task, got {}", kind_name(&task));
     };
     assert_eq!(task.prefix, copy.prefix);
     assert_eq!(
@@ -417,7 +434,7 @@ async fn expired_points_move_to_archive_or_are_deleted_once_and_archive_restores
     assert_eq!(op, "DELETE");
     let (token, task) = claim(&h, &name).await;
     let pb::task::Kind::Delete(task) = task else {
-        panic!("expected a delete task, got {task:?}");
+        panic!("expected a delete task, got {}", kind_name(&task));
     };
     assert_eq!(task.locations.len(), 1);
     assert_eq!(task.locations[0].prefix, copy.prefix);
@@ -433,7 +450,7 @@ async fn expired_points_move_to_archive_or_are_deleted_once_and_archive_restores
     assert_eq!(op, "DELETE");
     let (token, task) = claim(&h, &name).await;
     let pb::task::Kind::Delete(task) = task else {
-        panic!("expected a delete task, got {task:?}");
+        panic!("expected a delete task, got {}", kind_name(&task));
     };
     assert!(
         task.locations[0].datastore_url.ends_with("/archive"),
@@ -487,5 +504,65 @@ async fn stop_with_delete_all_points_queues_a_delete_per_point_and_stops_protect
         .expect("list")
         .into_inner();
     assert!(points.recovery_points.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_rehydrate_fails_the_restore_waiting_for_it_with_a_coded_error() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    let instance = setup(&h).await;
+    let pool = PgPool::connect(&h.cluster.url("postgres"))
+        .await
+        .expect("pool");
+    let store = Store::new(pool.clone());
+    let t0 = Utc::now() - Duration::hours(1);
+    let a = point(&h, &instance, pb::RetentionRuleKind::Default, t0).await;
+    assert_eq!(
+        lifecycle::sweep(&store, t0 + Duration::days(8))
+            .await
+            .expect("sweep"),
+        1
+    );
+    let (moved, _) = jobs_of(&pool, &a.name).await.pop().expect("tier move");
+    let (token, _) = claim(&h, &moved).await;
+    complete(&h, &moved, token, lifecycle_result()).await;
+
+    let restore = h
+        .restores()
+        .restore_as_database(restore_request(&a.name, 30))
+        .await
+        .expect("restore")
+        .into_inner();
+    let (rehydrate, op) = jobs_of(&pool, &a.name).await.pop().expect("rehydrate");
+    assert_eq!(op, "REHYDRATE");
+    let (token, _) = claim(&h, &rehydrate).await;
+    h.workers()
+        .fail_task(pb::FailTaskRequest {
+            job_id: job_id(&rehydrate),
+            lease_token: token,
+            error: Some(pb::JobError {
+                code: "DatastoreUnavailable".into(),
+                message: "cannot read the archive".into(),
+                recommended_action: "check the archive datastore".into(),
+            }),
+            retryable: false,
+        })
+        .await
+        .expect("fail");
+    lifecycle::sweep(&store, Utc::now()).await.expect("sweep");
+    let failed = h
+        .jobs()
+        .get_job(pb::GetJobRequest {
+            name: restore.name.clone(),
+        })
+        .await
+        .expect("get restore")
+        .into_inner();
+    assert_eq!(failed.state, pb::JobState::Failed as i32);
+    let error = failed.error.expect("coded error");
+    assert_eq!(error.code, "UserErrorRehydrateFailed");
+    assert!(error.message.contains(&rehydrate), "{}", error.message);
+    assert!(!error.recommended_action.is_empty());
     h.stop().await;
 }

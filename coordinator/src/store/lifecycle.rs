@@ -352,8 +352,9 @@ pub async fn fail_orphaned_waiting(db: impl PgExecutor<'_>) -> Result<u64> {
     let done = sqlx::query(
         "UPDATE jobs w SET state = 'FAILED', end_time = now(), update_time = now(),
              error_code = 'UserErrorRehydrateFailed',
-             error_message = 'the rehydrate job ' || 'jobs/' || w.waits_for_job_id || ' this restore waited for ended '
-                             || lower(d.state) || ' without copying the archive point back',
+             error_message = 'the rehydrate job jobs/' || w.waits_for_job_id || ' this restore waited for '
+                             || CASE d.state WHEN 'CANCELLED' THEN 'was cancelled' ELSE 'failed' END
+                             || ', so the archive point was not copied back to the standard datastore',
              error_action = 'Read the rehydrate job''s error, fix its cause, then start the restore again'
           FROM jobs d
          WHERE w.waits_for_job_id = d.id AND w.state = 'QUEUED' AND d.state IN ('FAILED', 'CANCELLED')",
