@@ -202,7 +202,11 @@ async fn failed_jobs_retry_as_a_new_attempt_with_a_fresh_attempt_budget() {
         .await
         .expect_err("queued jobs are not retried");
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    assert!(refused.message().contains("QUEUED"), "{}", refused.message());
+    assert!(
+        refused.message().contains("QUEUED"),
+        "{}",
+        refused.message()
+    );
 
     // max_attempts is 2 and this is attempt 2, but the budget counts from
     // the retry: a transient failure is retried once more.
@@ -233,9 +237,13 @@ async fn job_list_covers_the_last_week_unless_asked_for_more() {
     let list = |request: pb::ListJobsRequest| {
         let mut jobs = h.jobs();
         async move {
-            jobs.list_jobs(request)
-                .await
-                .map(|r| r.into_inner().jobs.into_iter().map(|j| j.name).collect::<Vec<_>>())
+            jobs.list_jobs(request).await.map(|r| {
+                r.into_inner()
+                    .jobs
+                    .into_iter()
+                    .map(|j| j.name)
+                    .collect::<Vec<_>>()
+            })
         }
     };
     let ts = |days_ago: i64| {

@@ -401,7 +401,11 @@ async fn expired_points_move_to_archive_or_are_deleted_once_and_archive_restores
         &h,
         &restore.name,
         restore_token,
-        pb::complete_task_request::Result::Restore(pb::RestoreResult { rows: 1, bytes: 1 }),
+        pb::complete_task_request::Result::Restore(pb::RestoreResult {
+            rows: 1,
+            bytes: 1,
+            ..Default::default()
+        }),
     )
     .await;
     // A second restore reads the same rehydrated copy: no new rehydrate.
@@ -426,7 +430,11 @@ async fn expired_points_move_to_archive_or_are_deleted_once_and_archive_restores
         &h,
         &again.name,
         token,
-        pb::complete_task_request::Result::Restore(pb::RestoreResult { rows: 1, bytes: 1 }),
+        pb::complete_task_request::Result::Restore(pb::RestoreResult {
+            rows: 1,
+            bytes: 1,
+            ..Default::default()
+        }),
     )
     .await;
     assert_eq!(lifecycle::sweep(&store, later).await.expect("sweep"), 1);

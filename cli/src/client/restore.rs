@@ -295,6 +295,7 @@ mod tests {
                     schemas: vec!["sales".into()],
                     tables: vec!["public.customers".into()],
                 },
+                rehydrate_days: Some(20),
                 wait: false,
             },
             Path::new("/home/me"),
@@ -304,6 +305,7 @@ mod tests {
         assert_eq!(request.file_name, "orders.sql");
         assert_eq!(request.schemas, vec!["sales"]);
         assert_eq!(request.tables, vec!["public.customers"]);
+        assert_eq!(request.rehydrate_days, 20);
     }
 
     #[test]

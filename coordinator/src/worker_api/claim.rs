@@ -14,9 +14,7 @@ use crate::api::ApiContext;
 use crate::api::resolve::{connection_spec, credentials};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{Job, JobError, JobState, Operation, RestoreKind};
-use crate::store::{
-    garbage, instances, jobs, recovery_points, restore_targets, servers, vaults,
-};
+use crate::store::{garbage, instances, jobs, recovery_points, restore_targets, servers, vaults};
 
 /// Code of jobs failed because their task could not be resolved at claim.
 pub const TASK_UNRESOLVABLE: &str = "UserErrorTaskUnresolvable";

@@ -17,9 +17,7 @@ use crate::error::{CoordinatorError, Result};
 use crate::model::{
     Job, JobError, JobState, Operation, Progress, RecoveryPoint, RestoreKind, RuleKind, Tier,
 };
-use crate::store::{
-    garbage, instances, jobs, outbox, policies, recovery_points, restore_targets,
-};
+use crate::store::{garbage, instances, jobs, outbox, policies, recovery_points, restore_targets};
 use crate::{backoff, reaper, tagging};
 
 fn taken_over() -> CoordinatorError {
