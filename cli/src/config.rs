@@ -54,6 +54,17 @@ pub struct CoordinatorSettings {
     /// Test only: a file whose content (seconds) is added to the coordinator's
     /// clock, re-read on every use. Empty: the system clock.
     pub clock_offset_file: PathBuf,
+    /// `env://VAR` secret references work only for variables whose name
+    /// starts with this prefix. Empty: env:// references are refused.
+    pub secret_env_prefix: String,
+    /// `file:///path` secret references work only for files under this
+    /// directory. Empty: file:// references are refused.
+    pub secret_file_dir: PathBuf,
+    /// PEM certificate chain of the gRPC listener; with `tls_key`, the API
+    /// is served over TLS (https:// endpoints).
+    pub tls_cert: PathBuf,
+    /// PEM private key of the gRPC listener.
+    pub tls_key: PathBuf,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -147,6 +158,10 @@ impl Default for CoordinatorSettings {
             schedule_max_lateness_minutes: 12 * 60,
             clock_offset_file: PathBuf::new(),
             master_key_file: PathBuf::new(),
+            secret_env_prefix: String::new(),
+            secret_file_dir: PathBuf::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
         }
     }
 }
@@ -225,6 +240,15 @@ impl Settings {
             bail!(
                 "coordinator.database_max_connections must be at least 2 (got {})",
                 c.database_max_connections
+            );
+        }
+        if c.tls_cert.as_os_str().is_empty() != c.tls_key.as_os_str().is_empty() {
+            bail!("coordinator.tls_cert and coordinator.tls_key must be set together (PEM files)");
+        }
+        if !c.secret_file_dir.as_os_str().is_empty() && !c.secret_file_dir.is_absolute() {
+            bail!(
+                "coordinator.secret_file_dir must be an absolute directory (got {})",
+                c.secret_file_dir.display()
             );
         }
         let w = &self.worker;

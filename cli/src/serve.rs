@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use pgvault_coordinator::{Coordinator, CoordinatorConfig};
+use pgvault_coordinator::secret_ref::ExternalSecrets;
+use pgvault_coordinator::{Coordinator, CoordinatorConfig, TlsFiles};
 use pgvault_queue::amqp::AmqpQueue;
 use pgvault_worker::engine::EngineOptions;
 use pgvault_worker::runner::{self, WorkerOptions};
@@ -185,6 +186,15 @@ pub fn coordinator_config(
         schedule_max_lateness: Duration::from_secs(c.schedule_max_lateness_minutes * 60),
         clock_offset_file: (!c.clock_offset_file.as_os_str().is_empty())
             .then(|| c.clock_offset_file.clone()),
+        external_secrets: ExternalSecrets {
+            env_prefix: (!c.secret_env_prefix.is_empty()).then(|| c.secret_env_prefix.clone()),
+            file_dir: (!c.secret_file_dir.as_os_str().is_empty())
+                .then(|| c.secret_file_dir.clone()),
+        },
+        tls: (!c.tls_cert.as_os_str().is_empty()).then(|| TlsFiles {
+            cert: c.tls_cert.clone(),
+            key: c.tls_key.clone(),
+        }),
     }
 }
 

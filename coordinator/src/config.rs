@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 
+use crate::secret_ref::ExternalSecrets;
+
 /// Provider maintenance databases that are never offered nor protected.
 /// (`postgres` is deliberately absent: users may protect it.)
 pub const DEFAULT_MAINTENANCE_DATABASES: [&str; 4] = [
@@ -51,6 +53,18 @@ pub struct CoordinatorConfig {
     /// Test only: a file holding seconds added to the coordinator's clock,
     /// re-read on every use (see `clock::OffsetFileClock`).
     pub clock_offset_file: Option<PathBuf>,
+    /// Where `env://` and `file://` secret references may point (both off
+    /// by default).
+    pub external_secrets: ExternalSecrets,
+    /// Serve the gRPC API over TLS with this certificate chain and key.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of the gRPC listener's certificate chain and private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl CoordinatorConfig {
@@ -74,6 +88,8 @@ impl CoordinatorConfig {
             scheduler_interval: Duration::from_secs(5),
             schedule_max_lateness: Duration::from_secs(12 * 3600),
             clock_offset_file: None,
+            external_secrets: ExternalSecrets::default(),
+            tls: None,
         }
     }
 }
@@ -98,6 +114,8 @@ impl fmt::Debug for CoordinatorConfig {
             .field("scheduler_interval", &self.scheduler_interval)
             .field("schedule_max_lateness", &self.schedule_max_lateness)
             .field("clock_offset_file", &self.clock_offset_file)
+            .field("external_secrets", &self.external_secrets)
+            .field("tls", &self.tls)
             .finish()
     }
 }

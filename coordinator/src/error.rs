@@ -32,6 +32,11 @@ pub enum CoordinatorError {
     Timeout(String),
     #[error("{0}")]
     Internal(String),
+    /// A secret reference that cannot be used now (not granted, missing,
+    /// unreadable): carries the stable code, message and fix users see on
+    /// the configure row or the job. Never holds the secret's value.
+    #[error("{}: {}; fix: {}", .0.code, .0.message, .0.recommended_action)]
+    SecretUnusable(Box<crate::model::JobError>),
 }
 
 pub type Result<T, E = CoordinatorError> = std::result::Result<T, E>;
@@ -71,6 +76,7 @@ impl CoordinatorError {
             CoordinatorError::Unavailable(_) => Code::Unavailable,
             CoordinatorError::Timeout(_) => Code::DeadlineExceeded,
             CoordinatorError::Internal(_) => Code::Internal,
+            CoordinatorError::SecretUnusable(_) => Code::FailedPrecondition,
         }
     }
 }

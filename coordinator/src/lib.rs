@@ -20,7 +20,8 @@
 //! - [`clock`]: the one source of "now"; [`slots`]: when a schedule fires;
 //!   [`tagging`]: a point's tag and expiry, and what retention does with it.
 //! - [`readiness`]: per-database backup readiness (connection, privileges) and grant scripts.
-//! - [`secrets`]: AES-256-GCM sealing, connection-string parsing, redaction.
+//! - [`secrets`]: AES-256-GCM sealing, connection-string parsing, redaction;
+//!   [`secret_ref`]: secret references (`secret://`, `env://`, `file://`).
 //! - [`auth`]: bearer tokens (hashed, constant-time compared); [`access`]: roles and the RPC → permission table.
 //! - [`store`]: the sqlx repositories, the only code that writes SQL.
 //! - [`api`]: one tonic service per resource; [`worker_api`]: claim/heartbeat/complete/fail.
@@ -47,6 +48,7 @@ pub mod readiness;
 pub mod reaper;
 pub mod retention;
 pub mod scheduler;
+pub mod secret_ref;
 pub mod secrets;
 pub mod server;
 pub mod slots;
@@ -55,6 +57,6 @@ pub mod tagging;
 pub mod validation;
 pub mod worker_api;
 
-pub use config::{CoordinatorConfig, DEFAULT_MAINTENANCE_DATABASES};
+pub use config::{CoordinatorConfig, DEFAULT_MAINTENANCE_DATABASES, TlsFiles};
 pub use error::CoordinatorError;
 pub use server::{Coordinator, CoordinatorHandle};

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::retention::RetentionRule;
+use crate::secret_ref::SecretRef;
 
 /// Defines an enum with a stable text form (its proto name) used in SQL.
 macro_rules! text_enum {
@@ -66,9 +67,26 @@ text_enum!(
 );
 
 text_enum!(
-    /// Whether scheduled backups of an instance run.
-    ProtectionState { Configured => "PROTECTION_CONFIGURED", Stopped => "PROTECTION_STOPPED" }
+    /// Whether scheduled backups of an instance run. `Validating` and
+    /// `ValidationFailed` instances are configure rows not (yet) protected:
+    /// never scheduled, and they do not count as protecting their database.
+    ProtectionState {
+        Configured => "PROTECTION_CONFIGURED",
+        Stopped => "PROTECTION_STOPPED",
+        Validating => "PROTECTION_VALIDATING",
+        ValidationFailed => "PROTECTION_VALIDATION_FAILED",
+    }
 );
+
+impl ProtectionState {
+    /// True for instances that protect their database (configured or stopped).
+    pub fn is_protected(self) -> bool {
+        !matches!(
+            self,
+            ProtectionState::Validating | ProtectionState::ValidationFailed
+        )
+    }
+}
 
 text_enum!(
     /// Which datastore of the vault holds a recovery point.
@@ -161,8 +179,11 @@ pub struct BackupInstance {
     pub server_id: String,
     pub database: String,
     pub policy_id: String,
-    pub secret_id: String,
+    /// The credential each job re-reads (see `crate::secret_ref`).
+    pub secret: SecretRef,
     pub protection_state: ProtectionState,
+    /// Why the last validation failed (`ValidationFailed` instances).
+    pub last_error: Option<JobError>,
     pub create_time: DateTime<Utc>,
 }
 
@@ -197,6 +218,9 @@ pub struct Job {
     pub target_server_id: Option<String>,
     pub target_database: Option<String>,
     pub target_secret_id: Option<String>,
+    /// Restores: the target secret reference when it is not the latest
+    /// version of `target_secret_id` (`secret://x/3`, `env://…`, `file://…`).
+    pub target_secret_ref: Option<String>,
     pub attempt: u32,
     /// Attempts made before the last manual retry (the limit counts from there).
     pub attempts_before_retry: u32,

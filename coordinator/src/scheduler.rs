@@ -150,6 +150,7 @@ async fn queue(store: &Store, item: &Scheduled, slot: DateTime<Utc>) -> Result<b
                         target_server_id: None,
                         target_database: None,
                         target_secret_id: None,
+                        target_secret_ref: None,
                     },
                 )
                 .await?;

@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::api::ApiContext;
 use crate::api::access::AccessApi;
@@ -37,7 +38,7 @@ use crate::api::servers::ServerApi;
 use crate::api::vaults::VaultApi;
 use crate::auth::{self, Authenticator};
 use crate::clock::{Clock, OffsetFileClock, SystemClock};
-use crate::config::CoordinatorConfig;
+use crate::config::{CoordinatorConfig, TlsFiles};
 use crate::error::{CoordinatorError, Result};
 use crate::reaper::{ReaperSettings, RetryPolicy};
 use crate::scheduler::SchedulerSettings;
@@ -117,6 +118,7 @@ impl Coordinator {
             store: store.clone(),
             auth: Authenticator::new(store.clone()),
             cipher: Cipher::new(&config.master_key),
+            external_secrets: config.external_secrets.clone(),
             maintenance_databases: config.maintenance_databases.clone(),
             dispatch_wake: dispatch_wake.clone(),
             lease_ttl: config.lease_ttl,
@@ -156,7 +158,13 @@ impl Coordinator {
         // Older clients (grpcurl before 1.9) only speak v1alpha.
         let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
 
-        let router = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &config.tls {
+            builder = builder.tls_config(server_tls(tls)?).map_err(|e| {
+                CoordinatorError::invalid("tls", format!("cannot use the TLS certificate: {e}"))
+            })?;
+        }
+        let router = builder
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -223,7 +231,7 @@ impl Coordinator {
                 cancel.clone(),
             )),
         ];
-        tracing::info!(address = %local_addr, "coordinator listening");
+        tracing::info!(address = %local_addr, tls = config.tls.is_some(), "coordinator listening");
         Ok(CoordinatorHandle {
             local_addr,
             cancel,
@@ -241,6 +249,21 @@ fn retry_policy(config: &CoordinatorConfig) -> RetryPolicy {
         backoff: config.retry_backoff,
         garbage_grace: config.lease_ttl * 2,
     }
+}
+
+/// The listener's TLS identity, read from the configured PEM files.
+fn server_tls(tls: &TlsFiles) -> Result<ServerTlsConfig> {
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            CoordinatorError::invalid(
+                format!("coordinator.{key}"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })
+    };
+    let cert = read("tls_cert", &tls.cert)?;
+    let key = read("tls_key", &tls.key)?;
+    Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
 }
 
 fn validate(config: &CoordinatorConfig) -> Result<()> {

@@ -130,6 +130,27 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             .list_secrets(pb::ListSecretsRequest::default())
             .await
             .map(drop),
+        Rpc::GrantSecretAccess => secrets()
+            .grant_secret_access(pb::GrantSecretAccessRequest {
+                secret: "secrets/ghost".into(),
+                vault: "vaults/v".into(),
+            })
+            .await
+            .map(drop),
+        Rpc::RevokeSecretAccess => secrets()
+            .revoke_secret_access(pb::RevokeSecretAccessRequest {
+                secret: "secrets/ghost".into(),
+                vault: "vaults/v".into(),
+            })
+            .await
+            .map(drop),
+        Rpc::RevalidateBackupInstance => instances()
+            .revalidate_backup_instance(pb::RevalidateBackupInstanceRequest {
+                name: GHOST_INSTANCE.into(),
+                assign_missing_permissions: true,
+            })
+            .await
+            .map(drop),
         Rpc::ConfigureBackup => instances()
             .configure_backup(pb::ConfigureBackupRequest {
                 parent: "vaults/v".into(),

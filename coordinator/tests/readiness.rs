@@ -1,8 +1,8 @@
 //! Configure-time readiness against a real server: a low-privileged user
-//! fails with UserErrorMissingDBPermissions and a grant script; running the
-//! script's SQL as the administrator makes the same row succeed. Wrong
-//! passwords and missing databases fail with their own codes, never
-//! echoing the password.
+//! fails with UserErrorMissingDBPermissions and a grant script, and the row
+//! is kept as a not-protected instance; running the script's SQL as the
+//! administrator makes re-validation protect it. Wrong passwords and
+//! missing databases fail with their own codes, never echoing the password.
 
 mod common;
 
@@ -22,6 +22,7 @@ async fn configure(h: &Harness, database: &str, secret: &str) -> pb::ConfigureBa
                 secret: format!("secrets/{secret}"),
             }],
             default_secret: String::new(),
+            assign_missing_permissions: true,
         })
         .await
         .expect("configure answers")
@@ -88,18 +89,42 @@ async fn missing_privileges_come_with_a_script_that_fixes_them() {
     assert!(script.powershell.contains("$LASTEXITCODE"));
     assert!(!format!("{error:?}{script:?}").contains(LOW_PASSWORD));
 
+    let kept = result.backup_instance.expect("the failed row is kept");
+    assert_eq!(
+        kept.protection_state,
+        pb::ProtectionState::ProtectionValidationFailed as i32
+    );
+    assert_eq!(
+        kept.last_error.expect("last error").code,
+        "UserErrorMissingDBPermissions"
+    );
+
     admin
         .batch_execute(&script.sql)
         .await
         .expect("the script runs as is");
-    let result = configure(&h, "app", "low").await;
+    let result = h
+        .instances()
+        .revalidate_backup_instance(pb::RevalidateBackupInstanceRequest {
+            name: kept.name.clone(),
+            assign_missing_permissions: false,
+        })
+        .await
+        .expect("revalidate answers")
+        .into_inner();
     assert_eq!(
         result.readiness,
         pb::Readiness::Success as i32,
         "{:?}",
         result.error
     );
-    assert!(result.backup_instance.is_some());
+    let protected = result.backup_instance.expect("instance");
+    assert_eq!(protected.name, kept.name, "the kept row is protected");
+    assert_eq!(
+        protected.protection_state,
+        pb::ProtectionState::ProtectionConfigured as i32
+    );
+    assert!(protected.last_error.is_none());
     h.stop().await;
 }
 

@@ -161,6 +161,7 @@ async fn a_slot_fires_once_with_two_coordinators_and_after_restarts() {
                 secret: String::new(),
             }],
             default_secret: "secrets/pg1-admin".into(),
+            assign_missing_permissions: true,
         })
         .await
         .expect("configure")

@@ -89,6 +89,7 @@ async fn configure(
                 secret: format!("secrets/{secret}"),
             }],
             default_secret: String::new(),
+            assign_missing_permissions: true,
         })
         .await?
         .into_inner();

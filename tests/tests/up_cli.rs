@@ -116,6 +116,7 @@ async fn up_protects_backs_up_and_restores_through_the_cli_and_keeps_state_acros
             "src",
             "--database",
             "mixed",
+            "--assign-missing-permissions",
             "--output",
             "json",
         ]),

@@ -1,13 +1,15 @@
-//! `pgvault backup configure|list|get|now|change-policy|stop|resume`:
-//! protecting databases, inspecting backup instances, on-demand backups, and
-//! managing protection (in `protection`).
+//! `pgvault backup configure|revalidate|list|get|now|change-policy|stop|resume`:
+//! protecting databases (and re-validating rows that failed), inspecting
+//! backup instances, on-demand backups, and managing protection (in
+//! `protection`).
 
 use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
 use pgvault_proto::v1::{
-    BackupInstance, BackupNowRequest, GetBackupInstanceRequest, ListBackupInstancesRequest,
-    ProtectionState, RetentionRuleKind,
+    BackupInstance, BackupNowRequest, ConfigureBackupResponse, ConfigureBackupRow,
+    GetBackupInstanceRequest, ListBackupInstancesRequest, ProtectionState, RetentionRuleKind,
+    RevalidateBackupInstanceRequest,
 };
 
 use super::configure::{self, ConfigureArgs};
@@ -20,6 +22,21 @@ use super::{json, names, watch};
 pub enum BackupCommand {
     /// Protect databases: validates each row and reports its readiness.
     Configure(ConfigureArgs),
+    /// Run every configure check again on an instance; a row that failed
+    /// validation is protected once it passes.
+    #[command(after_help = "Examples:\n  \
+        pgvault backup revalidate 0197c1d2 --vault prod\n  \
+        pgvault backup revalidate 0197c1d2 --vault prod --assign-missing-permissions")]
+    Revalidate {
+        /// Instance id (or "vaults/{vault}/backupInstances/{id}").
+        instance: String,
+        /// Vault of the instance.
+        #[arg(long)]
+        vault: Option<String>,
+        /// Grant the vault access to its stored secret if it lacks it (Owner only).
+        #[arg(long)]
+        assign_missing_permissions: bool,
+    },
     /// List backup instances (protected databases).
     List {
         /// Vault whose instances are listed (default: every vault).
@@ -126,6 +143,38 @@ pub async fn run(api: &Api, command: BackupCommand) -> anyhow::Result<ExitCode> 
         BackupCommand::Configure(args) => {
             return configure::run(api, configure::prepare(args)?).await;
         }
+        BackupCommand::Revalidate {
+            instance,
+            vault,
+            assign_missing_permissions,
+        } => {
+            let name = names::instance(vault.as_deref(), &instance)?;
+            let request = RevalidateBackupInstanceRequest {
+                name: name.clone(),
+                assign_missing_permissions,
+            };
+            let result = api
+                .instances()
+                .revalidate_backup_instance(request)
+                .await
+                .reply(api)?;
+            let current = result.backup_instance.clone().unwrap_or_default();
+            let rows = [ConfigureBackupRow {
+                server: current.server.clone(),
+                database: current.database.clone(),
+                secret: current.secret.clone(),
+            }];
+            let response = ConfigureBackupResponse {
+                results: vec![result],
+            };
+            if api.json() {
+                print_json(&json::configure_response(&response));
+            } else {
+                println!("{}", configure::readiness_table(&rows, &response));
+                print!("{}", configure::grant_scripts(&rows, &response));
+            }
+            return Ok(configure::exit_code(&response));
+        }
         BackupCommand::List { vault } => {
             let parent = match vault {
                 Some(vault) => names::vault(&vault)?,
@@ -224,7 +273,7 @@ async fn list(api: &Api, parent: String) -> anyhow::Result<()> {
                 names::short(&i.server).to_owned(),
                 i.database.clone(),
                 names::short(&i.policy).to_owned(),
-                names::short(&i.secret).to_owned(),
+                names::secret_ref_short(&i.secret).to_owned(),
                 protection_text(i.protection_state).to_owned(),
                 local_time(i.create_time.as_ref()),
             ]
@@ -258,10 +307,26 @@ fn show(api: &Api, instance: &BackupInstance) {
         ("SERVER", names::short(&instance.server).to_owned()),
         ("DATABASE", instance.database.clone()),
         ("POLICY", names::short(&instance.policy).to_owned()),
-        ("SECRET", names::short(&instance.secret).to_owned()),
+        (
+            "SECRET",
+            names::secret_ref_short(&instance.secret).to_owned(),
+        ),
         (
             "PROTECTION",
             protection_text(instance.protection_state).to_owned(),
+        ),
+        (
+            "LAST ERROR",
+            instance
+                .last_error
+                .as_ref()
+                .map(|e| {
+                    format!(
+                        "{}: {} (action: {})",
+                        e.code, e.message, e.recommended_action
+                    )
+                })
+                .unwrap_or_default(),
         ),
         ("CREATED", local_time(instance.create_time.as_ref())),
     ]);
@@ -271,6 +336,8 @@ fn protection_text(state: i32) -> &'static str {
     match ProtectionState::try_from(state) {
         Ok(ProtectionState::ProtectionConfigured) => "configured",
         Ok(ProtectionState::ProtectionStopped) => "stopped",
+        Ok(ProtectionState::ProtectionValidating) => "validating",
+        Ok(ProtectionState::ProtectionValidationFailed) => "validation failed",
         _ => "unknown",
     }
 }

@@ -20,7 +20,13 @@ use super::{json, names};
     after_help = "Examples:\n  \
         pgvault backup configure --vault prod --policy nightly --secret db1-backup \\\n      \
         --server db1 --database orders --database billing\n  \
-        pgvault backup configure --vault prod --policy nightly --secret fleet --rows-file rows.csv\n\n\
+        pgvault backup configure --vault prod --policy nightly --secret fleet --rows-file rows.csv\n  \
+        pgvault backup configure --vault prod --policy nightly --secret secret://db1-backup/2 \\\n      \
+        --server db1 --database orders --assign-missing-permissions\n\n\
+        --secret takes a secret id, secret://NAME (latest version, re-read for every backup),\n\
+        secret://NAME/VERSION (pinned), env://VAR or file:///path (read by the coordinator,\n\
+        when its configuration allows). Rows that fail a check are kept; fix the cause and run\n\
+        \"pgvault backup revalidate INSTANCE\".\n\n\
         A rows file has one \"server,database[,secret]\" line per database; blank lines and\n\
         lines starting with '#' are ignored, and a first line \"server,database,secret\" is a header."
 )]
@@ -43,6 +49,11 @@ pub struct ConfigureArgs {
     /// CSV file of rows: server,database[,secret].
     #[arg(long, value_name = "FILE")]
     pub rows_file: Option<PathBuf>,
+    /// Grant the vault access to the stored secrets it lacks (needs the
+    /// Owner role on the vault); without it such rows fail and show the
+    /// command an Owner must run.
+    #[arg(long)]
+    pub assign_missing_permissions: bool,
 }
 
 /// One database to protect, as the user wrote it.
@@ -86,7 +97,7 @@ pub fn prepare(args: ConfigureArgs) -> anyhow::Result<ConfigureBackupRequest> {
             secret: spec
                 .secret
                 .as_deref()
-                .map(names::secret)
+                .map(names::secret_ref)
                 .transpose()?
                 .unwrap_or_default(),
         });
@@ -98,9 +109,10 @@ pub fn prepare(args: ConfigureArgs) -> anyhow::Result<ConfigureBackupRequest> {
         default_secret: args
             .secret
             .as_deref()
-            .map(names::secret)
+            .map(names::secret_ref)
             .transpose()?
             .unwrap_or_default(),
+        assign_missing_permissions: args.assign_missing_permissions,
     })
 }
 
@@ -180,8 +192,12 @@ pub fn grant_scripts(rows: &[ConfigureBackupRow], response: &ConfigureBackupResp
             continue;
         };
         let row = rows.get(position).cloned().unwrap_or_default();
+        let then = match &result.backup_instance {
+            Some(instance) => format!("then run: pgvault backup revalidate {}", instance.name),
+            None => "then configure the row again".to_owned(),
+        };
         out.push_str(&format!(
-            "\n-- fix for row {} ({}/{}): run this SQL as the database owner or a superuser, then configure the row again\n{}",
+            "\n-- fix for row {} ({}/{}): run this SQL as the database owner or a superuser, {then}\n{}",
             position + 1,
             names::short(&row.server),
             row.database,
@@ -220,17 +236,20 @@ pub fn readiness_table(rows: &[ConfigureBackupRow], response: &ConfigureBackupRe
                 Ok(Readiness::Validating) => "validating",
                 _ => "unknown",
             };
-            let outcome = match (&result.backup_instance, &result.error) {
-                (Some(instance), _) => names::short(&instance.name).to_owned(),
-                (None, Some(error)) => {
-                    let mut text = format!("{}: {}", error.code, error.message);
-                    if !error.recommended_action.is_empty() {
-                        text.push_str(&format!("\naction: {}", error.recommended_action));
-                    }
-                    text
+            let mut outcome = result
+                .backup_instance
+                .as_ref()
+                .map(|instance| names::short(&instance.name).to_owned())
+                .unwrap_or_default();
+            if let Some(error) = &result.error {
+                if !outcome.is_empty() {
+                    outcome.push('\n');
                 }
-                (None, None) => String::new(),
-            };
+                outcome.push_str(&format!("{}: {}", error.code, error.message));
+                if !error.recommended_action.is_empty() {
+                    outcome.push_str(&format!("\naction: {}", error.recommended_action));
+                }
+            }
             vec![
                 (position + 1).to_string(),
                 names::short(&row.server).to_owned(),
@@ -260,6 +279,7 @@ mod tests {
             server: Some("db1".into()),
             databases: vec!["orders".into(), "billing".into()],
             rows_file: None,
+            assign_missing_permissions: false,
         }
     }
 

@@ -3,6 +3,7 @@
 //! service clients built on it, and the translation of transport failures and
 //! gRPC statuses into one-line [`ClientError`]s.
 
+use std::path::Path;
 use std::time::Duration;
 
 use pgvault_proto::v1::access_service_client::AccessServiceClient;
@@ -17,7 +18,7 @@ use pgvault_proto::v1::vault_service_client::VaultServiceClient;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 
 use super::output::OutputFormat;
@@ -30,6 +31,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum ClientError {
     #[error("cannot reach pgvault at {endpoint}: {reason}; is \"pgvault up\" running?")]
     Unreachable { endpoint: String, reason: String },
+    #[error(
+        "cannot reach pgvault at {endpoint}: the TLS handshake failed ({reason}); pass the \
+         certificate of the CA that signed the coordinator's certificate with --ca-cert FILE \
+         or PGVAULT_CA_CERT"
+    )]
+    Untrusted { endpoint: String, reason: String },
+    #[error("cannot read the CA certificate {path}: {reason}")]
+    CaCert { path: String, reason: String },
     #[error(
         "no API token: pass --token or set PGVAULT_TOKEN, or run this command in the directory \
          where \"pgvault up\" runs (it writes ./.pgvault/admin.token)"
@@ -87,15 +96,45 @@ pub struct Api {
 impl Api {
     /// A client for `endpoint`; the connection is made on the first call and
     /// a failure there reads as [`ClientError::Unreachable`].
+    #[cfg(test)]
     pub fn new(endpoint: &str, token: &str, output: OutputFormat) -> Result<Self, ClientError> {
+        Self::with_ca_cert(endpoint, token, output, None)
+    }
+
+    /// Like [`Api::new`]; `https://` endpoints are verified against
+    /// `ca_cert` (a PEM file) when given, else against the system's roots.
+    pub fn with_ca_cert(
+        endpoint: &str,
+        token: &str,
+        output: OutputFormat,
+        ca_cert: Option<&Path>,
+    ) -> Result<Self, ClientError> {
         let auth = BearerAuth::new(token)?;
-        let channel = Endpoint::from_shared(normalize_endpoint(endpoint))
-            .map_err(|e| ClientError::Unreachable {
+        let normalized = normalize_endpoint(endpoint);
+        let mut builder =
+            Endpoint::from_shared(normalized.clone()).map_err(|e| ClientError::Unreachable {
                 endpoint: endpoint.to_owned(),
                 reason: error_chain(&e),
-            })?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .connect_lazy();
+            })?;
+        if normalized.starts_with("https://") {
+            let tls = match ca_cert {
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|e| ClientError::CaCert {
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+                }
+                None => ClientTlsConfig::new().with_native_roots(),
+            };
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| ClientError::Unreachable {
+                    endpoint: endpoint.to_owned(),
+                    reason: error_chain(&e),
+                })?;
+        }
+        let channel = builder.connect_timeout(CONNECT_TIMEOUT).connect_lazy();
         Ok(Self {
             channel: InterceptedService::new(channel, auth),
             endpoint: endpoint.to_owned(),
@@ -169,6 +208,12 @@ pub fn status_error(endpoint: &str, status: Status) -> ClientError {
     // the server sent do not.
     if let Some(source) = std::error::Error::source(&status) {
         let reason = error_chain(source);
+        if reason.contains("certificate") || reason.contains("UnknownIssuer") {
+            return ClientError::Untrusted {
+                endpoint: endpoint.to_owned(),
+                reason,
+            };
+        }
         return ClientError::Unreachable {
             endpoint: endpoint.to_owned(),
             reason,

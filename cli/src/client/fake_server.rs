@@ -229,6 +229,7 @@ fn options(endpoint: &str, token: &str) -> ClientOptions {
         endpoint: endpoint.to_owned(),
         token: Some(token.to_owned()),
         output: OutputFormat::Json,
+        ca_cert: None,
     }
 }
 

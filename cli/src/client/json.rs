@@ -85,6 +85,7 @@ pub fn secret(s: &Secret) -> Value {
         "latest_version": s.latest_version,
         "create_time": timestamp(s.create_time.as_ref()),
         "update_time": timestamp(s.update_time.as_ref()),
+        "granted_vaults": s.granted_vaults,
     })
 }
 
@@ -97,6 +98,7 @@ pub fn instance(i: &BackupInstance) -> Value {
         "secret": i.secret,
         "protection_state": enum_name!(ProtectionState, i.protection_state),
         "create_time": timestamp(i.create_time.as_ref()),
+        "last_error": i.last_error.as_ref().map(job_error),
     })
 }
 

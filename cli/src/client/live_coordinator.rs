@@ -178,6 +178,13 @@ async fn verbs_against_a_real_coordinator() {
 
     let configure =
         "backup configure --vault prod --policy nightly --secret local-admin --server local";
+    // The vault may not read the secret yet: the row fails and is kept.
+    let ungranted = live
+        .pgvault(&format!("{configure} --database orders"))
+        .await;
+    assert_eq!(ungranted.expect("answered"), ExitCode::FAILURE);
+    live.ok("secret grant local-admin --vault prod").await;
+    live.ok("secret list --output json").await;
     live.ok(&format!("{configure} --database orders")).await;
     // Already protected, and never protectable: both rows fail, so does the command.
     let refused = live
@@ -191,6 +198,7 @@ async fn verbs_against_a_real_coordinator() {
     live.ok("backup list").await;
     let instance = live.first_instance().await;
     live.ok(&format!("backup get {instance}")).await;
+    live.ok(&format!("backup revalidate {instance}")).await;
     live.ok(&format!("recovery-point list {instance}")).await;
     // No worker runs: the on-demand backup stays queued.
     live.ok(&format!("backup now {instance} --rule default"))
@@ -212,8 +220,8 @@ async fn verbs_against_a_real_coordinator() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_and_restore_with_wait() {
     let live = Live::start(true).await;
-    let configure =
-        "backup configure --vault prod --policy nightly --secret local-admin --server local";
+    let configure = "backup configure --vault prod --policy nightly --secret secret://local-admin \
+                     --server local --assign-missing-permissions";
     live.ok(&format!("{configure} --database orders")).await;
     let instance = live.first_instance().await;
 

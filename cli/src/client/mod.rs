@@ -63,6 +63,11 @@ pub struct ClientOptions {
     /// Output format: human-readable tables, or JSON with the API's field names.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+
+    /// PEM certificate of the CA that signed the coordinator's TLS
+    /// certificate, for https:// endpoints (default: the system's roots).
+    #[arg(long, global = true, env = "PGVAULT_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// Hand-written so the token never reaches `Debug` output.
@@ -72,6 +77,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("endpoint", &self.endpoint)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("output", &self.output)
+            .field("ca_cert", &self.ca_cert)
             .finish()
     }
 }
@@ -126,7 +132,12 @@ async fn dispatch(options: &ClientOptions, command: ClientCommand) -> anyhow::Re
     let token = resolve_token(options.token.as_deref(), Path::new(ADMIN_TOKEN_FILE))?;
     // The channel connects on the first call, so local mistakes (bad names,
     // unreadable rows files, empty secrets) are reported before any round trip.
-    let api = Api::new(&options.endpoint, &token, options.output)?;
+    let api = Api::with_ca_cert(
+        &options.endpoint,
+        &token,
+        options.output,
+        options.ca_cert.as_deref(),
+    )?;
     match command {
         ClientCommand::Vault(cmd) => vault::run(&api, cmd).await,
         ClientCommand::Policy(cmd) => policy::run(&api, cmd).await,

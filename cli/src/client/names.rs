@@ -57,6 +57,22 @@ pub fn secret(input: &str) -> anyhow::Result<String> {
     top_level("secrets", "secret", input)
 }
 
+/// A secret reference: URIs (`secret://NAME[/VERSION]`, `env://VAR`,
+/// `file:///path`) pass through for the coordinator to check; anything else
+/// is a secret id or `secrets/{id}`.
+pub fn secret_ref(input: &str) -> anyhow::Result<String> {
+    if input.contains("://") {
+        Ok(input.to_owned())
+    } else {
+        secret(input)
+    }
+}
+
+/// How a secret reference is shown: the id for `secrets/{id}`, else the URI.
+pub fn secret_ref_short(reference: &str) -> &str {
+    reference.strip_prefix("secrets/").unwrap_or(reference)
+}
+
 pub fn job(input: &str) -> anyhow::Result<String> {
     top_level("jobs", "job", input)
 }

@@ -148,7 +148,7 @@ pub fn database_request(args: &DatabaseArgs) -> anyhow::Result<RestoreAsDatabase
         secret: args
             .secret
             .as_deref()
-            .map(names::secret)
+            .map(names::secret_ref)
             .transpose()?
             .unwrap_or_default(),
         schemas: args.schemas.clone(),

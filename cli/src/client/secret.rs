@@ -1,13 +1,18 @@
-//! `pgvault secret put|list`. Values are read from stdin or from an
-//! environment variable, never from a plain argument (argv is visible to every
-//! user through `ps`), are redacted in `Debug`, and are never printed.
+//! `pgvault secret put|list|grant|revoke`. Values are read from stdin or
+//! from an environment variable, never from a plain argument (argv is
+//! visible to every user through `ps`), are redacted in `Debug`, and are
+//! never printed. `grant`/`revoke` let a vault read a secret (Owner only);
+//! `list` shows which vaults may.
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Subcommand};
-use pgvault_proto::v1::{ListSecretsRequest, PutSecretRequest, Secret};
+use pgvault_proto::v1::{
+    GrantSecretAccessRequest, ListSecretsRequest, PutSecretRequest, RevokeSecretAccessRequest,
+    Secret,
+};
 
 use super::connect::{Api, Reply};
 use super::output::{local_time, print_details, print_json, print_list};
@@ -34,8 +39,26 @@ pub enum SecretCommand {
         #[arg(long, value_name = "VAR")]
         from_env: Option<String>,
     },
-    /// List secrets (names and versions; values are never returned).
+    /// List secrets (names, versions and the vaults granted each; values are
+    /// never returned).
     List,
+    /// Let a vault read a secret (Owner of the vault only).
+    #[command(after_help = "Example:\n  pgvault secret grant --vault prod db1-backup")]
+    Grant {
+        /// Secret id.
+        name: String,
+        /// Vault granted access.
+        #[arg(long)]
+        vault: String,
+    },
+    /// Take a vault's access to a secret away; its jobs using it then fail.
+    Revoke {
+        /// Secret id.
+        name: String,
+        /// Vault whose access is revoked.
+        #[arg(long)]
+        vault: String,
+    },
 }
 
 /// A secret value: kept out of `Debug` output.
@@ -96,8 +119,53 @@ pub async fn run(api: &Api, command: SecretCommand) -> anyhow::Result<ExitCode> 
             }
         }
         SecretCommand::List => list(api).await?,
+        SecretCommand::Grant { name, vault } => {
+            let request = GrantSecretAccessRequest {
+                secret: names::secret(&name)?,
+                vault: names::vault(&vault)?,
+            };
+            let secret = api
+                .secrets()
+                .grant_secret_access(request)
+                .await
+                .reply(api)?;
+            show_access(api, &secret);
+        }
+        SecretCommand::Revoke { name, vault } => {
+            let request = RevokeSecretAccessRequest {
+                secret: names::secret(&name)?,
+                vault: names::vault(&vault)?,
+            };
+            let secret = api
+                .secrets()
+                .revoke_secret_access(request)
+                .await
+                .reply(api)?;
+            show_access(api, &secret);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn show_access(api: &Api, secret: &Secret) {
+    if api.json() {
+        print_json(&json::secret(secret));
+    } else {
+        print_details(&[
+            ("NAME", names::short(&secret.name).to_owned()),
+            ("VAULTS", granted(secret)),
+        ]);
+    }
+}
+
+/// The vaults granted a secret, as short ids.
+fn granted(secret: &Secret) -> String {
+    secret
+        .granted_vaults
+        .iter()
+        .map(|v| names::short(v))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn list(api: &Api) -> anyhow::Result<()> {
@@ -129,13 +197,14 @@ async fn list(api: &Api) -> anyhow::Result<()> {
             vec![
                 names::short(&s.name).to_owned(),
                 s.latest_version.to_string(),
+                granted(s),
                 local_time(s.create_time.as_ref()),
                 local_time(s.update_time.as_ref()),
             ]
         })
         .collect();
     print_list(
-        &["NAME", "VERSION", "CREATED", "UPDATED"],
+        &["NAME", "VERSION", "VAULTS", "CREATED", "UPDATED"],
         rows,
         "no secrets yet; store one with: pgvault secret put NAME < connection-string.txt",
     );

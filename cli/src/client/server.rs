@@ -85,7 +85,7 @@ pub async fn run(api: &Api, command: ServerCommand) -> anyhow::Result<ExitCode> 
         ServerCommand::Databases { name, secret } => {
             let request = ListDatabasesRequest {
                 name: names::server(&name)?,
-                secret: names::secret(&secret)?,
+                secret: names::secret_ref(&secret)?,
             };
             let response = api.servers().list_databases(request).await.reply(api)?;
             if api.json() {

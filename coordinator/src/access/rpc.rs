@@ -20,6 +20,8 @@ pub enum Rpc {
     ListDatabases,
     PutSecret,
     ListSecrets,
+    GrantSecretAccess,
+    RevokeSecretAccess,
     ConfigureBackup,
     GetBackupInstance,
     ListBackupInstances,
@@ -27,6 +29,7 @@ pub enum Rpc {
     ChangePolicy,
     StopProtection,
     ResumeProtection,
+    RevalidateBackupInstance,
     ListRecoveryPoints,
     GetRecoveryPoint,
     RestoreAsDatabase,
@@ -49,7 +52,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 39] = [
+    pub const ALL: [Rpc; 42] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -63,6 +66,8 @@ impl Rpc {
         Rpc::ListDatabases,
         Rpc::PutSecret,
         Rpc::ListSecrets,
+        Rpc::GrantSecretAccess,
+        Rpc::RevokeSecretAccess,
         Rpc::ConfigureBackup,
         Rpc::GetBackupInstance,
         Rpc::ListBackupInstances,
@@ -70,6 +75,7 @@ impl Rpc {
         Rpc::ChangePolicy,
         Rpc::StopProtection,
         Rpc::ResumeProtection,
+        Rpc::RevalidateBackupInstance,
         Rpc::ListRecoveryPoints,
         Rpc::GetRecoveryPoint,
         Rpc::RestoreAsDatabase,
@@ -121,7 +127,8 @@ impl Rpc {
             | Rpc::ConfigureBackup
             | Rpc::ChangePolicy
             | Rpc::StopProtection
-            | Rpc::ResumeProtection => Configure,
+            | Rpc::ResumeProtection
+            | Rpc::RevalidateBackupInstance => Configure,
             Rpc::DeleteVault => DeleteVault,
             Rpc::ClaimTask | Rpc::Heartbeat | Rpc::CompleteTask | Rpc::FailTask => Work,
             Rpc::CreateToken
@@ -129,7 +136,10 @@ impl Rpc {
             | Rpc::RevokeToken
             | Rpc::AssignRole
             | Rpc::ListRoles
-            | Rpc::RemoveRole => Grant,
+            | Rpc::RemoveRole
+            // Letting a vault read a secret is granting: Owner only.
+            | Rpc::GrantSecretAccess
+            | Rpc::RevokeSecretAccess => Grant,
         }
     }
 }

@@ -18,6 +18,12 @@ pub async fn backup_now(ctx: &ApiContext, req: pb::BackupNowRequest) -> Result<p
     let (vault_id, instance_id) = names::parse_instance("name", &req.name)?;
     let rule = rule_kind_from_pb("rule", req.rule)?.unwrap_or(RuleKind::Default);
     let instance = instances::get(ctx.store.pool(), &vault_id, instance_id).await?;
+    if !instance.protection_state.is_protected() {
+        return Err(CoordinatorError::precondition(format!(
+            "{} is not protected (its validation failed); fix the error it shows and re-validate it (pgvault backup revalidate)",
+            req.name
+        )));
+    }
     if instance.protection_state != ProtectionState::Configured {
         return Err(CoordinatorError::precondition(format!(
             "protection of {} is stopped; resume it before backing up",
@@ -51,6 +57,7 @@ pub async fn backup_now(ctx: &ApiContext, req: pb::BackupNowRequest) -> Result<p
             target_server_id: None,
             target_database: None,
             target_secret_id: None,
+            target_secret_ref: None,
         },
     )
     .await?;

@@ -119,6 +119,7 @@ impl From<SecretMeta> for pb::Secret {
             latest_version: s.latest_version,
             create_time: Some(timestamp(s.create_time)),
             update_time: Some(timestamp(s.update_time)),
+            granted_vaults: Vec::new(),
         }
     }
 }
@@ -128,15 +129,18 @@ impl From<BackupInstance> for pb::BackupInstance {
         let state = match i.protection_state {
             ProtectionState::Configured => pb::ProtectionState::ProtectionConfigured,
             ProtectionState::Stopped => pb::ProtectionState::ProtectionStopped,
+            ProtectionState::Validating => pb::ProtectionState::ProtectionValidating,
+            ProtectionState::ValidationFailed => pb::ProtectionState::ProtectionValidationFailed,
         };
         pb::BackupInstance {
             name: names::instance_name(&i.vault_id, i.id),
             server: names::server_name(&i.server_id),
             database: i.database,
             policy: names::policy_name(&i.vault_id, &i.policy_id),
-            secret: names::secret_name(&i.secret_id),
+            secret: i.secret.api_name(),
             protection_state: state as i32,
             create_time: Some(timestamp(i.create_time)),
+            last_error: i.last_error.map(Into::into),
         }
     }
 }

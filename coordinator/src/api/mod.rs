@@ -9,11 +9,13 @@
 //!   `recovery_points`, `restores`, `jobs`: the services.
 //! - `restore_selection`, `output_file`: checking a restore's selection
 //!   against the recovery point, and the name of a restore's SQL file.
+//! - `configure`: configure rows and re-validation (kept rows, readiness).
 //! - `resolve`: loading what a job needs across aggregates (shared with the
 //!   worker API).
 
 pub mod access;
 pub mod backup_now;
+pub mod configure;
 pub mod convert;
 pub mod instances;
 pub mod jobs;
@@ -34,7 +36,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tonic::Request;
 
-use crate::access::{Role, Rpc};
+use crate::access::{Permission, Role, Rpc};
 use crate::auth::{Authenticator, Caller};
 use crate::error::{CoordinatorError, Result};
 use crate::secrets::Cipher;
@@ -46,6 +48,8 @@ pub struct ApiContext {
     pub store: Store,
     pub auth: Authenticator,
     pub cipher: Cipher,
+    /// Where `env://` and `file://` secret references may point.
+    pub external_secrets: crate::secret_ref::ExternalSecrets,
     /// Databases never offered nor protected, besides template0/template1.
     pub maintenance_databases: Vec<String>,
     /// Wakes the outbox dispatcher after a job (and its outbox row) commit.
@@ -74,17 +78,8 @@ impl ApiContext {
     ) -> Result<Caller> {
         let caller = self.caller(request).await?;
         let permission = rpc.permission();
-        if caller.global_role.is_some_and(|r| r.grants(permission)) {
+        if self.permits(&caller, permission, vault).await? {
             return Ok(caller);
-        }
-        if let Some(vault) = vault {
-            let role = roles::on_vault(self.store.pool(), caller.token_id, vault).await?;
-            if role
-                .and_then(|r| r.parse::<Role>().ok())
-                .is_some_and(|r| r.grants(permission))
-            {
-                return Ok(caller);
-            }
         }
         tracing::info!(token = %caller.token_id, rpc = ?rpc, vault = vault.unwrap_or(""), "permission denied");
         let on = vault
@@ -96,6 +91,28 @@ impl ApiContext {
             caller.token_id,
             vault.map(|v| format!(" --vault {v}")).unwrap_or_default()
         )))
+    }
+}
+
+impl ApiContext {
+    /// Whether `caller`'s global role, or its role on `vault`, grants
+    /// `permission` (e.g. whether a configure caller may grant secret access).
+    pub async fn permits(
+        &self,
+        caller: &Caller,
+        permission: Permission,
+        vault: Option<&str>,
+    ) -> Result<bool> {
+        if caller.global_role.is_some_and(|r| r.grants(permission)) {
+            return Ok(true);
+        }
+        let Some(vault) = vault else {
+            return Ok(false);
+        };
+        let role = roles::on_vault(self.store.pool(), caller.token_id, vault).await?;
+        Ok(role
+            .and_then(|r| r.parse::<Role>().ok())
+            .is_some_and(|r| r.grants(permission)))
     }
 }
 

@@ -145,6 +145,12 @@ async fn set_state(
             async move {
                 let instance = instances::get(&mut *conn, &vault_id, instance_id).await?;
                 let instance = instances::lock_by_id(&mut *conn, instance.id).await?;
+                if !instance.protection_state.is_protected() {
+                    return Err(CoordinatorError::precondition(format!(
+                        "{} is not protected (its validation failed); fix the error it shows and re-validate it (pgvault backup revalidate)",
+                        names::instance_name(&vault_id, instance.id)
+                    )));
+                }
                 if instance.protection_state == state {
                     return Err(CoordinatorError::precondition(format!(
                         "protection of {} is already {state}",

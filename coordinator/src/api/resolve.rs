@@ -1,31 +1,97 @@
-//! Resolving secrets into credentials and connections: decrypting a secret's
-//! latest version, building the `ConnectionSpec` handed to a lease holder,
-//! and connecting to a registered server (for `ListDatabases`).
+//! Resolving secrets into credentials and connections: reading what a secret
+//! reference names (a stored version the vault was granted, or an external
+//! value), building the `ConnectionSpec` handed to a lease holder, and
+//! connecting to a registered server (readiness checks, `ListDatabases`).
 
 use std::time::Duration;
 
 use pgvault_pgconn::ConnectOptions;
 use pgvault_proto::v1 as pb;
-use sqlx::PgExecutor;
+use sqlx::PgConnection;
 
 use crate::error::{CoordinatorError, Result};
 use crate::model::Server;
-use crate::secrets::{Cipher, ConnParams, parse_connection_string, secret_aad};
-use crate::store::secrets;
+use crate::secret_ref::{
+    ExternalSecrets, INVALID_SECRET, MISSING_SECRET_PERMISSIONS, SECRET_NOT_FOUND, SecretRef,
+    unusable,
+};
+use crate::secrets::{Cipher, ConnParams, Redacted, parse_connection_string, secret_aad};
+use crate::store::{secret_grants, secrets};
 
-/// Decrypts and parses the latest version of secret `secret_id`.
-pub async fn credentials(
-    db: impl PgExecutor<'_>,
+/// The command an Owner runs to let `vault` read stored secret `secret`.
+pub fn grant_command(vault: &str, secret: &str) -> String {
+    format!("pgvault secret grant --vault {vault} {secret}")
+}
+
+/// Reads and parses what `reference` names, as of now (every job calls this
+/// again, so a new version or a changed file is picked up without
+/// reconfiguring). With `vault`, a stored secret must be granted to it.
+/// Unusable references are `SecretUnusable` errors with the row/job code:
+/// `UserErrorSecretNotFound`, `UserErrorMissingPermissionsOnSecretStore`,
+/// `UserErrorInvalidSecret`; none ever holds the value.
+pub async fn reference_credentials(
+    conn: &mut PgConnection,
     cipher: &Cipher,
-    secret_id: &str,
+    external: &ExternalSecrets,
+    vault: Option<&str>,
+    reference: &SecretRef,
 ) -> Result<ConnParams> {
-    let (version, sealed) = secrets::latest_sealed(db, secret_id).await?;
-    let value = cipher.open(&sealed, &secret_aad(secret_id, version))?;
-    parse_connection_string("secret", value.expose()).map_err(|_| {
-        CoordinatorError::precondition(format!(
-            "{}: secret \"{secret_id}\" no longer holds a valid connection string",
-            pgvault_pgconn::UNSUPPORTED_FORMAT
-        ))
+    let value: Redacted<String> = match reference {
+        SecretRef::Stored { id, version } => {
+            let Some(meta) = secrets::find(&mut *conn, id).await? else {
+                return Err(unusable(
+                    SECRET_NOT_FOUND,
+                    format!("secret \"{id}\" not found"),
+                    "Store the connection string first (pgvault secret put), or reference another secret",
+                ));
+            };
+            if let Some(vault) = vault
+                && !secret_grants::is_granted(&mut *conn, vault, id).await?
+            {
+                return Err(unusable(
+                    MISSING_SECRET_PERMISSIONS,
+                    format!("vault \"{vault}\" has no access to secret \"{id}\""),
+                    &format!(
+                        "An Owner of the vault runs: {} (or configures with --assign-missing-permissions)",
+                        grant_command(vault, id)
+                    ),
+                ));
+            }
+            let (version, sealed) = match version {
+                None => secrets::latest_sealed(&mut *conn, id).await?,
+                Some(v) => match secrets::sealed_version(&mut *conn, id, *v).await? {
+                    Some(sealed) => (*v, sealed),
+                    None => {
+                        return Err(unusable(
+                            SECRET_NOT_FOUND,
+                            format!(
+                                "secret \"{id}\" has no version {v} (its latest is {})",
+                                meta.latest_version
+                            ),
+                            "Reference an existing version (secret://NAME/VERSION) or the latest (secret://NAME)",
+                        ));
+                    }
+                },
+            };
+            cipher
+                .open(&sealed, &secret_aad(id, version))
+                .map_err(|e| match e {
+                    CoordinatorError::FailedPrecondition(m) => unusable(
+                        INVALID_SECRET,
+                        format!("{reference}: {m}"),
+                        "Start the coordinator with the master key the secret was stored with, or put the secret again",
+                    ),
+                    other => other,
+                })?
+        }
+        external_ref => external.read(external_ref)?,
+    };
+    parse_connection_string("secret", value.expose()).map_err(|e| {
+        unusable(
+            INVALID_SECRET,
+            format!("{reference} does not hold a usable connection string: {e}"),
+            "Put a new version holding a valid connection string (ADO.NET, libpq key=value or postgresql:// URI) that names a user",
+        )
     })
 }
 

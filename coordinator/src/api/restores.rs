@@ -20,8 +20,9 @@ use crate::error::{CoordinatorError, Result};
 use crate::lifecycle::queue::{rehydrate_days, restore};
 use crate::model::{Operation, RestoreKind, RestoreTarget};
 use crate::names;
+use crate::secret_ref::{SECRET_NOT_FOUND, SecretRef, unusable};
 use crate::store::jobs::NewJob;
-use crate::store::{instances, recovery_points, secrets, servers};
+use crate::store::{instances, recovery_points, secret_grants, secrets, servers};
 use crate::validation::{self, unprotectable_reason};
 
 pub struct RestoreApi {
@@ -66,13 +67,16 @@ impl RestoreApi {
             ));
         }
         let secret = if req.secret.is_empty() {
-            instance.secret_id.clone()
+            instance.secret.clone()
         } else {
-            names::parse_secret("secret", &req.secret)?
+            SecretRef::parse("secret", &req.secret)?
         };
-        if secrets::find(pool, &secret).await?.is_none() {
-            return Err(CoordinatorError::not_found("secret", &secret));
-        }
+        check_secret(&self.ctx, &vault_id, &secret).await?;
+        let (target_secret_id, target_secret_ref) = match &secret {
+            SecretRef::Stored { id, version: None } => (Some(id.clone()), None),
+            SecretRef::Stored { id, .. } => (Some(id.clone()), Some(secret.to_string())),
+            external => (None, Some(external.to_string())),
+        };
         restore_selection::check(&point, &schemas, &tables).await?;
         let target = RestoreTarget {
             kind: RestoreKind::Database,
@@ -94,7 +98,8 @@ impl RestoreApi {
                 retention_rule: None,
                 target_server_id: Some(target_server.clone()),
                 target_database: Some(req.target_database.clone()),
-                target_secret_id: Some(secret),
+                target_secret_id,
+                target_secret_ref,
             },
             rehydrate_days(req.rehydrate_days)?,
             target,
@@ -148,6 +153,7 @@ impl RestoreApi {
                 target_server_id: None,
                 target_database: None,
                 target_secret_id: None,
+                target_secret_ref: None,
             },
             rehydrate_days(req.rehydrate_days)?,
             target,
@@ -156,6 +162,34 @@ impl RestoreApi {
         tracing::info!(job_id = %job.id, point = %point.id, destination = %destination.redacted_url(), file = %file, "restore as files queued");
         job_to_pb(&self.ctx.store, job).await
     }
+}
+
+/// The restore's vault may use `secret`: a stored secret exists and is
+/// granted to it, an external one is allowed by the coordinator. (Its value
+/// is read when the job is claimed.)
+async fn check_secret(ctx: &ApiContext, vault_id: &str, secret: &SecretRef) -> Result<()> {
+    ctx.external_secrets.check_allowed(secret)?;
+    if let SecretRef::Stored { id, .. } = secret {
+        let pool = ctx.store.pool();
+        if secrets::find(pool, id).await?.is_none() {
+            return Err(unusable(
+                SECRET_NOT_FOUND,
+                format!("secret \"{id}\" not found"),
+                "Store the connection string first (pgvault secret put)",
+            ));
+        }
+        if !secret_grants::is_granted(pool, vault_id, id).await? {
+            return Err(unusable(
+                crate::secret_ref::MISSING_SECRET_PERMISSIONS,
+                format!("vault \"{vault_id}\" has no access to secret \"{id}\""),
+                &format!(
+                    "An Owner of the vault runs: {}",
+                    crate::api::resolve::grant_command(vault_id, id)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]

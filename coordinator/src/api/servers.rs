@@ -12,7 +12,8 @@ use crate::api::{ApiContext, next_token, resolve};
 use crate::error::{CoordinatorError, Result};
 use crate::model::Server;
 use crate::names;
-use crate::store::{paging, secrets, servers};
+use crate::secret_ref::SecretRef;
+use crate::store::{paging, servers};
 use crate::validation::unprotectable_reason;
 
 pub struct ServerApi {
@@ -56,16 +57,19 @@ impl ServerApi {
 
     async fn list_databases(&self, req: pb::ListDatabasesRequest) -> Result<Vec<String>> {
         let server_id = names::parse_server("name", &req.name)?;
-        let secret_id = names::parse_secret("secret", &req.secret)?;
+        let secret = SecretRef::parse("secret", &req.secret)?;
         let server = servers::get(self.ctx.store.pool(), &server_id).await?;
-        if secrets::find(self.ctx.store.pool(), &secret_id)
-            .await?
-            .is_none()
-        {
-            return Err(CoordinatorError::not_found("secret", &secret_id));
-        }
-        let credentials =
-            resolve::credentials(self.ctx.store.pool(), &self.ctx.cipher, &secret_id).await?;
+        // No vault is involved: the caller's global Configure right suffices.
+        let mut conn = self.ctx.store.pool().acquire().await?;
+        let credentials = resolve::reference_credentials(
+            &mut conn,
+            &self.ctx.cipher,
+            &self.ctx.external_secrets,
+            None,
+            &secret,
+        )
+        .await?;
+        drop(conn);
         let database = credentials
             .database
             .clone()

@@ -85,6 +85,7 @@ pub async fn lifecycle_job_in(
             target_server_id: None,
             target_database: None,
             target_secret_id: None,
+            target_secret_ref: None,
         },
     )
     .await?;
@@ -229,6 +230,7 @@ async fn queue_rehydrate(conn: &mut PgConnection, restore: &NewJob, days: u32) -
             target_server_id: None,
             target_database: None,
             target_secret_id: None,
+            target_secret_ref: None,
         },
     )
     .await?;

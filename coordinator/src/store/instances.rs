@@ -1,16 +1,19 @@
-//! Backup instances: one database on one server protected in one vault.
-//! `UNIQUE (server_id, database)` makes "at most one vault" hold under races.
+//! Backup instances: one database on one server protected in one vault, and
+//! configure rows kept after a failed validation. A unique index on
+//! `(server_id, database)` over protected states makes "at most one vault"
+//! hold under races; kept failed rows are outside it.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::error::{CoordinatorError, Result, is_unique_violation};
-use crate::model::{BackupInstance, ProtectionState};
-use crate::store::parse_enum;
+use crate::model::{BackupInstance, JobError, ProtectionState};
+use crate::secret_ref::SecretRef;
+use crate::store::{parse_enum, to_i32, to_u32};
 
-/// Constraint protecting a database at most once.
-pub const ONE_VAULT_PER_DATABASE: &str = "backup_instances_server_database_key";
+/// Unique index protecting a database at most once.
+pub const ONE_VAULT_PER_DATABASE: &str = "backup_instances_protected_database_key";
 
 #[derive(sqlx::FromRow)]
 struct InstanceRow {
@@ -19,14 +22,51 @@ struct InstanceRow {
     server_id: String,
     database: String,
     policy_id: String,
-    secret_id: String,
+    secret_id: Option<String>,
+    secret_version: Option<i32>,
+    secret_external: Option<String>,
     protection_state: String,
+    last_error_code: Option<String>,
+    last_error_message: Option<String>,
+    last_error_action: Option<String>,
     create_time: DateTime<Utc>,
+}
+
+/// The reference as stored: a secret id (+ pinned version) or an external URI.
+fn secret_ref(r: &InstanceRow) -> Result<SecretRef> {
+    match (&r.secret_id, &r.secret_external) {
+        (Some(id), None) => Ok(SecretRef::Stored {
+            id: id.clone(),
+            version: r
+                .secret_version
+                .map(|v| to_u32(v, "backup_instances.secret_version"))
+                .transpose()?,
+        }),
+        (None, Some(uri)) => SecretRef::parse("backup_instances.secret_external", uri)
+            .map_err(|e| CoordinatorError::internal(format!("corrupt secret reference: {e}"))),
+        _ => Err(CoordinatorError::internal(
+            "backup instance has no single secret reference",
+        )),
+    }
+}
+
+/// Columns `(secret_id, secret_version, secret_external)` for a reference.
+fn secret_columns(r: &SecretRef) -> (Option<&str>, Option<i32>, Option<String>) {
+    match r {
+        SecretRef::Stored { id, version } => (Some(id), version.map(to_i32), None),
+        other => (None, None, Some(other.to_string())),
+    }
 }
 
 impl TryFrom<InstanceRow> for BackupInstance {
     type Error = CoordinatorError;
     fn try_from(r: InstanceRow) -> Result<Self> {
+        let secret = secret_ref(&r)?;
+        let last_error = r.last_error_code.map(|code| JobError {
+            code,
+            message: r.last_error_message.unwrap_or_default(),
+            recommended_action: r.last_error_action.unwrap_or_default(),
+        });
         Ok(BackupInstance {
             protection_state: parse_enum(
                 &r.protection_state,
@@ -38,51 +78,165 @@ impl TryFrom<InstanceRow> for BackupInstance {
             server_id: r.server_id,
             database: r.database,
             policy_id: r.policy_id,
-            secret_id: r.secret_id,
+            secret,
+            last_error,
             create_time: r.create_time,
         })
     }
 }
 
-const COLUMNS: &str =
-    "id, vault_id, server_id, database, policy_id, secret_id, protection_state, create_time";
+const COLUMNS: &str = "id, vault_id, server_id, database, policy_id, secret_id, secret_version, \
+     secret_external, protection_state, last_error_code, last_error_message, last_error_action, create_time";
 
 /// Outcome of an insert that may hit the one-vault-per-database rule.
 pub enum Inserted {
-    Created(BackupInstance),
+    Created(Box<BackupInstance>),
     AlreadyProtected,
 }
 
 pub async fn insert(db: impl PgExecutor<'_>, instance: &BackupInstance) -> Result<Inserted> {
     let sql = format!(
-        "INSERT INTO backup_instances (id, vault_id, server_id, database, policy_id, secret_id, protection_state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+        "INSERT INTO backup_instances (id, vault_id, server_id, database, policy_id, secret_id,
+             secret_version, secret_external, protection_state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
     );
+    let (secret_id, secret_version, secret_external) = secret_columns(&instance.secret);
     let result = sqlx::query_as::<_, InstanceRow>(&sql)
         .bind(instance.id)
         .bind(&instance.vault_id)
         .bind(&instance.server_id)
         .bind(&instance.database)
         .bind(&instance.policy_id)
-        .bind(&instance.secret_id)
+        .bind(secret_id)
+        .bind(secret_version)
+        .bind(secret_external)
         .bind(instance.protection_state.as_str())
         .fetch_one(db)
         .await;
     match result {
-        Ok(row) => Ok(Inserted::Created(row.try_into()?)),
+        Ok(row) => Ok(Inserted::Created(Box::new(row.try_into()?))),
         Err(e) if is_unique_violation(&e, ONE_VAULT_PER_DATABASE) => Ok(Inserted::AlreadyProtected),
         Err(e) => Err(e.into()),
     }
 }
 
-/// The instance protecting `database` on `server_id`, if any.
+/// A kept row configured again: new policy and secret, state PROTECTION_VALIDATING.
+pub async fn reconfigure(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    policy_id: &str,
+    secret: &SecretRef,
+) -> Result<BackupInstance> {
+    let sql = format!(
+        "UPDATE backup_instances SET policy_id = $2, secret_id = $3, secret_version = $4,
+             secret_external = $5, protection_state = 'PROTECTION_VALIDATING'
+         WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    let (secret_id, secret_version, secret_external) = secret_columns(secret);
+    sqlx::query_as::<_, InstanceRow>(&sql)
+        .bind(id)
+        .bind(policy_id)
+        .bind(secret_id)
+        .bind(secret_version)
+        .bind(secret_external)
+        .fetch_optional(db)
+        .await?
+        .map(BackupInstance::try_from)
+        .transpose()?
+        .ok_or_else(|| CoordinatorError::not_found("backup instance", id))
+}
+
+/// Marks a not-protected row PROTECTION_VALIDATING while its checks run.
+pub async fn set_validating(db: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
+    sqlx::query(
+        "UPDATE backup_instances SET protection_state = 'PROTECTION_VALIDATING'
+         WHERE id = $1 AND protection_state IN ('PROTECTION_VALIDATING', 'PROTECTION_VALIDATION_FAILED')",
+    )
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed validation of a not-protected row.
+pub async fn set_validation_failed(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    error: &JobError,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE backup_instances SET protection_state = 'PROTECTION_VALIDATION_FAILED',
+             last_error_code = $2, last_error_message = $3, last_error_action = $4
+         WHERE id = $1 AND protection_state IN ('PROTECTION_VALIDATING', 'PROTECTION_VALIDATION_FAILED')",
+    )
+    .bind(id)
+    .bind(&error.code)
+    .bind(&error.message)
+    .bind(&error.recommended_action)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Protects a row that passed validation; its schedule counts from `since`.
+/// `AlreadyProtected` when another vault protected the database meanwhile.
+pub async fn set_protected(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    since: DateTime<Utc>,
+) -> Result<Inserted> {
+    let sql = format!(
+        "UPDATE backup_instances SET protection_state = 'PROTECTION_CONFIGURED', schedule_since = $2,
+             last_error_code = NULL, last_error_message = NULL, last_error_action = NULL
+         WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    let result = sqlx::query_as::<_, InstanceRow>(&sql)
+        .bind(id)
+        .bind(since)
+        .fetch_optional(db)
+        .await;
+    match result {
+        Ok(Some(row)) => Ok(Inserted::Created(Box::new(row.try_into()?))),
+        Ok(None) => Err(CoordinatorError::not_found("backup instance", id)),
+        Err(e) if is_unique_violation(&e, ONE_VAULT_PER_DATABASE) => Ok(Inserted::AlreadyProtected),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A kept (not protected) row for `database` on `server_id` in `vault_id`.
+pub async fn find_kept(
+    db: impl PgExecutor<'_>,
+    vault_id: &str,
+    server_id: &str,
+    database: &str,
+) -> Result<Option<BackupInstance>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM backup_instances
+         WHERE vault_id = $1 AND server_id = $2 AND database = $3
+           AND protection_state IN ('PROTECTION_VALIDATING', 'PROTECTION_VALIDATION_FAILED')
+         ORDER BY create_time LIMIT 1"
+    );
+    sqlx::query_as::<_, InstanceRow>(&sql)
+        .bind(vault_id)
+        .bind(server_id)
+        .bind(database)
+        .fetch_optional(db)
+        .await?
+        .map(BackupInstance::try_from)
+        .transpose()
+}
+
+/// The instance protecting `database` on `server_id`, if any (kept rows
+/// whose validation failed do not protect it).
 pub async fn find_by_database(
     db: impl PgExecutor<'_>,
     server_id: &str,
     database: &str,
 ) -> Result<Option<BackupInstance>> {
-    let sql =
-        format!("SELECT {COLUMNS} FROM backup_instances WHERE server_id = $1 AND database = $2");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM backup_instances WHERE server_id = $1 AND database = $2
+           AND protection_state NOT IN ('PROTECTION_VALIDATING', 'PROTECTION_VALIDATION_FAILED')"
+    );
     sqlx::query_as::<_, InstanceRow>(&sql)
         .bind(server_id)
         .bind(database)

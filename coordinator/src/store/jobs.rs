@@ -22,6 +22,7 @@ struct JobRow {
     target_server_id: Option<String>,
     target_database: Option<String>,
     target_secret_id: Option<String>,
+    target_secret_ref: Option<String>,
     attempt: i32,
     attempts_before_retry: i32,
     lease_owner: Option<String>,
@@ -67,6 +68,7 @@ impl TryFrom<JobRow> for Job {
             target_server_id: r.target_server_id,
             target_database: r.target_database,
             target_secret_id: r.target_secret_id,
+            target_secret_ref: r.target_secret_ref,
             attempt: to_u32(r.attempt, "jobs.attempt")?,
             attempts_before_retry: to_u32(r.attempts_before_retry, "jobs.attempts_before_retry")?,
             lease_owner: r.lease_owner,
@@ -92,7 +94,7 @@ impl TryFrom<JobRow> for Job {
 }
 
 const COLUMNS: &str = "id, operation, state, vault_id, backup_instance_id, recovery_point_id, retention_rule, \
-     target_server_id, target_database, target_secret_id, attempt, attempts_before_retry, lease_owner, lease_token, lease_expires_at, \
+     target_server_id, target_database, target_secret_id, target_secret_ref, attempt, attempts_before_retry, lease_owner, lease_token, lease_expires_at, \
      attempt_point_id, attempt_datastore, attempt_prefix, bytes_done, rows_done, chunks_done, chunks_total, phase, \
      error_code, error_message, error_action, create_time, start_time, end_time, update_time";
 
@@ -115,13 +117,15 @@ pub struct NewJob {
     pub target_server_id: Option<String>,
     pub target_database: Option<String>,
     pub target_secret_id: Option<String>,
+    /// Restores whose secret is not the latest version of `target_secret_id`.
+    pub target_secret_ref: Option<String>,
 }
 
 pub async fn insert(db: impl PgExecutor<'_>, job: &NewJob) -> Result<Job> {
     let sql = format!(
         "INSERT INTO jobs (id, operation, state, vault_id, backup_instance_id, recovery_point_id, retention_rule,
-                           target_server_id, target_database, target_secret_id)
-         VALUES ($1, $2, 'QUEUED', $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+                           target_server_id, target_database, target_secret_id, target_secret_ref)
+         VALUES ($1, $2, 'QUEUED', $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
     );
     let row = sqlx::query_as::<_, JobRow>(&sql)
         .bind(Uuid::new_v4())
@@ -133,6 +137,7 @@ pub async fn insert(db: impl PgExecutor<'_>, job: &NewJob) -> Result<Job> {
         .bind(&job.target_server_id)
         .bind(&job.target_database)
         .bind(&job.target_secret_id)
+        .bind(&job.target_secret_ref)
         .fetch_one(db)
         .await?;
     one(row)

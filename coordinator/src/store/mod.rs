@@ -8,7 +8,7 @@
 //! - `migrate`: connecting, numbered migrations under an advisory lock.
 //! - `vaults`, `policies`, `servers`, `secrets`, `instances`, `jobs`,
 //!   `recovery_points`, `restore_targets`, `outbox`, `tokens`, `schedule_runs`,
-//!   `lifecycle`: the repositories.
+//!   `lifecycle`, `secret_grants`: the repositories.
 //! - `paging`: opaque page tokens for keyset pagination.
 
 pub mod garbage;
@@ -23,6 +23,7 @@ pub mod recovery_points;
 pub mod restore_targets;
 pub mod roles;
 pub mod schedule_runs;
+pub mod secret_grants;
 pub mod secrets;
 pub mod servers;
 pub mod tokens;

@@ -105,3 +105,19 @@ pub async fn latest_sealed(db: impl PgExecutor<'_>, id: &str) -> Result<(u32, Se
         Sealed { nonce, ciphertext },
     ))
 }
+
+/// The sealed value of version `version` of the secret, if it exists.
+pub async fn sealed_version(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    version: u32,
+) -> Result<Option<Sealed>> {
+    let row: Option<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        "SELECT nonce, ciphertext FROM secret_versions WHERE secret_id = $1 AND version = $2",
+    )
+    .bind(id)
+    .bind(crate::store::to_i32(version))
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(nonce, ciphertext)| Sealed { nonce, ciphertext }))
+}

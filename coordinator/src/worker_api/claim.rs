@@ -3,17 +3,21 @@
 //! recovery-point id and prefix per attempt plus the source connection; for a
 //! restore the point's location, manifest checksum, selection and target
 //! (a connection, or for a restore as files a destination URL and file).
-//! A job whose task cannot be resolved (its secret is unreadable, its server
-//! gone) fails at once with a coded error instead of bouncing forever.
+//! The secret reference is resolved again on every claim (latest version,
+//! external value, the vault's grant), so a rotated password needs no
+//! reconfiguration. A job whose task cannot be resolved (its secret is
+//! unusable, its server gone) fails at once with a coded error instead of
+//! bouncing forever.
 
 use pgvault_proto::v1 as pb;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::api::ApiContext;
-use crate::api::resolve::{connection_spec, credentials};
+use crate::api::resolve::{connection_spec, reference_credentials};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{Job, JobError, JobState, Operation, RestoreKind};
+use crate::secret_ref::SecretRef;
 use crate::store::{garbage, instances, jobs, recovery_points, restore_targets, servers, vaults};
 
 /// Code of jobs failed because their task could not be resolved at claim.
@@ -61,6 +65,13 @@ pub async fn claim(ctx: &ApiContext, req: pb::ClaimTaskRequest) -> Result<pb::Cl
                 task: Some(task),
                 reason: String::new(),
             })
+        }
+        Err(CoordinatorError::SecretUnusable(job_error)) => {
+            // Not granted, missing, unreadable: the job's own code and fix.
+            tx.rollback().await?;
+            jobs::finish_failed(ctx.store.pool(), job_id, JobState::Failed, &job_error).await?;
+            tracing::warn!(job_id = %job_id, code = %job_error.code, "secret unusable at claim; job failed");
+            Ok(not_claimed(format!("job failed: {}", job_error.message)))
         }
         Err(
             error @ (CoordinatorError::NotFound { .. } | CoordinatorError::FailedPrecondition(_)),
@@ -148,7 +159,14 @@ async fn backup_task(
     let instance = instances::get_by_id(&mut *conn, instance_id).await?;
     let vault = vaults::get(&mut *conn, &instance.vault_id).await?;
     let server = servers::get(&mut *conn, &instance.server_id).await?;
-    let creds = credentials(&mut *conn, &ctx.cipher, &instance.secret_id).await?;
+    let creds = reference_credentials(
+        &mut *conn,
+        &ctx.cipher,
+        &ctx.external_secrets,
+        Some(&instance.vault_id),
+        &instance.secret,
+    )
+    .await?;
     // A fresh point per attempt: a fenced attempt never overwrites a live one.
     let point_id = Uuid::new_v4();
     let prefix = format!("{}/{}/{}", vault.id, instance.id, point_id);
@@ -212,12 +230,23 @@ async fn restore_task(
         .target_database
         .as_deref()
         .ok_or_else(|| missing("target database", job))?;
-    let secret_id = job
-        .target_secret_id
-        .as_deref()
-        .ok_or_else(|| missing("target secret", job))?;
+    let secret = match (&job.target_secret_ref, &job.target_secret_id) {
+        (Some(reference), _) => SecretRef::parse("target_secret_ref", reference)?,
+        (None, Some(id)) => SecretRef::Stored {
+            id: id.clone(),
+            version: None,
+        },
+        (None, None) => return Err(missing("target secret", job)),
+    };
     let server = servers::get(&mut *conn, server_id).await?;
-    let creds = credentials(&mut *conn, &ctx.cipher, secret_id).await?;
+    let creds = reference_credentials(
+        &mut *conn,
+        &ctx.cipher,
+        &ctx.external_secrets,
+        Some(&job.vault_id),
+        &secret,
+    )
+    .await?;
     Ok(pb::task::Kind::Restore(pb::RestoreTask {
         target: Some(connection_spec(&server, database, &creds)),
         datastore_url,

@@ -270,6 +270,7 @@ impl Harness {
                     secret: String::new(),
                 }],
                 default_secret: "secrets/pg1-admin".into(),
+                assign_missing_permissions: true,
             })
             .await
             .expect("configure backup")

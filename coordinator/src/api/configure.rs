@@ -1,0 +1,463 @@
+//! Configuring protection row by row, and re-validating an instance.
+//!
+//! A row first passes the *placement* checks, which decide whether it can be
+//! kept at all: a well-formed server, database and secret reference; the
+//! server exists and is in the vault's region; the database may be protected
+//! and no vault protects it yet; a stored secret exists (and an external one
+//! is allowed by the coordinator). A row failing these is refused and not
+//! kept. A row passing them is kept as an instance in state
+//! `PROTECTION_VALIDATING` while the *readiness* checks run, in order: the
+//! vault may read the secret (granted inline with "assign missing
+//! permissions" when the caller may grant); the secret holds a usable
+//! connection string; the connection works; the user has every privilege a
+//! consistent dump needs. Passing rows become `PROTECTION_CONFIGURED`;
+//! failing ones stay `PROTECTION_VALIDATION_FAILED` with their last error:
+//! never scheduled, not counted as protecting the database, and re-validated
+//! with `RevalidateBackupInstance` (or by configuring the same database in
+//! the same vault again, which reuses the kept row).
+
+use pgvault_proto::v1 as pb;
+use uuid::Uuid;
+
+use crate::access::Permission;
+use crate::api::{ApiContext, resolve};
+use crate::auth::Caller;
+use crate::error::{CoordinatorError, Result};
+use crate::model::{BackupInstance, JobError, Policy, ProtectionState, Server, Vault};
+use crate::names;
+use crate::readiness::grant_script::{self, GrantScript};
+use crate::readiness::{self, privileges};
+use crate::secret_ref::{MISSING_SECRET_PERMISSIONS, SECRET_NOT_FOUND, SecretRef};
+use crate::store::instances::{self, Inserted};
+use crate::store::{policies, secret_grants, secrets, servers, vaults};
+use crate::validation::{self, unprotectable_reason};
+
+/// Code of rows needing a secret grant the caller may not make.
+pub const CANNOT_ASSIGN_ROLES: &str = "UserCannotAssignRoles";
+
+/// Why a row is not protected, and the fix when one can be generated.
+pub struct Refused {
+    pub error: JobError,
+    pub script: Option<Box<GrantScript>>,
+}
+
+impl From<JobError> for Refused {
+    fn from(error: JobError) -> Self {
+        Refused {
+            error,
+            script: None,
+        }
+    }
+}
+
+fn row_error(code: &str, message: String, action: &str) -> Refused {
+    JobError {
+        code: code.to_string(),
+        message,
+        recommended_action: action.to_string(),
+    }
+    .into()
+}
+
+/// What a row protects, once its placement checks passed.
+struct Placement {
+    server: Server,
+    database: String,
+    secret: SecretRef,
+}
+
+/// The outcome of one row, as the API reports it.
+fn result(
+    row: u32,
+    instance: Option<BackupInstance>,
+    refused: Option<Refused>,
+) -> pb::ConfigureBackupResult {
+    let (readiness, error, script) = match refused {
+        None => (pb::Readiness::Success, None, None),
+        Some(Refused { error, script }) => (pb::Readiness::FailedValidation, Some(error), script),
+    };
+    pb::ConfigureBackupResult {
+        row,
+        readiness: readiness as i32,
+        backup_instance: instance.map(Into::into),
+        error: error.map(Into::into),
+        grant_script: script.map(|s| {
+            let GrantScript {
+                sql,
+                psql,
+                powershell,
+            } = *s;
+            pb::GrantScript {
+                sql,
+                psql,
+                powershell,
+            }
+        }),
+    }
+}
+
+/// `ConfigureBackup`: one result per row, in order.
+pub async fn configure(
+    ctx: &ApiContext,
+    caller: &Caller,
+    req: pb::ConfigureBackupRequest,
+) -> Result<Vec<pb::ConfigureBackupResult>> {
+    let vault_id = names::parse_vault("parent", &req.parent)?;
+    let (policy_vault, policy_id) = names::parse_policy("policy", &req.policy)?;
+    if policy_vault != vault_id {
+        return Err(CoordinatorError::invalid(
+            "policy",
+            format!(
+                "policy \"{}\" belongs to another vault than \"{}\"",
+                req.policy, req.parent
+            ),
+        ));
+    }
+    if req.rows.is_empty() {
+        return Err(CoordinatorError::invalid(
+            "rows",
+            "at least one database row is required",
+        ));
+    }
+    let vault = vaults::get(ctx.store.pool(), &vault_id).await?;
+    let policy = policies::get(ctx.store.pool(), &vault_id, &policy_id).await?;
+    let mut results = Vec::with_capacity(req.rows.len());
+    for (i, row) in req.rows.iter().enumerate() {
+        let row_number = u32::try_from(i).unwrap_or(u32::MAX);
+        let secret_text = if row.secret.is_empty() {
+            req.default_secret.as_str()
+        } else {
+            row.secret.as_str()
+        };
+        let field = if row.secret.is_empty() {
+            "default_secret".to_string()
+        } else {
+            format!("rows[{i}].secret")
+        };
+        let placement = match parse_row(&field, row, secret_text) {
+            Ok((server_id, secret)) => {
+                placement(ctx, &vault, &server_id, &row.database, secret, None).await?
+            }
+            Err(refused) => Err(refused),
+        };
+        let placement = match placement {
+            Ok(p) => p,
+            Err(refused) => {
+                results.push(result(row_number, None, Some(refused)));
+                continue;
+            }
+        };
+        let kept = instances::find_kept(
+            ctx.store.pool(),
+            &vault.id,
+            &placement.server.id,
+            &placement.database,
+        )
+        .await?;
+        let instance = match kept {
+            Some(kept) => {
+                instances::reconfigure(ctx.store.pool(), kept.id, &policy.id, &placement.secret)
+                    .await?
+            }
+            None => insert_validating(ctx, &policy, &placement).await?,
+        };
+        let (instance, refused) = validate_kept(
+            ctx,
+            caller,
+            instance,
+            &placement,
+            req.assign_missing_permissions,
+        )
+        .await?;
+        match &refused {
+            None => {
+                tracing::info!(instance = %instance.id, server = %instance.server_id, database = %instance.database, "backup configured")
+            }
+            Some(r) => {
+                tracing::info!(instance = %instance.id, server = %instance.server_id, database = %instance.database, code = %r.error.code, "configure row failed validation; kept for re-validation")
+            }
+        }
+        results.push(result(row_number, Some(instance), refused));
+    }
+    Ok(results)
+}
+
+/// Server id and secret reference of a row, or the input error.
+fn parse_row(
+    secret_field: &str,
+    row: &pb::ConfigureBackupRow,
+    secret_text: &str,
+) -> std::result::Result<(String, SecretRef), Refused> {
+    const FIX_INPUT: &str = "Correct the row and configure it again";
+    let invalid =
+        |e: CoordinatorError| row_error("UserErrorInvalidInput", e.to_string(), FIX_INPUT);
+    let server_id = names::parse_server("server", &row.server).map_err(invalid)?;
+    let secret = SecretRef::parse(secret_field, secret_text).map_err(invalid)?;
+    validation::database_name("database", &row.database).map_err(invalid)?;
+    Ok((server_id, secret))
+}
+
+async fn insert_validating(
+    ctx: &ApiContext,
+    policy: &Policy,
+    placement: &Placement,
+) -> Result<BackupInstance> {
+    let instance = BackupInstance {
+        id: Uuid::new_v4(),
+        vault_id: policy.vault_id.clone(),
+        server_id: placement.server.id.clone(),
+        database: placement.database.clone(),
+        policy_id: policy.id.clone(),
+        secret: placement.secret.clone(),
+        protection_state: ProtectionState::Validating,
+        last_error: None,
+        create_time: chrono::Utc::now(),
+    };
+    match instances::insert(ctx.store.pool(), &instance).await? {
+        Inserted::Created(created) => Ok(*created),
+        Inserted::AlreadyProtected => Err(CoordinatorError::internal(
+            "a validating row hit the protected-database index",
+        )),
+    }
+}
+
+/// The placement checks; `exclude` is the instance being re-validated.
+async fn placement(
+    ctx: &ApiContext,
+    vault: &Vault,
+    server_id: &str,
+    database: &str,
+    secret: SecretRef,
+    exclude: Option<Uuid>,
+) -> Result<std::result::Result<Placement, Refused>> {
+    let pool = ctx.store.pool();
+    let Some(server) = servers::find(pool, server_id).await? else {
+        return Ok(Err(row_error(
+            "UserErrorServerNotFound",
+            format!("server \"{server_id}\" not found"),
+            "Register the server first (pgvault server register)",
+        )));
+    };
+    if !vault.region.is_empty() && !server.region.is_empty() && vault.region != server.region {
+        return Ok(Err(row_error(
+            "UserErrorRegionMismatch",
+            format!(
+                "server \"{server_id}\" is in region \"{}\" but vault \"{}\" is in region \"{}\"",
+                server.region, vault.id, vault.region
+            ),
+            "Protect the database in a vault of the server's region",
+        )));
+    }
+    if let Some(reason) = unprotectable_reason(database, &ctx.maintenance_databases) {
+        return Ok(Err(row_error(
+            "UserErrorDatabaseNotProtectable",
+            reason,
+            "Choose a user database",
+        )));
+    }
+    if let Some(existing) = instances::find_by_database(pool, server_id, database).await?
+        && Some(existing.id) != exclude
+    {
+        return Ok(Err(already_protected(database, server_id, &existing)));
+    }
+    if let SecretRef::Stored { id, .. } = &secret
+        && secrets::find(pool, id).await?.is_none()
+    {
+        return Ok(Err(row_error(
+            SECRET_NOT_FOUND,
+            format!("secret \"{id}\" not found"),
+            "Store the connection string first (pgvault secret put)",
+        )));
+    }
+    if let Err(CoordinatorError::SecretUnusable(error)) =
+        ctx.external_secrets.check_allowed(&secret)
+    {
+        return Ok(Err((*error).into()));
+    }
+    Ok(Ok(Placement {
+        server,
+        database: database.to_string(),
+        secret,
+    }))
+}
+
+fn already_protected(database: &str, server_id: &str, by: &BackupInstance) -> Refused {
+    row_error(
+        "UserErrorDatabaseAlreadyProtected",
+        format!(
+            "database \"{database}\" on server \"{server_id}\" is already protected by {}; a database is protected by at most one vault",
+            names::instance_name(&by.vault_id, by.id)
+        ),
+        "Use the existing backup instance, or stop protecting it there first",
+    )
+}
+
+/// Runs the readiness checks on a kept (VALIDATING) row and records the
+/// outcome: protected, or VALIDATION_FAILED with the error.
+async fn validate_kept(
+    ctx: &ApiContext,
+    caller: &Caller,
+    instance: BackupInstance,
+    placement: &Placement,
+    assign: bool,
+) -> Result<(BackupInstance, Option<Refused>)> {
+    let pool = ctx.store.pool();
+    let refused = match readiness_checks(ctx, caller, &instance.vault_id, placement, assign).await?
+    {
+        Ok(()) => match instances::set_protected(pool, instance.id, ctx.clock.now()).await? {
+            Inserted::Created(protected) => return Ok((*protected, None)),
+            Inserted::AlreadyProtected => {
+                // Another vault protected the database while this row validated.
+                let by = instances::find_by_database(pool, &instance.server_id, &instance.database)
+                    .await?;
+                match by {
+                    Some(by) => already_protected(&instance.database, &instance.server_id, &by),
+                    None => row_error(
+                        "UserErrorDatabaseAlreadyProtected",
+                        format!(
+                            "database \"{}\" was protected by another vault meanwhile",
+                            instance.database
+                        ),
+                        "Use the existing backup instance, or stop protecting it there first",
+                    ),
+                }
+            }
+        },
+        Err(refused) => refused,
+    };
+    instances::set_validation_failed(pool, instance.id, &refused.error).await?;
+    let kept = instances::get_by_id(pool, instance.id).await?;
+    Ok((kept, Some(refused)))
+}
+
+/// Secret access, secret value, connection, privileges, in that order.
+async fn readiness_checks(
+    ctx: &ApiContext,
+    caller: &Caller,
+    vault_id: &str,
+    placement: &Placement,
+    assign: bool,
+) -> Result<std::result::Result<(), Refused>> {
+    let pool = ctx.store.pool();
+    if let SecretRef::Stored { id, .. } = &placement.secret
+        && !secret_grants::is_granted(pool, vault_id, id).await?
+    {
+        let command = resolve::grant_command(vault_id, id);
+        if !assign {
+            return Ok(Err(row_error(
+                MISSING_SECRET_PERMISSIONS,
+                format!("vault \"{vault_id}\" has no access to secret \"{id}\""),
+                &format!(
+                    "Configure or re-validate the row with --assign-missing-permissions (assign_missing_permissions) as an Owner of the vault, or have one run: {command}"
+                ),
+            )));
+        }
+        if !ctx
+            .permits(caller, Permission::Grant, Some(vault_id))
+            .await?
+        {
+            return Ok(Err(row_error(
+                CANNOT_ASSIGN_ROLES,
+                format!(
+                    "vault \"{vault_id}\" has no access to secret \"{id}\", and token \"{}\" may not grant it (only an Owner of the vault may)",
+                    caller.token_name
+                ),
+                &format!(
+                    "Ask an Owner of the vault to run: {command}; then re-validate the row (pgvault backup revalidate)"
+                ),
+            )));
+        }
+        secret_grants::grant(pool, vault_id, id).await?;
+        tracing::info!(secret = %id, vault = %vault_id, token = %caller.token_id, "secret access granted while configuring");
+    }
+    let mut conn = pool.acquire().await?;
+    let credentials = match resolve::reference_credentials(
+        &mut conn,
+        &ctx.cipher,
+        &ctx.external_secrets,
+        Some(vault_id),
+        &placement.secret,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(CoordinatorError::SecretUnusable(error)) => return Ok(Err((*error).into())),
+        Err(e) => return Err(e),
+    };
+    drop(conn);
+    let connection =
+        match resolve::connect(&placement.server, &credentials, &placement.database).await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(readiness::connection_error(&e).into())),
+        };
+    let missing = privileges::check(&connection.client).await?;
+    if !missing.is_empty() {
+        return Ok(Err(Refused {
+            error: JobError {
+                code: readiness::MISSING_DB_PERMISSIONS.into(),
+                message: missing.summary(),
+                recommended_action: "Run the generated grant script (SQL, or its psql/PowerShell wrapper) as the database owner or a superuser, then re-validate the row (pgvault backup revalidate)".into(),
+            },
+            script: Some(Box::new(grant_script::generate(&missing))),
+        }));
+    }
+    Ok(Ok(()))
+}
+
+/// `RevalidateBackupInstance`: every check again. A kept row that passes is
+/// protected; a protected instance is only reported on (a failing check does
+/// not stop its protection: its jobs then fail with the same code).
+pub async fn revalidate(
+    ctx: &ApiContext,
+    caller: &Caller,
+    req: pb::RevalidateBackupInstanceRequest,
+) -> Result<pb::ConfigureBackupResult> {
+    let (vault_id, id) = names::parse_instance("name", &req.name)?;
+    let pool = ctx.store.pool();
+    let instance = instances::get(pool, &vault_id, id).await?;
+    let vault = vaults::get(pool, &vault_id).await?;
+    let protected = instance.protection_state.is_protected();
+    if !protected {
+        instances::set_validating(pool, instance.id).await?;
+    }
+    let placement = placement(
+        ctx,
+        &vault,
+        &instance.server_id,
+        &instance.database,
+        instance.secret.clone(),
+        Some(instance.id),
+    )
+    .await?;
+    let placement = match placement {
+        Ok(p) => p,
+        Err(refused) => {
+            if !protected {
+                instances::set_validation_failed(pool, instance.id, &refused.error).await?;
+            }
+            let current = instances::get_by_id(pool, instance.id).await?;
+            return Ok(result(0, Some(current), Some(refused)));
+        }
+    };
+    if protected {
+        let outcome = readiness_checks(
+            ctx,
+            caller,
+            &vault_id,
+            &placement,
+            req.assign_missing_permissions,
+        )
+        .await?;
+        return Ok(result(0, Some(instance), outcome.err()));
+    }
+    let (instance, refused) = validate_kept(
+        ctx,
+        caller,
+        instance,
+        &placement,
+        req.assign_missing_permissions,
+    )
+    .await?;
+    tracing::info!(instance = %instance.id, state = %instance.protection_state, "backup instance re-validated");
+    Ok(result(0, Some(instance), refused))
+}
