@@ -151,6 +151,12 @@ impl PgvaultCluster {
         Api::connect(&self.endpoint, TEST_TOKEN).await
     }
 
+    /// Runs the CLI against this cluster with the test token (from
+    /// `PGVAULT_TOKEN`); stdin is empty unless given.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<Output> {
+        run_cli(&self.endpoint, TEST_TOKEN, self.dir.path(), args, stdin)
+    }
+
     /// Every process's output, for failure messages and leak checks.
     pub fn logs(&self) -> String {
         let mut all = format!("--- coordinator ---\n{}", self.coordinator.log_text());
@@ -263,22 +269,33 @@ impl PgvaultUp {
 
     /// Runs the CLI against this instance; stdin is empty unless given.
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<Output> {
-        use std::io::Write;
-        let mut command = Command::new(pgvault_bin()?);
-        command
-            .args(args)
-            .env("PGVAULT_ENDPOINT", &self.endpoint)
-            .env("PGVAULT_TOKEN", self.token()?)
-            .current_dir(self.dir.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = command.spawn()?;
-        if let (Some(mut input), Some(text)) = (child.stdin.take(), stdin) {
-            input.write_all(text.as_bytes())?;
-        }
-        Ok(child.wait_with_output()?)
+        run_cli(&self.endpoint, &self.token()?, self.dir.path(), args, stdin)
     }
+}
+
+/// Runs `pgvault ARGS` against `endpoint` with `token` in `PGVAULT_TOKEN`.
+fn run_cli(
+    endpoint: &str,
+    token: &str,
+    dir: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> anyhow::Result<Output> {
+    use std::io::Write;
+    let mut command = Command::new(pgvault_bin()?);
+    command
+        .args(args)
+        .env("PGVAULT_ENDPOINT", endpoint)
+        .env("PGVAULT_TOKEN", token)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn()?;
+    if let (Some(mut input), Some(text)) = (child.stdin.take(), stdin) {
+        input.write_all(text.as_bytes())?;
+    }
+    Ok(child.wait_with_output()?)
 }
 
 /// Adds `authorization: Bearer <token>`.

@@ -182,3 +182,5 @@ mod fake_server;
 mod live_coordinator;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

@@ -37,8 +37,15 @@ pub struct CoordinatorClient {
 impl CoordinatorClient {
     /// Connects on first use, so a worker can start before its coordinator.
     pub fn connect_lazy(endpoint: &str, token: &str) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(endpoint.to_string())
-            .map_err(|e| anyhow::anyhow!("invalid coordinator endpoint {endpoint:?}: {e}"))?
+        let mut builder = Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| anyhow::anyhow!("invalid coordinator endpoint {endpoint:?}: {e}"))?;
+        if endpoint.starts_with("https://") {
+            // A coordinator serving TLS is verified against the system's roots.
+            builder = builder
+                .tls_config(tonic::transport::ClientTlsConfig::new().with_native_roots())
+                .map_err(|e| anyhow::anyhow!("cannot set up TLS to {endpoint:?}: {e}"))?;
+        }
+        let channel = builder
             .connect_timeout(Duration::from_secs(5))
             .tcp_keepalive(Some(Duration::from_secs(30)))
             .connect_lazy();
