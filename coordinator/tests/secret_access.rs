@@ -263,6 +263,130 @@ async fn assign_missing_permissions_grants_for_vault_owners_and_names_the_comman
         .expect("list")
         .into_inner();
     assert_eq!(listed.secrets[0].granted_vaults, ["vaults/v"]);
+
+    // Granting directly: Owner only, on the vault it names.
+    let grant_as = |t: &str| {
+        pgvault_proto::v1::secret_service_client::SecretServiceClient::with_interceptor(
+            h.channel.clone(),
+            bearer(t),
+        )
+    };
+    let request = || pb::RevokeSecretAccessRequest {
+        secret: "secrets/pg1-admin".into(),
+        vault: "vaults/v".into(),
+    };
+    let denied = grant_as(&contributor)
+        .revoke_secret_access(request())
+        .await
+        .expect_err("contributors may not revoke");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let revoked = grant_as(&owner)
+        .revoke_secret_access(request())
+        .await
+        .expect("vault owners may")
+        .into_inner();
+    assert!(revoked.granted_vaults.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn restores_take_any_reference_the_vault_may_read() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    let instance = h.protect("app").await;
+    let (job, claim) = backup_and_claim(&h, &instance).await;
+    assert!(claim.claimed, "{}", claim.reason);
+    h.workers()
+        .complete_task(pb::CompleteTaskRequest {
+            job_id: job.trim_start_matches("jobs/").into(),
+            lease_token: claim.lease_token,
+            result: Some(pb::complete_task_request::Result::Backup(
+                pb::BackupResult {
+                    snapshot_time: Some(prost_types::Timestamp {
+                        seconds: 1_700_000_000,
+                        nanos: 0,
+                    }),
+                    manifest_sha256: "ab".repeat(32),
+                    server_version: "15".into(),
+                    ..Default::default()
+                },
+            )),
+            progress: None,
+        })
+        .await
+        .expect("complete");
+    let point = h
+        .points()
+        .list_recovery_points(pb::ListRecoveryPointsRequest {
+            parent: instance.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("points")
+        .into_inner()
+        .recovery_points
+        .remove(0)
+        .name;
+    let restore = |secret: &str| pb::RestoreAsDatabaseRequest {
+        recovery_point: point.clone(),
+        target_database: "copy".into(),
+        secret: secret.into(),
+        ..Default::default()
+    };
+
+    // A secret the vault was not granted is refused before any job exists.
+    put(&h, "other", h.connection_string()).await;
+    let status = h
+        .restores()
+        .restore_as_database(restore("secrets/other"))
+        .await
+        .expect_err("not granted");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status
+            .message()
+            .contains("UserErrorMissingPermissionsOnSecretStore"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status
+            .message()
+            .contains("pgvault secret grant --vault v other"),
+        "{}",
+        status.message()
+    );
+    let status = h
+        .restores()
+        .restore_as_database(restore("other"))
+        .await
+        .expect_err("bad reference");
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    // A pinned version is what the worker gets, whatever came after it.
+    put(&h, "pg1-admin", "user=postgres password=Later-pw".into()).await;
+    let job = h
+        .restores()
+        .restore_as_database(restore("secret://pg1-admin/1"))
+        .await
+        .expect("restore")
+        .into_inner();
+    let claim = h
+        .workers()
+        .claim_task(pb::ClaimTaskRequest {
+            job_id: job.name.trim_start_matches("jobs/").into(),
+            worker_id: "test:2".into(),
+        })
+        .await
+        .expect("claim")
+        .into_inner();
+    assert!(claim.claimed, "{}", claim.reason);
+    match claim.task.and_then(|t| t.kind) {
+        Some(pb::task::Kind::Restore(r)) => {
+            assert_eq!(r.target.expect("target").password, DB_PASSWORD)
+        }
+        _ => panic!("a restore task"),
+    }
     h.stop().await;
 }
 
