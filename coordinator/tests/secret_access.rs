@@ -391,7 +391,7 @@ async fn restores_take_any_reference_the_vault_may_read() {
 }
 
 #[tokio::test]
-async fn failed_rows_do_not_block_protecting_the_database_in_another_vault() {
+async fn failed_rows_block_neither_protecting_the_database_elsewhere_nor_deleting_their_vault() {
     let h = Harness::start().await;
     h.fixture().await;
     let failed = configure(&h, "app", "secrets/pg1-admin").await;
@@ -452,6 +452,14 @@ async fn failed_rows_do_not_block_protecting_the_database_in_another_vault() {
         result.backup_instance.expect("kept").protection_state,
         pb::ProtectionState::ProtectionValidationFailed as i32
     );
+
+    // Kept rows protect nothing, so they do not keep their vault alive.
+    h.vaults()
+        .delete_vault(pb::DeleteVaultRequest {
+            name: "vaults/v".into(),
+        })
+        .await
+        .expect("a vault holding only failed rows can be deleted");
     h.stop().await;
 }
 

@@ -58,6 +58,8 @@ impl VaultApi {
         let id = names::parse_vault("name", name)?;
         let mut tx = self.ctx.store.begin().await?;
         vaults::lock(&mut *tx, &id).await?;
+        // Rows kept after a failed validation protect nothing: they go with the vault.
+        instances::delete_kept_in_vault(&mut *tx, &id).await?;
         let instances = instances::count_in_vault(&mut *tx, &id).await?;
         let points = recovery_points::count_in_vault(&mut *tx, &id).await?;
         if instances > 0 || points > 0 {

@@ -344,6 +344,20 @@ pub async fn list(
     rows.into_iter().map(BackupInstance::try_from).collect()
 }
 
+/// Deletes the vault's kept rows that never got protected (they own no
+/// jobs nor points); returns how many.
+pub async fn delete_kept_in_vault(db: impl PgExecutor<'_>, vault_id: &str) -> Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM backup_instances WHERE vault_id = $1
+           AND protection_state IN ('PROTECTION_VALIDATING', 'PROTECTION_VALIDATION_FAILED')
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.backup_instance_id = backup_instances.id)",
+    )
+    .bind(vault_id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 pub async fn count_in_vault(db: impl PgExecutor<'_>, vault_id: &str) -> Result<i64> {
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM backup_instances WHERE vault_id = $1")
         .bind(vault_id)
