@@ -44,6 +44,13 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
     args.coordinator.apply(&mut overrides);
     let mut settings = Settings::load(config_file, overrides.into_value())?;
     telemetry::init(&settings.log);
+    if !settings.coordinator.tls_cert.as_os_str().is_empty() {
+        // The in-process worker reaches the API over plain HTTP/2 on loopback.
+        anyhow::bail!(
+            "coordinator.tls_cert/tls_key are for `pgvault coordinator`; `pgvault up` serves plain \
+             HTTP/2 for its in-process worker: unset them, or run a coordinator and workers"
+        );
+    }
 
     let data_dir = std::path::absolute(&settings.up.data_dir).with_context(|| {
         format!(

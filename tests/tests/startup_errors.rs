@@ -153,3 +153,38 @@ fn coordinator_without_state_database_says_how_to_set_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn tls_settings_are_checked_naming_the_keys() {
+    let (ok, stderr) = run(
+        &["coordinator"],
+        &[(
+            "PGVAULT_COORDINATOR__TLS_CERT",
+            "/nonexistent/cert.pem".to_string(),
+        )],
+    );
+    assert!(!ok);
+    let line = error_line(&stderr);
+    assert!(
+        line.contains("coordinator.tls_cert") && line.contains("coordinator.tls_key"),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let (ok, stderr) = run(
+        &["up", "--data-dir", &data_dir.display().to_string()],
+        &[
+            (
+                "PGVAULT_COORDINATOR__TLS_CERT",
+                "/nonexistent/cert.pem".to_string(),
+            ),
+            (
+                "PGVAULT_COORDINATOR__TLS_KEY",
+                "/nonexistent/key.pem".to_string(),
+            ),
+        ],
+    );
+    assert!(!ok);
+    assert!(error_line(&stderr).contains("pgvault up"), "{stderr}");
+    assert!(!data_dir.exists(), "nothing is started or created");
+}
