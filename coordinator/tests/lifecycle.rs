@@ -70,6 +70,7 @@ async fn setup(h: &Harness) -> String {
                 secret: String::new(),
             }],
             default_secret: "secrets/pg1-admin".into(),
+            assign_missing_permissions: true,
         })
         .await
         .expect("configure")

@@ -123,6 +123,8 @@ async fn protect(
                 secret: "secrets/source-admin".into(),
             }],
             default_secret: String::new(),
+            // The owner token grants the vault access to the secret inline.
+            assign_missing_permissions: true,
         })
         .await
         .expect("configure backup")
