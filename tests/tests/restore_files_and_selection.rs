@@ -129,6 +129,7 @@ fn protect_and_back_up(up: &PgvaultUp, source: &TempCluster) -> String {
             "src",
             "--database",
             "shop",
+            "--assign-missing-permissions",
             "--output",
             "json",
         ]),
