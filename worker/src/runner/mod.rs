@@ -128,6 +128,14 @@ async fn handle_delivery(
     let job_id = envelope.job_id.clone();
     let claim = match client.claim(&job_id, &options.worker_id).await {
         Ok(claim) => claim,
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            // No such job: retrying can never help; park it for inspection.
+            tracing::warn!(job_id = %job_id, error = %status.message(), "task names an unknown job; dead-lettering it");
+            if let Err(e) = delivery.reject().await {
+                tracing::warn!(error = %e, "could not dead-letter message");
+            }
+            return;
+        }
         Err(status) => {
             // Coordinator unreachable or failing: give the message back and pause.
             tracing::warn!(job_id = %job_id, error = %status.message(), "claim failed; requeueing task");
