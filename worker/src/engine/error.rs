@@ -23,6 +23,7 @@ pub enum ErrorCode {
     UserErrorDestinationNotWritable,
     DatastoreUnavailable,
     DatastoreWriteFailed,
+    DatastoreFull,
     ChecksumMismatch,
     ManifestInvalid,
     PgToolFailed,
@@ -48,6 +49,7 @@ impl ErrorCode {
             ErrorCode::UserErrorDestinationNotWritable => "UserErrorDestinationNotWritable",
             ErrorCode::DatastoreUnavailable => "DatastoreUnavailable",
             ErrorCode::DatastoreWriteFailed => "DatastoreWriteFailed",
+            ErrorCode::DatastoreFull => "DatastoreFull",
             ErrorCode::ChecksumMismatch => "ChecksumMismatch",
             ErrorCode::ManifestInvalid => "ManifestInvalid",
             ErrorCode::PgToolFailed => "PgToolFailed",
@@ -99,6 +101,9 @@ impl ErrorCode {
             ErrorCode::DatastoreWriteFailed => {
                 "Check the datastore's free space, quota and write permissions; the job will be retried."
             }
+            ErrorCode::DatastoreFull => {
+                "Free space on the datastore's disk (or raise its quota or file-size limit); the job will be retried."
+            }
             ErrorCode::ChecksumMismatch => {
                 "The recovery point is corrupted; restore from another recovery point."
             }
@@ -147,6 +152,7 @@ impl EngineError {
                 | ErrorCode::UserErrorLockTimeout
                 | ErrorCode::DatastoreUnavailable
                 | ErrorCode::DatastoreWriteFailed
+                | ErrorCode::DatastoreFull
                 | ErrorCode::Internal
         );
         EngineError {
@@ -222,13 +228,21 @@ fn pg_error_text(error: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Maps object-store errors: reads → unavailable, writes → write failed.
+/// Maps object-store errors: reads → unavailable, writes → write failed,
+/// or datastore full when the disk, quota or file-size limit refused the
+/// write (ENOSPC, EDQUOT, EFBIG anywhere in the error's causes).
 pub(crate) fn store_error(
     error: &object_store::Error,
     action: &str,
     path: &str,
     write: bool,
 ) -> EngineError {
+    if write && is_out_of_space(error) {
+        return EngineError::new(
+            ErrorCode::DatastoreFull,
+            format!("the datastore is full: cannot {action} {path}: {error}"),
+        );
+    }
     let code = if write {
         ErrorCode::DatastoreWriteFailed
     } else {
@@ -238,6 +252,25 @@ pub(crate) fn store_error(
         code,
         format!("cannot {action} {path} in the datastore: {error}"),
     )
+}
+
+/// Whether an I/O error among `error`'s causes says there is no room left.
+fn is_out_of_space(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull
+                    | std::io::ErrorKind::QuotaExceeded
+                    | std::io::ErrorKind::FileTooLarge
+            )
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -260,6 +293,29 @@ mod tests {
         assert_eq!(
             EngineError::internal("boom").context("reading").to_string(),
             "reading: boom"
+        );
+    }
+
+    #[test]
+    fn a_write_refused_for_lack_of_space_is_datastore_full() {
+        for errno in [28 /* ENOSPC */, 27 /* EFBIG */] {
+            let error = object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(std::io::Error::from_raw_os_error(errno)),
+            };
+            let mapped = store_error(&error, "upload", "data/1/0.zst", true);
+            assert_eq!(mapped.code, ErrorCode::DatastoreFull, "{mapped}");
+            assert!(mapped.message.starts_with("the datastore is full"), "{mapped}");
+            let read = store_error(&error, "read", "data/1/0.zst", false);
+            assert_eq!(read.code, ErrorCode::DatastoreUnavailable);
+        }
+        let other = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::from_raw_os_error(13 /* EACCES */)),
+        };
+        assert_eq!(
+            store_error(&other, "upload", "x", true).code,
+            ErrorCode::DatastoreWriteFailed
         );
     }
 }
