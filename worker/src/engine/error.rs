@@ -305,7 +305,10 @@ mod tests {
             };
             let mapped = store_error(&error, "upload", "data/1/0.zst", true);
             assert_eq!(mapped.code, ErrorCode::DatastoreFull, "{mapped}");
-            assert!(mapped.message.starts_with("the datastore is full"), "{mapped}");
+            assert!(
+                mapped.message.starts_with("the datastore is full"),
+                "{mapped}"
+            );
             let read = store_error(&error, "read", "data/1/0.zst", false);
             assert_eq!(read.code, ErrorCode::DatastoreUnavailable);
         }
