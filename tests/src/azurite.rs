@@ -13,34 +13,23 @@ use crate::workspace_root;
 pub struct Azurite {
     process: ChildProcess,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Azurite {
     pub fn start() -> anyhow::Result<Azurite> {
-        let bin = find_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("pgvault-azurite-")
             .tempdir()?;
         let port = pgvault_localpg::free_port()?;
-        let mut command = Command::new(bin);
-        command
-            .args([
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                &port.to_string(),
-                "--location",
-            ])
-            .arg(dir.path())
-            .args(["--skipApiVersionCheck", "--disableTelemetry", "--silent"]);
-        let mut process = ChildProcess::spawn("azurite", command, &dir.path().join("azurite.log"))?;
-        wait_for_port(port, Duration::from_secs(30), &mut process)?;
-        Ok(Azurite {
-            process,
-            port,
-            _dir: dir,
-        })
+        let process = launch(port, dir.path())?;
+        Ok(Azurite { process, port, dir })
+    }
+
+    /// Starts the emulator again after [`Self::stop`], on the same port and data.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        self.process = launch(self.port, self.dir.path())?;
+        Ok(())
     }
 
     pub fn port(&self) -> u16 {
@@ -59,6 +48,24 @@ impl Azurite {
     pub fn stop(&mut self) {
         self.process.stop(Duration::from_secs(5));
     }
+}
+
+fn launch(port: u16, dir: &std::path::Path) -> anyhow::Result<ChildProcess> {
+    let bin = find_binary()?;
+    let mut command = Command::new(bin);
+    command
+        .args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &port.to_string(),
+            "--location",
+        ])
+        .arg(dir)
+        .args(["--skipApiVersionCheck", "--disableTelemetry", "--silent"]);
+    let mut process = ChildProcess::spawn("azurite", command, &dir.join("azurite.log"))?;
+    wait_for_port(port, Duration::from_secs(30), &mut process)?;
+    Ok(process)
 }
 
 fn find_binary() -> anyhow::Result<PathBuf> {

@@ -5,6 +5,7 @@
 //! - [`rabbitmq`]: a private RabbitMQ node (Debian `rabbitmq-server`).
 //! - [`pgvault`]: `pgvault` processes (coordinator, workers, `up`, the CLI).
 //! - [`compare`]: proves two databases identical (schema text, row checksums).
+//! - [`scenario`]: the shared set-up and checks of the failure tests.
 //! - [`fixtures`]: source databases worth backing up.
 //!
 //! PostgreSQL clusters come from `pgvault_localpg::TempCluster`. A missing
@@ -17,6 +18,7 @@ pub mod fixtures;
 pub mod pgvault;
 pub mod process;
 pub mod rabbitmq;
+pub mod scenario;
 
 use std::path::PathBuf;
 

@@ -91,8 +91,54 @@ impl PgvaultCluster {
     }
 
     pub fn add_worker(&mut self) -> anyhow::Result<()> {
+        self.spawn_worker(None)
+    }
+
+    /// A worker whose files may not grow past `bytes` (RLIMIT_FSIZE, with
+    /// SIGXFSZ ignored): every larger write fails with EFBIG, as on a full disk.
+    pub fn add_worker_with_file_size_limit(&mut self, bytes: u64) -> anyhow::Result<()> {
+        self.spawn_worker(Some(bytes))
+    }
+
+    /// SIGKILLs the worker process holding `job`'s lease (worker ids are
+    /// `host:pid`); returns that worker id.
+    pub fn kill_worker_holding(&mut self, job: &Job) -> anyhow::Result<String> {
+        let pid: u32 = job
+            .worker
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("job {} names no worker pid: {:?}", job.name, job.worker))?;
+        let worker = self
+            .workers
+            .iter_mut()
+            .find(|w| w.pid() == pid)
+            .with_context(|| format!("no running worker has pid {pid} ({})", job.worker))?;
+        worker.signal(libc::SIGKILL);
+        worker.wait(Duration::from_secs(30))?;
+        Ok(job.worker.clone())
+    }
+
+    fn spawn_worker(&mut self, file_size_limit: Option<u64>) -> anyhow::Result<()> {
         let n = self.workers.len();
         let mut command = Command::new(pgvault_bin()?);
+        if let Some(bytes) = file_size_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: bytes as libc::rlim_t,
+                        rlim_max: bytes as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        }
         command
             .args([
                 "worker",
@@ -201,6 +247,7 @@ fn spawn_coordinator(
         .env("PGVAULT_COORDINATOR__BOOTSTRAP_TOKEN", TEST_TOKEN)
         .env("PGVAULT_COORDINATOR__LEASE_TTL_SECONDS", "10")
         .env("PGVAULT_COORDINATOR__REAPER_INTERVAL_SECONDS", "1")
+        .env("PGVAULT_COORDINATOR__RETRY_BACKOFF_SECONDS", "1")
         .env("PGVAULT_COORDINATOR__SCHEDULER_INTERVAL_SECONDS", "1")
         .env("PGVAULT_COORDINATOR__CLOCK_OFFSET_FILE", clock_offset)
         .env("RUST_LOG", "info");
