@@ -228,19 +228,43 @@ fn pg_error_text(error: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Maps object-store errors: reads → unavailable, writes → write failed,
-/// or datastore full when the disk, quota or file-size limit refused the
-/// write (ENOSPC, EDQUOT, EFBIG anywhere in the error's causes).
+/// Maps object-store errors: reads → unavailable, writes → write failed;
+/// but a write refused for lack of room (ENOSPC, EDQUOT, EFBIG anywhere in
+/// the error's causes) → datastore full, and any operation that could not
+/// reach the datastore (connection refused, reset, timed out) → unavailable.
 pub(crate) fn store_error(
     error: &object_store::Error,
     action: &str,
     path: &str,
     write: bool,
 ) -> EngineError {
-    if write && is_out_of_space(error) {
+    use std::io::ErrorKind as K;
+    if write
+        && has_io_cause(error, |k| {
+            matches!(k, K::StorageFull | K::QuotaExceeded | K::FileTooLarge)
+        })
+    {
         return EngineError::new(
             ErrorCode::DatastoreFull,
             format!("the datastore is full: cannot {action} {path}: {error}"),
+        );
+    }
+    let unreachable = has_io_cause(error, |k| {
+        matches!(
+            k,
+            K::ConnectionRefused
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::NotConnected
+                | K::TimedOut
+                | K::HostUnreachable
+                | K::NetworkUnreachable
+        )
+    });
+    if unreachable {
+        return EngineError::new(
+            ErrorCode::DatastoreUnavailable,
+            format!("cannot reach the datastore to {action} {path}: {error}"),
         );
     }
     let code = if write {
@@ -254,17 +278,15 @@ pub(crate) fn store_error(
     )
 }
 
-/// Whether an I/O error among `error`'s causes says there is no room left.
-fn is_out_of_space(error: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether an I/O error of a kind `matches` is among `error`'s causes.
+fn has_io_cause(
+    error: &(dyn std::error::Error + 'static),
+    matches: impl Fn(std::io::ErrorKind) -> bool,
+) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = cause {
         if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && matches!(
-                io.kind(),
-                std::io::ErrorKind::StorageFull
-                    | std::io::ErrorKind::QuotaExceeded
-                    | std::io::ErrorKind::FileTooLarge
-            )
+            && matches(io.kind())
         {
             return true;
         }
@@ -319,6 +341,20 @@ mod tests {
         assert_eq!(
             store_error(&other, "upload", "x", true).code,
             ErrorCode::DatastoreWriteFailed
+        );
+    }
+
+    #[test]
+    fn a_datastore_that_cannot_be_reached_is_unavailable_even_for_writes() {
+        let error = object_store::Error::Generic {
+            store: "MicrosoftAzure",
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        };
+        let mapped = store_error(&error, "upload", "schema.dump", true);
+        assert_eq!(mapped.code, ErrorCode::DatastoreUnavailable, "{mapped}");
+        assert!(
+            mapped.message.starts_with("cannot reach the datastore"),
+            "{mapped}"
         );
     }
 }
