@@ -190,20 +190,25 @@ async fn a_backup_whose_azure_datastore_goes_away_mid_upload_retries_and_no_poin
     // short and free of timing).
     let job_id = job.name.trim_start_matches("jobs/").to_string();
     let deadline = Instant::now() + JOB_TIMEOUT;
-    while !s
-        .cluster
-        .coordinator
-        .log_text()
-        .lines()
-        .any(|l| l.contains("attempt failed") && l.contains(&job_id))
-    {
+    let failed = loop {
+        let log = s.cluster.coordinator.log_text();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("attempt failed") && l.contains(&job_id))
+        {
+            break line.to_string();
+        }
         assert!(
             Instant::now() < deadline,
             "no attempt failed while the datastore was down\n{}",
             s.cluster.logs()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    assert!(
+        failed.contains("code=DatastoreUnavailable"),
+        "an unreachable datastore is reported as unavailable: {failed}"
+    );
     tokio::task::block_in_place(|| s.azurite.start_again()).expect("start Azurite again");
     let ended = s
         .api

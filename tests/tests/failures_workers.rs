@@ -12,27 +12,39 @@ use pgvault_proto::v1::JobState;
 async fn backups_whose_worker_is_killed_mid_dump_complete_on_another_worker_and_restore_identical()
 {
     let databases = ["kill_a", "kill_b", "kill_c"];
-    let mut s = Scenario::start(&databases, 1, 2, None)
+    let mut s = Scenario::start(&databases, 1, 3, None)
         .await
         .expect("start servers");
-    for i in 0..databases.len() {
-        let (db, instance) = s.instances[i].clone();
-        let lock = s.hold_table_lock(&db).await.expect("lock a table");
+    // Three backups, each held inside its dump on its own worker.
+    let mut locks = Vec::new();
+    let mut running = Vec::new();
+    for (db, instance) in s.instances.clone() {
+        locks.push(s.hold_table_lock(&db).await.expect("lock a table"));
         let job = s.backup_now(&instance).await.expect("backup now");
-        let running = s.wait_in_progress(&job.name).await.expect("job runs");
+        running.push(s.wait_in_progress(&job.name).await.expect("job runs"));
         s.wait_for_blocked_backup(&db)
             .await
             .expect("backup in its dump");
-        let killed = s
-            .cluster
-            .kill_worker_holding(&running)
-            .expect("SIGKILL the worker");
-        // Keep two workers alive for the next round.
+    }
+    // Kill the three workers one after the other; two fresh ones take over.
+    let mut killed = Vec::new();
+    for job in &running {
+        killed.push(
+            s.cluster
+                .kill_worker_holding(job)
+                .expect("SIGKILL the worker"),
+        );
+    }
+    for _ in 0..2 {
         s.cluster.add_worker().expect("replacement worker");
+    }
+    for lock in &locks {
         lock.batch_execute("COMMIT").await.expect("release lock");
+    }
+    for (job, killed) in running.iter().zip(&killed) {
         let done = s.wait_completed(&job.name).await.expect("job completes");
         assert_ne!(
-            done.worker, killed,
+            &done.worker, killed,
             "the job completed on another worker: {done:?}"
         );
         assert!(done.attempt >= 2, "the killed attempt counted: {done:?}");
