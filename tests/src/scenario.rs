@@ -358,6 +358,8 @@ async fn protect(api: &mut Api, database: &str) -> anyhow::Result<String> {
                 secret: "secrets/source-admin".into(),
             }],
             default_secret: String::new(),
+            // The owner token grants the vault access to the secret inline.
+            assign_missing_permissions: true,
         })
         .await?
         .into_inner()

@@ -101,6 +101,7 @@ async fn jobs_and_a_schedule_slot_survive_a_coordinator_restart_and_the_slot_run
                 secret: "secrets/source-admin".into(),
             }],
             default_secret: String::new(),
+            assign_missing_permissions: true,
         })
         .await
         .expect("configure")
