@@ -7,38 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{DB_PASSWORD, Harness};
+use common::{DB_PASSWORD, Harness, backup_now, claim, job_id};
 use pgvault_proto::v1 as pb;
 use tonic::Code;
-
-async fn backup_now(h: &Harness, instance: &str) -> pb::Job {
-    h.instances()
-        .backup_now(pb::BackupNowRequest {
-            name: instance.into(),
-            rule: pb::RetentionRuleKind::Weekly as i32,
-        })
-        .await
-        .expect("backup now")
-        .into_inner()
-}
-
-fn job_id(job: &pb::Job) -> String {
-    job.name
-        .strip_prefix("jobs/")
-        .expect("job name")
-        .to_string()
-}
-
-async fn claim(h: &Harness, job_id: &str, worker: &str) -> pb::ClaimTaskResponse {
-    h.workers()
-        .claim_task(pb::ClaimTaskRequest {
-            job_id: job_id.into(),
-            worker_id: worker.into(),
-        })
-        .await
-        .expect("claim")
-        .into_inner()
-}
 
 fn backup_result() -> pb::BackupResult {
     pb::BackupResult {

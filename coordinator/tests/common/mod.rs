@@ -289,3 +289,35 @@ impl Harness {
             .clone()
     }
 }
+
+/// `BackupNow` of `instance` with the Weekly rule.
+pub async fn backup_now(h: &Harness, instance: &str) -> pb::Job {
+    h.instances()
+        .backup_now(pb::BackupNowRequest {
+            name: instance.into(),
+            rule: pb::RetentionRuleKind::Weekly as i32,
+        })
+        .await
+        .expect("backup now")
+        .into_inner()
+}
+
+/// The job's id (its name without "jobs/").
+pub fn job_id(job: &pb::Job) -> String {
+    job.name
+        .strip_prefix("jobs/")
+        .expect("job name")
+        .to_string()
+}
+
+/// `ClaimTask` of `job_id` as `worker`.
+pub async fn claim(h: &Harness, job_id: &str, worker: &str) -> pb::ClaimTaskResponse {
+    h.workers()
+        .claim_task(pb::ClaimTaskRequest {
+            job_id: job_id.into(),
+            worker_id: worker.into(),
+        })
+        .await
+        .expect("claim")
+        .into_inner()
+}
