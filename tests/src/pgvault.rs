@@ -318,6 +318,59 @@ impl PgvaultUp {
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<Output> {
         run_cli(&self.endpoint, &self.token()?, self.dir.path(), args, stdin)
     }
+
+    /// The walkthrough's set-up through the CLI: vault `demo` on this
+    /// instance's local datastore, policy `policy` on `weekdays` at 02:30,
+    /// and server `src` at 127.0.0.1:`source_port`. Panics with the CLI's
+    /// output when a step fails.
+    pub fn create_demo_vault(&self, policy: &str, weekdays: &str, source_port: u16) {
+        let datastore = format!("file://{}", self.data_dir.join("datastore").display());
+        let port = source_port.to_string();
+        let steps: [&[&str]; 3] = [
+            &[
+                "vault",
+                "create",
+                "demo",
+                "--region",
+                "local",
+                "--datastore",
+                &datastore,
+            ],
+            &[
+                "policy",
+                "create",
+                policy,
+                "--vault",
+                "demo",
+                "--weekdays",
+                weekdays,
+                "--at",
+                "02:30",
+            ],
+            &[
+                "server",
+                "register",
+                "src",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--region",
+                "local",
+            ],
+        ];
+        for args in steps {
+            let output = self.cli(args, None).expect("run pgvault");
+            assert!(
+                output.status.success(),
+                "`pgvault {}` failed ({}):\nstdout: {}\nstderr: {}",
+                args[..2].join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
 }
 
 /// Runs `pgvault ARGS` against `endpoint` with `token` in `PGVAULT_TOKEN`.

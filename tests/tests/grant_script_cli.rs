@@ -63,48 +63,7 @@ async fn a_low_privileged_user_is_fixed_by_the_generated_script_then_revalidated
         .expect("join")
         .expect("pgvault up");
     let cli = |args: &[&str]| up.cli(args, None).expect("run pgvault");
-    let datastore = format!("file://{}", up.data_dir.join("datastore").display());
-    ok(
-        cli(&[
-            "vault",
-            "create",
-            "demo",
-            "--region",
-            "local",
-            "--datastore",
-            &datastore,
-        ]),
-        "vault create",
-    );
-    ok(
-        cli(&[
-            "policy",
-            "create",
-            "nightly",
-            "--vault",
-            "demo",
-            "--weekdays",
-            "mon",
-            "--at",
-            "02:30",
-        ]),
-        "policy create",
-    );
-    let port = source.port().to_string();
-    ok(
-        cli(&[
-            "server",
-            "register",
-            "src",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--region",
-            "local",
-        ]),
-        "server register",
-    );
+    up.create_demo_vault("nightly", "mon", source.port());
     ok(
         up.cli(
             &["secret", "put", "low"],
@@ -162,7 +121,7 @@ async fn a_low_privileged_user_is_fixed_by_the_generated_script_then_revalidated
     std::fs::write(&script, &sql).expect("write script");
     let psql = Command::new(source.bin_dir().join("psql"))
         .args(["-v", "ON_ERROR_STOP=1", "-X", "-q", "-h", "127.0.0.1", "-p"])
-        .arg(&port)
+        .arg(source.port().to_string())
         .args(["-U", "postgres", "-d", "shop", "-f"])
         .arg(&script)
         .env("PGPASSWORD", ADMIN_PASSWORD)

@@ -67,48 +67,7 @@ fn state(job: &Job) -> JobState {
 /// Returns the recovery point's name.
 fn protect_and_back_up(up: &PgvaultUp, source: &TempCluster) -> String {
     let cli = |args: &[&str]| up.cli(args, None).expect("run pgvault");
-    let datastore = format!("file://{}", up.data_dir.join("datastore").display());
-    let port = source.port().to_string();
-    ok(
-        cli(&[
-            "vault",
-            "create",
-            "demo",
-            "--region",
-            "local",
-            "--datastore",
-            &datastore,
-        ]),
-        "vault create",
-    );
-    ok(
-        cli(&[
-            "policy",
-            "create",
-            "weekly",
-            "--vault",
-            "demo",
-            "--weekdays",
-            "mon",
-            "--at",
-            "02:30",
-        ]),
-        "policy create",
-    );
-    ok(
-        cli(&[
-            "server",
-            "register",
-            "src",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--region",
-            "local",
-        ]),
-        "server register",
-    );
+    up.create_demo_vault("weekly", "mon", source.port());
     let secret = format!("user=postgres password={SOURCE_PASSWORD}");
     ok(
         up.cli(&["secret", "put", "src-admin"], Some(&secret))

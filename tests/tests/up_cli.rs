@@ -38,50 +38,9 @@ async fn up_protects_backs_up_and_restores_through_the_cli_and_keeps_state_acros
         .await
         .unwrap()
         .expect("pgvault up");
-    let port = source.port().to_string();
-    let datastore = format!("file://{}", up.data_dir.join("datastore").display());
     let cli = |args: &[&str]| up.cli(args, None).expect("run pgvault");
 
-    ok(
-        cli(&[
-            "vault",
-            "create",
-            "demo",
-            "--region",
-            "local",
-            "--datastore",
-            &datastore,
-        ]),
-        "vault create",
-    );
-    ok(
-        cli(&[
-            "policy",
-            "create",
-            "nightly",
-            "--vault",
-            "demo",
-            "--weekdays",
-            "mon,thu",
-            "--at",
-            "02:30",
-        ]),
-        "policy create",
-    );
-    ok(
-        cli(&[
-            "server",
-            "register",
-            "src",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--region",
-            "local",
-        ]),
-        "server register",
-    );
+    up.create_demo_vault("nightly", "mon,thu", source.port());
     let secret = format!("user=postgres password={SOURCE_PASSWORD}");
     ok(
         up.cli(&["secret", "put", "src-admin"], Some(&secret))
