@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::backup_data::{self, DumpContext};
 use super::catalog::{self, TableInfo};
 use super::connect::{connect, exec};
+use super::database_properties;
 use super::error::{EngineError, ErrorCode};
 use super::ident::qualified;
 use super::large_objects;
@@ -92,7 +93,12 @@ async fn run(
     let info = catalog::database_info(&holder, &describe).await?;
     let tables = catalog::tables(&holder, &describe, info.server_version_num).await?;
     lock_tables(&holder, &tables, &describe).await?;
-    let roles = catalog::referenced_roles(&holder, &describe).await?;
+    let database_properties = database_properties::capture(&holder, &describe).await?;
+    let mut roles = catalog::referenced_roles(&holder, &describe).await?;
+    roles.extend(database_properties.roles().map(str::to_string));
+    roles.retain(|r| !r.starts_with("pg_"));
+    roles.sort();
+    roles.dedup();
     let materialized_views = catalog::populated_matviews(&holder, &describe).await?;
     tracing::info!(database = %source.database, tables = tables.len(), snapshot = %snapshot_id, "snapshot exported and tables locked");
 
@@ -171,6 +177,7 @@ async fn run(
         sequences,
         materialized_views,
         large_objects,
+        database_properties,
     };
 
     tracker.phase("manifest");

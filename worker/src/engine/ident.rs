@@ -16,6 +16,17 @@ pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// `$tag$body$tag$` with a tag that does not occur in `body`.
+pub fn dollar_quote(body: &str) -> String {
+    let mut tag = String::from("$pgvault$");
+    let mut n = 0;
+    while body.contains(&tag) {
+        n += 1;
+        tag = format!("$pgvault{n}$");
+    }
+    format!("{tag}{body}{tag}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

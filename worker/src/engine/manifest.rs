@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::database_properties::DatabaseProperties;
 use super::error::{EngineError, ErrorCode};
 
 /// Bumped when a reader of an older version could not restore the new layout.
@@ -37,6 +38,10 @@ pub struct Manifest {
     pub materialized_views: Vec<RelationName>,
     /// Large objects: metadata and the chunk holding their bytes.
     pub large_objects: Option<LargeObjects>,
+    /// Settings, comment, privileges and owner of the database itself
+    /// (absent in manifests written before pgvault recorded them).
+    #[serde(default)]
+    pub database_properties: DatabaseProperties,
 }
 
 /// One stored object and how to verify it.
@@ -192,6 +197,7 @@ mod tests {
             sequences: vec![],
             materialized_views: vec![],
             large_objects: None,
+            database_properties: Default::default(),
         }
     }
 

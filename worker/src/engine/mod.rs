@@ -15,6 +15,7 @@
 //! - `restore_sql`: restoring as a plain SQL file in a datastore.
 //! - [`selection`], `toc`, `recovery_point`: selective restores (schema
 //!   archive TOC and dependencies) and opening a recovery point.
+//! - [`database_properties`]: database settings, comment, privileges, owner.
 //! - `large_objects`: large objects both ways.
 //! - `objects`: streaming, checksummed object I/O (zstd + multipart).
 //! - `connect`, `pgtools`, `ident`, `progress`: plumbing.
@@ -24,6 +25,7 @@ mod backup;
 mod backup_data;
 mod catalog;
 mod connect;
+pub mod database_properties;
 pub mod error;
 mod ident;
 mod large_objects;

@@ -4,7 +4,8 @@
 //! constraints, triggers) and each table's `ANALYZE` on one pool of
 //! connections, each step as soon as what it needs is in
 //! ([`super::restore_schedule`]); then sequences, large objects, grants,
-//! materialized views, event triggers and a final durable commit. A failure after
+//! materialized views, event triggers and a final durable commit; then the
+//! database's own settings, comment, privileges and owner. A failure after
 //! the database was created drops it again, so nothing half-written is left.
 
 use std::ffi::OsString;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::analyze;
 use super::connect::{connect, exec};
+use super::database_properties::{self, DatabaseProperties};
 use super::error::{EngineError, ErrorCode};
 use super::ident::{qualified, quote_ident, quote_literal};
 use super::large_objects;
@@ -102,6 +104,17 @@ pub async fn restore_database_selected(
     let loaded = tokio::select! {
         _ = cancel.cancelled() => Err(EngineError::cancelled()),
         r = load(target, store, prefix, options, &point, &bin_dir, tracker.clone(), cancel.clone(), superuser) => r,
+    };
+    let loaded = match loaded {
+        Ok(mut summary) => {
+            tracker.phase("database properties");
+            let props = &point.manifest.database_properties;
+            summary.skipped_objects.extend(
+                apply_properties(&admin, &admin_describe, &target.database, props, superuser).await,
+            );
+            Ok(summary)
+        }
+        Err(e) => Err(e),
     };
     match loaded {
         Ok(summary) => {
@@ -211,6 +224,30 @@ async fn load(
         skipped_objects: point.skipped.clone(),
         output: None,
     })
+}
+
+/// Restores the database's own settings, comment, privileges and (for a
+/// superuser) owner; returns one line per statement the target refused
+/// (e.g. a per-role setting needs CREATEROLE), which ends the job
+/// completed with warnings instead of failing a restore whose data is in.
+async fn apply_properties(
+    admin: &Client,
+    describe: &str,
+    database: &str,
+    props: &DatabaseProperties,
+    superuser: bool,
+) -> Vec<String> {
+    let mut refused = Vec::new();
+    for statement in database_properties::statements(props, superuser) {
+        if let Err(e) = exec(admin, &statement.for_database(database), describe).await {
+            tracing::warn!(database = %database, what = %statement.what, error = %e, "database property not restored");
+            refused.push(format!(
+                "DATABASE PROPERTY {} (not restored: {})",
+                statement.what, e.message
+            ));
+        }
+    }
+    refused
 }
 
 async fn connect_maintenance(target: &PgTarget) -> Result<Client, EngineError> {

@@ -4,7 +4,8 @@
 //! guarded role creation, `pg_restore -f - --section=pre-data`, one
 //! `COPY … FROM stdin` block per table fed from its verified chunks,
 //! `setval` for sequences, large objects, `pg_restore --section=post-data`,
-//! materialized view refreshes and `ANALYZE`. A chunk whose checksum does
+//! materialized view refreshes, `ANALYZE` and the database's own settings,
+//! comment and privileges (applied to whatever database loads the script). A chunk whose checksum does
 //! not match aborts the upload, so no completed file is left behind.
 
 use std::path::Path;
@@ -16,8 +17,9 @@ use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
+use super::database_properties;
 use super::error::{EngineError, ErrorCode};
-use super::ident::{qualified, quote_ident, quote_literal};
+use super::ident::{dollar_quote, qualified, quote_ident, quote_literal};
 use super::large_objects::RecordParser;
 use super::manifest::{ChunkEntry, LargeObjects, Manifest, TableEntry};
 use super::objects::{ChunkReader, ObjectWriter};
@@ -145,6 +147,16 @@ async fn write_script(
             qualified(&table.schema, &table.name)
         ));
     }
+    let properties = database_properties::statements(&manifest.database_properties, false);
+    if !properties.is_empty() {
+        tail.push_str(
+            "\n-- Settings, comment and privileges of the database the script is loaded into\n",
+        );
+        for statement in properties {
+            tail.push_str(&statement.for_current_database());
+            tail.push('\n');
+        }
+    }
     tail.push_str("\n-- pgvault restore script complete\n");
     out.write(tail.as_bytes()).await?;
     Ok((rows, bytes))
@@ -183,17 +195,6 @@ fn create_role_sql(role: &str) -> String {
         lit = quote_literal(role)
     );
     format!("DO {};\n", dollar_quote(&body))
-}
-
-/// `$tag$body$tag$` with a tag that does not occur in `body`.
-fn dollar_quote(body: &str) -> String {
-    let mut tag = String::from("$pgvault$");
-    let mut n = 0;
-    while body.contains(&tag) {
-        n += 1;
-        tag = format!("$pgvault{n}$");
-    }
-    format!("{tag}{body}{tag}")
 }
 
 /// Streams `pg_restore -f - <section>` of the schema archive into `out`.

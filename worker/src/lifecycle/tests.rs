@@ -68,6 +68,7 @@ fn write_point(dir: &tempfile::TempDir) -> String {
         sequences: vec![],
         materialized_views: vec![],
         large_objects: None,
+        database_properties: Default::default(),
     };
     let json = manifest.to_json().expect("json");
     std::fs::write(root.join(MANIFEST_FILE), &json).expect("write");
