@@ -96,6 +96,8 @@ impl Common {
             user: "postgres".into(),
             password: self.password.clone(),
             ssl_mode: String::new(),
+            trust_server_certificate: false,
+            ssl_root_cert: None,
         };
         for (key, value) in parse_conninfo(&self.source)? {
             match key.as_str() {

@@ -87,6 +87,7 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
             password,
             durable: true,
             settings: Vec::new(),
+            hba: None,
         };
         eprintln!(
             "starting private PostgreSQL state cluster in {}",

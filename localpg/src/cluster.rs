@@ -23,6 +23,9 @@ pub struct ClusterOptions {
     pub durable: bool,
     /// Extra `-c name=value` server settings.
     pub settings: Vec<(String, String)>,
+    /// Contents written to `pg_hba.conf` before every start; `None` keeps
+    /// initdb's (scram-sha-256 for everyone).
+    pub hba: Option<String>,
 }
 
 impl std::fmt::Debug for ClusterOptions {
@@ -33,6 +36,7 @@ impl std::fmt::Debug for ClusterOptions {
             .field("password", &"<redacted>")
             .field("durable", &self.durable)
             .field("settings", &self.settings)
+            .field("hba", &self.hba)
             .finish()
     }
 }
@@ -211,6 +215,17 @@ impl LocalCluster {
     }
 
     fn pg_ctl_start(&self, options: &ClusterOptions) -> Result<(), LocalPgError> {
+        if let Some(hba) = &options.hba {
+            let path = self.data_dir.join("pg_hba.conf");
+            std::fs::write(&path, hba).map_err(|source| LocalPgError::Io {
+                context: "cannot write",
+                path: path.clone(),
+                source,
+            })?;
+            if let Some(user) = &self.os_user {
+                chown(&path, user)?;
+            }
+        }
         let mut server_options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''",
             self.port
@@ -324,6 +339,29 @@ pub struct TempCluster {
 impl TempCluster {
     /// A throwaway, non-durable cluster with the given superuser password.
     pub fn start(password: &str) -> Result<Self, LocalPgError> {
+        Self::start_with(password, None)
+    }
+
+    /// Like [`TempCluster::start`], serving TLS with the given PEM
+    /// certificate and key; the roles in `tls_only_roles` may connect only
+    /// over TLS (the superuser may still connect without).
+    pub fn start_with_tls(
+        password: &str,
+        certificate_pem: &str,
+        key_pem: &str,
+        tls_only_roles: &[&str],
+    ) -> Result<Self, LocalPgError> {
+        Self::start_with(
+            password,
+            Some(TlsSetup {
+                certificate_pem,
+                key_pem,
+                tls_only_roles,
+            }),
+        )
+    }
+
+    fn start_with(password: &str, tls: Option<TlsSetup<'_>>) -> Result<Self, LocalPgError> {
         let dir = tempfile::Builder::new()
             .prefix("pgvault-pg-")
             .tempdir()
@@ -333,13 +371,17 @@ impl TempCluster {
                 source,
             })?;
         set_mode(dir.path(), 0o755)?;
-        let options = ClusterOptions {
+        let mut options = ClusterOptions {
             data_dir: dir.path().join("data"),
             port: None,
             password: password.to_string(),
             durable: false,
             settings: vec![("max_connections".into(), "200".into())],
+            hba: None,
         };
+        if let Some(tls) = tls {
+            tls.install(dir.path(), &mut options)?;
+        }
         let cluster = LocalCluster::start(options.clone())?;
         Ok(TempCluster {
             cluster,
@@ -351,6 +393,54 @@ impl TempCluster {
     /// Stops and starts the server again on the same port.
     pub fn restart(&mut self) -> Result<(), LocalPgError> {
         self.cluster.restart(&self.options)
+    }
+}
+
+/// TLS for a [`TempCluster`]: certificate files and who must use them.
+struct TlsSetup<'a> {
+    certificate_pem: &'a str,
+    key_pem: &'a str,
+    tls_only_roles: &'a [&'a str],
+}
+
+impl TlsSetup<'_> {
+    /// Writes the certificate and key (readable by the server's OS user
+    /// only) under `dir` and turns TLS on in `options`.
+    fn install(&self, dir: &Path, options: &mut ClusterOptions) -> Result<(), LocalPgError> {
+        let write = |name: &str, text: &str| -> Result<PathBuf, LocalPgError> {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|source| LocalPgError::Io {
+                context: "cannot write",
+                path: path.clone(),
+                source,
+            })?;
+            set_mode(&path, 0o600)?;
+            if let Some(user) = os_user_if_root()? {
+                chown(&path, &user)?;
+            }
+            Ok(path)
+        };
+        let certificate = write("server.crt", self.certificate_pem)?;
+        let key = write("server.key", self.key_pem)?;
+        options.settings.push(("ssl".into(), "on".into()));
+        options
+            .settings
+            .push(("ssl_cert_file".into(), certificate.display().to_string()));
+        options
+            .settings
+            .push(("ssl_key_file".into(), key.display().to_string()));
+        let mut hba = String::from("local all all scram-sha-256\n");
+        for role in self.tls_only_roles {
+            let role = format!("\"{}\"", role.replace('"', "\"\""));
+            hba.push_str(&format!(
+                "hostssl all {role} 127.0.0.1/32 scram-sha-256\nhostnossl all {role} 127.0.0.1/32 reject\n"
+            ));
+        }
+        hba.push_str(
+            "host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n",
+        );
+        options.hba = Some(hba);
+        Ok(())
     }
 }
 

@@ -165,9 +165,21 @@ pub fn classify(error: &tokio_postgres::Error, describe: &str) -> ConnectError {
             sqlstate: Some(code),
         };
     }
+    // The cause chain says why (e.g. "invalid peer certificate: UnknownIssuer"
+    // under "error performing TLS handshake"); none of it holds the password.
+    let mut message = format!("connecting to {describe}: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
     ConnectError {
         failure: ConnectFailure::ConnectionClosed,
-        message: format!("connecting to {describe}: {error}"),
+        message,
         sqlstate: None,
     }
 }

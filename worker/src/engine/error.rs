@@ -17,7 +17,7 @@ pub enum ErrorCode {
     UserErrorDatabaseNameAlreadyInUse,
     UserErrorLockTimeout,
     UserErrorRowLevelSecurity,
-    UserErrorTlsUnsupported,
+    UserErrorInvalidConnectionSettings,
     UserErrorServerVersionUnsupported,
     UserErrorSelectionInvalid,
     UserErrorDestinationNotWritable,
@@ -43,7 +43,7 @@ impl ErrorCode {
             ErrorCode::UserErrorDatabaseNameAlreadyInUse => "UserErrorDatabaseNameAlreadyInUse",
             ErrorCode::UserErrorLockTimeout => "UserErrorLockTimeout",
             ErrorCode::UserErrorRowLevelSecurity => "UserErrorRowLevelSecurity",
-            ErrorCode::UserErrorTlsUnsupported => "UserErrorTlsUnsupported",
+            ErrorCode::UserErrorInvalidConnectionSettings => "UserErrorInvalidConnectionSettings",
             ErrorCode::UserErrorServerVersionUnsupported => "UserErrorServerVersionUnsupported",
             ErrorCode::UserErrorSelectionInvalid => "UserErrorSelectionInvalid",
             ErrorCode::UserErrorDestinationNotWritable => "UserErrorDestinationNotWritable",
@@ -83,8 +83,8 @@ impl ErrorCode {
             ErrorCode::UserErrorRowLevelSecurity => {
                 "Grant the backup user BYPASSRLS (or make it the table owner) so no row is hidden by a policy."
             }
-            ErrorCode::UserErrorTlsUnsupported => {
-                "Use sslmode=disable or prefer, or reach the server through an agent on a private network."
+            ErrorCode::UserErrorInvalidConnectionSettings => {
+                "Correct the connection settings (sslmode, root certificate file on the worker) and put a new version of the secret."
             }
             ErrorCode::UserErrorServerVersionUnsupported => {
                 "Upgrade the PostgreSQL client tools on the worker to the server's major version or newer."

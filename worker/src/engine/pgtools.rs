@@ -80,10 +80,42 @@ pub(crate) fn command(bin_dir: &Path, tool: &str, target: &PgTarget, database: &
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if !target.ssl_mode.is_empty() {
+    if target.trust_server_certificate {
+        // Encrypt without checking the certificate, as the engine's own connections do.
+        command.env("PGSSLMODE", "require");
+    } else if !target.ssl_mode.is_empty() {
         command.env("PGSSLMODE", &target.ssl_mode);
     }
+    if let Some(roots) = root_certificates(target) {
+        command.env("PGSSLROOTCERT", roots);
+    }
     command
+}
+
+/// System root certificate bundles, for libpq (which, before PostgreSQL 16,
+/// reads only `~/.postgresql/root.crt` unless told a file).
+const SYSTEM_ROOTS: [&str; 3] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// The root certificates libpq should verify against: the target's file,
+/// or for `verify-ca`/`verify-full` without one, the system's bundle (as the
+/// engine's own connections use the system's roots).
+fn root_certificates(target: &PgTarget) -> Option<std::path::PathBuf> {
+    if let Some(file) = &target.ssl_root_cert {
+        return Some(file.clone());
+    }
+    let verifies = super::connect::ssl_mode(target).is_ok_and(|m| m.verifies());
+    if !verifies || target.trust_server_certificate {
+        return None;
+    }
+    SYSTEM_ROOTS
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .map(Path::to_path_buf)
 }
 
 /// Spawns `command`, mapping a missing binary to `PgToolNotFound`.

@@ -21,6 +21,12 @@ pub struct PgTarget {
     pub password: String,
     /// libpq sslmode; `""` means `prefer`.
     pub ssl_mode: String,
+    /// ADO.NET "Trust Server Certificate": TLS without checking the
+    /// certificate (only with modes that do not verify).
+    pub trust_server_certificate: bool,
+    /// PEM file of root certificates (on the worker) for `verify-ca` and
+    /// `verify-full`; `None`: the system's roots.
+    pub ssl_root_cert: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -32,6 +38,8 @@ impl std::fmt::Debug for PgTarget {
             .field("user", &self.user)
             .field("password", &"<redacted>")
             .field("ssl_mode", &self.ssl_mode)
+            .field("trust_server_certificate", &self.trust_server_certificate)
+            .field("ssl_root_cert", &self.ssl_root_cert)
             .finish()
     }
 }

@@ -205,6 +205,9 @@ fn pg_target(spec: Option<ConnectionSpec>) -> Result<PgTarget, EngineError> {
         user: spec.user,
         password: spec.password,
         ssl_mode: spec.ssl_mode,
+        trust_server_certificate: spec.trust_server_certificate,
+        ssl_root_cert: (!spec.ssl_root_cert.is_empty())
+            .then(|| std::path::PathBuf::from(spec.ssl_root_cert)),
     })
 }
 

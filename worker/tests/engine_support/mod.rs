@@ -104,6 +104,8 @@ pub fn target(cluster: &TempCluster, database: &str) -> PgTarget {
         user: cluster.user().to_string(),
         password: cluster.password().to_string(),
         ssl_mode: String::new(),
+        trust_server_certificate: false,
+        ssl_root_cert: None,
     }
 }
 

@@ -1,0 +1,159 @@
+//! The engine over TLS against a server that refuses the backup role
+//! without it: `verify-full` with the server's CA backs up (the engine's own
+//! connections and pg_dump alike), `require` restores (pg_restore too), and a
+//! wrong CA, an unreadable root certificate file or no TLS at all fail with
+//! the code and message a user can act on — never showing the password.
+
+mod engine_support;
+
+use std::path::{Path, PathBuf};
+
+use engine_support::*;
+use pgvault_localpg::TempCluster;
+use pgvault_worker::engine::{ErrorCode, PgTarget, backup, restore_database};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use tokio_util::sync::CancellationToken;
+
+const TLS_ROLE: &str = "tls_backup";
+const TLS_PASSWORD: &str = "tls-Secret-pw";
+
+/// A CA (its PEM written to `dir/<name>-ca.pem`) and, when `server` is set,
+/// a certificate for 127.0.0.1 signed by it: (certificate PEM, key PEM).
+fn authority(dir: &Path, name: &str) -> (PathBuf, String, String) {
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("pgvault {name} CA"));
+    let ca = ca.self_signed(&ca_key).expect("CA certificate");
+    let key = KeyPair::generate().expect("server key");
+    let mut server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("server params");
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "pgvault test server");
+    let server = server
+        .signed_by(&key, &ca, &ca_key)
+        .expect("server certificate");
+    let ca_file = dir.join(format!("{name}-ca.pem"));
+    std::fs::write(&ca_file, ca.pem()).expect("write CA");
+    (ca_file, server.pem(), key.serialize_pem())
+}
+
+fn tls_target(cluster: &TempCluster, database: &str, mode: &str, roots: Option<&Path>) -> PgTarget {
+    PgTarget {
+        user: TLS_ROLE.into(),
+        password: TLS_PASSWORD.into(),
+        ssl_mode: mode.into(),
+        ssl_root_cert: roots.map(Path::to_path_buf),
+        ..target(cluster, database)
+    }
+}
+
+async fn backup_error(
+    target: &PgTarget,
+    store: &pgvault_datastore::Datastore,
+    opts: &pgvault_worker::engine::EngineOptions,
+) -> pgvault_worker::engine::EngineError {
+    let e = backup(
+        target,
+        store,
+        "refused",
+        opts,
+        recorder(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("backup must fail");
+    assert!(!e.message.contains(TLS_PASSWORD), "{e}");
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_and_restores_run_over_verified_tls_and_bad_tls_settings_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, certificate, key) = authority(dir.path(), "server");
+    let (other_ca, _, _) = authority(dir.path(), "other");
+    let cluster = TempCluster::start_with_tls("engine pw", &certificate, &key, &[TLS_ROLE]).expect(
+        "start a private PostgreSQL with TLS (needs initdb/pg_ctl, e.g. apt install postgresql-15)",
+    );
+    let admin = cluster.connect("postgres").await.unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {TLS_ROLE} LOGIN SUPERUSER PASSWORD '{TLS_PASSWORD}'"
+        ))
+        .await
+        .unwrap();
+    create_database(&cluster, "Shop DB").await;
+    cluster
+        .connect("Shop DB")
+        .await
+        .unwrap()
+        .batch_execute(MIXED_FIXTURE)
+        .await
+        .unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = datastore(&store_dir);
+    let opts = options(&cluster);
+
+    // The server refuses the role without TLS: proof that what succeeds below used it.
+    let e = backup_error(
+        &tls_target(&cluster, "Shop DB", "disable", None),
+        &store,
+        &opts,
+    )
+    .await;
+    assert_eq!(e.code, ErrorCode::UserErrorDBUserAuthFailed, "{e}");
+
+    let summary = backup(
+        &tls_target(&cluster, "Shop DB", "verify-full", Some(&ca)),
+        &store,
+        "rp",
+        &opts,
+        recorder(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("backup over verify-full");
+    restore_database(
+        &tls_target(&cluster, "Shop copy", "require", None),
+        &store,
+        "rp",
+        Some(&summary.manifest_sha256),
+        &opts,
+        recorder(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("restore over require");
+    assert_eq!(
+        schema_text(&cluster, "Shop DB"),
+        schema_text(&cluster, "Shop copy")
+    );
+    assert_eq!(
+        data_fingerprint(&cluster, "Shop DB").await,
+        data_fingerprint(&cluster, "Shop copy").await
+    );
+
+    // A certificate from another CA is refused, saying so.
+    let e = backup_error(
+        &tls_target(&cluster, "Shop DB", "verify-full", Some(&other_ca)),
+        &store,
+        &opts,
+    )
+    .await;
+    assert_eq!(e.code, ErrorCode::UserErrorServerConnectionClosed, "{e}");
+    assert!(e.message.to_lowercase().contains("certificate"), "{e}");
+
+    // A root certificate file the worker cannot read names the file.
+    let missing = dir.path().join("no-such-ca.pem");
+    let e = backup_error(
+        &tls_target(&cluster, "Shop DB", "verify-ca", Some(&missing)),
+        &store,
+        &opts,
+    )
+    .await;
+    assert_eq!(e.code, ErrorCode::UserErrorInvalidConnectionSettings, "{e}");
+    assert!(e.message.contains("no-such-ca.pem"), "{e}");
+    assert!(e.code.recommended_action().contains("root certificate"));
+}
