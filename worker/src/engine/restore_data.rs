@@ -32,9 +32,15 @@ pub(crate) struct LoadJob {
     pub size: u64,
 }
 
+/// Below this many raw bytes a table is loaded without `TRUNCATE` + `COPY
+/// FREEZE`: the truncate (a new file set) costs more than the later hint-bit
+/// writes it saves on a table this small, and databases have thousands.
+const FREEZE_MIN_BYTES: u64 = 1024 * 1024;
+
 /// Load jobs, largest first. A table is loaded whole by one connection
-/// (with `COPY FREEZE` when `superuser`) unless it is larger than a
-/// connection's fair share of the data: then its chunks load in parallel.
+/// (with `COPY FREEZE` when `superuser` and it is not tiny) unless it is
+/// larger than a connection's fair share of the data: then its chunks load
+/// in parallel.
 pub(crate) fn plan(manifest: &Manifest, superuser: bool, connections: usize) -> Vec<LoadJob> {
     let total: u64 = manifest
         .tables
@@ -51,7 +57,7 @@ pub(crate) fn plan(manifest: &Manifest, superuser: bool, connections: usize) -> 
             jobs.push(LoadJob {
                 table: shared,
                 chunks: table.chunks.clone(),
-                freeze: superuser,
+                freeze: superuser && table_size >= FREEZE_MIN_BYTES,
                 size: table_size,
             });
         } else {
@@ -222,7 +228,7 @@ mod tests {
     }
 
     #[test]
-    fn big_tables_spread_small_ones_load_whole_and_frozen() {
+    fn big_tables_spread_small_ones_load_whole_and_frozen_unless_tiny() {
         let json = serde_json::json!({
             "format_version": 1, "tool": "pgvault", "tool_version": "0", "server_version": "15",
             "server_version_num": 150000, "snapshot_time": "2024-01-01T00:00:00Z", "database": "d",
@@ -231,7 +237,13 @@ mod tests {
             "roles": [], "tables": [], "sequences": [], "materialized_views": [], "large_objects": null
         });
         let mut manifest: Manifest = serde_json::from_value(json).unwrap();
-        manifest.tables = vec![table(1, &[60, 60, 60]), table(2, &[20, 20]), table(3, &[5])];
+        const MB: u64 = 1024 * 1024;
+        manifest.tables = vec![
+            table(1, &[60 * MB, 60 * MB, 60 * MB]),
+            table(2, &[20 * MB, 20 * MB]),
+            table(3, &[5 * MB]),
+            table(4, &[3000]),
+        ];
         let jobs = plan(&manifest, true, 2);
         let shape: Vec<(u32, usize, bool, u64)> = jobs
             .iter()
@@ -240,11 +252,12 @@ mod tests {
         assert_eq!(
             shape,
             vec![
-                (1, 1, false, 60),
-                (1, 1, false, 60),
-                (1, 1, false, 60),
-                (2, 2, true, 40),
-                (3, 1, true, 5)
+                (1, 1, false, 60 * MB),
+                (1, 1, false, 60 * MB),
+                (1, 1, false, 60 * MB),
+                (2, 2, true, 40 * MB),
+                (3, 1, true, 5 * MB),
+                (4, 1, false, 3000)
             ]
         );
         assert!(plan(&manifest, false, 8).iter().all(|j| !j.freeze));

@@ -2,8 +2,10 @@
 //! (largest first), each main-pass post-data entry as soon as the tables it
 //! touches are loaded and the entries it depends on are done, and `ANALYZE`
 //! of each table once its data and entries are in. Index builds so overlap
-//! with the loading of other tables instead of waiting for all data. The
-//! first failure stops the pool.
+//! with the loading of other tables instead of waiting for all data. An
+//! entry whose table lock would conflict with a running entry's waits in the
+//! plan, not on a connection (which meanwhile loads or builds something
+//! else). The first failure stops the pool.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -51,6 +53,23 @@ struct Plan {
     names: HashMap<u32, String>,
     analyze: VecDeque<String>,
     running: usize,
+    /// Table locks of the running entries, so a connection never sits
+    /// waiting for another's lock (as `pg_restore -j` avoids it too).
+    locks: HashMap<u32, TableLock>,
+}
+
+/// Locks running entries hold on one table: index builds share (SHARE
+/// lock), anything else (`ALTER TABLE … ADD CONSTRAINT`, triggers, rules:
+/// SHARE ROW EXCLUSIVE or stronger) conflicts with every other entry.
+#[derive(Default)]
+struct TableLock {
+    shared: usize,
+    exclusive: bool,
+}
+
+/// Whether an entry takes only the lock `CREATE INDEX` takes.
+fn shares_lock(entry: &PostEntry) -> bool {
+    entry.label.starts_with("INDEX ") && !entry.label.starts_with("INDEX ATTACH ")
 }
 
 impl Plan {
@@ -98,6 +117,7 @@ impl Plan {
                 .collect(),
             analyze: VecDeque::new(),
             running: 0,
+            locks: HashMap::new(),
         };
         // Tables without data jobs (empty ones) are loaded already.
         let oids: Vec<u32> = manifest.tables.iter().map(|t| t.oid).collect();
@@ -124,6 +144,34 @@ impl Plan {
             })
     }
 
+    /// No running entry holds a lock this one would wait for.
+    fn lockable(&self, entry: &PostEntry) -> bool {
+        let Wait::Tables(tables) = &entry.wait else {
+            return true;
+        };
+        let shared = shares_lock(entry);
+        tables.iter().all(|oid| {
+            self.locks
+                .get(oid)
+                .is_none_or(|l| !l.exclusive && (shared || l.shared == 0))
+        })
+    }
+
+    fn lock(&mut self, entry: &PostEntry, take: bool) {
+        let Wait::Tables(tables) = &entry.wait else {
+            return;
+        };
+        let shared = shares_lock(entry);
+        for oid in tables {
+            let lock = self.locks.entry(*oid).or_default();
+            match (shared, take) {
+                (true, true) => lock.shared += 1,
+                (true, false) => lock.shared = lock.shared.saturating_sub(1),
+                (false, held) => lock.exclusive = held,
+            }
+        }
+    }
+
     fn weight(&self, entry: &PostEntry) -> u64 {
         match &entry.wait {
             Wait::AllData => 0,
@@ -140,7 +188,7 @@ impl Plan {
     fn next(&mut self) -> Option<Task> {
         let mut best: Option<(u64, usize)> = None;
         for (i, entry) in self.entries.iter().enumerate() {
-            if self.status[i] != Status::Pending || !self.ready(entry) {
+            if self.status[i] != Status::Pending || !self.ready(entry) || !self.lockable(entry) {
                 continue;
             }
             let weight = self.weight(entry);
@@ -150,7 +198,9 @@ impl Plan {
         }
         let task = if let Some((_, i)) = best {
             self.status[i] = Status::Running;
-            Task::Post(self.entries[i].clone())
+            let entry = self.entries[i].clone();
+            self.lock(&entry, true);
+            Task::Post(entry)
         } else if let Some(job) = self.data.pop_front() {
             Task::Data(job)
         } else if let Some(name) = self.analyze.pop_front() {
@@ -174,6 +224,7 @@ impl Plan {
                 self.maybe_analyze(oid);
             }
             Task::Post(entry) => {
+                self.lock(entry, false);
                 if let Some(i) = self.index.get(&entry.dump_id) {
                     self.status[*i] = Status::Done;
                 }
@@ -517,6 +568,51 @@ mod tests {
         order_until_stuck(&mut plan);
         let stuck = plan.stuck().expect("stuck");
         assert!(stuck.contains("e10") && stuck.contains("e11"), "{stuck}");
+    }
+
+    #[test]
+    fn entries_whose_table_lock_would_wait_are_held_back_while_index_builds_share() {
+        // t1 loaded at once (empty); its key (exclusive) and two index
+        // builds (shared) are ready together; t2 has data.
+        let manifest = manifest(&[(1, 0), (2, 10)]);
+        let mut key = entry(10, Pass::Main, Wait::Tables(vec![1]), &[]);
+        key.label = "CONSTRAINT t1_pkey".into();
+        let mut first = entry(11, Pass::Main, Wait::Tables(vec![1]), &[]);
+        first.label = "INDEX t1_a".into();
+        let mut second = entry(12, Pass::Main, Wait::Tables(vec![1]), &[]);
+        second.label = "INDEX t1_b".into();
+        let post = PostData {
+            preamble: String::new(),
+            entries: vec![key, first, second],
+        };
+        let mut plan = Plan::new(vec![job(&manifest.tables[1])], &post, &manifest);
+        let label = |t: &Task| match t {
+            Task::Data(j) => format!("data t{}", j.table.oid),
+            Task::Post(e) => e.label.clone(),
+            Task::Analyze(n) => format!("analyze {n}"),
+        };
+        // Three connections asking at once: the key takes t1, so the index
+        // builds wait in the plan and the others get other work.
+        let a = plan.next().unwrap();
+        let b = plan.next().unwrap();
+        assert_eq!(
+            (label(&a), label(&b)),
+            ("CONSTRAINT t1_pkey".into(), "data t2".into())
+        );
+        assert!(plan.next().is_none(), "nothing else may start on t1");
+        plan.finished(&a);
+        // Both index builds run side by side.
+        let c = plan.next().unwrap();
+        let d = plan.next().unwrap();
+        assert_eq!(
+            (label(&c), label(&d)),
+            ("INDEX t1_a".into(), "INDEX t1_b".into())
+        );
+        plan.finished(&b);
+        plan.finished(&c);
+        plan.finished(&d);
+        order_until_stuck(&mut plan);
+        assert!(plan.all_done());
     }
 
     fn order_until_stuck(plan: &mut Plan) {
