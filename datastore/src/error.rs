@@ -23,6 +23,14 @@ pub enum DatastoreError {
     /// The directory, bucket or container could not be created or reached.
     #[error("cannot create datastore {url}: {reason}")]
     Create { url: String, reason: String },
+
+    /// Written objects could not be made durable (flushed to disk).
+    #[error("cannot flush datastore {url} to disk: {source}")]
+    Flush {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl DatastoreError {

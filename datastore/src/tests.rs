@@ -137,3 +137,19 @@ async fn file_datastore_creates_directory_and_round_trips_objects() {
     assert!(root.join("vault/inst/point/manifest.json").is_file());
     assert_eq!(ds.redacted_url(), format!("file://{}", root.display()));
 }
+
+#[tokio::test]
+async fn flushing_a_local_datastore_syncs_it_and_names_a_missing_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("standard");
+    let ds = Datastore::open(&format!("file://{}", root.display())).unwrap();
+    ds.ensure_exists().await.unwrap();
+    ds.object_store()
+        .put(&ds.path("a/b"), PutPayload::from_static(b"x"))
+        .await
+        .unwrap();
+    ds.flush().await.expect("flush");
+    let gone = Datastore::open(&format!("file://{}/missing", root.display())).unwrap();
+    let e = gone.flush().await.expect_err("nothing to flush");
+    assert!(e.to_string().contains("missing"), "{e}");
+}

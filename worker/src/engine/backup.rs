@@ -23,7 +23,7 @@ use super::large_objects;
 use super::manifest::{
     FORMAT_VERSION, MANIFEST_FILE, Manifest, ObjectEntry, SCHEMA_FILE, TableEntry,
 };
-use super::objects::{ObjectWriter, put_small};
+use super::objects::{self, ObjectWriter, put_small};
 use super::pgtools;
 use super::progress::Tracker;
 use super::types::{BackupSummary, EngineOptions, PgTarget, ProgressSink};
@@ -184,7 +184,12 @@ async fn run(
     let json = manifest.to_json()?;
     let manifest_sha256 = hex::encode(Sha256::digest(&json));
     let manifest_size = json.len() as u64;
+    // Every object durable before the manifest names them, and the manifest
+    // durable before the point is reported: a crash never leaves a manifest
+    // pointing at lost data, nor a Completed backup without its manifest.
+    objects::flush(store).await?;
     put_small(store, prefix, MANIFEST_FILE, json).await?;
+    objects::flush(store).await?;
     tracker.phase("done");
 
     let chunk_entries = manifest

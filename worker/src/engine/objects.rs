@@ -263,6 +263,23 @@ impl ChunkReader {
     }
 }
 
+/// Makes everything written to `store` so far durable ([`Datastore::flush`]).
+pub(crate) async fn flush(store: &Datastore) -> Result<(), EngineError> {
+    store.flush().await.map_err(|e| {
+        let full = matches!(
+            &e,
+            pgvault_datastore::DatastoreError::Flush { source, .. }
+                if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+        );
+        let code = if full {
+            ErrorCode::DatastoreFull
+        } else {
+            ErrorCode::DatastoreWriteFailed
+        };
+        EngineError::new(code, e.to_string())
+    })
+}
+
 /// Writes a small object in one put; returns its entry.
 pub(crate) async fn put_small(
     store: &Datastore,

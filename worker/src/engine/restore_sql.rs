@@ -22,7 +22,7 @@ use super::error::{EngineError, ErrorCode};
 use super::ident::{dollar_quote, qualified, quote_ident, quote_literal};
 use super::large_objects::RecordParser;
 use super::manifest::{ChunkEntry, LargeObjects, Manifest, TableEntry};
-use super::objects::{ChunkReader, ObjectWriter};
+use super::objects::{self, ChunkReader, ObjectWriter};
 use super::pgtools;
 use super::progress::Tracker;
 use super::recovery_point::{self, OpenedPoint};
@@ -73,6 +73,7 @@ pub async fn restore_as_sql(
         }
     };
     let entry = out.finish().await?;
+    objects::flush(output).await?;
     tracker.phase("done");
     tracing::info!(output = %output_path, rows, size = entry.size, "restore as sql completed");
     Ok(RestoreSummary {

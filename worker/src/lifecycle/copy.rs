@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::Moved;
 use crate::engine::error::store_error;
 use crate::engine::manifest::{MANIFEST_FILE, ObjectEntry};
-use crate::engine::objects::{ObjectWriter, get_small, object_path, put_small};
+use crate::engine::objects::{ObjectWriter, flush, get_small, object_path, put_small};
 use crate::engine::{EngineError, EngineOptions, ErrorCode, Manifest, Progress, ProgressSink};
 
 /// Every object a manifest references, schema archive first.
@@ -120,6 +120,9 @@ pub async fn copy_point(
             phase: "copying".to_string(),
         });
     }
+    // The copies durable before the manifest names them, and all of it
+    // durable before the caller deletes the source.
+    flush(destination).await?;
     let written = put_small(
         destination,
         destination_prefix,
@@ -127,6 +130,7 @@ pub async fn copy_point(
         manifest_bytes.to_vec(),
     )
     .await?;
+    flush(destination).await?;
     let (_, read_back) = get_small(destination, destination_prefix, MANIFEST_FILE).await?;
     if read_back != written.sha256 {
         return Err(EngineError::new(
