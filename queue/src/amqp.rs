@@ -3,8 +3,10 @@
 //! Tasks go to one durable quorum queue with publisher confirms and
 //! persistent messages. Consumers use manual acks and prefetch 1. Messages
 //! that are rejected, or redelivered more than [`DELIVERY_LIMIT`] times, are
-//! dead-lettered to `<queue>.dead`. Both sides reconnect after a broker
-//! restart; the coordinator's outbox re-publishes anything unconfirmed.
+//! dead-lettered to `<queue>.dead`, which an [`AmqpDeadLetterSource`] drains
+//! (reading why each died from RabbitMQ's `x-death` headers). All sides
+//! reconnect after a broker restart; the coordinator's outbox re-publishes
+//! anything unconfirmed.
 
 use std::time::Duration;
 
@@ -19,10 +21,16 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
-use crate::{Acker, Delivery, QueueError, TaskConsumer, TaskPublisher};
+use crate::{
+    Acker, DeadLetter, DeadLetterReason, DeadLetterSource, Delivery, QueueError, TaskConsumer,
+    TaskPublisher,
+};
 
 /// Deliveries of one message before RabbitMQ dead-letters it.
 pub const DELIVERY_LIMIT: i64 = 20;
+
+/// Dead letters a drain holds unacked at once.
+const DEAD_LETTER_PREFETCH: u16 = 16;
 
 /// Connection settings for one task queue on one broker.
 #[derive(Clone)]
@@ -69,9 +77,23 @@ impl AmqpQueue {
     pub fn consumer(&self, tag: &str) -> AmqpConsumer {
         AmqpConsumer {
             queue: self.clone(),
+            source: self.queue.clone(),
+            prefetch: 1,
             tag: tag.to_string(),
             state: None,
         }
+    }
+
+    /// Drains `<queue>.dead` with its own connection, reconnecting like
+    /// [`AmqpQueue::consumer`].
+    pub fn dead_letter_source(&self, tag: &str) -> AmqpDeadLetterSource {
+        AmqpDeadLetterSource(AmqpConsumer {
+            queue: self.clone(),
+            source: self.dead_letter_queue(),
+            prefetch: DEAD_LETTER_PREFETCH,
+            tag: tag.to_string(),
+            state: None,
+        })
     }
 
     /// Messages waiting in the dead-letter queue.
@@ -187,6 +209,9 @@ impl TaskPublisher for AmqpPublisher {
 /// Consumes with manual acks and prefetch 1, reconnecting with backoff.
 pub struct AmqpConsumer {
     queue: AmqpQueue,
+    /// The queue consumed: the task queue, or its dead-letter queue.
+    source: String,
+    prefetch: u16,
     tag: String,
     state: Option<(Connection, lapin::Consumer)>,
 }
@@ -194,10 +219,12 @@ pub struct AmqpConsumer {
 impl AmqpConsumer {
     async fn open(&self) -> Result<(Connection, lapin::Consumer), QueueError> {
         let (connection, channel) = self.queue.open_channel().await?;
-        channel.basic_qos(1, BasicQosOptions::default()).await?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await?;
         let consumer = channel
             .basic_consume(
-                &self.queue.queue,
+                &self.source,
                 &self.tag,
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -210,6 +237,18 @@ impl AmqpConsumer {
 #[async_trait]
 impl TaskConsumer for AmqpConsumer {
     async fn next(&mut self) -> Result<Delivery, QueueError> {
+        let delivery = self.next_delivery().await?;
+        Ok(Delivery::new(
+            delivery.data,
+            delivery.redelivered,
+            Box::new(LapinAcker(delivery.acker)),
+        ))
+    }
+}
+
+impl AmqpConsumer {
+    /// The next message of `source`, (re)connecting until there is one.
+    async fn next_delivery(&mut self) -> Result<lapin::message::Delivery, QueueError> {
         let mut backoff = Duration::from_millis(500);
         loop {
             if self.state.is_none() {
@@ -230,13 +269,7 @@ impl TaskConsumer for AmqpConsumer {
                 continue;
             };
             match consumer.next().await {
-                Some(Ok(delivery)) => {
-                    return Ok(Delivery::new(
-                        delivery.data,
-                        delivery.redelivered,
-                        Box::new(LapinAcker(delivery.acker)),
-                    ));
-                }
+                Some(Ok(delivery)) => return Ok(delivery),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "task queue connection lost; reconnecting");
                     self.state = None;
@@ -247,6 +280,102 @@ impl TaskConsumer for AmqpConsumer {
                 }
             }
         }
+    }
+}
+
+/// Drains the dead-letter queue `<queue>.dead` (see [`AmqpQueue::dead_letter_source`]).
+pub struct AmqpDeadLetterSource(AmqpConsumer);
+
+#[async_trait]
+impl DeadLetterSource for AmqpDeadLetterSource {
+    async fn next(&mut self) -> Result<DeadLetter, QueueError> {
+        let delivery = self.0.next_delivery().await?;
+        let death = Death::read(delivery.properties.headers().as_ref());
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string());
+        Ok(DeadLetter {
+            delivery: Delivery::new(
+                delivery.data,
+                delivery.redelivered,
+                Box::new(LapinAcker(delivery.acker)),
+            ),
+            message_id,
+            queue: death.queue.unwrap_or_else(|| self.0.queue.queue.clone()),
+            reason: death.reason,
+            delivery_count: death.delivery_count,
+        })
+    }
+}
+
+/// What RabbitMQ's dead-lettering headers say about a message.
+#[derive(Debug, PartialEq)]
+struct Death {
+    reason: DeadLetterReason,
+    queue: Option<String>,
+    delivery_count: Option<u32>,
+}
+
+impl Death {
+    /// Reads `x-first-death-reason` / `x-first-death-queue`, falling back to
+    /// the first `x-death` entry, and the quorum queue's `x-delivery-count`
+    /// (redeliveries before death; the first delivery is not counted).
+    fn read(headers: Option<&FieldTable>) -> Death {
+        let Some(headers) = headers.map(FieldTable::inner) else {
+            return Death {
+                reason: DeadLetterReason::Unknown,
+                queue: None,
+                delivery_count: None,
+            };
+        };
+        let first_death = headers
+            .get("x-death")
+            .and_then(AMQPValue::as_array)
+            .and_then(|deaths| deaths.as_slice().first())
+            .and_then(AMQPValue::as_field_table)
+            .map(FieldTable::inner);
+        let text = |key: &str, fallback: &str| {
+            headers
+                .get(key)
+                .or_else(|| first_death.and_then(|d| d.get(fallback)))
+                .and_then(value_text)
+        };
+        let reason = text("x-first-death-reason", "reason")
+            .map(|r| DeadLetterReason::from_broker(&r))
+            .unwrap_or(DeadLetterReason::Unknown);
+        let delivery_count = headers
+            .get("x-delivery-count")
+            .and_then(value_integer)
+            .and_then(|n| u32::try_from(n).ok())
+            .map(|redeliveries| redeliveries.saturating_add(1));
+        Death {
+            reason,
+            queue: text("x-first-death-queue", "queue"),
+            delivery_count,
+        }
+    }
+}
+
+fn value_text(value: &AMQPValue) -> Option<String> {
+    match value {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
+fn value_integer(value: &AMQPValue) -> Option<i64> {
+    match value {
+        AMQPValue::ShortShortInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortShortUInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortUInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongUInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongLongInt(n) => Some(*n),
+        _ => None,
     }
 }
 
@@ -304,6 +433,56 @@ mod tests {
         );
         assert_eq!(redact_url("amqp://127.0.0.1:5672"), "amqp://127.0.0.1:5672");
         assert_eq!(redact_url("not a url"), "<unparseable AMQP URL>");
+    }
+
+    fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
+        let mut table = FieldTable::default();
+        for (key, value) in entries {
+            table.insert((*key).into(), value.clone());
+        }
+        table
+    }
+
+    #[test]
+    fn death_headers_give_reason_queue_and_delivery_count() {
+        let limit = table(&[
+            (
+                "x-first-death-reason",
+                AMQPValue::LongString("delivery_limit".into()),
+            ),
+            (
+                "x-first-death-queue",
+                AMQPValue::LongString("pgvault.tasks".into()),
+            ),
+            ("x-delivery-count", AMQPValue::LongLongInt(20)),
+        ]);
+        assert_eq!(
+            Death::read(Some(&limit)),
+            Death {
+                reason: DeadLetterReason::DeliveryLimit,
+                queue: Some("pgvault.tasks".into()),
+                delivery_count: Some(21),
+            }
+        );
+        // Older brokers: only the x-death array.
+        let entry = table(&[
+            ("reason", AMQPValue::LongString("rejected".into())),
+            ("queue", AMQPValue::LongString("pgvault.tasks".into())),
+            ("count", AMQPValue::LongLongInt(1)),
+        ]);
+        let rejected = table(&[(
+            "x-death",
+            AMQPValue::FieldArray(vec![AMQPValue::FieldTable(entry)].into()),
+        )]);
+        assert_eq!(
+            Death::read(Some(&rejected)),
+            Death {
+                reason: DeadLetterReason::Rejected,
+                queue: Some("pgvault.tasks".into()),
+                delivery_count: None,
+            }
+        );
+        assert_eq!(Death::read(None).reason, DeadLetterReason::Unknown);
     }
 
     #[tokio::test]

@@ -4,16 +4,22 @@
 //! `pgvault up`) and [`amqp`] (RabbitMQ via lapin, for clusters). Callers hold
 //! `Arc<dyn TaskPublisher>` / `Box<dyn TaskConsumer>` and never know which.
 //!
+//! Messages consumers reject, or that exceed the delivery limit, go to a
+//! dead-letter queue; a [`DeadLetterSource`] drains it (the coordinator
+//! records each dead letter, then acks it).
+//!
 //! Delivery is at-least-once: a task may arrive twice, so consumers make the
 //! claim (not the message) the unit of ownership and drop duplicates.
 
 pub mod amqp;
+mod dead_letter;
 mod delivery;
 mod error;
 pub mod memory;
 
 use async_trait::async_trait;
 
+pub use dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSource};
 pub use delivery::{Acker, Delivery};
 pub use error::QueueError;
 

@@ -2,18 +2,54 @@
 //!
 //! Messages live in memory only ([`TaskPublisher::is_durable`] is false); the
 //! coordinator's outbox and reaper re-publish queued work after a restart.
+//! Rejected messages wait in an in-memory dead-letter queue until a
+//! [`DeadLetterSource`] takes them (there is no delivery limit here).
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use tokio::sync::Notify;
 
-use crate::{Acker, Delivery, QueueError, TaskConsumer, TaskPublisher};
+use crate::{
+    Acker, DeadLetter, DeadLetterReason, DeadLetterSource, Delivery, QueueError, TaskConsumer,
+    TaskPublisher,
+};
+
+/// The name dead letters of the in-process queue report as their queue.
+pub const QUEUE_NAME: &str = "in-process";
 
 /// A message the in-process queue holds.
 #[derive(Clone)]
 struct Message {
+    message_id: String,
     payload: Vec<u8>,
     redelivered: bool,
+}
+
+/// Rejected messages not yet taken by a [`DeadLetterSource`].
+#[derive(Default)]
+struct DeadLetters {
+    waiting: Mutex<VecDeque<Message>>,
+    /// Wakes a waiting source when a message arrives.
+    arrived: Notify,
+}
+
+impl DeadLetters {
+    fn push(&self, message: Message, front: bool) {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            if front {
+                waiting.push_front(message);
+            } else {
+                waiting.push_back(message);
+            }
+        }
+        self.arrived.notify_one();
+    }
+
+    fn pop(&self) -> Option<Message> {
+        self.waiting.lock().ok()?.pop_front()
+    }
 }
 
 /// The queue: clone it freely; publishers and consumers share one channel.
@@ -21,8 +57,8 @@ struct Message {
 pub struct InProcessQueue {
     sender: async_channel::Sender<Message>,
     receiver: async_channel::Receiver<Message>,
-    /// Rejected messages, kept for inspection (the dead-letter queue).
-    dead: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Rejected messages (the dead-letter queue).
+    dead: Arc<DeadLetters>,
 }
 
 impl Default for InProcessQueue {
@@ -51,9 +87,18 @@ impl InProcessQueue {
         Box::new(self.clone())
     }
 
-    /// Payloads that consumers rejected.
+    /// A source draining the dead-letter queue; several may run at once.
+    pub fn dead_letter_source(&self) -> Box<dyn DeadLetterSource> {
+        Box::new(self.clone())
+    }
+
+    /// Payloads that consumers rejected and no dead-letter source took yet.
     pub fn dead_letters(&self) -> Vec<Vec<u8>> {
-        self.dead.lock().map(|d| d.clone()).unwrap_or_default()
+        self.dead
+            .waiting
+            .lock()
+            .map(|d| d.iter().map(|m| m.payload.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Messages waiting.
@@ -68,9 +113,10 @@ impl InProcessQueue {
 
 #[async_trait]
 impl TaskPublisher for InProcessQueue {
-    async fn publish(&self, _message_id: &str, payload: Vec<u8>) -> Result<(), QueueError> {
+    async fn publish(&self, message_id: &str, payload: Vec<u8>) -> Result<(), QueueError> {
         self.sender
             .send(Message {
+                message_id: message_id.to_string(),
                 payload,
                 redelivered: false,
             })
@@ -111,22 +157,66 @@ impl Acker for MemoryAcker {
     }
 
     async fn reject(&self) -> Result<(), QueueError> {
-        if let Ok(mut dead) = self.queue.dead.lock() {
-            dead.push(self.message.payload.clone());
-        }
+        self.queue.dead.push(self.message.clone(), false);
         Ok(())
     }
 
     async fn requeue(&self) -> Result<(), QueueError> {
         let message = Message {
-            payload: self.message.payload.clone(),
             redelivered: true,
+            ..self.message.clone()
         };
         self.queue
             .sender
             .send(message)
             .await
             .map_err(|_| QueueError::Closed)
+    }
+}
+
+#[async_trait]
+impl DeadLetterSource for InProcessQueue {
+    async fn next(&mut self) -> Result<DeadLetter, QueueError> {
+        loop {
+            // A notification sent between `pop` and `notified` is kept as a
+            // permit, so no arrival is missed.
+            if let Some(message) = self.dead.pop() {
+                let acker = DeadLetterAcker {
+                    dead: self.dead.clone(),
+                    message: message.clone(),
+                };
+                return Ok(DeadLetter {
+                    delivery: Delivery::new(message.payload, true, Box::new(acker)),
+                    message_id: (!message.message_id.is_empty()).then_some(message.message_id),
+                    queue: QUEUE_NAME.to_string(),
+                    reason: DeadLetterReason::Rejected,
+                    delivery_count: None,
+                });
+            }
+            self.dead.arrived.notified().await;
+        }
+    }
+}
+
+/// Settles a message taken from the in-process dead-letter queue.
+struct DeadLetterAcker {
+    dead: Arc<DeadLetters>,
+    message: Message,
+}
+
+#[async_trait]
+impl Acker for DeadLetterAcker {
+    async fn ack(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    async fn reject(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    async fn requeue(&self) -> Result<(), QueueError> {
+        self.dead.push(self.message.clone(), true);
+        Ok(())
     }
 }
 
@@ -181,5 +271,39 @@ mod tests {
             .unwrap();
         assert_eq!(queue.dead_letters(), vec![b"garbage".to_vec()]);
         assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn dead_letter_source_takes_rejected_messages_with_their_id() {
+        let queue = InProcessQueue::new();
+        let mut source = queue.dead_letter_source();
+        let waiting = tokio::spawn(async move {
+            let letter = source.next().await.unwrap();
+            (source, letter)
+        });
+        queue
+            .publisher()
+            .publish("job:1", b"bad".to_vec())
+            .await
+            .unwrap();
+        queue
+            .consumer()
+            .next()
+            .await
+            .unwrap()
+            .reject()
+            .await
+            .unwrap();
+        let (mut source, letter) = waiting.await.unwrap();
+        assert_eq!(letter.payload(), b"bad");
+        assert_eq!(letter.message_id.as_deref(), Some("job:1"));
+        assert_eq!(letter.reason, DeadLetterReason::Rejected);
+        assert_eq!(letter.queue, QUEUE_NAME);
+        assert!(queue.dead_letters().is_empty());
+        // Requeued (not recorded): it comes back; acked: it is gone.
+        letter.requeue().await.unwrap();
+        assert_eq!(queue.dead_letters(), vec![b"bad".to_vec()]);
+        source.next().await.unwrap().ack().await.unwrap();
+        assert!(queue.dead_letters().is_empty());
     }
 }
