@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/pgvault/v1/resources.proto",
         "proto/pgvault/v1/jobs.proto",
+        "proto/pgvault/v1/dead_letters.proto",
         "proto/pgvault/v1/service.proto",
         "proto/pgvault/v1/worker.proto",
     ];

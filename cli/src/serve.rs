@@ -109,7 +109,13 @@ pub async fn run_coordinator(
         settings.coordinator.database_url.clone(),
         master_key,
     );
-    let handle = Coordinator::start(config, Arc::new(queue.publisher())).await?;
+    let dead_letters = Box::new(queue.dead_letter_source("pgvault-coordinator-dead-letters"));
+    let handle = Coordinator::start_with_dead_letters(
+        config,
+        Arc::new(queue.publisher()),
+        Some(dead_letters),
+    )
+    .await?;
     tracing::info!(endpoint = %format!("http://{}", handle.local_addr()), broker = %queue.redacted_url(), "coordinator ready");
     eprintln!(
         "pgvault coordinator listening on http://{}",

@@ -16,7 +16,7 @@ use pgvault_coordinator::Coordinator;
 use pgvault_localpg::{ClusterOptions, LocalCluster};
 use pgvault_queue::amqp::AmqpQueue;
 use pgvault_queue::memory::InProcessQueue;
-use pgvault_queue::{TaskConsumer, TaskPublisher};
+use pgvault_queue::{DeadLetterSource, TaskConsumer, TaskPublisher};
 use pgvault_worker::runner;
 use rand::RngCore;
 use serde_json::json;
@@ -120,7 +120,12 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
     let mut config = coordinator_config(&settings, database_url, master_key);
     config.bootstrap_token = Some(token.clone());
     config.admin_token_file = None;
-    let coordinator = Coordinator::start(config, publisher).await?;
+    let dead_letters: Box<dyn DeadLetterSource> = match &amqp {
+        Some(q) => Box::new(q.dead_letter_source("pgvault-up-dead-letters")),
+        None => memory.dead_letter_source(),
+    };
+    let coordinator =
+        Coordinator::start_with_dead_letters(config, publisher, Some(dead_letters)).await?;
     let address = coordinator.local_addr();
     let endpoint = format!("http://{}", loopback_for(address));
 

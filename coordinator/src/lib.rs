@@ -25,7 +25,8 @@
 //! - [`auth`]: bearer tokens (hashed, constant-time compared); [`access`]: roles and the RPC → permission table.
 //! - [`store`]: the sqlx repositories, the only code that writes SQL.
 //! - [`api`]: one tonic service per resource; [`worker_api`]: claim/heartbeat/complete/fail.
-//! - [`dispatch`]: outbox → queue; [`reaper`]: expired leases → re-queue or fail.
+//! - [`dispatch`]: outbox → queue; [`reaper`]: expired leases → re-queue or fail;
+//!   [`dead_letters`]: the dead-letter queue → recorded dead letters.
 //! - [`leader`]: advisory-lock leadership; [`scheduler`]: policies → scheduled jobs,
 //!   exactly once per instance and slot; [`lifecycle`]: the sweeper (expired
 //!   points → tier move or delete jobs, exactly once per point and stage),
@@ -38,6 +39,7 @@ pub mod backoff;
 pub mod clock;
 pub mod collector;
 pub mod config;
+pub mod dead_letters;
 pub mod dispatch;
 pub mod error;
 pub mod leader;

@@ -166,6 +166,21 @@ pub fn job_name(job: Uuid) -> String {
     format!("jobs/{job}")
 }
 
+/// `deadLetters/{dead_letter}` → dead letter id.
+pub fn parse_dead_letter(field: &str, name: &str) -> Result<Uuid> {
+    let p = parse(
+        field,
+        name,
+        &["deadLetters", "*"],
+        "deadLetters/{dead_letter}",
+    )?;
+    uuid(field, p[0], "dead letter")
+}
+
+pub fn dead_letter_name(dead_letter: Uuid) -> String {
+    format!("deadLetters/{dead_letter}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +213,10 @@ mod tests {
             ("prod".into(), id, point)
         );
         assert_eq!(parse_job("name", &job_name(id)).unwrap(), id);
+        assert_eq!(
+            parse_dead_letter("name", &dead_letter_name(id)).unwrap(),
+            id
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Starting and stopping a coordinator: connect to the state database,
 //! migrate under an advisory lock, set up tokens, bind the listener, then run
 //! the tonic server (with reflection and health), the outbox dispatcher, the
-//! scheduler, the lifecycle sweeper and the lease reaper until shutdown.
+//! scheduler, the lifecycle sweeper, the lease reaper and (when given a
+//! dead-letter source) the dead-letter drain until shutdown.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -18,7 +19,7 @@ use pgvault_proto::v1::secret_service_server::SecretServiceServer;
 use pgvault_proto::v1::server_service_server::ServerServiceServer;
 use pgvault_proto::v1::vault_service_server::VaultServiceServer;
 use pgvault_proto::v1::worker_service_server::WorkerServiceServer;
-use pgvault_queue::TaskPublisher;
+use pgvault_queue::{DeadLetterSource, TaskPublisher};
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -64,6 +65,16 @@ impl Coordinator {
     pub async fn start(
         config: CoordinatorConfig,
         publisher: Arc<dyn TaskPublisher>,
+    ) -> Result<CoordinatorHandle> {
+        Self::start_with_dead_letters(config, publisher, None).await
+    }
+
+    /// [`Coordinator::start`], also draining the queue's dead letters into
+    /// the state database (`ListDeadLetters`) when `dead_letters` is given.
+    pub async fn start_with_dead_letters(
+        config: CoordinatorConfig,
+        publisher: Arc<dyn TaskPublisher>,
+        dead_letters: Option<Box<dyn DeadLetterSource>>,
     ) -> Result<CoordinatorHandle> {
         validate(&config)?;
         let pool = migrate::connect(&config.database_url, config.database_max_connections).await?;
@@ -192,7 +203,8 @@ impl Coordinator {
         let connect = PgConnectOptions::from_str(&config.database_url).map_err(|_| {
             CoordinatorError::invalid("database_url", "is not a valid postgresql:// URL")
         })?;
-        let background = vec![
+        let drain_store = store.clone();
+        let mut background = vec![
             tokio::spawn(scheduler::run(
                 store.clone(),
                 clock.clone(),
@@ -231,6 +243,13 @@ impl Coordinator {
                 cancel.clone(),
             )),
         ];
+        if let Some(source) = dead_letters {
+            background.push(tokio::spawn(crate::dead_letters::drain::run(
+                drain_store,
+                source,
+                cancel.clone(),
+            )));
+        }
         tracing::info!(address = %local_addr, tls = config.tls.is_some(), "coordinator listening");
         Ok(CoordinatorHandle {
             local_addr,

@@ -252,6 +252,16 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             })
             .await
             .map(drop),
+        Rpc::ListDeadLetters => jobs()
+            .list_dead_letters(pb::ListDeadLettersRequest::default())
+            .await
+            .map(drop),
+        Rpc::DeleteDeadLetter => jobs()
+            .delete_dead_letter(pb::DeleteDeadLetterRequest {
+                name: format!("deadLetters/{GHOST_JOB}"),
+            })
+            .await
+            .map(drop),
         Rpc::ClaimTask => workers()
             .claim_task(pb::ClaimTaskRequest {
                 job_id: GHOST_JOB.into(),

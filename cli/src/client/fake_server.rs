@@ -9,9 +9,11 @@ use std::process::ExitCode;
 use pgvault_proto::v1::job_service_server::{JobService, JobServiceServer};
 use pgvault_proto::v1::vault_service_server::{VaultService, VaultServiceServer};
 use pgvault_proto::v1::{
-    CancelJobRequest, CreateVaultRequest, DeleteVaultRequest, DeleteVaultResponse, GetJobRequest,
-    GetVaultRequest, Job, JobError, JobState, ListJobsRequest, ListJobsResponse, ListVaultsRequest,
-    ListVaultsResponse, Progress, RetryJobRequest, Vault, WatchJobRequest,
+    CancelJobRequest, CreateVaultRequest, DeadLetter, DeleteDeadLetterRequest,
+    DeleteDeadLetterResponse, DeleteVaultRequest, DeleteVaultResponse, GetJobRequest,
+    GetVaultRequest, Job, JobError, JobState, ListDeadLettersRequest, ListDeadLettersResponse,
+    ListJobsRequest, ListJobsResponse, ListVaultsRequest, ListVaultsResponse, Progress,
+    RetryJobRequest, Vault, WatchJobRequest,
 };
 use tokio_stream::Stream;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -207,6 +209,33 @@ impl JobService for FakeJobs {
             JobState::Queued,
         )))
     }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<ListDeadLettersRequest>,
+    ) -> Result<Response<ListDeadLettersResponse>, Status> {
+        authorize(&request)?;
+        Ok(Response::new(ListDeadLettersResponse {
+            dead_letters: vec![DeadLetter {
+                name: "deadLetters/d1".into(),
+                reason: "rejected".into(),
+                preview: "\\xff junk".into(),
+                ..Default::default()
+            }],
+            next_page_token: String::new(),
+        }))
+    }
+
+    async fn delete_dead_letter(
+        &self,
+        request: Request<DeleteDeadLetterRequest>,
+    ) -> Result<Response<DeleteDeadLetterResponse>, Status> {
+        authorize(&request)?;
+        match request.into_inner().name.as_str() {
+            "deadLetters/d1" => Ok(Response::new(DeleteDeadLetterResponse {})),
+            _ => Err(Status::not_found("dead letter not found")),
+        }
+    }
 }
 
 /// Starts the fake coordinator and returns its endpoint.
@@ -324,4 +353,43 @@ async fn following_a_job_exits_with_its_final_state() {
             "job not found"
         );
     }
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_deleted_by_id() {
+    use super::dead_letters::DeadLetterAction;
+    use super::job::JobCommand;
+
+    let endpoint = start().await;
+    let job_command = |command: JobCommand| {
+        let options = options(&endpoint, TOKEN);
+        async move { dispatch(&options, ClientCommand::Job(command)).await }
+    };
+    let list = || JobCommand::DeadLetters {
+        action: None,
+        page_size: None,
+        page_token: None,
+    };
+    assert_eq!(job_command(list()).await.expect("list"), ExitCode::SUCCESS);
+    let delete = |id: &str| JobCommand::DeadLetters {
+        action: Some(DeadLetterAction::Delete {
+            dead_letter: id.into(),
+        }),
+        page_size: None,
+        page_token: None,
+    };
+    assert_eq!(
+        job_command(delete("d1")).await.expect("delete by short id"),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        job_command(delete("deadLetters/d1"))
+            .await
+            .expect("delete by name"),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        describe(&job_command(delete("d2")).await.expect_err("gone")),
+        "dead letter not found"
+    );
 }

@@ -1,4 +1,4 @@
-//! `pgvault job list|show|watch|cancel|retry`, and how a job reads in tables
+//! `pgvault job list|show|watch|cancel|retry|dead-letters`, and how a job reads in tables
 //! (shared with the `--wait` of `backup now` and `restore`).
 
 use std::process::ExitCode;
@@ -82,6 +82,25 @@ pub enum JobCommand {
         /// Follow the job until it ends.
         #[arg(long)]
         wait: bool,
+    },
+    /// List task messages the queue gave up on (dead letters), newest first; `delete ID` forgets one.
+    #[command(
+        name = "dead-letters",
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  \
+        pgvault job dead-letters\n  \
+        pgvault --output json job dead-letters\n  \
+        pgvault job dead-letters delete 0197c1f0-4b7e"
+    )]
+    DeadLetters {
+        #[command(subcommand)]
+        action: Option<super::dead_letters::DeadLetterAction>,
+        /// Dead letters per page (server default when omitted).
+        #[arg(long, value_name = "N")]
+        page_size: Option<u32>,
+        /// Page to fetch: the token printed after the previous page.
+        #[arg(long, value_name = "TOKEN")]
+        page_token: Option<String>,
     },
 }
 
@@ -253,6 +272,11 @@ pub async fn run(api: &Api, command: JobCommand) -> anyhow::Result<ExitCode> {
                 .reply(api)?;
             watch::started(api, job, wait).await
         }
+        JobCommand::DeadLetters {
+            action,
+            page_size,
+            page_token,
+        } => super::dead_letters::run(api, action, page_size, page_token).await,
     }
 }
 

@@ -4,9 +4,9 @@
 //! unset timestamps and messages `null`. Integers stay JSON numbers.
 
 use pgvault_proto::v1::{
-    BackupInstance, ConfigureBackupResponse, DatastoreTier, Job, JobError, JobState, Operation,
-    Policy, ProtectionState, Readiness, RecoveryPoint, RestoreKind, RetentionRuleKind, Secret,
-    Server, Vault, Weekday,
+    BackupInstance, ConfigureBackupResponse, DatastoreTier, DeadLetter, Job, JobError, JobState,
+    Operation, Policy, ProtectionState, Readiness, RecoveryPoint, RestoreKind, RetentionRuleKind,
+    Secret, Server, Vault, Weekday,
 };
 use prost_types::Timestamp;
 use serde_json::{Value, json};
@@ -165,6 +165,24 @@ pub fn job(j: &Job) -> Value {
         "output_size": j.output_size,
         "output_sha256": j.output_sha256,
         "warnings": j.warnings,
+    })
+}
+
+pub fn dead_letter(d: &DeadLetter) -> Value {
+    json!({
+        "name": d.name,
+        "receive_time": timestamp(d.receive_time.as_ref()),
+        "queue": d.queue,
+        "reason": d.reason,
+        "delivery_count": d.delivery_count,
+        "message_id": d.message_id,
+        "payload_size": d.payload_size,
+        "payload_sha256": d.payload_sha256,
+        "job": d.job,
+        "attempt": d.attempt,
+        "preview": d.preview,
+        "job_state": enum_name!(JobState, d.job_state),
+        "job_failed": d.job_failed,
     })
 }
 

@@ -10,6 +10,7 @@ mod access;
 mod backup;
 mod configure;
 mod connect;
+mod dead_letters;
 mod job;
 mod json;
 mod names;

@@ -77,6 +77,10 @@ pub fn job(input: &str) -> anyhow::Result<String> {
     top_level("jobs", "job", input)
 }
 
+pub fn dead_letter(input: &str) -> anyhow::Result<String> {
+    top_level("deadLetters", "dead letter", input)
+}
+
 /// The vault id from `--vault`, required when a child is given by short id.
 fn required_vault(vault: Option<&str>, child_kind: &str) -> anyhow::Result<String> {
     let vault = vault.with_context(|| {

@@ -39,6 +39,8 @@ pub enum Rpc {
     WatchJob,
     CancelJob,
     RetryJob,
+    ListDeadLetters,
+    DeleteDeadLetter,
     ClaimTask,
     Heartbeat,
     CompleteTask,
@@ -52,7 +54,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 42] = [
+    pub const ALL: [Rpc; 44] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -85,6 +87,8 @@ impl Rpc {
         Rpc::WatchJob,
         Rpc::CancelJob,
         Rpc::RetryJob,
+        Rpc::ListDeadLetters,
+        Rpc::DeleteDeadLetter,
         Rpc::ClaimTask,
         Rpc::Heartbeat,
         Rpc::CompleteTask,
@@ -114,7 +118,8 @@ impl Rpc {
             | Rpc::GetRecoveryPoint
             | Rpc::ListJobs
             | Rpc::GetJob
-            | Rpc::WatchJob => Read,
+            | Rpc::WatchJob
+            | Rpc::ListDeadLetters => Read,
             // Whoever may start jobs may stop and re-run them.
             Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob => BackupNow,
             Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles => Restore,
@@ -130,6 +135,8 @@ impl Rpc {
             | Rpc::ResumeProtection
             | Rpc::RevalidateBackupInstance => Configure,
             Rpc::DeleteVault => DeleteVault,
+            // Forgetting a dead letter destroys evidence of a fault.
+            Rpc::DeleteDeadLetter => Delete,
             Rpc::ClaimTask | Rpc::Heartbeat | Rpc::CompleteTask | Rpc::FailTask => Work,
             Rpc::CreateToken
             | Rpc::ListTokens

@@ -1,6 +1,7 @@
 //! `JobService`: list jobs (filters, the last 7 days unless asked for more,
 //! newest first), get one, watch one until it reaches a terminal state,
-//! cancel one, retry a failed one. Also [`enqueue`], the one way jobs are
+//! cancel one, retry a failed one; list and delete dead letters (in
+//! [`crate::api::dead_letters`]). Also [`enqueue`], the one way jobs are
 //! created: job row + outbox row in one transaction.
 
 use std::pin::Pin;
@@ -315,6 +316,30 @@ impl JobService for JobApi {
             .await?;
         Ok(Response::new(
             self.retry(&request.get_ref().name).await?.into(),
+        ))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<pb::ListDeadLettersRequest>,
+    ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
+        self.ctx
+            .authorize(&request, Rpc::ListDeadLetters, None)
+            .await?;
+        Ok(Response::new(
+            super::dead_letters::list(&self.ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn delete_dead_letter(
+        &self,
+        request: Request<pb::DeleteDeadLetterRequest>,
+    ) -> Result<Response<pb::DeleteDeadLetterResponse>, Status> {
+        self.ctx
+            .authorize(&request, Rpc::DeleteDeadLetter, None)
+            .await?;
+        Ok(Response::new(
+            super::dead_letters::delete(&self.ctx, request.into_inner()).await?,
         ))
     }
 }

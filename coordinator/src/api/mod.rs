@@ -6,7 +6,8 @@
 //! - `convert`: domain ⇄ proto conversions.
 //! - `access`: tokens and roles (`AccessService`).
 //! - `vaults`, `policies`, `servers`, `secrets`, `instances`, `backup_now`,
-//!   `recovery_points`, `restores`, `jobs`: the services.
+//!   `recovery_points`, `restores`, `jobs`: the services (`dead_letters`:
+//!   the dead-letter calls of `JobService`).
 //! - `restore_selection`, `output_file`: checking a restore's selection
 //!   against the recovery point, and the name of a restore's SQL file.
 //! - `configure`: configure rows and re-validation (kept rows, readiness).
@@ -17,6 +18,7 @@ pub mod access;
 pub mod backup_now;
 pub mod configure;
 pub mod convert;
+pub mod dead_letters;
 pub mod instances;
 pub mod jobs;
 pub mod output_file;

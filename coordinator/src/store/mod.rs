@@ -8,9 +8,10 @@
 //! - `migrate`: connecting, numbered migrations under an advisory lock.
 //! - `vaults`, `policies`, `servers`, `secrets`, `instances`, `jobs`,
 //!   `recovery_points`, `restore_targets`, `outbox`, `tokens`, `schedule_runs`,
-//!   `lifecycle`, `secret_grants`: the repositories.
+//!   `lifecycle`, `secret_grants`, `dead_letters`: the repositories.
 //! - `paging`: opaque page tokens for keyset pagination.
 
+pub mod dead_letters;
 pub mod garbage;
 pub mod instances;
 pub mod jobs;

@@ -19,7 +19,7 @@ use pgvault_proto::v1::secret_service_client::SecretServiceClient;
 use pgvault_proto::v1::server_service_client::ServerServiceClient;
 use pgvault_proto::v1::vault_service_client::VaultServiceClient;
 use pgvault_proto::v1::worker_service_client::WorkerServiceClient;
-use pgvault_queue::{QueueError, TaskPublisher};
+use pgvault_queue::{DeadLetterSource, QueueError, TaskPublisher};
 use prost::Message;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -114,6 +114,18 @@ impl Harness {
 
     /// Like `start`, with the coordinator's configuration adjusted by `adjust`.
     pub async fn start_with(adjust: impl FnOnce(&mut CoordinatorConfig)) -> Harness {
+        Harness::start_full(adjust, None).await
+    }
+
+    /// Like `start`, with the coordinator draining `dead_letters`.
+    pub async fn start_draining(dead_letters: Box<dyn DeadLetterSource>) -> Harness {
+        Harness::start_full(|_| {}, Some(dead_letters)).await
+    }
+
+    async fn start_full(
+        adjust: impl FnOnce(&mut CoordinatorConfig),
+        dead_letters: Option<Box<dyn DeadLetterSource>>,
+    ) -> Harness {
         let cluster = tokio::task::spawn_blocking(|| TempCluster::start(DB_PASSWORD))
             .await
             .expect("join")
@@ -121,7 +133,7 @@ impl Harness {
         let publisher = Arc::new(RecordingPublisher::default());
         let mut config = config(&cluster);
         adjust(&mut config);
-        let handle = Coordinator::start(config, publisher.clone())
+        let handle = Coordinator::start_with_dead_letters(config, publisher.clone(), dead_letters)
             .await
             .expect("coordinator starts");
         let channel = Channel::from_shared(format!("http://{}", handle.local_addr()))
