@@ -321,7 +321,8 @@ struct Death {
 impl Death {
     /// Reads `x-first-death-reason` / `x-first-death-queue`, falling back to
     /// the first `x-death` entry, and the quorum queue's `x-delivery-count`
-    /// (redeliveries before death; the first delivery is not counted).
+    /// (redeliveries before death; the first delivery is not counted) where
+    /// the broker keeps it.
     fn read(headers: Option<&FieldTable>) -> Death {
         let Some(headers) = headers.map(FieldTable::inner) else {
             return Death {
@@ -345,11 +346,17 @@ impl Death {
         let reason = text("x-first-death-reason", "reason")
             .map(|r| DeadLetterReason::from_broker(&r))
             .unwrap_or(DeadLetterReason::Unknown);
+        // RabbitMQ 3.10 drops the count when dead-lettering; over the limit
+        // means exactly one delivery more than the limit this queue declares.
         let delivery_count = headers
             .get("x-delivery-count")
             .and_then(value_integer)
             .and_then(|n| u32::try_from(n).ok())
-            .map(|redeliveries| redeliveries.saturating_add(1));
+            .map(|redeliveries| redeliveries.saturating_add(1))
+            .or_else(|| {
+                (reason == DeadLetterReason::DeliveryLimit)
+                    .then(|| u32::try_from(DELIVERY_LIMIT + 1).unwrap_or(u32::MAX))
+            });
         Death {
             reason,
             queue: text("x-first-death-queue", "queue"),
@@ -463,6 +470,15 @@ mod tests {
                 queue: Some("pgvault.tasks".into()),
                 delivery_count: Some(21),
             }
+        );
+        // RabbitMQ 3.10: no x-delivery-count on dead letters; the limit says it.
+        let limit_only = table(&[(
+            "x-first-death-reason",
+            AMQPValue::LongString("delivery_limit".into()),
+        )]);
+        assert_eq!(
+            Death::read(Some(&limit_only)).delivery_count,
+            Some(DELIVERY_LIMIT as u32 + 1)
         );
         // Older brokers: only the x-death array.
         let entry = table(&[

@@ -103,7 +103,7 @@ pub async fn record(store: &Store, letter: &pgvault_queue::DeadLetter) -> Result
     let mut job_failed = false;
     if let (Some(task), Some(_)) = (payload.task, &job) {
         let error = stranded_job_error(task, reason, letter.delivery_count);
-        job_failed = dead_letters::fail_stranded_job(&mut *tx, task, &error).await?;
+        job_failed = dead_letters::fail_stranded_job(&mut tx, task, &error).await?;
         if job_failed {
             dead_letters::mark_job_failed(&mut *tx, id).await?;
         }

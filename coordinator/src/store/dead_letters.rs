@@ -5,7 +5,7 @@
 //! publish it again.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::dead_letters::{DeadLetter, PayloadSummary, TaskRef};
@@ -145,13 +145,19 @@ pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
 /// Fails the job when it is still QUEUED for exactly `attempt`, waits for no
 /// other job and has no outbox row (nothing will publish it again): the
 /// dead-lettered message was its only delivery, so it would wait forever.
-/// One conditional UPDATE, so a concurrent claim or re-queue wins cleanly.
-/// Returns whether the job was failed.
+/// The job's outbox rows are locked first, so a dispatcher that published
+/// the message but has not yet committed deleting its row is waited for.
+/// Then one conditional UPDATE, so a concurrent claim or re-queue wins
+/// cleanly. Returns whether the job was failed.
 pub async fn fail_stranded_job(
-    db: impl PgExecutor<'_>,
+    conn: &mut PgConnection,
     task: TaskRef,
     error: &JobError,
 ) -> Result<bool> {
+    sqlx::query("SELECT id FROM outbox WHERE job_id = $1 FOR UPDATE")
+        .bind(task.job_id)
+        .fetch_all(&mut *conn)
+        .await?;
     let done = sqlx::query(
         "UPDATE jobs SET state = 'FAILED', error_code = $3, error_message = $4, error_action = $5,
              end_time = now(), update_time = now(), lease_expires_at = NULL
@@ -163,7 +169,7 @@ pub async fn fail_stranded_job(
     .bind(&error.code)
     .bind(&error.message)
     .bind(&error.recommended_action)
-    .execute(db)
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() > 0)
 }
