@@ -7,7 +7,11 @@ use std::process::ExitCode;
 
 use pgvault_coordinator::{Coordinator, CoordinatorConfig, CoordinatorHandle};
 use pgvault_localpg::TempCluster;
-use pgvault_proto::v1::{ListBackupInstancesRequest, ListRecoveryPointsRequest};
+use pgvault_proto::v1::{
+    DeadLetter, ListBackupInstancesRequest, ListDeadLettersRequest, ListRecoveryPointsRequest,
+    TaskEnvelope,
+};
+use pgvault_queue::TaskPublisher;
 use pgvault_queue::memory::InProcessQueue;
 use pgvault_worker::engine::EngineOptions;
 use pgvault_worker::runner::WorkerOptions;
@@ -23,6 +27,8 @@ const TOKEN: &str = "live-test-admin-token";
 /// source database `orders`, with a vault `prod` and a policy `nightly`.
 struct Live {
     cluster: TempCluster,
+    /// The in-process task queue coordinator and worker share.
+    queue: InProcessQueue,
     coordinator: CoordinatorHandle,
     endpoint: String,
     worker: Option<CancellationToken>,
@@ -49,9 +55,16 @@ impl Live {
         config.listen = "127.0.0.1:0".parse().expect("address");
         config.bootstrap_token = Some(TOKEN.to_owned());
         let queue = InProcessQueue::new();
-        let coordinator = Coordinator::start(config, queue.publisher())
-            .await
-            .expect("start coordinator");
+        // Wired as `pgvault up` wires it: the coordinator drains the
+        // in-process queue's dead letters.
+        let coordinator = Coordinator::start_with_dead_letters(
+            config,
+            queue.publisher(),
+            Some(queue.dead_letter_source()),
+        )
+        .await
+        .expect("start coordinator");
+        let task_queue = queue.clone();
         let endpoint = format!("http://{}", coordinator.local_addr());
 
         let worker = with_worker.then(|| {
@@ -75,6 +88,7 @@ impl Live {
         let datastore = tempfile::tempdir().expect("tempdir");
         let live = Live {
             cluster,
+            queue: task_queue,
             coordinator,
             endpoint,
             worker,
@@ -304,5 +318,71 @@ async fn token_and_role_verbs() {
     assert!(describe(&bad.expect_err("unknown role")).contains("BackupContributor"));
     live.ok(&format!("token revoke {ci}")).await;
     assert!(live.pgvault(&format!("token revoke {ci}")).await.is_err());
+    live.stop().await;
+}
+
+/// The dead letters the coordinator lists.
+async fn dead_letters(live: &Live) -> Vec<DeadLetter> {
+    live.api()
+        .jobs()
+        .list_dead_letters(ListDeadLettersRequest::default())
+        .await
+        .expect("list dead letters")
+        .into_inner()
+        .dead_letters
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_of_the_in_process_queue_are_listed_and_deleted() {
+    use prost::Message;
+
+    let live = Live::start(true).await;
+    live.queue
+        .publish("garbage", b"\x00\x01 not a task".to_vec())
+        .await
+        .expect("publish garbage");
+    let ghost = TaskEnvelope {
+        job_id: "6f1c1d52-6bd0-4a4e-9d0f-0c1b6a7e9f00".into(),
+        attempt: 1,
+        trace_context: Default::default(),
+    };
+    live.queue
+        .publish("ghost", ghost.encode_to_vec())
+        .await
+        .expect("publish a task for no job");
+    // The in-process worker rejects both; the coordinator drains them.
+    let mut listed = Vec::new();
+    for _ in 0..200 {
+        listed = dead_letters(&live).await;
+        if listed.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .all(|d| d.reason == "rejected" && d.queue == "in-process"),
+        "{listed:?}"
+    );
+    let garbage = listed
+        .iter()
+        .find(|d| d.message_id == "garbage")
+        .expect("garbage listed");
+    assert_eq!(garbage.preview, "\\x00\\x01 not a task");
+    live.ok("job dead-letters").await;
+    live.ok("--output json job dead-letters").await;
+    let id = garbage.name.trim_start_matches("deadLetters/").to_owned();
+    live.ok(&format!("job dead-letters delete {id}")).await;
+    assert!(
+        live.pgvault(&format!("job dead-letters delete {id}"))
+            .await
+            .is_err(),
+        "deleting twice fails"
+    );
+    let left = dead_letters(&live).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].message_id, "ghost");
     live.stop().await;
 }
