@@ -1,17 +1,25 @@
 //! The RabbitMQ task queue against a real broker: confirmed publishes reach a
-//! consumer, rejects are dead-lettered, and durable messages survive a broker
-//! restart with both sides reconnecting by themselves.
+//! consumer, rejects are dead-lettered and drained with their reason, and
+//! durable messages (dead letters too) survive a broker restart with every
+//! side reconnecting by itself.
 
 use std::time::Duration;
 
 use pgvault_e2e::rabbitmq::RabbitMq;
 use pgvault_queue::amqp::AmqpQueue;
-use pgvault_queue::{TaskConsumer, TaskPublisher};
+use pgvault_queue::{DeadLetterReason, DeadLetterSource, TaskConsumer, TaskPublisher};
 
 async fn next(consumer: &mut dyn TaskConsumer) -> pgvault_queue::Delivery {
     tokio::time::timeout(Duration::from_secs(60), consumer.next())
         .await
         .expect("a delivery within 60 s")
+        .expect("queue open")
+}
+
+async fn next_dead(source: &mut dyn DeadLetterSource) -> pgvault_queue::DeadLetter {
+    tokio::time::timeout(Duration::from_secs(60), source.next())
+        .await
+        .expect("a dead letter within 60 s")
         .expect("queue open")
 }
 
@@ -43,6 +51,14 @@ async fn rabbitmq_queue_delivers_dead_letters_and_survives_broker_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(dead, 1, "rejected message must be dead-lettered");
+    let mut source = queue.dead_letter_source("test-dead");
+    let letter = next_dead(&mut source).await;
+    assert_eq!(letter.payload(), b"poison");
+    assert_eq!(letter.message_id.as_deref(), Some("m2"));
+    assert_eq!(letter.reason, DeadLetterReason::Rejected);
+    assert_eq!(letter.queue, "pgvault.test");
+    // Left unsettled: the restart below gives it back to the dead-letter queue.
+    drop(letter);
 
     // A confirmed message survives a broker restart; both sides reconnect.
     publisher.publish("m3", b"durable".to_vec()).await.unwrap();
@@ -71,5 +87,20 @@ async fn rabbitmq_queue_delivers_dead_letters_and_survives_broker_restart() {
     }
     assert!(published, "publisher must reconnect after a broker restart");
     assert_eq!(next(&mut consumer).await.payload, b"after restart");
+
+    // The drain reconnects too, and gets the unsettled dead letter again.
+    let letter = next_dead(&mut source).await;
+    assert_eq!(letter.payload(), b"poison");
+    assert_eq!(letter.reason, DeadLetterReason::Rejected);
+    letter.ack().await.unwrap();
+    let mut dead = 1;
+    for _ in 0..50 {
+        dead = queue.dead_letter_count().await.unwrap();
+        if dead == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dead, 0, "an acked dead letter leaves the dead-letter queue");
     drop(broker);
 }
