@@ -220,6 +220,41 @@ async fn restores_as_a_sql_file_and_selectively_with_clear_errors() {
     );
     assert_eq!(files_job.output_sha256.len(), 64, "{files_job:?}");
 
+    // Restore as files into a datastore URL (Azure Blob on Azurite; the
+    // worker creates the container): the blob loads just the same.
+    let mut azurite = tokio::task::spawn_blocking(pgvault_e2e::azurite::Azurite::start)
+        .await
+        .unwrap()
+        .expect("start Azurite (scripts/test.sh installs it from npm)");
+    let url =
+        azurite
+            .datastore_url("exports")
+            .replacen("az://exports?", "az://exports/nightly?", 1);
+    let written = ok(
+        cli(&[
+            "restore", "files", &point, "--to", &url, "--name", "shop.sql", "--wait",
+        ]),
+        "restore files to az:// --wait",
+    );
+    assert!(written.contains("WRITTEN TO"), "{written}");
+    let store = pgvault_datastore::Datastore::open(&url).expect("open the Azurite datastore");
+    let blob = store
+        .object_store()
+        .get(&store.path("shop.sql"))
+        .await
+        .expect("the SQL file is a blob under the URL's prefix")
+        .bytes()
+        .await
+        .expect("read the blob");
+    let downloaded = tempfile::tempdir().expect("tempdir");
+    let local = downloaded.path().join("shop.sql");
+    std::fs::write(&local, &blob).expect("write the downloaded file");
+    psql_load(&source, "shop_from_blob", &local).await;
+    assert_identical(&source, "shop", &source, "shop_from_blob")
+        .await
+        .unwrap();
+    azurite.stop();
+
     // Selective restore as a database: one schema plus one table.
     let job = api
         .restores
