@@ -329,3 +329,49 @@ pub struct RestoreTarget {
     /// What the restore left out; non-empty makes the job COMPLETED_WITH_WARNINGS.
     pub warnings: Vec<String>,
 }
+
+text_enum!(
+    /// How one attempt of a job ended (`Running` while it runs).
+    AttemptOutcome {
+        Running => "RUNNING",
+        Completed => "COMPLETED",
+        Failed => "FAILED",
+        LeaseExpired => "LEASE_EXPIRED",
+        Fenced => "FENCED",
+        Cancelled => "CANCELLED",
+    }
+);
+
+/// One attempt of a job: which worker claimed it, when, how it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobAttempt {
+    pub attempt: u32,
+    pub worker: String,
+    pub start_time: DateTime<Utc>,
+    /// `None` while the attempt runs.
+    pub end_time: Option<DateTime<Utc>>,
+    pub outcome: AttemptOutcome,
+    /// Why it failed, expired or was cancelled.
+    pub error: Option<JobError>,
+}
+
+text_enum!(
+    /// Where one table (sub-task) of a job is.
+    SubTaskState { Queued => "QUEUED", Running => "RUNNING", Done => "DONE", Failed => "FAILED" }
+);
+
+/// Progress of one table of a backup or restore, as the worker reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableProgress {
+    /// Schema-qualified name, the key within the job's attempt.
+    pub name: String,
+    pub state: SubTaskState,
+    pub chunks_done: u32,
+    pub chunks_total: u32,
+    pub rows: u64,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+    /// On the worker's clock.
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+}

@@ -3,7 +3,8 @@
 //! backoff and attempt + 1, or fail with `SystemErrorLeaseExpired` once
 //! `max_attempts` is used up; jobs being cancelled end CANCELLED. The
 //! expired attempt's objects are recorded for the [`collector`], which the
-//! same leader runs after each pass. Only the
+//! same leader runs after each pass. The attempt's history row is closed
+//! as lease-expired (or cancelled). Only the
 //! coordinator holding the reaper's [`Leadership`] lock reaps; the others
 //! keep trying to take it.
 
@@ -16,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::leader::Leadership;
-use crate::model::{JobError, JobState};
-use crate::store::{Store, garbage, jobs, outbox};
+use crate::model::{AttemptOutcome, JobError, JobState};
+use crate::store::{Store, attempts, garbage, jobs, outbox};
 use crate::{backoff, collector};
 
 /// Advisory lock key of the reaper ("pgvreap" in ASCII).
@@ -98,6 +99,7 @@ pub async fn reap_once(store: &Store, policy: &RetryPolicy) -> Result<usize> {
                 recommended_action: "None: retry the job to run it after all".into(),
             };
             jobs::finish_failed(&mut *tx, job_id, JobState::Cancelled, &error).await?;
+            attempts::end(&mut *tx, job_id, AttemptOutcome::Cancelled, Some(&error)).await?;
             tracing::info!(job_id = %job_id, "cancelled job's lease expired; job cancelled");
         } else if used < policy.max_attempts {
             let error = JobError {
@@ -109,6 +111,7 @@ pub async fn reap_once(store: &Store, policy: &RetryPolicy) -> Result<usize> {
                     .into(),
             };
             let next = jobs::requeue(&mut *tx, job_id, &error).await?;
+            attempts::end(&mut *tx, job_id, AttemptOutcome::LeaseExpired, Some(&error)).await?;
             let delay = backoff::retry_delay(policy.backoff, used);
             outbox::insert_delayed(&mut *tx, job_id, next, delay).await?;
             tracing::warn!(job_id = %job_id, attempt, next_attempt = next, delay_s = delay.as_secs_f64(), "lease expired; job re-queued");
@@ -125,6 +128,7 @@ pub async fn reap_once(store: &Store, policy: &RetryPolicy) -> Result<usize> {
                         .into(),
             };
             jobs::finish_failed(&mut *tx, job_id, JobState::Failed, &error).await?;
+            attempts::end(&mut *tx, job_id, AttemptOutcome::LeaseExpired, Some(&error)).await?;
             tracing::warn!(job_id = %job_id, attempt, "lease expired on the last attempt; job failed");
         }
     }

@@ -111,6 +111,7 @@ async fn complete(
 ) {
     h.workers()
         .complete_task(pb::CompleteTaskRequest {
+            sub_tasks: Vec::new(),
             job_id: job_id(job),
             lease_token: token,
             result: Some(result),
@@ -548,6 +549,7 @@ async fn a_failed_rehydrate_fails_the_restore_waiting_for_it_with_a_coded_error(
     let (token, _) = claim(&h, &rehydrate).await;
     h.workers()
         .fail_task(pb::FailTaskRequest {
+            sub_tasks: Vec::new(),
             job_id: job_id(&rehydrate),
             lease_token: token,
             error: Some(pb::JobError {

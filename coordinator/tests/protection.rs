@@ -32,6 +32,7 @@ async fn completed_backup(h: &Harness, instance: &str, snapshot_seconds: i64) {
     assert!(claim.claimed, "{claim:?}");
     h.workers()
         .complete_task(pb::CompleteTaskRequest {
+            sub_tasks: Vec::new(),
             job_id: id,
             lease_token: claim.lease_token,
             result: Some(pb::complete_task_request::Result::Backup(

@@ -298,6 +298,7 @@ async fn restores_take_any_reference_the_vault_may_read() {
     assert!(claim.claimed, "{}", claim.reason);
     h.workers()
         .complete_task(pb::CompleteTaskRequest {
+            sub_tasks: Vec::new(),
             job_id: job.trim_start_matches("jobs/").into(),
             lease_token: claim.lease_token,
             result: Some(pb::complete_task_request::Result::Backup(

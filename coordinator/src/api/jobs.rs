@@ -1,8 +1,10 @@
 //! `JobService`: list jobs (filters, the last 7 days unless asked for more,
 //! newest first), get one, watch one until it reaches a terminal state,
 //! cancel one, retry a failed one; list and delete dead letters (in
-//! [`crate::api::dead_letters`]). Also [`enqueue`], the one way jobs are
-//! created: job row + outbox row in one transaction.
+//! [`crate::api::dead_letters`]). `GetJob` adds the job's attempts and
+//! every sub-task; `WatchJob` messages add the attempts and only the
+//! sub-tasks changed since the previous message. Also [`enqueue`], the one
+//! way jobs are created: job row + outbox row in one transaction.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use uuid::Uuid;
 
 use crate::access::{Rpc, vault_scope};
 use crate::api::convert::{add_restore_target, from_timestamp, operation_from_pb, state_from_pb};
+use crate::api::job_details::{self, WatchCursor};
 use crate::api::{ApiContext, next_token};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{Job, JobState};
@@ -200,8 +203,9 @@ async fn watch(
     tx: tokio::sync::mpsc::Sender<Result<pb::Job, Status>>,
 ) {
     let mut last = first;
+    let mut cursor = WatchCursor::default();
     if tx
-        .send(job_to_pb(&store, last.clone()).await.map_err(Status::from))
+        .send(watched_to_pb(&store, &last, &mut cursor).await)
         .await
         .is_err()
     {
@@ -220,15 +224,25 @@ async fn watch(
             }
         };
         if current != last {
-            let sent = job_to_pb(&store, current.clone())
-                .await
-                .map_err(Status::from);
+            let sent = watched_to_pb(&store, &current, &mut cursor).await;
             if tx.send(sent).await.is_err() {
                 return;
             }
             last = current;
         }
     }
+}
+
+/// One `WatchJob` message: the job, its attempts and the sub-tasks changed
+/// since the previous message.
+async fn watched_to_pb(
+    store: &Store,
+    job: &Job,
+    cursor: &mut WatchCursor,
+) -> Result<pb::Job, Status> {
+    let mut out = job_to_pb(store, job.clone()).await?;
+    job_details::add_changes(store, &mut out, job.id, job.attempt, cursor).await?;
+    Ok(out)
 }
 
 type JobStream = Pin<Box<dyn Stream<Item = Result<pb::Job, Status>> + Send + 'static>>;
@@ -264,7 +278,10 @@ impl JobService for JobApi {
             .await?;
         let id = names::parse_job("name", &request.get_ref().name)?;
         let job = jobs::get(self.ctx.store.pool(), id).await?;
-        Ok(Response::new(job_to_pb(&self.ctx.store, job).await?))
+        let (id, attempt) = (job.id, job.attempt);
+        let mut out = job_to_pb(&self.ctx.store, job).await?;
+        job_details::add_all(&self.ctx.store, &mut out, id, attempt).await?;
+        Ok(Response::new(out))
     }
 
     type WatchJobStream = JobStream;

@@ -9,11 +9,15 @@
 //! - `vaults`, `policies`, `servers`, `secrets`, `instances`, `jobs`,
 //!   `recovery_points`, `restore_targets`, `outbox`, `tokens`, `schedule_runs`,
 //!   `lifecycle`, `secret_grants`, `dead_letters`: the repositories.
+//! - `attempts`, `job_tables`: a job's attempt history and per-table
+//!   sub-tasks (read by `GetJob`/`WatchJob`, never by the job list).
 //! - `paging`: opaque page tokens for keyset pagination.
 
+pub mod attempts;
 pub mod dead_letters;
 pub mod garbage;
 pub mod instances;
+pub mod job_tables;
 pub mod jobs;
 pub mod lifecycle;
 pub mod migrate;

@@ -7,7 +7,9 @@
 //! external value, the vault's grant), so a rotated password needs no
 //! reconfiguration. A job whose task cannot be resolved (its secret is
 //! unusable, its server gone) fails at once with a coded error instead of
-//! bouncing forever.
+//! bouncing forever. Each claim opens a row in the job's attempt history
+//! (closing a taken-over attempt as fenced) and starts a fresh set of
+//! per-table sub-tasks.
 
 use pgvault_proto::v1 as pb;
 use sqlx::PgConnection;
@@ -16,9 +18,12 @@ use uuid::Uuid;
 use crate::api::ApiContext;
 use crate::api::resolve::{connection_spec, reference_credentials};
 use crate::error::{CoordinatorError, Result};
-use crate::model::{Job, JobError, JobState, Operation, RestoreKind};
+use crate::model::{AttemptOutcome, Job, JobError, JobState, Operation, RestoreKind};
 use crate::secret_ref::SecretRef;
-use crate::store::{garbage, instances, jobs, recovery_points, restore_targets, servers, vaults};
+use crate::store::{
+    attempts, garbage, instances, job_tables, jobs, recovery_points, restore_targets, servers,
+    vaults,
+};
 
 /// Code of jobs failed because their task could not be resolved at claim.
 pub const TASK_UNRESOLVABLE: &str = "UserErrorTaskUnresolvable";
@@ -51,7 +56,11 @@ pub async fn claim(ctx: &ApiContext, req: pb::ClaimTaskRequest) -> Result<pb::Cl
     // A take-over: the attempt whose lease expired may have written objects.
     if let Some(before) = before.filter(|b| b.state == JobState::InProgress) {
         garbage::record_attempt(&mut *tx, &before, ctx.retry.garbage_grace).await?;
+        let fenced = fenced_error(&before, worker);
+        attempts::end(&mut *tx, job.id, AttemptOutcome::Fenced, Some(&fenced)).await?;
     }
+    attempts::start(&mut *tx, job.id, job.attempt, worker).await?;
+    job_tables::clear_other_attempts(&mut *tx, job.id, job.attempt).await?;
     match build_task(ctx, &mut tx, &job).await {
         Ok(task) => {
             tx.commit().await?;
@@ -88,6 +97,18 @@ pub async fn claim(ctx: &ApiContext, req: pb::ClaimTaskRequest) -> Result<pb::Cl
             Ok(not_claimed(format!("job failed: {}", job_error.message)))
         }
         Err(error) => Err(error),
+    }
+}
+
+/// Why an attempt whose lease expired ended when another worker took over.
+fn fenced_error(before: &Job, worker: &str) -> JobError {
+    JobError {
+        code: crate::reaper::LEASE_EXPIRED.into(),
+        message: format!(
+            "attempt {} sent no heartbeat before its lease expired; worker {worker} took the job over",
+            before.attempt
+        ),
+        recommended_action: "No action needed: the job continues on another worker".into(),
     }
 }
 

@@ -4,20 +4,24 @@
 //! transaction; a restore that left objects out completes with warnings)
 //! and `FailTask` (re-queue a retryable failure while attempts remain,
 //! else fail). Every call checks the lease token, so a
-//! worker whose lease was taken over is fenced off.
+//! worker whose lease was taken over is fenced off. Each call also stores
+//! the per-table sub-tasks that changed and closes the attempt's history row.
 
 use std::str::FromStr;
 
 use pgvault_proto::v1 as pb;
 use sqlx::PgConnection;
 
-use crate::api::ApiContext;
 use crate::api::convert::from_timestamp;
+use crate::api::{ApiContext, job_details};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{
-    Job, JobError, JobState, Operation, Progress, RecoveryPoint, RestoreKind, RuleKind, Tier,
+    AttemptOutcome, Job, JobError, JobState, Operation, Progress, RecoveryPoint, RestoreKind,
+    RuleKind, Tier,
 };
-use crate::store::{garbage, instances, jobs, outbox, policies, recovery_points, restore_targets};
+use crate::store::{
+    attempts, garbage, instances, jobs, outbox, policies, recovery_points, restore_targets,
+};
 use crate::{backoff, reaper, tagging};
 
 fn taken_over() -> CoordinatorError {
@@ -33,8 +37,17 @@ pub async fn heartbeat(
     let job_id = super::job_id(&req.job_id)?;
     let token = super::lease_token(&req.lease_token)?;
     let progress = req.progress.map(Progress::from);
+    let sub_tasks = job_details::sub_tasks_from_pb(req.sub_tasks)?;
     let ttl = ctx.lease_ttl.as_secs_f64();
-    match jobs::heartbeat(ctx.store.pool(), job_id, token, ttl, progress.as_ref()).await? {
+    // The lease check locks the job row: the sub-tasks land under the
+    // attempt that holds the lease, never a newer one.
+    let mut tx = ctx.store.begin().await?;
+    let beat = jobs::heartbeat(&mut *tx, job_id, token, ttl, progress.as_ref()).await?;
+    if beat.is_some() {
+        job_details::store_sub_tasks(&mut *tx, job_id, None, &sub_tasks).await?;
+    }
+    tx.commit().await?;
+    match beat {
         Some(state) => Ok(pb::HeartbeatResponse {
             cancel_requested: state == JobState::Cancelling,
         }),
@@ -110,6 +123,9 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
     };
     let released = crate::lifecycle::complete::on_complete(&mut tx, &job, ctx.clock.now()).await?;
     jobs::complete(&mut *tx, job.id, &progress, point_id).await?;
+    let sub_tasks = job_details::sub_tasks_from_pb(req.sub_tasks.clone())?;
+    job_details::store_sub_tasks(&mut *tx, job.id, Some(job.attempt), &sub_tasks).await?;
+    attempts::end(&mut *tx, job.id, AttemptOutcome::Completed, None).await?;
     let mut warned = false;
     if let Some(pb::complete_task_request::Result::Restore(result)) = &req.result {
         warned = record_restore(&mut tx, &job, result).await?;
@@ -260,6 +276,14 @@ pub async fn fail(ctx: &ApiContext, req: pb::FailTaskRequest) -> Result<()> {
     };
     // Whatever happens next, what this attempt wrote is never referenced.
     garbage::record_attempt(&mut *tx, &job, ctx.retry.garbage_grace).await?;
+    let sub_tasks = job_details::sub_tasks_from_pb(req.sub_tasks)?;
+    job_details::store_sub_tasks(&mut *tx, job.id, Some(job.attempt), &sub_tasks).await?;
+    let outcome = if error.code == reaper::CANCELLED {
+        AttemptOutcome::Cancelled
+    } else {
+        AttemptOutcome::Failed
+    };
+    attempts::end(&mut *tx, job.id, outcome, Some(&error)).await?;
     let used = job.attempt.saturating_sub(job.attempts_before_retry);
     if error.code == reaper::CANCELLED {
         jobs::finish_failed(&mut *tx, job.id, JobState::Cancelled, &error).await?;

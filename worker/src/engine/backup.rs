@@ -105,6 +105,17 @@ async fn run(
     let chunks = backup_data::plan(&tables, options, info.server_version_num);
     let lo_count = large_objects::count(&holder, &describe).await?;
     tracker.set_total(chunks.len() as u32 + u32::from(lo_count > 0));
+    let table_names: Arc<Vec<String>> = Arc::new(
+        tables
+            .iter()
+            .map(|t| qualified(&t.schema, &t.name))
+            .collect(),
+    );
+    let mut chunks_per_table = vec![0u32; tables.len()];
+    for chunk in &chunks {
+        chunks_per_table[chunk.table] += 1;
+    }
+    tracker.plan_tables(table_names.iter().cloned().zip(chunks_per_table), true);
     tracker.phase("data");
     let ctx = DumpContext {
         source: source.clone(),
@@ -113,6 +124,7 @@ async fn run(
         prefix: prefix.to_string(),
         options: options.clone(),
         tracker: tracker.clone(),
+        table_names,
         cancel: cancel.clone(),
     };
     let (schema, dumped) = tokio::try_join!(

@@ -127,6 +127,8 @@ pub(crate) struct DumpContext {
     pub prefix: String,
     pub options: EngineOptions,
     pub tracker: Arc<Tracker>,
+    /// Qualified table names by table index (the sub-tasks' keys).
+    pub table_names: Arc<Vec<String>>,
     pub cancel: CancellationToken,
 }
 
@@ -201,7 +203,23 @@ async fn worker(
         }
         let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
         let Some(chunk) = next else { break };
-        let entry = dump_one(ctx, &client, &chunk, stop).await?;
+        let name = ctx
+            .table_names
+            .get(chunk.table)
+            .map(String::as_str)
+            .unwrap_or_default();
+        ctx.tracker.table_started(name);
+        let entry = match dump_one(ctx, &client, &chunk, stop).await {
+            Ok(entry) => entry,
+            Err(e) => {
+                if e.code != ErrorCode::Cancelled {
+                    ctx.tracker.table_failed(name);
+                }
+                return Err(e);
+            }
+        };
+        ctx.tracker
+            .table_chunk_done(name, entry.rows, entry.raw_bytes, entry.object.size);
         ctx.tracker.chunk_done(entry.rows);
         entries.push((chunk.table, entry));
     }

@@ -51,4 +51,5 @@ pub use restore_sql::restore_as_sql;
 pub use selection::Selection;
 pub use types::{
     BackupSummary, EngineOptions, NoProgress, PgTarget, Progress, ProgressSink, RestoreSummary,
+    TableProgress, TableState,
 };

@@ -177,6 +177,15 @@ async fn load(
         superuser,
     };
     let jobs = restore_data::plan(manifest, superuser, options.connections);
+    // A table is done once its data, indexes and constraints are in and it
+    // is analyzed (restore_schedule says when).
+    tracker.plan_tables(
+        manifest
+            .tables
+            .iter()
+            .map(|t| (qualified(&t.schema, &t.name), t.chunks.len() as u32)),
+        false,
+    );
     let (rows, mut bytes) = restore_schedule::run(ctx, jobs, &post, manifest).await?;
 
     let client = connect(target, &target.database).await?;

@@ -126,18 +126,24 @@ pub(crate) async fn load_job(
     } else {
         "BEGIN".to_string()
     };
+    let name = qualified(&table.schema, &table.name);
+    ctx.tracker.table_started(&name);
     client.batch_execute(&begin).await.map_err(pg)?;
     let sql = copy_in_sql(table, job.freeze);
     let (mut rows, mut bytes) = (0, 0);
     for chunk in &job.chunks {
         match load_chunk(ctx, client, &sql, chunk, stop).await {
             Ok((r, b)) => {
+                ctx.tracker.table_chunk_done(&name, r, b, chunk.object.size);
                 ctx.tracker.chunk_done(r);
                 rows += r;
                 bytes += b;
             }
             Err(e) => {
                 let _ = client.batch_execute("ROLLBACK").await;
+                if e.code != ErrorCode::Cancelled {
+                    ctx.tracker.table_failed(&name);
+                }
                 return Err(
                     if e.code == ErrorCode::ChecksumMismatch || e.code == ErrorCode::Cancelled {
                         e

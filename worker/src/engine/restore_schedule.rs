@@ -430,7 +430,11 @@ async fn run_task(
             tokio::select! {
                 _ = stop.cancelled() => Err(EngineError::cancelled()),
                 r = exec(client, &sql, &describe) => r
-                    .map(|()| (0, 0))
+                    .map(|()| {
+                        // The table's last step: data, entries and statistics are in.
+                        ctx.tracker.table_finished(name);
+                        (0, 0)
+                    })
                     .map_err(|e| e.context(format!("analyzing {name}"))),
             }
         }

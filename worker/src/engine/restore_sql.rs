@@ -110,6 +110,13 @@ async fn write_script(
           SET statement_timeout = 0;\nSET row_security = off;\n",
     )
     .await?;
+    tracker.plan_tables(
+        manifest
+            .tables
+            .iter()
+            .map(|t| (qualified(&t.schema, &t.name), t.chunks.len() as u32)),
+        false,
+    );
     let (mut rows, mut bytes) = (0, 0);
     for table in &manifest.tables {
         let (r, b) = write_table(out, store, prefix, table, tracker).await?;
@@ -261,14 +268,25 @@ async fn write_table(
         .as_bytes(),
     )
     .await?;
+    tracker.table_started(&name);
     let (mut rows, mut bytes) = (0, 0);
     for chunk in &table.chunks {
-        let (r, b) = copy_chunk(out, store, prefix, chunk, tracker).await?;
+        let (r, b) = match copy_chunk(out, store, prefix, chunk, tracker).await {
+            Ok(done) => done,
+            Err(e) => {
+                if e.code != ErrorCode::Cancelled {
+                    tracker.table_failed(&name);
+                }
+                return Err(e);
+            }
+        };
+        tracker.table_chunk_done(&name, r, b, chunk.object.size);
         tracker.chunk_done(r);
         rows += r;
         bytes += b;
     }
     out.write(b"\\.\n").await?;
+    tracker.table_finished(&name);
     Ok((rows, bytes))
 }
 

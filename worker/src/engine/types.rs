@@ -1,6 +1,6 @@
 //! The engine's inputs and outputs: where to connect ([`PgTarget`]), how hard
 //! to work ([`EngineOptions`]), what progress looks like ([`Progress`],
-//! [`ProgressSink`]) and what a finished job returns.
+//! per table [`TableProgress`], [`ProgressSink`]) and what a finished job returns.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -111,9 +111,39 @@ pub struct Progress {
     pub phase: String,
 }
 
+/// Where one table of a backup or restore is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+/// Progress of one table (a sub-task), reported whenever it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableProgress {
+    /// Schema-qualified name, identifiers quoted where needed.
+    pub name: String,
+    pub state: TableState,
+    pub chunks_done: u32,
+    pub chunks_total: u32,
+    pub rows: u64,
+    /// Uncompressed COPY bytes.
+    pub raw_bytes: u64,
+    /// Compressed bytes written (backups) or read (restores).
+    pub stored_bytes: u64,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+}
+
 /// Receives progress; called from engine tasks, so it must not block.
 pub trait ProgressSink: Send + Sync {
     fn report(&self, progress: &Progress);
+
+    /// One table's progress changed (backups and restores only). Sinks
+    /// that do not show tables ignore it.
+    fn report_table(&self, _table: &TableProgress) {}
 }
 
 /// A sink that drops every report.

@@ -12,7 +12,7 @@ use pgvault_proto::v1::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::heartbeat::{Heartbeat, Interruption, SharedProgress};
+use super::heartbeat::{self, Heartbeat, Interruption, SharedProgress};
 use super::{CoordinatorClient, WorkerOptions};
 use crate::engine::{self, EngineError, ErrorCode, PgTarget};
 
@@ -87,6 +87,8 @@ pub(super) async fn run_claimed(
         tracing::warn!(job_id = %job_id, "attempt fenced; its objects will not be referenced");
         return;
     }
+    heartbeat::flush_sub_tasks(client, &job_id, &lease_token, &progress).await;
+    let (sub_tasks, _) = progress.pending_sub_tasks(super::sub_tasks::BATCH);
     let final_progress = Some(progress.snapshot());
     let report = match outcome {
         Ok(result) => {
@@ -97,6 +99,7 @@ pub(super) async fn run_claimed(
                     lease_token,
                     result: Some(result),
                     progress: final_progress,
+                    sub_tasks,
                 })
                 .await
         }
@@ -116,6 +119,7 @@ pub(super) async fn run_claimed(
                     lease_token,
                     error: Some(error),
                     retryable,
+                    sub_tasks,
                 })
                 .await
         }

@@ -1,7 +1,8 @@
 //! Keeps a claimed job's lease alive and carries progress to the coordinator.
 //!
 //! The engine reports progress into [`SharedProgress`]; a background loop
-//! sends it with each heartbeat. A heartbeat refused for a stale lease token
+//! sends it with each heartbeat, together with the per-table sub-tasks
+//! changed since the last acknowledged heartbeat. A heartbeat refused for a stale lease token
 //! means another worker owns the job now (fencing): the engine is cancelled
 //! and the runner must not complete. A user's cancel request stops it too.
 
@@ -9,25 +10,51 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pgvault_proto::v1::{HeartbeatRequest, Progress as WireProgress};
+use pgvault_proto::v1::{HeartbeatRequest, Progress as WireProgress, TableProgress as WireTable};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 use super::CoordinatorClient;
-use crate::engine::{Progress, ProgressSink};
+use super::sub_tasks::{self, Receipt, SubTaskLog};
+use crate::engine::{Progress, ProgressSink, TableProgress};
 
-/// Latest progress reported by the engine.
+/// Latest progress reported by the engine, and its per-table sub-tasks.
 #[derive(Default)]
-pub struct SharedProgress(Mutex<WireProgress>);
+pub struct SharedProgress(Mutex<WireProgress>, Mutex<SubTaskLog>);
 
 impl SharedProgress {
     pub fn snapshot(&self) -> WireProgress {
         self.0.lock().map(|p| p.clone()).unwrap_or_default()
     }
+
+    /// Up to `max` sub-tasks the coordinator has not acknowledged yet.
+    pub fn pending_sub_tasks(&self, max: usize) -> (Vec<WireTable>, Receipt) {
+        self.1
+            .lock()
+            .map(|log| log.pending(max))
+            .unwrap_or_default()
+    }
+
+    fn pending_count(&self) -> usize {
+        self.1.lock().map(|log| log.pending_count()).unwrap_or(0)
+    }
+
+    /// The coordinator stored the sub-tasks `receipt` lists.
+    pub fn acknowledge(&self, receipt: Receipt) {
+        if let Ok(mut log) = self.1.lock() {
+            log.acknowledge(receipt);
+        }
+    }
 }
 
 impl ProgressSink for SharedProgress {
+    fn report_table(&self, table: &TableProgress) {
+        if let Ok(mut log) = self.1.lock() {
+            log.record(table);
+        }
+    }
+
     fn report(&self, progress: &Progress) {
         if let Ok(mut p) = self.0.lock() {
             *p = WireProgress {
@@ -109,17 +136,32 @@ async fn beat(
     stop: CancellationToken,
     interruption: Arc<AtomicU8>,
 ) {
+    // Set while more sub-tasks wait than one heartbeat carries: the next
+    // heartbeat goes at once.
+    let mut backlog = false;
     loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
+        if !backlog {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        } else if stop.is_cancelled() {
+            return;
         }
+        backlog = false;
+        let (sub_tasks, receipt) = progress.pending_sub_tasks(sub_tasks::BATCH);
         let request = HeartbeatRequest {
             job_id: job_id.clone(),
             lease_token: lease_token.clone(),
             progress: Some(progress.snapshot()),
+            sub_tasks,
         };
-        match client.heartbeat(request).await {
+        let response = client.heartbeat(request).await;
+        if response.is_ok() {
+            progress.acknowledge(receipt);
+            backlog = progress.pending_count() > sub_tasks::BATCH;
+        }
+        match response {
             Ok(response) if response.cancel_requested => {
                 tracing::info!(job_id = %job_id, "cancel requested; stopping");
                 interruption.store(Interruption::CancelRequested as u8, Ordering::SeqCst);
@@ -135,6 +177,33 @@ async fn beat(
             }
             Err(status) => {
                 tracing::warn!(job_id = %job_id, error = %status.message(), "heartbeat failed; will retry");
+            }
+        }
+    }
+}
+
+/// Sends the sub-tasks still pending beyond one batch with extra heartbeats,
+/// so the final `CompleteTask`/`FailTask` carries at most one batch. Stops
+/// at the first refusal (the final call reports the outcome anyway).
+pub async fn flush_sub_tasks(
+    client: &CoordinatorClient,
+    job_id: &str,
+    lease_token: &str,
+    progress: &SharedProgress,
+) {
+    while progress.pending_count() > sub_tasks::BATCH {
+        let (sub_tasks, receipt) = progress.pending_sub_tasks(sub_tasks::BATCH);
+        let request = HeartbeatRequest {
+            job_id: job_id.to_string(),
+            lease_token: lease_token.to_string(),
+            progress: Some(progress.snapshot()),
+            sub_tasks,
+        };
+        match client.heartbeat(request).await {
+            Ok(_) => progress.acknowledge(receipt),
+            Err(status) => {
+                tracing::warn!(job_id = %job_id, error = %status.message(), "sending the last sub-tasks failed");
+                return;
             }
         }
     }

@@ -10,6 +10,7 @@ mod client;
 mod execute;
 mod heartbeat;
 mod restore_files;
+mod sub_tasks;
 
 use std::sync::Arc;
 use std::time::Duration;

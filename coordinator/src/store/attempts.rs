@@ -1,0 +1,98 @@
+//! Attempt history: one row per attempt of a job, opened when a worker
+//! claims it and closed where the coordinator ends it (complete, fail,
+//! lease expiry, take-over, cancel). Read by `GetJob`/`WatchJob` only; the
+//! job list never joins it.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::model::{AttemptOutcome, JobAttempt, JobError};
+use crate::store::{parse_enum, to_i32, to_u32};
+
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    attempt: i32,
+    worker: String,
+    start_time: DateTime<Utc>,
+    end_time: Option<DateTime<Utc>>,
+    outcome: String,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    error_action: Option<String>,
+}
+
+impl TryFrom<AttemptRow> for JobAttempt {
+    type Error = crate::error::CoordinatorError;
+    fn try_from(r: AttemptRow) -> Result<Self> {
+        Ok(JobAttempt {
+            attempt: to_u32(r.attempt, "job_attempts.attempt")?,
+            worker: r.worker,
+            start_time: r.start_time,
+            end_time: r.end_time,
+            outcome: parse_enum(&r.outcome, "job_attempts.outcome", AttemptOutcome::parse)?,
+            error: r.error_code.map(|code| JobError {
+                code,
+                message: r.error_message.unwrap_or_default(),
+                recommended_action: r.error_action.unwrap_or_default(),
+            }),
+        })
+    }
+}
+
+/// Records that `worker` began `attempt` of the job (a claim). A repeated
+/// claim of the same attempt number starts it afresh.
+pub async fn start(
+    db: impl PgExecutor<'_>,
+    job_id: Uuid,
+    attempt: u32,
+    worker: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO job_attempts (job_id, attempt, worker) VALUES ($1, $2, $3)
+         ON CONFLICT (job_id, attempt) DO UPDATE SET worker = EXCLUDED.worker, start_time = now(),
+             end_time = NULL, outcome = 'RUNNING', error_code = NULL, error_message = NULL, error_action = NULL",
+    )
+    .bind(job_id)
+    .bind(to_i32(attempt))
+    .bind(worker)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Closes every open attempt of the job with `outcome` (and why). A no-op
+/// when none is open (e.g. a queued job cancelled before any claim).
+pub async fn end(
+    db: impl PgExecutor<'_>,
+    job_id: Uuid,
+    outcome: AttemptOutcome,
+    error: Option<&JobError>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE job_attempts SET end_time = now(), outcome = $2,
+             error_code = $3, error_message = $4, error_action = $5
+         WHERE job_id = $1 AND end_time IS NULL",
+    )
+    .bind(job_id)
+    .bind(outcome.as_str())
+    .bind(error.map(|e| e.code.as_str()))
+    .bind(error.map(|e| e.message.as_str()))
+    .bind(error.map(|e| e.recommended_action.as_str()))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Every attempt of the job, oldest first.
+pub async fn list(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<Vec<JobAttempt>> {
+    let rows = sqlx::query_as::<_, AttemptRow>(
+        "SELECT attempt, worker, start_time, end_time, outcome, error_code, error_message, error_action
+         FROM job_attempts WHERE job_id = $1 ORDER BY attempt",
+    )
+    .bind(job_id)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter().map(JobAttempt::try_from).collect()
+}
