@@ -13,7 +13,7 @@ use super::output::{
     bytes, duration_between, local_time, or_dash, print_details, print_json, print_list,
 };
 use super::recovery_point::tag_text;
-use super::{json, names, watch, when};
+use super::{job_details, json, names, watch, when};
 
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
@@ -240,6 +240,12 @@ pub async fn run(api: &Api, command: JobCommand) -> anyhow::Result<ExitCode> {
                 print_json(&json::job(&job));
             } else {
                 print_details(&details(&job));
+                if let Some(attempts) = job_details::attempts_table(&job) {
+                    println!("\nATTEMPTS\n{attempts}");
+                }
+                if let Some(tables) = job_details::tables_table(&job) {
+                    println!("\nTABLES\n{tables}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -4,9 +4,9 @@
 //! unset timestamps and messages `null`. Integers stay JSON numbers.
 
 use pgvault_proto::v1::{
-    BackupInstance, ConfigureBackupResponse, DatastoreTier, DeadLetter, Job, JobError, JobState,
-    Operation, Policy, ProtectionState, Readiness, RecoveryPoint, RestoreKind, RetentionRuleKind,
-    Secret, Server, Vault, Weekday,
+    AttemptOutcome, BackupInstance, ConfigureBackupResponse, DatastoreTier, DeadLetter, Job,
+    JobAttempt, JobError, JobState, Operation, Policy, ProtectionState, Readiness, RecoveryPoint,
+    RestoreKind, RetentionRuleKind, Secret, Server, SubTaskState, TableProgress, Vault, Weekday,
 };
 use prost_types::Timestamp;
 use serde_json::{Value, json};
@@ -165,6 +165,34 @@ pub fn job(j: &Job) -> Value {
         "output_size": j.output_size,
         "output_sha256": j.output_sha256,
         "warnings": j.warnings,
+        "attempts": j.attempts.iter().map(attempt).collect::<Vec<_>>(),
+        "sub_tasks": j.sub_tasks.iter().map(sub_task).collect::<Vec<_>>(),
+        "sub_tasks_delta": j.sub_tasks_delta,
+    })
+}
+
+pub fn attempt(a: &JobAttempt) -> Value {
+    json!({
+        "attempt": a.attempt,
+        "worker": a.worker,
+        "start_time": timestamp(a.start_time.as_ref()),
+        "end_time": timestamp(a.end_time.as_ref()),
+        "outcome": enum_name!(AttemptOutcome, a.outcome),
+        "error": a.error.as_ref().map(job_error),
+    })
+}
+
+pub fn sub_task(t: &TableProgress) -> Value {
+    json!({
+        "name": t.name,
+        "state": enum_name!(SubTaskState, t.state),
+        "chunks_done": t.chunks_done,
+        "chunks_total": t.chunks_total,
+        "rows": t.rows,
+        "raw_bytes": t.raw_bytes,
+        "stored_bytes": t.stored_bytes,
+        "start_time": timestamp(t.start_time.as_ref()),
+        "end_time": timestamp(t.end_time.as_ref()),
     })
 }
 
@@ -283,7 +311,7 @@ mod tests {
         assert_eq!(value["error"]["recommended_action"], "update the secret");
         assert_eq!(value["attempt"], 2);
         let keys: Vec<&String> = value.as_object().expect("object").keys().collect();
-        assert_eq!(keys.len(), 25, "every Job field is present: {keys:?}");
+        assert_eq!(keys.len(), 28, "every Job field is present: {keys:?}");
     }
 
     #[test]

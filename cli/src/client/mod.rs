@@ -12,6 +12,7 @@ mod configure;
 mod connect;
 mod dead_letters;
 mod job;
+mod job_details;
 mod json;
 mod names;
 mod output;

@@ -1,20 +1,24 @@
 //! Following a job to its end (`job watch`, `--wait`): the `WatchJob` stream
-//! (re-opened after a dropped connection), an indicatif progress bar when
-//! stdout is a terminal or plain lines otherwise, the final state, and the
-//! exit code that state maps to.
+//! (re-opened after a dropped connection), an indicatif progress bar with a
+//! line per table being worked on when stdout is a terminal or plain lines
+//! otherwise, the final state, and the exit code that state maps to.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pgvault_proto::v1::{GetJobRequest, Job, JobState, Operation, RestoreKind, WatchJobRequest};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pgvault_proto::v1::{
+    GetJobRequest, Job, JobState, Operation, RestoreKind, SubTaskState, TableProgress,
+    WatchJobRequest,
+};
 use tonic::{Code, Status, Streaming};
 
 use super::connect::{Api, Reply};
 use super::job::{operation_text, output_location, state_text};
 use super::output::{bytes, details_table, duration_between, print_json};
-use super::{json, names};
+use super::{job_details, json, names};
 
 /// How often a dropped watch stream is re-opened before giving up.
 const MAX_REOPENS: u32 = 5;
@@ -222,10 +226,55 @@ fn describe_progress(job: &Job, with_chunks: bool) -> String {
 
 /// Progress as the terminal allows it.
 enum Display {
-    /// Interactive: a bar over chunks, or a spinner until the total is known.
-    Bar(ProgressBar),
-    /// Logs and pipes: a timestamped line whenever the description changes.
-    Lines { to_stderr: bool, last: String },
+    /// Interactive: a bar over chunks, or a spinner until the total is known,
+    /// and under it one line per table being worked on.
+    Bar {
+        multi: MultiProgress,
+        bar: ProgressBar,
+        tables: TableView,
+        running: HashMap<String, ProgressBar>,
+    },
+    /// Logs and pipes: a timestamped line whenever the description changes,
+    /// and (without JSON) when a table starts or ends.
+    Lines {
+        to_stderr: bool,
+        last: String,
+        tables: TableView,
+    },
+}
+
+/// Most table lines under the overall bar (one per busy connection).
+const MAX_TABLE_BARS: usize = 8;
+
+/// The sub-tasks known so far: `WatchJob` sends only changes
+/// (`sub_tasks_delta`), `GetJob` everything; either way what arrives
+/// replaces what was known of those tables. A new attempt starts over.
+#[derive(Default)]
+struct TableView {
+    attempt: u32,
+    known: HashMap<String, TableProgress>,
+}
+
+impl TableView {
+    /// Takes in the job's sub-tasks; returns (previous state, table) of each
+    /// one it carried.
+    fn apply(&mut self, job: &Job) -> Vec<(Option<i32>, TableProgress)> {
+        if job.attempt != self.attempt {
+            self.known.clear();
+            self.attempt = job.attempt;
+        }
+        job.sub_tasks
+            .iter()
+            .map(|t| {
+                let before = self.known.insert(t.name.clone(), t.clone());
+                (before.map(|b| b.state), t.clone())
+            })
+            .collect()
+    }
+}
+
+fn is_running(t: &TableProgress) -> bool {
+    t.state == SubTaskState::SubTaskRunning as i32
 }
 
 impl Display {
@@ -235,17 +284,47 @@ impl Display {
             return Self::Lines {
                 to_stderr: json,
                 last: String::new(),
+                tables: TableView::default(),
             };
         }
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+        let bar = multi.add(ProgressBar::new_spinner());
         bar.set_style(spinner_style());
         bar.enable_steady_tick(Duration::from_millis(120));
-        Self::Bar(bar)
+        Self::Bar {
+            multi,
+            bar,
+            tables: TableView::default(),
+            running: HashMap::new(),
+        }
     }
 
     fn update(&mut self, job: &Job) {
         match self {
-            Self::Bar(bar) => {
+            Self::Bar {
+                multi,
+                bar,
+                tables,
+                running,
+            } => {
+                for (_, table) in tables.apply(job) {
+                    match running.get(&table.name) {
+                        Some(line) if is_running(&table) => show_table(line, &table),
+                        Some(_) => {
+                            if let Some(line) = running.remove(&table.name) {
+                                line.finish_and_clear();
+                                multi.remove(&line);
+                            }
+                        }
+                        None if is_running(&table) && running.len() < MAX_TABLE_BARS => {
+                            let line = multi.add(ProgressBar::new(0));
+                            line.set_style(table_style());
+                            show_table(&line, &table);
+                            running.insert(table.name.clone(), line);
+                        }
+                        None => {}
+                    }
+                }
                 let progress = job.progress.clone().unwrap_or_default();
                 if progress.chunks_total > 0 {
                     if bar.length() != Some(u64::from(progress.chunks_total)) {
@@ -256,7 +335,18 @@ impl Display {
                 }
                 bar.set_message(describe_progress(job, progress.chunks_total == 0));
             }
-            Self::Lines { to_stderr, last } => {
+            Self::Lines {
+                to_stderr,
+                last,
+                tables,
+            } => {
+                for (before, table) in tables.apply(job) {
+                    // Tables are extra lines for people; JSON output has none.
+                    if !*to_stderr && before != Some(table.state) {
+                        let stamped = chrono::Local::now().format("%H:%M:%S");
+                        println!("{stamped} {}", job_details::table_event_line(&table));
+                    }
+                }
                 let line = progress_line(job);
                 if line != *last {
                     let stamped = format!("{} {line}", chrono::Local::now().format("%H:%M:%S"));
@@ -272,10 +362,32 @@ impl Display {
     }
 
     fn clear(&self) {
-        if let Self::Bar(bar) = self {
+        if let Self::Bar {
+            multi,
+            bar,
+            running,
+            ..
+        } = self
+        {
+            for line in running.values() {
+                line.finish_and_clear();
+            }
             bar.finish_and_clear();
+            let _ = multi.clear();
         }
     }
+}
+
+fn show_table(line: &ProgressBar, table: &TableProgress) {
+    line.set_length(u64::from(table.chunks_total.max(1)));
+    line.set_position(u64::from(table.chunks_done));
+    line.set_message(job_details::table_line(table));
+}
+
+fn table_style() -> ProgressStyle {
+    ProgressStyle::with_template("    [{bar:20}] {wide_msg}")
+        .map(|style| style.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 fn spinner_style() -> ProgressStyle {
@@ -359,6 +471,41 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn table_deltas_accumulate_and_a_new_attempt_starts_over() {
+        let table = |name: &str, state: SubTaskState| TableProgress {
+            name: name.into(),
+            state: state as i32,
+            ..Default::default()
+        };
+        let mut view = TableView::default();
+        let first = Job {
+            attempt: 1,
+            sub_tasks: vec![table("a", SubTaskState::SubTaskRunning)],
+            sub_tasks_delta: true,
+            ..Default::default()
+        };
+        let changed = view.apply(&first);
+        assert_eq!(changed[0].0, None);
+        let later = Job {
+            attempt: 1,
+            sub_tasks: vec![table("a", SubTaskState::SubTaskDone)],
+            sub_tasks_delta: true,
+            ..Default::default()
+        };
+        let changed = view.apply(&later);
+        assert_eq!(changed[0].0, Some(SubTaskState::SubTaskRunning as i32));
+        assert_eq!(view.known.len(), 1);
+        let retried = Job {
+            attempt: 2,
+            sub_tasks_delta: true,
+            ..Default::default()
+        };
+        view.apply(&retried);
+        assert!(view.known.is_empty());
+        assert!(ProgressStyle::with_template("    [{bar:20}] {wide_msg}").is_ok());
     }
 
     #[test]

@@ -1,0 +1,277 @@
+//! How a job's attempts and per-table sub-tasks read for people: the
+//! Attempts and Tables tables of `job show` (tables running or failed
+//! first, then the largest), and the one-line table summaries `job watch`
+//! shows next to its bar.
+
+use std::cmp::Reverse;
+
+use pgvault_proto::v1::{AttemptOutcome, Job, JobAttempt, SubTaskState, TableProgress};
+
+use super::output::{bytes, duration_between, list_table, local_time, or_dash};
+
+/// Most tables `job show` lists; `--json` has them all.
+pub const SHOWN_TABLES: usize = 100;
+
+pub fn outcome_text(outcome: i32) -> &'static str {
+    match AttemptOutcome::try_from(outcome) {
+        Ok(AttemptOutcome::AttemptRunning) => "running",
+        Ok(AttemptOutcome::AttemptCompleted) => "completed",
+        Ok(AttemptOutcome::AttemptFailed) => "failed",
+        Ok(AttemptOutcome::AttemptLeaseExpired) => "lease expired",
+        Ok(AttemptOutcome::AttemptFenced) => "taken over",
+        Ok(AttemptOutcome::AttemptCancelled) => "cancelled",
+        _ => "unknown",
+    }
+}
+
+pub fn table_state_text(state: i32) -> &'static str {
+    match SubTaskState::try_from(state) {
+        Ok(SubTaskState::SubTaskQueued) => "queued",
+        Ok(SubTaskState::SubTaskRunning) => "running",
+        Ok(SubTaskState::SubTaskDone) => "done",
+        Ok(SubTaskState::SubTaskFailed) => "failed",
+        _ => "unknown",
+    }
+}
+
+fn attempt_row(a: &JobAttempt) -> Vec<String> {
+    let error = a
+        .error
+        .as_ref()
+        .map(|e| format!("{}: {}", e.code, e.message))
+        .unwrap_or_default();
+    vec![
+        a.attempt.to_string(),
+        or_dash(&a.worker),
+        local_time(a.start_time.as_ref()),
+        or_dash(&duration_between(
+            a.start_time.as_ref(),
+            a.end_time.as_ref(),
+        )),
+        outcome_text(a.outcome).to_owned(),
+        or_dash(&error),
+    ]
+}
+
+/// The Attempts table, oldest first; `None` when the job has none.
+pub fn attempts_table(job: &Job) -> Option<String> {
+    if job.attempts.is_empty() {
+        return None;
+    }
+    Some(list_table(
+        &[
+            "ATTEMPT", "WORKER", "STARTED", "DURATION", "OUTCOME", "ERROR",
+        ],
+        job.attempts.iter().map(attempt_row).collect(),
+    ))
+}
+
+/// Running tables first, then failed ones, then the rest largest first.
+pub fn ordered(tables: &[TableProgress]) -> Vec<&TableProgress> {
+    let rank = |t: &TableProgress| match SubTaskState::try_from(t.state) {
+        Ok(SubTaskState::SubTaskRunning) => 0,
+        Ok(SubTaskState::SubTaskFailed) => 1,
+        _ => 2,
+    };
+    let mut sorted: Vec<&TableProgress> = tables.iter().collect();
+    sorted.sort_by(|a, b| {
+        (rank(a), Reverse(a.raw_bytes), &a.name).cmp(&(rank(b), Reverse(b.raw_bytes), &b.name))
+    });
+    sorted
+}
+
+fn chunks_text(t: &TableProgress) -> String {
+    format!("{}/{}", t.chunks_done, t.chunks_total)
+}
+
+fn table_row(t: &TableProgress) -> Vec<String> {
+    vec![
+        t.name.clone(),
+        table_state_text(t.state).to_owned(),
+        chunks_text(t),
+        t.rows.to_string(),
+        bytes(t.raw_bytes),
+        or_dash(&duration_between(
+            t.start_time.as_ref(),
+            t.end_time.as_ref(),
+        )),
+    ]
+}
+
+/// The Tables table (at most [`SHOWN_TABLES`] rows, with a note on the
+/// rest); `None` when the job has no sub-tasks.
+pub fn tables_table(job: &Job) -> Option<String> {
+    if job.sub_tasks.is_empty() {
+        return None;
+    }
+    let sorted = ordered(&job.sub_tasks);
+    let mut text = list_table(
+        &["TABLE", "STATE", "CHUNKS", "ROWS", "SIZE", "DURATION"],
+        sorted
+            .iter()
+            .take(SHOWN_TABLES)
+            .map(|t| table_row(t))
+            .collect(),
+    );
+    if sorted.len() > SHOWN_TABLES {
+        text.push_str(&format!(
+            "\n… and {} more tables (all of them with --json)",
+            sorted.len() - SHOWN_TABLES
+        ));
+    }
+    Some(text)
+}
+
+/// A running table next to the overall bar, e.g.
+/// "public.orders 2/5 chunks, 12000 rows, 3.00 MiB".
+pub fn table_line(t: &TableProgress) -> String {
+    format!(
+        "{} {} chunks, {} rows, {}",
+        t.name,
+        chunks_text(t),
+        t.rows,
+        bytes(t.raw_bytes)
+    )
+}
+
+/// Plain-output line of a table that started or finished, e.g.
+/// "table public.orders done: 5/5 chunks, 30000 rows, 8.00 MiB".
+pub fn table_event_line(t: &TableProgress) -> String {
+    format!(
+        "table {} {}: {} chunks, {} rows, {}",
+        t.name,
+        table_state_text(t.state),
+        chunks_text(t),
+        t.rows,
+        bytes(t.raw_bytes)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use pgvault_proto::v1::JobError;
+    use prost_types::Timestamp;
+
+    use super::*;
+
+    fn table(name: &str, state: SubTaskState, raw_bytes: u64) -> TableProgress {
+        TableProgress {
+            name: name.into(),
+            state: state as i32,
+            chunks_done: 1,
+            chunks_total: 2,
+            rows: 10,
+            raw_bytes,
+            stored_bytes: 0,
+            start_time: Some(Timestamp {
+                seconds: 100,
+                nanos: 0,
+            }),
+            end_time: Some(Timestamp {
+                seconds: 165,
+                nanos: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn running_and_failed_tables_come_first_then_the_largest() {
+        let tables = vec![
+            table("public.small", SubTaskState::SubTaskDone, 10),
+            table("public.big", SubTaskState::SubTaskDone, 1000),
+            table("public.failed", SubTaskState::SubTaskFailed, 1),
+            table("public.running", SubTaskState::SubTaskRunning, 5),
+        ];
+        let names: Vec<&str> = ordered(&tables).iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "public.running",
+                "public.failed",
+                "public.big",
+                "public.small"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_tables_table_shows_state_chunks_rows_size_and_duration() {
+        let job = Job {
+            sub_tasks: vec![table("public.orders", SubTaskState::SubTaskDone, 2048)],
+            ..Default::default()
+        };
+        let text = tables_table(&job).expect("a table");
+        let header = text.lines().next().unwrap();
+        for column in ["TABLE", "STATE", "CHUNKS", "ROWS", "SIZE", "DURATION"] {
+            assert!(header.contains(column), "{header}");
+        }
+        let row = text.lines().nth(1).unwrap();
+        for cell in ["public.orders", "done", "1/2", "10", "2.00 KiB", "1m 05s"] {
+            assert!(row.contains(cell), "{row}");
+        }
+        assert!(tables_table(&Job::default()).is_none());
+    }
+
+    #[test]
+    fn long_table_lists_are_cut_with_a_note() {
+        let job = Job {
+            sub_tasks: (0..SHOWN_TABLES + 3)
+                .map(|i| table(&format!("s.t{i}"), SubTaskState::SubTaskDone, 1))
+                .collect(),
+            ..Default::default()
+        };
+        let text = tables_table(&job).unwrap();
+        assert!(
+            text.ends_with("… and 3 more tables (all of them with --json)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn attempts_show_worker_outcome_and_error() {
+        let job = Job {
+            attempts: vec![
+                JobAttempt {
+                    attempt: 1,
+                    worker: "host-a:7".into(),
+                    outcome: AttemptOutcome::AttemptLeaseExpired as i32,
+                    error: Some(JobError {
+                        code: "SystemErrorLeaseExpired".into(),
+                        message: "no heartbeat".into(),
+                        recommended_action: String::new(),
+                    }),
+                    ..Default::default()
+                },
+                JobAttempt {
+                    attempt: 2,
+                    worker: "host-b:9".into(),
+                    outcome: AttemptOutcome::AttemptCompleted as i32,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let text = attempts_table(&job).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].contains("host-a:7") && lines[1].contains("lease expired"));
+        assert!(lines[1].contains("SystemErrorLeaseExpired: no heartbeat"));
+        assert!(lines[2].contains("host-b:9") && lines[2].contains("completed"));
+    }
+
+    #[test]
+    fn watch_lines_name_the_table_and_its_progress() {
+        let t = table(
+            "public.orders",
+            SubTaskState::SubTaskRunning,
+            3 * 1024 * 1024,
+        );
+        assert_eq!(
+            table_line(&t),
+            "public.orders 1/2 chunks, 10 rows, 3.00 MiB"
+        );
+        assert_eq!(
+            table_event_line(&t),
+            "table public.orders running: 1/2 chunks, 10 rows, 3.00 MiB"
+        );
+    }
+}
