@@ -18,7 +18,7 @@ use super::catalog::{self, TableInfo};
 use super::connect::{connect, exec};
 use super::database_properties;
 use super::error::{EngineError, ErrorCode};
-use super::ident::qualified;
+use super::ident::{qualified, readable};
 use super::large_objects;
 use super::manifest::{
     FORMAT_VERSION, MANIFEST_FILE, Manifest, ObjectEntry, SCHEMA_FILE, TableEntry,
@@ -113,9 +113,20 @@ async fn run(
     );
     let mut chunks_per_table = vec![0u32; tables.len()];
     for chunk in &chunks {
-        chunks_per_table[chunk.table] += 1;
+        if let Some(count) = chunks_per_table.get_mut(chunk.table) {
+            *count += 1;
+        }
     }
-    tracker.plan_tables(table_names.iter().cloned().zip(chunks_per_table), true);
+    tracker.plan_tables(
+        tables.iter().zip(chunks_per_table).map(|(t, chunks)| {
+            (
+                qualified(&t.schema, &t.name),
+                readable(&t.schema, &t.name),
+                chunks,
+            )
+        }),
+        true,
+    );
     tracker.phase("data");
     let ctx = DumpContext {
         source: source.clone(),

@@ -26,7 +26,7 @@ struct State {
     unreported_bytes: u64,
     /// When the current phase began, for the per-phase timing log.
     phase_started: Option<Instant>,
-    /// Sub-tasks by table name.
+    /// Sub-tasks by the engine's key of the table (its quoted name).
     tables: HashMap<String, TableProgress>,
     /// A table is done with its last chunk (else [`Tracker::table_finished`]
     /// says when, e.g. after a restore's indexes).
@@ -84,12 +84,13 @@ impl Tracker {
         });
     }
 
-    /// Registers the job's tables (name, chunks) as queued. With
-    /// `done_with_last_chunk` a table is done once all its chunks are;
-    /// otherwise when [`Tracker::table_finished`] says so.
+    /// Registers the job's tables as queued: (key the engine uses for it,
+    /// name people read, chunks). With `done_with_last_chunk` a table is
+    /// done once all its chunks are; otherwise when
+    /// [`Tracker::table_finished`] says so.
     pub(crate) fn plan_tables(
         &self,
-        tables: impl IntoIterator<Item = (String, u32)>,
+        tables: impl IntoIterator<Item = (String, String, u32)>,
         done_with_last_chunk: bool,
     ) {
         let planned: Vec<TableProgress> = {
@@ -97,9 +98,9 @@ impl Tracker {
             state.done_with_last_chunk = done_with_last_chunk;
             tables
                 .into_iter()
-                .map(|(name, chunks_total)| {
+                .map(|(key, name, chunks_total)| {
                     let table = TableProgress {
-                        name: name.clone(),
+                        name,
                         state: TableState::Queued,
                         chunks_done: 0,
                         chunks_total,
@@ -109,7 +110,7 @@ impl Tracker {
                         start_time: None,
                         end_time: None,
                     };
-                    state.tables.insert(name, table.clone());
+                    state.tables.insert(key, table.clone());
                     table
                 })
                 .collect()
@@ -207,12 +208,15 @@ mod tests {
         let recorder = Arc::new(TableRecorder(Mutex::new(Vec::new())));
         let tracker = Tracker::new(recorder.clone());
         tracker.plan_tables(
-            [("public.a".to_string(), 2), ("public.b".to_string(), 1)],
+            [
+                ("p.a".to_string(), "public.a".to_string(), 2),
+                ("p.b".to_string(), "public.b".to_string(), 1),
+            ],
             true,
         );
-        tracker.table_started("public.a");
-        tracker.table_chunk_done("public.a", 10, 100, 40);
-        tracker.table_chunk_done("public.a", 5, 50, 20);
+        tracker.table_started("p.a");
+        tracker.table_chunk_done("p.a", 10, 100, 40);
+        tracker.table_chunk_done("p.a", 5, 50, 20);
         tracker.table_started("public.unknown");
         let reports = recorder.0.lock().unwrap();
         assert_eq!(reports.len(), 5);
@@ -237,15 +241,21 @@ mod tests {
     fn a_restored_table_waits_for_table_finished_and_failures_are_kept() {
         let recorder = Arc::new(TableRecorder(Mutex::new(Vec::new())));
         let tracker = Tracker::new(recorder.clone());
-        tracker.plan_tables([("s.t".to_string(), 1), ("s.u".to_string(), 1)], false);
-        tracker.table_started("s.t");
-        tracker.table_chunk_done("s.t", 1, 1, 1);
+        tracker.plan_tables(
+            [
+                ("k.t".to_string(), "s.t".to_string(), 1),
+                ("k.u".to_string(), "s.u".to_string(), 1),
+            ],
+            false,
+        );
+        tracker.table_started("k.t");
+        tracker.table_chunk_done("k.t", 1, 1, 1);
         assert_eq!(
             recorder.0.lock().unwrap().last().unwrap().state,
             TableState::Running
         );
-        tracker.table_finished("s.t");
-        tracker.table_failed("s.u");
+        tracker.table_finished("k.t");
+        tracker.table_failed("k.u");
         let reports = recorder.0.lock().unwrap();
         let states: Vec<(&str, TableState)> = reports[reports.len() - 2..]
             .iter()

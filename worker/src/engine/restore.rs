@@ -20,7 +20,7 @@ use super::analyze;
 use super::connect::{connect, exec};
 use super::database_properties::{self, DatabaseProperties};
 use super::error::{EngineError, ErrorCode};
-use super::ident::{qualified, quote_ident, quote_literal};
+use super::ident::{qualified, quote_ident, quote_literal, readable};
 use super::large_objects;
 use super::manifest::Manifest;
 use super::pgtools;
@@ -180,10 +180,10 @@ async fn load(
     // A table is done once its data, indexes and constraints are in and it
     // is analyzed (restore_schedule says when).
     tracker.plan_tables(
-        manifest
-            .tables
-            .iter()
-            .map(|t| (qualified(&t.schema, &t.name), t.chunks.len() as u32)),
+        manifest.tables.iter().map(|t| {
+            let key = qualified(&t.schema, &t.name);
+            (key, readable(&t.schema, &t.name), t.chunks.len() as u32)
+        }),
         false,
     );
     let (rows, mut bytes) = restore_schedule::run(ctx, jobs, &post, manifest).await?;

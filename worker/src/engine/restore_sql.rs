@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::database_properties;
 use super::error::{EngineError, ErrorCode};
-use super::ident::{dollar_quote, qualified, quote_ident, quote_literal};
+use super::ident::{dollar_quote, qualified, quote_ident, quote_literal, readable};
 use super::large_objects::RecordParser;
 use super::manifest::{ChunkEntry, LargeObjects, Manifest, TableEntry};
 use super::objects::{self, ChunkReader, ObjectWriter};
@@ -111,10 +111,10 @@ async fn write_script(
     )
     .await?;
     tracker.plan_tables(
-        manifest
-            .tables
-            .iter()
-            .map(|t| (qualified(&t.schema, &t.name), t.chunks.len() as u32)),
+        manifest.tables.iter().map(|t| {
+            let key = qualified(&t.schema, &t.name);
+            (key, readable(&t.schema, &t.name), t.chunks.len() as u32)
+        }),
         false,
     );
     let (mut rows, mut bytes) = (0, 0);
