@@ -176,6 +176,12 @@ async fn job_show_lists_every_table_of_a_backup_and_a_restore_with_the_source_ro
         "backup now --wait",
     ));
     assert_eq!(backup["state"], "COMPLETED", "{backup}");
+    // `--wait --output json` ends with the whole job, every table included.
+    assert_eq!(
+        backup["sub_tasks"].as_array().map(Vec::len),
+        Some(rows.len())
+    );
+    assert_eq!(backup["sub_tasks_delta"], false);
     let backup_name = backup["name"].as_str().expect("job name").to_string();
     let (job, tables) = show(&up, &backup_name);
     let chunks = assert_all_tables_done(&job, &tables, &rows);

@@ -87,6 +87,17 @@ pub async fn follow(api: &Api, name: String) -> anyhow::Result<ExitCode> {
         stream = open(api, &name).await?;
     };
     display.clear();
+    // Watch messages carry only the sub-tasks that changed: the JSON
+    // document is the whole job, as `job show` returns it.
+    let last = if api.json() && last.sub_tasks_delta {
+        api.jobs()
+            .get_job(GetJobRequest { name: name.clone() })
+            .await
+            .reply(api)
+            .unwrap_or(last)
+    } else {
+        last
+    };
     print_outcome(api, &last);
     Ok(exit_code(last.state))
 }
