@@ -1,7 +1,7 @@
 //! Job details through the coordinator against real PostgreSQL: per-table
 //! sub-tasks sent as heartbeat deltas accumulate into `GetJob`, `WatchJob`
 //! sends only what is running or changed, and every attempt is recorded
-//! with its worker and how it ended (completed, lease expired).
+//! with its worker and how it ended (completed, lease expired, taken over).
 
 mod common;
 
@@ -302,5 +302,68 @@ async fn an_expired_lease_requeued_and_claimed_again_shows_two_attempts_with_the
         .find(|j| j.name == job.name)
         .expect("listed");
     assert!(row.attempts.is_empty() && row.sub_tasks.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_taking_over_an_expired_lease_fences_the_previous_attempt() {
+    // No reaper pass: the second worker's claim itself takes the job over.
+    let h = Harness::start_with(|c| c.reaper_interval = std::time::Duration::from_secs(3600)).await;
+    h.fixture().await;
+    let instance = h.protect("app").await;
+    let job = backup_now(&h, &instance).await;
+    let id = job_id(&job);
+    h.publisher.wait_for(&id, 1).await;
+    let first = claim(&h, &id, "worker-one:1").await;
+    assert!(first.claimed, "{}", first.reason);
+
+    // Claims are refused while the 2 s lease lives; the first one after it
+    // expired takes the job over as attempt 2.
+    let second = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let attempt = claim(&h, &id, "worker-two:2").await;
+            if attempt.claimed {
+                return attempt;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the lease expires and worker-two takes over");
+    assert_eq!(second.task.as_ref().map(|t| t.attempt), Some(2));
+
+    let taken = get(&h, &job.name).await;
+    let attempts: Vec<(u32, &str, i32)> = taken
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.worker.as_str(), a.outcome))
+        .collect();
+    assert_eq!(
+        attempts,
+        vec![
+            (1, "worker-one:1", pb::AttemptOutcome::AttemptFenced as i32),
+            (2, "worker-two:2", pb::AttemptOutcome::AttemptRunning as i32),
+        ]
+    );
+    let fenced = taken.attempts[0].error.as_ref().expect("why it ended");
+    assert!(
+        fenced.message.contains("worker-two:2 took the job over"),
+        "{}",
+        fenced.message
+    );
+
+    // The fenced worker's late heartbeat is refused and stores nothing.
+    let late = h
+        .workers()
+        .heartbeat(pb::HeartbeatRequest {
+            job_id: id.clone(),
+            lease_token: first.lease_token.clone(),
+            progress: None,
+            sub_tasks: vec![table("public.a", pb::SubTaskState::SubTaskRunning, 1, 1, 1)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    assert!(get(&h, &job.name).await.sub_tasks.is_empty());
     h.stop().await;
 }
