@@ -173,6 +173,7 @@ async fn run(
             name: t.name,
             columns: t.columns,
             chunks: Vec::new(),
+            extension_config: t.extension_filter.is_some(),
         })
         .collect();
     for (table, chunk) in dumped {

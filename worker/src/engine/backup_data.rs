@@ -54,7 +54,10 @@ pub(crate) fn plan(
     for (t, table) in tables.iter().enumerate() {
         let pages = table.bytes.div_ceil(table.block_size);
         let threshold = options.split_threshold_bytes.max(1);
-        let count = if version_num >= TID_RANGE_SCAN_VERSION && table.bytes > threshold && pages > 1
+        let count = if version_num >= TID_RANGE_SCAN_VERSION
+            && table.bytes > threshold
+            && pages > 1
+            && table.extension_filter.is_none()
         {
             table
                 .bytes
@@ -103,6 +106,10 @@ fn copy_sql(table: &TableInfo, start: Option<u64>, end: Option<u64>) -> String {
         conditions.push(format!("ctid < '({end},0)'::tid"));
     }
     let name = qualified(&table.schema, &table.name);
+    if let Some(filter) = &table.extension_filter {
+        // The extension's own condition, as pg_dump applies it.
+        return format!("COPY (SELECT {columns} FROM ONLY {name} {filter}) TO STDOUT");
+    }
     if conditions.is_empty() {
         // A whole table: plain COPY (never includes inheritance children)
         // skips the executor's query layer.
@@ -304,6 +311,7 @@ mod tests {
             columns: vec!["a".into(), "B".into()],
             bytes,
             block_size: 8192,
+            extension_filter: None,
         }
     }
 

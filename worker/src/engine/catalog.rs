@@ -1,6 +1,7 @@
 //! Catalog queries a backup runs inside its snapshot: the database's
 //! identity, the tables (leaf partitions, not partitioned parents; no views
-//! or foreign tables) with sizes and COPY columns, sequences, populated
+//! or foreign tables; extensions' configuration tables with their dump
+//! condition) with sizes and COPY columns, sequences, populated
 //! materialized views and every role the schema archive will mention.
 
 use std::collections::HashMap;
@@ -29,6 +30,10 @@ pub(crate) struct TableInfo {
     /// Main fork size (bytes) and block size: what ctid ranges are cut from.
     pub bytes: u64,
     pub block_size: u64,
+    /// An extension's configuration table (`pg_extension_config_dump`): the
+    /// extension's script creates it, the rows its condition selects (e.g.
+    /// `WHERE NOT system`; empty: all) are user data, dumped as pg_dump does.
+    pub extension_filter: Option<String>,
 }
 
 /// Schemas never dumped.
@@ -38,6 +43,13 @@ const USER_NAMESPACES: &str = "n.nspname NOT IN ('pg_catalog', 'information_sche
 /// Excludes objects that belong to an extension (the extension recreates them).
 const NOT_EXTENSION_MEMBER: &str = "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')";
+
+/// Relations an extension marked as configuration (`c`, with the dump
+/// condition `x.cond`), as a FROM clause.
+const EXTENSION_CONFIG: &str = "pg_catalog.pg_extension e \
+     CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(e.extconfig), pg_catalog.unnest(e.extcondition)) AS x(reloid, cond) \
+     JOIN pg_catalog.pg_class c ON c.oid = x.reloid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace";
 
 pub(crate) async fn database_info(
     client: &Client,
@@ -68,10 +80,15 @@ pub(crate) async fn tables(
 ) -> Result<Vec<TableInfo>, EngineError> {
     let sql = format!(
         "SELECT c.oid, n.nspname::text, c.relname::text, pg_catalog.pg_relation_size(c.oid)::int8, \
-                current_setting('block_size')::int8 \
+                current_setting('block_size')::int8, NULL::text \
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind = 'r' AND c.relpersistence IN ('p', 'u') AND {USER_NAMESPACES} AND {NOT_EXTENSION_MEMBER} \
-         ORDER BY n.nspname, c.relname"
+         UNION ALL \
+         SELECT c.oid, n.nspname::text, c.relname::text, pg_catalog.pg_relation_size(c.oid)::int8, \
+                current_setting('block_size')::int8, coalesce(x.cond, '') \
+         FROM {EXTENSION_CONFIG} \
+         WHERE c.relkind = 'r' \
+         ORDER BY 2, 3"
     );
     let rows = client
         .query(&sql, &[])
@@ -108,6 +125,7 @@ pub(crate) async fn tables(
                 columns: columns.remove(&oid).unwrap_or_default(),
                 bytes: row.get::<_, i64>(3).max(0) as u64,
                 block_size: row.get::<_, i64>(4).max(1) as u64,
+                extension_filter: row.get(5),
             }
         })
         .collect())
@@ -121,7 +139,9 @@ pub(crate) async fn sequences(
     let sql = format!(
         "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         WHERE c.relkind = 'S' AND {USER_NAMESPACES} AND {NOT_EXTENSION_MEMBER} ORDER BY 1, 2"
+         WHERE c.relkind = 'S' AND {USER_NAMESPACES} AND {NOT_EXTENSION_MEMBER} \
+         UNION SELECT n.nspname::text, c.relname::text FROM {EXTENSION_CONFIG} WHERE c.relkind = 'S' \
+         ORDER BY 1, 2"
     );
     let mut out = Vec::new();
     for row in client

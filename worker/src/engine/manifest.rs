@@ -69,6 +69,10 @@ pub struct TableEntry {
     /// Columns in COPY order (generated columns excluded).
     pub columns: Vec<String>,
     pub chunks: Vec<ChunkEntry>,
+    /// An extension's configuration table: created (and possibly seeded) by
+    /// `CREATE EXTENSION`, so its rows are added, never truncated first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub extension_config: bool,
 }
 
 /// One COPY stream (text format), zstd-compressed, as one object.
@@ -181,6 +185,7 @@ mod tests {
             },
             roles: vec!["app".into()],
             tables: vec![TableEntry {
+                extension_config: false,
                 oid: 1,
                 schema: "public".into(),
                 name: "t".into(),

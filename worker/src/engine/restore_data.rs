@@ -57,7 +57,7 @@ pub(crate) fn plan(manifest: &Manifest, superuser: bool, connections: usize) -> 
             jobs.push(LoadJob {
                 table: shared,
                 chunks: table.chunks.clone(),
-                freeze: superuser && table_size >= FREEZE_MIN_BYTES,
+                freeze: superuser && table_size >= FREEZE_MIN_BYTES && !table.extension_config,
                 size: table_size,
             });
         } else {
@@ -210,6 +210,7 @@ mod tests {
 
     fn table(oid: u32, sizes: &[u64]) -> TableEntry {
         TableEntry {
+            extension_config: false,
             oid,
             schema: "s".into(),
             name: format!("t{oid}"),

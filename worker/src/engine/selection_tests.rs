@@ -65,6 +65,7 @@ fn toc() -> Vec<TocEntry> {
 
 fn manifest() -> Manifest {
     let table = |oid: u32, schema: &str, name: &str| TableEntry {
+        extension_config: false,
         oid,
         schema: schema.into(),
         name: name.into(),

@@ -52,6 +52,7 @@ fn write_point(dir: &tempfile::TempDir) -> String {
         schema: entry(SCHEMA_FILE, &schema),
         roles: vec![],
         tables: vec![TableEntry {
+            extension_config: false,
             oid: 1,
             schema: "public".into(),
             name: "t".into(),
