@@ -1,6 +1,8 @@
 //! The outbox dispatcher: publishes outbox rows as encoded `TaskEnvelope`s
 //! (message id `{job_id}:{attempt}`) and deletes each row only after the
-//! broker confirmed it. Woken by an in-process notification when a row is
+//! broker confirmed it. A batch is published pipelined (all messages sent,
+//! then all confirms awaited), so a burst of scheduled jobs costs a few
+//! broker round trips, not one per job. Woken by an in-process notification when a row is
 //! written, and by a 1 s poll for rows written by other coordinators. Broker
 //! errors are logged and retried with backoff; a row is never lost, and a
 //! crash between confirm and delete re-publishes it (duplicates are expected
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgvault_proto::v1::TaskEnvelope;
-use pgvault_queue::TaskPublisher;
+use pgvault_queue::{OutgoingTask, TaskPublisher};
 use prost::Message;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Result;
 use crate::store::{Store, outbox};
 
-const BATCH: i64 = 32;
+const BATCH: i64 = 500;
 const POLL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -76,37 +78,45 @@ struct Outcome {
 }
 
 /// Publishes one locked batch, deleting the confirmed rows in the same
-/// transaction. Stops at the first broker error.
+/// transaction; rows the broker did not confirm stay for the next try.
 async fn publish_batch(store: &Store, publisher: &dyn TaskPublisher) -> Result<Outcome> {
     let mut tx = store.begin().await?;
     let rows = outbox::lock_batch(&mut *tx, BATCH).await?;
-    let mut outcome = Outcome {
-        published: 0,
-        failed: false,
-    };
-    for row in rows {
-        let envelope = TaskEnvelope {
-            job_id: row.job_id.to_string(),
-            attempt: row.attempt,
-            trace_context: HashMap::new(),
-        };
-        let message_id = format!("{}:{}", row.job_id, row.attempt);
-        match publisher
-            .publish(&message_id, envelope.encode_to_vec())
-            .await
-        {
-            Ok(()) => {
-                outbox::delete(&mut *tx, row.id).await?;
-                outcome.published += 1;
-                tracing::debug!(job_id = %row.job_id, attempt = row.attempt, "task published");
+    if rows.is_empty() {
+        tx.commit().await?;
+        return Ok(Outcome {
+            published: 0,
+            failed: false,
+        });
+    }
+    let tasks: Vec<OutgoingTask> = rows
+        .iter()
+        .map(|row| OutgoingTask {
+            message_id: format!("{}:{}", row.job_id, row.attempt),
+            payload: TaskEnvelope {
+                job_id: row.job_id.to_string(),
+                attempt: row.attempt,
+                trace_context: HashMap::new(),
             }
-            Err(error) => {
-                tracing::warn!(job_id = %row.job_id, attempt = row.attempt, error = %error, "cannot publish task; will retry");
-                outcome.failed = true;
-                break;
-            }
+            .encode_to_vec(),
+        })
+        .collect();
+    let sent = publisher.publish_many(&tasks).await;
+    let mut done = Vec::with_capacity(rows.len());
+    for (row, confirmed) in rows.iter().zip(&sent.confirmed) {
+        if *confirmed {
+            done.push(row.id);
+            tracing::debug!(job_id = %row.job_id, attempt = row.attempt, "task published");
         }
     }
+    outbox::delete_many(&mut *tx, &done).await?;
     tx.commit().await?;
-    Ok(outcome)
+    if let Some(error) = &sent.error {
+        let unsent = rows.len() - done.len();
+        tracing::warn!(unpublished = unsent, error = %error, "cannot publish tasks; will retry");
+    }
+    Ok(Outcome {
+        published: done.len(),
+        failed: sent.error.is_some(),
+    })
 }

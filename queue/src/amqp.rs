@@ -22,8 +22,8 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
 use crate::{
-    Acker, DeadLetter, DeadLetterReason, DeadLetterSource, Delivery, QueueError, TaskConsumer,
-    TaskPublisher,
+    Acker, BatchOutcome, DeadLetter, DeadLetterReason, DeadLetterSource, Delivery, OutgoingTask,
+    QueueError, TaskConsumer, TaskPublisher,
 };
 
 /// Deliveries of one message before RabbitMQ dead-letters it.
@@ -110,6 +110,20 @@ impl AmqpQueue {
         Ok(queue.message_count())
     }
 
+    /// Messages ready in the task queue (not yet delivered to a consumer).
+    pub async fn message_count(&self) -> Result<u32, QueueError> {
+        let (connection, channel) = self.open_channel().await?;
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let queue = channel
+            .queue_declare(&self.queue, options, FieldTable::default())
+            .await?;
+        let _ = connection.close(200, "done").await;
+        Ok(queue.message_count())
+    }
+
     fn dead_letter_queue(&self) -> String {
         format!("{}.dead", self.queue)
     }
@@ -160,10 +174,13 @@ pub struct AmqpPublisher {
     state: Mutex<Option<(Connection, Channel)>>,
 }
 
-#[async_trait]
-impl TaskPublisher for AmqpPublisher {
-    async fn publish(&self, message_id: &str, payload: Vec<u8>) -> Result<(), QueueError> {
-        let mut state = self.state.lock().await;
+impl AmqpPublisher {
+    /// The confirm-mode channel, (re)opened when there is none or its
+    /// connection dropped.
+    async fn channel<'a>(
+        &self,
+        state: &'a mut Option<(Connection, Channel)>,
+    ) -> Result<&'a Channel, QueueError> {
         if state.as_ref().is_none_or(|(c, _)| !c.status().connected()) {
             let (connection, channel) = self.queue.open_channel().await?;
             channel
@@ -171,13 +188,22 @@ impl TaskPublisher for AmqpPublisher {
                 .await?;
             *state = Some((connection, channel));
         }
-        let Some((_, channel)) = state.as_ref() else {
-            return Err(QueueError::Closed);
-        };
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_message_id(message_id.into())
-            .with_content_type("application/x-protobuf".into());
+        state.as_ref().map(|(_, c)| c).ok_or(QueueError::Closed)
+    }
+}
+
+fn properties(message_id: &str) -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_message_id(message_id.into())
+        .with_content_type("application/x-protobuf".into())
+}
+
+#[async_trait]
+impl TaskPublisher for AmqpPublisher {
+    async fn publish(&self, message_id: &str, payload: Vec<u8>) -> Result<(), QueueError> {
+        let mut state = self.state.lock().await;
+        let channel = self.channel(&mut state).await?;
         let result = async {
             let confirm = channel
                 .basic_publish(
@@ -185,7 +211,7 @@ impl TaskPublisher for AmqpPublisher {
                     &self.queue.queue,
                     BasicPublishOptions::default(),
                     &payload,
-                    properties,
+                    properties(message_id),
                 )
                 .await?
                 .await?;
@@ -203,6 +229,63 @@ impl TaskPublisher for AmqpPublisher {
                 Err(e.into())
             }
         }
+    }
+
+    /// Sends every message first, then awaits the confirms, so the broker
+    /// confirms (and syncs) them together instead of one round trip each.
+    async fn publish_many(&self, tasks: &[OutgoingTask]) -> BatchOutcome {
+        let mut outcome = BatchOutcome {
+            confirmed: vec![false; tasks.len()],
+            error: None,
+        };
+        let mut state = self.state.lock().await;
+        let channel = match self.channel(&mut state).await {
+            Ok(channel) => channel,
+            Err(error) => {
+                outcome.error = Some(error);
+                return outcome;
+            }
+        };
+        let mut broken = false;
+        let mut pending = Vec::with_capacity(tasks.len());
+        for (i, task) in tasks.iter().enumerate() {
+            let sent = channel
+                .basic_publish(
+                    "",
+                    &self.queue.queue,
+                    BasicPublishOptions::default(),
+                    &task.payload,
+                    properties(&task.message_id),
+                )
+                .await;
+            match sent {
+                Ok(confirm) => pending.push((i, confirm)),
+                Err(e) => {
+                    broken = true;
+                    outcome.error = Some(e.into());
+                    break;
+                }
+            }
+        }
+        for (i, confirm) in pending {
+            match confirm.await {
+                Ok(Confirmation::Nack(_)) => {
+                    outcome.error.get_or_insert(QueueError::Nacked {
+                        message_id: tasks[i].message_id.clone(),
+                    });
+                }
+                Ok(_) => outcome.confirmed[i] = true,
+                Err(e) => {
+                    broken = true;
+                    outcome.error.get_or_insert(e.into());
+                }
+            }
+        }
+        if broken {
+            // Drop the broken connection; the next publish reconnects.
+            *state = None;
+        }
+        outcome
     }
 }
 

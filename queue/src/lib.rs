@@ -30,11 +30,47 @@ pub trait TaskPublisher: Send + Sync {
     /// the broker's publisher confirm for a persistent message.
     async fn publish(&self, message_id: &str, payload: Vec<u8>) -> Result<(), QueueError>;
 
+    /// Publishes several messages and returns once each one is safe or has
+    /// failed. The default publishes them one at a time and stops at the
+    /// first error; RabbitMQ sends them all, then awaits the confirms.
+    async fn publish_many(&self, tasks: &[OutgoingTask]) -> BatchOutcome {
+        let mut confirmed = vec![false; tasks.len()];
+        for (i, task) in tasks.iter().enumerate() {
+            if let Err(error) = self.publish(&task.message_id, task.payload.clone()).await {
+                return BatchOutcome {
+                    confirmed,
+                    error: Some(error),
+                };
+            }
+            confirmed[i] = true;
+        }
+        BatchOutcome {
+            confirmed,
+            error: None,
+        }
+    }
+
     /// Whether a published message survives a restart of this process. The
     /// in-process queue does not; its owner re-publishes queued work on start.
     fn is_durable(&self) -> bool {
         true
     }
+}
+
+/// One message of [`TaskPublisher::publish_many`].
+#[derive(Debug, Clone)]
+pub struct OutgoingTask {
+    pub message_id: String,
+    pub payload: Vec<u8>,
+}
+
+/// What [`TaskPublisher::publish_many`] achieved.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    /// One flag per message, in order: the message is safe with the broker.
+    pub confirmed: Vec<bool>,
+    /// The first failure, when some message was not confirmed.
+    pub error: Option<QueueError>,
 }
 
 /// Receives task messages, one at a time (prefetch 1).

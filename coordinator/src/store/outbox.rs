@@ -63,11 +63,34 @@ pub async fn lock_batch(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Outbo
         .collect()
 }
 
-pub async fn delete(db: impl PgExecutor<'_>, id: i64) -> Result<()> {
-    sqlx::query("DELETE FROM outbox WHERE id = $1")
-        .bind(id)
+/// Deletes the published rows `ids` in one statement.
+pub async fn delete_many(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+        .bind(ids)
         .execute(db)
         .await?;
+    Ok(())
+}
+
+/// Outbox rows for many new jobs (each at `attempt`, due at once) in one
+/// statement.
+pub async fn insert_many(db: impl PgExecutor<'_>, jobs: &[(Uuid, u32)]) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.0).collect();
+    let attempts: Vec<i32> = jobs.iter().map(|j| to_i32(j.1)).collect();
+    sqlx::query(
+        "INSERT INTO outbox (job_id, attempt, not_before)
+         SELECT job_id, attempt, now() FROM UNNEST($1::uuid[], $2::int4[]) AS t (job_id, attempt)",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
