@@ -10,9 +10,16 @@
 //!   transaction. The (instance, slot) primary key makes a second attempt —
 //!   another coordinator, a restart mid-slot — a no-op.
 //!
+//! Due instances are handled in batches of [`BATCH`] per transaction with
+//! multi-row statements (claim the slots, then create jobs and outbox rows
+//! for exactly the slots this transaction claimed), and the dispatcher is
+//! woken after each batch, so thousands of instances due in one slot are
+//! queued in seconds.
+//!
 //! Only the latest slot is considered, so slots missed while no coordinator
 //! ran fire once on return, not once each.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +28,7 @@ use futures::FutureExt;
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::error::Result;
@@ -30,6 +38,9 @@ use crate::slots::SlotSchedule;
 use crate::store::jobs::NewJob;
 use crate::store::schedule_runs::{self, Scheduled};
 use crate::store::{Store, jobs, outbox};
+
+/// Instances queued (or skipped) per transaction.
+const BATCH: usize = 1000;
 
 /// Advisory lock key of the scheduler ("pgvsched" in ASCII, 7 bytes).
 pub const SCHEDULER_LOCK: i64 = 0x0070_6776_7363_6864;
@@ -53,12 +64,9 @@ pub async fn run(
     let mut leadership = Leadership::new(settings.connect.clone(), SCHEDULER_LOCK, "scheduler");
     loop {
         if leadership.check().await {
-            match tick(&store, clock.now(), settings.max_lateness).await {
+            match tick(&store, clock.now(), settings.max_lateness, &wake_dispatcher).await {
                 Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(jobs = n, "scheduled backups queued");
-                    wake_dispatcher.notify_one();
-                }
+                Ok(n) => tracing::info!(jobs = n, "scheduled backups queued"),
                 Err(error) => tracing::warn!(error = %error, "scheduler pass failed"),
             }
         }
@@ -103,47 +111,82 @@ pub fn decide(item: &Scheduled, now: DateTime<Utc>, max_lateness: Duration) -> D
     Decision::Run(slot)
 }
 
-/// One pass over every protected instance. Returns how many jobs it queued.
-pub async fn tick(store: &Store, now: DateTime<Utc>, max_lateness: Duration) -> Result<usize> {
+/// One pass over every protected instance. Returns how many jobs it
+/// queued; wakes the dispatcher after every batch that queued some.
+pub async fn tick(
+    store: &Store,
+    now: DateTime<Utc>,
+    max_lateness: Duration,
+    wake_dispatcher: &Notify,
+) -> Result<usize> {
     let items = schedule_runs::protected(store.pool()).await?;
-    let mut queued = 0;
+    let mut skips = Vec::new();
+    let mut due = Vec::new();
     for item in items {
         match decide(&item, now, max_lateness) {
             Decision::Nothing => {}
-            Decision::Skip(slot, reason) => {
-                if schedule_runs::claim(store.pool(), item.instance_id, slot, "SKIPPED", &reason)
-                    .await?
-                {
-                    tracing::warn!(instance = %item.instance_id, slot = %slot, reason = %reason, "scheduled backup skipped");
-                }
+            Decision::Skip(slot, reason) => skips.push((item.instance_id, slot, reason)),
+            Decision::Run(slot) => due.push(Due {
+                instance_id: item.instance_id,
+                vault_id: item.vault_id,
+                slot,
+            }),
+        }
+    }
+    for batch in skips.chunks(BATCH) {
+        let skipped: HashSet<(Uuid, DateTime<Utc>)> =
+            schedule_runs::claim_many(store.pool(), batch, "SKIPPED")
+                .await?
+                .into_iter()
+                .collect();
+        for (instance, slot, reason) in batch {
+            if skipped.contains(&(*instance, *slot)) {
+                tracing::warn!(instance = %instance, slot = %slot, reason = %reason, "scheduled backup skipped");
             }
-            Decision::Run(slot) => {
-                if queue(store, &item, slot).await? {
-                    queued += 1;
-                }
-            }
+        }
+    }
+    let mut queued = 0;
+    for batch in due.chunks(BATCH) {
+        let n = queue(store, batch.to_vec()).await?;
+        if n > 0 {
+            queued += n;
+            wake_dispatcher.notify_one();
         }
     }
     Ok(queued)
 }
 
-/// Claims the slot and queues its job in one transaction; false when the
-/// slot was already claimed.
-async fn queue(store: &Store, item: &Scheduled, slot: DateTime<Utc>) -> Result<bool> {
-    let instance_id = item.instance_id;
-    let vault_id = item.vault_id.clone();
-    let job = store
+/// An instance whose slot is due.
+#[derive(Debug, Clone)]
+struct Due {
+    instance_id: Uuid,
+    vault_id: String,
+    slot: DateTime<Utc>,
+}
+
+/// Claims the slots of `batch` and queues a job for each slot this
+/// transaction claimed, in one transaction; slots already claimed (another
+/// coordinator, a restart mid-slot) are left alone. Returns how many jobs.
+async fn queue(store: &Store, batch: Vec<Due>) -> Result<usize> {
+    let queued = store
         .in_tx(move |conn| {
             async move {
-                if !schedule_runs::claim(&mut *conn, instance_id, slot, "QUEUED", "").await? {
-                    return Ok(None);
-                }
-                let job = jobs::insert(
-                    &mut *conn,
-                    &NewJob {
+                let slots: Vec<(Uuid, DateTime<Utc>, String)> = batch
+                    .iter()
+                    .map(|d| (d.instance_id, d.slot, String::new()))
+                    .collect();
+                let claimed = schedule_runs::claim_many(&mut *conn, &slots, "QUEUED").await?;
+                let claimed: HashSet<(Uuid, DateTime<Utc>)> = claimed.into_iter().collect();
+                let batch: Vec<Due> = batch
+                    .into_iter()
+                    .filter(|d| claimed.contains(&(d.instance_id, d.slot)))
+                    .collect();
+                let new_jobs: Vec<NewJob> = batch
+                    .iter()
+                    .map(|d| NewJob {
                         operation: Operation::ScheduledBackup,
-                        vault_id,
-                        backup_instance_id: Some(instance_id),
+                        vault_id: d.vault_id.clone(),
+                        backup_instance_id: Some(d.instance_id),
                         recovery_point_id: None,
                         // Tagged on completion from the history of successes.
                         retention_rule: None,
@@ -151,20 +194,27 @@ async fn queue(store: &Store, item: &Scheduled, slot: DateTime<Utc>) -> Result<b
                         target_database: None,
                         target_secret_id: None,
                         target_secret_ref: None,
-                    },
-                )
-                .await?;
-                outbox::insert(&mut *conn, job.id, job.attempt).await?;
-                schedule_runs::set_job(&mut *conn, instance_id, slot, job.id).await?;
-                Ok(Some(job.id))
+                    })
+                    .collect();
+                let ids = jobs::insert_many(&mut *conn, &new_jobs).await?;
+                // New jobs start at attempt 1.
+                let tasks: Vec<(Uuid, u32)> = ids.iter().map(|id| (*id, 1)).collect();
+                outbox::insert_many(&mut *conn, &tasks).await?;
+                let runs: Vec<(Uuid, DateTime<Utc>, Uuid)> = batch
+                    .iter()
+                    .zip(&ids)
+                    .map(|(d, id)| (d.instance_id, d.slot, *id))
+                    .collect();
+                schedule_runs::set_jobs(&mut *conn, &runs).await?;
+                Ok(runs)
             }
             .boxed()
         })
         .await?;
-    if let Some(job_id) = job {
-        tracing::info!(instance = %instance_id, slot = %slot, job_id = %job_id, "scheduled backup queued");
+    for (instance, slot, job_id) in &queued {
+        tracing::info!(instance = %instance, slot = %slot, job_id = %job_id, "scheduled backup queued");
     }
-    Ok(job.is_some())
+    Ok(queued.len())
 }
 
 #[cfg(test)]

@@ -143,6 +143,53 @@ pub async fn insert(db: impl PgExecutor<'_>, job: &NewJob) -> Result<Job> {
     one(row)
 }
 
+/// Inserts many new jobs in one statement (the scheduler's batches), each
+/// exactly as [`insert`] would. Returns their ids, in input order.
+pub async fn insert_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> Result<Vec<Uuid>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::new_v4()).collect();
+    let operations: Vec<&str> = jobs.iter().map(|j| j.operation.as_str()).collect();
+    let vaults: Vec<&str> = jobs.iter().map(|j| j.vault_id.as_str()).collect();
+    let instances: Vec<Option<Uuid>> = jobs.iter().map(|j| j.backup_instance_id).collect();
+    let points: Vec<Option<Uuid>> = jobs.iter().map(|j| j.recovery_point_id).collect();
+    let rules: Vec<Option<&str>> = jobs
+        .iter()
+        .map(|j| j.retention_rule.map(RuleKind::as_str))
+        .collect();
+    let servers: Vec<Option<&str>> = jobs.iter().map(|j| j.target_server_id.as_deref()).collect();
+    let databases: Vec<Option<&str>> = jobs.iter().map(|j| j.target_database.as_deref()).collect();
+    let secrets: Vec<Option<&str>> = jobs.iter().map(|j| j.target_secret_id.as_deref()).collect();
+    let secret_refs: Vec<Option<&str>> = jobs
+        .iter()
+        .map(|j| j.target_secret_ref.as_deref())
+        .collect();
+    sqlx::query(
+        "INSERT INTO jobs (id, operation, state, vault_id, backup_instance_id, recovery_point_id, retention_rule,
+                           target_server_id, target_database, target_secret_id, target_secret_ref)
+         SELECT id, operation, 'QUEUED', vault_id, backup_instance_id, recovery_point_id, retention_rule,
+                target_server_id, target_database, target_secret_id, target_secret_ref
+           FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::text[],
+                       $7::text[], $8::text[], $9::text[], $10::text[])
+             AS t (id, operation, vault_id, backup_instance_id, recovery_point_id, retention_rule,
+                   target_server_id, target_database, target_secret_id, target_secret_ref)",
+    )
+    .bind(&ids)
+    .bind(&operations)
+    .bind(&vaults)
+    .bind(&instances)
+    .bind(&points)
+    .bind(&rules)
+    .bind(&servers)
+    .bind(&databases)
+    .bind(&secrets)
+    .bind(&secret_refs)
+    .execute(db)
+    .await?;
+    Ok(ids)
+}
+
 pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>> {
     let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
     sqlx::query_as::<_, JobRow>(&sql)

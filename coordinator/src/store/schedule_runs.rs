@@ -85,6 +85,66 @@ pub async fn claim(
     Ok(done.rows_affected() == 1)
 }
 
+/// Claims many slots at once (the scheduler's batches): one row per
+/// `(instance, slot)` with `status` and its reason. Returns the pairs this
+/// call claimed, in input order; the others were already run or skipped.
+/// Callers pass instances in id order, so concurrent claimers lock rows in
+/// the same order.
+pub async fn claim_many(
+    db: impl PgExecutor<'_>,
+    slots: &[(Uuid, DateTime<Utc>, String)],
+    status: &str,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>> {
+    if slots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let instances: Vec<Uuid> = slots.iter().map(|s| s.0).collect();
+    let times: Vec<DateTime<Utc>> = slots.iter().map(|s| s.1).collect();
+    let reasons: Vec<&str> = slots.iter().map(|s| s.2.as_str()).collect();
+    let claimed: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(
+        "INSERT INTO schedule_runs (backup_instance_id, slot_time, status, reason)
+         SELECT instance, slot, $3, reason
+           FROM UNNEST($1::uuid[], $2::timestamptz[], $4::text[]) WITH ORDINALITY AS t (instance, slot, reason, n)
+          ORDER BY n
+         ON CONFLICT (backup_instance_id, slot_time) DO NOTHING
+         RETURNING backup_instance_id, slot_time",
+    )
+    .bind(&instances)
+    .bind(&times)
+    .bind(status)
+    .bind(&reasons)
+    .fetch_all(db)
+    .await?;
+    // RETURNING order is not guaranteed: restore the input order.
+    let claimed: std::collections::HashSet<(Uuid, DateTime<Utc>)> = claimed.into_iter().collect();
+    Ok(slots
+        .iter()
+        .map(|s| (s.0, s.1))
+        .filter(|key| claimed.contains(key))
+        .collect())
+}
+
+/// Records the jobs claimed slots queued: `(instance, slot, job)` each.
+pub async fn set_jobs(db: impl PgExecutor<'_>, runs: &[(Uuid, DateTime<Utc>, Uuid)]) -> Result<()> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let instances: Vec<Uuid> = runs.iter().map(|r| r.0).collect();
+    let times: Vec<DateTime<Utc>> = runs.iter().map(|r| r.1).collect();
+    let jobs: Vec<Uuid> = runs.iter().map(|r| r.2).collect();
+    sqlx::query(
+        "UPDATE schedule_runs r SET job_id = t.job
+           FROM UNNEST($1::uuid[], $2::timestamptz[], $3::uuid[]) AS t (instance, slot, job)
+          WHERE r.backup_instance_id = t.instance AND r.slot_time = t.slot",
+    )
+    .bind(&instances)
+    .bind(&times)
+    .bind(&jobs)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Records the job a claimed slot queued.
 pub async fn set_job(
     db: impl PgExecutor<'_>,
