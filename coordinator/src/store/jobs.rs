@@ -217,36 +217,46 @@ pub struct JobFilter {
     pub created_before: Option<DateTime<Utc>>,
 }
 
-/// Jobs newest first, continuing after `after`.
+/// Jobs newest first, continuing after `after`. Only the filters given
+/// appear in the SQL, so each shape of listing gets its own plan on the
+/// index that serves it (a generic `$1 IS NULL OR ...` statement would be
+/// planned once for all shapes and scan the whole history).
 pub async fn list(
     db: impl PgExecutor<'_>,
     filter: &JobFilter,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Job>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM jobs
-         WHERE ($1::text IS NULL OR vault_id = $1)
-           AND ($2::uuid IS NULL OR backup_instance_id = $2)
-           AND ($3::text IS NULL OR operation = $3)
-           AND ($4::text IS NULL OR state = $4)
-           AND ($5::timestamptz IS NULL OR (create_time, id) < ($5, $6))
-           AND ($8::timestamptz IS NULL OR create_time >= $8)
-           AND ($9::timestamptz IS NULL OR create_time < $9)
-         ORDER BY create_time DESC, id DESC LIMIT $7"
-    );
-    let rows = sqlx::query_as::<_, JobRow>(&sql)
-        .bind(&filter.vault_id)
-        .bind(filter.backup_instance_id)
-        .bind(filter.operation.map(Operation::as_str))
-        .bind(filter.state.map(JobState::as_str))
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1))
-        .bind(limit)
-        .bind(filter.created_after)
-        .bind(filter.created_before)
-        .fetch_all(db)
-        .await?;
+    let mut sql =
+        sqlx::QueryBuilder::<sqlx::Postgres>::new(format!("SELECT {COLUMNS} FROM jobs WHERE true"));
+    if let Some(vault_id) = &filter.vault_id {
+        sql.push(" AND vault_id = ").push_bind(vault_id.clone());
+    }
+    if let Some(instance) = filter.backup_instance_id {
+        sql.push(" AND backup_instance_id = ").push_bind(instance);
+    }
+    if let Some(operation) = filter.operation {
+        sql.push(" AND operation = ").push_bind(operation.as_str());
+    }
+    if let Some(state) = filter.state {
+        sql.push(" AND state = ").push_bind(state.as_str());
+    }
+    if let Some((time, id)) = after {
+        sql.push(" AND (create_time, id) < (")
+            .push_bind(time)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    if let Some(from) = filter.created_after {
+        sql.push(" AND create_time >= ").push_bind(from);
+    }
+    if let Some(until) = filter.created_before {
+        sql.push(" AND create_time < ").push_bind(until);
+    }
+    sql.push(" ORDER BY create_time DESC, id DESC LIMIT ")
+        .push_bind(limit);
+    let rows = sql.build_query_as::<JobRow>().fetch_all(db).await?;
     many(rows)
 }
 
