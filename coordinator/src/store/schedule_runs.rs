@@ -33,6 +33,11 @@ struct ScheduledRow {
 }
 
 /// Every instance whose protection is configured, with its schedule.
+///
+/// Planned afresh on every call (not a cached prepared statement): a plan
+/// made while `schedule_runs` was empty scans that table once per instance,
+/// which after a burst of 10,000 slot rows took 15 s per tick until the next
+/// ANALYZE; a fresh plan sees the table's real size and uses its key.
 pub async fn protected(db: impl PgExecutor<'_>) -> Result<Vec<Scheduled>> {
     let rows: Vec<ScheduledRow> = sqlx::query_as(
         "SELECT i.id, i.vault_id, p.weekdays, p.time_of_day, p.time_zone, i.schedule_since,
@@ -42,6 +47,7 @@ pub async fn protected(db: impl PgExecutor<'_>) -> Result<Vec<Scheduled>> {
           WHERE i.protection_state = 'PROTECTION_CONFIGURED'
           ORDER BY i.id",
     )
+    .persistent(false)
     .fetch_all(db)
     .await?;
     Ok(rows
