@@ -1,13 +1,16 @@
 //! The RabbitMQ task queue against a real broker: confirmed publishes reach a
-//! consumer, rejects are dead-lettered and drained with their reason, and
+//! consumer, rejects are dead-lettered and drained with their reason,
 //! durable messages (dead letters too) survive a broker restart with every
-//! side reconnecting by itself.
+//! side reconnecting by itself, and a pipelined batch is confirmed whole and
+//! delivered in order.
 
 use std::time::Duration;
 
 use pgvault_e2e::rabbitmq::RabbitMq;
 use pgvault_queue::amqp::AmqpQueue;
-use pgvault_queue::{DeadLetterReason, DeadLetterSource, TaskConsumer, TaskPublisher};
+use pgvault_queue::{
+    DeadLetterReason, DeadLetterSource, OutgoingTask, TaskConsumer, TaskPublisher,
+};
 
 async fn next(consumer: &mut dyn TaskConsumer) -> pgvault_queue::Delivery {
     tokio::time::timeout(Duration::from_secs(60), consumer.next())
@@ -102,5 +105,43 @@ async fn rabbitmq_queue_delivers_dead_letters_and_survives_broker_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(dead, 0, "an acked dead letter leaves the dead-letter queue");
+    drop(broker);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rabbitmq_publish_many_confirms_a_whole_batch_and_delivers_it_in_order() {
+    let broker = tokio::task::spawn_blocking(RabbitMq::start)
+        .await
+        .unwrap()
+        .expect("start RabbitMQ");
+    let queue = AmqpQueue::connect(&broker.url(), "pgvault.batch")
+        .await
+        .expect("connect");
+    let publisher = queue.publisher();
+    let tasks: Vec<OutgoingTask> = (0..300)
+        .map(|i| OutgoingTask {
+            message_id: format!("m{i}"),
+            payload: format!("task {i}").into_bytes(),
+        })
+        .collect();
+    let outcome = publisher.publish_many(&tasks).await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(outcome.confirmed, vec![true; tasks.len()]);
+    let mut ready = 0;
+    for _ in 0..50 {
+        ready = queue.message_count().await.unwrap();
+        if ready == 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready, 300, "every confirmed message must be in the queue");
+
+    let mut consumer = queue.consumer("batch");
+    for i in 0..300 {
+        let d = next(&mut consumer).await;
+        assert_eq!(d.payload, format!("task {i}").into_bytes());
+        d.ack().await.unwrap();
+    }
     drop(broker);
 }
