@@ -259,6 +259,9 @@ print(f"| all {n:,} tasks confirmed by RabbitMQ (outbox empty) | {burst['outbox_
 ok = burst['queued_s'] < 30
 print(f"| all {n:,} tasks in the queue (depth {burst['queue_depth']:,}) | {burst['queued_s']:.2f} | < 30 s | {'ok' if ok else 'MISSED'} |")
 print()
+print("Seconds count from the slot instant, so they include the wait for the first")
+print("scheduler pass after it (coordinator.scheduler_interval_seconds: 5, the default).")
+print()
 print(f"| ListJobs over gRPC, {total:,} job rows | calls | p50 ms | p95 ms | p99 ms | rows/page | target | |")
 print("|---|---|---|---|---|---|---|---|")
 for line in open(sys.argv[2]):
