@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, backup_now, claim, job_id};
+use common::{Harness, backup_now, claim, get, job_id};
 use pgvault_proto::v1 as pb;
 use tonic::Code;
 
@@ -26,14 +26,6 @@ async fn fail(h: &Harness, job_id: &str, lease_token: &str, code: &str, retryabl
         })
         .await
         .expect("fail task");
-}
-
-async fn get(h: &Harness, name: &str) -> pb::Job {
-    h.jobs()
-        .get_job(pb::GetJobRequest { name: name.into() })
-        .await
-        .expect("get job")
-        .into_inner()
 }
 
 async fn state_db(h: &Harness) -> sqlx::PgPool {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Harness, backup_now, claim, job_id};
+use common::{Harness, backup_now, claim, get, job_id};
 use pgvault_proto::v1 as pb;
 use tonic::Code;
 
@@ -42,14 +42,6 @@ async fn heartbeat(h: &Harness, id: &str, token: &str, sub_tasks: Vec<pb::TableP
         })
         .await
         .expect("heartbeat");
-}
-
-async fn get(h: &Harness, name: &str) -> pb::Job {
-    h.jobs()
-        .get_job(pb::GetJobRequest { name: name.into() })
-        .await
-        .expect("get job")
-        .into_inner()
 }
 
 fn backup_result() -> pb::BackupResult {

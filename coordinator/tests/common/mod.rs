@@ -303,6 +303,15 @@ impl Harness {
 }
 
 /// `BackupNow` of `instance` with the Weekly rule.
+/// The job as GetJob returns it (with attempts and sub-tasks).
+pub async fn get(h: &Harness, name: &str) -> pb::Job {
+    h.jobs()
+        .get_job(pb::GetJobRequest { name: name.into() })
+        .await
+        .expect("get job")
+        .into_inner()
+}
+
 pub async fn backup_now(h: &Harness, instance: &str) -> pb::Job {
     h.instances()
         .backup_now(pb::BackupNowRequest {
