@@ -6,7 +6,7 @@
 mod engine_support;
 
 use engine_support::*;
-use pgvault_worker::engine::{Selection, backup, restore_as_sql, restore_database};
+use pgvault_worker::engine::{backup, restore_database};
 use tokio_util::sync::CancellationToken;
 
 /// Properties of `database` in a form comparable across names: settings
@@ -147,26 +147,14 @@ async fn database_settings_comment_privileges_and_owner_come_back() {
 
     // As a SQL script loaded into an empty database: everything but the
     // owner (the script runs as whoever loads it and leaves ownership alone).
-    let out_dir = tempfile::tempdir().unwrap();
-    restore_as_sql(
+    load_as_script(
         &store,
         "rp",
-        Some(&summary.manifest_sha256),
-        &datastore(&out_dir),
-        "shop.sql",
-        &Selection::default(),
-        &options(&destination),
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("restore as sql");
-    create_database(&destination, "from script").await;
-    psql_file(
+        &summary.manifest_sha256,
         &destination,
         "from script",
-        &out_dir.path().join("shop.sql"),
-    );
+    )
+    .await;
     let from_script = properties(&destination, "from script").await;
     let without_owner = |p: &[String]| -> Vec<String> {
         p.iter()

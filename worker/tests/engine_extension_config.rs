@@ -12,7 +12,7 @@ mod engine_support;
 
 use engine_support::*;
 use pgvault_localpg::TempCluster;
-use pgvault_worker::engine::{Manifest, Selection, backup, restore_as_sql, restore_database};
+use pgvault_worker::engine::{Manifest, backup, restore_database};
 use tokio_util::sync::CancellationToken;
 
 const CONTROL: &str = "comment = 'pgvault test: configuration tables'\n\
@@ -150,21 +150,13 @@ async fn extension_configuration_rows_and_sequences_come_back_without_duplicatin
     .expect("restore");
     assert_eq!(state(&source, "app copy").await, expected);
 
-    let out = tempfile::tempdir().unwrap();
-    restore_as_sql(
+    load_as_script(
         &store,
         "rp",
-        Some(&summary.manifest_sha256),
-        &datastore(&out),
-        "app.sql",
-        &Selection::default(),
-        &options(&source),
-        recorder(),
-        CancellationToken::new(),
+        &summary.manifest_sha256,
+        &source,
+        "app from script",
     )
-    .await
-    .expect("restore as sql");
-    create_database(&source, "app from script").await;
-    psql_file(&source, "app from script", &out.path().join("app.sql"));
+    .await;
     assert_eq!(state(&source, "app from script").await, expected);
 }

@@ -233,6 +233,33 @@ pub async fn database_exists(cluster: &TempCluster, name: &str) -> bool {
 }
 
 /// Loads a SQL file with `psql -v ON_ERROR_STOP=1 -f` into `database`.
+/// Writes the whole recovery point at `prefix` as a SQL script and loads it
+/// with psql into the new database `database` on `cluster`.
+pub async fn load_as_script(
+    store: &Datastore,
+    prefix: &str,
+    manifest_sha256: &str,
+    cluster: &TempCluster,
+    database: &str,
+) {
+    let out = tempfile::tempdir().unwrap();
+    pgvault_worker::engine::restore_as_sql(
+        store,
+        prefix,
+        Some(manifest_sha256),
+        &datastore(&out),
+        "script.sql",
+        &pgvault_worker::engine::Selection::default(),
+        &options(cluster),
+        recorder(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("restore as sql");
+    create_database(cluster, database).await;
+    psql_file(cluster, database, &out.path().join("script.sql"));
+}
+
 pub fn psql_file(cluster: &TempCluster, database: &str, file: &std::path::Path) {
     let output = Command::new(cluster.bin_dir().join("psql"))
         .env("PGPASSWORD", cluster.password())
