@@ -360,16 +360,63 @@ impl PgvaultUp {
             ],
         ];
         for args in steps {
-            let output = self.cli(args, None).expect("run pgvault");
-            assert!(
-                output.status.success(),
-                "`pgvault {}` failed ({}):\nstdout: {}\nstderr: {}",
-                args[..2].join(" "),
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
+            self.cli_ok(args, None);
         }
+    }
+
+    /// After [`PgvaultUp::create_demo_vault`] (policy `policy`): stores the
+    /// source superuser's credentials as secret `src-admin` and configures
+    /// `database` on server `src` in vault `demo` through the CLI; returns
+    /// the backup instance's name.
+    pub fn protect_demo_database(
+        &self,
+        policy: &str,
+        source_password: &str,
+        database: &str,
+    ) -> String {
+        let secret = format!("user=postgres password={source_password}");
+        self.cli_ok(&["secret", "put", "src-admin"], Some(&secret));
+        let configured = self.cli_ok(
+            &[
+                "backup",
+                "configure",
+                "--vault",
+                "demo",
+                "--policy",
+                policy,
+                "--secret",
+                "src-admin",
+                "--server",
+                "src",
+                "--database",
+                database,
+                "--assign-missing-permissions",
+                "--output",
+                "json",
+            ],
+            None,
+        );
+        let value: serde_json::Value = serde_json::from_str(&configured)
+            .unwrap_or_else(|e| panic!("configure JSON ({e}): {configured}"));
+        value["results"][0]["backup_instance"]["name"]
+            .as_str()
+            .unwrap_or_else(|| panic!("configure names the instance: {configured}"))
+            .to_string()
+    }
+
+    /// Runs `pgvault ARGS` and returns its stdout, failing the test with
+    /// both outputs when it does not succeed.
+    fn cli_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let output = self.cli(args, stdin).expect("run pgvault");
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "`pgvault {}` failed ({}):\nstdout: {stdout}\nstderr: {}",
+            args[..2.min(args.len())].join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
     }
 }
 

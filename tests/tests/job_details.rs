@@ -139,36 +139,7 @@ async fn job_show_lists_every_table_of_a_backup_and_a_restore_with_the_source_ro
         .expect("pgvault up");
     let cli = |args: &[&str]| up.cli(args, None).expect("run pgvault");
     up.create_demo_vault("weekly", "mon", source.port());
-    let secret = format!("user=postgres password={SOURCE_PASSWORD}");
-    ok(
-        up.cli(&["secret", "put", "src-admin"], Some(&secret))
-            .expect("run pgvault"),
-        "secret put",
-    );
-    let configured = json(&ok(
-        cli(&[
-            "backup",
-            "configure",
-            "--vault",
-            "demo",
-            "--policy",
-            "weekly",
-            "--secret",
-            "src-admin",
-            "--server",
-            "src",
-            "--database",
-            "shop",
-            "--assign-missing-permissions",
-            "--output",
-            "json",
-        ]),
-        "backup configure",
-    ));
-    let instance = configured["results"][0]["backup_instance"]["name"]
-        .as_str()
-        .unwrap_or_else(|| panic!("configure names the instance: {configured}"))
-        .to_string();
+    let instance = up.protect_demo_database("weekly", SOURCE_PASSWORD, "shop");
 
     // Backup: every table dumped, the big one in several chunks.
     let backup = json(&ok(

@@ -68,36 +68,7 @@ fn state(job: &Job) -> JobState {
 fn protect_and_back_up(up: &PgvaultUp, source: &TempCluster) -> String {
     let cli = |args: &[&str]| up.cli(args, None).expect("run pgvault");
     up.create_demo_vault("weekly", "mon", source.port());
-    let secret = format!("user=postgres password={SOURCE_PASSWORD}");
-    ok(
-        up.cli(&["secret", "put", "src-admin"], Some(&secret))
-            .expect("run pgvault"),
-        "secret put",
-    );
-    let configured = ok(
-        cli(&[
-            "backup",
-            "configure",
-            "--vault",
-            "demo",
-            "--policy",
-            "weekly",
-            "--secret",
-            "src-admin",
-            "--server",
-            "src",
-            "--database",
-            "shop",
-            "--assign-missing-permissions",
-            "--output",
-            "json",
-        ]),
-        "backup configure",
-    );
-    let instance = json(&configured)["results"][0]["backup_instance"]["name"]
-        .as_str()
-        .unwrap_or_else(|| panic!("configure names the instance: {configured}"))
-        .to_string();
+    let instance = up.protect_demo_database("weekly", SOURCE_PASSWORD, "shop");
     ok(cli(&["backup", "now", &instance, "--wait"]), "backup now");
     let points = json(&ok(
         cli(&["recovery-point", "list", &instance, "--output", "json"]),
