@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use pgvault_datastore::Datastore;
-use pgvault_worker::engine::{self, EngineOptions, NoProgress, PgTarget};
+use pgvault_engine::{self as engine, EngineOptions, NoProgress, PgTarget};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -200,7 +200,7 @@ fn parse_conninfo(text: &str) -> anyhow::Result<Vec<(String, String)>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // Engine logs (e.g. RUST_LOG=pgvault_worker=debug for phase timings) on stderr.
+    // Engine logs (e.g. RUST_LOG=pgvault_engine=debug for phase timings) on stderr.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

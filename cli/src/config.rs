@@ -103,7 +103,7 @@ pub struct UpSettings {
 pub struct LogSettings {
     /// `text` or `json`.
     pub format: String,
-    /// tracing filter, e.g. `info,pgvault_worker=debug`.
+    /// tracing filter, e.g. `info,pgvault_engine=debug`.
     pub filter: String,
 }
 

@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use pgvault_coordinator::{Coordinator, CoordinatorConfig, CoordinatorHandle};
+use pgvault_engine::EngineOptions;
 use pgvault_localpg::TempCluster;
 use pgvault_proto::v1::{
     DeadLetter, ListBackupInstancesRequest, ListDeadLettersRequest, ListRecoveryPointsRequest,
@@ -13,7 +14,6 @@ use pgvault_proto::v1::{
 };
 use pgvault_queue::TaskPublisher;
 use pgvault_queue::memory::InProcessQueue;
-use pgvault_worker::engine::EngineOptions;
 use pgvault_worker::runner::WorkerOptions;
 use tokio_util::sync::CancellationToken;
 

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::heartbeat::{self, Heartbeat, Interruption, SharedProgress};
 use super::{CoordinatorClient, WorkerOptions};
-use crate::engine::{self, EngineError, ErrorCode, PgTarget};
+use pgvault_engine::{self as engine, EngineError, ErrorCode, PgTarget};
 
 pub(super) async fn run_claimed(
     claim: ClaimTaskResponse,
@@ -61,19 +61,25 @@ pub(super) async fn run_claimed(
             super::restore_files::run(files, options, sink, engine_cancel.clone()).await
         }
         Some(task::Kind::Delete(delete)) => {
-            crate::lifecycle::run_delete(delete, sink, engine_cancel.clone())
+            super::lifecycle::run_delete(delete, sink, engine_cancel.clone())
                 .await
-                .map(|moved| complete_task_request::Result::Lifecycle(moved.into()))
+                .map(|moved| {
+                    complete_task_request::Result::Lifecycle(super::lifecycle::result(moved))
+                })
         }
         Some(task::Kind::TierMove(tier_move)) => {
-            crate::lifecycle::run_tier_move(tier_move, &options.engine, sink, engine_cancel.clone())
+            super::lifecycle::run_tier_move(tier_move, &options.engine, sink, engine_cancel.clone())
                 .await
-                .map(|moved| complete_task_request::Result::Lifecycle(moved.into()))
+                .map(|moved| {
+                    complete_task_request::Result::Lifecycle(super::lifecycle::result(moved))
+                })
         }
         Some(task::Kind::Rehydrate(rehydrate)) => {
-            crate::lifecycle::run_rehydrate(rehydrate, &options.engine, sink, engine_cancel.clone())
+            super::lifecycle::run_rehydrate(rehydrate, &options.engine, sink, engine_cancel.clone())
                 .await
-                .map(|moved| complete_task_request::Result::Lifecycle(moved.into()))
+                .map(|moved| {
+                    complete_task_request::Result::Lifecycle(super::lifecycle::result(moved))
+                })
         }
         None => Err(EngineError {
             code: ErrorCode::Internal,

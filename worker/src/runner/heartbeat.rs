@@ -17,7 +17,7 @@ use tonic::Code;
 
 use super::CoordinatorClient;
 use super::sub_tasks::{self, Receipt, SubTaskLog};
-use crate::engine::{Progress, ProgressSink, TableProgress};
+use pgvault_engine::{Progress, ProgressSink, TableProgress};
 
 /// Latest progress reported by the engine, and its per-table sub-tasks.
 #[derive(Default)]

@@ -9,6 +9,7 @@
 mod client;
 mod execute;
 mod heartbeat;
+mod lifecycle;
 mod restore_files;
 mod sub_tasks;
 
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use client::CoordinatorClient;
 
-use crate::engine::EngineOptions;
+use pgvault_engine::EngineOptions;
 
 /// How a worker process runs.
 #[derive(Clone)]

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::WorkerOptions;
 use super::execute::open_datastore;
-use crate::engine::{self, EngineError, ErrorCode};
+use pgvault_engine::{self as engine, EngineError, ErrorCode};
 
 pub(super) async fn run(
     task: RestoreFilesTask,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use pgvault_proto::v1::{SubTaskState, TableProgress as WireTable};
 
-use crate::engine::{TableProgress, TableState};
+use pgvault_engine::{TableProgress, TableState};
 
 /// Most sub-tasks one heartbeat carries (the coordinator accepts more).
 pub const BATCH: usize = 1000;

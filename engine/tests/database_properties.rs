@@ -3,10 +3,10 @@
 //! owner — come back with a restore as a database (under another name, on a
 //! fresh server) and with a SQL script loaded into any database.
 
-mod engine_support;
+mod support;
 
-use engine_support::*;
-use pgvault_worker::engine::{backup, restore_database};
+use pgvault_engine::{backup, restore_database};
+use support::*;
 use tokio_util::sync::CancellationToken;
 
 /// Properties of `database` in a form comparable across names: settings

@@ -4,11 +4,11 @@
 //! checksums, sequences, large objects); a corrupted chunk fails the job
 //! with `ChecksumMismatch` and leaves no file behind.
 
-mod engine_support;
+mod support;
 
-use engine_support::*;
-use pgvault_worker::engine::{ErrorCode, Manifest, Selection, backup, restore_as_sql};
+use pgvault_engine::{ErrorCode, Manifest, Selection, backup, restore_as_sql};
 use sha2::{Digest, Sha256};
+use support::*;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -206,7 +206,7 @@ async fn load_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::manifest::ObjectEntry;
+    use crate::manifest::ObjectEntry;
 
     fn table(oid: u32, sizes: &[u64]) -> TableEntry {
         TableEntry {

@@ -5,13 +5,13 @@
 //! money there was, agree with its own ledger account by account, and have
 //! as many ledger rows as its counter says: one moment in time.
 
-mod engine_support;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use engine_support::*;
-use pgvault_worker::engine::{Manifest, backup, restore_database};
+use pgvault_engine::{Manifest, backup, restore_database};
+use support::*;
 use tokio_util::sync::CancellationToken;
 
 const ACCOUNTS: i64 = 20_000;

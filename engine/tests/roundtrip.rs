@@ -3,10 +3,10 @@
 //! sequences, views, materialized views, large objects, triggers not fired,
 //! roles recreated on a fresh server; and tables split into ctid chunks.
 
-mod engine_support;
+mod support;
 
-use engine_support::*;
-use pgvault_worker::engine::{Manifest, backup, restore_database};
+use pgvault_engine::{Manifest, backup, restore_database};
+use support::*;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,14 +4,14 @@
 //! wrong CA, an unreadable root certificate file or no TLS at all fail with
 //! the code and message a user can act on — never showing the password.
 
-mod engine_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 
-use engine_support::*;
+use pgvault_engine::{ErrorCode, PgTarget, backup, restore_database};
 use pgvault_localpg::TempCluster;
-use pgvault_worker::engine::{ErrorCode, PgTarget, backup, restore_database};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use support::*;
 use tokio_util::sync::CancellationToken;
 
 const TLS_ROLE: &str = "tls_backup";
@@ -53,8 +53,8 @@ fn tls_target(cluster: &TempCluster, database: &str, mode: &str, roots: Option<&
 async fn backup_error(
     target: &PgTarget,
     store: &pgvault_datastore::Datastore,
-    opts: &pgvault_worker::engine::EngineOptions,
-) -> pgvault_worker::engine::EngineError {
+    opts: &pgvault_engine::EngineOptions,
+) -> pgvault_engine::EngineError {
     let e = backup(
         target,
         store,

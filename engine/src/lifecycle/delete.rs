@@ -9,10 +9,10 @@ use pgvault_datastore::Datastore;
 use tokio_util::sync::CancellationToken;
 
 use super::Moved;
-use crate::engine::error::store_error;
-use crate::engine::manifest::MANIFEST_FILE;
-use crate::engine::objects::object_path;
-use crate::engine::{EngineError, Progress, ProgressSink};
+use crate::error::store_error;
+use crate::manifest::MANIFEST_FILE;
+use crate::objects::object_path;
+use crate::{EngineError, Progress, ProgressSink};
 
 /// Deletes every object under `prefix`; returns how many it removed.
 pub async fn delete_prefix(

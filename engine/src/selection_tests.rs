@@ -1,7 +1,7 @@
 //! Tests of the selection rules on a TOC shaped like the round-trip fixture's.
 
 use super::*;
-use crate::engine::manifest::{ChunkEntry, ObjectEntry, SequenceEntry, TableEntry};
+use crate::manifest::{ChunkEntry, ObjectEntry, SequenceEntry, TableEntry};
 
 fn entry(id: i64, oid: u32, desc: &str, ns: &str, tag: &str, deps: &[i64]) -> TocEntry {
     TocEntry {

@@ -8,11 +8,11 @@
 //! test installs a tiny one (`pgvault_test_config`) into the server's
 //! extension directory (root, as the test scripts run).
 
-mod engine_support;
+mod support;
 
-use engine_support::*;
+use pgvault_engine::{Manifest, backup, restore_database};
 use pgvault_localpg::TempCluster;
-use pgvault_worker::engine::{Manifest, backup, restore_database};
+use support::*;
 use tokio_util::sync::CancellationToken;
 
 const CONTROL: &str = "comment = 'pgvault test: configuration tables'\n\

@@ -9,8 +9,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use pgvault_datastore::Datastore;
+use pgvault_engine::{EngineOptions, PgTarget, Progress, ProgressSink};
 use pgvault_localpg::TempCluster;
-use pgvault_worker::engine::{EngineOptions, PgTarget, Progress, ProgressSink};
 
 /// Every type, awkward identifiers, partitions, inheritance, RLS, sequences,
 /// views, materialized views (one indexed), triggers that refuse inserts (one
@@ -243,13 +243,13 @@ pub async fn load_as_script(
     database: &str,
 ) {
     let out = tempfile::tempdir().unwrap();
-    pgvault_worker::engine::restore_as_sql(
+    pgvault_engine::restore_as_sql(
         store,
         prefix,
         Some(manifest_sha256),
         &datastore(&out),
         "script.sql",
-        &pgvault_worker::engine::Selection::default(),
+        &pgvault_engine::Selection::default(),
         &options(cluster),
         recorder(),
         tokio_util::sync::CancellationToken::new(),

@@ -4,12 +4,12 @@
 //! follow their parent, whole schemas restore as SQL files too, and unknown
 //! names fail clearly.
 
-mod engine_support;
+mod support;
 
-use engine_support::*;
-use pgvault_worker::engine::{
+use pgvault_engine::{
     ErrorCode, Manifest, Selection, backup, restore_as_sql, restore_database_selected,
 };
+use support::*;
 use tokio_util::sync::CancellationToken;
 
 const ODD_TABLE: &str = r#""Odd.Schema ü"."Mixed Case ""quoted"" tbl""#;

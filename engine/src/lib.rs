@@ -18,6 +18,8 @@
 //! - [`database_properties`]: database settings, comment, privileges, owner.
 //! - `large_objects`: large objects both ways.
 //! - `objects`: streaming, checksummed object I/O (zstd + multipart).
+//! - [`lifecycle`]: verified copies of recovery points between datastores
+//!   (tier moves, rehydrates) and deleting them.
 //! - `connect`, `pgtools`, `ident`, `progress`: plumbing.
 
 mod analyze;
@@ -29,6 +31,7 @@ pub mod database_properties;
 pub mod error;
 mod ident;
 mod large_objects;
+pub mod lifecycle;
 pub mod manifest;
 pub(crate) mod objects;
 mod pgtools;

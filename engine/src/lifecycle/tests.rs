@@ -11,10 +11,10 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::{copy_point, delete_prefix};
-use crate::engine::manifest::{
+use crate::manifest::{
     ChunkEntry, FORMAT_VERSION, MANIFEST_FILE, Manifest, ObjectEntry, SCHEMA_FILE, TableEntry,
 };
-use crate::engine::{EngineOptions, ErrorCode, NoProgress};
+use crate::{EngineOptions, ErrorCode, NoProgress};
 
 const PREFIX: &str = "v/i/p";
 

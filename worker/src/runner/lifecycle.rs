@@ -1,46 +1,24 @@
-//! Lifecycle tasks: moving recovery points between datastores and deleting
-//! them. Like the engine, this knows nothing of AMQP or gRPC beyond the task
-//! messages it is handed: it takes datastores, prefixes, a progress sink and
-//! a cancellation token.
-//! - tier move: copy every object of the point (manifest last) to the
-//!   archive datastore, verify each copy's SHA-256 against the manifest,
-//!   then delete the standard copy;
+//! Runs lifecycle tasks (tier move, rehydrate, delete) of recovery points:
+//! turns the task messages into the engine's verified copy and delete
+//! ([`pgvault_engine::lifecycle`]) and the result back into a message.
+//! - tier move: copy to the archive datastore, verified, then delete the
+//!   standard copy;
 //! - rehydrate: the same copy back into the standard datastore, keeping the
 //!   archive copy;
-//! - delete: remove every object under each location; objects already gone
-//!   are not an error, so a retried delete finishes the job.
-//!
-//! # Layout
-//! - `copy`: streaming, verified copy of one recovery point.
-//! - `delete`: removing every object under a prefix.
-
-mod copy;
-mod delete;
+//! - delete: remove every object under each location.
 
 use std::sync::Arc;
 
 use pgvault_datastore::Datastore;
+use pgvault_engine::lifecycle::{Moved, copy_point, delete_prefix};
+use pgvault_engine::{EngineError, EngineOptions, ErrorCode, ProgressSink};
 use pgvault_proto::v1::{DeleteTask, LifecycleResult, PointLocation, RehydrateTask, TierMoveTask};
 use tokio_util::sync::CancellationToken;
 
-pub use copy::copy_point;
-pub use delete::delete_prefix;
-
-use crate::engine::{EngineError, EngineOptions, ErrorCode, ProgressSink};
-
-/// Objects and bytes a lifecycle task copied or removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Moved {
-    pub objects: u64,
-    pub bytes: u64,
-}
-
-impl From<Moved> for LifecycleResult {
-    fn from(m: Moved) -> Self {
-        LifecycleResult {
-            objects: m.objects,
-            bytes: m.bytes,
-        }
+pub(super) fn result(m: Moved) -> LifecycleResult {
+    LifecycleResult {
+        objects: m.objects,
+        bytes: m.bytes,
     }
 }
 
@@ -57,7 +35,7 @@ fn open(location: Option<&PointLocation>, what: &str) -> Result<(Datastore, Stri
 }
 
 /// Deletes every object of every location in the task.
-pub async fn run_delete(
+pub(super) async fn run_delete(
     task: DeleteTask,
     progress: Arc<dyn ProgressSink>,
     cancel: CancellationToken,
@@ -65,15 +43,13 @@ pub async fn run_delete(
     let mut total = Moved::default();
     for location in &task.locations {
         let (store, prefix) = open(Some(location), "recovery point")?;
-        let done = delete_prefix(&store, &prefix, progress.as_ref(), &cancel).await?;
-        total.objects += done.objects;
-        total.bytes += done.bytes;
+        total += delete_prefix(&store, &prefix, progress.as_ref(), &cancel).await?;
     }
     Ok(total)
 }
 
 /// Copies the point to the archive datastore, verified, then deletes the source.
-pub async fn run_tier_move(
+pub(super) async fn run_tier_move(
     task: TierMoveTask,
     options: &EngineOptions,
     progress: Arc<dyn ProgressSink>,
@@ -97,7 +73,7 @@ pub async fn run_tier_move(
 }
 
 /// Copies an archive point back into the standard datastore, verified.
-pub async fn run_rehydrate(
+pub(super) async fn run_rehydrate(
     task: RehydrateTask,
     options: &EngineOptions,
     progress: Arc<dyn ProgressSink>,
@@ -117,6 +93,3 @@ pub async fn run_rehydrate(
     )
     .await
 }
-
-#[cfg(test)]
-mod tests;

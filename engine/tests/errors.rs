@@ -2,10 +2,10 @@
 //! name already in use, a corrupted chunk, a manifest that does not match,
 //! rows hidden by row-level security, and cancellation.
 
-mod engine_support;
+mod support;
 
-use engine_support::*;
-use pgvault_worker::engine::{ErrorCode, backup, restore_database};
+use pgvault_engine::{ErrorCode, backup, restore_database};
+use support::*;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

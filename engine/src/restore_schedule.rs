@@ -469,7 +469,7 @@ pub(crate) async fn run_deferred(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::manifest::TableEntry;
+    use crate::manifest::TableEntry;
 
     fn manifest(tables: &[(u32, u64)]) -> Manifest {
         let json = serde_json::json!({

@@ -13,10 +13,10 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::Moved;
-use crate::engine::error::store_error;
-use crate::engine::manifest::{MANIFEST_FILE, ObjectEntry};
-use crate::engine::objects::{ObjectWriter, flush, get_small, object_path, put_small};
-use crate::engine::{EngineError, EngineOptions, ErrorCode, Manifest, Progress, ProgressSink};
+use crate::error::store_error;
+use crate::manifest::{MANIFEST_FILE, ObjectEntry};
+use crate::objects::{ObjectWriter, flush, get_small, object_path, put_small};
+use crate::{EngineError, EngineOptions, ErrorCode, Manifest, Progress, ProgressSink};
 
 /// Every object a manifest references, schema archive first.
 fn objects_of(manifest: &Manifest) -> Vec<ObjectEntry> {
