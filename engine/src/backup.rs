@@ -100,6 +100,8 @@ async fn run(
     roles.sort();
     roles.dedup();
     let materialized_views = catalog::populated_matviews(&holder, &describe).await?;
+    let relations = catalog::selectable_relations(&holder, &describe).await?;
+    let schemas = catalog::schemas(&holder, &describe).await?;
     tracing::info!(database = %source.database, tables = tables.len(), snapshot = %snapshot_id, "snapshot exported and tables locked");
 
     let chunks = backup_data::plan(&tables, options, info.server_version_num);
@@ -202,10 +204,12 @@ async fn run(
         materialized_views,
         large_objects,
         database_properties,
+        relations: Some(relations),
+        schemas: Some(schemas),
     };
 
     tracker.phase("manifest");
-    let json = manifest.to_json()?;
+    let json = manifest.to_json();
     let manifest_sha256 = hex::encode(Sha256::digest(&json));
     let manifest_size = json.len() as u64;
     // Every object durable before the manifest names them, and the manifest

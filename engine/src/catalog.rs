@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 
 use super::error::EngineError;
 use super::ident::qualified;
-use super::manifest::{RelationName, SequenceEntry};
+use super::manifest::{RelationEntry, RelationKind, RelationName, SequenceEntry};
 
 /// The source database's identity.
 pub(crate) struct DatabaseInfo {
@@ -195,6 +195,53 @@ pub(crate) async fn populated_matviews(
             name: r.get(1),
         })
         .collect())
+}
+
+/// Relations a selective restore may name: what `pg_dump` defines as a
+/// TABLE, VIEW, MATERIALIZED VIEW or FOREIGN TABLE (partitioned tables and
+/// partitions included; extensions' members excluded: their extension
+/// creates them).
+pub(crate) async fn selectable_relations(
+    client: &Client,
+    describe: &str,
+) -> Result<Vec<RelationEntry>, EngineError> {
+    let sql = format!(
+        "SELECT n.nspname::text, c.relname::text, c.relkind::text FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_NAMESPACES} AND {NOT_EXTENSION_MEMBER} \
+         ORDER BY 1, 2"
+    );
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .map_err(|e| EngineError::from_pg(&e, describe))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let relkind: String = r.get(2);
+            Some(RelationEntry {
+                schema: r.get(0),
+                name: r.get(1),
+                kind: RelationKind::from_relkind(relkind.chars().next()?)?,
+            })
+        })
+        .collect())
+}
+
+/// Every schema of the database but the system ones and those an extension
+/// creates.
+pub(crate) async fn schemas(client: &Client, describe: &str) -> Result<Vec<String>, EngineError> {
+    let sql = format!(
+        "SELECT n.nspname::text FROM pg_catalog.pg_namespace n WHERE {USER_NAMESPACES} \
+         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+           WHERE d.classid = 'pg_catalog.pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e') \
+         ORDER BY 1"
+    );
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .map_err(|e| EngineError::from_pg(&e, describe))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Roles that own or are granted anything in this database (predefined

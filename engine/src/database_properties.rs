@@ -6,65 +6,11 @@
 //! into the manifest; turned back into statements for a named target
 //! database or, in a SQL script, for whatever database it is loaded into.
 
-use serde::{Deserialize, Serialize};
+use pgvault_manifest::{DatabaseGrant, DatabaseProperties, DatabaseSetting};
 use tokio_postgres::Client;
 
 use super::error::EngineError;
 use super::ident::{dollar_quote, quote_ident, quote_literal};
-
-/// What the manifest records about the source database itself.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DatabaseProperties {
-    /// Owner of the source database.
-    #[serde(default)]
-    pub owner: Option<String>,
-    /// `ALTER DATABASE … SET` (role `None`) and `ALTER ROLE … IN DATABASE … SET`.
-    #[serde(default)]
-    pub settings: Vec<DatabaseSetting>,
-    #[serde(default)]
-    pub comment: Option<String>,
-    /// `None`: no limit (-1).
-    #[serde(default)]
-    pub connection_limit: Option<i32>,
-    /// Privileges granted on the database to others than its owner; `None`:
-    /// PostgreSQL's defaults (CONNECT and TEMPORARY for PUBLIC).
-    #[serde(default)]
-    pub grants: Option<Vec<DatabaseGrant>>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DatabaseSetting {
-    /// `None`: for every role.
-    pub role: Option<String>,
-    pub name: String,
-    /// As stored in `pg_db_role_setting` (list settings keep their quoting).
-    pub value: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DatabaseGrant {
-    /// `None`: PUBLIC.
-    pub grantee: Option<String>,
-    /// CONNECT, CREATE or TEMPORARY.
-    pub privilege: String,
-    pub grantable: bool,
-}
-
-impl DatabaseProperties {
-    /// Roles the properties name (owner, per-role settings, grantees).
-    pub fn roles(&self) -> impl Iterator<Item = &str> {
-        self.owner
-            .iter()
-            .map(String::as_str)
-            .chain(self.settings.iter().filter_map(|s| s.role.as_deref()))
-            .chain(
-                self.grants
-                    .iter()
-                    .flatten()
-                    .filter_map(|g| g.grantee.as_deref()),
-            )
-    }
-}
 
 /// Reads the current database's properties (inside the backup's snapshot;
 /// the catalogs read here are shared, so they show the present state).

@@ -101,7 +101,7 @@ async fn read_manifest(
             ),
         ));
     }
-    Manifest::from_json(&bytes, MANIFEST_FILE)
+    Ok(Manifest::from_json(&bytes, MANIFEST_FILE)?)
 }
 
 /// Streams an uncompressed object to `dest`, failing unless size and SHA-256 match.

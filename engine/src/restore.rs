@@ -18,10 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::analyze;
 use super::connect::{connect, exec};
-use super::database_properties::{self, DatabaseProperties};
+use super::database_properties;
 use super::error::{EngineError, ErrorCode};
 use super::ident::{qualified, quote_ident, quote_literal, readable};
 use super::large_objects;
+use super::manifest::DatabaseProperties;
 use super::manifest::Manifest;
 use super::pgtools;
 use super::post_data::{self, Pass};

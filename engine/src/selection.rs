@@ -1,6 +1,8 @@
 //! Selective restores: which schema objects and which tables' data a
 //! [`Selection`] keeps, worked out from the schema archive's TOC
 //! (dependencies included) so that `pg_restore -L` gets a list that loads.
+//! Whether the names exist is decided by [`Selection::check`] — the same
+//! rule the coordinator applies before queueing the job.
 //!
 //! Rules, in user terms:
 //! - A selected table brings its partitions and inheritance children, and
@@ -17,26 +19,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+pub use pgvault_manifest::Selection;
+use pgvault_manifest::{RelationEntry, SelectionError};
+
 use super::error::{EngineError, ErrorCode};
-use super::ident::qualified;
 use super::manifest::Manifest;
 use super::toc::TocEntry;
-
-/// What to restore; both lists empty means everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Selection {
-    /// Whole schemas, by name.
-    pub schemas: Vec<String>,
-    /// Tables (or views, materialized views) as `schema.table`; the quoted
-    /// form `"my schema"."My Table"` is accepted too.
-    pub tables: Vec<String>,
-}
-
-impl Selection {
-    pub fn is_everything(&self) -> bool {
-        self.schemas.is_empty() && self.tables.is_empty()
-    }
-}
 
 /// The outcome of applying a selection to a recovery point.
 #[derive(Debug, Clone)]
@@ -48,6 +36,12 @@ pub(crate) struct SelectionPlan {
     pub manifest: Manifest,
     /// Objects left out because they touch a table that is not restored.
     pub skipped: Vec<String>,
+}
+
+impl From<SelectionError> for EngineError {
+    fn from(error: SelectionError) -> Self {
+        EngineError::new(ErrorCode::UserErrorSelectionInvalid, error.to_string())
+    }
 }
 
 const RELATIONS: [&str; 4] = ["TABLE", "VIEW", "MATERIALIZED VIEW", "FOREIGN TABLE"];
@@ -73,6 +67,7 @@ pub(crate) fn plan(
             skipped: Vec::new(),
         });
     }
+    let named = selection.check(manifest)?;
     let graph = Graph::new(toc);
     let mut included: HashSet<usize> = HashSet::new();
     for (i, e) in toc.iter().enumerate() {
@@ -80,8 +75,8 @@ pub(crate) fn plan(
             included.insert(i);
         }
     }
-    seed_tables(toc, &graph, &selection.tables, &mut included)?;
-    seed_schemas(toc, &graph, &selection.schemas, &mut included)?;
+    seed_relations(toc, &graph, &named, &mut included)?;
+    seed_schemas(toc, &graph, &selection.schemas, &mut included);
 
     // Grow to a fixpoint: dependencies of what is kept, then objects
     // attached to kept relations only, then decorations of kept objects.
@@ -239,78 +234,58 @@ fn owners_of(
     set
 }
 
-fn seed_tables(
+/// Includes each named relation with its partitions and inheritance
+/// children. A relation the manifest offers but the schema archive lacks
+/// means the two disagree: the point cannot be restored selectively.
+fn seed_relations(
     toc: &[TocEntry],
     graph: &Graph,
-    specs: &[String],
+    named: &[RelationEntry],
     included: &mut HashSet<usize>,
 ) -> Result<(), EngineError> {
-    let mut unknown = Vec::new();
-    for spec in specs {
-        let matches: Vec<usize> = toc
+    for relation in named {
+        let mut stack: Vec<usize> = toc
             .iter()
             .enumerate()
             .filter(|(_, e)| {
-                is_relation(e)
-                    && (format!("{}.{}", e.namespace, e.tag) == *spec
-                        || qualified(&e.namespace, &e.tag) == *spec)
+                is_relation(e) && e.namespace == relation.schema && e.tag == relation.name
             })
             .map(|(i, _)| i)
             .collect();
-        if matches.is_empty() {
-            unknown.push(spec.as_str());
+        if stack.is_empty() {
+            return Err(EngineError::new(
+                ErrorCode::ManifestInvalid,
+                format!(
+                    "the manifest lists {} but the schema archive does not define it; restore the whole point or another recovery point",
+                    pgvault_manifest::names::readable(&relation.schema, &relation.name)
+                ),
+            ));
         }
-        let mut stack = matches;
         while let Some(i) = stack.pop() {
             if included.insert(i) {
                 stack.extend(graph.children.get(&i).into_iter().flatten().copied());
             }
         }
     }
-    if unknown.is_empty() {
-        Ok(())
-    } else {
-        Err(EngineError::new(
-            ErrorCode::UserErrorSelectionInvalid,
-            format!(
-                "the recovery point has no table or view named {} (write them as schema.table)",
-                unknown.join(", ")
-            ),
-        ))
-    }
+    Ok(())
 }
 
+/// Includes every schema's own entry and what lives in it (objects hanging
+/// off relations follow their relations).
 fn seed_schemas(
     toc: &[TocEntry],
     graph: &Graph,
     schemas: &[String],
     included: &mut HashSet<usize>,
-) -> Result<(), EngineError> {
-    let mut unknown = Vec::new();
+) {
     for schema in schemas {
-        let mut found = false;
         for (i, e) in toc.iter().enumerate() {
             let own_schema = e.desc == "SCHEMA" && e.tag == *schema;
             let inside = e.namespace == *schema && (is_relation(e) || graph.owners[i].is_empty());
             if own_schema || inside {
                 included.insert(i);
-                found = true;
             }
         }
-        if !found {
-            unknown.push(schema.as_str());
-        }
-    }
-    if unknown.is_empty() {
-        Ok(())
-    } else {
-        Err(EngineError::new(
-            ErrorCode::UserErrorSelectionInvalid,
-            format!(
-                "the recovery point has no schema named {}",
-                unknown.join(", ")
-            ),
-        ))
     }
 }
 

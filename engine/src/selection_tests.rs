@@ -1,5 +1,7 @@
 //! Tests of the selection rules on a TOC shaped like the round-trip fixture's.
 
+use pgvault_manifest::RelationKind;
+
 use super::*;
 use crate::manifest::{ChunkEntry, ObjectEntry, SequenceEntry, TableEntry};
 
@@ -104,6 +106,22 @@ fn manifest() -> Manifest {
         last_value: 3,
         is_called: true,
     }];
+    // What a backup records: every relation of the TOC and every schema.
+    let relation = |schema: &str, name: &str, kind| RelationEntry {
+        schema: schema.into(),
+        name: name.into(),
+        kind,
+    };
+    m.relations = Some(vec![
+        relation("app", "child", RelationKind::Table),
+        relation("app", "everything", RelationKind::Table),
+        relation("app", "mv", RelationKind::MaterializedView),
+        relation("app", "parent", RelationKind::PartitionedTable),
+        relation("app", "parent_a", RelationKind::Table),
+        relation("app", "parent_b", RelationKind::Table),
+        relation("other", "t", RelationKind::Table),
+    ]);
+    m.schemas = Some(vec!["app".into(), "other".into()]);
     m
 }
 
@@ -189,4 +207,42 @@ fn schemas_and_views_select_whole_sets_and_unknown_names_fail() {
 
     let all = super::plan(&toc(), &manifest(), &Selection::default()).unwrap();
     assert!(all.list.is_none() && all.manifest == manifest());
+}
+
+#[test]
+fn points_without_recorded_relations_offer_only_what_holds_data() {
+    let mut old = manifest();
+    old.relations = None;
+    old.schemas = None;
+    let parent = Selection {
+        schemas: vec![],
+        tables: vec!["app.parent".into()],
+    };
+    let err = plan(&toc(), &old, &parent).unwrap_err();
+    assert_eq!(err.code, ErrorCode::UserErrorSelectionInvalid);
+    let partition = Selection {
+        schemas: vec![],
+        tables: vec!["app.parent_a".into()],
+    };
+    assert_eq!(
+        tables(&plan(&toc(), &old, &partition).unwrap()),
+        vec!["parent_a"]
+    );
+}
+
+#[test]
+fn a_relation_the_archive_lacks_is_a_broken_point_not_a_typo() {
+    let mut broken = manifest();
+    broken.relations.as_mut().unwrap().push(RelationEntry {
+        schema: "app".into(),
+        name: "ghost".into(),
+        kind: RelationKind::View,
+    });
+    let ghost = Selection {
+        schemas: vec![],
+        tables: vec!["app.ghost".into()],
+    };
+    let err = plan(&toc(), &broken, &ghost).unwrap_err();
+    assert_eq!(err.code, ErrorCode::ManifestInvalid);
+    assert!(err.message.contains("app.ghost"), "{err}");
 }

@@ -229,3 +229,101 @@ async fn a_schema_restores_as_sql_and_unknown_names_fail() {
     assert!(err.message.contains("app.nope"), "{err}");
     assert!(!database_exists(&pg, "never").await);
 }
+
+/// The manifest records every relation a selection may name, and the rule
+/// deciding whether a name exists is the one the coordinator applies before
+/// queueing a job: what it accepts restores, what it refuses the engine
+/// refuses with the same words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_foreign_tables_and_partitioned_parents_are_selectable_as_the_coordinator_says() {
+    let pg = cluster();
+    create_database(&pg, "shop").await;
+    pg.connect("shop")
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "{MIXED_FIXTURE}
+             CREATE FOREIGN DATA WRAPPER dummy_fdw;
+             CREATE SERVER elsewhere FOREIGN DATA WRAPPER dummy_fdw;
+             CREATE FOREIGN TABLE app.remote (id int) SERVER elsewhere;
+             CREATE SCHEMA only_views;
+             CREATE VIEW only_views.counts AS SELECT count(*) AS n FROM app.child;"
+        ))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = datastore(&dir);
+    let opts = options(&pg);
+    let summary = backup(
+        &target(&pg, "shop"),
+        &store,
+        "rp",
+        &opts,
+        recorder(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("backup");
+    let manifest = Manifest::from_json(
+        &std::fs::read(dir.path().join("rp/manifest.json")).unwrap(),
+        "manifest.json",
+    )
+    .unwrap();
+    let wanted = ["app.v", "app.remote", "app.parent", "app.mv_empty", "only_views.counts"];
+    let selection = Selection {
+        schemas: vec!["only_views".into()],
+        tables: wanted.iter().map(|s| s.to_string()).collect(),
+    };
+    let named = selection.check(&manifest).expect("the coordinator accepts");
+    assert_eq!(named.len(), wanted.len(), "{named:?}");
+
+    let restored = restore_database_selected(
+        &target(&pg, "picked"),
+        &store,
+        "rp",
+        Some(&summary.manifest_sha256),
+        &selection,
+        &opts,
+        recorder(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("what the check accepts restores");
+    assert!(restored.tables >= 3, "{restored:?}");
+    let db = pg.connect("picked").await.unwrap();
+    for relation in wanted {
+        let exists: bool = db
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&relation])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(exists, "{relation} restored");
+    }
+    // The view's base table came along with all its rows.
+    let n: i64 = db
+        .query_one("SELECT n FROM only_views.counts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+
+    let typo = Selection {
+        schemas: vec![],
+        tables: vec!["app.vv".into()],
+    };
+    let refused = typo.check(&manifest).expect_err("the coordinator refuses");
+    let err = restore_database_selected(
+        &target(&pg, "typo"),
+        &store,
+        "rp",
+        Some(&summary.manifest_sha256),
+        &typo,
+        &opts,
+        recorder(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("the engine refuses too");
+    assert_eq!(err.code, ErrorCode::UserErrorSelectionInvalid);
+    assert_eq!(err.message, refused.to_string());
+}

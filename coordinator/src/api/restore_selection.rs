@@ -2,13 +2,11 @@
 //! request names, cleaned up and checked against the recovery point's
 //! `manifest.json` before a job is queued, so a misspelt name is an
 //! `InvalidArgument` naming it (and listing valid names) rather than a
-//! failed job. The manifest lists the relations that hold data: tables,
-//! leaf partitions and populated materialized views.
-
-use std::collections::BTreeSet;
+//! failed job. Whether a name exists is decided by
+//! [`pgvault_manifest::Selection::check`], the rule the engine applies too.
 
 use pgvault_datastore::Datastore;
-use serde::Deserialize;
+use pgvault_manifest::{MANIFEST_FILE, Manifest, Selection};
 use sha2::{Digest, Sha256};
 
 use crate::error::{CoordinatorError, Result};
@@ -16,25 +14,6 @@ use crate::model::RecoveryPoint;
 
 /// Most names one request may select.
 const MAX_NAMES: usize = 1000;
-/// Valid names quoted in an error message.
-const NAMES_SHOWN: usize = 20;
-
-/// The part of `manifest.json` this check reads (other fields are ignored).
-#[derive(Deserialize)]
-struct ManifestNames {
-    #[serde(default)]
-    tables: Vec<Relation>,
-    #[serde(default)]
-    sequences: Vec<Relation>,
-    #[serde(default)]
-    materialized_views: Vec<Relation>,
-}
-
-#[derive(Deserialize)]
-struct Relation {
-    schema: String,
-    name: String,
-}
 
 /// Trims the names of `field`, drops repeats, and refuses empty ones.
 pub fn clean(field: &str, names: &[String]) -> Result<Vec<String>> {
@@ -70,74 +49,19 @@ pub async fn check(point: &RecoveryPoint, schemas: &[String], tables: &[String])
     check_names(&manifest, schemas, tables)
 }
 
-fn check_names(manifest: &ManifestNames, schemas: &[String], tables: &[String]) -> Result<()> {
-    let relations = || manifest.tables.iter().chain(&manifest.materialized_views);
-    let unknown: Vec<&str> = tables
-        .iter()
-        .filter(|spec| !relations().any(|r| names_relation(spec, r)))
-        .map(String::as_str)
-        .collect();
-    if !unknown.is_empty() {
-        let valid: BTreeSet<String> = relations()
-            .map(|r| format!("{}.{}", r.schema, r.name))
-            .collect();
-        return Err(CoordinatorError::invalid(
-            "tables",
-            format!(
-                "the recovery point has no table named {} (write tables as schema.table; {})",
-                unknown.join(", "),
-                listing("tables", &valid)
-            ),
-        ));
-    }
-    let known: BTreeSet<String> = relations()
-        .chain(&manifest.sequences)
-        .map(|r| r.schema.clone())
-        .collect();
-    let unknown: Vec<&str> = schemas
-        .iter()
-        .filter(|s| !known.contains(s.as_str()))
-        .map(String::as_str)
-        .collect();
-    if !unknown.is_empty() {
-        return Err(CoordinatorError::invalid(
-            "schemas",
-            format!(
-                "the recovery point has no schema named {} ({})",
-                unknown.join(", "),
-                listing("schemas", &known)
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// `spec` names `r` as `schema.name` or `"schema"."name"`.
-fn names_relation(spec: &str, r: &Relation) -> bool {
-    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    spec == format!("{}.{}", r.schema, r.name)
-        || spec == format!("{}.{}", quote(&r.schema), quote(&r.name))
-}
-
-/// "its tables are: a.b, c.d" (the first few, with the count when cut).
-fn listing(what: &str, valid: &BTreeSet<String>) -> String {
-    if valid.is_empty() {
-        return format!("it holds no {what}");
-    }
-    let shown: Vec<&str> = valid.iter().take(NAMES_SHOWN).map(String::as_str).collect();
-    if valid.len() > shown.len() {
-        format!(
-            "its {what} include {}, … ({} in all)",
-            shown.join(", "),
-            valid.len()
-        )
-    } else {
-        format!("its {what} are {}", shown.join(", "))
-    }
+fn check_names(manifest: &Manifest, schemas: &[String], tables: &[String]) -> Result<()> {
+    let selection = Selection {
+        schemas: schemas.to_vec(),
+        tables: tables.to_vec(),
+    };
+    selection
+        .check(manifest)
+        .map(|_| ())
+        .map_err(|e| CoordinatorError::invalid(e.field(), e.to_string()))
 }
 
 /// Reads the point's manifest and checks it against the recorded SHA-256.
-async fn read_manifest(point: &RecoveryPoint) -> Result<ManifestNames> {
+async fn read_manifest(point: &RecoveryPoint) -> Result<Manifest> {
     let unavailable = |e: &dyn std::fmt::Display| {
         CoordinatorError::Unavailable(format!(
             "cannot read the manifest of recovery point {} to check the selection: {e}",
@@ -145,7 +69,7 @@ async fn read_manifest(point: &RecoveryPoint) -> Result<ManifestNames> {
         ))
     };
     let store = Datastore::open(&point.datastore_url).map_err(|e| unavailable(&e))?;
-    let path = store.path(&format!("{}/manifest.json", point.prefix));
+    let path = store.path(&format!("{}/{MANIFEST_FILE}", point.prefix));
     let bytes = store
         .object_store()
         .get(&path)
@@ -162,7 +86,7 @@ async fn read_manifest(point: &RecoveryPoint) -> Result<ManifestNames> {
             point.id
         )));
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
+    Manifest::from_json(&bytes, MANIFEST_FILE).map_err(|e| {
         CoordinatorError::precondition(format!(
             "the manifest of recovery point {} cannot be read ({e}); restore from another recovery point",
             point.id
@@ -174,41 +98,32 @@ async fn read_manifest(point: &RecoveryPoint) -> Result<ManifestNames> {
 mod tests {
     use super::*;
 
-    fn manifest() -> ManifestNames {
-        let rel = |schema: &str, name: &str| Relation {
-            schema: schema.into(),
-            name: name.into(),
-        };
-        ManifestNames {
-            tables: vec![rel("sales", "orders"), rel("My Schema", "Odd \"T\"")],
-            sequences: vec![rel("ids", "seq")],
-            materialized_views: vec![rel("sales", "totals")],
+    #[test]
+    fn unknown_names_are_invalid_arguments_of_their_field() {
+        let json = serde_json::json!({
+            "format_version": 1, "tool": "pgvault", "tool_version": "0", "server_version": "15",
+            "server_version_num": 150000, "snapshot_time": "2024-01-01T00:00:00Z", "database": "d",
+            "encoding": "UTF8", "collate": "C", "ctype": "C",
+            "schema": {"path": "schema.dump", "size": 0, "sha256": ""},
+            "roles": [], "sequences": [], "materialized_views": [], "large_objects": null,
+            "tables": [{"oid": 1, "schema": "sales", "name": "orders", "columns": [], "chunks": []}]
+        });
+        let manifest: Manifest = serde_json::from_value(json).unwrap();
+        check_names(&manifest, &[], &["sales.orders".into()]).expect("known");
+        match check_names(&manifest, &[], &["sales.nope".into()]) {
+            Err(CoordinatorError::InvalidArgument { field, message }) => {
+                assert_eq!(field, "tables");
+                assert!(
+                    message.contains("sales.nope") && message.contains("sales.orders"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn known_tables_match_plain_and_quoted() {
-        let tables = vec![
-            "sales.orders".to_string(),
-            "sales.totals".to_string(),
-            r#""My Schema"."Odd ""T""""#.to_string(),
-        ];
-        check_names(&manifest(), &["ids".into()], &tables).expect("all known");
-    }
-
-    #[test]
-    fn unknown_table_is_named_with_the_valid_ones() {
-        let error = check_names(&manifest(), &[], &["sales.nope".into()]).expect_err("unknown");
-        let text = error.to_string();
-        assert!(matches!(error, CoordinatorError::InvalidArgument { .. }));
-        assert!(text.contains("no table named sales.nope"), "{text}");
-        assert!(text.contains("sales.orders"), "{text}");
-    }
-
-    #[test]
-    fn unknown_schema_is_named() {
-        let error = check_names(&manifest(), &["hr".into()], &[]).expect_err("unknown");
-        assert!(error.to_string().contains("no schema named hr"), "{error}");
+        match check_names(&manifest, &["hr".into()], &[]) {
+            Err(CoordinatorError::InvalidArgument { field, .. }) => assert_eq!(field, "schemas"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -70,8 +70,10 @@ fn write_point(dir: &tempfile::TempDir) -> String {
         materialized_views: vec![],
         large_objects: None,
         database_properties: Default::default(),
+        relations: None,
+        schemas: None,
     };
-    let json = manifest.to_json().expect("json");
+    let json = manifest.to_json();
     std::fs::write(root.join(MANIFEST_FILE), &json).expect("write");
     hex::encode(Sha256::digest(&json))
 }

@@ -1,0 +1,365 @@
+//! The manifest's format: it lists every object (with size and SHA-256) a
+//! restore needs, plus what the schema archive cannot carry (sequence
+//! values, roles, populated materialized views, database properties) and
+//! the relations and schemas a selective restore may name. Object paths are
+//! relative to the recovery point.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::database::DatabaseProperties;
+
+/// Bumped when a reader of an older version could not restore the new layout.
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const SCHEMA_FILE: &str = "schema.dump";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub tool: String,
+    pub tool_version: String,
+    /// `server_version` as reported by the source (e.g. `15.8`).
+    pub server_version: String,
+    pub server_version_num: i32,
+    pub snapshot_time: DateTime<Utc>,
+    pub database: String,
+    /// Source database encoding and locale, reused when creating the target.
+    pub encoding: String,
+    pub collate: String,
+    pub ctype: String,
+    /// The `pg_dump -Fc --schema-only` archive.
+    pub schema: ObjectEntry,
+    /// Roles owning or granted something in the database (no passwords).
+    pub roles: Vec<String>,
+    pub tables: Vec<TableEntry>,
+    pub sequences: Vec<SequenceEntry>,
+    /// Materialized views that were populated: refreshed after post-data.
+    pub materialized_views: Vec<RelationName>,
+    /// Large objects: metadata and the chunk holding their bytes.
+    pub large_objects: Option<LargeObjects>,
+    /// Settings, comment, privileges and owner of the database itself
+    /// (absent in manifests written before pgvault recorded them).
+    #[serde(default)]
+    pub database_properties: DatabaseProperties,
+    /// Every relation a selective restore may name: tables (partitioned
+    /// ones and partitions included), views, materialized views and foreign
+    /// tables. `None` in manifests written before pgvault recorded it; see
+    /// [`Manifest::selectable_relations`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relations: Option<Vec<RelationEntry>>,
+    /// Every schema of the database (system schemas excluded), recorded
+    /// with `relations`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schemas: Option<Vec<String>>,
+}
+
+/// One stored object and how to verify it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectEntry {
+    /// Path relative to the recovery point's prefix.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RelationName {
+    pub schema: String,
+    pub name: String,
+}
+
+/// What kind of relation a [`RelationEntry`] is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RelationKind {
+    Table,
+    PartitionedTable,
+    View,
+    MaterializedView,
+    ForeignTable,
+}
+
+impl RelationKind {
+    /// `pg_class.relkind` → kind, for the relations a selection may name.
+    pub fn from_relkind(relkind: char) -> Option<RelationKind> {
+        Some(match relkind {
+            'r' => RelationKind::Table,
+            'p' => RelationKind::PartitionedTable,
+            'v' => RelationKind::View,
+            'm' => RelationKind::MaterializedView,
+            'f' => RelationKind::ForeignTable,
+            _ => return None,
+        })
+    }
+}
+
+/// A relation a selective restore may name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RelationEntry {
+    pub schema: String,
+    pub name: String,
+    pub kind: RelationKind,
+}
+
+/// A table (or leaf partition) whose rows are in `chunks`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableEntry {
+    /// OID on the source (names the chunk directory).
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    /// Columns in COPY order (generated columns excluded).
+    pub columns: Vec<String>,
+    pub chunks: Vec<ChunkEntry>,
+    /// An extension's configuration table: created (and possibly seeded) by
+    /// `CREATE EXTENSION`, so its rows are added, never truncated first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub extension_config: bool,
+}
+
+/// One COPY stream (text format), zstd-compressed, as one object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChunkEntry {
+    pub index: u32,
+    /// ctid page range `[start_page, end_page)`; `None` bounds are open.
+    pub start_page: Option<u64>,
+    pub end_page: Option<u64>,
+    pub rows: u64,
+    /// Uncompressed COPY bytes.
+    pub raw_bytes: u64,
+    pub object: ObjectEntry,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SequenceEntry {
+    pub schema: String,
+    pub name: String,
+    pub last_value: i64,
+    pub is_called: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LargeObjects {
+    /// (oid, owner) of every large object.
+    pub objects: Vec<LargeObjectMeta>,
+    /// GRANT statements re-creating their ACLs.
+    pub grants: Vec<String>,
+    /// Stream of `oid u32 BE | length u64 BE | bytes` records.
+    pub data: ChunkEntry,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LargeObjectMeta {
+    pub oid: u32,
+    pub owner: String,
+}
+
+/// A manifest that cannot be used. Messages name the manifest's path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest {path} is not valid: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error(
+        "manifest {path} has format version {version}, this version of pgvault reads up to {FORMAT_VERSION}"
+    )]
+    TooNew { path: String, version: u32 },
+    #[error("manifest {path} holds a bad object path")]
+    BadPath { path: String },
+}
+
+impl Manifest {
+    pub fn chunk_count(&self) -> u32 {
+        let tables: usize = self.tables.iter().map(|t| t.chunks.len()).sum();
+        (tables + usize::from(self.large_objects.is_some())) as u32
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("a manifest always encodes as JSON")
+    }
+
+    /// Parses and sanity-checks a manifest read from a datastore; `path`
+    /// names it in errors.
+    pub fn from_json(bytes: &[u8], path: &str) -> Result<Manifest, ManifestError> {
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| ManifestError::Invalid {
+                path: path.to_string(),
+                reason: e.to_string(),
+            })?;
+        if manifest.format_version > FORMAT_VERSION {
+            return Err(ManifestError::TooNew {
+                path: path.to_string(),
+                version: manifest.format_version,
+            });
+        }
+        let all_paths = manifest
+            .tables
+            .iter()
+            .flat_map(|t| t.chunks.iter().map(|c| &c.object.path))
+            .chain(manifest.large_objects.iter().map(|lo| &lo.data.object.path))
+            .chain(std::iter::once(&manifest.schema.path));
+        for p in all_paths {
+            if p.split('/').any(|s| s == ".." || s.is_empty()) {
+                return Err(ManifestError::BadPath {
+                    path: path.to_string(),
+                });
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// The relations a selective restore may name. Manifests written before
+    /// `relations` was recorded offer what they hold data for: tables, leaf
+    /// partitions and populated materialized views (not extensions'
+    /// configuration tables: their extension creates them).
+    pub fn selectable_relations(&self) -> Vec<RelationEntry> {
+        if let Some(relations) = &self.relations {
+            return relations.clone();
+        }
+        let tables = self
+            .tables
+            .iter()
+            .filter(|t| !t.extension_config)
+            .map(|t| RelationEntry {
+                schema: t.schema.clone(),
+                name: t.name.clone(),
+                kind: RelationKind::Table,
+            });
+        let views = self.materialized_views.iter().map(|v| RelationEntry {
+            schema: v.schema.clone(),
+            name: v.name.clone(),
+            kind: RelationKind::MaterializedView,
+        });
+        tables.chain(views).collect()
+    }
+
+    /// The schemas a selective restore may name. Manifests written before
+    /// `schemas` was recorded offer the schemas of their relations and
+    /// sequences.
+    pub fn selectable_schemas(&self) -> Vec<String> {
+        if let Some(schemas) = &self.schemas {
+            return schemas.clone();
+        }
+        let mut schemas: Vec<String> = self
+            .selectable_relations()
+            .into_iter()
+            .map(|r| r.schema)
+            .chain(self.sequences.iter().map(|s| s.schema.clone()))
+            .collect();
+        schemas.sort();
+        schemas.dedup();
+        schemas
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        let object = ObjectEntry {
+            path: "data/1/00000.copy.zst".into(),
+            size: 3,
+            sha256: "ab".into(),
+        };
+        Manifest {
+            format_version: FORMAT_VERSION,
+            tool: "pgvault".into(),
+            tool_version: "0.1.0".into(),
+            server_version: "15.8".into(),
+            server_version_num: 150008,
+            snapshot_time: Utc::now(),
+            database: "db".into(),
+            encoding: "UTF8".into(),
+            collate: "C".into(),
+            ctype: "C".into(),
+            schema: ObjectEntry {
+                path: SCHEMA_FILE.into(),
+                size: 1,
+                sha256: "cd".into(),
+            },
+            roles: vec!["app".into()],
+            tables: vec![TableEntry {
+                extension_config: false,
+                oid: 1,
+                schema: "public".into(),
+                name: "t".into(),
+                columns: vec!["a".into()],
+                chunks: vec![ChunkEntry {
+                    index: 0,
+                    start_page: None,
+                    end_page: None,
+                    rows: 1,
+                    raw_bytes: 2,
+                    object,
+                }],
+            }],
+            sequences: vec![],
+            materialized_views: vec![],
+            large_objects: None,
+            database_properties: Default::default(),
+            relations: None,
+            schemas: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_rejects_bad_paths_and_newer_formats() {
+        let manifest = sample();
+        let json = manifest.to_json();
+        assert_eq!(Manifest::from_json(&json, "m").unwrap(), manifest);
+        assert_eq!(manifest.chunk_count(), 1);
+
+        let mut bad = sample();
+        bad.tables[0].chunks[0].object.path = "../../etc/passwd".into();
+        let err = Manifest::from_json(&bad.to_json(), "m").unwrap_err();
+        assert_eq!(err, ManifestError::BadPath { path: "m".into() });
+
+        let mut newer = sample();
+        newer.format_version = FORMAT_VERSION + 1;
+        let err = Manifest::from_json(&newer.to_json(), "m").unwrap_err();
+        assert!(err.to_string().contains("format version 2"), "{err}");
+        assert!(matches!(
+            Manifest::from_json(b"{", "m").unwrap_err(),
+            ManifestError::Invalid { .. }
+        ));
+    }
+
+    #[test]
+    fn manifests_without_recorded_relations_offer_what_they_hold_data_for() {
+        let mut manifest = sample();
+        manifest.materialized_views = vec![RelationName {
+            schema: "reports".into(),
+            name: "totals".into(),
+        }];
+        manifest.sequences = vec![SequenceEntry {
+            schema: "ids".into(),
+            name: "s".into(),
+            last_value: 1,
+            is_called: true,
+        }];
+        let names: Vec<(String, RelationKind)> = manifest
+            .selectable_relations()
+            .into_iter()
+            .map(|r| (format!("{}.{}", r.schema, r.name), r.kind))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("public.t".to_string(), RelationKind::Table),
+                ("reports.totals".to_string(), RelationKind::MaterializedView)
+            ]
+        );
+        assert_eq!(
+            manifest.selectable_schemas(),
+            vec!["ids", "public", "reports"]
+        );
+
+        manifest.relations = Some(vec![]);
+        manifest.schemas = Some(vec!["empty".into()]);
+        assert!(manifest.selectable_relations().is_empty());
+        assert_eq!(manifest.selectable_schemas(), vec!["empty"]);
+        let json = manifest.to_json();
+        assert_eq!(Manifest::from_json(&json, "m").unwrap(), manifest);
+    }
+}
