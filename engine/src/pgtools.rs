@@ -6,51 +6,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use pgvault_localpg::{CLIENT_PROGRAMS, find_bin_dir};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
 use super::error::{EngineError, ErrorCode};
 use super::types::{EngineOptions, PgTarget};
 
-/// Locates the directory holding `pg_dump` and `pg_restore`: the configured
-/// one, else the newest `/usr/lib/postgresql/<major>/bin`, else `PATH`.
+/// Locates the directory holding `pg_dump` and `pg_restore` (see
+/// [`pgvault_localpg::find_bin_dir`] for where it looks).
 pub(crate) fn bin_dir(options: &EngineOptions) -> Result<PathBuf, EngineError> {
-    let has_tools = |d: &Path| d.join("pg_dump").is_file() && d.join("pg_restore").is_file();
-    if let Some(dir) = &options.pg_bin_dir {
-        if has_tools(dir) {
-            return Ok(dir.clone());
-        }
-        return Err(EngineError::new(
-            ErrorCode::PgToolNotFound,
-            format!("pg_dump/pg_restore not found in {}", dir.display()),
-        ));
-    }
-    let mut majors: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            Some((
-                e.file_name().to_str()?.parse::<u32>().ok()?,
-                e.path().join("bin"),
-            ))
-        })
-        .filter(|(_, d)| has_tools(d))
-        .collect();
-    majors.sort();
-    if let Some((_, dir)) = majors.pop() {
-        return Ok(dir);
-    }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .find(|d| has_tools(d))
-        .ok_or_else(|| {
-            EngineError::new(
-                ErrorCode::PgToolNotFound,
-                "pg_dump/pg_restore not found in /usr/lib/postgresql/*/bin or PATH",
-            )
-        })
+    find_bin_dir(options.pg_bin_dir.as_deref(), CLIENT_PROGRAMS)
+        .map_err(|e| EngineError::new(ErrorCode::PgToolNotFound, e.to_string()))
 }
 
 /// `dbname='…'` conninfo for `-d`, so odd names are never parsed as options.

@@ -269,7 +269,13 @@ async fn views_foreign_tables_and_partitioned_parents_are_selectable_as_the_coor
         "manifest.json",
     )
     .unwrap();
-    let wanted = ["app.v", "app.remote", "app.parent", "app.mv_empty", "only_views.counts"];
+    let wanted = [
+        "app.v",
+        "app.remote",
+        "app.parent",
+        "app.mv_empty",
+        "only_views.counts",
+    ];
     let selection = Selection {
         schemas: vec!["only_views".into()],
         tables: wanted.iter().map(|s| s.to_string()).collect(),

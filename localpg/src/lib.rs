@@ -6,7 +6,7 @@
 //! unprivileged `postgres` OS user (or `PGVAULT_PG_OS_USER`) via `runuser`.
 //!
 //! # Layout
-//! - [`bin_dir`]: finds the PostgreSQL binaries.
+//! - [`bin_dir`]: finds PostgreSQL programs (for clusters and for pg_dump/pg_restore).
 //! - [`cluster`]: creates, starts and stops one cluster.
 //! - [`port`]: picks free loopback ports.
 
@@ -15,7 +15,7 @@ mod cluster;
 mod error;
 mod port;
 
-pub use bin_dir::bin_dir;
+pub use bin_dir::{CLIENT_PROGRAMS, ProgramsNotFound, SERVER_PROGRAMS, bin_dir, find_bin_dir};
 pub use cluster::{ClusterOptions, LocalCluster, TempCluster};
 pub use error::LocalPgError;
 pub use port::free_port;
