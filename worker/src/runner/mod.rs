@@ -10,7 +10,7 @@ mod client;
 mod execute;
 mod heartbeat;
 mod restore_files;
-mod sub_tasks;
+mod tables;
 
 use std::sync::Arc;
 use std::time::Duration;
