@@ -203,7 +203,7 @@ CREATE TEMP TABLE seed AS
 CREATE TEMP TABLE shaped AS
   SELECT gen_random_uuid() AS id, s.*, i.id AS instance_id, i.vault_id, i.server_id, i.database,
          CASE WHEN r_op < 0.80 THEN 'SCHEDULED_BACKUP' WHEN r_op < 0.88 THEN 'ON_DEMAND_BACKUP'
-              WHEN r_op < 0.92 THEN 'RESTORE' WHEN r_op < 0.95 THEN 'VALIDATE'
+              WHEN r_op < 0.92 THEN 'RESTORE'
               WHEN r_op < 0.97 THEN 'TIER_MOVE' WHEN r_op < 0.985 THEN 'REHYDRATE' ELSE 'DELETE' END AS operation,
          CASE WHEN created > now() - interval '10 minutes' THEN
                 CASE WHEN r_state < 0.5 THEN 'QUEUED' ELSE 'IN_PROGRESS' END

@@ -2,7 +2,9 @@
 //! services reason about. They are separate from the generated proto types;
 //! `api::convert` turns one into the other at the edge.
 //!
-//! Enumerations are stored in SQL under their proto names (`IN_PROGRESS`).
+//! Enumerations are stored in SQL as their own stable text (`IN_PROGRESS`),
+//! never as proto names: `api::convert` maps them to proto values with
+//! explicit matches, so renaming a proto value never touches stored rows.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -10,7 +12,8 @@ use uuid::Uuid;
 use crate::retention::RetentionRule;
 use crate::secret_ref::SecretRef;
 
-/// Defines an enum with a stable text form (its proto name) used in SQL.
+/// Defines an enum with a stable text form used in SQL (changing a text
+/// needs a migration that rewrites the rows holding it).
 macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -18,6 +21,9 @@ macro_rules! text_enum {
         pub enum $name { $($variant),+ }
 
         impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
@@ -46,7 +52,6 @@ text_enum!(
         ScheduledBackup => "SCHEDULED_BACKUP",
         OnDemandBackup => "ON_DEMAND_BACKUP",
         Restore => "RESTORE",
-        Validate => "VALIDATE",
         TierMove => "TIER_MOVE",
         Rehydrate => "REHYDRATE",
         Delete => "DELETE",
@@ -356,8 +361,8 @@ pub struct JobAttempt {
 }
 
 text_enum!(
-    /// Where one table (sub-task) of a job is.
-    SubTaskState { Queued => "QUEUED", Running => "RUNNING", Done => "DONE", Failed => "FAILED" }
+    /// Where one table of a job is.
+    TableState { Queued => "QUEUED", Running => "RUNNING", Done => "DONE", Failed => "FAILED" }
 );
 
 /// Progress of one table of a backup or restore, as the worker reported it.
@@ -365,7 +370,7 @@ text_enum!(
 pub struct TableProgress {
     /// Schema-qualified name, the key within the job's attempt.
     pub name: String,
-    pub state: SubTaskState,
+    pub state: TableState,
     pub chunks_done: u32,
     pub chunks_total: u32,
     pub rows: u64,

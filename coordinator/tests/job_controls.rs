@@ -14,7 +14,7 @@ use tonic::Code;
 async fn fail(h: &Harness, job_id: &str, lease_token: &str, code: &str, retryable: bool) {
     h.workers()
         .fail_task(pb::FailTaskRequest {
-            sub_tasks: Vec::new(),
+            tables: Vec::new(),
             job_id: job_id.into(),
             lease_token: lease_token.into(),
             error: Some(pb::JobError {
@@ -71,7 +71,7 @@ async fn queued_jobs_cancel_at_once_and_running_ones_once_their_worker_stops() {
     let beat = h
         .workers()
         .heartbeat(pb::HeartbeatRequest {
-            sub_tasks: Vec::new(),
+            tables: Vec::new(),
             job_id: id.clone(),
             lease_token: lease.lease_token.clone(),
             progress: None,

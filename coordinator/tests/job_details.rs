@@ -1,5 +1,5 @@
-//! Job details through the coordinator against real PostgreSQL: per-table
-//! sub-tasks sent as heartbeat deltas accumulate into `GetJob`, `WatchJob`
+//! Job details through the coordinator against real PostgreSQL: the progress
+//! of each table, sent as heartbeat deltas, accumulates into `GetJob`, `WatchJob`
 //! sends only what is running or changed, and every attempt is recorded
 //! with its worker and how it ended (completed, lease expired, taken over).
 
@@ -9,13 +9,7 @@ use common::{Harness, backup_now, claim, get, job_id};
 use pgvault_proto::v1 as pb;
 use tonic::Code;
 
-fn table(
-    name: &str,
-    state: pb::SubTaskState,
-    done: u32,
-    total: u32,
-    rows: u64,
-) -> pb::TableProgress {
+fn table(name: &str, state: pb::TableState, done: u32, total: u32, rows: u64) -> pb::TableProgress {
     pb::TableProgress {
         name: name.into(),
         state: state as i32,
@@ -32,13 +26,13 @@ fn table(
     }
 }
 
-async fn heartbeat(h: &Harness, id: &str, token: &str, sub_tasks: Vec<pb::TableProgress>) {
+async fn heartbeat(h: &Harness, id: &str, token: &str, tables: Vec<pb::TableProgress>) {
     h.workers()
         .heartbeat(pb::HeartbeatRequest {
             job_id: id.into(),
             lease_token: token.into(),
             progress: None,
-            sub_tasks,
+            tables,
         })
         .await
         .expect("heartbeat");
@@ -58,10 +52,10 @@ fn backup_result() -> pb::BackupResult {
     }
 }
 
-/// (name, state, chunks done, rows) of each sub-task, by name.
+/// (name, state, chunks done, rows) of each table, by name.
 fn shape(job: &pb::Job) -> Vec<(String, i32, u32, u64)> {
     let mut out: Vec<_> = job
-        .sub_tasks
+        .table_progress
         .iter()
         .map(|t| (t.name.clone(), t.state, t.chunks_done, t.rows))
         .collect();
@@ -70,10 +64,8 @@ fn shape(job: &pb::Job) -> Vec<(String, i32, u32, u64)> {
 }
 
 #[tokio::test]
-async fn heartbeat_sub_task_deltas_accumulate_into_get_job_and_watch_sends_running_ones() {
-    use pb::SubTaskState::{
-        SubTaskDone as Done, SubTaskQueued as Queued, SubTaskRunning as Running,
-    };
+async fn heartbeat_table_deltas_accumulate_into_get_job_and_watch_sends_running_ones() {
+    use pb::TableState::{Done, Queued, Running};
     let h = Harness::start().await;
     h.fixture().await;
     let instance = h.protect("app").await;
@@ -103,7 +95,7 @@ async fn heartbeat_sub_task_deltas_accumulate_into_get_job_and_watch_sends_runni
     )
     .await;
     let running = get(&h, &job.name).await;
-    assert!(!running.sub_tasks_delta);
+    assert!(!running.table_progress_delta);
     assert_eq!(
         shape(&running),
         vec![
@@ -114,7 +106,7 @@ async fn heartbeat_sub_task_deltas_accumulate_into_get_job_and_watch_sends_runni
     assert_eq!(running.attempts.len(), 1);
     let attempt = &running.attempts[0];
     assert_eq!((attempt.attempt, attempt.worker.as_str()), (1, "host-a:1"));
-    assert_eq!(attempt.outcome, pb::AttemptOutcome::AttemptRunning as i32);
+    assert_eq!(attempt.outcome, pb::AttemptOutcome::Running as i32);
     assert!(attempt.start_time.is_some() && attempt.end_time.is_none());
 
     // WatchJob's first message carries the running tables only, as a delta.
@@ -131,7 +123,7 @@ async fn heartbeat_sub_task_deltas_accumulate_into_get_job_and_watch_sends_runni
         .await
         .expect("stream")
         .expect("first message");
-    assert!(first.sub_tasks_delta);
+    assert!(first.table_progress_delta);
     assert_eq!(
         shape(&first),
         vec![("public.orders".into(), Running as i32, 2, 200)]
@@ -139,23 +131,19 @@ async fn heartbeat_sub_task_deltas_accumulate_into_get_job_and_watch_sends_runni
     assert_eq!(first.attempts.len(), 1);
     drop(watch);
 
-    // A malformed sub-task is refused naming the field, and changes nothing.
+    // A malformed table is refused naming the field, and changes nothing.
     let bad = h
         .workers()
         .heartbeat(pb::HeartbeatRequest {
             job_id: id.clone(),
             lease_token: token.clone(),
             progress: None,
-            sub_tasks: vec![table("", Running, 0, 1, 0)],
+            tables: vec![table("", Running, 0, 1, 0)],
         })
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
-    assert!(
-        bad.message().contains("sub_tasks.name"),
-        "{}",
-        bad.message()
-    );
+    assert!(bad.message().contains("tables.name"), "{}", bad.message());
 
     // The completion carries the last changes.
     h.workers()
@@ -164,7 +152,7 @@ async fn heartbeat_sub_task_deltas_accumulate_into_get_job_and_watch_sends_runni
             lease_token: token.clone(),
             result: Some(pb::complete_task_request::Result::Backup(backup_result())),
             progress: None,
-            sub_tasks: vec![
+            tables: vec![
                 table("public.orders", Done, 3, 3, 300),
                 table("public.items", Done, 1, 1, 7),
             ],
@@ -181,7 +169,7 @@ async fn heartbeat_sub_task_deltas_accumulate_into_get_job_and_watch_sends_runni
         ]
     );
     let orders = done
-        .sub_tasks
+        .table_progress
         .iter()
         .find(|t| t.name == "public.orders")
         .unwrap();
@@ -192,7 +180,7 @@ async fn heartbeat_sub_task_deltas_accumulate_into_get_job_and_watch_sends_runni
     assert_eq!(done.attempts.len(), 1);
     assert_eq!(
         done.attempts[0].outcome,
-        pb::AttemptOutcome::AttemptCompleted as i32
+        pb::AttemptOutcome::Completed as i32
     );
     assert!(done.attempts[0].end_time.is_some());
     h.stop().await;
@@ -200,7 +188,7 @@ async fn heartbeat_sub_task_deltas_accumulate_into_get_job_and_watch_sends_runni
 
 #[tokio::test]
 async fn an_expired_lease_requeued_and_claimed_again_shows_two_attempts_with_their_workers() {
-    use pb::SubTaskState::{SubTaskDone as Done, SubTaskRunning as Running};
+    use pb::TableState::{Done, Running};
     let h = Harness::start().await;
     h.fixture().await;
     let instance = h.protect("app").await;
@@ -224,8 +212,12 @@ async fn an_expired_lease_requeued_and_claimed_again_shows_two_attempts_with_the
     assert!(second.claimed, "{}", second.reason);
     let retried = get(&h, &job.name).await;
     assert_eq!(retried.attempt, 2);
-    // The new attempt starts with a fresh set of sub-tasks.
-    assert!(retried.sub_tasks.is_empty(), "{:?}", retried.sub_tasks);
+    // The new attempt starts with a fresh set of tables.
+    assert!(
+        retried.table_progress.is_empty(),
+        "{:?}",
+        retried.table_progress
+    );
     let attempts: Vec<(u32, String, i32)> = retried
         .attempts
         .iter()
@@ -237,13 +229,9 @@ async fn an_expired_lease_requeued_and_claimed_again_shows_two_attempts_with_the
             (
                 1,
                 "worker-one:1".into(),
-                pb::AttemptOutcome::AttemptLeaseExpired as i32
+                pb::AttemptOutcome::LeaseExpired as i32
             ),
-            (
-                2,
-                "worker-two:2".into(),
-                pb::AttemptOutcome::AttemptRunning as i32
-            ),
+            (2, "worker-two:2".into(), pb::AttemptOutcome::Running as i32),
         ]
     );
     let expired = &retried.attempts[0];
@@ -266,7 +254,7 @@ async fn an_expired_lease_requeued_and_claimed_again_shows_two_attempts_with_the
             lease_token: second.lease_token.clone(),
             result: Some(pb::complete_task_request::Result::Backup(backup_result())),
             progress: None,
-            sub_tasks: vec![table("public.a", Done, 2, 2, 9)],
+            tables: vec![table("public.a", Done, 2, 2, 9)],
         })
         .await
         .expect("complete");
@@ -276,12 +264,12 @@ async fn an_expired_lease_requeued_and_claimed_again_shows_two_attempts_with_the
     assert_eq!(
         outcomes,
         vec![
-            pb::AttemptOutcome::AttemptLeaseExpired as i32,
-            pb::AttemptOutcome::AttemptCompleted as i32
+            pb::AttemptOutcome::LeaseExpired as i32,
+            pb::AttemptOutcome::Completed as i32
         ]
     );
 
-    // The job list stays a plain job query: no attempts, no sub-tasks.
+    // The job list stays a plain job query: no attempts, no tables.
     let listed = h
         .jobs()
         .list_jobs(pb::ListJobsRequest::default())
@@ -293,7 +281,7 @@ async fn an_expired_lease_requeued_and_claimed_again_shows_two_attempts_with_the
         .iter()
         .find(|j| j.name == job.name)
         .expect("listed");
-    assert!(row.attempts.is_empty() && row.sub_tasks.is_empty());
+    assert!(row.attempts.is_empty() && row.table_progress.is_empty());
     h.stop().await;
 }
 
@@ -333,8 +321,8 @@ async fn a_worker_taking_over_an_expired_lease_fences_the_previous_attempt() {
     assert_eq!(
         attempts,
         vec![
-            (1, "worker-one:1", pb::AttemptOutcome::AttemptFenced as i32),
-            (2, "worker-two:2", pb::AttemptOutcome::AttemptRunning as i32),
+            (1, "worker-one:1", pb::AttemptOutcome::Fenced as i32),
+            (2, "worker-two:2", pb::AttemptOutcome::Running as i32),
         ]
     );
     let fenced = taken.attempts[0].error.as_ref().expect("why it ended");
@@ -351,11 +339,11 @@ async fn a_worker_taking_over_an_expired_lease_fences_the_previous_attempt() {
             job_id: id.clone(),
             lease_token: first.lease_token.clone(),
             progress: None,
-            sub_tasks: vec![table("public.a", pb::SubTaskState::SubTaskRunning, 1, 1, 1)],
+            tables: vec![table("public.a", pb::TableState::Running, 1, 1, 1)],
         })
         .await
         .unwrap_err();
     assert_eq!(late.code(), Code::FailedPrecondition);
-    assert!(get(&h, &job.name).await.sub_tasks.is_empty());
+    assert!(get(&h, &job.name).await.table_progress.is_empty());
     h.stop().await;
 }

@@ -80,7 +80,7 @@ async fn backup_now_claim_heartbeat_complete_and_restore() {
     let beat = h
         .workers()
         .heartbeat(pb::HeartbeatRequest {
-            sub_tasks: Vec::new(),
+            tables: Vec::new(),
             job_id: id.clone(),
             lease_token: token.clone(),
             progress: Some(pb::Progress {
@@ -110,7 +110,7 @@ async fn backup_now_claim_heartbeat_complete_and_restore() {
     let stale = h
         .workers()
         .heartbeat(pb::HeartbeatRequest {
-            sub_tasks: Vec::new(),
+            tables: Vec::new(),
             job_id: id.clone(),
             lease_token: uuid::Uuid::new_v4().to_string(),
             progress: None,
@@ -126,7 +126,7 @@ async fn backup_now_claim_heartbeat_complete_and_restore() {
 
     h.workers()
         .complete_task(pb::CompleteTaskRequest {
-            sub_tasks: Vec::new(),
+            tables: Vec::new(),
             job_id: id.clone(),
             lease_token: token.clone(),
             result: Some(pb::complete_task_request::Result::Backup(backup_result())),
@@ -314,7 +314,7 @@ async fn expired_leases_are_requeued_then_failed() {
     let fenced = h
         .workers()
         .complete_task(pb::CompleteTaskRequest {
-            sub_tasks: Vec::new(),
+            tables: Vec::new(),
             job_id: id.clone(),
             lease_token: first.lease_token.clone(),
             result: Some(pb::complete_task_request::Result::Backup(backup_result())),
@@ -389,7 +389,7 @@ async fn failed_attempts_retry_then_fail_and_publishing_survives_broker_errors()
     };
     h.workers()
         .fail_task(pb::FailTaskRequest {
-            sub_tasks: Vec::new(),
+            tables: Vec::new(),
             job_id: id.clone(),
             lease_token: first.lease_token,
             error: Some(error.clone()),
@@ -402,7 +402,7 @@ async fn failed_attempts_retry_then_fail_and_publishing_survives_broker_errors()
     assert!(second.claimed);
     h.workers()
         .fail_task(pb::FailTaskRequest {
-            sub_tasks: Vec::new(),
+            tables: Vec::new(),
             job_id: id.clone(),
             lease_token: second.lease_token,
             error: Some(error.clone()),

@@ -111,7 +111,7 @@ async fn complete(
 ) {
     h.workers()
         .complete_task(pb::CompleteTaskRequest {
-            sub_tasks: Vec::new(),
+            tables: Vec::new(),
             job_id: job_id(job),
             lease_token: token,
             result: Some(result),
@@ -493,7 +493,7 @@ async fn stop_with_delete_all_points_queues_a_delete_per_point_and_stops_protect
         .into_inner();
     assert_eq!(
         stopped.protection_state,
-        pb::ProtectionState::ProtectionStopped as i32
+        pb::ProtectionState::Stopped as i32
     );
     for p in [&a, &b] {
         let jobs = jobs_of(&pool, &p.name).await;
@@ -549,7 +549,7 @@ async fn a_failed_rehydrate_fails_the_restore_waiting_for_it_with_a_coded_error(
     let (token, _) = claim(&h, &rehydrate).await;
     h.workers()
         .fail_task(pb::FailTaskRequest {
-            sub_tasks: Vec::new(),
+            tables: Vec::new(),
             job_id: job_id(&rehydrate),
             lease_token: token,
             error: Some(pb::JobError {

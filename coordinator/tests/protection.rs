@@ -32,7 +32,7 @@ async fn completed_backup(h: &Harness, instance: &str, snapshot_seconds: i64) {
     assert!(claim.claimed, "{claim:?}");
     h.workers()
         .complete_task(pb::CompleteTaskRequest {
-            sub_tasks: Vec::new(),
+            tables: Vec::new(),
             job_id: id,
             lease_token: claim.lease_token,
             result: Some(pb::complete_task_request::Result::Backup(
@@ -165,7 +165,7 @@ async fn change_policy_stop_and_resume_protection() {
         .into_inner();
     assert_eq!(
         stopped.protection_state,
-        pb::ProtectionState::ProtectionStopped as i32
+        pb::ProtectionState::Stopped as i32
     );
     assert_eq!(
         expiries(&h, &instance).await,
@@ -198,7 +198,7 @@ async fn change_policy_stop_and_resume_protection() {
         .into_inner();
     assert_eq!(
         resumed.protection_state,
-        pb::ProtectionState::ProtectionConfigured as i32
+        pb::ProtectionState::Configured as i32
     );
     h.instances()
         .stop_protection(stop(pb::StopMode::KeepAllForever))

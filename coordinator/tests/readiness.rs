@@ -92,7 +92,7 @@ async fn missing_privileges_come_with_a_script_that_fixes_them() {
     let kept = result.backup_instance.expect("the failed row is kept");
     assert_eq!(
         kept.protection_state,
-        pb::ProtectionState::ProtectionValidationFailed as i32
+        pb::ProtectionState::ValidationFailed as i32
     );
     assert_eq!(
         kept.last_error.expect("last error").code,
@@ -122,7 +122,7 @@ async fn missing_privileges_come_with_a_script_that_fixes_them() {
     assert_eq!(protected.name, kept.name, "the kept row is protected");
     assert_eq!(
         protected.protection_state,
-        pb::ProtectionState::ProtectionConfigured as i32
+        pb::ProtectionState::Configured as i32
     );
     assert!(protected.last_error.is_none());
     h.stop().await;

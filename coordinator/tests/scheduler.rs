@@ -50,7 +50,7 @@ async fn complete(addr: std::net::SocketAddr, job_id: uuid::Uuid, snapshot: i64)
     assert!(claim.claimed, "{claim:?}");
     workers
         .complete_task(pb::CompleteTaskRequest {
-            sub_tasks: Vec::new(),
+            tables: Vec::new(),
             job_id: job_id.to_string(),
             lease_token: claim.lease_token,
             result: Some(pb::complete_task_request::Result::Backup(

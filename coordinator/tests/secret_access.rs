@@ -153,7 +153,7 @@ async fn an_ungranted_secret_keeps_the_row_with_the_owner_command_and_revalidati
     let kept = result.backup_instance.expect("the row is kept");
     assert_eq!(
         kept.protection_state,
-        pb::ProtectionState::ProtectionValidationFailed as i32
+        pb::ProtectionState::ValidationFailed as i32
     );
     // Not protected: backups are refused, and configuring again reuses the row.
     let status = h
@@ -198,7 +198,7 @@ async fn an_ungranted_secret_keeps_the_row_with_the_owner_command_and_revalidati
     let instance = result.backup_instance.expect("instance");
     assert_eq!(
         instance.protection_state,
-        pb::ProtectionState::ProtectionConfigured as i32
+        pb::ProtectionState::Configured as i32
     );
     assert_eq!(instance.secret, "secrets/pg1-admin");
 
@@ -298,7 +298,7 @@ async fn restores_take_any_reference_the_vault_may_read() {
     assert!(claim.claimed, "{}", claim.reason);
     h.workers()
         .complete_task(pb::CompleteTaskRequest {
-            sub_tasks: Vec::new(),
+            tables: Vec::new(),
             job_id: job.trim_start_matches("jobs/").into(),
             lease_token: claim.lease_token,
             result: Some(pb::complete_task_request::Result::Backup(
@@ -451,7 +451,7 @@ async fn failed_rows_block_neither_protecting_the_database_elsewhere_nor_deletin
     assert_eq!(code(&result), "UserErrorDatabaseAlreadyProtected");
     assert_eq!(
         result.backup_instance.expect("kept").protection_state,
-        pb::ProtectionState::ProtectionValidationFailed as i32
+        pb::ProtectionState::ValidationFailed as i32
     );
 
     // Kept rows protect nothing, so they do not keep their vault alive.

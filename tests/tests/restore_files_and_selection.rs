@@ -176,7 +176,7 @@ async fn restores_as_a_sql_file_and_selectively_with_clear_errors() {
         .jobs;
     let files_job = jobs
         .iter()
-        .find(|j| j.restore_kind == RestoreKind::RestoreAsFiles as i32)
+        .find(|j| j.restore_kind == RestoreKind::Files as i32)
         .expect("the restore-as-files job is listed");
     assert_eq!(state(files_job), JobState::Completed, "{files_job:?}");
     assert_eq!(

@@ -334,10 +334,10 @@ fn show(api: &Api, instance: &BackupInstance) {
 
 fn protection_text(state: i32) -> &'static str {
     match ProtectionState::try_from(state) {
-        Ok(ProtectionState::ProtectionConfigured) => "configured",
-        Ok(ProtectionState::ProtectionStopped) => "stopped",
-        Ok(ProtectionState::ProtectionValidating) => "validating",
-        Ok(ProtectionState::ProtectionValidationFailed) => "validation failed",
+        Ok(ProtectionState::Configured) => "configured",
+        Ok(ProtectionState::Stopped) => "stopped",
+        Ok(ProtectionState::Validating) => "validating",
+        Ok(ProtectionState::ValidationFailed) => "validation failed",
         _ => "unknown",
     }
 }

@@ -1,11 +1,11 @@
-//! How a job's attempts and per-table sub-tasks read for people: the
+//! How a job's attempts and per-table progress read for people: the
 //! Attempts and Tables tables of `job show` (tables running or failed
 //! first, then the largest), and the one-line table summaries `job watch`
 //! shows next to its bar.
 
 use std::cmp::Reverse;
 
-use pgvault_proto::v1::{AttemptOutcome, Job, JobAttempt, SubTaskState, TableProgress};
+use pgvault_proto::v1::{AttemptOutcome, Job, JobAttempt, TableProgress, TableState};
 
 use super::output::{bytes, duration_between, list_table, local_time, or_dash};
 
@@ -14,22 +14,22 @@ pub const SHOWN_TABLES: usize = 100;
 
 pub fn outcome_text(outcome: i32) -> &'static str {
     match AttemptOutcome::try_from(outcome) {
-        Ok(AttemptOutcome::AttemptRunning) => "running",
-        Ok(AttemptOutcome::AttemptCompleted) => "completed",
-        Ok(AttemptOutcome::AttemptFailed) => "failed",
-        Ok(AttemptOutcome::AttemptLeaseExpired) => "lease expired",
-        Ok(AttemptOutcome::AttemptFenced) => "taken over",
-        Ok(AttemptOutcome::AttemptCancelled) => "cancelled",
+        Ok(AttemptOutcome::Running) => "running",
+        Ok(AttemptOutcome::Completed) => "completed",
+        Ok(AttemptOutcome::Failed) => "failed",
+        Ok(AttemptOutcome::LeaseExpired) => "lease expired",
+        Ok(AttemptOutcome::Fenced) => "taken over",
+        Ok(AttemptOutcome::Cancelled) => "cancelled",
         _ => "unknown",
     }
 }
 
 pub fn table_state_text(state: i32) -> &'static str {
-    match SubTaskState::try_from(state) {
-        Ok(SubTaskState::SubTaskQueued) => "queued",
-        Ok(SubTaskState::SubTaskRunning) => "running",
-        Ok(SubTaskState::SubTaskDone) => "done",
-        Ok(SubTaskState::SubTaskFailed) => "failed",
+    match TableState::try_from(state) {
+        Ok(TableState::Queued) => "queued",
+        Ok(TableState::Running) => "running",
+        Ok(TableState::Done) => "done",
+        Ok(TableState::Failed) => "failed",
         _ => "unknown",
     }
 }
@@ -68,9 +68,9 @@ pub fn attempts_table(job: &Job) -> Option<String> {
 
 /// Running tables first, then failed ones, then the rest largest first.
 pub fn ordered(tables: &[TableProgress]) -> Vec<&TableProgress> {
-    let rank = |t: &TableProgress| match SubTaskState::try_from(t.state) {
-        Ok(SubTaskState::SubTaskRunning) => 0,
-        Ok(SubTaskState::SubTaskFailed) => 1,
+    let rank = |t: &TableProgress| match TableState::try_from(t.state) {
+        Ok(TableState::Running) => 0,
+        Ok(TableState::Failed) => 1,
         _ => 2,
     };
     let mut sorted: Vec<&TableProgress> = tables.iter().collect();
@@ -99,12 +99,12 @@ fn table_row(t: &TableProgress) -> Vec<String> {
 }
 
 /// The Tables table (at most [`SHOWN_TABLES`] rows, with a note on the
-/// rest); `None` when the job has no sub-tasks.
+/// rest); `None` when the job has no tables.
 pub fn tables_table(job: &Job) -> Option<String> {
-    if job.sub_tasks.is_empty() {
+    if job.table_progress.is_empty() {
         return None;
     }
-    let sorted = ordered(&job.sub_tasks);
+    let sorted = ordered(&job.table_progress);
     let mut text = list_table(
         &["TABLE", "STATE", "CHUNKS", "ROWS", "SIZE", "DURATION"],
         sorted
@@ -154,7 +154,7 @@ mod tests {
 
     use super::*;
 
-    fn table(name: &str, state: SubTaskState, raw_bytes: u64) -> TableProgress {
+    fn table(name: &str, state: TableState, raw_bytes: u64) -> TableProgress {
         TableProgress {
             name: name.into(),
             state: state as i32,
@@ -177,10 +177,10 @@ mod tests {
     #[test]
     fn running_and_failed_tables_come_first_then_the_largest() {
         let tables = vec![
-            table("public.small", SubTaskState::SubTaskDone, 10),
-            table("public.big", SubTaskState::SubTaskDone, 1000),
-            table("public.failed", SubTaskState::SubTaskFailed, 1),
-            table("public.running", SubTaskState::SubTaskRunning, 5),
+            table("public.small", TableState::Done, 10),
+            table("public.big", TableState::Done, 1000),
+            table("public.failed", TableState::Failed, 1),
+            table("public.running", TableState::Running, 5),
         ];
         let names: Vec<&str> = ordered(&tables).iter().map(|t| t.name.as_str()).collect();
         assert_eq!(
@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn the_tables_table_shows_state_chunks_rows_size_and_duration() {
         let job = Job {
-            sub_tasks: vec![table("public.orders", SubTaskState::SubTaskDone, 2048)],
+            table_progress: vec![table("public.orders", TableState::Done, 2048)],
             ..Default::default()
         };
         let text = tables_table(&job).expect("a table");
@@ -215,8 +215,8 @@ mod tests {
     #[test]
     fn long_table_lists_are_cut_with_a_note() {
         let job = Job {
-            sub_tasks: (0..SHOWN_TABLES + 3)
-                .map(|i| table(&format!("s.t{i}"), SubTaskState::SubTaskDone, 1))
+            table_progress: (0..SHOWN_TABLES + 3)
+                .map(|i| table(&format!("s.t{i}"), TableState::Done, 1))
                 .collect(),
             ..Default::default()
         };
@@ -234,7 +234,7 @@ mod tests {
                 JobAttempt {
                     attempt: 1,
                     worker: "host-a:7".into(),
-                    outcome: AttemptOutcome::AttemptLeaseExpired as i32,
+                    outcome: AttemptOutcome::LeaseExpired as i32,
                     error: Some(JobError {
                         code: "SystemErrorLeaseExpired".into(),
                         message: "no heartbeat".into(),
@@ -245,7 +245,7 @@ mod tests {
                 JobAttempt {
                     attempt: 2,
                     worker: "host-b:9".into(),
-                    outcome: AttemptOutcome::AttemptCompleted as i32,
+                    outcome: AttemptOutcome::Completed as i32,
                     ..Default::default()
                 },
             ],
@@ -260,11 +260,7 @@ mod tests {
 
     #[test]
     fn watch_lines_name_the_table_and_its_progress() {
-        let t = table(
-            "public.orders",
-            SubTaskState::SubTaskRunning,
-            3 * 1024 * 1024,
-        );
+        let t = table("public.orders", TableState::Running, 3 * 1024 * 1024);
         assert_eq!(
             table_line(&t),
             "public.orders 1/2 chunks, 10 rows, 3.00 MiB"

@@ -1,16 +1,19 @@
 //! `--output json`: explicit conversions of the proto messages to JSON with
 //! the proto's snake_case field names (prost types are not serde). Enums are
-//! their proto value names (`"COMPLETED"`), timestamps RFC 3339 strings,
-//! unset timestamps and messages `null`. Integers stay JSON numbers.
+//! their short names (`"COMPLETED"`, see [`super::enum_names`]), timestamps
+//! RFC 3339 strings, unset timestamps and messages `null`. Integers stay JSON
+//! numbers. A job's per-table progress keeps the keys it had before the
+//! contract named it `table_progress`: `sub_tasks` and `sub_tasks_delta`.
 
 use pgvault_proto::v1::{
     AttemptOutcome, BackupInstance, ConfigureBackupResponse, DatastoreTier, DeadLetter, Job,
     JobAttempt, JobError, JobState, Operation, Policy, ProtectionState, Readiness, RecoveryPoint,
-    RestoreKind, RetentionRuleKind, Secret, Server, SubTaskState, TableProgress, Vault, Weekday,
+    RestoreKind, RetentionRuleKind, Secret, Server, TableProgress, TableState, Vault, Weekday,
 };
 use prost_types::Timestamp;
 use serde_json::{Value, json};
 
+use super::enum_names::short_name;
 use super::output::to_utc;
 
 fn timestamp(ts: Option<&Timestamp>) -> Value {
@@ -20,11 +23,11 @@ fn timestamp(ts: Option<&Timestamp>) -> Value {
     }
 }
 
-/// An enum by its proto name, or its number when this client does not know it.
+/// An enum by its short name, or its number when this client does not know it.
 macro_rules! enum_name {
     ($ty:ty, $value:expr) => {
         match <$ty>::try_from($value) {
-            Ok(known) => Value::String(known.as_str_name().to_owned()),
+            Ok(known) => Value::String(short_name(known)),
             Err(_) => Value::from($value),
         }
     };
@@ -166,8 +169,8 @@ pub fn job(j: &Job) -> Value {
         "output_sha256": j.output_sha256,
         "warnings": j.warnings,
         "attempts": j.attempts.iter().map(attempt).collect::<Vec<_>>(),
-        "sub_tasks": j.sub_tasks.iter().map(sub_task).collect::<Vec<_>>(),
-        "sub_tasks_delta": j.sub_tasks_delta,
+        "sub_tasks": j.table_progress.iter().map(table).collect::<Vec<_>>(),
+        "sub_tasks_delta": j.table_progress_delta,
     })
 }
 
@@ -182,10 +185,10 @@ pub fn attempt(a: &JobAttempt) -> Value {
     })
 }
 
-pub fn sub_task(t: &TableProgress) -> Value {
+pub fn table(t: &TableProgress) -> Value {
     json!({
         "name": t.name,
-        "state": enum_name!(SubTaskState, t.state),
+        "state": enum_name!(TableState, t.state),
         "chunks_done": t.chunks_done,
         "chunks_total": t.chunks_total,
         "rows": t.rows,

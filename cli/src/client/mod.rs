@@ -11,6 +11,7 @@ mod backup;
 mod configure;
 mod connect;
 mod dead_letters;
+mod enum_names;
 mod job;
 mod job_details;
 mod json;

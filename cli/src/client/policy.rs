@@ -12,6 +12,7 @@ use pgvault_proto::v1::{
 };
 
 use super::connect::{Api, Reply};
+use super::enum_names::short_name;
 use super::output::{local_time, or_dash, print_details, print_json, print_list};
 use super::policy_file::{self, FileFormat};
 use super::{json, names};
@@ -301,7 +302,7 @@ fn retention_text(rules: &[RetentionRule]) -> String {
         .iter()
         .map(|rule| {
             let kind = RetentionRuleKind::try_from(rule.kind)
-                .map(|k| k.as_str_name().to_lowercase())
+                .map(|k| short_name(k).to_lowercase())
                 .unwrap_or_else(|_| rule.kind.to_string());
             let standard = if rule.standard_duration.is_empty() {
                 "default"

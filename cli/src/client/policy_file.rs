@@ -22,6 +22,7 @@ use anyhow::{Context, bail};
 use pgvault_proto::v1::{Policy, RetentionRule, RetentionRuleKind, Schedule, Weekday};
 use serde::{Deserialize, Serialize};
 
+use super::enum_names::{from_short_name, short_name};
 use super::policy::{parse_duration, parse_time_of_day, parse_weekday};
 
 /// The file form of a policy.
@@ -86,8 +87,7 @@ pub fn to_policy(file: PolicyFile) -> anyhow::Result<Policy> {
         .weekdays
         .iter()
         .map(|d| {
-            Weekday::from_str_name(&d.to_ascii_uppercase())
-                .filter(|w| *w != Weekday::Unspecified)
+            from_short_name::<Weekday>(d)
                 .map_or_else(|| parse_weekday(d), Ok)
                 .map(|w| w as i32)
                 .map_err(anyhow::Error::msg)
@@ -99,9 +99,7 @@ pub fn to_policy(file: PolicyFile) -> anyhow::Result<Policy> {
         .context("schedule.time_of_day")?;
     let mut retention_rules = Vec::new();
     for (i, rule) in file.retention_rules.iter().enumerate() {
-        let Some(kind) = RetentionRuleKind::from_str_name(&rule.kind.to_ascii_uppercase())
-            .filter(|k| *k != RetentionRuleKind::Unspecified)
-        else {
+        let Some(kind) = from_short_name::<RetentionRuleKind>(&rule.kind) else {
             bail!(
                 "retention_rules[{i}].kind: \"{}\" is not DEFAULT, WEEKLY, MONTHLY or YEARLY",
                 rule.kind
@@ -143,7 +141,7 @@ pub fn from_policy(policy: &Policy) -> PolicyFile {
                 .iter()
                 .map(|d| {
                     Weekday::try_from(*d)
-                        .map(|w| w.as_str_name().to_owned())
+                        .map(short_name)
                         .unwrap_or_else(|_| d.to_string())
                 })
                 .collect(),
@@ -159,7 +157,7 @@ pub fn from_policy(policy: &Policy) -> PolicyFile {
             .iter()
             .map(|r| RuleFile {
                 kind: RetentionRuleKind::try_from(r.kind)
-                    .map(|k| k.as_str_name().to_owned())
+                    .map(short_name)
                     .unwrap_or_else(|_| r.kind.to_string()),
                 standard_duration: r.standard_duration.clone(),
                 archive_duration: r.archive_duration.clone(),

@@ -9,6 +9,7 @@ use pgvault_proto::v1::{
 };
 
 use super::connect::{Api, Reply};
+use super::enum_names::short_name;
 use super::output::{bytes, local_time, print_details, print_json, print_list};
 use super::{json, names};
 
@@ -159,6 +160,6 @@ fn tier_text(tier: i32) -> &'static str {
 pub fn tag_text(kind: i32) -> String {
     match RetentionRuleKind::try_from(kind) {
         Ok(RetentionRuleKind::Unspecified) | Err(_) => "-".to_owned(),
-        Ok(known) => known.as_str_name().to_lowercase(),
+        Ok(known) => short_name(known).to_lowercase(),
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgvault_proto::v1::{
-    GetJobRequest, Job, JobState, Operation, RestoreKind, SubTaskState, TableProgress,
+    GetJobRequest, Job, JobState, Operation, RestoreKind, TableProgress, TableState,
     WatchJobRequest,
 };
 use tonic::{Code, Status, Streaming};
@@ -87,9 +87,9 @@ pub async fn follow(api: &Api, name: String) -> anyhow::Result<ExitCode> {
         stream = open(api, &name).await?;
     };
     display.clear();
-    // Watch messages carry only the sub-tasks that changed: the JSON
+    // Watch messages carry only the tables that changed: the JSON
     // document is the whole job, as `job show` returns it.
-    let last = if api.json() && last.sub_tasks_delta {
+    let last = if api.json() && last.table_progress_delta {
         api.jobs()
             .get_job(GetJobRequest { name: name.clone() })
             .await
@@ -157,8 +157,7 @@ fn print_outcome(api: &Api, job: &Job) {
     let mut fields: Vec<(&str, String)> = Vec::new();
     match Operation::try_from(job.operation) {
         Ok(Operation::Restore)
-            if exit_status(job.state) == 0
-                && job.restore_kind == RestoreKind::RestoreAsFiles as i32 =>
+            if exit_status(job.state) == 0 && job.restore_kind == RestoreKind::Files as i32 =>
         {
             fields.push(("WRITTEN TO", output_location(job)));
             fields.push(("SIZE", bytes(job.output_size)));
@@ -257,8 +256,8 @@ enum Display {
 /// Most table lines under the overall bar (one per busy connection).
 const MAX_TABLE_BARS: usize = 8;
 
-/// The sub-tasks known so far: `WatchJob` sends only changes
-/// (`sub_tasks_delta`), `GetJob` everything; either way what arrives
+/// The tables known so far: `WatchJob` sends only changes
+/// (`table_progress_delta`), `GetJob` everything; either way what arrives
 /// replaces what was known of those tables. A new attempt starts over.
 #[derive(Default)]
 struct TableView {
@@ -267,14 +266,14 @@ struct TableView {
 }
 
 impl TableView {
-    /// Takes in the job's sub-tasks; returns (previous state, table) of each
+    /// Takes in the job's tables; returns (previous state, table) of each
     /// one it carried.
     fn apply(&mut self, job: &Job) -> Vec<(Option<i32>, TableProgress)> {
         if job.attempt != self.attempt {
             self.known.clear();
             self.attempt = job.attempt;
         }
-        job.sub_tasks
+        job.table_progress
             .iter()
             .map(|t| {
                 let before = self.known.insert(t.name.clone(), t.clone());
@@ -285,7 +284,7 @@ impl TableView {
 }
 
 fn is_running(t: &TableProgress) -> bool {
-    t.state == SubTaskState::SubTaskRunning as i32
+    t.state == TableState::Running as i32
 }
 
 impl Display {
@@ -486,7 +485,7 @@ mod tests {
 
     #[test]
     fn table_deltas_accumulate_and_a_new_attempt_starts_over() {
-        let table = |name: &str, state: SubTaskState| TableProgress {
+        let table = |name: &str, state: TableState| TableProgress {
             name: name.into(),
             state: state as i32,
             ..Default::default()
@@ -494,24 +493,24 @@ mod tests {
         let mut view = TableView::default();
         let first = Job {
             attempt: 1,
-            sub_tasks: vec![table("a", SubTaskState::SubTaskRunning)],
-            sub_tasks_delta: true,
+            table_progress: vec![table("a", TableState::Running)],
+            table_progress_delta: true,
             ..Default::default()
         };
         let changed = view.apply(&first);
         assert_eq!(changed[0].0, None);
         let later = Job {
             attempt: 1,
-            sub_tasks: vec![table("a", SubTaskState::SubTaskDone)],
-            sub_tasks_delta: true,
+            table_progress: vec![table("a", TableState::Done)],
+            table_progress_delta: true,
             ..Default::default()
         };
         let changed = view.apply(&later);
-        assert_eq!(changed[0].0, Some(SubTaskState::SubTaskRunning as i32));
+        assert_eq!(changed[0].0, Some(TableState::Running as i32));
         assert_eq!(view.known.len(), 1);
         let retried = Job {
             attempt: 2,
-            sub_tasks_delta: true,
+            table_progress_delta: true,
             ..Default::default()
         };
         view.apply(&retried);

@@ -1,6 +1,10 @@
 //! Conversions between domain types (`crate::model`) and the generated proto
 //! types, in both directions. Incoming enums are checked here; anything that
 //! needs more context is validated by the service that receives it.
+//!
+//! Enums convert with explicit matches, never through proto value names:
+//! the domain's SQL text (`crate::model`) and the contract's names
+//! (`JOB_STATE_QUEUED`) change independently.
 
 use chrono::{DateTime, Utc};
 use pgvault_proto::v1 as pb;
@@ -127,10 +131,10 @@ impl From<SecretMeta> for pb::Secret {
 impl From<BackupInstance> for pb::BackupInstance {
     fn from(i: BackupInstance) -> Self {
         let state = match i.protection_state {
-            ProtectionState::Configured => pb::ProtectionState::ProtectionConfigured,
-            ProtectionState::Stopped => pb::ProtectionState::ProtectionStopped,
-            ProtectionState::Validating => pb::ProtectionState::ProtectionValidating,
-            ProtectionState::ValidationFailed => pb::ProtectionState::ProtectionValidationFailed,
+            ProtectionState::Configured => pb::ProtectionState::Configured,
+            ProtectionState::Stopped => pb::ProtectionState::Stopped,
+            ProtectionState::Validating => pb::ProtectionState::Validating,
+            ProtectionState::ValidationFailed => pb::ProtectionState::ValidationFailed,
         };
         pb::BackupInstance {
             name: names::instance_name(&i.vault_id, i.id),
@@ -175,7 +179,6 @@ pub fn operation_to_pb(op: Operation) -> pb::Operation {
         Operation::ScheduledBackup => pb::Operation::ScheduledBackup,
         Operation::OnDemandBackup => pb::Operation::OnDemandBackup,
         Operation::Restore => pb::Operation::Restore,
-        Operation::Validate => pb::Operation::Validate,
         Operation::TierMove => pb::Operation::TierMove,
         Operation::Rehydrate => pb::Operation::Rehydrate,
         Operation::Delete => pb::Operation::Delete,
@@ -188,12 +191,25 @@ pub fn operation_from_pb(field: &str, value: i32) -> Result<Option<Operation>> {
         .map_err(|_| CoordinatorError::invalid(field, format!("unknown operation {value}")))?;
     Ok(match op {
         pb::Operation::Unspecified => None,
-        other => Operation::parse(other.as_str_name()),
+        pb::Operation::ScheduledBackup => Some(Operation::ScheduledBackup),
+        pb::Operation::OnDemandBackup => Some(Operation::OnDemandBackup),
+        pb::Operation::Restore => Some(Operation::Restore),
+        pb::Operation::TierMove => Some(Operation::TierMove),
+        pb::Operation::Rehydrate => Some(Operation::Rehydrate),
+        pb::Operation::Delete => Some(Operation::Delete),
     })
 }
 
 pub fn state_to_pb(state: JobState) -> pb::JobState {
-    pb::JobState::from_str_name(state.as_str()).unwrap_or(pb::JobState::Unspecified)
+    match state {
+        JobState::Queued => pb::JobState::Queued,
+        JobState::InProgress => pb::JobState::InProgress,
+        JobState::Completed => pb::JobState::Completed,
+        JobState::CompletedWithWarnings => pb::JobState::CompletedWithWarnings,
+        JobState::Failed => pb::JobState::Failed,
+        JobState::Cancelling => pb::JobState::Cancelling,
+        JobState::Cancelled => pb::JobState::Cancelled,
+    }
 }
 
 /// A state filter; `None` for UNSPECIFIED.
@@ -202,7 +218,13 @@ pub fn state_from_pb(field: &str, value: i32) -> Result<Option<JobState>> {
         .map_err(|_| CoordinatorError::invalid(field, format!("unknown state {value}")))?;
     Ok(match state {
         pb::JobState::Unspecified => None,
-        other => JobState::parse(other.as_str_name()),
+        pb::JobState::Queued => Some(JobState::Queued),
+        pb::JobState::InProgress => Some(JobState::InProgress),
+        pb::JobState::Completed => Some(JobState::Completed),
+        pb::JobState::CompletedWithWarnings => Some(JobState::CompletedWithWarnings),
+        pb::JobState::Failed => Some(JobState::Failed),
+        pb::JobState::Cancelling => Some(JobState::Cancelling),
+        pb::JobState::Cancelled => Some(JobState::Cancelled),
     })
 }
 
@@ -284,8 +306,8 @@ impl From<Job> for pb::Job {
 /// Adds what a restore job writes, its selection and its result to `job`.
 pub fn add_restore_target(job: &mut pb::Job, target: RestoreTarget) {
     job.restore_kind = match target.kind {
-        RestoreKind::Database => pb::RestoreKind::RestoreAsDatabase,
-        RestoreKind::Files => pb::RestoreKind::RestoreAsFiles,
+        RestoreKind::Database => pb::RestoreKind::Database,
+        RestoreKind::Files => pb::RestoreKind::Files,
     } as i32;
     job.target_url = target.target_url.unwrap_or_default();
     job.target_file = target.target_file.unwrap_or_default();
@@ -294,4 +316,43 @@ pub fn add_restore_target(job: &mut pb::Job, target: RestoreTarget) {
     job.output_size = target.output_size.unwrap_or_default();
     job.output_sha256 = target.output_sha256.unwrap_or_default();
     job.warnings = target.warnings;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_and_state_round_trips_through_the_wire() {
+        for &op in Operation::ALL {
+            let wire = operation_to_pb(op) as i32;
+            assert_eq!(operation_from_pb("operation", wire).unwrap(), Some(op));
+        }
+        for &state in JobState::ALL {
+            let wire = state_to_pb(state) as i32;
+            assert_eq!(state_from_pb("state", wire).unwrap(), Some(state));
+        }
+    }
+
+    #[test]
+    fn sql_text_is_not_the_proto_name() {
+        // Stored rows hold the domain's text; the contract's names carry
+        // their type's prefix and may change without touching them.
+        assert_eq!(JobState::Queued.as_str(), "QUEUED");
+        assert_eq!(
+            state_to_pb(JobState::Queued).as_str_name(),
+            "JOB_STATE_QUEUED"
+        );
+        assert_eq!(Operation::ScheduledBackup.as_str(), "SCHEDULED_BACKUP");
+        assert_eq!(
+            operation_to_pb(Operation::ScheduledBackup).as_str_name(),
+            "OPERATION_SCHEDULED_BACKUP"
+        );
+    }
+
+    #[test]
+    fn the_reserved_validate_number_is_refused() {
+        assert!(operation_from_pb("operation", 4).is_err());
+        assert_eq!(operation_from_pb("operation", 0).unwrap(), None);
+    }
 }

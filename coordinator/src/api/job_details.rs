@@ -1,7 +1,7 @@
-//! Job details beyond the job row: its attempt history and the per-table
-//! sub-tasks of its current attempt. Converts them to and from the wire
-//! (sub-tasks arrive from workers and are validated here) and adds them to
-//! an API job for `GetJob` (everything) and `WatchJob` (changes only).
+//! Job details beyond the job row: its attempt history and the progress of
+//! each table of its current attempt. Converts them to and from the wire
+//! (tables arrive from workers and are validated here) and adds them to an
+//! API job for `GetJob` (everything) and `WatchJob` (changes only).
 
 use chrono::{DateTime, Utc};
 use pgvault_proto::v1 as pb;
@@ -10,25 +10,25 @@ use uuid::Uuid;
 
 use crate::api::convert::{from_timestamp, timestamp};
 use crate::error::{CoordinatorError, Result};
-use crate::model::{AttemptOutcome, JobAttempt, SubTaskState, TableProgress};
+use crate::model::{AttemptOutcome, JobAttempt, TableProgress, TableState};
 use crate::store::{Store, attempts, job_tables};
 
-/// Most sub-tasks one worker call may carry (workers send at most 1,000).
-pub const MAX_SUB_TASKS_PER_CALL: usize = 5000;
+/// Most tables one worker call may carry (workers send at most 1,000).
+pub const MAX_TABLES_PER_CALL: usize = 5000;
 /// Longest table name accepted (PostgreSQL's are at most 2 × 63 bytes
 /// quoted, plus the dot).
 const MAX_NAME: usize = 400;
-/// Most changed sub-tasks one `WatchJob` message carries.
+/// Most changed tables one `WatchJob` message carries.
 const WATCH_BATCH: i64 = 1000;
 
 fn outcome_to_pb(outcome: AttemptOutcome) -> pb::AttemptOutcome {
     match outcome {
-        AttemptOutcome::Running => pb::AttemptOutcome::AttemptRunning,
-        AttemptOutcome::Completed => pb::AttemptOutcome::AttemptCompleted,
-        AttemptOutcome::Failed => pb::AttemptOutcome::AttemptFailed,
-        AttemptOutcome::LeaseExpired => pb::AttemptOutcome::AttemptLeaseExpired,
-        AttemptOutcome::Fenced => pb::AttemptOutcome::AttemptFenced,
-        AttemptOutcome::Cancelled => pb::AttemptOutcome::AttemptCancelled,
+        AttemptOutcome::Running => pb::AttemptOutcome::Running,
+        AttemptOutcome::Completed => pb::AttemptOutcome::Completed,
+        AttemptOutcome::Failed => pb::AttemptOutcome::Failed,
+        AttemptOutcome::LeaseExpired => pb::AttemptOutcome::LeaseExpired,
+        AttemptOutcome::Fenced => pb::AttemptOutcome::Fenced,
+        AttemptOutcome::Cancelled => pb::AttemptOutcome::Cancelled,
     }
 }
 
@@ -45,12 +45,12 @@ impl From<JobAttempt> for pb::JobAttempt {
     }
 }
 
-fn state_to_pb(state: SubTaskState) -> pb::SubTaskState {
+fn state_to_pb(state: TableState) -> pb::TableState {
     match state {
-        SubTaskState::Queued => pb::SubTaskState::SubTaskQueued,
-        SubTaskState::Running => pb::SubTaskState::SubTaskRunning,
-        SubTaskState::Done => pb::SubTaskState::SubTaskDone,
-        SubTaskState::Failed => pb::SubTaskState::SubTaskFailed,
+        TableState::Queued => pb::TableState::Queued,
+        TableState::Running => pb::TableState::Running,
+        TableState::Done => pb::TableState::Done,
+        TableState::Failed => pb::TableState::Failed,
     }
 }
 
@@ -73,7 +73,7 @@ impl From<TableProgress> for pb::TableProgress {
 impl TryFrom<pb::TableProgress> for TableProgress {
     type Error = CoordinatorError;
     fn try_from(t: pb::TableProgress) -> Result<Self> {
-        let field = "sub_tasks.name";
+        let field = "tables.name";
         if t.name.trim().is_empty() {
             return Err(CoordinatorError::invalid(field, "a table name is required"));
         }
@@ -86,14 +86,14 @@ impl TryFrom<pb::TableProgress> for TableProgress {
                 ),
             ));
         }
-        let state = match pb::SubTaskState::try_from(t.state) {
-            Ok(pb::SubTaskState::SubTaskQueued) => SubTaskState::Queued,
-            Ok(pb::SubTaskState::SubTaskRunning) => SubTaskState::Running,
-            Ok(pb::SubTaskState::SubTaskDone) => SubTaskState::Done,
-            Ok(pb::SubTaskState::SubTaskFailed) => SubTaskState::Failed,
+        let state = match pb::TableState::try_from(t.state) {
+            Ok(pb::TableState::Queued) => TableState::Queued,
+            Ok(pb::TableState::Running) => TableState::Running,
+            Ok(pb::TableState::Done) => TableState::Done,
+            Ok(pb::TableState::Failed) => TableState::Failed,
             _ => {
                 return Err(CoordinatorError::invalid(
-                    "sub_tasks.state",
+                    "tables.state",
                     format!(
                         "table {}: state {} is not QUEUED, RUNNING, DONE or FAILED",
                         t.name, t.state
@@ -112,20 +112,20 @@ impl TryFrom<pb::TableProgress> for TableProgress {
             rows: t.rows,
             raw_bytes: t.raw_bytes,
             stored_bytes: t.stored_bytes,
-            start_time: time("sub_tasks.start_time", t.start_time)?,
-            end_time: time("sub_tasks.end_time", t.end_time)?,
+            start_time: time("tables.start_time", t.start_time)?,
+            end_time: time("tables.end_time", t.end_time)?,
             name: t.name,
         })
     }
 }
 
-/// Validates the sub-tasks a worker call carries.
-pub fn sub_tasks_from_pb(given: Vec<pb::TableProgress>) -> Result<Vec<TableProgress>> {
-    if given.len() > MAX_SUB_TASKS_PER_CALL {
+/// Validates the tables a worker call carries.
+pub fn tables_from_pb(given: Vec<pb::TableProgress>) -> Result<Vec<TableProgress>> {
+    if given.len() > MAX_TABLES_PER_CALL {
         return Err(CoordinatorError::invalid(
-            "sub_tasks",
+            "tables",
             format!(
-                "{} sub-tasks in one call; send at most {MAX_SUB_TASKS_PER_CALL} (the rest with the next heartbeat)",
+                "{} tables in one call; send at most {MAX_TABLES_PER_CALL} (the rest with the next heartbeat)",
                 given.len()
             ),
         ));
@@ -133,9 +133,9 @@ pub fn sub_tasks_from_pb(given: Vec<pb::TableProgress>) -> Result<Vec<TableProgr
     given.into_iter().map(TableProgress::try_from).collect()
 }
 
-/// Stores a worker call's sub-tasks under the job's `attempt` (`None`: its
+/// Stores a worker call's tables under the job's `attempt` (`None`: its
 /// current attempt, read in the same statement).
-pub async fn store_sub_tasks(
+pub async fn store_tables(
     db: impl PgExecutor<'_>,
     job_id: Uuid,
     attempt: Option<u32>,
@@ -144,23 +144,23 @@ pub async fn store_sub_tasks(
     job_tables::upsert(db, job_id, attempt, tables).await
 }
 
-/// Adds every attempt and every sub-task of the current attempt (`GetJob`).
+/// Adds every attempt and every table of the current attempt (`GetJob`).
 pub async fn add_all(store: &Store, job: &mut pb::Job, job_id: Uuid, attempt: u32) -> Result<()> {
     job.attempts = attempts::list(store.pool(), job_id)
         .await?
         .into_iter()
         .map(pb::JobAttempt::from)
         .collect();
-    job.sub_tasks = job_tables::list(store.pool(), job_id, attempt)
+    job.table_progress = job_tables::list(store.pool(), job_id, attempt)
         .await?
         .into_iter()
         .map(pb::TableProgress::from)
         .collect();
-    job.sub_tasks_delta = false;
+    job.table_progress_delta = false;
     Ok(())
 }
 
-/// Where a `WatchJob` stream is in the sub-tasks it has sent.
+/// Where a `WatchJob` stream is in the tables it has sent.
 #[derive(Debug, Default)]
 pub struct WatchCursor {
     /// Attempt the cursor belongs to; a new attempt starts over.
@@ -169,7 +169,7 @@ pub struct WatchCursor {
     since: Option<DateTime<Utc>>,
 }
 
-/// Adds every attempt and the sub-tasks changed since the last message
+/// Adds every attempt and the tables changed since the last message
 /// (`WatchJob`), moving the cursor on.
 pub async fn add_changes(
     store: &Store,
@@ -194,8 +194,8 @@ pub async fn add_changes(
     if latest.is_some() {
         cursor.since = latest;
     }
-    job.sub_tasks = tables.into_iter().map(pb::TableProgress::from).collect();
-    job.sub_tasks_delta = true;
+    job.table_progress = tables.into_iter().map(pb::TableProgress::from).collect();
+    job.table_progress_delta = true;
     Ok(())
 }
 
@@ -203,7 +203,7 @@ pub async fn add_changes(
 mod tests {
     use super::*;
 
-    fn wire(name: &str, state: pb::SubTaskState) -> pb::TableProgress {
+    fn wire(name: &str, state: pb::TableState) -> pb::TableProgress {
         pb::TableProgress {
             name: name.into(),
             state: state as i32,
@@ -221,26 +221,21 @@ mod tests {
     }
 
     #[test]
-    fn a_sub_task_survives_the_round_trip_through_the_wire() {
-        let given = wire("public.orders", pb::SubTaskState::SubTaskRunning);
+    fn a_table_survives_the_round_trip_through_the_wire() {
+        let given = wire("public.orders", pb::TableState::Running);
         let table = TableProgress::try_from(given.clone()).unwrap();
-        assert_eq!(table.state, SubTaskState::Running);
+        assert_eq!(table.state, TableState::Running);
         assert_eq!(pb::TableProgress::from(table), given);
     }
 
     #[test]
-    fn sub_tasks_without_a_name_or_state_are_refused_naming_the_field() {
-        let unnamed = sub_tasks_from_pb(vec![wire(" ", pb::SubTaskState::SubTaskDone)]);
-        assert!(unnamed.unwrap_err().to_string().contains("sub_tasks.name"));
-        let stateless = sub_tasks_from_pb(vec![wire("public.t", pb::SubTaskState::Unspecified)]);
-        assert!(
-            stateless
-                .unwrap_err()
-                .to_string()
-                .contains("sub_tasks.state")
-        );
-        let too_many = vec![wire("a.b", pb::SubTaskState::SubTaskDone); MAX_SUB_TASKS_PER_CALL + 1];
-        assert!(sub_tasks_from_pb(too_many).is_err());
+    fn tables_without_a_name_or_state_are_refused_naming_the_field() {
+        let unnamed = tables_from_pb(vec![wire(" ", pb::TableState::Done)]);
+        assert!(unnamed.unwrap_err().to_string().contains("tables.name"));
+        let stateless = tables_from_pb(vec![wire("public.t", pb::TableState::Unspecified)]);
+        assert!(stateless.unwrap_err().to_string().contains("tables.state"));
+        let too_many = vec![wire("a.b", pb::TableState::Done); MAX_TABLES_PER_CALL + 1];
+        assert!(tables_from_pb(too_many).is_err());
     }
 
     #[test]
@@ -258,7 +253,7 @@ mod tests {
             }),
         };
         let out = pb::JobAttempt::from(attempt);
-        assert_eq!(out.outcome, pb::AttemptOutcome::AttemptLeaseExpired as i32);
+        assert_eq!(out.outcome, pb::AttemptOutcome::LeaseExpired as i32);
         assert_eq!(out.error.unwrap().code, "SystemErrorLeaseExpired");
         assert!(out.end_time.is_none());
     }

@@ -2,8 +2,8 @@
 //! newest first), get one, watch one until it reaches a terminal state,
 //! cancel one, retry a failed one; list and delete dead letters (in
 //! [`crate::api::dead_letters`]). `GetJob` adds the job's attempts and
-//! every sub-task; `WatchJob` messages add the attempts and only the
-//! sub-tasks changed since the previous message. Also [`enqueue`], the one
+//! the progress of every table; `WatchJob` messages add the attempts and
+//! only the tables changed since the previous message. Also [`enqueue`], the one
 //! way jobs are created: job row + outbox row in one transaction.
 
 use std::pin::Pin;
@@ -233,7 +233,7 @@ async fn watch(
     }
 }
 
-/// One `WatchJob` message: the job, its attempts and the sub-tasks changed
+/// One `WatchJob` message: the job, its attempts and the tables changed
 /// since the previous message.
 async fn watched_to_pb(
     store: &Store,

@@ -10,8 +10,8 @@
 //!   the dead-letter calls of `JobService`).
 //! - `restore_selection`, `output_file`: checking a restore's selection
 //!   against the recovery point, and the name of a restore's SQL file.
-//! - `job_details`: a job's attempts and per-table sub-tasks (`GetJob`,
-//!   `WatchJob`, and the sub-tasks workers report).
+//! - `job_details`: a job's attempts and per-table progress (`GetJob`,
+//!   `WatchJob`, and the tables workers report).
 //! - `configure`: configure rows and re-validation (kept rows, readiness).
 //! - `resolve`: loading what a job needs across aggregates (shared with the
 //!   worker API).

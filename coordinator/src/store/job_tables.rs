@@ -1,4 +1,4 @@
-//! Per-table sub-tasks of a job's attempt, keyed by (job, attempt, name).
+//! Progress of each table of a job's attempt, keyed by (job, attempt, name).
 //! Heartbeats carry only what changed; [`upsert`] writes a heartbeat's
 //! batch in one statement (UNNEST arrays). A new attempt starts with a fresh
 //! set ([`clear_other_attempts`] at claim). `update_time` lets `WatchJob`
@@ -9,7 +9,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::model::{SubTaskState, TableProgress};
+use crate::model::{TableProgress, TableState};
 use crate::store::{parse_enum, to_i32, to_i64, to_u32, to_u64};
 
 #[derive(sqlx::FromRow)]
@@ -30,7 +30,7 @@ impl TryFrom<TableRow> for TableProgress {
     fn try_from(r: TableRow) -> Result<Self> {
         Ok(TableProgress {
             name: r.name,
-            state: parse_enum(&r.state, "job_tables.state", SubTaskState::parse)?,
+            state: parse_enum(&r.state, "job_tables.state", TableState::parse)?,
             chunks_done: to_u32(r.chunks_done, "job_tables.chunks_done")?,
             chunks_total: to_u32(r.chunks_total, "job_tables.chunks_total")?,
             rows: to_u64(r.rows_done, "job_tables.rows_done")?,
@@ -44,7 +44,7 @@ impl TryFrom<TableRow> for TableProgress {
 
 const COLUMNS: &str = "name, state, chunks_done, chunks_total, rows_done, raw_bytes, stored_bytes, start_time, end_time";
 
-/// Writes a batch of sub-tasks of `attempt` (`None`: the job's current
+/// Writes a batch of tables of `attempt` (`None`: the job's current
 /// attempt) in one statement; the last entry wins when a name repeats.
 pub async fn upsert(
     db: impl PgExecutor<'_>,
@@ -98,7 +98,7 @@ pub async fn upsert(
     Ok(())
 }
 
-/// Removes the sub-tasks of the job's other attempts: a new attempt starts
+/// Removes the tables of the job's other attempts: a new attempt starts
 /// with a fresh set.
 pub async fn clear_other_attempts(
     db: impl PgExecutor<'_>,
@@ -113,7 +113,7 @@ pub async fn clear_other_attempts(
     Ok(())
 }
 
-/// Every sub-task of `attempt`, by name.
+/// Every table of `attempt`, by name.
 pub async fn list(
     db: impl PgExecutor<'_>,
     job_id: Uuid,

@@ -10,7 +10,7 @@
 //!   `recovery_points`, `restore_targets`, `outbox`, `tokens`, `schedule_runs`,
 //!   `lifecycle`, `secret_grants`, `dead_letters`: the repositories.
 //! - `attempts`, `job_tables`: a job's attempt history and per-table
-//!   sub-tasks (read by `GetJob`/`WatchJob`, never by the job list).
+//!   progress (read by `GetJob`/`WatchJob`, never by the job list).
 //! - `paging`: opaque page tokens for keyset pagination.
 
 pub mod attempts;

@@ -9,7 +9,7 @@
 //! unusable, its server gone) fails at once with a coded error instead of
 //! bouncing forever. Each claim opens a row in the job's attempt history
 //! (closing a taken-over attempt as fenced) and starts a fresh set of
-//! per-table sub-tasks.
+//! per-table progress.
 
 use pgvault_proto::v1 as pb;
 use sqlx::PgConnection;

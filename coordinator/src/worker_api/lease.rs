@@ -5,7 +5,7 @@
 //! and `FailTask` (re-queue a retryable failure while attempts remain,
 //! else fail). Every call checks the lease token, so a
 //! worker whose lease was taken over is fenced off. Each call also stores
-//! the per-table sub-tasks that changed and closes the attempt's history row.
+//! the tables that changed and closes the attempt's history row.
 
 use std::str::FromStr;
 
@@ -37,14 +37,14 @@ pub async fn heartbeat(
     let job_id = super::job_id(&req.job_id)?;
     let token = super::lease_token(&req.lease_token)?;
     let progress = req.progress.map(Progress::from);
-    let sub_tasks = job_details::sub_tasks_from_pb(req.sub_tasks)?;
+    let tables = job_details::tables_from_pb(req.tables)?;
     let ttl = ctx.lease_ttl.as_secs_f64();
-    // The lease check locks the job row: the sub-tasks land under the
+    // The lease check locks the job row: the tables land under the
     // attempt that holds the lease, never a newer one.
     let mut tx = ctx.store.begin().await?;
     let beat = jobs::heartbeat(&mut *tx, job_id, token, ttl, progress.as_ref()).await?;
     if beat.is_some() {
-        job_details::store_sub_tasks(&mut *tx, job_id, None, &sub_tasks).await?;
+        job_details::store_tables(&mut *tx, job_id, None, &tables).await?;
     }
     tx.commit().await?;
     match beat {
@@ -123,8 +123,8 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
     };
     let released = crate::lifecycle::complete::on_complete(&mut tx, &job, ctx.clock.now()).await?;
     jobs::complete(&mut *tx, job.id, &progress, point_id).await?;
-    let sub_tasks = job_details::sub_tasks_from_pb(req.sub_tasks.clone())?;
-    job_details::store_sub_tasks(&mut *tx, job.id, Some(job.attempt), &sub_tasks).await?;
+    let tables = job_details::tables_from_pb(req.tables.clone())?;
+    job_details::store_tables(&mut *tx, job.id, Some(job.attempt), &tables).await?;
     attempts::end(&mut *tx, job.id, AttemptOutcome::Completed, None).await?;
     let mut warned = false;
     if let Some(pb::complete_task_request::Result::Restore(result)) = &req.result {
@@ -276,8 +276,8 @@ pub async fn fail(ctx: &ApiContext, req: pb::FailTaskRequest) -> Result<()> {
     };
     // Whatever happens next, what this attempt wrote is never referenced.
     garbage::record_attempt(&mut *tx, &job, ctx.retry.garbage_grace).await?;
-    let sub_tasks = job_details::sub_tasks_from_pb(req.sub_tasks)?;
-    job_details::store_sub_tasks(&mut *tx, job.id, Some(job.attempt), &sub_tasks).await?;
+    let tables = job_details::tables_from_pb(req.tables)?;
+    job_details::store_tables(&mut *tx, job.id, Some(job.attempt), &tables).await?;
     let outcome = if error.code == reaper::CANCELLED {
         AttemptOutcome::Cancelled
     } else {

@@ -303,7 +303,7 @@ impl Harness {
 }
 
 /// `BackupNow` of `instance` with the Weekly rule.
-/// The job as GetJob returns it (with attempts and sub-tasks).
+/// The job as GetJob returns it (with attempts and tables).
 pub async fn get(h: &Harness, name: &str) -> pb::Job {
     h.jobs()
         .get_job(pb::GetJobRequest { name: name.into() })

@@ -93,8 +93,8 @@ pub(super) async fn run_claimed(
         tracing::warn!(job_id = %job_id, "attempt fenced; its objects will not be referenced");
         return;
     }
-    heartbeat::flush_sub_tasks(client, &job_id, &lease_token, &progress).await;
-    let (sub_tasks, _) = progress.pending_sub_tasks(super::sub_tasks::BATCH);
+    heartbeat::flush_tables(client, &job_id, &lease_token, &progress).await;
+    let (tables, _) = progress.pending_tables(super::tables::BATCH);
     let final_progress = Some(progress.snapshot());
     let report = match outcome {
         Ok(result) => {
@@ -105,7 +105,7 @@ pub(super) async fn run_claimed(
                     lease_token,
                     result: Some(result),
                     progress: final_progress,
-                    sub_tasks,
+                    tables,
                 })
                 .await
         }
@@ -125,7 +125,7 @@ pub(super) async fn run_claimed(
                     lease_token,
                     error: Some(error),
                     retryable,
-                    sub_tasks,
+                    tables,
                 })
                 .await
         }

@@ -1,7 +1,7 @@
 //! Keeps a claimed job's lease alive and carries progress to the coordinator.
 //!
 //! The engine reports progress into [`SharedProgress`]; a background loop
-//! sends it with each heartbeat, together with the per-table sub-tasks
+//! sends it with each heartbeat, together with the per-table progress
 //! changed since the last acknowledged heartbeat. A heartbeat refused for a stale lease token
 //! means another worker owns the job now (fencing): the engine is cancelled
 //! and the runner must not complete. A user's cancel request stops it too.
@@ -10,26 +10,26 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pgvault_engine::{Progress, ProgressSink, TableProgress};
 use pgvault_proto::v1::{HeartbeatRequest, Progress as WireProgress, TableProgress as WireTable};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 use super::CoordinatorClient;
-use super::sub_tasks::{self, Receipt, SubTaskLog};
-use pgvault_engine::{Progress, ProgressSink, TableProgress};
+use super::tables::{self, Receipt, TableLog};
 
-/// Latest progress reported by the engine, and its per-table sub-tasks.
+/// Latest progress reported by the engine, and its per-table progress.
 #[derive(Default)]
-pub struct SharedProgress(Mutex<WireProgress>, Mutex<SubTaskLog>);
+pub struct SharedProgress(Mutex<WireProgress>, Mutex<TableLog>);
 
 impl SharedProgress {
     pub fn snapshot(&self) -> WireProgress {
         self.0.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
-    /// Up to `max` sub-tasks the coordinator has not acknowledged yet.
-    pub fn pending_sub_tasks(&self, max: usize) -> (Vec<WireTable>, Receipt) {
+    /// Up to `max` tables the coordinator has not acknowledged yet.
+    pub fn pending_tables(&self, max: usize) -> (Vec<WireTable>, Receipt) {
         self.1
             .lock()
             .map(|log| log.pending(max))
@@ -40,7 +40,7 @@ impl SharedProgress {
         self.1.lock().map(|log| log.pending_count()).unwrap_or(0)
     }
 
-    /// The coordinator stored the sub-tasks `receipt` lists.
+    /// The coordinator stored the tables `receipt` lists.
     pub fn acknowledge(&self, receipt: Receipt) {
         if let Ok(mut log) = self.1.lock() {
             log.acknowledge(receipt);
@@ -136,7 +136,7 @@ async fn beat(
     stop: CancellationToken,
     interruption: Arc<AtomicU8>,
 ) {
-    // Set while more sub-tasks wait than one heartbeat carries: the next
+    // Set while more tables wait than one heartbeat carries: the next
     // heartbeat goes at once.
     let mut backlog = false;
     loop {
@@ -149,17 +149,17 @@ async fn beat(
             return;
         }
         backlog = false;
-        let (sub_tasks, receipt) = progress.pending_sub_tasks(sub_tasks::BATCH);
+        let (tables, receipt) = progress.pending_tables(tables::BATCH);
         let request = HeartbeatRequest {
             job_id: job_id.clone(),
             lease_token: lease_token.clone(),
             progress: Some(progress.snapshot()),
-            sub_tasks,
+            tables,
         };
         let response = client.heartbeat(request).await;
         if response.is_ok() {
             progress.acknowledge(receipt);
-            backlog = progress.pending_count() > sub_tasks::BATCH;
+            backlog = progress.pending_count() > tables::BATCH;
         }
         match response {
             Ok(response) if response.cancel_requested => {
@@ -182,27 +182,27 @@ async fn beat(
     }
 }
 
-/// Sends the sub-tasks still pending beyond one batch with extra heartbeats,
+/// Sends the tables still pending beyond one batch with extra heartbeats,
 /// so the final `CompleteTask`/`FailTask` carries at most one batch. Stops
 /// at the first refusal (the final call reports the outcome anyway).
-pub async fn flush_sub_tasks(
+pub async fn flush_tables(
     client: &CoordinatorClient,
     job_id: &str,
     lease_token: &str,
     progress: &SharedProgress,
 ) {
-    while progress.pending_count() > sub_tasks::BATCH {
-        let (sub_tasks, receipt) = progress.pending_sub_tasks(sub_tasks::BATCH);
+    while progress.pending_count() > tables::BATCH {
+        let (tables, receipt) = progress.pending_tables(tables::BATCH);
         let request = HeartbeatRequest {
             job_id: job_id.to_string(),
             lease_token: lease_token.to_string(),
             progress: Some(progress.snapshot()),
-            sub_tasks,
+            tables,
         };
         match client.heartbeat(request).await {
             Ok(_) => progress.acknowledge(receipt),
             Err(status) => {
-                tracing::warn!(job_id = %job_id, error = %status.message(), "sending the last sub-tasks failed");
+                tracing::warn!(job_id = %job_id, error = %status.message(), "sending the last tables failed");
                 return;
             }
         }

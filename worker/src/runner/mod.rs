@@ -11,7 +11,7 @@ mod execute;
 mod heartbeat;
 mod lifecycle;
 mod restore_files;
-mod sub_tasks;
+mod tables;
 
 use std::sync::Arc;
 use std::time::Duration;

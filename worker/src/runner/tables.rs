@@ -1,16 +1,15 @@
-//! The per-table sub-tasks a running job has reported, kept one entry per
-//! table, and which changes the coordinator has not acknowledged yet. A
+//! The progress of each table a running job has reported, kept one entry
+//! per table, and which changes the coordinator has not acknowledged yet. A
 //! heartbeat sends at most [`BATCH`] pending entries; they stop being
 //! pending only when that heartbeat succeeded (a failed one is resent), and
 //! an entry changed again meanwhile stays pending.
 
 use std::collections::HashMap;
 
-use pgvault_proto::v1::{SubTaskState, TableProgress as WireTable};
-
 use pgvault_engine::{TableProgress, TableState};
+use pgvault_proto::v1::{TableProgress as WireTable, TableState as WireState};
 
-/// Most sub-tasks one heartbeat carries (the coordinator accepts more).
+/// Most tables one heartbeat carries (the coordinator accepts more).
 pub const BATCH: usize = 1000;
 
 struct Entry {
@@ -21,9 +20,9 @@ struct Entry {
     acked: u64,
 }
 
-/// Sub-tasks by name with their acknowledgement state.
+/// Tables by name with their acknowledgement state.
 #[derive(Default)]
-pub struct SubTaskLog {
+pub struct TableLog {
     entries: HashMap<String, Entry>,
 }
 
@@ -31,7 +30,7 @@ pub struct SubTaskLog {
 #[derive(Debug, Default)]
 pub struct Receipt(Vec<(String, u64)>);
 
-impl SubTaskLog {
+impl TableLog {
     pub fn record(&mut self, table: &TableProgress) {
         let wire = to_wire(table);
         match self.entries.get_mut(&table.name) {
@@ -52,7 +51,7 @@ impl SubTaskLog {
         }
     }
 
-    /// Up to `max` sub-tasks changed since their last acknowledgement.
+    /// Up to `max` tables changed since their last acknowledgement.
     pub fn pending(&self, max: usize) -> (Vec<WireTable>, Receipt) {
         let mut tables = Vec::new();
         let mut receipt = Vec::new();
@@ -95,10 +94,10 @@ fn to_wire(t: &TableProgress) -> WireTable {
     WireTable {
         name: t.name.clone(),
         state: match t.state {
-            TableState::Queued => SubTaskState::SubTaskQueued,
-            TableState::Running => SubTaskState::SubTaskRunning,
-            TableState::Done => SubTaskState::SubTaskDone,
-            TableState::Failed => SubTaskState::SubTaskFailed,
+            TableState::Queued => WireState::Queued,
+            TableState::Running => WireState::Running,
+            TableState::Done => WireState::Done,
+            TableState::Failed => WireState::Failed,
         } as i32,
         chunks_done: t.chunks_done,
         chunks_total: t.chunks_total,
@@ -130,7 +129,7 @@ mod tests {
 
     #[test]
     fn only_unacknowledged_changes_are_pending_and_a_failed_send_is_resent() {
-        let mut log = SubTaskLog::default();
+        let mut log = TableLog::default();
         log.record(&table("a", 1));
         log.record(&table("b", 1));
         let (sent, receipt) = log.pending(BATCH);
@@ -153,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_heartbeat_carries_at_most_one_batch() {
-        let mut log = SubTaskLog::default();
+        let mut log = TableLog::default();
         for i in 0..(BATCH + 5) {
             log.record(&table(&format!("t{i}"), 0));
         }
@@ -162,6 +161,6 @@ mod tests {
         log.acknowledge(receipt);
         assert_eq!(log.pending_count(), 5);
         let (rest, _) = log.pending(BATCH);
-        assert_eq!(rest[0].state, SubTaskState::SubTaskRunning as i32);
+        assert_eq!(rest[0].state, WireState::Running as i32);
     }
 }
