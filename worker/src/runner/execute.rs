@@ -1,25 +1,28 @@
-//! Runs one claimed task through the engine and reports the outcome:
+//! Runs one claimed task through its executor and reports the outcome:
 //! `CompleteTask` on success, `FailTask` with a stable error code otherwise,
-//! nothing at all when the lease was lost (another worker owns the job).
+//! nothing at all when the lease was lost (another runner owns the job).
+//! Reports that cannot reach the coordinator are retried for about a
+//! minute; a refusal is final.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgvault_datastore::Datastore;
-use pgvault_proto::v1::{
-    BackupResult, BackupTask, ClaimTaskResponse, CompleteTaskRequest, ConnectionSpec,
-    FailTaskRequest, JobError, RestoreResult, RestoreTask, complete_task_request, task,
-};
+use pgvault_engine::{self as engine, EngineError, ErrorCode};
+use pgvault_proto::v1::{ClaimTaskResponse, CompleteTaskRequest, FailTaskRequest, JobError};
 use tokio_util::sync::CancellationToken;
 
+use super::executor::TaskExecutor;
 use super::heartbeat::{self, Heartbeat, Interruption, SharedProgress};
-use super::{CoordinatorClient, WorkerOptions};
-use pgvault_engine::{self as engine, EngineError, ErrorCode, PgTarget};
+use super::link::{CoordinatorLink, LinkError};
+
+/// How long a report that cannot reach the coordinator is retried.
+const REPORT_PATIENCE: Duration = Duration::from_secs(60);
 
 pub(super) async fn run_claimed(
     claim: ClaimTaskResponse,
-    client: &CoordinatorClient,
-    options: &WorkerOptions,
+    link: &Arc<dyn CoordinatorLink>,
+    executor: &dyn TaskExecutor,
     shutdown: &CancellationToken,
 ) {
     let Some(task) = claim.task else {
@@ -32,7 +35,7 @@ pub(super) async fn run_claimed(
     let progress = Arc::new(SharedProgress::default());
     let engine_cancel = CancellationToken::new();
     let heartbeat = Heartbeat::start(
-        client.clone(),
+        link.clone(),
         job_id.clone(),
         lease_token.clone(),
         interval,
@@ -51,36 +54,7 @@ pub(super) async fn run_claimed(
     tracing::info!(job_id = %job_id, attempt = task.attempt, "task started");
     let sink: Arc<dyn engine::ProgressSink> = progress.clone();
     let outcome = match task.kind {
-        Some(task::Kind::Backup(backup)) => {
-            run_backup(backup, options, sink, engine_cancel.clone()).await
-        }
-        Some(task::Kind::Restore(restore)) => {
-            run_restore(restore, options, sink, engine_cancel.clone()).await
-        }
-        Some(task::Kind::RestoreFiles(files)) => {
-            super::restore_files::run(files, options, sink, engine_cancel.clone()).await
-        }
-        Some(task::Kind::Delete(delete)) => {
-            super::lifecycle::run_delete(delete, sink, engine_cancel.clone())
-                .await
-                .map(|moved| {
-                    complete_task_request::Result::Lifecycle(super::lifecycle::result(moved))
-                })
-        }
-        Some(task::Kind::TierMove(tier_move)) => {
-            super::lifecycle::run_tier_move(tier_move, &options.engine, sink, engine_cancel.clone())
-                .await
-                .map(|moved| {
-                    complete_task_request::Result::Lifecycle(super::lifecycle::result(moved))
-                })
-        }
-        Some(task::Kind::Rehydrate(rehydrate)) => {
-            super::lifecycle::run_rehydrate(rehydrate, &options.engine, sink, engine_cancel.clone())
-                .await
-                .map(|moved| {
-                    complete_task_request::Result::Lifecycle(super::lifecycle::result(moved))
-                })
-        }
+        Some(kind) => executor.execute(kind, sink, engine_cancel.clone()).await,
         None => Err(EngineError {
             code: ErrorCode::Internal,
             message: "task has no kind; the coordinator and worker versions may differ".to_string(),
@@ -93,21 +67,20 @@ pub(super) async fn run_claimed(
         tracing::warn!(job_id = %job_id, "attempt fenced; its objects will not be referenced");
         return;
     }
-    heartbeat::flush_tables(client, &job_id, &lease_token, &progress).await;
+    heartbeat::flush_tables(link.as_ref(), &job_id, &lease_token, &progress).await;
     let (tables, _) = progress.pending_tables(super::tables::BATCH);
     let final_progress = Some(progress.snapshot());
     let report = match outcome {
         Ok(result) => {
             tracing::info!(job_id = %job_id, "task completed");
-            client
-                .complete(CompleteTaskRequest {
-                    job_id: job_id.clone(),
-                    lease_token,
-                    result: Some(result),
-                    progress: final_progress,
-                    tables,
-                })
-                .await
+            let request = CompleteTaskRequest {
+                job_id: job_id.clone(),
+                lease_token,
+                result: Some(result),
+                progress: final_progress,
+                tables,
+            };
+            deliver(|| link.complete(request.clone())).await
         }
         Err(error) => {
             let (error, retryable) = if interruption == Interruption::CancelRequested {
@@ -119,114 +92,41 @@ pub(super) async fn run_claimed(
                 (job_error(&error), retryable)
             };
             tracing::warn!(job_id = %job_id, code = %error.code, message = %error.message, retryable, "task failed");
-            client
-                .fail(FailTaskRequest {
-                    job_id: job_id.clone(),
-                    lease_token,
-                    error: Some(error),
-                    retryable,
-                    tables,
-                })
-                .await
+            let request = FailTaskRequest {
+                job_id: job_id.clone(),
+                lease_token,
+                error: Some(error),
+                retryable,
+                tables,
+            };
+            deliver(|| link.fail(request.clone())).await
         }
     };
-    if let Err(status) = report {
-        tracing::error!(job_id = %job_id, error = %status.message(), "coordinator did not accept the task outcome");
+    if let Err(error) = report {
+        tracing::error!(job_id = %job_id, error = %error, "coordinator did not accept the task outcome");
     }
 }
 
-async fn run_backup(
-    task: BackupTask,
-    options: &WorkerOptions,
-    progress: Arc<dyn engine::ProgressSink>,
-    cancel: CancellationToken,
-) -> Result<complete_task_request::Result, EngineError> {
-    let source = pg_target(task.source)?;
-    let store = open_datastore(&task.datastore_url)?;
-    let summary = engine::backup(
-        &source,
-        &store,
-        &task.prefix,
-        &options.engine,
-        progress,
-        cancel,
-    )
-    .await?;
-    Ok(complete_task_request::Result::Backup(BackupResult {
-        snapshot_time: Some(pgvault_proto::Timestamp {
-            seconds: summary.snapshot_time.timestamp(),
-            nanos: summary.snapshot_time.timestamp_subsec_nanos() as i32,
-        }),
-        stored_bytes: summary.stored_bytes,
-        raw_bytes: summary.raw_bytes,
-        chunk_count: summary.chunk_count,
-        manifest_sha256: summary.manifest_sha256,
-        server_version: summary.server_version,
-    }))
-}
-
-async fn run_restore(
-    task: RestoreTask,
-    options: &WorkerOptions,
-    progress: Arc<dyn engine::ProgressSink>,
-    cancel: CancellationToken,
-) -> Result<complete_task_request::Result, EngineError> {
-    let target = pg_target(task.target)?;
-    let store = open_datastore(&task.datastore_url)?;
-    let expected = (!task.manifest_sha256.is_empty()).then_some(task.manifest_sha256.as_str());
-    let selection = engine::Selection {
-        schemas: task.schemas,
-        tables: task.tables,
-    };
-    let summary = engine::restore_database_selected(
-        &target,
-        &store,
-        &task.prefix,
-        expected,
-        &selection,
-        &options.engine,
-        progress,
-        cancel,
-    )
-    .await?;
-    Ok(complete_task_request::Result::Restore(RestoreResult {
-        rows: summary.rows,
-        bytes: summary.bytes,
-        skipped_objects: summary.skipped_objects,
-        ..RestoreResult::default()
-    }))
-}
-
-fn pg_target(spec: Option<ConnectionSpec>) -> Result<PgTarget, EngineError> {
-    let spec = spec.ok_or_else(|| EngineError {
-        code: ErrorCode::Internal,
-        message: "task carried no connection details".to_string(),
-        retryable: false,
-    })?;
-    let port = u16::try_from(spec.port).map_err(|_| EngineError {
-        code: ErrorCode::Internal,
-        message: format!("server port {} is out of range", spec.port),
-        retryable: false,
-    })?;
-    Ok(PgTarget {
-        host: spec.host,
-        port,
-        database: spec.database,
-        user: spec.user,
-        password: spec.password,
-        ssl_mode: spec.ssl_mode,
-        trust_server_certificate: spec.trust_server_certificate,
-        ssl_root_cert: (!spec.ssl_root_cert.is_empty())
-            .then(|| std::path::PathBuf::from(spec.ssl_root_cert)),
-    })
-}
-
-pub(super) fn open_datastore(url: &str) -> Result<Datastore, EngineError> {
-    Datastore::open(url).map_err(|e| EngineError {
-        code: ErrorCode::DatastoreUnavailable,
-        message: format!("cannot open datastore: {e}"),
-        retryable: false,
-    })
+/// Makes a report, retrying while the coordinator cannot be reached.
+async fn deliver<F, Fut>(mut call: F) -> Result<(), LinkError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), LinkError>>,
+{
+    let mut delay = Duration::from_millis(250);
+    let mut waited = Duration::ZERO;
+    loop {
+        match call().await {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_transient() && waited < REPORT_PATIENCE => {
+                tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "coordinator call failed; retrying");
+                tokio::time::sleep(delay).await;
+                waited += delay;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 fn job_error(error: &EngineError) -> JobError {

@@ -14,9 +14,8 @@ use pgvault_engine::{Progress, ProgressSink, TableProgress};
 use pgvault_proto::v1::{HeartbeatRequest, Progress as WireProgress, TableProgress as WireTable};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::Code;
 
-use super::CoordinatorClient;
+use super::link::{CoordinatorLink, LinkError};
 use super::tables::{self, Receipt, TableLog};
 
 /// Latest progress reported by the engine, and its per-table progress.
@@ -87,7 +86,7 @@ pub struct Heartbeat {
 
 impl Heartbeat {
     pub fn start(
-        client: CoordinatorClient,
+        link: Arc<dyn CoordinatorLink>,
         job_id: String,
         lease_token: String,
         interval: Duration,
@@ -97,7 +96,7 @@ impl Heartbeat {
         let stop = CancellationToken::new();
         let interruption = Arc::new(AtomicU8::new(Interruption::None as u8));
         let handle = tokio::spawn(beat(
-            client,
+            link,
             job_id,
             lease_token,
             interval,
@@ -127,7 +126,7 @@ impl Heartbeat {
 
 #[allow(clippy::too_many_arguments)]
 async fn beat(
-    client: CoordinatorClient,
+    link: Arc<dyn CoordinatorLink>,
     job_id: String,
     lease_token: String,
     interval: Duration,
@@ -156,7 +155,7 @@ async fn beat(
             progress: Some(progress.snapshot()),
             tables,
         };
-        let response = client.heartbeat(request).await;
+        let response = link.heartbeat(request).await;
         if response.is_ok() {
             progress.acknowledge(receipt);
             backlog = progress.pending_count() > tables::BATCH;
@@ -169,14 +168,14 @@ async fn beat(
                 return;
             }
             Ok(_) => {}
-            Err(status) if matches!(status.code(), Code::FailedPrecondition | Code::NotFound) => {
-                tracing::warn!(job_id = %job_id, reason = %status.message(), "lease lost; stopping this attempt");
+            Err(error @ (LinkError::Fenced(_) | LinkError::UnknownJob(_))) => {
+                tracing::warn!(job_id = %job_id, reason = %error, "lease lost; stopping this attempt");
                 interruption.store(Interruption::Fenced as u8, Ordering::SeqCst);
                 engine_cancel.cancel();
                 return;
             }
-            Err(status) => {
-                tracing::warn!(job_id = %job_id, error = %status.message(), "heartbeat failed; will retry");
+            Err(error) => {
+                tracing::warn!(job_id = %job_id, error = %error, "heartbeat failed; will retry");
             }
         }
     }
@@ -186,7 +185,7 @@ async fn beat(
 /// so the final `CompleteTask`/`FailTask` carries at most one batch. Stops
 /// at the first refusal (the final call reports the outcome anyway).
 pub async fn flush_tables(
-    client: &CoordinatorClient,
+    link: &dyn CoordinatorLink,
     job_id: &str,
     lease_token: &str,
     progress: &SharedProgress,
@@ -199,10 +198,10 @@ pub async fn flush_tables(
             progress: Some(progress.snapshot()),
             tables,
         };
-        match client.heartbeat(request).await {
+        match link.heartbeat(request).await {
             Ok(_) => progress.acknowledge(receipt),
-            Err(status) => {
-                tracing::warn!(job_id = %job_id, error = %status.message(), "sending the last tables failed");
+            Err(error) => {
+                tracing::warn!(job_id = %job_id, error = %error, "sending the last tables failed");
                 return;
             }
         }

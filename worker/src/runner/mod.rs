@@ -1,17 +1,34 @@
-//! The task runner: turns queue deliveries into engine runs.
+//! The task runner: turns task deliveries into engine runs.
 //!
 //! For each delivery: decode the envelope (garbage is dead-lettered), claim the
-//! job over gRPC, ack the message once the claim is recorded (the lease, not
-//! the broker, now guards liveness), heartbeat while the engine runs, then
-//! complete or fail the job. A heartbeat refused for a stale lease token means
-//! another worker took over: this one stops and never completes.
+//! job from the coordinator, ack the message once the claim is recorded (the
+//! lease, not the broker, now guards liveness), heartbeat while the task
+//! runs, then complete or fail the job. A heartbeat refused for a stale lease
+//! token means another runner took over: this one stops and never completes.
+//!
+//! # Seams
+//! - Deliveries come from a [`TaskConsumer`] (RabbitMQ, in-process, or an
+//!   agent's stream).
+//! - Calls to the coordinator go through a [`CoordinatorLink`]
+//!   ([`GrpcLink`] for workers, [`memory::MemoryCoordinator`] in tests).
+//! - Tasks run through a [`TaskExecutor`] ([`EngineExecutor`] for real).
+//!
+//! # Layout
+//! - `execute`, `heartbeat`, `tables`: one claimed task from start to report.
+//! - `executor`, `restore_files`, `lifecycle`: task messages → engine calls.
+//! - `link`, `grpc`, [`memory`]: the coordinator seam and its implementations.
 
-mod client;
 mod execute;
+mod executor;
+mod grpc;
 mod heartbeat;
 mod lifecycle;
+mod link;
+pub mod memory;
 mod restore_files;
 mod tables;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +38,9 @@ use pgvault_queue::{Delivery, TaskConsumer};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
-pub use client::CoordinatorClient;
-
+pub use executor::{EngineExecutor, TaskExecutor};
+pub use grpc::GrpcLink;
+pub use link::{CoordinatorLink, LinkError};
 use pgvault_engine::EngineOptions;
 
 /// How a worker process runs.
@@ -59,101 +77,126 @@ pub fn default_worker_id() -> String {
     format!("{host}:{}", std::process::id())
 }
 
-/// Runs until `shutdown` is cancelled, then lets running tasks finish.
-/// `consumers` yields one consumer per concurrent task slot.
+/// Runs until `shutdown` is cancelled, then lets running tasks finish:
+/// claims over gRPC from `options.coordinator_endpoint`, runs tasks with the
+/// engine. `consumers` yields one consumer per concurrent task slot.
 pub async fn run(
     options: WorkerOptions,
-    mut consumers: impl FnMut() -> Box<dyn TaskConsumer>,
+    consumers: impl FnMut() -> Box<dyn TaskConsumer>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = CoordinatorClient::connect_lazy(&options.coordinator_endpoint, &options.token)?;
-    let options = Arc::new(options);
+    let link = GrpcLink::connect_lazy(&options.coordinator_endpoint, &options.token)?;
+    let executor = EngineExecutor {
+        options: options.engine.clone(),
+    };
+    run_with(
+        options,
+        Arc::new(link),
+        Arc::new(executor),
+        consumers,
+        shutdown,
+    )
+    .await;
+    Ok(())
+}
+
+/// [`run`] with any coordinator link and executor.
+pub async fn run_with(
+    options: WorkerOptions,
+    link: Arc<dyn CoordinatorLink>,
+    executor: Arc<dyn TaskExecutor>,
+    mut consumers: impl FnMut() -> Box<dyn TaskConsumer>,
+    shutdown: CancellationToken,
+) {
+    let worker_id = options.worker_id.clone();
+    let slot_count = options.concurrency.max(1);
     let mut slots = tokio::task::JoinSet::new();
-    for slot in 0..options.concurrency.max(1) {
+    for slot in 0..slot_count {
         let consumer = consumers();
-        let client = client.clone();
-        let options = options.clone();
-        let shutdown = shutdown.clone();
-        slots.spawn(async move { serve_slot(slot, consumer, client, options, shutdown).await });
+        let slot_runner = Slot {
+            link: link.clone(),
+            executor: executor.clone(),
+            worker_id: worker_id.clone(),
+            shutdown: shutdown.clone(),
+        };
+        slots.spawn(async move { slot_runner.serve(slot, consumer).await });
     }
-    tracing::info!(worker = %options.worker_id, slots = options.concurrency.max(1), "worker started");
+    tracing::info!(worker = %worker_id, slots = slot_count, "worker started");
     while let Some(result) = slots.join_next().await {
         if let Err(e) = result {
             tracing::error!(error = %e, "worker slot ended abnormally");
         }
     }
-    tracing::info!(worker = %options.worker_id, "worker stopped");
-    Ok(())
+    tracing::info!(worker = %worker_id, "worker stopped");
 }
 
-async fn serve_slot(
-    slot: usize,
-    mut consumer: Box<dyn TaskConsumer>,
-    client: CoordinatorClient,
-    options: Arc<WorkerOptions>,
+/// One task slot: takes deliveries from its consumer one at a time.
+struct Slot {
+    link: Arc<dyn CoordinatorLink>,
+    executor: Arc<dyn TaskExecutor>,
+    worker_id: String,
     shutdown: CancellationToken,
-) {
-    loop {
-        let delivery = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            d = consumer.next() => d,
-        };
-        match delivery {
-            Ok(delivery) => handle_delivery(delivery, &client, &options, &shutdown).await,
-            Err(e) => {
-                tracing::error!(slot, error = %e, "task queue closed; slot stops");
+}
+
+impl Slot {
+    async fn serve(&self, slot: usize, mut consumer: Box<dyn TaskConsumer>) {
+        loop {
+            let delivery = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                d = consumer.next() => d,
+            };
+            match delivery {
+                Ok(delivery) => self.handle(delivery).await,
+                Err(e) => {
+                    tracing::error!(slot, error = %e, "task queue closed; slot stops");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, delivery: Delivery) {
+        let envelope = match TaskEnvelope::decode(delivery.payload.as_slice()) {
+            Ok(e) if uuid::Uuid::parse_str(&e.job_id).is_ok() => e,
+            Ok(_) | Err(_) => {
+                tracing::warn!(
+                    bytes = delivery.payload.len(),
+                    "unparseable task message; dead-lettering it"
+                );
+                if let Err(e) = delivery.reject().await {
+                    tracing::warn!(error = %e, "could not dead-letter message");
+                }
                 return;
             }
-        }
-    }
-}
-
-async fn handle_delivery(
-    delivery: Delivery,
-    client: &CoordinatorClient,
-    options: &WorkerOptions,
-    shutdown: &CancellationToken,
-) {
-    let envelope = match TaskEnvelope::decode(delivery.payload.as_slice()) {
-        Ok(e) if uuid::Uuid::parse_str(&e.job_id).is_ok() => e,
-        Ok(_) | Err(_) => {
-            tracing::warn!(
-                bytes = delivery.payload.len(),
-                "unparseable task message; dead-lettering it"
-            );
-            if let Err(e) = delivery.reject().await {
-                tracing::warn!(error = %e, "could not dead-letter message");
+        };
+        let job_id = envelope.job_id.clone();
+        let claim = match self.link.claim(&job_id, &self.worker_id).await {
+            Ok(claim) => claim,
+            Err(error @ LinkError::UnknownJob(_)) => {
+                // No such job: retrying can never help; park it for inspection.
+                tracing::warn!(job_id = %job_id, error = %error, "task names an unknown job; dead-lettering it");
+                if let Err(e) = delivery.reject().await {
+                    tracing::warn!(error = %e, "could not dead-letter message");
+                }
+                return;
             }
+            Err(error) => {
+                // Coordinator unreachable or failing: give the message back and pause.
+                tracing::warn!(job_id = %job_id, error = %error, "claim failed; requeueing task");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Err(e) = delivery.requeue().await {
+                    tracing::warn!(error = %e, "could not requeue message");
+                }
+                return;
+            }
+        };
+        if let Err(e) = delivery.ack().await {
+            tracing::warn!(job_id = %job_id, error = %e, "could not ack task message (claim is recorded)");
+        }
+        if !claim.claimed {
+            tracing::info!(job_id = %job_id, reason = %claim.reason, "task not claimed; dropping duplicate delivery");
             return;
         }
-    };
-    let job_id = envelope.job_id.clone();
-    let claim = match client.claim(&job_id, &options.worker_id).await {
-        Ok(claim) => claim,
-        Err(status) if status.code() == tonic::Code::NotFound => {
-            // No such job: retrying can never help; park it for inspection.
-            tracing::warn!(job_id = %job_id, error = %status.message(), "task names an unknown job; dead-lettering it");
-            if let Err(e) = delivery.reject().await {
-                tracing::warn!(error = %e, "could not dead-letter message");
-            }
-            return;
-        }
-        Err(status) => {
-            // Coordinator unreachable or failing: give the message back and pause.
-            tracing::warn!(job_id = %job_id, error = %status.message(), "claim failed; requeueing task");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            if let Err(e) = delivery.requeue().await {
-                tracing::warn!(error = %e, "could not requeue message");
-            }
-            return;
-        }
-    };
-    if let Err(e) = delivery.ack().await {
-        tracing::warn!(job_id = %job_id, error = %e, "could not ack task message (claim is recorded)");
+        execute::run_claimed(claim, &self.link, self.executor.as_ref(), &self.shutdown).await;
     }
-    if !claim.claimed {
-        tracing::info!(job_id = %job_id, reason = %claim.reason, "task not claimed; dropping duplicate delivery");
-        return;
-    }
-    execute::run_claimed(claim, client, options, shutdown).await;
 }

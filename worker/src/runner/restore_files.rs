@@ -6,16 +6,15 @@
 use std::sync::Arc;
 
 use pgvault_datastore::Datastore;
+use pgvault_engine::{self as engine, EngineError, EngineOptions, ErrorCode};
 use pgvault_proto::v1::{RestoreFilesTask, RestoreResult, complete_task_request};
 use tokio_util::sync::CancellationToken;
 
-use super::WorkerOptions;
-use super::execute::open_datastore;
-use pgvault_engine::{self as engine, EngineError, ErrorCode};
+use super::executor::open_datastore;
 
 pub(super) async fn run(
     task: RestoreFilesTask,
-    options: &WorkerOptions,
+    options: &EngineOptions,
     progress: Arc<dyn engine::ProgressSink>,
     cancel: CancellationToken,
 ) -> Result<complete_task_request::Result, EngineError> {
@@ -33,7 +32,7 @@ pub(super) async fn run(
         &destination,
         &task.target_file,
         &selection,
-        &options.engine,
+        options,
         progress,
         cancel,
     )

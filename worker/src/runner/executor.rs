@@ -1,0 +1,166 @@
+//! What a claimed task does, behind [`TaskExecutor`]: the engine's backup,
+//! restores and lifecycle copies for real runs ([`EngineExecutor`]), a
+//! scripted stand-in in the runner's unit tests. Task messages (proto) are
+//! turned into engine calls here and the engine's summaries back.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pgvault_datastore::Datastore;
+use pgvault_engine::{self as engine, EngineError, EngineOptions, ErrorCode, PgTarget};
+use pgvault_proto::v1::{
+    BackupResult, BackupTask, ConnectionSpec, RestoreResult, RestoreTask, complete_task_request,
+    task,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{lifecycle, restore_files};
+
+/// Runs one task to its result. Progress goes to `progress`; `cancel`
+/// stops it (fencing, a user's cancel, shutdown).
+#[async_trait]
+pub trait TaskExecutor: Send + Sync + 'static {
+    async fn execute(
+        &self,
+        kind: task::Kind,
+        progress: Arc<dyn engine::ProgressSink>,
+        cancel: CancellationToken,
+    ) -> Result<complete_task_request::Result, EngineError>;
+}
+
+/// Runs tasks with the engine.
+pub struct EngineExecutor {
+    pub options: EngineOptions,
+}
+
+#[async_trait]
+impl TaskExecutor for EngineExecutor {
+    async fn execute(
+        &self,
+        kind: task::Kind,
+        progress: Arc<dyn engine::ProgressSink>,
+        cancel: CancellationToken,
+    ) -> Result<complete_task_request::Result, EngineError> {
+        let lifecycle = |moved| complete_task_request::Result::Lifecycle(lifecycle::result(moved));
+        let options = &self.options;
+        match kind {
+            task::Kind::Backup(backup) => run_backup(backup, options, progress, cancel).await,
+            task::Kind::Restore(restore) => run_restore(restore, options, progress, cancel).await,
+            task::Kind::RestoreFiles(files) => {
+                restore_files::run(files, options, progress, cancel).await
+            }
+            task::Kind::Delete(delete) => lifecycle::run_delete(delete, progress, cancel)
+                .await
+                .map(lifecycle),
+            task::Kind::TierMove(tier_move) => {
+                lifecycle::run_tier_move(tier_move, options, progress, cancel)
+                    .await
+                    .map(lifecycle)
+            }
+            task::Kind::Rehydrate(rehydrate) => {
+                lifecycle::run_rehydrate(rehydrate, options, progress, cancel)
+                    .await
+                    .map(lifecycle)
+            }
+        }
+    }
+}
+
+async fn run_backup(
+    task: BackupTask,
+    options: &EngineOptions,
+    progress: Arc<dyn engine::ProgressSink>,
+    cancel: CancellationToken,
+) -> Result<complete_task_request::Result, EngineError> {
+    let source = pg_target(task.source)?;
+    let store = open_datastore(&task.datastore_url)?;
+    let summary = engine::backup(&source, &store, &task.prefix, options, progress, cancel).await?;
+    Ok(complete_task_request::Result::Backup(BackupResult {
+        snapshot_time: Some(pgvault_proto::Timestamp {
+            seconds: summary.snapshot_time.timestamp(),
+            nanos: summary.snapshot_time.timestamp_subsec_nanos() as i32,
+        }),
+        stored_bytes: summary.stored_bytes,
+        raw_bytes: summary.raw_bytes,
+        chunk_count: summary.chunk_count,
+        manifest_sha256: summary.manifest_sha256,
+        server_version: summary.server_version,
+    }))
+}
+
+async fn run_restore(
+    task: RestoreTask,
+    options: &EngineOptions,
+    progress: Arc<dyn engine::ProgressSink>,
+    cancel: CancellationToken,
+) -> Result<complete_task_request::Result, EngineError> {
+    let target = pg_target(task.target)?;
+    let store = open_datastore(&task.datastore_url)?;
+    let expected = (!task.manifest_sha256.is_empty()).then_some(task.manifest_sha256.as_str());
+    let selection = engine::Selection {
+        schemas: task.schemas,
+        tables: task.tables,
+    };
+    let summary = engine::restore_database_selected(
+        &target,
+        &store,
+        &task.prefix,
+        expected,
+        &selection,
+        options,
+        progress,
+        cancel,
+    )
+    .await?;
+    Ok(complete_task_request::Result::Restore(RestoreResult {
+        rows: summary.rows,
+        bytes: summary.bytes,
+        skipped_objects: summary.skipped_objects,
+        ..RestoreResult::default()
+    }))
+}
+
+fn pg_target(spec: Option<ConnectionSpec>) -> Result<PgTarget, EngineError> {
+    let spec = spec.ok_or_else(|| {
+        final_error(
+            ErrorCode::Internal,
+            "task carried no connection details; the coordinator and worker versions may differ"
+                .to_string(),
+        )
+    })?;
+    let port = u16::try_from(spec.port).map_err(|_| {
+        final_error(
+            ErrorCode::Internal,
+            format!("server port {} is out of range", spec.port),
+        )
+    })?;
+    Ok(PgTarget {
+        host: spec.host,
+        port,
+        database: spec.database,
+        user: spec.user,
+        password: spec.password,
+        ssl_mode: spec.ssl_mode,
+        trust_server_certificate: spec.trust_server_certificate,
+        ssl_root_cert: (!spec.ssl_root_cert.is_empty())
+            .then(|| std::path::PathBuf::from(spec.ssl_root_cert)),
+    })
+}
+
+pub(super) fn open_datastore(url: &str) -> Result<Datastore, EngineError> {
+    Datastore::open(url).map_err(|e| {
+        final_error(
+            ErrorCode::DatastoreUnavailable,
+            format!("cannot open datastore: {e}"),
+        )
+    })
+}
+
+/// A task that cannot run as given: another attempt would fail the same way.
+fn final_error(code: ErrorCode, message: String) -> EngineError {
+    EngineError {
+        code,
+        message,
+        retryable: false,
+    }
+}
