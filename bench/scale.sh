@@ -210,15 +210,18 @@ CREATE TEMP TABLE shaped AS
               WHEN r_state < 0.92 THEN 'COMPLETED' WHEN r_state < 0.95 THEN 'COMPLETED_WITH_WARNINGS'
               WHEN r_state < 0.985 THEN 'FAILED' ELSE 'CANCELLED' END AS state
     FROM seed s JOIN inst i USING (n);
-INSERT INTO jobs (id, operation, state, vault_id, backup_instance_id, recovery_point_id,
-                  target_server_id, target_database, target_secret_id, attempt, lease_owner,
+INSERT INTO jobs (id, operation, state, vault_id, backup_instance_id, recovery_point_id, produced_point_id,
+                  retention_rule, lifecycle_stage, rehydrate_days, attempt, lease_owner,
                   bytes_done, rows_done, chunks_done, chunks_total, phase,
                   error_code, error_message, error_action, create_time, start_time, end_time, update_time)
 SELECT id, operation, state, vault_id, instance_id,
-       CASE WHEN state IN ('COMPLETED', 'COMPLETED_WITH_WARNINGS') OR operation <> 'SCHEDULED_BACKUP' THEN gen_random_uuid() END,
-       CASE WHEN operation = 'RESTORE' THEN server_id END,
-       CASE WHEN operation = 'RESTORE' THEN database || '_restored' END,
-       CASE WHEN operation = 'RESTORE' THEN 'bench-secret' END,
+       CASE WHEN operation NOT IN ('SCHEDULED_BACKUP', 'ON_DEMAND_BACKUP') THEN gen_random_uuid() END,
+       CASE WHEN operation IN ('SCHEDULED_BACKUP', 'ON_DEMAND_BACKUP')
+             AND state IN ('COMPLETED', 'COMPLETED_WITH_WARNINGS') THEN gen_random_uuid() END,
+       CASE WHEN operation = 'ON_DEMAND_BACKUP' THEN 'DEFAULT' END,
+       CASE operation WHEN 'TIER_MOVE' THEN 'STANDARD_EXPIRY' WHEN 'REHYDRATE' THEN 'REHYDRATE'
+                      WHEN 'DELETE' THEN 'ARCHIVE_EXPIRY' END,
+       CASE WHEN operation = 'REHYDRATE' THEN 15 END,
        CASE WHEN state = 'FAILED' THEN 3 ELSE 1 END,
        CASE WHEN state <> 'QUEUED' THEN 'worker-' || (g % 8) || ':' || (1000 + g % 50) END,
        (r_size * 5e9)::bigint, (r_size * 2e7)::bigint, 40, 40, CASE WHEN state = 'QUEUED' THEN '' ELSE 'done' END,
@@ -232,7 +235,8 @@ SELECT id, operation, state, vault_id, instance_id,
        CASE WHEN state NOT IN ('QUEUED', 'IN_PROGRESS') THEN created + r_size * interval '40 minutes' END,
        created + r_size * interval '40 minutes'
   FROM shaped;
-INSERT INTO restore_targets (job_id, kind) SELECT id, 'DATABASE' FROM shaped WHERE operation = 'RESTORE';
+INSERT INTO restore_targets (job_id, kind, target_server_id, target_database, target_secret_id)
+SELECT id, 'DATABASE', server_id, database || '_restored', 'bench-secret' FROM shaped WHERE operation = 'RESTORE';
 ANALYZE jobs;
 ANALYZE restore_targets;
 SQL

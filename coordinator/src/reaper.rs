@@ -91,7 +91,7 @@ pub async fn reap_once(store: &Store, policy: &RetryPolicy) -> Result<usize> {
     for job in &expired {
         let (job_id, attempt) = (job.id, job.attempt);
         let used = attempt.saturating_sub(job.attempts_before_retry);
-        garbage::record_attempt(&mut *tx, job, policy.garbage_grace).await?;
+        garbage::record_attempt(&mut *tx, job_id, attempt, policy.garbage_grace).await?;
         if job.state == JobState::Cancelling {
             let error = JobError {
                 code: CANCELLED.into(),

@@ -33,7 +33,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::error::Result;
 use crate::leader::Leadership;
-use crate::model::Operation;
+use crate::model::{BackupTrigger, JobSpec};
 use crate::slots::SlotSchedule;
 use crate::store::jobs::NewJob;
 use crate::store::schedule_runs::{self, Scheduled};
@@ -184,16 +184,14 @@ async fn queue(store: &Store, batch: Vec<Due>) -> Result<usize> {
                 let new_jobs: Vec<NewJob> = batch
                     .iter()
                     .map(|d| NewJob {
-                        operation: Operation::ScheduledBackup,
                         vault_id: d.vault_id.clone(),
-                        backup_instance_id: Some(d.instance_id),
-                        recovery_point_id: None,
-                        // Tagged on completion from the history of successes.
-                        retention_rule: None,
-                        target_server_id: None,
-                        target_database: None,
-                        target_secret_id: None,
-                        target_secret_ref: None,
+                        spec: JobSpec::Backup {
+                            instance_id: d.instance_id,
+                            // Tagged on completion from the history of successes.
+                            trigger: BackupTrigger::Scheduled,
+                            produced_point_id: None,
+                        },
+                        waits_for_job_id: None,
                     })
                     .collect();
                 let ids = jobs::insert_many(&mut *conn, &new_jobs).await?;

@@ -8,7 +8,7 @@ use crate::api::ApiContext;
 use crate::api::convert::rule_kind_from_pb;
 use crate::api::jobs::enqueue;
 use crate::error::{CoordinatorError, Result};
-use crate::model::{Operation, ProtectionState, RuleKind};
+use crate::model::{BackupTrigger, JobSpec, ProtectionState, RuleKind};
 use crate::names;
 use crate::store::instances;
 use crate::store::jobs::NewJob;
@@ -49,15 +49,13 @@ pub async fn backup_now(ctx: &ApiContext, req: pb::BackupNowRequest) -> Result<p
     let job = enqueue(
         ctx,
         NewJob {
-            operation: Operation::OnDemandBackup,
             vault_id,
-            backup_instance_id: Some(instance.id),
-            recovery_point_id: None,
-            retention_rule: Some(rule),
-            target_server_id: None,
-            target_database: None,
-            target_secret_id: None,
-            target_secret_ref: None,
+            spec: JobSpec::Backup {
+                instance_id: instance.id,
+                trigger: BackupTrigger::OnDemand { rule },
+                produced_point_id: None,
+            },
+            waits_for_job_id: None,
         },
     )
     .await?;

@@ -12,8 +12,9 @@ use prost_types::Timestamp;
 
 use crate::error::{CoordinatorError, Result};
 use crate::model::{
-    BackupInstance, Job, JobError, JobState, Operation, Policy, Progress, ProtectionState,
-    RecoveryPoint, RestoreKind, RestoreTarget, RuleKind, SecretMeta, Server, Tier, Vault,
+    BackupInstance, BackupTrigger, Job, JobError, JobSpec, JobState, Operation, Policy, Progress,
+    ProtectionState, RecoveryPoint, RestoreKind, RestoreSpec, RestoreTarget, RuleKind, SecretMeta,
+    Server, Tier, Vault,
 };
 use crate::names;
 use crate::retention::RetentionRule;
@@ -264,22 +265,21 @@ impl From<JobError> for pb::JobError {
 
 impl From<Job> for pb::Job {
     fn from(j: Job) -> Self {
-        let instance_name = j
-            .backup_instance_id
-            .map(|i| names::instance_name(&j.vault_id, i))
-            .unwrap_or_default();
-        let recovery_point = match (j.backup_instance_id, j.recovery_point_id) {
+        let instance = j.spec.instance_id();
+        let recovery_point = match (instance, j.spec.point_id()) {
             (Some(instance), Some(point)) => {
                 names::recovery_point_name(&j.vault_id, instance, point)
             }
             _ => String::new(),
         };
-        pb::Job {
+        let mut out = pb::Job {
             name: names::job_name(j.id),
-            operation: operation_to_pb(j.operation) as i32,
+            operation: operation_to_pb(j.operation()) as i32,
             state: state_to_pb(j.state) as i32,
             vault: names::vault_name(&j.vault_id),
-            backup_instance: instance_name,
+            backup_instance: instance
+                .map(|i| names::instance_name(&j.vault_id, i))
+                .unwrap_or_default(),
             recovery_point,
             create_time: Some(timestamp(j.create_time)),
             start_time: opt_timestamp(j.start_time),
@@ -288,34 +288,48 @@ impl From<Job> for pb::Job {
             error: j.error.map(pb::JobError::from),
             attempt: j.attempt,
             worker: j.lease_owner.unwrap_or_default(),
-            target_server: j
-                .target_server_id
-                .map(|s| names::server_name(&s))
-                .unwrap_or_default(),
-            target_database: j.target_database.unwrap_or_default(),
-            retention_rule: j
-                .retention_rule
-                .map(rule_kind_to_pb)
-                .unwrap_or(pb::RetentionRuleKind::Unspecified) as i32,
             update_time: Some(timestamp(j.update_time)),
             ..pb::Job::default()
+        };
+        match j.spec {
+            JobSpec::Backup {
+                trigger: BackupTrigger::OnDemand { rule },
+                ..
+            } => out.retention_rule = rule_kind_to_pb(rule) as i32,
+            JobSpec::Restore(restore) => add_restore(&mut out, *restore),
+            _ => {}
         }
+        out
     }
 }
 
-/// Adds what a restore job writes, its selection and its result to `job`.
-pub fn add_restore_target(job: &mut pb::Job, target: RestoreTarget) {
-    job.restore_kind = match target.kind {
+/// Adds where a restore writes, its selection and its result to `job`.
+fn add_restore(job: &mut pb::Job, restore: RestoreSpec) {
+    job.restore_kind = match restore.target.kind() {
         RestoreKind::Database => pb::RestoreKind::Database,
         RestoreKind::Files => pb::RestoreKind::Files,
     } as i32;
-    job.target_url = target.target_url.unwrap_or_default();
-    job.target_file = target.target_file.unwrap_or_default();
-    job.schemas = target.schemas;
-    job.tables = target.tables;
-    job.output_size = target.output_size.unwrap_or_default();
-    job.output_sha256 = target.output_sha256.unwrap_or_default();
-    job.warnings = target.warnings;
+    match restore.target {
+        RestoreTarget::Database {
+            server_id,
+            database,
+            ..
+        } => {
+            job.target_server = names::server_name(&server_id);
+            job.target_database = database;
+        }
+        RestoreTarget::Files { url, file, output } => {
+            job.target_url = url;
+            job.target_file = file;
+            if let Some(output) = output {
+                job.output_size = output.size;
+                job.output_sha256 = output.sha256;
+            }
+        }
+    }
+    job.schemas = restore.schemas;
+    job.tables = restore.tables;
+    job.warnings = restore.warnings;
 }
 
 #[cfg(test)]

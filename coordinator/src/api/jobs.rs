@@ -18,14 +18,14 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::access::{Rpc, vault_scope};
-use crate::api::convert::{add_restore_target, from_timestamp, operation_from_pb, state_from_pb};
+use crate::api::convert::{from_timestamp, operation_from_pb, state_from_pb};
 use crate::api::job_details::{self, WatchCursor};
 use crate::api::{ApiContext, next_token};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{Job, JobState};
 use crate::names;
 use crate::store::jobs::{self, JobFilter, NewJob};
-use crate::store::{Store, outbox, paging, restore_targets};
+use crate::store::{Store, outbox, paging};
 
 /// How often a watched job is re-read.
 const WATCH_POLL: Duration = Duration::from_millis(300);
@@ -49,33 +49,6 @@ pub async fn enqueue(ctx: &ApiContext, new: NewJob) -> Result<Job> {
         .await?;
     ctx.dispatch_wake.notify_one();
     Ok(job)
-}
-
-/// The API form of a job, with its restore target when it has one.
-pub async fn job_to_pb(store: &Store, job: Job) -> Result<pb::Job> {
-    let target = restore_targets::find(store.pool(), job.id).await?;
-    let mut out = pb::Job::from(job);
-    if let Some(target) = target {
-        add_restore_target(&mut out, target);
-    }
-    Ok(out)
-}
-
-/// [`job_to_pb`] for a page of jobs, with one query for the restore targets.
-async fn jobs_to_pb(store: &Store, page: Vec<Job>) -> Result<Vec<pb::Job>> {
-    let ids: Vec<Uuid> = page.iter().map(|j| j.id).collect();
-    let mut targets = restore_targets::find_many(store.pool(), &ids).await?;
-    Ok(page
-        .into_iter()
-        .map(|job| {
-            let target = targets.remove(&job.id);
-            let mut out = pb::Job::from(job);
-            if let Some(target) = target {
-                add_restore_target(&mut out, target);
-            }
-            out
-        })
-        .collect())
 }
 
 pub struct JobApi {
@@ -145,7 +118,7 @@ impl JobApi {
         let (page, more) = paging::split_page(rows, size);
         let next_page_token = next_token(&page, more, |j| paging::time_token(j.create_time, j.id));
         Ok(pb::ListJobsResponse {
-            jobs: jobs_to_pb(&self.ctx.store, page).await?,
+            jobs: page.into_iter().map(pb::Job::from).collect(),
             next_page_token,
         })
     }
@@ -240,7 +213,7 @@ async fn watched_to_pb(
     job: &Job,
     cursor: &mut WatchCursor,
 ) -> Result<pb::Job, Status> {
-    let mut out = job_to_pb(store, job.clone()).await?;
+    let mut out = pb::Job::from(job.clone());
     job_details::add_changes(store, &mut out, job.id, job.attempt, cursor).await?;
     Ok(out)
 }
@@ -279,7 +252,7 @@ impl JobService for JobApi {
         let id = names::parse_job("name", &request.get_ref().name)?;
         let job = jobs::get(self.ctx.store.pool(), id).await?;
         let (id, attempt) = (job.id, job.attempt);
-        let mut out = job_to_pb(&self.ctx.store, job).await?;
+        let mut out = pb::Job::from(job);
         job_details::add_all(&self.ctx.store, &mut out, id, attempt).await?;
         Ok(Response::new(out))
     }

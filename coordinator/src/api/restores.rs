@@ -14,14 +14,12 @@ use tonic::{Request, Response, Status};
 
 use crate::access::{Rpc, vault_scope};
 use crate::api::ApiContext;
-use crate::api::jobs::job_to_pb;
 use crate::api::{output_file, restore_selection};
 use crate::error::{CoordinatorError, Result};
 use crate::lifecycle::queue::{rehydrate_days, restore};
-use crate::model::{Operation, RestoreKind, RestoreTarget};
+use crate::model::{RestoreSpec, RestoreTarget};
 use crate::names;
 use crate::secret_ref::{SECRET_NOT_FOUND, SecretRef, unusable};
-use crate::store::jobs::NewJob;
 use crate::store::{instances, recovery_points, secret_grants, secrets, servers};
 use crate::validation::{self, unprotectable_reason};
 
@@ -72,41 +70,28 @@ impl RestoreApi {
             SecretRef::parse("secret", &req.secret)?
         };
         check_secret(&self.ctx, &vault_id, &secret).await?;
-        let (target_secret_id, target_secret_ref) = match &secret {
-            SecretRef::Stored { id, version: None } => (Some(id.clone()), None),
-            SecretRef::Stored { id, .. } => (Some(id.clone()), Some(secret.to_string())),
-            external => (None, Some(external.to_string())),
-        };
         restore_selection::check(&point, &schemas, &tables).await?;
-        let target = RestoreTarget {
-            kind: RestoreKind::Database,
-            target_url: None,
-            target_file: None,
+        let spec = RestoreSpec {
+            instance_id: instance.id,
+            point_id: point.id,
+            target: RestoreTarget::Database {
+                server_id: target_server.clone(),
+                database: req.target_database.clone(),
+                secret,
+            },
             schemas,
             tables,
-            output_size: None,
-            output_sha256: None,
             warnings: Vec::new(),
         };
         let job = restore(
             &self.ctx,
-            NewJob {
-                operation: Operation::Restore,
-                vault_id,
-                backup_instance_id: Some(instance.id),
-                recovery_point_id: Some(point.id),
-                retention_rule: None,
-                target_server_id: Some(target_server.clone()),
-                target_database: Some(req.target_database.clone()),
-                target_secret_id,
-                target_secret_ref,
-            },
+            vault_id,
+            spec,
             rehydrate_days(req.rehydrate_days)?,
-            target,
         )
         .await?;
         tracing::info!(job_id = %job.id, point = %point.id, server = %target_server, database = %req.target_database, "restore queued");
-        job_to_pb(&self.ctx.store, job).await
+        Ok(job.into())
     }
 
     async fn restore_as_files(&self, req: pb::RestoreAsFilesRequest) -> Result<pb::Job> {
@@ -132,35 +117,27 @@ impl RestoreApi {
             output_file::check_name("file_name", req.file_name.trim())?
         };
         restore_selection::check(&point, &schemas, &tables).await?;
-        let target = RestoreTarget {
-            kind: RestoreKind::Files,
-            target_url: Some(target_url),
-            target_file: Some(file.clone()),
+        let spec = RestoreSpec {
+            instance_id: instance.id,
+            point_id: point.id,
+            target: RestoreTarget::Files {
+                url: target_url,
+                file: file.clone(),
+                output: None,
+            },
             schemas,
             tables,
-            output_size: None,
-            output_sha256: None,
             warnings: Vec::new(),
         };
         let job = restore(
             &self.ctx,
-            NewJob {
-                operation: Operation::Restore,
-                vault_id,
-                backup_instance_id: Some(instance.id),
-                recovery_point_id: Some(point.id),
-                retention_rule: None,
-                target_server_id: None,
-                target_database: None,
-                target_secret_id: None,
-                target_secret_ref: None,
-            },
+            vault_id,
+            spec,
             rehydrate_days(req.rehydrate_days)?,
-            target,
         )
         .await?;
         tracing::info!(job_id = %job.id, point = %point.id, destination = %destination.redacted_url(), file = %file, "restore as files queued");
-        job_to_pb(&self.ctx.store, job).await
+        Ok(job.into())
     }
 }
 

@@ -12,69 +12,61 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
 
 use crate::error::{CoordinatorError, Result};
-use crate::lifecycle::decide::REHYDRATED_EXPIRY;
-use crate::model::{Job, Operation};
+use crate::model::{AttemptTarget, DeleteScope, Job, JobSpec};
 use crate::retention::IsoDuration;
-use crate::store::{lifecycle, outbox, recovery_points};
+use crate::store::{attempts, lifecycle, outbox, recovery_points};
 
 /// Applies the effect of lifecycle job `job` (no-op for other operations).
 /// Returns true when jobs were released for publishing.
 pub async fn on_complete(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>) -> Result<bool> {
-    if !matches!(
-        job.operation,
-        Operation::Delete | Operation::TierMove | Operation::Rehydrate
-    ) {
-        return Ok(false);
-    }
-    let (Some(instance_id), Some(point_id)) = (job.backup_instance_id, job.recovery_point_id)
-    else {
-        return Err(CoordinatorError::internal(format!(
-            "lifecycle job {} has no recovery point",
-            job.id
-        )));
-    };
-    let life = lifecycle::job(&mut *conn, job.id).await?;
-    let stage = life.stage.unwrap_or_default();
-    let target = || match (&job.attempt_datastore, &job.attempt_prefix) {
-        (Some(datastore), Some(prefix)) => Ok((datastore.clone(), prefix.clone())),
-        _ => Err(CoordinatorError::internal(format!(
-            "job {} has no recorded destination",
-            job.id
-        ))),
-    };
-    match job.operation {
-        Operation::Delete => {
-            if let Some(prefix) = stage.strip_prefix(REHYDRATED_EXPIRY) {
-                lifecycle::clear_rehydrated(&mut *conn, point_id, prefix).await?;
+    match &job.spec {
+        JobSpec::Delete {
+            point_id, scope, ..
+        } => {
+            if let DeleteScope::RehydratedCopy { prefix } = scope {
+                lifecycle::clear_rehydrated(&mut *conn, *point_id, prefix).await?;
                 tracing::info!(point = %point_id, job_id = %job.id, "rehydrated copy deleted");
             } else {
-                lifecycle::mark_deleted(&mut *conn, point_id).await?;
+                lifecycle::mark_deleted(&mut *conn, *point_id).await?;
                 tracing::info!(point = %point_id, job_id = %job.id, "recovery point deleted");
             }
             Ok(false)
         }
-        Operation::TierMove => {
+        JobSpec::TierMove {
+            instance_id,
+            point_id,
+        } => {
             let point =
-                recovery_points::get(&mut *conn, &job.vault_id, instance_id, point_id).await?;
+                recovery_points::get(&mut *conn, &job.vault_id, *instance_id, *point_id).await?;
             // Kept in archive for the rule's period after the standard expiry;
             // a corrupt period (never expected) keeps it rather than losing it.
             let archive_expiry = IsoDuration::parse(&point.archive_duration)
                 .ok()
                 .and_then(|d| d.after(point.expire_time))
                 .unwrap_or_else(crate::api::protection::forever);
-            let (datastore, prefix) = target()?;
-            lifecycle::moved_to_archive(&mut *conn, point_id, &datastore, &prefix, archive_expiry)
-                .await?;
+            let destination = destination(conn, job).await?;
+            lifecycle::moved_to_archive(
+                &mut *conn,
+                *point_id,
+                &destination.datastore_url,
+                &destination.prefix,
+                archive_expiry,
+            )
+            .await?;
             tracing::info!(point = %point_id, job_id = %job.id, expire_time = %archive_expiry, "recovery point moved to archive");
             Ok(false)
         }
-        Operation::Rehydrate => {
-            let days = life
-                .rehydrate_days
-                .unwrap_or(super::queue::DEFAULT_REHYDRATE_DAYS);
-            let until = now + Duration::days(i64::from(days));
-            let (datastore, prefix) = target()?;
-            lifecycle::set_rehydrated(&mut *conn, point_id, &datastore, &prefix, until).await?;
+        JobSpec::Rehydrate { point_id, days, .. } => {
+            let until = now + Duration::days(i64::from(*days));
+            let destination = destination(conn, job).await?;
+            lifecycle::set_rehydrated(
+                &mut *conn,
+                *point_id,
+                &destination.datastore_url,
+                &destination.prefix,
+                until,
+            )
+            .await?;
             let released = lifecycle::release_waiting(&mut *conn, job.id).await?;
             for (waiting, attempt) in &released {
                 outbox::insert(&mut *conn, *waiting, *attempt).await?;
@@ -82,6 +74,18 @@ pub async fn on_complete(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>)
             }
             Ok(!released.is_empty())
         }
-        _ => Ok(false),
+        JobSpec::Backup { .. } | JobSpec::Restore(_) => Ok(false),
     }
+}
+
+/// Where the completing attempt copied the point (recorded at its claim).
+async fn destination(conn: &mut PgConnection, job: &Job) -> Result<AttemptTarget> {
+    attempts::target(&mut *conn, job.id, job.attempt)
+        .await?
+        .ok_or_else(|| {
+            CoordinatorError::internal(format!(
+                "job {} attempt {} has no recorded destination",
+                job.id, job.attempt
+            ))
+        })
 }

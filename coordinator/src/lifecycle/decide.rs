@@ -14,15 +14,8 @@ use crate::model::Tier;
 use crate::store::lifecycle::DuePoint;
 use crate::tagging::{self, Due};
 
-/// Stage of a standard point at its expiry (tier move or delete).
-pub const STANDARD_EXPIRY: &str = "STANDARD_EXPIRY";
-/// Stage of an archive point at its expiry (delete).
-pub const ARCHIVE_EXPIRY: &str = "ARCHIVE_EXPIRY";
-/// Stage prefix of a rehydrated copy at the end of its period; the copy's
-/// prefix follows the slash.
-pub const REHYDRATED_EXPIRY: &str = "REHYDRATED_EXPIRY/";
-/// Stage recorded on REHYDRATE jobs.
-pub const REHYDRATE: &str = "REHYDRATE";
+/// The stages, as stored (`lifecycle_runs.stage`, `jobs.lifecycle_stage`).
+pub use crate::model::stage::{ARCHIVE_EXPIRY, REHYDRATE, REHYDRATED_EXPIRY, STANDARD_EXPIRY};
 
 /// What the point needs now.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,11 +14,11 @@ use uuid::Uuid;
 use crate::api::ApiContext;
 use crate::error::{CoordinatorError, Result};
 use crate::lifecycle::decide::{self, Decision};
-use crate::model::{Job, Operation, RestoreTarget, Tier};
+use crate::model::{DeleteScope, Job, JobSpec, Operation, RestoreSpec, Tier};
 use crate::names;
 use crate::store::jobs::{self, NewJob};
-use crate::store::lifecycle::{self, DuePoint, JobLifecycle};
-use crate::store::{Store, outbox, restore_targets};
+use crate::store::lifecycle::{self, DuePoint};
+use crate::store::{Store, outbox};
 
 /// Rehydrate period when the caller does not choose one, in days.
 pub const DEFAULT_REHYDRATE_DAYS: u32 = 15;
@@ -63,11 +63,29 @@ pub async fn lifecycle_job_in(
     point: &DuePoint,
     decision: &Decision,
 ) -> Result<Option<Uuid>> {
-    let operation = match decision {
+    let (instance_id, point_id) = (point.backup_instance_id, point.id);
+    let spec = match decision {
         Decision::Nothing | Decision::Postpone { .. } => return Ok(None),
-        Decision::TierMove { .. } => Operation::TierMove,
-        Decision::Delete { .. } | Decision::DeleteRehydrated { .. } => Operation::Delete,
+        Decision::TierMove { .. } => JobSpec::TierMove {
+            instance_id,
+            point_id,
+        },
+        Decision::Delete { stage } => JobSpec::Delete {
+            instance_id,
+            point_id,
+            scope: DeleteScope::from_stage(stage).ok_or_else(|| {
+                CoordinatorError::internal(format!("a delete cannot carry out stage {stage}"))
+            })?,
+        },
+        Decision::DeleteRehydrated { prefix, .. } => JobSpec::Delete {
+            instance_id,
+            point_id,
+            scope: DeleteScope::RehydratedCopy {
+                prefix: prefix.clone(),
+            },
+        },
     };
+    let operation = spec.operation();
     let stage = decision.stage().unwrap_or_default().to_string();
     if !lifecycle::lock_point(&mut *conn, point.id).await?
         || lifecycle::restore_active(&mut *conn, point.id).await?
@@ -77,15 +95,9 @@ pub async fn lifecycle_job_in(
     let job = jobs::insert(
         &mut *conn,
         &NewJob {
-            operation,
             vault_id: point.vault_id.clone(),
-            backup_instance_id: Some(point.backup_instance_id),
-            recovery_point_id: Some(point.id),
-            retention_rule: None,
-            target_server_id: None,
-            target_database: None,
-            target_secret_id: None,
-            target_secret_ref: None,
+            spec,
+            waits_for_job_id: None,
         },
     )
     .await?;
@@ -93,11 +105,6 @@ pub async fn lifecycle_job_in(
         lifecycle::discard_job(&mut *conn, job.id).await?;
         return Ok(None);
     }
-    let life = JobLifecycle {
-        stage: Some(stage.clone()),
-        ..JobLifecycle::default()
-    };
-    lifecycle::set_job(&mut *conn, job.id, &life).await?;
     outbox::insert(&mut *conn, job.id, job.attempt).await?;
     tracing::info!(point = %point.id, stage = %stage, operation = %operation, job_id = %job.id, "lifecycle job queued");
     Ok(Some(job.id))
@@ -126,28 +133,23 @@ pub async fn delete_all_in(
     Ok(queued)
 }
 
-/// Queues a restore of `new.recovery_point_id` to `target`. A point on the
-/// archive tier without a rehydrated copy first gets a REHYDRATE job (or
-/// joins the one under way); the restore then waits for it and is published
-/// when it completes.
+/// Queues `restore` of a point of `vault_id`. A point on the archive tier
+/// without a rehydrated copy first gets a REHYDRATE job (or joins the one
+/// under way); the restore then waits for it and is published when it
+/// completes.
 pub async fn restore(
     ctx: &ApiContext,
-    new: NewJob,
+    vault_id: String,
+    restore: RestoreSpec,
     rehydrate_days: u32,
-    target: RestoreTarget,
 ) -> Result<Job> {
     let now = ctx.clock.now();
     let job = ctx
         .store
         .in_tx(move |conn| {
             async move {
-                let point_id = new
-                    .recovery_point_id
-                    .ok_or_else(|| CoordinatorError::internal("restore without a recovery point"))?;
-                let instance_id = new
-                    .backup_instance_id
-                    .ok_or_else(|| CoordinatorError::internal("restore without an instance"))?;
-                let point_name = names::recovery_point_name(&new.vault_id, instance_id, point_id);
+                let (instance_id, point_id) = (restore.instance_id, restore.point_id);
+                let point_name = names::recovery_point_name(&vault_id, instance_id, point_id);
                 if !lifecycle::lock_point(&mut *conn, point_id).await? {
                     return Err(CoordinatorError::not_found("recovery point", point_name));
                 }
@@ -163,21 +165,20 @@ pub async fn restore(
                         if operation == Operation::TierMove { ", or retry once that job completes" } else { "" }
                     )));
                 }
-                let point = crate::store::recovery_points::get(&mut *conn, &new.vault_id, instance_id, point_id).await?;
+                let point = crate::store::recovery_points::get(&mut *conn, &vault_id, instance_id, point_id).await?;
                 let waits_for = if point.tier == Tier::Archive {
-                    archive_source(&mut *conn, &new, point_id, now, rehydrate_days).await?
+                    archive_source(&mut *conn, &vault_id, instance_id, point_id, now, rehydrate_days).await?
                 } else {
                     None
                 };
+                let new = NewJob {
+                    vault_id,
+                    spec: JobSpec::Restore(Box::new(restore)),
+                    waits_for_job_id: waits_for,
+                };
                 let job = jobs::insert(&mut *conn, &new).await?;
-                restore_targets::insert(&mut *conn, job.id, &target).await?;
                 match waits_for {
                     Some(rehydrate) => {
-                        let life = JobLifecycle {
-                            waits_for_job_id: Some(rehydrate),
-                            ..JobLifecycle::default()
-                        };
-                        lifecycle::set_job(&mut *conn, job.id, &life).await?;
                         tracing::info!(job_id = %job.id, rehydrate_job = %rehydrate, point = %point_id, "restore waits for the point's rehydrate");
                     }
                     None => outbox::insert(&mut *conn, job.id, job.attempt).await?,
@@ -197,7 +198,8 @@ pub async fn restore(
 /// is not reused.
 async fn archive_source(
     conn: &mut PgConnection,
-    restore: &NewJob,
+    vault_id: &str,
+    instance_id: Uuid,
     point_id: Uuid,
     now: chrono::DateTime<chrono::Utc>,
     days: u32,
@@ -212,34 +214,32 @@ async fn archive_source(
     Ok(Some(
         match lifecycle::active_rehydrate(&mut *conn, point_id).await? {
             Some(running) => running,
-            None => queue_rehydrate(&mut *conn, restore, days).await?,
+            None => queue_rehydrate(&mut *conn, vault_id, instance_id, point_id, days).await?,
         },
     ))
 }
 
 /// Creates the REHYDRATE job of the restore's point (with its outbox row).
-async fn queue_rehydrate(conn: &mut PgConnection, restore: &NewJob, days: u32) -> Result<Uuid> {
+async fn queue_rehydrate(
+    conn: &mut PgConnection,
+    vault_id: &str,
+    instance_id: Uuid,
+    point_id: Uuid,
+    days: u32,
+) -> Result<Uuid> {
     let job = jobs::insert(
         &mut *conn,
         &NewJob {
-            operation: Operation::Rehydrate,
-            vault_id: restore.vault_id.clone(),
-            backup_instance_id: restore.backup_instance_id,
-            recovery_point_id: restore.recovery_point_id,
-            retention_rule: None,
-            target_server_id: None,
-            target_database: None,
-            target_secret_id: None,
-            target_secret_ref: None,
+            vault_id: vault_id.to_string(),
+            spec: JobSpec::Rehydrate {
+                instance_id,
+                point_id,
+                days,
+            },
+            waits_for_job_id: None,
         },
     )
     .await?;
-    let life = JobLifecycle {
-        stage: Some(decide::REHYDRATE.to_string()),
-        waits_for_job_id: None,
-        rehydrate_days: Some(days),
-    };
-    lifecycle::set_job(&mut *conn, job.id, &life).await?;
     outbox::insert(&mut *conn, job.id, job.attempt).await?;
     tracing::info!(job_id = %job.id, days, "rehydrate queued");
     Ok(job.id)

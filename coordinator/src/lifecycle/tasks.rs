@@ -7,17 +7,17 @@
 //!   a prefix of its own (`<point prefix>-rehydrated-<job>`), so copies of
 //!   successive rehydrates never collide.
 //!
-//! The destination is recorded as the job's attempt target; completion
-//! reads it from there.
+//! The destination is recorded as where the attempt writes
+//! (`job_attempts`); completion reads it from there.
 
 use pgvault_proto::v1 as pb;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::error::{CoordinatorError, Result};
-use crate::lifecycle::decide::REHYDRATED_EXPIRY;
-use crate::model::{Job, Operation, Tier};
+use crate::model::{AttemptTarget, DeleteScope, Job, JobSpec, Tier};
 use crate::names;
-use crate::store::{jobs, lifecycle, recovery_points, vaults};
+use crate::store::{attempts, lifecycle, recovery_points, vaults};
 
 fn location(datastore_url: &str, prefix: &str) -> pb::PointLocation {
     pb::PointLocation {
@@ -28,19 +28,15 @@ fn location(datastore_url: &str, prefix: &str) -> pb::PointLocation {
 
 /// The task for lifecycle job `job`.
 pub async fn build(conn: &mut PgConnection, job: &Job) -> Result<pb::task::Kind> {
-    let (Some(instance_id), Some(point_id)) = (job.backup_instance_id, job.recovery_point_id)
-    else {
-        return Err(CoordinatorError::internal(format!(
-            "lifecycle job {} has no recovery point",
-            job.id
-        )));
-    };
-    let point = recovery_points::get(&mut *conn, &job.vault_id, instance_id, point_id).await?;
-    let life = lifecycle::job(&mut *conn, job.id).await?;
-    let stage = life.stage.unwrap_or_default();
-    match job.operation {
-        Operation::Delete => {
-            if let Some(prefix) = stage.strip_prefix(REHYDRATED_EXPIRY) {
+    match &job.spec {
+        JobSpec::Delete {
+            instance_id,
+            point_id,
+            scope,
+        } => {
+            let point =
+                recovery_points::get(&mut *conn, &job.vault_id, *instance_id, *point_id).await?;
+            if let DeleteScope::RehydratedCopy { prefix } = scope {
                 let vault = vaults::get(&mut *conn, &job.vault_id).await?;
                 let datastore = lifecycle::rehydrated(&mut *conn, point.id)
                     .await?
@@ -56,11 +52,16 @@ pub async fn build(conn: &mut PgConnection, job: &Job) -> Result<pb::task::Kind>
             }
             Ok(pb::task::Kind::Delete(pb::DeleteTask { locations }))
         }
-        Operation::TierMove => {
+        JobSpec::TierMove {
+            instance_id,
+            point_id,
+        } => {
+            let point =
+                recovery_points::get(&mut *conn, &job.vault_id, *instance_id, *point_id).await?;
             if point.tier != Tier::Standard {
                 return Err(CoordinatorError::precondition(format!(
                     "recovery point {} is already on the archive tier",
-                    names::recovery_point_name(&job.vault_id, instance_id, point_id)
+                    names::recovery_point_name(&job.vault_id, *instance_id, *point_id)
                 )));
             }
             let vault = vaults::get(&mut *conn, &job.vault_id).await?;
@@ -70,41 +71,56 @@ pub async fn build(conn: &mut PgConnection, job: &Job) -> Result<pb::task::Kind>
                     vault.id
                 )));
             }
-            jobs::set_attempt_target(
-                &mut *conn,
-                job.id,
-                point.id,
-                &vault.archive_datastore,
-                &point.prefix,
-            )
-            .await?;
+            record_destination(conn, job, &vault.archive_datastore, &point.prefix).await?;
             Ok(pb::task::Kind::TierMove(pb::TierMoveTask {
                 source: Some(location(&point.datastore_url, &point.prefix)),
                 destination: Some(location(&vault.archive_datastore, &point.prefix)),
                 manifest_sha256: point.manifest_sha256,
             }))
         }
-        Operation::Rehydrate => {
+        JobSpec::Rehydrate {
+            instance_id,
+            point_id,
+            ..
+        } => {
+            let point =
+                recovery_points::get(&mut *conn, &job.vault_id, *instance_id, *point_id).await?;
             let vault = vaults::get(&mut *conn, &job.vault_id).await?;
-            let prefix = format!("{}-rehydrated-{}", point.prefix, job.id.simple());
-            jobs::set_attempt_target(
-                &mut *conn,
-                job.id,
-                point.id,
-                &vault.standard_datastore,
-                &prefix,
-            )
-            .await?;
+            let prefix = rehydrated_prefix(&point.prefix, job.id);
+            record_destination(conn, job, &vault.standard_datastore, &prefix).await?;
             Ok(pb::task::Kind::Rehydrate(pb::RehydrateTask {
                 source: Some(location(&point.datastore_url, &point.prefix)),
                 destination: Some(location(&vault.standard_datastore, &prefix)),
                 manifest_sha256: point.manifest_sha256,
             }))
         }
-        other => Err(CoordinatorError::internal(format!(
-            "{other} is not a lifecycle operation"
+        JobSpec::Backup { .. } | JobSpec::Restore(_) => Err(CoordinatorError::internal(format!(
+            "{} is not a lifecycle operation",
+            job.operation()
         ))),
     }
+}
+
+/// Where a rehydrate job copies a point with `prefix`: a prefix of its own,
+/// so copies of successive rehydrates never collide.
+fn rehydrated_prefix(prefix: &str, job_id: Uuid) -> String {
+    format!("{prefix}-rehydrated-{}", job_id.simple())
+}
+
+/// Records the destination as where this attempt writes (completion reads
+/// it; a failed attempt's partial copy is collected from it).
+async fn record_destination(
+    conn: &mut PgConnection,
+    job: &Job,
+    datastore_url: &str,
+    prefix: &str,
+) -> Result<()> {
+    let target = AttemptTarget {
+        point_id: None,
+        datastore_url: datastore_url.to_string(),
+        prefix: prefix.to_string(),
+    };
+    attempts::set_target(&mut *conn, job.id, job.attempt, &target).await
 }
 
 /// Where a restore reads the point: its own location, or for an archive

@@ -1,14 +1,15 @@
 //! Attempt history: one row per attempt of a job, opened when a worker
 //! claims it and closed where the coordinator ends it (complete, fail,
-//! lease expiry, take-over, cancel). Read by `GetJob`/`WatchJob` only; the
-//! job list never joins it.
+//! lease expiry, take-over, cancel), with where the attempt writes (set
+//! when its task is built). Read by `GetJob`/`WatchJob`, completion and the
+//! garbage recorder; the job list never joins it.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::model::{AttemptOutcome, JobAttempt, JobError};
+use crate::model::{AttemptOutcome, AttemptTarget, JobAttempt, JobError};
 use crate::store::{parse_enum, to_i32, to_u32};
 
 #[derive(sqlx::FromRow)]
@@ -42,7 +43,8 @@ impl TryFrom<AttemptRow> for JobAttempt {
 }
 
 /// Records that `worker` began `attempt` of the job (a claim). A repeated
-/// claim of the same attempt number starts it afresh.
+/// claim of the same attempt number starts it afresh (and forgets where it
+/// wrote).
 pub async fn start(
     db: impl PgExecutor<'_>,
     job_id: Uuid,
@@ -52,7 +54,8 @@ pub async fn start(
     sqlx::query(
         "INSERT INTO job_attempts (job_id, attempt, worker) VALUES ($1, $2, $3)
          ON CONFLICT (job_id, attempt) DO UPDATE SET worker = EXCLUDED.worker, start_time = now(),
-             end_time = NULL, outcome = 'RUNNING', error_code = NULL, error_message = NULL, error_action = NULL",
+             end_time = NULL, outcome = 'RUNNING', error_code = NULL, error_message = NULL, error_action = NULL,
+             point_id = NULL, datastore_url = NULL, prefix = NULL",
     )
     .bind(job_id)
     .bind(to_i32(attempt))
@@ -60,6 +63,51 @@ pub async fn start(
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// Records where `attempt` of the job writes.
+pub async fn set_target(
+    db: impl PgExecutor<'_>,
+    job_id: Uuid,
+    attempt: u32,
+    target: &AttemptTarget,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE job_attempts SET point_id = $3, datastore_url = $4, prefix = $5
+         WHERE job_id = $1 AND attempt = $2",
+    )
+    .bind(job_id)
+    .bind(to_i32(attempt))
+    .bind(target.point_id)
+    .bind(&target.datastore_url)
+    .bind(&target.prefix)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Where `attempt` of the job writes; `None` before its task was built (or
+/// for operations that write nothing).
+pub async fn target(
+    db: impl PgExecutor<'_>,
+    job_id: Uuid,
+    attempt: u32,
+) -> Result<Option<AttemptTarget>> {
+    let row: Option<(Option<Uuid>, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT point_id, datastore_url, prefix FROM job_attempts WHERE job_id = $1 AND attempt = $2",
+    )
+    .bind(job_id)
+    .bind(to_i32(attempt))
+    .fetch_optional(db)
+    .await?;
+    Ok(match row {
+        Some((point_id, Some(datastore_url), Some(prefix))) => Some(AttemptTarget {
+            point_id,
+            datastore_url,
+            prefix,
+        }),
+        _ => None,
+    })
 }
 
 /// Closes every open attempt of the job with `outcome` (and why). A no-op

@@ -10,7 +10,6 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::model::Job;
 use crate::store::to_i32;
 
 /// A prefix waiting to be emptied.
@@ -25,21 +24,24 @@ pub struct Garbage {
     pub last_error: String,
 }
 
-/// Records the job's current attempt target (if it has one) as garbage,
-/// collectable after `grace` (long enough for a fenced worker to notice).
-pub async fn record_attempt(db: impl PgExecutor<'_>, job: &Job, grace: Duration) -> Result<()> {
-    let (Some(datastore), Some(prefix)) = (&job.attempt_datastore, &job.attempt_prefix) else {
-        return Ok(());
-    };
+/// Records where `attempt` of the job wrote (if it was told where) as
+/// garbage, collectable after `grace` (long enough for a fenced worker to
+/// notice).
+pub async fn record_attempt(
+    db: impl PgExecutor<'_>,
+    job_id: Uuid,
+    attempt: u32,
+    grace: Duration,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO attempt_garbage (job_id, attempt, datastore_url, prefix, collect_after)
-         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+         SELECT job_id, attempt, datastore_url, prefix, now() + make_interval(secs => $3)
+           FROM job_attempts
+          WHERE job_id = $1 AND attempt = $2 AND datastore_url IS NOT NULL AND prefix IS NOT NULL
          ON CONFLICT (datastore_url, prefix) DO NOTHING",
     )
-    .bind(job.id)
-    .bind(to_i32(job.attempt))
-    .bind(datastore)
-    .bind(prefix)
+    .bind(job_id)
+    .bind(to_i32(attempt))
     .bind(grace.as_secs_f64())
     .execute(db)
     .await?;

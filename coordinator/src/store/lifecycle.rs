@@ -1,8 +1,8 @@
 //! Lifecycle state: which recovery points are due (past their expiry, or
 //! with a rehydrated copy past its period), the (point, stage) runs that make
-//! each lifecycle stage fire exactly once, the lifecycle columns of jobs
-//! (stage, the job a restore waits for, rehydrate days), and the point
-//! updates lifecycle jobs make when they complete.
+//! each lifecycle stage fire exactly once, which jobs of a point are active
+//! (restores against deletions and moves), the restores waiting for a
+//! rehydrate, and the point updates lifecycle jobs make when they complete.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
@@ -137,44 +137,6 @@ pub async fn claim(
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// A job's lifecycle columns.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobLifecycle {
-    pub stage: Option<String>,
-    pub waits_for_job_id: Option<Uuid>,
-    pub rehydrate_days: Option<u32>,
-}
-
-pub async fn set_job(db: impl PgExecutor<'_>, job_id: Uuid, life: &JobLifecycle) -> Result<()> {
-    sqlx::query(
-        "UPDATE jobs SET lifecycle_stage = $2, waits_for_job_id = $3, rehydrate_days = $4 WHERE id = $1",
-    )
-    .bind(job_id)
-    .bind(&life.stage)
-    .bind(life.waits_for_job_id)
-    .bind(life.rehydrate_days.map(|d| i32::try_from(d).unwrap_or(i32::MAX)))
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-pub async fn job(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<JobLifecycle> {
-    let row: Option<(Option<String>, Option<Uuid>, Option<i32>)> = sqlx::query_as(
-        "SELECT lifecycle_stage, waits_for_job_id, rehydrate_days FROM jobs WHERE id = $1",
-    )
-    .bind(job_id)
-    .fetch_optional(db)
-    .await?;
-    let Some((stage, waits_for_job_id, days)) = row else {
-        return Ok(JobLifecycle::default());
-    };
-    Ok(JobLifecycle {
-        stage,
-        waits_for_job_id,
-        rehydrate_days: days.map(|d| to_u32(d, "jobs.rehydrate_days")).transpose()?,
-    })
 }
 
 /// The active job (id, operation) removing the point or moving it off the

@@ -18,11 +18,11 @@ use uuid::Uuid;
 use crate::api::ApiContext;
 use crate::api::resolve::{connection_spec, reference_credentials};
 use crate::error::{CoordinatorError, Result};
-use crate::model::{AttemptOutcome, Job, JobError, JobState, Operation, RestoreKind};
-use crate::secret_ref::SecretRef;
+use crate::model::{
+    AttemptOutcome, AttemptTarget, Job, JobError, JobSpec, JobState, RestoreSpec, RestoreTarget,
+};
 use crate::store::{
-    attempts, garbage, instances, job_tables, jobs, recovery_points, restore_targets, servers,
-    vaults,
+    attempts, garbage, instances, job_tables, jobs, recovery_points, servers, vaults,
 };
 
 /// Code of jobs failed because their task could not be resolved at claim.
@@ -55,7 +55,7 @@ pub async fn claim(ctx: &ApiContext, req: pb::ClaimTaskRequest) -> Result<pb::Cl
     };
     // A take-over: the attempt whose lease expired may have written objects.
     if let Some(before) = before.filter(|b| b.state == JobState::InProgress) {
-        garbage::record_attempt(&mut *tx, &before, ctx.retry.garbage_grace).await?;
+        garbage::record_attempt(&mut *tx, job.id, before.attempt, ctx.retry.garbage_grace).await?;
         let fenced = fenced_error(&before, worker);
         attempts::end(&mut *tx, job.id, AttemptOutcome::Fenced, Some(&fenced)).await?;
     }
@@ -146,16 +146,13 @@ async fn why_not(ctx: &ApiContext, job_id: Uuid) -> Result<String> {
 }
 
 async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Result<pb::Task> {
-    let kind = match job.operation {
-        op if op.is_backup() => pb::task::Kind::Backup(backup_task(ctx, conn, job).await?),
-        Operation::Restore => restore_task(ctx, conn, job).await?,
-        Operation::Delete | Operation::TierMove | Operation::Rehydrate => {
-            crate::lifecycle::tasks::build(conn, job).await?
+    let kind = match &job.spec {
+        JobSpec::Backup { instance_id, .. } => {
+            pb::task::Kind::Backup(backup_task(ctx, conn, job, *instance_id).await?)
         }
-        other => {
-            return Err(CoordinatorError::precondition(format!(
-                "{other} jobs are not run by workers yet"
-            )));
+        JobSpec::Restore(restore) => restore_task(ctx, conn, job, restore).await?,
+        JobSpec::Delete { .. } | JobSpec::TierMove { .. } | JobSpec::Rehydrate { .. } => {
+            crate::lifecycle::tasks::build(conn, job).await?
         }
     };
     Ok(pb::Task {
@@ -165,18 +162,12 @@ async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Res
     })
 }
 
-fn missing(what: &str, job: &Job) -> CoordinatorError {
-    CoordinatorError::internal(format!("job {} has no {what}", job.id))
-}
-
 async fn backup_task(
     ctx: &ApiContext,
     conn: &mut PgConnection,
     job: &Job,
+    instance_id: Uuid,
 ) -> Result<pb::BackupTask> {
-    let instance_id = job
-        .backup_instance_id
-        .ok_or_else(|| missing("backup instance", job))?;
     let instance = instances::get_by_id(&mut *conn, instance_id).await?;
     let vault = vaults::get(&mut *conn, &instance.vault_id).await?;
     let server = servers::get(&mut *conn, &instance.server_id).await?;
@@ -190,19 +181,16 @@ async fn backup_task(
     .await?;
     // A fresh point per attempt: a fenced attempt never overwrites a live one.
     let point_id = Uuid::new_v4();
-    let prefix = format!("{}/{}/{}", vault.id, instance.id, point_id);
-    jobs::set_attempt_target(
-        &mut *conn,
-        job.id,
-        point_id,
-        &vault.standard_datastore,
-        &prefix,
-    )
-    .await?;
+    let target = AttemptTarget {
+        point_id: Some(point_id),
+        datastore_url: vault.standard_datastore,
+        prefix: format!("{}/{}/{}", vault.id, instance.id, point_id),
+    };
+    attempts::set_target(&mut *conn, job.id, job.attempt, &target).await?;
     Ok(pb::BackupTask {
         source: Some(connection_spec(&server, &instance.database, &creds)),
-        datastore_url: vault.standard_datastore,
-        prefix,
+        datastore_url: target.datastore_url,
+        prefix: target.prefix,
     })
 }
 
@@ -210,54 +198,34 @@ async fn restore_task(
     ctx: &ApiContext,
     conn: &mut PgConnection,
     job: &Job,
+    restore: &RestoreSpec,
 ) -> Result<pb::task::Kind> {
-    let instance_id = job
-        .backup_instance_id
-        .ok_or_else(|| missing("backup instance", job))?;
-    let point_id = job
-        .recovery_point_id
-        .ok_or_else(|| missing("recovery point", job))?;
-    let point = recovery_points::get(&mut *conn, &job.vault_id, instance_id, point_id).await?;
+    let point = recovery_points::get(
+        &mut *conn,
+        &job.vault_id,
+        restore.instance_id,
+        restore.point_id,
+    )
+    .await?;
     // Archive points are read from their rehydrated copy.
     let (datastore_url, prefix) = crate::lifecycle::tasks::restore_source(conn, &point).await?;
-    // Restores queued before restore targets existed restore everything.
-    let target = restore_targets::find(&mut *conn, job.id).await?;
-    let (schemas, tables) = target
-        .as_ref()
-        .map(|t| (t.schemas.clone(), t.tables.clone()))
-        .unwrap_or_default();
-    if let Some(files) = target.as_ref().filter(|t| t.kind == RestoreKind::Files) {
-        return Ok(pb::task::Kind::RestoreFiles(pb::RestoreFilesTask {
-            datastore_url,
-            prefix,
-            manifest_sha256: point.manifest_sha256,
-            target_url: files
-                .target_url
-                .clone()
-                .ok_or_else(|| missing("target url", job))?,
-            target_file: files
-                .target_file
-                .clone()
-                .ok_or_else(|| missing("target file", job))?,
-            schemas,
-            tables,
-        }));
-    }
-    let server_id = job
-        .target_server_id
-        .as_deref()
-        .ok_or_else(|| missing("target server", job))?;
-    let database = job
-        .target_database
-        .as_deref()
-        .ok_or_else(|| missing("target database", job))?;
-    let secret = match (&job.target_secret_ref, &job.target_secret_id) {
-        (Some(reference), _) => SecretRef::parse("target_secret_ref", reference)?,
-        (None, Some(id)) => SecretRef::Stored {
-            id: id.clone(),
-            version: None,
-        },
-        (None, None) => return Err(missing("target secret", job)),
+    let (server_id, database, secret) = match &restore.target {
+        RestoreTarget::Files { url, file, .. } => {
+            return Ok(pb::task::Kind::RestoreFiles(pb::RestoreFilesTask {
+                datastore_url,
+                prefix,
+                manifest_sha256: point.manifest_sha256,
+                target_url: url.clone(),
+                target_file: file.clone(),
+                schemas: restore.schemas.clone(),
+                tables: restore.tables.clone(),
+            }));
+        }
+        RestoreTarget::Database {
+            server_id,
+            database,
+            secret,
+        } => (server_id, database, secret),
     };
     let server = servers::get(&mut *conn, server_id).await?;
     let creds = reference_credentials(
@@ -265,7 +233,7 @@ async fn restore_task(
         &ctx.cipher,
         &ctx.external_secrets,
         Some(&job.vault_id),
-        &secret,
+        secret,
     )
     .await?;
     Ok(pb::task::Kind::Restore(pb::RestoreTask {
@@ -273,7 +241,7 @@ async fn restore_task(
         datastore_url,
         prefix,
         manifest_sha256: point.manifest_sha256,
-        schemas,
-        tables,
+        schemas: restore.schemas.clone(),
+        tables: restore.tables.clone(),
     }))
 }

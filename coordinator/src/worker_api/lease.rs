@@ -16,8 +16,8 @@ use crate::api::convert::from_timestamp;
 use crate::api::{ApiContext, job_details};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{
-    AttemptOutcome, Job, JobError, JobState, Operation, Progress, RecoveryPoint, RestoreKind,
-    RuleKind, Tier,
+    AttemptOutcome, BackupTrigger, FileOutput, Job, JobError, JobSpec, JobState, Progress,
+    RecoveryPoint, RestoreTarget, RuleKind, Tier,
 };
 use crate::store::{
     attempts, garbage, instances, jobs, outbox, policies, recovery_points, restore_targets,
@@ -107,7 +107,12 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
         .progress
         .map(Progress::from)
         .unwrap_or_else(|| job.progress.clone());
-    let point_id = if job.operation.is_backup() {
+    let point_id = if let JobSpec::Backup {
+        instance_id,
+        trigger,
+        ..
+    } = &job.spec
+    {
         let result = match req.result.clone() {
             Some(pb::complete_task_request::Result::Backup(result)) => result,
             _ => {
@@ -117,7 +122,7 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
                 ));
             }
         };
-        Some(record_point(&mut tx, &job, result).await?)
+        Some(record_point(&mut tx, &job, *instance_id, *trigger, result).await?)
     } else {
         None
     };
@@ -127,14 +132,16 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
     job_details::store_tables(&mut *tx, job.id, Some(job.attempt), &tables).await?;
     attempts::end(&mut *tx, job.id, AttemptOutcome::Completed, None).await?;
     let mut warned = false;
-    if let Some(pb::complete_task_request::Result::Restore(result)) = &req.result {
-        warned = record_restore(&mut tx, &job, result).await?;
+    if let (JobSpec::Restore(restore), Some(pb::complete_task_request::Result::Restore(result))) =
+        (&job.spec, &req.result)
+    {
+        warned = record_restore(&mut tx, &job, &restore.target, result).await?;
     }
     tx.commit().await?;
     if released {
         ctx.dispatch_wake.notify_one();
     }
-    tracing::info!(job_id = %job.id, attempt = job.attempt, operation = %job.operation, warned, "job completed");
+    tracing::info!(job_id = %job.id, attempt = job.attempt, operation = %job.operation(), warned, "job completed");
     Ok(())
 }
 
@@ -146,13 +153,15 @@ const MAX_WARNINGS: usize = 200;
 async fn record_restore(
     conn: &mut PgConnection,
     job: &Job,
+    target: &RestoreTarget,
     result: &pb::RestoreResult,
 ) -> Result<bool> {
-    let Some(target) = restore_targets::find(&mut *conn, job.id).await? else {
-        return Ok(false);
-    };
-    let output = (target.kind == RestoreKind::Files && !result.output_sha256.is_empty())
-        .then_some((result.output_size, result.output_sha256.as_str()));
+    let output = (matches!(target, RestoreTarget::Files { .. })
+        && !result.output_sha256.is_empty())
+    .then(|| FileOutput {
+        size: result.output_size,
+        sha256: result.output_sha256.clone(),
+    });
     let mut warnings: Vec<String> = result
         .skipped_objects
         .iter()
@@ -168,7 +177,7 @@ async fn record_restore(
             result.skipped_objects.len() - MAX_WARNINGS
         ));
     }
-    restore_targets::record_result(&mut *conn, job.id, output, &warnings).await?;
+    restore_targets::record_result(&mut *conn, job.id, output.as_ref(), &warnings).await?;
     if warnings.is_empty() {
         return Ok(false);
     }
@@ -180,6 +189,8 @@ async fn record_restore(
 async fn record_point(
     conn: &mut PgConnection,
     job: &Job,
+    instance_id: uuid::Uuid,
+    trigger: BackupTrigger,
     result: pb::BackupResult,
 ) -> Result<uuid::Uuid> {
     let snapshot = result
@@ -194,32 +205,26 @@ async fn record_point(
             "must be 64 hexadecimal characters",
         ));
     }
-    let (Some(point_id), Some(datastore), Some(prefix)) = (
-        job.attempt_point_id,
-        job.attempt_datastore.clone(),
-        job.attempt_prefix.clone(),
-    ) else {
+    let target = attempts::target(&mut *conn, job.id, job.attempt).await?;
+    let Some((point_id, target)) = target.and_then(|t| Some((t.point_id?, t))) else {
         return Err(CoordinatorError::internal(format!(
-            "job {} has no recorded attempt target",
-            job.id
+            "job {} attempt {} has no recorded recovery point to write",
+            job.id, job.attempt
         )));
     };
-    let instance_id = job
-        .backup_instance_id
-        .ok_or_else(|| CoordinatorError::internal(format!("job {} has no instance", job.id)))?;
     // Serialises completions of one instance, so two points cannot both be
     // "the first" of a period.
     let instance = instances::lock_by_id(&mut *conn, instance_id).await?;
     let policy = policies::get(&mut *conn, &instance.vault_id, &instance.policy_id).await?;
-    let wanted = if job.operation == Operation::ScheduledBackup {
+    let wanted = if let BackupTrigger::OnDemand { rule } = trigger {
+        rule
+    } else {
         let previous =
             recovery_points::latest_scheduled_before(&mut *conn, instance.id, snapshot_time)
                 .await?;
         let zone = chrono_tz::Tz::from_str(&policy.schedule.time_zone).unwrap_or(chrono_tz::UTC);
         let kinds: Vec<RuleKind> = policy.retention_rules.iter().map(|r| r.kind).collect();
         tagging::tag(&kinds, zone, snapshot_time, previous)
-    } else {
-        job.retention_rule.unwrap_or(RuleKind::Default)
     };
     // The rule may have been removed since the job was queued: fall back to DEFAULT.
     let rule = policy
@@ -239,8 +244,8 @@ async fn record_point(
         database: instance.database.clone(),
         snapshot_time,
         tier: Tier::Standard,
-        datastore_url: datastore,
-        prefix,
+        datastore_url: target.datastore_url,
+        prefix: target.prefix,
         stored_bytes: result.stored_bytes,
         raw_bytes: result.raw_bytes,
         chunk_count: result.chunk_count,
@@ -275,7 +280,7 @@ pub async fn fail(ctx: &ApiContext, req: pb::FailTaskRequest) -> Result<()> {
         recommended_action: given.recommended_action.chars().take(MAX_MESSAGE).collect(),
     };
     // Whatever happens next, what this attempt wrote is never referenced.
-    garbage::record_attempt(&mut *tx, &job, ctx.retry.garbage_grace).await?;
+    garbage::record_attempt(&mut *tx, job.id, job.attempt, ctx.retry.garbage_grace).await?;
     let tables = job_details::tables_from_pb(req.tables)?;
     job_details::store_tables(&mut *tx, job.id, Some(job.attempt), &tables).await?;
     let outcome = if error.code == reaper::CANCELLED {

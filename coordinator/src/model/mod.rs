@@ -2,6 +2,8 @@
 //! services reason about. They are separate from the generated proto types;
 //! `api::convert` turns one into the other at the edge.
 //!
+//! Jobs and their specs are in [`job`].
+//!
 //! Enumerations are stored in SQL as their own stable text (`IN_PROGRESS`),
 //! never as proto names: `api::convert` maps them to proto values with
 //! explicit matches, so renaming a proto value never touches stored rows.
@@ -41,34 +43,13 @@ macro_rules! text_enum {
     };
 }
 
+mod job;
+
+pub use job::*;
+
 text_enum!(
     /// Which retention rule a recovery point is kept by.
     RuleKind { Default => "DEFAULT", Weekly => "WEEKLY", Monthly => "MONTHLY", Yearly => "YEARLY" }
-);
-
-text_enum!(
-    /// What a job does.
-    Operation {
-        ScheduledBackup => "SCHEDULED_BACKUP",
-        OnDemandBackup => "ON_DEMAND_BACKUP",
-        Restore => "RESTORE",
-        TierMove => "TIER_MOVE",
-        Rehydrate => "REHYDRATE",
-        Delete => "DELETE",
-    }
-);
-
-text_enum!(
-    /// Where a job is in its life.
-    JobState {
-        Queued => "QUEUED",
-        InProgress => "IN_PROGRESS",
-        Completed => "COMPLETED",
-        CompletedWithWarnings => "COMPLETED_WITH_WARNINGS",
-        Failed => "FAILED",
-        Cancelling => "CANCELLING",
-        Cancelled => "CANCELLED",
-    }
 );
 
 text_enum!(
@@ -97,30 +78,6 @@ text_enum!(
     /// Which datastore of the vault holds a recovery point.
     Tier { Standard => "STANDARD", Archive => "ARCHIVE" }
 );
-
-text_enum!(
-    /// What a restore job writes: a new database or a plain SQL file.
-    RestoreKind { Database => "DATABASE", Files => "FILES" }
-);
-
-impl JobState {
-    /// True once nothing will change the job any more.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobState::Completed
-                | JobState::CompletedWithWarnings
-                | JobState::Failed
-                | JobState::Cancelled
-        )
-    }
-}
-
-impl Operation {
-    pub fn is_backup(self) -> bool {
-        matches!(self, Operation::ScheduledBackup | Operation::OnDemandBackup)
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vault {
@@ -190,58 +147,6 @@ pub struct BackupInstance {
     /// Why the last validation failed (`ValidationFailed` instances).
     pub last_error: Option<JobError>,
     pub create_time: DateTime<Utc>,
-}
-
-/// Progress as reported by the worker's heartbeats.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Progress {
-    pub bytes_done: u64,
-    pub rows_done: u64,
-    pub chunks_done: u32,
-    pub chunks_total: u32,
-    pub phase: String,
-}
-
-/// Why a job failed (or why a configure row was refused).
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobError {
-    pub code: String,
-    pub message: String,
-    pub recommended_action: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Job {
-    pub id: Uuid,
-    pub operation: Operation,
-    pub state: JobState,
-    pub vault_id: String,
-    pub backup_instance_id: Option<Uuid>,
-    /// Backups: the point produced; restores: the source point.
-    pub recovery_point_id: Option<Uuid>,
-    pub retention_rule: Option<RuleKind>,
-    pub target_server_id: Option<String>,
-    pub target_database: Option<String>,
-    pub target_secret_id: Option<String>,
-    /// Restores: the target secret reference when it is not the latest
-    /// version of `target_secret_id` (`secret://x/3`, `env://…`, `file://…`).
-    pub target_secret_ref: Option<String>,
-    pub attempt: u32,
-    /// Attempts made before the last manual retry (the limit counts from there).
-    pub attempts_before_retry: u32,
-    pub lease_owner: Option<String>,
-    pub lease_token: Option<Uuid>,
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    /// Backups: where the current attempt writes.
-    pub attempt_point_id: Option<Uuid>,
-    pub attempt_datastore: Option<String>,
-    pub attempt_prefix: Option<String>,
-    pub progress: Progress,
-    pub error: Option<JobError>,
-    pub create_time: DateTime<Utc>,
-    pub start_time: Option<DateTime<Utc>>,
-    pub end_time: Option<DateTime<Utc>>,
-    pub update_time: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -314,69 +219,4 @@ mod tests {
             "az://c/root/v/i/p?emulator=true"
         );
     }
-}
-
-/// What a restore job writes and which part of the recovery point it
-/// restores (stored beside the job row, one per restore job).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RestoreTarget {
-    pub kind: RestoreKind,
-    /// Files: destination datastore URL (URLs never hold credentials) and the
-    /// file name under it.
-    pub target_url: Option<String>,
-    pub target_file: Option<String>,
-    /// Selective restore; both empty means everything.
-    pub schemas: Vec<String>,
-    pub tables: Vec<String>,
-    /// Files, once completed: the file's size and SHA-256.
-    pub output_size: Option<u64>,
-    pub output_sha256: Option<String>,
-    /// What the restore left out; non-empty makes the job COMPLETED_WITH_WARNINGS.
-    pub warnings: Vec<String>,
-}
-
-text_enum!(
-    /// How one attempt of a job ended (`Running` while it runs).
-    AttemptOutcome {
-        Running => "RUNNING",
-        Completed => "COMPLETED",
-        Failed => "FAILED",
-        LeaseExpired => "LEASE_EXPIRED",
-        Fenced => "FENCED",
-        Cancelled => "CANCELLED",
-    }
-);
-
-/// One attempt of a job: which worker claimed it, when, how it ended.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobAttempt {
-    pub attempt: u32,
-    pub worker: String,
-    pub start_time: DateTime<Utc>,
-    /// `None` while the attempt runs.
-    pub end_time: Option<DateTime<Utc>>,
-    pub outcome: AttemptOutcome,
-    /// Why it failed, expired or was cancelled.
-    pub error: Option<JobError>,
-}
-
-text_enum!(
-    /// Where one table of a job is.
-    TableState { Queued => "QUEUED", Running => "RUNNING", Done => "DONE", Failed => "FAILED" }
-);
-
-/// Progress of one table of a backup or restore, as the worker reported it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TableProgress {
-    /// Schema-qualified name, the key within the job's attempt.
-    pub name: String,
-    pub state: TableState,
-    pub chunks_done: u32,
-    pub chunks_total: u32,
-    pub rows: u64,
-    pub raw_bytes: u64,
-    pub stored_bytes: u64,
-    /// On the worker's clock.
-    pub start_time: Option<DateTime<Utc>>,
-    pub end_time: Option<DateTime<Utc>>,
 }

@@ -1,0 +1,418 @@
+//! Jobs as the coordinator reasons about them: what every job has (state,
+//! attempts, lease, progress, error, times) and, in [`JobSpec`], exactly what
+//! its operation needs — no field of one operation is an `Option` on all of
+//! them, so code that runs a job never discovers a missing fact at run time.
+//!
+//! How a spec is stored (CHECK-constrained columns of `jobs`, the
+//! `restore_targets` row of a restore) is `store::jobs`'s business; a stored
+//! job that does not fit its operation's shape is read as an internal error.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::RuleKind;
+use crate::secret_ref::SecretRef;
+
+text_enum!(
+    /// What a job does: the operation of its [`JobSpec`], stored beside it
+    /// (`jobs.operation`) so listings filter on an index.
+    Operation {
+        ScheduledBackup => "SCHEDULED_BACKUP",
+        OnDemandBackup => "ON_DEMAND_BACKUP",
+        Restore => "RESTORE",
+        TierMove => "TIER_MOVE",
+        Rehydrate => "REHYDRATE",
+        Delete => "DELETE",
+    }
+);
+
+impl Operation {
+    pub fn is_backup(self) -> bool {
+        matches!(self, Operation::ScheduledBackup | Operation::OnDemandBackup)
+    }
+}
+
+text_enum!(
+    /// Where a job is in its life.
+    JobState {
+        Queued => "QUEUED",
+        InProgress => "IN_PROGRESS",
+        Completed => "COMPLETED",
+        CompletedWithWarnings => "COMPLETED_WITH_WARNINGS",
+        Failed => "FAILED",
+        Cancelling => "CANCELLING",
+        Cancelled => "CANCELLED",
+    }
+);
+
+impl JobState {
+    /// True once nothing will change the job any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed
+                | JobState::CompletedWithWarnings
+                | JobState::Failed
+                | JobState::Cancelled
+        )
+    }
+}
+
+/// Progress as reported by the worker's heartbeats.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    pub bytes_done: u64,
+    pub rows_done: u64,
+    pub chunks_done: u32,
+    pub chunks_total: u32,
+    pub phase: String,
+}
+
+/// Why a job failed (or why a configure row was refused).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+    pub recommended_action: String,
+}
+
+/// A tracked operation: what every job has, and its operation's spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: Uuid,
+    pub state: JobState,
+    pub vault_id: String,
+    pub spec: JobSpec,
+    pub attempt: u32,
+    /// Attempts made before the last manual retry (the limit counts from there).
+    pub attempts_before_retry: u32,
+    pub lease_owner: Option<String>,
+    pub lease_token: Option<Uuid>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub progress: Progress,
+    pub error: Option<JobError>,
+    /// A job held back until this one completes (a restore of an archive
+    /// point waits for its rehydrate): no task is published until then.
+    pub waits_for_job_id: Option<Uuid>,
+    pub create_time: DateTime<Utc>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub update_time: DateTime<Utc>,
+}
+
+impl Job {
+    pub fn operation(&self) -> Operation {
+        self.spec.operation()
+    }
+}
+
+/// What a job does, with exactly the facts its operation needs.
+///
+/// Room for the fan-out issue's chunk sub-tasks: those are leased pieces of
+/// one backup or restore, not jobs of their own. They go in a child table
+/// keyed by (job, chunk) with its own lease columns, read beside `Backup`
+/// and `Restore` jobs; a `Chunk` variant belongs here only if a chunk ever
+/// becomes a job users list and retry on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobSpec {
+    /// A backup of one instance; each attempt writes a fresh recovery point.
+    Backup {
+        instance_id: Uuid,
+        trigger: BackupTrigger,
+        /// The recovery point it produced, once completed.
+        produced_point_id: Option<Uuid>,
+    },
+    /// A restore of one recovery point, as a database or as a SQL file.
+    Restore(Box<RestoreSpec>),
+    /// Copies a standard point to the archive datastore at its standard
+    /// expiry (stage [`stage::STANDARD_EXPIRY`]).
+    TierMove { instance_id: Uuid, point_id: Uuid },
+    /// Copies an archive point back to the standard datastore for restores,
+    /// kept there `days` (stage [`stage::REHYDRATE`]).
+    Rehydrate {
+        instance_id: Uuid,
+        point_id: Uuid,
+        days: u32,
+    },
+    /// Deletes copies of a point that reached the end of a period.
+    Delete {
+        instance_id: Uuid,
+        point_id: Uuid,
+        scope: DeleteScope,
+    },
+}
+
+impl JobSpec {
+    pub fn operation(&self) -> Operation {
+        match self {
+            JobSpec::Backup {
+                trigger: BackupTrigger::Scheduled,
+                ..
+            } => Operation::ScheduledBackup,
+            JobSpec::Backup {
+                trigger: BackupTrigger::OnDemand { .. },
+                ..
+            } => Operation::OnDemandBackup,
+            JobSpec::Restore(_) => Operation::Restore,
+            JobSpec::TierMove { .. } => Operation::TierMove,
+            JobSpec::Rehydrate { .. } => Operation::Rehydrate,
+            JobSpec::Delete { .. } => Operation::Delete,
+        }
+    }
+
+    /// The backup instance the job is about (every operation so far has one).
+    pub fn instance_id(&self) -> Option<Uuid> {
+        Some(match self {
+            JobSpec::Backup { instance_id, .. }
+            | JobSpec::TierMove { instance_id, .. }
+            | JobSpec::Rehydrate { instance_id, .. }
+            | JobSpec::Delete { instance_id, .. } => *instance_id,
+            JobSpec::Restore(restore) => restore.instance_id,
+        })
+    }
+
+    /// The recovery point the job shows: the one a backup produced (once
+    /// completed), the one any other job reads, moves, copies or deletes.
+    pub fn point_id(&self) -> Option<Uuid> {
+        match self {
+            JobSpec::Backup {
+                produced_point_id, ..
+            } => *produced_point_id,
+            JobSpec::Restore(restore) => Some(restore.point_id),
+            JobSpec::TierMove { point_id, .. }
+            | JobSpec::Rehydrate { point_id, .. }
+            | JobSpec::Delete { point_id, .. } => Some(*point_id),
+        }
+    }
+
+    /// The lifecycle stage of the point a lifecycle job carries out (the
+    /// text of `lifecycle_runs.stage`); `None` for backups and restores.
+    pub fn lifecycle_stage(&self) -> Option<String> {
+        match self {
+            JobSpec::TierMove { .. } => Some(stage::STANDARD_EXPIRY.to_string()),
+            JobSpec::Rehydrate { .. } => Some(stage::REHYDRATE.to_string()),
+            JobSpec::Delete { scope, .. } => Some(scope.stage()),
+            JobSpec::Backup { .. } | JobSpec::Restore(_) => None,
+        }
+    }
+}
+
+/// Why a backup runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupTrigger {
+    /// A slot of the instance's policy; tagged on completion from the
+    /// history of successful backups.
+    Scheduled,
+    /// `BackupNow`: kept by the rule the caller chose.
+    OnDemand { rule: RuleKind },
+}
+
+/// Lifecycle stages of a recovery point, as stored in
+/// `lifecycle_runs.stage` and `jobs.lifecycle_stage`.
+pub mod stage {
+    /// A standard point at its expiry (tier move or delete).
+    pub const STANDARD_EXPIRY: &str = "STANDARD_EXPIRY";
+    /// An archive point at its expiry (delete).
+    pub const ARCHIVE_EXPIRY: &str = "ARCHIVE_EXPIRY";
+    /// Prefix of a rehydrated copy at the end of its period; the copy's
+    /// prefix follows the slash.
+    pub const REHYDRATED_EXPIRY: &str = "REHYDRATED_EXPIRY/";
+    /// A rehydrate of an archive point.
+    pub const REHYDRATE: &str = "REHYDRATE";
+}
+
+/// Which copies of its point a DELETE job removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteScope {
+    /// Every copy: the standard point reached its expiry.
+    StandardExpiry,
+    /// Every copy: the archive point reached its expiry.
+    ArchiveExpiry,
+    /// Only the rehydrated copy at `prefix` (its period ended); the archive
+    /// point stays.
+    RehydratedCopy { prefix: String },
+}
+
+impl DeleteScope {
+    /// The lifecycle stage it carries out.
+    pub fn stage(&self) -> String {
+        match self {
+            DeleteScope::StandardExpiry => stage::STANDARD_EXPIRY.to_string(),
+            DeleteScope::ArchiveExpiry => stage::ARCHIVE_EXPIRY.to_string(),
+            DeleteScope::RehydratedCopy { prefix } => {
+                format!("{}{prefix}", stage::REHYDRATED_EXPIRY)
+            }
+        }
+    }
+
+    /// The scope of a delete carrying out `stage`; `None` when a delete
+    /// cannot carry it out.
+    pub fn from_stage(text: &str) -> Option<Self> {
+        match text {
+            stage::STANDARD_EXPIRY => Some(DeleteScope::StandardExpiry),
+            stage::ARCHIVE_EXPIRY => Some(DeleteScope::ArchiveExpiry),
+            other => other
+                .strip_prefix(stage::REHYDRATED_EXPIRY)
+                .filter(|prefix| !prefix.is_empty())
+                .map(|prefix| DeleteScope::RehydratedCopy {
+                    prefix: prefix.to_string(),
+                }),
+        }
+    }
+}
+
+text_enum!(
+    /// What a restore job writes: a new database or a plain SQL file.
+    RestoreKind { Database => "DATABASE", Files => "FILES" }
+);
+
+/// A restore: the point it reads, what it writes, which part, and what it
+/// left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreSpec {
+    pub instance_id: Uuid,
+    /// The recovery point restored.
+    pub point_id: Uuid,
+    pub target: RestoreTarget,
+    /// Selective restore; both empty means everything.
+    pub schemas: Vec<String>,
+    pub tables: Vec<String>,
+    /// What the restore left out, once completed; non-empty makes the job
+    /// COMPLETED_WITH_WARNINGS.
+    pub warnings: Vec<String>,
+}
+
+/// Where a restore writes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RestoreTarget {
+    /// A new database on a server, connecting with `secret`.
+    Database {
+        server_id: String,
+        database: String,
+        secret: SecretRef,
+    },
+    /// One SQL file `file` in the datastore directory `url` (URLs never
+    /// hold credentials), with its size and SHA-256 once written.
+    Files {
+        url: String,
+        file: String,
+        output: Option<FileOutput>,
+    },
+}
+
+impl RestoreTarget {
+    pub fn kind(&self) -> RestoreKind {
+        match self {
+            RestoreTarget::Database { .. } => RestoreKind::Database,
+            RestoreTarget::Files { .. } => RestoreKind::Files,
+        }
+    }
+}
+
+/// The file a restore as files wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileOutput {
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// Where one attempt writes, recorded when it is claimed: the fresh point
+/// of a backup attempt, the destination of a tier move or rehydrate. What a
+/// failed or fenced attempt wrote is collected from here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptTarget {
+    /// Backups: the id of the recovery point the attempt writes.
+    pub point_id: Option<Uuid>,
+    /// Datastore root URL and the directory under it.
+    pub datastore_url: String,
+    pub prefix: String,
+}
+
+text_enum!(
+    /// How one attempt of a job ended (`Running` while it runs).
+    AttemptOutcome {
+        Running => "RUNNING",
+        Completed => "COMPLETED",
+        Failed => "FAILED",
+        LeaseExpired => "LEASE_EXPIRED",
+        Fenced => "FENCED",
+        Cancelled => "CANCELLED",
+    }
+);
+
+/// One attempt of a job: which worker claimed it, when, how it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobAttempt {
+    pub attempt: u32,
+    pub worker: String,
+    pub start_time: DateTime<Utc>,
+    /// `None` while the attempt runs.
+    pub end_time: Option<DateTime<Utc>>,
+    pub outcome: AttemptOutcome,
+    /// Why it failed, expired or was cancelled.
+    pub error: Option<JobError>,
+}
+
+text_enum!(
+    /// Where one table of a job is.
+    TableState { Queued => "QUEUED", Running => "RUNNING", Done => "DONE", Failed => "FAILED" }
+);
+
+/// Progress of one table of a backup or restore, as the worker reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableProgress {
+    /// Schema-qualified name, the key within the job's attempt.
+    pub name: String,
+    pub state: TableState,
+    pub chunks_done: u32,
+    pub chunks_total: u32,
+    pub rows: u64,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+    /// On the worker's clock.
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spec_says_the_operation() {
+        let instance_id = Uuid::new_v4();
+        let on_demand = JobSpec::Backup {
+            instance_id,
+            trigger: BackupTrigger::OnDemand {
+                rule: RuleKind::Monthly,
+            },
+            produced_point_id: None,
+        };
+        assert_eq!(on_demand.operation(), Operation::OnDemandBackup);
+        assert_eq!(on_demand.point_id(), None);
+        let point_id = Uuid::new_v4();
+        let delete = JobSpec::Delete {
+            instance_id,
+            point_id,
+            scope: DeleteScope::ArchiveExpiry,
+        };
+        assert_eq!(delete.operation(), Operation::Delete);
+        assert_eq!(delete.point_id(), Some(point_id));
+        assert_eq!(delete.lifecycle_stage().as_deref(), Some("ARCHIVE_EXPIRY"));
+    }
+
+    #[test]
+    fn delete_scopes_round_trip_through_their_stage() {
+        for scope in [
+            DeleteScope::StandardExpiry,
+            DeleteScope::ArchiveExpiry,
+            DeleteScope::RehydratedCopy {
+                prefix: "v/i/p-rehydrated-1".into(),
+            },
+        ] {
+            assert_eq!(DeleteScope::from_stage(&scope.stage()), Some(scope));
+        }
+        assert_eq!(DeleteScope::from_stage(stage::REHYDRATE), None);
+        assert_eq!(DeleteScope::from_stage(stage::REHYDRATED_EXPIRY), None);
+    }
+}

@@ -1,0 +1,212 @@
+//! Jobs: tracked operations with attempts, a lease measured on the database
+//! clock (`now()`), progress and a terminal error, each with the spec of its
+//! operation ([`JobSpec`]).
+//!
+//! # Layout
+//! - `row`: a `jobs` row (plus a restore's `restore_targets` row) ↔ a [`Job`].
+//! - this module: creating jobs and reading them (one, a page, a batch).
+//! - `transitions`: claim, heartbeat, complete, fail, re-queue, cancel,
+//!   retry — single conditional UPDATEs, so two workers never both win a
+//!   claim.
+//!
+//! Every read is one statement: `jobs` (whose indexes serve every listing
+//! shape) left-joined to `restore_targets` by its primary key.
+
+mod row;
+mod transitions;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor, Postgres};
+use uuid::Uuid;
+
+use crate::error::{CoordinatorError, Result};
+use crate::model::{Job, JobSpec, JobState, Operation};
+use crate::store::restore_targets;
+
+pub use transitions::*;
+
+use row::{JobRow, SpecColumns, select};
+
+/// What a new job is; it starts QUEUED at attempt 1.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub vault_id: String,
+    pub spec: JobSpec,
+    /// A job it waits for (a restore of an archive point waits for its
+    /// rehydrate); the caller writes no outbox row for it then.
+    pub waits_for_job_id: Option<Uuid>,
+}
+
+/// Creates the job (with a restore's target row) in the caller's
+/// transaction.
+pub async fn insert(conn: &mut PgConnection, job: &NewJob) -> Result<Job> {
+    let c = SpecColumns::of(&job.spec);
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO jobs (id, operation, state, vault_id, backup_instance_id, recovery_point_id,
+                           retention_rule, lifecycle_stage, rehydrate_days, waits_for_job_id)
+         VALUES ($1, $2, 'QUEUED', $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(id)
+    .bind(c.operation)
+    .bind(&job.vault_id)
+    .bind(c.instance_id)
+    .bind(c.recovery_point_id)
+    .bind(c.retention_rule)
+    .bind(&c.lifecycle_stage)
+    .bind(c.rehydrate_days)
+    .bind(job.waits_for_job_id)
+    .execute(&mut *conn)
+    .await?;
+    if let JobSpec::Restore(restore) = &job.spec {
+        restore_targets::insert(&mut *conn, id, restore).await?;
+    }
+    get(&mut *conn, id).await
+}
+
+/// Inserts many new jobs in one statement (the scheduler's batches), each
+/// exactly as [`insert`] would. Restores need their target row: refused
+/// here. Returns their ids, in input order.
+pub async fn insert_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> Result<Vec<Uuid>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    if jobs.iter().any(|j| matches!(j.spec, JobSpec::Restore(_))) {
+        return Err(CoordinatorError::internal(
+            "restores are created one at a time, with their target",
+        ));
+    }
+    let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::new_v4()).collect();
+    let columns: Vec<SpecColumns> = jobs.iter().map(|j| SpecColumns::of(&j.spec)).collect();
+    let operations: Vec<&str> = columns.iter().map(|c| c.operation).collect();
+    let vaults: Vec<&str> = jobs.iter().map(|j| j.vault_id.as_str()).collect();
+    let instances: Vec<Option<Uuid>> = columns.iter().map(|c| c.instance_id).collect();
+    let points: Vec<Option<Uuid>> = columns.iter().map(|c| c.recovery_point_id).collect();
+    let rules: Vec<Option<&str>> = columns.iter().map(|c| c.retention_rule).collect();
+    let stages: Vec<Option<&str>> = columns
+        .iter()
+        .map(|c| c.lifecycle_stage.as_deref())
+        .collect();
+    let days: Vec<Option<i32>> = columns.iter().map(|c| c.rehydrate_days).collect();
+    let waits: Vec<Option<Uuid>> = jobs.iter().map(|j| j.waits_for_job_id).collect();
+    sqlx::query(
+        "INSERT INTO jobs (id, operation, state, vault_id, backup_instance_id, recovery_point_id,
+                           retention_rule, lifecycle_stage, rehydrate_days, waits_for_job_id)
+         SELECT id, operation, 'QUEUED', vault_id, backup_instance_id, recovery_point_id,
+                retention_rule, lifecycle_stage, rehydrate_days, waits_for_job_id
+           FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::text[],
+                       $7::text[], $8::integer[], $9::uuid[])
+             AS t (id, operation, vault_id, backup_instance_id, recovery_point_id, retention_rule,
+                   lifecycle_stage, rehydrate_days, waits_for_job_id)",
+    )
+    .bind(&ids)
+    .bind(&operations)
+    .bind(&vaults)
+    .bind(&instances)
+    .bind(&points)
+    .bind(&rules)
+    .bind(&stages)
+    .bind(&days)
+    .bind(&waits)
+    .execute(db)
+    .await?;
+    Ok(ids)
+}
+
+pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>> {
+    let sql = format!("{} WHERE j.id = $1", select());
+    sqlx::query_as::<_, JobRow>(&sql)
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .map(Job::try_from)
+        .transpose()
+}
+
+pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Job> {
+    find(db, id)
+        .await?
+        .ok_or_else(|| CoordinatorError::not_found("job", crate::names::job_name(id)))
+}
+
+/// Locks the job row for the rest of the transaction.
+pub async fn lock(db: impl PgExecutor<'_>, id: Uuid) -> Result<Job> {
+    let sql = format!("{} WHERE j.id = $1 FOR UPDATE OF j", select());
+    sqlx::query_as::<_, JobRow>(&sql)
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .map(Job::try_from)
+        .transpose()?
+        .ok_or_else(|| CoordinatorError::not_found("job", crate::names::job_name(id)))
+}
+
+/// Optional filters of a job listing.
+#[derive(Debug, Default, Clone)]
+pub struct JobFilter {
+    pub vault_id: Option<String>,
+    pub backup_instance_id: Option<Uuid>,
+    pub operation: Option<Operation>,
+    pub state: Option<JobState>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+/// Jobs newest first, continuing after `after`. Only the filters given
+/// appear in the SQL, so each shape of listing gets its own plan on the
+/// index that serves it (a generic `$1 IS NULL OR ...` statement would be
+/// planned once for all shapes and scan the whole history).
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    filter: &JobFilter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Job>> {
+    let mut sql = sqlx::QueryBuilder::<Postgres>::new(format!("{} WHERE true", select()));
+    if let Some(vault_id) = &filter.vault_id {
+        sql.push(" AND j.vault_id = ").push_bind(vault_id.clone());
+    }
+    if let Some(instance) = filter.backup_instance_id {
+        sql.push(" AND j.backup_instance_id = ").push_bind(instance);
+    }
+    if let Some(operation) = filter.operation {
+        sql.push(" AND j.operation = ")
+            .push_bind(operation.as_str());
+    }
+    if let Some(state) = filter.state {
+        sql.push(" AND j.state = ").push_bind(state.as_str());
+    }
+    if let Some((time, id)) = after {
+        sql.push(" AND (j.create_time, j.id) < (")
+            .push_bind(time)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    if let Some(from) = filter.created_after {
+        sql.push(" AND j.create_time >= ").push_bind(from);
+    }
+    if let Some(until) = filter.created_before {
+        sql.push(" AND j.create_time < ").push_bind(until);
+    }
+    sql.push(" ORDER BY j.create_time DESC, j.id DESC LIMIT ")
+        .push_bind(limit);
+    let rows = sql.build_query_as::<JobRow>().fetch_all(db).await?;
+    rows.into_iter().map(Job::try_from).collect()
+}
+
+/// Jobs whose lease expired on the database clock (in progress, or being
+/// cancelled by a worker that died), locked for this transaction (others
+/// reaping concurrently skip them).
+pub async fn lock_expired(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Job>> {
+    let sql = format!(
+        "{} WHERE j.state IN ('IN_PROGRESS', 'CANCELLING') AND j.lease_expires_at < now()
+         ORDER BY j.lease_expires_at LIMIT $1 FOR UPDATE OF j SKIP LOCKED",
+        select()
+    );
+    let rows = sqlx::query_as::<_, JobRow>(&sql)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    rows.into_iter().map(Job::try_from).collect()
+}
