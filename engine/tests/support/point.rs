@@ -229,30 +229,3 @@ pub fn files_below(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
-
-/// Writes the whole recovery point at `prefix` as a SQL script and loads it
-/// with psql into the new database `database` on `cluster`.
-pub async fn load_as_script(
-    store: &Datastore,
-    prefix: &str,
-    manifest_sha256: &str,
-    cluster: &TempCluster,
-    database: &str,
-) {
-    let out = tempfile::tempdir().unwrap();
-    restore_as_sql(
-        store,
-        prefix,
-        Some(manifest_sha256),
-        &datastore(&out),
-        "script.sql",
-        &Selection::default(),
-        &options(cluster),
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("restore as sql");
-    create_database(cluster, database).await;
-    psql_file(cluster, database, &out.path().join("script.sql"));
-}
