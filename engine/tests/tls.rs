@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 const TLS_ROLE: &str = "tls_backup";
 const TLS_PASSWORD: &str = "tls-Secret-pw";
 
-/// A CA (its PEM written to `dir/<name>-ca.pem`) and, when `server` is set,
-/// a certificate for 127.0.0.1 signed by it: (certificate PEM, key PEM).
+/// A CA, its PEM written to `dir/<name>-ca.pem`, and a server certificate
+/// for 127.0.0.1 and localhost signed by it: (CA file, certificate PEM, key
+/// PEM).
 fn authority(dir: &Path, name: &str) -> (PathBuf, String, String) {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
