@@ -14,12 +14,5 @@ use crate::model::JobError;
 
 /// The row error for a failed connection, with the classified code.
 pub fn connection_error(error: &pgvault_pgconn::ConnectError) -> JobError {
-    JobError {
-        code: error.code().to_string(),
-        message: error.to_string(),
-        recommended_action: error.failure.recommended_action().to_string(),
-    }
+    JobError::new(error.code(), error.to_string())
 }
-
-/// Code of rows whose user lacks privileges a dump needs.
-pub const MISSING_DB_PERMISSIONS: &str = "UserErrorMissingDBPermissions";

@@ -20,8 +20,6 @@ use crate::access::Rpc;
 use crate::api::ApiContext;
 use crate::error::{CoordinatorError, Result};
 
-pub use claim::TASK_UNRESOLVABLE;
-
 pub struct WorkerApi {
     ctx: Arc<ApiContext>,
 }
