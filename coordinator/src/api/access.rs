@@ -22,18 +22,6 @@ pub struct AccessApi {
     ctx: Arc<ApiContext>,
 }
 
-/// `tokens/{uuid}` → the token id.
-pub fn parse_token(field: &str, name: &str) -> Result<Uuid> {
-    name.trim()
-        .strip_prefix("tokens/")
-        .and_then(|id| Uuid::parse_str(id).ok())
-        .ok_or_else(|| CoordinatorError::invalid(field, "must be \"tokens/{uuid}\""))
-}
-
-pub fn token_name(id: Uuid) -> String {
-    format!("tokens/{id}")
-}
-
 /// "" → global; "vaults/{vault}" → that vault (which must exist).
 async fn parse_scope(ctx: &ApiContext, field: &str, scope: &str) -> Result<Option<String>> {
     if scope.trim().is_empty() {
@@ -50,7 +38,7 @@ fn scope_name(vault: Option<&str>) -> String {
 
 fn to_pb(t: tokens::TokenInfo) -> pb::ApiToken {
     pb::ApiToken {
-        name: token_name(t.id),
+        name: names::token_name(t.id),
         display_name: t.name,
         create_time: Some(timestamp(t.create_time)),
     }
@@ -101,11 +89,11 @@ impl AccessApi {
     }
 
     async fn assign(&self, assignment: pb::RoleAssignment) -> Result<pb::RoleAssignment> {
-        let id = parse_token("assignment.principal", &assignment.principal)?;
+        let id = names::parse_token("assignment.principal", &assignment.principal)?;
         let role: Role = assignment.role.parse()?;
         let scope = parse_scope(&self.ctx, "assignment.scope", &assignment.scope).await?;
         if tokens::find(self.ctx.store.pool(), id).await?.is_none() {
-            return Err(CoordinatorError::not_found("token", token_name(id)));
+            return Err(CoordinatorError::not_found("token", names::token_name(id)));
         }
         match &scope {
             None => {
@@ -115,7 +103,7 @@ impl AccessApi {
         }
         tracing::info!(token = %id, role = role.as_str(), vault = scope.as_deref().unwrap_or(""), "role assigned");
         Ok(pb::RoleAssignment {
-            principal: token_name(id),
+            principal: names::token_name(id),
             role: role.as_str().to_string(),
             scope: scope_name(scope.as_deref()),
         })
@@ -124,7 +112,7 @@ impl AccessApi {
     async fn list_roles(&self, principal: &str) -> Result<Vec<pb::RoleAssignment>> {
         let filter = match principal.trim() {
             "" => None,
-            p => Some(parse_token("principal", p)?),
+            p => Some(names::parse_token("principal", p)?),
         };
         let pool = self.ctx.store.pool();
         let mut out = Vec::new();
@@ -133,14 +121,14 @@ impl AccessApi {
                 continue;
             }
             out.push(pb::RoleAssignment {
-                principal: token_name(t.id),
+                principal: names::token_name(t.id),
                 role: t.role,
                 scope: String::new(),
             });
         }
         for r in roles::list(pool, filter).await? {
             out.push(pb::RoleAssignment {
-                principal: token_name(r.token_id),
+                principal: names::token_name(r.token_id),
                 role: r.role,
                 scope: names::vault_name(&r.vault_id),
             });
@@ -149,7 +137,7 @@ impl AccessApi {
     }
 
     async fn remove(&self, req: pb::RemoveRoleRequest) -> Result<()> {
-        let id = parse_token("principal", &req.principal)?;
+        let id = names::parse_token("principal", &req.principal)?;
         let removed = match parse_scope(&self.ctx, "scope", &req.scope).await? {
             None => match tokens::find(self.ctx.store.pool(), id).await? {
                 Some(t) if !t.role.is_empty() => {
@@ -162,7 +150,7 @@ impl AccessApi {
         if !removed {
             return Err(CoordinatorError::not_found(
                 "role assignment",
-                format!("{} {}", token_name(id), req.scope.trim())
+                format!("{} {}", names::token_name(id), req.scope.trim())
                     .trim()
                     .to_string(),
             ));
@@ -198,7 +186,7 @@ impl AccessService for AccessApi {
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
         let caller = self.ctx.authorize(&request, Rpc::RevokeToken, None).await?;
-        let id = parse_token("name", &request.get_ref().name)?;
+        let id = names::parse_token("name", &request.get_ref().name)?;
         if id == caller.token_id {
             return Err(CoordinatorError::precondition(
                 "a token cannot revoke itself; revoke it with another Owner token",
@@ -206,7 +194,7 @@ impl AccessService for AccessApi {
             .into());
         }
         if !tokens::delete(self.ctx.store.pool(), id).await? {
-            return Err(CoordinatorError::not_found("token", token_name(id)).into());
+            return Err(CoordinatorError::not_found("token", names::token_name(id)).into());
         }
         tracing::info!(token = %id, "api token revoked");
         Ok(Response::new(pb::RevokeTokenResponse {}))
