@@ -1,7 +1,8 @@
 //! `AccessService`: API tokens (created with a random value shown once,
 //! stored as a hash, revoked by deletion) and role assignments, globally
 //! (`api_tokens.role`) or per vault (`vault_role_assignments`). Every call
-//! needs the `Grant` permission, which only `Owner` has.
+//! needs the `Grant` permission globally, which only `Owner` grants (the
+//! access gate checks it).
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use pgvault_proto::v1::access_service_server::AccessService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::access::{Role, Rpc};
+use crate::access::{self, Role};
 use crate::api::ApiContext;
 use crate::api::convert::timestamp;
 use crate::auth::{generate_token, hash_token};
@@ -166,15 +167,13 @@ impl AccessService for AccessApi {
         &self,
         request: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
-        self.ctx.authorize(&request, Rpc::CreateToken, None).await?;
         Ok(Response::new(self.create(request.into_inner()).await?))
     }
 
     async fn list_tokens(
         &self,
-        request: Request<pb::ListTokensRequest>,
+        _request: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
-        self.ctx.authorize(&request, Rpc::ListTokens, None).await?;
         let tokens = tokens::list(self.ctx.store.pool()).await?;
         Ok(Response::new(pb::ListTokensResponse {
             tokens: tokens.into_iter().map(to_pb).collect(),
@@ -185,9 +184,9 @@ impl AccessService for AccessApi {
         &self,
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        let caller = self.ctx.authorize(&request, Rpc::RevokeToken, None).await?;
+        let caller = access::caller(&request)?;
         let id = names::parse_token("name", &request.get_ref().name)?;
-        if id == caller.token_id {
+        if id == caller.token_id() {
             return Err(CoordinatorError::precondition(
                 "a token cannot revoke itself; revoke it with another Owner token",
             )
@@ -204,7 +203,6 @@ impl AccessService for AccessApi {
         &self,
         request: Request<pb::AssignRoleRequest>,
     ) -> Result<Response<pb::RoleAssignment>, Status> {
-        self.ctx.authorize(&request, Rpc::AssignRole, None).await?;
         let assignment = request
             .into_inner()
             .assignment
@@ -216,7 +214,6 @@ impl AccessService for AccessApi {
         &self,
         request: Request<pb::ListRolesRequest>,
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
-        self.ctx.authorize(&request, Rpc::ListRoles, None).await?;
         let assignments = self.list_roles(&request.get_ref().principal).await?;
         Ok(Response::new(pb::ListRolesResponse { assignments }))
     }
@@ -225,7 +222,6 @@ impl AccessService for AccessApi {
         &self,
         request: Request<pb::RemoveRoleRequest>,
     ) -> Result<Response<pb::RemoveRoleResponse>, Status> {
-        self.ctx.authorize(&request, Rpc::RemoveRole, None).await?;
         self.remove(request.into_inner()).await?;
         Ok(Response::new(pb::RemoveRoleResponse {}))
     }

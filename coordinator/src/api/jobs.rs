@@ -17,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::access::{Rpc, vault_scope};
+use crate::access::{self, vault_scope};
 use crate::api::convert::{add_restore_target, from_timestamp, operation_from_pb, state_from_pb};
 use crate::api::job_details::{self, WatchCursor};
 use crate::api::{ApiContext, next_token};
@@ -253,15 +253,12 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::ListJobs,
-                vault_scope(&request.get_ref().vault)
-                    .or_else(|| vault_scope(&request.get_ref().backup_instance))
-                    .as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            vault_scope(&request.get_ref().vault)
+                .or_else(|| vault_scope(&request.get_ref().backup_instance))
+                .as_deref(),
+        )?;
         Ok(Response::new(self.list(request.into_inner()).await?))
     }
 
@@ -269,13 +266,10 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::GetJob,
-                self.job_vault(&request.get_ref().name).await?.as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            self.job_vault(&request.get_ref().name).await?.as_deref(),
+        )?;
         let id = names::parse_job("name", &request.get_ref().name)?;
         let job = jobs::get(self.ctx.store.pool(), id).await?;
         let (id, attempt) = (job.id, job.attempt);
@@ -290,13 +284,10 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::WatchJob,
-                self.job_vault(&request.get_ref().name).await?.as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            self.job_vault(&request.get_ref().name).await?.as_deref(),
+        )?;
         let id = names::parse_job("name", &request.get_ref().name)?;
         let first = jobs::get(self.ctx.store.pool(), id).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -308,13 +299,10 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::CancelJob,
-                self.job_vault(&request.get_ref().name).await?.as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            self.job_vault(&request.get_ref().name).await?.as_deref(),
+        )?;
         Ok(Response::new(
             self.cancel(&request.get_ref().name).await?.into(),
         ))
@@ -324,13 +312,10 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::RetryJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::RetryJob,
-                self.job_vault(&request.get_ref().name).await?.as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            self.job_vault(&request.get_ref().name).await?.as_deref(),
+        )?;
         Ok(Response::new(
             self.retry(&request.get_ref().name).await?.into(),
         ))
@@ -340,9 +325,6 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::ListDeadLettersRequest>,
     ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
-        self.ctx
-            .authorize(&request, Rpc::ListDeadLetters, None)
-            .await?;
         Ok(Response::new(
             super::dead_letters::list(&self.ctx, request.into_inner()).await?,
         ))
@@ -352,9 +334,6 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::DeleteDeadLetterRequest>,
     ) -> Result<Response<pb::DeleteDeadLetterResponse>, Status> {
-        self.ctx
-            .authorize(&request, Rpc::DeleteDeadLetter, None)
-            .await?;
         Ok(Response::new(
             super::dead_letters::delete(&self.ctx, request.into_inner()).await?,
         ))

@@ -12,7 +12,7 @@ use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::restore_service_server::RestoreService;
 use tonic::{Request, Response, Status};
 
-use crate::access::{Rpc, vault_scope};
+use crate::access::{self, vault_scope};
 use crate::api::ApiContext;
 use crate::api::jobs::job_to_pb;
 use crate::api::{output_file, restore_selection};
@@ -198,13 +198,10 @@ impl RestoreService for RestoreApi {
         &self,
         request: Request<pb::RestoreAsDatabaseRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::RestoreAsDatabase,
-                vault_scope(&request.get_ref().recovery_point).as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            vault_scope(&request.get_ref().recovery_point).as_deref(),
+        )?;
         Ok(Response::new(
             self.restore_as_database(request.into_inner()).await?,
         ))
@@ -214,13 +211,10 @@ impl RestoreService for RestoreApi {
         &self,
         request: Request<pb::RestoreAsFilesRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::RestoreAsFiles,
-                vault_scope(&request.get_ref().recovery_point).as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            vault_scope(&request.get_ref().recovery_point).as_deref(),
+        )?;
         Ok(Response::new(
             self.restore_as_files(request.into_inner()).await?,
         ))
