@@ -29,7 +29,8 @@ pub enum ServerCommand {
         /// Region label; only vaults of the same region protect it.
         #[arg(long)]
         region: String,
-        /// Agent that reaches this server from a private network.
+        /// Agent that reaches this server from a private network. Not
+        /// available yet: the coordinator refuses it until agents exist.
         #[arg(long)]
         agent: Option<String>,
     },

@@ -1,5 +1,8 @@
 //! `ServerService`: register, get and list servers, and list the databases
 //! of a server that can be protected (connecting with a stored secret).
+//!
+//! Nothing routes tasks through an agent yet, so registering a server with
+//! one is refused; rows stored before that (with an agent) still read.
 
 use std::sync::Arc;
 
@@ -36,6 +39,12 @@ impl ServerApi {
                 "a host name or IP address is required",
             ));
         }
+        if !input.agent.trim().is_empty() {
+            return Err(CoordinatorError::invalid(
+                "server.agent",
+                "agents are not available yet: leave it empty and make the server reachable from the workers",
+            ));
+        }
         let port = match input.port {
             0 => 5432,
             p => u16::try_from(p)
@@ -46,7 +55,7 @@ impl ServerApi {
             host,
             port,
             region: input.region.trim().to_string(),
-            agent: input.agent.trim().to_string(),
+            agent: String::new(),
             create_time: chrono::Utc::now(),
         };
         let created = servers::insert(self.ctx.store.pool(), &server).await?;
