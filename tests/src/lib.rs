@@ -3,7 +3,8 @@
 //!
 //! - [`azurite`]: the Azure Blob emulator (npm `azurite`).
 //! - [`rabbitmq`]: a private RabbitMQ node (Debian `rabbitmq-server`).
-//! - [`pgvault`]: `pgvault` processes (coordinator, workers, `up`, the CLI).
+//! - [`pgvault`]: `pgvault` processes (coordinator, workers, `up`, the CLI);
+//!   [`binary`]: the `pgvault` binary they run, built by the harness.
 //! - [`compare`]: proves two databases identical (schema text, row checksums).
 //! - [`scenario`]: the shared set-up and checks of the failure tests.
 //! - [`fixtures`]: source databases worth backing up.
@@ -13,6 +14,7 @@
 //! (`scripts/test.sh` installs everything); nothing is skipped silently.
 
 pub mod azurite;
+pub mod binary;
 pub mod compare;
 pub mod fixtures;
 pub mod pgvault;

@@ -22,26 +22,8 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+pub use crate::binary::pgvault_bin;
 use crate::process::{ChildProcess, wait_for_port};
-use crate::workspace_root;
-
-/// The `pgvault` binary built by `cargo build -p pgvault` (scripts/test.sh does).
-pub fn pgvault_bin() -> anyhow::Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("PGVAULT_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let bin = target.join("debug").join("pgvault");
-    if !bin.is_file() {
-        bail!(
-            "{} is missing: build it with `cargo build -p pgvault` (scripts/test.sh does)",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
 
 /// A fixed test token (any string works; the coordinator stores its hash).
 pub const TEST_TOKEN: &str = "pgv_e2e-test-token-0123456789";
