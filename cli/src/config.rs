@@ -51,8 +51,10 @@ pub struct CoordinatorSettings {
     pub scheduler_interval_seconds: u64,
     /// Slots found later than this (no coordinator ran) are skipped with a reason.
     pub schedule_max_lateness_minutes: u64,
-    /// Test only: a file whose content (seconds) is added to the coordinator's
-    /// clock, re-read on every use. Empty: the system clock.
+    /// Test builds only (`--features test-clock`): a file whose content
+    /// (seconds) is added to the coordinator's clock, re-read on every use.
+    /// Empty: the system clock. Production builds refuse the key as unknown.
+    #[cfg(feature = "test-clock")]
     pub clock_offset_file: PathBuf,
     /// `env://VAR` secret references work only for variables whose name
     /// starts with this prefix. Empty: env:// references are refused.
@@ -156,6 +158,7 @@ impl Default for CoordinatorSettings {
             master_key: String::new(),
             scheduler_interval_seconds: 5,
             schedule_max_lateness_minutes: 12 * 60,
+            #[cfg(feature = "test-clock")]
             clock_offset_file: PathBuf::new(),
             master_key_file: PathBuf::new(),
             secret_env_prefix: String::new(),
@@ -370,6 +373,36 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.to_string().contains("coordinator.listen"), "{err}");
+    }
+
+    #[cfg(not(feature = "test-clock"))]
+    #[test]
+    fn production_builds_refuse_the_test_clock_as_unknown() {
+        let err = Settings::load(
+            None,
+            serde_json::json!({"coordinator": {"clock_offset_file": "/tmp/offset"}}),
+        )
+        .err()
+        .expect("refused");
+        let err = err.to_string();
+        assert!(
+            err.contains("coordinator.clock_offset_file") && err.contains("unknown field"),
+            "{err}"
+        );
+    }
+
+    #[cfg(feature = "test-clock")]
+    #[test]
+    fn test_builds_read_the_test_clock() {
+        let s = Settings::load(
+            None,
+            serde_json::json!({"coordinator": {"clock_offset_file": "/tmp/offset"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            s.coordinator.clock_offset_file,
+            PathBuf::from("/tmp/offset")
+        );
     }
 
     #[test]

@@ -40,7 +40,6 @@ use crate::api::secrets::SecretApi;
 use crate::api::servers::ServerApi;
 use crate::api::vaults::VaultApi;
 use crate::auth;
-use crate::clock::{Clock, OffsetFileClock, SystemClock};
 use crate::config::{CoordinatorConfig, TlsFiles};
 use crate::error::{CoordinatorError, Result};
 use crate::reaper::{ReaperSettings, RetryPolicy};
@@ -118,13 +117,7 @@ impl Coordinator {
             CoordinatorError::internal(format!("cannot listen on {local_addr}: {e}"))
         })?;
 
-        let clock: Arc<dyn Clock> = match &config.clock_offset_file {
-            Some(path) => {
-                tracing::warn!(file = %path.display(), "coordinator clock shifted by a test offset file");
-                Arc::new(OffsetFileClock::new(path.clone()))
-            }
-            None => Arc::new(SystemClock),
-        };
+        let clock = config.clock.clone();
         let dispatch_wake = Arc::new(Notify::new());
         let ctx = Arc::new(ApiContext {
             clock: clock.clone(),

@@ -1,12 +1,15 @@
 //! The `pgvault` binary the end-to-end tests run: built by the harness, once
-//! per test process, with `cargo build -p pgvault`, so a test never runs a
+//! per test process, with `cargo build -p pgvault --features test-clock`
+//! (the file-driven coordinator clock, absent from production builds), so a
+//! test never runs a
 //! binary older than the sources. Cargo decides what is stale (a no-op when
 //! nothing changed); the build goes to the target directory cargo uses for
 //! the tests (`CARGO_TARGET_DIR` and cargo's configuration are honoured),
 //! and cargo's build lock serialises test processes building at once.
 //!
 //! `PGVAULT_BIN=/path/to/pgvault` runs that binary instead and builds
-//! nothing (e.g. to test a release build); the harness then trusts it.
+//! nothing; the harness then trusts it (tests that move the clock need it
+//! built with `--features test-clock`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,8 +19,9 @@ use anyhow::{Context, bail};
 
 use crate::workspace_root;
 
-/// Cargo features the tests need in the binary they run.
-const FEATURES: &[&str] = &[];
+/// Cargo features the tests need in the binary they run: `test-clock`
+/// lets them move the coordinator's clock (`PgvaultCluster::set_clock_offset`).
+const FEATURES: &[&str] = &["test-clock"];
 
 /// The `pgvault` binary to run: `PGVAULT_BIN`, or the one the harness built.
 pub fn pgvault_bin() -> anyhow::Result<PathBuf> {
@@ -36,7 +40,7 @@ pub fn pgvault_bin() -> anyhow::Result<PathBuf> {
         .map_err(anyhow::Error::msg)
 }
 
-/// `cargo build -p pgvault`; the path cargo reports for the binary.
+/// `cargo build -p pgvault --features …`; the path cargo reports for the binary.
 fn build() -> anyhow::Result<PathBuf> {
     // The cargo running the tests (it sets CARGO), else the one that built them.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
@@ -56,7 +60,8 @@ fn build() -> anyhow::Result<PathBuf> {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
         bail!(
-            "`cargo build -p pgvault` failed ({}); fix the build, then run the tests again:\n{}",
+            "`cargo build -p pgvault --features {}` failed ({}); fix the build, then run the tests again:\n{}",
+            FEATURES.join(","),
             output.status,
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
