@@ -2,21 +2,31 @@
 //! one place: built-in defaults → `pgvault.toml` (or `--config`) →
 //! `PGVAULT_*` environment variables (`__` separates sections, e.g.
 //! `PGVAULT_COORDINATOR__LISTEN`) → command-line flags. Validated before
-//! anything starts, with errors that name the key.
+//! anything starts, with errors that name the key. What pgvault does not
+//! know is refused everywhere: an unknown section or key in the file, an
+//! unknown `PGVAULT_*` variable ([`env`]).
+//!
+//! # Layout
+//! - `env`: the `PGVAULT_*` variables pgvault knows, and their check.
+
+pub mod env;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::error::Kind;
+use figment::providers::{Format, Serialized, Toml};
+use figment::{Figment, Source};
 use serde::{Deserialize, Serialize};
 
-/// Everything the server commands read. Sections reject unknown keys; other
-/// top-level `PGVAULT_*` variables (client settings such as `PGVAULT_TOKEN`)
-/// are not ours and are ignored.
+use self::env::Environment;
+
+/// Everything the server commands read. Unknown sections and keys are
+/// refused; so are `PGVAULT_*` variables that are no setting and not one of
+/// the others pgvault reads ([`env::OTHER_VARIABLES`], secret variables).
 #[derive(Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub coordinator: CoordinatorSettings,
     pub queue: QueueSettings,
@@ -184,10 +194,20 @@ impl Default for WorkerSettings {
 }
 
 impl Settings {
-    /// Defaults → file → environment → `overrides` (flags, as a partial tree).
+    /// Defaults → file → this process's environment → `overrides` (flags,
+    /// as a partial tree).
     pub fn load(
         config_file: Option<&Path>,
         overrides: serde_json::Value,
+    ) -> anyhow::Result<Settings> {
+        Settings::load_from(config_file, overrides, &Environment::from_process())
+    }
+
+    /// [`Settings::load`] with the `PGVAULT_*` variables of `environment`.
+    pub fn load_from(
+        config_file: Option<&Path>,
+        overrides: serde_json::Value,
+        environment: &Environment,
     ) -> anyhow::Result<Settings> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         match config_file {
@@ -200,9 +220,10 @@ impl Settings {
             None => figment = figment.merge(Toml::file("pgvault.toml")),
         }
         figment = figment
-            .merge(Env::prefixed("PGVAULT_").split("__"))
+            .merge(environment.settings())
             .merge(Serialized::defaults(overrides));
         let settings: Settings = figment.extract().map_err(describe)?;
+        environment.check(&settings.coordinator.secret_env_prefix)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -318,7 +339,8 @@ impl Settings {
     }
 }
 
-/// `invalid setting coordinator.listen (from PGVAULT_ environment variable(s)): …`
+/// `invalid setting coordinator.listen (from PGVAULT_COORDINATOR__LISTEN): …`,
+/// `unknown section [telemtry] (from TOML file /etc/pgvault.toml): …`.
 fn describe(error: figment::Error) -> anyhow::Error {
     let Some(e) = error.into_iter().next() else {
         return anyhow::anyhow!("invalid configuration");
@@ -327,12 +349,29 @@ fn describe(error: figment::Error) -> anyhow::Error {
     let source = e
         .metadata
         .as_ref()
-        .map(|m| format!(" (from {})", m.name))
+        .map(|m| {
+            if m.name == env::SOURCE {
+                let profile = e.profile.clone().unwrap_or_default();
+                format!(" (from {})", m.interpolate(&profile, &e.path))
+            } else if let Some(Source::File(path)) = &m.source {
+                format!(" (from {} {})", m.name, path.display())
+            } else {
+                // Defaults never fail: the rest are flags.
+                " (from command-line flags)".to_string()
+            }
+        })
         .unwrap_or_default();
-    if key.is_empty() {
-        anyhow::anyhow!("invalid configuration{source}: {}", e.kind)
-    } else {
-        anyhow::anyhow!("invalid setting {key}{source}: {}", e.kind)
+    match (&e.kind, e.path.as_slice()) {
+        (Kind::UnknownField(field, _), [_]) => anyhow::anyhow!(
+            "unknown section [{field}]{source}: pgvault's sections are {}",
+            env::SECTIONS.map(|s| format!("[{s}]")).join(", ")
+        ),
+        (Kind::UnknownField(field, expected), [section, ..]) => anyhow::anyhow!(
+            "unknown setting {key}{source}: [{section}] has no key {field:?}; its keys are {}",
+            expected.join(", ")
+        ),
+        _ if key.is_empty() => anyhow::anyhow!("invalid configuration{source}: {}", e.kind),
+        _ => anyhow::anyhow!("invalid setting {key}{source}: {}", e.kind),
     }
 }
 
@@ -353,6 +392,113 @@ fn decode_key(encoded: &str) -> anyhow::Result<[u8; 32]> {
 mod tests {
     use super::*;
 
+    /// Loads with `overrides` and no `PGVAULT_*` variables (tests of this
+    /// process may set some for their own use).
+    fn load(overrides: serde_json::Value) -> anyhow::Result<Settings> {
+        Settings::load_from(None, overrides, &Environment::default())
+    }
+
+    fn load_file(toml: &str, vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pgvault.toml");
+        std::fs::write(&path, toml).expect("write settings");
+        let environment = Environment::from_vars(
+            vars.iter()
+                .map(|(name, value)| (name.to_string(), value.to_string())),
+        );
+        Settings::load_from(Some(&path), serde_json::json!({}), &environment)
+    }
+
+    #[test]
+    fn sections_are_the_ones_the_environment_knows() {
+        let defaults = serde_json::to_value(Settings::default()).expect("serialize");
+        let sections: Vec<&str> = defaults
+            .as_object()
+            .expect("a table")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut known = env::SECTIONS.to_vec();
+        known.sort_unstable();
+        let mut sections = sections;
+        sections.sort_unstable();
+        assert_eq!(sections, known);
+    }
+
+    #[test]
+    fn a_misspelt_section_in_the_file_is_refused_naming_it_and_the_valid_ones() {
+        let err = load_file("[telemtry]\nendpoint = \"x\"\n", &[])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.starts_with("unknown section [telemtry] (from TOML file "),
+            "{err}"
+        );
+        assert!(err.contains("pgvault.toml"), "{err}");
+        assert!(
+            err.ends_with("pgvault's sections are [coordinator], [queue], [worker], [up], [log]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_naming_it_and_the_valid_ones() {
+        let err = load_file("[worker]\nconcurency = 4\n", &[])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.starts_with("unknown setting worker.concurency (from TOML file "),
+            "{err}"
+        );
+        assert!(err.contains("its keys are coordinator, token,"), "{err}");
+        let err = load_file("", &[("PGVAULT_WORKER__CONCURENCY", "4")])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.starts_with("unknown setting worker.concurency (from PGVAULT_WORKER__CONCURENCY)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_refused_and_known_ones_are_read() {
+        let err = load_file("", &[("PGVAULT_TELEMTRY__ENDPOINT", "x")])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.starts_with("unknown environment variable PGVAULT_TELEMTRY__ENDPOINT"),
+            "{err}"
+        );
+        let s = load_file(
+            "[coordinator]\nsecret_env_prefix = \"PGVAULT_SECRET_\"\n",
+            &[
+                ("PGVAULT_WORKER__CONCURRENCY", "4"),
+                ("PGVAULT_TOKEN", "t"),
+                ("PGVAULT_SECRET_SHOP", "host=db"),
+            ],
+        )
+        .expect("known variables");
+        assert_eq!(s.worker.concurrency, 4);
+    }
+
+    #[test]
+    fn a_bad_value_from_the_environment_names_the_variable() {
+        let err = load_file("", &[("PGVAULT_COORDINATOR__LISTEN", "nonsense")])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.starts_with(
+                "invalid setting coordinator.listen (from PGVAULT_COORDINATOR__LISTEN)"
+            ),
+            "{err}"
+        );
+    }
+
     #[test]
     fn defaults_are_valid() {
         Settings::default().validate().unwrap();
@@ -360,33 +506,27 @@ mod tests {
 
     #[test]
     fn flags_override_defaults_and_errors_name_the_key() {
-        let s = Settings::load(None, serde_json::json!({"worker": {"concurrency": 4}})).unwrap();
+        let s = load(serde_json::json!({"worker": {"concurrency": 4}})).unwrap();
         assert_eq!(s.worker.concurrency, 4);
-        let err = Settings::load(None, serde_json::json!({"worker": {"zstd_level": 99}}))
+        let err = load(serde_json::json!({"worker": {"zstd_level": 99}}))
             .err()
             .unwrap();
         assert!(err.to_string().contains("worker.zstd_level"), "{err}");
-        let err = Settings::load(
-            None,
-            serde_json::json!({"coordinator": {"listen": "nonsense"}}),
-        )
-        .err()
-        .unwrap();
+        let err = load(serde_json::json!({"coordinator": {"listen": "nonsense"}}))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("coordinator.listen"), "{err}");
     }
 
     #[cfg(not(feature = "test-clock"))]
     #[test]
     fn production_builds_refuse_the_test_clock_as_unknown() {
-        let err = Settings::load(
-            None,
-            serde_json::json!({"coordinator": {"clock_offset_file": "/tmp/offset"}}),
-        )
-        .err()
-        .expect("refused");
+        let err = load(serde_json::json!({"coordinator": {"clock_offset_file": "/tmp/offset"}}))
+            .err()
+            .expect("refused");
         let err = err.to_string();
         assert!(
-            err.contains("coordinator.clock_offset_file") && err.contains("unknown field"),
+            err.starts_with("unknown setting coordinator.clock_offset_file"),
             "{err}"
         );
     }
@@ -394,11 +534,8 @@ mod tests {
     #[cfg(feature = "test-clock")]
     #[test]
     fn test_builds_read_the_test_clock() {
-        let s = Settings::load(
-            None,
-            serde_json::json!({"coordinator": {"clock_offset_file": "/tmp/offset"}}),
-        )
-        .unwrap();
+        let s =
+            load(serde_json::json!({"coordinator": {"clock_offset_file": "/tmp/offset"}})).unwrap();
         assert_eq!(
             s.coordinator.clock_offset_file,
             PathBuf::from("/tmp/offset")
