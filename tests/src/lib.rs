@@ -2,6 +2,7 @@
 //! and stops them when dropped.
 //!
 //! - [`azurite`]: the Azure Blob emulator (npm `azurite`).
+//! - [`moto`]: an S3 server (PyPI `moto[server]`).
 //! - [`rabbitmq`]: a private RabbitMQ node (Debian `rabbitmq-server`).
 //! - [`pgvault`]: `pgvault` processes (coordinator, workers, `up`, the CLI);
 //!   [`binary`]: the `pgvault` binary they run, built by the harness.
@@ -17,6 +18,7 @@ pub mod azurite;
 pub mod binary;
 pub mod compare;
 pub mod fixtures;
+pub mod moto;
 pub mod pgvault;
 pub mod process;
 pub mod rabbitmq;
