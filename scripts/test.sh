@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every test. CI runs exactly this.
 #
-#   scripts/test.sh            # install missing parts, build, run all tests
+#   scripts/test.sh            # install missing parts, build, check fmt and clippy, run all tests
 #
-# Needs: a Rust toolchain and PostgreSQL 15+ server
+# Needs: a Rust toolchain (with rustfmt and clippy) and PostgreSQL 15+ server
 # binaries (initdb, pg_ctl). Installs when missing: RabbitMQ (Debian package
 # rabbitmq-server), the Azure Blob emulator Azurite (npm, into ./.tools) and
 # the S3 server moto (PyPI moto[server], into the virtualenv ./.tools/venv).
 # The tests start their own PostgreSQL, RabbitMQ, Azurite and moto on free
-# loopback ports and stop them after.
+# loopback ports and stop them after. Formatting and clippy are checked
+# after the build, before the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,6 +54,10 @@ fi
 
 echo "==> building"
 cargo build --locked --workspace --all-targets
+
+echo "==> checking formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> running every test"
 cargo test --locked --workspace --all-targets -- --test-threads="${PGVAULT_TEST_THREADS:-2}"
