@@ -1,8 +1,11 @@
 //! The gRPC contract of pgvault: the generated `pgvault.v1` messages, clients
-//! and servers, and the file descriptor set for server reflection.
+//! and servers, the file descriptor set for server reflection, and the
+//! grammar of resource names (`names`).
 //!
 //! Generated types are wire types only. Domain types live in the crates that
 //! own them and convert at the edge with `TryFrom`.
+
+pub mod names;
 
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic)]

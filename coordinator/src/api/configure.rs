@@ -20,9 +20,8 @@ use pgvault_errors::ErrorCode;
 use pgvault_proto::v1 as pb;
 use uuid::Uuid;
 
-use crate::access::Permission;
+use crate::access::{Caller, Permission};
 use crate::api::{ApiContext, resolve};
-use crate::auth::Caller;
 use crate::error::{CoordinatorError, Result};
 use crate::model::{BackupInstance, JobError, Policy, ProtectionState, Server, Vault};
 use crate::names;
@@ -330,21 +329,21 @@ async fn readiness_checks(
         if !assign {
             return Ok(Err(resolve::not_granted(vault_id, id).into()));
         }
-        if !ctx
-            .permits(caller, Permission::Grant, Some(vault_id))
+        if !caller
+            .permits(&ctx.store, Permission::Grant, Some(vault_id))
             .await?
         {
             return Ok(Err(row_error(
                 ErrorCode::UserCannotAssignRoles,
                 format!(
                     "vault \"{vault_id}\" has no access to secret \"{id}\", and token \"{}\" may not grant it (only an Owner of the vault may); an Owner grants it with: {}",
-                    caller.token_name,
+                    caller.token_name(),
                     resolve::grant_command(vault_id, id)
                 ),
             )));
         }
         secret_grants::grant(pool, vault_id, id).await?;
-        tracing::info!(secret = %id, vault = %vault_id, token = %caller.token_id, "secret access granted while configuring");
+        tracing::info!(secret = %id, vault = %vault_id, token = %caller.token_id(), "secret access granted while configuring");
     }
     let mut conn = pool.acquire().await?;
     let credentials = match resolve::reference_credentials(

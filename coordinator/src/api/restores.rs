@@ -13,7 +13,7 @@ use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::restore_service_server::RestoreService;
 use tonic::{Request, Response, Status};
 
-use crate::access::{Rpc, vault_scope};
+use crate::access::{self, vault_scope};
 use crate::api::ApiContext;
 use crate::api::{output_file, restore_selection};
 use crate::error::{CoordinatorError, Result};
@@ -170,13 +170,10 @@ impl RestoreService for RestoreApi {
         &self,
         request: Request<pb::RestoreAsDatabaseRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::RestoreAsDatabase,
-                vault_scope(&request.get_ref().recovery_point).as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            vault_scope(&request.get_ref().recovery_point).as_deref(),
+        )?;
         Ok(Response::new(
             self.restore_as_database(request.into_inner()).await?,
         ))
@@ -186,13 +183,10 @@ impl RestoreService for RestoreApi {
         &self,
         request: Request<pb::RestoreAsFilesRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::RestoreAsFiles,
-                vault_scope(&request.get_ref().recovery_point).as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            vault_scope(&request.get_ref().recovery_point).as_deref(),
+        )?;
         Ok(Response::new(
             self.restore_as_files(request.into_inner()).await?,
         ))
