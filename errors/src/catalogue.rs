@@ -227,6 +227,12 @@ catalogue! {
         summary: "the queue dead-lettered the job's task message, so no worker claimed it",
         action: "Check that workers are running and can reach the coordinator (see pgvault job dead-letters), then run pgvault job retry JOB.",
     }
+    AgentUnavailable {
+        category: System,
+        retryable: false,
+        summary: "no instance of the agent that reaches the server was connected",
+        action: "Start pgvault-agent for this agent (check its log and its network path to the coordinator; pgvault agent list shows when it was last seen), then retry the job.",
+    }
 
     // Datastores and recovery points.
     DatastoreUnavailable {

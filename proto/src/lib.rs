@@ -17,3 +17,9 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/pgvault_descriptor.bin"));
 
 pub use prost_types::Timestamp;
+
+/// Version of the agent stream protocol (`AgentService.Connect`) this build
+/// speaks. Bumped when an older agent or coordinator could not follow the
+/// new messages; the coordinator refuses an agent whose version it does not
+/// speak, naming both.
+pub const AGENT_PROTOCOL_VERSION: u32 = 1;

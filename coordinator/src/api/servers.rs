@@ -83,23 +83,13 @@ impl ServerApi {
             .clone()
             .unwrap_or_else(|| "postgres".to_string());
         let connection = resolve::connect_or_fail(&server, &credentials, &database).await?;
-        let rows = connection
-            .client
-            .query(
-                "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn ORDER BY datname",
-                &[],
-            )
+        let names = pgvault_probe::list_databases(&connection.client)
             .await
             .map_err(|e| {
-                CoordinatorError::precondition(format!(
-                    "cannot list databases on server \"{server_id}\": {e}"
-                ))
+                CoordinatorError::precondition(format!("server \"{server_id}\": {e}"))
             })?;
-        let mut databases = Vec::with_capacity(rows.len());
-        for row in rows {
-            let name: String = row.try_get(0).map_err(|e| {
-                CoordinatorError::internal(format!("unexpected pg_database row: {e}"))
-            })?;
+        let mut databases = Vec::with_capacity(names.len());
+        for name in names {
             if unprotectable_reason(&name, &self.ctx.maintenance_databases).is_none() {
                 databases.push(name);
             }

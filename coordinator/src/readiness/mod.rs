@@ -2,13 +2,15 @@
 //! configured: after the row's own checks (region, protectable, not yet
 //! protected, secret readable) the coordinator connects as the secret's user
 //! ([`connection_error`]) and looks for every privilege a consistent dump
-//! needs ([`privileges`]); what is missing comes back with a grant script
+//! needs ([`privileges`], the check itself shared with agents in
+//! `pgvault-probe`); what is missing comes back with a grant script
 //! ([`grant_script`]) an administrator can run as is.
 //!
 //! Policy validation (schedules, durations) is elsewhere: `crate::validation`.
 
 pub mod grant_script;
-pub mod privileges;
+
+pub use pgvault_probe::privileges;
 
 use crate::model::JobError;
 
