@@ -85,9 +85,7 @@ impl ServerApi {
         let connection = resolve::connect_or_fail(&server, &credentials, &database).await?;
         let names = pgvault_probe::list_databases(&connection.client)
             .await
-            .map_err(|e| {
-                CoordinatorError::precondition(format!("server \"{server_id}\": {e}"))
-            })?;
+            .map_err(|e| CoordinatorError::precondition(format!("server \"{server_id}\": {e}")))?;
         let mut databases = Vec::with_capacity(names.len());
         for name in names {
             if unprotectable_reason(&name, &self.ctx.maintenance_databases).is_none() {

@@ -99,6 +99,7 @@ pub(super) async fn run_claimed(
                 error: Some(error),
                 retryable,
                 tables,
+                log_tail: Vec::new(),
             };
             deliver(|| link.fail(request.clone())).await
         }
