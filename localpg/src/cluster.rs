@@ -4,7 +4,7 @@
 //! Authentication is always `scram-sha-256` for the superuser `postgres`, with
 //! the password from [`ClusterOptions`], so wrong-password paths are real.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -26,6 +26,12 @@ pub struct ClusterOptions {
     /// Contents written to `pg_hba.conf` before every start; `None` keeps
     /// initdb's (scram-sha-256 for everyone).
     pub hba: Option<String>,
+    /// Program and arguments every server command (`initdb`, `pg_ctl`) runs
+    /// through, e.g. `ip netns exec NAME` to start the server inside a
+    /// network namespace; empty runs them directly. The server then listens
+    /// on the 127.0.0.1 of that network, so [`LocalCluster::connect`] and
+    /// [`LocalCluster::url`] only work from inside it.
+    pub command_prefix: Vec<String>,
 }
 
 impl std::fmt::Debug for ClusterOptions {
@@ -37,6 +43,7 @@ impl std::fmt::Debug for ClusterOptions {
             .field("durable", &self.durable)
             .field("settings", &self.settings)
             .field("hba", &self.hba)
+            .field("command_prefix", &self.command_prefix)
             .finish()
     }
 }
@@ -49,6 +56,8 @@ pub struct LocalCluster {
     bin_dir: PathBuf,
     /// OS user the server runs as when this process is root.
     os_user: Option<OsUser>,
+    /// What the server commands run through ([`ClusterOptions::command_prefix`]).
+    command_prefix: Vec<String>,
     running: bool,
 }
 
@@ -76,6 +85,7 @@ impl LocalCluster {
             password: options.password.clone(),
             bin_dir,
             os_user,
+            command_prefix: options.command_prefix.clone(),
             running: false,
         };
         if !cluster.data_dir.join("PG_VERSION").is_file() {
@@ -282,21 +292,17 @@ impl LocalCluster {
         })
     }
 
-    /// Runs a PostgreSQL binary, as the unprivileged OS user when we are root.
+    /// Runs a PostgreSQL binary, as the unprivileged OS user when we are
+    /// root, through the command prefix when there is one.
     fn run(&self, binary: &str, args: &[&str]) -> Result<(), LocalPgError> {
         let program = self.bin_dir.join(binary);
-        let mut command = match &self.os_user {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.arg("-u").arg(&user.name).arg("--").arg(&program);
-                c
-            }
-            None => Command::new(&program),
-        };
-        command.args(args).current_dir("/");
+        let user = self.os_user.as_ref().map(|u| u.name.as_str());
+        let line = command_line(&self.command_prefix, user, &program);
+        let mut command = Command::new(&line[0]);
+        command.args(&line[1..]).args(args).current_dir("/");
         let output = command.output().map_err(|source| LocalPgError::Io {
             context: "cannot run",
-            path: program.clone(),
+            path: PathBuf::from(&line[0]),
             source,
         })?;
         if output.status.success() {
@@ -334,6 +340,17 @@ fn absolute(path: &Path) -> Result<PathBuf, LocalPgError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// The program and arguments that run `program`: the command prefix, then
+/// `runuser -u USER --` when the server must run as another OS user.
+fn command_line(prefix: &[String], os_user: Option<&str>, program: &Path) -> Vec<OsString> {
+    let mut line: Vec<OsString> = prefix.iter().map(OsString::from).collect();
+    if let Some(user) = os_user {
+        line.extend(["runuser", "-u", user, "--"].map(OsString::from));
+    }
+    line.push(program.as_os_str().to_os_string());
+    line
 }
 
 pub(crate) fn os_user_if_root() -> Result<Option<OsUser>, LocalPgError> {
@@ -389,6 +406,31 @@ fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_commands_run_through_the_prefix_then_as_the_os_user() {
+        let prefix = ["ip", "netns", "exec", "pgv-1-0"].map(String::from);
+        let program = Path::new("/pg/bin/pg_ctl");
+        assert_eq!(
+            command_line(&prefix, Some("postgres"), program),
+            [
+                "ip",
+                "netns",
+                "exec",
+                "pgv-1-0",
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                "/pg/bin/pg_ctl"
+            ]
+            .map(OsString::from)
+        );
+        assert_eq!(
+            command_line(&[], None, program),
+            [OsString::from("/pg/bin/pg_ctl")]
+        );
+    }
 
     #[test]
     fn url_percent_encodes_password() {

@@ -17,7 +17,17 @@ pub struct TempCluster {
 impl TempCluster {
     /// A throwaway, non-durable cluster with the given superuser password.
     pub fn start(password: &str) -> Result<Self, LocalPgError> {
-        Self::start_with(password, None)
+        Self::start_with(password, None, Vec::new())
+    }
+
+    /// Like [`TempCluster::start`], with the server commands run through
+    /// `command_prefix` (see [`ClusterOptions::command_prefix`]), e.g.
+    /// `ip netns exec NAME` to start the server inside a network namespace.
+    pub fn start_through(
+        password: &str,
+        command_prefix: Vec<String>,
+    ) -> Result<Self, LocalPgError> {
+        Self::start_with(password, None, command_prefix)
     }
 
     /// Like [`TempCluster::start`], serving TLS with the given PEM
@@ -36,10 +46,15 @@ impl TempCluster {
                 key_pem,
                 tls_only_roles,
             }),
+            Vec::new(),
         )
     }
 
-    fn start_with(password: &str, tls: Option<TlsSetup<'_>>) -> Result<Self, LocalPgError> {
+    fn start_with(
+        password: &str,
+        tls: Option<TlsSetup<'_>>,
+        command_prefix: Vec<String>,
+    ) -> Result<Self, LocalPgError> {
         let dir = tempfile::Builder::new()
             .prefix("pgvault-pg-")
             .tempdir()
@@ -56,6 +71,7 @@ impl TempCluster {
             durable: false,
             settings: vec![("max_connections".into(), "200".into())],
             hba: None,
+            command_prefix,
         };
         if let Some(tls) = tls {
             tls.install(dir.path(), &mut options)?;
