@@ -9,6 +9,9 @@
 //! - [`compare`]: proves two databases identical (schema text, row checksums).
 //! - [`scenario`]: the shared set-up and checks of the failure tests.
 //! - [`fixtures`]: source databases worth backing up.
+//! - [`pg_access`]: what fixtures and comparisons need of a PostgreSQL, on
+//!   the host's loopback or elsewhere.
+//! - [`process`]: managed child processes (log file, process group).
 //!
 //! PostgreSQL clusters come from `pgvault_localpg::TempCluster`. A missing
 //! server binary fails the test with a message saying how to install it
@@ -19,6 +22,7 @@ pub mod binary;
 pub mod compare;
 pub mod fixtures;
 pub mod moto;
+pub mod pg_access;
 pub mod pgvault;
 pub mod process;
 pub mod rabbitmq;
