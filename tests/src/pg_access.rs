@@ -1,7 +1,8 @@
 //! A PostgreSQL server the test can reach, wherever it runs: on the host's
-//! loopback ([`LocalCluster`], [`TempCluster`]) or somewhere only a process
-//! in the right place reaches. The fixtures and the comparisons take any of
-//! them.
+//! loopback ([`LocalCluster`], [`TempCluster`]) or inside a private network
+//! ([`crate::netns::InsidePostgres`]). The fixtures and the comparisons
+//! take any of them, so a source inside a private network is loaded and
+//! compared like any other.
 
 use std::future::Future;
 use std::process::Command;
