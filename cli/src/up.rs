@@ -88,6 +88,7 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
             durable: true,
             settings: Vec::new(),
             hba: None,
+            command_prefix: Vec::new(),
         };
         eprintln!(
             "starting private PostgreSQL state cluster in {}",

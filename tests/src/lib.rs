@@ -9,6 +9,11 @@
 //! - [`compare`]: proves two databases identical (schema text, row checksums).
 //! - [`scenario`]: the shared set-up and checks of the failure tests.
 //! - [`fixtures`]: source databases worth backing up.
+//! - [`netns`]: private networks (a network namespace and a veth pair) with
+//!   a PostgreSQL and processes inside that the host cannot reach.
+//! - [`pg_access`]: what fixtures and comparisons need of a PostgreSQL, on
+//!   the host's loopback or inside a private network.
+//! - [`process`]: managed child processes (log file, process group).
 //!
 //! PostgreSQL clusters come from `pgvault_localpg::TempCluster`. A missing
 //! server binary fails the test with a message saying how to install it
@@ -19,6 +24,8 @@ pub mod binary;
 pub mod compare;
 pub mod fixtures;
 pub mod moto;
+pub mod netns;
+pub mod pg_access;
 pub mod pgvault;
 pub mod process;
 pub mod rabbitmq;
