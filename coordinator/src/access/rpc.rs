@@ -79,10 +79,11 @@ pub enum Rpc {
     AssignRole,
     ListRoles,
     RemoveRole,
+    TestPermissions,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 44] = [
+    pub const ALL: [Rpc; 45] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -127,6 +128,7 @@ impl Rpc {
         Rpc::AssignRole,
         Rpc::ListRoles,
         Rpc::RemoveRole,
+        Rpc::TestPermissions,
     ];
 
     /// The RPC served at a gRPC path (`/pgvault.v1.VaultService/CreateVault`).
@@ -134,6 +136,11 @@ impl Rpc {
         static BY_PATH: LazyLock<HashMap<String, Rpc>> =
             LazyLock::new(|| Rpc::ALL.into_iter().map(|rpc| (rpc.path(), rpc)).collect());
         BY_PATH.get(path).copied()
+    }
+
+    /// The RPC of a method name (`BackupNow`), as `TestPermissions` takes it.
+    pub fn from_name(name: &str) -> Option<Rpc> {
+        Rpc::ALL.into_iter().find(|rpc| format!("{rpc:?}") == name)
     }
 
     /// The gRPC path this RPC is served at.
@@ -176,7 +183,8 @@ impl Rpc {
             | Rpc::RevokeToken
             | Rpc::AssignRole
             | Rpc::ListRoles
-            | Rpc::RemoveRole => "AccessService",
+            | Rpc::RemoveRole
+            | Rpc::TestPermissions => "AccessService",
         }
     }
 
@@ -207,7 +215,9 @@ impl Rpc {
             | Rpc::GetJob
             | Rpc::WatchJob
             | Rpc::CancelJob
-            | Rpc::RetryJob => Scope::Vault,
+            | Rpc::RetryJob
+            // Asking what one may do on a vault is reading it.
+            | Rpc::TestPermissions => Scope::Vault,
             // Servers, secrets, dead letters, tokens and workers belong to
             // no vault; creating and listing vaults spans them all.
             Rpc::CreateVault
@@ -251,7 +261,8 @@ impl Rpc {
             | Rpc::ListJobs
             | Rpc::GetJob
             | Rpc::WatchJob
-            | Rpc::ListDeadLetters => Read,
+            | Rpc::ListDeadLetters
+            | Rpc::TestPermissions => Read,
             // Whoever may start jobs may stop and re-run them.
             Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob => BackupNow,
             Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles => Restore,
@@ -386,6 +397,15 @@ mod tests {
     fn both_restores_need_the_restore_permission() {
         assert_eq!(Rpc::RestoreAsDatabase.permission(), Permission::Restore);
         assert_eq!(Rpc::RestoreAsFiles.permission(), Permission::Restore);
+    }
+
+    #[test]
+    fn method_names_map_back_to_their_rpc() {
+        for rpc in Rpc::ALL {
+            assert_eq!(Rpc::from_name(&format!("{rpc:?}")), Some(rpc));
+        }
+        assert_eq!(Rpc::from_name("backupNow"), None);
+        assert_eq!(Rpc::from_name(""), None);
     }
 
     #[test]
