@@ -99,16 +99,32 @@ async fn job_permissions(api: &Api, job: &pb::Job) -> Result<Allowed, ConsoleErr
         .await
 }
 
+/// "shop on pg1" for the job's instance (its short id if it is gone).
+async fn instance_of(api: &Api, job: &pb::Job) -> String {
+    if job.backup_instance.is_empty() {
+        return String::new();
+    }
+    match crate::pages::instance::get_instance(api, &job.backup_instance).await {
+        Ok(instance) => crate::pages::lookup::instance_label(&instance),
+        Err(_) => format::short(&job.backup_instance),
+    }
+}
+
 pub async fn page(user: SignedIn, Path(id): Path<String>) -> Result<Response, ConsoleError> {
     let job = get_job(&user.api, &id).await?;
     let allowed = job_permissions(&user.api, &job).await?;
+    let instance = instance_of(&user.api, &job).await;
     let tables = job.table_progress.clone();
-    let live = live(&job, &tables, &allowed, &user.session.csrf)
+    let live = live(&job, &instance, &tables, &allowed, &user.session.csrf)
         .render()
         .map_err(|e| ConsoleError::Internal(format!("cannot render the job: {e}")))?;
     render(&JobPage {
         nav: Nav::new(&user, "jobs"),
-        title: format::operation(job.operation).to_string(),
+        title: if instance.is_empty() {
+            format::operation(job.operation).to_string()
+        } else {
+            format!("{} of {instance}", format::operation(job.operation))
+        },
         short: format::short(&job.name),
         ended: format::job_ended(job.state),
         live_url: format!("/jobs/{}/events", id_of(&job.name)),
@@ -121,6 +137,7 @@ pub async fn page(user: SignedIn, Path(id): Path<String>) -> Result<Response, Co
 pub async fn events(user: SignedIn, Path(id): Path<String>) -> Result<Response, ConsoleError> {
     let first = get_job(&user.api, &id).await?;
     let allowed = job_permissions(&user.api, &first).await?;
+    let instance = instance_of(&user.api, &first).await;
     let mut watch = user
         .api
         .jobs()
@@ -131,6 +148,7 @@ pub async fn events(user: SignedIn, Path(id): Path<String>) -> Result<Response, 
         .into_inner();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(4);
     let csrf = user.session.csrf.clone();
+    let api = user.api.clone();
     tokio::spawn(async move {
         let mut tables = Tables::new(&first);
         loop {
@@ -142,8 +160,15 @@ pub async fn events(user: SignedIn, Path(id): Path<String>) -> Result<Response, 
                     break;
                 }
             };
+            let ended = format::job_ended(job.state);
+            // WatchJob sends table changes; the final state shows them all
+            // (a table may finish before the stream first reports it).
+            let job = match ended {
+                true => get_job(&api, &id).await.unwrap_or(job),
+                false => job,
+            };
             tables.apply(&job);
-            let fragment = live(&job, &tables.list(), &allowed, &csrf);
+            let fragment = live(&job, &instance, &tables.list(), &allowed, &csrf);
             let Ok(html) = fragment.render() else { break };
             if tx
                 .send(Ok(Event::default().event("fragment").data(html)))
@@ -152,7 +177,7 @@ pub async fn events(user: SignedIn, Path(id): Path<String>) -> Result<Response, 
             {
                 return; // the browser went away
             }
-            if format::job_ended(job.state) {
+            if ended {
                 break;
             }
         }
@@ -183,6 +208,8 @@ impl Tables {
         }
     }
 
+    /// Takes a message in: a full list (`GetJob`) replaces the tables, a
+    /// delta (`WatchJob`) updates them; a new attempt starts over.
     fn apply(&mut self, job: &pb::Job) {
         if job.attempt != self.attempt || !job.table_progress_delta {
             self.attempt = job.attempt;
@@ -220,8 +247,15 @@ pub async fn retry(Path(id): Path<String>, form: PostForm) -> Result<Response, C
     Ok(Redirect::to(&job_href(&id)).into_response())
 }
 
-/// The live fragment of `job` with `tables` (all of the current attempt's).
-pub fn live(job: &pb::Job, tables: &[pb::TableProgress], allowed: &Allowed, csrf: &str) -> JobLive {
+/// The live fragment of `job` (of `instance`, as a page names it) with
+/// `tables` (all of the current attempt's).
+pub fn live(
+    job: &pb::Job,
+    instance: &str,
+    tables: &[pb::TableProgress],
+    allowed: &Allowed,
+    csrf: &str,
+) -> JobLive {
     use pb::JobState::*;
     let state = pb::JobState::try_from(job.state).unwrap_or(Unspecified);
     let progress = job.progress.clone().unwrap_or_default();
@@ -253,7 +287,7 @@ pub fn live(job: &pb::Job, tables: &[pb::TableProgress], allowed: &Allowed, csrf
         id: id_of(&job.name).to_string(),
         csrf: csrf.to_string(),
         state: format::job_state(job.state),
-        facts: facts(job),
+        facts: facts(job, instance),
         phase: progress.phase,
         percent,
         progress: progress_text.join(" · "),
@@ -271,7 +305,7 @@ pub fn live(job: &pb::Job, tables: &[pb::TableProgress], allowed: &Allowed, csrf
     }
 }
 
-fn facts(job: &pb::Job) -> Vec<Fact> {
+fn facts(job: &pb::Job, instance: &str) -> Vec<Fact> {
     let text = |label, text: String| Fact {
         label,
         text,
@@ -287,8 +321,8 @@ fn facts(job: &pb::Job) -> Vec<Fact> {
     let mut facts = vec![
         text("Operation", format::operation(job.operation).into()),
         Fact {
-            label: "Backup instance",
-            text: format::short(&job.backup_instance),
+            label: "Database",
+            text: instance.to_string(),
             href: instance_href(&job.backup_instance),
             time: None,
         },
@@ -388,5 +422,72 @@ fn table_row(t: &pb::TableProgress) -> TableRow {
         rows: format::count(t.rows),
         size: format::bytes(t.raw_bytes),
         duration: format::elapsed(t.start_time.as_ref(), t.end_time.as_ref()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str, state: pb::TableState, raw_bytes: u64) -> pb::TableProgress {
+        pb::TableProgress {
+            name: name.into(),
+            state: state as i32,
+            raw_bytes,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn watch_deltas_update_the_full_list_until_a_new_attempt_begins() {
+        let mut job = pb::Job {
+            attempt: 1,
+            table_progress: vec![
+                table("a", pb::TableState::Queued, 10),
+                table("b", pb::TableState::Queued, 20),
+            ],
+            ..Default::default()
+        };
+        let mut tables = Tables::new(&job);
+        job.table_progress = vec![table("a", pb::TableState::Done, 10)];
+        job.table_progress_delta = true;
+        tables.apply(&job);
+        let states: Vec<(String, i32)> = tables
+            .list()
+            .into_iter()
+            .map(|t| (t.name, t.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("a".to_string(), pb::TableState::Done as i32),
+                ("b".to_string(), pb::TableState::Queued as i32)
+            ]
+        );
+        job.attempt = 2;
+        job.table_progress = vec![table("b", pb::TableState::Running, 20)];
+        tables.apply(&job);
+        assert_eq!(tables.list().len(), 1, "a new attempt starts a new list");
+    }
+
+    #[test]
+    fn running_and_failed_tables_come_first_then_the_largest() {
+        let job = pb::Job {
+            name: "jobs/j".into(),
+            state: pb::JobState::InProgress as i32,
+            ..Default::default()
+        };
+        let tables = [
+            table("small", pb::TableState::Done, 1),
+            table("big", pb::TableState::Done, 100),
+            table("now", pb::TableState::Running, 5),
+        ];
+        let fragment = live(&job, "shop on pg1", &tables, &Allowed::default(), "csrf");
+        let order: Vec<&str> = fragment.tables.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(order, ["now", "big", "small"]);
+        assert!(!fragment.can_cancel, "not allowed: no cancel button");
+        let html = fragment.render().expect("renders");
+        assert!(!html.contains("cancel-job"));
+        assert!(html.contains("shop on pg1"));
     }
 }

@@ -121,7 +121,9 @@ async fn not_found() -> ConsoleError {
 }
 
 /// Headers every response carries: nothing but the console's own script
-/// and styles run, no framing, no sniffing, no referrer, pages not cached.
+/// and styles run, no framing, no sniffing, no referrer to other sites
+/// (same-origin keeps the `Origin` of the console's own form posts, which
+/// `no-referrer` would turn into `null`), pages not cached.
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
@@ -138,7 +140,7 @@ async fn security_headers(mut response: Response) -> Response {
     );
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers
         .entry(header::CACHE_CONTROL)

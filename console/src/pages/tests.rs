@@ -628,6 +628,8 @@ async fn every_page_forbids_foreign_scripts_and_framing() {
         .unwrap();
     assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
     assert_eq!(form.headers[header::CACHE_CONTROL], "no-store");
+    // `no-referrer` would make browsers send `Origin: null` on our own posts.
+    assert_eq!(form.headers[header::REFERRER_POLICY], "same-origin");
     let css = console.get(&crate::assets::URLS.stylesheet, "").await;
     assert_eq!(css.status, StatusCode::OK);
     assert!(
@@ -642,4 +644,38 @@ async fn every_page_forbids_foreign_scripts_and_framing() {
             .unwrap()
             .contains("immutable")
     );
+}
+
+#[tokio::test]
+async fn over_tls_the_console_answers_https_and_marks_cookies_secure() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let pem = cert.cert.pem();
+    let mut options = crate::ConsoleOptions::new("127.0.0.1:0".parse().unwrap());
+    options.tls = Some(crate::TlsPem {
+        cert: pem.clone().into_bytes(),
+        key: cert.key_pair.serialize_pem().into_bytes(),
+    });
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let console = crate::Console::start(options, ApiChannel::new(fake_api()), cancel.clone())
+        .await
+        .expect("console");
+    assert!(
+        console.url().starts_with("https://127.0.0.1:"),
+        "{}",
+        console.url()
+    );
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem"))
+        .build()
+        .expect("client");
+    let url = format!("https://localhost:{}/", console.local_addr().port());
+    let response = client.get(&url).send().await.expect("https request");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let cookie = response.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    cancel.cancel();
+    console.stopped().await;
 }
