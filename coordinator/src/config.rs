@@ -60,6 +60,10 @@ pub struct CoordinatorConfig {
     pub external_secrets: ExternalSecrets,
     /// Serve the gRPC API over TLS with this certificate chain and key.
     pub tls: Option<TlsFiles>,
+    /// Serve the web console (`pgvault-console`) too, in this process, as
+    /// a client of this coordinator's API (over TLS when `tls` is set).
+    /// `None`: no console.
+    pub console: Option<pgvault_console::ConsoleOptions>,
 }
 
 /// PEM files of the gRPC listener's certificate chain and private key.
@@ -92,6 +96,7 @@ impl CoordinatorConfig {
             clock: Arc::new(SystemClock),
             external_secrets: ExternalSecrets::default(),
             tls: None,
+            console: None,
         }
     }
 }
@@ -118,6 +123,7 @@ impl fmt::Debug for CoordinatorConfig {
             .field("clock", &self.clock)
             .field("external_secrets", &self.external_secrets)
             .field("tls", &self.tls)
+            .field("console", &self.console)
             .finish()
     }
 }

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: settings and defaults; [`server`]: start-up and the handle.
+//! - [`config`]: settings and defaults; [`server`]: start-up and the handle;
+//!   [`console`]: the web console served beside the API (`pgvault-console`).
 //! - [`error`]: the one error type, mapped to `tonic::Status` in one place.
 //! - [`model`]: domain types; [`names`]: resource names and short ids.
 //! - [`validation`], [`retention`]: input rules (schedules, durations, databases).
@@ -41,6 +42,7 @@ pub mod backoff;
 pub mod clock;
 pub mod collector;
 pub mod config;
+pub mod console;
 pub mod dead_letters;
 pub mod dispatch;
 pub mod error;

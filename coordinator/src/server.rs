@@ -1,7 +1,8 @@
 //! Starting and stopping a coordinator: connect to the state database,
 //! migrate under an advisory lock, set up tokens, bind the listener, then run
 //! the tonic server (every call through the access gate; reflection and
-//! health open), the outbox dispatcher, the
+//! health open), the web console when configured (calling the same routes
+//! through the same gate), the outbox dispatcher, the
 //! scheduler, the lifecycle sweeper, the lease reaper and (when given a
 //! dead-letter source) the dead-letter drain until shutdown.
 
@@ -25,6 +26,7 @@ use sqlx::postgres::PgConnectOptions;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 
@@ -55,6 +57,7 @@ pub struct Coordinator;
 /// A running coordinator. Dropping it does not stop it; call `shutdown`.
 pub struct CoordinatorHandle {
     local_addr: SocketAddr,
+    console: Option<pgvault_console::ConsoleHandle>,
     cancel: CancellationToken,
     server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
     background: Vec<JoinHandle<()>>,
@@ -169,10 +172,7 @@ impl Coordinator {
                 CoordinatorError::invalid("tls", format!("cannot use the TLS certificate: {e}"))
             })?;
         }
-        // The gate authorises every call before any service sees it.
-        let router = builder
-            .layer(AccessLayer::new(store.clone()))
-            .add_service(health_service)
+        let routes = Routes::new(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(VaultServiceServer::new(VaultApi::new(ctx.clone())))
@@ -189,6 +189,23 @@ impl Coordinator {
             .add_service(JobServiceServer::new(JobApi::new(ctx.clone())))
             .add_service(WorkerServiceServer::new(WorkerApi::new(ctx.clone())))
             .add_service(AccessServiceServer::new(AccessApi::new(ctx.clone())));
+        let console = match config.console.clone() {
+            Some(options) => Some(
+                crate::console::start(
+                    options,
+                    config.tls.as_ref(),
+                    routes.clone(),
+                    store.clone(),
+                    cancel.clone(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        // The gate authorises every call before any service sees it.
+        let router = builder
+            .layer(AccessLayer::new(store.clone()))
+            .add_routes(routes);
         let stop = cancel.clone();
         let server = tokio::spawn(async move {
             router
@@ -249,6 +266,7 @@ impl Coordinator {
         tracing::info!(address = %local_addr, tls = config.tls.is_some(), "coordinator listening");
         Ok(CoordinatorHandle {
             local_addr,
+            console,
             cancel,
             server: Some(server),
             background,
@@ -315,6 +333,11 @@ impl CoordinatorHandle {
         self.local_addr
     }
 
+    /// The web console's URL, when it is served.
+    pub fn console_url(&self) -> Option<&str> {
+        self.console.as_ref().map(|c| c.url())
+    }
+
     /// Waits until the gRPC server ends by itself (an error), or until
     /// `shutdown` is called from elsewhere.
     pub async fn wait(&mut self) -> Result<()> {
@@ -339,6 +362,9 @@ impl CoordinatorHandle {
             if let Err(error) = task.await {
                 tracing::warn!(error = %error, "background task ended abnormally");
             }
+        }
+        if let Some(console) = self.console.take() {
+            console.stopped().await;
         }
         tracing::info!(address = %self.local_addr, "coordinator stopped");
         served

@@ -341,6 +341,13 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             .complete_probe(pb::CompleteProbeRequest::default())
             .await
             .map(drop),
+        Rpc::TestPermissions => access()
+            .test_permissions(pb::TestPermissionsRequest {
+                resource: "vaults/v".into(),
+                permissions: vec!["BackupNow".into()],
+            })
+            .await
+            .map(drop),
     }
 }
 
@@ -535,5 +542,82 @@ async fn vault_roles_apply_to_their_vault_and_revoked_tokens_stop_working() {
         .await
         .expect_err("revoked");
     assert_eq!(status.code(), Code::Unauthenticated);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn test_permissions_answers_from_the_callers_own_roles_and_the_rpc_table() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    let operator = create_token(&h, "v operator", Role::BackupOperator, "vaults/v").await;
+    let asked: Vec<String> = [
+        "BackupNow",
+        "RestoreAsDatabase",
+        "StopProtection",
+        "GetJob",
+        "ListServers",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut access =
+        AccessServiceClient::with_interceptor(h.channel.clone(), bearer(Some(&operator)));
+    let on_v = access
+        .test_permissions(pb::TestPermissionsRequest {
+            resource: "vaults/v/backupInstances/any".into(),
+            permissions: asked.clone(),
+        })
+        .await
+        .expect("a role on v may ask about v")
+        .into_inner();
+    // Vault-scoped RPCs count the vault role; ListServers is global.
+    assert_eq!(
+        on_v.permissions,
+        ["BackupNow", "RestoreAsDatabase", "GetJob"]
+    );
+    assert_eq!(on_v.display_name, "v operator");
+    assert!(on_v.principal.starts_with("tokens/"), "{}", on_v.principal);
+    // Asking globally, or about a vault it cannot read, is itself refused.
+    for resource in ["", "vaults/other"] {
+        let status = access
+            .test_permissions(pb::TestPermissionsRequest {
+                resource: resource.into(),
+                permissions: asked.clone(),
+            })
+            .await
+            .expect_err("no role there");
+        assert_eq!(status.code(), Code::PermissionDenied, "{resource:?}");
+    }
+    let mut owner =
+        AccessServiceClient::with_interceptor(h.channel.clone(), bearer(Some(common::TOKEN)));
+    let everything = owner
+        .test_permissions(pb::TestPermissionsRequest {
+            resource: String::new(),
+            permissions: asked.clone(),
+        })
+        .await
+        .expect("owner")
+        .into_inner();
+    assert_eq!(everything.permissions, asked);
+    let status = owner
+        .test_permissions(pb::TestPermissionsRequest {
+            resource: String::new(),
+            permissions: vec!["BackupNow".into(), "MakeCoffee".into()],
+        })
+        .await
+        .expect_err("unknown name");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("permissions[1]"),
+        "{}",
+        status.message()
+    );
+    let status = owner
+        .test_permissions(pb::TestPermissionsRequest {
+            resource: "servers/s".into(),
+            permissions: asked,
+        })
+        .await
+        .expect_err("not a vault");
+    assert_eq!(status.code(), Code::InvalidArgument);
     h.stop().await;
 }

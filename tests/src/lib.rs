@@ -2,6 +2,8 @@
 //! and stops them when dropped.
 //!
 //! - [`azurite`]: the Azure Blob emulator (npm `azurite`).
+//! - [`browser`]: headless Chromium over WebDriver (Debian `chromium`,
+//!   `chromium-driver`), for the web console tests.
 //! - [`moto`]: an S3 server (PyPI `moto[server]`).
 //! - [`rabbitmq`]: a private RabbitMQ node (Debian `rabbitmq-server`).
 //! - [`pgvault`]: `pgvault` processes (coordinator, workers, `up`, the CLI);
@@ -21,6 +23,7 @@
 
 pub mod azurite;
 pub mod binary;
+pub mod browser;
 pub mod compare;
 pub mod fixtures;
 pub mod moto;

@@ -77,6 +77,23 @@ pub struct CoordinatorSettings {
     pub tls_cert: PathBuf,
     /// PEM private key of the gRPC listener.
     pub tls_key: PathBuf,
+    /// Where the web console listens: an address, `off`, or empty for the
+    /// command's default (`coordinator`: off; `up`: 127.0.0.1:8080, or the
+    /// next free port when that one is taken). See [`ConsoleListen`].
+    pub console_listen: String,
+    /// A console session ends after this long without a request.
+    pub console_idle_timeout_seconds: u64,
+}
+
+/// `coordinator.console_listen`, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleListen {
+    /// Empty: the command decides.
+    Default,
+    /// `off`.
+    Off,
+    /// An address, bound exactly.
+    At(SocketAddr),
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -175,6 +192,23 @@ impl Default for CoordinatorSettings {
             secret_file_dir: PathBuf::new(),
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
+            console_listen: String::new(),
+            console_idle_timeout_seconds: 30 * 60,
+        }
+    }
+}
+
+impl CoordinatorSettings {
+    /// `console_listen` parsed; an error names the key and what it takes.
+    pub fn console_listen(&self) -> anyhow::Result<ConsoleListen> {
+        match self.console_listen.trim() {
+            "" => Ok(ConsoleListen::Default),
+            off if off.eq_ignore_ascii_case("off") => Ok(ConsoleListen::Off),
+            addr => addr.parse().map(ConsoleListen::At).map_err(|_| {
+                anyhow::anyhow!(
+                    "coordinator.console_listen must be an address such as 127.0.0.1:8080, or \"off\" (got {addr:?})"
+                )
+            }),
         }
     }
 }
@@ -268,6 +302,13 @@ impl Settings {
         }
         if c.tls_cert.as_os_str().is_empty() != c.tls_key.as_os_str().is_empty() {
             bail!("coordinator.tls_cert and coordinator.tls_key must be set together (PEM files)");
+        }
+        c.console_listen()?;
+        if c.console_idle_timeout_seconds == 0 || c.console_idle_timeout_seconds > 86_400 {
+            bail!(
+                "coordinator.console_idle_timeout_seconds must be between 1 and 86400 (got {})",
+                c.console_idle_timeout_seconds
+            );
         }
         if !c.secret_file_dir.as_os_str().is_empty() && !c.secret_file_dir.is_absolute() {
             bail!(

@@ -86,10 +86,11 @@ pub enum Rpc {
     Connect,
     ClaimProbe,
     CompleteProbe,
+    TestPermissions,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 51] = [
+    pub const ALL: [Rpc; 52] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -141,6 +142,7 @@ impl Rpc {
         Rpc::Connect,
         Rpc::ClaimProbe,
         Rpc::CompleteProbe,
+        Rpc::TestPermissions,
     ];
 
     /// The RPC served at a gRPC path (`/pgvault.v1.VaultService/CreateVault`).
@@ -148,6 +150,11 @@ impl Rpc {
         static BY_PATH: LazyLock<HashMap<String, Rpc>> =
             LazyLock::new(|| Rpc::ALL.into_iter().map(|rpc| (rpc.path(), rpc)).collect());
         BY_PATH.get(path).copied()
+    }
+
+    /// The RPC of a method name (`BackupNow`), as `TestPermissions` takes it.
+    pub fn from_name(name: &str) -> Option<Rpc> {
+        Rpc::ALL.into_iter().find(|rpc| format!("{rpc:?}") == name)
     }
 
     /// The gRPC path this RPC is served at.
@@ -190,7 +197,8 @@ impl Rpc {
             | Rpc::RevokeToken
             | Rpc::AssignRole
             | Rpc::ListRoles
-            | Rpc::RemoveRole => "AccessService",
+            | Rpc::RemoveRole
+            | Rpc::TestPermissions => "AccessService",
             Rpc::CreateAgent
             | Rpc::GetAgent
             | Rpc::ListAgents
@@ -228,7 +236,9 @@ impl Rpc {
             | Rpc::GetJob
             | Rpc::WatchJob
             | Rpc::CancelJob
-            | Rpc::RetryJob => Scope::Vault,
+            | Rpc::RetryJob
+            // Asking what one may do on a vault is reading it.
+            | Rpc::TestPermissions => Scope::Vault,
             // Servers, secrets, dead letters, tokens and workers belong to
             // no vault; creating and listing vaults spans them all.
             Rpc::CreateVault
@@ -281,7 +291,8 @@ impl Rpc {
             | Rpc::WatchJob
             | Rpc::ListDeadLetters
             | Rpc::GetAgent
-            | Rpc::ListAgents => Read,
+            | Rpc::ListAgents
+            | Rpc::TestPermissions => Read,
             // Whoever may start jobs may stop and re-run them.
             Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob => BackupNow,
             Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles => Restore,
@@ -425,6 +436,15 @@ mod tests {
     fn both_restores_need_the_restore_permission() {
         assert_eq!(Rpc::RestoreAsDatabase.permission(), Permission::Restore);
         assert_eq!(Rpc::RestoreAsFiles.permission(), Permission::Restore);
+    }
+
+    #[test]
+    fn method_names_map_back_to_their_rpc() {
+        for rpc in Rpc::ALL {
+            assert_eq!(Rpc::from_name(&format!("{rpc:?}")), Some(rpc));
+        }
+        assert_eq!(Rpc::from_name("backupNow"), None);
+        assert_eq!(Rpc::from_name(""), None);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! stored as a hash, revoked by deletion) and role assignments, globally
 //! (`api_tokens.role`) or per vault (`vault_role_assignments`). Every call
 //! needs the `Grant` permission globally, which only `Owner` grants (the
-//! access gate checks it).
+//! access gate checks it), except `TestPermissions`: any caller that may
+//! read the vault it names asks which RPCs its own roles allow there.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use pgvault_proto::v1::access_service_server::AccessService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::access::{self, Role};
+use crate::access::{self, Role, Rpc, vault_scope};
 use crate::api::ApiContext;
 use crate::api::convert::timestamp;
 use crate::auth::{generate_token, hash_token};
@@ -224,5 +225,41 @@ impl AccessService for AccessApi {
     ) -> Result<Response<pb::RemoveRoleResponse>, Status> {
         self.remove(request.into_inner()).await?;
         Ok(Response::new(pb::RemoveRoleResponse {}))
+    }
+
+    async fn test_permissions(
+        &self,
+        request: Request<pb::TestPermissionsRequest>,
+    ) -> Result<Response<pb::TestPermissionsResponse>, Status> {
+        let resource = request.get_ref().resource.trim().to_string();
+        if !resource.is_empty() && !resource.starts_with("vaults/") {
+            return Err(CoordinatorError::invalid(
+                "resource",
+                "must be empty or name a vault (\"vaults/{vault}\") or a resource in one",
+            )
+            .into());
+        }
+        let vault = vault_scope(&resource);
+        let caller = access::in_vault(&request, vault.as_deref())?;
+        let rpcs = request
+            .get_ref()
+            .permissions
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                Rpc::from_name(name.trim()).ok_or_else(|| {
+                    CoordinatorError::invalid(
+                        format!("permissions[{i}]"),
+                        "is not an RPC of the API: give a method name such as \"BackupNow\"",
+                    )
+                })
+            })
+            .collect::<Result<Vec<Rpc>>>()?;
+        let allowed = access::allowed(&caller, &self.ctx.store, &rpcs, vault.as_deref()).await?;
+        Ok(Response::new(pb::TestPermissionsResponse {
+            permissions: allowed.iter().map(|rpc| format!("{rpc:?}")).collect(),
+            principal: names::token_name(caller.token_id()),
+            display_name: caller.token_name().to_string(),
+        }))
     }
 }

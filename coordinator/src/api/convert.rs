@@ -100,6 +100,8 @@ impl From<Policy> for pb::Policy {
                 .map(pb::RetentionRule::from)
                 .collect(),
             create_time: Some(timestamp(p.create_time)),
+            // Needs the clock: set by the policy service.
+            next_run_time: None,
         }
     }
 }
