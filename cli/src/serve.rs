@@ -201,6 +201,10 @@ pub fn coordinator_config(
             cert: c.tls_cert.clone(),
             key: c.tls_key.clone(),
         }),
+        // Defaults until the settings carry coordinator.agent_wait_seconds
+        // and coordinator.agent_status_interval_seconds.
+        agent_wait: pgvault_coordinator::config::DEFAULT_AGENT_WAIT,
+        agent_status_interval: pgvault_coordinator::config::DEFAULT_AGENT_STATUS_INTERVAL,
     }
 }
 
