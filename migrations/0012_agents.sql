@@ -23,6 +23,9 @@ CREATE TABLE agents (
 CREATE TABLE agent_instances (
     instance_id      uuid PRIMARY KEY,
     agent_id         text NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    -- The instance's current stream: a reconnect replaces it, after which
+    -- the older stream's statuses and end change nothing.
+    stream_id        uuid NOT NULL,
     -- The coordinator holding (or that refused) the stream.
     coordinator      text NOT NULL,
     hostname         text NOT NULL,

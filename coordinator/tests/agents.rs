@@ -394,6 +394,31 @@ async fn a_task_offered_to_a_dropped_stream_is_offered_to_another_instance() {
 }
 
 #[tokio::test]
+async fn an_instance_that_reconnects_keeps_its_new_stream_when_the_old_one_ends() {
+    let h = start().await;
+    let (token, old, instance) = protected_through_agent(&h).await;
+    let same = pb::AgentHello {
+        instance_id: old.instance_id.clone(),
+        ..hello("dc1")
+    };
+    // A network cut the coordinator has not noticed yet: the agent is back
+    // on a new stream before the old one ends.
+    let mut new = TestAgent::connect(&h.channel, &token, same)
+        .await
+        .expect("reconnects");
+    old.drop_stream();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let agent = get_agent(&h, "dc1").await;
+    assert!(agent.connected, "{agent:?}");
+    assert_eq!(agent.instances.len(), 1, "{agent:?}");
+    let job = backup_now(&h, &instance).await;
+    let offer = new.next_offer(OFFER_WAIT).await;
+    assert_eq!(offer.job_id, job_id(&job));
+    assert!(get(&h, &job.name).await.queued_reason.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn without_a_live_instance_a_job_waits_with_its_reason_then_fails_with_agent_unavailable() {
     let h = start_with(|c| c.agent_wait = Duration::from_secs(4)).await;
     let (_token, agent, instance) = protected_through_agent(&h).await;

@@ -19,6 +19,8 @@ pub type Outbound = mpsc::Sender<Result<pb::CoordinatorMessage, Status>>;
 /// One connected instance.
 struct Entry {
     agent_id: String,
+    /// Which of the instance's streams this is (a reconnect replaces it).
+    stream: Uuid,
     sender: Outbound,
     /// Tasks it runs at once (from its hello; 0 reads as 1).
     concurrency: usize,
@@ -56,12 +58,21 @@ impl Registry {
         self.streams.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a stream that passed its hello.
-    pub fn add(&self, instance: Uuid, agent_id: &str, concurrency: u32, sender: Outbound) {
+    /// Adds a stream that passed its hello (replacing an older stream of
+    /// the same instance: it reconnected before that one's end was seen).
+    pub fn add(
+        &self,
+        instance: Uuid,
+        stream: Uuid,
+        agent_id: &str,
+        concurrency: u32,
+        sender: Outbound,
+    ) {
         self.streams().insert(
             instance,
             Entry {
                 agent_id: agent_id.to_string(),
+                stream,
                 sender,
                 concurrency: usize::try_from(concurrency).unwrap_or(usize::MAX),
                 running: 0,
@@ -72,17 +83,26 @@ impl Registry {
         self.wake.notify_one();
     }
 
-    /// Removes a stream that ended; returns the tasks offered to it.
-    pub fn remove(&self, instance: Uuid) -> Vec<(Uuid, u32)> {
-        self.streams()
+    /// Removes a stream that ended, unless a newer stream of the instance
+    /// replaced it; returns the tasks offered to it.
+    pub fn remove(&self, instance: Uuid, stream: Uuid) -> Vec<(Uuid, u32)> {
+        let mut streams = self.streams();
+        if streams.get(&instance).is_none_or(|e| e.stream != stream) {
+            return Vec::new();
+        }
+        streams
             .remove(&instance)
             .map(|e| e.offered_jobs.into_iter().collect())
             .unwrap_or_default()
     }
 
-    /// Records a status: what the instance runs now.
-    pub fn set_running(&self, instance: Uuid, running: &[Uuid]) {
-        if let Some(entry) = self.streams().get_mut(&instance) {
+    /// Records a status of the instance's stream `stream`: what it runs now.
+    pub fn set_running(&self, instance: Uuid, stream: Uuid, running: &[Uuid]) {
+        if let Some(entry) = self
+            .streams()
+            .get_mut(&instance)
+            .filter(|e| e.stream == stream)
+        {
             entry.running = running.len();
             entry.offered_since_status = 0;
             entry.offered_jobs.retain(|(job, _)| !running.contains(job));
@@ -186,11 +206,11 @@ mod tests {
         let (busy_tx, mut busy_rx) = mpsc::channel(8);
         let (idle_tx, mut idle_rx) = mpsc::channel(8);
         let (other_tx, mut other_rx) = mpsc::channel(8);
-        let (busy, idle) = (Uuid::new_v4(), Uuid::new_v4());
-        registry.add(busy, "dc1", 2, busy_tx);
-        registry.add(idle, "dc1", 2, idle_tx);
-        registry.add(Uuid::new_v4(), "dc2", 2, other_tx);
-        registry.set_running(busy, &[Uuid::new_v4(), Uuid::new_v4()]);
+        let (busy, idle, stream) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        registry.add(busy, stream, "dc1", 2, busy_tx);
+        registry.add(idle, stream, "dc1", 2, idle_tx);
+        registry.add(Uuid::new_v4(), stream, "dc2", 2, other_tx);
+        registry.set_running(busy, stream, &[Uuid::new_v4(), Uuid::new_v4()]);
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         assert!(registry.offer_task("dc1", envelope(a)));
         assert!(registry.offer_task("dc1", envelope(b)));
@@ -201,11 +221,28 @@ mod tests {
         assert!(!registry.offer_task("dc3", envelope(a)));
         assert_eq!(registry.agents(), vec!["dc1".to_string(), "dc2".into()]);
         // Its stream ends: what it was offered is handed back.
-        let mut returned = registry.remove(idle);
+        assert!(
+            registry.remove(idle, Uuid::new_v4()).is_empty(),
+            "not that stream"
+        );
+        let mut returned = registry.remove(idle, stream);
         returned.sort();
         let mut offered = vec![(a, 1), (b, 1)];
         offered.sort();
         assert_eq!(returned, offered);
+    }
+
+    #[test]
+    fn a_reconnected_instance_keeps_its_new_stream_when_the_old_one_ends() {
+        let registry = Registry::default();
+        let (old_tx, _old_rx) = mpsc::channel(8);
+        let (new_tx, mut new_rx) = mpsc::channel(8);
+        let (instance, old, new) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        registry.add(instance, old, "dc1", 1, old_tx);
+        registry.add(instance, new, "dc1", 1, new_tx);
+        registry.remove(instance, old);
+        assert!(registry.offer_task("dc1", envelope(Uuid::new_v4())));
+        assert!(new_rx.try_recv().is_ok());
     }
 
     #[test]
@@ -214,8 +251,8 @@ mod tests {
         let (closed_tx, closed_rx) = mpsc::channel(8);
         drop(closed_rx);
         let (open_tx, mut open_rx) = mpsc::channel(8);
-        registry.add(Uuid::nil(), "dc1", 1, closed_tx);
-        registry.add(Uuid::max(), "dc1", 1, open_tx);
+        registry.add(Uuid::nil(), Uuid::nil(), "dc1", 1, closed_tx);
+        registry.add(Uuid::max(), Uuid::nil(), "dc1", 1, open_tx);
         assert!(registry.offer_probe("dc1", Uuid::nil()));
         assert!(matches!(
             open_rx.try_recv().unwrap().unwrap().kind,

@@ -7,11 +7,13 @@
 //! (`FAILED_PRECONDITION` naming both, and the refusal is recorded on the
 //! instance's row so `agent list` flags it). Then the coordinator answers
 //! `welcome`, registers the stream for offers, and records every status
-//! (last seen, running jobs). The stream ends — recorded on the instance's
-//! row, and the tasks offered to it made due for others at once — when the
-//! agent closes it, sends something it should not (a second hello, an
-//! empty message, undecodable bytes: `INVALID_ARGUMENT`), stays silent for
-//! three status intervals, or the coordinator shuts down (a clean end).
+//! (last seen, running jobs). The stream ends when the agent closes it,
+//! sends something it should not (a second hello, an empty message,
+//! undecodable bytes: `INVALID_ARGUMENT`), stays silent for three status
+//! intervals, or the coordinator shuts down (a clean end). Its end is
+//! recorded on the instance's row and the tasks offered to it are made due
+//! for others at once — unless the instance already reconnected on a newer
+//! stream (each stream has its own id), which then stays as it is.
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -114,9 +116,17 @@ pub(super) async fn open(
         )));
     }
     let coordinator = hub.settings.coordinator.as_str();
+    let stream = Uuid::new_v4();
     if let Some(reason) = refusal(hello.protocol_version) {
-        agent_instances::record_hello(pool, &hello, coordinator, Some(&reason), Duration::ZERO)
-            .await?;
+        agent_instances::record_hello(
+            pool,
+            &hello,
+            stream,
+            coordinator,
+            Some(&reason),
+            Duration::ZERO,
+        )
+        .await?;
         tracing::warn!(agent = %agent.id, instance = %hello.instance_id, protocol = hello.protocol_version, "agent refused: protocol not spoken");
         return Err(CoordinatorError::precondition(format!(
             "agent protocol version {} is not spoken by this coordinator (it speaks {}); {}",
@@ -129,7 +139,7 @@ pub(super) async fn open(
         )));
     }
     let live_for = hub.settings.status_interval * 3;
-    if !agent_instances::record_hello(pool, &hello, coordinator, None, live_for).await? {
+    if !agent_instances::record_hello(pool, &hello, stream, coordinator, None, live_for).await? {
         return Err(CoordinatorError::precondition(format!(
             "instance id {} is already used by an instance of another agent; restart pgvault-agent (each start picks a new one)",
             hello.instance_id
@@ -146,10 +156,15 @@ pub(super) async fn open(
     if tx.send(Ok(welcome)).await.is_err() {
         return Err(CoordinatorError::Unavailable("the agent went away".into()));
     }
-    hub.registry
-        .add(hello.instance_id, &agent.id, hello.concurrency, tx.clone());
+    hub.registry.add(
+        hello.instance_id,
+        stream,
+        &agent.id,
+        hello.concurrency,
+        tx.clone(),
+    );
     tracing::info!(agent = %agent.id, instance = %hello.instance_id, hostname = %hello.hostname, version = %hello.version, "agent connected");
-    tokio::spawn(serve(hub.clone(), hello, inbound, tx));
+    tokio::spawn(serve(hub.clone(), hello, stream, inbound, tx));
     Ok(ReceiverStream::new(rx))
 }
 
@@ -181,6 +196,7 @@ async fn read_hello(inbound: &mut Streaming<pb::AgentMessage>) -> Result<Hello> 
 async fn serve(
     hub: Arc<AgentHub>,
     hello: Hello,
+    stream: Uuid,
     mut inbound: Streaming<pb::AgentMessage>,
     tx: mpsc::Sender<Result<pb::CoordinatorMessage, Status>>,
 ) {
@@ -209,7 +225,7 @@ async fn serve(
         };
         match message.kind {
             Some(pb::agent_message::Kind::Status(status)) => {
-                if let Err(error) = record_status(&hub, instance, status).await {
+                if let Err(error) = record_status(&hub, instance, stream, status).await {
                     break Err(error.into());
                 }
             }
@@ -234,28 +250,34 @@ async fn serve(
             drop(tx.try_send(Err(status.clone())));
         }
     }
-    let offered = hub.registry.remove(instance);
+    let offered = hub.registry.remove(instance, stream);
     drop(tx);
     let pool = hub.store.pool();
     if let Err(error) = outbox::make_due(pool, &offered).await {
         tracing::warn!(instance = %instance, error = %error, "cannot hand the ended stream's offers to others");
     }
-    if let Err(error) = agent_instances::record_disconnect(pool, instance).await {
+    if let Err(error) = agent_instances::record_disconnect(pool, instance, stream).await {
         tracing::warn!(instance = %instance, error = %error, "cannot record the agent's disconnect");
     }
 }
 
-async fn record_status(hub: &AgentHub, instance: Uuid, status: pb::AgentStatus) -> Result<()> {
+async fn record_status(
+    hub: &AgentHub,
+    instance: Uuid,
+    stream: Uuid,
+    status: pb::AgentStatus,
+) -> Result<()> {
     let running = status
         .running_job_ids
         .iter()
         .map(|id| Uuid::parse_str(id.trim()))
         .collect::<std::result::Result<Vec<Uuid>, _>>()
         .map_err(|_| CoordinatorError::invalid("status.running_job_ids", "must be job UUIDs"))?;
-    hub.registry.set_running(instance, &running);
+    hub.registry.set_running(instance, stream, &running);
     agent_instances::record_status(
         hub.store.pool(),
         instance,
+        stream,
         &running,
         hub.settings.status_interval * 3,
     )

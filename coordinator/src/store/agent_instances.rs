@@ -64,24 +64,27 @@ impl TryFrom<InstanceRow> for AgentInstance {
     }
 }
 
-/// Records an instance's hello: connected now (or refused, with why), heard
-/// from now, live for `live_for` unless it reports again. False when the
-/// instance id is already an instance of another agent (nothing written).
+/// Records an instance's hello on stream `stream`: connected now (or
+/// refused, with why), heard from now, live for `live_for` unless it
+/// reports again. False when the instance id is already an instance of
+/// another agent (nothing written).
 pub async fn record_hello(
     db: impl PgExecutor<'_>,
     hello: &Hello,
+    stream: Uuid,
     coordinator: &str,
     refused_reason: Option<&str>,
     live_for: Duration,
 ) -> Result<bool> {
     let majors: Vec<i32> = hello.pg_tool_majors.iter().map(|m| to_i32(*m)).collect();
     let done = sqlx::query(
-        "INSERT INTO agent_instances AS i (instance_id, agent_id, coordinator, hostname, version, protocol_version,
-                                           supported, refused_reason, pg_tool_majors, concurrency, running_job_ids,
-                                           connect_time, last_seen, live_until, disconnect_time)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '{}', now(), now(),
+        "INSERT INTO agent_instances AS i (instance_id, agent_id, stream_id, coordinator, hostname, version,
+                                           protocol_version, supported, refused_reason, pg_tool_majors, concurrency,
+                                           running_job_ids, connect_time, last_seen, live_until, disconnect_time)
+         VALUES ($1, $2, $12, $3, $4, $5, $6, $7, $8, $9, $10, '{}', now(), now(),
                  now() + make_interval(secs => $11), CASE WHEN $7 THEN NULL ELSE now() END)
-         ON CONFLICT (instance_id) DO UPDATE SET coordinator = EXCLUDED.coordinator, hostname = EXCLUDED.hostname,
+         ON CONFLICT (instance_id) DO UPDATE SET stream_id = EXCLUDED.stream_id,
+             coordinator = EXCLUDED.coordinator, hostname = EXCLUDED.hostname,
              version = EXCLUDED.version, protocol_version = EXCLUDED.protocol_version,
              supported = EXCLUDED.supported, refused_reason = EXCLUDED.refused_reason,
              pg_tool_majors = EXCLUDED.pg_tool_majors, concurrency = EXCLUDED.concurrency,
@@ -100,38 +103,48 @@ pub async fn record_hello(
     .bind(&majors)
     .bind(to_i32(hello.concurrency))
     .bind(live_for.as_secs_f64())
+    .bind(stream)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
-/// Records a status: heard from now, running `running`, live for `live_for`.
+/// Records a status on the instance's current stream `stream`: heard from
+/// now, running `running`, live for `live_for`.
 pub async fn record_status(
     db: impl PgExecutor<'_>,
     instance_id: Uuid,
+    stream: Uuid,
     running: &[Uuid],
     live_for: Duration,
 ) -> Result<()> {
     sqlx::query(
         "UPDATE agent_instances SET last_seen = now(), running_job_ids = $2,
              live_until = now() + make_interval(secs => $3)
-         WHERE instance_id = $1 AND disconnect_time IS NULL",
+         WHERE instance_id = $1 AND stream_id = $4 AND disconnect_time IS NULL",
     )
     .bind(instance_id)
     .bind(running)
     .bind(live_for.as_secs_f64())
+    .bind(stream)
     .execute(db)
     .await?;
     Ok(())
 }
 
-/// Records that the instance's stream ended.
-pub async fn record_disconnect(db: impl PgExecutor<'_>, instance_id: Uuid) -> Result<()> {
+/// Records that the instance's stream `stream` ended (unless a newer one
+/// replaced it).
+pub async fn record_disconnect(
+    db: impl PgExecutor<'_>,
+    instance_id: Uuid,
+    stream: Uuid,
+) -> Result<()> {
     sqlx::query(
         "UPDATE agent_instances SET disconnect_time = now()
-         WHERE instance_id = $1 AND disconnect_time IS NULL",
+         WHERE instance_id = $1 AND stream_id = $2 AND disconnect_time IS NULL",
     )
     .bind(instance_id)
+    .bind(stream)
     .execute(db)
     .await?;
     Ok(())
