@@ -143,6 +143,8 @@ pub async fn postpone(db: impl PgExecutor<'_>, ids: &[i64], delay: Duration) -> 
 
 /// Makes the rows of `tasks` (job, attempt) due now: they were offered to
 /// an agent instance whose stream ended, so another may take them at once.
+/// (No condition on `not_before`: an offer may still be committing its
+/// postponement, and the row must be found and waited for, not skipped.)
 pub async fn make_due(db: impl PgExecutor<'_>, tasks: &[(Uuid, u32)]) -> Result<()> {
     if tasks.is_empty() {
         return Ok(());
@@ -152,7 +154,7 @@ pub async fn make_due(db: impl PgExecutor<'_>, tasks: &[(Uuid, u32)]) -> Result<
     sqlx::query(
         "UPDATE outbox o SET not_before = now()
            FROM UNNEST($1::uuid[], $2::int4[]) AS t (job_id, attempt)
-          WHERE o.job_id = t.job_id AND o.attempt = t.attempt AND o.not_before > now()",
+          WHERE o.job_id = t.job_id AND o.attempt = t.attempt",
     )
     .bind(&jobs)
     .bind(&attempts)
