@@ -1,120 +1,21 @@
 //! Agents over a real coordinator and state database, with a test agent
 //! (`common::agent`) speaking `AgentService` and `WorkerService` as a real
-//! one does and answering probes against the real cluster.
+//! one does: who may connect and claim, offers down the stream (and again
+//! after a stream is lost), jobs waiting for an absent agent, and what a
+//! failed attempt keeps. Probes and server binding: `agent_probes.rs`.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::agent::{TestAgent, agent_client, hello, worker_client};
-use common::{Harness, backup_now, get, job_id};
+use common::agent::{Bearer, TestAgent, hello, worker_client};
+use common::agent_fixture::{
+    OFFER_WAIT, create_agent, get_agent, outbox_rows, protected_through_agent, start, start_with,
+    worker_token,
+};
+use common::{backup_now, get, job_id};
 use pgvault_proto::v1 as pb;
-use pgvault_proto::v1::access_service_client::AccessServiceClient;
 use tonic::Code;
-
-const OFFER_WAIT: Duration = Duration::from_secs(5);
-
-async fn start() -> Harness {
-    start_with(|_| {}).await
-}
-
-async fn start_with(adjust: impl FnOnce(&mut pgvault_coordinator::CoordinatorConfig)) -> Harness {
-    Harness::start_with(|c| {
-        c.agent_status_interval = Duration::from_secs(1);
-        adjust(c);
-    })
-    .await
-}
-
-/// Creates agent `id` in `region`; returns its token.
-async fn create_agent(h: &Harness, id: &str, region: &str) -> String {
-    let created = agent_client(&h.channel, common::TOKEN)
-        .create_agent(pb::CreateAgentRequest {
-            agent_id: id.into(),
-            agent: Some(pb::Agent {
-                region: region.into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("create agent")
-        .into_inner();
-    assert_eq!(created.agent.expect("agent").name, format!("agents/{id}"));
-    assert!(created.token.starts_with("pgv_"));
-    created.token
-}
-
-async fn get_agent(h: &Harness, id: &str) -> pb::Agent {
-    agent_client(&h.channel, common::TOKEN)
-        .get_agent(pb::GetAgentRequest {
-            name: format!("agents/{id}"),
-        })
-        .await
-        .expect("get agent")
-        .into_inner()
-}
-
-/// Registers server `id` (this cluster) in region local, bound to `agent`.
-async fn register(h: &Harness, id: &str, agent: &str) -> Result<pb::Server, tonic::Status> {
-    h.servers()
-        .register_server(pb::RegisterServerRequest {
-            server_id: id.into(),
-            server: Some(pb::Server {
-                host: "127.0.0.1".into(),
-                port: u32::from(h.cluster.port()),
-                region: "local".into(),
-                agent: agent.into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .map(tonic::Response::into_inner)
-}
-
-/// Configures `database` of `server` in vault v with `secret`.
-async fn configure(
-    h: &Harness,
-    server: &str,
-    database: &str,
-    secret: &str,
-) -> pb::ConfigureBackupResult {
-    h.instances()
-        .configure_backup(pb::ConfigureBackupRequest {
-            parent: "vaults/v".into(),
-            policy: "vaults/v/policies/daily".into(),
-            rows: vec![pb::ConfigureBackupRow {
-                server: format!("servers/{server}"),
-                database: database.into(),
-                secret: secret.into(),
-            }],
-            default_secret: String::new(),
-            assign_missing_permissions: true,
-        })
-        .await
-        .expect("configure backup")
-        .into_inner()
-        .results
-        .remove(0)
-}
-
-/// Fixture, agent dc1 with a connected instance, server "hidden" bound to
-/// it and database app protected through it; returns (token, agent, instance).
-async fn protected_through_agent(h: &Harness) -> (String, TestAgent, String) {
-    h.fixture().await;
-    let token = create_agent(h, "dc1", "local").await;
-    register(h, "hidden", "dc1").await.expect("register hidden");
-    let agent = TestAgent::connect(&h.channel, &token, hello("dc1"))
-        .await
-        .expect("agent connects");
-    let result = configure(h, "hidden", "app", "secrets/pg1-admin").await;
-    assert_eq!(
-        result.readiness,
-        pb::Readiness::Success as i32,
-        "{result:?}"
-    );
-    let instance = result.backup_instance.expect("instance").name;
-    (token, agent, instance)
-}
 
 fn backup_result() -> pb::BackupResult {
     pb::BackupResult {
@@ -128,32 +29,6 @@ fn backup_result() -> pb::BackupResult {
         manifest_sha256: "ab".repeat(32),
         server_version: "15.8".into(),
     }
-}
-
-async fn outbox_rows(h: &Harness, job: &str) -> i64 {
-    let client = h.cluster.connect("postgres").await.expect("connect");
-    let id: uuid::Uuid = job.parse().expect("uuid");
-    client
-        .query_one("SELECT count(*) FROM outbox WHERE job_id = $1", &[&id])
-        .await
-        .expect("count")
-        .get(0)
-}
-
-async fn worker_token(h: &Harness) -> String {
-    AccessServiceClient::with_interceptor(
-        h.channel.clone(),
-        common::agent::Bearer::new(common::TOKEN),
-    )
-    .create_token(pb::CreateTokenRequest {
-        display_name: "a worker".into(),
-        role: "Worker".into(),
-        scope: String::new(),
-    })
-    .await
-    .expect("create worker token")
-    .into_inner()
-    .secret
 }
 
 #[tokio::test]
@@ -203,7 +78,7 @@ async fn an_agent_token_connects_only_as_its_own_agent_and_a_worker_token_not_at
     assert!(denied.is_ok(), "the owner still lists");
     let status = pgvault_proto::v1::server_service_client::ServerServiceClient::with_interceptor(
         h.channel.clone(),
-        common::agent::Bearer::new(&token),
+        Bearer::new(&token),
     )
     .list_servers(pb::ListServersRequest::default())
     .await
@@ -452,134 +327,6 @@ async fn without_a_live_instance_a_job_waits_with_its_reason_then_fails_with_age
 }
 
 /// A login role without any privilege on app's table, and its secret.
-async fn low_privileged_user(h: &Harness) {
-    let app = h.cluster.connect("app").await.expect("connect app");
-    app.batch_execute(
-        "CREATE ROLE backup LOGIN PASSWORD 'backup-pw';
-         CREATE SCHEMA sales;
-         CREATE TABLE sales.orders (id int);",
-    )
-    .await
-    .expect("set up");
-    h.secrets()
-        .put_secret(pb::PutSecretRequest {
-            secret_id: "backup-cred".into(),
-            value: format!(
-                "host=127.0.0.1 port={} user=backup password=backup-pw sslmode=disable",
-                h.cluster.port()
-            ),
-        })
-        .await
-        .expect("put secret");
-}
-
-#[tokio::test]
-async fn probes_through_the_agent_answer_as_a_direct_server_does() {
-    let h = start().await;
-    h.fixture().await;
-    let token = create_agent(&h, "dc1", "local").await;
-    register(&h, "hidden", "dc1").await.expect("register");
-    let agent = TestAgent::connect(&h.channel, &token, hello("dc1"))
-        .await
-        .expect("connects");
-    low_privileged_user(&h).await;
-
-    let list = |server: &'static str| {
-        let mut servers = h.servers();
-        async move {
-            servers
-                .list_databases(pb::ListDatabasesRequest {
-                    name: format!("servers/{server}"),
-                    secret: "secrets/pg1-admin".into(),
-                })
-                .await
-                .expect("list databases")
-                .into_inner()
-                .databases
-        }
-    };
-    let direct = list("pg1").await;
-    assert!(direct.contains(&"app".to_string()), "{direct:?}");
-    assert_eq!(list("hidden").await, direct);
-
-    let direct = configure(&h, "pg1", "app", "secrets/backup-cred").await;
-    let through = configure(&h, "hidden", "app", "secrets/backup-cred").await;
-    assert_eq!(direct.readiness, pb::Readiness::FailedValidation as i32);
-    assert_eq!(through.readiness, direct.readiness);
-    let (d, t) = (direct.error.expect("error"), through.error.expect("error"));
-    assert_eq!(d.code, "UserErrorMissingDBPermissions");
-    assert_eq!(
-        (&t.code, &t.message, &t.recommended_action),
-        (&d.code, &d.message, &d.recommended_action)
-    );
-    let script = through
-        .grant_script
-        .expect("a grant script through the agent");
-    assert!(
-        script
-            .sql
-            .contains("GRANT USAGE ON SCHEMA \"sales\" TO \"backup\""),
-        "{}",
-        script.sql
-    );
-    assert_eq!(Some(script), direct.grant_script);
-    assert!(
-        agent.answered.lock().unwrap().len() >= 2,
-        "the agent answered"
-    );
-
-    // Re-validation goes through the agent too.
-    let revalidated = h
-        .instances()
-        .revalidate_backup_instance(pb::RevalidateBackupInstanceRequest {
-            name: through.backup_instance.expect("kept").name,
-            assign_missing_permissions: false,
-        })
-        .await
-        .expect("revalidate")
-        .into_inner();
-    assert_eq!(
-        revalidated.error.expect("error").code,
-        "UserErrorMissingDBPermissions"
-    );
-    h.stop().await;
-}
-
-#[tokio::test]
-async fn a_probe_to_an_agent_without_a_live_instance_fails_at_once() {
-    let h = start().await;
-    h.fixture().await;
-    create_agent(&h, "dc1", "local").await;
-    register(&h, "hidden", "dc1").await.expect("register");
-    let started = Instant::now();
-    let status = h
-        .servers()
-        .list_databases(pb::ListDatabasesRequest {
-            name: "servers/hidden".into(),
-            secret: "secrets/pg1-admin".into(),
-        })
-        .await
-        .expect_err("no agent");
-    assert_eq!(status.code(), Code::Unavailable);
-    assert!(
-        status
-            .message()
-            .contains("no instance of agent \"dc1\" is connected (never connected)"),
-        "{}",
-        status.message()
-    );
-    let row = configure(&h, "hidden", "app", "secrets/pg1-admin").await;
-    let error = row.error.expect("error");
-    assert_eq!(error.code, "AgentUnavailable");
-    assert_eq!(error.message, status.message());
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
-    h.stop().await;
-}
-
 #[tokio::test]
 async fn a_failed_attempt_keeps_its_last_log_lines() {
     let h = start().await;
@@ -618,102 +365,5 @@ async fn a_failed_attempt_keeps_its_last_log_lines() {
     assert_eq!(attempt.log_tail.len(), 50);
     assert_eq!(attempt.log_tail[0], "line 10");
     assert_eq!(attempt.log_tail[49], "line 59");
-    h.stop().await;
-}
-
-#[tokio::test]
-async fn servers_name_an_existing_agent_of_their_region_and_bound_agents_stay() {
-    let h = start().await;
-    let unknown = register(&h, "hidden", "dc9")
-        .await
-        .expect_err("unknown agent");
-    assert_eq!(unknown.code(), Code::NotFound);
-    assert_eq!(
-        unknown.message(),
-        "agent \"dc9\" not found; create it with pgvault agent create dc9 --region local, then register the server again"
-    );
-    create_agent(&h, "far", "elsewhere").await;
-    let mismatch = register(&h, "hidden", "far").await.expect_err("region");
-    assert_eq!(mismatch.code(), Code::InvalidArgument);
-    assert!(
-        mismatch.message().contains("region \"elsewhere\""),
-        "{}",
-        mismatch.message()
-    );
-
-    let token = create_agent(&h, "dc1", "local").await;
-    let server = register(&h, "hidden", "dc1").await.expect("register");
-    assert_eq!(server.agent, "dc1");
-    let mut admin = agent_client(&h.channel, common::TOKEN);
-    let in_use = admin
-        .delete_agent(pb::DeleteAgentRequest {
-            name: "agents/dc1".into(),
-        })
-        .await
-        .expect_err("bound");
-    assert_eq!(in_use.code(), Code::FailedPrecondition);
-    assert!(
-        in_use.message().contains("\"hidden\""),
-        "{}",
-        in_use.message()
-    );
-    let duplicate = admin
-        .create_agent(pb::CreateAgentRequest {
-            agent_id: "dc1".into(),
-            agent: None,
-        })
-        .await
-        .expect_err("exists");
-    assert_eq!(duplicate.code(), Code::AlreadyExists);
-
-    // An agent's token is revoked with its agent, never on its own.
-    let tokens = AccessServiceClient::with_interceptor(
-        h.channel.clone(),
-        common::agent::Bearer::new(common::TOKEN),
-    )
-    .list_tokens(pb::ListTokensRequest {})
-    .await
-    .expect("tokens")
-    .into_inner()
-    .tokens;
-    let far = tokens
-        .iter()
-        .find(|t| t.display_name == "agent far")
-        .expect("the agent's token is listed");
-    let revoke = AccessServiceClient::with_interceptor(
-        h.channel.clone(),
-        common::agent::Bearer::new(common::TOKEN),
-    )
-    .revoke_token(pb::RevokeTokenRequest {
-        name: far.name.clone(),
-    })
-    .await
-    .expect_err("revoked with the agent");
-    assert!(
-        revoke.message().contains("pgvault agent delete far"),
-        "{}",
-        revoke.message()
-    );
-    let far_token = create_agent(&h, "far2", "elsewhere").await;
-    admin
-        .delete_agent(pb::DeleteAgentRequest {
-            name: "agents/far2".into(),
-        })
-        .await
-        .expect("an unbound agent is deleted");
-    let gone = TestAgent::connect(&h.channel, &far_token, hello("far2"))
-        .await
-        .err()
-        .expect("its token is revoked");
-    assert_eq!(gone.code(), Code::Unauthenticated);
-    let listed = admin
-        .list_agents(pb::ListAgentsRequest::default())
-        .await
-        .expect("list")
-        .into_inner()
-        .agents;
-    let names: Vec<&str> = listed.iter().map(|a| a.name.as_str()).collect();
-    assert_eq!(names, vec!["agents/dc1", "agents/far"]);
-    drop(token);
     h.stop().await;
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod agent_fixture;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
