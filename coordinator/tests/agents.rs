@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::agent::{Bearer, TestAgent, hello, worker_client};
+use common::agent::{Bearer, TestAgent, agent_client, hello, worker_client};
 use common::agent_fixture::{
     OFFER_WAIT, create_agent, get_agent, outbox_rows, protected_through_agent, start, start_with,
     worker_token,
@@ -91,6 +91,33 @@ async fn an_agent_token_connects_only_as_its_own_agent_and_a_worker_token_not_at
         .ending(Duration::from_secs(5))
         .await
         .expect("a clean end at shutdown");
+}
+
+#[tokio::test]
+async fn an_agent_may_say_hello_after_the_response_began() {
+    let h = start().await;
+    let token = create_agent(&h, "dc1", "local").await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut inbound = agent_client(&h.channel, &token)
+        .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("the response begins before any hello")
+        .into_inner();
+    tx.send(pb::AgentMessage {
+        kind: Some(pb::agent_message::Kind::Hello(hello("dc1"))),
+    })
+    .await
+    .expect("send hello");
+    let first = inbound
+        .message()
+        .await
+        .expect("welcome")
+        .expect("a message");
+    assert!(
+        matches!(first.kind, Some(pb::coordinator_message::Kind::Welcome(_))),
+        "{first:?}"
+    );
+    h.stop().await;
 }
 
 #[tokio::test]

@@ -1,19 +1,21 @@
 //! One agent stream (`AgentService.Connect`) from hello to its end.
 //!
-//! Hello checks, in order: the token is an agent's (`FAILED_PRECONDITION`
-//! otherwise); the first message is a well-formed hello, within
-//! [`HELLO_WAIT`] (`INVALID_ARGUMENT`); it names the token's agent
-//! (`PERMISSION_DENIED`); its protocol version is spoken here
-//! (`FAILED_PRECONDITION` naming both, and the refusal is recorded on the
-//! instance's row so `agent list` flags it). Then the coordinator answers
-//! `welcome`, registers the stream for offers, and records every status
-//! (last seen, running jobs). The stream ends when the agent closes it,
-//! sends something it should not (a second hello, an empty message,
-//! undecodable bytes: `INVALID_ARGUMENT`), stays silent for three status
-//! intervals, or the coordinator shuts down (a clean end). Its end is
-//! recorded on the instance's row and the tasks offered to it are made due
-//! for others at once — unless the instance already reconnected on a newer
-//! stream (each stream has its own id), which then stays as it is.
+//! The token must be an agent's (else the call fails with
+//! `FAILED_PRECONDITION`). The response then starts at once, and the hello
+//! is checked on the stream — a refusal is the stream's status: the first
+//! message is a well-formed hello, within [`HELLO_WAIT`]
+//! (`INVALID_ARGUMENT`); it names the token's agent (`PERMISSION_DENIED`);
+//! its protocol version is spoken here (`FAILED_PRECONDITION` naming both,
+//! and the refusal is recorded on the instance's row so `agent list` flags
+//! it). Then the coordinator answers `welcome`, registers the stream for
+//! offers, and records every status (last seen, running jobs). The stream
+//! ends when the agent closes it, sends something it should not (a second
+//! hello, an empty message, undecodable bytes: `INVALID_ARGUMENT`), stays
+//! silent for three status intervals, or the coordinator shuts down (a
+//! clean end). Its end is recorded on the instance's row and the tasks
+//! offered to it are made due for others at once — unless the instance
+//! already reconnected on a newer stream (each stream has its own id),
+//! which then stays as it is.
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -99,20 +101,53 @@ impl TryFrom<pb::AgentHello> for Hello {
     }
 }
 
-/// Checks the hello and, when it passes, starts serving the stream.
+/// Accepts the stream of the agent whose token `caller` holds. The
+/// response starts at once (so an agent may send its hello before or after
+/// it sees the response begin); the hello is checked on the stream, and a
+/// refusal is the stream's status.
 pub(super) async fn open(
     hub: &Arc<AgentHub>,
     caller: &Caller,
-    mut inbound: Streaming<pb::AgentMessage>,
+    inbound: Streaming<pb::AgentMessage>,
 ) -> Result<Outgoing> {
-    let pool = hub.store.pool();
     let agent = super::own_agent(&hub.store, caller).await?;
-    let hello = read_hello(&mut inbound).await?;
-    if hello.agent_id != agent.id {
-        tracing::warn!(agent = %agent.id, named = %hello.agent_id, "agent stream refused: hello names another agent");
+    let (tx, rx) = mpsc::channel(OUTBOUND);
+    tokio::spawn(run(hub.clone(), agent.id, inbound, tx));
+    Ok(ReceiverStream::new(rx))
+}
+
+/// The stream's life: hello checks, then statuses until it ends.
+async fn run(
+    hub: Arc<AgentHub>,
+    agent: String,
+    mut inbound: Streaming<pb::AgentMessage>,
+    tx: mpsc::Sender<Result<pb::CoordinatorMessage, Status>>,
+) {
+    let accepted = tokio::select! {
+        _ = hub.cancel.cancelled() => return,
+        accepted = accept(&hub, &agent, &mut inbound, &tx) => accepted,
+    };
+    match accepted {
+        Ok((hello, stream)) => serve(hub, hello, stream, inbound, tx).await,
+        Err(error) => drop(tx.send(Err(error.into())).await),
+    }
+}
+
+/// Checks the hello; when it passes, records the instance, answers
+/// `welcome` and registers the stream. Returns the hello and the stream's id.
+async fn accept(
+    hub: &AgentHub,
+    agent: &str,
+    inbound: &mut Streaming<pb::AgentMessage>,
+    tx: &mpsc::Sender<Result<pb::CoordinatorMessage, Status>>,
+) -> Result<(Hello, Uuid)> {
+    let pool = hub.store.pool();
+    let hello = read_hello(inbound).await?;
+    if hello.agent_id != agent {
+        tracing::warn!(agent, named = %hello.agent_id, "agent stream refused: hello names another agent");
         return Err(CoordinatorError::PermissionDenied(format!(
-            "this token belongs to agent \"{}\", not \"{}\"; start pgvault-agent with --name {} or with agent {}'s token",
-            agent.id, hello.agent_id, agent.id, hello.agent_id
+            "this token belongs to agent \"{agent}\", not \"{}\"; start pgvault-agent with --name {agent} or with agent {}'s token",
+            hello.agent_id, hello.agent_id
         )));
     }
     let coordinator = hub.settings.coordinator.as_str();
@@ -127,7 +162,7 @@ pub(super) async fn open(
             Duration::ZERO,
         )
         .await?;
-        tracing::warn!(agent = %agent.id, instance = %hello.instance_id, protocol = hello.protocol_version, "agent refused: protocol not spoken");
+        tracing::warn!(agent, instance = %hello.instance_id, protocol = hello.protocol_version, "agent refused: protocol not spoken");
         return Err(CoordinatorError::precondition(format!(
             "agent protocol version {} is not spoken by this coordinator (it speaks {}); {}",
             hello.protocol_version,
@@ -145,7 +180,6 @@ pub(super) async fn open(
             hello.instance_id
         )));
     }
-    let (tx, rx) = mpsc::channel(OUTBOUND);
     let welcome = pb::CoordinatorMessage {
         kind: Some(pb::coordinator_message::Kind::Welcome(pb::AgentWelcome {
             coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -154,18 +188,18 @@ pub(super) async fn open(
         })),
     };
     if tx.send(Ok(welcome)).await.is_err() {
+        agent_instances::record_disconnect(pool, hello.instance_id, stream).await?;
         return Err(CoordinatorError::Unavailable("the agent went away".into()));
     }
     hub.registry.add(
         hello.instance_id,
         stream,
-        &agent.id,
+        agent,
         hello.concurrency,
         tx.clone(),
     );
-    tracing::info!(agent = %agent.id, instance = %hello.instance_id, hostname = %hello.hostname, version = %hello.version, "agent connected");
-    tokio::spawn(serve(hub.clone(), hello, stream, inbound, tx));
-    Ok(ReceiverStream::new(rx))
+    tracing::info!(agent, instance = %hello.instance_id, hostname = %hello.hostname, version = %hello.version, "agent connected");
+    Ok((hello, stream))
 }
 
 async fn read_hello(inbound: &mut Streaming<pb::AgentMessage>) -> Result<Hello> {
@@ -251,7 +285,6 @@ async fn serve(
         }
     }
     let offered = hub.registry.remove(instance, stream);
-    drop(tx);
     let pool = hub.store.pool();
     if let Err(error) = outbox::make_due(pool, &offered).await {
         tracing::warn!(instance = %instance, error = %error, "cannot hand the ended stream's offers to others");
@@ -259,6 +292,9 @@ async fn serve(
     if let Err(error) = agent_instances::record_disconnect(pool, instance, stream).await {
         tracing::warn!(instance = %instance, error = %error, "cannot record the agent's disconnect");
     }
+    // The response ends last, so a shutdown (which waits for it) finds the
+    // end recorded.
+    drop(tx);
 }
 
 async fn record_status(
