@@ -216,6 +216,10 @@ pub fn coordinator_config(
             key: c.tls_key.clone(),
         }),
         console: console_options(c, None),
+        // Defaults until the settings carry coordinator.agent_wait_seconds
+        // and coordinator.agent_status_interval_seconds.
+        agent_wait: pgvault_coordinator::config::DEFAULT_AGENT_WAIT,
+        agent_status_interval: pgvault_coordinator::config::DEFAULT_AGENT_STATUS_INTERVAL,
     }
 }
 

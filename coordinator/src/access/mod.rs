@@ -14,9 +14,12 @@
 //! [`in_vault`]. Handlers get at the caller only through the gate's
 //! [`Admitted`] ([`in_vault`], [`caller`]); nothing else authenticates.
 //!
-//! Workers and agents call the `WorkerService` with a token holding the
-//! `Worker` role (or `Owner`): claiming hands out database credentials, so
-//! no other role may.
+//! Workers call the `WorkerService` with a token holding the `Worker` role
+//! (or `Owner`): claiming hands out database credentials, so no other role
+//! may. Agents hold a token of their own with the `Agent` role, made by
+//! `CreateAgent` and never assignable: it grants `Work` (claims limited to
+//! the agent's own jobs by `ClaimTask`) and `AgentConnect` (the agent's
+//! stream and probes, which check the token is that agent's), nothing else.
 //!
 //! # Layout
 //! - `roles`: [`Role`] and [`Permission`], and which role grants what.

@@ -239,8 +239,8 @@ impl Rpc {
             | Rpc::RetryJob
             // Asking what one may do on a vault is reading it.
             | Rpc::TestPermissions => Scope::Vault,
-            // Servers, secrets, dead letters, tokens and workers belong to
-            // no vault; creating and listing vaults spans them all.
+            // Servers, secrets, dead letters, tokens, workers and agents
+            // belong to no vault; creating and listing vaults spans them all.
             Rpc::CreateVault
             | Rpc::ListVaults
             | Rpc::RegisterServer
@@ -310,25 +310,20 @@ impl Rpc {
             Rpc::DeleteVault => DeleteVault,
             // Forgetting a dead letter destroys evidence of a fault.
             Rpc::DeleteDeadLetter => Delete,
-            Rpc::ClaimTask
-            | Rpc::Heartbeat
-            | Rpc::CompleteTask
-            | Rpc::FailTask
-            | Rpc::Connect
-            | Rpc::ClaimProbe
-            | Rpc::CompleteProbe => Work,
+            Rpc::ClaimTask | Rpc::Heartbeat | Rpc::CompleteTask | Rpc::FailTask => Work,
+            Rpc::Connect | Rpc::ClaimProbe | Rpc::CompleteProbe => AgentConnect,
             Rpc::CreateToken
             | Rpc::ListTokens
             | Rpc::RevokeToken
             | Rpc::AssignRole
             | Rpc::ListRoles
             | Rpc::RemoveRole
+            // An agent comes with a token: minting and revoking one is granting.
+            | Rpc::CreateAgent
+            | Rpc::DeleteAgent
             // Letting a vault read a secret is granting: Owner only.
             | Rpc::GrantSecretAccess
-            | Rpc::RevokeSecretAccess
-            // An agent comes with a token of its own.
-            | Rpc::CreateAgent
-            | Rpc::DeleteAgent => Grant,
+            | Rpc::RevokeSecretAccess => Grant,
         }
     }
 }
@@ -343,113 +338,5 @@ pub fn is_open(path: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use prost::Message;
-
-    use super::*;
-
-    /// Every method of every service in the public API's descriptor set.
-    fn described_paths() -> BTreeSet<String> {
-        let set = prost_types::FileDescriptorSet::decode(pgvault_proto::FILE_DESCRIPTOR_SET)
-            .expect("the proto crate embeds a valid descriptor set");
-        let mut paths = BTreeSet::new();
-        for file in &set.file {
-            for service in &file.service {
-                for method in &service.method {
-                    paths.insert(format!(
-                        "/{}.{}/{}",
-                        file.package(),
-                        service.name(),
-                        method.name()
-                    ));
-                }
-            }
-        }
-        paths
-    }
-
-    #[test]
-    fn every_method_in_the_descriptor_set_has_a_permission_and_nothing_else_does() {
-        let described = described_paths();
-        let table: BTreeSet<String> = Rpc::ALL.into_iter().map(Rpc::path).collect();
-        let missing: Vec<_> = described.difference(&table).collect();
-        assert!(
-            missing.is_empty(),
-            "RPCs without a row in coordinator/src/access/rpc.rs (add each to Rpc with its permission and scope): {missing:?}"
-        );
-        let stale: Vec<_> = table.difference(&described).collect();
-        assert!(
-            stale.is_empty(),
-            "rows in coordinator/src/access/rpc.rs for RPCs the .proto files do not define: {stale:?}"
-        );
-    }
-
-    #[test]
-    fn paths_map_back_to_their_rpc() {
-        for rpc in Rpc::ALL {
-            assert_eq!(Rpc::from_path(&rpc.path()), Some(rpc));
-        }
-        assert_eq!(
-            Rpc::CreateVault.path(),
-            "/pgvault.v1.VaultService/CreateVault"
-        );
-        assert_eq!(Rpc::from_path("/pgvault.v1.VaultService/MakeVault"), None);
-        assert_eq!(
-            Rpc::from_path("/pgvault.v1.PolicyService/CreateVault"),
-            None
-        );
-    }
-
-    #[test]
-    fn only_health_and_reflection_are_open() {
-        assert!(is_open("/grpc.health.v1.Health/Check"));
-        assert!(is_open("/grpc.health.v1.Health/Watch"));
-        assert!(is_open(
-            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
-        ));
-        assert!(is_open(
-            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
-        ));
-        assert!(!is_open("/pgvault.v1.VaultService/ListVaults"));
-        assert!(!is_open("/grpc.health.v1.Healthy/Check"));
-        assert!(!is_open("grpc.health.v1.Health/Check"));
-    }
-
-    #[test]
-    fn calls_naming_no_vault_need_global_permission() {
-        assert_eq!(Rpc::ListVaults.scope(), Scope::Global);
-        assert_eq!(Rpc::ClaimTask.scope(), Scope::Global);
-        assert_eq!(Rpc::BackupNow.scope(), Scope::Vault);
-        // Every Grant RPC but the secret grants (which name a vault) is global.
-        for rpc in Rpc::ALL {
-            if rpc.permission() == Permission::Grant
-                && !matches!(rpc, Rpc::GrantSecretAccess | Rpc::RevokeSecretAccess)
-            {
-                assert_eq!(rpc.scope(), Scope::Global, "{rpc:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn both_restores_need_the_restore_permission() {
-        assert_eq!(Rpc::RestoreAsDatabase.permission(), Permission::Restore);
-        assert_eq!(Rpc::RestoreAsFiles.permission(), Permission::Restore);
-    }
-
-    #[test]
-    fn method_names_map_back_to_their_rpc() {
-        for rpc in Rpc::ALL {
-            assert_eq!(Rpc::from_name(&format!("{rpc:?}")), Some(rpc));
-        }
-        assert_eq!(Rpc::from_name("backupNow"), None);
-        assert_eq!(Rpc::from_name(""), None);
-    }
-
-    #[test]
-    fn every_rpc_is_listed_once() {
-        let unique: std::collections::HashSet<Rpc> = Rpc::ALL.into_iter().collect();
-        assert_eq!(unique.len(), Rpc::ALL.len());
-    }
-}
+#[path = "rpc_tests.rs"]
+mod tests;

@@ -291,6 +291,11 @@ impl From<Job> for pb::Job {
             attempt: j.attempt,
             worker: j.lease_owner.unwrap_or_default(),
             update_time: Some(timestamp(j.update_time)),
+            agent: j
+                .agent_id
+                .as_deref()
+                .map(names::agent_name)
+                .unwrap_or_default(),
             ..pb::Job::default()
         };
         match j.spec {

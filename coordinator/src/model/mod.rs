@@ -2,7 +2,8 @@
 //! services reason about. They are separate from the generated proto types;
 //! `api::convert` turns one into the other at the edge.
 //!
-//! Jobs and their specs are in [`job`].
+//! Jobs and their specs are in [`job`]; agents and their instances in
+//! [`agent`].
 //!
 //! Enumerations are stored in SQL as their own stable text (`IN_PROGRESS`),
 //! never as proto names: `api::convert` maps them to proto values with
@@ -43,8 +44,10 @@ macro_rules! text_enum {
     };
 }
 
+mod agent;
 mod job;
 
+pub use agent::*;
 pub use job::*;
 
 text_enum!(
