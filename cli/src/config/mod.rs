@@ -96,6 +96,9 @@ pub struct WorkerSettings {
     pub coordinator: String,
     pub token: String,
     pub token_file: PathBuf,
+    /// PEM certificate of the private CA that signed the coordinator's
+    /// certificate (https:// endpoints); empty: the system's roots.
+    pub ca_cert: PathBuf,
     /// Tasks run at once.
     pub concurrency: usize,
     /// Database connections per task (0: a function of the cores).
@@ -187,6 +190,7 @@ impl Default for WorkerSettings {
             coordinator: "http://127.0.0.1:50051".into(),
             token: String::new(),
             token_file: PathBuf::new(),
+            ca_cert: PathBuf::new(),
             concurrency: 1,
             connections: 0,
             zstd_level: 3,
