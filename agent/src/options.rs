@@ -63,7 +63,9 @@ impl AgentArgs {
             settings.name = name.clone();
         }
         if let Some(file) = &self.token_file {
+            // A token file given here is the one to read.
             settings.token_file = file.clone();
+            settings.token.clear();
         }
         if let Some(concurrency) = self.concurrency {
             settings.concurrency = concurrency;
@@ -262,6 +264,14 @@ mod tests {
         assert_eq!(options.token, "t0ken");
         assert_eq!(options.engine.pg_bin_dir, None);
         assert_eq!(options.ca_cert, None);
+        // A token file given as a flag is the one read, over a token setting.
+        AgentArgs {
+            token_file: Some("/etc/pgvault/agent.token".into()),
+            ..AgentArgs::default()
+        }
+        .apply(&mut s);
+        assert!(s.token.is_empty());
+        assert_eq!(s.token_file, PathBuf::from("/etc/pgvault/agent.token"));
     }
 
     #[test]

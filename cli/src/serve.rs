@@ -205,6 +205,9 @@ pub fn coordinator_config(
             cert: c.tls_cert.clone(),
             key: c.tls_key.clone(),
         }),
+        // TODO(agent merge): pass `coordinator.agent_wait_seconds` once
+        // CoordinatorConfig has its field (the coordinator side of issue 12):
+        // agent_wait: Duration::from_secs(c.agent_wait_seconds),
     }
 }
 

@@ -66,6 +66,14 @@ pub fn dead_letter(input: &str) -> anyhow::Result<String> {
     top_level(grammar::DEAD_LETTER, "dead letter", input)
 }
 
+/// `agents/{id}` from an id or that full name. The contract's grammar has
+/// no agent pattern yet, so the short id rule is checked here.
+pub fn agent(input: &str) -> anyhow::Result<String> {
+    let id = input.strip_prefix("agents/").unwrap_or(input);
+    grammar::validate_short_id(id).map_err(|e| anyhow::anyhow!("agent id {e}"))?;
+    Ok(format!("agents/{id}"))
+}
+
 /// `tokens/{id}` from an id or that full name (the coordinator checks the UUID).
 pub fn token(input: &str) -> String {
     let input = input.trim();

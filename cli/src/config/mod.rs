@@ -20,6 +20,7 @@ use anyhow::{Context, bail};
 use figment::error::Kind;
 use figment::providers::{Format, Serialized, Toml};
 use figment::{Figment, Source};
+use pgvault_agent::AgentSettings;
 use serde::{Deserialize, Serialize};
 
 use self::env::Environment;
@@ -35,6 +36,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub up: UpSettings,
     pub log: LogSettings,
+    /// `pgvault agent run` (defaults and checks in `pgvault_agent`).
+    pub agent: AgentSettings,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -79,6 +82,9 @@ pub struct CoordinatorSettings {
     pub tls_cert: PathBuf,
     /// PEM private key of the gRPC listener.
     pub tls_key: PathBuf,
+    /// A job routed to an agent with no live instance fails with
+    /// `AgentUnavailable` after waiting this long.
+    pub agent_wait_seconds: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -180,6 +186,7 @@ impl Default for CoordinatorSettings {
             secret_file_dir: PathBuf::new(),
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
+            agent_wait_seconds: 3600,
         }
     }
 }

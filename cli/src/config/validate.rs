@@ -54,6 +54,11 @@ impl Settings {
                 c.secret_file_dir.display()
             );
         }
+        if c.agent_wait_seconds == 0 {
+            bail!(
+                "coordinator.agent_wait_seconds must be at least 1 (a job waits this long for its agent)"
+            );
+        }
         let w = &self.worker;
         if w.concurrency == 0 || w.concurrency > 64 {
             bail!(
@@ -76,6 +81,7 @@ impl Settings {
         if self.queue.queue_name.is_empty() {
             bail!("queue.queue_name must not be empty");
         }
+        self.agent.validate()?;
         Ok(())
     }
 }
