@@ -244,8 +244,27 @@ fn from_status(welcomed: bool, status: &Status) -> Ended {
         Code::Unimplemented => Ended::Refused(format!(
             "the coordinator has no agent service ({message}); upgrade the coordinator"
         )),
-        code => dropped(welcomed, format!("{code:?}: {message}")),
+        code => dropped(welcomed, format!("{code:?}: {}", with_causes(status))),
     }
+}
+
+/// The status's message and the chain of errors under it (a transport
+/// error's cause, e.g. a TLS handshake refused for an unknown issuer), with
+/// the fix for the usual certificate problem.
+fn with_causes(status: &Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if text.contains("certificate") || text.contains("UnknownIssuer") {
+        text.push_str(
+            "; if a private CA signed the coordinator's certificate, pass its PEM certificate with --ca-cert",
+        );
+    }
+    text
 }
 
 #[cfg(test)]
