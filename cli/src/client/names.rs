@@ -161,6 +161,19 @@ mod tests {
     }
 
     #[test]
+    fn agent_names_from_ids_and_names_follow_the_short_id_rule() {
+        assert_eq!(agent("dc1").unwrap(), "agents/dc1");
+        assert_eq!(agent("agents/dc1").unwrap(), "agents/dc1");
+        let error = agent("DC 1").unwrap_err().to_string();
+        assert!(
+            error.starts_with("agent id \"DC 1\" is not a valid id"),
+            "{error}"
+        );
+        assert!(agent("").is_err());
+        assert!(agent("servers/dc1").is_err());
+    }
+
+    #[test]
     fn child_names_need_the_vault_for_short_ids() {
         assert_eq!(
             policy(Some("prod"), "nightly").unwrap(),
