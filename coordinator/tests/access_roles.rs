@@ -60,6 +60,8 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
     let jobs = || JobServiceClient::with_interceptor(c.clone(), b.clone());
     let workers = || WorkerServiceClient::with_interceptor(c.clone(), b.clone());
     let access = || AccessServiceClient::with_interceptor(c.clone(), b.clone());
+    let agents =
+        || pb::agent_service_client::AgentServiceClient::with_interceptor(c.clone(), b.clone());
     let point = format!("{GHOST_INSTANCE}/recoveryPoints/00000000-0000-4000-8000-000000000004");
     match rpc {
         Rpc::CreateVault => vaults()
@@ -309,6 +311,34 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
                 principal: GHOST_TOKEN.into(),
                 scope: String::new(),
             })
+            .await
+            .map(drop),
+        Rpc::CreateAgent => agents()
+            .create_agent(pb::CreateAgentRequest::default())
+            .await
+            .map(drop),
+        Rpc::GetAgent => agents()
+            .get_agent(pb::GetAgentRequest::default())
+            .await
+            .map(drop),
+        Rpc::ListAgents => agents()
+            .list_agents(pb::ListAgentsRequest::default())
+            .await
+            .map(drop),
+        Rpc::DeleteAgent => agents()
+            .delete_agent(pb::DeleteAgentRequest::default())
+            .await
+            .map(drop),
+        Rpc::Connect => agents()
+            .connect(tokio_stream::iter(Vec::<pb::AgentMessage>::new()))
+            .await
+            .map(drop),
+        Rpc::ClaimProbe => agents()
+            .claim_probe(pb::ClaimProbeRequest::default())
+            .await
+            .map(drop),
+        Rpc::CompleteProbe => agents()
+            .complete_probe(pb::CompleteProbeRequest::default())
             .await
             .map(drop),
     }

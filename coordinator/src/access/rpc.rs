@@ -79,10 +79,17 @@ pub enum Rpc {
     AssignRole,
     ListRoles,
     RemoveRole,
+    CreateAgent,
+    GetAgent,
+    ListAgents,
+    DeleteAgent,
+    Connect,
+    ClaimProbe,
+    CompleteProbe,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 44] = [
+    pub const ALL: [Rpc; 51] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -127,6 +134,13 @@ impl Rpc {
         Rpc::AssignRole,
         Rpc::ListRoles,
         Rpc::RemoveRole,
+        Rpc::CreateAgent,
+        Rpc::GetAgent,
+        Rpc::ListAgents,
+        Rpc::DeleteAgent,
+        Rpc::Connect,
+        Rpc::ClaimProbe,
+        Rpc::CompleteProbe,
     ];
 
     /// The RPC served at a gRPC path (`/pgvault.v1.VaultService/CreateVault`).
@@ -177,6 +191,13 @@ impl Rpc {
             | Rpc::AssignRole
             | Rpc::ListRoles
             | Rpc::RemoveRole => "AccessService",
+            Rpc::CreateAgent
+            | Rpc::GetAgent
+            | Rpc::ListAgents
+            | Rpc::DeleteAgent
+            | Rpc::Connect
+            | Rpc::ClaimProbe
+            | Rpc::CompleteProbe => "AgentService",
         }
     }
 
@@ -229,7 +250,14 @@ impl Rpc {
             | Rpc::RevokeToken
             | Rpc::AssignRole
             | Rpc::ListRoles
-            | Rpc::RemoveRole => Scope::Global,
+            | Rpc::RemoveRole
+            | Rpc::CreateAgent
+            | Rpc::GetAgent
+            | Rpc::ListAgents
+            | Rpc::DeleteAgent
+            | Rpc::Connect
+            | Rpc::ClaimProbe
+            | Rpc::CompleteProbe => Scope::Global,
         }
     }
 
@@ -251,7 +279,9 @@ impl Rpc {
             | Rpc::ListJobs
             | Rpc::GetJob
             | Rpc::WatchJob
-            | Rpc::ListDeadLetters => Read,
+            | Rpc::ListDeadLetters
+            | Rpc::GetAgent
+            | Rpc::ListAgents => Read,
             // Whoever may start jobs may stop and re-run them.
             Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob => BackupNow,
             Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles => Restore,
@@ -269,7 +299,13 @@ impl Rpc {
             Rpc::DeleteVault => DeleteVault,
             // Forgetting a dead letter destroys evidence of a fault.
             Rpc::DeleteDeadLetter => Delete,
-            Rpc::ClaimTask | Rpc::Heartbeat | Rpc::CompleteTask | Rpc::FailTask => Work,
+            Rpc::ClaimTask
+            | Rpc::Heartbeat
+            | Rpc::CompleteTask
+            | Rpc::FailTask
+            | Rpc::Connect
+            | Rpc::ClaimProbe
+            | Rpc::CompleteProbe => Work,
             Rpc::CreateToken
             | Rpc::ListTokens
             | Rpc::RevokeToken
@@ -278,7 +314,10 @@ impl Rpc {
             | Rpc::RemoveRole
             // Letting a vault read a secret is granting: Owner only.
             | Rpc::GrantSecretAccess
-            | Rpc::RevokeSecretAccess => Grant,
+            | Rpc::RevokeSecretAccess
+            // An agent comes with a token of its own.
+            | Rpc::CreateAgent
+            | Rpc::DeleteAgent => Grant,
         }
     }
 }
