@@ -62,6 +62,7 @@ struct Shared {
 }
 
 impl Fake {
+    /// Reads or changes the state; wakes whoever waits in [`Fake::until`].
     pub fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
         let result = f(&mut state);
@@ -70,17 +71,22 @@ impl Fake {
         result
     }
 
+    /// Reads the state without waking anyone (a waiter that woke itself
+    /// would spin).
+    fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        let state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&state)
+    }
+
     /// Waits up to `within` for `condition` to hold.
     pub async fn until(&self, within: Duration, what: &str, condition: impl Fn(&State) -> bool) {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let changed = self.0.changed.notified();
-            if self.with(|s| condition(s)) {
+            if self.read(&condition) {
                 return;
             }
-            if tokio::time::timeout_at(deadline, changed).await.is_err()
-                && !self.with(|s| condition(s))
-            {
+            if tokio::time::timeout_at(deadline, changed).await.is_err() && !self.read(&condition) {
                 panic!("timed out after {within:?} waiting for {what}");
             }
         }
@@ -108,7 +114,7 @@ impl Fake {
     /// coordinator's dispatcher does.
     pub async fn offer_until_claimed(&self, job_id: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.with(|s| s.leases.contains_key(job_id)) {
+        while !self.read(|s| s.leases.contains_key(job_id)) {
             assert!(Instant::now() < deadline, "job {job_id} was never claimed");
             self.send(coordinator_message::Kind::Task(TaskEnvelope {
                 job_id: job_id.to_string(),
@@ -303,7 +309,7 @@ impl WorkerService for Fake {
                     .any(|(_, status)| status.running_job_ids.contains(&job_id))
             };
             let deadline = Instant::now() + Duration::from_secs(5);
-            while !self.with(|s| listed(s)) && Instant::now() < deadline {
+            while !self.read(&listed) && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
