@@ -9,8 +9,8 @@
 //! credentials in its own environment, as workers do).
 //!
 //! What is new here is the connection, and nothing else: the engine knows
-//! nothing of gRPC, and the runner knows only a [`TaskConsumer`]
-//! (pgvault_queue::TaskConsumer) fed by offers.
+//! nothing of gRPC, and the runner knows only a
+//! `pgvault_queue::TaskConsumer` fed by offers.
 //!
 //! # Layout
 //! - [`options`]: the flags of `pgvault-agent` and `pgvault agent run`, the

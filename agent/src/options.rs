@@ -22,10 +22,15 @@ pub const MAX_CONCURRENCY: usize = 64;
 /// `pgvault-agent` declares them itself (in its `main.rs`).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct AgentArgs {
-    /// Coordinator gRPC endpoint the agent dials out to, e.g.
-    /// https://vault.example:50051 (nothing ever connects to the agent)
-    /// [default: http://127.0.0.1:50051]
-    #[arg(long, env = "PGVAULT_AGENT__COORDINATOR", value_name = "URL")]
+    /// Coordinator gRPC endpoint the agent dials out to (the help shows an
+    /// example and the default).
+    #[arg(
+        long,
+        env = "PGVAULT_AGENT__COORDINATOR",
+        value_name = "URL",
+        help = "Coordinator gRPC endpoint the agent dials out to, e.g. https://vault.example:50051 \
+                (nothing ever connects to the agent) [default: http://127.0.0.1:50051]"
+    )]
     pub coordinator: Option<String>,
     /// The agent's name, as created with `pgvault agent create NAME`;
     /// processes started with the same name and token form a group that
