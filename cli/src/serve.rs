@@ -74,7 +74,7 @@ impl CoordinatorFlags {
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  pgvault worker --coordinator http://coordinator:50051 --amqp-url amqp://guest@rabbitmq:5672/%2f --token-file worker.token"
+    after_help = "Example:\n  pgvault worker --coordinator http://coordinator:50051 --amqp-url amqp://guest@rabbitmq:5672/%2f --token-file worker.token\n\nA coordinator serving TLS with a certificate of a private CA: pass the CA's PEM\ncertificate with --ca-cert FILE (or set worker.ca_cert)."
 )]
 pub struct WorkerArgs {
     /// Coordinator gRPC endpoint [setting: worker.coordinator].
@@ -166,7 +166,11 @@ pub async fn run_worker(
         (Err(e), None) => return Err(e),
     };
     let queue = AmqpQueue::connect(&settings.queue.amqp_url, &settings.queue.queue_name).await?;
-    let options = worker_options(&settings, settings.worker.coordinator.clone(), token);
+    let mut options = worker_options(&settings, settings.worker.coordinator.clone(), token);
+    // worker.ca_cert, else the global --ca-cert / PGVAULT_CA_CERT.
+    if options.ca_cert.is_none() {
+        options.ca_cert = client.ca_cert.clone();
+    }
     let shutdown = CancellationToken::new();
     let worker_id = options.worker_id.clone();
     let consumers =
@@ -216,9 +220,7 @@ pub fn coordinator_config(
             key: c.tls_key.clone(),
         }),
         console: console_options(c, None),
-        // Defaults until the settings carry coordinator.agent_wait_seconds
-        // and coordinator.agent_status_interval_seconds.
-        agent_wait: pgvault_coordinator::config::DEFAULT_AGENT_WAIT,
+        agent_wait: Duration::from_secs(c.agent_wait_seconds),
         agent_status_interval: pgvault_coordinator::config::DEFAULT_AGENT_STATUS_INTERVAL,
     }
 }
@@ -280,6 +282,7 @@ pub fn worker_options(
     WorkerOptions {
         coordinator_endpoint,
         token,
+        ca_cert: (!w.ca_cert.as_os_str().is_empty()).then(|| w.ca_cert.clone()),
         worker_id: runner::default_worker_id(),
         concurrency: w.concurrency,
         engine,

@@ -48,7 +48,9 @@ fn a_misspelt_section_in_the_file_is_refused_naming_it_and_the_valid_ones() {
     );
     assert!(err.contains("pgvault.toml"), "{err}");
     assert!(
-        err.ends_with("pgvault's sections are [coordinator], [queue], [worker], [up], [log]"),
+        err.ends_with(
+            "pgvault's sections are [coordinator], [queue], [worker], [up], [log], [agent]"
+        ),
         "{err}"
     );
 }
@@ -180,6 +182,36 @@ fn the_console_is_an_address_off_or_the_commands_default() {
         .to_string();
     assert!(
         err.contains("coordinator.console_idle_timeout_seconds"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_agent_section_is_read_from_the_file_and_the_environment() {
+    let s = load_file(
+        "[agent]\ncoordinator = \"https://vault.example:50051\"\nconcurrency = 2\n",
+        &[
+            ("PGVAULT_AGENT__NAME", "dc1"),
+            ("PGVAULT_AGENT_TOKEN", "t"),
+            ("PGVAULT_WORKER__CA_CERT", "/etc/pgvault/ca.pem"),
+        ],
+    )
+    .expect("agent settings");
+    assert_eq!(s.agent.coordinator, "https://vault.example:50051");
+    assert_eq!((s.agent.name.as_str(), s.agent.concurrency), ("dc1", 2));
+    assert_eq!(s.worker.ca_cert, PathBuf::from("/etc/pgvault/ca.pem"));
+    assert_eq!(s.coordinator.agent_wait_seconds, 3600);
+    let err = load_file("[agent]\nconcurrency = 0\n", &[])
+        .err()
+        .expect("refused")
+        .to_string();
+    assert_eq!(err, "agent.concurrency must be between 1 and 64 (got 0)");
+    let err = load(serde_json::json!({"coordinator": {"agent_wait_seconds": 0}}))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.starts_with("coordinator.agent_wait_seconds must be at least 1"),
         "{err}"
     );
 }
