@@ -58,7 +58,7 @@ pub fn bin_dir() -> Result<PathBuf, LocalPgError> {
 }
 
 /// `/usr/lib/postgresql/<major>/bin`, newest major first.
-fn debian_bin_dirs() -> Vec<PathBuf> {
+pub(crate) fn debian_bin_dirs() -> Vec<PathBuf> {
     let mut majors: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -72,7 +72,7 @@ fn debian_bin_dirs() -> Vec<PathBuf> {
     majors.into_iter().map(|(_, dir)| dir).collect()
 }
 
-fn pg_config_bin_dir() -> Option<PathBuf> {
+pub(crate) fn pg_config_bin_dir() -> Option<PathBuf> {
     let output = Command::new("pg_config").arg("--bindir").output().ok()?;
     output
         .status
@@ -80,7 +80,7 @@ fn pg_config_bin_dir() -> Option<PathBuf> {
         .then(|| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
 }
 
-fn path_dirs() -> Vec<PathBuf> {
+pub(crate) fn path_dirs() -> Vec<PathBuf> {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default()

@@ -72,7 +72,12 @@ impl LocalCluster {
     /// Creates the cluster if `data_dir` holds none, then starts it and waits
     /// until it accepts connections.
     pub fn start(options: ClusterOptions) -> Result<Self, LocalPgError> {
-        let bin_dir = bin_dir()?;
+        Self::start_in(options, bin_dir()?)
+    }
+
+    /// Like [`LocalCluster::start`], with the server programs (`initdb`,
+    /// `pg_ctl`, `postgres`) of `bin_dir`, e.g. another major's.
+    pub fn start_in(options: ClusterOptions, bin_dir: PathBuf) -> Result<Self, LocalPgError> {
         let os_user = os_user_if_root()?;
         let data_dir = absolute(&options.data_dir)?;
         let port = match options.port {

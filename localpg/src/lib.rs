@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`bin_dir`]: finds PostgreSQL programs (for clusters and for pg_dump/pg_restore).
+//! - [`tool_sets`]: every set of client tools and which one serves a server.
 //! - [`cluster`]: creates, starts and stops one cluster.
 //! - [`temp_cluster`]: a throwaway cluster in a temporary directory, for tests.
 //! - [`port`]: picks free loopback ports.
@@ -16,9 +17,13 @@ mod cluster;
 mod error;
 mod port;
 mod temp_cluster;
+mod tool_sets;
 
 pub use bin_dir::{CLIENT_PROGRAMS, ProgramsNotFound, SERVER_PROGRAMS, bin_dir, find_bin_dir};
 pub use cluster::{ClusterOptions, LocalCluster};
 pub use error::LocalPgError;
 pub use port::free_port;
 pub use temp_cluster::TempCluster;
+pub use tool_sets::{
+    NoToolsFor, ToolSet, choose_tool_set, find_tool_sets, major_of_version_num, majors, parse_major,
+};

@@ -20,6 +20,12 @@ impl TempCluster {
         Self::start_with(password, None, Vec::new())
     }
 
+    /// Like [`TempCluster::start`], with the server programs of `bin_dir`
+    /// (another PostgreSQL major than the machine's default).
+    pub fn start_in(password: &str, bin_dir: &Path) -> Result<Self, LocalPgError> {
+        Self::start_full(password, None, Vec::new(), Some(bin_dir))
+    }
+
     /// Like [`TempCluster::start`], with the server commands run through
     /// `command_prefix` (see [`ClusterOptions::command_prefix`]), e.g.
     /// `ip netns exec NAME` to start the server inside a network namespace.
@@ -55,6 +61,15 @@ impl TempCluster {
         tls: Option<TlsSetup<'_>>,
         command_prefix: Vec<String>,
     ) -> Result<Self, LocalPgError> {
+        Self::start_full(password, tls, command_prefix, None)
+    }
+
+    fn start_full(
+        password: &str,
+        tls: Option<TlsSetup<'_>>,
+        command_prefix: Vec<String>,
+        bin_dir: Option<&Path>,
+    ) -> Result<Self, LocalPgError> {
         let dir = tempfile::Builder::new()
             .prefix("pgvault-pg-")
             .tempdir()
@@ -76,7 +91,10 @@ impl TempCluster {
         if let Some(tls) = tls {
             tls.install(dir.path(), &mut options)?;
         }
-        let cluster = LocalCluster::start(options.clone())?;
+        let cluster = match bin_dir {
+            Some(dir) => LocalCluster::start_in(options.clone(), dir.to_path_buf())?,
+            None => LocalCluster::start(options.clone())?,
+        };
         Ok(TempCluster {
             cluster,
             options,
