@@ -1,14 +1,11 @@
 //! Who this agent process is, as its `hello` says: the agent's name, a
 //! random instance id per start (tells the instances of a group apart),
 //! its version and protocol version, the host it runs on, the major
-//! version of the `pg_dump` it would use (found as the engine finds it:
-//! `--pg-bin-dir`, else the newest `/usr/lib/postgresql/*/bin`,
-//! `pg_config --bindir`, `PATH`) and how many tasks it runs at once.
+//! versions of every `pg_dump` set it has (found as the engine finds them:
+//! `--pg-bin-dir`, then every `/usr/lib/postgresql/*/bin`, `pg_config
+//! --bindir`, `PATH`) and how many tasks it runs at once.
 
-use std::path::Path;
-use std::process::Command;
-
-use pgvault_localpg::{CLIENT_PROGRAMS, find_bin_dir};
+use pgvault_localpg::{CLIENT_PROGRAMS, find_tool_sets};
 use pgvault_proto::AGENT_PROTOCOL_VERSION;
 use pgvault_proto::v1::AgentHello;
 
@@ -23,13 +20,13 @@ pub struct Identity {
 impl Identity {
     /// Looks at this machine once, at start.
     pub fn discover(options: &AgentOptions) -> Identity {
-        let majors = match pg_dump_major(options.engine.pg_bin_dir.as_deref()) {
-            Ok(major) => vec![major],
-            Err(reason) => {
-                tracing::warn!(%reason, "no usable pg_dump: backups and restores on this agent will fail with PgToolNotFound; install the PostgreSQL client tools or pass --pg-bin-dir");
-                Vec::new()
-            }
-        };
+        let sets = find_tool_sets(&options.engine.pg_bin_dirs, CLIENT_PROGRAMS);
+        if sets.is_empty() {
+            tracing::warn!(
+                "no usable pg_dump: backups and restores on this agent will fail with PgToolNotFound; install the PostgreSQL client tools or pass --pg-bin-dir"
+            );
+        }
+        let majors = pgvault_localpg::majors(&sets);
         Identity::new(options, hostname(), majors)
     }
 
@@ -68,46 +65,10 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// The major version of the `pg_dump` the engine would run.
-fn pg_dump_major(configured: Option<&Path>) -> Result<u32, String> {
-    let dir = find_bin_dir(configured, CLIENT_PROGRAMS).map_err(|e| e.to_string())?;
-    let program = dir.join("pg_dump");
-    let output = Command::new(&program)
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    parse_major(&text)
-        .ok_or_else(|| format!("{} --version printed {:?}", program.display(), text.trim()))
-}
-
-/// `pg_dump (PostgreSQL) 15.8 (Debian 15.8-1)` → 15; `9.6.24` → 9.
-fn parse_major(version_output: &str) -> Option<u32> {
-    let version = version_output
-        .split_whitespace()
-        .find(|word| word.starts_with(|c: char| c.is_ascii_digit()))?;
-    version
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::options::AgentSettings;
-
-    #[test]
-    fn the_major_version_is_read_from_pg_dump_output() {
-        assert_eq!(
-            parse_major("pg_dump (PostgreSQL) 15.8 (Debian 15.8-1.pgdg120+1)\n"),
-            Some(15)
-        );
-        assert_eq!(parse_major("pg_dump (PostgreSQL) 17beta1"), Some(17));
-        assert_eq!(parse_major("pg_dump (PostgreSQL) 9.6.24"), Some(9));
-        assert_eq!(parse_major("no version here"), None);
-    }
 
     #[test]
     fn the_hello_announces_name_instance_version_protocol_host_tools_and_concurrency() {
@@ -136,11 +97,18 @@ mod tests {
     }
 
     #[test]
-    fn this_machines_pg_dump_is_found() {
-        // The tests need PostgreSQL, so this machine has a pg_dump.
-        let major = pg_dump_major(None).expect("a pg_dump on this machine");
-        assert!(major >= 9, "{major}");
-        let missing = pg_dump_major(Some(Path::new("/nonexistent"))).unwrap_err();
-        assert_eq!(missing, "pg_dump/pg_restore not found in /nonexistent");
+    fn every_pg_dump_set_of_this_machine_is_announced() {
+        // The tests need PostgreSQL, so this machine has a pg_dump; a
+        // configured directory that holds none adds nothing.
+        let options = AgentOptions::from_settings(&AgentSettings {
+            name: "dc1".into(),
+            token: "t".into(),
+            pg_bin_dirs: vec!["/nonexistent".into()],
+            ..AgentSettings::default()
+        })
+        .unwrap();
+        let majors = Identity::discover(&options).hello.pg_tool_majors;
+        assert!(majors.iter().any(|m| *m >= 15), "{majors:?}");
+        assert!(majors.windows(2).all(|w| w[0] < w[1]), "{majors:?}");
     }
 }

@@ -48,10 +48,17 @@ pub struct AgentArgs {
     /// [default: 0]
     #[arg(long, env = "PGVAULT_AGENT__CONNECTIONS", value_name = "N")]
     pub connections: Option<usize>,
-    /// Directory of pg_dump and pg_restore [default: the newest
-    /// /usr/lib/postgresql/*/bin, then pg_config --bindir, then PATH]
-    #[arg(long, env = "PGVAULT_AGENT__PG_BIN_DIR", value_name = "DIR")]
-    pub pg_bin_dir: Option<PathBuf>,
+    /// Directory of a pg_dump/pg_restore set, looked at first; repeat it
+    /// for several majors (each server gets the lowest major at least its
+    /// own) [default: every /usr/lib/postgresql/*/bin, then pg_config
+    /// --bindir, then PATH]
+    #[arg(
+        long,
+        env = "PGVAULT_AGENT__PG_BIN_DIR",
+        value_name = "DIR",
+        value_delimiter = ':'
+    )]
+    pub pg_bin_dir: Vec<PathBuf>,
     /// Log format on stderr: text or json [default: text]
     #[arg(long, env = "PGVAULT_LOG__FORMAT", value_name = "FORMAT",
           value_parser = ["text", "json"])]
@@ -78,8 +85,9 @@ impl AgentArgs {
         if let Some(connections) = self.connections {
             settings.connections = connections;
         }
-        if let Some(dir) = &self.pg_bin_dir {
-            settings.pg_bin_dir = dir.clone();
+        if !self.pg_bin_dir.is_empty() {
+            settings.pg_bin_dirs = self.pg_bin_dir.clone();
+            settings.pg_bin_dir = PathBuf::new();
         }
     }
 }
@@ -102,7 +110,11 @@ pub struct AgentSettings {
     pub concurrency: usize,
     /// Database connections per task (0: a function of the cores).
     pub connections: usize,
-    /// Directory of pg_dump/pg_restore; empty: searched.
+    /// Directories of pg_dump/pg_restore sets, looked at before the usual
+    /// places.
+    pub pg_bin_dirs: Vec<PathBuf>,
+    /// The single directory of earlier versions: still accepted, looked
+    /// at first (before `pg_bin_dirs`).
     pub pg_bin_dir: PathBuf,
 }
 
@@ -116,6 +128,7 @@ impl Default for AgentSettings {
             ca_cert: PathBuf::new(),
             concurrency: 1,
             connections: 0,
+            pg_bin_dirs: Vec::new(),
             pg_bin_dir: PathBuf::new(),
         }
     }
@@ -131,6 +144,7 @@ impl std::fmt::Debug for AgentSettings {
             .field("ca_cert", &self.ca_cert)
             .field("concurrency", &self.concurrency)
             .field("connections", &self.connections)
+            .field("pg_bin_dirs", &self.pg_bin_dirs)
             .field("pg_bin_dir", &self.pg_bin_dir)
             .finish()
     }
@@ -202,7 +216,11 @@ impl AgentOptions {
         if settings.connections > 0 {
             engine.connections = settings.connections;
         }
-        engine.pg_bin_dir = non_empty(&settings.pg_bin_dir);
+        engine.pg_bin_dirs = non_empty(&settings.pg_bin_dir)
+            .into_iter()
+            .chain(settings.pg_bin_dirs.iter().cloned())
+            .collect();
+        engine.pg_bin_dirs_setting = "agent.pg_bin_dirs (--pg-bin-dir)";
         Ok(AgentOptions {
             coordinator: settings.coordinator.clone(),
             name: settings.name.clone(),
@@ -267,7 +285,7 @@ mod tests {
         assert_eq!((s.concurrency, s.name.as_str()), (3, "dc1"));
         let options = AgentOptions::from_settings(&s).unwrap();
         assert_eq!(options.token, "t0ken");
-        assert_eq!(options.engine.pg_bin_dir, None);
+        assert!(options.engine.pg_bin_dirs.is_empty());
         assert_eq!(options.ca_cert, None);
         // A token file given as a flag is the one read, over a token setting.
         AgentArgs {
@@ -328,5 +346,32 @@ mod tests {
         let s = settings();
         let options = AgentOptions::from_settings(&s).unwrap();
         assert!(!format!("{s:?} {options:?}").contains("t0ken"));
+    }
+
+    #[test]
+    fn tool_directories_come_from_the_list_the_old_single_key_and_the_flag() {
+        let s = AgentSettings {
+            pg_bin_dir: "/old/bin".into(),
+            pg_bin_dirs: vec!["/pg18/bin".into(), "/pg13/bin".into()],
+            ..settings()
+        };
+        let options = AgentOptions::from_settings(&s).unwrap();
+        assert_eq!(
+            options.engine.pg_bin_dirs,
+            vec![
+                PathBuf::from("/old/bin"),
+                PathBuf::from("/pg18/bin"),
+                PathBuf::from("/pg13/bin")
+            ]
+        );
+        // Flags replace both.
+        let mut s = s;
+        AgentArgs {
+            pg_bin_dir: vec!["/flag/bin".into()],
+            ..AgentArgs::default()
+        }
+        .apply(&mut s);
+        let options = AgentOptions::from_settings(&s).unwrap();
+        assert_eq!(options.engine.pg_bin_dirs, vec![PathBuf::from("/flag/bin")]);
     }
 }

@@ -97,7 +97,7 @@ async fn no_password_or_token_reaches_the_agents_log() {
     });
     let server = Server::start(fake.clone()).await;
     let mut options = options(&server.endpoint(), 1);
-    options.engine.pg_bin_dir = Some(cluster.bin_dir().to_path_buf());
+    options.engine.pg_bin_dirs = vec![cluster.bin_dir().to_path_buf()];
     let agent = Agent::start(options);
     fake.until(Duration::from_secs(10), "a hello", |s| !s.hellos.is_empty())
         .await;

@@ -119,7 +119,7 @@ async fn a_backup_keeps_running_while_its_stream_is_down_and_through_a_restart()
     let mut server = Server::start(fake.clone()).await;
     let mut options = options(&server.endpoint(), 1);
     options.engine.lock_timeout = Duration::from_secs(300);
-    options.engine.pg_bin_dir = Some(cluster.bin_dir().to_path_buf());
+    options.engine.pg_bin_dirs = vec![cluster.bin_dir().to_path_buf()];
     let agent = Agent::start(options);
     fake.until(Duration::from_secs(10), "a hello", |s| !s.hellos.is_empty())
         .await;

@@ -139,7 +139,7 @@ impl Common {
         if let Some(mib) = self.part_size_mib {
             options.part_size = mib.max(5) * 1024 * 1024;
         }
-        options.pg_bin_dir = self.pg_bin_dir.clone();
+        options.pg_bin_dirs = self.pg_bin_dir.clone().into_iter().collect();
         options
     }
 

@@ -168,7 +168,7 @@ mod tests {
         assert_eq!((args.concurrency, args.connections), (Some(2), Some(4)));
         assert_eq!(
             args.pg_bin_dir,
-            Some(PathBuf::from("/usr/lib/postgresql/17/bin"))
+            vec![PathBuf::from("/usr/lib/postgresql/17/bin")]
         );
         assert_eq!(args.log_format.as_deref(), Some("json"));
     }

@@ -66,7 +66,6 @@ async fn run(
     tracker: Arc<Tracker>,
     cancel: CancellationToken,
 ) -> Result<BackupSummary, EngineError> {
-    let bin_dir = pgtools::bin_dir(options)?;
     let describe = source.describe();
     tracker.phase("connect");
     let holder = connect(source, &source.database).await?;
@@ -91,6 +90,7 @@ async fn run(
     .await?;
 
     let info = catalog::database_info(&holder, &describe).await?;
+    let bin_dir = pgtools::bin_dir(options, info.server_version_num.into())?;
     let tables = catalog::tables(&holder, &describe, info.server_version_num).await?;
     lock_tables(&holder, &tables, &describe).await?;
     let database_properties = database_properties::capture(&holder, &describe).await?;

@@ -20,7 +20,8 @@
 //! - `objects`: streaming, checksummed object I/O (zstd + multipart).
 //! - [`lifecycle`]: verified copies of recovery points between datastores
 //!   (tier moves, rehydrates) and deleting them.
-//! - `connect`, `pgtools`, `ident`, `progress`: plumbing.
+//! - `connect`, `pgtools`, `ident`, `progress`: plumbing; `tool_compat`:
+//!   restoring with a `pg_restore` newer than the target server.
 
 mod analyze;
 mod backup;
@@ -44,6 +45,7 @@ mod restore_schedule;
 mod restore_sql;
 pub mod selection;
 mod toc;
+mod tool_compat;
 pub mod types;
 
 pub use backup::backup;

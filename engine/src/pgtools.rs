@@ -1,4 +1,5 @@
-//! Running `pg_dump` and `pg_restore`: finding the binaries, passing the
+//! Running `pg_dump` and `pg_restore`: choosing the set that serves a
+//! server (the lowest major at least the server's), passing the
 //! connection through the environment (the password only in `PGPASSWORD`,
 //! never in argv), and turning failures into [`EngineError`]s with the
 //! tool's own message.
@@ -6,18 +7,46 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use pgvault_localpg::{CLIENT_PROGRAMS, find_bin_dir};
+use pgvault_localpg::{
+    CLIENT_PROGRAMS, NoToolsFor, ToolSet, choose_tool_set, find_tool_sets, major_of_version_num,
+};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
 use super::error::{EngineError, ErrorCode};
 use super::types::{EngineOptions, PgTarget};
 
-/// Locates the directory holding `pg_dump` and `pg_restore` (see
-/// [`pgvault_localpg::find_bin_dir`] for where it looks).
-pub(crate) fn bin_dir(options: &EngineOptions) -> Result<PathBuf, EngineError> {
-    find_bin_dir(options.pg_bin_dir.as_deref(), CLIENT_PROGRAMS)
-        .map_err(|e| EngineError::new(ErrorCode::PgToolNotFound, e.to_string()))
+/// The directory of the `pg_dump`/`pg_restore` set for a server of
+/// `server_version_num`: the lowest major at least the server's, among the
+/// configured directories and the usual places (see
+/// [`pgvault_localpg::find_tool_sets`]).
+pub(crate) fn bin_dir(
+    options: &EngineOptions,
+    server_version_num: i64,
+) -> Result<PathBuf, EngineError> {
+    tool_set(options, server_version_num).map(|set| set.dir)
+}
+
+/// [`bin_dir`] with the set's major.
+pub(crate) fn tool_set(
+    options: &EngineOptions,
+    server_version_num: i64,
+) -> Result<ToolSet, EngineError> {
+    let sets = find_tool_sets(&options.pg_bin_dirs, CLIENT_PROGRAMS);
+    let major = major_of_version_num(server_version_num);
+    match choose_tool_set(&sets, major, CLIENT_PROGRAMS, options.pg_bin_dirs_setting) {
+        Ok(set) => {
+            tracing::debug!(server_major = major, tools_major = set.major, dir = %set.dir.display(), "client tools chosen");
+            Ok(set.clone())
+        }
+        Err(e @ NoToolsFor::TooOld { .. }) => Err(EngineError::new(
+            ErrorCode::UserErrorServerVersionUnsupported,
+            e.to_string(),
+        )),
+        Err(e @ NoToolsFor::NoneFound { .. }) => {
+            Err(EngineError::new(ErrorCode::PgToolNotFound, e.to_string()))
+        }
+    }
 }
 
 /// `dbname='…'` conninfo for `-d`, so odd names are never parsed as options.

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use pgvault_datastore::Datastore;
+use pgvault_localpg::ToolSet;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +33,7 @@ use super::restore_data::{self, LoadContext};
 use super::restore_schedule;
 use super::selection::Selection;
 use super::toc;
+use super::tool_compat;
 use super::types::{EngineOptions, PgTarget, ProgressSink, RestoreSummary};
 
 /// Restores the recovery point at `<prefix>/` as the new database `target.database`.
@@ -72,7 +74,6 @@ pub async fn restore_database_selected(
     cancel: CancellationToken,
 ) -> Result<RestoreSummary, EngineError> {
     let tracker = Tracker::new(progress);
-    let bin_dir = pgtools::bin_dir(options)?;
     tracker.phase("connect");
     let admin = connect_maintenance(target).await?;
     let admin_describe = target.describe_db("postgres");
@@ -96,6 +97,9 @@ pub async fn restore_database_selected(
     tracker.phase("schema");
     let point =
         recovery_point::open(store, prefix, expected_manifest_sha256, selection, &cancel).await?;
+    let target_version = server_version_num(&admin, &admin_describe).await?;
+    let tools = restorable_into(options, &point.manifest, target_version)?;
+    let unknown_settings = tool_compat::unknown_settings(tools.major, target_version);
     tracker.set_total(point.manifest.chunk_count());
     let superuser = is_superuser(&admin, &admin_describe).await?;
     create_missing_roles(&admin, &admin_describe, &point.manifest.roles).await?;
@@ -104,7 +108,7 @@ pub async fn restore_database_selected(
 
     let loaded = tokio::select! {
         _ = cancel.cancelled() => Err(EngineError::cancelled()),
-        r = load(target, store, prefix, options, &point, &bin_dir, tracker.clone(), cancel.clone(), superuser) => r,
+        r = load(target, store, prefix, options, &point, &tools.dir, tracker.clone(), cancel.clone(), superuser, &unknown_settings) => r,
     };
     let loaded = match loaded {
         Ok(mut summary) => {
@@ -152,6 +156,7 @@ async fn load(
     tracker: Arc<Tracker>,
     cancel: CancellationToken,
     superuser: bool,
+    unknown: &[&str],
 ) -> Result<RestoreSummary, EngineError> {
     let describe = target.describe();
     let manifest = &point.manifest;
@@ -159,7 +164,7 @@ async fn load(
     tracker.phase("pre-data");
     let mut args: Vec<OsString> = vec!["--section=pre-data".into()];
     args.extend(list.iter().cloned());
-    pg_restore(bin_dir, target, &point.schema_file, &args).await?;
+    pg_restore(bin_dir, target, &point.schema_file, &args, unknown).await?;
 
     tracker.phase("data and indexes");
     let archive = tokio::fs::read(&point.schema_file)
@@ -167,7 +172,8 @@ async fn load(
         .map_err(|e| EngineError::internal(format!("schema archive: {e}")))?;
     let toc = toc::read_toc(&archive)?;
     drop(archive);
-    let post = post_data::read(bin_dir, &point.schema_file, &list, &toc, manifest).await?;
+    let mut post = post_data::read(bin_dir, &point.schema_file, &list, &toc, manifest).await?;
+    post.preamble = tool_compat::without_settings(&post.preamble, unknown);
     let ctx = LoadContext {
         target: target.clone(),
         store: store.clone(),
@@ -342,12 +348,34 @@ async fn create_database(
         .context(format!("creating database \"{name}\"")))
 }
 
-async fn drop_database(admin: &Client, describe: &str, name: &str) -> Result<(), EngineError> {
-    let version: i32 = admin
+/// The target's `server_version_num`.
+async fn server_version_num(admin: &Client, describe: &str) -> Result<i32, EngineError> {
+    Ok(admin
         .query_one("SELECT current_setting('server_version_num')::int4", &[])
         .await
         .map_err(|e| EngineError::from_pg(&e, describe))?
-        .get(0);
+        .get(0))
+}
+
+/// Refuses a target older than the point's source (before anything is
+/// created there) and chooses the tools: the lowest major at least both
+/// the target's and the source's.
+fn restorable_into(
+    options: &EngineOptions,
+    manifest: &Manifest,
+    target_version: i32,
+) -> Result<ToolSet, EngineError> {
+    let target_major = u32::try_from(target_version / 10_000).unwrap_or(0);
+    pgvault_manifest::check_restorable(&manifest.server_version, target_major)
+        .map_err(|e| EngineError::new(ErrorCode::UserErrorRestoreTargetTooOld, e.to_string()))?;
+    pgtools::tool_set(
+        options,
+        target_version.max(manifest.server_version_num).into(),
+    )
+}
+
+async fn drop_database(admin: &Client, describe: &str, name: &str) -> Result<(), EngineError> {
+    let version = server_version_num(admin, describe).await?;
     let force = if version >= 130000 {
         " WITH (FORCE)"
     } else {
@@ -366,17 +394,40 @@ async fn pg_restore(
     target: &PgTarget,
     file: &Path,
     args: &[OsString],
+    unknown_settings: &[&str],
 ) -> Result<(), EngineError> {
     let mut command = pgtools::command(bin_dir, "pg_restore", target, &target.database);
+    command.args(args);
+    if unknown_settings.is_empty() {
+        command.arg("--exit-on-error");
+    }
     command
-        .args(args)
-        .arg("--exit-on-error")
         .arg("--no-tablespaces")
         .arg(file)
         .stdout(std::process::Stdio::null());
     let mut child = pgtools::spawn(command, "pg_restore")?;
     let stderr = pgtools::collect_stderr(&mut child);
-    pgtools::wait(child, stderr, "pg_restore", &target.describe()).await
+    if unknown_settings.is_empty() {
+        return pgtools::wait(child, stderr, "pg_restore", &target.describe()).await;
+    }
+    // A newer pg_restore than the target: its session settings the target
+    // lacks are the only errors tolerated (see tool_compat).
+    let status = child.wait().await.map_err(|e| {
+        EngineError::new(
+            ErrorCode::PgToolFailed,
+            format!("pg_restore did not finish: {e}"),
+        )
+    })?;
+    let stderr = stderr.await.unwrap_or_default();
+    if status.success() || tool_compat::only_unknown_settings_failed(&stderr, unknown_settings) {
+        return Ok(());
+    }
+    Err(pgtools::tool_error(
+        "pg_restore",
+        &target.describe(),
+        &status.to_string(),
+        &stderr,
+    ))
 }
 
 /// Refreshes materialized views that were populated, retrying ones that

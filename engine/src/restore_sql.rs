@@ -47,10 +47,10 @@ pub async fn restore_as_sql(
     cancel: CancellationToken,
 ) -> Result<RestoreSummary, EngineError> {
     let tracker = Tracker::new(progress);
-    let bin_dir = pgtools::bin_dir(options)?;
     tracker.phase("schema");
     let point =
         recovery_point::open(store, prefix, expected_manifest_sha256, selection, &cancel).await?;
+    let bin_dir = pgtools::bin_dir(options, point.manifest.server_version_num.into())?;
     tracker.set_total(point.manifest.chunk_count());
     let mut out = ObjectWriter::create_at(
         output,

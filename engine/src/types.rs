@@ -73,8 +73,13 @@ pub struct EngineOptions {
     pub parts_in_flight: usize,
     /// `lock_timeout` for the ACCESS SHARE locks of a backup.
     pub lock_timeout: Duration,
-    /// Directory of pg_dump/pg_restore; `None` searches the usual places.
-    pub pg_bin_dir: Option<PathBuf>,
+    /// Directories of pg_dump/pg_restore sets, looked at before the usual
+    /// places (`/usr/lib/postgresql/*/bin`, `pg_config`, `PATH`); each
+    /// server gets the lowest major at least its own.
+    pub pg_bin_dirs: Vec<PathBuf>,
+    /// The setting `pg_bin_dirs` comes from, named in errors (e.g.
+    /// `worker.pg_bin_dirs`).
+    pub pg_bin_dirs_setting: &'static str,
 }
 
 impl Default for EngineOptions {
@@ -94,7 +99,8 @@ impl Default for EngineOptions {
             part_size: 8 * 1024 * 1024,
             parts_in_flight: 2,
             lock_timeout: Duration::from_secs(30),
-            pg_bin_dir: None,
+            pg_bin_dirs: Vec::new(),
+            pg_bin_dirs_setting: "worker.pg_bin_dirs",
         }
     }
 }

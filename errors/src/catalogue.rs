@@ -105,7 +105,13 @@ catalogue! {
         category: User,
         retryable: false,
         summary: "the worker's PostgreSQL client tools are older than the server",
-        action: "Upgrade the PostgreSQL client tools on the worker to the server's major version or newer.",
+        action: "Install the PostgreSQL client tools of the server's major version or newer on the workers (e.g. postgresql-client-17), or list their bin directory in worker.pg_bin_dirs.",
+    }
+    UserErrorRestoreTargetTooOld {
+        category: User,
+        retryable: false,
+        summary: "the restore's target server runs an older PostgreSQL major than the recovery point's source",
+        action: "Restore into a server running the recovery point's PostgreSQL major or a newer one.",
     }
     UserErrorDatabaseNameAlreadyInUse {
         category: User,

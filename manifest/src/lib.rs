@@ -9,11 +9,13 @@
 //! - [`database`]: what the manifest records about the database itself.
 //! - [`names`]: how relations are named for people and for SQL.
 //! - [`selection`]: which schemas and relations a selective restore may name.
+//! - [`versions`]: which PostgreSQL majors a recovery point restores into.
 
 pub mod database;
 pub mod format;
 pub mod names;
 pub mod selection;
+pub mod versions;
 
 pub use database::{DatabaseGrant, DatabaseProperties, DatabaseSetting};
 pub use format::{
@@ -22,3 +24,4 @@ pub use format::{
     SequenceEntry, TableEntry,
 };
 pub use selection::{Selection, SelectionError};
+pub use versions::{OlderTarget, check_restorable};

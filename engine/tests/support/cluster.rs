@@ -36,7 +36,7 @@ pub fn target(cluster: &TempCluster, database: &str) -> PgTarget {
 pub fn options(cluster: &TempCluster) -> EngineOptions {
     EngineOptions {
         connections: 3,
-        pg_bin_dir: Some(cluster.bin_dir().to_path_buf()),
+        pg_bin_dirs: vec![cluster.bin_dir().to_path_buf()],
         ..EngineOptions::default()
     }
 }
