@@ -91,7 +91,9 @@ pub async fn run(options: AgentOptions, shutdown: CancellationToken) -> Result<(
         concurrency: options.concurrency,
         engine: options.engine.clone(),
     };
-    let link = offers.tracking(Arc::new(GrpcLink::new(channel)));
+    let link = offers.tracking(Arc::new(
+        GrpcLink::new(channel).with_tool_majors(identity.hello.pg_tool_majors.clone()),
+    ));
     let executor = Arc::new(EngineExecutor {
         options: options.engine.clone(),
     });

@@ -279,6 +279,7 @@ pub fn worker_options(
         engine.connections = w.connections;
     }
     engine.split_threshold_bytes = w.split_threshold_mb * 1024 * 1024;
+    engine.pg_bin_dirs = w.pg_bin_dirs.clone();
     WorkerOptions {
         coordinator_endpoint,
         token,

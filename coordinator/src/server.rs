@@ -146,6 +146,7 @@ impl Coordinator {
             lease_ttl: config.lease_ttl,
             retry: retry_policy(&config),
             probes,
+            worker_tools: Default::default(),
         });
 
         let (mut health, health_service) = tonic_health::server::health_reporter();

@@ -269,6 +269,7 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             .claim_task(pb::ClaimTaskRequest {
                 job_id: GHOST_JOB.into(),
                 worker_id: "w:1".into(),
+                pg_tool_majors: Vec::new(),
             })
             .await
             .map(drop),

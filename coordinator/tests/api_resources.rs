@@ -635,6 +635,7 @@ async fn calls_without_a_valid_token_are_refused() {
         .claim_task(pb::ClaimTaskRequest {
             job_id: uuid::Uuid::new_v4().to_string(),
             worker_id: "w".into(),
+            pg_tool_majors: Vec::new(),
         })
         .await
         .unwrap_err();

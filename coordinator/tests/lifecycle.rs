@@ -94,6 +94,7 @@ async fn claim(h: &Harness, job: &str) -> (String, pb::task::Kind) {
         .claim_task(pb::ClaimTaskRequest {
             job_id: job_id(job),
             worker_id: "w1".into(),
+            pg_tool_majors: Vec::new(),
         })
         .await
         .expect("claim")

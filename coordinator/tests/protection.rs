@@ -25,6 +25,7 @@ async fn completed_backup(h: &Harness, instance: &str, snapshot_seconds: i64) {
         .claim_task(pb::ClaimTaskRequest {
             job_id: id.clone(),
             worker_id: "w1".into(),
+            pg_tool_majors: Vec::new(),
         })
         .await
         .expect("claim")

@@ -43,6 +43,7 @@ async fn complete(addr: std::net::SocketAddr, job_id: uuid::Uuid, snapshot: i64)
         .claim_task(pb::ClaimTaskRequest {
             job_id: job_id.to_string(),
             worker_id: "w1".into(),
+            pg_tool_majors: Vec::new(),
         })
         .await
         .expect("claim")

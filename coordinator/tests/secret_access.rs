@@ -114,6 +114,7 @@ async fn backup_and_claim(h: &Harness, instance: &str) -> (String, pb::ClaimTask
         .claim_task(pb::ClaimTaskRequest {
             job_id: job.name.trim_start_matches("jobs/").into(),
             worker_id: "test:1".into(),
+            pg_tool_majors: Vec::new(),
         })
         .await
         .expect("claim answers")
@@ -388,6 +389,7 @@ async fn restores_take_any_reference_the_vault_may_read() {
         .claim_task(pb::ClaimTaskRequest {
             job_id: job.name.trim_start_matches("jobs/").into(),
             worker_id: "test:2".into(),
+            pg_tool_majors: Vec::new(),
         })
         .await
         .expect("claim")

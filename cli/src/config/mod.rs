@@ -129,6 +129,11 @@ pub struct WorkerSettings {
     pub zstd_level: i32,
     /// Tables larger than this are split into parallel chunks.
     pub split_threshold_mb: u64,
+    /// Directories of pg_dump/pg_restore sets (one per PostgreSQL major),
+    /// looked at before every `/usr/lib/postgresql/*/bin`, `pg_config
+    /// --bindir` and `PATH`; each server gets the lowest major at least
+    /// its own.
+    pub pg_bin_dirs: Vec<PathBuf>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -236,6 +241,7 @@ impl Default for WorkerSettings {
             connections: 0,
             zstd_level: 3,
             split_threshold_mb: 256,
+            pg_bin_dirs: Vec::new(),
         }
     }
 }

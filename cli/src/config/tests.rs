@@ -239,3 +239,29 @@ fn up_serves_the_console_by_default_and_coordinators_only_when_asked() {
     };
     assert!(crate::serve::console_options(&off, Some(up_default)).is_none());
 }
+
+#[test]
+fn workers_take_a_list_of_client_tool_directories() {
+    let s = load_file(
+        "[worker]\npg_bin_dirs = [\"/opt/pg18/bin\", \"/usr/lib/postgresql/13/bin\"]\n",
+        &[],
+    )
+    .expect("loads");
+    assert_eq!(
+        s.worker.pg_bin_dirs,
+        vec![
+            PathBuf::from("/opt/pg18/bin"),
+            PathBuf::from("/usr/lib/postgresql/13/bin")
+        ]
+    );
+    // A single directory under the singular name is refused, naming the list.
+    let err = load_file("[worker]\npg_bin_dir = \"/opt/pg18/bin\"\n", &[])
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.starts_with("unknown setting worker.pg_bin_dir "),
+        "{err}"
+    );
+    assert!(err.contains("pg_bin_dirs"), "{err}");
+}

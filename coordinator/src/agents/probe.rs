@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pgvault_errors::ErrorCode;
-use pgvault_probe::Missing;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::Registry;
 use crate::error::{CoordinatorError, Result};
 use crate::model::{JobError, ProbeAnswer, ProbeKind, ProbeRequest};
-use crate::server_probe::{ProbeTarget, Probed, ServerProbe, Unanswered};
+use crate::server_probe::{ProbeTarget, Probed, Readiness, ServerProbe, Unanswered};
 use crate::store::{Store, agent_instances, probes};
 
 /// How long the API waits for an agent's answer.
@@ -116,9 +115,15 @@ impl ServerProbe for AgentProbe {
         })
     }
 
-    async fn readiness(&self, target: &ProbeTarget<'_>) -> Result<Probed<Missing>> {
+    async fn readiness(&self, target: &ProbeTarget<'_>) -> Result<Probed<Readiness>> {
         Ok(match self.ask(target, ProbeKind::Readiness).await? {
-            Ok(ProbeAnswer::Readiness { missing, .. }) => Ok(missing),
+            Ok(ProbeAnswer::Readiness {
+                missing,
+                server_version_num,
+            }) => Ok(Readiness {
+                missing,
+                server_version_num,
+            }),
             Ok(ProbeAnswer::Error(error)) => Err(Unanswered::Connect(error)),
             Ok(ProbeAnswer::Databases(_)) => return Err(mismatched(ProbeKind::Readiness)),
             Err(unanswered) => Err(unanswered),

@@ -10,7 +10,9 @@
 //! vault may read the secret (granted inline with "assign missing
 //! permissions" when the caller may grant); the secret holds a usable
 //! connection string; the connection works; the user has every privilege a
-//! consistent dump needs. The last two are asked of the server directly or
+//! consistent dump needs; some worker (or the server's agent) has a
+//! `pg_dump` at least the server's major, when any has reported
+//! ([`crate::readiness::tool_versions`]). The server is asked directly or
 //! through its agent ([`crate::server_probe`]), with the same outcome. Passing rows become `PROTECTION_CONFIGURED`;
 //! failing ones stay `PROTECTION_VALIDATION_FAILED` with their last error:
 //! never scheduled, not counted as protecting the database, and re-validated
@@ -27,10 +29,11 @@ use crate::error::{CoordinatorError, Result};
 use crate::model::{BackupInstance, JobError, Policy, ProtectionState, Server, Vault};
 use crate::names;
 use crate::readiness::grant_script::{self, GrantScript};
+use crate::readiness::tool_versions::{self, Runners};
 use crate::secret_ref::SecretRef;
-use crate::server_probe::{ProbeTarget, Unanswered};
+use crate::server_probe::{ProbeTarget, Readiness, Unanswered};
 use crate::store::instances::{self, Inserted};
-use crate::store::{policies, secret_grants, secrets, servers, vaults};
+use crate::store::{agent_instances, policies, secret_grants, secrets, servers, vaults};
 use crate::validation::{self, unprotectable_reason};
 
 /// Why a row is not protected, and the fix when one can be generated.
@@ -369,8 +372,11 @@ async fn readiness_checks(
         vault: Some(vault_id),
     };
     let probe = ctx.probes.for_server(&placement.server);
-    let missing = match probe.readiness(&target).await? {
-        Ok(missing) => missing,
+    let Readiness {
+        missing,
+        server_version_num,
+    } = match probe.readiness(&target).await? {
+        Ok(answer) => answer,
         Err(Unanswered::Connect(error) | Unanswered::Agent(error)) => return Ok(Err(error.into())),
         Err(Unanswered::Query(message)) => return Err(CoordinatorError::Unavailable(message)),
     };
@@ -386,7 +392,36 @@ async fn readiness_checks(
             script: Some(Box::new(grant_script::generate(&missing))),
         }));
     }
+    if let Some(error) = tools_too_old(ctx, &placement.server, server_version_num).await? {
+        return Ok(Err(error.into()));
+    }
     Ok(Ok(()))
+}
+
+/// Whether what would run the server's backups (workers, or its agent's
+/// instances) reported a `pg_dump` older than the server. Nothing reported
+/// yet: readiness cannot confirm, and does not fail.
+async fn tools_too_old(
+    ctx: &ApiContext,
+    server: &Server,
+    server_version_num: u32,
+) -> Result<Option<JobError>> {
+    let (newest, runners) = if server.agent.is_empty() {
+        (ctx.worker_tools.newest(), Runners::Workers)
+    } else {
+        let instances =
+            agent_instances::recent(ctx.store.pool(), std::slice::from_ref(&server.agent)).await?;
+        let newest = instances
+            .iter()
+            .filter(|i| i.live && i.supported)
+            .flat_map(|i| i.pg_tool_majors.iter().copied())
+            .max();
+        (newest, Runners::Agent(&server.agent))
+    };
+    if newest.is_none() {
+        tracing::info!(server = %server.id, server_version_num, "readiness cannot confirm the client tools: nothing that runs this server's backups has reported its pg_dump versions yet");
+    }
+    Ok(tool_versions::check(server_version_num, newest, runners))
 }
 
 /// `RevalidateBackupInstance`: every check again. A kept row that passes is

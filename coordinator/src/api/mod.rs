@@ -64,6 +64,8 @@ pub struct ApiContext {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// How servers are asked questions: directly, or through their agent.
     pub probes: crate::server_probe::Probes,
+    /// The newest client tools major workers reported with their claims.
+    pub worker_tools: crate::readiness::tool_versions::WorkerTools,
 }
 
 /// `next_page_token` for a page: empty when no more rows exist.

@@ -4,11 +4,14 @@
 //! ([`connection_error`]) and looks for every privilege a consistent dump
 //! needs ([`privileges`], the check itself shared with agents in
 //! `pgvault-probe`); what is missing comes back with a grant script
-//! ([`grant_script`]) an administrator can run as is.
+//! ([`grant_script`]) an administrator can run as is. Last, whether any
+//! worker (or the server's agent) has a `pg_dump` new enough for the
+//! server ([`tool_versions`]).
 //!
 //! Policy validation (schedules, durations) is elsewhere: `crate::validation`.
 
 pub mod grant_script;
+pub mod tool_versions;
 
 pub use pgvault_probe::privileges;
 

@@ -52,6 +52,15 @@ pub enum Unanswered {
     Agent(JobError),
 }
 
+/// The answer to a readiness probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Readiness {
+    /// What the user lacks; empty: ready.
+    pub missing: Missing,
+    /// `server_version_num` of the server (e.g. 170004).
+    pub server_version_num: u32,
+}
+
 /// A probe's outcome: the answer, or why there is none. `Err` of the outer
 /// result is the coordinator's own failure (state database, …).
 pub type Probed<T> = std::result::Result<T, Unanswered>;
@@ -63,8 +72,17 @@ pub trait ServerProbe: Send + Sync {
     async fn list_databases(&self, target: &ProbeTarget<'_>) -> Result<Probed<Vec<String>>>;
 
     /// What the connecting user lacks for a consistent dump of
-    /// `target.database` (empty: ready).
-    async fn readiness(&self, target: &ProbeTarget<'_>) -> Result<Probed<Missing>>;
+    /// `target.database` (empty: ready), and the server's version.
+    async fn readiness(&self, target: &ProbeTarget<'_>) -> Result<Probed<Readiness>>;
+
+    /// The server's `server_version_num` (e.g. 170004); by default asked
+    /// with a readiness probe of `target.database`.
+    async fn server_version(&self, target: &ProbeTarget<'_>) -> Result<Probed<u32>> {
+        Ok(self
+            .readiness(target)
+            .await?
+            .map(|answer| answer.server_version_num))
+    }
 }
 
 /// The probes of one coordinator, and which asks a given server.

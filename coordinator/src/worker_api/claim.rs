@@ -12,6 +12,9 @@
 //! it), starts a fresh set of per-table progress and deletes the job's
 //! outbox rows (an agent's job keeps them, re-offered, until claimed).
 //!
+//! A worker's claim reports the majors of its client tools; the newest is
+//! remembered for the readiness checks (`crate::readiness::tool_versions`).
+//!
 //! Who may claim: a job routed to an agent only with that agent's token,
 //! and an agent's token only its agent's jobs. Anyone else gets
 //! `claimed = false` with the reason, never the task.
@@ -44,6 +47,9 @@ pub async fn claim(
             "worker_id",
             "a stable worker identity (e.g. host:pid) is required",
         ));
+    }
+    if agent.is_none() {
+        ctx.worker_tools.record(&req.pg_tool_majors);
     }
     let lease_token = Uuid::new_v4();
     let mut tx = ctx.store.begin().await?;

@@ -340,6 +340,7 @@ pub async fn claim(h: &Harness, job_id: &str, worker: &str) -> pb::ClaimTaskResp
         .claim_task(pb::ClaimTaskRequest {
             job_id: job_id.into(),
             worker_id: worker.into(),
+            pg_tool_majors: Vec::new(),
         })
         .await
         .expect("claim")

@@ -19,6 +19,8 @@ use super::link::{CoordinatorLink, LinkError};
 #[derive(Clone)]
 pub struct GrpcLink {
     inner: WorkerServiceClient<AuthChannel>,
+    /// Reported with every claim (see `ClaimTaskRequest.pg_tool_majors`).
+    pg_tool_majors: Vec<u32>,
 }
 
 impl GrpcLink {
@@ -39,7 +41,14 @@ impl GrpcLink {
     pub fn new(channel: AuthChannel) -> Self {
         GrpcLink {
             inner: WorkerServiceClient::new(channel),
+            pg_tool_majors: Vec::new(),
         }
+    }
+
+    /// Reports `majors` (of this process's client tool sets) with every claim.
+    pub fn with_tool_majors(mut self, majors: Vec<u32>) -> Self {
+        self.pg_tool_majors = majors;
+        self
     }
 }
 
@@ -62,6 +71,7 @@ impl CoordinatorLink for GrpcLink {
         let request = ClaimTaskRequest {
             job_id: job_id.to_string(),
             worker_id: worker_id.to_string(),
+            pg_tool_majors: self.pg_tool_majors.clone(),
         };
         let response = self.inner.clone().claim_task(request).await;
         response.map(|r| r.into_inner()).map_err(link_error)

@@ -106,7 +106,8 @@ pub async fn run(
         &options.coordinator_endpoint,
         &options.token,
         options.ca_cert.as_deref(),
-    )?;
+    )?
+    .with_tool_majors(tool_majors(&options.engine));
     let executor = EngineExecutor {
         options: options.engine.clone(),
     };
@@ -119,6 +120,21 @@ pub async fn run(
     )
     .await;
     Ok(())
+}
+
+/// The majors of every client tool set the engine may use, logged once.
+pub fn tool_majors(engine: &EngineOptions) -> Vec<u32> {
+    let sets =
+        pgvault_localpg::find_tool_sets(&engine.pg_bin_dirs, pgvault_localpg::CLIENT_PROGRAMS);
+    for set in &sets {
+        tracing::info!(major = set.major, dir = %set.dir.display(), "PostgreSQL client tools found");
+    }
+    if sets.is_empty() {
+        tracing::warn!(
+            "no PostgreSQL client tools (pg_dump, pg_restore) found: backups and restores will fail; install them or set worker.pg_bin_dirs"
+        );
+    }
+    pgvault_localpg::majors(&sets)
 }
 
 /// [`run`] with any coordinator link and executor.

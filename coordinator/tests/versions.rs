@@ -1,0 +1,112 @@
+//! PostgreSQL versions at the API: a worker's claim reports the majors of
+//! its client tools, and configuring a server newer than every reported
+//! `pg_dump` fails at configure time naming both versions and the fix
+//! (before any worker reported, readiness cannot confirm and passes).
+
+mod common;
+
+use common::{Harness, backup_now, job_id};
+use pgvault_proto::v1 as pb;
+
+/// Takes the job's lease as a worker whose client tools are `majors`.
+async fn claim_reporting(h: &Harness, job: &str, majors: Vec<u32>) -> pb::ClaimTaskResponse {
+    h.workers()
+        .claim_task(pb::ClaimTaskRequest {
+            job_id: job.into(),
+            worker_id: "w1".into(),
+            pg_tool_majors: majors,
+        })
+        .await
+        .expect("claim")
+        .into_inner()
+}
+
+async fn configure(h: &Harness, database: &str) -> pb::ConfigureBackupResult {
+    h.instances()
+        .configure_backup(pb::ConfigureBackupRequest {
+            parent: "vaults/v".into(),
+            policy: "vaults/v/policies/daily".into(),
+            rows: vec![pb::ConfigureBackupRow {
+                server: "servers/pg1".into(),
+                database: database.into(),
+                secret: "secrets/pg1-admin".into(),
+            }],
+            default_secret: String::new(),
+            assign_missing_permissions: true,
+        })
+        .await
+        .expect("configure answers")
+        .into_inner()
+        .results
+        .remove(0)
+}
+
+/// The state cluster's major (the harness's "protected" server).
+async fn server_major(h: &Harness) -> u32 {
+    let client = h.cluster.connect("postgres").await.expect("connect");
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .expect("version")
+        .get(0);
+    u32::try_from(version / 10_000).expect("major")
+}
+
+#[tokio::test]
+async fn configuring_a_server_newer_than_every_workers_pg_dump_fails_at_configure_time() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    let major = server_major(&h).await;
+    // No worker has reported yet: readiness cannot confirm, and passes.
+    let instance = h.protect("app").await;
+
+    // A worker whose newest pg_dump is one major older claims a job.
+    let job = backup_now(&h, &instance).await;
+    let claimed = claim_reporting(&h, &job_id(&job), vec![major - 2, major - 1]).await;
+    assert!(claimed.claimed, "{}", claimed.reason);
+
+    let admin = h.cluster.connect("postgres").await.expect("connect");
+    admin
+        .batch_execute("CREATE DATABASE billing")
+        .await
+        .expect("create billing");
+    let result = configure(&h, "billing").await;
+    assert_eq!(
+        result.readiness,
+        pb::Readiness::FailedValidation as i32,
+        "{result:?}"
+    );
+    let error = result.error.expect("error");
+    assert_eq!(error.code, "UserErrorServerVersionUnsupported");
+    assert_eq!(
+        error.message,
+        format!(
+            "server is PostgreSQL {major}; the newest pg_dump on any worker is {}; \
+             install postgresql-client-{major} on the workers or set worker.pg_bin_dirs",
+            major - 1
+        )
+    );
+    let kept = result.backup_instance.expect("the row is kept");
+    assert_eq!(
+        kept.protection_state,
+        pb::ProtectionState::ValidationFailed as i32
+    );
+
+    // Once a worker with tools of the server's major claims, re-validation protects it.
+    let job = backup_now(&h, &instance).await;
+    let _ = claim_reporting(&h, &job_id(&job), vec![major]).await;
+    let revalidated = h
+        .instances()
+        .revalidate_backup_instance(pb::RevalidateBackupInstanceRequest {
+            name: kept.name.clone(),
+            assign_missing_permissions: false,
+        })
+        .await
+        .expect("revalidate")
+        .into_inner();
+    assert_eq!(
+        revalidated.readiness,
+        pb::Readiness::Success as i32,
+        "{revalidated:?}"
+    );
+}
