@@ -1,12 +1,15 @@
 //! PostgreSQL versions at the API: a worker's claim reports the majors of
 //! its client tools, and configuring a server newer than every reported
 //! `pg_dump` fails at configure time naming both versions and the fix
-//! (before any worker reported, readiness cannot confirm and passes).
+//! (before any worker reported, readiness cannot confirm and passes). A
+//! restore into an older major than the point's source is refused before
+//! a job is queued, naming both versions.
 
 mod common;
 
 use common::{Harness, backup_now, job_id};
 use pgvault_proto::v1 as pb;
+use tonic::Code;
 
 /// Takes the job's lease as a worker whose client tools are `majors`.
 async fn claim_reporting(h: &Harness, job: &str, majors: Vec<u32>) -> pb::ClaimTaskResponse {
@@ -109,4 +112,87 @@ async fn configuring_a_server_newer_than_every_workers_pg_dump_fails_at_configur
         pb::Readiness::Success as i32,
         "{revalidated:?}"
     );
+}
+
+#[tokio::test]
+async fn a_restore_into_an_older_major_is_refused_before_a_job_is_queued() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    let major = server_major(&h).await;
+    let instance = h.protect("app").await;
+    let job = backup_now(&h, &instance).await;
+    let id = job_id(&job);
+    let claimed = claim_reporting(&h, &id, vec![major + 3]).await;
+    // The point was taken from a newer server than the restore's target.
+    let newer = format!("{}.4", major + 2);
+    h.workers()
+        .complete_task(pb::CompleteTaskRequest {
+            job_id: id,
+            lease_token: claimed.lease_token,
+            result: Some(pb::complete_task_request::Result::Backup(
+                pb::BackupResult {
+                    snapshot_time: Some(prost_types::Timestamp {
+                        seconds: 1_700_000_000,
+                        nanos: 0,
+                    }),
+                    stored_bytes: 1,
+                    raw_bytes: 1,
+                    chunk_count: 1,
+                    manifest_sha256: "ab".repeat(32),
+                    server_version: newer.clone(),
+                },
+            )),
+            progress: None,
+            tables: Vec::new(),
+        })
+        .await
+        .expect("complete");
+    let points = h
+        .points()
+        .list_recovery_points(pb::ListRecoveryPointsRequest {
+            parent: instance.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("list points")
+        .into_inner()
+        .recovery_points;
+    assert_eq!(points[0].server_version, newer);
+    let jobs_before = h
+        .jobs()
+        .list_jobs(pb::ListJobsRequest::default())
+        .await
+        .expect("jobs")
+        .into_inner()
+        .jobs
+        .len();
+
+    let refused = h
+        .restores()
+        .restore_as_database(pb::RestoreAsDatabaseRequest {
+            recovery_point: points[0].name.clone(),
+            target_database: "app_restored".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("an older target is refused");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(
+        refused.message(),
+        format!(
+            "UserErrorRestoreTargetTooOld: the recovery point is from PostgreSQL {new} ({newer}) and the \
+             target server runs PostgreSQL {major}: a recovery point restores only into the same or a \
+             newer major; restore into a server running PostgreSQL {new} or newer (target server \"pg1\")",
+            new = major + 2
+        )
+    );
+    let jobs_after = h
+        .jobs()
+        .list_jobs(pb::ListJobsRequest::default())
+        .await
+        .expect("jobs")
+        .into_inner()
+        .jobs
+        .len();
+    assert_eq!(jobs_before, jobs_after, "no job was queued");
 }

@@ -13,6 +13,7 @@
 //!   the dead-letter calls of `JobService`).
 //! - `restore_selection`, `output_file`: checking a restore's selection
 //!   against the recovery point, and the name of a restore's SQL file.
+//! - `restore_version`: a restore goes to the same or a newer PostgreSQL major.
 //! - `job_details`: a job's attempts and per-table progress (`GetJob`,
 //!   `WatchJob`, and the tables workers report).
 //! - `configure`: configure rows and re-validation (kept rows, readiness).
@@ -33,6 +34,7 @@ pub mod protection;
 pub mod recovery_points;
 pub mod resolve;
 pub mod restore_selection;
+pub mod restore_version;
 pub mod restores;
 pub mod secrets;
 pub mod servers;

@@ -2,6 +2,8 @@
 //! schemas and tables) as a new database, or as one plain SQL file in a
 //! datastore directory. The target server and secret default to the
 //! instance's own; the file name defaults to `<database>-<snapshot>.sql`.
+//! A restore into an older PostgreSQL major than the point's source is
+//! refused before its job is queued (`restore_version`).
 //! The job, its restore target and its outbox row are written in one
 //! transaction.
 
@@ -15,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::access::{self, vault_scope};
 use crate::api::ApiContext;
-use crate::api::{output_file, restore_selection};
+use crate::api::{output_file, restore_selection, restore_version};
 use crate::error::{CoordinatorError, Result};
 use crate::lifecycle::queue::{rehydrate_days, restore};
 use crate::model::{RestoreSpec, RestoreTarget};
@@ -55,7 +57,7 @@ impl RestoreApi {
         } else {
             names::parse_server("target_server", &req.target_server)?
         };
-        servers::get(pool, &target_server).await?;
+        let server = servers::get(pool, &target_server).await?;
         if target_server == instance.server_id && req.target_database == instance.database {
             return Err(CoordinatorError::invalid(
                 "target_database",
@@ -72,6 +74,7 @@ impl RestoreApi {
         };
         check_secret(&self.ctx, &vault_id, &secret).await?;
         restore_selection::check(&point, &schemas, &tables).await?;
+        restore_version::check(&self.ctx, &vault_id, &point, &server, &secret).await?;
         let spec = RestoreSpec {
             instance_id: instance.id,
             point_id: point.id,
