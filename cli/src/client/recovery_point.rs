@@ -87,38 +87,42 @@ async fn list(api: &Api, parent: String) -> anyhow::Result<()> {
         ));
         return Ok(());
     }
-    let rows = points
-        .iter()
-        .map(|p| {
-            vec![
-                names::short(&p.name).to_owned(),
-                p.database.clone(),
-                local_time(p.snapshot_time.as_ref()),
-                tier_text(p.tier).to_owned(),
-                tag_text(p.retention_tag),
-                bytes(p.stored_bytes),
-                bytes(p.raw_bytes),
-                p.chunk_count.to_string(),
-                local_time(p.expire_time.as_ref()),
-            ]
-        })
-        .collect();
     print_list(
-        &[
-            "RECOVERY POINT",
-            "DATABASE",
-            "SNAPSHOT",
-            "TIER",
-            "RETENTION",
-            "STORED",
-            "RAW",
-            "CHUNKS",
-            "EXPIRES",
-        ],
-        rows,
+        &LIST_HEADERS,
+        points.iter().map(list_row).collect(),
         &format!("no recovery points for {parent} yet; take one with: pgvault backup now"),
     );
     Ok(())
+}
+
+/// The columns of `recovery-point list`; POSTGRESQL is the source server's
+/// version (a point restores into that major or a newer one).
+const LIST_HEADERS: [&str; 10] = [
+    "RECOVERY POINT",
+    "DATABASE",
+    "POSTGRESQL",
+    "SNAPSHOT",
+    "TIER",
+    "RETENTION",
+    "STORED",
+    "RAW",
+    "CHUNKS",
+    "EXPIRES",
+];
+
+fn list_row(p: &RecoveryPoint) -> Vec<String> {
+    vec![
+        names::short(&p.name).to_owned(),
+        p.database.clone(),
+        p.server_version.clone(),
+        local_time(p.snapshot_time.as_ref()),
+        tier_text(p.tier).to_owned(),
+        tag_text(p.retention_tag),
+        bytes(p.stored_bytes),
+        bytes(p.raw_bytes),
+        p.chunk_count.to_string(),
+        local_time(p.expire_time.as_ref()),
+    ]
 }
 
 fn show(api: &Api, point: &RecoveryPoint) {
@@ -158,5 +162,28 @@ pub fn tag_text(kind: i32) -> String {
     match RetentionRuleKind::try_from(kind) {
         Ok(RetentionRuleKind::Unspecified) | Err(_) => "-".to_owned(),
         Ok(known) => short_name(known).to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_shows_each_points_postgresql_version() {
+        let point = RecoveryPoint {
+            name: "vaults/prod/backupInstances/i1/recoveryPoints/p1".into(),
+            database: "billing".into(),
+            server_version: "17.10".into(),
+            ..RecoveryPoint::default()
+        };
+        let row = list_row(&point);
+        assert_eq!(row.len(), LIST_HEADERS.len());
+        let column = LIST_HEADERS
+            .iter()
+            .position(|h| *h == "POSTGRESQL")
+            .unwrap();
+        assert_eq!(row[column], "17.10");
+        assert_eq!(row[1], "billing");
     }
 }
