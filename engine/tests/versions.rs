@@ -4,7 +4,8 @@
 //! restores are identical (the upgrade path); a 17 point is refused by a
 //! 15 server before anything is created there. Each server is dumped with
 //! the lowest tool major at least its own (15's tools for 12–15, 18's for
-//! 16–18).
+//! 16–18). Big tables split into ctid ranges from 14 on (TID range scans);
+//! 12 and 13 dump each table as one stream.
 
 mod support;
 
@@ -162,4 +163,40 @@ async fn a_server_newer_than_every_tool_set_names_both_versions_and_the_fix() {
         "{}",
         error.message
     );
+}
+
+/// Chunks per table of a backup of a table spanning many pages, with a
+/// split threshold of one page.
+async fn chunks_of_a_big_table(major: u32) -> usize {
+    let source = server(major);
+    add_database(
+        &source,
+        "app",
+        "CREATE TABLE wide (id int PRIMARY KEY, pad text); \
+         INSERT INTO wide SELECT g, repeat('x', 500) FROM generate_series(1, 400) g;",
+    )
+    .await;
+    let options = pgvault_engine::EngineOptions {
+        split_threshold_bytes: 8192,
+        ..version_options()
+    };
+    let point = back_up(&source, "app", &options).await;
+    let copy = server(major);
+    point
+        .restore(&copy, "copy", None, &options)
+        .await
+        .expect("restore");
+    assert_eq!(
+        data_fingerprint(&source, "app").await,
+        data_fingerprint(&copy, "copy").await
+    );
+    let manifest = point.manifest();
+    let wide = manifest.tables.iter().find(|t| t.name == "wide").unwrap();
+    wide.chunks.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_split_into_ctid_ranges_from_14_and_dump_as_one_stream_on_13() {
+    assert!(chunks_of_a_big_table(14).await > 1);
+    assert_eq!(chunks_of_a_big_table(13).await, 1);
 }
