@@ -19,6 +19,7 @@ use super::connect::{connect, exec};
 use super::database_properties;
 use super::error::{EngineError, ErrorCode};
 use super::ident::{qualified, readable};
+use super::key_ranges;
 use super::large_objects;
 use super::manifest::{
     FORMAT_VERSION, MANIFEST_FILE, Manifest, ObjectEntry, SCHEMA_FILE, TableEntry,
@@ -104,7 +105,12 @@ async fn run(
     let schemas = catalog::schemas(&holder, &describe).await?;
     tracing::info!(database = %source.database, tables = tables.len(), snapshot = %snapshot_id, "snapshot exported and tables locked");
 
-    let chunks = backup_data::plan(&tables, options, info.server_version_num);
+    let version = info.server_version_num;
+    let key_bounds = key_ranges::bounds(&holder, &describe, &tables, |t| {
+        !backup_data::has_tid_range_scans(version) && backup_data::chunk_count(t, options) > 1
+    })
+    .await?;
+    let chunks = backup_data::plan(&tables, options, version, &key_bounds);
     let lo_count = large_objects::count(&holder, &describe).await?;
     tracker.set_total(chunks.len() as u32 + u32::from(lo_count > 0));
     let table_names: Arc<Vec<String>> = Arc::new(

@@ -1,5 +1,5 @@
 //! The data half of a backup: tables cut into chunks (ctid page ranges for
-//! large tables on PostgreSQL 14+), scheduled largest first over N
+//! large tables on PostgreSQL 14+, integer key ranges before), scheduled largest first over N
 //! connections that all imported the same snapshot. Each chunk streams
 //! `COPY (SELECT …) TO STDOUT` → zstd → multipart upload.
 
@@ -16,7 +16,8 @@ use super::catalog::TableInfo;
 use super::connect::{connect, exec};
 use super::error::{EngineError, ErrorCode};
 use super::ident::{qualified, quote_ident, quote_literal};
-use super::manifest::ChunkEntry;
+use super::key_ranges::{self, KeyBounds};
+use super::manifest::{ChunkEntry, KeyRange};
 use super::objects::{ChunkWriter, ObjectWriter};
 use super::progress::Tracker;
 use super::types::{EngineOptions, PgTarget};
@@ -34,8 +35,7 @@ pub(crate) struct PlannedChunk {
     /// Index into the backup's table list.
     pub table: usize,
     pub index: u32,
-    pub start_page: Option<u64>,
-    pub end_page: Option<u64>,
+    pub range: ChunkRange,
     /// Estimated raw size, for largest-first scheduling.
     pub estimated_bytes: u64,
     /// `COPY (SELECT …) TO STDOUT`.
@@ -44,40 +44,71 @@ pub(crate) struct PlannedChunk {
     pub relative: String,
 }
 
-/// Cuts tables into chunks, largest first.
+/// How many chunks a table is worth cutting into (1: not split).
+pub(crate) fn chunk_count(table: &TableInfo, options: &EngineOptions) -> u64 {
+    let pages = table.bytes.div_ceil(table.block_size);
+    let threshold = options.split_threshold_bytes.max(1);
+    if table.bytes > threshold && pages > 1 && table.extension_filter.is_none() {
+        table
+            .bytes
+            .div_ceil(threshold)
+            .min(MAX_CHUNKS_PER_TABLE)
+            .min(pages)
+    } else {
+        1
+    }
+}
+
+/// Whether the server scans ctid ranges efficiently (PostgreSQL 14+);
+/// before, big tables are split by integer key ([`key_ranges`]).
+pub(crate) fn has_tid_range_scans(version_num: i32) -> bool {
+    version_num >= TID_RANGE_SCAN_VERSION
+}
+
+/// Cuts tables into chunks, largest first: ctid page ranges on 14+, else
+/// ranges of `key_bounds` (by table index; one stream where `None`).
 pub(crate) fn plan(
     tables: &[TableInfo],
     options: &EngineOptions,
     version_num: i32,
+    key_bounds: &[Option<KeyBounds>],
 ) -> Vec<PlannedChunk> {
     let mut chunks = Vec::new();
     for (t, table) in tables.iter().enumerate() {
-        let pages = table.bytes.div_ceil(table.block_size);
-        let threshold = options.split_threshold_bytes.max(1);
-        let count = if version_num >= TID_RANGE_SCAN_VERSION
-            && table.bytes > threshold
-            && pages > 1
-            && table.extension_filter.is_none()
-        {
-            table
-                .bytes
-                .div_ceil(threshold)
-                .min(MAX_CHUNKS_PER_TABLE)
-                .min(pages)
+        let count = chunk_count(table, options);
+        let ranges: Vec<(Vec<String>, ChunkRange)> = if count == 1 {
+            vec![(Vec::new(), ChunkRange::default())]
+        } else if has_tid_range_scans(version_num) {
+            let pages = table.bytes.div_ceil(table.block_size);
+            let pages_per = pages.div_ceil(count).max(1);
+            (0..count)
+                .map(|i| {
+                    let start = (i > 0).then_some(i * pages_per);
+                    let end = (i + 1 < count).then_some((i + 1) * pages_per);
+                    (ctid_conditions(start, end), ChunkRange::pages(start, end))
+                })
+                .collect()
+        } else if let Some(Some(bounds)) = key_bounds.get(t) {
+            key_ranges::cut(bounds, count)
+                .into_iter()
+                .map(|(start, end)| {
+                    (
+                        key_conditions(&bounds.column, start, end),
+                        ChunkRange::key(&bounds.column, start, end),
+                    )
+                })
+                .collect()
         } else {
-            1
+            vec![(Vec::new(), ChunkRange::default())]
         };
-        let pages_per = pages.div_ceil(count).max(1);
-        for i in 0..count {
-            let start_page = (i > 0).then_some(i * pages_per);
-            let end_page = (i + 1 < count).then_some((i + 1) * pages_per);
+        let estimated_bytes = table.bytes / ranges.len() as u64;
+        for (i, (conditions, range)) in ranges.into_iter().enumerate() {
             chunks.push(PlannedChunk {
                 table: t,
                 index: i as u32,
-                start_page,
-                end_page,
-                estimated_bytes: table.bytes / count,
-                sql: copy_sql(table, start_page, end_page),
+                range,
+                estimated_bytes,
+                sql: copy_sql(table, &conditions),
                 relative: format!("data/{}/{i:05}.copy.zst", table.oid),
             });
         }
@@ -91,13 +122,36 @@ pub(crate) fn plan(
     chunks
 }
 
-fn copy_sql(table: &TableInfo, start: Option<u64>, end: Option<u64>) -> String {
-    let columns = table
-        .columns
-        .iter()
-        .map(|c| quote_ident(c))
-        .collect::<Vec<_>>()
-        .join(", ");
+/// What part of its table a chunk holds, as the manifest records it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChunkRange {
+    pub start_page: Option<u64>,
+    pub end_page: Option<u64>,
+    pub key_range: Option<KeyRange>,
+}
+
+impl ChunkRange {
+    fn pages(start_page: Option<u64>, end_page: Option<u64>) -> Self {
+        ChunkRange {
+            start_page,
+            end_page,
+            key_range: None,
+        }
+    }
+
+    fn key(column: &str, start: Option<i64>, end: Option<i64>) -> Self {
+        ChunkRange {
+            key_range: Some(KeyRange {
+                column: column.to_string(),
+                start,
+                end,
+            }),
+            ..ChunkRange::default()
+        }
+    }
+}
+
+fn ctid_conditions(start: Option<u64>, end: Option<u64>) -> Vec<String> {
     let mut conditions = Vec::new();
     if let Some(start) = start {
         conditions.push(format!("ctid >= '({start},0)'::tid"));
@@ -105,6 +159,28 @@ fn copy_sql(table: &TableInfo, start: Option<u64>, end: Option<u64>) -> String {
     if let Some(end) = end {
         conditions.push(format!("ctid < '({end},0)'::tid"));
     }
+    conditions
+}
+
+fn key_conditions(column: &str, start: Option<i64>, end: Option<i64>) -> Vec<String> {
+    let key = quote_ident(column);
+    let mut conditions = Vec::new();
+    if let Some(start) = start {
+        conditions.push(format!("{key} >= {start}"));
+    }
+    if let Some(end) = end {
+        conditions.push(format!("{key} < {end}"));
+    }
+    conditions
+}
+
+fn copy_sql(table: &TableInfo, conditions: &[String]) -> String {
+    let columns = table
+        .columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
     let name = qualified(&table.schema, &table.name);
     if let Some(filter) = &table.extension_filter {
         // The extension's own condition, as pg_dump applies it.
@@ -291,8 +367,9 @@ async fn dump_one(
     let (object, raw_bytes, rows) = writer.finish().await?;
     Ok(ChunkEntry {
         index: chunk.index,
-        start_page: chunk.start_page,
-        end_page: chunk.end_page,
+        start_page: chunk.range.start_page,
+        end_page: chunk.range.end_page,
+        key_range: chunk.range.key_range.clone(),
         rows,
         raw_bytes,
         object,
@@ -312,6 +389,7 @@ mod tests {
             bytes,
             block_size: 8192,
             extension_filter: None,
+            int_key: Some("a".into()),
         }
     }
 
@@ -321,13 +399,19 @@ mod tests {
             split_threshold_bytes: 8192 * 10,
             ..EngineOptions::default()
         };
-        let chunks = plan(&[table(8192), table(8192 * 35)], &options, 150000);
+        let chunks = plan(&[table(8192), table(8192 * 35)], &options, 150000, &[]);
         assert_eq!(chunks.len(), 5);
         assert_eq!(chunks[0].table, 1);
         assert_eq!(chunks.last().unwrap().table, 0);
         let big: Vec<_> = chunks.iter().filter(|c| c.table == 1).collect();
-        assert_eq!((big[0].start_page, big[0].end_page), (None, Some(9)));
-        assert_eq!((big[3].start_page, big[3].end_page), (Some(27), None));
+        assert_eq!(
+            (big[0].range.start_page, big[0].range.end_page),
+            (None, Some(9))
+        );
+        assert_eq!(
+            (big[3].range.start_page, big[3].range.end_page),
+            (Some(27), None)
+        );
         assert_eq!(
             big[1].sql,
             r#"COPY (SELECT "a", "B" FROM ONLY "s"."T x" WHERE ctid >= '(9,0)'::tid AND ctid < '(18,0)'::tid) TO STDOUT"#
@@ -336,12 +420,32 @@ mod tests {
     }
 
     #[test]
-    fn old_servers_dump_whole_tables() {
+    fn old_servers_split_by_integer_key_or_dump_whole_tables() {
         let options = EngineOptions {
-            split_threshold_bytes: 8192,
+            split_threshold_bytes: 8192 * 50,
             ..EngineOptions::default()
         };
-        let chunks = plan(&[table(8192 * 100)], &options, 130000);
+        let keyed = table(8192 * 100);
+        let bounds = [Some(KeyBounds {
+            column: "a".into(),
+            min: 1,
+            max: 1000,
+        })];
+        let chunks = plan(std::slice::from_ref(&keyed), &options, 130000, &bounds);
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(
+            chunks[0].sql,
+            r#"COPY (SELECT "a", "B" FROM ONLY "s"."T x" WHERE "a" < 501) TO STDOUT"#
+        );
+        assert_eq!(
+            chunks[1].sql,
+            r#"COPY (SELECT "a", "B" FROM ONLY "s"."T x" WHERE "a" >= 501) TO STDOUT"#
+        );
+        let range = chunks[1].range.key_range.clone().unwrap();
+        assert_eq!((range.start, range.end), (Some(501), None));
+        assert_eq!(chunks[1].range.start_page, None);
+        // Without key bounds (no integer primary key): one stream.
+        let chunks = plan(&[keyed], &options, 130000, &[None]);
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].sql, r#"COPY "s"."T x" ("a", "B") TO STDOUT"#);
     }

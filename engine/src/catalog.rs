@@ -1,7 +1,7 @@
 //! Catalog queries a backup runs inside its snapshot: the database's
 //! identity, the tables (leaf partitions, not partitioned parents; no views
 //! or foreign tables; extensions' configuration tables with their dump
-//! condition) with sizes and COPY columns, sequences, populated
+//! condition) with sizes, COPY columns and integer primary key, sequences, populated
 //! materialized views and every role the schema archive will mention.
 
 use std::collections::HashMap;
@@ -34,7 +34,14 @@ pub(crate) struct TableInfo {
     /// extension's script creates it, the rows its condition selects (e.g.
     /// `WHERE NOT system`; empty: all) are user data, dumped as pg_dump does.
     pub extension_filter: Option<String>,
+    /// The primary key's column when it is a single `smallint`, `integer`
+    /// or `bigint` column: what tables are split by where ctid ranges are
+    /// slow (before PostgreSQL 14).
+    pub int_key: Option<String>,
 }
+
+/// The single integer primary key column of `c`, as a select-list item.
+const INT_KEY: &str = "(SELECT a.attname::text FROM pg_catalog.pg_index i      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]      WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1        AND a.atttypid IN ('pg_catalog.int2'::pg_catalog.regtype, 'pg_catalog.int4'::pg_catalog.regtype, 'pg_catalog.int8'::pg_catalog.regtype))";
 
 /// Schemas never dumped.
 const USER_NAMESPACES: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
@@ -80,12 +87,12 @@ pub(crate) async fn tables(
 ) -> Result<Vec<TableInfo>, EngineError> {
     let sql = format!(
         "SELECT c.oid, n.nspname::text, c.relname::text, pg_catalog.pg_relation_size(c.oid)::int8, \
-                current_setting('block_size')::int8, NULL::text \
+                current_setting('block_size')::int8, NULL::text, {INT_KEY} \
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind = 'r' AND c.relpersistence IN ('p', 'u') AND {USER_NAMESPACES} AND {NOT_EXTENSION_MEMBER} \
          UNION ALL \
          SELECT c.oid, n.nspname::text, c.relname::text, pg_catalog.pg_relation_size(c.oid)::int8, \
-                current_setting('block_size')::int8, coalesce(x.cond, '') \
+                current_setting('block_size')::int8, coalesce(x.cond, ''), NULL::text \
          FROM {EXTENSION_CONFIG} \
          WHERE c.relkind = 'r' \
          ORDER BY 2, 3"
@@ -126,6 +133,7 @@ pub(crate) async fn tables(
                 bytes: row.get::<_, i64>(3).max(0) as u64,
                 block_size: row.get::<_, i64>(4).max(1) as u64,
                 extension_filter: row.get(5),
+                int_key: row.get(6),
             }
         })
         .collect())

@@ -115,6 +115,7 @@ pub(crate) async fn dump(
         index: 0,
         start_page: None,
         end_page: None,
+        key_range: None,
         rows: objects.len() as u64,
         raw_bytes,
         object,

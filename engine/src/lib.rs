@@ -9,7 +9,7 @@
 //! - [`types`]: inputs and outputs (`PgTarget`, `EngineOptions`, `Progress`, summaries).
 //! - [`error`]: `EngineError` with stable `ErrorCode`s.
 //! - [`manifest`]: `manifest.json`, the commit point of a recovery point.
-//! - `backup`, `backup_data`, `catalog`: taking a backup.
+//! - `backup`, `backup_data`, `catalog`, `key_ranges`: taking a backup.
 //! - `restore`, `restore_data`, `post_data`, `restore_schedule`, `analyze`:
 //!   restoring as a database.
 //! - `restore_sql`: restoring as a plain SQL file in a datastore.
@@ -31,6 +31,7 @@ mod connect;
 pub mod database_properties;
 pub mod error;
 mod ident;
+mod key_ranges;
 mod large_objects;
 pub mod lifecycle;
 pub mod manifest;

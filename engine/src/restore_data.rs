@@ -222,6 +222,7 @@ mod tests {
                     index: i as u32,
                     start_page: None,
                     end_page: None,
+                    key_range: None,
                     rows: 1,
                     raw_bytes: *size,
                     object: ObjectEntry {

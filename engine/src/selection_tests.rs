@@ -76,6 +76,7 @@ fn manifest() -> Manifest {
             index: 0,
             start_page: None,
             end_page: None,
+            key_range: None,
             rows: 1,
             raw_bytes: 1,
             object: ObjectEntry {

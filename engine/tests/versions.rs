@@ -4,12 +4,13 @@
 //! restores are identical (the upgrade path); a 17 point is refused by a
 //! 15 server before anything is created there. Each server is dumped with
 //! the lowest tool major at least its own (15's tools for 12–15, 18's for
-//! 16–18). Big tables split into ctid ranges from 14 on (TID range scans);
-//! 12 and 13 dump each table as one stream.
+//! 16–18). Big tables split into ctid ranges from 14 on (TID range scans),
+//! by integer primary key ranges on 12 and 13.
 
 mod support;
 
 use pgvault_engine::ErrorCode;
+use pgvault_engine::manifest::ChunkEntry;
 use support::*;
 
 /// The mixed fixture as PostgreSQL `major` accepts it: row triggers on
@@ -165,15 +166,18 @@ async fn a_server_newer_than_every_tool_set_names_both_versions_and_the_fix() {
     );
 }
 
-/// Chunks per table of a backup of a table spanning many pages, with a
-/// split threshold of one page.
-async fn chunks_of_a_big_table(major: u32) -> usize {
+/// The chunks of a keyed and an unkeyed table spanning many pages, backed
+/// up with a split threshold of one page and restored identical.
+async fn chunks_of_big_tables(major: u32) -> (Vec<ChunkEntry>, Vec<ChunkEntry>) {
     let source = server(major);
     add_database(
         &source,
         "app",
-        "CREATE TABLE wide (id int PRIMARY KEY, pad text); \
-         INSERT INTO wide SELECT g, repeat('x', 500) FROM generate_series(1, 400) g;",
+        "CREATE TABLE keyed (id int PRIMARY KEY, pad text); \
+         INSERT INTO keyed SELECT g, repeat('x', 500) FROM generate_series(1, 400) g; \
+         DELETE FROM keyed WHERE id BETWEEN 100 AND 150; \
+         CREATE TABLE unkeyed (id int, pad text); \
+         INSERT INTO unkeyed SELECT g, repeat('y', 500) FROM generate_series(1, 400) g;",
     )
     .await;
     let options = pgvault_engine::EngineOptions {
@@ -191,12 +195,26 @@ async fn chunks_of_a_big_table(major: u32) -> usize {
         data_fingerprint(&copy, "copy").await
     );
     let manifest = point.manifest();
-    let wide = manifest.tables.iter().find(|t| t.name == "wide").unwrap();
-    wide.chunks.len()
+    let chunks = |name: &str| {
+        let table = manifest.tables.iter().find(|t| t.name == name).unwrap();
+        table.chunks.clone()
+    };
+    (chunks("keyed"), chunks("unkeyed"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tables_split_into_ctid_ranges_from_14_and_dump_as_one_stream_on_13() {
-    assert!(chunks_of_a_big_table(14).await > 1);
-    assert_eq!(chunks_of_a_big_table(13).await, 1);
+async fn big_tables_split_by_ctid_from_14_and_by_integer_key_on_13() {
+    let (keyed, unkeyed) = chunks_of_big_tables(14).await;
+    assert!(keyed.len() > 1 && unkeyed.len() > 1);
+    assert!(keyed.iter().all(|c| c.key_range.is_none()));
+    assert_eq!(keyed.last().unwrap().end_page, None);
+
+    let (keyed, unkeyed) = chunks_of_big_tables(13).await;
+    assert!(keyed.len() > 1, "{keyed:?}");
+    let first = keyed.first().unwrap().key_range.clone().unwrap();
+    let last = keyed.last().unwrap().key_range.clone().unwrap();
+    assert_eq!((first.column.as_str(), first.start), ("id", None));
+    assert_eq!(last.end, None);
+    assert_eq!(keyed.iter().map(|c| c.rows).sum::<u64>(), 349);
+    assert_eq!(unkeyed.len(), 1, "no integer key: one stream");
 }

@@ -125,10 +125,22 @@ pub struct ChunkEntry {
     /// ctid page range `[start_page, end_page)`; `None` bounds are open.
     pub start_page: Option<u64>,
     pub end_page: Option<u64>,
+    /// On servers without TID range scans (before PostgreSQL 14): the
+    /// range of the integer primary key this chunk holds instead of pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_range: Option<KeyRange>,
     pub rows: u64,
     /// Uncompressed COPY bytes.
     pub raw_bytes: u64,
     pub object: ObjectEntry,
+}
+
+/// `[start, end)` of an integer primary key column; `None` bounds are open.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyRange {
+    pub column: String,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -289,6 +301,7 @@ mod tests {
                     index: 0,
                     start_page: None,
                     end_page: None,
+                    key_range: None,
                     rows: 1,
                     raw_bytes: 2,
                     object,

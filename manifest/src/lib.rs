@@ -19,7 +19,7 @@ pub mod versions;
 
 pub use database::{DatabaseGrant, DatabaseProperties, DatabaseSetting};
 pub use format::{
-    ChunkEntry, FORMAT_VERSION, LargeObjectMeta, LargeObjects, MANIFEST_FILE, Manifest,
+    ChunkEntry, FORMAT_VERSION, KeyRange, LargeObjectMeta, LargeObjects, MANIFEST_FILE, Manifest,
     ManifestError, ObjectEntry, RelationEntry, RelationKind, RelationName, SCHEMA_FILE,
     SequenceEntry, TableEntry,
 };

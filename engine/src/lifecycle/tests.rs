@@ -61,6 +61,7 @@ fn write_point(dir: &tempfile::TempDir) -> String {
                 index: 0,
                 start_page: None,
                 end_page: None,
+                key_range: None,
                 rows: 1,
                 raw_bytes: 1,
                 object: entry("data/1/00000.copy.zst", &chunk),
