@@ -1,5 +1,5 @@
 //! Agents for end-to-end tests: `pgvault agent run` started inside a
-//! private network ([`AgentProcess`]: token in a file, SIGKILL, its log for
+//! private network ([`AgentProcess`]: token in a file, SIGTERM and SIGKILL, its log for
 //! failure messages), the agent created through the CLI
 //! ([`create_agent`]), and waiting until its instances are connected
 //! ([`wait_connected`]).
@@ -82,6 +82,13 @@ impl AgentProcess {
     /// SIGKILL (no chance to release anything, as in a crash); waits for the exit.
     pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
         self.process.kill()
+    }
+
+    /// SIGTERM, as a service manager stops it; waits up to `timeout` for
+    /// the exit (it releases its running tasks first).
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        self.process.signal(libc::SIGTERM);
+        self.process.wait(timeout)
     }
 
     /// Fails with the agent's output if it has exited.
