@@ -159,7 +159,8 @@ async fn run(
     tracker.phase("sequences");
     let sequences = catalog::sequences(&holder, &describe).await?;
     let large_objects = if lo_count > 0 {
-        let lo = large_objects::dump(&holder, &describe, store, prefix, options).await?;
+        let lo = large_objects::dump(&holder, &describe, store, prefix, options, tracker.clock())
+            .await?;
         tracker.chunk_done(0);
         Some(lo)
     } else {
@@ -208,7 +209,7 @@ async fn run(
         schemas: Some(schemas),
     };
 
-    tracker.phase("manifest");
+    tracker.phase("final flush");
     let json = manifest.to_json();
     let manifest_sha256 = hex::encode(Sha256::digest(&json));
     let manifest_size = json.len() as u64;
@@ -242,6 +243,7 @@ async fn run(
         manifest_sha256,
         server_version: info.server_version,
         rows,
+        stages: tracker.stage_times(),
     })
 }
 

@@ -19,6 +19,7 @@ use super::ident::{qualified, quote_ident, quote_literal};
 use super::manifest::ChunkEntry;
 use super::objects::{ChunkWriter, ObjectWriter};
 use super::progress::Tracker;
+use super::stages::{Lane, LaneStage};
 use super::types::{EngineOptions, PgTarget};
 
 /// Upper bound on chunks per table, whatever the threshold.
@@ -192,6 +193,7 @@ async fn worker(
     stop: &CancellationToken,
 ) -> Result<Vec<(usize, ChunkEntry)>, EngineError> {
     let describe = ctx.source.describe();
+    let mut lane = Lane::start(ctx.tracker.clock().clone());
     let client = connect(&ctx.source, &ctx.source.database).await?;
     exec(
         &client,
@@ -216,7 +218,7 @@ async fn worker(
             .map(String::as_str)
             .unwrap_or_default();
         ctx.tracker.table_started(name);
-        let entry = match dump_one(ctx, &client, &chunk, stop).await {
+        let entry = match dump_one(ctx, &client, &chunk, stop, &mut lane).await {
             Ok(entry) => entry,
             Err(e) => {
                 if e.code != ErrorCode::Cancelled {
@@ -230,6 +232,7 @@ async fn worker(
         ctx.tracker.chunk_done(entry.rows);
         entries.push((chunk.table, entry));
     }
+    lane.enter(LaneStage::Connect);
     exec(&client, "COMMIT", &describe).await?;
     Ok(entries)
 }
@@ -239,18 +242,24 @@ async fn dump_one(
     client: &Client,
     chunk: &PlannedChunk,
     stop: &CancellationToken,
+    lane: &mut Lane,
 ) -> Result<ChunkEntry, EngineError> {
     let describe = ctx.source.describe();
-    let object = ObjectWriter::create(
-        &ctx.store,
-        &ctx.prefix,
-        &chunk.relative,
-        ctx.options.part_size,
-        ctx.options.parts_in_flight,
-    )
-    .await?;
-    let mut writer = ChunkWriter::new(object, ctx.options.zstd_level)?;
+    let object = lane
+        .time(
+            LaneStage::UploadWait,
+            ObjectWriter::create(
+                &ctx.store,
+                &ctx.prefix,
+                &chunk.relative,
+                ctx.options.part_size,
+                ctx.options.parts_in_flight,
+            ),
+        )
+        .await?;
+    let mut writer = ChunkWriter::new(object, ctx.options.zstd_level, ctx.tracker.clock().clone())?;
     let result = async {
+        lane.enter(LaneStage::CopyOutWait);
         let stream = client
             .copy_out(chunk.sql.as_str())
             .await
@@ -262,20 +271,20 @@ async fn dump_one(
         loop {
             let item = tokio::select! {
                 _ = stop.cancelled() => return Err(EngineError::cancelled()),
-                item = stream.next() => item,
+                item = next_timed(&mut stream, lane) => item,
             };
             match item {
                 Some(Ok(bytes)) => {
                     batch.extend_from_slice(&bytes);
                     if batch.len() >= COPY_BATCH_BYTES {
-                        writer.write(&batch).await?;
+                        lane.time(LaneStage::Compress, writer.write(&batch)).await?;
                         ctx.tracker.add_bytes(batch.len() as u64);
                         batch.clear();
                     }
                 }
                 Some(Err(e)) => return Err(EngineError::from_pg(&e, &describe)),
                 None => {
-                    writer.write(&batch).await?;
+                    lane.time(LaneStage::Compress, writer.write(&batch)).await?;
                     ctx.tracker.add_bytes(batch.len() as u64);
                     return Ok(());
                 }
@@ -288,7 +297,7 @@ async fn dump_one(
         return Err(e);
     }
     tracing::debug!(object = %chunk.relative, raw_bytes = writer.raw_bytes(), "chunk dumped");
-    let (object, raw_bytes, rows) = writer.finish().await?;
+    let (object, raw_bytes, rows) = lane.time(LaneStage::UploadWait, writer.finish()).await?;
     Ok(ChunkEntry {
         index: chunk.index,
         start_page: chunk.start_page,
@@ -297,6 +306,30 @@ async fn dump_one(
         raw_bytes,
         object,
     })
+}
+
+/// The next COPY row; the lane is in [`LaneStage::CopyOutWait`] while the
+/// connection has nothing buffered (a clock read per network wait, not per
+/// row) and in [`LaneStage::CopyOutReceive`] otherwise.
+async fn next_timed<S: futures::Stream + Unpin>(
+    stream: &mut S,
+    lane: &mut Lane,
+) -> Option<S::Item> {
+    let mut waiting = false;
+    std::future::poll_fn(|cx| match stream.poll_next_unpin(cx) {
+        std::task::Poll::Pending => {
+            if !waiting {
+                lane.enter(LaneStage::CopyOutWait);
+                waiting = true;
+            }
+            std::task::Poll::Pending
+        }
+        std::task::Poll::Ready(item) => {
+            lane.enter(LaneStage::CopyOutReceive);
+            std::task::Poll::Ready(item)
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

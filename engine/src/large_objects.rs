@@ -4,6 +4,8 @@
 //! `oid u32 BE | (len u32 BE | bytes)* | 0u32`, read and written in slices so
 //! memory stays bounded whatever their size.
 
+use std::sync::Arc;
+
 use bytes::{Buf, Bytes, BytesMut};
 use pgvault_datastore::Datastore;
 use tokio_postgres::Client;
@@ -12,6 +14,7 @@ use super::error::{EngineError, ErrorCode};
 use super::ident::quote_ident;
 use super::manifest::{ChunkEntry, LargeObjectMeta, LargeObjects};
 use super::objects::{ChunkReader, ChunkWriter, ObjectWriter};
+use super::stages::{Lane, StageClock};
 use super::types::EngineOptions;
 
 /// Bytes read or written per `lo_get`/`lo_put` call.
@@ -36,6 +39,7 @@ pub(crate) async fn dump(
     store: &Datastore,
     prefix: &str,
     options: &EngineOptions,
+    clock: &Arc<StageClock>,
 ) -> Result<LargeObjects, EngineError> {
     let pg = |e: tokio_postgres::Error| {
         EngineError::from_pg(&e, describe).context("dumping large objects")
@@ -77,7 +81,7 @@ pub(crate) async fn dump(
         options.parts_in_flight,
     )
     .await?;
-    let mut writer = ChunkWriter::new(object, options.zstd_level)?;
+    let mut writer = ChunkWriter::new(object, options.zstd_level, clock.clone())?;
     let written: Result<(), EngineError> = async {
         for meta in &objects {
             writer.write(&meta.oid.to_be_bytes()).await?;
@@ -133,10 +137,12 @@ pub(crate) async fn restore(
     store: &Datastore,
     prefix: &str,
     large_objects: &LargeObjects,
+    clock: &Arc<StageClock>,
 ) -> Result<u64, EngineError> {
     let pg = |e: tokio_postgres::Error| {
         EngineError::from_pg(&e, describe).context("restoring large objects")
     };
+    let mut lane = Lane::start(clock.clone());
     let bad = |why: &str| {
         EngineError::new(
             ErrorCode::ChecksumMismatch,
@@ -161,11 +167,12 @@ pub(crate) async fn restore(
             .await
             .map_err(pg)?;
     }
-    let mut reader = ChunkReader::open(store, prefix, &large_objects.data.object).await?;
+    let mut reader =
+        ChunkReader::open(store, prefix, &large_objects.data.object, clock.clone()).await?;
     let mut records = RecordParser::default();
     let mut raw = 0u64;
     loop {
-        let next = reader.next().await?;
+        let next = reader.next(&mut lane).await?;
         let at_end = next.is_none();
         if let Some(bytes) = next {
             raw += bytes.len() as u64;

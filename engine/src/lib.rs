@@ -20,6 +20,8 @@
 //! - `objects`: streaming, checksummed object I/O (zstd + multipart).
 //! - [`lifecycle`]: verified copies of recovery points between datastores
 //!   (tier moves, rehydrates) and deleting them.
+//! - [`stages`]: where the time goes (phases, per-connection lanes, CPU),
+//!   returned in every summary; `cpu`: thread CPU time of CPU work.
 //! - `connect`, `pgtools`, `ident`, `progress`: plumbing.
 
 mod analyze;
@@ -27,6 +29,7 @@ mod backup;
 mod backup_data;
 mod catalog;
 mod connect;
+mod cpu;
 pub mod database_properties;
 pub mod error;
 mod ident;
@@ -43,6 +46,7 @@ mod restore_data;
 mod restore_schedule;
 mod restore_sql;
 pub mod selection;
+pub mod stages;
 mod toc;
 pub mod types;
 
@@ -52,6 +56,7 @@ pub use manifest::Manifest;
 pub use restore::{restore_database, restore_database_selected};
 pub use restore_sql::restore_as_sql;
 pub use selection::Selection;
+pub use stages::{CpuStage, LaneStage, StageTimes};
 pub use types::{
     BackupSummary, EngineOptions, NoProgress, PgTarget, Progress, ProgressSink, RestoreSummary,
     TableProgress, TableState,

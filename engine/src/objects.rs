@@ -16,8 +16,10 @@ use pgvault_datastore::Datastore;
 use sha2::{Digest, Sha256};
 use zstd::stream::raw::{Decoder, Operation};
 
+use super::cpu::measured;
 use super::error::{EngineError, ErrorCode, store_error};
 use super::manifest::ObjectEntry;
+use super::stages::{CpuStage, Lane, LaneStage, StageClock};
 
 /// Compressed output is handed to the upload once it reaches this size.
 const FLUSH_BYTES: usize = 1024 * 1024;
@@ -112,10 +114,15 @@ pub(crate) struct ChunkWriter {
     object: ObjectWriter,
     raw_bytes: u64,
     newlines: u64,
+    clock: Arc<StageClock>,
 }
 
 impl ChunkWriter {
-    pub(crate) fn new(object: ObjectWriter, level: i32) -> Result<Self, EngineError> {
+    pub(crate) fn new(
+        object: ObjectWriter,
+        level: i32,
+        clock: Arc<StageClock>,
+    ) -> Result<Self, EngineError> {
         let encoder = zstd::stream::write::Encoder::new(Vec::with_capacity(FLUSH_BYTES), level)
             .map_err(|e| EngineError::internal(format!("cannot start zstd encoder: {e}")))?;
         Ok(ChunkWriter {
@@ -123,15 +130,23 @@ impl ChunkWriter {
             object,
             raw_bytes: 0,
             newlines: 0,
+            clock,
         })
     }
 
     pub(crate) async fn write(&mut self, data: &[u8]) -> Result<(), EngineError> {
         self.raw_bytes += data.len() as u64;
-        self.newlines += data.iter().filter(|b| **b == b'\n').count() as u64;
-        self.encoder
-            .write_all(data)
-            .map_err(|e| EngineError::internal(format!("zstd compression failed: {e}")))?;
+        let (encoder, newlines) = (&mut self.encoder, &mut self.newlines);
+        measured(
+            &self.clock,
+            CpuStage::CompressHash,
+            data.len() as u64,
+            || {
+                *newlines += data.iter().filter(|b| **b == b'\n').count() as u64;
+                encoder.write_all(data)
+            },
+        )
+        .map_err(|e| EngineError::internal(format!("zstd compression failed: {e}")))?;
         if self.encoder.get_ref().len() >= FLUSH_BYTES {
             let out = std::mem::take(self.encoder.get_mut());
             self.object.write(&out).await?;
@@ -176,6 +191,7 @@ pub(crate) struct ChunkReader {
     output: Vec<u8>,
     /// The last step filled `output`: more may come without new input.
     output_full: bool,
+    clock: Arc<StageClock>,
 }
 
 impl ChunkReader {
@@ -183,6 +199,7 @@ impl ChunkReader {
         store: &Datastore,
         prefix: &str,
         expected: &ObjectEntry,
+        clock: Arc<StageClock>,
     ) -> Result<Self, EngineError> {
         let path = object_path(store, prefix, &expected.path);
         let result = store
@@ -201,6 +218,7 @@ impl ChunkReader {
             pending: Bytes::new(),
             output: vec![0; DECODE_BUFFER],
             output_full: false,
+            clock,
         })
     }
 
@@ -211,14 +229,24 @@ impl ChunkReader {
         )
     }
 
-    /// The next decompressed bytes, or `None` at the end of the object.
-    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, EngineError> {
+    /// The next decompressed bytes, or `None` at the end of the object;
+    /// `lane` waits in [`LaneStage::DownloadWait`] and [`LaneStage::Decompress`].
+    pub(crate) async fn next(&mut self, lane: &mut Lane) -> Result<Option<Bytes>, EngineError> {
+        let previous = lane.enter(LaneStage::Decompress);
+        let next = self.step(lane).await;
+        lane.enter(previous);
+        next
+    }
+
+    async fn step(&mut self, lane: &mut Lane) -> Result<Option<Bytes>, EngineError> {
         loop {
             if !self.pending.is_empty() || self.output_full {
-                let status = self
-                    .decoder
-                    .run_on_buffers(&self.pending, &mut self.output)
-                    .map_err(|e| self.corrupt(format!("cannot decompress: {e}")))?;
+                let (decoder, pending, output) =
+                    (&mut self.decoder, &self.pending, &mut self.output);
+                let status = measured(&self.clock, CpuStage::DecompressVerify, 0, || {
+                    decoder.run_on_buffers(pending, output)
+                })
+                .map_err(|e| self.corrupt(format!("cannot decompress: {e}")))?;
                 self.pending.advance(status.bytes_read);
                 self.output_full = status.bytes_written == self.output.len();
                 if status.bytes_written > 0 {
@@ -231,9 +259,16 @@ impl ChunkReader {
                 }
                 continue;
             }
-            match self.stream.next().await {
+            let next = lane.time(LaneStage::DownloadWait, self.stream.next()).await;
+            match next {
                 Some(Ok(bytes)) => {
-                    self.hasher.update(&bytes);
+                    let hasher = &mut self.hasher;
+                    measured(
+                        &self.clock,
+                        CpuStage::DecompressVerify,
+                        bytes.len() as u64,
+                        || hasher.update(&bytes),
+                    );
                     self.stored += bytes.len() as u64;
                     self.pending = bytes;
                 }

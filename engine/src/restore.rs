@@ -118,8 +118,9 @@ pub async fn restore_database_selected(
         Err(e) => Err(e),
     };
     match loaded {
-        Ok(summary) => {
+        Ok(mut summary) => {
             tracker.phase("done");
+            summary.stages = tracker.stage_times();
             tracing::info!(database = %target.database, rows = summary.rows, "restore completed");
             Ok(summary)
         }
@@ -208,7 +209,8 @@ async fn load(
             })?;
     }
     if let Some(lo) = &manifest.large_objects {
-        bytes += large_objects::restore(&client, &describe, store, prefix, lo).await?;
+        bytes +=
+            large_objects::restore(&client, &describe, store, prefix, lo, tracker.clock()).await?;
         tracker.chunk_done(0);
     }
 
@@ -219,6 +221,7 @@ async fn load(
 
     tracker.phase("analyze");
     analyze::analyze_views_and_parents(target, manifest).await?;
+    tracker.phase("final flush");
     // Loads and entries committed without waiting for WAL flushes; one
     // synchronous commit makes all of them durable before success is reported.
     exec(
@@ -233,6 +236,7 @@ async fn load(
         tables: manifest.tables.len() as u32,
         skipped_objects: point.skipped.clone(),
         output: None,
+        stages: Default::default(),
     })
 }
 

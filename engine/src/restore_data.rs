@@ -18,6 +18,7 @@ use super::ident::{qualified, quote_ident};
 use super::manifest::{ChunkEntry, Manifest, TableEntry};
 use super::objects::ChunkReader;
 use super::progress::Tracker;
+use super::stages::{Lane, LaneStage};
 use super::types::{EngineOptions, PgTarget};
 
 /// Chunks of one table loaded on one connection in one transaction.
@@ -114,6 +115,7 @@ pub(crate) async fn load_job(
     client: &Client,
     job: &LoadJob,
     stop: &CancellationToken,
+    lane: &mut Lane,
 ) -> Result<(u64, u64), EngineError> {
     let describe = ctx.target.describe();
     let pg = |e: tokio_postgres::Error| EngineError::from_pg(&e, &describe);
@@ -128,11 +130,12 @@ pub(crate) async fn load_job(
     };
     let name = qualified(&table.schema, &table.name);
     ctx.tracker.table_started(&name);
+    lane.enter(LaneStage::CopyInWait);
     client.batch_execute(&begin).await.map_err(pg)?;
     let sql = copy_in_sql(table, job.freeze);
     let (mut rows, mut bytes) = (0, 0);
     for chunk in &job.chunks {
-        match load_chunk(ctx, client, &sql, chunk, stop).await {
+        match load_chunk(ctx, client, &sql, chunk, stop, lane).await {
             Ok((r, b)) => {
                 ctx.tracker.table_chunk_done(&name, r, b, chunk.object.size);
                 ctx.tracker.chunk_done(r);
@@ -168,29 +171,45 @@ async fn load_chunk(
     sql: &str,
     chunk: &ChunkEntry,
     stop: &CancellationToken,
+    lane: &mut Lane,
 ) -> Result<(u64, u64), EngineError> {
     let describe = ctx.target.describe();
     let pg = |e: tokio_postgres::Error| EngineError::from_pg(&e, &describe);
-    let mut reader = ChunkReader::open(&ctx.store, &ctx.prefix, &chunk.object).await?;
+    let mut reader = lane
+        .time(
+            LaneStage::DownloadWait,
+            ChunkReader::open(
+                &ctx.store,
+                &ctx.prefix,
+                &chunk.object,
+                ctx.tracker.clock().clone(),
+            ),
+        )
+        .await?;
     let mut sink = Box::pin(client.copy_in(sql).await.map_err(pg)?);
     let mut raw = 0u64;
     let streamed: Result<(), EngineError> = async {
         loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => return Err(EngineError::cancelled()),
-                next = reader.next() => next?,
+                next = reader.next(lane) => next?,
             };
             let Some(bytes) = next else { return Ok(()) };
             raw += bytes.len() as u64;
             ctx.tracker.add_bytes(bytes.len() as u64);
-            sink.send(bytes).await.map_err(pg)?;
+            lane.time(LaneStage::CopyInWait, sink.send(bytes))
+                .await
+                .map_err(pg)?;
         }
     }
     .await;
     // Only a verified object may be committed: otherwise the sink is dropped
     // unfinished (COPY fails) and the caller rolls the transaction back.
     streamed.and_then(|()| reader.verify())?;
-    let rows = sink.as_mut().finish().await.map_err(pg)?;
+    let rows = lane
+        .time(LaneStage::CopyInWait, sink.as_mut().finish())
+        .await
+        .map_err(pg)?;
     if rows != chunk.rows || raw != chunk.raw_bytes {
         return Err(EngineError::new(
             ErrorCode::ChecksumMismatch,

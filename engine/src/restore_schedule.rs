@@ -21,6 +21,7 @@ use super::ident::qualified;
 use super::manifest::Manifest;
 use super::post_data::{Pass, PostData, PostEntry, Wait};
 use super::restore_data::{LoadContext, LoadJob, load_job};
+use super::stages::{Lane, LaneStage};
 
 /// One unit of work for a pool connection.
 enum Task {
@@ -345,6 +346,7 @@ async fn worker(
     stop: &CancellationToken,
 ) -> Result<(u64, u64), EngineError> {
     let describe = ctx.target.describe();
+    let mut lane = Lane::start(ctx.tracker.clock().clone());
     let client = connect(&ctx.target, &ctx.target.database).await?;
     let mut setup = format!("{preamble}\nSET statement_timeout = 0; SET synchronous_commit = off;");
     if ctx.superuser {
@@ -379,12 +381,13 @@ async fn worker(
             }
         };
         let Some(task) = next else {
+            lane.enter(LaneStage::Idle);
             tokio::select! {
                 _ = stop.cancelled() => return Err(EngineError::cancelled()),
                 _ = &mut notified => continue,
             }
         };
-        let (r, b) = run_task(ctx, &client, &task, &mut replica, stop).await?;
+        let (r, b) = run_task(ctx, &client, &task, &mut replica, stop, &mut lane).await?;
         rows += r;
         bytes += b;
         shared
@@ -402,17 +405,26 @@ async fn run_task(
     task: &Task,
     replica: &mut bool,
     stop: &CancellationToken,
+    lane: &mut Lane,
 ) -> Result<(u64, u64), EngineError> {
     let describe = ctx.target.describe();
     match task {
         Task::Data(job) => {
+            lane.enter(LaneStage::CopyInWait);
             if ctx.superuser && !*replica {
                 exec(client, "SET session_replication_role = replica", &describe).await?;
                 *replica = true;
             }
-            load_job(ctx, client, job, stop).await
+            load_job(ctx, client, job, stop, lane).await
         }
         Task::Post(entry) => {
+            lane.enter(
+                if shares_lock(entry) || entry.label.starts_with("CONSTRAINT ") {
+                    LaneStage::IndexBuild
+                } else {
+                    LaneStage::PostData
+                },
+            );
             if *replica {
                 exec(client, "SET session_replication_role = DEFAULT", &describe).await?;
                 *replica = false;
@@ -426,6 +438,7 @@ async fn run_task(
             }
         }
         Task::Analyze(name) => {
+            lane.enter(LaneStage::Analyze);
             let sql = format!("ANALYZE {name}");
             tokio::select! {
                 _ = stop.cancelled() => Err(EngineError::cancelled()),

@@ -27,6 +27,7 @@ use super::pgtools;
 use super::progress::Tracker;
 use super::recovery_point::{self, OpenedPoint};
 use super::selection::Selection;
+use super::stages::{Lane, StageClock};
 use super::types::{EngineOptions, ProgressSink, RestoreSummary};
 
 /// Read size from pg_restore's stdout.
@@ -82,6 +83,7 @@ pub async fn restore_as_sql(
         tables: point.manifest.tables.len() as u32,
         skipped_objects: point.skipped.clone(),
         output: Some(entry),
+        stages: tracker.stage_times(),
     })
 }
 
@@ -136,7 +138,7 @@ async fn write_script(
     }
     out.write(sql.as_bytes()).await?;
     if let Some(lo) = &manifest.large_objects {
-        bytes += write_large_objects(out, store, prefix, lo).await?;
+        bytes += write_large_objects(out, store, prefix, lo, tracker.clock()).await?;
         tracker.chunk_done(0);
     }
 
@@ -298,9 +300,11 @@ async fn copy_chunk(
     chunk: &ChunkEntry,
     tracker: &Tracker,
 ) -> Result<(u64, u64), EngineError> {
-    let mut reader = ChunkReader::open(store, prefix, &chunk.object).await?;
+    let mut lane = Lane::start(tracker.clock().clone());
+    let mut reader =
+        ChunkReader::open(store, prefix, &chunk.object, tracker.clock().clone()).await?;
     let (mut rows, mut raw, mut last) = (0u64, 0u64, b'\n');
-    while let Some(data) = reader.next().await? {
+    while let Some(data) = reader.next(&mut lane).await? {
         rows += data.iter().filter(|b| **b == b'\n').count() as u64;
         raw += data.len() as u64;
         last = data.last().copied().unwrap_or(last);
@@ -326,6 +330,7 @@ async fn write_large_objects(
     store: &Datastore,
     prefix: &str,
     large_objects: &LargeObjects,
+    clock: &Arc<StageClock>,
 ) -> Result<u64, EngineError> {
     let mut sql = String::from("\n--\n-- Large objects\n--\n\n");
     for meta in &large_objects.objects {
@@ -337,10 +342,12 @@ async fn write_large_objects(
     }
     out.write(sql.as_bytes()).await?;
     let path = &large_objects.data.object.path;
-    let mut reader = ChunkReader::open(store, prefix, &large_objects.data.object).await?;
+    let mut lane = Lane::start(clock.clone());
+    let mut reader =
+        ChunkReader::open(store, prefix, &large_objects.data.object, clock.clone()).await?;
     let mut records = RecordParser::default();
     let mut raw = 0u64;
-    while let Some(data) = reader.next().await? {
+    while let Some(data) = reader.next(&mut lane).await? {
         raw += data.len() as u64;
         records.push(&data);
         while let Some((oid, offset, bytes)) = records.next_data() {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::manifest::ObjectEntry;
+use super::stages::StageTimes;
 
 /// A PostgreSQL server and database to dump from or restore into.
 #[derive(Clone, PartialEq, Eq)]
@@ -107,7 +108,8 @@ pub struct Progress {
     pub rows_done: u64,
     pub chunks_done: u32,
     pub chunks_total: u32,
-    /// `connect`, `schema`, `data`, `sequences`, `post-data`, `analyze`, `manifest`, `done`.
+    /// `connect`, `schema`, `pre-data`, `data`, `sequences`, `post-data`,
+    /// `analyze`, `final flush`, `done`, … (the phases of [`crate::StageTimes`]).
     pub phase: String,
 }
 
@@ -167,6 +169,8 @@ pub struct BackupSummary {
     pub manifest_sha256: String,
     pub server_version: String,
     pub rows: u64,
+    /// Where the time went.
+    pub stages: StageTimes,
 }
 
 /// What a completed restore loaded (or wrote, for a restore as files).
@@ -184,4 +188,6 @@ pub struct RestoreSummary {
     /// The SQL file written by a restore as files: path (as given), size and
     /// SHA-256; `None` for restores into a database.
     pub output: Option<ObjectEntry>,
+    /// Where the time went.
+    pub stages: StageTimes,
 }
