@@ -26,6 +26,7 @@ use super::manifest::{
 use super::objects::{self, ObjectWriter, put_small};
 use super::pgtools;
 use super::progress::Tracker;
+use super::stages::{Lane, LaneStage, StageClock};
 use super::types::{BackupSummary, EngineOptions, PgTarget, ProgressSink};
 
 /// Tables locked per `LOCK TABLE` statement.
@@ -148,7 +149,8 @@ async fn run(
             lock_ms,
             store,
             prefix,
-            options
+            options,
+            tracker.clock(),
         ),
         backup_data::dump_chunks(ctx, chunks),
     )?;
@@ -270,7 +272,9 @@ async fn lock_tables(
     Ok(())
 }
 
-/// Streams `pg_dump --schema-only -Fc` on the snapshot into `schema.dump`.
+/// Streams `pg_dump --schema-only -Fc` on the snapshot into `schema.dump`
+/// (a lane of its own: [`LaneStage::SchemaDump`]).
+#[allow(clippy::too_many_arguments)]
 async fn dump_schema(
     bin_dir: &Path,
     source: &PgTarget,
@@ -279,7 +283,10 @@ async fn dump_schema(
     store: &Datastore,
     prefix: &str,
     options: &EngineOptions,
+    clock: &Arc<StageClock>,
 ) -> Result<ObjectEntry, EngineError> {
+    let mut lane = Lane::start(clock.clone());
+    lane.enter(LaneStage::SchemaDump);
     let mut command = pgtools::command(bin_dir, "pg_dump", source, &source.database);
     command
         .arg("--schema-only")
@@ -298,9 +305,9 @@ async fn dump_schema(
         prefix,
         SCHEMA_FILE,
         options.part_size,
-        options.parts_in_flight,
-    )
-    .await?;
+        options.parts_per_connection(),
+        clock.clone(),
+    );
     let mut buffer = vec![0u8; PIPE_BUFFER];
     let copied: Result<(), EngineError> = async {
         loop {

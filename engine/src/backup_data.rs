@@ -10,14 +10,14 @@ use futures::StreamExt;
 use pgvault_datastore::Datastore;
 use tokio::task::JoinSet;
 use tokio_postgres::Client;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::catalog::TableInfo;
 use super::connect::{connect, exec};
 use super::error::{EngineError, ErrorCode};
 use super::ident::{qualified, quote_ident, quote_literal};
 use super::manifest::ChunkEntry;
-use super::objects::{ChunkWriter, ObjectWriter};
+use super::objects::ChunkWriter;
 use super::progress::Tracker;
 use super::stages::{Lane, LaneStage};
 use super::types::{EngineOptions, PgTarget};
@@ -26,6 +26,8 @@ use super::types::{EngineOptions, PgTarget};
 const MAX_CHUNKS_PER_TABLE: u64 = 4096;
 /// COPY rows gathered before they go to the compressor.
 const COPY_BATCH_BYTES: usize = 256 * 1024;
+/// Room for the row that crosses [`COPY_BATCH_BYTES`].
+const ROW_SLACK: usize = 64 * 1024;
 /// TID range scans (fast ctid ranges) arrived in PostgreSQL 14.
 const TID_RANGE_SCAN_VERSION: i32 = 140000;
 
@@ -194,6 +196,9 @@ async fn worker(
 ) -> Result<Vec<(usize, ChunkEntry)>, EngineError> {
     let describe = ctx.source.describe();
     let mut lane = Lane::start(ctx.tracker.clock().clone());
+    // Registered once for the lane's life, polled only while the lane waits.
+    let cancelled = stop.cancelled();
+    tokio::pin!(cancelled);
     let client = connect(&ctx.source, &ctx.source.database).await?;
     exec(
         &client,
@@ -218,7 +223,7 @@ async fn worker(
             .map(String::as_str)
             .unwrap_or_default();
         ctx.tracker.table_started(name);
-        let entry = match dump_one(ctx, &client, &chunk, stop, &mut lane).await {
+        let entry = match dump_one(ctx, &client, &chunk, &mut lane, cancelled.as_mut()).await {
             Ok(entry) => entry,
             Err(e) => {
                 if e.code != ErrorCode::Cancelled {
@@ -237,73 +242,76 @@ async fn worker(
     Ok(entries)
 }
 
+/// Streams one planned COPY into its object: rows are gathered into
+/// batches of [`COPY_BATCH_BYTES`] on the lane, compressed and hashed on the
+/// CPU pool while the lane gathers the next batch, and uploaded.
 async fn dump_one(
     ctx: &DumpContext,
     client: &Client,
     chunk: &PlannedChunk,
-    stop: &CancellationToken,
     lane: &mut Lane,
+    mut cancelled: std::pin::Pin<&mut WaitForCancellationFuture<'_>>,
 ) -> Result<ChunkEntry, EngineError> {
     let describe = ctx.source.describe();
-    let object = lane
-        .time(
-            LaneStage::UploadWait,
-            ObjectWriter::create(
-                &ctx.store,
-                &ctx.prefix,
-                &chunk.relative,
-                ctx.options.part_size,
-                ctx.options.parts_in_flight,
-            ),
-        )
-        .await?;
-    let mut writer = ChunkWriter::new(object, ctx.options.zstd_level, ctx.tracker.clock().clone())?;
-    let result = async {
+    let mut writer = ChunkWriter::create(
+        &ctx.store,
+        &ctx.prefix,
+        &chunk.relative,
+        ctx.options.part_size,
+        ctx.options.parts_per_connection(),
+        ctx.options.zstd_level,
+        ctx.tracker.clock().clone(),
+    );
+    let mut batch = Vec::with_capacity(COPY_BATCH_BYTES + ROW_SLACK);
+    let streamed = async {
         lane.enter(LaneStage::CopyOutWait);
-        let stream = client
-            .copy_out(chunk.sql.as_str())
-            .await
-            .map_err(|e| EngineError::from_pg(&e, &describe))?;
+        let stream = tokio::select! {
+            biased;
+            stream = client.copy_out(chunk.sql.as_str()) => stream,
+            _ = &mut cancelled => return Err(EngineError::cancelled()),
+        }
+        .map_err(|e| EngineError::from_pg(&e, &describe))?;
         futures::pin_mut!(stream);
-        // COPY sends one message per row: batch rows so compression,
+        // COPY sends one message per row: rows are gathered so compression,
         // hashing and progress run per batch, not per row.
-        let mut batch = Vec::with_capacity(COPY_BATCH_BYTES + 64 * 1024);
         loop {
             let item = tokio::select! {
-                _ = stop.cancelled() => return Err(EngineError::cancelled()),
+                biased;
                 item = next_timed(&mut stream, lane) => item,
+                _ = &mut cancelled => return Err(EngineError::cancelled()),
             };
             match item {
                 Some(Ok(bytes)) => {
                     batch.extend_from_slice(&bytes);
                     if batch.len() >= COPY_BATCH_BYTES {
-                        lane.time(LaneStage::Compress, writer.write(&batch)).await?;
-                        ctx.tracker.add_bytes(batch.len() as u64);
-                        batch.clear();
+                        let n = batch.len() as u64;
+                        batch = writer.write(std::mem::take(&mut batch), lane).await?;
+                        batch.reserve(COPY_BATCH_BYTES + ROW_SLACK);
+                        ctx.tracker.add_bytes(n);
                     }
                 }
                 Some(Err(e)) => return Err(EngineError::from_pg(&e, &describe)),
-                None => {
-                    lane.time(LaneStage::Compress, writer.write(&batch)).await?;
-                    ctx.tracker.add_bytes(batch.len() as u64);
-                    return Ok(());
-                }
+                None => return Ok(batch),
             }
         }
     }
     .await;
-    if let Err(e) = result {
-        writer.abort().await;
-        return Err(e);
-    }
-    tracing::debug!(object = %chunk.relative, raw_bytes = writer.raw_bytes(), "chunk dumped");
-    let (object, raw_bytes, rows) = lane.time(LaneStage::UploadWait, writer.finish()).await?;
+    let last = match streamed {
+        Ok(last) => last,
+        Err(e) => {
+            writer.abort().await;
+            return Err(e);
+        }
+    };
+    ctx.tracker.add_bytes(last.len() as u64);
+    let (object, segment) = writer.finish(last, lane).await?;
+    tracing::debug!(object = %chunk.relative, raw_bytes = segment.raw_bytes, "chunk dumped");
     Ok(ChunkEntry {
         index: chunk.index,
         start_page: chunk.start_page,
         end_page: chunk.end_page,
-        rows,
-        raw_bytes,
+        rows: segment.rows,
+        raw_bytes: segment.raw_bytes,
         object,
     })
 }

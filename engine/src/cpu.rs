@@ -1,9 +1,30 @@
-//! CPU work of the engine (compression, hashing, decompression): thread CPU
-//! time measurement and the mark of the threads meant to do it.
+//! The engine's CPU pool: compression, hashing and decompression run here,
+//! never on the async runtime's threads, so a connection's COPY stream or
+//! upload is never kept waiting behind another connection's zstd.
+//!
+//! One pool per process, started on first use with one thread per core the
+//! process may use (`available_parallelism`), shared by every job the
+//! process runs: CPU parallelism is bounded by the machine, not by the
+//! number of connections. Dedicated threads rather than `spawn_blocking`
+//! behind a semaphore: the blocking pool is where object_store and tokio do
+//! file I/O, which must not queue behind compression, its threads come and
+//! go (cold caches, unbounded growth without the semaphore), and a fixed set
+//! of marked threads lets the engine prove where CPU work ran. Each lane
+//! keeps at most one job queued or running (its compressor or decompressor
+//! state moves into the job and back), so the queue is bounded by the
+//! number of lanes.
+//!
+//! [`measured`] books every CPU step's thread CPU time to the job's
+//! [`StageClock`], with whether it ran on the pool and how many steps ran at
+//! once (never more than the pool's threads when all CPU work is here).
 
 use std::cell::Cell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
+use super::error::EngineError;
 use super::stages::{CpuStage, StageClock};
 
 thread_local! {
@@ -11,10 +32,85 @@ thread_local! {
     static ON_CPU_POOL: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Marks the calling thread as a CPU pool thread.
-#[allow(dead_code)]
-pub(crate) fn mark_pool_thread() {
-    ON_CPU_POOL.with(|f| f.set(true));
+/// CPU steps running right now, anywhere in the process.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A fixed set of threads taking jobs from one FIFO queue.
+pub(crate) struct CpuPool {
+    queue: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+    threads: usize,
+}
+
+static POOL: OnceLock<&'static CpuPool> = OnceLock::new();
+
+/// The process's pool, started on first use.
+pub(crate) fn pool() -> &'static CpuPool {
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let pool: &'static CpuPool = Box::leak(Box::new(CpuPool {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            threads,
+        }));
+        for i in 0..threads {
+            std::thread::Builder::new()
+                .name(format!("pgvault-cpu-{i}"))
+                .spawn(move || pool.work())
+                .expect("the engine's CPU pool threads start");
+        }
+        pool
+    })
+}
+
+/// Threads of the pool if it started, else 0.
+pub(crate) fn pool_threads() -> u32 {
+    POOL.get().map(|p| p.threads as u32).unwrap_or(0)
+}
+
+impl CpuPool {
+    fn work(&self) {
+        ON_CPU_POOL.with(|f| f.set(true));
+        loop {
+            let job = {
+                let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if let Some(job) = queue.pop_front() {
+                        break job;
+                    }
+                    queue = self.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            // A panicking job loses its result (the caller gets an error),
+            // not the thread.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        }
+    }
+
+    /// Runs `work` on the pool; the future resolves with its result. Dropping
+    /// the future does not stop the work, it only discards the result.
+    pub(crate) fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, EngineError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(work());
+        });
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(job);
+        self.ready.notify_one();
+        async move {
+            rx.await
+                .map_err(|_| EngineError::internal("a compression job of the CPU pool panicked"))
+        }
+    }
 }
 
 /// Whether the calling thread belongs to the CPU pool.
@@ -46,13 +142,27 @@ pub(crate) fn measured<T>(
     bytes: u64,
     work: impl FnOnce() -> T,
 ) -> T {
+    let running = RUNNING.fetch_add(1, Ordering::Relaxed) + 1;
     let started = thread_cpu_time();
     let out = work();
-    clock.cpu(
-        stage,
-        thread_cpu_time().saturating_sub(started),
-        bytes,
-        on_pool_thread(),
-    );
+    let busy = thread_cpu_time().saturating_sub(started);
+    RUNNING.fetch_sub(1, Ordering::Relaxed);
+    clock.cpu(stage, busy, bytes, on_pool_thread(), running as u32);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_run_on_marked_pool_threads_and_panics_become_errors() {
+        assert!(!on_pool_thread());
+        let on_pool = pool().run(on_pool_thread).await.unwrap();
+        assert!(on_pool);
+        assert!(pool_threads() >= 1);
+        let failed = pool().run(|| -> u32 { panic!("boom") }).await;
+        assert!(failed.is_err());
+        assert_eq!(pool().run(|| 7).await.unwrap(), 7);
+    }
 }

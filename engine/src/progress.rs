@@ -52,7 +52,7 @@ impl Tracker {
 
     /// The job's stage split so far.
     pub(crate) fn stage_times(&self) -> StageTimes {
-        self.clock.times(0, 0)
+        self.clock.times(super::cpu::pool_threads())
     }
 
     fn update(&self, change: impl FnOnce(&mut State) -> bool) {

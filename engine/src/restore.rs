@@ -209,8 +209,16 @@ async fn load(
             })?;
     }
     if let Some(lo) = &manifest.large_objects {
-        bytes +=
-            large_objects::restore(&client, &describe, store, prefix, lo, tracker.clock()).await?;
+        bytes += large_objects::restore(
+            &client,
+            &describe,
+            store,
+            prefix,
+            lo,
+            options,
+            tracker.clock(),
+        )
+        .await?;
         tracker.chunk_done(0);
     }
 

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::{EngineError, ErrorCode};
 use super::ident::{qualified, quote_ident};
 use super::manifest::{ChunkEntry, Manifest, TableEntry};
-use super::objects::ChunkReader;
+use super::objects::{ChunkReader, Source};
 use super::progress::Tracker;
 use super::stages::{Lane, LaneStage};
 use super::types::{EngineOptions, PgTarget};
@@ -175,17 +175,14 @@ async fn load_chunk(
 ) -> Result<(u64, u64), EngineError> {
     let describe = ctx.target.describe();
     let pg = |e: tokio_postgres::Error| EngineError::from_pg(&e, &describe);
-    let mut reader = lane
-        .time(
-            LaneStage::DownloadWait,
-            ChunkReader::open(
-                &ctx.store,
-                &ctx.prefix,
-                &chunk.object,
-                ctx.tracker.clock().clone(),
-            ),
-        )
-        .await?;
+    let mut reader = ChunkReader::open(
+        &ctx.store,
+        &ctx.prefix,
+        Source::whole(&chunk.object),
+        ctx.options.part_size,
+        ctx.options.parts_per_connection(),
+        ctx.tracker.clock().clone(),
+    )?;
     let mut sink = Box::pin(client.copy_in(sql).await.map_err(pg)?);
     let mut raw = 0u64;
     let streamed: Result<(), EngineError> = async {

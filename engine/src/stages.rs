@@ -164,7 +164,8 @@ pub struct StageTimes {
     pub lane_stages: Vec<LaneTime>,
     /// CPU steps that ran, in [`CpuStage::ALL`] order.
     pub cpu: Vec<CpuTime>,
-    /// Threads of the CPU pool, and the most that were ever busy at once.
+    /// Threads of the CPU pool, and the most CPU steps that ran at once
+    /// (anywhere in the process) while this job's did.
     pub pool_threads: u32,
     pub pool_peak_busy: u32,
 }
@@ -212,6 +213,8 @@ pub(crate) struct StageClock {
     cpu_bytes: [AtomicU64; CPUS],
     cpu_jobs: [AtomicU64; CPUS],
     cpu_off_pool: [AtomicU64; CPUS],
+    /// Most CPU steps seen running at once (process-wide) during this job.
+    cpu_peak: AtomicU64,
     phases: Mutex<PhaseLog>,
 }
 
@@ -230,6 +233,7 @@ impl Default for StageClock {
             cpu_bytes: Default::default(),
             cpu_jobs: Default::default(),
             cpu_off_pool: Default::default(),
+            cpu_peak: AtomicU64::new(0),
             phases: Mutex::new((Vec::new(), None)),
         }
     }
@@ -259,8 +263,18 @@ impl StageClock {
         *current = Some((name.to_string(), since));
     }
 
-    /// Records CPU work of `stage` over `bytes` input bytes.
-    pub(crate) fn cpu(&self, stage: CpuStage, busy: Duration, bytes: u64, on_pool: bool) {
+    /// Records CPU work of `stage` over `bytes` input bytes, which ran with
+    /// `running` CPU steps (itself included) in the process.
+    pub(crate) fn cpu(
+        &self,
+        stage: CpuStage,
+        busy: Duration,
+        bytes: u64,
+        on_pool: bool,
+        running: u32,
+    ) {
+        self.cpu_peak
+            .fetch_max(u64::from(running), Ordering::Relaxed);
         let i = stage.index();
         self.cpu_ns[i].fetch_add(nanos(busy), Ordering::Relaxed);
         self.cpu_bytes[i].fetch_add(bytes, Ordering::Relaxed);
@@ -271,7 +285,7 @@ impl StageClock {
     }
 
     /// The split so far; the current phase counts up to now.
-    pub(crate) fn times(&self, pool_threads: u32, pool_peak_busy: u32) -> StageTimes {
+    pub(crate) fn times(&self, pool_threads: u32) -> StageTimes {
         let now = Instant::now();
         let phases = {
             let guard = self.phases.lock().unwrap_or_else(|p| p.into_inner());
@@ -311,7 +325,7 @@ impl StageClock {
                 })
                 .collect(),
             pool_threads,
-            pool_peak_busy,
+            pool_peak_busy: u32::try_from(load(&self.cpu_peak)).unwrap_or(u32::MAX),
         }
     }
 }
@@ -400,9 +414,21 @@ mod tests {
         other.enter(LaneStage::Idle);
         drop(other);
         clock.phase("data");
-        clock.cpu(CpuStage::CompressHash, Duration::from_millis(1), 10, true);
-        clock.cpu(CpuStage::CompressHash, Duration::from_millis(1), 5, false);
-        let times = clock.times(2, 1);
+        clock.cpu(
+            CpuStage::CompressHash,
+            Duration::from_millis(1),
+            10,
+            true,
+            1,
+        );
+        clock.cpu(
+            CpuStage::CompressHash,
+            Duration::from_millis(1),
+            5,
+            false,
+            2,
+        );
+        let times = clock.times(2);
 
         assert_eq!(times.lanes, 2);
         let staged: Duration = times.lane_stages.iter().map(|l| l.time).sum();
@@ -425,5 +451,6 @@ mod tests {
             (CpuStage::CompressHash, 2, 15, 1)
         );
         assert_eq!(cpu.busy, Duration::from_millis(2));
+        assert_eq!((times.pool_threads, times.pool_peak_busy), (2, 2));
     }
 }

@@ -68,10 +68,15 @@ pub struct EngineOptions {
     pub zstd_level: i32,
     /// Tables whose main fork is larger than this are split into ctid ranges.
     pub split_threshold_bytes: u64,
-    /// Multipart upload part size.
+    /// Multipart upload part size, and the size of a restore's ranged reads.
     pub part_size: usize,
-    /// Parts of one object uploading at once; memory ≈ connections × this × part_size.
+    /// Part buffers one connection may hold at once: the part being filled
+    /// and those uploading (backups), or the ranges read ahead (restores).
+    /// Lowered per job so that `connections × parts × part_size` stays
+    /// within `memory_budget` (see [`EngineOptions::parts_per_connection`]).
     pub parts_in_flight: usize,
+    /// Bytes all connections' part buffers may hold together.
+    pub memory_budget: usize,
     /// `lock_timeout` for the ACCESS SHARE locks of a backup.
     pub lock_timeout: Duration,
     /// Directory of pg_dump/pg_restore; `None` searches the usual places.
@@ -94,9 +99,26 @@ impl Default for EngineOptions {
             split_threshold_bytes: 32 * 1024 * 1024,
             part_size: 8 * 1024 * 1024,
             parts_in_flight: 2,
+            // 16 connections × 1 part × 8 MiB, plus ~3 MiB of pipeline
+            // buffers per connection: under 256 MiB resident.
+            memory_budget: 128 * 1024 * 1024,
             lock_timeout: Duration::from_secs(30),
             pg_bin_dir: None,
         }
+    }
+}
+
+impl EngineOptions {
+    /// Part buffers per connection: `parts_in_flight`, lowered (to no less
+    /// than one) so that all connections' parts fit `memory_budget`. A
+    /// backup or restore holds at most `connections × this × part_size`
+    /// bytes of parts, plus a few MiB of pipeline buffers per connection.
+    pub fn parts_per_connection(&self) -> usize {
+        let per_part = self
+            .connections
+            .max(1)
+            .saturating_mul(self.part_size.max(1));
+        (self.memory_budget / per_part).clamp(1, self.parts_in_flight.max(1))
     }
 }
 

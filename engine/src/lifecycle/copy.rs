@@ -7,6 +7,8 @@
 //! already holds the complete, verified point (a retried attempt whose
 //! source was partly deleted) is accepted without copying again.
 
+use std::sync::Arc;
+
 use futures::StreamExt;
 use pgvault_datastore::Datastore;
 use sha2::{Digest, Sha256};
@@ -16,6 +18,7 @@ use super::Moved;
 use crate::error::store_error;
 use crate::manifest::{MANIFEST_FILE, ObjectEntry};
 use crate::objects::{ObjectWriter, flush, get_small, object_path, put_small};
+use crate::stages::StageClock;
 use crate::{EngineError, EngineOptions, ErrorCode, Manifest, Progress, ProgressSink};
 
 /// Every object a manifest references, schema archive first.
@@ -174,8 +177,8 @@ async fn copy_object(
         &entry.path,
         options.part_size,
         options.parts_in_flight,
-    )
-    .await?;
+        Arc::new(StageClock::default()),
+    );
     while let Some(bytes) = stream.next().await {
         let bytes = match bytes {
             Ok(bytes) => bytes,
@@ -184,7 +187,7 @@ async fn copy_object(
                 return Err(store_error(&e, "read", &entry.path, false));
             }
         };
-        if let Err(e) = writer.write(&bytes).await {
+        if let Err(e) = writer.put(bytes).await {
             writer.abort().await;
             return Err(e);
         }
