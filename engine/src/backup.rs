@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use pgvault_datastore::Datastore;
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
@@ -213,14 +212,13 @@ async fn run(
 
     tracker.phase("final flush");
     let json = manifest.to_json();
-    let manifest_sha256 = hex::encode(Sha256::digest(&json));
-    let manifest_size = json.len() as u64;
     // Every object durable before the manifest names them, and the manifest
     // durable before the point is reported: a crash never leaves a manifest
     // pointing at lost data, nor a Completed backup without its manifest.
     objects::flush(store).await?;
-    put_small(store, prefix, MANIFEST_FILE, json).await?;
+    let written = put_small(store, prefix, MANIFEST_FILE, json, tracker.clock()).await?;
     objects::flush(store).await?;
+    let (manifest_sha256, manifest_size) = (written.sha256, written.size);
     tracker.phase("done");
 
     let chunk_entries = manifest

@@ -181,7 +181,6 @@ pub(crate) async fn restore(
         store,
         prefix,
         Source::whole(&large_objects.data.object),
-        options.part_size,
         options.parts_per_connection(),
         clock.clone(),
     )?;

@@ -94,8 +94,15 @@ pub async fn restore_database_selected(
     }
 
     tracker.phase("schema");
-    let point =
-        recovery_point::open(store, prefix, expected_manifest_sha256, selection, &cancel).await?;
+    let point = recovery_point::open(
+        store,
+        prefix,
+        expected_manifest_sha256,
+        selection,
+        &cancel,
+        tracker.clock(),
+    )
+    .await?;
     tracker.set_total(point.manifest.chunk_count());
     let superuser = is_superuser(&admin, &admin_describe).await?;
     create_missing_roles(&admin, &admin_describe, &point.manifest.roles).await?;
@@ -380,6 +387,9 @@ async fn pg_restore(
     args: &[OsString],
 ) -> Result<(), EngineError> {
     let mut command = pgtools::command(bin_dir, "pg_restore", target, &target.database);
+    // One commit per statement; none waits for its WAL flush (the restore
+    // ends with one synchronous commit that makes everything durable).
+    command.env("PGOPTIONS", "-c synchronous_commit=off");
     command
         .args(args)
         .arg("--exit-on-error")

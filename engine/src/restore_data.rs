@@ -179,7 +179,6 @@ async fn load_chunk(
         &ctx.store,
         &ctx.prefix,
         Source::whole(&chunk.object),
-        ctx.options.part_size,
         ctx.options.parts_per_connection(),
         ctx.tracker.clock().clone(),
     )?;

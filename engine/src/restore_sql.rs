@@ -50,8 +50,15 @@ pub async fn restore_as_sql(
     let tracker = Tracker::new(progress);
     let bin_dir = pgtools::bin_dir(options)?;
     tracker.phase("schema");
-    let point =
-        recovery_point::open(store, prefix, expected_manifest_sha256, selection, &cancel).await?;
+    let point = recovery_point::open(
+        store,
+        prefix,
+        expected_manifest_sha256,
+        selection,
+        &cancel,
+        tracker.clock(),
+    )
+    .await?;
     tracker.set_total(point.manifest.chunk_count());
     let mut out = ObjectWriter::create_at(
         output,
@@ -312,7 +319,6 @@ async fn copy_chunk(
         store,
         prefix,
         Source::whole(&chunk.object),
-        options.part_size,
         options.parts_per_connection(),
         tracker.clock().clone(),
     )?
@@ -362,7 +368,6 @@ async fn write_large_objects(
         store,
         prefix,
         Source::whole(&large_objects.data.object),
-        options.part_size,
         options.parts_per_connection(),
         clock.clone(),
     )?;

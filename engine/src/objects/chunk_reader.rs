@@ -1,6 +1,6 @@
 //! [`ChunkReader`]: a stored zstd object (or one frame of it, a
 //! [`Segment`](super::Segment)) read back as COPY text. Downloads are
-//! ranged reads of `part_size` with `parts` of them in flight (async I/O);
+//! ranged reads ([`super::download`]) with `parts` of them in flight (async I/O);
 //! hashing and decompression run on the CPU pool, one job per ~1 MiB of
 //! output, and the next job starts before the lane sends the last one's
 //! output to the server — so the pool decompresses while the server
@@ -11,14 +11,14 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 use futures::stream::{BoxStream, StreamExt};
-use object_store::{GetOptions, GetRange};
 use pgvault_datastore::Datastore;
 use sha2::{Digest, Sha256};
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
+use super::download::blocks;
 use super::object_path;
 use crate::cpu::{measured, pool};
-use crate::error::{EngineError, ErrorCode, store_error};
+use crate::error::{EngineError, ErrorCode};
 use crate::manifest::ObjectEntry;
 use crate::stages::{CpuStage, Lane, LaneStage, StageClock};
 
@@ -112,49 +112,20 @@ impl ChunkReader {
         store: &Datastore,
         prefix: &str,
         source: Source,
-        part_size: usize,
         parts: usize,
         clock: Arc<StageClock>,
     ) -> Result<Self, EngineError> {
         let decoder = Decoder::new()
             .map_err(|e| EngineError::internal(format!("cannot start zstd decoder: {e}")))?;
         let path = object_path(store, prefix, &source.path);
-        let object_store = store.object_store();
-        let step = part_size.max(1) as u64;
-        let ranges: Vec<Range<u64>> = (source.range.start..source.range.end)
-            .step_by(step as usize)
-            .map(|start| start..(start + step).min(source.range.end))
-            .collect();
-        let (name, expected_size) = (source.path.clone(), source.object_size);
-        let blocks = futures::stream::iter(ranges.into_iter().enumerate())
-            .map(move |(i, range)| {
-                let (object_store, path, name) = (object_store.clone(), path.clone(), name.clone());
-                async move {
-                    let options = GetOptions {
-                        range: Some(GetRange::Bounded(range.start as usize..range.end as usize)),
-                        ..GetOptions::default()
-                    };
-                    let result = object_store
-                        .get_opts(&path, options)
-                        .await
-                        .map_err(|e| store_error(&e, "read", &name, false))?;
-                    if i == 0 && result.meta.size as u64 != expected_size {
-                        return Err(EngineError::new(
-                            ErrorCode::ChecksumMismatch,
-                            format!(
-                                "object {name} holds {} bytes, the manifest says {expected_size}",
-                                result.meta.size
-                            ),
-                        ));
-                    }
-                    result
-                        .bytes()
-                        .await
-                        .map_err(|e| store_error(&e, "read", &name, false))
-                }
-            })
-            .buffered(parts.max(1))
-            .boxed();
+        let blocks = blocks(
+            store,
+            path,
+            &source.path,
+            source.object_size,
+            source.range.clone(),
+            parts,
+        );
         Ok(ChunkReader {
             source,
             blocks,

@@ -11,6 +11,8 @@
 
 mod chunk_reader;
 mod chunk_writer;
+mod download;
+mod hasher;
 mod object_writer;
 mod upload;
 
@@ -20,14 +22,16 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
 use pgvault_datastore::Datastore;
-use sha2::{Digest, Sha256};
 
 pub(crate) use chunk_reader::{ChunkReader, Source};
 pub(crate) use chunk_writer::ChunkWriter;
+pub(crate) use download::blocks;
+pub(crate) use hasher::{PoolHasher, sha256_hex};
 pub(crate) use object_writer::ObjectWriter;
 
 use super::error::{EngineError, ErrorCode, store_error};
 use super::manifest::ObjectEntry;
+use super::stages::StageClock;
 
 /// The store path of `relative` inside the recovery point at `prefix`.
 pub(crate) fn object_path(store: &Datastore, prefix: &str, relative: &str) -> Path {
@@ -57,12 +61,14 @@ pub(crate) async fn put_small(
     prefix: &str,
     relative: &str,
     data: Vec<u8>,
+    clock: &Arc<StageClock>,
 ) -> Result<ObjectEntry, EngineError> {
     let path = object_path(store, prefix, relative);
+    let data = Bytes::from(data);
     let entry = ObjectEntry {
         path: relative.to_string(),
         size: data.len() as u64,
-        sha256: hex::encode(Sha256::digest(&data)),
+        sha256: sha256_hex(data.clone(), clock).await?,
     };
     store
         .object_store()
@@ -77,6 +83,7 @@ pub(crate) async fn get_small(
     store: &Datastore,
     prefix: &str,
     relative: &str,
+    clock: &Arc<StageClock>,
 ) -> Result<(Bytes, String), EngineError> {
     let path = object_path(store, prefix, relative);
     let object_store: Arc<dyn ObjectStore> = store.object_store();
@@ -91,6 +98,6 @@ pub(crate) async fn get_small(
         .bytes()
         .await
         .map_err(|e| store_error(&e, "read", relative, false))?;
-    let sha = hex::encode(Sha256::digest(&bytes));
+    let sha = sha256_hex(bytes.clone(), clock).await?;
     Ok((bytes, sha))
 }

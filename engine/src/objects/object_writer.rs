@@ -7,14 +7,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use object_store::path::Path;
 use pgvault_datastore::Datastore;
-use sha2::{Digest, Sha256};
 
+use super::hasher::PoolHasher;
 use super::object_path;
 use super::upload::Upload;
-use crate::cpu::{measured, pool};
 use crate::error::EngineError;
 use crate::manifest::ObjectEntry;
-use crate::stages::{CpuStage, StageClock};
+use crate::stages::StageClock;
 
 /// Bytes gathered before they are hashed and handed to the upload.
 const BLOCK: usize = 1024 * 1024;
@@ -22,11 +21,9 @@ const BLOCK: usize = 1024 * 1024;
 pub(crate) struct ObjectWriter {
     relative: String,
     upload: Upload,
-    /// `None` only while a hash job holds it.
-    hasher: Option<Sha256>,
+    hasher: PoolHasher,
     /// Small writes gathered into one block.
     pending: Vec<u8>,
-    clock: Arc<StageClock>,
 }
 
 impl ObjectWriter {
@@ -55,9 +52,8 @@ impl ObjectWriter {
         ObjectWriter {
             relative: name.to_string(),
             upload: Upload::new(store, path.clone(), name, part_size, parts),
-            hasher: Some(Sha256::new()),
+            hasher: PoolHasher::new(clock),
             pending: Vec::new(),
-            clock,
         }
     }
 
@@ -81,21 +77,7 @@ impl ObjectWriter {
     }
 
     async fn hash_and_upload(&mut self, block: Bytes) -> Result<(), EngineError> {
-        let mut hasher = self
-            .hasher
-            .take()
-            .ok_or_else(|| EngineError::internal("object writer used after a failed write"))?;
-        let clock = self.clock.clone();
-        let data = block.clone();
-        let hasher = pool()
-            .run(move || {
-                measured(&clock, CpuStage::Hash, data.len() as u64, || {
-                    hasher.update(&data)
-                });
-                hasher
-            })
-            .await?;
-        self.hasher = Some(hasher);
+        self.hasher.update(block.clone()).await?;
         self.upload.put(block).await
     }
 
@@ -105,15 +87,11 @@ impl ObjectWriter {
             let block = Bytes::from(std::mem::take(&mut self.pending));
             self.hash_and_upload(block).await?;
         }
-        let hasher = self
-            .hasher
-            .take()
-            .ok_or_else(|| EngineError::internal("object writer used after a failed write"))?;
         let size = self.upload.finish().await?;
         Ok(ObjectEntry {
             path: self.relative,
             size,
-            sha256: hex::encode(hasher.finalize()),
+            sha256: self.hasher.finish()?,
         })
     }
 
