@@ -13,6 +13,7 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::backup_data::{self, DumpContext};
+use super::backup_plan::{self, PlannedChunk};
 use super::catalog::{self, TableInfo};
 use super::connect::{connect, exec};
 use super::database_properties;
@@ -104,7 +105,8 @@ async fn run(
     let schemas = catalog::schemas(&holder, &describe).await?;
     tracing::info!(database = %source.database, tables = tables.len(), snapshot = %snapshot_id, "snapshot exported and tables locked");
 
-    let chunks = backup_data::plan(&tables, options, info.server_version_num);
+    let objects = backup_plan::plan(&tables, options, info.server_version_num);
+    let chunks: Vec<&PlannedChunk> = objects.iter().flat_map(|o| o.chunks.iter()).collect();
     let lo_count = large_objects::count(&holder, &describe).await?;
     tracker.set_total(chunks.len() as u32 + u32::from(lo_count > 0));
     let table_names: Arc<Vec<String>> = Arc::new(
@@ -151,7 +153,7 @@ async fn run(
             options,
             tracker.clock(),
         ),
-        backup_data::dump_chunks(ctx, chunks),
+        backup_data::dump_objects(ctx, objects),
     )?;
     if cancel.is_cancelled() {
         return Err(EngineError::cancelled());
@@ -188,7 +190,7 @@ async fn run(
     for entry in &mut table_entries {
         entry.chunks.sort_by_key(|c| c.index);
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
         tool: "pgvault".to_string(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -211,6 +213,9 @@ async fn run(
     };
 
     tracker.phase("final flush");
+    // The lowest version that reads it: points without bundles stay
+    // readable by older pgvault versions.
+    manifest.format_version = manifest.required_format_version();
     let json = manifest.to_json();
     // Every object durable before the manifest names them, and the manifest
     // durable before the point is reported: a crash never leaves a manifest

@@ -131,6 +131,7 @@ pub(crate) async fn dump(
         rows: objects.len() as u64,
         raw_bytes,
         object,
+        segment: None,
     };
     Ok(LargeObjects {
         objects,

@@ -9,9 +9,10 @@
 //! - [`types`]: inputs and outputs (`PgTarget`, `EngineOptions`, `Progress`, summaries).
 //! - [`error`]: `EngineError` with stable `ErrorCode`s.
 //! - [`manifest`]: `manifest.json`, the commit point of a recovery point.
-//! - `backup`, `backup_data`, `catalog`: taking a backup.
-//! - `restore`, `restore_data`, `post_data`, `restore_schedule`, `analyze`:
-//!   restoring as a database.
+//! - `backup`, `backup_plan`, `backup_data`, `catalog`: taking a backup
+//!   (small tables share bundle objects, one zstd frame per table).
+//! - `restore`, `restore_data`, `post_data`, `restore_plan`,
+//!   `restore_schedule`, `analyze`: restoring as a database.
 //! - `restore_sql`: restoring as a plain SQL file in a datastore.
 //! - [`selection`], `toc`, `recovery_point`: selective restores (schema
 //!   archive TOC and dependencies) and opening a recovery point.
@@ -27,6 +28,7 @@
 mod analyze;
 mod backup;
 mod backup_data;
+mod backup_plan;
 mod catalog;
 mod connect;
 mod cpu;
@@ -43,6 +45,7 @@ mod progress;
 mod recovery_point;
 mod restore;
 mod restore_data;
+mod restore_plan;
 mod restore_schedule;
 mod restore_sql;
 pub mod selection;

@@ -318,7 +318,7 @@ async fn copy_chunk(
     let mut reader = ChunkReader::open(
         store,
         prefix,
-        Source::whole(&chunk.object),
+        Source::of(chunk),
         options.parts_per_connection(),
         tracker.clock().clone(),
     )?

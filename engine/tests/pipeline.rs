@@ -148,7 +148,7 @@ async fn cpu_work_stays_on_the_pool_and_the_stage_split_adds_up() {
         .tables
         .iter()
         .flat_map(|t| t.chunks.iter())
-        .map(|c| c.object.size)
+        .map(|c| c.stored_range().end - c.stored_range().start)
         .sum();
     assert_eq!(
         decompress.bytes, stored,

@@ -19,16 +19,10 @@ use crate::objects::{ObjectWriter, PoolHasher, blocks, flush, get_small, object_
 use crate::stages::StageClock;
 use crate::{EngineError, EngineOptions, ErrorCode, Manifest, Progress, ProgressSink};
 
-/// Every object a manifest references, schema archive first.
+/// Every object a manifest references once (a bundle shared by many
+/// tables too), schema archive first.
 fn objects_of(manifest: &Manifest) -> Vec<ObjectEntry> {
-    let mut all = vec![manifest.schema.clone()];
-    for table in &manifest.tables {
-        all.extend(table.chunks.iter().map(|c| c.object.clone()));
-    }
-    if let Some(large) = &manifest.large_objects {
-        all.push(large.data.object.clone());
-    }
-    all
+    manifest.objects().into_iter().cloned().collect()
 }
 
 /// Reads the manifest at `prefix` if its SHA-256 is `expected`.

@@ -19,7 +19,7 @@ use super::download::blocks;
 use super::object_path;
 use crate::cpu::{measured, pool};
 use crate::error::{EngineError, ErrorCode};
-use crate::manifest::ObjectEntry;
+use crate::manifest::{ChunkEntry, ObjectEntry};
 use crate::stages::{CpuStage, Lane, LaneStage, StageClock};
 
 /// Decompressed bytes one job produces at most.
@@ -36,6 +36,16 @@ pub(crate) struct Source {
 }
 
 impl Source {
+    /// The frame of a chunk: its whole object, or its segment of a bundle.
+    pub(crate) fn of(chunk: &ChunkEntry) -> Source {
+        Source {
+            path: chunk.object.path.clone(),
+            object_size: chunk.object.size,
+            range: chunk.stored_range(),
+            sha256: chunk.stored_sha256().to_string(),
+        }
+    }
+
     /// A whole object as the manifest lists it.
     pub(crate) fn whole(object: &ObjectEntry) -> Source {
         Source {
@@ -59,6 +69,16 @@ struct State {
 }
 
 impl State {
+    fn new(decoder: Decoder<'static>) -> State {
+        State {
+            decoder,
+            hasher: Sha256::new(),
+            input: Bytes::new(),
+            output_full: false,
+            rows: None,
+        }
+    }
+
     /// Hashes a new block (if any), then decompresses up to [`OUTPUT`] bytes.
     fn step(&mut self, block: Option<Bytes>) -> Result<Vec<u8>, String> {
         if let Some(block) = block {
@@ -131,13 +151,27 @@ impl ChunkReader {
             blocks,
             blocks_done: false,
             stored: 0,
-            state: Some(State {
-                decoder,
-                hasher: Sha256::new(),
-                input: Bytes::new(),
-                output_full: false,
-                rows: None,
-            }),
+            state: Some(State::new(decoder)),
+            pending: None,
+            clock,
+        })
+    }
+
+    /// Reads `source` from `bytes`, its stored bytes read already (a
+    /// segment of a bundle read with its neighbours).
+    pub(crate) fn from_bytes(
+        source: Source,
+        bytes: Bytes,
+        clock: Arc<StageClock>,
+    ) -> Result<Self, EngineError> {
+        let decoder = Decoder::new()
+            .map_err(|e| EngineError::internal(format!("cannot start zstd decoder: {e}")))?;
+        Ok(ChunkReader {
+            source,
+            blocks: futures::stream::iter([Ok(bytes)]).boxed(),
+            blocks_done: false,
+            stored: 0,
+            state: Some(State::new(decoder)),
             pending: None,
             clock,
         })

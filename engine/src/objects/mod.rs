@@ -24,7 +24,7 @@ use object_store::{ObjectStore, PutPayload};
 use pgvault_datastore::Datastore;
 
 pub(crate) use chunk_reader::{ChunkReader, Source};
-pub(crate) use chunk_writer::ChunkWriter;
+pub(crate) use chunk_writer::{ChunkWriter, Segment};
 pub(crate) use download::blocks;
 pub(crate) use hasher::{PoolHasher, sha256_hex};
 pub(crate) use object_writer::ObjectWriter;
