@@ -22,8 +22,8 @@ use super::progress::Tracker;
 use super::stages::{Lane, LaneStage};
 use super::types::{EngineOptions, PgTarget};
 
-/// COPY rows gathered before they go to the compressor.
-const COPY_BATCH_BYTES: usize = 256 * 1024;
+/// COPY rows gathered before they go to the compressor (one zstd frame).
+const COPY_BATCH_BYTES: usize = 1024 * 1024;
 /// Room for the row that crosses [`COPY_BATCH_BYTES`].
 const ROW_SLACK: usize = 64 * 1024;
 
@@ -161,6 +161,7 @@ async fn dump_object(
         ctx.options.part_size,
         ctx.options.parts_per_connection(),
         ctx.options.zstd_level,
+        object.bundle,
         ctx.tracker.clock().clone(),
     );
     let mut segments = Vec::with_capacity(object.chunks.len());
@@ -247,7 +248,7 @@ async fn copy_chunk(
         }
     }
     ctx.tracker.add_bytes(batch.len() as u64);
-    let (segment, _) = writer.end_frame(batch, lane).await?;
+    let (segment, _) = writer.end_segment(batch, lane).await?;
     Ok(segment)
 }
 

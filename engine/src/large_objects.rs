@@ -20,7 +20,7 @@ use super::types::EngineOptions;
 /// Bytes read or written per `lo_get`/`lo_put` call.
 const SLICE: i32 = 1024 * 1024;
 /// Record bytes handed to the compressor at once.
-const BATCH: usize = 256 * 1024;
+const BATCH: usize = 1024 * 1024;
 pub(crate) const OBJECT_PATH: &str = "data/large_objects/00000.lo.zst";
 
 pub(crate) async fn count(client: &Client, describe: &str) -> Result<i64, EngineError> {
@@ -83,6 +83,7 @@ pub(crate) async fn dump(
         options.part_size,
         options.parts_per_connection(),
         options.zstd_level,
+        false,
         clock.clone(),
     );
     // Records are gathered into batches for the compressor.

@@ -17,7 +17,7 @@ use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
 use super::download::blocks;
 use super::object_path;
-use crate::cpu::{measured, pool};
+use crate::cpu::{count_newlines, measured, pool};
 use crate::error::{EngineError, ErrorCode};
 use crate::manifest::{ChunkEntry, ObjectEntry};
 use crate::stages::{CpuStage, Lane, LaneStage, StageClock};
@@ -105,7 +105,7 @@ impl State {
             }
         }
         if let Some(rows) = &mut self.rows {
-            *rows += output.iter().filter(|b| **b == b'\n').count() as u64;
+            *rows += count_newlines(&output);
         }
         Ok(output)
     }

@@ -4,12 +4,16 @@
 //! rows and hashing what zstd produced — so at most one batch per lane is
 //! in the pool, and memory stays two batches plus the upload's parts.
 //!
-//! An object holds one or more zstd frames: a chunk of a big table is one
-//! frame; a bundle of small tables is one frame per table, each a
-//! [`Segment`] (byte range, rows, SHA-256 of its own) a restore can read on
-//! its own.
+//! Each batch is compressed in one shot as its own zstd frame (any zstd
+//! reader reads concatenated frames as one stream): no copy into a
+//! streaming window, no wrapped-window slow path (~12% less CPU than a
+//! streaming encoder at +0.3% size for 1 MiB batches), and the compressor
+//! stays on its pool thread. An object holds one or more **segments**: a
+//! chunk of a big table is one; a bundle of small tables is one per table
+//! ([`Segment`]: byte range, rows and a SHA-256 of its own, so a restore
+//! can read it alone).
 
-use std::io::Write;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,90 +22,104 @@ use sha2::{Digest, Sha256};
 
 use super::object_path;
 use super::upload::Upload;
-use crate::cpu::{measured, pool};
+use crate::cpu::{count_newlines, measured, pool};
 use crate::error::EngineError;
 use crate::manifest::ObjectEntry;
 use crate::stages::{CpuStage, Lane, LaneStage, StageClock};
 
-type Encoder = zstd::stream::write::Encoder<'static, Vec<u8>>;
+thread_local! {
+    /// One compressor per pool thread and level, reused by every job.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+}
 
-/// One frame of an object: where it is and what it holds.
+/// Compresses `batch` as one zstd frame at `level`.
+fn compress(batch: &[u8], level: i32) -> Result<Vec<u8>, String> {
+    COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.as_ref().is_none_or(|(l, _)| *l != level) {
+            let compressor = zstd::bulk::Compressor::new(level)
+                .map_err(|e| format!("cannot start zstd compressor: {e}"))?;
+            *cell = Some((level, compressor));
+        }
+        let (_, compressor) = cell.as_mut().ok_or("no zstd compressor")?;
+        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(batch.len()));
+        compressor
+            .compress_to_buffer(batch, &mut out)
+            .map_err(|e| format!("zstd compression failed: {e}"))?;
+        Ok(out)
+    })
+}
+
+/// A segment of an object: where it is and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Segment {
-    /// Byte range of the frame in the stored object.
+    /// Byte range of the segment in the stored object.
     pub offset: u64,
     pub size: u64,
-    /// SHA-256 (hex) of the frame's stored bytes.
+    /// SHA-256 (hex) of the segment's stored bytes (bundles only; empty
+    /// otherwise: the object's hash covers a one-segment object).
     pub sha256: String,
     /// Uncompressed bytes and text rows (newlines).
     pub raw_bytes: u64,
     pub rows: u64,
 }
 
-/// What moves between the lane and the pool: the frame's compressor and
-/// the running hashes and counts.
+/// What moves between the lane and the pool: the running hashes and counts.
 struct State {
-    encoder: Option<Encoder>,
     level: i32,
     object: Sha256,
-    frame: Sha256,
-    /// Stored bytes of the object before the current frame.
-    frame_offset: u64,
+    /// The current segment's own hash, when segments are hashed apart.
+    segment: Option<Sha256>,
+    /// Stored bytes of the object before the current segment.
+    segment_offset: u64,
+    /// Frames in the current segment.
+    frames: u64,
     stored: u64,
     raw: u64,
     rows: u64,
 }
 
 impl State {
-    /// Compresses `batch`; returns what zstd produced (hashed already).
-    fn compress(&mut self, batch: &[u8]) -> Result<Vec<u8>, String> {
-        let level = self.level;
-        let encoder = match &mut self.encoder {
-            Some(encoder) => encoder,
-            None => self.encoder.insert(
-                Encoder::new(Vec::new(), level)
-                    .map_err(|e| format!("cannot start zstd encoder: {e}"))?,
-            ),
-        };
-        self.rows += batch.iter().filter(|b| **b == b'\n').count() as u64;
+    /// Compresses `batch` (if not empty, or to end an empty segment);
+    /// returns the frame, hashed already.
+    fn frame(&mut self, batch: &[u8], end: bool) -> Result<Vec<u8>, String> {
+        if batch.is_empty() && !(end && self.frames == 0) {
+            return Ok(Vec::new());
+        }
+        self.rows += count_newlines(batch);
         self.raw += batch.len() as u64;
-        encoder
-            .write_all(batch)
-            .map_err(|e| format!("zstd compression failed: {e}"))?;
-        let out = std::mem::take(encoder.get_mut());
-        self.hash(&out);
+        let out = compress(batch, self.level)?;
+        self.object.update(&out);
+        if let Some(segment) = &mut self.segment {
+            segment.update(&out);
+        }
+        self.stored += out.len() as u64;
+        self.frames += 1;
         Ok(out)
     }
 
-    /// Ends the frame; returns its last bytes and its segment.
-    fn end_frame(&mut self) -> Result<(Vec<u8>, Segment), String> {
-        let out = match self.encoder.take() {
-            Some(encoder) => encoder.finish(),
-            None => Encoder::new(Vec::new(), self.level).and_then(|e| e.finish()),
-        }
-        .map_err(|e| format!("zstd compression failed: {e}"))?;
-        self.hash(&out);
-        let frame = std::mem::take(&mut self.frame);
+    /// Ends the segment; returns it and starts the next.
+    fn end_segment(&mut self) -> Segment {
+        let sha256 = match &mut self.segment {
+            Some(hasher) => hex::encode(std::mem::take(hasher).finalize()),
+            None => String::new(),
+        };
         let segment = Segment {
-            offset: self.frame_offset,
-            size: self.stored - self.frame_offset,
-            sha256: hex::encode(frame.finalize()),
+            offset: self.segment_offset,
+            size: self.stored - self.segment_offset,
+            sha256,
             raw_bytes: std::mem::take(&mut self.raw),
             rows: std::mem::take(&mut self.rows),
         };
-        self.frame_offset = self.stored;
-        Ok((out, segment))
-    }
-
-    fn hash(&mut self, out: &[u8]) {
-        self.object.update(out);
-        self.frame.update(out);
-        self.stored += out.len() as u64;
+        self.segment_offset = self.stored;
+        self.frames = 0;
+        segment
     }
 }
 
 /// A job's result: the state back, compressed bytes, the batch buffer (for
-/// reuse) and, at a frame's end, its segment.
+/// reuse) and, at a segment's end, the segment.
 type Done = (State, Vec<u8>, Vec<u8>, Option<Segment>);
 type Pending =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Done, EngineError>> + Send>>;
@@ -118,6 +136,8 @@ pub(crate) struct ChunkWriter {
 
 impl ChunkWriter {
     /// Nothing is stored until the first part fills or the writer finishes.
+    /// With `hash_segments` every segment gets a SHA-256 of its own (bundles).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn create(
         store: &Datastore,
         prefix: &str,
@@ -125,6 +145,7 @@ impl ChunkWriter {
         part_size: usize,
         parts: usize,
         level: i32,
+        hash_segments: bool,
         clock: Arc<StageClock>,
     ) -> Self {
         let path = object_path(store, prefix, relative);
@@ -132,11 +153,11 @@ impl ChunkWriter {
             relative: relative.to_string(),
             upload: Upload::new(store, path, relative, part_size, parts),
             state: Some(State {
-                encoder: None,
                 level,
                 object: Sha256::new(),
-                frame: Sha256::new(),
-                frame_offset: 0,
+                segment: hash_segments.then(Sha256::new),
+                segment_offset: 0,
+                frames: 0,
                 stored: 0,
                 raw: 0,
                 rows: 0,
@@ -159,9 +180,9 @@ impl ChunkWriter {
         Ok(spare.unwrap_or_default())
     }
 
-    /// Ends the current frame (after `batch`, which may be empty): the next
-    /// write starts a new one. Returns the frame's segment.
-    pub(crate) async fn end_frame(
+    /// Ends the current segment (after `batch`, which may be empty): the
+    /// next write starts a new one. Returns the segment.
+    pub(crate) async fn end_segment(
         &mut self,
         batch: Vec<u8>,
         lane: &mut Lane,
@@ -170,7 +191,7 @@ impl ChunkWriter {
         self.submit(batch, true)?;
         let (spare, segment) = self.wait(lane).await?;
         let segment =
-            segment.ok_or_else(|| EngineError::internal("a frame ended without its segment"))?;
+            segment.ok_or_else(|| EngineError::internal("a segment ended without its entry"))?;
         Ok((segment, spare))
     }
 
@@ -182,14 +203,8 @@ impl ChunkWriter {
         let clock = self.clock.clone();
         let job = pool().run(move || {
             measured(&clock, CpuStage::CompressHash, batch.len() as u64, || {
-                let mut out = state.compress(&batch)?;
-                let segment = if end {
-                    let (tail, segment) = state.end_frame()?;
-                    out.extend_from_slice(&tail);
-                    Some(segment)
-                } else {
-                    None
-                };
+                let out = state.frame(&batch, end)?;
+                let segment = end.then(|| state.end_segment());
                 Ok::<_, String>((out, segment))
             })
             .map(|(out, segment)| {
@@ -226,18 +241,18 @@ impl ChunkWriter {
         Ok((spare, segment))
     }
 
-    /// Ends the frame (after `batch`) and the object: the object's entry and
-    /// the frame's segment.
+    /// Ends the segment (after `batch`) and the object: the object's entry
+    /// and the segment.
     pub(crate) async fn finish(
         mut self,
         batch: Vec<u8>,
         lane: &mut Lane,
     ) -> Result<(ObjectEntry, Segment), EngineError> {
-        let (segment, _) = self.end_frame(batch, lane).await?;
+        let (segment, _) = self.end_segment(batch, lane).await?;
         Ok((self.close(lane).await?, segment))
     }
 
-    /// Ends the object after its last [`ChunkWriter::end_frame`].
+    /// Ends the object after its last [`ChunkWriter::end_segment`].
     pub(crate) async fn close(mut self, lane: &mut Lane) -> Result<ObjectEntry, EngineError> {
         self.collect(lane).await?;
         let state = self

@@ -14,6 +14,8 @@ mod chunk_writer;
 mod download;
 mod hasher;
 mod object_writer;
+#[cfg(test)]
+mod tests;
 mod upload;
 
 use std::sync::Arc;
