@@ -231,9 +231,10 @@ async fn run(
         .iter()
         .flat_map(|t| t.chunks.iter())
         .chain(manifest.large_objects.as_ref().map(|l| &l.data));
-    let (mut stored_bytes, mut raw_bytes, mut rows) = (manifest.schema.size + manifest_size, 0, 0);
+    // Each object once (a bundle is named by all its tables' chunks).
+    let stored_bytes: u64 = manifest.objects().iter().map(|o| o.size).sum::<u64>() + manifest_size;
+    let (mut raw_bytes, mut rows) = (0, 0);
     for chunk in chunk_entries {
-        stored_bytes += chunk.object.size;
         raw_bytes += chunk.raw_bytes;
     }
     // Table rows only (the large-object chunk counts objects, not rows).

@@ -121,6 +121,18 @@ async fn cpu_work_stays_on_the_pool_and_the_stage_split_adds_up() {
         );
     }
     assert!(stages.phase("final flush") > Duration::ZERO);
+    let on_disk: u64 = files_below(&dir.path().join("rp"))
+        .iter()
+        .map(|f| {
+            std::fs::metadata(dir.path().join("rp").join(f))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(
+        summary.stored_bytes, on_disk,
+        "stored bytes count each object once, bundles included"
+    );
 
     let restored = restore_database(
         &target(&pg, "copy"),
