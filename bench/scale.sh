@@ -7,7 +7,8 @@
 #     vaults, policies, servers and the secret through the CLI, the instance
 #     rows by SQL exactly as a successful configure leaves them) whose policy
 #     fires in the same slot, moves the coordinator's clock
-#     (coordinator.clock_offset_file) to 3 s before the slot, and times from
+#     (coordinator.clock_offset_file, in a pgvault built with
+#     --features test-clock) to 3 s before the slot, and times from
 #     the slot instant until every job exists and every task is in RabbitMQ
 #     (outbox empty, queue depth = instances). Target: < 30 s. No worker runs.
 #  2. History: adds --jobs job rows (default 1,000,000: two years, 20 vaults,
@@ -54,7 +55,8 @@ EPMD=$(command -v epmd || true)
 [[ -n $EPMD ]] || { echo "missing epmd (part of erlang-base, installed with rabbitmq-server)" >&2; exit 1; }
 
 echo "== building pgvault and pgvault-scale (release)" >&2
-(cd "$REPO" && cargo build --release -q -p pgvault -p pgvault-bench)
+# test-clock: the coordinator.clock_offset_file this script moves time with.
+(cd "$REPO" && cargo build --release -q -p pgvault -p pgvault-bench --features pgvault/test-clock)
 TARGET_DIR=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 PGVAULT="$TARGET_DIR/release/pgvault"
 SCALE="$TARGET_DIR/release/pgvault-scale"

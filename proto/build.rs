@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/pgvault/v1/dead_letters.proto",
         "proto/pgvault/v1/service.proto",
         "proto/pgvault/v1/worker.proto",
+        "proto/pgvault/v1/agent.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every test. CI runs exactly this.
 #
-#   scripts/test.sh            # install missing parts, build, run all tests
+#   scripts/test.sh            # install missing parts, build, check fmt and clippy, run all tests
 #
-# Needs: a Rust toolchain and PostgreSQL 15+ server binaries (initdb, pg_ctl).
-# Installs when missing: RabbitMQ (Debian package rabbitmq-server) and the
-# Azure Blob emulator Azurite (npm, into ./.tools). The tests start their own
-# PostgreSQL, RabbitMQ and Azurite on free loopback ports and stop them after.
+# Needs: a Rust toolchain (with rustfmt and clippy) and PostgreSQL 15+ server
+# binaries (initdb, pg_ctl). Installs when missing: RabbitMQ (Debian package
+# rabbitmq-server), the Azure Blob emulator Azurite (npm, into ./.tools) and
+# the S3 server moto (PyPI moto[server], into the virtualenv ./.tools/venv).
+# The tests start their own PostgreSQL, RabbitMQ, Azurite and moto on free
+# loopback ports and stop them after. Formatting and clippy are checked
+# after the build, before the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,8 +40,24 @@ if [ ! -x .tools/node_modules/.bin/azurite-blob ]; then
   npm install --prefix .tools --no-audit --no-fund --loglevel=error azurite@3.35.0 >/dev/null
 fi
 
+# moto from PyPI, in a virtualenv inside the repository's .tools directory.
+if [ ! -x .tools/venv/bin/moto_server ]; then
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    echo "error: python3 with venv is needed to install moto (apt-get install python3-venv)" >&2
+    exit 1
+  fi
+  echo "==> installing moto[server] (PyPI) into .tools/venv"
+  mkdir -p .tools
+  python3 -m venv .tools/venv
+  .tools/venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+fi
+
 echo "==> building"
 cargo build --locked --workspace --all-targets
+
+echo "==> checking formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> running every test"
 cargo test --locked --workspace --all-targets -- --test-threads="${PGVAULT_TEST_THREADS:-2}"

@@ -6,10 +6,12 @@
 //! - [`up`]: the all-in-one mode.
 //! - [`serve`]: the `coordinator` and `worker` processes.
 //! - [`client`]: the client verbs (gRPC).
+//! - [`errors`]: `pgvault errors`, the error-code catalogue (offline).
 //! - [`telemetry`]: logging; [`signals`]: Ctrl-C and SIGTERM.
 
 mod client;
 mod config;
+mod errors;
 mod serve;
 mod signals;
 mod telemetry;
@@ -50,6 +52,8 @@ enum Command {
     Worker(serve::WorkerArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
+    /// Explain job error codes: what each means and what to do (offline).
+    Errors(errors::ErrorsArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +80,9 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Client(command) => client::run(&cli.client, command).await,
+            Command::Errors(args) => {
+                errors::run(&args, cli.client.output).map(|()| ExitCode::SUCCESS)
+            }
         }
     });
     match result {

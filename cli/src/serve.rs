@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use pgvault_coordinator::clock::{Clock, SystemClock};
 use pgvault_coordinator::secret_ref::ExternalSecrets;
 use pgvault_coordinator::{Coordinator, CoordinatorConfig, TlsFiles};
 use pgvault_engine::EngineOptions;
@@ -16,7 +17,7 @@ use pgvault_worker::runner::{self, WorkerOptions};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{CoordinatorSettings, Settings};
 use crate::{client, signals, telemetry};
 
 #[derive(clap::Args)]
@@ -190,8 +191,7 @@ pub fn coordinator_config(
         master_key,
         scheduler_interval: Duration::from_secs(c.scheduler_interval_seconds),
         schedule_max_lateness: Duration::from_secs(c.schedule_max_lateness_minutes * 60),
-        clock_offset_file: (!c.clock_offset_file.as_os_str().is_empty())
-            .then(|| c.clock_offset_file.clone()),
+        clock: clock(c),
         external_secrets: ExternalSecrets {
             env_prefix: (!c.secret_env_prefix.is_empty()).then(|| c.secret_env_prefix.clone()),
             file_dir: (!c.secret_file_dir.as_os_str().is_empty())
@@ -202,6 +202,25 @@ pub fn coordinator_config(
             key: c.tls_key.clone(),
         }),
     }
+}
+
+/// The coordinator's clock: the system clock, or in test builds the one
+/// `coordinator.clock_offset_file` shifts.
+#[cfg(feature = "test-clock")]
+fn clock(c: &CoordinatorSettings) -> Arc<dyn Clock> {
+    if c.clock_offset_file.as_os_str().is_empty() {
+        return Arc::new(SystemClock);
+    }
+    tracing::warn!(file = %c.clock_offset_file.display(), "coordinator clock shifted by a test offset file");
+    Arc::new(pgvault_coordinator::clock::OffsetFileClock::new(
+        c.clock_offset_file.clone(),
+    ))
+}
+
+/// The coordinator's clock: production builds have only the system clock.
+#[cfg(not(feature = "test-clock"))]
+fn clock(_: &CoordinatorSettings) -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
 }
 
 /// The worker's options from settings.

@@ -1,10 +1,6 @@
-//! Bearer-token authentication of API callers, and the first token at start.
-//!
-//! Tokens are stored as SHA-256 hashes in `api_tokens` and compared in
-//! constant time. Every RPC except health and reflection (which are separate
-//! services) calls [`Authenticator::authenticate`] first (through
-//! `ApiContext::authorize`, which then checks the caller's roles; see
-//! [`crate::access`]).
+//! API tokens: how their values are made and stored (SHA-256 hashes in
+//! `api_tokens`), and the first token at start. Checking the token of a
+//! call is the access gate's job ([`crate::access`]).
 
 use std::io::Write;
 use std::path::Path;
@@ -14,75 +10,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
-use subtle::ConstantTimeEq;
-use tonic::metadata::MetadataMap;
-use uuid::Uuid;
 
-use crate::access::Role;
 use crate::error::{CoordinatorError, Result};
-use crate::store::{Store, tokens};
+use crate::store::tokens;
 
 /// Role of the tokens created at start.
 pub const OWNER_ROLE: &str = "Owner";
-
-const HOW_TO: &str = "pass an API token in the `authorization` metadata as \"Bearer <token>\" \
-                      (the CLI reads --token or PGVAULT_TOKEN)";
-
-/// Who is calling.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub token_id: Uuid,
-    pub token_name: String,
-    /// The token's global role, if it has one (roles on single vaults are
-    /// looked up per call by `ApiContext::authorize`).
-    pub global_role: Option<Role>,
-}
-
-/// Checks bearer tokens against the state database.
-#[derive(Clone, Debug)]
-pub struct Authenticator {
-    store: Store,
-}
-
-impl Authenticator {
-    pub fn new(store: Store) -> Self {
-        Authenticator { store }
-    }
-
-    /// The caller behind the request's `authorization: Bearer <token>`.
-    pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller> {
-        let header = metadata.get("authorization").ok_or_else(|| {
-            CoordinatorError::Unauthenticated(format!("no API token given: {HOW_TO}"))
-        })?;
-        let value = header.to_str().map_err(|_| {
-            CoordinatorError::Unauthenticated(format!("malformed authorization metadata: {HOW_TO}"))
-        })?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                CoordinatorError::Unauthenticated(format!(
-                    "malformed authorization metadata: {HOW_TO}"
-                ))
-            })?;
-        let hash = hash_token(token);
-        let invalid =
-            || CoordinatorError::Unauthenticated(format!("the API token is not valid: {HOW_TO}"));
-        let row = tokens::find_by_hash(self.store.pool(), &hash)
-            .await?
-            .ok_or_else(invalid)?;
-        if !bool::from(row.token_sha256.as_slice().ct_eq(hash.as_slice())) {
-            return Err(invalid());
-        }
-        Ok(Caller {
-            token_id: row.id,
-            token_name: row.name,
-            global_role: row.role.parse().ok(),
-        })
-    }
-}
 
 /// SHA-256 of a token, as stored.
 pub fn hash_token(token: &str) -> [u8; 32] {

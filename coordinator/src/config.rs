@@ -5,10 +5,12 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 
+use crate::clock::{Clock, SystemClock};
 use crate::secret_ref::ExternalSecrets;
 
 /// Provider maintenance databases that are never offered nor protected.
@@ -50,9 +52,9 @@ pub struct CoordinatorConfig {
     /// A slot found later than this after its time (no coordinator ran) is
     /// skipped with a recorded reason instead of run.
     pub schedule_max_lateness: Duration,
-    /// Test only: a file holding seconds added to the coordinator's clock,
-    /// re-read on every use (see `clock::OffsetFileClock`).
-    pub clock_offset_file: Option<PathBuf>,
+    /// Where schedules and retention read "now": the system clock, or a test
+    /// clock handed in by tests (never from a configuration file).
+    pub clock: Arc<dyn Clock>,
     /// Where `env://` and `file://` secret references may point (both off
     /// by default).
     pub external_secrets: ExternalSecrets,
@@ -87,7 +89,7 @@ impl CoordinatorConfig {
             master_key,
             scheduler_interval: Duration::from_secs(5),
             schedule_max_lateness: Duration::from_secs(12 * 3600),
-            clock_offset_file: None,
+            clock: Arc::new(SystemClock),
             external_secrets: ExternalSecrets::default(),
             tls: None,
         }
@@ -113,7 +115,7 @@ impl fmt::Debug for CoordinatorConfig {
             .field("master_key", &"<redacted>")
             .field("scheduler_interval", &self.scheduler_interval)
             .field("schedule_max_lateness", &self.schedule_max_lateness)
-            .field("clock_offset_file", &self.clock_offset_file)
+            .field("clock", &self.clock)
             .field("external_secrets", &self.external_secrets)
             .field("tls", &self.tls)
             .finish()

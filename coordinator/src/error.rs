@@ -98,6 +98,13 @@ const FOREIGN_KEY_VIOLATION: &str = "23503";
 const SERIALIZATION_FAILURE: &str = "40001";
 const DEADLOCK_DETECTED: &str = "40P01";
 
+impl From<pgvault_probe::ProbeError> for CoordinatorError {
+    /// A server that cannot answer a probe it could be asked: try again.
+    fn from(error: pgvault_probe::ProbeError) -> Self {
+        CoordinatorError::Unavailable(error.to_string())
+    }
+}
+
 impl From<sqlx::Error> for CoordinatorError {
     fn from(error: sqlx::Error) -> Self {
         match &error {

@@ -22,7 +22,9 @@
 //! - [`readiness`]: per-database backup readiness (connection, privileges) and grant scripts.
 //! - [`secrets`]: AES-256-GCM sealing, connection-string parsing, redaction;
 //!   [`secret_ref`]: secret references (`secret://`, `env://`, `file://`).
-//! - [`auth`]: bearer tokens (hashed, constant-time compared); [`access`]: roles and the RPC → permission table.
+//! - [`auth`]: API token values (generated, stored hashed) and the first token;
+//!   [`access`]: the gate every call passes (bearer token compared in constant
+//!   time, the RPC → permission table, roles), and the caller handlers get from it.
 //! - [`store`]: the sqlx repositories, the only code that writes SQL.
 //! - [`api`]: one tonic service per resource; [`worker_api`]: claim/heartbeat/complete/fail.
 //! - [`dispatch`]: outbox → queue; [`reaper`]: expired leases → re-queue or fail;

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pgvault_errors::ErrorCode;
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -24,11 +25,6 @@ use crate::{backoff, collector};
 /// Advisory lock key of the reaper ("pgvreap" in ASCII).
 const REAPER_LOCK: i64 = 0x0070_6776_7265_6170;
 const BATCH: i64 = 100;
-
-/// Code of jobs failed because their worker stopped heartbeating.
-pub const LEASE_EXPIRED: &str = "SystemErrorLeaseExpired";
-/// Code of cancelled jobs.
-pub const CANCELLED: &str = "Cancelled";
 
 /// What the reaper needs.
 pub struct ReaperSettings {
@@ -93,23 +89,20 @@ pub async fn reap_once(store: &Store, policy: &RetryPolicy) -> Result<usize> {
         let used = attempt.saturating_sub(job.attempts_before_retry);
         garbage::record_attempt(&mut *tx, job_id, attempt, policy.garbage_grace).await?;
         if job.state == JobState::Cancelling {
-            let error = JobError {
-                code: CANCELLED.into(),
-                message: "cancelled; its worker stopped before confirming".into(),
-                recommended_action: "None: retry the job to run it after all".into(),
-            };
+            let error = JobError::new(
+                ErrorCode::Cancelled,
+                "cancelled; its worker stopped before confirming",
+            );
             jobs::finish_failed(&mut *tx, job_id, JobState::Cancelled, &error).await?;
             attempts::end(&mut *tx, job_id, AttemptOutcome::Cancelled, Some(&error)).await?;
             tracing::info!(job_id = %job_id, "cancelled job's lease expired; job cancelled");
         } else if used < policy.max_attempts {
-            let error = JobError {
-                code: LEASE_EXPIRED.into(),
-                message: format!(
-                    "attempt {attempt} stopped: its worker sent no heartbeat before the lease expired"
+            let error = JobError::new(
+                ErrorCode::SystemErrorLeaseExpired,
+                format!(
+                    "attempt {attempt} stopped: its worker sent no heartbeat before the lease expired; the job was queued for another attempt"
                 ),
-                recommended_action: "No action needed: the job was queued for another attempt"
-                    .into(),
-            };
+            );
             let next = jobs::requeue(&mut *tx, job_id, &error).await?;
             attempts::end(&mut *tx, job_id, AttemptOutcome::LeaseExpired, Some(&error)).await?;
             let delay = backoff::retry_delay(policy.backoff, used);
@@ -117,16 +110,12 @@ pub async fn reap_once(store: &Store, policy: &RetryPolicy) -> Result<usize> {
             tracing::warn!(job_id = %job_id, attempt, next_attempt = next, delay_s = delay.as_secs_f64(), "lease expired; job re-queued");
         } else {
             let max_attempts = policy.max_attempts;
-            let error = JobError {
-                code: LEASE_EXPIRED.into(),
-                message: format!(
+            let error = JobError::new(
+                ErrorCode::SystemErrorLeaseExpired,
+                format!(
                     "the worker stopped sending heartbeats and all {max_attempts} attempts are used up"
                 ),
-                recommended_action:
-                    "Check that workers are running and can reach the coordinator, then start the \
-                                     job again"
-                        .into(),
-            };
+            );
             jobs::finish_failed(&mut *tx, job_id, JobState::Failed, &error).await?;
             attempts::end(&mut *tx, job_id, AttemptOutcome::LeaseExpired, Some(&error)).await?;
             tracing::warn!(job_id = %job_id, attempt, "lease expired on the last attempt; job failed");

@@ -23,15 +23,10 @@
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
+use pgvault_errors::ErrorCode;
+
 use crate::error::{CoordinatorError, Result};
 use crate::model::JobError;
-
-/// Code of a secret that cannot be read or used.
-pub const INVALID_SECRET: &str = "UserErrorInvalidSecret";
-/// Code of a stored secret that does not exist (or lacks the pinned version).
-pub const SECRET_NOT_FOUND: &str = "UserErrorSecretNotFound";
-/// Code of a stored secret the vault has not been granted.
-pub const MISSING_SECRET_PERMISSIONS: &str = "UserErrorMissingPermissionsOnSecretStore";
 
 const FORMS: &str =
     "secret://NAME, secret://NAME/VERSION, env://VAR, file:///ABSOLUTE/PATH or secrets/NAME";
@@ -168,12 +163,8 @@ pub struct ExternalSecrets {
 }
 
 /// A secret reference that cannot be used, as the row or job error users see.
-pub fn unusable(code: &str, message: String, action: &str) -> CoordinatorError {
-    CoordinatorError::SecretUnusable(Box::new(JobError {
-        code: code.to_string(),
-        message,
-        recommended_action: action.to_string(),
-    }))
+pub fn unusable(code: ErrorCode, message: impl Into<String>) -> CoordinatorError {
+    CoordinatorError::SecretUnusable(Box::new(JobError::new(code, message)))
 }
 
 impl ExternalSecrets {
@@ -185,36 +176,32 @@ impl ExternalSecrets {
             SecretRef::Env(var) => match &self.env_prefix {
                 Some(prefix) if var.starts_with(prefix.as_str()) => Ok(()),
                 Some(prefix) => Err(unusable(
-                    INVALID_SECRET,
+                    ErrorCode::UserErrorInvalidSecret,
                     format!(
                         "{reference} is not allowed: this coordinator reads only environment variables starting with \"{prefix}\""
                     ),
-                    "Name a variable with the configured prefix, or store the connection string (pgvault secret put)",
                 )),
                 None => Err(unusable(
-                    INVALID_SECRET,
+                    ErrorCode::UserErrorInvalidSecret,
                     format!(
-                        "{reference} is not allowed: env:// secret references are disabled on this coordinator"
+                        "{reference} is not allowed: env:// secret references are disabled on this coordinator (the operator enables them with coordinator.secret_env_prefix)"
                     ),
-                    "Store the connection string (pgvault secret put), or have the operator set coordinator.secret_env_prefix",
                 )),
             },
             SecretRef::File(path) => match &self.file_dir {
                 Some(dir) if path.starts_with(dir) => Ok(()),
                 Some(dir) => Err(unusable(
-                    INVALID_SECRET,
+                    ErrorCode::UserErrorInvalidSecret,
                     format!(
                         "{reference} is not allowed: this coordinator reads secret files only under {}",
                         dir.display()
                     ),
-                    "Place the file under the configured directory, or store the connection string (pgvault secret put)",
                 )),
                 None => Err(unusable(
-                    INVALID_SECRET,
+                    ErrorCode::UserErrorInvalidSecret,
                     format!(
-                        "{reference} is not allowed: file:// secret references are disabled on this coordinator"
+                        "{reference} is not allowed: file:// secret references are disabled on this coordinator (the operator enables them with coordinator.secret_file_dir)"
                     ),
-                    "Store the connection string (pgvault secret put), or have the operator set coordinator.secret_file_dir",
                 )),
             },
         }
@@ -230,9 +217,8 @@ impl ExternalSecrets {
                 .map(crate::secrets::Redacted)
                 .ok_or_else(|| {
                     unusable(
-                        INVALID_SECRET,
-                        format!("{reference}: the variable {var} is not set (or empty) in the coordinator's environment"),
-                        "Set the variable in the environment of every coordinator and restart them, or reference a stored secret",
+                        ErrorCode::UserErrorInvalidSecret,
+                        format!("{reference}: the variable {var} is not set (or empty) in the coordinator's environment; every coordinator needs it (set it and restart them)"),
                     )
                 }),
             SecretRef::File(path) => std::fs::canonicalize(path)
@@ -247,9 +233,8 @@ impl ExternalSecrets {
                 .map(|v| crate::secrets::Redacted(v.trim_end_matches(['\n', '\r']).to_string()))
                 .map_err(|e| {
                     unusable(
-                        INVALID_SECRET,
-                        format!("{reference}: the coordinator cannot read the file: {}", e.kind()),
-                        "Make the file readable by the coordinator's user on every coordinator machine, or reference a stored secret",
+                        ErrorCode::UserErrorInvalidSecret,
+                        format!("{reference}: the coordinator cannot read the file: {}; every coordinator's user must be able to read it", e.kind()),
                     )
                 }),
             SecretRef::Stored { .. } => Err(CoordinatorError::internal(
@@ -346,7 +331,7 @@ mod tests {
         for text in ["env://PGV_TEST_UNSET_VAR", "file:///nonexistent/x"] {
             match on.read(&SecretRef::parse("s", text).unwrap()) {
                 Err(CoordinatorError::SecretUnusable(e)) => {
-                    assert_eq!(e.code, INVALID_SECRET);
+                    assert_eq!(e.code, ErrorCode::UserErrorInvalidSecret);
                     assert!(e.message.contains(text), "{}", e.message);
                     assert!(!e.recommended_action.is_empty());
                 }

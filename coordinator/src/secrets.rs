@@ -122,7 +122,7 @@ pub fn parse_connection_string(field: &str, value: &str) -> Result<ConnParams> {
             field,
             format!(
                 "{}: the connection string must name a user (User Id=... or user=...)",
-                pgvault_pgconn::UNSUPPORTED_FORMAT
+                pgvault_errors::ErrorCode::UserErrorSecretValueInUnsupportedFormat
             ),
         ));
     }

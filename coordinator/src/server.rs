@@ -1,6 +1,7 @@
 //! Starting and stopping a coordinator: connect to the state database,
 //! migrate under an advisory lock, set up tokens, bind the listener, then run
-//! the tonic server (with reflection and health), the outbox dispatcher, the
+//! the tonic server (every call through the access gate; reflection and
+//! health open), the outbox dispatcher, the
 //! scheduler, the lifecycle sweeper, the lease reaper and (when given a
 //! dead-letter source) the dead-letter drain until shutdown.
 
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 
+use crate::access::AccessLayer;
 use crate::api::ApiContext;
 use crate::api::access::AccessApi;
 use crate::api::instances::InstanceApi;
@@ -37,8 +39,7 @@ use crate::api::restores::RestoreApi;
 use crate::api::secrets::SecretApi;
 use crate::api::servers::ServerApi;
 use crate::api::vaults::VaultApi;
-use crate::auth::{self, Authenticator};
-use crate::clock::{Clock, OffsetFileClock, SystemClock};
+use crate::auth;
 use crate::config::{CoordinatorConfig, TlsFiles};
 use crate::error::{CoordinatorError, Result};
 use crate::reaper::{ReaperSettings, RetryPolicy};
@@ -116,18 +117,11 @@ impl Coordinator {
             CoordinatorError::internal(format!("cannot listen on {local_addr}: {e}"))
         })?;
 
-        let clock: Arc<dyn Clock> = match &config.clock_offset_file {
-            Some(path) => {
-                tracing::warn!(file = %path.display(), "coordinator clock shifted by a test offset file");
-                Arc::new(OffsetFileClock::new(path.clone()))
-            }
-            None => Arc::new(SystemClock),
-        };
+        let clock = config.clock.clone();
         let dispatch_wake = Arc::new(Notify::new());
         let ctx = Arc::new(ApiContext {
             clock: clock.clone(),
             store: store.clone(),
-            auth: Authenticator::new(store.clone()),
             cipher: Cipher::new(&config.master_key),
             external_secrets: config.external_secrets.clone(),
             maintenance_databases: config.maintenance_databases.clone(),
@@ -175,7 +169,9 @@ impl Coordinator {
                 CoordinatorError::invalid("tls", format!("cannot use the TLS certificate: {e}"))
             })?;
         }
+        // The gate authorises every call before any service sees it.
         let router = builder
+            .layer(AccessLayer::new(store.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -1,7 +1,8 @@
 //! The RPC × role table: every RPC of the public API called with a token of
 //! each role, asserting `PermissionDenied` exactly where the role lacks the
-//! RPC's permission; plus vault-scoped roles, token revocation and calls
-//! without a token.
+//! RPC's permission; plus vault-scoped roles (every RPC refused to a token
+//! whose roles are all on another vault), token revocation, calls without a
+//! token, and paths without a permission refused by the access gate.
 
 mod common;
 
@@ -59,6 +60,8 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
     let jobs = || JobServiceClient::with_interceptor(c.clone(), b.clone());
     let workers = || WorkerServiceClient::with_interceptor(c.clone(), b.clone());
     let access = || AccessServiceClient::with_interceptor(c.clone(), b.clone());
+    let agents =
+        || pb::agent_service_client::AgentServiceClient::with_interceptor(c.clone(), b.clone());
     let point = format!("{GHOST_INSTANCE}/recoveryPoints/00000000-0000-4000-8000-000000000004");
     match rpc {
         Rpc::CreateVault => vaults()
@@ -310,6 +313,34 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             })
             .await
             .map(drop),
+        Rpc::CreateAgent => agents()
+            .create_agent(pb::CreateAgentRequest::default())
+            .await
+            .map(drop),
+        Rpc::GetAgent => agents()
+            .get_agent(pb::GetAgentRequest::default())
+            .await
+            .map(drop),
+        Rpc::ListAgents => agents()
+            .list_agents(pb::ListAgentsRequest::default())
+            .await
+            .map(drop),
+        Rpc::DeleteAgent => agents()
+            .delete_agent(pb::DeleteAgentRequest::default())
+            .await
+            .map(drop),
+        Rpc::Connect => agents()
+            .connect(tokio_stream::iter(Vec::<pb::AgentMessage>::new()))
+            .await
+            .map(drop),
+        Rpc::ClaimProbe => agents()
+            .claim_probe(pb::ClaimProbeRequest::default())
+            .await
+            .map(drop),
+        Rpc::CompleteProbe => agents()
+            .complete_probe(pb::CompleteProbeRequest::default())
+            .await
+            .map(drop),
     }
 }
 
@@ -365,6 +396,59 @@ async fn every_rpc_with_every_role() {
             "{rpc:?} without a token"
         );
     }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn every_rpc_refuses_a_token_whose_roles_are_all_on_another_vault() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    h.vaults()
+        .create_vault(pb::CreateVaultRequest {
+            vault_id: "other".into(),
+            vault: Some(pb::Vault {
+                standard_datastore: format!("file://{}", h.datastore_dir.path().display()),
+                region: "local".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create the other vault");
+    // Owner grants every permission, so the gate admits the token to every
+    // vault-scoped call; each handler must then refuse vault "v".
+    let elsewhere = create_token(&h, "owner elsewhere", Role::Owner, "vaults/other").await;
+    for rpc in Rpc::ALL {
+        let outcome = call(rpc, &h.channel, Some(&elsewhere)).await;
+        assert!(
+            matches!(&outcome, Err(s) if s.code() == Code::PermissionDenied),
+            "{rpc:?} ({:?} scope) with an Owner of another vault: expected PermissionDenied, got {outcome:?}",
+            rpc.scope()
+        );
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_path_without_a_permission_is_refused_even_to_an_owner() {
+    let h = Harness::start().await;
+    let mut grpc = tonic::client::Grpc::new(h.channel.clone());
+    grpc.ready().await.expect("channel ready");
+    let mut request = Request::new(pb::ListVaultsRequest::default());
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", common::TOKEN).parse().expect("ascii"),
+    );
+    let path = http::uri::PathAndQuery::from_static("/pgvault.v1.VaultService/ListEverything");
+    let status = grpc
+        .unary::<_, pb::ListVaultsResponse, _>(request, path, tonic::codec::ProstCodec::default())
+        .await
+        .expect_err("no such RPC");
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert!(
+        status.message().contains("no permission"),
+        "{}",
+        status.message()
+    );
     h.stop().await;
 }
 

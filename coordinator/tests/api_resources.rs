@@ -408,6 +408,60 @@ async fn servers_secrets_and_databases() {
 }
 
 #[tokio::test]
+async fn servers_with_an_agent_are_refused_until_agents_exist_and_old_rows_still_read() {
+    let h = Harness::start().await;
+    let refused = h
+        .servers()
+        .register_server(pb::RegisterServerRequest {
+            server_id: "hidden".into(),
+            server: Some(pb::Server {
+                host: "10.0.0.9".into(),
+                region: "local".into(),
+                agent: "agent-1".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("agents are not available");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused
+            .message()
+            .starts_with("server.agent: agents are not available yet")
+            && refused.message().contains("reachable from the workers"),
+        "{}",
+        refused.message()
+    );
+    let listed = h
+        .servers()
+        .list_servers(pb::ListServersRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.servers.is_empty(), "{listed:?}");
+
+    // A row written before agents were refused still reads, agent included.
+    let client = h.cluster.connect("postgres").await.expect("connect");
+    client
+        .execute(
+            "INSERT INTO servers (id, host, port, region, agent) VALUES ('old', '10.0.0.8', 5432, 'local', 'agent-0')",
+            &[],
+        )
+        .await
+        .expect("insert an old row");
+    let old = h
+        .servers()
+        .get_server(pb::GetServerRequest {
+            name: "servers/old".into(),
+        })
+        .await
+        .expect("old rows read")
+        .into_inner();
+    assert_eq!(old.agent, "agent-0");
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn configure_backup_protects_a_database_once() {
     let h = Harness::start().await;
     h.fixture().await;

@@ -147,8 +147,12 @@ async fn rejected_messages_are_listed_once_with_their_job_and_can_be_deleted() {
     assert!(error.message.contains("dead-lettered"), "{error:?}");
     assert!(
         error
-            .recommended_action
+            .message
             .contains(&format!("pgvault job retry {}", job.name)),
+        "{error:?}"
+    );
+    assert!(
+        error.recommended_action.contains("pgvault job retry"),
         "{error:?}"
     );
     let retried = h

@@ -23,6 +23,7 @@ async fn fail(h: &Harness, job_id: &str, lease_token: &str, code: &str, retryabl
                 recommended_action: "fix it".into(),
             }),
             retryable,
+            log_tail: Vec::new(),
         })
         .await
         .expect("fail task");

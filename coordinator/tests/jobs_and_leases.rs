@@ -394,6 +394,7 @@ async fn failed_attempts_retry_then_fail_and_publishing_survives_broker_errors()
             lease_token: first.lease_token,
             error: Some(error.clone()),
             retryable: true,
+            log_tail: Vec::new(),
         })
         .await
         .expect("fail retryable");
@@ -407,6 +408,7 @@ async fn failed_attempts_retry_then_fail_and_publishing_survives_broker_errors()
             lease_token: second.lease_token,
             error: Some(error.clone()),
             retryable: true,
+            log_tail: Vec::new(),
         })
         .await
         .expect("fail last attempt");

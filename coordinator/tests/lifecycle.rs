@@ -558,6 +558,7 @@ async fn a_failed_rehydrate_fails_the_restore_waiting_for_it_with_a_coded_error(
                 recommended_action: "check the archive datastore".into(),
             }),
             retryable: false,
+            log_tail: Vec::new(),
         })
         .await
         .expect("fail");

@@ -3,18 +3,18 @@
 //! slots missed while no coordinator ran fire once (or are skipped with a
 //! reason when too old), and scheduled points are tagged from the history of
 //! scheduled successes.
-//! Time moves through the coordinators' clock-offset file; nothing sleeps for
-//! a schedule.
+//! Time moves through one shifted clock all coordinators share; nothing
+//! sleeps for a schedule.
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
 use common::{Harness, RecordingPublisher, TOKEN};
 use pgvault_coordinator::Coordinator;
+use pgvault_coordinator::clock::ShiftedClock;
 use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::worker_service_client::WorkerServiceClient;
 use sqlx::PgPool;
@@ -72,10 +72,6 @@ async fn complete(addr: std::net::SocketAddr, job_id: uuid::Uuid, snapshot: i64)
         .expect("complete");
 }
 
-fn set_offset(file: &Path, seconds: i64) {
-    std::fs::write(file, seconds.to_string()).expect("write clock offset");
-}
-
 /// Scheduled backup jobs of the instance, oldest first.
 async fn scheduled_jobs(pool: &PgPool) -> Vec<uuid::Uuid> {
     sqlx::query_scalar(
@@ -111,15 +107,13 @@ async fn expect_jobs(pool: &PgPool, count: usize) -> Vec<uuid::Uuid> {
 
 #[tokio::test]
 async fn a_slot_fires_once_with_two_coordinators_and_after_restarts() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let offset = dir.path().join("clock-offset");
-    set_offset(&offset, 0);
+    let clock = Arc::new(ShiftedClock::new());
     let adjust = {
-        let offset = offset.clone();
+        let clock = clock.clone();
         move |c: &mut pgvault_coordinator::CoordinatorConfig| {
             c.scheduler_interval = Duration::from_millis(100);
             c.schedule_max_lateness = Duration::from_secs(3600);
-            c.clock_offset_file = Some(offset.clone());
+            c.clock = clock.clone();
         }
     };
     let mut h = Harness::start_with(adjust.clone()).await;
@@ -183,7 +177,7 @@ async fn a_slot_fires_once_with_two_coordinators_and_after_restarts() {
     assert!(scheduled_jobs(&pool).await.is_empty());
 
     // Three minutes later the slot is due: exactly one job, published.
-    set_offset(&offset, 180);
+    clock.set_offset(180);
     let jobs = expect_jobs(&pool, 1).await;
     h.publisher.wait_for(&jobs[0].to_string(), 1).await;
 
@@ -206,15 +200,15 @@ async fn a_slot_fires_once_with_two_coordinators_and_after_restarts() {
 
     // One of them stops; the other takes over for the next day's slot.
     third.shutdown().await.expect("stop third");
-    set_offset(&offset, 86_400 + 180);
+    clock.set_offset(86_400 + 180);
     expect_jobs(&pool, 2).await;
 
     // Down for three days: the missed slots fire once, not three times.
-    set_offset(&offset, 4 * 86_400 + 180);
+    clock.set_offset(4 * 86_400 + 180);
     expect_jobs(&pool, 3).await;
 
     // Back two hours after the next slot (bound: one hour): skipped, with why.
-    set_offset(&offset, 5 * 86_400 + 2 * 3600);
+    clock.set_offset(5 * 86_400 + 2 * 3600);
     expect_jobs(&pool, 3).await;
     let recorded = runs(&pool).await;
     assert_eq!(recorded.len(), 4, "{recorded:?}");

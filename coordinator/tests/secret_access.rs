@@ -145,10 +145,17 @@ async fn an_ungranted_secret_keeps_the_row_with_the_owner_command_and_revalidati
     h.fixture().await;
     let result = configure(&h, "app", "secrets/pg1-admin").await;
     assert_eq!(code(&result), "UserErrorMissingPermissionsOnSecretStore");
-    let action = &result.error.as_ref().expect("error").recommended_action;
+    // The catalogue's action says what to do; the message names the command.
+    let error = result.error.as_ref().expect("error");
     assert!(
-        action.contains("pgvault secret grant --vault v pg1-admin"),
-        "{action}"
+        error
+            .message
+            .contains("pgvault secret grant --vault v pg1-admin"),
+        "{error:?}"
+    );
+    assert!(
+        error.recommended_action.contains("pgvault secret grant"),
+        "{error:?}"
     );
     let kept = result.backup_instance.expect("the row is kept");
     assert_eq!(
@@ -241,8 +248,12 @@ async fn assign_missing_permissions_grants_for_vault_owners_and_names_the_comman
     let error = result.error.expect("error");
     assert!(
         error
-            .recommended_action
+            .message
             .contains("pgvault secret grant --vault v pg1-admin"),
+        "{error:?}"
+    );
+    assert!(
+        error.recommended_action.contains("pgvault secret grant"),
         "{error:?}"
     );
     assert!(!format!("{error:?}").contains(&contributor));

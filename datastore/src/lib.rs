@@ -5,7 +5,7 @@
 //! # Layout
 //! - [`location`]: parses and validates datastore URLs.
 //! - `azure`: Azure Blob "Create Container" (SharedKey-signed REST call).
-//! - `s3`: S3 "CreateBucket" (SigV4-signed REST call).
+//! - `s3`: S3 "CreateBucket" (signed by `rusty-s3`).
 //! - `error`: [`DatastoreError`].
 //!
 //! ```no_run

@@ -1,13 +1,19 @@
-//! S3 "CreateBucket", which object_store does not offer: a path-style
-//! `PUT {endpoint}/{bucket}` signed with AWS Signature Version 4 using the
-//! AWS_* environment credentials. An existing bucket we can list is success.
+//! S3 "CreateBucket", which object_store does not offer: the request is
+//! built and signed (AWS Signature Version 4, as a presigned URL) by
+//! `rusty-s3` with the AWS_* environment credentials, and sent with
+//! reqwest. An existing bucket we can list is success.
 
-use hmac::{Hmac, Mac};
+use std::time::Duration;
+
 use object_store::ObjectStore;
-use sha2::{Digest, Sha256};
+use rusty_s3::actions::{CreateBucket, S3Action};
+use rusty_s3::{Bucket, Credentials, UrlStyle};
 
 use crate::DatastoreError;
 use crate::azure::{env_any, first_line};
+
+/// How long the signed CreateBucket URL stays valid: just the request.
+const SIGNATURE_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Endpoint, region and credentials resolved at open time.
 #[derive(Clone)]
@@ -17,13 +23,6 @@ pub(crate) struct BucketCreator {
     region: String,
     /// `None` when no static credentials are in the environment.
     credentials: Option<Credentials>,
-}
-
-#[derive(Clone)]
-struct Credentials {
-    access_key_id: String,
-    secret_access_key: String,
-    session_token: Option<String>,
 }
 
 impl BucketCreator {
@@ -40,10 +39,9 @@ impl BucketCreator {
             env_any(&["AWS_ACCESS_KEY_ID"]),
             env_any(&["AWS_SECRET_ACCESS_KEY"]),
         ) {
-            (Some(access_key_id), Some(secret_access_key)) => Some(Credentials {
-                access_key_id,
-                secret_access_key,
-                session_token: env_any(&["AWS_SESSION_TOKEN"]),
+            (Some(key), Some(secret)) => Some(match env_any(&["AWS_SESSION_TOKEN"]) {
+                Some(token) => Credentials::new_with_token(key, secret, token),
+                None => Credentials::new(key, secret),
             }),
             _ => None,
         };
@@ -68,25 +66,13 @@ impl BucketCreator {
             url: url.to_string(),
             reason,
         };
-        let request_url = url::Url::parse(&format!("{}/{}", self.endpoint, self.bucket))
-            .map_err(|e| create_err(format!("bad endpoint: {e}")))?;
-        let body = if self.region == "us-east-1" {
-            String::new()
-        } else {
-            format!(
-                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
-                 <LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
-                self.region
-            )
-        };
-        let now = chrono::Utc::now();
-        let signed =
-            sign_v4(&request_url, &self.region, credentials, &body, &now).map_err(create_err)?;
-        let mut request = reqwest::Client::new().put(request_url).body(body);
-        for (name, value) in signed {
-            request = request.header(name, value);
-        }
-        let response = request
+        let (signed, body) = self.create_request(credentials).map_err(create_err)?;
+        // S3 wants a Content-Length even for the empty body of us-east-1,
+        // which reqwest leaves out.
+        let response = reqwest::Client::new()
+            .put(signed)
+            .header(reqwest::header::CONTENT_LENGTH, body.len())
+            .body(body)
             .send()
             .await
             .map_err(|e| create_err(format!("request failed: {e}")))?;
@@ -105,119 +91,96 @@ impl BucketCreator {
             first_line(&text)
         )))
     }
-}
 
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-fn hmac(key: &[u8], data: &str) -> Result<Vec<u8>, String> {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(key).map_err(|_| "invalid signing key".to_string())?;
-    mac.update(data.as_bytes());
-    Ok(mac.finalize().into_bytes().to_vec())
-}
-
-/// SigV4 headers (host excluded: reqwest derives the same value from the URL).
-fn sign_v4(
-    url: &url::Url,
-    region: &str,
-    credentials: &Credentials,
-    body: &str,
-    now: &chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<(&'static str, String)>, String> {
-    let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
-    let date = now.format("%Y%m%d").to_string();
-    let host = match url.port() {
-        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-        None => url.host_str().unwrap_or_default().to_string(),
-    };
-    let payload_hash = sha256_hex(body.as_bytes());
-    let mut headers = vec![
-        ("host", host),
-        ("x-amz-content-sha256", payload_hash.clone()),
-        ("x-amz-date", amz_date.clone()),
-    ];
-    if let Some(token) = &credentials.session_token {
-        headers.push(("x-amz-security-token", token.clone()));
+    /// The signed CreateBucket URL (path style, as object_store addresses
+    /// the bucket) and its body: the region's location constraint, which S3
+    /// wants for every region but us-east-1.
+    fn create_request(&self, credentials: &Credentials) -> Result<(url::Url, String), String> {
+        let endpoint = url::Url::parse(&self.endpoint)
+            .map_err(|e| format!("bad endpoint {}: {e}", self.endpoint))?;
+        let bucket = Bucket::new(
+            endpoint,
+            UrlStyle::Path,
+            self.bucket.clone(),
+            self.region.clone(),
+        )
+        .map_err(|e| format!("bad bucket or endpoint: {e}"))?;
+        let signed = CreateBucket::new(&bucket, credentials).sign(SIGNATURE_LIFETIME);
+        let body = if self.region == "us-east-1" {
+            String::new()
+        } else {
+            format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
+                self.region
+            )
+        };
+        Ok((signed, body))
     }
-    let canonical_headers: String = headers
-        .iter()
-        .map(|(k, v)| format!("{k}:{}\n", v.trim()))
-        .collect();
-    let signed_headers = headers
-        .iter()
-        .map(|(k, _)| *k)
-        .collect::<Vec<_>>()
-        .join(";");
-    let path = if url.path().is_empty() {
-        "/"
-    } else {
-        url.path()
-    };
-    let canonical_request =
-        format!("PUT\n{path}\n\n{canonical_headers}\n{signed_headers}\n{payload_hash}");
-    let scope = format!("{date}/{region}/s3/aws4_request");
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        sha256_hex(canonical_request.as_bytes())
-    );
-    let mut key = hmac(
-        format!("AWS4{}", credentials.secret_access_key).as_bytes(),
-        &date,
-    )?;
-    for part in [region, "s3", "aws4_request"] {
-        key = hmac(&key, part)?;
-    }
-    let signature = hex::encode(hmac(&key, &string_to_sign)?);
-    let authorization = format!(
-        "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
-        credentials.access_key_id
-    );
-    headers.retain(|(k, _)| *k != "host");
-    headers.push(("authorization", authorization));
-    Ok(headers)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn sigv4_matches_aws_documented_signing_key_derivation() {
-        // Signing-key example from the AWS SigV4 documentation.
-        let mut key = hmac(b"AWS4wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20120215").unwrap();
-        for part in ["us-east-1", "iam", "aws4_request"] {
-            key = hmac(&key, part).unwrap();
+    fn creator(endpoint: &str, region: &str) -> BucketCreator {
+        BucketCreator {
+            bucket: "backups".into(),
+            endpoint: endpoint.into(),
+            region: region.into(),
+            credentials: None,
         }
-        assert_eq!(
-            hex::encode(key),
-            "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
+    }
+
+    #[test]
+    fn create_bucket_is_a_signed_path_style_put_url() {
+        let credentials = Credentials::new("AKID", "not-a-real-secret");
+        let (signed, body) = creator("http://127.0.0.1:5000", "us-east-1")
+            .create_request(&credentials)
+            .unwrap();
+        assert_eq!(signed.path(), "/backups/");
+        let query: Vec<(String, String)> = signed.query_pairs().into_owned().collect();
+        let get = |name: &str| {
+            query
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_else(|| panic!("{name} missing from {signed}"))
+        };
+        assert_eq!(get("X-Amz-Algorithm"), "AWS4-HMAC-SHA256");
+        assert!(
+            get("X-Amz-Credential").starts_with("AKID/")
+                && get("X-Amz-Credential").ends_with("/us-east-1/s3/aws4_request"),
+            "{signed}"
+        );
+        assert_eq!(get("X-Amz-Signature").len(), 64);
+        assert!(!signed.as_str().contains("not-a-real-secret"));
+        assert!(body.is_empty());
+    }
+
+    #[test]
+    fn other_regions_send_their_location_constraint() {
+        let credentials = Credentials::new("AKID", "secret");
+        let (signed, body) = creator("https://s3.eu-west-1.amazonaws.com", "eu-west-1")
+            .create_request(&credentials)
+            .unwrap();
+        assert!(
+            signed
+                .as_str()
+                .starts_with("https://s3.eu-west-1.amazonaws.com/backups/?")
+        );
+        assert!(
+            body.contains("<LocationConstraint>eu-west-1</LocationConstraint>"),
+            "{body}"
         );
     }
 
     #[test]
-    fn sigv4_headers_include_authorization_and_date() {
-        let creds = Credentials {
-            access_key_id: "AKID".into(),
-            secret_access_key: "secret".into(),
-            session_token: None,
-        };
-        let url = url::Url::parse("http://127.0.0.1:5000/bucket").unwrap();
-        let now = chrono::DateTime::parse_from_rfc3339("2024-01-02T03:04:05Z")
-            .unwrap()
-            .to_utc();
-        let headers = sign_v4(&url, "us-east-1", &creds, "", &now).unwrap();
-        let auth = &headers
-            .iter()
-            .find(|(k, _)| *k == "authorization")
-            .unwrap()
-            .1;
-        assert!(
-            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKID/20240102/us-east-1/s3/aws4_request"),
-            "{auth}"
-        );
-        assert!(auth.contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date"));
-        assert!(!headers.iter().any(|(k, _)| *k == "host"));
+    fn a_bad_endpoint_is_named() {
+        let credentials = Credentials::new("AKID", "secret");
+        let error = creator("not a url", "us-east-1")
+            .create_request(&credentials)
+            .unwrap_err();
+        assert!(error.starts_with("bad endpoint not a url"), "{error}");
     }
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use pgvault_pgconn::{ConnParams, ConnectError, ConnectFailure, ConnectOptions, Password, SslMode};
+use pgvault_pgconn::{ConnParams, ConnectError, ConnectOptions, Password, SslMode};
 use tokio_postgres::Client;
 
 use super::error::{EngineError, ErrorCode};
@@ -58,26 +58,10 @@ fn conn_params(target: &PgTarget, database: &str) -> Result<ConnParams, EngineEr
     })
 }
 
-/// Maps a classified connection failure to the engine's codes; messages
-/// from `pgvault_pgconn` never contain the password.
+/// A classified connection failure as an engine error; messages from
+/// `pgvault_pgconn` never contain the password.
 fn connect_error(error: ConnectError, describe: &str) -> EngineError {
-    let code = match error.failure {
-        ConnectFailure::AuthFailed => ErrorCode::UserErrorDBUserAuthFailed,
-        ConnectFailure::DatabaseNotFound => ErrorCode::UserErrorDBNotFound,
-        ConnectFailure::PermissionDenied => ErrorCode::UserErrorMissingDBPermissions,
-        ConnectFailure::ConnectionClosed => ErrorCode::UserErrorServerConnectionClosed,
-        ConnectFailure::InvalidParams => ErrorCode::UserErrorInvalidConnectionSettings,
-        // Starting up, shutting down or out of connection slots: try again.
-        ConnectFailure::Other
-            if matches!(
-                error.sqlstate.as_deref(),
-                Some("57P01" | "57P02" | "57P03" | "53300")
-            ) =>
-        {
-            ErrorCode::UserErrorServerConnectionClosed
-        }
-        ConnectFailure::Other => ErrorCode::Internal,
-    };
+    let code = error.code();
     let message = if error.message.contains(describe) {
         error.message
     } else {
@@ -96,6 +80,8 @@ pub(crate) async fn exec(client: &Client, sql: &str, describe: &str) -> Result<(
 
 #[cfg(test)]
 mod tests {
+    use pgvault_pgconn::ConnectFailure;
+
     use super::*;
 
     fn target(mode: &str) -> PgTarget {

@@ -1,132 +1,14 @@
-//! Job errors of the engine: a stable [`ErrorCode`] (what a console shows and
-//! what decides retries), a message naming server and database but never a
-//! secret, and whether retrying may help. PostgreSQL errors are mapped here
-//! by SQLSTATE, in one place.
+//! Job errors of the engine: a stable [`ErrorCode`] from the catalogue in
+//! `pgvault_errors` (what a console shows, with its recommended action), a
+//! message naming server and database but never a secret, and whether
+//! retrying may help (the code's default unless the engine knows better).
+//! PostgreSQL errors are classified by the catalogue's `classify_sqlstate`;
+//! object-store errors are mapped here.
 
 use std::fmt;
 
-use tokio_postgres::error::SqlState;
-
-/// Stable error codes reported on failed jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    UserErrorDBUserAuthFailed,
-    UserErrorDBNotFound,
-    UserErrorServerConnectionClosed,
-    UserErrorMissingDBPermissions,
-    UserErrorDatabaseNameAlreadyInUse,
-    UserErrorLockTimeout,
-    UserErrorRowLevelSecurity,
-    UserErrorInvalidConnectionSettings,
-    UserErrorServerVersionUnsupported,
-    UserErrorSelectionInvalid,
-    UserErrorDestinationNotWritable,
-    DatastoreUnavailable,
-    DatastoreWriteFailed,
-    DatastoreFull,
-    ChecksumMismatch,
-    ManifestInvalid,
-    PgToolFailed,
-    PgToolNotFound,
-    Cancelled,
-    Internal,
-}
-
-impl ErrorCode {
-    /// The variant name, as stored on jobs and shown by the CLI.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ErrorCode::UserErrorDBUserAuthFailed => "UserErrorDBUserAuthFailed",
-            ErrorCode::UserErrorDBNotFound => "UserErrorDBNotFound",
-            ErrorCode::UserErrorServerConnectionClosed => "UserErrorServerConnectionClosed",
-            ErrorCode::UserErrorMissingDBPermissions => "UserErrorMissingDBPermissions",
-            ErrorCode::UserErrorDatabaseNameAlreadyInUse => "UserErrorDatabaseNameAlreadyInUse",
-            ErrorCode::UserErrorLockTimeout => "UserErrorLockTimeout",
-            ErrorCode::UserErrorRowLevelSecurity => "UserErrorRowLevelSecurity",
-            ErrorCode::UserErrorInvalidConnectionSettings => "UserErrorInvalidConnectionSettings",
-            ErrorCode::UserErrorServerVersionUnsupported => "UserErrorServerVersionUnsupported",
-            ErrorCode::UserErrorSelectionInvalid => "UserErrorSelectionInvalid",
-            ErrorCode::UserErrorDestinationNotWritable => "UserErrorDestinationNotWritable",
-            ErrorCode::DatastoreUnavailable => "DatastoreUnavailable",
-            ErrorCode::DatastoreWriteFailed => "DatastoreWriteFailed",
-            ErrorCode::DatastoreFull => "DatastoreFull",
-            ErrorCode::ChecksumMismatch => "ChecksumMismatch",
-            ErrorCode::ManifestInvalid => "ManifestInvalid",
-            ErrorCode::PgToolFailed => "PgToolFailed",
-            ErrorCode::PgToolNotFound => "PgToolNotFound",
-            ErrorCode::Cancelled => "Cancelled",
-            ErrorCode::Internal => "Internal",
-        }
-    }
-
-    /// One sentence a console shows next to the error.
-    pub fn recommended_action(&self) -> &'static str {
-        match self {
-            ErrorCode::UserErrorDBUserAuthFailed => {
-                "Check the user name and password in the secret and that pg_hba.conf allows this client."
-            }
-            ErrorCode::UserErrorDBNotFound => {
-                "Check the database name, or stop protection if the database was dropped."
-            }
-            ErrorCode::UserErrorServerConnectionClosed => {
-                "Check that the server is running and reachable from the worker; the job will be retried."
-            }
-            ErrorCode::UserErrorMissingDBPermissions => {
-                "Run the generated grant script (or grant pg_read_all_data) for the backup user, then revalidate."
-            }
-            ErrorCode::UserErrorDatabaseNameAlreadyInUse => {
-                "Choose a database name that does not exist on the target server, or drop the existing database."
-            }
-            ErrorCode::UserErrorLockTimeout => {
-                "A long-running transaction or DDL holds a conflicting lock; retry later or raise the lock timeout."
-            }
-            ErrorCode::UserErrorRowLevelSecurity => {
-                "Grant the backup user BYPASSRLS (or make it the table owner) so no row is hidden by a policy."
-            }
-            ErrorCode::UserErrorInvalidConnectionSettings => {
-                "Correct the connection settings (sslmode, root certificate file on the worker) and put a new version of the secret."
-            }
-            ErrorCode::UserErrorServerVersionUnsupported => {
-                "Upgrade the PostgreSQL client tools on the worker to the server's major version or newer."
-            }
-            ErrorCode::UserErrorSelectionInvalid => {
-                "Check the schema and table names (schema.table) against the recovery point's contents."
-            }
-            ErrorCode::UserErrorDestinationNotWritable => {
-                "Check that the destination exists or can be created and that the worker may write there (permissions, credentials, free space)."
-            }
-            ErrorCode::DatastoreUnavailable => {
-                "Check the datastore URL, credentials and network access from the worker."
-            }
-            ErrorCode::DatastoreWriteFailed => {
-                "Check the datastore's free space, quota and write permissions; the job will be retried."
-            }
-            ErrorCode::DatastoreFull => {
-                "Free space on the datastore's disk (or raise its quota or file-size limit); the job will be retried."
-            }
-            ErrorCode::ChecksumMismatch => {
-                "The recovery point is corrupted; restore from another recovery point."
-            }
-            ErrorCode::ManifestInvalid => {
-                "The recovery point is incomplete or corrupted; restore from another recovery point."
-            }
-            ErrorCode::PgToolFailed => {
-                "Read the pg_dump/pg_restore output in the message; fix the object it names and retry."
-            }
-            ErrorCode::PgToolNotFound => {
-                "Install the PostgreSQL client tools (pg_dump, pg_restore) on the worker."
-            }
-            ErrorCode::Cancelled => "The job was cancelled; start it again when needed.",
-            ErrorCode::Internal => "Retry the job; if it fails again, report it with the job id.",
-        }
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use pgvault_errors::ErrorCode;
+use pgvault_errors::JobFailure;
 
 /// A failed backup or restore. `Display` is the message; it holds no secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,20 +27,12 @@ impl fmt::Display for EngineError {
 impl std::error::Error for EngineError {}
 
 impl EngineError {
+    /// An error retryable as the catalogue says for `code`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        let retryable = matches!(
-            code,
-            ErrorCode::UserErrorServerConnectionClosed
-                | ErrorCode::UserErrorLockTimeout
-                | ErrorCode::DatastoreUnavailable
-                | ErrorCode::DatastoreWriteFailed
-                | ErrorCode::DatastoreFull
-                | ErrorCode::Internal
-        );
         EngineError {
             code,
             message: message.into(),
-            retryable,
+            retryable: code.retryable(),
         }
     }
 
@@ -180,42 +54,21 @@ impl EngineError {
     /// database (e.g. `server db.example.com:5432, database "sales"`).
     pub fn from_pg(error: &tokio_postgres::Error, target: &str) -> Self {
         let detail = pg_error_text(error);
-        let Some(code) = error.code() else {
+        let Some(db) = error.as_db_error() else {
             // No SQLSTATE: the connection failed or was lost.
             return EngineError::new(
                 ErrorCode::UserErrorServerConnectionClosed,
                 format!("connection to {target} failed or was closed: {detail}"),
             );
         };
-        let mapped = if *code == SqlState::INVALID_PASSWORD
-            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-        {
-            ErrorCode::UserErrorDBUserAuthFailed
-        } else if *code == SqlState::INVALID_CATALOG_NAME {
-            ErrorCode::UserErrorDBNotFound
-        } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
-            if detail.contains("row-level security") {
-                ErrorCode::UserErrorRowLevelSecurity
-            } else {
-                ErrorCode::UserErrorMissingDBPermissions
-            }
-        } else if *code == SqlState::LOCK_NOT_AVAILABLE {
-            ErrorCode::UserErrorLockTimeout
-        } else if *code == SqlState::DUPLICATE_DATABASE {
-            ErrorCode::UserErrorDatabaseNameAlreadyInUse
-        } else if *code == SqlState::ADMIN_SHUTDOWN
-            || *code == SqlState::CRASH_SHUTDOWN
-            || *code == SqlState::CANNOT_CONNECT_NOW
-            || *code == SqlState::TOO_MANY_CONNECTIONS
-            || code.code().starts_with("08")
-        {
-            ErrorCode::UserErrorServerConnectionClosed
-        } else if *code == SqlState::QUERY_CANCELED {
-            ErrorCode::Cancelled
-        } else {
-            ErrorCode::Internal
-        };
-        EngineError::new(mapped, format!("{target}: {detail}"))
+        let code = pgvault_errors::classify_sqlstate(db.code().code(), db.message());
+        EngineError::new(code, format!("{target}: {detail}"))
+    }
+
+    /// The code and message as a job reports them (the action comes with
+    /// the code).
+    pub fn failure(&self) -> JobFailure {
+        JobFailure::new(self.code, self.message.clone())
     }
 }
 

@@ -10,9 +10,7 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use pgvault_engine::{Manifest, backup, restore_database};
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 const ACCOUNTS: i64 = 20_000;
 const START_BALANCE: i64 = 1_000;
@@ -77,10 +75,8 @@ async fn counter(cluster: &pgvault_localpg::TempCluster, database: &str) -> i64 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_under_concurrent_transfers_is_one_moment_in_time() {
-    let pg = cluster();
-    create_database(&pg, "bank").await;
+    let pg = source("bank", SCHEMA).await;
     let setup = pg.connect("bank").await.unwrap();
-    setup.batch_execute(SCHEMA).await.unwrap();
     setup
         .batch_execute(&format!(
             "INSERT INTO accounts_a SELECT g, {START_BALANCE}, repeat(md5(g::text), 6) FROM generate_series(1, {ACCOUNTS}) g; \
@@ -105,22 +101,13 @@ async fn a_backup_under_concurrent_transfers_is_one_moment_in_time() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = datastore(&dir);
     let mut opts = options(&pg);
     opts.connections = 4;
     opts.split_threshold_bytes = 8192 * 8;
     let before = counter(&pg, "bank").await;
-    backup(
-        &target(&pg, "bank"),
-        &store,
-        "rp",
-        &opts,
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("backup under load");
+    let point = try_back_up(&target(&pg, "bank"), "rp", &opts)
+        .await
+        .expect("backup under load");
     let after = counter(&pg, "bank").await;
     stop.store(true, Ordering::Relaxed);
     let mut committed = 0;
@@ -133,9 +120,7 @@ async fn a_backup_under_concurrent_transfers_is_one_moment_in_time() {
     );
     assert!(committed > 0);
 
-    let manifest: Manifest =
-        serde_json::from_slice(&std::fs::read(dir.path().join("rp/manifest.json")).unwrap())
-            .unwrap();
+    let manifest = point.manifest();
     for name in ["accounts_a", "accounts_b"] {
         let table = manifest.tables.iter().find(|t| t.name == name).unwrap();
         assert!(
@@ -145,17 +130,10 @@ async fn a_backup_under_concurrent_transfers_is_one_moment_in_time() {
         );
     }
 
-    restore_database(
-        &target(&pg, "bank copy"),
-        &store,
-        "rp",
-        None,
-        &opts,
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("restore");
+    point
+        .restore(&pg, "bank copy", None, &opts)
+        .await
+        .expect("restore");
     let copy = pg.connect("bank copy").await.unwrap();
     let row = copy
         .query_one(

@@ -5,9 +5,7 @@
 
 mod support;
 
-use pgvault_engine::{backup, restore_database};
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 /// Properties of `database` in a form comparable across names: settings
 /// (role or "*"), comment, connection limit, privileges (grantee,
@@ -88,23 +86,9 @@ ALTER DATABASE "Shop DB" OWNER TO "Shop Owner";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_settings_comment_privileges_and_owner_come_back() {
-    let source = cluster();
+    let source = source("Shop DB", PROPERTIES).await;
     let destination = cluster();
-    create_database(&source, "Shop DB").await;
-    source
-        .connect("Shop DB")
-        .await
-        .unwrap()
-        .batch_execute(PROPERTIES)
-        .await
-        .unwrap();
-    source
-        .connect("postgres")
-        .await
-        .unwrap()
-        .batch_execute(DATABASE_PROPERTIES)
-        .await
-        .unwrap();
+    execute(&source, "postgres", DATABASE_PROPERTIES).await;
     let expected = properties(&source, "Shop DB").await;
     assert!(
         expected.contains(&"setting reporter statement_timeout=30s".to_string())
@@ -112,32 +96,19 @@ async fn database_settings_comment_privileges_and_owner_come_back() {
         "{expected:?}"
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = datastore(&dir);
-    let summary = backup(
-        &target(&source, "Shop DB"),
-        &store,
-        "rp",
-        &options(&source),
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("backup");
+    let point = back_up(&source, "Shop DB", &options(&source)).await;
 
     // As a database under another name on a fresh server (the roles do not
     // exist there yet: they are created from the manifest).
-    let restored = restore_database(
-        &target(&destination, "Shop copy"),
-        &store,
-        "rp",
-        Some(&summary.manifest_sha256),
-        &options(&destination),
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("restore");
+    let restored = point
+        .restore(
+            &destination,
+            "Shop copy",
+            Some(&point.summary.manifest_sha256),
+            &options(&destination),
+        )
+        .await
+        .expect("restore");
     assert!(
         restored.skipped_objects.is_empty(),
         "{:?}",
@@ -147,14 +118,7 @@ async fn database_settings_comment_privileges_and_owner_come_back() {
 
     // As a SQL script loaded into an empty database: everything but the
     // owner (the script runs as whoever loads it and leaves ownership alone).
-    load_as_script(
-        &store,
-        "rp",
-        &summary.manifest_sha256,
-        &destination,
-        "from script",
-    )
-    .await;
+    point.load_as_script(&destination, "from script").await;
     let from_script = properties(&destination, "from script").await;
     let without_owner = |p: &[String]| -> Vec<String> {
         p.iter()

@@ -10,10 +10,8 @@
 
 mod support;
 
-use pgvault_engine::{Manifest, backup, restore_database};
 use pgvault_localpg::TempCluster;
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 const CONTROL: &str = "comment = 'pgvault test: configuration tables'\n\
 default_version = '1.0'\nrelocatable = false\nschema = cfg\n";
@@ -84,35 +82,18 @@ async fn state(cluster: &TempCluster, database: &str) -> (Vec<String>, Vec<Strin
 async fn extension_configuration_rows_and_sequences_come_back_without_duplicating_seeded_rows() {
     let source = cluster();
     install_test_extension(&source).await;
-    create_database(&source, "app").await;
-    source
-        .connect("app")
-        .await
-        .unwrap()
-        .batch_execute(
-            "CREATE SCHEMA cfg; CREATE EXTENSION pgvault_test_config; \
-             INSERT INTO cfg.settings VALUES ('color', 'blue', false), ('size', 'L', false); \
-             INSERT INTO cfg.jobs (command) VALUES ('vacuum'), ('analyze'); \
-             CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO public.t VALUES (1)",
-        )
-        .await
-        .unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let store = datastore(&dir);
-    let summary = backup(
-        &target(&source, "app"),
-        &store,
-        "rp",
-        &options(&source),
-        recorder(),
-        CancellationToken::new(),
+    add_database(
+        &source,
+        "app",
+        "CREATE SCHEMA cfg; CREATE EXTENSION pgvault_test_config; \
+         INSERT INTO cfg.settings VALUES ('color', 'blue', false), ('size', 'L', false); \
+         INSERT INTO cfg.jobs (command) VALUES ('vacuum'), ('analyze'); \
+         CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO public.t VALUES (1)",
     )
-    .await
-    .expect("backup");
-    let manifest: Manifest =
-        serde_json::from_slice(&std::fs::read(dir.path().join("rp/manifest.json")).unwrap())
-            .unwrap();
+    .await;
+
+    let point = back_up(&source, "app", &options(&source)).await;
+    let manifest = point.manifest();
     let settings = manifest
         .tables
         .iter()
@@ -137,26 +118,17 @@ async fn extension_configuration_rows_and_sequences_come_back_without_duplicatin
     );
     assert_eq!(state(&source, "app").await, expected);
 
-    restore_database(
-        &target(&source, "app copy"),
-        &store,
-        "rp",
-        Some(&summary.manifest_sha256),
-        &options(&source),
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("restore");
+    point
+        .restore(
+            &source,
+            "app copy",
+            Some(&point.summary.manifest_sha256),
+            &options(&source),
+        )
+        .await
+        .expect("restore");
     assert_eq!(state(&source, "app copy").await, expected);
 
-    load_as_script(
-        &store,
-        "rp",
-        &summary.manifest_sha256,
-        &source,
-        "app from script",
-    )
-    .await;
+    point.load_as_script(&source, "app from script").await;
     assert_eq!(state(&source, "app from script").await, expected);
 }

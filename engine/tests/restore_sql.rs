@@ -6,45 +6,28 @@
 
 mod support;
 
-use pgvault_engine::{ErrorCode, Manifest, Selection, backup, restore_as_sql};
+use pgvault_engine::{ErrorCode, Selection, restore_as_sql};
 use sha2::{Digest, Sha256};
 use support::*;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_script_loads_with_psql_into_an_identical_database() {
-    let source = cluster();
+    let source = source("Shop DB", MIXED_FIXTURE).await;
     let destination = cluster();
-    create_database(&source, "Shop DB").await;
-    source
-        .connect("Shop DB")
-        .await
-        .unwrap()
-        .batch_execute(MIXED_FIXTURE)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = datastore(&dir);
     let mut opts = options(&source);
     // Several chunks per table, so one COPY block spans chunk objects.
     opts.split_threshold_bytes = 8192;
-    let summary = backup(
-        &target(&source, "Shop DB"),
-        &store,
-        "rp",
-        &opts,
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("backup");
+    let point = back_up(&source, "Shop DB", &opts).await;
+    let summary = &point.summary;
 
+    // Spelled out: this test checks the restore's progress reports.
     let out_dir = tempfile::tempdir().unwrap();
     let output = datastore(&out_dir);
     let progress = recorder();
     let restored = restore_as_sql(
-        &store,
-        "rp",
+        &point.store,
+        &point.prefix,
         Some(&summary.manifest_sha256),
         &output,
         "exports/shop.sql",
@@ -62,29 +45,18 @@ async fn sql_script_loads_with_psql_into_an_identical_database() {
     let entry = restored.output.expect("output entry");
     assert_eq!(entry.size, script.len() as u64);
     assert_eq!(entry.sha256, hex::encode(Sha256::digest(&script)));
-    let last = progress.0.lock().unwrap().last().cloned().unwrap();
+    let last = progress.last();
     assert_eq!(
         (last.phase.as_str(), last.chunks_done),
         ("done", summary.chunk_count)
     );
 
     // Roles already existing on the target must not make the script fail.
-    let admin = destination.connect("postgres").await.unwrap();
-    admin
-        .batch_execute("CREATE ROLE app_owner NOLOGIN")
-        .await
-        .unwrap();
+    execute(&destination, "postgres", "CREATE ROLE app_owner NOLOGIN").await;
     create_database(&destination, "Shop DB restored").await;
     psql_file(&destination, "Shop DB restored", &file);
 
-    assert_eq!(
-        schema_text(&source, "Shop DB"),
-        schema_text(&destination, "Shop DB restored")
-    );
-    assert_eq!(
-        data_fingerprint(&source, "Shop DB").await,
-        data_fingerprint(&destination, "Shop DB restored").await
-    );
+    assert_identical(&source, "Shop DB", &destination, "Shop DB restored").await;
     let owner: String = destination
         .connect("Shop DB restored")
         .await
@@ -101,49 +73,27 @@ async fn sql_script_loads_with_psql_into_an_identical_database() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_chunk_fails_and_leaves_no_output_file() {
-    let pg = cluster();
-    create_database(&pg, "src").await;
-    pg.connect("src")
-        .await
-        .unwrap()
-        .batch_execute(
-            "CREATE TABLE t (id int, v text); \
-             INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g;",
-        )
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = datastore(&dir);
-    let summary = backup(
-        &target(&pg, "src"),
-        &store,
-        "rp",
-        &options(&pg),
-        recorder(),
-        CancellationToken::new(),
+    let pg = source(
+        "src",
+        "CREATE TABLE t (id int, v text); \
+         INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g;",
     )
-    .await
-    .unwrap();
-    let manifest: Manifest =
-        serde_json::from_slice(&std::fs::read(dir.path().join("rp/manifest.json")).unwrap())
-            .unwrap();
-    let object = manifest.tables[0].chunks[0].object.path.clone();
-    corrupt(&dir.path().join("rp").join(&object));
+    .await;
+    let point = back_up(&pg, "src", &options(&pg)).await;
+    let object = point.manifest().tables[0].chunks[0].object.path.clone();
+    corrupt(&point.object_path(&object));
 
     let out_dir = tempfile::tempdir().unwrap();
-    let err = restore_as_sql(
-        &store,
-        "rp",
-        Some(&summary.manifest_sha256),
-        &datastore(&out_dir),
-        "out/src.sql",
-        &Selection::default(),
-        &options(&pg),
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap_err();
+    let err = point
+        .restore_as_sql(
+            Some(&point.summary.manifest_sha256),
+            &out_dir,
+            "out/src.sql",
+            &Selection::default(),
+            &options(&pg),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::ChecksumMismatch, "{err}");
     assert!(err.message.contains(&object), "names {object}: {err}");
     assert_eq!(

@@ -5,49 +5,32 @@
 
 mod support;
 
-use pgvault_engine::{Manifest, backup, restore_database};
+use pgvault_engine::restore_database;
 use support::*;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_to_a_fresh_server_is_identical() {
-    let source = cluster();
+    let source = source("Shop DB", MIXED_FIXTURE).await;
     let destination = cluster();
-    create_database(&source, "Shop DB").await;
-    source
-        .connect("Shop DB")
-        .await
-        .unwrap()
-        .batch_execute(MIXED_FIXTURE)
-        .await
-        .unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = datastore(&dir);
-    store.ensure_exists().await.unwrap();
-    let progress = recorder();
-    let summary = backup(
+    let point = try_back_up(
         &target(&source, "Shop DB"),
-        &store,
         "vault/inst/rp1",
         &options(&source),
-        progress.clone(),
-        CancellationToken::new(),
     )
     .await
     .expect("backup");
+    let summary = &point.summary;
     assert!(summary.rows >= 4 + 3 + 3 + 50 + 2 + 1 + 2, "{summary:?}");
     assert_eq!(summary.manifest_sha256.len(), 64);
     assert!(summary.server_version.starts_with("15"));
-    let last = progress.0.lock().unwrap().last().cloned().unwrap();
+    let last = point.progress.last();
     assert_eq!(last.phase, "done");
     assert_eq!(last.chunks_done, last.chunks_total);
     assert_eq!(last.chunks_total, summary.chunk_count);
 
-    let manifest: Manifest = serde_json::from_slice(
-        &std::fs::read(dir.path().join("vault/inst/rp1/manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest = point.manifest();
     assert!(
         manifest.roles.contains(&"app_owner".to_string()),
         "{:?}",
@@ -74,11 +57,12 @@ async fn round_trip_to_a_fresh_server_is_identical() {
         Some(1)
     );
 
+    // Spelled out: this test checks the restore's progress reports.
     let restore_progress = recorder();
     let restored = restore_database(
         &target(&destination, "Shop DB restored"),
-        &store,
-        "vault/inst/rp1",
+        &point.store,
+        &point.prefix,
         Some(&summary.manifest_sha256),
         &options(&destination),
         restore_progress.clone(),
@@ -87,18 +71,9 @@ async fn round_trip_to_a_fresh_server_is_identical() {
     .await
     .expect("restore");
     assert_eq!(restored.rows, summary.rows);
-    assert_eq!(
-        restore_progress.0.lock().unwrap().last().unwrap().phase,
-        "done"
-    );
+    assert_eq!(restore_progress.last().phase, "done");
 
-    assert_eq!(
-        schema_text(&source, "Shop DB"),
-        schema_text(&destination, "Shop DB restored")
-    );
-    let before = data_fingerprint(&source, "Shop DB").await;
-    let after = data_fingerprint(&destination, "Shop DB restored").await;
-    assert_eq!(before, after);
+    let before = assert_identical(&source, "Shop DB", &destination, "Shop DB restored").await;
     assert!(
         before.iter().any(|l| l.starts_with("app.secret 2:")),
         "rows hidden by RLS must be kept: {before:?}"
@@ -130,36 +105,18 @@ async fn round_trip_to_a_fresh_server_is_identical() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_table_is_split_into_ctid_chunks_and_restored() {
-    let pg = cluster();
-    create_database(&pg, "big").await;
-    pg.connect("big")
-        .await
-        .unwrap()
-        .batch_execute(
-            "CREATE TABLE wide (id int PRIMARY KEY, pad text); \
-             INSERT INTO wide SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 20000) g; \
-             DELETE FROM wide WHERE id % 7 = 0; \
-             CREATE TABLE small (v int); INSERT INTO small VALUES (1);",
-        )
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = datastore(&dir);
+    let pg = source(
+        "big",
+        "CREATE TABLE wide (id int PRIMARY KEY, pad text); \
+         INSERT INTO wide SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 20000) g; \
+         DELETE FROM wide WHERE id % 7 = 0; \
+         CREATE TABLE small (v int); INSERT INTO small VALUES (1);",
+    )
+    .await;
     let mut opts = options(&pg);
     opts.split_threshold_bytes = 8192 * 64;
-    let summary = backup(
-        &target(&pg, "big"),
-        &store,
-        "rp",
-        &opts,
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("backup");
-    let manifest: Manifest =
-        serde_json::from_slice(&std::fs::read(dir.path().join("rp/manifest.json")).unwrap())
-            .unwrap();
+    let point = back_up(&pg, "big", &opts).await;
+    let manifest = point.manifest();
     let wide = manifest.tables.iter().find(|t| t.name == "wide").unwrap();
     assert!(
         wide.chunks.len() >= 4,
@@ -172,22 +129,11 @@ async fn large_table_is_split_into_ctid_chunks_and_restored() {
     );
     assert_eq!(wide.chunks.first().unwrap().start_page, None);
     assert_eq!(wide.chunks.last().unwrap().end_page, None);
-    assert_eq!(summary.chunk_count as usize, wide.chunks.len() + 1);
+    assert_eq!(point.summary.chunk_count as usize, wide.chunks.len() + 1);
 
-    restore_database(
-        &target(&pg, "big copy"),
-        &store,
-        "rp",
-        None,
-        &opts,
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("restore");
-    assert_eq!(
-        data_fingerprint(&pg, "big").await,
-        data_fingerprint(&pg, "big copy").await
-    );
-    assert_eq!(schema_text(&pg, "big"), schema_text(&pg, "big copy"));
+    point
+        .restore(&pg, "big copy", None, &opts)
+        .await
+        .expect("restore");
+    assert_identical(&pg, "big", &pg, "big copy").await;
 }

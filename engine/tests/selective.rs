@@ -6,11 +6,8 @@
 
 mod support;
 
-use pgvault_engine::{
-    ErrorCode, Manifest, Selection, backup, restore_as_sql, restore_database_selected,
-};
+use pgvault_engine::{ErrorCode, Selection};
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 const ODD_TABLE: &str = r#""Odd.Schema ü"."Mixed Case ""quoted"" tbl""#;
 
@@ -30,30 +27,10 @@ fn lines_for<'a>(fingerprint: &'a [String], relations: &[&str]) -> Vec<&'a Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn selected_tables_restore_without_reading_other_chunks() {
-    let pg = cluster();
-    create_database(&pg, "shop").await;
-    pg.connect("shop")
-        .await
-        .unwrap()
-        .batch_execute(MIXED_FIXTURE)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = datastore(&dir);
+    let pg = source("shop", MIXED_FIXTURE).await;
     let opts = options(&pg);
-    let summary = backup(
-        &target(&pg, "shop"),
-        &store,
-        "rp",
-        &opts,
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("backup");
-    let manifest: Manifest =
-        serde_json::from_slice(&std::fs::read(dir.path().join("rp/manifest.json")).unwrap())
-            .unwrap();
+    let point = back_up(&pg, "shop", &opts).await;
+    let manifest = point.manifest();
     // Corrupt every chunk of app.everything, which is not selected (its
     // bytes only: small tables share bundle objects with others).
     let everything = manifest
@@ -62,28 +39,23 @@ async fn selected_tables_restore_without_reading_other_chunks() {
         .find(|t| t.name == "everything")
         .unwrap();
     for chunk in &everything.chunks {
-        corrupt_stored(
-            &dir.path().join("rp").join(&chunk.object.path),
-            chunk.stored_range(),
-        );
+        corrupt_stored(&point.object_path(&chunk.object.path), chunk.stored_range());
     }
 
     let selection = Selection {
         schemas: vec![],
         tables: vec!["app.child".into(), "app.parent".into(), ODD_TABLE.into()],
     };
-    let restored = restore_database_selected(
-        &target(&pg, "partial"),
-        &store,
-        "rp",
-        Some(&summary.manifest_sha256),
-        &selection,
-        &opts,
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("selective restore ignores unselected chunks");
+    let restored = point
+        .restore_selected(
+            &pg,
+            "partial",
+            Some(&point.summary.manifest_sha256),
+            &selection,
+            &opts,
+        )
+        .await
+        .expect("selective restore ignores unselected chunks");
     assert_eq!(restored.tables, 4, "child, odd table and two partitions");
     assert_eq!(restored.rows, 3 + 3 + 50);
     assert!(
@@ -141,63 +113,28 @@ async fn selected_tables_restore_without_reading_other_chunks() {
     assert_eq!(indexes, 1);
 
     // The full restore does read the corrupted chunks.
-    let err = restore_database_selected(
-        &target(&pg, "full"),
-        &store,
-        "rp",
-        None,
-        &Selection::default(),
-        &opts,
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap_err();
+    let err = point
+        .restore_selected(&pg, "full", None, &Selection::default(), &opts)
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::ChecksumMismatch, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_restores_as_sql_and_unknown_names_fail() {
-    let pg = cluster();
-    create_database(&pg, "shop").await;
-    pg.connect("shop")
-        .await
-        .unwrap()
-        .batch_execute(MIXED_FIXTURE)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = datastore(&dir);
+    let pg = source("shop", MIXED_FIXTURE).await;
     let opts = options(&pg);
-    backup(
-        &target(&pg, "shop"),
-        &store,
-        "rp",
-        &opts,
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("backup");
+    let point = back_up(&pg, "shop", &opts).await;
 
     let out_dir = tempfile::tempdir().unwrap();
     let selection = Selection {
         schemas: vec!["Odd.Schema ü".into()],
         tables: vec!["app.parent_a".into()],
     };
-    let restored = restore_as_sql(
-        &store,
-        "rp",
-        None,
-        &datastore(&out_dir),
-        "odd.sql",
-        &selection,
-        &opts,
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("selective restore as sql");
+    let restored = point
+        .restore_as_sql(None, &out_dir, "odd.sql", &selection, &opts)
+        .await
+        .expect("selective restore as sql");
     assert_eq!((restored.tables, restored.rows), (2, 3 + 25));
     create_database(&pg, "odd").await;
     psql_file(&pg, "odd", &out_dir.path().join("odd.sql"));
@@ -224,18 +161,10 @@ async fn a_schema_restores_as_sql_and_unknown_names_fail() {
         schemas: vec![],
         tables: vec!["app.nope".into()],
     };
-    let err = restore_database_selected(
-        &target(&pg, "never"),
-        &store,
-        "rp",
-        None,
-        &bad,
-        &opts,
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap_err();
+    let err = point
+        .restore_selected(&pg, "never", None, &bad, &opts)
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::UserErrorSelectionInvalid, "{err}");
     assert!(err.message.contains("app.nope"), "{err}");
     assert!(!database_exists(&pg, "never").await);
@@ -247,39 +176,21 @@ async fn a_schema_restores_as_sql_and_unknown_names_fail() {
 /// refuses with the same words.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_foreign_tables_and_partitioned_parents_are_selectable_as_the_coordinator_says() {
-    let pg = cluster();
-    create_database(&pg, "shop").await;
-    pg.connect("shop")
-        .await
-        .unwrap()
-        .batch_execute(&format!(
+    let pg = source(
+        "shop",
+        &format!(
             "{MIXED_FIXTURE}
              CREATE FOREIGN DATA WRAPPER dummy_fdw;
              CREATE SERVER elsewhere FOREIGN DATA WRAPPER dummy_fdw;
              CREATE FOREIGN TABLE app.remote (id int) SERVER elsewhere;
              CREATE SCHEMA only_views;
              CREATE VIEW only_views.counts AS SELECT count(*) AS n FROM app.child;"
-        ))
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = datastore(&dir);
+        ),
+    )
+    .await;
     let opts = options(&pg);
-    let summary = backup(
-        &target(&pg, "shop"),
-        &store,
-        "rp",
-        &opts,
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("backup");
-    let manifest = Manifest::from_json(
-        &std::fs::read(dir.path().join("rp/manifest.json")).unwrap(),
-        "manifest.json",
-    )
-    .unwrap();
+    let point = back_up(&pg, "shop", &opts).await;
+    let manifest = point.manifest();
     let wanted = [
         "app.v",
         "app.remote",
@@ -294,18 +205,16 @@ async fn views_foreign_tables_and_partitioned_parents_are_selectable_as_the_coor
     let named = selection.check(&manifest).expect("the coordinator accepts");
     assert_eq!(named.len(), wanted.len(), "{named:?}");
 
-    let restored = restore_database_selected(
-        &target(&pg, "picked"),
-        &store,
-        "rp",
-        Some(&summary.manifest_sha256),
-        &selection,
-        &opts,
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("what the check accepts restores");
+    let restored = point
+        .restore_selected(
+            &pg,
+            "picked",
+            Some(&point.summary.manifest_sha256),
+            &selection,
+            &opts,
+        )
+        .await
+        .expect("what the check accepts restores");
     assert!(restored.tables >= 3, "{restored:?}");
     let db = pg.connect("picked").await.unwrap();
     for relation in wanted {
@@ -329,18 +238,16 @@ async fn views_foreign_tables_and_partitioned_parents_are_selectable_as_the_coor
         tables: vec!["app.vv".into()],
     };
     let refused = typo.check(&manifest).expect_err("the coordinator refuses");
-    let err = restore_database_selected(
-        &target(&pg, "typo"),
-        &store,
-        "rp",
-        Some(&summary.manifest_sha256),
-        &typo,
-        &opts,
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect_err("the engine refuses too");
+    let err = point
+        .restore_selected(
+            &pg,
+            "typo",
+            Some(&point.summary.manifest_sha256),
+            &typo,
+            &opts,
+        )
+        .await
+        .expect_err("the engine refuses too");
     assert_eq!(err.code, ErrorCode::UserErrorSelectionInvalid);
     assert_eq!(err.message, refused.to_string());
 }

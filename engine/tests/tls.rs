@@ -8,7 +8,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use pgvault_engine::{ErrorCode, PgTarget, backup, restore_database};
+use pgvault_engine::{EngineError, EngineOptions, ErrorCode, PgTarget, restore_database};
 use pgvault_localpg::TempCluster;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use support::*;
@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 const TLS_ROLE: &str = "tls_backup";
 const TLS_PASSWORD: &str = "tls-Secret-pw";
 
-/// A CA (its PEM written to `dir/<name>-ca.pem`) and, when `server` is set,
-/// a certificate for 127.0.0.1 signed by it: (certificate PEM, key PEM).
+/// A CA, its PEM written to `dir/<name>-ca.pem`, and a server certificate
+/// for 127.0.0.1 and localhost signed by it: (CA file, certificate PEM, key
+/// PEM).
 fn authority(dir: &Path, name: &str) -> (PathBuf, String, String) {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
@@ -50,21 +51,10 @@ fn tls_target(cluster: &TempCluster, database: &str, mode: &str, roots: Option<&
     }
 }
 
-async fn backup_error(
-    target: &PgTarget,
-    store: &pgvault_datastore::Datastore,
-    opts: &pgvault_engine::EngineOptions,
-) -> pgvault_engine::EngineError {
-    let e = backup(
-        target,
-        store,
-        "refused",
-        opts,
-        recorder(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect_err("backup must fail");
+/// The error of a backup to `target` that must fail, which must not show
+/// the password.
+async fn refused(target: &PgTarget, opts: &EngineOptions) -> EngineError {
+    let e = backup_error(target, opts).await;
     assert!(!e.message.contains(TLS_PASSWORD), "{e}");
     e
 }
@@ -77,68 +67,43 @@ async fn backups_and_restores_run_over_verified_tls_and_bad_tls_settings_fail_cl
     let cluster = TempCluster::start_with_tls("engine pw", &certificate, &key, &[TLS_ROLE]).expect(
         "start a private PostgreSQL with TLS (needs initdb/pg_ctl, e.g. apt install postgresql-15)",
     );
-    let admin = cluster.connect("postgres").await.unwrap();
-    admin
-        .batch_execute(&format!(
-            "CREATE ROLE {TLS_ROLE} LOGIN SUPERUSER PASSWORD '{TLS_PASSWORD}'"
-        ))
-        .await
-        .unwrap();
-    create_database(&cluster, "Shop DB").await;
-    cluster
-        .connect("Shop DB")
-        .await
-        .unwrap()
-        .batch_execute(MIXED_FIXTURE)
-        .await
-        .unwrap();
-    let store_dir = tempfile::tempdir().unwrap();
-    let store = datastore(&store_dir);
+    execute(
+        &cluster,
+        "postgres",
+        &format!("CREATE ROLE {TLS_ROLE} LOGIN SUPERUSER PASSWORD '{TLS_PASSWORD}'"),
+    )
+    .await;
+    add_database(&cluster, "Shop DB", MIXED_FIXTURE).await;
     let opts = options(&cluster);
 
     // The server refuses the role without TLS: proof that what succeeds below used it.
-    let e = backup_error(
-        &tls_target(&cluster, "Shop DB", "disable", None),
-        &store,
-        &opts,
-    )
-    .await;
+    let e = refused(&tls_target(&cluster, "Shop DB", "disable", None), &opts).await;
     assert_eq!(e.code, ErrorCode::UserErrorDBUserAuthFailed, "{e}");
 
-    let summary = backup(
+    let point = try_back_up(
         &tls_target(&cluster, "Shop DB", "verify-full", Some(&ca)),
-        &store,
         "rp",
         &opts,
-        recorder(),
-        CancellationToken::new(),
     )
     .await
     .expect("backup over verify-full");
+    // Spelled out: the restore connects with its own TLS target.
     restore_database(
         &tls_target(&cluster, "Shop copy", "require", None),
-        &store,
-        "rp",
-        Some(&summary.manifest_sha256),
+        &point.store,
+        &point.prefix,
+        Some(&point.summary.manifest_sha256),
         &opts,
         recorder(),
         CancellationToken::new(),
     )
     .await
     .expect("restore over require");
-    assert_eq!(
-        schema_text(&cluster, "Shop DB"),
-        schema_text(&cluster, "Shop copy")
-    );
-    assert_eq!(
-        data_fingerprint(&cluster, "Shop DB").await,
-        data_fingerprint(&cluster, "Shop copy").await
-    );
+    assert_identical(&cluster, "Shop DB", &cluster, "Shop copy").await;
 
     // A certificate from another CA is refused, saying so.
-    let e = backup_error(
+    let e = refused(
         &tls_target(&cluster, "Shop DB", "verify-full", Some(&other_ca)),
-        &store,
         &opts,
     )
     .await;
@@ -147,9 +112,8 @@ async fn backups_and_restores_run_over_verified_tls_and_bad_tls_settings_fail_cl
 
     // A root certificate file the worker cannot read names the file.
     let missing = dir.path().join("no-such-ca.pem");
-    let e = backup_error(
+    let e = refused(
         &tls_target(&cluster, "Shop DB", "verify-ca", Some(&missing)),
-        &store,
         &opts,
     )
     .await;

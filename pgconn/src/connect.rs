@@ -1,6 +1,6 @@
 //! Connecting with a [`ConnParams`]: TLS per its mode (see `tls`), the
 //! connection driven on a spawned task, and failures classified by SQLSTATE
-//! into [`ConnectFailure`]s that map to job error codes.
+//! into [`ConnectFailure`]s by `pgvault_errors::classify_sqlstate`.
 
 use std::time::Duration;
 
@@ -148,21 +148,15 @@ where
 /// classify errors of later statements the same way.
 pub fn classify(error: &tokio_postgres::Error, describe: &str) -> ConnectError {
     if let Some(db) = error.as_db_error() {
-        let code = db.code().code().to_string();
-        let failure = match code.as_str() {
-            "28P01" | "28000" => ConnectFailure::AuthFailed,
-            "3D000" => ConnectFailure::DatabaseNotFound,
-            "42501" => ConnectFailure::PermissionDenied,
-            "57P03" | "53300" => ConnectFailure::ConnectionClosed,
-            _ => ConnectFailure::Other,
-        };
+        let sqlstate = db.code().code();
+        let code = pgvault_errors::classify_sqlstate(sqlstate, db.message());
         return ConnectError {
-            failure,
+            failure: ConnectFailure::of(code),
             message: format!(
-                "connecting to {describe}: {} (SQLSTATE {code})",
+                "connecting to {describe}: {} (SQLSTATE {sqlstate})",
                 db.message()
             ),
-            sqlstate: Some(code),
+            sqlstate: Some(sqlstate.to_string()),
         };
     }
     // The cause chain says why (e.g. "invalid peer certificate: UnknownIssuer"

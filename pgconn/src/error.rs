@@ -4,8 +4,7 @@
 
 use std::fmt;
 
-/// Job error code of every connection string pgvault cannot read.
-pub const UNSUPPORTED_FORMAT: &str = "UserErrorSecretValueInUnsupportedFormat";
+use pgvault_errors::ErrorCode;
 
 /// The three forms of connection string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,9 +56,9 @@ impl ParseError {
         }
     }
 
-    /// Always [`UNSUPPORTED_FORMAT`].
-    pub fn code(&self) -> &'static str {
-        UNSUPPORTED_FORMAT
+    /// Always `UserErrorSecretValueInUnsupportedFormat`.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::UserErrorSecretValueInUnsupportedFormat
     }
 
     fn describe(&self) -> String {
@@ -139,35 +138,34 @@ pub enum ConnectFailure {
 }
 
 impl ConnectFailure {
-    /// The job error code users see.
-    pub fn code(self) -> &'static str {
+    /// The job error code users see (see [`ConnectError::code`] for a
+    /// failure's own).
+    pub fn code(self) -> ErrorCode {
         match self {
-            ConnectFailure::AuthFailed => "UserErrorDBUserAuthFailed",
-            ConnectFailure::DatabaseNotFound => "UserErrorDBNotFound",
-            ConnectFailure::PermissionDenied => "UserErrorMissingDBPermissions",
-            ConnectFailure::ConnectionClosed => "UserErrorServerConnectionClosed",
-            ConnectFailure::InvalidParams => UNSUPPORTED_FORMAT,
-            ConnectFailure::Other => "UserErrorServerConnectionFailed",
+            ConnectFailure::AuthFailed => ErrorCode::UserErrorDBUserAuthFailed,
+            ConnectFailure::DatabaseNotFound => ErrorCode::UserErrorDBNotFound,
+            ConnectFailure::PermissionDenied => ErrorCode::UserErrorMissingDBPermissions,
+            ConnectFailure::ConnectionClosed => ErrorCode::UserErrorServerConnectionClosed,
+            ConnectFailure::InvalidParams => ErrorCode::UserErrorInvalidConnectionSettings,
+            ConnectFailure::Other => ErrorCode::UserErrorServerConnectionFailed,
         }
     }
 
-    /// What the user should do about it.
+    /// What the user should do about it (the catalogue's action).
     pub fn recommended_action(self) -> &'static str {
-        match self {
-            ConnectFailure::AuthFailed => {
-                "Check the user name and password in the secret (put a new version to rotate it), and that pg_hba.conf admits this user from pgvault's address"
+        self.code().recommended_action()
+    }
+
+    /// The kind of failure a classified code is, as a user fixes it.
+    pub(crate) fn of(code: ErrorCode) -> ConnectFailure {
+        match code {
+            ErrorCode::UserErrorDBUserAuthFailed => ConnectFailure::AuthFailed,
+            ErrorCode::UserErrorDBNotFound => ConnectFailure::DatabaseNotFound,
+            ErrorCode::UserErrorMissingDBPermissions | ErrorCode::UserErrorRowLevelSecurity => {
+                ConnectFailure::PermissionDenied
             }
-            ConnectFailure::DatabaseNotFound => "Check the database name, or create the database",
-            ConnectFailure::PermissionDenied => {
-                "Grant the user CONNECT on the database (GRANT CONNECT ON DATABASE ... TO ...)"
-            }
-            ConnectFailure::ConnectionClosed => {
-                "Check the server's host, port, firewall rules and TLS settings (Ssl Mode, root certificate)"
-            }
-            ConnectFailure::InvalidParams => {
-                "Correct the connection string and put a new version of the secret"
-            }
-            ConnectFailure::Other => "Check the server's log for the reason and try again",
+            ErrorCode::UserErrorServerConnectionClosed => ConnectFailure::ConnectionClosed,
+            _ => ConnectFailure::Other,
         }
     }
 }
@@ -183,7 +181,58 @@ pub struct ConnectError {
 }
 
 impl ConnectError {
-    pub fn code(&self) -> &'static str {
-        self.failure.code()
+    /// The job error code: the SQLSTATE's classification when the server
+    /// sent one ([`pgvault_errors::classify_sqlstate`]; an unclassified one
+    /// is `UserErrorServerConnectionFailed`), else the failure's code.
+    pub fn code(&self) -> ErrorCode {
+        let classified = self
+            .sqlstate
+            .as_deref()
+            .map(|sqlstate| pgvault_errors::classify_sqlstate(sqlstate, &self.message));
+        match classified {
+            Some(ErrorCode::Internal) | None => self.failure.code(),
+            Some(code) => code,
+        }
+    }
+
+    /// The catalogue's action for [`ConnectError::code`].
+    pub fn recommended_action(&self) -> &'static str {
+        self.code().recommended_action()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(failure: ConnectFailure, sqlstate: Option<&str>) -> ConnectError {
+        ConnectError {
+            failure,
+            message: "connecting to u@h:5432: the server said no".into(),
+            sqlstate: sqlstate.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_failure_with_a_sqlstate_takes_the_code_of_its_sqlstate() {
+        let starting = failed(ConnectFailure::Other, Some("57P03"));
+        assert_eq!(starting.code(), ErrorCode::UserErrorServerConnectionClosed);
+        let odd = failed(ConnectFailure::Other, Some("XX000"));
+        assert_eq!(odd.code(), ErrorCode::UserErrorServerConnectionFailed);
+        let closed = failed(ConnectFailure::ConnectionClosed, None);
+        assert_eq!(closed.code(), ErrorCode::UserErrorServerConnectionClosed);
+        assert_eq!(
+            closed.recommended_action(),
+            ErrorCode::UserErrorServerConnectionClosed.recommended_action()
+        );
+    }
+
+    #[test]
+    fn connection_settings_that_cannot_be_used_are_not_a_format_error() {
+        let invalid = failed(ConnectFailure::InvalidParams, None);
+        assert_eq!(
+            invalid.code(),
+            ErrorCode::UserErrorInvalidConnectionSettings
+        );
     }
 }

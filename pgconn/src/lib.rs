@@ -32,7 +32,7 @@ mod tls;
 mod uri;
 
 pub use connect::{ConnectOptions, Connection, classify, connect};
-pub use error::{ConnectError, ConnectFailure, Format, ParseError, UNSUPPORTED_FORMAT};
+pub use error::{ConnectError, ConnectFailure, Format, ParseError};
 pub use params::{ConnParams, Password, SslMode};
 
 /// Parses a connection string in any of the three forms. The form is told

@@ -47,7 +47,7 @@ async fn connects_and_classifies_failures() {
     wrong.password = Some(pgvault_pgconn::Password::new("not-the-password"));
     let e = failure(&wrong).await;
     assert_eq!(
-        (e.failure, e.code()),
+        (e.failure, e.code().as_str()),
         (ConnectFailure::AuthFailed, "UserErrorDBUserAuthFailed")
     );
     assert!(!e.to_string().contains("not-the-password"), "{e}");
@@ -55,7 +55,7 @@ async fn connects_and_classifies_failures() {
     let missing = params(&cluster, "").with_target("127.0.0.1", cluster.port(), "no_such_db");
     let e = failure(&missing).await;
     assert_eq!(
-        (e.failure, e.code()),
+        (e.failure, e.code().as_str()),
         (ConnectFailure::DatabaseNotFound, "UserErrorDBNotFound")
     );
 
@@ -68,7 +68,7 @@ async fn connects_and_classifies_failures() {
     let closed = params(&cluster, "").with_target("127.0.0.1", port, "postgres");
     let e = failure(&closed).await;
     assert_eq!(
-        (e.failure, e.code()),
+        (e.failure, e.code().as_str()),
         (
             ConnectFailure::ConnectionClosed,
             "UserErrorServerConnectionClosed"

@@ -114,3 +114,35 @@ pub async fn mixed(cluster: &LocalCluster, name: &str) -> anyhow::Result<()> {
         .context("load mixed fixture")?;
     Ok(())
 }
+
+/// Loads the SQL `file` into the new, empty database `name` with `psql`
+/// (`ON_ERROR_STOP`), as a user would load a restored SQL file.
+pub fn load_sql_file(
+    cluster: &LocalCluster,
+    name: &str,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
+    let output = Command::new(cluster.bin_dir().join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", cluster.host()])
+        .args([
+            "-p",
+            &cluster.port().to_string(),
+            "-U",
+            cluster.user(),
+            "-d",
+            name,
+        ])
+        .arg("-f")
+        .arg(file)
+        .env("PGPASSWORD", cluster.password())
+        .output()
+        .context("run psql")?;
+    if !output.status.success() {
+        bail!(
+            "psql could not load {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}

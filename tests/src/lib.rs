@@ -2,8 +2,10 @@
 //! and stops them when dropped.
 //!
 //! - [`azurite`]: the Azure Blob emulator (npm `azurite`).
+//! - [`moto`]: an S3 server (PyPI `moto[server]`).
 //! - [`rabbitmq`]: a private RabbitMQ node (Debian `rabbitmq-server`).
-//! - [`pgvault`]: `pgvault` processes (coordinator, workers, `up`, the CLI).
+//! - [`pgvault`]: `pgvault` processes (coordinator, workers, `up`, the CLI);
+//!   [`binary`]: the `pgvault` binary they run, built by the harness.
 //! - [`compare`]: proves two databases identical (schema text, row checksums).
 //! - [`scenario`]: the shared set-up and checks of the failure tests.
 //! - [`fixtures`]: source databases worth backing up.
@@ -13,8 +15,10 @@
 //! (`scripts/test.sh` installs everything); nothing is skipped silently.
 
 pub mod azurite;
+pub mod binary;
 pub mod compare;
 pub mod fixtures;
+pub mod moto;
 pub mod pgvault;
 pub mod process;
 pub mod rabbitmq;

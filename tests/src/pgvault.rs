@@ -22,26 +22,8 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+pub use crate::binary::pgvault_bin;
 use crate::process::{ChildProcess, wait_for_port};
-use crate::workspace_root;
-
-/// The `pgvault` binary built by `cargo build -p pgvault` (scripts/test.sh does).
-pub fn pgvault_bin() -> anyhow::Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("PGVAULT_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let bin = target.join("debug").join("pgvault");
-    if !bin.is_file() {
-        bail!(
-            "{} is missing: build it with `cargo build -p pgvault` (scripts/test.sh does)",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
 
 /// A fixed test token (any string works; the coordinator stores its hash).
 pub const TEST_TOKEN: &str = "pgv_e2e-test-token-0123456789";
@@ -260,15 +242,27 @@ pub struct PgvaultUp {
     pub endpoint: String,
     pub data_dir: PathBuf,
     dir: tempfile::TempDir,
+    /// Extra environment of the process, kept for [`Self::restart`].
+    env: Vec<(String, String)>,
 }
 
 impl PgvaultUp {
     pub fn start() -> anyhow::Result<PgvaultUp> {
-        let dir = tempfile::Builder::new().prefix("pgvault-up-").tempdir()?;
-        Self::start_in(dir)
+        Self::start_with_env(&[])
     }
 
-    fn start_in(dir: tempfile::TempDir) -> anyhow::Result<PgvaultUp> {
+    /// `pgvault up` with extra environment variables (e.g. datastore
+    /// credentials, `moto::AWS_ENV`).
+    pub fn start_with_env(env: &[(&str, &str)]) -> anyhow::Result<PgvaultUp> {
+        let dir = tempfile::Builder::new().prefix("pgvault-up-").tempdir()?;
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_in(dir, env)
+    }
+
+    fn start_in(dir: tempfile::TempDir, env: Vec<(String, String)>) -> anyhow::Result<PgvaultUp> {
         let data_dir = dir.path().join("data");
         let port = pgvault_localpg::free_port()?;
         let mut command = Command::new(pgvault_bin()?);
@@ -279,6 +273,7 @@ impl PgvaultUp {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env("PGVAULT_WORKER__SPLIT_THRESHOLD_MB", "1")
             .env("RUST_LOG", "info")
+            .envs(env.iter().cloned())
             .current_dir(dir.path());
         let mut process = ChildProcess::spawn("pgvault up", command, &dir.path().join("up.log"))?;
         wait_for_port(port, Duration::from_secs(90), &mut process)?;
@@ -287,13 +282,17 @@ impl PgvaultUp {
             endpoint: format!("http://127.0.0.1:{port}"),
             data_dir,
             dir,
+            env,
         })
     }
 
     /// Ctrl-C, then a second `up` on the same directory.
     pub fn restart(self) -> anyhow::Result<PgvaultUp> {
         let PgvaultUp {
-            mut process, dir, ..
+            mut process,
+            dir,
+            env,
+            ..
         } = self;
         process.signal(libc::SIGINT);
         let status = process.wait(Duration::from_secs(60))?;
@@ -303,7 +302,7 @@ impl PgvaultUp {
                 process.log_tail(30)
             );
         }
-        Self::start_in(dir)
+        Self::start_in(dir, env)
     }
 
     pub fn token(&self) -> anyhow::Result<String> {

@@ -1,6 +1,7 @@
 //! A coordinator or worker that cannot reach its broker or state database
 //! stops with one line naming the URL that failed (password removed), never
-//! a panic; bad settings name the key.
+//! a panic; bad settings name the key, and unknown sections, keys and
+//! `PGVAULT_*` variables are refused by name.
 
 use std::process::Command;
 
@@ -187,4 +188,40 @@ fn tls_settings_are_checked_naming_the_keys() {
     assert!(!ok);
     assert!(error_line(&stderr).contains("pgvault up"), "{stderr}");
     assert!(!data_dir.exists(), "nothing is started or created");
+}
+
+#[test]
+fn misspelt_sections_and_variables_are_refused_naming_them() {
+    let (ok, stderr) = run(
+        &["coordinator"],
+        &[(
+            "PGVAULT_TELEMTRY__ENDPOINT",
+            "http://127.0.0.1:4317".to_string(),
+        )],
+    );
+    assert!(!ok);
+    let line = error_line(&stderr);
+    assert!(
+        line.starts_with("error: unknown environment variable PGVAULT_TELEMTRY__ENDPOINT:")
+            && line.contains("COORDINATOR, QUEUE, WORKER, UP, LOG"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pgvault.toml");
+    std::fs::write(&file, "[telemtry]\nendpoint = \"http://127.0.0.1:4317\"\n").expect("write");
+    let (ok, stderr) = run(
+        &[
+            "coordinator",
+            "--config",
+            file.to_str().expect("utf-8 path"),
+        ],
+        &[],
+    );
+    assert!(!ok);
+    let line = error_line(&stderr);
+    assert!(
+        line.starts_with("error: unknown section [telemtry]") && line.contains("[coordinator]"),
+        "{stderr}"
+    );
 }

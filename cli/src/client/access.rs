@@ -74,11 +74,6 @@ pub enum RoleCommand {
     },
 }
 
-fn token_name(input: &str) -> String {
-    let id = input.trim().trim_start_matches("tokens/");
-    format!("tokens/{id}")
-}
-
 fn scope(vault: Option<&str>) -> anyhow::Result<String> {
     vault
         .map(names::vault)
@@ -146,7 +141,7 @@ pub async fn run_token(api: &Api, command: TokenCommand) -> anyhow::Result<ExitC
             }
         }
         TokenCommand::Revoke { token } => {
-            let name = token_name(&token);
+            let name = names::token(&token);
             api.access()
                 .revoke_token(RevokeTokenRequest { name: name.clone() })
                 .await
@@ -165,7 +160,7 @@ pub async fn run_role(api: &Api, command: RoleCommand) -> anyhow::Result<ExitCod
     match command {
         RoleCommand::Assign { token, role, vault } => {
             let assignment = RoleAssignment {
-                principal: token_name(&token),
+                principal: names::token(&token),
                 role,
                 scope: scope(vault.as_deref())?,
             };
@@ -188,7 +183,7 @@ pub async fn run_role(api: &Api, command: RoleCommand) -> anyhow::Result<ExitCod
             }
         }
         RoleCommand::List { token } => {
-            let principal = token.as_deref().map(token_name).unwrap_or_default();
+            let principal = token.as_deref().map(names::token).unwrap_or_default();
             let assignments = api
                 .access()
                 .list_roles(ListRolesRequest { principal })
@@ -213,14 +208,14 @@ pub async fn run_role(api: &Api, command: RoleCommand) -> anyhow::Result<ExitCod
         }
         RoleCommand::Remove { token, vault } => {
             let request = RemoveRoleRequest {
-                principal: token_name(&token),
+                principal: names::token(&token),
                 scope: scope(vault.as_deref())?,
             };
             api.access().remove_role(request).await.reply(api)?;
             if api.json() {
                 print_json(&json!({}));
             } else {
-                println!("removed the role of {}", token_name(&token));
+                println!("removed the role of {}", names::token(&token));
             }
         }
     }

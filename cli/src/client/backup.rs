@@ -16,7 +16,7 @@ use super::configure::{self, ConfigureArgs};
 use super::connect::{Api, Reply};
 use super::output::{local_time, print_details, print_json, print_list};
 use super::protection::{self, KeepArg, StopModeArg};
-use super::{json, names, watch};
+use super::{json, names, paging, watch};
 
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
@@ -237,25 +237,22 @@ pub async fn run(api: &Api, command: BackupCommand) -> anyhow::Result<ExitCode> 
 }
 
 async fn list(api: &Api, parent: String) -> anyhow::Result<()> {
-    let mut instances = Vec::new();
-    let mut page_token = String::new();
-    loop {
+    let instances = paging::all_pages(|page_token| {
         let request = ListBackupInstancesRequest {
             parent: parent.clone(),
             page_size: 0,
             page_token,
         };
-        let page = api
-            .instances()
-            .list_backup_instances(request)
-            .await
-            .reply(api)?;
-        instances.extend(page.backup_instances);
-        if page.next_page_token.is_empty() {
-            break;
+        async move {
+            let page = api
+                .instances()
+                .list_backup_instances(request)
+                .await
+                .reply(api)?;
+            Ok((page.backup_instances, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
     if api.json() {
         print_json(&json::page(
             "backup_instances",

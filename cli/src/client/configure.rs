@@ -357,7 +357,7 @@ mod tests {
                     readiness: Readiness::FailedValidation as i32,
                     backup_instance: None,
                     error: Some(JobError {
-                        code: "UserErrorMissingDBPermissions".into(),
+                        code: pgvault_errors::ErrorCode::UserErrorMissingDBPermissions.to_string(),
                         message: "backup lacks SELECT on public.invoices".into(),
                         recommended_action: "run the grant script".into(),
                     }),

@@ -139,7 +139,7 @@ fn script(name: &str) -> Vec<Job> {
             running,
             Job {
                 error: Some(JobError {
-                    code: "UserErrorDBUserAuthFailed".into(),
+                    code: pgvault_errors::ErrorCode::UserErrorDBUserAuthFailed.to_string(),
                     message: "password authentication failed for user \"backup\"".into(),
                     recommended_action: "update the secret with: pgvault secret put".into(),
                 }),

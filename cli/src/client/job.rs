@@ -462,7 +462,7 @@ mod tests {
                 ..Default::default()
             }),
             error: Some(JobError {
-                code: "UserErrorTargetDatabaseExists".into(),
+                code: pgvault_errors::ErrorCode::UserErrorDatabaseNameAlreadyInUse.to_string(),
                 message: "database \"orders_copy\" already exists".into(),
                 recommended_action: "choose another --target-database".into(),
             }),
@@ -481,7 +481,7 @@ mod tests {
         assert_eq!(get("TARGET"), "db2 / orders_copy");
         assert_eq!(get("CHUNKS"), "3/8");
         assert_eq!(get("BYTES"), "2.00 KiB");
-        assert_eq!(get("ERROR CODE"), "UserErrorTargetDatabaseExists");
+        assert_eq!(get("ERROR CODE"), "UserErrorDatabaseNameAlreadyInUse");
         assert_eq!(
             get("RECOMMENDED ACTION"),
             "choose another --target-database"

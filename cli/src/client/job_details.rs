@@ -236,7 +236,7 @@ mod tests {
                     worker: "host-a:7".into(),
                     outcome: AttemptOutcome::LeaseExpired as i32,
                     error: Some(JobError {
-                        code: "SystemErrorLeaseExpired".into(),
+                        code: pgvault_errors::ErrorCode::SystemErrorLeaseExpired.to_string(),
                         message: "no heartbeat".into(),
                         recommended_action: String::new(),
                     }),

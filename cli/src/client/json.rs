@@ -297,7 +297,7 @@ mod tests {
                 phase: "dumping".into(),
             }),
             error: Some(JobError {
-                code: "UserErrorDBUserAuthFailed".into(),
+                code: pgvault_errors::ErrorCode::UserErrorDBUserAuthFailed.to_string(),
                 message: "password authentication failed".into(),
                 recommended_action: "update the secret".into(),
             }),

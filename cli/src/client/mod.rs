@@ -17,6 +17,7 @@ mod job_details;
 mod json;
 mod names;
 mod output;
+mod paging;
 mod policy;
 mod policy_file;
 mod protection;

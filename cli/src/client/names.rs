@@ -1,30 +1,13 @@
 //! Resource names built from what users type. Users give short ids
 //! (`prod`, `--vault prod`); the API wants names (`vaults/prod`,
 //! `vaults/prod/backupInstances/abc`). Every builder also accepts the full
-//! name, so names copied from JSON output work as arguments too.
+//! name, so names copied from JSON output work as arguments too. The
+//! grammar itself is `pgvault_proto::names`, shared with the coordinator.
 
 use anyhow::{Context, bail};
+use pgvault_proto::names::{self as grammar, Pattern};
 
-const VAULTS: &str = "vaults";
-const POLICIES: &str = "policies";
-const INSTANCES: &str = "backupInstances";
-const POINTS: &str = "recoveryPoints";
-
-/// The ids of `input` if it is a full name of the shape `c1/{id1}/c2/{id2}/…`.
-fn parse_full<'a>(input: &'a str, collections: &[&str]) -> Option<Vec<&'a str>> {
-    let segments: Vec<&str> = input.split('/').collect();
-    if segments.len() != collections.len() * 2 {
-        return None;
-    }
-    let mut ids = Vec::with_capacity(collections.len());
-    for (pair, collection) in segments.chunks(2).zip(collections) {
-        if pair[0] != *collection || pair[1].is_empty() {
-            return None;
-        }
-        ids.push(pair[1]);
-    }
-    Some(ids)
-}
+pub use pgvault_proto::names::{short, vault_of};
 
 /// A short id: non-empty, without '/'.
 fn short_id<'a>(kind: &str, input: &'a str) -> anyhow::Result<&'a str> {
@@ -38,23 +21,23 @@ fn short_id<'a>(kind: &str, input: &'a str) -> anyhow::Result<&'a str> {
 }
 
 /// `collection/{id}` from an id or that full name.
-fn top_level(collection: &str, kind: &str, input: &str) -> anyhow::Result<String> {
-    if let Some(ids) = parse_full(input, &[collection]) {
-        return Ok(format!("{collection}/{}", ids[0]));
+fn top_level(pattern: Pattern, kind: &str, input: &str) -> anyhow::Result<String> {
+    if pattern.ids(input).is_some() {
+        return Ok(input.to_owned());
     }
-    Ok(format!("{collection}/{}", short_id(kind, input)?))
+    Ok(pattern.format(&[short_id(kind, input)?]))
 }
 
 pub fn vault(input: &str) -> anyhow::Result<String> {
-    top_level(VAULTS, "vault", input)
+    top_level(grammar::VAULT, "vault", input)
 }
 
 pub fn server(input: &str) -> anyhow::Result<String> {
-    top_level("servers", "server", input)
+    top_level(grammar::SERVER, "server", input)
 }
 
 pub fn secret(input: &str) -> anyhow::Result<String> {
-    top_level("secrets", "secret", input)
+    top_level(grammar::SECRET, "secret", input)
 }
 
 /// A secret reference: URIs (`secret://NAME[/VERSION]`, `env://VAR`,
@@ -70,15 +53,24 @@ pub fn secret_ref(input: &str) -> anyhow::Result<String> {
 
 /// How a secret reference is shown: the id for `secrets/{id}`, else the URI.
 pub fn secret_ref_short(reference: &str) -> &str {
-    reference.strip_prefix("secrets/").unwrap_or(reference)
+    grammar::SECRET
+        .ids(reference)
+        .map_or(reference, |ids| ids[0])
 }
 
 pub fn job(input: &str) -> anyhow::Result<String> {
-    top_level("jobs", "job", input)
+    top_level(grammar::JOB, "job", input)
 }
 
 pub fn dead_letter(input: &str) -> anyhow::Result<String> {
-    top_level("deadLetters", "dead letter", input)
+    top_level(grammar::DEAD_LETTER, "dead letter", input)
+}
+
+/// `tokens/{id}` from an id or that full name (the coordinator checks the UUID).
+pub fn token(input: &str) -> String {
+    let input = input.trim();
+    let id = grammar::TOKEN.ids(input).map_or(input, |ids| ids[0]);
+    grammar::TOKEN.format(&[id])
 }
 
 /// The vault id from `--vault`, required when a child is given by short id.
@@ -93,7 +85,7 @@ fn required_vault(vault: Option<&str>, child_kind: &str) -> anyhow::Result<Strin
 fn check_same_vault(vault: Option<&str>, full_vault: &str, input: &str) -> anyhow::Result<()> {
     if let Some(given) = vault {
         let given = self::vault(given)?;
-        if given != format!("{VAULTS}/{full_vault}") {
+        if given != grammar::vault_name(full_vault) {
             bail!("\"{input}\" is not in {given}");
         }
     }
@@ -102,28 +94,22 @@ fn check_same_vault(vault: Option<&str>, full_vault: &str, input: &str) -> anyho
 
 /// `vaults/{vault}/policies/{policy}`.
 pub fn policy(vault: Option<&str>, input: &str) -> anyhow::Result<String> {
-    if let Some(ids) = parse_full(input, &[VAULTS, POLICIES]) {
+    if let Some(ids) = grammar::POLICY.ids(input) {
         check_same_vault(vault, ids[0], input)?;
         return Ok(input.to_owned());
     }
     let id = short_id("policy", input)?;
-    Ok(format!(
-        "{}/{POLICIES}/{id}",
-        required_vault(vault, "policy")?
-    ))
+    Ok(grammar::POLICY.format_in(&required_vault(vault, "policy")?, id))
 }
 
 /// `vaults/{vault}/backupInstances/{instance}`.
 pub fn instance(vault: Option<&str>, input: &str) -> anyhow::Result<String> {
-    if let Some(ids) = parse_full(input, &[VAULTS, INSTANCES]) {
+    if let Some(ids) = grammar::BACKUP_INSTANCE.ids(input) {
         check_same_vault(vault, ids[0], input)?;
         return Ok(input.to_owned());
     }
     let id = short_id("backup instance", input)?;
-    Ok(format!(
-        "{}/{INSTANCES}/{id}",
-        required_vault(vault, "backup instance")?
-    ))
+    Ok(grammar::BACKUP_INSTANCE.format_in(&required_vault(vault, "backup instance")?, id))
 }
 
 /// `vaults/{vault}/backupInstances/{instance}/recoveryPoints/{point}`.
@@ -132,7 +118,7 @@ pub fn recovery_point(
     instance: Option<&str>,
     input: &str,
 ) -> anyhow::Result<String> {
-    if let Some(ids) = parse_full(input, &[VAULTS, INSTANCES, POINTS]) {
+    if let Some(ids) = grammar::RECOVERY_POINT.ids(input) {
         check_same_vault(vault, ids[0], input)?;
         if let Some(given) = instance {
             let expected = self::instance(Some(ids[0]), given)?;
@@ -145,23 +131,7 @@ pub fn recovery_point(
     let id = short_id("recovery point", input)?;
     let instance = instance
         .context("--instance is required when the recovery point is given by its short id")?;
-    Ok(format!(
-        "{}/{POINTS}/{id}",
-        self::instance(vault, instance)?
-    ))
-}
-
-/// The last segment of a name: what tables show.
-pub fn short(name: &str) -> &str {
-    name.rsplit('/').next().unwrap_or(name)
-}
-
-/// The vault id a child name belongs to, e.g. "prod" for `vaults/prod/…`.
-pub fn vault_of(name: &str) -> &str {
-    match name.split('/').collect::<Vec<_>>().as_slice() {
-        [VAULTS, id, ..] => id,
-        _ => "",
-    }
+    Ok(grammar::RECOVERY_POINT.format_in(&self::instance(vault, instance)?, id))
 }
 
 #[cfg(test)]
@@ -178,6 +148,8 @@ mod tests {
         assert!(vault("").is_err());
         assert!(vault("servers/pg1").is_err());
         assert!(vault("vaults/").is_err());
+        assert_eq!(token(" tokens/abc "), "tokens/abc");
+        assert_eq!(token("abc"), "tokens/abc");
     }
 
     #[test]
@@ -224,10 +196,13 @@ mod tests {
     }
 
     #[test]
-    fn short_and_vault_of() {
-        assert_eq!(short("vaults/prod/backupInstances/abc"), "abc");
-        assert_eq!(short("abc"), "abc");
-        assert_eq!(vault_of("vaults/prod/backupInstances/abc"), "prod");
-        assert_eq!(vault_of("jobs/1"), "");
+    fn secret_refs_show_the_short_id_of_stored_secrets() {
+        assert_eq!(secret_ref_short("secrets/app"), "app");
+        assert_eq!(
+            secret_ref_short("env://PGVAULT_SECRET_APP"),
+            "env://PGVAULT_SECRET_APP"
+        );
+        assert_eq!(secret_ref("app").unwrap(), "secrets/app");
+        assert_eq!(secret_ref("secret://app/3").unwrap(), "secret://app/3");
     }
 }

@@ -15,7 +15,7 @@ use super::connect::{Api, Reply};
 use super::enum_names::short_name;
 use super::output::{local_time, or_dash, print_details, print_json, print_list};
 use super::policy_file::{self, FileFormat};
-use super::{json, names};
+use super::{json, names, paging};
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -201,21 +201,18 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
 }
 
 async fn list(api: &Api, parent: String) -> anyhow::Result<()> {
-    let mut policies = Vec::new();
-    let mut page_token = String::new();
-    loop {
+    let policies = paging::all_pages(|page_token| {
         let request = ListPoliciesRequest {
             parent: parent.clone(),
             page_size: 0,
             page_token,
         };
-        let page = api.policies().list_policies(request).await.reply(api)?;
-        policies.extend(page.policies);
-        if page.next_page_token.is_empty() {
-            break;
+        async move {
+            let page = api.policies().list_policies(request).await.reply(api)?;
+            Ok((page.policies, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
     if api.json() {
         print_json(&json::page(
             "policies",

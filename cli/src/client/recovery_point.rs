@@ -11,7 +11,7 @@ use pgvault_proto::v1::{
 use super::connect::{Api, Reply};
 use super::enum_names::short_name;
 use super::output::{bytes, local_time, print_details, print_json, print_list};
-use super::{json, names};
+use super::{json, names, paging};
 
 #[derive(Debug, Subcommand)]
 pub enum RecoveryPointCommand {
@@ -63,25 +63,22 @@ pub async fn run(api: &Api, command: RecoveryPointCommand) -> anyhow::Result<Exi
 }
 
 async fn list(api: &Api, parent: String) -> anyhow::Result<()> {
-    let mut points = Vec::new();
-    let mut page_token = String::new();
-    loop {
+    let points = paging::all_pages(|page_token| {
         let request = ListRecoveryPointsRequest {
             parent: parent.clone(),
             page_size: 0,
             page_token,
         };
-        let page = api
-            .recovery_points()
-            .list_recovery_points(request)
-            .await
-            .reply(api)?;
-        points.extend(page.recovery_points);
-        if page.next_page_token.is_empty() {
-            break;
+        async move {
+            let page = api
+                .recovery_points()
+                .list_recovery_points(request)
+                .await
+                .reply(api)?;
+            Ok((page.recovery_points, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
     if api.json() {
         print_json(&json::page(
             "recovery_points",

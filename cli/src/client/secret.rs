@@ -16,7 +16,7 @@ use pgvault_proto::v1::{
 
 use super::connect::{Api, Reply};
 use super::output::{local_time, print_details, print_json, print_list};
-use super::{json, names};
+use super::{json, names, paging};
 
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
@@ -169,20 +169,17 @@ fn granted(secret: &Secret) -> String {
 }
 
 async fn list(api: &Api) -> anyhow::Result<()> {
-    let mut secrets: Vec<Secret> = Vec::new();
-    let mut page_token = String::new();
-    loop {
+    let secrets = paging::all_pages(|page_token| {
         let request = ListSecretsRequest {
             page_size: 0,
             page_token,
         };
-        let page = api.secrets().list_secrets(request).await.reply(api)?;
-        secrets.extend(page.secrets);
-        if page.next_page_token.is_empty() {
-            break;
+        async move {
+            let page = api.secrets().list_secrets(request).await.reply(api)?;
+            Ok((page.secrets, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
     if api.json() {
         print_json(&json::page(
             "secrets",

@@ -9,7 +9,7 @@ use pgvault_proto::v1::{
 
 use super::connect::{Api, Reply};
 use super::output::{local_time, or_dash, print_details, print_json, print_list};
-use super::{json, names};
+use super::{json, names, paging};
 
 #[derive(Debug, Subcommand)]
 pub enum ServerCommand {
@@ -29,7 +29,8 @@ pub enum ServerCommand {
         /// Region label; only vaults of the same region protect it.
         #[arg(long)]
         region: String,
-        /// Agent that reaches this server from a private network.
+        /// Agent that reaches this server from a private network. Not
+        /// available yet: the coordinator refuses it until agents exist.
         #[arg(long)]
         agent: Option<String>,
     },
@@ -100,20 +101,17 @@ pub async fn run(api: &Api, command: ServerCommand) -> anyhow::Result<ExitCode> 
 }
 
 async fn list(api: &Api) -> anyhow::Result<()> {
-    let mut servers = Vec::new();
-    let mut page_token = String::new();
-    loop {
+    let servers = paging::all_pages(|page_token| {
         let request = ListServersRequest {
             page_size: 0,
             page_token,
         };
-        let page = api.servers().list_servers(request).await.reply(api)?;
-        servers.extend(page.servers);
-        if page.next_page_token.is_empty() {
-            break;
+        async move {
+            let page = api.servers().list_servers(request).await.reply(api)?;
+            Ok((page.servers, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
     if api.json() {
         print_json(&json::page(
             "servers",

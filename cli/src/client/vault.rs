@@ -9,7 +9,7 @@ use pgvault_proto::v1::{
 
 use super::connect::{Api, Reply};
 use super::output::{local_time, or_dash, print_details, print_json, print_list};
-use super::{json, names};
+use super::{json, names, paging};
 
 #[derive(Debug, Subcommand)]
 pub enum VaultCommand {
@@ -94,20 +94,17 @@ pub async fn run(api: &Api, command: VaultCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn list(api: &Api) -> anyhow::Result<()> {
-    let mut vaults = Vec::new();
-    let mut page_token = String::new();
-    loop {
+    let vaults = paging::all_pages(|page_token| {
         let request = ListVaultsRequest {
             page_size: 0,
             page_token,
         };
-        let page = api.vaults().list_vaults(request).await.reply(api)?;
-        vaults.extend(page.vaults);
-        if page.next_page_token.is_empty() {
-            break;
+        async move {
+            let page = api.vaults().list_vaults(request).await.reply(api)?;
+            Ok((page.vaults, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
     if api.json() {
         print_json(&json::page(
             "vaults",

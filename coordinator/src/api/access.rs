@@ -1,7 +1,8 @@
 //! `AccessService`: API tokens (created with a random value shown once,
 //! stored as a hash, revoked by deletion) and role assignments, globally
 //! (`api_tokens.role`) or per vault (`vault_role_assignments`). Every call
-//! needs the `Grant` permission, which only `Owner` has.
+//! needs the `Grant` permission globally, which only `Owner` grants (the
+//! access gate checks it).
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use pgvault_proto::v1::access_service_server::AccessService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::access::{Role, Rpc};
+use crate::access::{self, Role};
 use crate::api::ApiContext;
 use crate::api::convert::timestamp;
 use crate::auth::{generate_token, hash_token};
@@ -20,18 +21,6 @@ use crate::store::{roles, tokens, vaults};
 
 pub struct AccessApi {
     ctx: Arc<ApiContext>,
-}
-
-/// `tokens/{uuid}` → the token id.
-pub fn parse_token(field: &str, name: &str) -> Result<Uuid> {
-    name.trim()
-        .strip_prefix("tokens/")
-        .and_then(|id| Uuid::parse_str(id).ok())
-        .ok_or_else(|| CoordinatorError::invalid(field, "must be \"tokens/{uuid}\""))
-}
-
-pub fn token_name(id: Uuid) -> String {
-    format!("tokens/{id}")
 }
 
 /// "" → global; "vaults/{vault}" → that vault (which must exist).
@@ -50,7 +39,7 @@ fn scope_name(vault: Option<&str>) -> String {
 
 fn to_pb(t: tokens::TokenInfo) -> pb::ApiToken {
     pb::ApiToken {
-        name: token_name(t.id),
+        name: names::token_name(t.id),
         display_name: t.name,
         create_time: Some(timestamp(t.create_time)),
     }
@@ -101,11 +90,11 @@ impl AccessApi {
     }
 
     async fn assign(&self, assignment: pb::RoleAssignment) -> Result<pb::RoleAssignment> {
-        let id = parse_token("assignment.principal", &assignment.principal)?;
+        let id = names::parse_token("assignment.principal", &assignment.principal)?;
         let role: Role = assignment.role.parse()?;
         let scope = parse_scope(&self.ctx, "assignment.scope", &assignment.scope).await?;
         if tokens::find(self.ctx.store.pool(), id).await?.is_none() {
-            return Err(CoordinatorError::not_found("token", token_name(id)));
+            return Err(CoordinatorError::not_found("token", names::token_name(id)));
         }
         match &scope {
             None => {
@@ -115,7 +104,7 @@ impl AccessApi {
         }
         tracing::info!(token = %id, role = role.as_str(), vault = scope.as_deref().unwrap_or(""), "role assigned");
         Ok(pb::RoleAssignment {
-            principal: token_name(id),
+            principal: names::token_name(id),
             role: role.as_str().to_string(),
             scope: scope_name(scope.as_deref()),
         })
@@ -124,7 +113,7 @@ impl AccessApi {
     async fn list_roles(&self, principal: &str) -> Result<Vec<pb::RoleAssignment>> {
         let filter = match principal.trim() {
             "" => None,
-            p => Some(parse_token("principal", p)?),
+            p => Some(names::parse_token("principal", p)?),
         };
         let pool = self.ctx.store.pool();
         let mut out = Vec::new();
@@ -133,14 +122,14 @@ impl AccessApi {
                 continue;
             }
             out.push(pb::RoleAssignment {
-                principal: token_name(t.id),
+                principal: names::token_name(t.id),
                 role: t.role,
                 scope: String::new(),
             });
         }
         for r in roles::list(pool, filter).await? {
             out.push(pb::RoleAssignment {
-                principal: token_name(r.token_id),
+                principal: names::token_name(r.token_id),
                 role: r.role,
                 scope: names::vault_name(&r.vault_id),
             });
@@ -149,7 +138,7 @@ impl AccessApi {
     }
 
     async fn remove(&self, req: pb::RemoveRoleRequest) -> Result<()> {
-        let id = parse_token("principal", &req.principal)?;
+        let id = names::parse_token("principal", &req.principal)?;
         let removed = match parse_scope(&self.ctx, "scope", &req.scope).await? {
             None => match tokens::find(self.ctx.store.pool(), id).await? {
                 Some(t) if !t.role.is_empty() => {
@@ -162,7 +151,7 @@ impl AccessApi {
         if !removed {
             return Err(CoordinatorError::not_found(
                 "role assignment",
-                format!("{} {}", token_name(id), req.scope.trim())
+                format!("{} {}", names::token_name(id), req.scope.trim())
                     .trim()
                     .to_string(),
             ));
@@ -178,15 +167,13 @@ impl AccessService for AccessApi {
         &self,
         request: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
-        self.ctx.authorize(&request, Rpc::CreateToken, None).await?;
         Ok(Response::new(self.create(request.into_inner()).await?))
     }
 
     async fn list_tokens(
         &self,
-        request: Request<pb::ListTokensRequest>,
+        _request: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
-        self.ctx.authorize(&request, Rpc::ListTokens, None).await?;
         let tokens = tokens::list(self.ctx.store.pool()).await?;
         Ok(Response::new(pb::ListTokensResponse {
             tokens: tokens.into_iter().map(to_pb).collect(),
@@ -197,16 +184,16 @@ impl AccessService for AccessApi {
         &self,
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        let caller = self.ctx.authorize(&request, Rpc::RevokeToken, None).await?;
-        let id = parse_token("name", &request.get_ref().name)?;
-        if id == caller.token_id {
+        let caller = access::caller(&request)?;
+        let id = names::parse_token("name", &request.get_ref().name)?;
+        if id == caller.token_id() {
             return Err(CoordinatorError::precondition(
                 "a token cannot revoke itself; revoke it with another Owner token",
             )
             .into());
         }
         if !tokens::delete(self.ctx.store.pool(), id).await? {
-            return Err(CoordinatorError::not_found("token", token_name(id)).into());
+            return Err(CoordinatorError::not_found("token", names::token_name(id)).into());
         }
         tracing::info!(token = %id, "api token revoked");
         Ok(Response::new(pb::RevokeTokenResponse {}))
@@ -216,7 +203,6 @@ impl AccessService for AccessApi {
         &self,
         request: Request<pb::AssignRoleRequest>,
     ) -> Result<Response<pb::RoleAssignment>, Status> {
-        self.ctx.authorize(&request, Rpc::AssignRole, None).await?;
         let assignment = request
             .into_inner()
             .assignment
@@ -228,7 +214,6 @@ impl AccessService for AccessApi {
         &self,
         request: Request<pb::ListRolesRequest>,
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
-        self.ctx.authorize(&request, Rpc::ListRoles, None).await?;
         let assignments = self.list_roles(&request.get_ref().principal).await?;
         Ok(Response::new(pb::ListRolesResponse { assignments }))
     }
@@ -237,7 +222,6 @@ impl AccessService for AccessApi {
         &self,
         request: Request<pb::RemoveRoleRequest>,
     ) -> Result<Response<pb::RemoveRoleResponse>, Status> {
-        self.ctx.authorize(&request, Rpc::RemoveRole, None).await?;
         self.remove(request.into_inner()).await?;
         Ok(Response::new(pb::RemoveRoleResponse {}))
     }

@@ -16,24 +16,21 @@
 //! with `RevalidateBackupInstance` (or by configuring the same database in
 //! the same vault again, which reuses the kept row).
 
+use pgvault_errors::ErrorCode;
 use pgvault_proto::v1 as pb;
 use uuid::Uuid;
 
-use crate::access::Permission;
+use crate::access::{Caller, Permission};
 use crate::api::{ApiContext, resolve};
-use crate::auth::Caller;
 use crate::error::{CoordinatorError, Result};
 use crate::model::{BackupInstance, JobError, Policy, ProtectionState, Server, Vault};
 use crate::names;
 use crate::readiness::grant_script::{self, GrantScript};
 use crate::readiness::{self, privileges};
-use crate::secret_ref::{MISSING_SECRET_PERMISSIONS, SECRET_NOT_FOUND, SecretRef};
+use crate::secret_ref::SecretRef;
 use crate::store::instances::{self, Inserted};
 use crate::store::{policies, secret_grants, secrets, servers, vaults};
 use crate::validation::{self, unprotectable_reason};
-
-/// Code of rows needing a secret grant the caller may not make.
-pub const CANNOT_ASSIGN_ROLES: &str = "UserCannotAssignRoles";
 
 /// Why a row is not protected, and the fix when one can be generated.
 pub struct Refused {
@@ -50,13 +47,8 @@ impl From<JobError> for Refused {
     }
 }
 
-fn row_error(code: &str, message: String, action: &str) -> Refused {
-    JobError {
-        code: code.to_string(),
-        message,
-        recommended_action: action.to_string(),
-    }
-    .into()
+fn row_error(code: ErrorCode, message: String) -> Refused {
+    JobError::new(code, message).into()
 }
 
 /// What a row protects, once its placement checks passed.
@@ -188,9 +180,7 @@ fn parse_row(
     row: &pb::ConfigureBackupRow,
     secret_text: &str,
 ) -> std::result::Result<(String, SecretRef), Refused> {
-    const FIX_INPUT: &str = "Correct the row and configure it again";
-    let invalid =
-        |e: CoordinatorError| row_error("UserErrorInvalidInput", e.to_string(), FIX_INPUT);
+    let invalid = |e: CoordinatorError| row_error(ErrorCode::UserErrorInvalidInput, e.to_string());
     let server_id = names::parse_server("server", &row.server).map_err(invalid)?;
     let secret = SecretRef::parse(secret_field, secret_text).map_err(invalid)?;
     validation::database_name("database", &row.database).map_err(invalid)?;
@@ -233,26 +223,23 @@ async fn placement(
     let pool = ctx.store.pool();
     let Some(server) = servers::find(pool, server_id).await? else {
         return Ok(Err(row_error(
-            "UserErrorServerNotFound",
+            ErrorCode::UserErrorServerNotFound,
             format!("server \"{server_id}\" not found"),
-            "Register the server first (pgvault server register)",
         )));
     };
     if !vault.region.is_empty() && !server.region.is_empty() && vault.region != server.region {
         return Ok(Err(row_error(
-            "UserErrorRegionMismatch",
+            ErrorCode::UserErrorRegionMismatch,
             format!(
                 "server \"{server_id}\" is in region \"{}\" but vault \"{}\" is in region \"{}\"",
                 server.region, vault.id, vault.region
             ),
-            "Protect the database in a vault of the server's region",
         )));
     }
     if let Some(reason) = unprotectable_reason(database, &ctx.maintenance_databases) {
         return Ok(Err(row_error(
-            "UserErrorDatabaseNotProtectable",
+            ErrorCode::UserErrorDatabaseNotProtectable,
             reason,
-            "Choose a user database",
         )));
     }
     if let Some(existing) = instances::find_by_database(pool, server_id, database).await?
@@ -264,9 +251,8 @@ async fn placement(
         && secrets::find(pool, id).await?.is_none()
     {
         return Ok(Err(row_error(
-            SECRET_NOT_FOUND,
+            ErrorCode::UserErrorSecretNotFound,
             format!("secret \"{id}\" not found"),
-            "Store the connection string first (pgvault secret put)",
         )));
     }
     if let Err(CoordinatorError::SecretUnusable(error)) =
@@ -283,12 +269,11 @@ async fn placement(
 
 fn already_protected(database: &str, server_id: &str, by: &BackupInstance) -> Refused {
     row_error(
-        "UserErrorDatabaseAlreadyProtected",
+        ErrorCode::UserErrorDatabaseAlreadyProtected,
         format!(
             "database \"{database}\" on server \"{server_id}\" is already protected by {}; a database is protected by at most one vault",
             names::instance_name(&by.vault_id, by.id)
         ),
-        "Use the existing backup instance, or stop protecting it there first",
     )
 }
 
@@ -313,12 +298,11 @@ async fn validate_kept(
                 match by {
                     Some(by) => already_protected(&instance.database, &instance.server_id, &by),
                     None => row_error(
-                        "UserErrorDatabaseAlreadyProtected",
+                        ErrorCode::UserErrorDatabaseAlreadyProtected,
                         format!(
                             "database \"{}\" was protected by another vault meanwhile",
                             instance.database
                         ),
-                        "Use the existing backup instance, or stop protecting it there first",
                     ),
                 }
             }
@@ -342,33 +326,24 @@ async fn readiness_checks(
     if let SecretRef::Stored { id, .. } = &placement.secret
         && !secret_grants::is_granted(pool, vault_id, id).await?
     {
-        let command = resolve::grant_command(vault_id, id);
         if !assign {
-            return Ok(Err(row_error(
-                MISSING_SECRET_PERMISSIONS,
-                format!("vault \"{vault_id}\" has no access to secret \"{id}\""),
-                &format!(
-                    "Configure or re-validate the row with --assign-missing-permissions (assign_missing_permissions) as an Owner of the vault, or have one run: {command}"
-                ),
-            )));
+            return Ok(Err(resolve::not_granted(vault_id, id).into()));
         }
-        if !ctx
-            .permits(caller, Permission::Grant, Some(vault_id))
+        if !caller
+            .permits(&ctx.store, Permission::Grant, Some(vault_id))
             .await?
         {
             return Ok(Err(row_error(
-                CANNOT_ASSIGN_ROLES,
+                ErrorCode::UserCannotAssignRoles,
                 format!(
-                    "vault \"{vault_id}\" has no access to secret \"{id}\", and token \"{}\" may not grant it (only an Owner of the vault may)",
-                    caller.token_name
-                ),
-                &format!(
-                    "Ask an Owner of the vault to run: {command}; then re-validate the row (pgvault backup revalidate)"
+                    "vault \"{vault_id}\" has no access to secret \"{id}\", and token \"{}\" may not grant it (only an Owner of the vault may); an Owner grants it with: {}",
+                    caller.token_name(),
+                    resolve::grant_command(vault_id, id)
                 ),
             )));
         }
         secret_grants::grant(pool, vault_id, id).await?;
-        tracing::info!(secret = %id, vault = %vault_id, token = %caller.token_id, "secret access granted while configuring");
+        tracing::info!(secret = %id, vault = %vault_id, token = %caller.token_id(), "secret access granted while configuring");
     }
     let mut conn = pool.acquire().await?;
     let credentials = match resolve::reference_credentials(
@@ -393,11 +368,13 @@ async fn readiness_checks(
     let missing = privileges::check(&connection.client).await?;
     if !missing.is_empty() {
         return Ok(Err(Refused {
-            error: JobError {
-                code: readiness::MISSING_DB_PERMISSIONS.into(),
-                message: missing.summary(),
-                recommended_action: "Run the generated grant script (SQL, or its psql/PowerShell wrapper) as the database owner or a superuser, then re-validate the row (pgvault backup revalidate)".into(),
-            },
+            error: JobError::new(
+                ErrorCode::UserErrorMissingDBPermissions,
+                format!(
+                    "{}; the grant script of this result (SQL, or its psql or PowerShell wrapper) grants it all",
+                    missing.summary()
+                ),
+            ),
             script: Some(Box::new(grant_script::generate(&missing))),
         }));
     }

@@ -10,7 +10,7 @@ use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::backup_instance_service_server::BackupInstanceService;
 use tonic::{Request, Response, Status};
 
-use crate::access::{Rpc, vault_scope};
+use crate::access::{self, vault_scope};
 use crate::api::{ApiContext, backup_now, configure, next_token, protection};
 use crate::names;
 use crate::store::{instances, paging, vaults};
@@ -31,14 +31,7 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::ConfigureBackupRequest>,
     ) -> Result<Response<pb::ConfigureBackupResponse>, Status> {
-        let caller = self
-            .ctx
-            .authorize(
-                &request,
-                Rpc::ConfigureBackup,
-                vault_scope(&request.get_ref().parent).as_deref(),
-            )
-            .await?;
+        let caller = access::in_vault(&request, vault_scope(&request.get_ref().parent).as_deref())?;
         let results = configure::configure(&self.ctx, &caller, request.into_inner()).await?;
         Ok(Response::new(pb::ConfigureBackupResponse { results }))
     }
@@ -47,13 +40,7 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::GetBackupInstanceRequest>,
     ) -> Result<Response<pb::BackupInstance>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::GetBackupInstance,
-                vault_scope(&request.get_ref().name).as_deref(),
-            )
-            .await?;
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         let (vault, id) = names::parse_instance("name", &request.get_ref().name)?;
         Ok(Response::new(
             instances::get(self.ctx.store.pool(), &vault, id)
@@ -66,13 +53,7 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::ListBackupInstancesRequest>,
     ) -> Result<Response<pb::ListBackupInstancesResponse>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::ListBackupInstances,
-                vault_scope(&request.get_ref().parent).as_deref(),
-            )
-            .await?;
+        access::in_vault(&request, vault_scope(&request.get_ref().parent).as_deref())?;
         let req = request.into_inner();
         let vault = match names::parse_vault("parent", &req.parent)?.as_str() {
             "-" => None,
@@ -97,13 +78,7 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::BackupNowRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::BackupNow,
-                vault_scope(&request.get_ref().name).as_deref(),
-            )
-            .await?;
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         Ok(Response::new(
             backup_now::backup_now(&self.ctx, request.into_inner()).await?,
         ))
@@ -113,13 +88,7 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::ChangePolicyRequest>,
     ) -> Result<Response<pb::BackupInstance>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::ChangePolicy,
-                vault_scope(&request.get_ref().name).as_deref(),
-            )
-            .await?;
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         Ok(Response::new(
             protection::change_policy(&self.ctx, request.into_inner()).await?,
         ))
@@ -129,13 +98,7 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::StopProtectionRequest>,
     ) -> Result<Response<pb::BackupInstance>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::StopProtection,
-                vault_scope(&request.get_ref().name).as_deref(),
-            )
-            .await?;
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         Ok(Response::new(
             protection::stop(&self.ctx, request.into_inner()).await?,
         ))
@@ -145,13 +108,7 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::ResumeProtectionRequest>,
     ) -> Result<Response<pb::BackupInstance>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::ResumeProtection,
-                vault_scope(&request.get_ref().name).as_deref(),
-            )
-            .await?;
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         Ok(Response::new(
             protection::resume(&self.ctx, request.into_inner()).await?,
         ))
@@ -161,14 +118,7 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::RevalidateBackupInstanceRequest>,
     ) -> Result<Response<pb::ConfigureBackupResult>, Status> {
-        let caller = self
-            .ctx
-            .authorize(
-                &request,
-                Rpc::RevalidateBackupInstance,
-                vault_scope(&request.get_ref().name).as_deref(),
-            )
-            .await?;
+        let caller = access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         Ok(Response::new(
             configure::revalidate(&self.ctx, &caller, request.into_inner()).await?,
         ))

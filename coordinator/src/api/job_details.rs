@@ -41,6 +41,8 @@ impl From<JobAttempt> for pb::JobAttempt {
             end_time: a.end_time.map(timestamp),
             outcome: outcome_to_pb(a.outcome) as i32,
             error: a.error.map(pb::JobError::from),
+            log_tail: Vec::new(),
+            agent: String::new(),
         }
     }
 }

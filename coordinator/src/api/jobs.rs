@@ -17,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::access::{Rpc, vault_scope};
+use crate::access::{self, vault_scope};
 use crate::api::convert::{from_timestamp, operation_from_pb, state_from_pb};
 use crate::api::job_details::{self, WatchCursor};
 use crate::api::{ApiContext, next_token};
@@ -226,15 +226,12 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::ListJobs,
-                vault_scope(&request.get_ref().vault)
-                    .or_else(|| vault_scope(&request.get_ref().backup_instance))
-                    .as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            vault_scope(&request.get_ref().vault)
+                .or_else(|| vault_scope(&request.get_ref().backup_instance))
+                .as_deref(),
+        )?;
         Ok(Response::new(self.list(request.into_inner()).await?))
     }
 
@@ -242,13 +239,10 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::GetJob,
-                self.job_vault(&request.get_ref().name).await?.as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            self.job_vault(&request.get_ref().name).await?.as_deref(),
+        )?;
         let id = names::parse_job("name", &request.get_ref().name)?;
         let job = jobs::get(self.ctx.store.pool(), id).await?;
         let (id, attempt) = (job.id, job.attempt);
@@ -263,13 +257,10 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::WatchJob,
-                self.job_vault(&request.get_ref().name).await?.as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            self.job_vault(&request.get_ref().name).await?.as_deref(),
+        )?;
         let id = names::parse_job("name", &request.get_ref().name)?;
         let first = jobs::get(self.ctx.store.pool(), id).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -281,13 +272,10 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::CancelJob,
-                self.job_vault(&request.get_ref().name).await?.as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            self.job_vault(&request.get_ref().name).await?.as_deref(),
+        )?;
         Ok(Response::new(
             self.cancel(&request.get_ref().name).await?.into(),
         ))
@@ -297,13 +285,10 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::RetryJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::RetryJob,
-                self.job_vault(&request.get_ref().name).await?.as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            self.job_vault(&request.get_ref().name).await?.as_deref(),
+        )?;
         Ok(Response::new(
             self.retry(&request.get_ref().name).await?.into(),
         ))
@@ -313,9 +298,6 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::ListDeadLettersRequest>,
     ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
-        self.ctx
-            .authorize(&request, Rpc::ListDeadLetters, None)
-            .await?;
         Ok(Response::new(
             super::dead_letters::list(&self.ctx, request.into_inner()).await?,
         ))
@@ -325,9 +307,6 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::DeleteDeadLetterRequest>,
     ) -> Result<Response<pb::DeleteDeadLetterResponse>, Status> {
-        self.ctx
-            .authorize(&request, Rpc::DeleteDeadLetter, None)
-            .await?;
         Ok(Response::new(
             super::dead_letters::delete(&self.ctx, request.into_inner()).await?,
         ))

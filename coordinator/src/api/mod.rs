@@ -1,6 +1,9 @@
 //! The public gRPC API: one tonic service per resource, all sharing one
-//! [`ApiContext`]. Handlers authenticate first, convert and validate the
-//! request, call the store, and convert the answer back.
+//! [`ApiContext`]. The access gate ([`crate::access`]) has authenticated
+//! and authorised every call before a handler runs; handlers of calls
+//! scoped to a vault check that vault ([`crate::access::in_vault`]), then
+//! convert and validate the request, call the store, and convert the
+//! answer back.
 //!
 //! # Layout
 //! - `convert`: domain ⇄ proto conversions.
@@ -39,19 +42,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tonic::Request;
 
-use crate::access::{Permission, Role, Rpc};
-use crate::auth::{Authenticator, Caller};
-use crate::error::{CoordinatorError, Result};
 use crate::secrets::Cipher;
-use crate::store::{Store, roles};
+use crate::store::Store;
 
 /// State shared by every service of one coordinator.
 #[derive(Debug)]
 pub struct ApiContext {
     pub store: Store,
-    pub auth: Authenticator,
     pub cipher: Cipher,
     /// Where `env://` and `file://` secret references may point.
     pub external_secrets: crate::secret_ref::ExternalSecrets,
@@ -64,61 +62,6 @@ pub struct ApiContext {
     pub retry: crate::reaper::RetryPolicy,
     /// The coordinator's notion of now (schedules, retention).
     pub clock: Arc<dyn crate::clock::Clock>,
-}
-
-impl ApiContext {
-    /// Authenticates the caller of `request`.
-    pub async fn caller<T>(&self, request: &Request<T>) -> Result<Caller> {
-        self.auth.authenticate(request.metadata()).await
-    }
-
-    /// Authenticates the caller of `request` and checks that its global role,
-    /// or its role on `vault` (the vault the call names), grants what `rpc`
-    /// needs. Every handler calls this first.
-    pub async fn authorize<T>(
-        &self,
-        request: &Request<T>,
-        rpc: Rpc,
-        vault: Option<&str>,
-    ) -> Result<Caller> {
-        let caller = self.caller(request).await?;
-        let permission = rpc.permission();
-        if self.permits(&caller, permission, vault).await? {
-            return Ok(caller);
-        }
-        tracing::info!(token = %caller.token_id, rpc = ?rpc, vault = vault.unwrap_or(""), "permission denied");
-        let on = vault
-            .map(|v| format!(" on vault \"{v}\""))
-            .unwrap_or_default();
-        Err(CoordinatorError::PermissionDenied(format!(
-            "token \"{}\" may not call {rpc:?}{on}: it needs the {permission:?} permission, which its roles do not grant; an Owner can run: pgvault role assign tokens/{} <role>{}",
-            caller.token_name,
-            caller.token_id,
-            vault.map(|v| format!(" --vault {v}")).unwrap_or_default()
-        )))
-    }
-}
-
-impl ApiContext {
-    /// Whether `caller`'s global role, or its role on `vault`, grants
-    /// `permission` (e.g. whether a configure caller may grant secret access).
-    pub async fn permits(
-        &self,
-        caller: &Caller,
-        permission: Permission,
-        vault: Option<&str>,
-    ) -> Result<bool> {
-        if caller.global_role.is_some_and(|r| r.grants(permission)) {
-            return Ok(true);
-        }
-        let Some(vault) = vault else {
-            return Ok(false);
-        };
-        let role = roles::on_vault(self.store.pool(), caller.token_id, vault).await?;
-        Ok(role
-            .and_then(|r| r.parse::<Role>().ok())
-            .is_some_and(|r| r.grants(permission)))
-    }
 }
 
 /// `next_page_token` for a page: empty when no more rows exist.

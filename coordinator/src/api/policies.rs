@@ -7,7 +7,7 @@ use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::policy_service_server::PolicyService;
 use tonic::{Request, Response, Status};
 
-use crate::access::{Rpc, vault_scope};
+use crate::access::{self, vault_scope};
 use crate::api::convert::rule_kind_from_pb;
 use crate::api::{ApiContext, next_token};
 use crate::error::{CoordinatorError, Result};
@@ -89,13 +89,7 @@ impl PolicyService for PolicyApi {
         &self,
         request: Request<pb::CreatePolicyRequest>,
     ) -> Result<Response<pb::Policy>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::CreatePolicy,
-                vault_scope(&request.get_ref().parent).as_deref(),
-            )
-            .await?;
+        access::in_vault(&request, vault_scope(&request.get_ref().parent).as_deref())?;
         Ok(Response::new(self.create(request.into_inner()).await?))
     }
 
@@ -103,13 +97,7 @@ impl PolicyService for PolicyApi {
         &self,
         request: Request<pb::GetPolicyRequest>,
     ) -> Result<Response<pb::Policy>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::GetPolicy,
-                vault_scope(&request.get_ref().name).as_deref(),
-            )
-            .await?;
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         let (vault, policy) = names::parse_policy("name", &request.get_ref().name)?;
         Ok(Response::new(
             policies::get(self.ctx.store.pool(), &vault, &policy)
@@ -122,13 +110,7 @@ impl PolicyService for PolicyApi {
         &self,
         request: Request<pb::ListPoliciesRequest>,
     ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::ListPolicies,
-                vault_scope(&request.get_ref().parent).as_deref(),
-            )
-            .await?;
+        access::in_vault(&request, vault_scope(&request.get_ref().parent).as_deref())?;
         let req = request.into_inner();
         let vault = names::parse_vault("parent", &req.parent)?;
         vaults::get(self.ctx.store.pool(), &vault).await?;

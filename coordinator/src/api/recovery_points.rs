@@ -6,7 +6,7 @@ use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::recovery_point_service_server::RecoveryPointService;
 use tonic::{Request, Response, Status};
 
-use crate::access::{Rpc, vault_scope};
+use crate::access::{self, vault_scope};
 use crate::api::{ApiContext, next_token};
 use crate::names;
 use crate::store::{instances, paging, recovery_points};
@@ -27,13 +27,7 @@ impl RecoveryPointService for RecoveryPointApi {
         &self,
         request: Request<pb::ListRecoveryPointsRequest>,
     ) -> Result<Response<pb::ListRecoveryPointsResponse>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::ListRecoveryPoints,
-                vault_scope(&request.get_ref().parent).as_deref(),
-            )
-            .await?;
+        access::in_vault(&request, vault_scope(&request.get_ref().parent).as_deref())?;
         let req = request.into_inner();
         let (vault, instance) = names::parse_instance("parent", &req.parent)?;
         let pool = self.ctx.store.pool();
@@ -53,13 +47,7 @@ impl RecoveryPointService for RecoveryPointApi {
         &self,
         request: Request<pb::GetRecoveryPointRequest>,
     ) -> Result<Response<pb::RecoveryPoint>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::GetRecoveryPoint,
-                vault_scope(&request.get_ref().name).as_deref(),
-            )
-            .await?;
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         let (vault, instance, point) =
             names::parse_recovery_point("name", &request.get_ref().name)?;
         Ok(Response::new(

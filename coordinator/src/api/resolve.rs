@@ -5,22 +5,32 @@
 
 use std::time::Duration;
 
+use pgvault_errors::ErrorCode;
 use pgvault_pgconn::ConnectOptions;
 use pgvault_proto::v1 as pb;
 use sqlx::PgConnection;
 
 use crate::error::{CoordinatorError, Result};
-use crate::model::Server;
-use crate::secret_ref::{
-    ExternalSecrets, INVALID_SECRET, MISSING_SECRET_PERMISSIONS, SECRET_NOT_FOUND, SecretRef,
-    unusable,
-};
+use crate::model::{JobError, Server};
+use crate::secret_ref::{ExternalSecrets, SecretRef, unusable};
 use crate::secrets::{Cipher, ConnParams, Redacted, parse_connection_string, secret_aad};
 use crate::store::{secret_grants, secrets};
 
 /// The command an Owner runs to let `vault` read stored secret `secret`.
 pub fn grant_command(vault: &str, secret: &str) -> String {
     format!("pgvault secret grant --vault {vault} {secret}")
+}
+
+/// The error of a vault not granted stored secret `secret`, naming the
+/// command an Owner of the vault runs.
+pub fn not_granted(vault: &str, secret: &str) -> JobError {
+    JobError::new(
+        ErrorCode::UserErrorMissingPermissionsOnSecretStore,
+        format!(
+            "vault \"{vault}\" has no access to secret \"{secret}\"; an Owner of the vault grants it with: {}",
+            grant_command(vault, secret)
+        ),
+    )
 }
 
 /// Reads and parses what `reference` names, as of now (every job calls this
@@ -40,22 +50,16 @@ pub async fn reference_credentials(
         SecretRef::Stored { id, version } => {
             let Some(meta) = secrets::find(&mut *conn, id).await? else {
                 return Err(unusable(
-                    SECRET_NOT_FOUND,
+                    ErrorCode::UserErrorSecretNotFound,
                     format!("secret \"{id}\" not found"),
-                    "Store the connection string first (pgvault secret put), or reference another secret",
                 ));
             };
             if let Some(vault) = vault
                 && !secret_grants::is_granted(&mut *conn, vault, id).await?
             {
-                return Err(unusable(
-                    MISSING_SECRET_PERMISSIONS,
-                    format!("vault \"{vault}\" has no access to secret \"{id}\""),
-                    &format!(
-                        "An Owner of the vault runs: {} (or configures with --assign-missing-permissions)",
-                        grant_command(vault, id)
-                    ),
-                ));
+                return Err(CoordinatorError::SecretUnusable(Box::new(not_granted(
+                    vault, id,
+                ))));
             }
             let (version, sealed) = match version {
                 None => secrets::latest_sealed(&mut *conn, id).await?,
@@ -63,12 +67,11 @@ pub async fn reference_credentials(
                     Some(sealed) => (*v, sealed),
                     None => {
                         return Err(unusable(
-                            SECRET_NOT_FOUND,
+                            ErrorCode::UserErrorSecretNotFound,
                             format!(
-                                "secret \"{id}\" has no version {v} (its latest is {})",
+                                "secret \"{id}\" has no version {v} (its latest is {}); reference an existing version (secret://{id}/VERSION) or the latest (secret://{id})",
                                 meta.latest_version
                             ),
-                            "Reference an existing version (secret://NAME/VERSION) or the latest (secret://NAME)",
                         ));
                     }
                 },
@@ -77,9 +80,8 @@ pub async fn reference_credentials(
                 .open(&sealed, &secret_aad(id, version))
                 .map_err(|e| match e {
                     CoordinatorError::FailedPrecondition(m) => unusable(
-                        INVALID_SECRET,
-                        format!("{reference}: {m}"),
-                        "Start the coordinator with the master key the secret was stored with, or put the secret again",
+                        ErrorCode::UserErrorInvalidSecret,
+                        format!("{reference}: {m}; start the coordinator with the master key the secret was stored with, or put the secret again"),
                     ),
                     other => other,
                 })?
@@ -88,9 +90,8 @@ pub async fn reference_credentials(
     };
     parse_connection_string("secret", value.expose()).map_err(|e| {
         unusable(
-            INVALID_SECRET,
+            ErrorCode::UserErrorInvalidSecret,
             format!("{reference} does not hold a usable connection string: {e}"),
-            "Put a new version holding a valid connection string (ADO.NET, libpq key=value or postgresql:// URI) that names a user",
         )
     })
 }

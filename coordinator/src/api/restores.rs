@@ -8,18 +8,19 @@
 use std::sync::Arc;
 
 use pgvault_datastore::Datastore;
+use pgvault_errors::ErrorCode;
 use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::restore_service_server::RestoreService;
 use tonic::{Request, Response, Status};
 
-use crate::access::{Rpc, vault_scope};
+use crate::access::{self, vault_scope};
 use crate::api::ApiContext;
 use crate::api::{output_file, restore_selection};
 use crate::error::{CoordinatorError, Result};
 use crate::lifecycle::queue::{rehydrate_days, restore};
 use crate::model::{RestoreSpec, RestoreTarget};
 use crate::names;
-use crate::secret_ref::{SECRET_NOT_FOUND, SecretRef, unusable};
+use crate::secret_ref::{SecretRef, unusable};
 use crate::store::{instances, recovery_points, secret_grants, secrets, servers};
 use crate::validation::{self, unprotectable_reason};
 
@@ -150,20 +151,14 @@ async fn check_secret(ctx: &ApiContext, vault_id: &str, secret: &SecretRef) -> R
         let pool = ctx.store.pool();
         if secrets::find(pool, id).await?.is_none() {
             return Err(unusable(
-                SECRET_NOT_FOUND,
+                ErrorCode::UserErrorSecretNotFound,
                 format!("secret \"{id}\" not found"),
-                "Store the connection string first (pgvault secret put)",
             ));
         }
         if !secret_grants::is_granted(pool, vault_id, id).await? {
-            return Err(unusable(
-                crate::secret_ref::MISSING_SECRET_PERMISSIONS,
-                format!("vault \"{vault_id}\" has no access to secret \"{id}\""),
-                &format!(
-                    "An Owner of the vault runs: {}",
-                    crate::api::resolve::grant_command(vault_id, id)
-                ),
-            ));
+            return Err(CoordinatorError::SecretUnusable(Box::new(
+                crate::api::resolve::not_granted(vault_id, id),
+            )));
         }
     }
     Ok(())
@@ -175,13 +170,10 @@ impl RestoreService for RestoreApi {
         &self,
         request: Request<pb::RestoreAsDatabaseRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::RestoreAsDatabase,
-                vault_scope(&request.get_ref().recovery_point).as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            vault_scope(&request.get_ref().recovery_point).as_deref(),
+        )?;
         Ok(Response::new(
             self.restore_as_database(request.into_inner()).await?,
         ))
@@ -191,13 +183,10 @@ impl RestoreService for RestoreApi {
         &self,
         request: Request<pb::RestoreAsFilesRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::RestoreAsFiles,
-                vault_scope(&request.get_ref().recovery_point).as_deref(),
-            )
-            .await?;
+        access::in_vault(
+            &request,
+            vault_scope(&request.get_ref().recovery_point).as_deref(),
+        )?;
         Ok(Response::new(
             self.restore_as_files(request.into_inner()).await?,
         ))

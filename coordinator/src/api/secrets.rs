@@ -8,7 +8,7 @@ use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::secret_service_server::SecretService;
 use tonic::{Request, Response, Status};
 
-use crate::access::{Rpc, vault_scope};
+use crate::access::{self, vault_scope};
 use crate::api::{ApiContext, next_token};
 use crate::error::{CoordinatorError, Result};
 use crate::names;
@@ -90,7 +90,6 @@ impl SecretService for SecretApi {
         &self,
         request: Request<pb::PutSecretRequest>,
     ) -> Result<Response<pb::Secret>, Status> {
-        self.ctx.authorize(&request, Rpc::PutSecret, None).await?;
         let req = request.into_inner();
         Ok(Response::new(
             self.put(req.secret_id, Redacted(req.value)).await?,
@@ -101,7 +100,6 @@ impl SecretService for SecretApi {
         &self,
         request: Request<pb::ListSecretsRequest>,
     ) -> Result<Response<pb::ListSecretsResponse>, Status> {
-        self.ctx.authorize(&request, Rpc::ListSecrets, None).await?;
         let req = request.into_inner();
         let size = paging::page_size(req.page_size);
         let after = paging::after_id(&req.page_token)?;
@@ -122,9 +120,7 @@ impl SecretService for SecretApi {
         request: Request<pb::GrantSecretAccessRequest>,
     ) -> Result<Response<pb::Secret>, Status> {
         let vault = vault_scope(&request.get_ref().vault);
-        self.ctx
-            .authorize(&request, Rpc::GrantSecretAccess, vault.as_deref())
-            .await?;
+        access::in_vault(&request, vault.as_deref())?;
         let req = request.into_inner();
         Ok(Response::new(
             self.set_access(&req.secret, &req.vault, true).await?,
@@ -136,9 +132,7 @@ impl SecretService for SecretApi {
         request: Request<pb::RevokeSecretAccessRequest>,
     ) -> Result<Response<pb::Secret>, Status> {
         let vault = vault_scope(&request.get_ref().vault);
-        self.ctx
-            .authorize(&request, Rpc::RevokeSecretAccess, vault.as_deref())
-            .await?;
+        access::in_vault(&request, vault.as_deref())?;
         let req = request.into_inner();
         Ok(Response::new(
             self.set_access(&req.secret, &req.vault, false).await?,

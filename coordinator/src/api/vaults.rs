@@ -8,7 +8,7 @@ use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::vault_service_server::VaultService;
 use tonic::{Request, Response, Status};
 
-use crate::access::{Rpc, vault_scope};
+use crate::access::{self, vault_scope};
 use crate::api::{ApiContext, next_token};
 use crate::error::{CoordinatorError, Result};
 use crate::model::Vault;
@@ -93,7 +93,6 @@ impl VaultService for VaultApi {
         &self,
         request: Request<pb::CreateVaultRequest>,
     ) -> Result<Response<pb::Vault>, Status> {
-        self.ctx.authorize(&request, Rpc::CreateVault, None).await?;
         Ok(Response::new(self.create(request.into_inner()).await?))
     }
 
@@ -101,13 +100,7 @@ impl VaultService for VaultApi {
         &self,
         request: Request<pb::GetVaultRequest>,
     ) -> Result<Response<pb::Vault>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::GetVault,
-                vault_scope(&request.get_ref().name).as_deref(),
-            )
-            .await?;
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         let id = names::parse_vault("name", &request.get_ref().name)?;
         let vault = vaults::get(self.ctx.store.pool(), &id).await?;
         Ok(Response::new(vault.into()))
@@ -117,7 +110,6 @@ impl VaultService for VaultApi {
         &self,
         request: Request<pb::ListVaultsRequest>,
     ) -> Result<Response<pb::ListVaultsResponse>, Status> {
-        self.ctx.authorize(&request, Rpc::ListVaults, None).await?;
         let req = request.into_inner();
         let size = paging::page_size(req.page_size);
         let after = paging::after_id(&req.page_token)?;
@@ -134,13 +126,7 @@ impl VaultService for VaultApi {
         &self,
         request: Request<pb::DeleteVaultRequest>,
     ) -> Result<Response<pb::DeleteVaultResponse>, Status> {
-        self.ctx
-            .authorize(
-                &request,
-                Rpc::DeleteVault,
-                vault_scope(&request.get_ref().name).as_deref(),
-            )
-            .await?;
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         self.delete(&request.get_ref().name).await?;
         Ok(Response::new(pb::DeleteVaultResponse {}))
     }

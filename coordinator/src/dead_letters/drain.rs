@@ -7,10 +7,11 @@
 
 use std::time::Duration;
 
+use pgvault_errors::ErrorCode;
 use pgvault_queue::{DeadLetterSource, QueueError};
 use tokio_util::sync::CancellationToken;
 
-use crate::dead_letters::{PayloadSummary, TASK_DEAD_LETTERED, TaskRef, dedupe_key};
+use crate::dead_letters::{PayloadSummary, TaskRef, dedupe_key};
 use crate::error::Result;
 use crate::model::JobError;
 use crate::names;
@@ -127,15 +128,12 @@ fn stranded_job_error(task: TaskRef, reason: &str, deliveries: Option<u32>) -> J
     let after = deliveries
         .map(|n| format!(" after {n} deliveries"))
         .unwrap_or_default();
-    JobError {
-        code: TASK_DEAD_LETTERED.into(),
-        message: format!(
-            "the task message of attempt {} was dead-lettered by the queue ({reason}{after}); no worker claimed it",
-            task.attempt
-        ),
-        recommended_action: format!(
-            "Check that workers are running and can reach the coordinator (see `pgvault job dead-letters`), then run: pgvault job retry {}",
+    JobError::new(
+        ErrorCode::TaskDeadLettered,
+        format!(
+            "the task message of attempt {} was dead-lettered by the queue ({reason}{after}); no worker claimed it; once the cause is fixed: pgvault job retry {}",
+            task.attempt,
             names::job_name(task.job_id)
         ),
-    }
+    )
 }

@@ -24,8 +24,6 @@ use crate::model::JobState;
 
 /// Bytes of a non-task payload kept as its preview.
 pub const PREVIEW_BYTES: usize = 64;
-/// Code of jobs failed because their task was dead-lettered.
-pub const TASK_DEAD_LETTERED: &str = "TaskDeadLettered";
 
 /// A recorded dead letter.
 #[derive(Debug, Clone, PartialEq)]

@@ -76,6 +76,18 @@ pub struct JobError {
     pub recommended_action: String,
 }
 
+impl JobError {
+    /// A catalogue code with this failure's message; the action is the
+    /// code's. (Codes read back or reported by workers stay text as given.)
+    pub fn new(code: pgvault_errors::ErrorCode, message: impl Into<String>) -> Self {
+        JobError {
+            code: code.as_str().to_string(),
+            message: message.into(),
+            recommended_action: code.recommended_action().to_string(),
+        }
+    }
+}
+
 /// A tracked operation: what every job has, and its operation's spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {

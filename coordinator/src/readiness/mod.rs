@@ -2,24 +2,19 @@
 //! configured: after the row's own checks (region, protectable, not yet
 //! protected, secret readable) the coordinator connects as the secret's user
 //! ([`connection_error`]) and looks for every privilege a consistent dump
-//! needs ([`privileges`]); what is missing comes back with a grant script
+//! needs ([`privileges`], the check itself shared with agents in
+//! `pgvault-probe`); what is missing comes back with a grant script
 //! ([`grant_script`]) an administrator can run as is.
 //!
 //! Policy validation (schedules, durations) is elsewhere: `crate::validation`.
 
 pub mod grant_script;
-pub mod privileges;
+
+pub use pgvault_probe::privileges;
 
 use crate::model::JobError;
 
 /// The row error for a failed connection, with the classified code.
 pub fn connection_error(error: &pgvault_pgconn::ConnectError) -> JobError {
-    JobError {
-        code: error.code().to_string(),
-        message: error.to_string(),
-        recommended_action: error.failure.recommended_action().to_string(),
-    }
+    JobError::new(error.code(), error.to_string())
 }
-
-/// Code of rows whose user lacks privileges a dump needs.
-pub const MISSING_DB_PERMISSIONS: &str = "UserErrorMissingDBPermissions";

@@ -313,14 +313,16 @@ pub async fn restore_active(db: impl PgExecutor<'_>, point_id: Uuid) -> Result<b
 pub async fn fail_orphaned_waiting(db: impl PgExecutor<'_>) -> Result<u64> {
     let done = sqlx::query(
         "UPDATE jobs w SET state = 'FAILED', end_time = now(), update_time = now(),
-             error_code = 'UserErrorRehydrateFailed',
+             error_code = $1,
              error_message = 'the rehydrate job jobs/' || w.waits_for_job_id || ' this restore waited for '
                              || CASE d.state WHEN 'CANCELLED' THEN 'was cancelled' ELSE 'failed' END
                              || ', so the archive point was not copied back to the standard datastore',
-             error_action = 'Read the rehydrate job''s error, fix its cause, then start the restore again'
+             error_action = $2
           FROM jobs d
          WHERE w.waits_for_job_id = d.id AND w.state = 'QUEUED' AND d.state IN ('FAILED', 'CANCELLED')",
     )
+    .bind(pgvault_errors::ErrorCode::UserErrorRehydrateFailed.as_str())
+    .bind(pgvault_errors::ErrorCode::UserErrorRehydrateFailed.recommended_action())
     .execute(db)
     .await?;
     Ok(done.rows_affected())

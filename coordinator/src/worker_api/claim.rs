@@ -11,6 +11,7 @@
 //! (closing a taken-over attempt as fenced) and starts a fresh set of
 //! per-table progress.
 
+use pgvault_errors::ErrorCode;
 use pgvault_proto::v1 as pb;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -24,9 +25,6 @@ use crate::model::{
 use crate::store::{
     attempts, garbage, instances, job_tables, jobs, recovery_points, servers, vaults,
 };
-
-/// Code of jobs failed because their task could not be resolved at claim.
-pub const TASK_UNRESOLVABLE: &str = "UserErrorTaskUnresolvable";
 
 pub async fn claim(ctx: &ApiContext, req: pb::ClaimTaskRequest) -> Result<pb::ClaimTaskResponse> {
     let job_id = super::job_id(&req.job_id)?;
@@ -86,12 +84,10 @@ pub async fn claim(ctx: &ApiContext, req: pb::ClaimTaskRequest) -> Result<pb::Cl
             error @ (CoordinatorError::NotFound { .. } | CoordinatorError::FailedPrecondition(_)),
         ) => {
             tx.rollback().await?;
-            let job_error = JobError {
-                code: TASK_UNRESOLVABLE.into(),
-                message: format!("the task cannot be prepared: {error}"),
-                recommended_action:
-                    "Check the backup instance's server and secret, then start the job again".into(),
-            };
+            let job_error = JobError::new(
+                ErrorCode::UserErrorTaskUnresolvable,
+                format!("the task cannot be prepared: {error}"),
+            );
             jobs::finish_failed(ctx.store.pool(), job_id, JobState::Failed, &job_error).await?;
             tracing::warn!(job_id = %job_id, error = %error, "task cannot be resolved; job failed");
             Ok(not_claimed(format!("job failed: {}", job_error.message)))
@@ -102,14 +98,13 @@ pub async fn claim(ctx: &ApiContext, req: pb::ClaimTaskRequest) -> Result<pb::Cl
 
 /// Why an attempt whose lease expired ended when another worker took over.
 fn fenced_error(before: &Job, worker: &str) -> JobError {
-    JobError {
-        code: crate::reaper::LEASE_EXPIRED.into(),
-        message: format!(
-            "attempt {} sent no heartbeat before its lease expired; worker {worker} took the job over",
+    JobError::new(
+        ErrorCode::SystemErrorLeaseExpired,
+        format!(
+            "attempt {} sent no heartbeat before its lease expired; worker {worker} took the job over and it continues there",
             before.attempt
         ),
-        recommended_action: "No action needed: the job continues on another worker".into(),
-    }
+    )
 }
 
 fn not_claimed(reason: String) -> pb::ClaimTaskResponse {

@@ -9,6 +9,7 @@
 
 use std::str::FromStr;
 
+use pgvault_errors::ErrorCode;
 use pgvault_proto::v1 as pb;
 use sqlx::PgConnection;
 
@@ -22,7 +23,7 @@ use crate::model::{
 use crate::store::{
     attempts, garbage, instances, jobs, outbox, policies, recovery_points, restore_targets,
 };
-use crate::{backoff, reaper, tagging};
+use crate::{backoff, tagging};
 
 fn taken_over() -> CoordinatorError {
     CoordinatorError::precondition(
@@ -272,7 +273,7 @@ pub async fn fail(ctx: &ApiContext, req: pb::FailTaskRequest) -> Result<()> {
     let given = req.error.unwrap_or_default();
     let error = JobError {
         code: if given.code.trim().is_empty() {
-            "SystemErrorUnknown".into()
+            ErrorCode::SystemErrorUnknown.as_str().into()
         } else {
             given.code.trim().into()
         },
@@ -283,14 +284,14 @@ pub async fn fail(ctx: &ApiContext, req: pb::FailTaskRequest) -> Result<()> {
     garbage::record_attempt(&mut *tx, job.id, job.attempt, ctx.retry.garbage_grace).await?;
     let tables = job_details::tables_from_pb(req.tables)?;
     job_details::store_tables(&mut *tx, job.id, Some(job.attempt), &tables).await?;
-    let outcome = if error.code == reaper::CANCELLED {
+    let outcome = if error.code == ErrorCode::Cancelled {
         AttemptOutcome::Cancelled
     } else {
         AttemptOutcome::Failed
     };
     attempts::end(&mut *tx, job.id, outcome, Some(&error)).await?;
     let used = job.attempt.saturating_sub(job.attempts_before_retry);
-    if error.code == reaper::CANCELLED {
+    if error.code == ErrorCode::Cancelled {
         jobs::finish_failed(&mut *tx, job.id, JobState::Cancelled, &error).await?;
         tx.commit().await?;
         tracing::info!(job_id = %job.id, "job cancelled");

@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         Err(error) => {
-            assert_eq!(error.code(), pgvault_pgconn::UNSUPPORTED_FORMAT);
+            assert_eq!(error.code(), "UserErrorSecretValueInUnsupportedFormat");
         }
     }
 });

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgvault_engine::{self as engine, EngineError, ErrorCode};
+use pgvault_errors::JobFailure;
 use pgvault_proto::v1::{ClaimTaskResponse, CompleteTaskRequest, FailTaskRequest, JobError};
 use tokio_util::sync::CancellationToken;
 
@@ -83,14 +84,14 @@ pub(super) async fn run_claimed(
             deliver(|| link.complete(request.clone())).await
         }
         Err(error) => {
-            let (error, retryable) = if interruption == Interruption::CancelRequested {
-                (cancelled_error(), false)
+            let (failure, retryable) = if interruption == Interruption::CancelRequested {
+                (cancelled(), false)
             } else if shutdown.is_cancelled() {
-                (shutdown_error(), true)
+                (shut_down(), true)
             } else {
-                let retryable = error.retryable;
-                (job_error(&error), retryable)
+                (error.failure(), error.retryable)
             };
+            let error = job_error(failure);
             tracing::warn!(job_id = %job_id, code = %error.code, message = %error.message, retryable, "task failed");
             let request = FailTaskRequest {
                 job_id: job_id.clone(),
@@ -98,6 +99,7 @@ pub(super) async fn run_claimed(
                 error: Some(error),
                 retryable,
                 tables,
+                log_tail: Vec::new(),
             };
             deliver(|| link.fail(request.clone())).await
         }
@@ -129,26 +131,44 @@ where
     }
 }
 
-fn job_error(error: &EngineError) -> JobError {
+/// A failure as `FailTask` carries it, with the catalogue's action.
+fn job_error(failure: JobFailure) -> JobError {
     JobError {
-        code: error.code.as_str().to_string(),
-        message: error.message.clone(),
-        recommended_action: error.code.recommended_action().to_string(),
+        code: failure.code_str().to_string(),
+        recommended_action: failure.recommended_action().to_string(),
+        message: failure.message,
     }
 }
 
-fn cancelled_error() -> JobError {
-    JobError {
-        code: ErrorCode::Cancelled.as_str().to_string(),
-        message: "the job was cancelled by a user".to_string(),
-        recommended_action: ErrorCode::Cancelled.recommended_action().to_string(),
-    }
+fn cancelled() -> JobFailure {
+    JobFailure::new(ErrorCode::Cancelled, "the job was cancelled by a user")
 }
 
-fn shutdown_error() -> JobError {
-    JobError {
-        code: "SystemErrorWorkerShutdown".to_string(),
-        message: "the worker running this job was shut down".to_string(),
-        recommended_action: "No action needed: the job is retried on another worker.".to_string(),
+fn shut_down() -> JobFailure {
+    JobFailure::new(
+        ErrorCode::SystemErrorWorkerShutdown,
+        "the worker running this job was shut down; the job is retried on another worker while attempts remain",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_reported_with_the_catalogue_action_of_their_code() {
+        let reported = job_error(shut_down());
+        assert_eq!(reported.code, "SystemErrorWorkerShutdown");
+        assert_eq!(
+            reported.recommended_action,
+            ErrorCode::SystemErrorWorkerShutdown.recommended_action()
+        );
+        let engine = EngineError::new(ErrorCode::DatastoreFull, "disk full");
+        let reported = job_error(engine.failure());
+        assert_eq!(
+            (reported.code.as_str(), reported.message.as_str()),
+            ("DatastoreFull", "disk full")
+        );
+        assert_eq!(job_error(cancelled()).code, "Cancelled");
     }
 }

@@ -166,18 +166,25 @@ pub async fn requeue(db: impl PgExecutor<'_>, id: Uuid, error: &JobError) -> Res
 /// heartbeat). Returns the state after the call; `None` when the job had
 /// already finished (or was already being cancelled).
 pub async fn request_cancel(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<JobState>> {
+    let error = crate::model::JobError::new(
+        pgvault_errors::ErrorCode::Cancelled,
+        "cancelled before it started",
+    );
     let state: Option<(String,)> = sqlx::query_as(
         "UPDATE jobs SET
              state = CASE WHEN state = 'QUEUED' THEN 'CANCELLED' ELSE 'CANCELLING' END,
              end_time = CASE WHEN state = 'QUEUED' THEN now() ELSE end_time END,
-             error_code = CASE WHEN state = 'QUEUED' THEN 'Cancelled' ELSE error_code END,
-             error_message = CASE WHEN state = 'QUEUED' THEN 'cancelled before it started' ELSE error_message END,
-             error_action = CASE WHEN state = 'QUEUED' THEN 'None: retry the job to run it after all' ELSE error_action END,
+             error_code = CASE WHEN state = 'QUEUED' THEN $2 ELSE error_code END,
+             error_message = CASE WHEN state = 'QUEUED' THEN $3 ELSE error_message END,
+             error_action = CASE WHEN state = 'QUEUED' THEN $4 ELSE error_action END,
              update_time = now()
          WHERE id = $1 AND state IN ('QUEUED', 'IN_PROGRESS')
          RETURNING state",
     )
     .bind(id)
+    .bind(&error.code)
+    .bind(&error.message)
+    .bind(&error.recommended_action)
     .fetch_optional(db)
     .await?;
     state

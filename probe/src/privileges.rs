@@ -6,7 +6,7 @@
 
 use tokio_postgres::Client;
 
-use crate::error::{CoordinatorError, Result};
+use crate::ProbeError;
 
 /// A table or sequence the user cannot read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,12 +77,12 @@ impl Missing {
 const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema')
     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
 
-fn failed(e: tokio_postgres::Error) -> CoordinatorError {
-    CoordinatorError::Unavailable(format!("cannot check privileges: {e}"))
+fn failed(e: tokio_postgres::Error) -> ProbeError {
+    ProbeError::new("check privileges", &e)
 }
 
 /// Checks as the connected user. Fails only when the catalog cannot be read.
-pub async fn check(client: &Client) -> Result<Missing> {
+pub async fn check(client: &Client) -> Result<Missing, ProbeError> {
     let row = client
         .query_one(
             "SELECT current_user::text, current_database()::text, r.rolsuper, r.rolbypassrls,

@@ -2,21 +2,31 @@
 //! one place: built-in defaults → `pgvault.toml` (or `--config`) →
 //! `PGVAULT_*` environment variables (`__` separates sections, e.g.
 //! `PGVAULT_COORDINATOR__LISTEN`) → command-line flags. Validated before
-//! anything starts, with errors that name the key.
+//! anything starts, with errors that name the key. What pgvault does not
+//! know is refused everywhere: an unknown section or key in the file, an
+//! unknown `PGVAULT_*` variable ([`env`]).
+//!
+//! # Layout
+//! - `env`: the `PGVAULT_*` variables pgvault knows, and their check.
+
+pub mod env;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::error::Kind;
+use figment::providers::{Format, Serialized, Toml};
+use figment::{Figment, Source};
 use serde::{Deserialize, Serialize};
 
-/// Everything the server commands read. Sections reject unknown keys; other
-/// top-level `PGVAULT_*` variables (client settings such as `PGVAULT_TOKEN`)
-/// are not ours and are ignored.
+use self::env::Environment;
+
+/// Everything the server commands read. Unknown sections and keys are
+/// refused; so are `PGVAULT_*` variables that are no setting and not one of
+/// the others pgvault reads ([`env::OTHER_VARIABLES`], secret variables).
 #[derive(Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub coordinator: CoordinatorSettings,
     pub queue: QueueSettings,
@@ -51,8 +61,10 @@ pub struct CoordinatorSettings {
     pub scheduler_interval_seconds: u64,
     /// Slots found later than this (no coordinator ran) are skipped with a reason.
     pub schedule_max_lateness_minutes: u64,
-    /// Test only: a file whose content (seconds) is added to the coordinator's
-    /// clock, re-read on every use. Empty: the system clock.
+    /// Test builds only (`--features test-clock`): a file whose content
+    /// (seconds) is added to the coordinator's clock, re-read on every use.
+    /// Empty: the system clock. Production builds refuse the key as unknown.
+    #[cfg(feature = "test-clock")]
     pub clock_offset_file: PathBuf,
     /// `env://VAR` secret references work only for variables whose name
     /// starts with this prefix. Empty: env:// references are refused.
@@ -156,6 +168,7 @@ impl Default for CoordinatorSettings {
             master_key: String::new(),
             scheduler_interval_seconds: 5,
             schedule_max_lateness_minutes: 12 * 60,
+            #[cfg(feature = "test-clock")]
             clock_offset_file: PathBuf::new(),
             master_key_file: PathBuf::new(),
             secret_env_prefix: String::new(),
@@ -181,10 +194,20 @@ impl Default for WorkerSettings {
 }
 
 impl Settings {
-    /// Defaults → file → environment → `overrides` (flags, as a partial tree).
+    /// Defaults → file → this process's environment → `overrides` (flags,
+    /// as a partial tree).
     pub fn load(
         config_file: Option<&Path>,
         overrides: serde_json::Value,
+    ) -> anyhow::Result<Settings> {
+        Settings::load_from(config_file, overrides, &Environment::from_process())
+    }
+
+    /// [`Settings::load`] with the `PGVAULT_*` variables of `environment`.
+    pub fn load_from(
+        config_file: Option<&Path>,
+        overrides: serde_json::Value,
+        environment: &Environment,
     ) -> anyhow::Result<Settings> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         match config_file {
@@ -197,9 +220,10 @@ impl Settings {
             None => figment = figment.merge(Toml::file("pgvault.toml")),
         }
         figment = figment
-            .merge(Env::prefixed("PGVAULT_").split("__"))
+            .merge(environment.settings())
             .merge(Serialized::defaults(overrides));
         let settings: Settings = figment.extract().map_err(describe)?;
+        environment.check(&settings.coordinator.secret_env_prefix)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -315,7 +339,8 @@ impl Settings {
     }
 }
 
-/// `invalid setting coordinator.listen (from PGVAULT_ environment variable(s)): …`
+/// `invalid setting coordinator.listen (from PGVAULT_COORDINATOR__LISTEN): …`,
+/// `unknown section [telemtry] (from TOML file /etc/pgvault.toml): …`.
 fn describe(error: figment::Error) -> anyhow::Error {
     let Some(e) = error.into_iter().next() else {
         return anyhow::anyhow!("invalid configuration");
@@ -324,12 +349,29 @@ fn describe(error: figment::Error) -> anyhow::Error {
     let source = e
         .metadata
         .as_ref()
-        .map(|m| format!(" (from {})", m.name))
+        .map(|m| {
+            if m.name == env::SOURCE {
+                let profile = e.profile.clone().unwrap_or_default();
+                format!(" (from {})", m.interpolate(&profile, &e.path))
+            } else if let Some(Source::File(path)) = &m.source {
+                format!(" (from {} {})", m.name, path.display())
+            } else {
+                // Defaults never fail: the rest are flags.
+                " (from command-line flags)".to_string()
+            }
+        })
         .unwrap_or_default();
-    if key.is_empty() {
-        anyhow::anyhow!("invalid configuration{source}: {}", e.kind)
-    } else {
-        anyhow::anyhow!("invalid setting {key}{source}: {}", e.kind)
+    match (&e.kind, e.path.as_slice()) {
+        (Kind::UnknownField(field, _), [_]) => anyhow::anyhow!(
+            "unknown section [{field}]{source}: pgvault's sections are {}",
+            env::SECTIONS.map(|s| format!("[{s}]")).join(", ")
+        ),
+        (Kind::UnknownField(field, expected), [section, ..]) => anyhow::anyhow!(
+            "unknown setting {key}{source}: [{section}] has no key {field:?}; its keys are {}",
+            expected.join(", ")
+        ),
+        _ if key.is_empty() => anyhow::anyhow!("invalid configuration{source}: {}", e.kind),
+        _ => anyhow::anyhow!("invalid setting {key}{source}: {}", e.kind),
     }
 }
 
@@ -347,38 +389,4 @@ fn decode_key(encoded: &str) -> anyhow::Result<[u8; 32]> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_valid() {
-        Settings::default().validate().unwrap();
-    }
-
-    #[test]
-    fn flags_override_defaults_and_errors_name_the_key() {
-        let s = Settings::load(None, serde_json::json!({"worker": {"concurrency": 4}})).unwrap();
-        assert_eq!(s.worker.concurrency, 4);
-        let err = Settings::load(None, serde_json::json!({"worker": {"zstd_level": 99}}))
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("worker.zstd_level"), "{err}");
-        let err = Settings::load(
-            None,
-            serde_json::json!({"coordinator": {"listen": "nonsense"}}),
-        )
-        .err()
-        .unwrap();
-        assert!(err.to_string().contains("coordinator.listen"), "{err}");
-    }
-
-    #[test]
-    fn master_key_must_be_32_bytes_of_base64() {
-        let mut s = Settings::default();
-        s.coordinator.master_key = "c2hvcnQ=".into();
-        assert!(s.master_key().unwrap_err().to_string().contains("32 bytes"));
-        s.coordinator.master_key =
-            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
-        assert_eq!(s.master_key().unwrap(), [7u8; 32]);
-    }
-}
+mod tests;
