@@ -15,7 +15,8 @@
 //!
 //! # Layout
 //! - `execute`, `heartbeat`, `tables`: one claimed task from start to report.
-//! - `executor`, `restore_files`, `lifecycle`: task messages → engine calls.
+//! - `executor`, `restore_files`, `lifecycle`: task messages → engine calls;
+//!   `stage_split`: the engine's stage times as the contract's split.
 //! - `link`, `grpc`, [`memory`]: the coordinator seam and its implementations.
 
 mod execute;
@@ -26,6 +27,7 @@ mod lifecycle;
 mod link;
 pub mod memory;
 mod restore_files;
+mod stage_split;
 mod tables;
 #[cfg(test)]
 mod tests;
