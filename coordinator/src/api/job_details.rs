@@ -1,5 +1,5 @@
-//! Job details beyond the job row: its attempt history and the progress of
-//! each table of its current attempt. Converts them to and from the wire
+//! Job details beyond the job row: its attempt history, the progress of
+//! each table of its current attempt, and where a completed job's time went. Converts them to and from the wire
 //! (tables arrive from workers and are validated here) and adds them to an
 //! API job for `GetJob` (everything) and `WatchJob` (changes only).
 
@@ -159,6 +159,9 @@ pub async fn add_all(store: &Store, job: &mut pb::Job, job_id: Uuid, attempt: u3
         .map(pb::TableProgress::from)
         .collect();
     job.table_progress_delta = false;
+    job.stage_split = attempts::completed_stage_split(store.pool(), job_id)
+        .await?
+        .map(pb::StageSplit::from);
     Ok(())
 }
 
@@ -198,6 +201,9 @@ pub async fn add_changes(
     }
     job.table_progress = tables.into_iter().map(pb::TableProgress::from).collect();
     job.table_progress_delta = true;
+    job.stage_split = attempts::completed_stage_split(store.pool(), job_id)
+        .await?
+        .map(pb::StageSplit::from);
     Ok(())
 }
 

@@ -2,7 +2,8 @@
 //! services reason about. They are separate from the generated proto types;
 //! `api::convert` turns one into the other at the edge.
 //!
-//! Jobs and their specs are in [`job`].
+//! Jobs and their specs are in [`job`]; where a finished job's time went in
+//! `stage_split`.
 //!
 //! Enumerations are stored in SQL as their own stable text (`IN_PROGRESS`),
 //! never as proto names: `api::convert` maps them to proto values with
@@ -44,8 +45,10 @@ macro_rules! text_enum {
 }
 
 mod job;
+mod stage_split;
 
 pub use job::*;
+pub use stage_split::{StageSplit, StageTime};
 
 text_enum!(
     /// Which retention rule a recovery point is kept by.
