@@ -5,8 +5,12 @@
 #
 # Needs: a Rust toolchain (with rustfmt and clippy) and PostgreSQL 15+ server
 # binaries (initdb, pg_ctl). Installs when missing: RabbitMQ (Debian package
-# rabbitmq-server), the Azure Blob emulator Azurite (npm, into ./.tools) and
-# the S3 server moto (PyPI moto[server], into the virtualenv ./.tools/venv).
+# rabbitmq-server), headless Chromium and its WebDriver for the web console
+# tests (Debian packages chromium, chromium-driver), the Azure Blob emulator
+# Azurite (npm, into ./.tools), the S3 server moto (PyPI moto[server], into
+# the virtualenv ./.tools/venv), and iproute2 (Debian package) for the
+# private-network tests, which create network namespaces and so must run as
+# root.
 # The tests start their own PostgreSQL, RabbitMQ, Azurite and moto on free
 # loopback ports and stop them after. Formatting and clippy are checked
 # after the build, before the tests.
@@ -27,6 +31,21 @@ if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
   echo "==> installing rabbitmq-server (Debian package)"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+fi
+
+# iproute2's `ip`: the private-network tests create namespaces and veth pairs.
+if ! command -v ip >/dev/null 2>&1 && [ ! -x /usr/sbin/ip ] && [ ! -x /sbin/ip ]; then
+  echo "==> installing iproute2 (Debian package)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
+fi
+
+# Chromium and chromedriver from Debian's packages, for the browser tests of
+# the web console (tests/tests/console_*.rs).
+if [ ! -x /usr/bin/chromedriver ] || { [ ! -x /usr/lib/chromium/chromium ] && [ ! -x /usr/bin/chromium ]; }; then
+  echo "==> installing chromium and chromium-driver (Debian packages)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 # Azurite from npm, kept inside the repository's .tools directory.

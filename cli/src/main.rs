@@ -5,10 +5,12 @@
 //! - [`config`]: settings for the server commands (figment).
 //! - [`up`]: the all-in-one mode.
 //! - [`serve`]: the `coordinator` and `worker` processes.
+//! - [`agent`]: `pgvault agent`: its admin verbs and `agent run`.
 //! - [`client`]: the client verbs (gRPC).
 //! - [`errors`]: `pgvault errors`, the error-code catalogue (offline).
 //! - [`telemetry`]: logging; [`signals`]: Ctrl-C and SIGTERM.
 
+mod agent;
 mod client;
 mod config;
 mod errors;
@@ -50,6 +52,10 @@ enum Command {
     Coordinator(serve::CoordinatorArgs),
     /// Run a worker that takes backup and restore tasks from RabbitMQ.
     Worker(serve::WorkerArgs),
+    /// Agents for servers in private networks that no worker can reach:
+    /// create, list, inspect and delete them, or run one (agent run).
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
     #[command(flatten)]
     Client(client::ClientCommand),
     /// Explain job error codes: what each means and what to do (offline).
@@ -79,6 +85,9 @@ fn main() -> ExitCode {
             Command::Worker(args) => serve::run_worker(cli.config.as_deref(), &cli.client, args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Agent(command) => {
+                agent::run(cli.config.as_deref(), &cli.client, command).await
+            }
             Command::Client(command) => client::run(&cli.client, command).await,
             Command::Errors(args) => {
                 errors::run(&args, cli.client.output).map(|()| ExitCode::SUCCESS)

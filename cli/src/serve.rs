@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use pgvault_console::{ConsoleOptions, PortFallback};
 use pgvault_coordinator::clock::{Clock, SystemClock};
 use pgvault_coordinator::secret_ref::ExternalSecrets;
 use pgvault_coordinator::{Coordinator, CoordinatorConfig, TlsFiles};
@@ -17,7 +18,7 @@ use pgvault_worker::runner::{self, WorkerOptions};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{CoordinatorSettings, Settings};
+use crate::config::{ConsoleListen, CoordinatorSettings, Settings};
 use crate::{client, signals, telemetry};
 
 #[derive(clap::Args)]
@@ -42,6 +43,11 @@ pub struct CoordinatorFlags {
     /// RabbitMQ URL [setting: queue.amqp_url].
     #[arg(long, value_name = "URL")]
     amqp_url: Option<String>,
+    /// Address the web console listens on, or "off" (default: off for
+    /// `coordinator`; `up`: 127.0.0.1:8080 or the next free port)
+    /// [setting: coordinator.console_listen].
+    #[arg(long, value_name = "ADDR|off")]
+    console_listen: Option<String>,
 }
 
 impl CoordinatorFlags {
@@ -58,12 +64,17 @@ impl CoordinatorFlags {
             self.database_url.map(Value::from),
         );
         overrides.set("queue", "amqp_url", self.amqp_url.map(Value::from));
+        overrides.set(
+            "coordinator",
+            "console_listen",
+            self.console_listen.map(Value::from),
+        );
     }
 }
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  pgvault worker --coordinator http://coordinator:50051 --amqp-url amqp://guest@rabbitmq:5672/%2f --token-file worker.token"
+    after_help = "Example:\n  pgvault worker --coordinator http://coordinator:50051 --amqp-url amqp://guest@rabbitmq:5672/%2f --token-file worker.token\n\nA coordinator serving TLS with a certificate of a private CA: pass the CA's PEM\ncertificate with --ca-cert FILE (or set worker.ca_cert)."
 )]
 pub struct WorkerArgs {
     /// Coordinator gRPC endpoint [setting: worker.coordinator].
@@ -122,6 +133,9 @@ pub async fn run_coordinator(
         "pgvault coordinator listening on http://{}",
         handle.local_addr()
     );
+    if let Some(url) = handle.console_url() {
+        eprintln!("web console on {url}");
+    }
     signals::shutdown_requested().await;
     tracing::info!("shutting down");
     handle.shutdown().await?;
@@ -152,7 +166,11 @@ pub async fn run_worker(
         (Err(e), None) => return Err(e),
     };
     let queue = AmqpQueue::connect(&settings.queue.amqp_url, &settings.queue.queue_name).await?;
-    let options = worker_options(&settings, settings.worker.coordinator.clone(), token);
+    let mut options = worker_options(&settings, settings.worker.coordinator.clone(), token);
+    // worker.ca_cert, else the global --ca-cert / PGVAULT_CA_CERT.
+    if options.ca_cert.is_none() {
+        options.ca_cert = client.ca_cert.clone();
+    }
     let shutdown = CancellationToken::new();
     let worker_id = options.worker_id.clone();
     let consumers =
@@ -201,7 +219,30 @@ pub fn coordinator_config(
             cert: c.tls_cert.clone(),
             key: c.tls_key.clone(),
         }),
+        console: console_options(c, None),
+        agent_wait: Duration::from_secs(c.agent_wait_seconds),
+        agent_status_interval: pgvault_coordinator::config::DEFAULT_AGENT_STATUS_INTERVAL,
     }
+}
+
+/// The web console's options: at the configured address, else at
+/// `default` (moving to a free port when it is taken), else none.
+/// `console_listen` was validated when the settings were loaded.
+pub fn console_options(
+    c: &CoordinatorSettings,
+    default: Option<SocketAddr>,
+) -> Option<ConsoleOptions> {
+    let (listen, fallback) = match c.console_listen().unwrap_or(ConsoleListen::Off) {
+        ConsoleListen::Off => return None,
+        ConsoleListen::At(addr) => (addr, PortFallback::Fail),
+        ConsoleListen::Default => (default?, PortFallback::NextFree),
+    };
+    Some(ConsoleOptions {
+        listen,
+        fallback,
+        idle_timeout: Duration::from_secs(c.console_idle_timeout_seconds),
+        ..ConsoleOptions::new(listen)
+    })
 }
 
 /// The coordinator's clock: the system clock, or in test builds the one
@@ -241,6 +282,7 @@ pub fn worker_options(
     WorkerOptions {
         coordinator_endpoint,
         token,
+        ca_cert: (!w.ca_cert.as_os_str().is_empty()).then(|| w.ca_cert.clone()),
         worker_id: runner::default_worker_id(),
         concurrency: w.concurrency,
         engine,

@@ -1,9 +1,14 @@
 //! Logging for the server commands: `tracing` to stderr as text or JSON,
-//! filtered by `log.filter` (or `RUST_LOG` when set).
+//! filtered by `log.filter` (or `RUST_LOG` when set), with the runner's
+//! log-tail layer so a failed task's last lines (of `pgvault worker`, `up`
+//! or `agent run`) travel with its failure into the job's details.
 
 use std::io::IsTerminal;
 
+use pgvault_worker::runner::LogTailLayer;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogSettings;
 
@@ -13,15 +18,26 @@ pub fn init(settings: &LogSettings) {
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_new(&settings.filter).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    // Colours only for people at a terminal, never in log files.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(LogTailLayer);
     let result = if settings.format == "json" {
-        builder.json().try_init()
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
     } else {
-        builder.try_init()
+        // Colours only for people at a terminal, never in log files.
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
     };
     if let Err(e) = result {
         eprintln!("warning: logging already initialised: {e}");

@@ -23,12 +23,19 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::serve::{CoordinatorFlags, Overrides, coordinator_config, worker_options};
+use crate::serve::{
+    CoordinatorFlags, Overrides, console_options, coordinator_config, worker_options,
+};
 use crate::{signals, telemetry};
+
+/// Where `up` serves the web console unless configured otherwise (the
+/// next free port when this one is taken).
+const DEFAULT_CONSOLE: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  pgvault up                       # state in ./.pgvault, API on http://127.0.0.1:50051\n  export PGVAULT_TOKEN=$(cat .pgvault/admin.token)"
+    after_help = "Example:\n  pgvault up                       # state in ./.pgvault, API on http://127.0.0.1:50051,\n                                   # web console on http://127.0.0.1:8080/ (or the next free port)\n  export PGVAULT_TOKEN=$(cat .pgvault/admin.token)"
 )]
 pub struct UpArgs {
     /// Directory for the state cluster, keys, tokens and local datastore [setting: up.data_dir].
@@ -88,6 +95,7 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
             durable: true,
             settings: Vec::new(),
             hba: None,
+            command_prefix: Vec::new(),
         };
         eprintln!(
             "starting private PostgreSQL state cluster in {}",
@@ -118,6 +126,7 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
     };
 
     let mut config = coordinator_config(&settings, database_url, master_key);
+    config.console = console_options(&settings.coordinator, Some(DEFAULT_CONSOLE));
     config.bootstrap_token = Some(token.clone());
     config.admin_token_file = None;
     let dead_letters: Box<dyn DeadLetterSource> = match &amqp {
@@ -142,6 +151,9 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
 
     println!("pgvault is up");
     println!("  endpoint     {endpoint}");
+    if let Some(url) = coordinator.console_url() {
+        println!("  web console  {url}  (sign in with the admin token)");
+    }
     println!(
         "  admin token  {}  (export PGVAULT_TOKEN=$(cat {}))",
         token_path.display(),

@@ -22,6 +22,12 @@ pub const DEFAULT_MAINTENANCE_DATABASES: [&str; 4] = [
     "cloudsqladmin",
 ];
 
+/// How long a job of an absent agent waits before it fails
+/// (`coordinator.agent_wait_seconds`).
+pub const DEFAULT_AGENT_WAIT: Duration = Duration::from_secs(3600);
+/// How often agents report (`coordinator.agent_status_interval_seconds`).
+pub const DEFAULT_AGENT_STATUS_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Everything [`crate::Coordinator::start`] needs.
 #[derive(Clone)]
 pub struct CoordinatorConfig {
@@ -60,6 +66,18 @@ pub struct CoordinatorConfig {
     pub external_secrets: ExternalSecrets,
     /// Serve the gRPC API over TLS with this certificate chain and key.
     pub tls: Option<TlsFiles>,
+    /// Serve the web console (`pgvault-console`) too, in this process, as
+    /// a client of this coordinator's API (over TLS when `tls` is set).
+    /// `None`: no console.
+    pub console: Option<pgvault_console::ConsoleOptions>,
+    /// How long a job routed to an agent waits in the queue while no
+    /// instance of the agent is connected before it fails with
+    /// `AgentUnavailable` (`coordinator.agent_wait_seconds`).
+    pub agent_wait: Duration,
+    /// How often agents send their status (told to them at hello; whole
+    /// seconds); an instance silent for three intervals counts as gone
+    /// (`coordinator.agent_status_interval_seconds`).
+    pub agent_status_interval: Duration,
 }
 
 /// PEM files of the gRPC listener's certificate chain and private key.
@@ -92,6 +110,9 @@ impl CoordinatorConfig {
             clock: Arc::new(SystemClock),
             external_secrets: ExternalSecrets::default(),
             tls: None,
+            console: None,
+            agent_wait: DEFAULT_AGENT_WAIT,
+            agent_status_interval: DEFAULT_AGENT_STATUS_INTERVAL,
         }
     }
 }
@@ -118,6 +139,9 @@ impl fmt::Debug for CoordinatorConfig {
             .field("clock", &self.clock)
             .field("external_secrets", &self.external_secrets)
             .field("tls", &self.tls)
+            .field("console", &self.console)
+            .field("agent_wait", &self.agent_wait)
+            .field("agent_status_interval", &self.agent_status_interval)
             .finish()
     }
 }

@@ -13,6 +13,14 @@ pub enum CoordinatorError {
     /// An id that names nothing: `vault "prod" not found`.
     #[error("{kind} \"{id}\" not found")]
     NotFound { kind: &'static str, id: String },
+    /// [`CoordinatorError::NotFound`] with the fix: `agent "dc1" not
+    /// found; create it with …`.
+    #[error("{kind} \"{id}\" not found; {fix}")]
+    NotFoundFix {
+        kind: &'static str,
+        id: String,
+        fix: String,
+    },
     #[error("{0}")]
     AlreadyExists(String),
     /// Bad input, naming the request field.
@@ -49,6 +57,18 @@ impl CoordinatorError {
         }
     }
 
+    pub fn not_found_fix(
+        kind: &'static str,
+        id: impl fmt::Display,
+        fix: impl Into<String>,
+    ) -> Self {
+        CoordinatorError::NotFoundFix {
+            kind,
+            id: id.to_string(),
+            fix: fix.into(),
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         CoordinatorError::InvalidArgument {
             field: field.into(),
@@ -67,7 +87,9 @@ impl CoordinatorError {
     /// The gRPC code this error is reported with.
     pub fn code(&self) -> Code {
         match self {
-            CoordinatorError::NotFound { .. } => Code::NotFound,
+            CoordinatorError::NotFound { .. } | CoordinatorError::NotFoundFix { .. } => {
+                Code::NotFound
+            }
             CoordinatorError::AlreadyExists(_) => Code::AlreadyExists,
             CoordinatorError::InvalidArgument { .. } => Code::InvalidArgument,
             CoordinatorError::FailedPrecondition(_) => Code::FailedPrecondition,
@@ -97,13 +119,6 @@ const FOREIGN_KEY_VIOLATION: &str = "23503";
 /// SQLSTATEs worth retrying: serialization failure, deadlock.
 const SERIALIZATION_FAILURE: &str = "40001";
 const DEADLOCK_DETECTED: &str = "40P01";
-
-impl From<pgvault_probe::ProbeError> for CoordinatorError {
-    /// A server that cannot answer a probe it could be asked: try again.
-    fn from(error: pgvault_probe::ProbeError) -> Self {
-        CoordinatorError::Unavailable(error.to_string())
-    }
-}
 
 impl From<sqlx::Error> for CoordinatorError {
     fn from(error: sqlx::Error) -> Self {

@@ -13,13 +13,15 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: settings and defaults; [`server`]: start-up and the handle.
+//! - [`config`]: settings and defaults; [`server`]: start-up and the handle;
+//!   [`console`]: the web console served beside the API (`pgvault-console`).
 //! - [`error`]: the one error type, mapped to `tonic::Status` in one place.
 //! - [`model`]: domain types; [`names`]: resource names and short ids.
 //! - [`validation`], [`retention`]: input rules (schedules, durations, databases).
 //! - [`clock`]: the one source of "now"; [`slots`]: when a schedule fires;
 //!   [`tagging`]: a point's tag and expiry, and what retention does with it.
-//! - [`readiness`]: per-database backup readiness (connection, privileges) and grant scripts.
+//! - [`readiness`]: per-database backup readiness (connection, privileges) and grant scripts;
+//!   [`server_probe`]: asking a server directly or through its agent, one seam.
 //! - [`secrets`]: AES-256-GCM sealing, connection-string parsing, redaction;
 //!   [`secret_ref`]: secret references (`secret://`, `env://`, `file://`).
 //! - [`auth`]: API token values (generated, stored hashed) and the first token;
@@ -27,6 +29,8 @@
 //!   time, the RPC → permission table, roles), and the caller handlers get from it.
 //! - [`store`]: the sqlx repositories, the only code that writes SQL.
 //! - [`api`]: one tonic service per resource; [`worker_api`]: claim/heartbeat/complete/fail.
+//! - [`agents`]: agents' streams, the offers made down them, their probes,
+//!   and the sweeper failing jobs whose agent stays away.
 //! - [`dispatch`]: outbox → queue; [`reaper`]: expired leases → re-queue or fail;
 //!   [`dead_letters`]: the dead-letter queue → recorded dead letters.
 //! - [`leader`]: advisory-lock leadership; [`scheduler`]: policies → scheduled jobs,
@@ -35,12 +39,14 @@
 //!   rehydrates, and what completed lifecycle jobs change.
 
 pub mod access;
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod backoff;
 pub mod clock;
 pub mod collector;
 pub mod config;
+pub mod console;
 pub mod dead_letters;
 pub mod dispatch;
 pub mod error;
@@ -55,6 +61,7 @@ pub mod scheduler;
 pub mod secret_ref;
 pub mod secrets;
 pub mod server;
+pub mod server_probe;
 pub mod slots;
 pub mod store;
 pub mod tagging;

@@ -9,8 +9,8 @@ use uuid::Uuid;
 use crate::error::{CoordinatorError, Result};
 
 pub use grammar::{
-    dead_letter_name, instance_name, job_name, policy_name, recovery_point_name, secret_name,
-    server_name, token_name, vault_name,
+    agent_name, dead_letter_name, instance_name, job_name, policy_name, recovery_point_name,
+    secret_name, server_name, token_name, vault_name,
 };
 
 /// The error of `field` for a refused name or id.
@@ -70,6 +70,13 @@ pub fn parse_job(field: &str, name: &str) -> Result<Uuid> {
 /// `deadLetters/{dead_letter}` → dead letter id.
 pub fn parse_dead_letter(field: &str, name: &str) -> Result<Uuid> {
     grammar::parse_dead_letter(name).map_err(invalid(field))
+}
+
+/// `agents/{agent}` → agent id.
+pub fn parse_agent(field: &str, name: &str) -> Result<String> {
+    Ok(grammar::parse_agent(name)
+        .map_err(invalid(field))?
+        .to_owned())
 }
 
 /// `tokens/{uuid}` → token id.

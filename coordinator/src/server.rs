@@ -1,9 +1,11 @@
 //! Starting and stopping a coordinator: connect to the state database,
 //! migrate under an advisory lock, set up tokens, bind the listener, then run
 //! the tonic server (every call through the access gate; reflection and
-//! health open), the outbox dispatcher, the
-//! scheduler, the lifecycle sweeper, the lease reaper and (when given a
-//! dead-letter source) the dead-letter drain until shutdown.
+//! health open), the web console when configured (calling the same routes
+//! through the same gate), the outbox dispatcher, the agent dispatcher and
+//! sweeper, the scheduler, the lifecycle sweeper, the lease reaper and (when
+//! given a dead-letter source) the dead-letter drain until shutdown. Shutdown
+//! ends agents' streams cleanly before the server stops.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -11,6 +13,7 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use pgvault_proto::v1::access_service_server::AccessServiceServer;
+use pgvault_proto::v1::agent_service_server::AgentServiceServer;
 use pgvault_proto::v1::backup_instance_service_server::BackupInstanceServiceServer;
 use pgvault_proto::v1::job_service_server::JobServiceServer;
 use pgvault_proto::v1::policy_service_server::PolicyServiceServer;
@@ -25,10 +28,12 @@ use sqlx::postgres::PgConnectOptions;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::access::AccessLayer;
+use crate::agents::{AgentApi, Agents, HubSettings, SweepSettings};
 use crate::api::ApiContext;
 use crate::api::access::AccessApi;
 use crate::api::instances::InstanceApi;
@@ -45,6 +50,7 @@ use crate::error::{CoordinatorError, Result};
 use crate::reaper::{ReaperSettings, RetryPolicy};
 use crate::scheduler::SchedulerSettings;
 use crate::secrets::Cipher;
+use crate::server_probe::{DirectProbe, Probes};
 use crate::store::{Store, migrate};
 use crate::worker_api::WorkerApi;
 use crate::{dispatch, lifecycle, reaper, scheduler};
@@ -55,6 +61,7 @@ pub struct Coordinator;
 /// A running coordinator. Dropping it does not stop it; call `shutdown`.
 pub struct CoordinatorHandle {
     local_addr: SocketAddr,
+    console: Option<pgvault_console::ConsoleHandle>,
     cancel: CancellationToken,
     server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
     background: Vec<JoinHandle<()>>,
@@ -119,6 +126,16 @@ impl Coordinator {
 
         let clock = config.clock.clone();
         let dispatch_wake = Arc::new(Notify::new());
+        let cancel = CancellationToken::new();
+        let agents = Agents::new(
+            store.clone(),
+            HubSettings {
+                status_interval: config.agent_status_interval,
+                coordinator: format!("{local_addr} (pid {})", std::process::id()),
+            },
+            cancel.clone(),
+        );
+        let probes = Probes::new(Arc::new(DirectProbe), Arc::new(agents.probe()));
         let ctx = Arc::new(ApiContext {
             clock: clock.clone(),
             store: store.clone(),
@@ -128,8 +145,8 @@ impl Coordinator {
             dispatch_wake: dispatch_wake.clone(),
             lease_ttl: config.lease_ttl,
             retry: retry_policy(&config),
+            probes,
         });
-        let cancel = CancellationToken::new();
 
         let (mut health, health_service) = tonic_health::server::health_reporter();
         health
@@ -151,6 +168,7 @@ impl Coordinator {
         health.set_serving::<JobServiceServer<JobApi>>().await;
         health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
         health.set_serving::<AccessServiceServer<AccessApi>>().await;
+        health.set_serving::<AgentServiceServer<AgentApi>>().await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(pgvault_proto::FILE_DESCRIPTOR_SET)
@@ -169,10 +187,7 @@ impl Coordinator {
                 CoordinatorError::invalid("tls", format!("cannot use the TLS certificate: {e}"))
             })?;
         }
-        // The gate authorises every call before any service sees it.
-        let router = builder
-            .layer(AccessLayer::new(store.clone()))
-            .add_service(health_service)
+        let routes = Routes::new(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(VaultServiceServer::new(VaultApi::new(ctx.clone())))
@@ -188,7 +203,25 @@ impl Coordinator {
             .add_service(RestoreServiceServer::new(RestoreApi::new(ctx.clone())))
             .add_service(JobServiceServer::new(JobApi::new(ctx.clone())))
             .add_service(WorkerServiceServer::new(WorkerApi::new(ctx.clone())))
-            .add_service(AccessServiceServer::new(AccessApi::new(ctx.clone())));
+            .add_service(AccessServiceServer::new(AccessApi::new(ctx.clone())))
+            .add_service(agents.service(ctx.clone()));
+        let console = match config.console.clone() {
+            Some(options) => Some(
+                crate::console::start(
+                    options,
+                    config.tls.as_ref(),
+                    routes.clone(),
+                    store.clone(),
+                    cancel.clone(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        // The gate authorises every call before any service sees it.
+        let router = builder
+            .layer(AccessLayer::new(store.clone()))
+            .add_routes(routes);
         let stop = cancel.clone();
         let server = tokio::spawn(async move {
             router
@@ -200,7 +233,12 @@ impl Coordinator {
             CoordinatorError::invalid("database_url", "is not a valid postgresql:// URL")
         })?;
         let drain_store = store.clone();
-        let mut background = vec![
+        let mut background = agents.spawn(SweepSettings {
+            connect: connect.clone(),
+            interval: config.reaper_interval,
+            wait: config.agent_wait,
+        });
+        background.extend([
             tokio::spawn(scheduler::run(
                 store.clone(),
                 clock.clone(),
@@ -238,7 +276,7 @@ impl Coordinator {
                 dispatch_wake,
                 cancel.clone(),
             )),
-        ];
+        ]);
         if let Some(source) = dead_letters {
             background.push(tokio::spawn(crate::dead_letters::drain::run(
                 drain_store,
@@ -249,6 +287,7 @@ impl Coordinator {
         tracing::info!(address = %local_addr, tls = config.tls.is_some(), "coordinator listening");
         Ok(CoordinatorHandle {
             local_addr,
+            console,
             cancel,
             server: Some(server),
             background,
@@ -306,6 +345,20 @@ fn validate(config: &CoordinatorConfig) -> Result<()> {
             "must be more than 0",
         ));
     }
+    if config.agent_wait.is_zero() {
+        return Err(CoordinatorError::invalid(
+            "agent_wait_seconds",
+            "must be at least 1 second",
+        ));
+    }
+    if config.agent_status_interval.as_secs() == 0
+        || config.agent_status_interval.subsec_nanos() != 0
+    {
+        return Err(CoordinatorError::invalid(
+            "agent_status_interval_seconds",
+            "must be a whole number of seconds, at least 1",
+        ));
+    }
     Ok(())
 }
 
@@ -313,6 +366,11 @@ impl CoordinatorHandle {
     /// The address the gRPC server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The web console's URL, when it is served.
+    pub fn console_url(&self) -> Option<&str> {
+        self.console.as_ref().map(|c| c.url())
     }
 
     /// Waits until the gRPC server ends by itself (an error), or until
@@ -339,6 +397,9 @@ impl CoordinatorHandle {
             if let Err(error) = task.await {
                 tracing::warn!(error = %error, "background task ended abnormally");
             }
+        }
+        if let Some(console) = self.console.take() {
+            console.stopped().await;
         }
         tracing::info!(address = %self.local_addr, "coordinator stopped");
         served

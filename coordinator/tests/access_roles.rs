@@ -10,6 +10,7 @@ use common::Harness;
 use pgvault_coordinator::access::{Role, Rpc};
 use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::access_service_client::AccessServiceClient;
+use pgvault_proto::v1::agent_service_client::AgentServiceClient;
 use pgvault_proto::v1::backup_instance_service_client::BackupInstanceServiceClient;
 use pgvault_proto::v1::job_service_client::JobServiceClient;
 use pgvault_proto::v1::policy_service_client::PolicyServiceClient;
@@ -60,8 +61,7 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
     let jobs = || JobServiceClient::with_interceptor(c.clone(), b.clone());
     let workers = || WorkerServiceClient::with_interceptor(c.clone(), b.clone());
     let access = || AccessServiceClient::with_interceptor(c.clone(), b.clone());
-    let agents =
-        || pb::agent_service_client::AgentServiceClient::with_interceptor(c.clone(), b.clone());
+    let agents = || AgentServiceClient::with_interceptor(c.clone(), b.clone());
     let point = format!("{GHOST_INSTANCE}/recoveryPoints/00000000-0000-4000-8000-000000000004");
     match rpc {
         Rpc::CreateVault => vaults()
@@ -318,7 +318,9 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             .await
             .map(drop),
         Rpc::GetAgent => agents()
-            .get_agent(pb::GetAgentRequest::default())
+            .get_agent(pb::GetAgentRequest {
+                name: "agents/ghost".into(),
+            })
             .await
             .map(drop),
         Rpc::ListAgents => agents()
@@ -326,9 +328,12 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             .await
             .map(drop),
         Rpc::DeleteAgent => agents()
-            .delete_agent(pb::DeleteAgentRequest::default())
+            .delete_agent(pb::DeleteAgentRequest {
+                name: "agents/ghost".into(),
+            })
             .await
             .map(drop),
+        // A stream that ends before hello: refused however far it gets.
         Rpc::Connect => agents()
             .connect(tokio_stream::iter(Vec::<pb::AgentMessage>::new()))
             .await
@@ -339,6 +344,13 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             .map(drop),
         Rpc::CompleteProbe => agents()
             .complete_probe(pb::CompleteProbeRequest::default())
+            .await
+            .map(drop),
+        Rpc::TestPermissions => access()
+            .test_permissions(pb::TestPermissionsRequest {
+                resource: "vaults/v".into(),
+                permissions: vec!["BackupNow".into()],
+            })
             .await
             .map(drop),
     }
@@ -396,6 +408,72 @@ async fn every_rpc_with_every_role() {
             "{rpc:?} without a token"
         );
     }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_token_reaches_only_the_worker_and_agent_calls_and_its_role_is_not_assignable() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    let created =
+        AgentServiceClient::with_interceptor(h.channel.clone(), bearer(Some(common::TOKEN)))
+            .create_agent(pb::CreateAgentRequest {
+                agent_id: "dc1".into(),
+                agent: Some(pb::Agent {
+                    region: "local".into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("create agent")
+            .into_inner();
+    let token = created.token;
+    for rpc in Rpc::ALL {
+        let outcome = call(rpc, &h.channel, Some(&token)).await;
+        let denied = matches!(&outcome, Err(s) if s.code() == Code::PermissionDenied);
+        assert_eq!(
+            denied,
+            !Role::Agent.grants(rpc.permission()),
+            "Agent calling {rpc:?}: got {outcome:?}"
+        );
+    }
+    let mut owner =
+        AccessServiceClient::with_interceptor(h.channel.clone(), bearer(Some(common::TOKEN)));
+    let refused = owner
+        .create_token(pb::CreateTokenRequest {
+            display_name: "fake agent".into(),
+            role: "Agent".into(),
+            scope: String::new(),
+        })
+        .await
+        .expect_err("the Agent role is not assignable");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("pgvault agent create"),
+        "{}",
+        refused.message()
+    );
+    let tokens = owner
+        .list_tokens(pb::ListTokensRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .tokens;
+    let agent_token = tokens
+        .iter()
+        .find(|t| t.display_name == "agent dc1")
+        .expect("the agent's token");
+    let refused = owner
+        .assign_role(pb::AssignRoleRequest {
+            assignment: Some(pb::RoleAssignment {
+                principal: agent_token.name.clone(),
+                role: "Owner".into(),
+                scope: String::new(),
+            }),
+        })
+        .await
+        .expect_err("an agent's token keeps its role");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
     h.stop().await;
 }
 
@@ -535,5 +613,82 @@ async fn vault_roles_apply_to_their_vault_and_revoked_tokens_stop_working() {
         .await
         .expect_err("revoked");
     assert_eq!(status.code(), Code::Unauthenticated);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn test_permissions_answers_from_the_callers_own_roles_and_the_rpc_table() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    let operator = create_token(&h, "v operator", Role::BackupOperator, "vaults/v").await;
+    let asked: Vec<String> = [
+        "BackupNow",
+        "RestoreAsDatabase",
+        "StopProtection",
+        "GetJob",
+        "ListServers",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut access =
+        AccessServiceClient::with_interceptor(h.channel.clone(), bearer(Some(&operator)));
+    let on_v = access
+        .test_permissions(pb::TestPermissionsRequest {
+            resource: "vaults/v/backupInstances/any".into(),
+            permissions: asked.clone(),
+        })
+        .await
+        .expect("a role on v may ask about v")
+        .into_inner();
+    // Vault-scoped RPCs count the vault role; ListServers is global.
+    assert_eq!(
+        on_v.permissions,
+        ["BackupNow", "RestoreAsDatabase", "GetJob"]
+    );
+    assert_eq!(on_v.display_name, "v operator");
+    assert!(on_v.principal.starts_with("tokens/"), "{}", on_v.principal);
+    // Asking globally, or about a vault it cannot read, is itself refused.
+    for resource in ["", "vaults/other"] {
+        let status = access
+            .test_permissions(pb::TestPermissionsRequest {
+                resource: resource.into(),
+                permissions: asked.clone(),
+            })
+            .await
+            .expect_err("no role there");
+        assert_eq!(status.code(), Code::PermissionDenied, "{resource:?}");
+    }
+    let mut owner =
+        AccessServiceClient::with_interceptor(h.channel.clone(), bearer(Some(common::TOKEN)));
+    let everything = owner
+        .test_permissions(pb::TestPermissionsRequest {
+            resource: String::new(),
+            permissions: asked.clone(),
+        })
+        .await
+        .expect("owner")
+        .into_inner();
+    assert_eq!(everything.permissions, asked);
+    let status = owner
+        .test_permissions(pb::TestPermissionsRequest {
+            resource: String::new(),
+            permissions: vec!["BackupNow".into(), "MakeCoffee".into()],
+        })
+        .await
+        .expect_err("unknown name");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("permissions[1]"),
+        "{}",
+        status.message()
+    );
+    let status = owner
+        .test_permissions(pb::TestPermissionsRequest {
+            resource: "servers/s".into(),
+            permissions: asked,
+        })
+        .await
+        .expect_err("not a vault");
+    assert_eq!(status.code(), Code::InvalidArgument);
     h.stop().await;
 }

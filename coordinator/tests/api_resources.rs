@@ -408,7 +408,7 @@ async fn servers_secrets_and_databases() {
 }
 
 #[tokio::test]
-async fn servers_with_an_agent_are_refused_until_agents_exist_and_old_rows_still_read() {
+async fn servers_naming_an_unknown_agent_are_refused_and_old_rows_still_read() {
     let h = Harness::start().await;
     let refused = h
         .servers()
@@ -422,13 +422,13 @@ async fn servers_with_an_agent_are_refused_until_agents_exist_and_old_rows_still
             }),
         })
         .await
-        .expect_err("agents are not available");
-    assert_eq!(refused.code(), Code::InvalidArgument);
+        .expect_err("no such agent");
+    assert_eq!(refused.code(), Code::NotFound);
     assert!(
-        refused
-            .message()
-            .starts_with("server.agent: agents are not available yet")
-            && refused.message().contains("reachable from the workers"),
+        refused.message().starts_with("agent \"agent-1\" not found")
+            && refused
+                .message()
+                .contains("pgvault agent create agent-1 --region local"),
         "{}",
         refused.message()
     );
@@ -440,7 +440,7 @@ async fn servers_with_an_agent_are_refused_until_agents_exist_and_old_rows_still
         .into_inner();
     assert!(listed.servers.is_empty(), "{listed:?}");
 
-    // A row written before agents were refused still reads, agent included.
+    // A row written before agents existed still reads, agent included.
     let client = h.cluster.connect("postgres").await.expect("connect");
     client
         .execute(

@@ -4,7 +4,7 @@
 //! Authentication is always `scram-sha-256` for the superuser `postgres`, with
 //! the password from [`ClusterOptions`], so wrong-password paths are real.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -26,6 +26,12 @@ pub struct ClusterOptions {
     /// Contents written to `pg_hba.conf` before every start; `None` keeps
     /// initdb's (scram-sha-256 for everyone).
     pub hba: Option<String>,
+    /// Program and arguments every server command (`initdb`, `pg_ctl`) runs
+    /// through, e.g. `ip netns exec NAME` to start the server inside a
+    /// network namespace; empty runs them directly. The server then listens
+    /// on the 127.0.0.1 of that network, so [`LocalCluster::connect`] and
+    /// [`LocalCluster::url`] only work from inside it.
+    pub command_prefix: Vec<String>,
 }
 
 impl std::fmt::Debug for ClusterOptions {
@@ -37,6 +43,7 @@ impl std::fmt::Debug for ClusterOptions {
             .field("durable", &self.durable)
             .field("settings", &self.settings)
             .field("hba", &self.hba)
+            .field("command_prefix", &self.command_prefix)
             .finish()
     }
 }
@@ -49,11 +56,13 @@ pub struct LocalCluster {
     bin_dir: PathBuf,
     /// OS user the server runs as when this process is root.
     os_user: Option<OsUser>,
+    /// What the server commands run through ([`ClusterOptions::command_prefix`]).
+    command_prefix: Vec<String>,
     running: bool,
 }
 
 #[derive(Clone)]
-struct OsUser {
+pub(crate) struct OsUser {
     name: String,
     uid: u32,
     gid: u32,
@@ -76,6 +85,7 @@ impl LocalCluster {
             password: options.password.clone(),
             bin_dir,
             os_user,
+            command_prefix: options.command_prefix.clone(),
             running: false,
         };
         if !cluster.data_dir.join("PG_VERSION").is_file() {
@@ -282,21 +292,17 @@ impl LocalCluster {
         })
     }
 
-    /// Runs a PostgreSQL binary, as the unprivileged OS user when we are root.
+    /// Runs a PostgreSQL binary, as the unprivileged OS user when we are
+    /// root, through the command prefix when there is one.
     fn run(&self, binary: &str, args: &[&str]) -> Result<(), LocalPgError> {
         let program = self.bin_dir.join(binary);
-        let mut command = match &self.os_user {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.arg("-u").arg(&user.name).arg("--").arg(&program);
-                c
-            }
-            None => Command::new(&program),
-        };
-        command.args(args).current_dir("/");
+        let user = self.os_user.as_ref().map(|u| u.name.as_str());
+        let line = command_line(&self.command_prefix, user, &program);
+        let mut command = Command::new(&line[0]);
+        command.args(&line[1..]).args(args).current_dir("/");
         let output = command.output().map_err(|source| LocalPgError::Io {
             context: "cannot run",
-            path: program.clone(),
+            path: PathBuf::from(&line[0]),
             source,
         })?;
         if output.status.success() {
@@ -328,135 +334,6 @@ impl Drop for LocalCluster {
     }
 }
 
-/// A cluster in a temporary directory, removed after the server stops.
-pub struct TempCluster {
-    // Field order matters: the cluster stops before its directory goes.
-    cluster: LocalCluster,
-    options: ClusterOptions,
-    _dir: tempfile::TempDir,
-}
-
-impl TempCluster {
-    /// A throwaway, non-durable cluster with the given superuser password.
-    pub fn start(password: &str) -> Result<Self, LocalPgError> {
-        Self::start_with(password, None)
-    }
-
-    /// Like [`TempCluster::start`], serving TLS with the given PEM
-    /// certificate and key; the roles in `tls_only_roles` may connect only
-    /// over TLS (the superuser may still connect without).
-    pub fn start_with_tls(
-        password: &str,
-        certificate_pem: &str,
-        key_pem: &str,
-        tls_only_roles: &[&str],
-    ) -> Result<Self, LocalPgError> {
-        Self::start_with(
-            password,
-            Some(TlsSetup {
-                certificate_pem,
-                key_pem,
-                tls_only_roles,
-            }),
-        )
-    }
-
-    fn start_with(password: &str, tls: Option<TlsSetup<'_>>) -> Result<Self, LocalPgError> {
-        let dir = tempfile::Builder::new()
-            .prefix("pgvault-pg-")
-            .tempdir()
-            .map_err(|source| LocalPgError::Io {
-                context: "cannot create temporary directory",
-                path: std::env::temp_dir(),
-                source,
-            })?;
-        set_mode(dir.path(), 0o755)?;
-        let mut options = ClusterOptions {
-            data_dir: dir.path().join("data"),
-            port: None,
-            password: password.to_string(),
-            durable: false,
-            settings: vec![("max_connections".into(), "200".into())],
-            hba: None,
-        };
-        if let Some(tls) = tls {
-            tls.install(dir.path(), &mut options)?;
-        }
-        let cluster = LocalCluster::start(options.clone())?;
-        Ok(TempCluster {
-            cluster,
-            options,
-            _dir: dir,
-        })
-    }
-
-    /// Stops and starts the server again on the same port.
-    pub fn restart(&mut self) -> Result<(), LocalPgError> {
-        self.cluster.restart(&self.options)
-    }
-}
-
-/// TLS for a [`TempCluster`]: certificate files and who must use them.
-struct TlsSetup<'a> {
-    certificate_pem: &'a str,
-    key_pem: &'a str,
-    tls_only_roles: &'a [&'a str],
-}
-
-impl TlsSetup<'_> {
-    /// Writes the certificate and key (readable by the server's OS user
-    /// only) under `dir` and turns TLS on in `options`.
-    fn install(&self, dir: &Path, options: &mut ClusterOptions) -> Result<(), LocalPgError> {
-        let write = |name: &str, text: &str| -> Result<PathBuf, LocalPgError> {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|source| LocalPgError::Io {
-                context: "cannot write",
-                path: path.clone(),
-                source,
-            })?;
-            set_mode(&path, 0o600)?;
-            if let Some(user) = os_user_if_root()? {
-                chown(&path, &user)?;
-            }
-            Ok(path)
-        };
-        let certificate = write("server.crt", self.certificate_pem)?;
-        let key = write("server.key", self.key_pem)?;
-        options.settings.push(("ssl".into(), "on".into()));
-        options
-            .settings
-            .push(("ssl_cert_file".into(), certificate.display().to_string()));
-        options
-            .settings
-            .push(("ssl_key_file".into(), key.display().to_string()));
-        let mut hba = String::from("local all all scram-sha-256\n");
-        for role in self.tls_only_roles {
-            let role = format!("\"{}\"", role.replace('"', "\"\""));
-            hba.push_str(&format!(
-                "hostssl all {role} 127.0.0.1/32 scram-sha-256\nhostnossl all {role} 127.0.0.1/32 reject\n"
-            ));
-        }
-        hba.push_str(
-            "host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n",
-        );
-        options.hba = Some(hba);
-        Ok(())
-    }
-}
-
-impl std::ops::Deref for TempCluster {
-    type Target = LocalCluster;
-    fn deref(&self) -> &LocalCluster {
-        &self.cluster
-    }
-}
-
-impl std::ops::DerefMut for TempCluster {
-    fn deref_mut(&mut self) -> &mut LocalCluster {
-        &mut self.cluster
-    }
-}
-
 fn absolute(path: &Path) -> Result<PathBuf, LocalPgError> {
     std::path::absolute(path).map_err(|source| LocalPgError::Io {
         context: "cannot resolve",
@@ -465,7 +342,18 @@ fn absolute(path: &Path) -> Result<PathBuf, LocalPgError> {
     })
 }
 
-fn os_user_if_root() -> Result<Option<OsUser>, LocalPgError> {
+/// The program and arguments that run `program`: the command prefix, then
+/// `runuser -u USER --` when the server must run as another OS user.
+fn command_line(prefix: &[String], os_user: Option<&str>, program: &Path) -> Vec<OsString> {
+    let mut line: Vec<OsString> = prefix.iter().map(OsString::from).collect();
+    if let Some(user) = os_user {
+        line.extend(["runuser", "-u", user, "--"].map(OsString::from));
+    }
+    line.push(program.as_os_str().to_os_string());
+    line
+}
+
+pub(crate) fn os_user_if_root() -> Result<Option<OsUser>, LocalPgError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
@@ -482,7 +370,7 @@ fn os_user_if_root() -> Result<Option<OsUser>, LocalPgError> {
     Ok(Some(OsUser { name, uid, gid }))
 }
 
-fn chown(path: &Path, user: &OsUser) -> Result<(), LocalPgError> {
+pub(crate) fn chown(path: &Path, user: &OsUser) -> Result<(), LocalPgError> {
     std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).map_err(|source| {
         LocalPgError::Io {
             context: "cannot change owner of",
@@ -492,7 +380,7 @@ fn chown(path: &Path, user: &OsUser) -> Result<(), LocalPgError> {
     })
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<(), LocalPgError> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), LocalPgError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
         LocalPgError::Io {
@@ -519,23 +407,28 @@ fn percent_encode(s: &str) -> String {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn temp_cluster_accepts_password_logins_and_rejects_wrong_ones() {
-        let cluster = TempCluster::start("s3cret pw").expect("start private cluster");
-        let client = cluster.connect("postgres").await.expect("connect");
-        let row = client.query_one("select 1::int4", &[]).await.unwrap();
-        assert_eq!(row.get::<_, i32>(0), 1);
-        let mut bad = cluster.config("postgres");
-        bad.password("wrong");
-        let err = bad
-            .connect(tokio_postgres::NoTls)
-            .await
-            .err()
-            .expect("wrong password must fail");
+    #[test]
+    fn server_commands_run_through_the_prefix_then_as_the_os_user() {
+        let prefix = ["ip", "netns", "exec", "pgv-1-0"].map(String::from);
+        let program = Path::new("/pg/bin/pg_ctl");
         assert_eq!(
-            err.code(),
-            Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD),
-            "{err:?}"
+            command_line(&prefix, Some("postgres"), program),
+            [
+                "ip",
+                "netns",
+                "exec",
+                "pgv-1-0",
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                "/pg/bin/pg_ctl"
+            ]
+            .map(OsString::from)
+        );
+        assert_eq!(
+            command_line(&[], None, program),
+            [OsString::from("/pg/bin/pg_ctl")]
         );
     }
 

@@ -8,8 +8,9 @@
 //! `vaults/{vault}/backupInstances/{instance}`,
 //! `vaults/{vault}/backupInstances/{instance}/recoveryPoints/{point}`,
 //! `jobs/{job}`, `servers/{server}`, `secrets/{secret}`,
-//! `deadLetters/{dead_letter}`, `tokens/{token}`. Vault, policy, server and
-//! secret ids are short ids chosen by users; the others are UUIDs.
+//! `deadLetters/{dead_letter}`, `tokens/{token}`, `agents/{agent}`. Vault,
+//! policy, server, secret and agent ids are short ids chosen by users; the
+//! others are UUIDs.
 
 use uuid::Uuid;
 
@@ -85,6 +86,10 @@ pub const DEAD_LETTER: Pattern = Pattern {
 pub const TOKEN: Pattern = Pattern {
     collections: &["tokens"],
     display: "tokens/{token}",
+};
+pub const AGENT: Pattern = Pattern {
+    collections: &["agents"],
+    display: "agents/{agent}",
 };
 
 impl Pattern {
@@ -260,6 +265,15 @@ pub fn token_name(token: Uuid) -> String {
     TOKEN.format(&[&token.to_string()])
 }
 
+/// `agents/{agent}` → agent id.
+pub fn parse_agent(name: &str) -> Result<&str, NameError> {
+    Ok(AGENT.parse(name)?[0])
+}
+
+pub fn agent_name(agent: &str) -> String {
+    AGENT.format(&[agent])
+}
+
 /// The last segment of a name (its own id): what tables show.
 pub fn short(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
@@ -316,6 +330,8 @@ mod tests {
         );
         assert_eq!(parse_server(&server_name("pg1")).unwrap(), "pg1");
         assert_eq!(parse_secret(&secret_name("app")).unwrap(), "app");
+        assert_eq!(parse_agent(&agent_name("dc1")).unwrap(), "dc1");
+        assert_eq!(agent_name("dc1"), "agents/dc1");
         assert_eq!(
             parse_instance(&instance_name("prod", id)).unwrap(),
             ("prod", id)

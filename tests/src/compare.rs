@@ -1,11 +1,12 @@
 //! Proves two databases hold the same thing: `pg_dump --schema-only` text,
-//! per-table row counts and checksums over every row, and sequence states.
+//! per-table row counts and checksums over every row, and sequence states;
+//! on any servers the test can reach ([`PgAccess`]).
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use anyhow::{Context, bail};
-use pgvault_localpg::LocalCluster;
+
+use crate::pg_access::PgAccess;
 
 /// Everything compared, in a form whose `Debug` diff is readable.
 #[derive(Debug, PartialEq, Eq)]
@@ -19,20 +20,12 @@ pub struct Fingerprint {
 
 /// `pg_dump --schema-only` output without the lines that differ between any
 /// two dumps (version banner, `\restrict` keys).
-pub fn schema_text(cluster: &LocalCluster, database: &str) -> anyhow::Result<String> {
-    let output = Command::new(cluster.bin_dir().join("pg_dump"))
-        .args([
-            "--schema-only",
-            "-h",
-            cluster.host(),
-            "-p",
-            &cluster.port().to_string(),
-            "-U",
-            cluster.user(),
-        ])
+pub fn schema_text(cluster: &impl PgAccess, database: &str) -> anyhow::Result<String> {
+    let output = cluster
+        .client_command("pg_dump")
+        .arg("--schema-only")
         .arg("-d")
         .arg(database)
-        .env("PGPASSWORD", cluster.password())
         .output()
         .context("run pg_dump")?;
     if !output.status.success() {
@@ -53,9 +46,9 @@ pub fn schema_text(cluster: &LocalCluster, database: &str) -> anyhow::Result<Str
         .join("\n"))
 }
 
-pub async fn fingerprint(cluster: &LocalCluster, database: &str) -> anyhow::Result<Fingerprint> {
+pub async fn fingerprint(cluster: &impl PgAccess, database: &str) -> anyhow::Result<Fingerprint> {
     let schema = schema_text(cluster, database)?;
-    let client = cluster.connect(database).await?;
+    let client = cluster.client(database).await?;
     let rows = client
         .query(
             "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -99,9 +92,9 @@ pub async fn fingerprint(cluster: &LocalCluster, database: &str) -> anyhow::Resu
 
 /// Fails with a readable diff unless the two databases are identical.
 pub async fn assert_identical(
-    source: &LocalCluster,
+    source: &impl PgAccess,
     source_db: &str,
-    target: &LocalCluster,
+    target: &impl PgAccess,
     target_db: &str,
 ) -> anyhow::Result<()> {
     let a = fingerprint(source, source_db).await?;

@@ -1,13 +1,13 @@
 //! Source databases worth backing up: pgbench's, and one with every awkward
-//! thing a dump engine can get wrong (types, NULL vs '', escapes, identifiers).
-
-use std::process::Command;
+//! thing a dump engine can get wrong (types, NULL vs '', escapes, identifiers),
+//! on any server the test can reach ([`PgAccess`]).
 
 use anyhow::{Context, bail};
-use pgvault_localpg::LocalCluster;
 
-pub async fn create_database(cluster: &LocalCluster, name: &str) -> anyhow::Result<()> {
-    let client = cluster.connect("postgres").await?;
+use crate::pg_access::PgAccess;
+
+pub async fn create_database(cluster: &impl PgAccess, name: &str) -> anyhow::Result<()> {
+    let client = cluster.client("postgres").await?;
     client
         .batch_execute(&format!(
             "CREATE DATABASE \"{}\"",
@@ -18,21 +18,11 @@ pub async fn create_database(cluster: &LocalCluster, name: &str) -> anyhow::Resu
 }
 
 /// `pgbench -i -s <scale>` into a new database `name`.
-pub async fn pgbench(cluster: &LocalCluster, name: &str, scale: u32) -> anyhow::Result<()> {
+pub async fn pgbench(cluster: &impl PgAccess, name: &str, scale: u32) -> anyhow::Result<()> {
     create_database(cluster, name).await?;
-    let output = Command::new(cluster.bin_dir().join("pgbench"))
-        .args([
-            "-i",
-            "-q",
-            "-s",
-            &scale.to_string(),
-            "-h",
-            cluster.host(),
-            "-p",
-            &cluster.port().to_string(),
-        ])
-        .args(["-U", cluster.user(), name])
-        .env("PGPASSWORD", cluster.password())
+    let output = cluster
+        .client_command("pgbench")
+        .args(["-i", "-q", "-s", &scale.to_string(), name])
         .output()
         .context("run pgbench")?;
     if !output.status.success() {
@@ -42,7 +32,7 @@ pub async fn pgbench(cluster: &LocalCluster, name: &str, scale: u32) -> anyhow::
         );
     }
     // A history row and an advanced sequence make the comparison stricter.
-    let client = cluster.connect(name).await?;
+    let client = cluster.client(name).await?;
     client
         .batch_execute(
             "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 42, now())",
@@ -105,9 +95,9 @@ INSERT INTO public.lines SELECT g, 'line ' || g || E'\\N', 1 FROM generate_serie
 "#;
 
 /// A database with [`MIXED_SQL`] loaded.
-pub async fn mixed(cluster: &LocalCluster, name: &str) -> anyhow::Result<()> {
+pub async fn mixed(cluster: &impl PgAccess, name: &str) -> anyhow::Result<()> {
     create_database(cluster, name).await?;
-    let client = cluster.connect(name).await?;
+    let client = cluster.client(name).await?;
     client
         .batch_execute(MIXED_SQL)
         .await
@@ -118,23 +108,15 @@ pub async fn mixed(cluster: &LocalCluster, name: &str) -> anyhow::Result<()> {
 /// Loads the SQL `file` into the new, empty database `name` with `psql`
 /// (`ON_ERROR_STOP`), as a user would load a restored SQL file.
 pub fn load_sql_file(
-    cluster: &LocalCluster,
+    cluster: &impl PgAccess,
     name: &str,
     file: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let output = Command::new(cluster.bin_dir().join("psql"))
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", cluster.host()])
-        .args([
-            "-p",
-            &cluster.port().to_string(),
-            "-U",
-            cluster.user(),
-            "-d",
-            name,
-        ])
+    let output = cluster
+        .client_command("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", name])
         .arg("-f")
         .arg(file)
-        .env("PGPASSWORD", cluster.password())
         .output()
         .context("run psql")?;
     if !output.status.success() {

@@ -2,6 +2,8 @@
 //! and stops them when dropped.
 //!
 //! - [`azurite`]: the Azure Blob emulator (npm `azurite`).
+//! - [`browser`]: headless Chromium over WebDriver (Debian `chromium`,
+//!   `chromium-driver`), for the web console tests.
 //! - [`moto`]: an S3 server (PyPI `moto[server]`).
 //! - [`rabbitmq`]: a private RabbitMQ node (Debian `rabbitmq-server`).
 //! - [`pgvault`]: `pgvault` processes (coordinator, workers, `up`, the CLI);
@@ -9,6 +11,11 @@
 //! - [`compare`]: proves two databases identical (schema text, row checksums).
 //! - [`scenario`]: the shared set-up and checks of the failure tests.
 //! - [`fixtures`]: source databases worth backing up.
+//! - [`netns`]: private networks (a network namespace and a veth pair) with
+//!   a PostgreSQL and processes inside that the host cannot reach.
+//! - [`pg_access`]: what fixtures and comparisons need of a PostgreSQL, on
+//!   the host's loopback or inside a private network.
+//! - [`process`]: managed child processes (log file, process group).
 //!
 //! PostgreSQL clusters come from `pgvault_localpg::TempCluster`. A missing
 //! server binary fails the test with a message saying how to install it
@@ -16,9 +23,12 @@
 
 pub mod azurite;
 pub mod binary;
+pub mod browser;
 pub mod compare;
 pub mod fixtures;
 pub mod moto;
+pub mod netns;
+pub mod pg_access;
 pub mod pgvault;
 pub mod process;
 pub mod rabbitmq;

@@ -2,6 +2,7 @@
 //! workers over RabbitMQ, state in a private PostgreSQL), the all-in-one
 //! `up`, the CLI, and an authenticated gRPC client.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub use crate::binary::pgvault_bin;
-use crate::process::{ChildProcess, wait_for_port};
+use crate::process::{ChildProcess, wait_for_address};
 
 /// A fixed test token (any string works; the coordinator stores its hash).
 pub const TEST_TOKEN: &str = "pgv_e2e-test-token-0123456789";
@@ -38,34 +39,51 @@ pub struct PgvaultCluster {
     pub workers: Vec<ChildProcess>,
     pub endpoint: String,
     amqp_url: String,
-    port: u16,
+    /// Where the coordinator listens (every added coordinator too).
+    address: SocketAddr,
     dir: tempfile::TempDir,
 }
 
 impl PgvaultCluster {
+    /// Coordinator on 127.0.0.1 and `workers` workers.
     pub fn start(amqp_url: &str, workers: usize) -> anyhow::Result<PgvaultCluster> {
+        Self::start_listening_on(amqp_url, workers, LOOPBACK)
+    }
+
+    /// Like [`Self::start`], with the coordinators listening on `host`,
+    /// e.g. a private network's host-side address, which processes inside
+    /// that network and on the host both reach (`endpoint` names it).
+    pub fn start_listening_on(
+        amqp_url: &str,
+        workers: usize,
+        host: IpAddr,
+    ) -> anyhow::Result<PgvaultCluster> {
         let dir = tempfile::Builder::new()
             .prefix("pgvault-cluster-")
             .tempdir()?;
         let state = TempCluster::start("state-db-pw")?;
-        let port = pgvault_localpg::free_port()?;
+        let address = SocketAddr::new(host, pgvault_localpg::free_port()?);
         let mut cluster = PgvaultCluster {
             coordinator: spawn_coordinator(
                 &state,
                 amqp_url,
-                port,
+                address,
                 &dir.path().join("coordinator.log"),
                 &dir.path().join(CLOCK_OFFSET_FILE),
             )?,
             state,
             extra_coordinators: Vec::new(),
             workers: Vec::new(),
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: endpoint_of(address),
             amqp_url: amqp_url.to_string(),
-            port,
+            address,
             dir,
         };
-        wait_for_port(port, Duration::from_secs(60), &mut cluster.coordinator)?;
+        wait_for_address(
+            dial_address(address),
+            Duration::from_secs(60),
+            &mut cluster.coordinator,
+        )?;
         for _ in 0..workers {
             cluster.add_worker()?;
         }
@@ -144,28 +162,32 @@ impl PgvaultCluster {
         self.coordinator = spawn_coordinator(
             &self.state,
             &self.amqp_url,
-            self.port,
+            self.address,
             &self.dir.path().join("coordinator.log"),
             &self.dir.path().join(CLOCK_OFFSET_FILE),
         )?;
-        wait_for_port(self.port, Duration::from_secs(60), &mut self.coordinator)
+        wait_for_address(
+            dial_address(self.address),
+            Duration::from_secs(60),
+            &mut self.coordinator,
+        )
     }
 
     /// Starts one more coordinator on the same state database and queue;
     /// returns its endpoint.
     pub fn add_coordinator(&mut self) -> anyhow::Result<String> {
         let n = self.extra_coordinators.len() + 1;
-        let port = pgvault_localpg::free_port()?;
+        let address = SocketAddr::new(self.address.ip(), pgvault_localpg::free_port()?);
         let mut process = spawn_coordinator(
             &self.state,
             &self.amqp_url,
-            port,
+            address,
             &self.dir.path().join(format!("coordinator-{n}.log")),
             &self.dir.path().join(CLOCK_OFFSET_FILE),
         )?;
-        wait_for_port(port, Duration::from_secs(60), &mut process)?;
+        wait_for_address(dial_address(address), Duration::from_secs(60), &mut process)?;
         self.extra_coordinators.push(process);
-        Ok(format!("http://127.0.0.1:{port}"))
+        Ok(endpoint_of(address))
     }
 
     /// Moves every coordinator's clock `seconds` ahead of the machine's.
@@ -205,10 +227,28 @@ impl PgvaultCluster {
 /// File (in the cluster's directory) holding the coordinators' clock offset.
 const CLOCK_OFFSET_FILE: &str = "clock-offset";
 
+/// Where coordinators listen unless told otherwise.
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// The address a client dials for a listener on `address` (loopback for
+/// an unspecified one).
+fn dial_address(address: SocketAddr) -> SocketAddr {
+    if address.ip().is_unspecified() {
+        SocketAddr::new(LOOPBACK, address.port())
+    } else {
+        address
+    }
+}
+
+/// `http://` endpoint of a coordinator listening on `address`.
+fn endpoint_of(address: SocketAddr) -> String {
+    format!("http://{}", dial_address(address))
+}
+
 fn spawn_coordinator(
     state: &TempCluster,
     amqp_url: &str,
-    port: u16,
+    address: SocketAddr,
     log: &std::path::Path,
     clock_offset: &std::path::Path,
 ) -> anyhow::Result<ChildProcess> {
@@ -217,7 +257,7 @@ fn spawn_coordinator(
         .args([
             "coordinator",
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            &address.to_string(),
             "--amqp-url",
             amqp_url,
         ])
@@ -244,6 +284,8 @@ pub struct PgvaultUp {
     dir: tempfile::TempDir,
     /// Extra environment of the process, kept for [`Self::restart`].
     env: Vec<(String, String)>,
+    /// Where it listens, kept for [`Self::restart`] (the port changes).
+    host: IpAddr,
 }
 
 impl PgvaultUp {
@@ -254,35 +296,47 @@ impl PgvaultUp {
     /// `pgvault up` with extra environment variables (e.g. datastore
     /// credentials, `moto::AWS_ENV`).
     pub fn start_with_env(env: &[(&str, &str)]) -> anyhow::Result<PgvaultUp> {
+        Self::start_listening_on(LOOPBACK, env)
+    }
+
+    /// Like [`Self::start_with_env`], listening on `host`, e.g. a private
+    /// network's host-side address, which processes inside that network
+    /// and on the host both reach (`endpoint` names it).
+    pub fn start_listening_on(host: IpAddr, env: &[(&str, &str)]) -> anyhow::Result<PgvaultUp> {
         let dir = tempfile::Builder::new().prefix("pgvault-up-").tempdir()?;
         let env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Self::start_in(dir, env)
+        Self::start_in(dir, env, host)
     }
 
-    fn start_in(dir: tempfile::TempDir, env: Vec<(String, String)>) -> anyhow::Result<PgvaultUp> {
+    fn start_in(
+        dir: tempfile::TempDir,
+        env: Vec<(String, String)>,
+        host: IpAddr,
+    ) -> anyhow::Result<PgvaultUp> {
         let data_dir = dir.path().join("data");
-        let port = pgvault_localpg::free_port()?;
+        let address = SocketAddr::new(host, pgvault_localpg::free_port()?);
         let mut command = Command::new(pgvault_bin()?);
         command
             .arg("up")
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--listen", &address.to_string()])
             .env("PGVAULT_WORKER__SPLIT_THRESHOLD_MB", "1")
             .env("RUST_LOG", "info")
             .envs(env.iter().cloned())
             .current_dir(dir.path());
         let mut process = ChildProcess::spawn("pgvault up", command, &dir.path().join("up.log"))?;
-        wait_for_port(port, Duration::from_secs(90), &mut process)?;
+        wait_for_address(dial_address(address), Duration::from_secs(90), &mut process)?;
         Ok(PgvaultUp {
             process,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: endpoint_of(address),
             data_dir,
             dir,
             env,
+            host,
         })
     }
 
@@ -292,6 +346,7 @@ impl PgvaultUp {
             mut process,
             dir,
             env,
+            host,
             ..
         } = self;
         process.signal(libc::SIGINT);
@@ -302,7 +357,7 @@ impl PgvaultUp {
                 process.log_tail(30)
             );
         }
-        Self::start_in(dir, env)
+        Self::start_in(dir, env, host)
     }
 
     pub fn token(&self) -> anyhow::Result<String> {

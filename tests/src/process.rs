@@ -2,6 +2,7 @@
 //! drop, with its output captured to a log file for failure messages.
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -78,6 +79,13 @@ impl ChildProcess {
         }
     }
 
+    /// SIGKILLs the process group (no chance to clean up, as in a crash)
+    /// and waits for the exit.
+    pub fn kill(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.signal(libc::SIGKILL);
+        self.wait(Duration::from_secs(30))
+    }
+
     /// SIGTERM, then SIGKILL after `grace`; waits for the exit.
     pub fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
@@ -136,16 +144,25 @@ pub fn wait_for_port(
     timeout: Duration,
     process: &mut ChildProcess,
 ) -> anyhow::Result<()> {
+    wait_for_address(SocketAddr::from(([127, 0, 0, 1], port)), timeout, process)
+}
+
+/// Waits until something accepts TCP connections on `address`.
+pub fn wait_for_address(
+    address: SocketAddr,
+    timeout: Duration,
+    process: &mut ChildProcess,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         process.ensure_running()?;
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpStream::connect(address).is_ok() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!(
-        "nothing listened on port {port} within {timeout:?}; output:\n{}",
+        "nothing listened on {address} within {timeout:?}; output:\n{}",
         process.log_tail(40)
     )
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use pgvault_proto::v1::access_service_client::AccessServiceClient;
+use pgvault_proto::v1::agent_service_client::AgentServiceClient;
 use pgvault_proto::v1::backup_instance_service_client::BackupInstanceServiceClient;
 use pgvault_proto::v1::job_service_client::JobServiceClient;
 use pgvault_proto::v1::policy_service_client::PolicyServiceClient;
@@ -153,6 +154,9 @@ impl Api {
 
     pub fn access(&self) -> AccessServiceClient<AuthChannel> {
         AccessServiceClient::new(self.channel.clone())
+    }
+    pub fn agents(&self) -> AgentServiceClient<AuthChannel> {
+        AgentServiceClient::new(self.channel.clone())
     }
     pub fn vaults(&self) -> VaultServiceClient<AuthChannel> {
         VaultServiceClient::new(self.channel.clone())

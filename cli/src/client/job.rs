@@ -241,6 +241,9 @@ pub async fn run(api: &Api, command: JobCommand) -> anyhow::Result<ExitCode> {
                 if let Some(attempts) = job_details::attempts_table(&job) {
                     println!("\nATTEMPTS\n{attempts}");
                 }
+                if let Some(tails) = job_details::log_tails(&job) {
+                    println!("\n{tails}");
+                }
                 if let Some(tables) = job_details::tables_table(&job) {
                     println!("\nTABLES\n{tables}");
                 }
@@ -351,6 +354,8 @@ pub fn details(job: &Job) -> Vec<(&'static str, String)> {
             nonzero(u64::from(job.attempt), job.attempt.to_string()),
         ),
         ("WORKER", job.worker.clone()),
+        ("AGENT", names::short(&job.agent).to_owned()),
+        ("WAITING", job.queued_reason.clone()),
         ("CREATED", local_time(job.create_time.as_ref())),
         (
             "STARTED",
@@ -491,6 +496,32 @@ mod tests {
         );
         assert_eq!(get("RETENTION"), "");
         assert_eq!(get("ROWS"), "");
+        assert_eq!(
+            (get("AGENT"), get("WAITING")),
+            (String::new(), String::new())
+        );
+    }
+
+    #[test]
+    fn a_queued_job_of_an_agent_says_what_it_waits_for() {
+        let job = Job {
+            state: JobState::Queued as i32,
+            agent: "agents/dc1".into(),
+            queued_reason: "waiting for agent dc1, last seen 2026-12-04T12:03:11Z".into(),
+            ..Default::default()
+        };
+        let fields = details(&job);
+        let get = |label: &str| {
+            fields
+                .iter()
+                .find(|(l, _)| *l == label)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("AGENT"), Some("dc1"));
+        assert_eq!(
+            get("WAITING"),
+            Some("waiting for agent dc1, last seen 2026-12-04T12:03:11Z")
+        );
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! How a job's attempts and per-table progress read for people: the
 //! Attempts and Tables tables of `job show` (tables running or failed
-//! first, then the largest), and the one-line table summaries `job watch`
-//! shows next to its bar.
+//! first, then the largest), a failed attempt's last log lines, and the
+//! one-line table summaries `job watch` shows next to its bar.
 
 use std::cmp::Reverse;
 
 use pgvault_proto::v1::{AttemptOutcome, Job, JobAttempt, TableProgress, TableState};
 
+use super::names;
 use super::output::{bytes, duration_between, list_table, local_time, or_dash};
 
 /// Most tables `job show` lists; `--json` has them all.
@@ -43,6 +44,7 @@ fn attempt_row(a: &JobAttempt) -> Vec<String> {
     vec![
         a.attempt.to_string(),
         or_dash(&a.worker),
+        or_dash(names::short(&a.agent)),
         local_time(a.start_time.as_ref()),
         or_dash(&duration_between(
             a.start_time.as_ref(),
@@ -60,10 +62,35 @@ pub fn attempts_table(job: &Job) -> Option<String> {
     }
     Some(list_table(
         &[
-            "ATTEMPT", "WORKER", "STARTED", "DURATION", "OUTCOME", "ERROR",
+            "ATTEMPT", "WORKER", "AGENT", "STARTED", "DURATION", "OUTCOME", "ERROR",
         ],
         job.attempts.iter().map(attempt_row).collect(),
     ))
+}
+
+/// The last log lines of each attempt that sent some (failed ones), under
+/// a heading naming the attempt and who ran it; `None` when none did.
+pub fn log_tails(job: &Job) -> Option<String> {
+    let sections: Vec<String> = job
+        .attempts
+        .iter()
+        .filter(|a| !a.log_tail.is_empty())
+        .map(|a| {
+            let by = match (a.agent.is_empty(), a.worker.is_empty()) {
+                (false, _) => format!("agent {} ({})", names::short(&a.agent), or_dash(&a.worker)),
+                (true, false) => format!("worker {}", a.worker),
+                (true, true) => "an unknown runner".to_owned(),
+            };
+            let lines: Vec<String> = a.log_tail.iter().map(|l| format!("  {l}")).collect();
+            format!(
+                "LOG OF ATTEMPT {} (last {} lines, {by})\n{}",
+                a.attempt,
+                a.log_tail.len(),
+                lines.join("\n")
+            )
+        })
+        .collect();
+    (!sections.is_empty()).then(|| sections.join("\n\n"))
 }
 
 /// Running tables first, then failed ones, then the rest largest first.
@@ -256,6 +283,53 @@ mod tests {
         assert!(lines[1].contains("host-a:7") && lines[1].contains("lease expired"));
         assert!(lines[1].contains("SystemErrorLeaseExpired: no heartbeat"));
         assert!(lines[2].contains("host-b:9") && lines[2].contains("completed"));
+    }
+
+    #[test]
+    fn attempts_name_their_agent_and_failed_ones_show_their_last_log_lines() {
+        let job = Job {
+            attempts: vec![
+                JobAttempt {
+                    attempt: 1,
+                    worker: "gw-1:42".into(),
+                    agent: "agents/dc1".into(),
+                    outcome: AttemptOutcome::Failed as i32,
+                    log_tail: vec![
+                        "2026-01-02T03:04:05.000Z  INFO pgvault_worker::runner::execute: task started".into(),
+                        "2026-01-02T03:04:09.000Z  WARN pgvault_worker::runner::execute: task failed code=DatastoreFull".into(),
+                    ],
+                    ..Default::default()
+                },
+                JobAttempt {
+                    attempt: 2,
+                    worker: "host-b:9".into(),
+                    outcome: AttemptOutcome::Completed as i32,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let table = attempts_table(&job).unwrap();
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("AGENT"), "{table}");
+        assert!(
+            lines[1].contains("gw-1:42") && lines[1].contains("dc1"),
+            "{table}"
+        );
+        assert!(
+            lines[2].contains("host-b:9") && lines[2].contains(" - "),
+            "{table}"
+        );
+        let tails = log_tails(&job).unwrap();
+        assert_eq!(
+            tails.lines().collect::<Vec<_>>(),
+            vec![
+                "LOG OF ATTEMPT 1 (last 2 lines, agent dc1 (gw-1:42))",
+                "  2026-01-02T03:04:05.000Z  INFO pgvault_worker::runner::execute: task started",
+                "  2026-01-02T03:04:09.000Z  WARN pgvault_worker::runner::execute: task failed code=DatastoreFull",
+            ]
+        );
+        assert!(log_tails(&Job::default()).is_none());
     }
 
     #[test]

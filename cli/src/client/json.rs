@@ -169,6 +169,8 @@ pub fn job(j: &Job) -> Value {
         "output_size": j.output_size,
         "output_sha256": j.output_sha256,
         "warnings": j.warnings,
+        "agent": j.agent,
+        "queued_reason": j.queued_reason,
         "attempts": j.attempts.iter().map(attempt).collect::<Vec<_>>(),
         "sub_tasks": j.table_progress.iter().map(table).collect::<Vec<_>>(),
         "sub_tasks_delta": j.table_progress_delta,
@@ -201,6 +203,8 @@ pub fn attempt(a: &JobAttempt) -> Value {
         "end_time": timestamp(a.end_time.as_ref()),
         "outcome": enum_name!(AttemptOutcome, a.outcome),
         "error": a.error.as_ref().map(job_error),
+        "agent": a.agent,
+        "log_tail": a.log_tail,
     })
 }
 
@@ -322,6 +326,14 @@ mod tests {
             }),
             attempt: 2,
             retention_rule: 99,
+            agent: "agents/dc1".into(),
+            queued_reason: "waiting for agent dc1, never connected".into(),
+            attempts: vec![JobAttempt {
+                attempt: 1,
+                agent: "agents/dc1".into(),
+                log_tail: vec!["line one".into(), "line two".into()],
+                ..JobAttempt::default()
+            }],
             ..Job::default()
         });
         assert_eq!(value["operation"], "ON_DEMAND_BACKUP");
@@ -332,9 +344,19 @@ mod tests {
         assert_eq!(value["error"]["code"], "UserErrorDBUserAuthFailed");
         assert_eq!(value["error"]["recommended_action"], "update the secret");
         assert_eq!(value["attempt"], 2);
+        assert_eq!(value["agent"], "agents/dc1");
+        assert_eq!(
+            value["queued_reason"],
+            "waiting for agent dc1, never connected"
+        );
+        assert_eq!(value["attempts"][0]["agent"], "agents/dc1");
+        assert_eq!(
+            value["attempts"][0]["log_tail"],
+            json!(["line one", "line two"])
+        );
         assert_eq!(value["stage_split"], Value::Null);
         let keys: Vec<&String> = value.as_object().expect("object").keys().collect();
-        assert_eq!(keys.len(), 29, "every Job field is present: {keys:?}");
+        assert_eq!(keys.len(), 31, "every Job field is present: {keys:?}");
     }
 
     #[test]

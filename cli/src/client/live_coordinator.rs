@@ -72,6 +72,7 @@ impl Live {
             let options = WorkerOptions {
                 coordinator_endpoint: endpoint.clone(),
                 token: TOKEN.to_owned(),
+                ca_cert: None,
                 worker_id: "live-test-worker".to_owned(),
                 concurrency: 1,
                 engine: EngineOptions::default(),

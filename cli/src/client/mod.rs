@@ -1,12 +1,14 @@
 //! The client verbs of `pgvault` (`vault`, `policy`, `secret`, `server`,
-//! `backup`, `recovery-point`, `restore`, `job`, `token`, `role`): global options, the command
-//! tree, and the dispatch from a parsed command to its gRPC calls.
+//! `backup`, `recovery-point`, `restore`, `job`, `token`, `role`, and the
+//! admin verbs of `agent`): global options, the command tree, and the
+//! dispatch from a parsed command to its gRPC calls.
 //!
 //! Every verb talks to the coordinator through [`connect::Api`], a shared
 //! channel that attaches the bearer token to each call. Errors are printed
 //! here, once, as one human line (never a `Debug` dump), and become exit code 1.
 
 mod access;
+pub mod agent;
 mod backup;
 mod configure;
 mod connect;
@@ -133,16 +135,36 @@ pub async fn run(options: &ClientOptions, command: ClientCommand) -> anyhow::Res
     }
 }
 
-async fn dispatch(options: &ClientOptions, command: ClientCommand) -> anyhow::Result<ExitCode> {
+/// Runs `pgvault agent create|get|list|delete` like any client verb.
+pub async fn run_agent_admin(
+    options: &ClientOptions,
+    command: agent::AgentAdminCommand,
+) -> anyhow::Result<ExitCode> {
+    let outcome = match api(options) {
+        Ok(api) => agent::run(&api, command).await,
+        Err(error) => Err(error),
+    };
+    outcome.or_else(|error| {
+        eprintln!("error: {}", describe(&error));
+        Ok(ExitCode::FAILURE)
+    })
+}
+
+/// The API with the caller's token; the channel connects on the first call,
+/// so local mistakes (bad names, unreadable rows files, empty secrets) are
+/// reported before any round trip.
+fn api(options: &ClientOptions) -> anyhow::Result<Api> {
     let token = resolve_token(options.token.as_deref(), Path::new(ADMIN_TOKEN_FILE))?;
-    // The channel connects on the first call, so local mistakes (bad names,
-    // unreadable rows files, empty secrets) are reported before any round trip.
-    let api = Api::with_ca_cert(
+    Ok(Api::with_ca_cert(
         &options.endpoint,
         &token,
         options.output,
         options.ca_cert.as_deref(),
-    )?;
+    )?)
+}
+
+async fn dispatch(options: &ClientOptions, command: ClientCommand) -> anyhow::Result<ExitCode> {
+    let api = api(options)?;
     match command {
         ClientCommand::Vault(cmd) => vault::run(&api, cmd).await,
         ClientCommand::Policy(cmd) => policy::run(&api, cmd).await,

@@ -66,6 +66,14 @@ pub fn dead_letter(input: &str) -> anyhow::Result<String> {
     top_level(grammar::DEAD_LETTER, "dead letter", input)
 }
 
+/// `agents/{id}` from an id or that full name. The contract's grammar has
+/// no agent pattern yet, so the short id rule is checked here.
+pub fn agent(input: &str) -> anyhow::Result<String> {
+    let id = input.strip_prefix("agents/").unwrap_or(input);
+    grammar::validate_short_id(id).map_err(|e| anyhow::anyhow!("agent id {e}"))?;
+    Ok(format!("agents/{id}"))
+}
+
 /// `tokens/{id}` from an id or that full name (the coordinator checks the UUID).
 pub fn token(input: &str) -> String {
     let input = input.trim();
@@ -150,6 +158,19 @@ mod tests {
         assert!(vault("vaults/").is_err());
         assert_eq!(token(" tokens/abc "), "tokens/abc");
         assert_eq!(token("abc"), "tokens/abc");
+    }
+
+    #[test]
+    fn agent_names_from_ids_and_names_follow_the_short_id_rule() {
+        assert_eq!(agent("dc1").unwrap(), "agents/dc1");
+        assert_eq!(agent("agents/dc1").unwrap(), "agents/dc1");
+        let error = agent("DC 1").unwrap_err().to_string();
+        assert!(
+            error.starts_with("agent id \"DC 1\" is not a valid id"),
+            "{error}"
+        );
+        assert!(agent("").is_err());
+        assert!(agent("servers/dc1").is_err());
     }
 
     #[test]

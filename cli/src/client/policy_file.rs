@@ -202,6 +202,7 @@ mod tests {
                 },
             ],
             create_time: None,
+            next_run_time: None,
         }
     }
 

@@ -16,7 +16,8 @@ pub enum ServerCommand {
     /// Register a PostgreSQL server.
     #[command(after_help = "Examples:\n  \
         pgvault server register db1 --host db1.internal --port 5432 --region eu-west\n  \
-        pgvault server databases db1 --secret db1-backup")]
+        pgvault server databases db1 --secret db1-backup\n  \
+        pgvault server register billing-db --host 10.1.2.3 --region eu-west --agent dc1   # a private network")]
     Register {
         /// Short id of the server.
         name: String,
@@ -29,9 +30,11 @@ pub enum ServerCommand {
         /// Region label; only vaults of the same region protect it.
         #[arg(long)]
         region: String,
-        /// Agent that reaches this server from a private network. Not
-        /// available yet: the coordinator refuses it until agents exist.
-        #[arg(long)]
+        /// Agent that reaches this server from inside a private network
+        /// (see pgvault agent create): every connection to the server —
+        /// listing databases, configure checks, backups, restores — then
+        /// goes through that agent. Leave it out for servers workers reach.
+        #[arg(long, value_name = "AGENT")]
         agent: Option<String>,
     },
     /// List registered servers.
@@ -65,7 +68,11 @@ pub async fn run(api: &Api, command: ServerCommand) -> anyhow::Result<ExitCode> 
                 host,
                 port: u32::from(port),
                 region,
-                agent: agent.unwrap_or_default(),
+                // The contract takes the agent's short id ("dc1").
+                agent: match agent {
+                    Some(agent) => names::short(&names::agent(&agent)?).to_owned(),
+                    None => String::new(),
+                },
                 ..Server::default()
             };
             let request = RegisterServerRequest {

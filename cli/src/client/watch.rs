@@ -226,6 +226,10 @@ fn describe_progress(job: &Job, with_chunks: bool) -> String {
             parts.push(format!("{} rows", p.rows_done));
         }
     }
+    if parts.is_empty() && !job.queued_reason.is_empty() {
+        // "queued: waiting for agent dc1, last seen …"
+        parts.push(job.queued_reason.clone());
+    }
     let state = state_text(job.state);
     if parts.is_empty() {
         state.to_owned()
@@ -455,6 +459,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(progress_line(&queued), "queued");
+        let waiting = Job {
+            state: JobState::Queued as i32,
+            queued_reason: "waiting for agent dc1, never connected".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            progress_line(&waiting),
+            "queued: waiting for agent dc1, never connected"
+        );
         let running = Job {
             state: JobState::InProgress as i32,
             progress: Some(Progress {

@@ -20,11 +20,15 @@ pub const SOURCE: &str = "`PGVAULT_` environment variable(s)";
 
 /// The settings sections (`[coordinator]` in `pgvault.toml`,
 /// `PGVAULT_COORDINATOR__…` in the environment).
-pub const SECTIONS: [&str; 5] = ["coordinator", "queue", "worker", "up", "log"];
+pub const SECTIONS: [&str; 6] = ["coordinator", "queue", "worker", "up", "log", "agent"];
 
 /// `PGVAULT_*` variables that are no setting, and who reads them.
-pub const OTHER_VARIABLES: [(&str, &str); 13] = [
+pub const OTHER_VARIABLES: [(&str, &str); 14] = [
     ("PGVAULT_TOKEN", "the CLI's API token"),
+    (
+        "PGVAULT_AGENT_TOKEN",
+        "the token of pgvault agent run and pgvault-agent",
+    ),
     ("PGVAULT_ENDPOINT", "the CLI's coordinator endpoint"),
     (
         "PGVAULT_CA_CERT",

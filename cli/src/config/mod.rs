@@ -8,8 +8,10 @@
 //!
 //! # Layout
 //! - `env`: the `PGVAULT_*` variables pgvault knows, and their check.
+//! - `validate`: the checks run after loading.
 
 pub mod env;
+mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use anyhow::{Context, bail};
 use figment::error::Kind;
 use figment::providers::{Format, Serialized, Toml};
 use figment::{Figment, Source};
+use pgvault_agent::AgentSettings;
 use serde::{Deserialize, Serialize};
 
 use self::env::Environment;
@@ -33,6 +36,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub up: UpSettings,
     pub log: LogSettings,
+    /// `pgvault agent run` (defaults and checks in `pgvault_agent`).
+    pub agent: AgentSettings,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -77,6 +82,26 @@ pub struct CoordinatorSettings {
     pub tls_cert: PathBuf,
     /// PEM private key of the gRPC listener.
     pub tls_key: PathBuf,
+    /// Where the web console listens: an address, `off`, or empty for the
+    /// command's default (`coordinator`: off; `up`: 127.0.0.1:8080, or the
+    /// next free port when that one is taken). See [`ConsoleListen`].
+    pub console_listen: String,
+    /// A console session ends after this long without a request.
+    pub console_idle_timeout_seconds: u64,
+    /// A job routed to an agent with no live instance fails with
+    /// `AgentUnavailable` after waiting this long.
+    pub agent_wait_seconds: u64,
+}
+
+/// `coordinator.console_listen`, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleListen {
+    /// Empty: the command decides.
+    Default,
+    /// `off`.
+    Off,
+    /// An address, bound exactly.
+    At(SocketAddr),
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -94,6 +119,9 @@ pub struct WorkerSettings {
     pub coordinator: String,
     pub token: String,
     pub token_file: PathBuf,
+    /// PEM certificate of the private CA that signed the coordinator's
+    /// certificate (https:// endpoints); empty: the system's roots.
+    pub ca_cert: PathBuf,
     /// Tasks run at once.
     pub concurrency: usize,
     /// Database connections per task (0: a function of the cores).
@@ -175,6 +203,24 @@ impl Default for CoordinatorSettings {
             secret_file_dir: PathBuf::new(),
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
+            console_listen: String::new(),
+            console_idle_timeout_seconds: 30 * 60,
+            agent_wait_seconds: 3600,
+        }
+    }
+}
+
+impl CoordinatorSettings {
+    /// `console_listen` parsed; an error names the key and what it takes.
+    pub fn console_listen(&self) -> anyhow::Result<ConsoleListen> {
+        match self.console_listen.trim() {
+            "" => Ok(ConsoleListen::Default),
+            off if off.eq_ignore_ascii_case("off") => Ok(ConsoleListen::Off),
+            addr => addr.parse().map(ConsoleListen::At).map_err(|_| {
+                anyhow::anyhow!(
+                    "coordinator.console_listen must be an address such as 127.0.0.1:8080, or \"off\" (got {addr:?})"
+                )
+            }),
         }
     }
 }
@@ -185,6 +231,7 @@ impl Default for WorkerSettings {
             coordinator: "http://127.0.0.1:50051".into(),
             token: String::new(),
             token_file: PathBuf::new(),
+            ca_cert: PathBuf::new(),
             concurrency: 1,
             connections: 0,
             zstd_level: 3,
@@ -226,78 +273,6 @@ impl Settings {
         environment.check(&settings.coordinator.secret_env_prefix)?;
         settings.validate()?;
         Ok(settings)
-    }
-
-    fn validate(&self) -> anyhow::Result<()> {
-        let c = &self.coordinator;
-        if c.lease_ttl_seconds < 3 || c.lease_ttl_seconds > 3600 {
-            bail!(
-                "coordinator.lease_ttl_seconds must be between 3 and 3600 (got {})",
-                c.lease_ttl_seconds
-            );
-        }
-        if c.max_attempts == 0 || c.max_attempts > 100 {
-            bail!(
-                "coordinator.max_attempts must be between 1 and 100 (got {})",
-                c.max_attempts
-            );
-        }
-        if c.scheduler_interval_seconds == 0 || c.scheduler_interval_seconds > 60 {
-            bail!(
-                "coordinator.scheduler_interval_seconds must be between 1 and 60 (got {})",
-                c.scheduler_interval_seconds
-            );
-        }
-        if c.schedule_max_lateness_minutes == 0 {
-            bail!("coordinator.schedule_max_lateness_minutes must be at least 1");
-        }
-        if c.reaper_interval_seconds == 0 {
-            bail!("coordinator.reaper_interval_seconds must be at least 1");
-        }
-        if c.retry_backoff_seconds > 600 {
-            bail!(
-                "coordinator.retry_backoff_seconds must be between 0 and 600 (got {})",
-                c.retry_backoff_seconds
-            );
-        }
-        if c.database_max_connections < 2 {
-            bail!(
-                "coordinator.database_max_connections must be at least 2 (got {})",
-                c.database_max_connections
-            );
-        }
-        if c.tls_cert.as_os_str().is_empty() != c.tls_key.as_os_str().is_empty() {
-            bail!("coordinator.tls_cert and coordinator.tls_key must be set together (PEM files)");
-        }
-        if !c.secret_file_dir.as_os_str().is_empty() && !c.secret_file_dir.is_absolute() {
-            bail!(
-                "coordinator.secret_file_dir must be an absolute directory (got {})",
-                c.secret_file_dir.display()
-            );
-        }
-        let w = &self.worker;
-        if w.concurrency == 0 || w.concurrency > 64 {
-            bail!(
-                "worker.concurrency must be between 1 and 64 (got {})",
-                w.concurrency
-            );
-        }
-        if !(1..=22).contains(&w.zstd_level) {
-            bail!(
-                "worker.zstd_level must be between 1 and 22 (got {})",
-                w.zstd_level
-            );
-        }
-        if !matches!(self.log.format.as_str(), "text" | "json") {
-            bail!(
-                "log.format must be \"text\" or \"json\" (got {:?})",
-                self.log.format
-            );
-        }
-        if self.queue.queue_name.is_empty() {
-            bail!("queue.queue_name must not be empty");
-        }
-        Ok(())
     }
 
     /// The secret-encryption key from `master_key` or `master_key_file`.

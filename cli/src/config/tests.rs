@@ -48,7 +48,9 @@ fn a_misspelt_section_in_the_file_is_refused_naming_it_and_the_valid_ones() {
     );
     assert!(err.contains("pgvault.toml"), "{err}");
     assert!(
-        err.ends_with("pgvault's sections are [coordinator], [queue], [worker], [up], [log]"),
+        err.ends_with(
+            "pgvault's sections are [coordinator], [queue], [worker], [up], [log], [agent]"
+        ),
         "{err}"
     );
 }
@@ -158,4 +160,82 @@ fn master_key_must_be_32_bytes_of_base64() {
     s.coordinator.master_key =
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
     assert_eq!(s.master_key().unwrap(), [7u8; 32]);
+}
+
+#[test]
+fn the_console_is_an_address_off_or_the_commands_default() {
+    let at = |value: &str| {
+        load(serde_json::json!({"coordinator": {"console_listen": value}}))
+            .map(|s| s.coordinator.console_listen().expect("validated"))
+    };
+    assert_eq!(at("").unwrap(), ConsoleListen::Default);
+    assert_eq!(at("off").unwrap(), ConsoleListen::Off);
+    assert_eq!(
+        at("0.0.0.0:9090").unwrap(),
+        ConsoleListen::At("0.0.0.0:9090".parse().unwrap())
+    );
+    let err = at("localhost").expect_err("refused").to_string();
+    assert!(err.contains("coordinator.console_listen"), "{err}");
+    let err = load(serde_json::json!({"coordinator": {"console_idle_timeout_seconds": 0}}))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("coordinator.console_idle_timeout_seconds"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_agent_section_is_read_from_the_file_and_the_environment() {
+    let s = load_file(
+        "[agent]\ncoordinator = \"https://vault.example:50051\"\nconcurrency = 2\n",
+        &[
+            ("PGVAULT_AGENT__NAME", "dc1"),
+            ("PGVAULT_AGENT_TOKEN", "t"),
+            ("PGVAULT_WORKER__CA_CERT", "/etc/pgvault/ca.pem"),
+        ],
+    )
+    .expect("agent settings");
+    assert_eq!(s.agent.coordinator, "https://vault.example:50051");
+    assert_eq!((s.agent.name.as_str(), s.agent.concurrency), ("dc1", 2));
+    assert_eq!(s.worker.ca_cert, PathBuf::from("/etc/pgvault/ca.pem"));
+    assert_eq!(s.coordinator.agent_wait_seconds, 3600);
+    let err = load_file("[agent]\nconcurrency = 0\n", &[])
+        .err()
+        .expect("refused")
+        .to_string();
+    assert_eq!(err, "agent.concurrency must be between 1 and 64 (got 0)");
+    let err = load(serde_json::json!({"coordinator": {"agent_wait_seconds": 0}}))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.starts_with("coordinator.agent_wait_seconds must be at least 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn up_serves_the_console_by_default_and_coordinators_only_when_asked() {
+    let defaults = CoordinatorSettings::default();
+    let up_default: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    assert!(crate::serve::console_options(&defaults, None).is_none());
+    let up = crate::serve::console_options(&defaults, Some(up_default)).expect("on");
+    assert_eq!(up.listen, up_default);
+    assert_eq!(up.fallback, pgvault_console::PortFallback::NextFree);
+    let configured = CoordinatorSettings {
+        console_listen: "127.0.0.1:9999".into(),
+        console_idle_timeout_seconds: 60,
+        ..CoordinatorSettings::default()
+    };
+    let options = crate::serve::console_options(&configured, Some(up_default)).expect("on");
+    assert_eq!(options.listen.port(), 9999);
+    assert_eq!(options.fallback, pgvault_console::PortFallback::Fail);
+    assert_eq!(options.idle_timeout, std::time::Duration::from_secs(60));
+    let off = CoordinatorSettings {
+        console_listen: "off".into(),
+        ..CoordinatorSettings::default()
+    };
+    assert!(crate::serve::console_options(&off, Some(up_default)).is_none());
 }

@@ -41,6 +41,12 @@ impl Caller {
         &self.token_name
     }
 
+    /// Whether this is an agent's token (role `Agent`); which agent is
+    /// `store::agents::find_by_token`'s answer.
+    pub fn is_agent(&self) -> bool {
+        self.global_role == Some(Role::Agent)
+    }
+
     /// Whether the global role grants `permission`.
     pub fn holds_globally(&self, permission: Permission) -> bool {
         self.global_role.is_some_and(|r| r.grants(permission))
@@ -143,7 +149,7 @@ pub(super) async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<C
     Ok(Caller {
         token_id: row.id,
         token_name: row.name,
-        global_role: row.role.parse().ok(),
+        global_role: Role::from_stored(&row.role),
         vault_roles: None,
     })
 }

@@ -14,9 +14,12 @@
 //! [`in_vault`]. Handlers get at the caller only through the gate's
 //! [`Admitted`] ([`in_vault`], [`caller`]); nothing else authenticates.
 //!
-//! Workers and agents call the `WorkerService` with a token holding the
-//! `Worker` role (or `Owner`): claiming hands out database credentials, so
-//! no other role may.
+//! Workers call the `WorkerService` with a token holding the `Worker` role
+//! (or `Owner`): claiming hands out database credentials, so no other role
+//! may. Agents hold a token of their own with the `Agent` role, made by
+//! `CreateAgent` and never assignable: it grants `Work` (claims limited to
+//! the agent's own jobs by `ClaimTask`) and `AgentConnect` (the agent's
+//! stream and probes, which check the token is that agent's), nothing else.
 //!
 //! # Layout
 //! - `roles`: [`Role`] and [`Permission`], and which role grants what.
@@ -37,6 +40,7 @@ pub use roles::{Permission, Role};
 pub use rpc::{Rpc, Scope};
 
 use crate::error::{CoordinatorError, Result};
+use crate::store::Store;
 
 /// The gate's decision on `request`; an error (never a pass) when the gate
 /// did not run.
@@ -74,6 +78,30 @@ pub fn in_vault<T>(request: &Request<T>, vault: Option<&str>) -> Result<Caller> 
     } else {
         Err(gate::denied(caller, *rpc, vault))
     }
+}
+
+/// Which of `rpcs` `caller` may call with `vault` named (`None`: no vault,
+/// so only the global role counts), by the rule the gate and [`in_vault`]
+/// apply: global RPCs need the permission globally, vault-scoped ones
+/// globally or on `vault`. What `TestPermissions` answers.
+pub async fn allowed(
+    caller: &Caller,
+    store: &Store,
+    rpcs: &[Rpc],
+    vault: Option<&str>,
+) -> Result<Vec<Rpc>> {
+    let mut caller = caller.clone();
+    caller.load_vault_roles(store).await?;
+    Ok(rpcs
+        .iter()
+        .copied()
+        .filter(|rpc| {
+            let permission = rpc.permission();
+            caller.holds_globally(permission)
+                || (rpc.scope() == Scope::Vault
+                    && vault.is_some_and(|v| caller.holds_on(permission, v)))
+        })
+        .collect())
 }
 
 /// The vault a resource name lies in (`vaults/{vault}/…`), read leniently:
@@ -128,6 +156,39 @@ mod tests {
         // A vault-scoped call admitted through a vault role has no caller
         // until its vault is checked.
         assert!(matches!(caller(&call), Err(CoordinatorError::Internal(_))));
+    }
+
+    #[tokio::test]
+    async fn allowed_applies_the_scope_of_each_rpc() {
+        let operator = Caller::for_test(Some(Role::BackupReader), &[("v", Role::BackupOperator)]);
+        let asked = [
+            Rpc::BackupNow,
+            Rpc::RestoreAsDatabase,
+            Rpc::StopProtection,
+            Rpc::ListServers,
+            Rpc::RegisterServer,
+        ];
+        // The vault roles are loaded already, so the store is never read.
+        let store = Store::new(
+            sqlx::postgres::PgPoolOptions::new()
+                .connect_lazy("postgresql://nobody@127.0.0.1:1/none")
+                .expect("a lazy pool"),
+        );
+        let on_v = allowed(&operator, &store, &asked, Some("v"))
+            .await
+            .expect("allowed");
+        assert_eq!(
+            on_v,
+            [Rpc::BackupNow, Rpc::RestoreAsDatabase, Rpc::ListServers]
+        );
+        let on_w = allowed(&operator, &store, &asked, Some("w"))
+            .await
+            .expect("allowed");
+        assert_eq!(on_w, [Rpc::ListServers]);
+        let nowhere = allowed(&operator, &store, &asked, None)
+            .await
+            .expect("allowed");
+        assert_eq!(nowhere, [Rpc::ListServers]);
     }
 
     #[test]

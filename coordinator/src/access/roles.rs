@@ -24,6 +24,9 @@ pub enum Permission {
     Grant,
     /// Claim, heartbeat, complete and fail tasks (workers and agents).
     Work,
+    /// Hold an agent's stream and answer its probes (agents only: the
+    /// handlers also check the token is the agent's own).
+    AgentConnect,
 }
 
 /// A role assignable to a token, globally or on one vault.
@@ -39,9 +42,15 @@ pub enum Role {
     BackupReader,
     /// The `WorkerService` only.
     Worker,
+    /// An agent's token: the `WorkerService` (for its agent's tasks only)
+    /// and the agent's stream and probes. Never assigned: only
+    /// `CreateAgent` makes a token with it.
+    Agent,
 }
 
 impl Role {
+    /// Every role a token can be given (`CreateToken`, `AssignRole`);
+    /// [`Role::Agent`] is not one of them.
     pub const ALL: [Role; 5] = [
         Role::Owner,
         Role::BackupContributor,
@@ -57,7 +66,16 @@ impl Role {
             Role::BackupOperator => "BackupOperator",
             Role::BackupReader => "BackupReader",
             Role::Worker => "Worker",
+            Role::Agent => "Agent",
         }
+    }
+
+    /// A token's stored global role, which may also be [`Role::Agent`].
+    pub fn from_stored(text: &str) -> Option<Role> {
+        if text == Role::Agent.as_str() {
+            return Some(Role::Agent);
+        }
+        text.parse().ok()
     }
 
     /// Whether this role grants `permission`.
@@ -71,6 +89,7 @@ impl Role {
             Role::BackupOperator => matches!(permission, Read | BackupNow | Restore),
             Role::BackupReader => permission == Read,
             Role::Worker => permission == Work,
+            Role::Agent => matches!(permission, Work | AgentConnect),
         }
     }
 }
@@ -83,7 +102,14 @@ impl fmt::Display for Role {
 
 impl FromStr for Role {
     type Err = CoordinatorError;
+    /// Parses an assignable role ([`Role::ALL`]).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case(Role::Agent.as_str()) {
+            return Err(CoordinatorError::invalid(
+                "role",
+                "the Agent role belongs to agents' own tokens and is never assigned; create an agent (and its token) with pgvault agent create NAME --region REGION",
+            ));
+        }
         Role::ALL
             .into_iter()
             .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
@@ -114,5 +140,29 @@ mod tests {
         assert!(!Role::BackupOperator.grants(Permission::Configure));
         assert!(Role::BackupOperator.grants(Permission::Restore));
         assert!("Admin".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn the_agent_role_works_and_connects_only_and_is_never_assigned() {
+        for permission in [
+            Permission::Read,
+            Permission::BackupNow,
+            Permission::Restore,
+            Permission::Configure,
+            Permission::Delete,
+            Permission::DeleteVault,
+            Permission::Grant,
+        ] {
+            assert!(!Role::Agent.grants(permission), "{permission:?}");
+        }
+        assert!(Role::Agent.grants(Permission::Work));
+        assert!(Role::Agent.grants(Permission::AgentConnect));
+        assert!(!Role::Worker.grants(Permission::AgentConnect));
+        let refused = "agent".parse::<Role>().unwrap_err().to_string();
+        assert!(refused.contains("pgvault agent create"), "{refused}");
+        assert!(!Role::ALL.contains(&Role::Agent));
+        assert_eq!(Role::from_stored("Agent"), Some(Role::Agent));
+        assert_eq!(Role::from_stored("Worker"), Some(Role::Worker));
+        assert_eq!(Role::from_stored(""), None);
     }
 }

@@ -86,10 +86,11 @@ pub enum Rpc {
     Connect,
     ClaimProbe,
     CompleteProbe,
+    TestPermissions,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 51] = [
+    pub const ALL: [Rpc; 52] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -141,6 +142,7 @@ impl Rpc {
         Rpc::Connect,
         Rpc::ClaimProbe,
         Rpc::CompleteProbe,
+        Rpc::TestPermissions,
     ];
 
     /// The RPC served at a gRPC path (`/pgvault.v1.VaultService/CreateVault`).
@@ -148,6 +150,11 @@ impl Rpc {
         static BY_PATH: LazyLock<HashMap<String, Rpc>> =
             LazyLock::new(|| Rpc::ALL.into_iter().map(|rpc| (rpc.path(), rpc)).collect());
         BY_PATH.get(path).copied()
+    }
+
+    /// The RPC of a method name (`BackupNow`), as `TestPermissions` takes it.
+    pub fn from_name(name: &str) -> Option<Rpc> {
+        Rpc::ALL.into_iter().find(|rpc| format!("{rpc:?}") == name)
     }
 
     /// The gRPC path this RPC is served at.
@@ -190,7 +197,8 @@ impl Rpc {
             | Rpc::RevokeToken
             | Rpc::AssignRole
             | Rpc::ListRoles
-            | Rpc::RemoveRole => "AccessService",
+            | Rpc::RemoveRole
+            | Rpc::TestPermissions => "AccessService",
             Rpc::CreateAgent
             | Rpc::GetAgent
             | Rpc::ListAgents
@@ -228,9 +236,11 @@ impl Rpc {
             | Rpc::GetJob
             | Rpc::WatchJob
             | Rpc::CancelJob
-            | Rpc::RetryJob => Scope::Vault,
-            // Servers, secrets, dead letters, tokens and workers belong to
-            // no vault; creating and listing vaults spans them all.
+            | Rpc::RetryJob
+            // Asking what one may do on a vault is reading it.
+            | Rpc::TestPermissions => Scope::Vault,
+            // Servers, secrets, dead letters, tokens, workers and agents
+            // belong to no vault; creating and listing vaults spans them all.
             Rpc::CreateVault
             | Rpc::ListVaults
             | Rpc::RegisterServer
@@ -281,7 +291,8 @@ impl Rpc {
             | Rpc::WatchJob
             | Rpc::ListDeadLetters
             | Rpc::GetAgent
-            | Rpc::ListAgents => Read,
+            | Rpc::ListAgents
+            | Rpc::TestPermissions => Read,
             // Whoever may start jobs may stop and re-run them.
             Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob => BackupNow,
             Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles => Restore,
@@ -299,25 +310,20 @@ impl Rpc {
             Rpc::DeleteVault => DeleteVault,
             // Forgetting a dead letter destroys evidence of a fault.
             Rpc::DeleteDeadLetter => Delete,
-            Rpc::ClaimTask
-            | Rpc::Heartbeat
-            | Rpc::CompleteTask
-            | Rpc::FailTask
-            | Rpc::Connect
-            | Rpc::ClaimProbe
-            | Rpc::CompleteProbe => Work,
+            Rpc::ClaimTask | Rpc::Heartbeat | Rpc::CompleteTask | Rpc::FailTask => Work,
+            Rpc::Connect | Rpc::ClaimProbe | Rpc::CompleteProbe => AgentConnect,
             Rpc::CreateToken
             | Rpc::ListTokens
             | Rpc::RevokeToken
             | Rpc::AssignRole
             | Rpc::ListRoles
             | Rpc::RemoveRole
+            // An agent comes with a token: minting and revoking one is granting.
+            | Rpc::CreateAgent
+            | Rpc::DeleteAgent
             // Letting a vault read a secret is granting: Owner only.
             | Rpc::GrantSecretAccess
-            | Rpc::RevokeSecretAccess
-            // An agent comes with a token of its own.
-            | Rpc::CreateAgent
-            | Rpc::DeleteAgent => Grant,
+            | Rpc::RevokeSecretAccess => Grant,
         }
     }
 }
@@ -332,104 +338,5 @@ pub fn is_open(path: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use prost::Message;
-
-    use super::*;
-
-    /// Every method of every service in the public API's descriptor set.
-    fn described_paths() -> BTreeSet<String> {
-        let set = prost_types::FileDescriptorSet::decode(pgvault_proto::FILE_DESCRIPTOR_SET)
-            .expect("the proto crate embeds a valid descriptor set");
-        let mut paths = BTreeSet::new();
-        for file in &set.file {
-            for service in &file.service {
-                for method in &service.method {
-                    paths.insert(format!(
-                        "/{}.{}/{}",
-                        file.package(),
-                        service.name(),
-                        method.name()
-                    ));
-                }
-            }
-        }
-        paths
-    }
-
-    #[test]
-    fn every_method_in_the_descriptor_set_has_a_permission_and_nothing_else_does() {
-        let described = described_paths();
-        let table: BTreeSet<String> = Rpc::ALL.into_iter().map(Rpc::path).collect();
-        let missing: Vec<_> = described.difference(&table).collect();
-        assert!(
-            missing.is_empty(),
-            "RPCs without a row in coordinator/src/access/rpc.rs (add each to Rpc with its permission and scope): {missing:?}"
-        );
-        let stale: Vec<_> = table.difference(&described).collect();
-        assert!(
-            stale.is_empty(),
-            "rows in coordinator/src/access/rpc.rs for RPCs the .proto files do not define: {stale:?}"
-        );
-    }
-
-    #[test]
-    fn paths_map_back_to_their_rpc() {
-        for rpc in Rpc::ALL {
-            assert_eq!(Rpc::from_path(&rpc.path()), Some(rpc));
-        }
-        assert_eq!(
-            Rpc::CreateVault.path(),
-            "/pgvault.v1.VaultService/CreateVault"
-        );
-        assert_eq!(Rpc::from_path("/pgvault.v1.VaultService/MakeVault"), None);
-        assert_eq!(
-            Rpc::from_path("/pgvault.v1.PolicyService/CreateVault"),
-            None
-        );
-    }
-
-    #[test]
-    fn only_health_and_reflection_are_open() {
-        assert!(is_open("/grpc.health.v1.Health/Check"));
-        assert!(is_open("/grpc.health.v1.Health/Watch"));
-        assert!(is_open(
-            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
-        ));
-        assert!(is_open(
-            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
-        ));
-        assert!(!is_open("/pgvault.v1.VaultService/ListVaults"));
-        assert!(!is_open("/grpc.health.v1.Healthy/Check"));
-        assert!(!is_open("grpc.health.v1.Health/Check"));
-    }
-
-    #[test]
-    fn calls_naming_no_vault_need_global_permission() {
-        assert_eq!(Rpc::ListVaults.scope(), Scope::Global);
-        assert_eq!(Rpc::ClaimTask.scope(), Scope::Global);
-        assert_eq!(Rpc::BackupNow.scope(), Scope::Vault);
-        // Every Grant RPC but the secret grants (which name a vault) is global.
-        for rpc in Rpc::ALL {
-            if rpc.permission() == Permission::Grant
-                && !matches!(rpc, Rpc::GrantSecretAccess | Rpc::RevokeSecretAccess)
-            {
-                assert_eq!(rpc.scope(), Scope::Global, "{rpc:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn both_restores_need_the_restore_permission() {
-        assert_eq!(Rpc::RestoreAsDatabase.permission(), Permission::Restore);
-        assert_eq!(Rpc::RestoreAsFiles.permission(), Permission::Restore);
-    }
-
-    #[test]
-    fn every_rpc_is_listed_once() {
-        let unique: std::collections::HashSet<Rpc> = Rpc::ALL.into_iter().collect();
-        assert_eq!(unique.len(), Rpc::ALL.len());
-    }
-}
+#[path = "rpc_tests.rs"]
+mod tests;

@@ -2,7 +2,10 @@
 //! stored as a hash, revoked by deletion) and role assignments, globally
 //! (`api_tokens.role`) or per vault (`vault_role_assignments`). Every call
 //! needs the `Grant` permission globally, which only `Owner` grants (the
-//! access gate checks it).
+//! access gate checks it), except `TestPermissions`: any caller that may
+//! read the vault it names asks which RPCs its own roles allow there.
+//! Agents' tokens are made and revoked with their agent (`AgentService`):
+//! their role is not assignable, and they are not changed or revoked here.
 
 use std::sync::Arc;
 
@@ -11,13 +14,13 @@ use pgvault_proto::v1::access_service_server::AccessService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::access::{self, Role};
+use crate::access::{self, Role, Rpc, vault_scope};
 use crate::api::ApiContext;
 use crate::api::convert::timestamp;
 use crate::auth::{generate_token, hash_token};
 use crate::error::{CoordinatorError, Result};
 use crate::names;
-use crate::store::{roles, tokens, vaults};
+use crate::store::{agents, roles, tokens, vaults};
 
 pub struct AccessApi {
     ctx: Arc<ApiContext>,
@@ -31,6 +34,20 @@ async fn parse_scope(ctx: &ApiContext, field: &str, scope: &str) -> Result<Optio
     let vault = names::parse_vault(field, scope.trim())?;
     vaults::get(ctx.store.pool(), &vault).await?;
     Ok(Some(vault))
+}
+
+/// Refuses `change` on the token of an agent: its one role is `Agent`, and
+/// it is revoked by deleting the agent.
+async fn not_an_agents(ctx: &ApiContext, id: Uuid, change: &str) -> Result<()> {
+    match agents::find_by_token(ctx.store.pool(), id).await? {
+        Some(agent) => Err(CoordinatorError::precondition(format!(
+            "{} is the token of agent \"{}\" and keeps the Agent role alone, so it cannot be {change}; delete the agent (pgvault agent delete {}) to revoke it",
+            names::token_name(id),
+            agent.id,
+            agent.id
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn scope_name(vault: Option<&str>) -> String {
@@ -96,6 +113,7 @@ impl AccessApi {
         if tokens::find(self.ctx.store.pool(), id).await?.is_none() {
             return Err(CoordinatorError::not_found("token", names::token_name(id)));
         }
+        not_an_agents(&self.ctx, id, "given other roles").await?;
         match &scope {
             None => {
                 tokens::set_global_role(self.ctx.store.pool(), id, role.as_str()).await?;
@@ -139,6 +157,7 @@ impl AccessApi {
 
     async fn remove(&self, req: pb::RemoveRoleRequest) -> Result<()> {
         let id = names::parse_token("principal", &req.principal)?;
+        not_an_agents(&self.ctx, id, "stripped of its role").await?;
         let removed = match parse_scope(&self.ctx, "scope", &req.scope).await? {
             None => match tokens::find(self.ctx.store.pool(), id).await? {
                 Some(t) if !t.role.is_empty() => {
@@ -192,6 +211,7 @@ impl AccessService for AccessApi {
             )
             .into());
         }
+        not_an_agents(&self.ctx, id, "revoked on its own").await?;
         if !tokens::delete(self.ctx.store.pool(), id).await? {
             return Err(CoordinatorError::not_found("token", names::token_name(id)).into());
         }
@@ -224,5 +244,41 @@ impl AccessService for AccessApi {
     ) -> Result<Response<pb::RemoveRoleResponse>, Status> {
         self.remove(request.into_inner()).await?;
         Ok(Response::new(pb::RemoveRoleResponse {}))
+    }
+
+    async fn test_permissions(
+        &self,
+        request: Request<pb::TestPermissionsRequest>,
+    ) -> Result<Response<pb::TestPermissionsResponse>, Status> {
+        let resource = request.get_ref().resource.trim().to_string();
+        if !resource.is_empty() && !resource.starts_with("vaults/") {
+            return Err(CoordinatorError::invalid(
+                "resource",
+                "must be empty or name a vault (\"vaults/{vault}\") or a resource in one",
+            )
+            .into());
+        }
+        let vault = vault_scope(&resource);
+        let caller = access::in_vault(&request, vault.as_deref())?;
+        let rpcs = request
+            .get_ref()
+            .permissions
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                Rpc::from_name(name.trim()).ok_or_else(|| {
+                    CoordinatorError::invalid(
+                        format!("permissions[{i}]"),
+                        "is not an RPC of the API: give a method name such as \"BackupNow\"",
+                    )
+                })
+            })
+            .collect::<Result<Vec<Rpc>>>()?;
+        let allowed = access::allowed(&caller, &self.ctx.store, &rpcs, vault.as_deref()).await?;
+        Ok(Response::new(pb::TestPermissionsResponse {
+            permissions: allowed.iter().map(|rpc| format!("{rpc:?}")).collect(),
+            principal: names::token_name(caller.token_id()),
+            display_name: caller.token_name().to_string(),
+        }))
     }
 }

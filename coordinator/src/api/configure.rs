@@ -10,7 +10,8 @@
 //! vault may read the secret (granted inline with "assign missing
 //! permissions" when the caller may grant); the secret holds a usable
 //! connection string; the connection works; the user has every privilege a
-//! consistent dump needs. Passing rows become `PROTECTION_CONFIGURED`;
+//! consistent dump needs. The last two are asked of the server directly or
+//! through its agent ([`crate::server_probe`]), with the same outcome. Passing rows become `PROTECTION_CONFIGURED`;
 //! failing ones stay `PROTECTION_VALIDATION_FAILED` with their last error:
 //! never scheduled, not counted as protecting the database, and re-validated
 //! with `RevalidateBackupInstance` (or by configuring the same database in
@@ -26,8 +27,8 @@ use crate::error::{CoordinatorError, Result};
 use crate::model::{BackupInstance, JobError, Policy, ProtectionState, Server, Vault};
 use crate::names;
 use crate::readiness::grant_script::{self, GrantScript};
-use crate::readiness::{self, privileges};
 use crate::secret_ref::SecretRef;
+use crate::server_probe::{ProbeTarget, Unanswered};
 use crate::store::instances::{self, Inserted};
 use crate::store::{policies, secret_grants, secrets, servers, vaults};
 use crate::validation::{self, unprotectable_reason};
@@ -360,12 +361,19 @@ async fn readiness_checks(
         Err(e) => return Err(e),
     };
     drop(conn);
-    let connection =
-        match resolve::connect(&placement.server, &credentials, &placement.database).await {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(readiness::connection_error(&e).into())),
-        };
-    let missing = privileges::check(&connection.client).await?;
+    let target = ProbeTarget {
+        server: &placement.server,
+        database: &placement.database,
+        secret: &placement.secret,
+        credentials: &credentials,
+        vault: Some(vault_id),
+    };
+    let probe = ctx.probes.for_server(&placement.server);
+    let missing = match probe.readiness(&target).await? {
+        Ok(missing) => missing,
+        Err(Unanswered::Connect(error) | Unanswered::Agent(error)) => return Ok(Err(error.into())),
+        Err(Unanswered::Query(message)) => return Err(CoordinatorError::Unavailable(message)),
+    };
     if !missing.is_empty() {
         return Ok(Err(Refused {
             error: JobError::new(

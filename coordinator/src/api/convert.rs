@@ -100,6 +100,8 @@ impl From<Policy> for pb::Policy {
                 .map(pb::RetentionRule::from)
                 .collect(),
             create_time: Some(timestamp(p.create_time)),
+            // Needs the clock: set by the policy service.
+            next_run_time: None,
         }
     }
 }
@@ -289,6 +291,11 @@ impl From<Job> for pb::Job {
             attempt: j.attempt,
             worker: j.lease_owner.unwrap_or_default(),
             update_time: Some(timestamp(j.update_time)),
+            agent: j
+                .agent_id
+                .as_deref()
+                .map(names::agent_name)
+                .unwrap_or_default(),
             ..pb::Job::default()
         };
         match j.spec {

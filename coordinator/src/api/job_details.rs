@@ -1,5 +1,7 @@
-//! Job details beyond the job row: its attempt history, the progress of
-//! each table of its current attempt, and where a completed job's time went. Converts them to and from the wire
+//! Job details beyond the job row: its attempt history (with the agent of
+//! each attempt and a failed attempt's log tail), why it is still queued,
+//! the progress of each table of its current attempt, and where a completed
+//! job's time went. Converts them to and from the wire
 //! (tables arrive from workers and are validated here) and adds them to an
 //! API job for `GetJob` (everything) and `WatchJob` (changes only).
 
@@ -10,7 +12,7 @@ use uuid::Uuid;
 
 use crate::api::convert::{from_timestamp, timestamp};
 use crate::error::{CoordinatorError, Result};
-use crate::model::{AttemptOutcome, JobAttempt, TableProgress, TableState};
+use crate::model::{AttemptOutcome, Job, JobAttempt, TableProgress, TableState};
 use crate::store::{Store, attempts, job_tables};
 
 /// Most tables one worker call may carry (workers send at most 1,000).
@@ -41,8 +43,12 @@ impl From<JobAttempt> for pb::JobAttempt {
             end_time: a.end_time.map(timestamp),
             outcome: outcome_to_pb(a.outcome) as i32,
             error: a.error.map(pb::JobError::from),
-            log_tail: Vec::new(),
-            agent: String::new(),
+            log_tail: a.log_tail,
+            agent: a
+                .agent
+                .as_deref()
+                .map(crate::names::agent_name)
+                .unwrap_or_default(),
         }
     }
 }
@@ -146,8 +152,11 @@ pub async fn store_tables(
     job_tables::upsert(db, job_id, attempt, tables).await
 }
 
-/// Adds every attempt and every table of the current attempt (`GetJob`).
-pub async fn add_all(store: &Store, job: &mut pb::Job, job_id: Uuid, attempt: u32) -> Result<()> {
+/// Adds every attempt, every table of the current attempt and why it is
+/// still queued (`GetJob`).
+pub async fn add_all(store: &Store, job: &mut pb::Job, of: &Job) -> Result<()> {
+    let (job_id, attempt) = (of.id, of.attempt);
+    job.queued_reason = crate::agents::queued_reason(store, of).await?;
     job.attempts = attempts::list(store.pool(), job_id)
         .await?
         .into_iter()
@@ -174,15 +183,16 @@ pub struct WatchCursor {
     since: Option<DateTime<Utc>>,
 }
 
-/// Adds every attempt and the tables changed since the last message
-/// (`WatchJob`), moving the cursor on.
+/// Adds every attempt, why it is still queued and the tables changed
+/// since the last message (`WatchJob`), moving the cursor on.
 pub async fn add_changes(
     store: &Store,
     job: &mut pb::Job,
-    job_id: Uuid,
-    attempt: u32,
+    of: &Job,
     cursor: &mut WatchCursor,
 ) -> Result<()> {
+    let (job_id, attempt) = (of.id, of.attempt);
+    job.queued_reason = crate::agents::queued_reason(store, of).await?;
     if cursor.attempt != Some(attempt) {
         *cursor = WatchCursor {
             attempt: Some(attempt),
@@ -251,6 +261,8 @@ mod tests {
         let attempt = JobAttempt {
             attempt: 2,
             worker: "host:1".into(),
+            agent: Some("dc1".into()),
+            log_tail: vec!["connecting".into()],
             start_time: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             end_time: None,
             outcome: AttemptOutcome::LeaseExpired,
@@ -263,6 +275,8 @@ mod tests {
         let out = pb::JobAttempt::from(attempt);
         assert_eq!(out.outcome, pb::AttemptOutcome::LeaseExpired as i32);
         assert_eq!(out.error.unwrap().code, "SystemErrorLeaseExpired");
+        assert_eq!(out.agent, "agents/dc1");
+        assert_eq!(out.log_tail, vec!["connecting".to_string()]);
         assert!(out.end_time.is_none());
     }
 }

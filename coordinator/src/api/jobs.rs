@@ -1,9 +1,10 @@
 //! `JobService`: list jobs (filters, the last 7 days unless asked for more,
 //! newest first), get one, watch one until it reaches a terminal state,
 //! cancel one, retry a failed one; list and delete dead letters (in
-//! [`crate::api::dead_letters`]). `GetJob` adds the job's attempts and
-//! the progress of every table; `WatchJob` messages add the attempts and
-//! only the tables changed since the previous message. Also [`enqueue`], the one
+//! [`crate::api::dead_letters`]). `GetJob` adds the job's attempts, why it
+//! is still queued and the progress of every table; `WatchJob` messages add
+//! the attempts, the queued reason and only the tables changed since the
+//! previous message. Also [`enqueue`], the one
 //! way jobs are created: job row + outbox row in one transaction.
 
 use std::pin::Pin;
@@ -214,7 +215,7 @@ async fn watched_to_pb(
     cursor: &mut WatchCursor,
 ) -> Result<pb::Job, Status> {
     let mut out = pb::Job::from(job.clone());
-    job_details::add_changes(store, &mut out, job.id, job.attempt, cursor).await?;
+    job_details::add_changes(store, &mut out, job, cursor).await?;
     Ok(out)
 }
 
@@ -245,9 +246,8 @@ impl JobService for JobApi {
         )?;
         let id = names::parse_job("name", &request.get_ref().name)?;
         let job = jobs::get(self.ctx.store.pool(), id).await?;
-        let (id, attempt) = (job.id, job.attempt);
-        let mut out = pb::Job::from(job);
-        job_details::add_all(&self.ctx.store, &mut out, id, attempt).await?;
+        let mut out = pb::Job::from(job.clone());
+        job_details::add_all(&self.ctx.store, &mut out, &job).await?;
         Ok(Response::new(out))
     }
 

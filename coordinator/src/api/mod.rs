@@ -64,6 +64,8 @@ pub struct ApiContext {
     pub retry: crate::reaper::RetryPolicy,
     /// The coordinator's notion of now (schedules, retention).
     pub clock: Arc<dyn crate::clock::Clock>,
+    /// How servers are asked questions: directly, or through their agent.
+    pub probes: crate::server_probe::Probes,
 }
 
 /// `next_page_token` for a page: empty when no more rows exist.

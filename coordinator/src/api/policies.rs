@@ -1,5 +1,6 @@
 //! `PolicyService`: create (schedule and retention rules validated, the
-//! DEFAULT rule always present), get and list a vault's policies.
+//! DEFAULT rule always present), get and list a vault's policies, each
+//! with its next run on the coordinator's clock.
 
 use std::sync::Arc;
 
@@ -8,11 +9,12 @@ use pgvault_proto::v1::policy_service_server::PolicyService;
 use tonic::{Request, Response, Status};
 
 use crate::access::{self, vault_scope};
-use crate::api::convert::rule_kind_from_pb;
+use crate::api::convert::{rule_kind_from_pb, timestamp};
 use crate::api::{ApiContext, next_token};
 use crate::error::{CoordinatorError, Result};
 use crate::model::Policy;
 use crate::names;
+use crate::slots::SlotSchedule;
 use crate::store::{paging, policies, vaults};
 use crate::validation::{self, RuleInput, ScheduleInput};
 
@@ -38,7 +40,17 @@ impl PolicyApi {
         )?;
         let created = policies::insert(self.ctx.store.pool(), &policy).await?;
         tracing::info!(vault = %created.vault_id, policy = %created.id, "policy created");
-        Ok(created.into())
+        Ok(self.to_pb(created))
+    }
+
+    /// The policy as the API shows it: with the next slot its schedule
+    /// fires after the coordinator's now (the scheduler's slot rule).
+    fn to_pb(&self, policy: Policy) -> pb::Policy {
+        let next = SlotSchedule::new(&policy.schedule)
+            .and_then(|slots| slots.next_after(self.ctx.clock.now()));
+        let mut out = pb::Policy::from(policy);
+        out.next_run_time = next.map(timestamp);
+        out
     }
 }
 
@@ -99,11 +111,8 @@ impl PolicyService for PolicyApi {
     ) -> Result<Response<pb::Policy>, Status> {
         access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         let (vault, policy) = names::parse_policy("name", &request.get_ref().name)?;
-        Ok(Response::new(
-            policies::get(self.ctx.store.pool(), &vault, &policy)
-                .await?
-                .into(),
-        ))
+        let policy = policies::get(self.ctx.store.pool(), &vault, &policy).await?;
+        Ok(Response::new(self.to_pb(policy)))
     }
 
     async fn list_policies(
@@ -121,7 +130,7 @@ impl PolicyService for PolicyApi {
         let (page, more) = paging::split_page(rows, size);
         let next_page_token = next_token(&page, more, |p| paging::id_token(&p.id));
         Ok(Response::new(pb::ListPoliciesResponse {
-            policies: page.into_iter().map(Into::into).collect(),
+            policies: page.into_iter().map(|p| self.to_pb(p)).collect(),
             next_page_token,
         }))
     }

@@ -1,7 +1,7 @@
 //! Resolving secrets into credentials and connections: reading what a secret
 //! reference names (a stored version the vault was granted, or an external
 //! value), building the `ConnectionSpec` handed to a lease holder, and
-//! connecting to a registered server (readiness checks, `ListDatabases`).
+//! connecting to a registered server (`server_probe::DirectProbe`).
 
 use std::time::Duration;
 
@@ -140,19 +140,4 @@ pub async fn connect(
         &options,
     )
     .await
-}
-
-/// [`connect`], with a failure as a `FailedPrecondition` naming the server.
-pub async fn connect_or_fail(
-    server: &Server,
-    credentials: &ConnParams,
-    database: &str,
-) -> Result<pgvault_pgconn::Connection> {
-    connect(server, credentials, database).await.map_err(|e| {
-        CoordinatorError::precondition(format!(
-            "{}: cannot connect to server \"{}\": {e}",
-            e.code(),
-            server.id
-        ))
-    })
 }

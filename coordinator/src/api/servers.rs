@@ -1,8 +1,11 @@
 //! `ServerService`: register, get and list servers, and list the databases
-//! of a server that can be protected (connecting with a stored secret).
+//! of a server that can be protected (connecting with a stored secret,
+//! directly or through the server's agent: [`crate::server_probe`]).
 //!
-//! Nothing routes tasks through an agent yet, so registering a server with
-//! one is refused; rows stored before that (with an agent) still read.
+//! A server registered with an agent names one that exists, in the
+//! server's region; the agent's row is held while the server is written,
+//! so the agent cannot be deleted in between. Rows stored before agents
+//! existed keep the agent they named and read as before.
 
 use std::sync::Arc;
 
@@ -15,7 +18,8 @@ use crate::error::{CoordinatorError, Result};
 use crate::model::Server;
 use crate::names;
 use crate::secret_ref::SecretRef;
-use crate::store::{paging, servers};
+use crate::server_probe::{ProbeTarget, Unanswered};
+use crate::store::{agents, paging, servers};
 use crate::validation::unprotectable_reason;
 
 pub struct ServerApi {
@@ -39,12 +43,6 @@ impl ServerApi {
                 "a host name or IP address is required",
             ));
         }
-        if !input.agent.trim().is_empty() {
-            return Err(CoordinatorError::invalid(
-                "server.agent",
-                "agents are not available yet: leave it empty and make the server reachable from the workers",
-            ));
-        }
         let port = match input.port {
             0 => 5432,
             p => u16::try_from(p)
@@ -55,11 +53,27 @@ impl ServerApi {
             host,
             port,
             region: input.region.trim().to_string(),
-            agent: String::new(),
+            agent: input.agent.trim().to_string(),
             create_time: chrono::Utc::now(),
         };
-        let created = servers::insert(self.ctx.store.pool(), &server).await?;
-        tracing::info!(server = %created.id, host = %created.host, port = created.port, "server registered");
+        let mut tx = self.ctx.store.begin().await?;
+        if !server.agent.is_empty() {
+            let agent = agents::hold(&mut tx, &server.agent)
+                .await?
+                .ok_or_else(|| unknown_agent(&server))?;
+            if agent.region != server.region {
+                return Err(CoordinatorError::invalid(
+                    "server.agent",
+                    format!(
+                        "agent \"{}\" is in region \"{}\" but the server is in region \"{}\"; bind the server to an agent of its region",
+                        agent.id, agent.region, server.region
+                    ),
+                ));
+            }
+        }
+        let created = servers::insert(&mut *tx, &server).await?;
+        tx.commit().await?;
+        tracing::info!(server = %created.id, host = %created.host, port = created.port, agent = %created.agent, "server registered");
         Ok(created.into())
     }
 
@@ -82,10 +96,31 @@ impl ServerApi {
             .database
             .clone()
             .unwrap_or_else(|| "postgres".to_string());
-        let connection = resolve::connect_or_fail(&server, &credentials, &database).await?;
-        let names = pgvault_probe::list_databases(&connection.client)
-            .await
-            .map_err(|e| CoordinatorError::precondition(format!("server \"{server_id}\": {e}")))?;
+        let target = ProbeTarget {
+            server: &server,
+            database: &database,
+            secret: &secret,
+            credentials: &credentials,
+            vault: None,
+        };
+        let probe = self.ctx.probes.for_server(&server);
+        let names = match probe.list_databases(&target).await? {
+            Ok(names) => names,
+            Err(Unanswered::Connect(error)) => {
+                return Err(CoordinatorError::precondition(format!(
+                    "{}: cannot connect to server \"{server_id}\": {}",
+                    error.code, error.message
+                )));
+            }
+            Err(Unanswered::Query(message)) => {
+                return Err(CoordinatorError::precondition(format!(
+                    "server \"{server_id}\": {message}"
+                )));
+            }
+            Err(Unanswered::Agent(error)) => {
+                return Err(CoordinatorError::Unavailable(error.message));
+            }
+        };
         let mut databases = Vec::with_capacity(names.len());
         for name in names {
             if unprotectable_reason(&name, &self.ctx.maintenance_databases).is_none() {
@@ -94,6 +129,23 @@ impl ServerApi {
         }
         Ok(databases)
     }
+}
+
+/// NOT_FOUND for a server naming an agent that does not exist.
+fn unknown_agent(server: &Server) -> CoordinatorError {
+    let region = if server.region.is_empty() {
+        "REGION"
+    } else {
+        server.region.as_str()
+    };
+    CoordinatorError::not_found_fix(
+        "agent",
+        &server.agent,
+        format!(
+            "create it with pgvault agent create {} --region {region}, then register the server again",
+            server.agent
+        ),
+    )
 }
 
 #[tonic::async_trait]

@@ -106,6 +106,9 @@ pub struct Job {
     /// A job held back until this one completes (a restore of an archive
     /// point waits for its rehydrate): no task is published until then.
     pub waits_for_job_id: Option<Uuid>,
+    /// The agent whose instances run the job's tasks (`None`: the workers),
+    /// fixed when the job is created from its [`JobSpec::route`].
+    pub agent_id: Option<String>,
     pub create_time: DateTime<Utc>,
     pub start_time: Option<DateTime<Utc>>,
     pub end_time: Option<DateTime<Utc>>,
@@ -207,6 +210,35 @@ impl JobSpec {
             JobSpec::Backup { .. } | JobSpec::Restore(_) => None,
         }
     }
+
+    /// Whose server decides where the job's tasks run: the agent of that
+    /// server, if it has one, runs them; otherwise the workers do.
+    pub fn route(&self) -> Route {
+        match self {
+            JobSpec::Backup { instance_id, .. } => Route::InstanceServer(*instance_id),
+            JobSpec::Restore(restore) => match &restore.target {
+                RestoreTarget::Database { server_id, .. } => Route::Server(server_id.clone()),
+                // The datastore may be as private as the server it came from.
+                RestoreTarget::Files { .. } => Route::InstanceServer(restore.instance_id),
+            },
+            // Lifecycle jobs touch datastores only.
+            JobSpec::TierMove { .. } | JobSpec::Rehydrate { .. } | JobSpec::Delete { .. } => {
+                Route::Workers
+            }
+        }
+    }
+}
+
+/// Where a job's tasks run, as decided by its spec: through the agent of a
+/// server (when the server has one), or on the workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// The server of this backup instance.
+    InstanceServer(Uuid),
+    /// This server (a restore's target).
+    Server(String),
+    /// Always the workers.
+    Workers,
 }
 
 /// Why a backup runs.
@@ -357,12 +389,16 @@ text_enum!(
 pub struct JobAttempt {
     pub attempt: u32,
     pub worker: String,
+    /// The agent whose instance ran it (`None`: a worker).
+    pub agent: Option<String>,
     pub start_time: DateTime<Utc>,
     /// `None` while the attempt runs.
     pub end_time: Option<DateTime<Utc>>,
     pub outcome: AttemptOutcome,
     /// Why it failed, expired or was cancelled.
     pub error: Option<JobError>,
+    /// A failed attempt's last log lines, as its runner sent them.
+    pub log_tail: Vec<String>,
 }
 
 text_enum!(
@@ -387,44 +423,5 @@ pub struct TableProgress {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_spec_says_the_operation() {
-        let instance_id = Uuid::new_v4();
-        let on_demand = JobSpec::Backup {
-            instance_id,
-            trigger: BackupTrigger::OnDemand {
-                rule: RuleKind::Monthly,
-            },
-            produced_point_id: None,
-        };
-        assert_eq!(on_demand.operation(), Operation::OnDemandBackup);
-        assert_eq!(on_demand.point_id(), None);
-        let point_id = Uuid::new_v4();
-        let delete = JobSpec::Delete {
-            instance_id,
-            point_id,
-            scope: DeleteScope::ArchiveExpiry,
-        };
-        assert_eq!(delete.operation(), Operation::Delete);
-        assert_eq!(delete.point_id(), Some(point_id));
-        assert_eq!(delete.lifecycle_stage().as_deref(), Some("ARCHIVE_EXPIRY"));
-    }
-
-    #[test]
-    fn delete_scopes_round_trip_through_their_stage() {
-        for scope in [
-            DeleteScope::StandardExpiry,
-            DeleteScope::ArchiveExpiry,
-            DeleteScope::RehydratedCopy {
-                prefix: "v/i/p-rehydrated-1".into(),
-            },
-        ] {
-            assert_eq!(DeleteScope::from_stage(&scope.stage()), Some(scope));
-        }
-        assert_eq!(DeleteScope::from_stage(stage::REHYDRATE), None);
-        assert_eq!(DeleteScope::from_stage(stage::REHYDRATED_EXPIRY), None);
-    }
-}
+#[path = "job_tests.rs"]
+mod tests;

@@ -2,8 +2,8 @@
 //! services reason about. They are separate from the generated proto types;
 //! `api::convert` turns one into the other at the edge.
 //!
-//! Jobs and their specs are in [`job`]; where a finished job's time went in
-//! `stage_split`.
+//! Jobs and their specs are in [`job`]; agents and their instances in
+//! [`agent`]; where a finished job's time went in `stage_split`.
 //!
 //! Enumerations are stored in SQL as their own stable text (`IN_PROGRESS`),
 //! never as proto names: `api::convert` maps them to proto values with
@@ -44,9 +44,11 @@ macro_rules! text_enum {
     };
 }
 
+mod agent;
 mod job;
 mod stage_split;
 
+pub use agent::*;
 pub use job::*;
 pub use stage_split::{StageSplit, StageTime};
 

@@ -1,7 +1,8 @@
 //! Attempt history: one row per attempt of a job, opened when a worker
 //! claims it and closed where the coordinator ends it (complete, fail,
 //! lease expiry, take-over, cancel), with where the attempt writes (set
-//! when its task is built). Read by `GetJob`/`WatchJob`, completion and the
+//! when its task is built), the agent that ran it and, when it failed, the
+//! last log lines its runner sent. Read by `GetJob`/`WatchJob`, completion and the
 //! garbage recorder; the job list never joins it.
 
 use chrono::{DateTime, Utc};
@@ -16,6 +17,8 @@ use crate::store::{parse_enum, to_i32, to_u32};
 struct AttemptRow {
     attempt: i32,
     worker: String,
+    agent: Option<String>,
+    log_tail: Vec<String>,
     start_time: DateTime<Utc>,
     end_time: Option<DateTime<Utc>>,
     outcome: String,
@@ -30,6 +33,8 @@ impl TryFrom<AttemptRow> for JobAttempt {
         Ok(JobAttempt {
             attempt: to_u32(r.attempt, "job_attempts.attempt")?,
             worker: r.worker,
+            agent: r.agent,
+            log_tail: r.log_tail,
             start_time: r.start_time,
             end_time: r.end_time,
             outcome: parse_enum(&r.outcome, "job_attempts.outcome", AttemptOutcome::parse)?,
@@ -42,24 +47,26 @@ impl TryFrom<AttemptRow> for JobAttempt {
     }
 }
 
-/// Records that `worker` began `attempt` of the job (a claim). A repeated
-/// claim of the same attempt number starts it afresh (and forgets where it
-/// wrote).
+/// Records that `worker` (an instance of `agent`, or a worker when `None`)
+/// began `attempt` of the job (a claim). A repeated claim of the same
+/// attempt number starts it afresh (and forgets where it wrote).
 pub async fn start(
     db: impl PgExecutor<'_>,
     job_id: Uuid,
     attempt: u32,
     worker: &str,
+    agent: Option<&str>,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO job_attempts (job_id, attempt, worker) VALUES ($1, $2, $3)
-         ON CONFLICT (job_id, attempt) DO UPDATE SET worker = EXCLUDED.worker, start_time = now(),
-             end_time = NULL, outcome = 'RUNNING', error_code = NULL, error_message = NULL, error_action = NULL,
-             point_id = NULL, datastore_url = NULL, prefix = NULL",
+        "INSERT INTO job_attempts (job_id, attempt, worker, agent) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (job_id, attempt) DO UPDATE SET worker = EXCLUDED.worker, agent = EXCLUDED.agent,
+             start_time = now(), end_time = NULL, outcome = 'RUNNING', error_code = NULL, error_message = NULL,
+             error_action = NULL, point_id = NULL, datastore_url = NULL, prefix = NULL, log_tail = '{}'",
     )
     .bind(job_id)
     .bind(to_i32(attempt))
     .bind(worker)
+    .bind(agent)
     .execute(db)
     .await?;
     Ok(())
@@ -133,6 +140,22 @@ pub async fn end(
     Ok(())
 }
 
+/// Keeps the last log lines `attempt`'s runner sent with its failure.
+pub async fn set_log_tail(
+    db: impl PgExecutor<'_>,
+    job_id: Uuid,
+    attempt: u32,
+    lines: &[String],
+) -> Result<()> {
+    sqlx::query("UPDATE job_attempts SET log_tail = $3 WHERE job_id = $1 AND attempt = $2")
+        .bind(job_id)
+        .bind(to_i32(attempt))
+        .bind(lines)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Records where `attempt` of the job spent its time (on completion).
 pub async fn set_stage_split(
     db: impl PgExecutor<'_>,
@@ -178,7 +201,8 @@ pub async fn completed_stage_split(
 /// Every attempt of the job, oldest first.
 pub async fn list(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<Vec<JobAttempt>> {
     let rows = sqlx::query_as::<_, AttemptRow>(
-        "SELECT attempt, worker, start_time, end_time, outcome, error_code, error_message, error_action
+        "SELECT attempt, worker, agent, log_tail, start_time, end_time, outcome, error_code, error_message,
+                error_action
          FROM job_attempts WHERE job_id = $1 ORDER BY attempt",
     )
     .bind(job_id)

@@ -12,7 +12,11 @@
 //! - `attempts`, `job_tables`: a job's attempt history and per-table
 //!   progress (read by `GetJob`/`WatchJob`, never by the job list).
 //! - `paging`: opaque page tokens for keyset pagination.
+//! - `agents`, `agent_instances`, `probes`: agents, their processes (and
+//!   whether any is live), and the questions the API asks through them.
 
+pub mod agent_instances;
+pub mod agents;
 pub mod attempts;
 pub mod dead_letters;
 pub mod garbage;
@@ -24,6 +28,7 @@ pub mod migrate;
 pub mod outbox;
 pub mod paging;
 pub mod policies;
+pub mod probes;
 pub mod recovery_points;
 pub mod restore_targets;
 pub mod roles;

@@ -1,6 +1,8 @@
 //! The task outbox: one row per task to publish, written in the transaction
-//! that creates or re-queues the job (re-queues due after a backoff),
-//! deleted after the broker confirmed.
+//! that creates or re-queues the job (re-queues due after a backoff).
+//! Rows of jobs for the workers are deleted after the broker confirmed;
+//! rows of jobs routed to an agent stay, offered again every few seconds,
+//! until a claim of the job deletes them (or the job ended without one).
 
 use std::time::Duration;
 
@@ -42,12 +44,14 @@ pub async fn insert_delayed(
     Ok(())
 }
 
-/// The oldest due rows, locked for this transaction; rows another
-/// dispatcher holds are skipped.
+/// The oldest due rows of jobs for the workers (agents' jobs never reach
+/// the broker), locked for this transaction; rows another dispatcher holds
+/// are skipped.
 pub async fn lock_batch(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<OutboxRow>> {
     let rows: Vec<(i64, Uuid, i32)> = sqlx::query_as(
-        "SELECT id, job_id, attempt FROM outbox WHERE not_before <= now()
-         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        "SELECT o.id, o.job_id, o.attempt FROM outbox o JOIN jobs j ON j.id = o.job_id
+         WHERE o.not_before <= now() AND j.agent_id IS NULL
+         ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED",
     )
     .bind(limit)
     .fetch_all(db)
@@ -73,6 +77,103 @@ pub async fn delete_many(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<()> {
         .execute(db)
         .await?;
     Ok(())
+}
+
+/// Deletes every row of the job (it was claimed, or it ended unclaimed).
+pub async fn delete_for_job(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<()> {
+    sqlx::query("DELETE FROM outbox WHERE job_id = $1")
+        .bind(job_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// A due row of a job routed to an agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentOutboxRow {
+    pub id: i64,
+    pub job_id: Uuid,
+    pub attempt: u32,
+    pub agent_id: String,
+}
+
+/// The oldest due rows of queued jobs routed to one of `agents`, locked
+/// for this transaction (another coordinator's dispatcher skips them).
+pub async fn lock_agent_batch(
+    db: impl PgExecutor<'_>,
+    agents: &[String],
+    limit: i64,
+) -> Result<Vec<AgentOutboxRow>> {
+    let rows: Vec<(i64, Uuid, i32, String)> = sqlx::query_as(
+        "SELECT o.id, o.job_id, o.attempt, j.agent_id FROM outbox o JOIN jobs j ON j.id = o.job_id
+         WHERE o.not_before <= now() AND j.agent_id = ANY($1) AND j.state = 'QUEUED'
+         ORDER BY o.id LIMIT $2 FOR UPDATE OF o SKIP LOCKED",
+    )
+    .bind(agents)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|(id, job_id, attempt, agent_id)| {
+            Ok(AgentOutboxRow {
+                id,
+                job_id,
+                attempt: to_u32(attempt, "outbox.attempt")?,
+                agent_id,
+            })
+        })
+        .collect()
+}
+
+/// Makes the rows `ids` due again only after `delay` (an offer made: it is
+/// repeated then unless a claim deleted the row first).
+pub async fn postpone(db: impl PgExecutor<'_>, ids: &[i64], delay: Duration) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE outbox SET not_before = now() + make_interval(secs => $2) WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .bind(delay.as_secs_f64())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Makes the rows of `tasks` (job, attempt) due now: they were offered to
+/// an agent instance whose stream ended, so another may take them at once.
+/// (No condition on `not_before`: an offer may still be committing its
+/// postponement, and the row must be found and waited for, not skipped.)
+pub async fn make_due(db: impl PgExecutor<'_>, tasks: &[(Uuid, u32)]) -> Result<()> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let jobs: Vec<Uuid> = tasks.iter().map(|t| t.0).collect();
+    let attempts: Vec<i32> = tasks.iter().map(|t| to_i32(t.1)).collect();
+    sqlx::query(
+        "UPDATE outbox o SET not_before = now()
+           FROM UNNEST($1::uuid[], $2::int4[]) AS t (job_id, attempt)
+          WHERE o.job_id = t.job_id AND o.attempt = t.attempt",
+    )
+    .bind(&jobs)
+    .bind(&attempts)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Deletes rows of agents' jobs that are no longer queued (cancelled or
+/// failed before any claim, or claimed by a coordinator that crashed
+/// before deleting them). Returns how many.
+pub async fn delete_unqueued_agent_rows(db: impl PgExecutor<'_>) -> Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM outbox o USING jobs j
+         WHERE j.id = o.job_id AND j.agent_id IS NOT NULL AND j.state <> 'QUEUED'",
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Outbox rows for many new jobs (each at `attempt`, due at once) in one

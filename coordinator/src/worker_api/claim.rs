@@ -8,8 +8,13 @@
 //! reconfiguration. A job whose task cannot be resolved (its secret is
 //! unusable, its server gone) fails at once with a coded error instead of
 //! bouncing forever. Each claim opens a row in the job's attempt history
-//! (closing a taken-over attempt as fenced) and starts a fresh set of
-//! per-table progress.
+//! (closing a taken-over attempt as fenced, recording the agent that runs
+//! it), starts a fresh set of per-table progress and deletes the job's
+//! outbox rows (an agent's job keeps them, re-offered, until claimed).
+//!
+//! Who may claim: a job routed to an agent only with that agent's token,
+//! and an agent's token only its agent's jobs. Anyone else gets
+//! `claimed = false` with the reason, never the task.
 
 use pgvault_errors::ErrorCode;
 use pgvault_proto::v1 as pb;
@@ -23,10 +28,15 @@ use crate::model::{
     AttemptOutcome, AttemptTarget, Job, JobError, JobSpec, JobState, RestoreSpec, RestoreTarget,
 };
 use crate::store::{
-    attempts, garbage, instances, job_tables, jobs, recovery_points, servers, vaults,
+    attempts, garbage, instances, job_tables, jobs, outbox, recovery_points, servers, vaults,
 };
 
-pub async fn claim(ctx: &ApiContext, req: pb::ClaimTaskRequest) -> Result<pb::ClaimTaskResponse> {
+/// `agent`: the agent whose token claims (`None`: a worker's or Owner's).
+pub async fn claim(
+    ctx: &ApiContext,
+    agent: Option<&str>,
+    req: pb::ClaimTaskRequest,
+) -> Result<pb::ClaimTaskResponse> {
     let job_id = super::job_id(&req.job_id)?;
     let worker = req.worker_id.trim();
     if worker.is_empty() {
@@ -38,6 +48,11 @@ pub async fn claim(ctx: &ApiContext, req: pb::ClaimTaskRequest) -> Result<pb::Cl
     let lease_token = Uuid::new_v4();
     let mut tx = ctx.store.begin().await?;
     let before = jobs::find(&mut *tx, job_id).await?;
+    if let Some(refused) = before.as_ref().and_then(|b| refusal(b, agent)) {
+        tx.rollback().await?;
+        tracing::warn!(job_id = %job_id, worker = %worker, agent = agent.unwrap_or(""), "claim refused: wrong claimer");
+        return Ok(not_claimed(refused));
+    }
     let claimed = jobs::claim(
         &mut *tx,
         job_id,
@@ -57,12 +72,13 @@ pub async fn claim(ctx: &ApiContext, req: pb::ClaimTaskRequest) -> Result<pb::Cl
         let fenced = fenced_error(&before, worker);
         attempts::end(&mut *tx, job.id, AttemptOutcome::Fenced, Some(&fenced)).await?;
     }
-    attempts::start(&mut *tx, job.id, job.attempt, worker).await?;
+    attempts::start(&mut *tx, job.id, job.attempt, worker, agent).await?;
     job_tables::clear_other_attempts(&mut *tx, job.id, job.attempt).await?;
+    outbox::delete_for_job(&mut *tx, job.id).await?;
     match build_task(ctx, &mut tx, &job).await {
         Ok(task) => {
             tx.commit().await?;
-            tracing::info!(job_id = %job.id, attempt = job.attempt, worker = %worker, "task claimed");
+            tracing::info!(job_id = %job.id, attempt = job.attempt, worker = %worker, agent = agent.unwrap_or(""), "task claimed");
             Ok(pb::ClaimTaskResponse {
                 claimed: true,
                 lease_token: lease_token.to_string(),
@@ -93,6 +109,20 @@ pub async fn claim(ctx: &ApiContext, req: pb::ClaimTaskRequest) -> Result<pb::Cl
             Ok(not_claimed(format!("job failed: {}", job_error.message)))
         }
         Err(error) => Err(error),
+    }
+}
+
+/// Why `agent` (`None`: not an agent's token) may not claim `job`.
+fn refusal(job: &Job, agent: Option<&str>) -> Option<String> {
+    match (job.agent_id.as_deref(), agent) {
+        (Some(owner), Some(claimer)) if owner == claimer => None,
+        (None, None) => None,
+        (Some(owner), _) => Some(format!(
+            "job runs on agent \"{owner}\": only that agent's token may claim it"
+        )),
+        (None, Some(claimer)) => Some(format!(
+            "agent \"{claimer}\" may claim only jobs of the servers bound to it; this job runs on the workers"
+        )),
     }
 }
 

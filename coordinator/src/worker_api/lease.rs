@@ -277,6 +277,27 @@ async fn record_point(
 
 /// Longest error message stored; workers' messages are one line.
 const MAX_MESSAGE: usize = 2000;
+/// Most log lines kept with a failed attempt (the last ones), and the
+/// longest line.
+const MAX_LOG_LINES: usize = 50;
+const MAX_LOG_LINE: usize = 500;
+
+/// The last [`MAX_LOG_LINES`] lines, each cut to [`MAX_LOG_LINE`]
+/// characters, control characters dropped (tabs become spaces).
+fn log_tail(lines: Vec<String>) -> Vec<String> {
+    let skip = lines.len().saturating_sub(MAX_LOG_LINES);
+    lines
+        .into_iter()
+        .skip(skip)
+        .map(|line| {
+            line.chars()
+                .map(|c| if c == '\t' { ' ' } else { c })
+                .filter(|c| !c.is_control())
+                .take(MAX_LOG_LINE)
+                .collect()
+        })
+        .collect()
+}
 
 pub async fn fail(ctx: &ApiContext, req: pb::FailTaskRequest) -> Result<()> {
     let mut tx = ctx.store.begin().await?;
@@ -304,6 +325,7 @@ pub async fn fail(ctx: &ApiContext, req: pb::FailTaskRequest) -> Result<()> {
         AttemptOutcome::Failed
     };
     attempts::end(&mut *tx, job.id, outcome, Some(&error)).await?;
+    attempts::set_log_tail(&mut *tx, job.id, job.attempt, &log_tail(req.log_tail)).await?;
     let used = job.attempt.saturating_sub(job.attempts_before_retry);
     if error.code == ErrorCode::Cancelled {
         jobs::finish_failed(&mut *tx, job.id, JobState::Cancelled, &error).await?;
@@ -322,4 +344,21 @@ pub async fn fail(ctx: &ApiContext, req: pb::FailTaskRequest) -> Result<()> {
         tracing::warn!(job_id = %job.id, attempt = job.attempt, code = %error.code, "job failed");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_tail_keeps_the_last_lines_cut_and_printable() {
+        let lines: Vec<String> = (0..60).map(|i| format!("line {i}")).collect();
+        let kept = log_tail(lines);
+        assert_eq!(kept.len(), MAX_LOG_LINES);
+        assert_eq!(kept[0], "line 10");
+        assert_eq!(kept[49], "line 59");
+        let long = log_tail(vec![format!("a\tb\u{1b}[31m{}", "x".repeat(900))]);
+        assert_eq!(long[0].chars().count(), MAX_LOG_LINE);
+        assert!(long[0].starts_with("a b[31m"), "{}", long[0]);
+    }
 }

@@ -1,6 +1,7 @@
 //! `WorkerService`, the calls workers and agents make: claim a task (taking
 //! the lease), heartbeat, complete, fail. Callers authenticate with a bearer
-//! token like every other API caller.
+//! token like every other API caller; an agent's token claims only its
+//! agent's jobs, and only it claims them.
 //!
 //! # Layout
 //! - `claim`: the lease and the task (credentials only for the lease holder).
@@ -18,6 +19,7 @@ use uuid::Uuid;
 
 use crate::api::ApiContext;
 use crate::error::{CoordinatorError, Result};
+use crate::{access, agents};
 
 pub struct WorkerApi {
     ctx: Arc<ApiContext>,
@@ -46,8 +48,10 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<pb::ClaimTaskRequest>,
     ) -> Result<Response<pb::ClaimTaskResponse>, Status> {
+        let caller = access::caller(&request)?;
+        let agent = agents::claimer_agent(&self.ctx.store, &caller).await?;
         Ok(Response::new(
-            claim::claim(&self.ctx, request.into_inner()).await?,
+            claim::claim(&self.ctx, agent.as_deref(), request.into_inner()).await?,
         ))
     }
 

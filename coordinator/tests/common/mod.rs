@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod agent_fixture;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

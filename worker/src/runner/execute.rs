@@ -1,8 +1,9 @@
 //! Runs one claimed task through its executor and reports the outcome:
-//! `CompleteTask` on success, `FailTask` with a stable error code otherwise,
-//! nothing at all when the lease was lost (another runner owns the job).
-//! Reports that cannot reach the coordinator are retried for about a
-//! minute; a refusal is final.
+//! `CompleteTask` on success, `FailTask` with a stable error code and the
+//! task's last log lines otherwise, nothing at all when the lease was lost
+//! (another runner owns the job). Reports that cannot reach the coordinator
+//! are retried for about a minute; a refusal is final. Everything a task
+//! logs happens inside its `task` span, which carries the `job_id`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,12 +11,14 @@ use std::time::Duration;
 
 use pgvault_engine::{self as engine, EngineError, ErrorCode};
 use pgvault_errors::JobFailure;
-use pgvault_proto::v1::{ClaimTaskResponse, CompleteTaskRequest, FailTaskRequest, JobError};
+use pgvault_proto::v1::{ClaimTaskResponse, CompleteTaskRequest, FailTaskRequest, JobError, Task};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::executor::TaskExecutor;
 use super::heartbeat::{self, Heartbeat, Interruption, SharedProgress};
 use super::link::{CoordinatorLink, LinkError};
+use super::log_tail::LogTail;
 
 /// How long a report that cannot reach the coordinator is retried.
 const REPORT_PATIENCE: Duration = Duration::from_secs(60);
@@ -26,10 +29,28 @@ pub(super) async fn run_claimed(
     executor: &dyn TaskExecutor,
     shutdown: &CancellationToken,
 ) {
-    let Some(task) = claim.task else {
+    let Some(task) = claim.task.clone() else {
         tracing::error!("claim response carried no task");
         return;
     };
+    // Named TASK_SPAN; at ERROR level so every filter that shows any of
+    // the task's events keeps the span (its level decides only whether it
+    // exists, not how its events print).
+    let span = tracing::error_span!("task", job_id = %task.job_id, attempt = task.attempt);
+    let tail = LogTail::of(&span);
+    run_task(claim, task, link, executor, shutdown, tail)
+        .instrument(span)
+        .await;
+}
+
+async fn run_task(
+    claim: ClaimTaskResponse,
+    task: Task,
+    link: &Arc<dyn CoordinatorLink>,
+    executor: &dyn TaskExecutor,
+    shutdown: &CancellationToken,
+    tail: LogTail,
+) {
     let job_id = task.job_id.clone();
     let lease_token = claim.lease_token.clone();
     let interval = Duration::from_secs(u64::from(claim.lease_ttl_seconds.max(3)) / 3);
@@ -99,7 +120,7 @@ pub(super) async fn run_claimed(
                 error: Some(error),
                 retryable,
                 tables,
-                log_tail: Vec::new(),
+                log_tail: tail.lines(),
             };
             deliver(|| link.fail(request.clone())).await
         }

@@ -1,8 +1,8 @@
 //! [`CoordinatorLink`] over the coordinator's unary `WorkerService` (tonic),
 //! the bearer token attached to every call. Workers use it beside their AMQP
-//! consumers.
+//! consumers; an agent on the channel that also carries its stream.
 
-use std::time::Duration;
+use std::path::Path;
 
 use async_trait::async_trait;
 use pgvault_proto::v1::worker_service_client::WorkerServiceClient;
@@ -10,54 +10,36 @@ use pgvault_proto::v1::{
     ClaimTaskRequest, ClaimTaskResponse, CompleteTaskRequest, FailTaskRequest, HeartbeatRequest,
     HeartbeatResponse,
 };
-use tonic::metadata::MetadataValue;
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 
+use super::channel::{AuthChannel, ChannelError, authenticated_channel};
 use super::link::{CoordinatorLink, LinkError};
-
-/// Adds `authorization: Bearer <token>`.
-#[derive(Clone)]
-struct BearerToken(MetadataValue<tonic::metadata::Ascii>);
-
-impl Interceptor for BearerToken {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
 
 /// Cheap to clone; all clones share one HTTP/2 channel.
 #[derive(Clone)]
 pub struct GrpcLink {
-    inner: WorkerServiceClient<InterceptedService<Channel, BearerToken>>,
+    inner: WorkerServiceClient<AuthChannel>,
 }
 
 impl GrpcLink {
     /// Connects on first use, so a worker can start before its coordinator.
-    pub fn connect_lazy(endpoint: &str, token: &str) -> anyhow::Result<Self> {
-        let mut builder = Endpoint::from_shared(endpoint.to_string())
-            .map_err(|e| anyhow::anyhow!("invalid coordinator endpoint {endpoint:?}: {e}"))?;
-        if endpoint.starts_with("https://") {
-            // A coordinator serving TLS is verified against the system's roots.
-            builder = builder
-                .tls_config(tonic::transport::ClientTlsConfig::new().with_native_roots())
-                .map_err(|e| anyhow::anyhow!("cannot set up TLS to {endpoint:?}: {e}"))?;
+    /// `https://` endpoints are verified against `ca_cert` (a PEM file)
+    /// when given, else against the system's roots.
+    pub fn connect_lazy(
+        endpoint: &str,
+        token: &str,
+        ca_cert: Option<&Path>,
+    ) -> Result<Self, ChannelError> {
+        Ok(GrpcLink::new(authenticated_channel(
+            endpoint, token, ca_cert,
+        )?))
+    }
+
+    /// Calls over an existing authenticated channel.
+    pub fn new(channel: AuthChannel) -> Self {
+        GrpcLink {
+            inner: WorkerServiceClient::new(channel),
         }
-        let channel = builder
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_keepalive(Some(Duration::from_secs(30)))
-            .connect_lazy();
-        let header = MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
-            anyhow::anyhow!("the worker token contains characters not allowed in an HTTP header")
-        })?;
-        Ok(GrpcLink {
-            inner: WorkerServiceClient::with_interceptor(channel, BearerToken(header)),
-        })
     }
 }
 

@@ -14,6 +14,7 @@ use pgvault_engine::{Progress, ProgressSink, TableProgress};
 use pgvault_proto::v1::{HeartbeatRequest, Progress as WireProgress, TableProgress as WireTable};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::link::{CoordinatorLink, LinkError};
 use super::tables::{self, Receipt, TableLog};
@@ -95,16 +96,20 @@ impl Heartbeat {
     ) -> Heartbeat {
         let stop = CancellationToken::new();
         let interruption = Arc::new(AtomicU8::new(Interruption::None as u8));
-        let handle = tokio::spawn(beat(
-            link,
-            job_id,
-            lease_token,
-            interval,
-            progress,
-            engine_cancel,
-            stop.clone(),
-            interruption.clone(),
-        ));
+        // In the task's span: its warnings belong to the task's log tail.
+        let handle = tokio::spawn(
+            beat(
+                link,
+                job_id,
+                lease_token,
+                interval,
+                progress,
+                engine_cancel,
+                stop.clone(),
+                interruption.clone(),
+            )
+            .in_current_span(),
+        );
         Heartbeat {
             handle,
             stop,

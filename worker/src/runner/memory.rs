@@ -64,6 +64,8 @@ struct Job {
     outcome: Option<Outcome>,
     /// Per-table progress as acknowledged, by name.
     tables: BTreeMap<String, TableProgress>,
+    /// Log lines the failure report carried.
+    log_tail: Vec<String>,
 }
 
 #[derive(Default)]
@@ -118,6 +120,7 @@ impl MemoryCoordinator {
                     cancel_requested: false,
                     outcome: None,
                     tables: BTreeMap::new(),
+                    log_tail: Vec::new(),
                 },
             );
         });
@@ -168,6 +171,16 @@ impl MemoryCoordinator {
             s.jobs
                 .get(job_id)
                 .map(|j| j.tables.clone())
+                .unwrap_or_default()
+        })
+    }
+
+    /// The log lines the job's failure report carried.
+    pub fn log_tail(&self, job_id: &str) -> Vec<String> {
+        self.with(|s| {
+            s.jobs
+                .get(job_id)
+                .map(|j| j.log_tail.clone())
                 .unwrap_or_default()
         })
     }
@@ -299,6 +312,7 @@ impl CoordinatorLink for MemoryCoordinator {
                 retryable: request.retryable,
             });
             if let Some(job) = s.jobs.get_mut(&request.job_id) {
+                job.log_tail = request.log_tail;
                 job.outcome = Some(Outcome::Failed {
                     error,
                     retryable: request.retryable,

@@ -15,23 +15,32 @@
 //!
 //! # Layout
 //! - `execute`, `heartbeat`, `tables`: one claimed task from start to report.
+//! - [`log_tail`]: the tracing layer that keeps each task's last log lines
+//!   for its failure report.
 //! - `executor`, `restore_files`, `lifecycle`: task messages → engine calls;
 //!   `stage_split`: the engine's stage times as the contract's split.
-//! - `link`, `grpc`, [`memory`]: the coordinator seam and its implementations.
+//! - `link`, `grpc`, [`memory`]: the coordinator seam and its implementations;
+//!   `channel`: the authenticated HTTP/2 channel to a coordinator (TLS with
+//!   the system's roots or a private CA).
 
+mod channel;
 mod execute;
 mod executor;
 mod grpc;
 mod heartbeat;
 mod lifecycle;
 mod link;
+pub mod log_tail;
 pub mod memory;
 mod restore_files;
 mod stage_split;
 mod tables;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_log_tail;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,9 +49,13 @@ use pgvault_queue::{Delivery, TaskConsumer};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
+pub use channel::{
+    AuthChannel, BearerToken, ChannelError, authenticated_channel, coordinator_channel,
+};
 pub use executor::{EngineExecutor, TaskExecutor};
 pub use grpc::GrpcLink;
 pub use link::{CoordinatorLink, LinkError};
+pub use log_tail::LogTailLayer;
 use pgvault_engine::EngineOptions;
 
 /// How a worker process runs.
@@ -52,6 +65,9 @@ pub struct WorkerOptions {
     pub coordinator_endpoint: String,
     /// Bearer token the worker authenticates with.
     pub token: String,
+    /// PEM certificate of the private CA that signed the coordinator's
+    /// certificate (`https://` endpoints); `None`: the system's roots.
+    pub ca_cert: Option<PathBuf>,
     /// Stable identity shown in job attempts, e.g. `host:pid`.
     pub worker_id: String,
     /// Tasks run at once (each with its own consumer, prefetch 1).
@@ -65,6 +81,7 @@ impl std::fmt::Debug for WorkerOptions {
         f.debug_struct("WorkerOptions")
             .field("coordinator_endpoint", &self.coordinator_endpoint)
             .field("token", &"<redacted>")
+            .field("ca_cert", &self.ca_cert)
             .field("worker_id", &self.worker_id)
             .field("concurrency", &self.concurrency)
             .finish()
@@ -87,7 +104,11 @@ pub async fn run(
     consumers: impl FnMut() -> Box<dyn TaskConsumer>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let link = GrpcLink::connect_lazy(&options.coordinator_endpoint, &options.token)?;
+    let link = GrpcLink::connect_lazy(
+        &options.coordinator_endpoint,
+        &options.token,
+        options.ca_cert.as_deref(),
+    )?;
     let executor = EngineExecutor {
         options: options.engine.clone(),
     };

@@ -18,11 +18,11 @@ use tokio_util::sync::CancellationToken;
 use super::memory::{Event, MemoryCoordinator, Outcome};
 use super::{TaskExecutor, WorkerOptions, run_with};
 
-const JOB: &str = "7b0c4c1e-0d6f-4c43-9a57-2f8d7e0b1a11";
+pub(super) const JOB: &str = "7b0c4c1e-0d6f-4c43-9a57-2f8d7e0b1a11";
 
 /// What the scripted executor does with a task.
 #[derive(Clone)]
-enum Script {
+pub(super) enum Script {
     /// Reports these tables (as done), then succeeds.
     Succeed(Vec<String>),
     /// Reports `a` and `b`, waits two heartbeats, changes `a`, waits two
@@ -34,6 +34,8 @@ enum Script {
     Fail(EngineError),
     /// Makes the coordinator unreachable for `n` calls, then succeeds.
     SucceedWhileUnreachable(u32),
+    /// Logs these lines, waits through two heartbeats, then fails.
+    LogThenFail(Vec<String>, EngineError),
 }
 
 struct Scripted {
@@ -99,13 +101,20 @@ impl TaskExecutor for Scripted {
                 self.coordinator.unreachable_for(*calls);
                 Ok(done())
             }
+            Script::LogThenFail(lines, error) => {
+                for line in lines {
+                    tracing::info!("{line}");
+                }
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                Err(error.clone())
+            }
         }
     }
 }
 
 /// Runs one worker slot over `coordinator` until `until` holds (or a minute
 /// of paused time passes), then shuts it down.
-async fn run_until(
+pub(super) async fn run_until(
     coordinator: &Arc<MemoryCoordinator>,
     script: Script,
     until: impl Fn(&[Event]) -> bool,
@@ -114,6 +123,7 @@ async fn run_until(
     let options = WorkerOptions {
         coordinator_endpoint: String::new(),
         token: String::new(),
+        ca_cert: None,
         worker_id: "test-worker".into(),
         concurrency: 1,
         engine: EngineOptions::default(),
@@ -147,12 +157,12 @@ async fn run_until(
     coordinator.log()
 }
 
-fn reported(log: &[Event]) -> bool {
+pub(super) fn reported(log: &[Event]) -> bool {
     log.iter()
         .any(|e| matches!(e, Event::Complete { .. } | Event::Fail { .. }))
 }
 
-fn delete_task() -> task::Kind {
+pub(super) fn delete_task() -> task::Kind {
     task::Kind::Delete(DeleteTask { locations: vec![] })
 }
 

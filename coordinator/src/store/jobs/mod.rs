@@ -37,16 +37,27 @@ pub struct NewJob {
     pub waits_for_job_id: Option<Uuid>,
 }
 
+/// The agent of the server a job's [`crate::model::Route`] names (NULL
+/// when it has none, or for jobs routed to the workers), as a scalar
+/// subquery over the route's instance (`$i`) and server (`$s`).
+fn agent_of_route(instance: &str, server: &str) -> String {
+    format!(
+        "(SELECT nullif(s.agent, '') FROM servers s
+           WHERE s.id = coalesce({server}::text, (SELECT i.server_id FROM backup_instances i WHERE i.id = {instance}::uuid)))"
+    )
+}
+
 /// Creates the job (with a restore's target row) in the caller's
-/// transaction.
+/// transaction. Its agent is its server's, read in the same statement.
 pub async fn insert(conn: &mut PgConnection, job: &NewJob) -> Result<Job> {
     let c = SpecColumns::of(&job.spec);
     let id = Uuid::new_v4();
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO jobs (id, operation, state, vault_id, backup_instance_id, recovery_point_id,
-                           retention_rule, lifecycle_stage, rehydrate_days, waits_for_job_id)
-         VALUES ($1, $2, 'QUEUED', $3, $4, $5, $6, $7, $8, $9)",
-    )
+                           retention_rule, lifecycle_stage, rehydrate_days, waits_for_job_id, agent_id)
+         VALUES ($1, $2, 'QUEUED', $3, $4, $5, $6, $7, $8, $9, {})",
+        agent_of_route("$10", "$11")
+    ))
     .bind(id)
     .bind(c.operation)
     .bind(&job.vault_id)
@@ -56,6 +67,8 @@ pub async fn insert(conn: &mut PgConnection, job: &NewJob) -> Result<Job> {
     .bind(&c.lifecycle_stage)
     .bind(c.rehydrate_days)
     .bind(job.waits_for_job_id)
+    .bind(c.route_instance)
+    .bind(&c.route_server)
     .execute(&mut *conn)
     .await?;
     if let JobSpec::Restore(restore) = &job.spec {
@@ -89,15 +102,20 @@ pub async fn insert_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> Result<Vec
         .collect();
     let days: Vec<Option<i32>> = columns.iter().map(|c| c.rehydrate_days).collect();
     let waits: Vec<Option<Uuid>> = jobs.iter().map(|j| j.waits_for_job_id).collect();
+    let route_instances: Vec<Option<Uuid>> = columns.iter().map(|c| c.route_instance).collect();
+    let route_servers: Vec<Option<&str>> =
+        columns.iter().map(|c| c.route_server.as_deref()).collect();
     sqlx::query(
         "INSERT INTO jobs (id, operation, state, vault_id, backup_instance_id, recovery_point_id,
-                           retention_rule, lifecycle_stage, rehydrate_days, waits_for_job_id)
-         SELECT id, operation, 'QUEUED', vault_id, backup_instance_id, recovery_point_id,
-                retention_rule, lifecycle_stage, rehydrate_days, waits_for_job_id
+                           retention_rule, lifecycle_stage, rehydrate_days, waits_for_job_id, agent_id)
+         SELECT t.id, t.operation, 'QUEUED', t.vault_id, t.backup_instance_id, t.recovery_point_id,
+                t.retention_rule, t.lifecycle_stage, t.rehydrate_days, t.waits_for_job_id, nullif(s.agent, '')
            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::text[],
-                       $7::text[], $8::integer[], $9::uuid[])
+                       $7::text[], $8::integer[], $9::uuid[], $10::uuid[], $11::text[])
              AS t (id, operation, vault_id, backup_instance_id, recovery_point_id, retention_rule,
-                   lifecycle_stage, rehydrate_days, waits_for_job_id)",
+                   lifecycle_stage, rehydrate_days, waits_for_job_id, route_instance, route_server)
+           LEFT JOIN backup_instances i ON i.id = t.route_instance
+           LEFT JOIN servers s ON s.id = coalesce(t.route_server, i.server_id)",
     )
     .bind(&ids)
     .bind(&operations)
@@ -108,6 +126,8 @@ pub async fn insert_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> Result<Vec
     .bind(&stages)
     .bind(&days)
     .bind(&waits)
+    .bind(&route_instances)
+    .bind(&route_servers)
     .execute(db)
     .await?;
     Ok(ids)
@@ -205,6 +225,32 @@ pub async fn lock_expired(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Job
         select()
     );
     let rows = sqlx::query_as::<_, JobRow>(&sql)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    rows.into_iter().map(Job::try_from).collect()
+}
+
+/// Queued jobs routed to an agent that has had no live instance for
+/// `wait`, queued for longer than `wait` themselves (jobs still waiting
+/// for another job are left alone), locked for this transaction.
+pub async fn lock_unserved(
+    db: impl PgExecutor<'_>,
+    wait: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Job>> {
+    let sql = format!(
+        "{} WHERE j.agent_id IS NOT NULL AND j.state = 'QUEUED' AND j.waits_for_job_id IS NULL
+           AND j.update_time < now() - make_interval(secs => $1)
+           AND NOT EXISTS (SELECT 1 FROM agent_instances i
+                            WHERE i.agent_id = j.agent_id AND i.supported
+                              AND ((i.disconnect_time IS NULL AND i.live_until > now())
+                                   OR i.last_seen > now() - make_interval(secs => $1)))
+         ORDER BY j.update_time LIMIT $2 FOR UPDATE OF j SKIP LOCKED",
+        select()
+    );
+    let rows = sqlx::query_as::<_, JobRow>(&sql)
+        .bind(wait.as_secs_f64())
         .bind(limit)
         .fetch_all(db)
         .await?;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::error::{CoordinatorError, Result};
 use crate::model::{
     BackupTrigger, DeleteScope, Job, JobError, JobSpec, JobState, Operation, Progress, RestoreSpec,
-    RuleKind,
+    Route, RuleKind,
 };
 use crate::store::restore_targets::{JOIN, JOINED_COLUMNS, JoinedTarget, TargetFacts};
 use crate::store::{parse_enum, to_u32, to_u64};
@@ -28,6 +28,7 @@ pub(super) struct JobRow {
     lifecycle_stage: Option<String>,
     rehydrate_days: Option<i32>,
     waits_for_job_id: Option<Uuid>,
+    agent_id: Option<String>,
     attempt: i32,
     attempts_before_retry: i32,
     lease_owner: Option<String>,
@@ -51,7 +52,7 @@ pub(super) struct JobRow {
 
 /// The `jobs` columns of `JobRow`, from `jobs j`.
 const JOB_COLUMNS: &str = "j.id, j.operation, j.state, j.vault_id, j.backup_instance_id, j.recovery_point_id, \
-     j.produced_point_id, j.retention_rule, j.lifecycle_stage, j.rehydrate_days, j.waits_for_job_id, j.attempt, \
+     j.produced_point_id, j.retention_rule, j.lifecycle_stage, j.rehydrate_days, j.waits_for_job_id, j.agent_id, j.attempt, \
      j.attempts_before_retry, j.lease_owner, j.lease_token, j.lease_expires_at, j.bytes_done, j.rows_done, \
      j.chunks_done, j.chunks_total, j.phase, j.error_code, j.error_message, j.error_action, j.create_time, \
      j.start_time, j.end_time, j.update_time";
@@ -161,6 +162,7 @@ fn to_job(r: JobRow, target: Option<TargetFacts>) -> Result<Job> {
             recommended_action: r.error_action.unwrap_or_default(),
         }),
         waits_for_job_id: r.waits_for_job_id,
+        agent_id: r.agent_id,
         create_time: r.create_time,
         start_time: r.start_time,
         end_time: r.end_time,
@@ -176,6 +178,9 @@ pub(super) struct SpecColumns {
     pub retention_rule: Option<&'static str>,
     pub lifecycle_stage: Option<String>,
     pub rehydrate_days: Option<i32>,
+    /// Whose server's agent runs the job (both `None`: the workers).
+    pub route_instance: Option<Uuid>,
+    pub route_server: Option<String>,
 }
 
 impl SpecColumns {
@@ -199,8 +204,15 @@ impl SpecColumns {
                 Some(i32::try_from(*days).unwrap_or(i32::MAX)),
             ),
         };
+        let (route_instance, route_server) = match spec.route() {
+            Route::InstanceServer(instance) => (Some(instance), None),
+            Route::Server(server) => (None, Some(server)),
+            Route::Workers => (None, None),
+        };
         SpecColumns {
             operation: spec.operation().as_str(),
+            route_instance,
+            route_server,
             instance_id: spec.instance_id(),
             recovery_point_id,
             retention_rule,
@@ -227,6 +239,7 @@ mod tests {
             lifecycle_stage: None,
             rehydrate_days: None,
             waits_for_job_id: None,
+            agent_id: None,
             attempt: 1,
             attempts_before_retry: 0,
             lease_owner: None,

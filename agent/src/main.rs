@@ -1,0 +1,117 @@
+//! `pgvault-agent`: reads its flags (and their `PGVAULT_AGENT_*`
+//! variables), sets up logging with the runner's log tail, and runs the
+//! agent until SIGTERM or Ctrl-C, then shuts down gracefully.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pgvault_agent::{AgentArgs, AgentOptions, AgentSettings, telemetry};
+use tokio_util::sync::CancellationToken;
+
+/// Protects PostgreSQL servers that no pgvault worker can reach: runs next
+/// to them, dials out to the coordinator (nothing connects to the agent),
+/// and runs the backups, restores and checks of the servers bound to it.
+#[derive(Parser)]
+#[command(name = "pgvault-agent", version)]
+#[command(
+    long_about = "Protects PostgreSQL servers that no pgvault worker can reach.\n\n\
+    Run it on a host inside the private network, next to the servers. It dials OUT to the \
+    coordinator and keeps one stream open (nothing ever connects to the agent); the \
+    coordinator sends it the tasks and checks of the servers registered with --agent NAME. \
+    Backups and restores go from the agent straight to the datastore, so give it the \
+    datastore's credentials (e.g. AWS_* or AZURE_* variables) as you would a worker.\n\n\
+    Start several processes with the same name and token for a group: each task goes to \
+    one of them, and another takes over if one dies. On SIGTERM the agent takes no more \
+    tasks and releases the running ones (they are retried on another instance)."
+)]
+#[command(after_help = "Examples:\n  \
+    pgvault agent create dc1 --region eu-west      # prints the token once\n  \
+    PGVAULT_AGENT_TOKEN=... pgvault-agent --coordinator https://vault.example:50051 --name dc1 --ca-cert ca.pem\n  \
+    pgvault server register billing-db --host 10.1.2.3 --port 5432 --region eu-west --agent dc1\n\n\
+    Logs go to stderr; RUST_LOG sets the filter (default: info).")]
+struct Cli {
+    #[command(flatten)]
+    args: AgentArgs,
+    /// The agent's token, printed once by `pgvault agent create`; prefer
+    /// PGVAULT_AGENT_TOKEN or --token-file so it stays out of the process
+    /// list
+    #[arg(
+        long,
+        env = "PGVAULT_AGENT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
+    /// PEM certificate of the private CA that signed the coordinator's TLS
+    /// certificate, for https:// endpoints [default: the system's roots]
+    #[arg(long, env = "PGVAULT_AGENT__CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.args.log_format.as_deref().unwrap_or("text"));
+    let mut settings = AgentSettings::default();
+    cli.args.apply(&mut settings);
+    if let Some(token) = cli.token {
+        settings.token = token;
+    }
+    if let Some(ca_cert) = cli.ca_cert {
+        settings.ca_cert = ca_cert;
+    }
+    let options = match AgentOptions::from_settings(&settings) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let mut agent = tokio::spawn(pgvault_agent::run(options, shutdown.clone()));
+        tokio::select! {
+            ended = &mut agent => return ended,
+            _ = shutdown_requested() => shutdown.cancel(),
+        }
+        agent.await
+    });
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: the agent ended abnormally: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_requested() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops this process");
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

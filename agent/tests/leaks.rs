@@ -1,0 +1,129 @@
+//! The agent's log never holds a secret: with every pgvault line at DEBUG
+//! captured (and the log-tail layer installed, as the binary does), an
+//! agent answers probes with a right and a wrong password and runs a
+//! backup with a password, and neither password nor its token appears in
+//! what it logged.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pgvault_proto::v1::{
+    BackupTask, ListDatabasesProbe, Probe, ProbeOffer, Task, coordinator_message, probe, task,
+};
+use pgvault_worker::runner::LogTailLayer;
+use support::{Agent, Fake, JOB, Server, TOKEN, cluster, options, spec};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+
+/// Everything logged, as text.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// One thread: the subscriber set here is the one every task of the agent
+// sees (and a blocking call in the agent would hang this test).
+#[tokio::test(flavor = "current_thread")]
+async fn no_password_or_token_reaches_the_agents_log() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::registry()
+        .with(EnvFilter::new(
+            "info,pgvault_agent=debug,pgvault_worker=debug,pgvault_engine=debug",
+        ))
+        .with(LogTailLayer)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(move || writer.clone()),
+        );
+    let _logging = tracing::subscriber::set_default(subscriber);
+
+    let cluster = cluster();
+    let admin = cluster.connect("postgres").await.expect("connect");
+    admin
+        .batch_execute("CREATE TABLE t AS SELECT 1 AS id")
+        .await
+        .unwrap();
+    let wrong = "wrong-secret-pw-2f9c";
+    let fake = Fake::default();
+    let datastore = tempfile::tempdir().unwrap();
+    fake.with(|s| {
+        for (id, password) in [("right", cluster.password()), ("wrong", wrong)] {
+            s.probes.insert(
+                id.into(),
+                Probe {
+                    probe_id: id.into(),
+                    connection: Some(spec(&cluster, "postgres", cluster.user(), password)),
+                    kind: Some(probe::Kind::ListDatabases(ListDatabasesProbe {})),
+                },
+            );
+        }
+        s.jobs.insert(
+            JOB.into(),
+            Task {
+                job_id: JOB.into(),
+                attempt: 1,
+                kind: Some(task::Kind::Backup(BackupTask {
+                    source: Some(spec(
+                        &cluster,
+                        "postgres",
+                        cluster.user(),
+                        cluster.password(),
+                    )),
+                    datastore_url: format!("file://{}", datastore.path().display()),
+                    prefix: "prod/instance/point".into(),
+                })),
+            },
+        );
+    });
+    let server = Server::start(fake.clone()).await;
+    let mut options = options(&server.endpoint(), 1);
+    options.engine.pg_bin_dir = Some(cluster.bin_dir().to_path_buf());
+    let agent = Agent::start(options);
+    fake.until(Duration::from_secs(10), "a hello", |s| !s.hellos.is_empty())
+        .await;
+    for id in ["right", "wrong"] {
+        let offer = ProbeOffer {
+            probe_id: id.into(),
+        };
+        assert!(fake.send(coordinator_message::Kind::Probe(offer)));
+    }
+    fake.offer_until_claimed(JOB).await;
+    fake.until(Duration::from_secs(60), "answers and the backup", |s| {
+        s.answers.len() == 2 && (s.completed.contains_key(JOB) || s.failed.contains_key(JOB))
+    })
+    .await;
+    assert!(
+        fake.with(|s| s.completed.contains_key(JOB)),
+        "the backup failed"
+    );
+    agent.stop().await;
+
+    let log = captured.text();
+    assert!(
+        log.contains("probe answered") && log.contains("task completed"),
+        "the capture saw the agent's work:\n{log}"
+    );
+    for secret in [cluster.password(), wrong, TOKEN] {
+        assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
+    }
+}
