@@ -94,8 +94,15 @@ pub async fn restore_database_selected(
     }
 
     tracker.phase("schema");
-    let point =
-        recovery_point::open(store, prefix, expected_manifest_sha256, selection, &cancel).await?;
+    let point = recovery_point::open(
+        store,
+        prefix,
+        expected_manifest_sha256,
+        selection,
+        &cancel,
+        tracker.clock(),
+    )
+    .await?;
     tracker.set_total(point.manifest.chunk_count());
     let superuser = is_superuser(&admin, &admin_describe).await?;
     create_missing_roles(&admin, &admin_describe, &point.manifest.roles).await?;
@@ -118,8 +125,9 @@ pub async fn restore_database_selected(
         Err(e) => Err(e),
     };
     match loaded {
-        Ok(summary) => {
+        Ok(mut summary) => {
             tracker.phase("done");
+            summary.stages = tracker.stage_times();
             tracing::info!(database = %target.database, rows = summary.rows, "restore completed");
             Ok(summary)
         }
@@ -208,7 +216,16 @@ async fn load(
             })?;
     }
     if let Some(lo) = &manifest.large_objects {
-        bytes += large_objects::restore(&client, &describe, store, prefix, lo).await?;
+        bytes += large_objects::restore(
+            &client,
+            &describe,
+            store,
+            prefix,
+            lo,
+            options,
+            tracker.clock(),
+        )
+        .await?;
         tracker.chunk_done(0);
     }
 
@@ -219,6 +236,7 @@ async fn load(
 
     tracker.phase("analyze");
     analyze::analyze_views_and_parents(target, manifest).await?;
+    tracker.phase("final flush");
     // Loads and entries committed without waiting for WAL flushes; one
     // synchronous commit makes all of them durable before success is reported.
     exec(
@@ -233,6 +251,7 @@ async fn load(
         tables: manifest.tables.len() as u32,
         skipped_objects: point.skipped.clone(),
         output: None,
+        stages: Default::default(),
     })
 }
 
@@ -368,6 +387,9 @@ async fn pg_restore(
     args: &[OsString],
 ) -> Result<(), EngineError> {
     let mut command = pgtools::command(bin_dir, "pg_restore", target, &target.database);
+    // One commit per statement; none waits for its WAL flush (the restore
+    // ends with one synchronous commit that makes everything durable).
+    command.env("PGOPTIONS", "-c synchronous_commit=off");
     command
         .args(args)
         .arg("--exit-on-error")

@@ -19,6 +19,6 @@ pub use database::{DatabaseGrant, DatabaseProperties, DatabaseSetting};
 pub use format::{
     ChunkEntry, FORMAT_VERSION, LargeObjectMeta, LargeObjects, MANIFEST_FILE, Manifest,
     ManifestError, ObjectEntry, RelationEntry, RelationKind, RelationName, SCHEMA_FILE,
-    SequenceEntry, TableEntry,
+    SegmentEntry, SequenceEntry, TableEntry,
 };
 pub use selection::{Selection, SelectionError};

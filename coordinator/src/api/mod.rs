@@ -14,7 +14,8 @@
 //! - `restore_selection`, `output_file`: checking a restore's selection
 //!   against the recovery point, and the name of a restore's SQL file.
 //! - `job_details`: a job's attempts and per-table progress (`GetJob`,
-//!   `WatchJob`, and the tables workers report).
+//!   `WatchJob`, and the tables workers report); `stage_split`: where a
+//!   finished job's time went, as workers report it.
 //! - `configure`: configure rows and re-validation (kept rows, readiness).
 //! - `resolve`: loading what a job needs across aggregates (shared with the
 //!   worker API).
@@ -36,6 +37,7 @@ pub mod restore_selection;
 pub mod restores;
 pub mod secrets;
 pub mod servers;
+pub mod stage_split;
 pub mod vaults;
 
 use std::sync::Arc;
