@@ -9,7 +9,10 @@
 //!                       --datastore file:///tmp/store --prefix run1 --target-database copy1
 //! ```
 //! The password comes from `--password` or `PGPASSWORD`, never from the
-//! conninfo echoed anywhere.
+//! conninfo echoed anywhere. Each JSON object carries the process's CPU
+//! seconds and the engine's stage split ([`report`]).
+
+mod report;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -234,6 +237,7 @@ async fn main() -> anyhow::Result<()> {
                 "connections": options.connections,
                 "zstd_level": options.zstd_level,
                 "manifest_sha256": summary.manifest_sha256,
+                "stages": report::stages_json(&summary.stages),
             })
         }
         Command::Restore {
@@ -263,9 +267,14 @@ async fn main() -> anyhow::Result<()> {
                 "raw_bytes": summary.bytes,
                 "tables": summary.tables,
                 "connections": options.connections,
+                "stages": report::stages_json(&summary.stages),
             })
         }
     };
+    let mut report = report;
+    let (user, system) = report::process_cpu_seconds();
+    report["cpu_user_seconds"] = serde_json::json!(user);
+    report["cpu_system_seconds"] = serde_json::json!(system);
     println!("{report}");
     Ok(())
 }

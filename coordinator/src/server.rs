@@ -308,6 +308,7 @@ fn retry_policy(config: &CoordinatorConfig) -> RetryPolicy {
 
 /// The listener's TLS identity, read from the configured PEM files.
 fn server_tls(tls: &TlsFiles) -> Result<ServerTlsConfig> {
+    pgvault_proto::tls::install_crypto_provider();
     let read = |key: &str, path: &std::path::Path| {
         std::fs::read(path).map_err(|e| {
             CoordinatorError::invalid(

@@ -49,6 +49,7 @@ fn backup_result() -> pb::BackupResult {
         chunk_count: 4,
         manifest_sha256: "cd".repeat(32),
         server_version: "15.8".into(),
+        stage_split: None,
     }
 }
 

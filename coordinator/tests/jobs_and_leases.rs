@@ -22,6 +22,7 @@ fn backup_result() -> pb::BackupResult {
         chunk_count: 3,
         manifest_sha256: "ab".repeat(32),
         server_version: "15.8".into(),
+        stage_split: None,
     }
 }
 

@@ -177,6 +177,7 @@ async fn point(
             chunk_count: 1,
             manifest_sha256: "cd".repeat(32),
             server_version: "15".into(),
+            stage_split: None,
         }),
     )
     .await;

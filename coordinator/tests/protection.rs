@@ -47,6 +47,7 @@ async fn completed_backup(h: &Harness, instance: &str, snapshot_seconds: i64) {
                     chunk_count: 1,
                     manifest_sha256: "cd".repeat(32),
                     server_version: "15".into(),
+                    stage_split: None,
                 },
             )),
             progress: None,

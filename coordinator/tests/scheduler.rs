@@ -65,6 +65,7 @@ async fn complete(addr: std::net::SocketAddr, job_id: uuid::Uuid, snapshot: i64)
                     chunk_count: 1,
                     manifest_sha256: "ef".repeat(32),
                     server_version: "15".into(),
+                    stage_split: None,
                 },
             )),
             progress: None,

@@ -321,6 +321,7 @@ async fn restores_take_any_reference_the_vault_may_read() {
                     }),
                     manifest_sha256: "ab".repeat(32),
                     server_version: "15".into(),
+                    stage_split: None,
                     ..Default::default()
                 },
             )),

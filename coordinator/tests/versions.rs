@@ -140,6 +140,7 @@ async fn a_restore_into_an_older_major_is_refused_before_a_job_is_queued() {
                     chunk_count: 1,
                     manifest_sha256: "ab".repeat(32),
                     server_version: newer.clone(),
+                    stage_split: None,
                 },
             )),
             progress: None,

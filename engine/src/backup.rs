@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use pgvault_datastore::Datastore;
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::backup_data::{self, DumpContext};
+use super::backup_plan::{self, PlannedChunk};
 use super::catalog::{self, TableInfo};
 use super::connect::{connect, exec};
 use super::database_properties;
@@ -27,6 +27,7 @@ use super::manifest::{
 use super::objects::{self, ObjectWriter, put_small};
 use super::pgtools;
 use super::progress::Tracker;
+use super::stages::{Lane, LaneStage, StageClock};
 use super::types::{BackupSummary, EngineOptions, PgTarget, ProgressSink};
 
 /// Tables locked per `LOCK TABLE` statement.
@@ -107,10 +108,11 @@ async fn run(
 
     let version = info.server_version_num;
     let key_bounds = key_ranges::bounds(&holder, &describe, &tables, |t| {
-        !backup_data::has_tid_range_scans(version) && backup_data::chunk_count(t, options) > 1
+        !backup_plan::has_tid_range_scans(version) && backup_plan::chunk_count(t, options) > 1
     })
     .await?;
-    let chunks = backup_data::plan(&tables, options, version, &key_bounds);
+    let objects = backup_plan::plan(&tables, options, version, &key_bounds);
+    let chunks: Vec<&PlannedChunk> = objects.iter().flat_map(|o| o.chunks.iter()).collect();
     let lo_count = large_objects::count(&holder, &describe).await?;
     tracker.set_total(chunks.len() as u32 + u32::from(lo_count > 0));
     let table_names: Arc<Vec<String>> = Arc::new(
@@ -154,9 +156,10 @@ async fn run(
             lock_ms,
             store,
             prefix,
-            options
+            options,
+            tracker.clock(),
         ),
-        backup_data::dump_chunks(ctx, chunks),
+        backup_data::dump_objects(ctx, objects),
     )?;
     if cancel.is_cancelled() {
         return Err(EngineError::cancelled());
@@ -165,7 +168,8 @@ async fn run(
     tracker.phase("sequences");
     let sequences = catalog::sequences(&holder, &describe).await?;
     let large_objects = if lo_count > 0 {
-        let lo = large_objects::dump(&holder, &describe, store, prefix, options).await?;
+        let lo = large_objects::dump(&holder, &describe, store, prefix, options, tracker.clock())
+            .await?;
         tracker.chunk_done(0);
         Some(lo)
     } else {
@@ -192,7 +196,7 @@ async fn run(
     for entry in &mut table_entries {
         entry.chunks.sort_by_key(|c| c.index);
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
         tool: "pgvault".to_string(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -214,16 +218,18 @@ async fn run(
         schemas: Some(schemas),
     };
 
-    tracker.phase("manifest");
+    tracker.phase("final flush");
+    // The lowest version that reads it: points without bundles stay
+    // readable by older pgvault versions.
+    manifest.format_version = manifest.required_format_version();
     let json = manifest.to_json();
-    let manifest_sha256 = hex::encode(Sha256::digest(&json));
-    let manifest_size = json.len() as u64;
     // Every object durable before the manifest names them, and the manifest
     // durable before the point is reported: a crash never leaves a manifest
     // pointing at lost data, nor a Completed backup without its manifest.
     objects::flush(store).await?;
-    put_small(store, prefix, MANIFEST_FILE, json).await?;
+    let written = put_small(store, prefix, MANIFEST_FILE, json, tracker.clock()).await?;
     objects::flush(store).await?;
+    let (manifest_sha256, manifest_size) = (written.sha256, written.size);
     tracker.phase("done");
 
     let chunk_entries = manifest
@@ -231,9 +237,10 @@ async fn run(
         .iter()
         .flat_map(|t| t.chunks.iter())
         .chain(manifest.large_objects.as_ref().map(|l| &l.data));
-    let (mut stored_bytes, mut raw_bytes, mut rows) = (manifest.schema.size + manifest_size, 0, 0);
+    // Each object once (a bundle is named by all its tables' chunks).
+    let stored_bytes: u64 = manifest.objects().iter().map(|o| o.size).sum::<u64>() + manifest_size;
+    let (mut raw_bytes, mut rows) = (0, 0);
     for chunk in chunk_entries {
-        stored_bytes += chunk.object.size;
         raw_bytes += chunk.raw_bytes;
     }
     // Table rows only (the large-object chunk counts objects, not rows).
@@ -248,6 +255,7 @@ async fn run(
         manifest_sha256,
         server_version: info.server_version,
         rows,
+        stages: tracker.stage_times(),
     })
 }
 
@@ -274,7 +282,9 @@ async fn lock_tables(
     Ok(())
 }
 
-/// Streams `pg_dump --schema-only -Fc` on the snapshot into `schema.dump`.
+/// Streams `pg_dump --schema-only -Fc` on the snapshot into `schema.dump`
+/// (a lane of its own: [`LaneStage::SchemaDump`]).
+#[allow(clippy::too_many_arguments)]
 async fn dump_schema(
     bin_dir: &Path,
     source: &PgTarget,
@@ -283,7 +293,10 @@ async fn dump_schema(
     store: &Datastore,
     prefix: &str,
     options: &EngineOptions,
+    clock: &Arc<StageClock>,
 ) -> Result<ObjectEntry, EngineError> {
+    let mut lane = Lane::start(clock.clone());
+    lane.enter(LaneStage::SchemaDump);
     let mut command = pgtools::command(bin_dir, "pg_dump", source, &source.database);
     command
         .arg("--schema-only")
@@ -302,9 +315,9 @@ async fn dump_schema(
         prefix,
         SCHEMA_FILE,
         options.part_size,
-        options.parts_in_flight,
-    )
-    .await?;
+        options.parts_per_connection(),
+        clock.clone(),
+    );
     let mut buffer = vec![0u8; PIPE_BUFFER];
     let copied: Result<(), EngineError> = async {
         loop {

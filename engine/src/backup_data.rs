@@ -1,7 +1,8 @@
-//! The data half of a backup: tables cut into chunks (ctid page ranges for
-//! large tables on PostgreSQL 14+, integer key ranges before), scheduled largest first over N
-//! connections that all imported the same snapshot. Each chunk streams
-//! `COPY (SELECT …) TO STDOUT` → zstd → multipart upload.
+//! The data half of a backup: the planned objects ([`super::backup_plan`]:
+//! ctid page ranges on PostgreSQL 14+, integer key ranges before)
+//! dumped largest first over N connections that all imported the same
+//! snapshot. Each COPY streams `COPY … TO STDOUT` → batches → zstd + SHA-256
+//! on the CPU pool → upload; a bundle holds one frame per small table.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -10,196 +11,22 @@ use futures::StreamExt;
 use pgvault_datastore::Datastore;
 use tokio::task::JoinSet;
 use tokio_postgres::Client;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use super::catalog::TableInfo;
+use super::backup_plan::{PlannedChunk, PlannedObject};
 use super::connect::{connect, exec};
 use super::error::{EngineError, ErrorCode};
-use super::ident::{qualified, quote_ident, quote_literal};
-use super::key_ranges::{self, KeyBounds};
-use super::manifest::{ChunkEntry, KeyRange};
-use super::objects::{ChunkWriter, ObjectWriter};
+use super::ident::quote_literal;
+use super::manifest::{ChunkEntry, SegmentEntry};
+use super::objects::{ChunkWriter, Segment};
 use super::progress::Tracker;
+use super::stages::{Lane, LaneStage};
 use super::types::{EngineOptions, PgTarget};
 
-/// Upper bound on chunks per table, whatever the threshold.
-const MAX_CHUNKS_PER_TABLE: u64 = 4096;
-/// COPY rows gathered before they go to the compressor.
-const COPY_BATCH_BYTES: usize = 256 * 1024;
-/// TID range scans (fast ctid ranges) arrived in PostgreSQL 14.
-const TID_RANGE_SCAN_VERSION: i32 = 140000;
-
-/// One planned COPY.
-#[derive(Debug, Clone)]
-pub(crate) struct PlannedChunk {
-    /// Index into the backup's table list.
-    pub table: usize,
-    pub index: u32,
-    pub range: ChunkRange,
-    /// Estimated raw size, for largest-first scheduling.
-    pub estimated_bytes: u64,
-    /// `COPY (SELECT …) TO STDOUT`.
-    pub sql: String,
-    /// Object path relative to the recovery point.
-    pub relative: String,
-}
-
-/// How many chunks a table is worth cutting into (1: not split).
-pub(crate) fn chunk_count(table: &TableInfo, options: &EngineOptions) -> u64 {
-    let pages = table.bytes.div_ceil(table.block_size);
-    let threshold = options.split_threshold_bytes.max(1);
-    if table.bytes > threshold && pages > 1 && table.extension_filter.is_none() {
-        table
-            .bytes
-            .div_ceil(threshold)
-            .min(MAX_CHUNKS_PER_TABLE)
-            .min(pages)
-    } else {
-        1
-    }
-}
-
-/// Whether the server scans ctid ranges efficiently (PostgreSQL 14+);
-/// before, big tables are split by integer key ([`key_ranges`]).
-pub(crate) fn has_tid_range_scans(version_num: i32) -> bool {
-    version_num >= TID_RANGE_SCAN_VERSION
-}
-
-/// Cuts tables into chunks, largest first: ctid page ranges on 14+, else
-/// ranges of `key_bounds` (by table index; one stream where `None`).
-pub(crate) fn plan(
-    tables: &[TableInfo],
-    options: &EngineOptions,
-    version_num: i32,
-    key_bounds: &[Option<KeyBounds>],
-) -> Vec<PlannedChunk> {
-    let mut chunks = Vec::new();
-    for (t, table) in tables.iter().enumerate() {
-        let count = chunk_count(table, options);
-        let ranges: Vec<(Vec<String>, ChunkRange)> = if count == 1 {
-            vec![(Vec::new(), ChunkRange::default())]
-        } else if has_tid_range_scans(version_num) {
-            let pages = table.bytes.div_ceil(table.block_size);
-            let pages_per = pages.div_ceil(count).max(1);
-            (0..count)
-                .map(|i| {
-                    let start = (i > 0).then_some(i * pages_per);
-                    let end = (i + 1 < count).then_some((i + 1) * pages_per);
-                    (ctid_conditions(start, end), ChunkRange::pages(start, end))
-                })
-                .collect()
-        } else if let Some(Some(bounds)) = key_bounds.get(t) {
-            key_ranges::cut(bounds, count)
-                .into_iter()
-                .map(|(start, end)| {
-                    (
-                        key_conditions(&bounds.column, start, end),
-                        ChunkRange::key(&bounds.column, start, end),
-                    )
-                })
-                .collect()
-        } else {
-            vec![(Vec::new(), ChunkRange::default())]
-        };
-        let estimated_bytes = table.bytes / ranges.len() as u64;
-        for (i, (conditions, range)) in ranges.into_iter().enumerate() {
-            chunks.push(PlannedChunk {
-                table: t,
-                index: i as u32,
-                range,
-                estimated_bytes,
-                sql: copy_sql(table, &conditions),
-                relative: format!("data/{}/{i:05}.copy.zst", table.oid),
-            });
-        }
-    }
-    chunks.sort_by(|a, b| {
-        b.estimated_bytes
-            .cmp(&a.estimated_bytes)
-            .then(a.table.cmp(&b.table))
-            .then(a.index.cmp(&b.index))
-    });
-    chunks
-}
-
-/// What part of its table a chunk holds, as the manifest records it.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ChunkRange {
-    pub start_page: Option<u64>,
-    pub end_page: Option<u64>,
-    pub key_range: Option<KeyRange>,
-}
-
-impl ChunkRange {
-    fn pages(start_page: Option<u64>, end_page: Option<u64>) -> Self {
-        ChunkRange {
-            start_page,
-            end_page,
-            key_range: None,
-        }
-    }
-
-    fn key(column: &str, start: Option<i64>, end: Option<i64>) -> Self {
-        ChunkRange {
-            key_range: Some(KeyRange {
-                column: column.to_string(),
-                start,
-                end,
-            }),
-            ..ChunkRange::default()
-        }
-    }
-}
-
-fn ctid_conditions(start: Option<u64>, end: Option<u64>) -> Vec<String> {
-    let mut conditions = Vec::new();
-    if let Some(start) = start {
-        conditions.push(format!("ctid >= '({start},0)'::tid"));
-    }
-    if let Some(end) = end {
-        conditions.push(format!("ctid < '({end},0)'::tid"));
-    }
-    conditions
-}
-
-fn key_conditions(column: &str, start: Option<i64>, end: Option<i64>) -> Vec<String> {
-    let key = quote_ident(column);
-    let mut conditions = Vec::new();
-    if let Some(start) = start {
-        conditions.push(format!("{key} >= {start}"));
-    }
-    if let Some(end) = end {
-        conditions.push(format!("{key} < {end}"));
-    }
-    conditions
-}
-
-fn copy_sql(table: &TableInfo, conditions: &[String]) -> String {
-    let columns = table
-        .columns
-        .iter()
-        .map(|c| quote_ident(c))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let name = qualified(&table.schema, &table.name);
-    if let Some(filter) = &table.extension_filter {
-        // The extension's own condition, as pg_dump applies it.
-        return format!("COPY (SELECT {columns} FROM ONLY {name} {filter}) TO STDOUT");
-    }
-    if conditions.is_empty() {
-        // A whole table: plain COPY (never includes inheritance children)
-        // skips the executor's query layer.
-        return if table.columns.is_empty() {
-            format!("COPY {name} TO STDOUT")
-        } else {
-            format!("COPY {name} ({columns}) TO STDOUT")
-        };
-    }
-    format!(
-        "COPY (SELECT {columns} FROM ONLY {name} WHERE {}) TO STDOUT",
-        conditions.join(" AND ")
-    )
-}
+/// COPY rows gathered before they go to the compressor (one zstd frame).
+const COPY_BATCH_BYTES: usize = 1024 * 1024;
+/// Room for the row that crosses [`COPY_BATCH_BYTES`].
+const ROW_SLACK: usize = 64 * 1024;
 
 /// What every data worker needs; cloned into each task.
 #[derive(Clone)]
@@ -215,13 +42,13 @@ pub(crate) struct DumpContext {
     pub cancel: CancellationToken,
 }
 
-/// Dumps every planned chunk; returns (table index, chunk entry) pairs.
-pub(crate) async fn dump_chunks(
+/// Dumps every planned object; returns (table index, chunk entry) pairs.
+pub(crate) async fn dump_objects(
     ctx: DumpContext,
-    chunks: Vec<PlannedChunk>,
+    objects: Vec<PlannedObject>,
 ) -> Result<Vec<(usize, ChunkEntry)>, EngineError> {
-    let workers = ctx.options.connections.max(1).min(chunks.len());
-    let queue = Arc::new(Mutex::new(VecDeque::from(chunks)));
+    let workers = ctx.options.connections.max(1).min(objects.len());
+    let queue = Arc::new(Mutex::new(VecDeque::from(objects)));
     // Stops the other workers when one fails; the caller's token stays untouched.
     let stop = ctx.cancel.child_token();
     let mut set = JoinSet::new();
@@ -264,10 +91,14 @@ pub(crate) async fn dump_chunks(
 
 async fn worker(
     ctx: &DumpContext,
-    queue: &Mutex<VecDeque<PlannedChunk>>,
+    queue: &Mutex<VecDeque<PlannedObject>>,
     stop: &CancellationToken,
 ) -> Result<Vec<(usize, ChunkEntry)>, EngineError> {
     let describe = ctx.source.describe();
+    let mut lane = Lane::start(ctx.tracker.clock().clone());
+    // Registered once for the lane's life, polled only while the lane waits.
+    let cancelled = stop.cancelled();
+    tokio::pin!(cancelled);
     let client = connect(&ctx.source, &ctx.source.database).await?;
     exec(
         &client,
@@ -285,168 +116,164 @@ async fn worker(
             return Err(EngineError::cancelled());
         }
         let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-        let Some(chunk) = next else { break };
-        let name = ctx
-            .table_names
-            .get(chunk.table)
+        let Some(object) = next else { break };
+        let dumped = dump_object(ctx, &client, &object, &mut lane, cancelled.as_mut()).await?;
+        for (table, entry) in dumped {
+            let name = ctx.table_name(table);
+            ctx.tracker
+                .table_chunk_done(name, entry.rows, entry.raw_bytes, stored_size(&entry));
+            ctx.tracker.chunk_done(entry.rows);
+            entries.push((table, entry));
+        }
+    }
+    lane.enter(LaneStage::Connect);
+    exec(&client, "COMMIT", &describe).await?;
+    Ok(entries)
+}
+
+/// Stored bytes of one chunk (its segment's, for a bundled table).
+fn stored_size(entry: &ChunkEntry) -> u64 {
+    let range = entry.stored_range();
+    range.end - range.start
+}
+
+impl DumpContext {
+    fn table_name(&self, table: usize) -> &str {
+        self.table_names
+            .get(table)
             .map(String::as_str)
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+}
+
+/// Writes one object: each planned COPY as one zstd frame. Entries are
+/// returned once the object is stored.
+async fn dump_object(
+    ctx: &DumpContext,
+    client: &Client,
+    object: &PlannedObject,
+    lane: &mut Lane,
+    mut cancelled: std::pin::Pin<&mut WaitForCancellationFuture<'_>>,
+) -> Result<Vec<(usize, ChunkEntry)>, EngineError> {
+    let mut writer = ChunkWriter::create(
+        &ctx.store,
+        &ctx.prefix,
+        &object.relative,
+        ctx.options.part_size,
+        ctx.options.parts_per_connection(),
+        ctx.options.zstd_level,
+        object.bundle,
+        ctx.tracker.clock().clone(),
+    );
+    let mut segments = Vec::with_capacity(object.chunks.len());
+    for chunk in &object.chunks {
+        let name = ctx.table_name(chunk.table);
         ctx.tracker.table_started(name);
-        let entry = match dump_one(ctx, &client, &chunk, stop).await {
-            Ok(entry) => entry,
+        match copy_chunk(ctx, client, chunk, &mut writer, lane, cancelled.as_mut()).await {
+            Ok(segment) => segments.push(segment),
             Err(e) => {
+                writer.abort().await;
                 if e.code != ErrorCode::Cancelled {
                     ctx.tracker.table_failed(name);
                 }
                 return Err(e);
             }
-        };
-        ctx.tracker
-            .table_chunk_done(name, entry.rows, entry.raw_bytes, entry.object.size);
-        ctx.tracker.chunk_done(entry.rows);
-        entries.push((chunk.table, entry));
+        }
     }
-    exec(&client, "COMMIT", &describe).await?;
-    Ok(entries)
+    let stored = writer.close(lane).await?;
+    tracing::debug!(object = %object.relative, tables = object.chunks.len(), size = stored.size, "object dumped");
+    Ok(object
+        .chunks
+        .iter()
+        .zip(segments)
+        .map(|(chunk, segment)| {
+            let entry = ChunkEntry {
+                index: chunk.index,
+                start_page: chunk.start_page,
+                end_page: chunk.end_page,
+                key_range: chunk.key_range.clone(),
+                rows: segment.rows,
+                raw_bytes: segment.raw_bytes,
+                object: stored.clone(),
+                segment: object.bundle.then_some(SegmentEntry {
+                    offset: segment.offset,
+                    size: segment.size,
+                    sha256: segment.sha256,
+                }),
+            };
+            (chunk.table, entry)
+        })
+        .collect())
 }
 
-async fn dump_one(
+/// Streams one COPY into the writer as one frame: rows are gathered into
+/// batches of [`COPY_BATCH_BYTES`] on the lane, compressed and hashed on the
+/// CPU pool while the lane gathers the next batch.
+async fn copy_chunk(
     ctx: &DumpContext,
     client: &Client,
     chunk: &PlannedChunk,
-    stop: &CancellationToken,
-) -> Result<ChunkEntry, EngineError> {
+    writer: &mut ChunkWriter,
+    lane: &mut Lane,
+    mut cancelled: std::pin::Pin<&mut WaitForCancellationFuture<'_>>,
+) -> Result<Segment, EngineError> {
     let describe = ctx.source.describe();
-    let object = ObjectWriter::create(
-        &ctx.store,
-        &ctx.prefix,
-        &chunk.relative,
-        ctx.options.part_size,
-        ctx.options.parts_in_flight,
-    )
-    .await?;
-    let mut writer = ChunkWriter::new(object, ctx.options.zstd_level)?;
-    let result = async {
-        let stream = client
-            .copy_out(chunk.sql.as_str())
-            .await
-            .map_err(|e| EngineError::from_pg(&e, &describe))?;
-        futures::pin_mut!(stream);
-        // COPY sends one message per row: batch rows so compression,
-        // hashing and progress run per batch, not per row.
-        let mut batch = Vec::with_capacity(COPY_BATCH_BYTES + 64 * 1024);
-        loop {
-            let item = tokio::select! {
-                _ = stop.cancelled() => return Err(EngineError::cancelled()),
-                item = stream.next() => item,
-            };
-            match item {
-                Some(Ok(bytes)) => {
-                    batch.extend_from_slice(&bytes);
-                    if batch.len() >= COPY_BATCH_BYTES {
-                        writer.write(&batch).await?;
-                        ctx.tracker.add_bytes(batch.len() as u64);
-                        batch.clear();
-                    }
-                }
-                Some(Err(e)) => return Err(EngineError::from_pg(&e, &describe)),
-                None => {
-                    writer.write(&batch).await?;
-                    ctx.tracker.add_bytes(batch.len() as u64);
-                    return Ok(());
+    lane.enter(LaneStage::CopyOutWait);
+    let stream = tokio::select! {
+        biased;
+        stream = client.copy_out(chunk.sql.as_str()) => stream,
+        _ = &mut cancelled => return Err(EngineError::cancelled()),
+    }
+    .map_err(|e| EngineError::from_pg(&e, &describe))?;
+    futures::pin_mut!(stream);
+    // COPY sends one message per row: rows are gathered so compression,
+    // hashing and progress run per batch, not per row.
+    let mut batch = Vec::with_capacity(COPY_BATCH_BYTES + ROW_SLACK);
+    loop {
+        let item = tokio::select! {
+            biased;
+            item = next_timed(&mut stream, lane) => item,
+            _ = &mut cancelled => return Err(EngineError::cancelled()),
+        };
+        match item {
+            Some(Ok(bytes)) => {
+                batch.extend_from_slice(&bytes);
+                if batch.len() >= COPY_BATCH_BYTES {
+                    let n = batch.len() as u64;
+                    batch = writer.write(std::mem::take(&mut batch), lane).await?;
+                    batch.reserve(COPY_BATCH_BYTES + ROW_SLACK);
+                    ctx.tracker.add_bytes(n);
                 }
             }
+            Some(Err(e)) => return Err(EngineError::from_pg(&e, &describe)),
+            None => break,
         }
     }
-    .await;
-    if let Err(e) = result {
-        writer.abort().await;
-        return Err(e);
-    }
-    tracing::debug!(object = %chunk.relative, raw_bytes = writer.raw_bytes(), "chunk dumped");
-    let (object, raw_bytes, rows) = writer.finish().await?;
-    Ok(ChunkEntry {
-        index: chunk.index,
-        start_page: chunk.range.start_page,
-        end_page: chunk.range.end_page,
-        key_range: chunk.range.key_range.clone(),
-        rows,
-        raw_bytes,
-        object,
-    })
+    ctx.tracker.add_bytes(batch.len() as u64);
+    let (segment, _) = writer.end_segment(batch, lane).await?;
+    Ok(segment)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn table(bytes: u64) -> TableInfo {
-        TableInfo {
-            oid: 7,
-            schema: "s".into(),
-            name: "T x".into(),
-            columns: vec!["a".into(), "B".into()],
-            bytes,
-            block_size: 8192,
-            extension_filter: None,
-            int_key: Some("a".into()),
+/// The next COPY row; the lane is in [`LaneStage::CopyOutWait`] while the
+/// connection has nothing buffered (a clock read per network wait, not per
+/// row) and in [`LaneStage::CopyOutReceive`] otherwise.
+async fn next_timed<S: futures::Stream + Unpin>(
+    stream: &mut S,
+    lane: &mut Lane,
+) -> Option<S::Item> {
+    let mut waiting = false;
+    std::future::poll_fn(|cx| match stream.poll_next_unpin(cx) {
+        std::task::Poll::Pending => {
+            if !waiting {
+                lane.enter(LaneStage::CopyOutWait);
+                waiting = true;
+            }
+            std::task::Poll::Pending
         }
-    }
-
-    #[test]
-    fn splits_large_tables_into_page_ranges_largest_first() {
-        let options = EngineOptions {
-            split_threshold_bytes: 8192 * 10,
-            ..EngineOptions::default()
-        };
-        let chunks = plan(&[table(8192), table(8192 * 35)], &options, 150000, &[]);
-        assert_eq!(chunks.len(), 5);
-        assert_eq!(chunks[0].table, 1);
-        assert_eq!(chunks.last().unwrap().table, 0);
-        let big: Vec<_> = chunks.iter().filter(|c| c.table == 1).collect();
-        assert_eq!(
-            (big[0].range.start_page, big[0].range.end_page),
-            (None, Some(9))
-        );
-        assert_eq!(
-            (big[3].range.start_page, big[3].range.end_page),
-            (Some(27), None)
-        );
-        assert_eq!(
-            big[1].sql,
-            r#"COPY (SELECT "a", "B" FROM ONLY "s"."T x" WHERE ctid >= '(9,0)'::tid AND ctid < '(18,0)'::tid) TO STDOUT"#
-        );
-        assert_eq!(big[1].relative, "data/7/00001.copy.zst");
-    }
-
-    #[test]
-    fn old_servers_split_by_integer_key_or_dump_whole_tables() {
-        let options = EngineOptions {
-            split_threshold_bytes: 8192 * 50,
-            ..EngineOptions::default()
-        };
-        let keyed = table(8192 * 100);
-        let bounds = [Some(KeyBounds {
-            column: "a".into(),
-            min: 1,
-            max: 1000,
-        })];
-        let chunks = plan(std::slice::from_ref(&keyed), &options, 130000, &bounds);
-        assert_eq!(chunks.len(), 2);
-        assert_eq!(
-            chunks[0].sql,
-            r#"COPY (SELECT "a", "B" FROM ONLY "s"."T x" WHERE "a" < 501) TO STDOUT"#
-        );
-        assert_eq!(
-            chunks[1].sql,
-            r#"COPY (SELECT "a", "B" FROM ONLY "s"."T x" WHERE "a" >= 501) TO STDOUT"#
-        );
-        let range = chunks[1].range.key_range.clone().unwrap();
-        assert_eq!((range.start, range.end), (Some(501), None));
-        assert_eq!(chunks[1].range.start_page, None);
-        // Without key bounds (no integer primary key): one stream.
-        let chunks = plan(&[keyed], &options, 130000, &[None]);
-        assert_eq!(chunks.len(), 1);
-        assert_eq!(chunks[0].sql, r#"COPY "s"."T x" ("a", "B") TO STDOUT"#);
-    }
+        std::task::Poll::Ready(item) => {
+            lane.enter(LaneStage::CopyOutReceive);
+            std::task::Poll::Ready(item)
+        }
+    })
+    .await
 }

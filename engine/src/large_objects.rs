@@ -4,6 +4,8 @@
 //! `oid u32 BE | (len u32 BE | bytes)* | 0u32`, read and written in slices so
 //! memory stays bounded whatever their size.
 
+use std::sync::Arc;
+
 use bytes::{Buf, Bytes, BytesMut};
 use pgvault_datastore::Datastore;
 use tokio_postgres::Client;
@@ -11,11 +13,14 @@ use tokio_postgres::Client;
 use super::error::{EngineError, ErrorCode};
 use super::ident::quote_ident;
 use super::manifest::{ChunkEntry, LargeObjectMeta, LargeObjects};
-use super::objects::{ChunkReader, ChunkWriter, ObjectWriter};
+use super::objects::{ChunkReader, ChunkWriter, Source};
+use super::stages::{Lane, StageClock};
 use super::types::EngineOptions;
 
 /// Bytes read or written per `lo_get`/`lo_put` call.
 const SLICE: i32 = 1024 * 1024;
+/// Record bytes handed to the compressor at once.
+const BATCH: usize = 1024 * 1024;
 pub(crate) const OBJECT_PATH: &str = "data/large_objects/00000.lo.zst";
 
 pub(crate) async fn count(client: &Client, describe: &str) -> Result<i64, EngineError> {
@@ -36,6 +41,7 @@ pub(crate) async fn dump(
     store: &Datastore,
     prefix: &str,
     options: &EngineOptions,
+    clock: &Arc<StageClock>,
 ) -> Result<LargeObjects, EngineError> {
     let pg = |e: tokio_postgres::Error| {
         EngineError::from_pg(&e, describe).context("dumping large objects")
@@ -69,18 +75,22 @@ pub(crate) async fn dump(
         })
         .collect();
 
-    let object = ObjectWriter::create(
+    let mut lane = Lane::start(clock.clone());
+    let mut writer = ChunkWriter::create(
         store,
         prefix,
         OBJECT_PATH,
         options.part_size,
-        options.parts_in_flight,
-    )
-    .await?;
-    let mut writer = ChunkWriter::new(object, options.zstd_level)?;
+        options.parts_per_connection(),
+        options.zstd_level,
+        false,
+        clock.clone(),
+    );
+    // Records are gathered into batches for the compressor.
+    let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
     let written: Result<(), EngineError> = async {
         for meta in &objects {
-            writer.write(&meta.oid.to_be_bytes()).await?;
+            batch.extend_from_slice(&meta.oid.to_be_bytes());
             let mut offset: i64 = 0;
             loop {
                 let row = client
@@ -94,14 +104,17 @@ pub(crate) async fn dump(
                 if data.is_empty() {
                     break;
                 }
-                writer.write(&(data.len() as u32).to_be_bytes()).await?;
-                writer.write(&data).await?;
+                batch.extend_from_slice(&(data.len() as u32).to_be_bytes());
+                batch.extend_from_slice(&data);
                 offset += data.len() as i64;
+                if batch.len() >= BATCH {
+                    batch = writer.write(std::mem::take(&mut batch), &mut lane).await?;
+                }
                 if data.len() < SLICE as usize {
                     break;
                 }
             }
-            writer.write(&0u32.to_be_bytes()).await?;
+            batch.extend_from_slice(&0u32.to_be_bytes());
         }
         Ok(())
     }
@@ -110,7 +123,8 @@ pub(crate) async fn dump(
         writer.abort().await;
         return Err(e);
     }
-    let (object, raw_bytes, _) = writer.finish().await?;
+    let (object, segment) = writer.finish(batch, &mut lane).await?;
+    let raw_bytes = segment.raw_bytes;
     let data = ChunkEntry {
         index: 0,
         start_page: None,
@@ -119,6 +133,7 @@ pub(crate) async fn dump(
         rows: objects.len() as u64,
         raw_bytes,
         object,
+        segment: None,
     };
     Ok(LargeObjects {
         objects,
@@ -134,10 +149,13 @@ pub(crate) async fn restore(
     store: &Datastore,
     prefix: &str,
     large_objects: &LargeObjects,
+    options: &EngineOptions,
+    clock: &Arc<StageClock>,
 ) -> Result<u64, EngineError> {
     let pg = |e: tokio_postgres::Error| {
         EngineError::from_pg(&e, describe).context("restoring large objects")
     };
+    let mut lane = Lane::start(clock.clone());
     let bad = |why: &str| {
         EngineError::new(
             ErrorCode::ChecksumMismatch,
@@ -162,11 +180,17 @@ pub(crate) async fn restore(
             .await
             .map_err(pg)?;
     }
-    let mut reader = ChunkReader::open(store, prefix, &large_objects.data.object).await?;
+    let mut reader = ChunkReader::open(
+        store,
+        prefix,
+        Source::whole(&large_objects.data.object),
+        options.parts_per_connection(),
+        clock.clone(),
+    )?;
     let mut records = RecordParser::default();
     let mut raw = 0u64;
     loop {
-        let next = reader.next().await?;
+        let next = reader.next(&mut lane).await?;
         let at_end = next.is_none();
         if let Some(bytes) = next {
             raw += bytes.len() as u64;

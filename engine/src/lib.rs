@@ -9,9 +9,10 @@
 //! - [`types`]: inputs and outputs (`PgTarget`, `EngineOptions`, `Progress`, summaries).
 //! - [`error`]: `EngineError` with stable `ErrorCode`s.
 //! - [`manifest`]: `manifest.json`, the commit point of a recovery point.
-//! - `backup`, `backup_data`, `catalog`, `key_ranges`: taking a backup.
-//! - `restore`, `restore_data`, `post_data`, `restore_schedule`, `analyze`:
-//!   restoring as a database.
+//! - `backup`, `backup_plan`, `backup_data`, `catalog`, `key_ranges`: taking a backup
+//!   (small tables share bundle objects, one zstd frame per table).
+//! - `restore`, `restore_data`, `post_data`, `restore_plan`,
+//!   `restore_schedule`, `analyze`: restoring as a database.
 //! - `restore_sql`: restoring as a plain SQL file in a datastore.
 //! - [`selection`], `toc`, `recovery_point`: selective restores (schema
 //!   archive TOC and dependencies) and opening a recovery point.
@@ -20,14 +21,30 @@
 //! - `objects`: streaming, checksummed object I/O (zstd + multipart).
 //! - [`lifecycle`]: verified copies of recovery points between datastores
 //!   (tier moves, rehydrates) and deleting them.
+//! - [`stages`]: where the time goes (phases, per-connection lanes, CPU),
+//!   returned in every summary; `cpu`: thread CPU time of CPU work.
 //! - `connect`, `pgtools`, `ident`, `progress`: plumbing; `tool_compat`:
 //!   restoring with a `pg_restore` newer than the target server.
+//!
+//! # Memory and CPU
+//! A backup or restore holds at most `connections × parts × part_size`
+//! bytes of part buffers (`parts` is
+//! [`EngineOptions::parts_per_connection`]: `parts_in_flight`, lowered so
+//! that all parts fit `memory_budget`), plus about 3 MiB of pipeline buffers
+//! per connection (1 MiB COPY batches, 2 MiB ranged reads): with the
+//! defaults (8 MiB parts, 128 MiB budget) under 256 MiB resident at 16
+//! connections. CPU work (zstd, SHA-256, row counts, decompression) runs on
+//! one process-wide pool of one thread per core (`cpu`), so CPU parallelism
+//! is bounded by the machine, not by the number of connections; network and
+//! storage I/O stay async.
 
 mod analyze;
 mod backup;
 mod backup_data;
+mod backup_plan;
 mod catalog;
 mod connect;
+mod cpu;
 pub mod database_properties;
 pub mod error;
 mod ident;
@@ -42,9 +59,11 @@ mod progress;
 mod recovery_point;
 mod restore;
 mod restore_data;
+mod restore_plan;
 mod restore_schedule;
 mod restore_sql;
 pub mod selection;
+pub mod stages;
 mod toc;
 mod tool_compat;
 pub mod types;
@@ -55,6 +74,7 @@ pub use manifest::Manifest;
 pub use restore::{restore_database, restore_database_selected};
 pub use restore_sql::restore_as_sql;
 pub use selection::Selection;
+pub use stages::{CpuStage, LaneStage, StageTimes};
 pub use types::{
     BackupSummary, EngineOptions, NoProgress, PgTarget, Progress, ProgressSink, RestoreSummary,
     TableProgress, TableState,

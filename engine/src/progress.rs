@@ -2,7 +2,8 @@
 //! [`ProgressSink`] hears about every chunk, phase change and, inside long
 //! chunks, every few megabytes. Per-table sub-tasks are kept here too (one
 //! entry per table, never per row or chunk) and each change of one table is
-//! reported on its own.
+//! reported on its own. The job's [`StageClock`] lives here too, so every
+//! phase change is timed where it is reported.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 
+use super::stages::{StageClock, StageTimes};
 use super::types::{Progress, ProgressSink, TableProgress, TableState};
 
 /// Raw bytes between two reports inside one chunk.
@@ -18,6 +20,8 @@ const REPORT_EVERY_BYTES: u64 = 16 * 1024 * 1024;
 pub(crate) struct Tracker {
     sink: Arc<dyn ProgressSink>,
     state: Mutex<State>,
+    /// Where the job's time goes (phases, lanes, CPU).
+    clock: Arc<StageClock>,
 }
 
 #[derive(Default)]
@@ -38,7 +42,17 @@ impl Tracker {
         Arc::new(Tracker {
             sink,
             state: Mutex::new(State::default()),
+            clock: Arc::new(StageClock::default()),
         })
+    }
+
+    pub(crate) fn clock(&self) -> &Arc<StageClock> {
+        &self.clock
+    }
+
+    /// The job's stage split so far.
+    pub(crate) fn stage_times(&self) -> StageTimes {
+        self.clock.times(super::cpu::pool_threads())
     }
 
     fn update(&self, change: impl FnOnce(&mut State) -> bool) {
@@ -54,6 +68,7 @@ impl Tracker {
     }
 
     pub(crate) fn phase(&self, phase: &str) {
+        self.clock.phase(phase);
         self.update(|s| {
             if let Some(started) = s.phase_started {
                 tracing::debug!(

@@ -7,16 +7,18 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use futures::StreamExt;
 use pgvault_datastore::Datastore;
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use super::error::{EngineError, ErrorCode, store_error};
+use super::error::{EngineError, ErrorCode};
 use super::manifest::{MANIFEST_FILE, Manifest, ObjectEntry};
-use super::objects::{get_small, object_path};
+use super::objects::{PoolHasher, blocks, get_small, object_path};
 use super::selection::{self, Selection};
+use super::stages::StageClock;
 use super::toc;
 
 /// A recovery point ready to restore from.
@@ -48,14 +50,15 @@ pub(crate) async fn open(
     expected_manifest_sha256: Option<&str>,
     selection: &Selection,
     cancel: &CancellationToken,
+    clock: &Arc<StageClock>,
 ) -> Result<OpenedPoint, EngineError> {
-    let manifest = read_manifest(store, prefix, expected_manifest_sha256).await?;
+    let manifest = read_manifest(store, prefix, expected_manifest_sha256, clock).await?;
     let workdir = tempfile::tempdir()
         .map_err(|e| EngineError::internal(format!("cannot create a temporary directory: {e}")))?;
     let schema_file = workdir.path().join("schema.dump");
     tokio::select! {
         _ = cancel.cancelled() => return Err(EngineError::cancelled()),
-        r = download_verified(store, prefix, &manifest.schema, &schema_file) => r?,
+        r = download_verified(store, prefix, &manifest.schema, &schema_file, clock) => r?,
     }
     let io = |e: std::io::Error| EngineError::internal(format!("schema archive: {e}"));
     let (manifest, skipped, list_file) = if selection.is_everything() {
@@ -89,8 +92,9 @@ async fn read_manifest(
     store: &Datastore,
     prefix: &str,
     expected: Option<&str>,
+    clock: &Arc<StageClock>,
 ) -> Result<Manifest, EngineError> {
-    let (bytes, sha) = get_small(store, prefix, MANIFEST_FILE).await?;
+    let (bytes, sha) = get_small(store, prefix, MANIFEST_FILE, clock).await?;
     if let Some(expected) = expected
         && !expected.eq_ignore_ascii_case(&sha)
     {
@@ -104,33 +108,30 @@ async fn read_manifest(
     Ok(Manifest::from_json(&bytes, MANIFEST_FILE)?)
 }
 
-/// Streams an uncompressed object to `dest`, failing unless size and SHA-256 match.
+/// Copies an uncompressed object to `dest` in ranged reads, hashed on the
+/// CPU pool; fails unless size and SHA-256 match.
 async fn download_verified(
     store: &Datastore,
     prefix: &str,
     entry: &ObjectEntry,
     dest: &Path,
+    clock: &Arc<StageClock>,
 ) -> Result<(), EngineError> {
-    let path = object_path(store, prefix, &entry.path);
-    let result = store
-        .object_store()
-        .get(&path)
-        .await
-        .map_err(|e| store_error(&e, "read", &entry.path, false))?;
-    let mut stream = result.into_stream();
     let io =
         |e: std::io::Error| EngineError::internal(format!("cannot write {}: {e}", dest.display()));
     let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
-    let (mut hasher, mut size) = (Sha256::new(), 0u64);
-    while let Some(bytes) = stream.next().await {
-        let bytes = bytes.map_err(|e| store_error(&e, "read", &entry.path, false))?;
-        hasher.update(&bytes);
-        size += bytes.len() as u64;
-        file.write_all(&bytes).await.map_err(io)?;
+    let mut hasher = PoolHasher::new(clock.clone());
+    let path = object_path(store, prefix, &entry.path);
+    let mut blocks = blocks(store, path, &entry.path, entry.size, 0..entry.size, 2);
+    while let Some(block) = blocks.next().await {
+        let block = block?;
+        file.write_all(&block).await.map_err(io)?;
+        hasher.update(block).await?;
     }
     file.flush().await.map_err(io)?;
-    let sha = hex::encode(hasher.finalize());
-    if sha != entry.sha256 || size != entry.size {
+    let read = hasher.size();
+    let sha = hasher.finish()?;
+    if sha != entry.sha256 || read != entry.size {
         return Err(EngineError::new(
             ErrorCode::ChecksumMismatch,
             format!(

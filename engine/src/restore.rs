@@ -95,8 +95,15 @@ pub async fn restore_database_selected(
     }
 
     tracker.phase("schema");
-    let point =
-        recovery_point::open(store, prefix, expected_manifest_sha256, selection, &cancel).await?;
+    let point = recovery_point::open(
+        store,
+        prefix,
+        expected_manifest_sha256,
+        selection,
+        &cancel,
+        tracker.clock(),
+    )
+    .await?;
     let target_version = server_version_num(&admin, &admin_describe).await?;
     let tools = restorable_into(options, &point.manifest, target_version)?;
     let unknown_settings = tool_compat::unknown_settings(tools.major, target_version);
@@ -122,8 +129,9 @@ pub async fn restore_database_selected(
         Err(e) => Err(e),
     };
     match loaded {
-        Ok(summary) => {
+        Ok(mut summary) => {
             tracker.phase("done");
+            summary.stages = tracker.stage_times();
             tracing::info!(database = %target.database, rows = summary.rows, "restore completed");
             Ok(summary)
         }
@@ -214,7 +222,16 @@ async fn load(
             })?;
     }
     if let Some(lo) = &manifest.large_objects {
-        bytes += large_objects::restore(&client, &describe, store, prefix, lo).await?;
+        bytes += large_objects::restore(
+            &client,
+            &describe,
+            store,
+            prefix,
+            lo,
+            options,
+            tracker.clock(),
+        )
+        .await?;
         tracker.chunk_done(0);
     }
 
@@ -225,6 +242,7 @@ async fn load(
 
     tracker.phase("analyze");
     analyze::analyze_views_and_parents(target, manifest).await?;
+    tracker.phase("final flush");
     // Loads and entries committed without waiting for WAL flushes; one
     // synchronous commit makes all of them durable before success is reported.
     exec(
@@ -239,6 +257,7 @@ async fn load(
         tables: manifest.tables.len() as u32,
         skipped_objects: point.skipped.clone(),
         output: None,
+        stages: Default::default(),
     })
 }
 
@@ -401,6 +420,9 @@ async fn pg_restore(
     if unknown_settings.is_empty() {
         command.arg("--exit-on-error");
     }
+    // One commit per statement; none waits for its WAL flush (the restore
+    // ends with one synchronous commit that makes everything durable).
+    command.env("PGOPTIONS", "-c synchronous_commit=off");
     command
         .arg("--no-tablespaces")
         .arg(file)

@@ -1,14 +1,20 @@
 //! The data half of a restore: load jobs planned largest first (run by
 //! [`super::restore_schedule`]), each chunk streamed from the datastore
-//! through zstd into `COPY … FROM STDIN`.
-//! The COPY is only finished (committed) when the object's SHA-256 matches
-//! the manifest. A table is loaded whole by one connection with `COPY
-//! FREEZE` unless it exceeds a connection's fair share of the data; then its
-//! chunks are spread over the connections.
+//! through SHA-256 + zstd on the CPU pool into `COPY … FROM STDIN`.
+//! A COPY is only finished (committed) when its stored bytes' SHA-256
+//! matches the manifest. A table is loaded whole by one connection with
+//! `COPY FREEZE` unless it exceeds a connection's fair share of the data;
+//! then its chunks are spread over the connections. The small tables of a
+//! bundle load together, one COPY each in one transaction, from one read of
+//! the bundle's bytes (only the selected tables' byte ranges, when a
+//! selection leaves some out).
 
+use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
-use futures::SinkExt;
+use bytes::{Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
 use pgvault_datastore::Datastore;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
@@ -16,17 +22,25 @@ use tokio_util::sync::CancellationToken;
 use super::error::{EngineError, ErrorCode};
 use super::ident::{qualified, quote_ident};
 use super::manifest::{ChunkEntry, Manifest, TableEntry};
-use super::objects::ChunkReader;
+use super::objects::{ChunkReader, Source, blocks, object_path};
 use super::progress::Tracker;
+use super::stages::{Lane, LaneStage};
 use super::types::{EngineOptions, PgTarget};
 
-/// Chunks of one table loaded on one connection in one transaction.
+/// The chunks of one table that a load job loads.
 #[derive(Clone)]
-pub(crate) struct LoadJob {
+pub(crate) struct LoadPart {
     pub table: Arc<TableEntry>,
     pub chunks: Vec<ChunkEntry>,
-    /// The job holds every chunk of the table: truncate + `COPY FREEZE` in
-    /// one transaction, so rows arrive frozen and all-visible.
+}
+
+/// Chunks loaded on one connection in one transaction: some or all chunks
+/// of one table, or the tables of one bundle.
+#[derive(Clone)]
+pub(crate) struct LoadJob {
+    pub parts: Vec<LoadPart>,
+    /// The job holds every chunk of its one table: truncate + `COPY FREEZE`
+    /// in one transaction, so rows arrive frozen and all-visible.
     pub freeze: bool,
     /// Raw COPY bytes (what loading costs), for largest-first scheduling.
     pub size: u64,
@@ -50,28 +64,57 @@ pub(crate) fn plan(manifest: &Manifest, superuser: bool, connections: usize) -> 
         .sum();
     let share = total / connections.max(1) as u64;
     let mut jobs = Vec::new();
+    // Bundled tables by bundle object, in the order of their bytes in it.
+    let mut bundles: HashMap<&str, Vec<LoadPart>> = HashMap::new();
     for table in &manifest.tables {
         let table_size: u64 = table.chunks.iter().map(|c| c.raw_bytes).sum();
         let shared = Arc::new(table.clone());
-        if table.chunks.len() <= 1 || table_size <= share {
+        if let [chunk] = table.chunks.as_slice()
+            && chunk.segment.is_some()
+        {
+            bundles
+                .entry(chunk.object.path.as_str())
+                .or_default()
+                .push(LoadPart {
+                    table: shared,
+                    chunks: vec![chunk.clone()],
+                });
+        } else if table.chunks.len() <= 1 || table_size <= share {
             jobs.push(LoadJob {
-                table: shared,
-                chunks: table.chunks.clone(),
+                parts: vec![LoadPart {
+                    table: shared,
+                    chunks: table.chunks.clone(),
+                }],
                 freeze: superuser && table_size >= FREEZE_MIN_BYTES && !table.extension_config,
                 size: table_size,
             });
         } else {
             for chunk in &table.chunks {
                 jobs.push(LoadJob {
-                    table: shared.clone(),
-                    chunks: vec![chunk.clone()],
+                    parts: vec![LoadPart {
+                        table: shared.clone(),
+                        chunks: vec![chunk.clone()],
+                    }],
                     freeze: false,
                     size: chunk.raw_bytes,
                 });
             }
         }
     }
-    jobs.sort_by_key(|j| std::cmp::Reverse(j.size));
+    for (_, mut parts) in bundles {
+        parts.sort_by_key(|p| p.chunks[0].stored_range().start);
+        let size = parts.iter().map(|p| p.chunks[0].raw_bytes).sum();
+        jobs.push(LoadJob {
+            parts,
+            freeze: false,
+            size,
+        });
+    }
+    jobs.sort_by(|a, b| {
+        b.size
+            .cmp(&a.size)
+            .then_with(|| a.parts[0].table.oid.cmp(&b.parts[0].table.oid))
+    });
     jobs
 }
 
@@ -114,33 +157,70 @@ pub(crate) async fn load_job(
     client: &Client,
     job: &LoadJob,
     stop: &CancellationToken,
+    lane: &mut Lane,
 ) -> Result<(u64, u64), EngineError> {
     let describe = ctx.target.describe();
     let pg = |e: tokio_postgres::Error| EngineError::from_pg(&e, &describe);
-    let table = &job.table;
-    let begin = if job.freeze {
-        format!(
+    let begin = match (&job.parts[..], job.freeze) {
+        ([part], true) => format!(
             "BEGIN; TRUNCATE ONLY {}",
-            qualified(&table.schema, &table.name)
-        )
-    } else {
-        "BEGIN".to_string()
+            qualified(&part.table.schema, &part.table.name)
+        ),
+        _ => "BEGIN".to_string(),
     };
+    lane.enter(LaneStage::CopyInWait);
+    client.batch_execute(&begin).await.map_err(pg)?;
+    let loaded = async {
+        let segments = lane
+            .time(LaneStage::DownloadWait, read_segments(ctx, job))
+            .await?;
+        let (mut rows, mut bytes) = (0, 0);
+        for part in &job.parts {
+            let (r, b) = load_part(ctx, client, job.freeze, part, &segments, stop, lane).await?;
+            rows += r;
+            bytes += b;
+        }
+        Ok::<_, EngineError>((rows, bytes))
+    }
+    .await;
+    match loaded {
+        Ok(counts) => {
+            client.batch_execute("COMMIT").await.map_err(pg)?;
+            Ok(counts)
+        }
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// One table's chunks of a job, each its own `COPY … FROM STDIN`.
+async fn load_part(
+    ctx: &LoadContext,
+    client: &Client,
+    freeze: bool,
+    part: &LoadPart,
+    segments: &Segments,
+    stop: &CancellationToken,
+    lane: &mut Lane,
+) -> Result<(u64, u64), EngineError> {
+    let table = &part.table;
     let name = qualified(&table.schema, &table.name);
     ctx.tracker.table_started(&name);
-    client.batch_execute(&begin).await.map_err(pg)?;
-    let sql = copy_in_sql(table, job.freeze);
+    let sql = copy_in_sql(table, freeze);
     let (mut rows, mut bytes) = (0, 0);
-    for chunk in &job.chunks {
-        match load_chunk(ctx, client, &sql, chunk, stop).await {
+    for chunk in &part.chunks {
+        match load_chunk(ctx, client, &sql, chunk, segments, stop, lane).await {
             Ok((r, b)) => {
-                ctx.tracker.table_chunk_done(&name, r, b, chunk.object.size);
+                let stored = chunk.stored_range();
+                ctx.tracker
+                    .table_chunk_done(&name, r, b, stored.end - stored.start);
                 ctx.tracker.chunk_done(r);
                 rows += r;
                 bytes += b;
             }
             Err(e) => {
-                let _ = client.batch_execute("ROLLBACK").await;
                 if e.code != ErrorCode::Cancelled {
                     ctx.tracker.table_failed(&name);
                 }
@@ -157,8 +237,68 @@ pub(crate) async fn load_job(
             }
         }
     }
-    client.batch_execute("COMMIT").await.map_err(pg)?;
     Ok((rows, bytes))
+}
+
+/// Bytes of bundle objects read ahead for a job: per object, runs of
+/// adjacent segments, each read at once.
+type Segments = HashMap<String, Vec<(Range<u64>, Bytes)>>;
+
+/// Reads the segments a job's bundled chunks need, one read per run of
+/// adjacent segments (a whole bundle in one read when all its tables are
+/// restored, just the selected tables' ranges otherwise).
+async fn read_segments(ctx: &LoadContext, job: &LoadJob) -> Result<Segments, EngineError> {
+    let mut ranges: HashMap<&str, (u64, Vec<Range<u64>>)> = HashMap::new();
+    for chunk in job.parts.iter().flat_map(|p| p.chunks.iter()) {
+        if chunk.segment.is_some() {
+            let entry = ranges
+                .entry(chunk.object.path.as_str())
+                .or_insert_with(|| (chunk.object.size, Vec::new()));
+            entry.1.push(chunk.stored_range());
+        }
+    }
+    let mut segments = Segments::new();
+    for (path, (object_size, mut wanted)) in ranges {
+        wanted.sort_by_key(|r| r.start);
+        let mut runs: Vec<Range<u64>> = Vec::new();
+        for range in wanted {
+            match runs.last_mut() {
+                Some(run) if run.end == range.start => run.end = range.end,
+                _ => runs.push(range),
+            }
+        }
+        let mut read = Vec::new();
+        for run in runs {
+            let location = object_path(&ctx.store, &ctx.prefix, path);
+            let mut stream = blocks(
+                &ctx.store,
+                location,
+                path,
+                object_size,
+                run.clone(),
+                ctx.options.parts_per_connection(),
+            );
+            let mut bytes = BytesMut::with_capacity((run.end - run.start) as usize);
+            while let Some(block) = stream.next().await {
+                bytes.extend_from_slice(&block?);
+            }
+            read.push((run, bytes.freeze()));
+        }
+        segments.insert(path.to_string(), read);
+    }
+    Ok(segments)
+}
+
+/// The stored bytes of a bundled chunk, out of the runs read for its job.
+fn segment_bytes(chunk: &ChunkEntry, segments: &Segments) -> Option<Bytes> {
+    let range = chunk.stored_range();
+    segments
+        .get(&chunk.object.path)?
+        .iter()
+        .find(|(run, _)| run.start <= range.start && range.end <= run.end)
+        .map(|(run, bytes)| {
+            bytes.slice((range.start - run.start) as usize..(range.end - run.start) as usize)
+        })
 }
 
 /// One `COPY … FROM STDIN` of one chunk inside the job's transaction.
@@ -167,30 +307,43 @@ async fn load_chunk(
     client: &Client,
     sql: &str,
     chunk: &ChunkEntry,
+    segments: &Segments,
     stop: &CancellationToken,
+    lane: &mut Lane,
 ) -> Result<(u64, u64), EngineError> {
     let describe = ctx.target.describe();
     let pg = |e: tokio_postgres::Error| EngineError::from_pg(&e, &describe);
-    let mut reader = ChunkReader::open(&ctx.store, &ctx.prefix, &chunk.object).await?;
+    let source = Source::of(chunk);
+    let parts = ctx.options.parts_per_connection();
+    let clock = ctx.tracker.clock().clone();
+    let mut reader = match segment_bytes(chunk, segments) {
+        Some(bytes) => ChunkReader::from_bytes(source, bytes, clock)?,
+        None => ChunkReader::open(&ctx.store, &ctx.prefix, source, parts, clock)?,
+    };
     let mut sink = Box::pin(client.copy_in(sql).await.map_err(pg)?);
     let mut raw = 0u64;
     let streamed: Result<(), EngineError> = async {
         loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => return Err(EngineError::cancelled()),
-                next = reader.next() => next?,
+                next = reader.next(lane) => next?,
             };
             let Some(bytes) = next else { return Ok(()) };
             raw += bytes.len() as u64;
             ctx.tracker.add_bytes(bytes.len() as u64);
-            sink.send(bytes).await.map_err(pg)?;
+            lane.time(LaneStage::CopyInWait, sink.send(bytes))
+                .await
+                .map_err(pg)?;
         }
     }
     .await;
     // Only a verified object may be committed: otherwise the sink is dropped
     // unfinished (COPY fails) and the caller rolls the transaction back.
     streamed.and_then(|()| reader.verify())?;
-    let rows = sink.as_mut().finish().await.map_err(pg)?;
+    let rows = lane
+        .time(LaneStage::CopyInWait, sink.as_mut().finish())
+        .await
+        .map_err(pg)?;
     if rows != chunk.rows || raw != chunk.raw_bytes {
         return Err(EngineError::new(
             ErrorCode::ChecksumMismatch,
@@ -230,6 +383,7 @@ mod tests {
                         size: *size,
                         sha256: String::new(),
                     },
+                    segment: None,
                 })
                 .collect(),
         }
@@ -255,7 +409,14 @@ mod tests {
         let jobs = plan(&manifest, true, 2);
         let shape: Vec<(u32, usize, bool, u64)> = jobs
             .iter()
-            .map(|j| (j.table.oid, j.chunks.len(), j.freeze, j.size))
+            .map(|j| {
+                (
+                    j.parts[0].table.oid,
+                    j.parts[0].chunks.len(),
+                    j.freeze,
+                    j.size,
+                )
+            })
             .collect();
         assert_eq!(
             shape,
@@ -269,5 +430,54 @@ mod tests {
             ]
         );
         assert!(plan(&manifest, false, 8).iter().all(|j| !j.freeze));
+    }
+
+    #[test]
+    fn a_bundles_tables_load_together_in_the_order_of_their_bytes() {
+        let json = serde_json::json!({
+            "format_version": 2, "tool": "pgvault", "tool_version": "0", "server_version": "15",
+            "server_version_num": 150000, "snapshot_time": "2024-01-01T00:00:00Z", "database": "d",
+            "encoding": "UTF8", "collate": "C", "ctype": "C",
+            "schema": {"path": "schema.dump", "size": 0, "sha256": ""},
+            "roles": [], "tables": [], "sequences": [], "materialized_views": [], "large_objects": null
+        });
+        let mut manifest: Manifest = serde_json::from_value(json).unwrap();
+        let bundled = |oid: u32, bundle: &str, offset: u64| {
+            let mut t = table(oid, &[100]);
+            t.chunks[0].object.path = bundle.to_string();
+            t.chunks[0].object.size = 1000;
+            t.chunks[0].segment = Some(crate::manifest::SegmentEntry {
+                offset,
+                size: 10,
+                sha256: String::new(),
+            });
+            t
+        };
+        manifest.tables = vec![
+            bundled(1, "data/bundles/00001.copy.zst", 20),
+            bundled(2, "data/bundles/00001.copy.zst", 0),
+            bundled(3, "data/bundles/00002.copy.zst", 0),
+            table(4, &[5000]),
+            bundled(5, "data/bundles/00001.copy.zst", 10),
+        ];
+        let jobs = plan(&manifest, true, 2);
+        let shape: Vec<(Vec<u32>, bool, u64)> = jobs
+            .iter()
+            .map(|j| {
+                (
+                    j.parts.iter().map(|p| p.table.oid).collect(),
+                    j.freeze,
+                    j.size,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (vec![4], false, 5000),
+                (vec![2, 5, 1], false, 300),
+                (vec![3], false, 100)
+            ]
+        );
     }
 }

@@ -22,11 +22,12 @@ use super::error::{EngineError, ErrorCode};
 use super::ident::{dollar_quote, qualified, quote_ident, quote_literal, readable};
 use super::large_objects::RecordParser;
 use super::manifest::{ChunkEntry, LargeObjects, Manifest, TableEntry};
-use super::objects::{self, ChunkReader, ObjectWriter};
+use super::objects::{self, ChunkReader, ObjectWriter, Source};
 use super::pgtools;
 use super::progress::Tracker;
 use super::recovery_point::{self, OpenedPoint};
 use super::selection::Selection;
+use super::stages::{Lane, LaneStage, StageClock};
 use super::types::{EngineOptions, ProgressSink, RestoreSummary};
 
 /// Read size from pg_restore's stdout.
@@ -48,8 +49,15 @@ pub async fn restore_as_sql(
 ) -> Result<RestoreSummary, EngineError> {
     let tracker = Tracker::new(progress);
     tracker.phase("schema");
-    let point =
-        recovery_point::open(store, prefix, expected_manifest_sha256, selection, &cancel).await?;
+    let point = recovery_point::open(
+        store,
+        prefix,
+        expected_manifest_sha256,
+        selection,
+        &cancel,
+        tracker.clock(),
+    )
+    .await?;
     let bin_dir = pgtools::bin_dir(options, point.manifest.server_version_num.into())?;
     tracker.set_total(point.manifest.chunk_count());
     let mut out = ObjectWriter::create_at(
@@ -57,12 +65,12 @@ pub async fn restore_as_sql(
         &output.path(output_path),
         output_path,
         options.part_size,
-        options.parts_in_flight,
-    )
-    .await?;
+        options.parts_per_connection(),
+        tracker.clock().clone(),
+    );
     let written = tokio::select! {
         _ = cancel.cancelled() => Err(EngineError::cancelled()),
-        r = write_script(&mut out, store, prefix, &point, &bin_dir, &tracker) => r,
+        r = write_script(&mut out, store, prefix, &point, &bin_dir, &tracker, options) => r,
     };
     let (rows, bytes) = match written {
         Ok(counts) => counts,
@@ -82,6 +90,7 @@ pub async fn restore_as_sql(
         tables: point.manifest.tables.len() as u32,
         skipped_objects: point.skipped.clone(),
         output: Some(entry),
+        stages: tracker.stage_times(),
     })
 }
 
@@ -93,8 +102,11 @@ async fn write_script(
     point: &OpenedPoint,
     bin_dir: &Path,
     tracker: &Tracker,
+    options: &EngineOptions,
 ) -> Result<(u64, u64), EngineError> {
     let manifest = &point.manifest;
+    // The script is written by one lane: reading chunks, writing the output.
+    let mut lane = Lane::start(tracker.clock().clone());
     out.write(header(manifest, &point.skipped).as_bytes())
         .await?;
     for role in &manifest.roles {
@@ -119,7 +131,7 @@ async fn write_script(
     );
     let (mut rows, mut bytes) = (0, 0);
     for table in &manifest.tables {
-        let (r, b) = write_table(out, store, prefix, table, tracker).await?;
+        let (r, b) = write_table(out, store, prefix, table, tracker, options, &mut lane).await?;
         rows += r;
         bytes += b;
     }
@@ -136,7 +148,8 @@ async fn write_script(
     }
     out.write(sql.as_bytes()).await?;
     if let Some(lo) = &manifest.large_objects {
-        bytes += write_large_objects(out, store, prefix, lo).await?;
+        bytes += write_large_objects(out, store, prefix, lo, tracker.clock(), options, &mut lane)
+            .await?;
         tracker.chunk_done(0);
     }
 
@@ -252,6 +265,8 @@ async fn write_table(
     prefix: &str,
     table: &TableEntry,
     tracker: &Tracker,
+    options: &EngineOptions,
+    lane: &mut Lane,
 ) -> Result<(u64, u64), EngineError> {
     let name = qualified(&table.schema, &table.name);
     let columns = if table.columns.is_empty() {
@@ -271,7 +286,7 @@ async fn write_table(
     tracker.table_started(&name);
     let (mut rows, mut bytes) = (0, 0);
     for chunk in &table.chunks {
-        let (r, b) = match copy_chunk(out, store, prefix, chunk, tracker).await {
+        let (r, b) = match copy_chunk(out, store, prefix, chunk, tracker, options, lane).await {
             Ok(done) => done,
             Err(e) => {
                 if e.code != ErrorCode::Cancelled {
@@ -297,16 +312,25 @@ async fn copy_chunk(
     prefix: &str,
     chunk: &ChunkEntry,
     tracker: &Tracker,
+    options: &EngineOptions,
+    lane: &mut Lane,
 ) -> Result<(u64, u64), EngineError> {
-    let mut reader = ChunkReader::open(store, prefix, &chunk.object).await?;
-    let (mut rows, mut raw, mut last) = (0u64, 0u64, b'\n');
-    while let Some(data) = reader.next().await? {
-        rows += data.iter().filter(|b| **b == b'\n').count() as u64;
+    let mut reader = ChunkReader::open(
+        store,
+        prefix,
+        Source::of(chunk),
+        options.parts_per_connection(),
+        tracker.clock().clone(),
+    )?
+    .count_rows();
+    let (mut raw, mut last) = (0u64, b'\n');
+    while let Some(data) = reader.next(lane).await? {
         raw += data.len() as u64;
         last = data.last().copied().unwrap_or(last);
         tracker.add_bytes(data.len() as u64);
-        out.write(&data).await?;
+        lane.time(LaneStage::UploadWait, out.put(data)).await?;
     }
+    let rows = reader.rows().unwrap_or_default();
     reader.verify()?;
     if rows != chunk.rows || raw != chunk.raw_bytes || last != b'\n' {
         return Err(EngineError::new(
@@ -326,6 +350,9 @@ async fn write_large_objects(
     store: &Datastore,
     prefix: &str,
     large_objects: &LargeObjects,
+    clock: &Arc<StageClock>,
+    options: &EngineOptions,
+    lane: &mut Lane,
 ) -> Result<u64, EngineError> {
     let mut sql = String::from("\n--\n-- Large objects\n--\n\n");
     for meta in &large_objects.objects {
@@ -337,10 +364,16 @@ async fn write_large_objects(
     }
     out.write(sql.as_bytes()).await?;
     let path = &large_objects.data.object.path;
-    let mut reader = ChunkReader::open(store, prefix, &large_objects.data.object).await?;
+    let mut reader = ChunkReader::open(
+        store,
+        prefix,
+        Source::whole(&large_objects.data.object),
+        options.parts_per_connection(),
+        clock.clone(),
+    )?;
     let mut records = RecordParser::default();
     let mut raw = 0u64;
-    while let Some(data) = reader.next().await? {
+    while let Some(data) = reader.next(lane).await? {
         raw += data.len() as u64;
         records.push(&data);
         while let Some((oid, offset, bytes)) = records.next_data() {

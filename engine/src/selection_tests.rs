@@ -84,6 +84,7 @@ fn manifest() -> Manifest {
                 size: 1,
                 sha256: String::new(),
             },
+            segment: None,
         }],
     };
     let json = serde_json::json!({

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::manifest::ObjectEntry;
+use super::stages::StageTimes;
 
 /// A PostgreSQL server and database to dump from or restore into.
 #[derive(Clone, PartialEq, Eq)]
@@ -67,10 +68,15 @@ pub struct EngineOptions {
     pub zstd_level: i32,
     /// Tables whose main fork is larger than this are split into ctid ranges.
     pub split_threshold_bytes: u64,
-    /// Multipart upload part size.
+    /// Multipart upload part size, and the size of a restore's ranged reads.
     pub part_size: usize,
-    /// Parts of one object uploading at once; memory ≈ connections × this × part_size.
+    /// Part buffers one connection may hold at once: the part being filled
+    /// and those uploading (backups), or the ranges read ahead (restores).
+    /// Lowered per job so that `connections × parts × part_size` stays
+    /// within `memory_budget` (see [`EngineOptions::parts_per_connection`]).
     pub parts_in_flight: usize,
+    /// Bytes all connections' part buffers may hold together.
+    pub memory_budget: usize,
     /// `lock_timeout` for the ACCESS SHARE locks of a backup.
     pub lock_timeout: Duration,
     /// Directories of pg_dump/pg_restore sets, looked at before the usual
@@ -98,10 +104,27 @@ impl Default for EngineOptions {
             split_threshold_bytes: 32 * 1024 * 1024,
             part_size: 8 * 1024 * 1024,
             parts_in_flight: 2,
+            // 16 connections × 1 part × 8 MiB, plus ~3 MiB of pipeline
+            // buffers per connection: under 256 MiB resident.
+            memory_budget: 128 * 1024 * 1024,
             lock_timeout: Duration::from_secs(30),
             pg_bin_dirs: Vec::new(),
             pg_bin_dirs_setting: "worker.pg_bin_dirs",
         }
+    }
+}
+
+impl EngineOptions {
+    /// Part buffers per connection: `parts_in_flight`, lowered (to no less
+    /// than one) so that all connections' parts fit `memory_budget`. A
+    /// backup or restore holds at most `connections × this × part_size`
+    /// bytes of parts, plus a few MiB of pipeline buffers per connection.
+    pub fn parts_per_connection(&self) -> usize {
+        let per_part = self
+            .connections
+            .max(1)
+            .saturating_mul(self.part_size.max(1));
+        (self.memory_budget / per_part).clamp(1, self.parts_in_flight.max(1))
     }
 }
 
@@ -113,7 +136,8 @@ pub struct Progress {
     pub rows_done: u64,
     pub chunks_done: u32,
     pub chunks_total: u32,
-    /// `connect`, `schema`, `data`, `sequences`, `post-data`, `analyze`, `manifest`, `done`.
+    /// `connect`, `schema`, `pre-data`, `data`, `sequences`, `post-data`,
+    /// `analyze`, `final flush`, `done`, … (the phases of [`crate::StageTimes`]).
     pub phase: String,
 }
 
@@ -173,6 +197,8 @@ pub struct BackupSummary {
     pub manifest_sha256: String,
     pub server_version: String,
     pub rows: u64,
+    /// Where the time went.
+    pub stages: StageTimes,
 }
 
 /// What a completed restore loaded (or wrote, for a restore as files).
@@ -190,4 +216,6 @@ pub struct RestoreSummary {
     /// The SQL file written by a restore as files: path (as given), size and
     /// SHA-256; `None` for restores into a database.
     pub output: Option<ObjectEntry>,
+    /// Where the time went.
+    pub stages: StageTimes,
 }

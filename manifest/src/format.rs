@@ -9,8 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::database::DatabaseProperties;
 
-/// Bumped when a reader of an older version could not restore the new layout.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped when a reader of an older version could not restore the new
+/// layout. 2: chunks may be [`SegmentEntry`]s of a bundle object shared by
+/// many small tables. A manifest records the lowest version that reads it
+/// ([`Manifest::required_format_version`]), so points without bundles stay
+/// readable by version 1 readers.
+pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const SCHEMA_FILE: &str = "schema.dump";
 
@@ -118,7 +122,8 @@ pub struct TableEntry {
     pub extension_config: bool,
 }
 
-/// One COPY stream (text format), zstd-compressed, as one object.
+/// One COPY stream (text format) as one zstd frame: the whole of `object`,
+/// or the `segment` of it when the object is a bundle of small tables.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ChunkEntry {
     pub index: u32,
@@ -132,7 +137,39 @@ pub struct ChunkEntry {
     pub rows: u64,
     /// Uncompressed COPY bytes.
     pub raw_bytes: u64,
+    /// The stored object (for a bundle: the whole bundle, shared with the
+    /// other tables' chunks that name it).
     pub object: ObjectEntry,
+    /// Where in a bundle `object` this chunk's frame is (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<SegmentEntry>,
+}
+
+/// A byte range of a bundle object holding one table's zstd frame, with its
+/// own SHA-256, so a restore reads and verifies just that range.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SegmentEntry {
+    pub offset: u64,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl ChunkEntry {
+    /// The stored bytes this chunk's frame occupies.
+    pub fn stored_range(&self) -> std::ops::Range<u64> {
+        match &self.segment {
+            Some(s) => s.offset..s.offset + s.size,
+            None => 0..self.object.size,
+        }
+    }
+
+    /// SHA-256 of the stored bytes of [`ChunkEntry::stored_range`].
+    pub fn stored_sha256(&self) -> &str {
+        match &self.segment {
+            Some(s) => &s.sha256,
+            None => &self.object.sha256,
+        }
+    }
 }
 
 /// `[start, end)` of an integer primary key column; `None` bounds are open.
@@ -178,12 +215,41 @@ pub enum ManifestError {
     TooNew { path: String, version: u32 },
     #[error("manifest {path} holds a bad object path")]
     BadPath { path: String },
+    #[error("manifest {path} has a segment outside its object {object}")]
+    BadSegment { path: String, object: String },
 }
 
 impl Manifest {
     pub fn chunk_count(&self) -> u32 {
         let tables: usize = self.tables.iter().map(|t| t.chunks.len()).sum();
         (tables + usize::from(self.large_objects.is_some())) as u32
+    }
+
+    /// The lowest format version that can restore this manifest: 2 with
+    /// bundles (a version 1 reader would load a whole bundle into each of
+    /// its tables), else 1.
+    pub fn required_format_version(&self) -> u32 {
+        let bundled = self
+            .tables
+            .iter()
+            .flat_map(|t| t.chunks.iter())
+            .any(|c| c.segment.is_some());
+        if bundled { 2 } else { 1 }
+    }
+
+    /// Every distinct stored object the manifest references (a bundle once),
+    /// schema archive first.
+    pub fn objects(&self) -> Vec<&ObjectEntry> {
+        let mut seen = std::collections::HashSet::new();
+        std::iter::once(&self.schema)
+            .chain(
+                self.tables
+                    .iter()
+                    .flat_map(|t| t.chunks.iter().map(|c| &c.object)),
+            )
+            .chain(self.large_objects.iter().map(|lo| &lo.data.object))
+            .filter(|o| seen.insert(o.path.as_str()))
+            .collect()
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -214,6 +280,19 @@ impl Manifest {
             if p.split('/').any(|s| s == ".." || s.is_empty()) {
                 return Err(ManifestError::BadPath {
                     path: path.to_string(),
+                });
+            }
+        }
+        for chunk in manifest.tables.iter().flat_map(|t| t.chunks.iter()) {
+            if let Some(segment) = &chunk.segment
+                && segment
+                    .offset
+                    .checked_add(segment.size)
+                    .is_none_or(|end| end > chunk.object.size)
+            {
+                return Err(ManifestError::BadSegment {
+                    path: path.to_string(),
+                    object: chunk.object.path.clone(),
                 });
             }
         }
@@ -305,6 +384,7 @@ mod tests {
                     rows: 1,
                     raw_bytes: 2,
                     object,
+                    segment: None,
                 }],
             }],
             sequences: vec![],
@@ -331,11 +411,62 @@ mod tests {
         let mut newer = sample();
         newer.format_version = FORMAT_VERSION + 1;
         let err = Manifest::from_json(&newer.to_json(), "m").unwrap_err();
-        assert!(err.to_string().contains("format version 2"), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("format version {}", FORMAT_VERSION + 1)),
+            "{err}"
+        );
         assert!(matches!(
             Manifest::from_json(b"{", "m").unwrap_err(),
             ManifestError::Invalid { .. }
         ));
+    }
+
+    #[test]
+    fn bundled_manifests_need_version_2_list_each_object_once_and_keep_segments_inside() {
+        let mut manifest = sample();
+        assert_eq!(manifest.required_format_version(), 1);
+        let version_1 = String::from_utf8(manifest.to_json()).unwrap();
+        assert!(!version_1.contains("segment"), "{version_1}");
+
+        let bundle = ObjectEntry {
+            path: "data/bundles/00000.copy.zst".into(),
+            size: 100,
+            sha256: "ee".into(),
+        };
+        let mut table = manifest.tables[0].clone();
+        table.chunks[0].object = bundle.clone();
+        table.chunks[0].segment = Some(SegmentEntry {
+            offset: 40,
+            size: 60,
+            sha256: "ff".into(),
+        });
+        let mut other = table.clone();
+        other.oid = 2;
+        other.chunks[0].segment = Some(SegmentEntry {
+            offset: 0,
+            size: 40,
+            sha256: "aa".into(),
+        });
+        manifest.tables = vec![table, other];
+        assert_eq!(manifest.required_format_version(), 2);
+        assert_eq!(manifest.tables[0].chunks[0].stored_range(), 40..100);
+        assert_eq!(manifest.tables[0].chunks[0].stored_sha256(), "ff");
+        let paths: Vec<&str> = manifest.objects().iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(paths, [SCHEMA_FILE, "data/bundles/00000.copy.zst"]);
+        assert_eq!(
+            Manifest::from_json(&manifest.to_json(), "m").unwrap(),
+            manifest
+        );
+
+        manifest.tables[0].chunks[0].segment.as_mut().unwrap().size = 61;
+        assert_eq!(
+            Manifest::from_json(&manifest.to_json(), "m").unwrap_err(),
+            ManifestError::BadSegment {
+                path: "m".into(),
+                object: "data/bundles/00000.copy.zst".into()
+            }
+        );
     }
 
     #[test]

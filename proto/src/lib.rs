@@ -1,11 +1,13 @@
 //! The gRPC contract of pgvault: the generated `pgvault.v1` messages, clients
 //! and servers, the file descriptor set for server reflection, and the
-//! grammar of resource names (`names`).
+//! grammar of resource names (`names`), and the TLS crypto provider every
+//! gRPC endpoint installs first (`tls`).
 //!
 //! Generated types are wire types only. Domain types live in the crates that
 //! own them and convert at the edge with `TryFrom`.
 
 pub mod names;
+pub mod tls;
 
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic)]

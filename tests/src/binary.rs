@@ -45,6 +45,11 @@ fn build() -> anyhow::Result<PathBuf> {
     // The cargo running the tests (it sets CARGO), else the one that built them.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
     let mut command = Command::new(&cargo);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_test_crate_variable) {
+            command.env_remove(name);
+        }
+    }
     command
         .current_dir(workspace_root())
         .args(["build", "-p", "pgvault", "--bin", "pgvault"])
@@ -70,6 +75,27 @@ fn build() -> anyhow::Result<PathBuf> {
         .context("cargo built pgvault but reported no executable")
 }
 
+/// Whether `name` is a variable cargo sets for the test process about the
+/// crate under test. The nested build must not see them: build scripts
+/// that track them (ring's reads `CARGO_MANIFEST_DIR` and `CARGO_PKG_*`
+/// with `rerun-if-env-changed`) would find them changed between
+/// `cargo test` and this build, and each would rebuild half the workspace
+/// for the other on every run.
+fn is_test_crate_variable(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
+}
+
 /// The `pgvault` executable named in cargo's JSON messages.
 fn executable(messages: &str) -> Option<PathBuf> {
     messages
@@ -82,6 +108,28 @@ fn executable(messages: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_nested_build_drops_what_cargo_says_about_the_test_crate_only() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_CRATE_NAME",
+            "CARGO_TARGET_TMPDIR",
+        ] {
+            assert!(is_test_crate_variable(name), "{name}");
+        }
+        for name in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_JOBS",
+            "PATH",
+        ] {
+            assert!(!is_test_crate_variable(name), "{name}");
+        }
+    }
 
     #[test]
     fn the_executable_comes_from_cargos_artifact_message() {

@@ -79,9 +79,8 @@ impl Browser {
         let serde_json::Value::Object(capabilities) = capabilities else {
             bail!("capabilities are an object");
         };
-        // The WebDriver client's TLS stack needs a process-wide provider
-        // (ring, as everywhere in pgvault); a second install is a no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // The WebDriver client's TLS stack needs a process-wide provider.
+        pgvault_proto::tls::install_crypto_provider();
         let client = ClientBuilder::rustls()
             .context("WebDriver client")?
             .capabilities(capabilities)

@@ -1,6 +1,9 @@
 //! Harness for end-to-end tests: starts real servers on free loopback ports
 //! and stops them when dropped.
 //!
+//! - [`agent`]: `pgvault agent run` inside a private network, and the
+//!   agent's creation through the CLI; [`agent_scenario`]: the set-up and
+//!   steps of the agent failure tests.
 //! - [`azurite`]: the Azure Blob emulator (npm `azurite`).
 //! - [`browser`]: headless Chromium over WebDriver (Debian `chromium`,
 //!   `chromium-driver`), for the web console tests.
@@ -21,6 +24,8 @@
 //! server binary fails the test with a message saying how to install it
 //! (`scripts/test.sh` installs everything); nothing is skipped silently.
 
+pub mod agent;
+pub mod agent_scenario;
 pub mod azurite;
 pub mod binary;
 pub mod browser;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use pgvault_localpg::TempCluster;
+use pgvault_proto::v1::agent_service_client::AgentServiceClient;
 use pgvault_proto::v1::backup_instance_service_client::BackupInstanceServiceClient;
 use pgvault_proto::v1::job_service_client::JobServiceClient;
 use pgvault_proto::v1::policy_service_client::PolicyServiceClient;
@@ -41,6 +42,8 @@ pub struct PgvaultCluster {
     amqp_url: String,
     /// Where the coordinator listens (every added coordinator too).
     address: SocketAddr,
+    /// Extra coordinator settings (every coordinator, restarts too).
+    coordinator_env: Vec<(String, String)>,
     dir: tempfile::TempDir,
 }
 
@@ -58,6 +61,23 @@ impl PgvaultCluster {
         workers: usize,
         host: IpAddr,
     ) -> anyhow::Result<PgvaultCluster> {
+        Self::start_with_coordinator_env(amqp_url, workers, host, &[])
+    }
+
+    /// Like [`Self::start_listening_on`], with extra coordinator settings
+    /// as environment variables over the harness's own (e.g.
+    /// `PGVAULT_COORDINATOR__AGENT_WAIT_SECONDS`); every coordinator of the
+    /// cluster gets them, restarted and added ones too.
+    pub fn start_with_coordinator_env(
+        amqp_url: &str,
+        workers: usize,
+        host: IpAddr,
+        coordinator_env: &[(&str, &str)],
+    ) -> anyhow::Result<PgvaultCluster> {
+        let coordinator_env: Vec<(String, String)> = coordinator_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let dir = tempfile::Builder::new()
             .prefix("pgvault-cluster-")
             .tempdir()?;
@@ -70,6 +90,7 @@ impl PgvaultCluster {
                 address,
                 &dir.path().join("coordinator.log"),
                 &dir.path().join(CLOCK_OFFSET_FILE),
+                &coordinator_env,
             )?,
             state,
             extra_coordinators: Vec::new(),
@@ -77,6 +98,7 @@ impl PgvaultCluster {
             endpoint: endpoint_of(address),
             amqp_url: amqp_url.to_string(),
             address,
+            coordinator_env,
             dir,
         };
         wait_for_address(
@@ -165,6 +187,7 @@ impl PgvaultCluster {
             self.address,
             &self.dir.path().join("coordinator.log"),
             &self.dir.path().join(CLOCK_OFFSET_FILE),
+            &self.coordinator_env,
         )?;
         wait_for_address(
             dial_address(self.address),
@@ -184,6 +207,7 @@ impl PgvaultCluster {
             address,
             &self.dir.path().join(format!("coordinator-{n}.log")),
             &self.dir.path().join(CLOCK_OFFSET_FILE),
+            &self.coordinator_env,
         )?;
         wait_for_address(dial_address(address), Duration::from_secs(60), &mut process)?;
         self.extra_coordinators.push(process);
@@ -251,6 +275,7 @@ fn spawn_coordinator(
     address: SocketAddr,
     log: &std::path::Path,
     clock_offset: &std::path::Path,
+    extra_env: &[(String, String)],
 ) -> anyhow::Result<ChildProcess> {
     let mut command = Command::new(pgvault_bin()?);
     command
@@ -272,7 +297,8 @@ fn spawn_coordinator(
         .env("PGVAULT_COORDINATOR__RETRY_BACKOFF_SECONDS", "1")
         .env("PGVAULT_COORDINATOR__SCHEDULER_INTERVAL_SECONDS", "1")
         .env("PGVAULT_COORDINATOR__CLOCK_OFFSET_FILE", clock_offset)
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        .envs(extra_env.iter().map(|(k, v)| (k, v)));
     ChildProcess::spawn("coordinator", command, log)
 }
 
@@ -527,6 +553,7 @@ pub struct Api {
     pub recovery_points: RecoveryPointServiceClient<Authed>,
     pub restores: RestoreServiceClient<Authed>,
     pub jobs: JobServiceClient<Authed>,
+    pub agents: AgentServiceClient<Authed>,
 }
 
 impl Api {
@@ -549,7 +576,8 @@ impl Api {
                 bearer.clone(),
             ),
             restores: RestoreServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            jobs: JobServiceClient::with_interceptor(channel, bearer),
+            jobs: JobServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            agents: AgentServiceClient::with_interceptor(channel, bearer),
         })
     }
 

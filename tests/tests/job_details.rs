@@ -3,7 +3,8 @@
 //! tables, one big enough to be split into several chunks, is backed up and
 //! restored; `pgvault job show --output json` lists every table of each job
 //! done with the source's row counts and chunk counts, and the attempt that
-//! ran it; the human `job show` prints the Attempts and Tables tables.
+//! ran it, and where the job's time went (the engine's stage split); the
+//! human `job show` prints the Attempts and Tables tables and that split.
 
 use std::collections::BTreeMap;
 use std::process::Output;
@@ -119,6 +120,38 @@ fn assert_all_tables_done(
     chunks
 }
 
+/// A completed job carries the split its worker's engine measured: the COPY
+/// bytes it moved, its connections, and phases that add up to its wall time.
+fn assert_split(job: &Value, what: &str) {
+    let split = &job["stage_split"];
+    assert!(
+        split["raw_bytes"].as_u64().unwrap_or(0) > 1024 * 1024,
+        "{what}: {split}"
+    );
+    assert!(
+        split["connections"].as_u64().unwrap_or(0) >= 1,
+        "{what}: {split}"
+    );
+    let phases: f64 = split["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .map(|p| p["seconds"].as_f64().expect("seconds"))
+        .sum();
+    let wall = split["wall_seconds"].as_f64().expect("wall_seconds");
+    assert!(
+        wall > 0.0 && (phases - wall).abs() < 0.01,
+        "{what}: phases add up to the wall time: {split}"
+    );
+    assert!(
+        !split["connection_stages"]
+            .as_array()
+            .expect("connection_stages")
+            .is_empty(),
+        "{what}: {split}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn job_show_lists_every_table_of_a_backup_and_a_restore_with_the_source_row_counts() {
     let source = TempCluster::start(SOURCE_PASSWORD).expect("start source PostgreSQL");
@@ -167,12 +200,16 @@ async fn job_show_lists_every_table_of_a_backup_and_a_restore_with_the_source_ro
         "{events}"
     );
     assert!(events["stored_bytes"].as_u64().unwrap_or(0) > 0, "{events}");
+    assert_split(&job, "backup");
 
-    // The human view: details, then the Attempts and Tables tables.
+    // The human view: details, then the Attempts and Tables tables and
+    // where the time went.
     let text = ok(cli(&["job", "show", &backup_name]), "job show");
     for expected in [
         "ATTEMPTS",
         "TABLES",
+        "WHERE THE TIME WENT",
+        "of COPY data in",
         "completed",
         "public.events",
         "sales.orders",
@@ -209,5 +246,6 @@ async fn job_show_lists_every_table_of_a_backup_and_a_restore_with_the_source_ro
     let (job, tables) = show(&up, restore["name"].as_str().expect("job name"));
     let restored_chunks = assert_all_tables_done(&job, &tables, &rows);
     assert_eq!(restored_chunks, chunks, "a restore loads every chunk");
+    assert_split(&job, "restore");
     assert_eq!(source_rows(&source, "shop_copy").await, rows);
 }

@@ -359,6 +359,7 @@ impl Server {
         let incoming = TcpIncoming::from_listener(listener, true, None).expect("incoming");
         let (stop, stopped) = oneshot::channel::<()>();
         let service = fake.clone();
+        pgvault_proto::tls::install_crypto_provider();
         let mut builder = tonic::transport::Server::builder();
         if let Some((certificate, key)) = &tls {
             let identity = Identity::from_pem(certificate, key);

@@ -118,6 +118,7 @@ impl Api {
                 reason: error_chain(&e),
             })?;
         if normalized.starts_with("https://") {
+            pgvault_proto::tls::install_crypto_provider();
             let tls = match ca_cert {
                 Some(path) => {
                     let pem = std::fs::read(path).map_err(|e| ClientError::CaCert {

@@ -13,7 +13,7 @@ use super::output::{
     bytes, duration_between, local_time, or_dash, print_details, print_json, print_list,
 };
 use super::recovery_point::tag_text;
-use super::{job_details, json, names, watch, when};
+use super::{job_details, job_time, json, names, watch, when};
 
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
@@ -246,6 +246,9 @@ pub async fn run(api: &Api, command: JobCommand) -> anyhow::Result<ExitCode> {
                 }
                 if let Some(tables) = job_details::tables_table(&job) {
                     println!("\nTABLES\n{tables}");
+                }
+                if let Some(time) = job_time::section(&job) {
+                    println!("\nWHERE THE TIME WENT\n{time}");
                 }
             }
             Ok(ExitCode::SUCCESS)

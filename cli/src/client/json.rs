@@ -8,7 +8,8 @@
 use pgvault_proto::v1::{
     AttemptOutcome, BackupInstance, ConfigureBackupResponse, DatastoreTier, DeadLetter, Job,
     JobAttempt, JobError, JobState, Operation, Policy, ProtectionState, Readiness, RecoveryPoint,
-    RestoreKind, RetentionRuleKind, Secret, Server, TableProgress, TableState, Vault, Weekday,
+    RestoreKind, RetentionRuleKind, Secret, Server, StageSplit, StageTime, TableProgress,
+    TableState, Vault, Weekday,
 };
 use prost_types::Timestamp;
 use serde_json::{Value, json};
@@ -173,6 +174,24 @@ pub fn job(j: &Job) -> Value {
         "attempts": j.attempts.iter().map(attempt).collect::<Vec<_>>(),
         "sub_tasks": j.table_progress.iter().map(table).collect::<Vec<_>>(),
         "sub_tasks_delta": j.table_progress_delta,
+        "stage_split": j.stage_split.as_ref().map(stage_split),
+    })
+}
+
+pub fn stage_split(s: &StageSplit) -> Value {
+    let times = |t: &[StageTime]| {
+        t.iter()
+            .map(|t| json!({"name": t.name, "seconds": t.seconds}))
+            .collect::<Vec<_>>()
+    };
+    json!({
+        "wall_seconds": s.wall_seconds,
+        "raw_bytes": s.raw_bytes,
+        "stored_bytes": s.stored_bytes,
+        "connections": s.connections,
+        "phases": times(&s.phases),
+        "connection_stages": times(&s.connection_stages),
+        "cpu": times(&s.cpu),
     })
 }
 
@@ -335,8 +354,9 @@ mod tests {
             value["attempts"][0]["log_tail"],
             json!(["line one", "line two"])
         );
+        assert_eq!(value["stage_split"], Value::Null);
         let keys: Vec<&String> = value.as_object().expect("object").keys().collect();
-        assert_eq!(keys.len(), 30, "every Job field is present: {keys:?}");
+        assert_eq!(keys.len(), 31, "every Job field is present: {keys:?}");
     }
 
     #[test]

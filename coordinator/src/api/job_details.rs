@@ -1,6 +1,7 @@
 //! Job details beyond the job row: its attempt history (with the agent of
 //! each attempt and a failed attempt's log tail), why it is still queued,
-//! and the progress of each table of its current attempt. Converts them to and from the wire
+//! the progress of each table of its current attempt, and where a completed
+//! job's time went. Converts them to and from the wire
 //! (tables arrive from workers and are validated here) and adds them to an
 //! API job for `GetJob` (everything) and `WatchJob` (changes only).
 
@@ -167,6 +168,9 @@ pub async fn add_all(store: &Store, job: &mut pb::Job, of: &Job) -> Result<()> {
         .map(pb::TableProgress::from)
         .collect();
     job.table_progress_delta = false;
+    job.stage_split = attempts::completed_stage_split(store.pool(), job_id)
+        .await?
+        .map(pb::StageSplit::from);
     Ok(())
 }
 
@@ -207,6 +211,9 @@ pub async fn add_changes(
     }
     job.table_progress = tables.into_iter().map(pb::TableProgress::from).collect();
     job.table_progress_delta = true;
+    job.stage_split = attempts::completed_stage_split(store.pool(), job_id)
+        .await?
+        .map(pb::StageSplit::from);
     Ok(())
 }
 

@@ -15,7 +15,8 @@
 //!   against the recovery point, and the name of a restore's SQL file.
 //! - `restore_version`: a restore goes to the same or a newer PostgreSQL major.
 //! - `job_details`: a job's attempts and per-table progress (`GetJob`,
-//!   `WatchJob`, and the tables workers report).
+//!   `WatchJob`, and the tables workers report); `stage_split`: where a
+//!   finished job's time went, as workers report it.
 //! - `configure`: configure rows and re-validation (kept rows, readiness).
 //! - `resolve`: loading what a job needs across aggregates (shared with the
 //!   worker API).
@@ -38,6 +39,7 @@ pub mod restore_version;
 pub mod restores;
 pub mod secrets;
 pub mod servers;
+pub mod stage_split;
 pub mod vaults;
 
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! `api::convert` turns one into the other at the edge.
 //!
 //! Jobs and their specs are in [`job`]; agents and their instances in
-//! [`agent`].
+//! [`agent`]; where a finished job's time went in `stage_split`.
 //!
 //! Enumerations are stored in SQL as their own stable text (`IN_PROGRESS`),
 //! never as proto names: `api::convert` maps them to proto values with
@@ -46,9 +46,11 @@ macro_rules! text_enum {
 
 mod agent;
 mod job;
+mod stage_split;
 
 pub use agent::*;
 pub use job::*;
+pub use stage_split::{StageSplit, StageTime};
 
 text_enum!(
     /// Which retention rule a recovery point is kept by.

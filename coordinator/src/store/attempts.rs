@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::error::Result;
-use crate::model::{AttemptOutcome, AttemptTarget, JobAttempt, JobError};
+use crate::error::{CoordinatorError, Result};
+use crate::model::{AttemptOutcome, AttemptTarget, JobAttempt, JobError, StageSplit};
 use crate::store::{parse_enum, to_i32, to_u32};
 
 #[derive(sqlx::FromRow)]
@@ -154,6 +154,48 @@ pub async fn set_log_tail(
         .execute(db)
         .await?;
     Ok(())
+}
+
+/// Records where `attempt` of the job spent its time (on completion).
+pub async fn set_stage_split(
+    db: impl PgExecutor<'_>,
+    job_id: Uuid,
+    attempt: u32,
+    split: &StageSplit,
+) -> Result<()> {
+    let json = serde_json::to_value(split)
+        .map_err(|e| CoordinatorError::internal(format!("stage split as json: {e}")))?;
+    sqlx::query("UPDATE job_attempts SET stage_split = $3 WHERE job_id = $1 AND attempt = $2")
+        .bind(job_id)
+        .bind(to_i32(attempt))
+        .bind(json)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Where the attempt that completed the job spent its time; `None` for jobs
+/// not completed (or completed before splits were recorded).
+pub async fn completed_stage_split(
+    db: impl PgExecutor<'_>,
+    job_id: Uuid,
+) -> Result<Option<StageSplit>> {
+    let row: Option<(serde_json::Value,)> = sqlx::query_as(
+        "SELECT stage_split FROM job_attempts
+         WHERE job_id = $1 AND outcome = 'COMPLETED' AND stage_split IS NOT NULL
+         ORDER BY attempt DESC LIMIT 1",
+    )
+    .bind(job_id)
+    .fetch_optional(db)
+    .await?;
+    row.map(|(json,)| {
+        serde_json::from_value(json).map_err(|e| {
+            CoordinatorError::internal(format!(
+                "job_attempts.stage_split of job {job_id} is not a stage split: {e}"
+            ))
+        })
+    })
+    .transpose()
 }
 
 /// Every attempt of the job, oldest first.

@@ -18,7 +18,7 @@ use crate::api::{ApiContext, job_details};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{
     AttemptOutcome, BackupTrigger, FileOutput, Job, JobError, JobSpec, JobState, Progress,
-    RecoveryPoint, RestoreTarget, RuleKind, Tier,
+    RecoveryPoint, RestoreTarget, RuleKind, StageSplit, Tier,
 };
 use crate::store::{
     attempts, garbage, instances, jobs, outbox, policies, recovery_points, restore_targets,
@@ -93,6 +93,7 @@ async fn lock_leased(
 }
 
 pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<()> {
+    let split = reported_split(&req)?;
     let mut tx = ctx.store.begin().await?;
     let Some(job) = lock_leased(
         &mut tx,
@@ -132,6 +133,9 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
     let tables = job_details::tables_from_pb(req.tables.clone())?;
     job_details::store_tables(&mut *tx, job.id, Some(job.attempt), &tables).await?;
     attempts::end(&mut *tx, job.id, AttemptOutcome::Completed, None).await?;
+    if let Some(split) = &split {
+        attempts::set_stage_split(&mut *tx, job.id, job.attempt, split).await?;
+    }
     let mut warned = false;
     if let (JobSpec::Restore(restore), Some(pb::complete_task_request::Result::Restore(result))) =
         (&job.spec, &req.result)
@@ -144,6 +148,16 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
     }
     tracing::info!(job_id = %job.id, attempt = job.attempt, operation = %job.operation(), warned, "job completed");
     Ok(())
+}
+
+/// Where the completed attempt's time went, if the worker said.
+fn reported_split(req: &pb::CompleteTaskRequest) -> Result<Option<StageSplit>> {
+    let split = match &req.result {
+        Some(pb::complete_task_request::Result::Backup(r)) => r.stage_split.clone(),
+        Some(pb::complete_task_request::Result::Restore(r)) => r.stage_split.clone(),
+        _ => None,
+    };
+    split.map(StageSplit::try_from).transpose()
 }
 
 /// Longest list of warnings kept on a job; the rest are counted.

@@ -7,27 +7,22 @@
 //! already holds the complete, verified point (a retried attempt whose
 //! source was partly deleted) is accepted without copying again.
 
+use std::sync::Arc;
+
 use futures::StreamExt;
 use pgvault_datastore::Datastore;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::Moved;
-use crate::error::store_error;
 use crate::manifest::{MANIFEST_FILE, ObjectEntry};
-use crate::objects::{ObjectWriter, flush, get_small, object_path, put_small};
+use crate::objects::{ObjectWriter, PoolHasher, blocks, flush, get_small, object_path, put_small};
+use crate::stages::StageClock;
 use crate::{EngineError, EngineOptions, ErrorCode, Manifest, Progress, ProgressSink};
 
-/// Every object a manifest references, schema archive first.
+/// Every object a manifest references once (a bundle shared by many
+/// tables too), schema archive first.
 fn objects_of(manifest: &Manifest) -> Vec<ObjectEntry> {
-    let mut all = vec![manifest.schema.clone()];
-    for table in &manifest.tables {
-        all.extend(table.chunks.iter().map(|c| c.object.clone()));
-    }
-    if let Some(large) = &manifest.large_objects {
-        all.push(large.data.object.clone());
-    }
-    all
+    manifest.objects().into_iter().cloned().collect()
 }
 
 /// Reads the manifest at `prefix` if its SHA-256 is `expected`.
@@ -35,8 +30,9 @@ async fn manifest_at(
     store: &Datastore,
     prefix: &str,
     expected: &str,
+    clock: &Arc<StageClock>,
 ) -> Result<Option<(bytes::Bytes, Manifest)>, EngineError> {
-    let (bytes, sha) = match get_small(store, prefix, MANIFEST_FILE).await {
+    let (bytes, sha) = match get_small(store, prefix, MANIFEST_FILE, clock).await {
         Ok(found) => found,
         Err(e) if e.code == ErrorCode::ManifestInvalid => return Ok(None),
         Err(e) => return Err(e),
@@ -60,13 +56,15 @@ pub async fn copy_point(
     progress: &dyn ProgressSink,
     cancel: &CancellationToken,
 ) -> Result<Moved, EngineError> {
+    // Hashing runs on the CPU pool; the split itself is not reported.
+    let clock = Arc::new(StageClock::default());
     if let Some((_, manifest)) =
-        manifest_at(destination, destination_prefix, manifest_sha256).await?
+        manifest_at(destination, destination_prefix, manifest_sha256, &clock).await?
     {
         let objects = objects_of(&manifest);
         let mut complete = true;
         for entry in &objects {
-            if verify(destination, destination_prefix, entry, cancel)
+            if verify(destination, destination_prefix, entry, cancel, &clock)
                 .await
                 .is_err()
             {
@@ -84,7 +82,7 @@ pub async fn copy_point(
         }
     }
     let Some((manifest_bytes, manifest)) =
-        manifest_at(source, source_prefix, manifest_sha256).await?
+        manifest_at(source, source_prefix, manifest_sha256, &clock).await?
     else {
         return Err(EngineError::new(
             ErrorCode::ManifestInvalid,
@@ -107,9 +105,10 @@ pub async fn copy_point(
             destination_prefix,
             entry,
             options,
+            &clock,
         )
         .await?;
-        verify(destination, destination_prefix, entry, cancel).await?;
+        verify(destination, destination_prefix, entry, cancel, &clock).await?;
         moved.objects += 1;
         moved.bytes += entry.size;
         progress.report(&Progress {
@@ -128,10 +127,11 @@ pub async fn copy_point(
         destination_prefix,
         MANIFEST_FILE,
         manifest_bytes.to_vec(),
+        &clock,
     )
     .await?;
     flush(destination).await?;
-    let (_, read_back) = get_small(destination, destination_prefix, MANIFEST_FILE).await?;
+    let (_, read_back) = get_small(destination, destination_prefix, MANIFEST_FILE, &clock).await?;
     if read_back != written.sha256 {
         return Err(EngineError::new(
             ErrorCode::ChecksumMismatch,
@@ -160,31 +160,27 @@ async fn copy_object(
     destination_prefix: &str,
     entry: &ObjectEntry,
     options: &EngineOptions,
+    clock: &Arc<StageClock>,
 ) -> Result<(), EngineError> {
     let from = object_path(source, source_prefix, &entry.path);
-    let result = source
-        .object_store()
-        .get(&from)
-        .await
-        .map_err(|e| store_error(&e, "read", &entry.path, false))?;
-    let mut stream = result.into_stream();
+    let mut stream = blocks(source, from, &entry.path, entry.size, 0..entry.size, 2);
     let mut writer = ObjectWriter::create(
         destination,
         destination_prefix,
         &entry.path,
         options.part_size,
         options.parts_in_flight,
-    )
-    .await?;
+        clock.clone(),
+    );
     while let Some(bytes) = stream.next().await {
         let bytes = match bytes {
             Ok(bytes) => bytes,
             Err(e) => {
                 writer.abort().await;
-                return Err(store_error(&e, "read", &entry.path, false));
+                return Err(e);
             }
         };
-        if let Err(e) = writer.write(&bytes).await {
+        if let Err(e) = writer.put(bytes).await {
             writer.abort().await;
             return Err(e);
         }
@@ -208,25 +204,19 @@ async fn verify(
     prefix: &str,
     entry: &ObjectEntry,
     cancel: &CancellationToken,
+    clock: &Arc<StageClock>,
 ) -> Result<(), EngineError> {
     let path = object_path(store, prefix, &entry.path);
-    let result = store
-        .object_store()
-        .get(&path)
-        .await
-        .map_err(|e| store_error(&e, "read back", &entry.path, false))?;
-    let mut stream = result.into_stream();
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
+    let mut stream = blocks(store, path, &entry.path, entry.size, 0..entry.size, 2);
+    let mut hasher = PoolHasher::new(clock.clone());
     while let Some(bytes) = stream.next().await {
         if cancel.is_cancelled() {
             return Err(EngineError::cancelled());
         }
-        let bytes = bytes.map_err(|e| store_error(&e, "read back", &entry.path, false))?;
-        hasher.update(&bytes);
-        size += bytes.len() as u64;
+        hasher.update(bytes?).await?;
     }
-    let sha = hex::encode(hasher.finalize());
+    let size = hasher.size();
+    let sha = hasher.finish()?;
     if sha != entry.sha256 || size != entry.size {
         return Err(EngineError::new(
             ErrorCode::ChecksumMismatch,

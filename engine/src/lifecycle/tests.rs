@@ -65,6 +65,7 @@ fn write_point(dir: &tempfile::TempDir) -> String {
                 rows: 1,
                 raw_bytes: 1,
                 object: entry("data/1/00000.copy.zst", &chunk),
+                segment: None,
             }],
         }],
         sequences: vec![],

@@ -92,6 +92,7 @@ pub fn coordinator_channel(
     })?;
     let tls = uri.starts_with("https://");
     if tls {
+        pgvault_proto::tls::install_crypto_provider();
         let config = match ca_cert {
             Some(path) => {
                 let pem = std::fs::read(path).map_err(|e| ChannelError::CaCert {

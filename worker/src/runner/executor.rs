@@ -14,6 +14,7 @@ use pgvault_proto::v1::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::stage_split::{bytes_read, stage_split};
 use super::{lifecycle, restore_files};
 
 /// Runs one task to its result. Progress goes to `progress`; `cancel`
@@ -83,6 +84,11 @@ async fn run_backup(
         stored_bytes: summary.stored_bytes,
         raw_bytes: summary.raw_bytes,
         chunk_count: summary.chunk_count,
+        stage_split: Some(stage_split(
+            &summary.stages,
+            summary.raw_bytes,
+            summary.stored_bytes,
+        )),
         manifest_sha256: summary.manifest_sha256,
         server_version: summary.server_version,
     }))
@@ -115,6 +121,11 @@ async fn run_restore(
     Ok(complete_task_request::Result::Restore(RestoreResult {
         rows: summary.rows,
         bytes: summary.bytes,
+        stage_split: Some(stage_split(
+            &summary.stages,
+            summary.bytes,
+            bytes_read(&summary.stages),
+        )),
         skipped_objects: summary.skipped_objects,
         ..RestoreResult::default()
     }))

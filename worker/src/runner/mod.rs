@@ -17,7 +17,8 @@
 //! - `execute`, `heartbeat`, `tables`: one claimed task from start to report.
 //! - [`log_tail`]: the tracing layer that keeps each task's last log lines
 //!   for its failure report.
-//! - `executor`, `restore_files`, `lifecycle`: task messages → engine calls.
+//! - `executor`, `restore_files`, `lifecycle`: task messages → engine calls;
+//!   `stage_split`: the engine's stage times as the contract's split.
 //! - `link`, `grpc`, [`memory`]: the coordinator seam and its implementations;
 //!   `channel`: the authenticated HTTP/2 channel to a coordinator (TLS with
 //!   the system's roots or a private CA).
@@ -32,6 +33,7 @@ mod link;
 pub mod log_tail;
 pub mod memory;
 mod restore_files;
+mod stage_split;
 mod tables;
 #[cfg(test)]
 mod tests;

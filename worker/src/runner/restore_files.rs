@@ -11,6 +11,7 @@ use pgvault_proto::v1::{RestoreFilesTask, RestoreResult, complete_task_request};
 use tokio_util::sync::CancellationToken;
 
 use super::executor::open_datastore;
+use super::stage_split::{bytes_read, stage_split};
 
 pub(super) async fn run(
     task: RestoreFilesTask,
@@ -51,6 +52,11 @@ pub(super) async fn run(
         output_path: output.path,
         output_size: output.size,
         output_sha256: output.sha256,
+        stage_split: Some(stage_split(
+            &summary.stages,
+            summary.bytes,
+            bytes_read(&summary.stages),
+        )),
         skipped_objects: summary.skipped_objects,
     }))
 }

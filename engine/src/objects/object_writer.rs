@@ -1,0 +1,102 @@
+//! [`ObjectWriter`]: an uncompressed object (the schema archive, a restore
+//! script, a copied object) streamed into an [`Upload`] while its SHA-256
+//! is computed on the CPU pool, a block at a time.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use pgvault_datastore::Datastore;
+
+use super::hasher::PoolHasher;
+use super::object_path;
+use super::upload::Upload;
+use crate::error::EngineError;
+use crate::manifest::ObjectEntry;
+use crate::stages::StageClock;
+
+/// Bytes gathered before they are hashed and handed to the upload.
+const BLOCK: usize = 1024 * 1024;
+
+pub(crate) struct ObjectWriter {
+    relative: String,
+    upload: Upload,
+    hasher: PoolHasher,
+    /// Small writes gathered into one block.
+    pending: Vec<u8>,
+}
+
+impl ObjectWriter {
+    pub(crate) fn create(
+        store: &Datastore,
+        prefix: &str,
+        relative: &str,
+        part_size: usize,
+        parts: usize,
+        clock: Arc<StageClock>,
+    ) -> Self {
+        let path = object_path(store, prefix, relative);
+        Self::create_at(store, &path, relative, part_size, parts, clock)
+    }
+
+    /// Like [`ObjectWriter::create`] for any store path; `name` is what
+    /// messages and the returned entry call it.
+    pub(crate) fn create_at(
+        store: &Datastore,
+        path: &Path,
+        name: &str,
+        part_size: usize,
+        parts: usize,
+        clock: Arc<StageClock>,
+    ) -> Self {
+        ObjectWriter {
+            relative: name.to_string(),
+            upload: Upload::new(store, path.clone(), name, part_size, parts),
+            hasher: PoolHasher::new(clock),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Appends `data` (copied; small writes are gathered).
+    pub(crate) async fn write(&mut self, data: &[u8]) -> Result<(), EngineError> {
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= BLOCK {
+            let block = Bytes::from(std::mem::take(&mut self.pending));
+            self.hash_and_upload(block).await?;
+        }
+        Ok(())
+    }
+
+    /// Appends `bytes` without copying.
+    pub(crate) async fn put(&mut self, bytes: Bytes) -> Result<(), EngineError> {
+        if !self.pending.is_empty() {
+            let block = Bytes::from(std::mem::take(&mut self.pending));
+            self.hash_and_upload(block).await?;
+        }
+        self.hash_and_upload(bytes).await
+    }
+
+    async fn hash_and_upload(&mut self, block: Bytes) -> Result<(), EngineError> {
+        self.hasher.update(block.clone()).await?;
+        self.upload.put(block).await
+    }
+
+    /// Completes the upload; returns the object's entry (path, size, SHA-256).
+    pub(crate) async fn finish(mut self) -> Result<ObjectEntry, EngineError> {
+        if !self.pending.is_empty() {
+            let block = Bytes::from(std::mem::take(&mut self.pending));
+            self.hash_and_upload(block).await?;
+        }
+        let size = self.upload.finish().await?;
+        Ok(ObjectEntry {
+            path: self.relative,
+            size,
+            sha256: self.hasher.finish()?,
+        })
+    }
+
+    /// Abandons the upload (best effort: it is never referenced anyway).
+    pub(crate) async fn abort(self) {
+        self.upload.abort().await;
+    }
+}
