@@ -166,22 +166,23 @@ async fn a_server_newer_than_every_tool_set_names_both_versions_and_the_fix() {
     );
 }
 
-/// The chunks of a keyed and an unkeyed table spanning many pages, backed
-/// up with a split threshold of one page and restored identical.
+/// The chunks of a keyed and an unkeyed table of about 1.6 MB each (big
+/// enough not to be bundled), backed up with a split threshold of 256 KiB
+/// and restored identical.
 async fn chunks_of_big_tables(major: u32) -> (Vec<ChunkEntry>, Vec<ChunkEntry>) {
     let source = server(major);
     add_database(
         &source,
         "app",
         "CREATE TABLE keyed (id int PRIMARY KEY, pad text); \
-         INSERT INTO keyed SELECT g, repeat('x', 500) FROM generate_series(1, 400) g; \
+         INSERT INTO keyed SELECT g, repeat('x', 500) FROM generate_series(1, 3000) g; \
          DELETE FROM keyed WHERE id BETWEEN 100 AND 150; \
          CREATE TABLE unkeyed (id int, pad text); \
-         INSERT INTO unkeyed SELECT g, repeat('y', 500) FROM generate_series(1, 400) g;",
+         INSERT INTO unkeyed SELECT g, repeat('y', 500) FROM generate_series(1, 3000) g;",
     )
     .await;
     let options = pgvault_engine::EngineOptions {
-        split_threshold_bytes: 8192,
+        split_threshold_bytes: 256 * 1024,
         ..version_options()
     };
     let point = back_up(&source, "app", &options).await;
@@ -215,6 +216,6 @@ async fn big_tables_split_by_ctid_from_14_and_by_integer_key_on_13() {
     let last = keyed.last().unwrap().key_range.clone().unwrap();
     assert_eq!((first.column.as_str(), first.start), ("id", None));
     assert_eq!(last.end, None);
-    assert_eq!(keyed.iter().map(|c| c.rows).sum::<u64>(), 349);
+    assert_eq!(keyed.iter().map(|c| c.rows).sum::<u64>(), 2949);
     assert_eq!(unkeyed.len(), 1, "no integer key: one stream");
 }
