@@ -66,6 +66,8 @@ pub struct ApiContext {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// How servers are asked questions: directly, or through their agent.
     pub probes: crate::server_probe::Probes,
+    /// This coordinator's metrics (fenced heartbeats are counted here).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// `next_page_token` for a page: empty when no more rows exist.
