@@ -7,8 +7,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{DB_PASSWORD, Harness, TOKEN, backup_now, claim, job_id};
+use std::sync::Arc;
+
+use common::{DB_PASSWORD, Harness, RecordingPublisher, TOKEN, backup_now, claim, job_id};
 use pgvault_console::PortFallback;
+use pgvault_coordinator::Coordinator;
 use pgvault_coordinator::metrics::MetricsOptions;
 use pgvault_proto::v1 as pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,6 +28,13 @@ fn backup_result() -> pb::BackupResult {
         manifest_sha256: "ab".repeat(32),
         server_version: "15.8".into(),
         stage_split: None,
+    }
+}
+
+fn on_any_port() -> MetricsOptions {
+    MetricsOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        fallback: PortFallback::Fail,
     }
 }
 
@@ -72,13 +82,7 @@ async fn scrape_until(url: &str, what: &str, check: impl Fn(&str) -> bool) -> St
 
 #[tokio::test]
 async fn metrics_move_with_a_successful_and_a_failing_backup() {
-    let h = Harness::start_with(|c| {
-        c.metrics = Some(MetricsOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            fallback: PortFallback::Fail,
-        });
-    })
-    .await;
+    let h = Harness::start_with(|c| c.metrics = Some(on_any_port())).await;
     let url = h
         .handle
         .as_ref()
@@ -256,5 +260,88 @@ async fn metrics_move_with_a_successful_and_a_failing_backup() {
     for secret in [DB_PASSWORD, TOKEN] {
         assert!(!end.contains(secret), "{secret} in the metrics");
     }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn two_coordinators_report_the_same_state_and_count_each_job_once() {
+    let h = Harness::start_with(|c| c.metrics = Some(on_any_port())).await;
+    let mut config = common::config(&h.cluster);
+    config.metrics = Some(on_any_port());
+    let second = Coordinator::start(config, Arc::new(RecordingPublisher::default()))
+        .await
+        .expect("second coordinator");
+    let urls = [
+        h.handle
+            .as_ref()
+            .and_then(|c| c.metrics_url())
+            .unwrap()
+            .to_string(),
+        second.metrics_url().expect("metrics served").to_string(),
+    ];
+    h.fixture().await;
+    let instance = h.protect("app").await;
+    let sum = |texts: &[String], series: &str| -> f64 {
+        texts.iter().filter_map(|t| value(t, series)).sum()
+    };
+    async fn scrape_all(urls: &[String]) -> Vec<String> {
+        let mut texts = Vec::new();
+        for url in urls {
+            texts.push(scrape(url).await.1);
+        }
+        texts
+    }
+    // One leader; wait until its feed has started.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sum(&scrape_all(&urls).await, "pgvault_metrics_feed_leader") != 1.0 {
+        assert!(Instant::now() < deadline, "no single feed leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let job = backup_now(&h, &instance).await;
+    let id = job_id(&job);
+    h.publisher.wait_for(&id, 1).await;
+    let claimed = claim(&h, &id, "w1").await;
+    assert!(claimed.claimed, "{}", claimed.reason);
+    h.workers()
+        .complete_task(pb::CompleteTaskRequest {
+            job_id: id.clone(),
+            lease_token: claimed.lease_token,
+            result: Some(pb::complete_task_request::Result::Backup(backup_result())),
+            progress: None,
+            tables: Vec::new(),
+        })
+        .await
+        .expect("complete");
+    let completed =
+        r#"pgvault_jobs_finished_total{operation="ON_DEMAND_BACKUP",state="COMPLETED"}"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let texts = loop {
+        let texts = scrape_all(&urls).await;
+        if sum(&texts, completed) >= 1.0 {
+            break texts;
+        }
+        assert!(Instant::now() < deadline, "the job was never counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let later = scrape_all(&urls).await;
+    assert_eq!(
+        sum(&later, completed),
+        1.0,
+        "counted once in the cluster:\n{later:?}"
+    );
+    let instance_id = instance.rsplit('/').next().unwrap();
+    let last = format!(
+        r#"pgvault_instance_last_success_timestamp_seconds{{vault="v",backup_instance="{instance_id}",server="pg1",database="app"}}"#
+    );
+    let seen: Vec<Option<f64>> = texts.iter().map(|t| value(t, &last)).collect();
+    assert!(seen[0].is_some(), "{texts:?}");
+    assert_eq!(
+        seen[0], seen[1],
+        "state gauges are the same on every coordinator"
+    );
+    second.shutdown().await.expect("second stops");
     h.stop().await;
 }
