@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use pgvault_console::{ConsoleOptions, PortFallback};
 use pgvault_coordinator::clock::{Clock, SystemClock};
+use pgvault_coordinator::metrics::MetricsOptions;
 use pgvault_coordinator::secret_ref::ExternalSecrets;
 use pgvault_coordinator::{Coordinator, CoordinatorConfig, TlsFiles};
 use pgvault_engine::EngineOptions;
@@ -136,6 +137,9 @@ pub async fn run_coordinator(
     if let Some(url) = handle.console_url() {
         eprintln!("web console on {url}");
     }
+    if let Some(url) = handle.metrics_url() {
+        eprintln!("metrics on {url}");
+    }
     signals::shutdown_requested().await;
     tracing::info!("shutting down");
     handle.shutdown().await?;
@@ -222,6 +226,28 @@ pub fn coordinator_config(
         console: console_options(c, None),
         agent_wait: Duration::from_secs(c.agent_wait_seconds),
         agent_status_interval: pgvault_coordinator::config::DEFAULT_AGENT_STATUS_INTERVAL,
+        metrics: metrics_options(settings, None),
+    }
+}
+
+/// Where metrics are served: at the configured `telemetry.metrics_listen`,
+/// else at `default` (moving to a free port when it is taken), else nowhere.
+/// The setting was validated when the settings were loaded.
+pub fn metrics_options(settings: &Settings, default: Option<SocketAddr>) -> Option<MetricsOptions> {
+    match settings
+        .telemetry
+        .metrics_listen()
+        .unwrap_or(ConsoleListen::Off)
+    {
+        ConsoleListen::Off => None,
+        ConsoleListen::At(listen) => Some(MetricsOptions {
+            listen,
+            fallback: PortFallback::Fail,
+        }),
+        ConsoleListen::Default => default.map(|listen| MetricsOptions {
+            listen,
+            fallback: PortFallback::NextFree,
+        }),
     }
 }
 

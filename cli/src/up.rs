@@ -24,9 +24,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::serve::{
-    CoordinatorFlags, Overrides, console_options, coordinator_config, worker_options,
+    CoordinatorFlags, Overrides, console_options, coordinator_config, metrics_options,
+    worker_options,
 };
 use crate::{signals, telemetry};
+
+/// Where `up` serves Prometheus metrics unless configured otherwise (the
+/// next free port when this one is taken).
+const DEFAULT_METRICS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9750);
 
 /// Where `up` serves the web console unless configured otherwise (the
 /// next free port when this one is taken).
@@ -35,7 +41,7 @@ const DEFAULT_CONSOLE: SocketAddr =
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  pgvault up                       # state in ./.pgvault, API on http://127.0.0.1:50051,\n                                   # web console on http://127.0.0.1:8080/ (or the next free port)\n  export PGVAULT_TOKEN=$(cat .pgvault/admin.token)"
+    after_help = "Example:\n  pgvault up                       # state in ./.pgvault, API on http://127.0.0.1:50051,\n                                   # web console on http://127.0.0.1:8080/ (or the next free port),\n                                   # metrics on http://127.0.0.1:9750/metrics (or the next free port)\n  export PGVAULT_TOKEN=$(cat .pgvault/admin.token)"
 )]
 pub struct UpArgs {
     /// Directory for the state cluster, keys, tokens and local datastore [setting: up.data_dir].
@@ -127,6 +133,7 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
 
     let mut config = coordinator_config(&settings, database_url, master_key);
     config.console = console_options(&settings.coordinator, Some(DEFAULT_CONSOLE));
+    config.metrics = metrics_options(&settings, Some(DEFAULT_METRICS));
     config.bootstrap_token = Some(token.clone());
     config.admin_token_file = None;
     let dead_letters: Box<dyn DeadLetterSource> = match &amqp {
@@ -153,6 +160,9 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
     println!("  endpoint     {endpoint}");
     if let Some(url) = coordinator.console_url() {
         println!("  web console  {url}  (sign in with the admin token)");
+    }
+    if let Some(url) = coordinator.metrics_url() {
+        println!("  metrics      {url}");
     }
     println!(
         "  admin token  {}  (export PGVAULT_TOKEN=$(cat {}))",

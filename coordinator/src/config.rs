@@ -78,6 +78,10 @@ pub struct CoordinatorConfig {
     /// seconds); an instance silent for three intervals counts as gone
     /// (`coordinator.agent_status_interval_seconds`).
     pub agent_status_interval: Duration,
+    /// Serve Prometheus metrics on `GET /metrics` at this address
+    /// (`telemetry.metrics_listen`). `None`: no listener (the metrics are
+    /// still kept, and the feed still runs when this coordinator leads it).
+    pub metrics: Option<crate::metrics::MetricsOptions>,
 }
 
 /// PEM files of the gRPC listener's certificate chain and private key.
@@ -113,6 +117,7 @@ impl CoordinatorConfig {
             console: None,
             agent_wait: DEFAULT_AGENT_WAIT,
             agent_status_interval: DEFAULT_AGENT_STATUS_INTERVAL,
+            metrics: None,
         }
     }
 }
@@ -142,6 +147,7 @@ impl fmt::Debug for CoordinatorConfig {
             .field("console", &self.console)
             .field("agent_wait", &self.agent_wait)
             .field("agent_status_interval", &self.agent_status_interval)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }

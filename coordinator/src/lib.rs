@@ -37,6 +37,8 @@
 //!   exactly once per instance and slot; [`lifecycle`]: the sweeper (expired
 //!   points → tier move or delete jobs, exactly once per point and stage),
 //!   rehydrates, and what completed lifecycle jobs change.
+//! - [`metrics`]: Prometheus metrics on `GET /metrics` (state gauges read at
+//!   scrape time, the leader's feed of ended jobs and attempts).
 
 pub mod access;
 pub mod agents;
@@ -52,6 +54,7 @@ pub mod dispatch;
 pub mod error;
 pub mod leader;
 pub mod lifecycle;
+pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod readiness;

@@ -4,7 +4,8 @@
 //! health open), the web console when configured (calling the same routes
 //! through the same gate), the outbox dispatcher, the agent dispatcher and
 //! sweeper, the scheduler, the lifecycle sweeper, the lease reaper and (when
-//! given a dead-letter source) the dead-letter drain until shutdown. Shutdown
+//! given a dead-letter source) the dead-letter drain, the metrics feed and
+//! (when configured) the metrics listener until shutdown. Shutdown
 //! ends agents' streams cleanly before the server stops.
 
 use std::net::SocketAddr;
@@ -62,6 +63,7 @@ pub struct Coordinator;
 pub struct CoordinatorHandle {
     local_addr: SocketAddr,
     console: Option<pgvault_console::ConsoleHandle>,
+    metrics: Option<crate::metrics::MetricsHandle>,
     cancel: CancellationToken,
     server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
     background: Vec<JoinHandle<()>>,
@@ -135,6 +137,7 @@ impl Coordinator {
             },
             cancel.clone(),
         );
+        let metrics = crate::metrics::Metrics::new();
         let probes = Probes::new(Arc::new(DirectProbe), Arc::new(agents.probe()));
         let ctx = Arc::new(ApiContext {
             clock: clock.clone(),
@@ -147,6 +150,7 @@ impl Coordinator {
             retry: retry_policy(&config),
             probes,
             worker_tools: Default::default(),
+            metrics: metrics.clone(),
         });
 
         let (mut health, health_service) = tonic_health::server::health_reporter();
@@ -219,6 +223,18 @@ impl Coordinator {
             ),
             None => None,
         };
+        let metrics_listener = match config.metrics {
+            Some(options) => Some(
+                crate::metrics::serve::start(
+                    options,
+                    metrics.clone(),
+                    store.clone(),
+                    cancel.clone(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         // The gate authorises every call before any service sees it.
         let router = builder
             .layer(AccessLayer::new(store.clone()))
@@ -240,6 +256,15 @@ impl Coordinator {
             wait: config.agent_wait,
         });
         background.extend([
+            tokio::spawn(crate::metrics::feed::run(
+                store.clone(),
+                metrics,
+                crate::metrics::feed::FeedSettings {
+                    connect: connect.clone(),
+                    interval: config.reaper_interval,
+                },
+                cancel.clone(),
+            )),
             tokio::spawn(scheduler::run(
                 store.clone(),
                 clock.clone(),
@@ -289,6 +314,7 @@ impl Coordinator {
         Ok(CoordinatorHandle {
             local_addr,
             console,
+            metrics: metrics_listener,
             cancel,
             server: Some(server),
             background,
@@ -375,6 +401,11 @@ impl CoordinatorHandle {
         self.console.as_ref().map(|c| c.url())
     }
 
+    /// `http://…/metrics`, when metrics are served.
+    pub fn metrics_url(&self) -> Option<&str> {
+        self.metrics.as_ref().map(|m| m.url())
+    }
+
     /// Waits until the gRPC server ends by itself (an error), or until
     /// `shutdown` is called from elsewhere.
     pub async fn wait(&mut self) -> Result<()> {
@@ -402,6 +433,9 @@ impl CoordinatorHandle {
         }
         if let Some(console) = self.console.take() {
             console.stopped().await;
+        }
+        if let Some(metrics) = self.metrics.take() {
+            metrics.stopped().await;
         }
         tracing::info!(address = %self.local_addr, "coordinator stopped");
         served

@@ -20,7 +20,15 @@ pub const SOURCE: &str = "`PGVAULT_` environment variable(s)";
 
 /// The settings sections (`[coordinator]` in `pgvault.toml`,
 /// `PGVAULT_COORDINATOR__…` in the environment).
-pub const SECTIONS: [&str; 6] = ["coordinator", "queue", "worker", "up", "log", "agent"];
+pub const SECTIONS: [&str; 7] = [
+    "coordinator",
+    "queue",
+    "worker",
+    "up",
+    "log",
+    "agent",
+    "telemetry",
+];
 
 /// `PGVAULT_*` variables that are no setting, and who reads them.
 pub const OTHER_VARIABLES: [(&str, &str); 14] = [

@@ -38,6 +38,17 @@ pub struct Settings {
     pub log: LogSettings,
     /// `pgvault agent run` (defaults and checks in `pgvault_agent`).
     pub agent: AgentSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Where the coordinator serves Prometheus metrics (`GET /metrics`): an
+    /// address, `off`, or empty for the command's default (`coordinator`:
+    /// off; `up`: 127.0.0.1:9750, or the next free port when that one is
+    /// taken). Same grammar as `coordinator.console_listen`.
+    pub metrics_listen: String,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -93,7 +104,29 @@ pub struct CoordinatorSettings {
     pub agent_wait_seconds: u64,
 }
 
-/// `coordinator.console_listen`, parsed.
+impl TelemetrySettings {
+    /// `metrics_listen` parsed; an error names the key and what it takes.
+    pub fn metrics_listen(&self) -> anyhow::Result<ConsoleListen> {
+        parse_listen(
+            "telemetry.metrics_listen",
+            "127.0.0.1:9750",
+            &self.metrics_listen,
+        )
+    }
+}
+
+/// An address, `off`, or empty (the command's default).
+fn parse_listen(key: &str, example: &str, value: &str) -> anyhow::Result<ConsoleListen> {
+    match value.trim() {
+        "" => Ok(ConsoleListen::Default),
+        off if off.eq_ignore_ascii_case("off") => Ok(ConsoleListen::Off),
+        addr => addr.parse().map(ConsoleListen::At).map_err(|_| {
+            anyhow::anyhow!("{key} must be an address such as {example}, or \"off\" (got {addr:?})")
+        }),
+    }
+}
+
+/// `coordinator.console_listen` or `telemetry.metrics_listen`, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsoleListen {
     /// Empty: the command decides.
@@ -220,15 +253,11 @@ impl Default for CoordinatorSettings {
 impl CoordinatorSettings {
     /// `console_listen` parsed; an error names the key and what it takes.
     pub fn console_listen(&self) -> anyhow::Result<ConsoleListen> {
-        match self.console_listen.trim() {
-            "" => Ok(ConsoleListen::Default),
-            off if off.eq_ignore_ascii_case("off") => Ok(ConsoleListen::Off),
-            addr => addr.parse().map(ConsoleListen::At).map_err(|_| {
-                anyhow::anyhow!(
-                    "coordinator.console_listen must be an address such as 127.0.0.1:8080, or \"off\" (got {addr:?})"
-                )
-            }),
-        }
+        parse_listen(
+            "coordinator.console_listen",
+            "127.0.0.1:8080",
+            &self.console_listen,
+        )
     }
 }
 

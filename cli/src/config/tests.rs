@@ -49,7 +49,7 @@ fn a_misspelt_section_in_the_file_is_refused_naming_it_and_the_valid_ones() {
     assert!(err.contains("pgvault.toml"), "{err}");
     assert!(
         err.ends_with(
-            "pgvault's sections are [coordinator], [queue], [worker], [up], [log], [agent]"
+            "pgvault's sections are [coordinator], [queue], [worker], [up], [log], [agent], [telemetry]"
         ),
         "{err}"
     );
@@ -183,6 +183,58 @@ fn the_console_is_an_address_off_or_the_commands_default() {
     assert!(
         err.contains("coordinator.console_idle_timeout_seconds"),
         "{err}"
+    );
+}
+
+#[test]
+fn metrics_are_an_address_off_or_the_commands_default() {
+    let at = |value: &str| {
+        load(serde_json::json!({"telemetry": {"metrics_listen": value}}))
+            .map(|s| s.telemetry.metrics_listen().expect("validated"))
+    };
+    assert_eq!(at("").unwrap(), ConsoleListen::Default);
+    assert_eq!(at("OFF").unwrap(), ConsoleListen::Off);
+    assert_eq!(
+        at("0.0.0.0:9750").unwrap(),
+        ConsoleListen::At("0.0.0.0:9750".parse().unwrap())
+    );
+    let err = at("localhost:x").expect_err("refused").to_string();
+    assert!(err.contains("telemetry.metrics_listen"), "{err}");
+    let err = load_file("[telemetry]\nmetrics_port = 1\n", &[])
+        .err()
+        .expect("unknown key refused")
+        .to_string();
+    assert!(err.contains("metrics_port"), "{err}");
+    let s = load_file(
+        "",
+        &[("PGVAULT_TELEMETRY__METRICS_LISTEN", "127.0.0.1:9999")],
+    )
+    .expect("from the environment");
+    assert_eq!(s.telemetry.metrics_listen, "127.0.0.1:9999");
+}
+
+#[test]
+fn up_serves_metrics_by_default_and_coordinators_only_when_asked() {
+    let up_default: std::net::SocketAddr = "127.0.0.1:9750".parse().unwrap();
+    let with = |value: &str| {
+        let mut s = Settings::default();
+        s.telemetry.metrics_listen = value.into();
+        s
+    };
+    assert!(crate::serve::metrics_options(&with(""), None).is_none());
+    let up = crate::serve::metrics_options(&with(""), Some(up_default)).expect("on");
+    assert_eq!(up.listen, up_default);
+    assert_eq!(up.fallback, pgvault_console::PortFallback::NextFree);
+    let configured =
+        crate::serve::metrics_options(&with("0.0.0.0:9101"), None).expect("configured");
+    assert_eq!(configured.listen, "0.0.0.0:9101".parse().unwrap());
+    assert_eq!(configured.fallback, pgvault_console::PortFallback::Fail);
+    assert!(crate::serve::metrics_options(&with("off"), Some(up_default)).is_none());
+    let config = crate::serve::coordinator_config(&with("127.0.0.1:9102"), String::new(), [0; 32]);
+    assert_eq!(
+        config.metrics.map(|m| m.listen.port()),
+        Some(9102),
+        "pgvault coordinator serves the configured address"
     );
 }
 

@@ -89,6 +89,7 @@ impl Settings {
             bail!("queue.queue_name must not be empty");
         }
         self.agent.validate()?;
+        self.telemetry.metrics_listen()?;
         Ok(())
     }
 }

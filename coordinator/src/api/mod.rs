@@ -70,6 +70,8 @@ pub struct ApiContext {
     pub probes: crate::server_probe::Probes,
     /// The newest client tools major workers reported with their claims.
     pub worker_tools: crate::readiness::tool_versions::WorkerTools,
+    /// This coordinator's metrics (fenced heartbeats are counted here).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// `next_page_token` for a page: empty when no more rows exist.

@@ -24,6 +24,7 @@ pub mod instances;
 pub mod job_tables;
 pub mod jobs;
 pub mod lifecycle;
+pub mod metrics;
 pub mod migrate;
 pub mod outbox;
 pub mod paging;

@@ -60,6 +60,7 @@ pub async fn heartbeat(
                     job.state
                 )))
             } else {
+                ctx.metrics.fenced_heartbeat();
                 Err(taken_over())
             }
         }

@@ -1,0 +1,174 @@
+//! The shipped Prometheus alert rules (`deploy/prometheus/alerts.yml`) and
+//! Grafana dashboard (`deploy/grafana/pgvault.json`) parse, and every
+//! `pgvault_*` series they name is one the exporter writes (promtool is not
+//! installable from the registries, so the YAML is read here).
+
+use std::collections::BTreeSet;
+
+use pgvault_coordinator::metrics::Metrics;
+use pgvault_coordinator::metrics::families::{
+    AgentLabels, AttemptLabels, InstanceLabels, JobLabels, OperationLabels,
+};
+use pgvault_coordinator::metrics::feed::error_labels;
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn deploy_file(path: &str) -> String {
+    let full = format!("{}/../deploy/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("cannot read {full}: {e}"))
+}
+
+/// How many families the exporter registers.
+const FAMILIES: usize = 16;
+
+/// Every sample name the exporter can write, from its `# TYPE` lines, with
+/// one series in each family (an empty family writes nothing at all).
+fn exported_series() -> BTreeSet<String> {
+    let metrics = Metrics::new();
+    let f = metrics.families();
+    let job = JobLabels {
+        operation: "SCHEDULED_BACKUP".into(),
+        state: "FAILED".into(),
+    };
+    let operation = OperationLabels {
+        operation: "SCHEDULED_BACKUP".into(),
+    };
+    f.jobs_finished.get_or_create(&job).inc();
+    f.job_duration.get_or_create(&job).observe(1.0);
+    f.job_bytes.get_or_create(&operation).observe(1.0);
+    f.attempts_ended
+        .get_or_create(&AttemptLabels {
+            operation: "SCHEDULED_BACKUP".into(),
+            outcome: "LEASE_EXPIRED".into(),
+        })
+        .inc();
+    f.job_errors
+        .get_or_create(&error_labels("SCHEDULED_BACKUP".into(), "DatastoreFull"))
+        .inc();
+    f.jobs_active.get_or_create(&job).set(1);
+    f.jobs_oldest_age.get_or_create(&job).set(1.0);
+    f.agent_instances
+        .get_or_create(&AgentLabels {
+            agent: "dc1".into(),
+        })
+        .set(0);
+    f.last_success
+        .get_or_create(&InstanceLabels {
+            vault: "v".into(),
+            backup_instance: "i".into(),
+            server: "s".into(),
+            database: "d".into(),
+        })
+        .set(1.0);
+    let text = metrics.encode();
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total", "_created"],
+            "histogram" => &["_bucket", "_sum", "_count", "_created"],
+            _ => &[""],
+        };
+        for suffix in suffixes {
+            names.insert(format!("{name}{suffix}"));
+        }
+    }
+    assert_eq!(
+        text.matches("# TYPE ").count(),
+        FAMILIES,
+        "a family has no sample here: fill it in exported_series\n{text}"
+    );
+    names
+}
+
+/// The `pgvault_*` identifiers of a PromQL expression.
+fn named_series(expr: &str) -> BTreeSet<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|word| word.starts_with("pgvault_"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_alert_rules_parse_and_name_only_exported_series() {
+    let exported = exported_series();
+    let docs = YamlLoader::load_from_str(&deploy_file("prometheus/alerts.yml"))
+        .expect("alerts.yml is YAML");
+    let groups = docs[0]["groups"].as_vec().expect("a groups list");
+    let mut alerts = BTreeSet::new();
+    for group in groups {
+        assert!(group["name"].as_str().is_some(), "a group without a name");
+        for rule in group["rules"].as_vec().expect("rules") {
+            let alert = rule["alert"].as_str().expect("every rule is an alert");
+            let expr = rule["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{alert}: no expr"));
+            assert!(
+                ["warning", "critical"]
+                    .contains(&rule["labels"]["severity"].as_str().unwrap_or("")),
+                "{alert}: severity warning or critical"
+            );
+            assert!(
+                rule["annotations"]["summary"].as_str().is_some(),
+                "{alert}: no summary"
+            );
+            if let Yaml::String(duration) = &rule["for"] {
+                assert!(
+                    duration.ends_with('m') || duration.ends_with('h'),
+                    "{alert}: for {duration}"
+                );
+            }
+            assert_eq!(
+                expr.matches('(').count(),
+                expr.matches(')').count(),
+                "{alert}: unbalanced parentheses in {expr}"
+            );
+            let named = named_series(expr);
+            assert!(!named.is_empty(), "{alert} names no pgvault series");
+            for series in named {
+                assert!(
+                    exported.contains(&series),
+                    "{alert} names {series}, which the exporter does not write"
+                );
+            }
+            assert!(alerts.insert(alert.to_string()), "{alert} twice");
+        }
+    }
+    for expected in [
+        "PgvaultNoSuccessfulBackup",
+        "PgvaultJobsFailing",
+        "PgvaultQueueStuck",
+        "PgvaultDeadLetters",
+        "PgvaultAgentDisconnected",
+    ] {
+        assert!(alerts.contains(expected), "{expected} missing");
+    }
+}
+
+#[test]
+fn the_dashboard_is_json_and_queries_only_exported_series() {
+    let exported = exported_series();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&deploy_file("grafana/pgvault.json")).expect("pgvault.json is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 6, "{} panels", panels.len());
+    let mut queried = 0;
+    for panel in panels {
+        let title = panel["title"].as_str().expect("every panel has a title");
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{title}: no expr"));
+            for series in named_series(expr) {
+                assert!(
+                    exported.contains(&series),
+                    "panel {title} queries {series}, which the exporter does not write"
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 6, "the dashboard queries {queried} series");
+}

@@ -1,0 +1,180 @@
+//! `pgvault up` serves Prometheus metrics by default and prints where: a
+//! real backup through the in-process worker and a backup that fails
+//! (wrong password) move the job counters, the error codes and the
+//! instance's last success; the source's password never appears.
+
+use std::time::{Duration, Instant};
+
+use pgvault_e2e::fixtures;
+use pgvault_e2e::pgvault::PgvaultUp;
+use pgvault_localpg::TempCluster;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SOURCE_PASSWORD: &str = "metrics-src-pw";
+
+/// The URL `up` printed on its "metrics" line.
+fn printed_url(up: &PgvaultUp) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = up.process.log_text();
+        if let Some(url) = log
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("metrics"))
+            .map(|rest| rest.trim().to_string())
+            .filter(|url| url.starts_with("http://"))
+        {
+            return url;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "up printed no metrics URL:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn scrape(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (addr, path) = rest.split_once('/').expect("path");
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the metrics listener");
+    let request = format!("GET /{path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("http response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
+/// The value of the first sample whose name and labels start with `prefix`.
+fn value(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+async fn scrape_until(url: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = scrape(url).await;
+        if check(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{what} never showed in:\n{text}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn ok(output: std::process::Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "`pgvault {what}` failed ({}):\nstdout: {stdout}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_serves_metrics_that_move_with_a_real_backup_and_a_failing_one() {
+    let source = TempCluster::start(SOURCE_PASSWORD).expect("start source PostgreSQL");
+    fixtures::mixed(&source, "mixed")
+        .await
+        .expect("mixed fixture");
+    let up = tokio::task::spawn_blocking(PgvaultUp::start)
+        .await
+        .unwrap()
+        .expect("pgvault up");
+    let url = printed_url(&up);
+    assert!(url.ends_with("/metrics"), "{url}");
+    let cli = |args: &[&str]| up.cli(args, None).expect("run pgvault");
+
+    up.create_demo_vault("nightly", "mon", source.port());
+    let secret = format!("user=postgres password={SOURCE_PASSWORD}");
+    ok(
+        up.cli(&["secret", "put", "src-admin"], Some(&secret))
+            .unwrap(),
+        "secret put",
+    );
+    let configured = ok(
+        cli(&[
+            "backup",
+            "configure",
+            "--vault",
+            "demo",
+            "--policy",
+            "nightly",
+            "--secret",
+            "src-admin",
+            "--server",
+            "src",
+            "--database",
+            "mixed",
+            "--assign-missing-permissions",
+            "--output",
+            "json",
+        ]),
+        "backup configure",
+    );
+    let configured: serde_json::Value = serde_json::from_str(&configured).expect("json");
+    let instance = configured["results"][0]["backup_instance"]["name"]
+        .as_str()
+        .expect("instance")
+        .to_string();
+    // The feed starts counting on its first pass as leader.
+    scrape_until(&url, "the feed leader", |t| {
+        value(t, "pgvault_metrics_feed_leader ") == Some(1.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    ok(
+        cli(&["backup", "now", &instance, "--wait"]),
+        "backup now --wait",
+    );
+    let completed =
+        r#"pgvault_jobs_finished_total{operation="ON_DEMAND_BACKUP",state="COMPLETED"}"#;
+    let after = scrape_until(&url, "the completed backup", |t| {
+        value(t, completed) == Some(1.0)
+    })
+    .await;
+    let bytes_sum = value(
+        &after,
+        r#"pgvault_job_bytes_sum{operation="ON_DEMAND_BACKUP"}"#,
+    );
+    assert!(bytes_sum.is_some_and(|b| b > 0.0), "{after}");
+    let instance_id = instance.rsplit('/').next().unwrap();
+    let last = format!(
+        r#"pgvault_instance_last_success_timestamp_seconds{{vault="demo",backup_instance="{instance_id}",server="src",database="mixed"}}"#
+    );
+    assert!(value(&after, &last).is_some(), "{last}:\n{after}");
+
+    // The source's password changes: the next backup fails to connect.
+    let client = source.connect("postgres").await.expect("connect to source");
+    client
+        .batch_execute("ALTER USER postgres PASSWORD 'changed-pw'")
+        .await
+        .expect("change the password");
+    let failed_run = cli(&["backup", "now", &instance, "--wait"]);
+    assert!(!failed_run.status.success(), "the backup should fail");
+    let failed = r#"pgvault_jobs_finished_total{operation="ON_DEMAND_BACKUP",state="FAILED"}"#;
+    let end = scrape_until(&url, "the failed backup", |t| value(t, failed) == Some(1.0)).await;
+    assert!(
+        value(&end, r#"pgvault_job_errors_total{operation="ON_DEMAND_BACKUP",code="UserErrorDBUserAuthFailed""#)
+            .is_some_and(|n| n >= 1.0),
+        "{end}"
+    );
+    assert_eq!(value(&end, completed), Some(1.0), "{end}");
+    assert_eq!(
+        value(&end, &last),
+        value(&after, &last),
+        "a failure is no success"
+    );
+    assert!(
+        !end.contains(SOURCE_PASSWORD),
+        "the password is in the metrics"
+    );
+}
