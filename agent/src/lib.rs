@@ -20,7 +20,6 @@
 //!   [`backoff`]: the waits between attempts.
 //! - [`offers`]: task offers as the runner's task queue, and what runs now.
 //! - [`probes`]: claim a probe, ask the server, answer.
-//! - [`telemetry`]: logging for the binary, with the runner's log tail.
 //! - [`error`]: why the agent cannot start.
 
 pub mod backoff;
@@ -30,7 +29,6 @@ pub mod identity;
 pub mod offers;
 pub mod options;
 pub mod probes;
-pub mod telemetry;
 
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use pgvault_agent::{AgentArgs, AgentOptions, AgentSettings, telemetry};
+use pgvault_agent::{AgentArgs, AgentOptions, AgentSettings};
 use tokio_util::sync::CancellationToken;
 
 /// Protects PostgreSQL servers that no pgvault worker can reach: runs next
@@ -51,7 +51,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.args.log_format.as_deref().unwrap_or("text"));
+    pgvault_worker::logging::init(None, cli.args.log_format.as_deref().unwrap_or("text"));
     let mut settings = AgentSettings::default();
     cli.args.apply(&mut settings);
     if let Some(token) = cli.token {

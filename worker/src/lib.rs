@@ -6,4 +6,5 @@
 //!   heartbeats while the engine runs, and reports the outcome; turns the
 //!   task messages (proto) into engine calls and the engine's results back.
 
+pub mod logging;
 pub mod runner;
