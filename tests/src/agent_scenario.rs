@@ -17,6 +17,7 @@ use crate::fixtures;
 use crate::netns::{InsidePostgres, PrivateNetwork};
 use crate::pgvault::{Api, PgvaultCluster};
 use crate::rabbitmq::RabbitMq;
+use crate::scenario::wait_for_lock_waiter;
 
 /// The source superuser's password.
 pub const PASSWORD: &str = "agent-scenario-pw";
@@ -266,23 +267,10 @@ impl AgentScenario {
     /// inside its dump, blocked by [`Self::hold_table_lock`].
     pub async fn wait_for_blocked_backup(&self) -> anyhow::Result<()> {
         let client = self.source.connect("postgres").await?;
-        let deadline = Instant::now() + JOB_TIMEOUT;
-        loop {
-            let row = client
-                .query_one(
-                    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
-                     WHERE NOT l.granted AND d.datname = $1",
-                    &[&DATABASE],
-                )
-                .await?;
-            if row.get::<_, i64>(0) > 0 {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("no backup blocked on the lock\n{}", self.logs());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if !wait_for_lock_waiter(&client, DATABASE, JOB_TIMEOUT).await? {
+            bail!("no backup blocked on the lock\n{}", self.logs());
         }
+        Ok(())
     }
 
     /// The only recovery point of the instance, restored as `target` on

@@ -196,26 +196,40 @@ impl Scenario {
     /// is inside its dump, blocked by [`Self::hold_table_lock`]).
     pub async fn wait_for_blocked_backup(&self, database: &str) -> anyhow::Result<()> {
         let client = self.source.connect("postgres").await?;
-        let deadline = Instant::now() + JOB_TIMEOUT;
-        loop {
-            let row = client
-                .query_one(
-                    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
-                     WHERE NOT l.granted AND d.datname = $1",
-                    &[&database],
-                )
-                .await?;
-            if row.get::<_, i64>(0) > 0 {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "no backup blocked on {database}'s lock\n{}",
-                    self.cluster.logs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if !wait_for_lock_waiter(&client, database, JOB_TIMEOUT).await? {
+            bail!(
+                "no backup blocked on {database}'s lock\n{}",
+                self.cluster.logs()
+            );
         }
+        Ok(())
+    }
+}
+
+/// Waits up to `timeout` until some session on `database` waits for a lock
+/// (a backup blocked inside its dump by a lock the test holds); `client` is
+/// connected to any database of that server. False when none did.
+pub async fn wait_for_lock_waiter(
+    client: &tokio_postgres::Client,
+    database: &str,
+    timeout: Duration,
+) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+                 WHERE NOT l.granted AND d.datname = $1",
+                &[&database],
+            )
+            .await?;
+        if row.get::<_, i64>(0) > 0 {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

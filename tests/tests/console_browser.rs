@@ -99,25 +99,10 @@ async fn post_from_page(browser: &Browser, path: &str, form: &str) -> (u64, Stri
 /// Waits until some session on `database` waits for a lock.
 async fn wait_for_blocked_backup(source: &TempCluster, database: &str) {
     let client = source.connect("postgres").await.expect("connect");
-    let deadline = std::time::Instant::now() + JOB_TIMEOUT;
-    loop {
-        let row = client
-            .query_one(
-                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
-                 WHERE NOT l.granted AND d.datname = $1",
-                &[&database],
-            )
-            .await
-            .expect("pg_locks");
-        if row.get::<_, i64>(0) > 0 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no backup blocked on {database}'s lock"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let blocked = pgvault_e2e::scenario::wait_for_lock_waiter(&client, database, JOB_TIMEOUT)
+        .await
+        .expect("pg_locks");
+    assert!(blocked, "no backup blocked on {database}'s lock");
 }
 
 async fn wait_for_state(browser: &Browser, state: &str) -> String {
