@@ -51,7 +51,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use pgvault_localpg::TempCluster;
@@ -134,7 +134,36 @@ impl PrivateNetwork {
             .collect();
         let log = self.namespace.dir.path().join(format!("{slug}-{n}.log"));
         let process = ChildProcess::spawn(name, command, &log)?;
+        self.wait_until_inside(&process)?;
         Ok(InsideProcess::new(process, self.clone()))
+    }
+
+    /// `ip netns exec` enters the namespace a moment after it starts; waits
+    /// for that moment (or for the process to end), so that a spawned
+    /// process is inside by the time the caller looks.
+    fn wait_until_inside(&self, process: &ChildProcess) -> anyhow::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let namespace = std::fs::metadata(self.namespace.path())
+            .with_context(|| format!("namespace {} has no handle", self.name()))?;
+        let own = format!("/proc/{}/ns/net", process.pid());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match std::fs::metadata(&own) {
+                Ok(m) if (m.dev(), m.ino()) == (namespace.dev(), namespace.ino()) => return Ok(()),
+                Ok(_) => {}
+                // Gone already (a short command): nothing left to wait for.
+                Err(_) => return Ok(()),
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} did not enter {} within 30 s; output:\n{}",
+                    process.pid(),
+                    self.name(),
+                    process.log_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// A private, throwaway PostgreSQL inside, listening only on the
