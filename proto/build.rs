@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/pgvault/v1/service.proto",
         "proto/pgvault/v1/worker.proto",
         "proto/pgvault/v1/agent.proto",
+        "proto/pgvault/v1/notifications.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

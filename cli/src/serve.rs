@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use pgvault_console::{ConsoleOptions, PortFallback};
 use pgvault_coordinator::clock::{Clock, SystemClock};
 use pgvault_coordinator::metrics::MetricsOptions;
+use pgvault_coordinator::notifications::{NotificationOptions, RetryPolicy};
 use pgvault_coordinator::secret_ref::ExternalSecrets;
 use pgvault_coordinator::{Coordinator, CoordinatorConfig, TlsFiles};
 use pgvault_engine::EngineOptions;
@@ -227,6 +228,21 @@ pub fn coordinator_config(
         agent_wait: Duration::from_secs(c.agent_wait_seconds),
         agent_status_interval: pgvault_coordinator::config::DEFAULT_AGENT_STATUS_INTERVAL,
         metrics: metrics_options(settings, None),
+        notifications: notification_options(c),
+    }
+}
+
+/// How notifications are sent; the sender looks for due deliveries every
+/// reaper interval.
+fn notification_options(c: &CoordinatorSettings) -> NotificationOptions {
+    NotificationOptions {
+        poll_interval: Duration::from_secs(c.reaper_interval_seconds),
+        retry: RetryPolicy {
+            base: Duration::from_secs(c.notification_retry_seconds),
+            max_delay: Duration::from_secs(600),
+            max_attempts: c.notification_max_attempts,
+        },
+        timeout: Duration::from_secs(c.notification_timeout_seconds),
     }
 }
 

@@ -82,6 +82,9 @@ pub struct CoordinatorConfig {
     /// (`telemetry.metrics_listen`). `None`: no listener (the metrics are
     /// still kept, and the feed still runs when this coordinator leads it).
     pub metrics: Option<crate::metrics::MetricsOptions>,
+    /// How notifications are sent: poll interval, retries, timeout
+    /// (`coordinator.notification_*`).
+    pub notifications: crate::notifications::NotificationOptions,
 }
 
 /// PEM files of the gRPC listener's certificate chain and private key.
@@ -118,6 +121,7 @@ impl CoordinatorConfig {
             agent_wait: DEFAULT_AGENT_WAIT,
             agent_status_interval: DEFAULT_AGENT_STATUS_INTERVAL,
             metrics: None,
+            notifications: Default::default(),
         }
     }
 }
@@ -148,6 +152,7 @@ impl fmt::Debug for CoordinatorConfig {
             .field("agent_wait", &self.agent_wait)
             .field("agent_status_interval", &self.agent_status_interval)
             .field("metrics", &self.metrics)
+            .field("notifications", &self.notifications)
             .finish()
     }
 }

@@ -39,6 +39,8 @@
 //!   rehydrates, and what completed lifecycle jobs change.
 //! - [`metrics`]: Prometheus metrics on `GET /metrics` (state gauges read at
 //!   scrape time, the leader's feed of ended jobs and attempts).
+//! - [`notifications`]: per-vault webhook channels, the outbox of deliveries
+//!   written with the events, and the leader's signed, retried sending.
 
 pub mod access;
 pub mod agents;
@@ -57,6 +59,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod names;
+pub mod notifications;
 pub mod readiness;
 pub mod reaper;
 pub mod retention;

@@ -5,8 +5,9 @@
 //! through the same gate), the outbox dispatcher, the agent dispatcher and
 //! sweeper, the scheduler, the lifecycle sweeper, the lease reaper and (when
 //! given a dead-letter source) the dead-letter drain, the metrics feed and
-//! (when configured) the metrics listener until shutdown. Shutdown
-//! ends agents' streams cleanly before the server stops.
+//! (when configured) the metrics listener, and the notification sender
+//! until shutdown. Shutdown ends agents' streams cleanly before the server
+//! stops.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -17,6 +18,7 @@ use pgvault_proto::v1::access_service_server::AccessServiceServer;
 use pgvault_proto::v1::agent_service_server::AgentServiceServer;
 use pgvault_proto::v1::backup_instance_service_server::BackupInstanceServiceServer;
 use pgvault_proto::v1::job_service_server::JobServiceServer;
+use pgvault_proto::v1::notification_service_server::NotificationServiceServer;
 use pgvault_proto::v1::policy_service_server::PolicyServiceServer;
 use pgvault_proto::v1::recovery_point_service_server::RecoveryPointServiceServer;
 use pgvault_proto::v1::restore_service_server::RestoreServiceServer;
@@ -39,6 +41,7 @@ use crate::api::ApiContext;
 use crate::api::access::AccessApi;
 use crate::api::instances::InstanceApi;
 use crate::api::jobs::JobApi;
+use crate::api::notifications::NotificationApi;
 use crate::api::policies::PolicyApi;
 use crate::api::recovery_points::RecoveryPointApi;
 use crate::api::restores::RestoreApi;
@@ -171,6 +174,9 @@ impl Coordinator {
             .set_serving::<RestoreServiceServer<RestoreApi>>()
             .await;
         health.set_serving::<JobServiceServer<JobApi>>().await;
+        health
+            .set_serving::<NotificationServiceServer<NotificationApi>>()
+            .await;
         health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
         health.set_serving::<AccessServiceServer<AccessApi>>().await;
         health.set_serving::<AgentServiceServer<AgentApi>>().await;
@@ -207,6 +213,9 @@ impl Coordinator {
             )))
             .add_service(RestoreServiceServer::new(RestoreApi::new(ctx.clone())))
             .add_service(JobServiceServer::new(JobApi::new(ctx.clone())))
+            .add_service(NotificationServiceServer::new(NotificationApi::new(
+                ctx.clone(),
+            )))
             .add_service(WorkerServiceServer::new(WorkerApi::new(ctx.clone())))
             .add_service(AccessServiceServer::new(AccessApi::new(ctx.clone())))
             .add_service(agents.service(ctx.clone()));
@@ -262,6 +271,15 @@ impl Coordinator {
                 crate::metrics::feed::FeedSettings {
                     connect: connect.clone(),
                     interval: config.reaper_interval,
+                },
+                cancel.clone(),
+            )),
+            tokio::spawn(crate::notifications::sender::run(
+                store.clone(),
+                Cipher::new(&config.master_key),
+                crate::notifications::sender::SenderSettings {
+                    connect: connect.clone(),
+                    options: config.notifications,
                 },
                 cancel.clone(),
             )),

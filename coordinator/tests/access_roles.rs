@@ -13,6 +13,7 @@ use pgvault_proto::v1::access_service_client::AccessServiceClient;
 use pgvault_proto::v1::agent_service_client::AgentServiceClient;
 use pgvault_proto::v1::backup_instance_service_client::BackupInstanceServiceClient;
 use pgvault_proto::v1::job_service_client::JobServiceClient;
+use pgvault_proto::v1::notification_service_client::NotificationServiceClient;
 use pgvault_proto::v1::policy_service_client::PolicyServiceClient;
 use pgvault_proto::v1::recovery_point_service_client::RecoveryPointServiceClient;
 use pgvault_proto::v1::restore_service_client::RestoreServiceClient;
@@ -62,6 +63,8 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
     let workers = || WorkerServiceClient::with_interceptor(c.clone(), b.clone());
     let access = || AccessServiceClient::with_interceptor(c.clone(), b.clone());
     let agents = || AgentServiceClient::with_interceptor(c.clone(), b.clone());
+    let notifications = || NotificationServiceClient::with_interceptor(c.clone(), b.clone());
+    let ghost_channel = "vaults/v/notificationChannels/ghost";
     let point = format!("{GHOST_INSTANCE}/recoveryPoints/00000000-0000-4000-8000-000000000004");
     match rpc {
         Rpc::CreateVault => vaults()
@@ -122,6 +125,14 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             .list_databases(pb::ListDatabasesRequest {
                 name: "servers/ghost".into(),
                 secret: "secrets/pg1-admin".into(),
+            })
+            .await
+            .map(drop),
+        // Too short: refused as input once authorised.
+        Rpc::PutSigningKey => secrets()
+            .put_signing_key(pb::PutSigningKeyRequest {
+                secret_id: "k".into(),
+                value: "short".into(),
             })
             .await
             .map(drop),
@@ -257,6 +268,39 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             .map(drop),
         Rpc::ListDeadLetters => jobs()
             .list_dead_letters(pb::ListDeadLettersRequest::default())
+            .await
+            .map(drop),
+        // An empty channel id: refused as input once authorised.
+        Rpc::CreateNotificationChannel => notifications()
+            .create_notification_channel(pb::CreateNotificationChannelRequest {
+                vault: "vaults/v".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Rpc::ListNotificationChannels => notifications()
+            .list_notification_channels(pb::ListNotificationChannelsRequest {
+                vault: "vaults/v".into(),
+            })
+            .await
+            .map(drop),
+        Rpc::DeleteNotificationChannel => notifications()
+            .delete_notification_channel(pb::DeleteNotificationChannelRequest {
+                name: ghost_channel.into(),
+            })
+            .await
+            .map(drop),
+        Rpc::TestNotificationChannel => notifications()
+            .test_notification_channel(pb::TestNotificationChannelRequest {
+                name: ghost_channel.into(),
+            })
+            .await
+            .map(drop),
+        Rpc::ListNotificationDeliveries => notifications()
+            .list_notification_deliveries(pb::ListNotificationDeliveriesRequest {
+                vault: "vaults/v".into(),
+                ..Default::default()
+            })
             .await
             .map(drop),
         Rpc::DeleteDeadLetter => jobs()

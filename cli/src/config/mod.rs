@@ -102,6 +102,14 @@ pub struct CoordinatorSettings {
     /// A job routed to an agent with no live instance fails with
     /// `AgentUnavailable` after waiting this long.
     pub agent_wait_seconds: u64,
+    /// Wait before a failed notification is sent again; doubles per further
+    /// attempt (at most 10 minutes between two).
+    pub notification_retry_seconds: u64,
+    /// Attempts per notification before it is given up (the defaults keep
+    /// trying for about an hour).
+    pub notification_max_attempts: u32,
+    /// How long one notification POST may take.
+    pub notification_timeout_seconds: u64,
 }
 
 impl TelemetrySettings {
@@ -246,6 +254,9 @@ impl Default for CoordinatorSettings {
             console_listen: String::new(),
             console_idle_timeout_seconds: 30 * 60,
             agent_wait_seconds: 3600,
+            notification_retry_seconds: 30,
+            notification_max_attempts: 10,
+            notification_timeout_seconds: 10,
         }
     }
 }

@@ -39,6 +39,24 @@ impl Settings {
                 c.retry_backoff_seconds
             );
         }
+        if c.notification_retry_seconds == 0 || c.notification_retry_seconds > 600 {
+            bail!(
+                "coordinator.notification_retry_seconds must be between 1 and 600 (got {})",
+                c.notification_retry_seconds
+            );
+        }
+        if c.notification_max_attempts == 0 || c.notification_max_attempts > 100 {
+            bail!(
+                "coordinator.notification_max_attempts must be between 1 and 100 (got {})",
+                c.notification_max_attempts
+            );
+        }
+        if c.notification_timeout_seconds == 0 || c.notification_timeout_seconds > 300 {
+            bail!(
+                "coordinator.notification_timeout_seconds must be between 1 and 300 (got {})",
+                c.notification_timeout_seconds
+            );
+        }
         if c.database_max_connections < 2 {
             bail!(
                 "coordinator.database_max_connections must be at least 2 (got {})",

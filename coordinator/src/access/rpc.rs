@@ -47,6 +47,7 @@ pub enum Rpc {
     ListServers,
     ListDatabases,
     PutSecret,
+    PutSigningKey,
     ListSecrets,
     GrantSecretAccess,
     RevokeSecretAccess,
@@ -86,11 +87,16 @@ pub enum Rpc {
     Connect,
     ClaimProbe,
     CompleteProbe,
+    CreateNotificationChannel,
+    ListNotificationChannels,
+    DeleteNotificationChannel,
+    TestNotificationChannel,
+    ListNotificationDeliveries,
     TestPermissions,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 52] = [
+    pub const ALL: [Rpc; 58] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -103,6 +109,7 @@ impl Rpc {
         Rpc::ListServers,
         Rpc::ListDatabases,
         Rpc::PutSecret,
+        Rpc::PutSigningKey,
         Rpc::ListSecrets,
         Rpc::GrantSecretAccess,
         Rpc::RevokeSecretAccess,
@@ -142,6 +149,11 @@ impl Rpc {
         Rpc::Connect,
         Rpc::ClaimProbe,
         Rpc::CompleteProbe,
+        Rpc::CreateNotificationChannel,
+        Rpc::ListNotificationChannels,
+        Rpc::DeleteNotificationChannel,
+        Rpc::TestNotificationChannel,
+        Rpc::ListNotificationDeliveries,
         Rpc::TestPermissions,
     ];
 
@@ -171,6 +183,7 @@ impl Rpc {
                 "ServerService"
             }
             Rpc::PutSecret
+            | Rpc::PutSigningKey
             | Rpc::ListSecrets
             | Rpc::GrantSecretAccess
             | Rpc::RevokeSecretAccess => "SecretService",
@@ -206,6 +219,11 @@ impl Rpc {
             | Rpc::Connect
             | Rpc::ClaimProbe
             | Rpc::CompleteProbe => "AgentService",
+            Rpc::CreateNotificationChannel
+            | Rpc::ListNotificationChannels
+            | Rpc::DeleteNotificationChannel
+            | Rpc::TestNotificationChannel
+            | Rpc::ListNotificationDeliveries => "NotificationService",
         }
     }
 
@@ -237,6 +255,13 @@ impl Rpc {
             | Rpc::WatchJob
             | Rpc::CancelJob
             | Rpc::RetryJob
+            // A vault's notification channels and deliveries (listing
+            // deliveries without a vault needs a global role).
+            | Rpc::CreateNotificationChannel
+            | Rpc::ListNotificationChannels
+            | Rpc::DeleteNotificationChannel
+            | Rpc::TestNotificationChannel
+            | Rpc::ListNotificationDeliveries
             // Asking what one may do on a vault is reading it.
             | Rpc::TestPermissions => Scope::Vault,
             // Servers, secrets, dead letters, tokens, workers and agents
@@ -248,6 +273,7 @@ impl Rpc {
             | Rpc::ListServers
             | Rpc::ListDatabases
             | Rpc::PutSecret
+            | Rpc::PutSigningKey
             | Rpc::ListSecrets
             | Rpc::ListDeadLetters
             | Rpc::DeleteDeadLetter
@@ -292,6 +318,8 @@ impl Rpc {
             | Rpc::ListDeadLetters
             | Rpc::GetAgent
             | Rpc::ListAgents
+            | Rpc::ListNotificationChannels
+            | Rpc::ListNotificationDeliveries
             | Rpc::TestPermissions => Read,
             // Whoever may start jobs may stop and re-run them.
             Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob => BackupNow,
@@ -302,11 +330,16 @@ impl Rpc {
             | Rpc::RegisterServer
             | Rpc::ListDatabases
             | Rpc::PutSecret
+            | Rpc::PutSigningKey
             | Rpc::ConfigureBackup
             | Rpc::ChangePolicy
             | Rpc::StopProtection
             | Rpc::ResumeProtection
-            | Rpc::RevalidateBackupInstance => Configure,
+            | Rpc::RevalidateBackupInstance
+            // Notification channels are vault settings.
+            | Rpc::CreateNotificationChannel
+            | Rpc::DeleteNotificationChannel
+            | Rpc::TestNotificationChannel => Configure,
             Rpc::DeleteVault => DeleteVault,
             // Forgetting a dead letter destroys evidence of a fault.
             Rpc::DeleteDeadLetter => Delete,

@@ -10,7 +10,8 @@
 //! - `access`: tokens and roles (`AccessService`).
 //! - `vaults`, `policies`, `servers`, `secrets`, `instances`, `backup_now`,
 //!   `recovery_points`, `restores`, `jobs`: the services (`dead_letters`:
-//!   the dead-letter calls of `JobService`).
+//!   the dead-letter calls of `JobService`); `notifications`: a vault's
+//!   notification channels and their deliveries.
 //! - `restore_selection`, `output_file`: checking a restore's selection
 //!   against the recovery point, and the name of a restore's SQL file.
 //! - `restore_version`: a restore goes to the same or a newer PostgreSQL major.
@@ -29,6 +30,7 @@ pub mod dead_letters;
 pub mod instances;
 pub mod job_details;
 pub mod jobs;
+pub mod notifications;
 pub mod output_file;
 pub mod policies;
 pub mod protection;

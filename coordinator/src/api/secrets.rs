@@ -1,4 +1,5 @@
-//! `SecretService`: put a connection string (validated, sealed, versioned),
+//! `SecretService`: put a connection string or a notification signing key
+//! (each validated as what it is, sealed, versioned),
 //! list secret names with the vaults granted each, and grant or revoke a
 //! vault's access. No call ever returns or logs a value.
 
@@ -24,9 +25,14 @@ impl SecretApi {
         SecretApi { ctx }
     }
 
-    async fn put(&self, id: String, value: Redacted<String>) -> Result<pb::Secret> {
+    async fn put(&self, id: String, value: Redacted<String>, kind: Kind) -> Result<pb::Secret> {
         names::validate_short_id("secret_id", &id)?;
-        parse_connection_string("value", value.expose())?;
+        match kind {
+            Kind::ConnectionString => {
+                parse_connection_string("value", value.expose())?;
+            }
+            Kind::SigningKey => check_signing_key(value.expose())?,
+        }
         let mut tx = self.ctx.store.begin().await?;
         let meta = secrets::next_version(&mut *tx, &id).await?;
         let sealed = self
@@ -80,6 +86,24 @@ impl SecretApi {
     }
 }
 
+/// What a stored value is, so it is checked as that.
+enum Kind {
+    ConnectionString,
+    /// A notification signing key (`crate::notifications::signature`).
+    SigningKey,
+}
+
+/// A signing key long enough to resist guessing.
+fn check_signing_key(value: &str) -> Result<()> {
+    if value.trim().chars().count() < 16 {
+        return Err(CoordinatorError::invalid(
+            "value",
+            "a signing key needs at least 16 characters; generate one with openssl rand -hex 32",
+        ));
+    }
+    Ok(())
+}
+
 fn first(mut secrets: Vec<pb::Secret>) -> pb::Secret {
     secrets.swap_remove(0)
 }
@@ -92,7 +116,19 @@ impl SecretService for SecretApi {
     ) -> Result<Response<pb::Secret>, Status> {
         let req = request.into_inner();
         Ok(Response::new(
-            self.put(req.secret_id, Redacted(req.value)).await?,
+            self.put(req.secret_id, Redacted(req.value), Kind::ConnectionString)
+                .await?,
+        ))
+    }
+
+    async fn put_signing_key(
+        &self,
+        request: Request<pb::PutSigningKeyRequest>,
+    ) -> Result<Response<pb::Secret>, Status> {
+        let req = request.into_inner();
+        Ok(Response::new(
+            self.put(req.secret_id, Redacted(req.value), Kind::SigningKey)
+                .await?,
         ))
     }
 

@@ -14,6 +14,7 @@
 //! - `paging`: opaque page tokens for keyset pagination.
 //! - `agents`, `agent_instances`, `probes`: agents, their processes (and
 //!   whether any is live), and the questions the API asks through them.
+//! - `notifications`: notification channels and the outbox of deliveries.
 
 pub mod agent_instances;
 pub mod agents;
@@ -26,6 +27,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod metrics;
 pub mod migrate;
+pub mod notifications;
 pub mod outbox;
 pub mod paging;
 pub mod policies;
