@@ -10,6 +10,7 @@ use pgvault_proto::v1::access_service_client::AccessServiceClient;
 use pgvault_proto::v1::agent_service_client::AgentServiceClient;
 use pgvault_proto::v1::backup_instance_service_client::BackupInstanceServiceClient;
 use pgvault_proto::v1::job_service_client::JobServiceClient;
+use pgvault_proto::v1::notification_service_client::NotificationServiceClient;
 use pgvault_proto::v1::policy_service_client::PolicyServiceClient;
 use pgvault_proto::v1::recovery_point_service_client::RecoveryPointServiceClient;
 use pgvault_proto::v1::restore_service_client::RestoreServiceClient;
@@ -182,6 +183,9 @@ impl Api {
     }
     pub fn jobs(&self) -> JobServiceClient<AuthChannel> {
         JobServiceClient::new(self.channel.clone())
+    }
+    pub fn notifications(&self) -> NotificationServiceClient<AuthChannel> {
+        NotificationServiceClient::new(self.channel.clone())
     }
 }
 

@@ -1,5 +1,5 @@
 //! The client verbs of `pgvault` (`vault`, `policy`, `secret`, `server`,
-//! `backup`, `recovery-point`, `restore`, `job`, `token`, `role`, and the
+//! `backup`, `recovery-point`, `restore`, `job`, `notification`, `token`, `role`, and the
 //! admin verbs of `agent`): global options, the command tree, and the
 //! dispatch from a parsed command to its gRPC calls.
 //!
@@ -19,6 +19,7 @@ mod job_details;
 mod job_time;
 mod json;
 mod names;
+mod notification;
 mod output;
 mod paging;
 mod policy;
@@ -98,7 +99,7 @@ pub enum ClientCommand {
     /// Manage backup policies: a weekly schedule plus retention rules.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Store credentials (connection strings); values are write-only.
+    /// Store credentials (connection strings, signing keys); values are write-only.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
     /// Register and inspect PostgreSQL servers.
@@ -115,6 +116,10 @@ pub enum ClientCommand {
     /// List, inspect and follow jobs (backups, restores, validations).
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// Webhook channels told when jobs fail, slots are missed or jobs succeed,
+    /// and their deliveries.
+    #[command(subcommand)]
+    Notification(notification::NotificationCommand),
     /// Create, list and revoke API tokens (Owner only).
     #[command(subcommand)]
     Token(access::TokenCommand),
@@ -174,6 +179,7 @@ async fn dispatch(options: &ClientOptions, command: ClientCommand) -> anyhow::Re
         ClientCommand::RecoveryPoint(cmd) => recovery_point::run(&api, cmd).await,
         ClientCommand::Restore(args) => restore::run(&api, *args).await,
         ClientCommand::Job(cmd) => job::run(&api, cmd).await,
+        ClientCommand::Notification(cmd) => notification::run(&api, cmd).await,
         ClientCommand::Token(cmd) => access::run_token(&api, cmd).await,
         ClientCommand::Role(cmd) => access::run_role(&api, cmd).await,
     }

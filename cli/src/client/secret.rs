@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Subcommand};
 use pgvault_proto::v1::{
-    GrantSecretAccessRequest, ListSecretsRequest, PutSecretRequest, RevokeSecretAccessRequest,
-    Secret,
+    GrantSecretAccessRequest, ListSecretsRequest, PutSecretRequest, PutSigningKeyRequest,
+    RevokeSecretAccessRequest, Secret,
 };
 
 use super::connect::{Api, Reply};
@@ -20,14 +20,16 @@ use super::{json, names, paging};
 
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
-    /// Store a connection string; a new version when the secret exists.
+    /// Store a connection string (or, with --signing-key, a notification
+    /// signing key); a new version when the secret exists.
     #[command(
         group(ArgGroup::new("source").args(["value_stdin", "from_env"])),
         after_help = "The value is a connection string: libpq key=value, postgresql:// URI or\n\
             ADO.NET (Server=...;Database=...;User Id=...;Password=...).\n\n\
             Examples:\n  \
             printf '%s' 'postgresql://backup:pw@db1:5432/postgres' | pgvault secret put db1-backup\n  \
-            PGCONN='host=db1 user=backup password=pw' pgvault secret put db1-backup --from-env PGCONN"
+            PGCONN='host=db1 user=backup password=pw' pgvault secret put db1-backup --from-env PGCONN\n  \
+            openssl rand -hex 32 | pgvault secret put hook-key --signing-key"
     )]
     Put {
         /// Short id of the secret.
@@ -38,6 +40,10 @@ pub enum SecretCommand {
         /// Read the value from this environment variable instead of stdin.
         #[arg(long, value_name = "VAR")]
         from_env: Option<String>,
+        /// The value is a key signing notification bodies (at least 16
+        /// characters), not a connection string.
+        #[arg(long)]
+        signing_key: bool,
     },
     /// List secrets (names, versions and the vaults granted each; values are
     /// never returned).
@@ -100,14 +106,27 @@ fn checked(value: String) -> anyhow::Result<SecretValue> {
 
 pub async fn run(api: &Api, command: SecretCommand) -> anyhow::Result<ExitCode> {
     match command {
-        SecretCommand::Put { name, from_env, .. } => {
+        SecretCommand::Put {
+            name,
+            from_env,
+            signing_key,
+            ..
+        } => {
             let secret_id = names::short(&names::secret(&name)?).to_owned();
             let value = read_value(from_env.as_deref())?;
-            let request = PutSecretRequest {
-                secret_id,
-                value: value.0,
+            let secret = if signing_key {
+                let request = PutSigningKeyRequest {
+                    secret_id,
+                    value: value.0,
+                };
+                api.secrets().put_signing_key(request).await.reply(api)?
+            } else {
+                let request = PutSecretRequest {
+                    secret_id,
+                    value: value.0,
+                };
+                api.secrets().put_secret(request).await.reply(api)?
             };
-            let secret = api.secrets().put_secret(request).await.reply(api)?;
             if api.json() {
                 print_json(&json::secret(&secret));
             } else {
