@@ -19,6 +19,7 @@
 //! - [`pg_access`]: what fixtures and comparisons need of a PostgreSQL, on
 //!   the host's loopback or inside a private network.
 //! - [`process`]: managed child processes (log file, process group).
+//! - [`webhook`]: a webhook receiver on loopback recording what it gets.
 //!
 //! PostgreSQL clusters come from `pgvault_localpg::TempCluster`. A missing
 //! server binary fails the test with a message saying how to install it
@@ -38,6 +39,7 @@ pub mod pgvault;
 pub mod process;
 pub mod rabbitmq;
 pub mod scenario;
+pub mod webhook;
 
 use std::path::PathBuf;
 
