@@ -44,6 +44,7 @@ pub enum NotificationCommand {
     Test {
         /// Channel name.
         channel: String,
+        /// Vault of the channel.
         #[arg(long)]
         vault: String,
     },
@@ -68,6 +69,7 @@ pub enum ChannelCommand {
     Add {
         /// Channel name (short id, unique in the vault).
         name: String,
+        /// Vault of the channel.
         #[arg(long)]
         vault: String,
         /// Webhook URL (https://, or http:// on a trusted network).
@@ -89,6 +91,7 @@ pub enum ChannelCommand {
     },
     /// List a vault's channels (URLs as scheme and host only).
     List {
+        /// Vault of the channel.
         #[arg(long)]
         vault: String,
     },
@@ -96,6 +99,7 @@ pub enum ChannelCommand {
     Remove {
         /// Channel name.
         name: String,
+        /// Vault of the channel.
         #[arg(long)]
         vault: String,
     },
