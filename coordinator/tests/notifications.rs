@@ -3,8 +3,9 @@
 //! transaction, and a slot recorded SKIPPED each write one delivery per
 //! channel subscribed to the event (none for a cancelled job or an
 //! unsubscribed event); a receiver that never answers gets a bounded number
-//! of attempts, then the delivery is FAILED with the reason recorded; and
-//! removing a channel removes its deliveries.
+//! of attempts, then the delivery is FAILED with the reason recorded; a
+//! test event is queued and tried on request; and removing a channel
+//! removes its deliveries.
 
 mod common;
 
@@ -153,6 +154,37 @@ async fn ended_jobs_and_skipped_slots_are_delivered_to_subscribed_channels_with_
         assert!(d.next_attempt_time.is_none(), "{d:#?}");
     }
 
+    // A test event is queued on request, and tried like the others.
+    let test = client(&h)
+        .test_notification_channel(pb::TestNotificationChannelRequest {
+            name: "vaults/v/notificationChannels/fails".into(),
+        })
+        .await
+        .expect("test event")
+        .into_inner();
+    assert_eq!(test.event, "test");
+    assert_eq!(
+        test.state,
+        pb::NotificationDeliveryState::Pending as i32,
+        "{test:#?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = deliveries(&h).await;
+        let tried = list
+            .iter()
+            .find(|d| d.name == test.name)
+            .is_some_and(|d| d.attempts >= 1 && !d.last_error.is_empty());
+        if tried {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the test event was not tried: {list:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     client(&h)
         .delete_notification_channel(pb::DeleteNotificationChannelRequest {
             name: "vaults/v/notificationChannels/all".into(),
@@ -161,6 +193,6 @@ async fn ended_jobs_and_skipped_slots_are_delivered_to_subscribed_channels_with_
         .expect("remove channel");
     let list = deliveries(&h).await;
     assert_eq!(events_of(&list, "all"), Vec::<String>::new());
-    assert_eq!(events_of(&list, "fails"), ["failed"]);
+    assert_eq!(events_of(&list, "fails"), ["failed", "test"]);
     h.stop().await;
 }

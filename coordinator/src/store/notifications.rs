@@ -107,7 +107,7 @@ pub async fn insert_test(db: impl PgExecutor<'_>, vault_id: &str, channel: &str)
     let id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO notification_deliveries (id, vault_id, channel, event, subject, facts)
-         VALUES ($1, $2, $3, 'test', 'test/' || $1, $4)",
+         VALUES ($1, $2, $3, 'test', 'test/' || $1::text, $4)",
     )
     .bind(id)
     .bind(vault_id)
