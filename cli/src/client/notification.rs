@@ -370,7 +370,91 @@ fn delivery_json(d: &NotificationDelivery) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: NotificationCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<NotificationCommand, clap::Error> {
+        Cli::try_parse_from(std::iter::once("notification").chain(args.iter().copied()))
+            .map(|cli| cli.command)
+    }
+
+    #[test]
+    fn a_channel_takes_its_url_from_one_place_and_events_as_a_list() {
+        let add = parse(&[
+            "channel",
+            "add",
+            "ops",
+            "--vault",
+            "prod",
+            "--url",
+            "https://h/x",
+            "--format",
+            "slack",
+            "--events",
+            "failed,succeeded",
+            "--signing-secret",
+            "hook-key",
+        ])
+        .expect("parses");
+        match add {
+            NotificationCommand::Channel(ChannelCommand::Add {
+                format,
+                events,
+                signing_secret,
+                ..
+            }) => {
+                assert_eq!(format, FormatArg::Slack);
+                assert_eq!(events, ["failed", "succeeded"]);
+                assert_eq!(signing_secret.as_deref(), Some("hook-key"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let defaults = parse(&[
+            "channel",
+            "add",
+            "ops",
+            "--vault",
+            "prod",
+            "--url-from-env",
+            "U",
+        ])
+        .expect("parses");
+        match defaults {
+            NotificationCommand::Channel(ChannelCommand::Add { format, events, .. }) => {
+                assert_eq!(format, FormatArg::Generic);
+                assert_eq!(events, ["failed", "missed"]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            parse(&["channel", "add", "ops", "--vault", "prod"]).is_err(),
+            "no url"
+        );
+        assert!(
+            parse(&[
+                "channel",
+                "add",
+                "ops",
+                "--vault",
+                "prod",
+                "--url",
+                "https://h/x",
+                "--url-from-env",
+                "U",
+            ])
+            .is_err(),
+            "two urls"
+        );
+        assert!(parse(&["list", "--state", "failed"]).is_ok());
+        assert!(parse(&["list", "--state", "lost"]).is_err());
+    }
 
     #[test]
     fn a_delivery_row_shows_its_attempts_and_last_error() {
