@@ -65,6 +65,7 @@ pub mod secret_ref;
 pub mod secrets;
 pub mod server;
 pub mod server_probe;
+pub mod short_names;
 pub mod slots;
 pub mod store;
 pub mod tagging;
