@@ -16,7 +16,8 @@
 //! - [`config`]: settings and defaults; [`server`]: start-up and the handle;
 //!   [`console`]: the web console served beside the API (`pgvault-console`).
 //! - [`error`]: the one error type, mapped to `tonic::Status` in one place.
-//! - [`model`]: domain types; [`names`]: resource names and short ids.
+//! - [`model`]: domain types; [`names`]: resource names and short ids;
+//!   [`short_names`]: the readable name each backup instance gets.
 //! - [`validation`], [`retention`]: input rules (schedules, durations, databases).
 //! - [`clock`]: the one source of "now"; [`slots`]: when a schedule fires;
 //!   [`tagging`]: a point's tag and expiry, and what retention does with it.

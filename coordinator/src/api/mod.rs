@@ -14,6 +14,9 @@
 //! - `restore_selection`, `output_file`: checking a restore's selection
 //!   against the recovery point, and the name of a restore's SQL file.
 //! - `restore_version`: a restore goes to the same or a newer PostgreSQL major.
+//! - `instance_lookup`: an instance named by id or short name → its id (the
+//!   one place); `restore_point`: the point a restore restores (named, or
+//!   the newest of an instance).
 //! - `job_details`: a job's attempts and per-table progress (`GetJob`,
 //!   `WatchJob`, and the tables workers report); `stage_split`: where a
 //!   finished job's time went, as workers report it.
