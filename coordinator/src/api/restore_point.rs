@@ -73,7 +73,7 @@ async fn latest(pool: &PgPool, vault: &str, instance_id: Uuid) -> Result<Recover
         }
     }
     Err(CoordinatorError::precondition(format!(
-        "every recovery point of backup instance {typed} is being deleted or moved to the archive datastore; retry once those jobs complete (pgvault job list --vault {vault} --instance {typed}), or back it up again with: pgvault backup now {typed} --wait"
+        "every recovery point of backup instance {typed} is being deleted or moved to the archive datastore; retry once those jobs complete (pgvault job list --instance {typed}), or back it up again with: pgvault backup now {typed} --wait"
     )))
 }
 
