@@ -16,7 +16,8 @@
 //! - [`config`]: settings and defaults; [`server`]: start-up and the handle;
 //!   [`console`]: the web console served beside the API (`pgvault-console`).
 //! - [`error`]: the one error type, mapped to `tonic::Status` in one place.
-//! - [`model`]: domain types; [`names`]: resource names and short ids.
+//! - [`model`]: domain types; [`names`]: resource names and short ids;
+//!   [`short_names`]: the readable name each backup instance gets.
 //! - [`validation`], [`retention`]: input rules (schedules, durations, databases).
 //! - [`clock`]: the one source of "now"; [`slots`]: when a schedule fires;
 //!   [`tagging`]: a point's tag and expiry, and what retention does with it.
@@ -68,6 +69,7 @@ pub mod secret_ref;
 pub mod secrets;
 pub mod server;
 pub mod server_probe;
+pub mod short_names;
 pub mod slots;
 pub mod store;
 pub mod tagging;

@@ -9,8 +9,8 @@ use uuid::Uuid;
 use crate::error::{CoordinatorError, Result};
 
 pub use grammar::{
-    agent_name, dead_letter_name, instance_name, job_name, policy_name, recovery_point_name,
-    secret_name, server_name, token_name, vault_name,
+    InstanceRef, agent_name, dead_letter_name, instance_name, job_name, policy_name,
+    recovery_point_name, secret_name, server_name, token_name, vault_name,
 };
 
 /// The error of `field` for a refused name or id.
@@ -50,15 +50,21 @@ pub fn parse_secret(field: &str, name: &str) -> Result<String> {
         .to_owned())
 }
 
-/// `vaults/{vault}/backupInstances/{instance}` → (vault, instance).
-pub fn parse_instance(field: &str, name: &str) -> Result<(String, Uuid)> {
-    let (vault, instance) = grammar::parse_instance(name).map_err(invalid(field))?;
+/// `vaults/{vault}/backupInstances/{instance}` → (vault, instance id or
+/// short name). Handlers resolve it with `crate::api::instance_lookup`.
+pub fn parse_instance<'a>(field: &str, name: &'a str) -> Result<(String, InstanceRef<'a>)> {
+    let (vault, instance) = grammar::parse_instance_ref(name).map_err(invalid(field))?;
     Ok((vault.to_owned(), instance))
 }
 
-/// `vaults/{v}/backupInstances/{i}/recoveryPoints/{p}` → (vault, instance, point).
-pub fn parse_recovery_point(field: &str, name: &str) -> Result<(String, Uuid, Uuid)> {
-    let (vault, instance, point) = grammar::parse_recovery_point(name).map_err(invalid(field))?;
+/// `vaults/{v}/backupInstances/{i}/recoveryPoints/{p}` → (vault, instance
+/// id or short name, point).
+pub fn parse_recovery_point<'a>(
+    field: &str,
+    name: &'a str,
+) -> Result<(String, InstanceRef<'a>, Uuid)> {
+    let (vault, instance, point) =
+        grammar::parse_recovery_point_ref(name).map_err(invalid(field))?;
     Ok((vault.to_owned(), instance, point))
 }
 
@@ -110,7 +116,7 @@ mod tests {
         let id = Uuid::new_v4();
         assert_eq!(
             parse_instance("name", &instance_name("prod", id)).unwrap(),
-            ("prod".to_owned(), id)
+            ("prod".to_owned(), InstanceRef::Id(id))
         );
         assert_eq!(parse_job("name", &job_name(id)).unwrap(), id);
     }

@@ -5,6 +5,8 @@
 //! points wait for a rehydrate, a deletion never starts under a restore nor
 //! a restore under a deletion, a failed rehydrate fails the restore waiting
 //! for it, and stopping with DELETE_ALL_POINTS queues a delete per point.
+//! A restore of the latest point (`latest_of`) takes the newest snapshot not
+//! being moved or deleted, rehydrating it first when it is archived.
 
 mod common;
 
@@ -579,4 +581,106 @@ async fn a_failed_rehydrate_fails_the_restore_waiting_for_it_with_a_coded_error(
     assert!(error.message.contains(&rehydrate), "{}", error.message);
     assert!(!error.recommended_action.is_empty());
     h.stop().await;
+}
+
+fn latest_request(instance: &str, target: &str) -> pb::RestoreAsDatabaseRequest {
+    pb::RestoreAsDatabaseRequest {
+        latest_of: instance.into(),
+        target_database: target.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn latest_restores_the_newest_point_not_being_moved_and_rehydrates_an_archived_one() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    let instance = setup(&h).await;
+    let pool = PgPool::connect(&h.cluster.url("postgres"))
+        .await
+        .expect("pool");
+    let store = Store::new(pool.clone());
+    // The instance by its short name, as `--instance lv/pg1-app` sends it.
+    let typed = "vaults/lv/backupInstances/pg1-app";
+
+    let none = h
+        .restores()
+        .restore_as_database(latest_request(typed, "too_early"))
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), Code::FailedPrecondition);
+    assert!(
+        none.message()
+            .contains("lv/pg1-app has no recovery point yet")
+            && none.message().contains("pgvault backup now lv/pg1-app"),
+        "{}",
+        none.message()
+    );
+
+    let t0 = Utc::now() - Duration::hours(2);
+    let older = point(&h, &instance, pb::RetentionRuleKind::Weekly, t0).await;
+    let newest = point(
+        &h,
+        typed,
+        pb::RetentionRuleKind::Default,
+        t0 + Duration::hours(1),
+    )
+    .await;
+    let restored = h
+        .restores()
+        .restore_as_database(latest_request(typed, "latest_1"))
+        .await
+        .expect("restore latest")
+        .into_inner();
+    assert_eq!(restored.recovery_point, newest.name);
+    assert_eq!(restored.backup_instance_short_name, "pg1-app");
+    // (A queued restore would hold the point's tier move back.)
+    h.jobs()
+        .cancel_job(pb::CancelJobRequest {
+            name: restored.name,
+        })
+        .await
+        .expect("cancel the first restore");
+
+    // The newest point is being moved to the archive: the one before it.
+    let at8 = t0 + Duration::days(8);
+    assert_eq!(lifecycle::sweep(&store, at8).await.expect("sweep"), 1);
+    let moves = jobs_of(&pool, &newest.name).await;
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    let restored = h
+        .restores()
+        .restore_as_database(latest_request(typed, "latest_2"))
+        .await
+        .expect("restore latest while the newest moves")
+        .into_inner();
+    assert_eq!(restored.recovery_point, older.name);
+
+    // Once archived it is the latest again, and is rehydrated first.
+    let (token, _) = claim(&h, &moves[0].0).await;
+    complete(&h, &moves[0].0, token, lifecycle_result()).await;
+    let restored = h
+        .restores()
+        .restore_as_database(latest_request(typed, "latest_3"))
+        .await
+        .expect("restore the archived latest")
+        .into_inner();
+    assert_eq!(restored.recovery_point, newest.name);
+    assert_eq!(restored.state, pb::JobState::Queued as i32);
+    let rehydrates = jobs_of(&pool, &newest.name)
+        .await
+        .into_iter()
+        .filter(|(_, op)| op == "REHYDRATE")
+        .count();
+    assert_eq!(rehydrates, 1);
+
+    // A point and latest_of together are refused.
+    let both = h
+        .restores()
+        .restore_as_database(pb::RestoreAsDatabaseRequest {
+            recovery_point: newest.name.clone(),
+            ..latest_request(typed, "latest_4")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(both.code(), Code::InvalidArgument);
 }

@@ -29,9 +29,9 @@ async fn instances_due_in_one_slot_beyond_one_batch_are_queued_exactly_once_by_c
     // What ConfigureBackup leaves for rows that passed their checks, on the
     // fixture's weekly policy, scheduled from now.
     sqlx::query(
-        "INSERT INTO backup_instances (id, vault_id, server_id, database, policy_id, secret_id,
-                                       protection_state, schedule_since)
-         SELECT gen_random_uuid(), 'v', 'pg1', 'db_' || g, 'daily', 'pg1-admin',
+        "INSERT INTO backup_instances (id, vault_id, server_id, database, short_name, policy_id,
+                                       secret_id, protection_state, schedule_since)
+         SELECT gen_random_uuid(), 'v', 'pg1', 'db_' || g, 'pg1-db-' || g, 'daily', 'pg1-admin',
                 'PROTECTION_CONFIGURED', now()
            FROM generate_series(1, $1::bigint) g",
     )

@@ -37,6 +37,11 @@ pub enum NameError {
     /// A short id breaking [`SHORT_ID_RULE`].
     #[error("\"{id}\" is not a valid id: it {SHORT_ID_RULE}")]
     ShortIdInvalid { id: String },
+    /// A backup instance segment that is neither a UUID nor a short name.
+    #[error(
+        "\"{id}\" is neither a backup instance id (a UUID) nor a short name (it {SHORT_ID_RULE})"
+    )]
+    NotInstance { id: String },
     /// Anything but `tokens/{uuid}` where a token is expected.
     #[error("must be \"tokens/{{uuid}}\"")]
     NotToken,
@@ -221,6 +226,51 @@ pub fn instance_name(vault: &str, instance: Uuid) -> String {
     BACKUP_INSTANCE.format(&[vault, &instance.to_string()])
 }
 
+/// How a name identifies a backup instance: by its UUID, or by its short
+/// name in the vault (`db1-billing`, a short id; the coordinator looks it
+/// up). Short names never parse as UUIDs, so the two cannot be confused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceRef<'a> {
+    Id(Uuid),
+    ShortName(&'a str),
+}
+
+impl std::fmt::Display for InstanceRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InstanceRef::Id(id) => write!(f, "{id}"),
+            InstanceRef::ShortName(name) => f.write_str(name),
+        }
+    }
+}
+
+/// The instance segment of a name: a UUID or a short name.
+fn instance_ref(raw: &str) -> Result<InstanceRef<'_>, NameError> {
+    if let Ok(id) = Uuid::parse_str(raw) {
+        return Ok(InstanceRef::Id(id));
+    }
+    validate_short_id(raw).map_err(|_| NameError::NotInstance { id: printable(raw) })?;
+    Ok(InstanceRef::ShortName(raw))
+}
+
+/// `vaults/{vault}/backupInstances/{instance}` → (vault, instance id or
+/// short name).
+pub fn parse_instance_ref(name: &str) -> Result<(&str, InstanceRef<'_>), NameError> {
+    let ids = BACKUP_INSTANCE.parse(name)?;
+    Ok((ids[0], instance_ref(ids[1])?))
+}
+
+/// `vaults/{v}/backupInstances/{i}/recoveryPoints/{p}` → (vault, instance
+/// id or short name, point).
+pub fn parse_recovery_point_ref(name: &str) -> Result<(&str, InstanceRef<'_>, Uuid), NameError> {
+    let ids = RECOVERY_POINT.parse(name)?;
+    Ok((
+        ids[0],
+        instance_ref(ids[1])?,
+        uuid(ids[2], "recovery point")?,
+    ))
+}
+
 /// `vaults/{v}/backupInstances/{i}/recoveryPoints/{p}` → (vault, instance, point).
 pub fn parse_recovery_point(name: &str) -> Result<(&str, Uuid, Uuid), NameError> {
     let ids = RECOVERY_POINT.parse(name)?;
@@ -343,6 +393,35 @@ mod tests {
         assert_eq!(parse_job(&job_name(id)).unwrap(), id);
         assert_eq!(parse_dead_letter(&dead_letter_name(id)).unwrap(), id);
         assert_eq!(parse_token(&format!(" {} ", token_name(id))).unwrap(), id);
+    }
+
+    #[test]
+    fn instances_are_named_by_id_or_short_name() {
+        let id = Uuid::new_v4();
+        assert_eq!(
+            parse_instance_ref(&instance_name("prod", id)).unwrap(),
+            ("prod", InstanceRef::Id(id))
+        );
+        assert_eq!(
+            parse_instance_ref("vaults/prod/backupInstances/db1-billing").unwrap(),
+            ("prod", InstanceRef::ShortName("db1-billing"))
+        );
+        let point = Uuid::new_v4();
+        assert_eq!(
+            parse_recovery_point_ref(&format!(
+                "vaults/prod/backupInstances/db1-billing/recoveryPoints/{point}"
+            ))
+            .unwrap(),
+            ("prod", InstanceRef::ShortName("db1-billing"), point)
+        );
+        let error = parse_instance_ref("vaults/prod/backupInstances/Db 1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("\"Db 1\" is neither a backup instance id"),
+            "{error}"
+        );
+        assert_eq!(InstanceRef::ShortName("db1-x").to_string(), "db1-x");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The all-in-one `pgvault up` driven only through the CLI, as the README's
 //! walkthrough does: vault, policy, server, secret, configure, backup now
-//! --wait, restore --wait; the restored database is identical to its source;
-//! after Ctrl-C and a second `up` on the same directory, the state is back.
+//! --wait and restore --latest --wait by the instance's short name (no JSON
+//! parsing); the restored database is identical to its source; after Ctrl-C
+//! and a second `up` on the same directory, the state is back.
 
 use std::process::Output;
 
@@ -81,10 +82,13 @@ async fn up_protects_backs_up_and_restores_through_the_cli_and_keeps_state_acros
         ]),
         "backup configure",
     );
-    let instance = json(&configured)["results"][0]["backup_instance"]["name"]
-        .as_str()
-        .unwrap_or_else(|| panic!("configure result names the instance: {configured}"))
-        .to_string();
+    // The walkthrough types the instance as VAULT/<server>-<database>.
+    assert_eq!(
+        json(&configured)["results"][0]["backup_instance"]["short_name"],
+        "src-mixed",
+        "{configured}"
+    );
+    let instance = "demo/src-mixed".to_string();
 
     ok(
         cli(&["backup", "now", &instance, "--wait"]),
@@ -102,12 +106,15 @@ async fn up_protects_backs_up_and_restores_through_the_cli_and_keeps_state_acros
     ok(
         cli(&[
             "restore",
-            &point,
+            "database",
+            "--instance",
+            &instance,
+            "--latest",
             "--target-database",
             "mixed_copy",
             "--wait",
         ]),
-        "restore --wait",
+        "restore database --latest --wait",
     );
     assert_identical(&source, "mixed", &source, "mixed_copy")
         .await

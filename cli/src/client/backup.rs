@@ -25,10 +25,10 @@ pub enum BackupCommand {
     /// Run every configure check again on an instance; a row that failed
     /// validation is protected once it passes.
     #[command(after_help = "Examples:\n  \
-        pgvault backup revalidate 0197c1d2 --vault prod\n  \
-        pgvault backup revalidate 0197c1d2 --vault prod --assign-missing-permissions")]
+        pgvault backup revalidate prod/db1-orders\n  \
+        pgvault backup revalidate prod/db1-orders --assign-missing-permissions")]
     Revalidate {
-        /// Instance id (or "vaults/{vault}/backupInstances/{id}").
+        /// Instance: VAULT/NAME (its short name), its id with --vault, or "vaults/{vault}/backupInstances/{id}".
         instance: String,
         /// Vault of the instance.
         #[arg(long)]
@@ -45,7 +45,7 @@ pub enum BackupCommand {
     },
     /// Show one backup instance.
     Get {
-        /// Instance id (or "vaults/{vault}/backupInstances/{id}").
+        /// Instance: VAULT/NAME (its short name), its id with --vault, or "vaults/{vault}/backupInstances/{id}".
         instance: String,
         /// Vault of the instance.
         #[arg(long)]
@@ -53,11 +53,11 @@ pub enum BackupCommand {
     },
     /// Start an on-demand backup of an instance.
     #[command(after_help = "Examples:\n  \
-        pgvault backup now 0197c1d2 --vault prod --wait\n  \
-        pgvault backup now 0197c1d2 --vault prod --rule monthly\n  \
-        job=$(pgvault backup now 0197c1d2 --vault prod) && pgvault job watch \"$job\"")]
+        pgvault backup now prod/db1-orders --wait\n  \
+        pgvault backup now prod/db1-orders --rule monthly\n  \
+        job=$(pgvault backup now prod/db1-orders) && pgvault job watch \"$job\"")]
     Now {
-        /// Instance id (or "vaults/{vault}/backupInstances/{id}").
+        /// Instance: VAULT/NAME (its short name), its id with --vault, or "vaults/{vault}/backupInstances/{id}".
         instance: String,
         /// Vault of the instance.
         #[arg(long)]
@@ -72,7 +72,7 @@ pub enum BackupCommand {
     /// Move an instance to another policy of its vault.
     #[command(name = "change-policy")]
     ChangePolicy {
-        /// Instance id (or "vaults/{vault}/backupInstances/{id}").
+        /// Instance: VAULT/NAME (its short name), its id with --vault, or "vaults/{vault}/backupInstances/{id}".
         instance: String,
         /// Vault of the instance.
         #[arg(long)]
@@ -86,11 +86,11 @@ pub enum BackupCommand {
     },
     /// Stop scheduled backups of an instance.
     #[command(after_help = "Examples:\n  \
-        pgvault backup stop 0197c1d2 --vault prod --keep all\n  \
+        pgvault backup stop prod/db1-orders --keep all\n  \
         pgvault backup stop 0197c1d2 --vault prod --keep per-policy\n  \
         pgvault backup stop 0197c1d2 --vault prod --mode delete-all")]
     Stop {
-        /// Instance id (or "vaults/{vault}/backupInstances/{id}").
+        /// Instance: VAULT/NAME (its short name), its id with --vault, or "vaults/{vault}/backupInstances/{id}".
         instance: String,
         /// Vault of the instance.
         #[arg(long)]
@@ -110,7 +110,7 @@ pub enum BackupCommand {
     },
     /// Resume scheduled backups of an instance from its next slot.
     Resume {
-        /// Instance id (or "vaults/{vault}/backupInstances/{id}").
+        /// Instance: VAULT/NAME (its short name), its id with --vault, or "vaults/{vault}/backupInstances/{id}".
         instance: String,
         /// Vault of the instance.
         #[arg(long)]
@@ -265,6 +265,7 @@ async fn list(api: &Api, parent: String) -> anyhow::Result<()> {
         .iter()
         .map(|i| {
             vec![
+                names::typed_instance(&i.name, &i.short_name),
                 names::short(&i.name).to_owned(),
                 names::vault_of(&i.name).to_owned(),
                 names::short(&i.server).to_owned(),
@@ -278,6 +279,7 @@ async fn list(api: &Api, parent: String) -> anyhow::Result<()> {
         .collect();
     print_list(
         &[
+            "NAME",
             "INSTANCE",
             "VAULT",
             "SERVER",
@@ -299,6 +301,10 @@ fn show(api: &Api, instance: &BackupInstance) {
         return;
     }
     print_details(&[
+        (
+            "NAME",
+            names::typed_instance(&instance.name, &instance.short_name),
+        ),
         ("INSTANCE", names::short(&instance.name).to_owned()),
         ("VAULT", names::vault_of(&instance.name).to_owned()),
         ("SERVER", names::short(&instance.server).to_owned()),

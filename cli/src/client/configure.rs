@@ -239,7 +239,7 @@ pub fn readiness_table(rows: &[ConfigureBackupRow], response: &ConfigureBackupRe
             let mut outcome = result
                 .backup_instance
                 .as_ref()
-                .map(|instance| names::short(&instance.name).to_owned())
+                .map(|instance| names::typed_instance(&instance.name, &instance.short_name))
                 .unwrap_or_default();
             if let Some(error) = &result.error {
                 if !outcome.is_empty() {

@@ -22,12 +22,12 @@ pub enum JobCommand {
         pgvault job list --vault prod --state failed\n  \
         pgvault job list --since 36h --operation scheduled-backup\n  \
         pgvault job list --all --until 2026-01-01\n  \
-        pgvault job list --vault prod --instance 0197c1d2 --operation on-demand-backup --page-size 20")]
+        pgvault job list --instance prod/db1-orders --operation on-demand-backup --page-size 20")]
     List {
         /// Only jobs of this vault.
         #[arg(long)]
         vault: Option<String>,
-        /// Only jobs of this backup instance (id needs --vault, or give the full name).
+        /// Only jobs of this backup instance: VAULT/NAME, its id with --vault, or its full name.
         #[arg(long)]
         instance: Option<String>,
         /// Only jobs of this operation.
@@ -303,7 +303,11 @@ fn list_row(job: &Job) -> Vec<String> {
         operation_text(job.operation).to_owned(),
         state_text(job.state).to_owned(),
         or_dash(names::short(&job.vault)),
-        or_dash(names::short(&job.backup_instance)),
+        or_dash(if job.backup_instance_short_name.is_empty() {
+            names::short(&job.backup_instance)
+        } else {
+            &job.backup_instance_short_name
+        }),
         local_time(job.create_time.as_ref()),
         or_dash(&duration_between(
             job.start_time.as_ref(),
@@ -341,6 +345,14 @@ pub fn details(job: &Job) -> Vec<(&'static str, String)> {
         ("STATE", state_text(job.state).to_owned()),
         ("VAULT", names::short(&job.vault).to_owned()),
         ("INSTANCE", job.backup_instance.clone()),
+        (
+            "INSTANCE NAME",
+            if job.backup_instance_short_name.is_empty() {
+                String::new()
+            } else {
+                names::typed_instance(&job.backup_instance, &job.backup_instance_short_name)
+            },
+        ),
         ("RECOVERY POINT", job.recovery_point.clone()),
         ("TARGET", target),
         (

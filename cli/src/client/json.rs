@@ -96,6 +96,7 @@ pub fn secret(s: &Secret) -> Value {
 pub fn instance(i: &BackupInstance) -> Value {
     json!({
         "name": i.name,
+        "short_name": i.short_name,
         "server": i.server,
         "database": i.database,
         "policy": i.policy,
@@ -149,6 +150,7 @@ pub fn job(j: &Job) -> Value {
         "state": enum_name!(JobState, j.state),
         "vault": j.vault,
         "backup_instance": j.backup_instance,
+        "backup_instance_short_name": j.backup_instance_short_name,
         "recovery_point": j.recovery_point,
         "create_time": timestamp(j.create_time.as_ref()),
         "start_time": timestamp(j.start_time.as_ref()),
@@ -356,7 +358,7 @@ mod tests {
         );
         assert_eq!(value["stage_split"], Value::Null);
         let keys: Vec<&String> = value.as_object().expect("object").keys().collect();
-        assert_eq!(keys.len(), 31, "every Job field is present: {keys:?}");
+        assert_eq!(keys.len(), 32, "every Job field is present: {keys:?}");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Resource names built from what users type. Users give short ids
 //! (`prod`, `--vault prod`); the API wants names (`vaults/prod`,
 //! `vaults/prod/backupInstances/abc`). Every builder also accepts the full
-//! name, so names copied from JSON output work as arguments too. The
+//! name, so names copied from JSON output work as arguments too. A backup
+//! instance is also typed `VAULT/NAME` with its short name
+//! (`prod/db1-billing`); the coordinator looks short names up. The
 //! grammar itself is `pgvault_proto::names`, shared with the coordinator.
 
 use anyhow::{Context, bail};
@@ -110,14 +112,34 @@ pub fn policy(vault: Option<&str>, input: &str) -> anyhow::Result<String> {
     Ok(grammar::POLICY.format_in(&required_vault(vault, "policy")?, id))
 }
 
-/// `vaults/{vault}/backupInstances/{instance}`.
+/// `vaults/{vault}/backupInstances/{instance}`, from the full name,
+/// `VAULT/INSTANCE`, or an instance with `--vault`; INSTANCE is its id or
+/// its short name.
 pub fn instance(vault: Option<&str>, input: &str) -> anyhow::Result<String> {
     if let Some(ids) = grammar::BACKUP_INSTANCE.ids(input) {
         check_same_vault(vault, ids[0], input)?;
         return Ok(input.to_owned());
     }
+    if let Some((in_vault, id)) = input.split_once('/')
+        && !in_vault.is_empty()
+        && !id.is_empty()
+        && !id.contains('/')
+    {
+        check_same_vault(vault, in_vault, input)?;
+        return Ok(grammar::BACKUP_INSTANCE.format(&[in_vault, id]));
+    }
     let id = short_id("backup instance", input)?;
     Ok(grammar::BACKUP_INSTANCE.format_in(&required_vault(vault, "backup instance")?, id))
+}
+
+/// How people type an instance: `VAULT/NAME` with its short name, or its
+/// id when the coordinator sent no short name.
+pub fn typed_instance(name: &str, short_name: &str) -> String {
+    if short_name.is_empty() {
+        short(name).to_owned()
+    } else {
+        format!("{}/{short_name}", vault_of(name))
+    }
 }
 
 /// `vaults/{vault}/backupInstances/{instance}/recoveryPoints/{point}`.
@@ -188,6 +210,37 @@ mod tests {
         assert_eq!(
             instance(Some("vaults/prod"), "abc").unwrap(),
             "vaults/prod/backupInstances/abc"
+        );
+    }
+
+    #[test]
+    fn instances_are_typed_vault_slash_short_name() {
+        assert_eq!(
+            instance(None, "prod/db1-billing").unwrap(),
+            "vaults/prod/backupInstances/db1-billing"
+        );
+        assert_eq!(
+            instance(Some("prod"), "prod/db1-billing").unwrap(),
+            "vaults/prod/backupInstances/db1-billing"
+        );
+        let error = instance(Some("staging"), "prod/db1-billing")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is not in vaults/staging"), "{error}");
+        assert!(instance(None, "prod/").is_err());
+        assert!(instance(None, "/db1").is_err());
+        assert!(instance(None, "a/b/c").is_err());
+        assert_eq!(
+            recovery_point(None, Some("prod/db1-billing"), "rp1").unwrap(),
+            "vaults/prod/backupInstances/db1-billing/recoveryPoints/rp1"
+        );
+        assert_eq!(
+            typed_instance("vaults/prod/backupInstances/0197", "db1-billing"),
+            "prod/db1-billing"
+        );
+        assert_eq!(
+            typed_instance("vaults/prod/backupInstances/0197", ""),
+            "0197"
         );
     }
 

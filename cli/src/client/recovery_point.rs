@@ -17,10 +17,10 @@ use super::{json, names, paging};
 pub enum RecoveryPointCommand {
     /// List the recovery points of a backup instance, newest first as the server orders them.
     #[command(after_help = "Examples:\n  \
-        pgvault recovery-point list 0197c1d2 --vault prod\n  \
+        pgvault recovery-point list prod/db1-orders\n  \
         pgvault recovery-point list vaults/prod/backupInstances/0197c1d2 --output json")]
     List {
-        /// Instance id (or "vaults/{vault}/backupInstances/{id}").
+        /// Instance: VAULT/NAME (its short name), its id with --vault, or "vaults/{vault}/backupInstances/{id}".
         instance: String,
         /// Vault of the instance.
         #[arg(long)]

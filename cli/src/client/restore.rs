@@ -2,6 +2,8 @@
 //! its schemas and tables, as a new database or as one plain SQL file in a
 //! local directory or datastore. `pgvault restore POINT --target-database
 //! NAME` (no subcommand) is kept as the short form of `restore database`.
+//! `--instance VAULT/NAME --latest` instead of a POINT restores the
+//! instance's newest restorable point (chosen by the coordinator).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -17,6 +19,8 @@ use super::{names, watch};
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 #[command(after_help = "Examples:\n  \
+    pgvault restore database --instance prod/db1-orders --latest --target-database orders_restored --wait\n  \
+    pgvault restore files --instance prod/db1-orders --latest --to ./restored --wait\n  \
     pgvault restore database 0197c1e9 --vault prod --instance 0197c1d2 --target-database orders_restored --wait\n  \
     pgvault restore database 0197c1e9 --vault prod --instance 0197c1d2 --target-database sales_only \\\n      \
     --schema sales --table public.customers\n  \
@@ -40,17 +44,23 @@ pub enum RestoreSubcommand {
     Files(FilesArgs),
 }
 
-/// Which recovery point, as an id with `--vault`/`--instance` or a full name.
+/// Which recovery point, as an id with `--vault`/`--instance`, a full
+/// name, or `--latest` of `--instance`.
 #[derive(Debug, Args)]
 pub struct PointArgs {
     /// Recovery point id, or its full name "vaults/{v}/backupInstances/{i}/recoveryPoints/{p}".
-    pub recovery_point: String,
-    /// Vault of the recovery point (not needed with a full name).
+    #[arg(required_unless_present = "latest")]
+    pub recovery_point: Option<String>,
+    /// Vault of the recovery point (not needed with a full name or VAULT/NAME).
     #[arg(long)]
     pub vault: Option<String>,
-    /// Backup instance of the recovery point (not needed with a full name).
+    /// Backup instance of the recovery point: VAULT/NAME (its short name, as
+    /// `pgvault backup list` shows), or its id with --vault.
     #[arg(long)]
     pub instance: Option<String>,
+    /// Restore the newest restorable recovery point of --instance.
+    #[arg(long, conflicts_with = "recovery_point", requires = "instance")]
+    pub latest: bool,
 }
 
 /// Selective restore; none given restores everything.
@@ -69,13 +79,18 @@ pub struct SelectionArgs {
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
     /// Recovery point id, or its full name "vaults/{v}/backupInstances/{i}/recoveryPoints/{p}".
-    pub recovery_point: String,
-    /// Vault of the recovery point (not needed with a full name).
+    #[arg(required_unless_present = "latest")]
+    pub recovery_point: Option<String>,
+    /// Vault of the recovery point (not needed with a full name or VAULT/NAME).
     #[arg(long)]
     pub vault: Option<String>,
-    /// Backup instance of the recovery point (not needed with a full name).
+    /// Backup instance of the recovery point: VAULT/NAME (its short name, as
+    /// `pgvault backup list` shows), or its id with --vault.
     #[arg(long)]
     pub instance: Option<String>,
+    /// Restore the newest restorable recovery point of --instance.
+    #[arg(long, conflicts_with = "recovery_point", requires = "instance")]
+    pub latest: bool,
     /// Name of the database to create; it must not exist yet.
     #[arg(long, value_name = "NAME")]
     pub target_database: String,
@@ -122,22 +137,54 @@ pub struct FilesArgs {
     pub wait: bool,
 }
 
-fn point_name(point: &PointArgs) -> anyhow::Result<String> {
-    names::recovery_point(
+/// `(recovery_point, latest_of)` of a request: the named point, or with
+/// `--latest` the instance whose newest point the coordinator picks.
+fn chosen_point(
+    vault: Option<&str>,
+    instance: Option<&str>,
+    recovery_point: Option<&str>,
+    latest: bool,
+) -> anyhow::Result<(String, String)> {
+    match (recovery_point, latest) {
+        (Some(_), true) => {
+            anyhow::bail!("give either a recovery point or --latest, not both")
+        }
+        (Some(point), false) => Ok((
+            names::recovery_point(vault, instance, point)?,
+            String::new(),
+        )),
+        (None, true) => {
+            let instance = instance.context(
+                "--latest needs the instance: --instance VAULT/NAME (pgvault backup list shows the names)",
+            )?;
+            Ok((String::new(), names::instance(vault, instance)?))
+        }
+        (None, false) => anyhow::bail!(
+            "say which recovery point to restore: its id (with --instance VAULT/NAME), or --instance VAULT/NAME --latest"
+        ),
+    }
+}
+
+fn point_name(point: &PointArgs) -> anyhow::Result<(String, String)> {
+    chosen_point(
         point.vault.as_deref(),
         point.instance.as_deref(),
-        &point.recovery_point,
+        point.recovery_point.as_deref(),
+        point.latest,
     )
 }
 
 /// The request for `restore database`, with every name spelled out.
 pub fn database_request(args: &DatabaseArgs) -> anyhow::Result<RestoreAsDatabaseRequest> {
+    let (recovery_point, latest_of) = chosen_point(
+        args.vault.as_deref(),
+        args.instance.as_deref(),
+        args.recovery_point.as_deref(),
+        args.latest,
+    )?;
     Ok(RestoreAsDatabaseRequest {
-        recovery_point: names::recovery_point(
-            args.vault.as_deref(),
-            args.instance.as_deref(),
-            &args.recovery_point,
-        )?,
+        recovery_point,
+        latest_of,
         target_server: args
             .target_server
             .as_deref()
@@ -159,8 +206,10 @@ pub fn database_request(args: &DatabaseArgs) -> anyhow::Result<RestoreAsDatabase
 
 /// The request for `restore files`; a local path becomes a file:// URL.
 pub fn files_request(args: &FilesArgs, cwd: &Path) -> anyhow::Result<RestoreAsFilesRequest> {
+    let (recovery_point, latest_of) = point_name(&args.point)?;
     Ok(RestoreAsFilesRequest {
-        recovery_point: point_name(&args.point)?,
+        recovery_point,
+        latest_of,
         target_url: destination_url(&args.to, cwd)?,
         file_name: args.name.clone().unwrap_or_default(),
         schemas: args.selection.schemas.clone(),
@@ -236,17 +285,19 @@ mod tests {
 
     fn point(recovery_point: &str) -> PointArgs {
         PointArgs {
-            recovery_point: recovery_point.into(),
+            recovery_point: Some(recovery_point.into()),
             vault: Some("prod".into()),
             instance: Some("inst".into()),
+            latest: false,
         }
     }
 
     fn args(recovery_point: &str) -> DatabaseArgs {
         DatabaseArgs {
-            recovery_point: recovery_point.into(),
+            recovery_point: Some(recovery_point.into()),
             vault: Some("prod".into()),
             instance: Some("inst".into()),
+            latest: false,
             target_database: "orders_restored".into(),
             target_server: Some("db2".into()),
             secret: None,
@@ -282,6 +333,108 @@ mod tests {
         .expect("valid");
         assert_eq!(request.recovery_point, full);
         assert_eq!(request.target_server, "");
+    }
+
+    #[test]
+    fn latest_asks_for_the_newest_point_of_the_instance() {
+        let request = database_request(&DatabaseArgs {
+            recovery_point: None,
+            vault: None,
+            instance: Some("prod/db1-orders".into()),
+            latest: true,
+            ..args("unused")
+        })
+        .expect("valid");
+        assert_eq!(request.recovery_point, "");
+        assert_eq!(request.latest_of, "vaults/prod/backupInstances/db1-orders");
+        let files = files_request(
+            &FilesArgs {
+                point: PointArgs {
+                    recovery_point: None,
+                    vault: Some("prod".into()),
+                    instance: Some("db1-orders".into()),
+                    latest: true,
+                },
+                to: "/tmp/out".into(),
+                name: None,
+                selection: SelectionArgs {
+                    schemas: Vec::new(),
+                    tables: Vec::new(),
+                },
+                rehydrate_days: None,
+                wait: false,
+            },
+            Path::new("/"),
+        )
+        .expect("valid");
+        assert_eq!(files.latest_of, "vaults/prod/backupInstances/db1-orders");
+        assert_eq!(files.recovery_point, "");
+    }
+
+    #[test]
+    fn a_point_and_latest_are_exclusive_and_one_is_needed() {
+        let both = database_request(&DatabaseArgs {
+            latest: true,
+            ..args("rp1")
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(both.contains("not both"), "{both}");
+        let neither = database_request(&DatabaseArgs {
+            recovery_point: None,
+            ..args("unused")
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(neither.contains("--latest"), "{neither}");
+        let no_instance = database_request(&DatabaseArgs {
+            recovery_point: None,
+            instance: None,
+            latest: true,
+            ..args("unused")
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            no_instance.contains("--instance VAULT/NAME"),
+            "{no_instance}"
+        );
+    }
+
+    #[test]
+    fn clap_refuses_a_point_with_latest() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            restore: RestoreSubcommand,
+        }
+        let parsed = Cli::try_parse_from([
+            "pgvault",
+            "database",
+            "rp1",
+            "--instance",
+            "prod/db1",
+            "--latest",
+            "--target-database",
+            "x",
+        ]);
+        assert!(parsed.is_err());
+        let parsed = Cli::try_parse_from([
+            "pgvault",
+            "database",
+            "--instance",
+            "prod/db1",
+            "--latest",
+            "--target-database",
+            "x",
+        ])
+        .expect("parses");
+        let RestoreSubcommand::Database(args) = parsed.restore else {
+            panic!("database");
+        };
+        assert!(args.latest && args.recovery_point.is_none());
+        assert!(Cli::try_parse_from(["pgvault", "database", "--target-database", "x"]).is_err());
     }
 
     #[test]

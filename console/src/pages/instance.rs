@@ -53,6 +53,9 @@ struct InstancePage {
     nav: Option<Nav>,
     csrf: String,
     name: String,
+    /// `VAULT/NAME`, as the CLI takes the instance (empty from an older
+    /// coordinator).
+    typed: String,
     label: String,
     href: String,
     vault: String,
@@ -149,6 +152,11 @@ pub async fn page(
         secret: instance.secret.clone(),
         state: format::protection(instance.protection_state),
         last_error: instance.last_error.clone(),
+        typed: if instance.short_name.is_empty() {
+            String::new()
+        } else {
+            format!("{}/{}", vault_of(&instance.name), instance.short_name)
+        },
         created: format::time(instance.create_time.as_ref()),
         rules: policy
             .retention_rules

@@ -99,14 +99,14 @@ async fn job_permissions(api: &Api, job: &pb::Job) -> Result<Allowed, ConsoleErr
         .await
 }
 
-/// "shop on pg1" for the job's instance (its short id if it is gone).
+/// "shop on pg1" for the job's instance (its short name or id if it is gone).
 async fn instance_of(api: &Api, job: &pb::Job) -> String {
     if job.backup_instance.is_empty() {
         return String::new();
     }
     match crate::pages::instance::get_instance(api, &job.backup_instance).await {
         Ok(instance) => crate::pages::lookup::instance_label(&instance),
-        Err(_) => format::short(&job.backup_instance),
+        Err(_) => crate::pages::jobs::fallback_label(job),
     }
 }
 

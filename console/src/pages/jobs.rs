@@ -161,6 +161,16 @@ pub async fn page(user: SignedIn, Query(q): Query<JobsQuery>) -> Result<Response
     render(&page)
 }
 
+/// How a job's instance is shown when it is not among the listed ones:
+/// its short name, else its id.
+pub fn fallback_label(job: &pb::Job) -> String {
+    if job.backup_instance_short_name.is_empty() {
+        format::short(&job.backup_instance)
+    } else {
+        job.backup_instance_short_name.clone()
+    }
+}
+
 pub fn job_row(job: &pb::Job, labels: &HashMap<&str, String>) -> JobRow {
     let progress = job.progress.as_ref();
     JobRow {
@@ -173,7 +183,7 @@ pub fn job_row(job: &pb::Job, labels: &HashMap<&str, String>) -> JobRow {
         instance: labels
             .get(job.backup_instance.as_str())
             .cloned()
-            .unwrap_or_else(|| format::short(&job.backup_instance)),
+            .unwrap_or_else(|| fallback_label(job)),
         instance_href: instance_href(&job.backup_instance),
         created: format::time(job.create_time.as_ref()),
         duration: format::elapsed(job.start_time.as_ref(), job.end_time.as_ref()),

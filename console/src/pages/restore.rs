@@ -127,6 +127,7 @@ pub async fn as_database(
         schemas: names(form.get("schemas")),
         tables: names(form.get("tables")),
         rehydrate_days: rehydrate_days(&form)?,
+        latest_of: String::new(),
     };
     let job = form
         .user
@@ -150,6 +151,7 @@ pub async fn as_files(
         schemas: names(form.get("schemas")),
         tables: names(form.get("tables")),
         rehydrate_days: rehydrate_days(&form)?,
+        latest_of: String::new(),
     };
     let job = form
         .user

@@ -4,18 +4,18 @@
 
 use pgvault_proto::v1 as pb;
 
-use crate::api::ApiContext;
 use crate::api::convert::rule_kind_from_pb;
 use crate::api::jobs::enqueue;
+use crate::api::{ApiContext, instance_lookup};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{BackupTrigger, JobSpec, ProtectionState, RuleKind};
-use crate::names;
 use crate::store::instances;
 use crate::store::jobs::NewJob;
 use crate::store::policies;
 
 pub async fn backup_now(ctx: &ApiContext, req: pb::BackupNowRequest) -> Result<pb::Job> {
-    let (vault_id, instance_id) = names::parse_instance("name", &req.name)?;
+    let (vault_id, instance_id) =
+        instance_lookup::instance(ctx.store.pool(), "name", &req.name).await?;
     let rule = rule_kind_from_pb("rule", req.rule)?.unwrap_or(RuleKind::Default);
     let instance = instances::get(ctx.store.pool(), &vault_id, instance_id).await?;
     if !instance.protection_state.is_protected() {

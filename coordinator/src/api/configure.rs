@@ -24,7 +24,7 @@ use pgvault_proto::v1 as pb;
 use uuid::Uuid;
 
 use crate::access::{Caller, Permission};
-use crate::api::{ApiContext, resolve};
+use crate::api::{ApiContext, instance_lookup, resolve};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{BackupInstance, JobError, Policy, ProtectionState, Server, Vault};
 use crate::names;
@@ -201,6 +201,8 @@ async fn insert_validating(
         vault_id: policy.vault_id.clone(),
         server_id: placement.server.id.clone(),
         database: placement.database.clone(),
+        // Named on insert (`crate::short_names`).
+        short_name: String::new(),
         policy_id: policy.id.clone(),
         secret: placement.secret.clone(),
         protection_state: ProtectionState::Validating,
@@ -432,7 +434,7 @@ pub async fn revalidate(
     caller: &Caller,
     req: pb::RevalidateBackupInstanceRequest,
 ) -> Result<pb::ConfigureBackupResult> {
-    let (vault_id, id) = names::parse_instance("name", &req.name)?;
+    let (vault_id, id) = instance_lookup::instance(ctx.store.pool(), "name", &req.name).await?;
     let pool = ctx.store.pool();
     let instance = instances::get(pool, &vault_id, id).await?;
     let vault = vaults::get(pool, &vault_id).await?;

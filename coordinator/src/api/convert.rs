@@ -148,6 +148,7 @@ impl From<BackupInstance> for pb::BackupInstance {
             protection_state: state as i32,
             create_time: Some(timestamp(i.create_time)),
             last_error: i.last_error.map(Into::into),
+            short_name: i.short_name,
         }
     }
 }
@@ -296,6 +297,7 @@ impl From<Job> for pb::Job {
                 .as_deref()
                 .map(names::agent_name)
                 .unwrap_or_default(),
+            backup_instance_short_name: j.instance_short_name.unwrap_or_default(),
             ..pb::Job::default()
         };
         match j.spec {

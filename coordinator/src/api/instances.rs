@@ -11,7 +11,7 @@ use pgvault_proto::v1::backup_instance_service_server::BackupInstanceService;
 use tonic::{Request, Response, Status};
 
 use crate::access::{self, vault_scope};
-use crate::api::{ApiContext, backup_now, configure, next_token, protection};
+use crate::api::{ApiContext, backup_now, configure, instance_lookup, next_token, protection};
 use crate::names;
 use crate::store::{instances, paging, vaults};
 
@@ -41,7 +41,9 @@ impl BackupInstanceService for InstanceApi {
         request: Request<pb::GetBackupInstanceRequest>,
     ) -> Result<Response<pb::BackupInstance>, Status> {
         access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
-        let (vault, id) = names::parse_instance("name", &request.get_ref().name)?;
+        let (vault, id) =
+            instance_lookup::instance(self.ctx.store.pool(), "name", &request.get_ref().name)
+                .await?;
         Ok(Response::new(
             instances::get(self.ctx.store.pool(), &vault, id)
                 .await?

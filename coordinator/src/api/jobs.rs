@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::access::{self, vault_scope};
 use crate::api::convert::{from_timestamp, operation_from_pb, state_from_pb};
 use crate::api::job_details::{self, WatchCursor};
-use crate::api::{ApiContext, next_token};
+use crate::api::{ApiContext, instance_lookup, next_token};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{Job, JobState};
 use crate::names;
@@ -83,7 +83,15 @@ impl JobApi {
         let backup_instance_id = if req.backup_instance.is_empty() {
             None
         } else {
-            Some(names::parse_instance("backup_instance", &req.backup_instance)?.1)
+            Some(
+                instance_lookup::instance(
+                    self.ctx.store.pool(),
+                    "backup_instance",
+                    &req.backup_instance,
+                )
+                .await?
+                .1,
+            )
         };
         let created_after = match &req.created_after {
             Some(ts) => Some(from_timestamp("created_after", ts)?),

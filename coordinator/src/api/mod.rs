@@ -15,6 +15,9 @@
 //! - `restore_selection`, `output_file`: checking a restore's selection
 //!   against the recovery point, and the name of a restore's SQL file.
 //! - `restore_version`: a restore goes to the same or a newer PostgreSQL major.
+//! - `instance_lookup`: an instance named by id or short name → its id (the
+//!   one place); `restore_point`: the point a restore restores (named, or
+//!   the newest of an instance).
 //! - `job_details`: a job's attempts and per-table progress (`GetJob`,
 //!   `WatchJob`, and the tables workers report); `stage_split`: where a
 //!   finished job's time went, as workers report it.
@@ -27,6 +30,7 @@ pub mod backup_now;
 pub mod configure;
 pub mod convert;
 pub mod dead_letters;
+pub mod instance_lookup;
 pub mod instances;
 pub mod job_details;
 pub mod jobs;
@@ -36,6 +40,7 @@ pub mod policies;
 pub mod protection;
 pub mod recovery_points;
 pub mod resolve;
+pub mod restore_point;
 pub mod restore_selection;
 pub mod restore_version;
 pub mod restores;

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::FutureExt;
 use pgvault_proto::v1 as pb;
 
-use crate::api::ApiContext;
+use crate::api::{ApiContext, instance_lookup};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{BackupInstance, ProtectionState, RuleKind, Tier};
 use crate::names;
@@ -27,7 +27,8 @@ pub async fn change_policy(
     ctx: &ApiContext,
     req: pb::ChangePolicyRequest,
 ) -> Result<pb::BackupInstance> {
-    let (vault_id, instance_id) = names::parse_instance("name", &req.name)?;
+    let (vault_id, instance_id) =
+        instance_lookup::instance(ctx.store.pool(), "name", &req.name).await?;
     let (policy_vault, policy_id) = names::parse_policy("policy", &req.policy)?;
     if policy_vault != vault_id {
         return Err(CoordinatorError::invalid(
@@ -79,7 +80,8 @@ pub async fn change_policy(
 }
 
 pub async fn stop(ctx: &ApiContext, req: pb::StopProtectionRequest) -> Result<pb::BackupInstance> {
-    let (vault_id, instance_id) = names::parse_instance("name", &req.name)?;
+    let (vault_id, instance_id) =
+        instance_lookup::instance(ctx.store.pool(), "name", &req.name).await?;
     let mode = match pb::StopMode::try_from(req.mode) {
         Ok(
             mode @ (pb::StopMode::KeepAllForever
@@ -114,7 +116,8 @@ pub async fn resume(
     ctx: &ApiContext,
     req: pb::ResumeProtectionRequest,
 ) -> Result<pb::BackupInstance> {
-    let (vault_id, instance_id) = names::parse_instance("name", &req.name)?;
+    let (vault_id, instance_id) =
+        instance_lookup::instance(ctx.store.pool(), "name", &req.name).await?;
     let now = ctx.clock.now();
     let instance = set_state(
         ctx,

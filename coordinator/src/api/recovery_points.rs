@@ -7,8 +7,7 @@ use pgvault_proto::v1::recovery_point_service_server::RecoveryPointService;
 use tonic::{Request, Response, Status};
 
 use crate::access::{self, vault_scope};
-use crate::api::{ApiContext, next_token};
-use crate::names;
+use crate::api::{ApiContext, instance_lookup, next_token};
 use crate::store::{instances, paging, recovery_points};
 
 pub struct RecoveryPointApi {
@@ -29,7 +28,8 @@ impl RecoveryPointService for RecoveryPointApi {
     ) -> Result<Response<pb::ListRecoveryPointsResponse>, Status> {
         access::in_vault(&request, vault_scope(&request.get_ref().parent).as_deref())?;
         let req = request.into_inner();
-        let (vault, instance) = names::parse_instance("parent", &req.parent)?;
+        let (vault, instance) =
+            instance_lookup::instance(self.ctx.store.pool(), "parent", &req.parent).await?;
         let pool = self.ctx.store.pool();
         instances::get(pool, &vault, instance).await?;
         let size = paging::page_size(req.page_size);
@@ -49,7 +49,8 @@ impl RecoveryPointService for RecoveryPointApi {
     ) -> Result<Response<pb::RecoveryPoint>, Status> {
         access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         let (vault, instance, point) =
-            names::parse_recovery_point("name", &request.get_ref().name)?;
+            instance_lookup::recovery_point(self.ctx.store.pool(), "name", &request.get_ref().name)
+                .await?;
         Ok(Response::new(
             recovery_points::get(self.ctx.store.pool(), &vault, instance, point)
                 .await?

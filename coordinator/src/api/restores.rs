@@ -3,7 +3,8 @@
 //! datastore directory. The target server and secret default to the
 //! instance's own; the file name defaults to `<database>-<snapshot>.sql`.
 //! A restore into an older PostgreSQL major than the point's source is
-//! refused before its job is queued (`restore_version`).
+//! refused before its job is queued (`restore_version`). The point is named,
+//! or the newest of an instance (`restore_point`).
 //! The job, its restore target and its outbox row are written in one
 //! transaction.
 
@@ -17,6 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::access::{self, vault_scope};
 use crate::api::ApiContext;
+use crate::api::restore_point::{self, PointChoice};
 use crate::api::{output_file, restore_selection, restore_version};
 use crate::error::{CoordinatorError, Result};
 use crate::lifecycle::queue::{rehydrate_days, restore};
@@ -36,8 +38,9 @@ impl RestoreApi {
     }
 
     async fn restore_as_database(&self, req: pb::RestoreAsDatabaseRequest) -> Result<pb::Job> {
+        let choice = PointChoice::from_request(&req.recovery_point, &req.latest_of)?;
         let (vault_id, instance_id, point_id) =
-            names::parse_recovery_point("recovery_point", &req.recovery_point)?;
+            restore_point::resolve(self.ctx.store.pool(), &choice).await?;
         validation::database_name("target_database", &req.target_database)?;
         if let Some(reason) =
             unprotectable_reason(&req.target_database, &self.ctx.maintenance_databases)
@@ -99,8 +102,9 @@ impl RestoreApi {
     }
 
     async fn restore_as_files(&self, req: pb::RestoreAsFilesRequest) -> Result<pb::Job> {
+        let choice = PointChoice::from_request(&req.recovery_point, &req.latest_of)?;
         let (vault_id, instance_id, point_id) =
-            names::parse_recovery_point("recovery_point", &req.recovery_point)?;
+            restore_point::resolve(self.ctx.store.pool(), &choice).await?;
         let target_url = req.target_url.trim().to_string();
         if target_url.is_empty() {
             return Err(CoordinatorError::invalid(
@@ -167,16 +171,25 @@ async fn check_secret(ctx: &ApiContext, vault_id: &str, secret: &SecretRef) -> R
     Ok(())
 }
 
+/// The name whose vault the caller must have access to: the point, or the
+/// instance of `latest_of` when no point is named.
+fn scope_name<'a>(recovery_point: &'a str, latest_of: &'a str) -> &'a str {
+    if recovery_point.is_empty() {
+        latest_of
+    } else {
+        recovery_point
+    }
+}
+
 #[tonic::async_trait]
 impl RestoreService for RestoreApi {
     async fn restore_as_database(
         &self,
         request: Request<pb::RestoreAsDatabaseRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        access::in_vault(
-            &request,
-            vault_scope(&request.get_ref().recovery_point).as_deref(),
-        )?;
+        let req = request.get_ref();
+        let named = scope_name(&req.recovery_point, &req.latest_of);
+        access::in_vault(&request, vault_scope(named).as_deref())?;
         Ok(Response::new(
             self.restore_as_database(request.into_inner()).await?,
         ))
@@ -186,10 +199,9 @@ impl RestoreService for RestoreApi {
         &self,
         request: Request<pb::RestoreAsFilesRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        access::in_vault(
-            &request,
-            vault_scope(&request.get_ref().recovery_point).as_deref(),
-        )?;
+        let req = request.get_ref();
+        let named = scope_name(&req.recovery_point, &req.latest_of);
+        access::in_vault(&request, vault_scope(named).as_deref())?;
         Ok(Response::new(
             self.restore_as_files(request.into_inner()).await?,
         ))

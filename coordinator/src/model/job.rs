@@ -113,6 +113,9 @@ pub struct Job {
     pub start_time: Option<DateTime<Utc>>,
     pub end_time: Option<DateTime<Utc>>,
     pub update_time: DateTime<Utc>,
+    /// The short name of the job's instance, as read with the job (shown
+    /// beside its name; never used to find the instance).
+    pub instance_short_name: Option<String>,
 }
 
 impl Job {

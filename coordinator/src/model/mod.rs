@@ -145,6 +145,9 @@ pub struct BackupInstance {
     pub vault_id: String,
     pub server_id: String,
     pub database: String,
+    /// The readable name people type, unique in the vault
+    /// (`crate::short_names`); given by the store when the row is inserted.
+    pub short_name: String,
     pub policy_id: String,
     /// The credential each job re-reads (see `crate::secret_ref`).
     pub secret: SecretRef,

@@ -1,10 +1,13 @@
 //! Backup instances: one database on one server protected in one vault, and
 //! configure rows kept after a failed validation. A unique index on
 //! `(server_id, database)` over protected states makes "at most one vault"
-//! hold under races; kept failed rows are outside it.
+//! hold under races; kept failed rows are outside it. Every row has a short
+//! name unique in its vault, given on insert (`crate::short_names`).
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::error::{CoordinatorError, Result, is_unique_violation};
@@ -15,12 +18,19 @@ use crate::store::{parse_enum, to_i32, to_u32};
 /// Unique index protecting a database at most once.
 pub const ONE_VAULT_PER_DATABASE: &str = "backup_instances_protected_database_key";
 
+/// Unique constraint keeping short names unique per vault.
+pub const SHORT_NAME_PER_VAULT: &str = "backup_instances_short_name_key";
+
+/// Inserts racing for the same short name retry this often.
+const NAMING_ATTEMPTS: usize = 8;
+
 #[derive(sqlx::FromRow)]
 struct InstanceRow {
     id: Uuid,
     vault_id: String,
     server_id: String,
     database: String,
+    short_name: String,
     policy_id: String,
     secret_id: Option<String>,
     secret_version: Option<i32>,
@@ -77,6 +87,7 @@ impl TryFrom<InstanceRow> for BackupInstance {
             vault_id: r.vault_id,
             server_id: r.server_id,
             database: r.database,
+            short_name: r.short_name,
             policy_id: r.policy_id,
             secret,
             last_error,
@@ -85,7 +96,7 @@ impl TryFrom<InstanceRow> for BackupInstance {
     }
 }
 
-const COLUMNS: &str = "id, vault_id, server_id, database, policy_id, secret_id, secret_version, \
+const COLUMNS: &str = "id, vault_id, server_id, database, short_name, policy_id, secret_id, secret_version, \
      secret_external, protection_state, last_error_code, last_error_message, last_error_action, create_time";
 
 /// Outcome of an insert that may hit the one-vault-per-database rule.
@@ -94,30 +105,90 @@ pub enum Inserted {
     AlreadyProtected,
 }
 
-pub async fn insert(db: impl PgExecutor<'_>, instance: &BackupInstance) -> Result<Inserted> {
+/// Inserts `instance` under a short name free in its vault (its
+/// `short_name` is ignored): `<server>-<database>`, suffixed when taken.
+/// Concurrent inserts picking the same name retry with the next one.
+pub async fn insert(pool: &PgPool, instance: &BackupInstance) -> Result<Inserted> {
+    for _ in 0..NAMING_ATTEMPTS {
+        let taken = short_names_like(pool, &instance.vault_id, &instance.server_id).await?;
+        let short_name =
+            crate::short_names::short_name_for(&instance.server_id, &instance.database, |name| {
+                taken.contains(name)
+            });
+        match insert_named(pool, instance, &short_name).await {
+            Err(e) if is_unique_violation(&e, SHORT_NAME_PER_VAULT) => continue,
+            Err(e) if is_unique_violation(&e, ONE_VAULT_PER_DATABASE) => {
+                return Ok(Inserted::AlreadyProtected);
+            }
+            Err(e) => return Err(e.into()),
+            Ok(row) => return Ok(Inserted::Created(Box::new(row.try_into()?))),
+        }
+    }
+    Err(CoordinatorError::Unavailable(format!(
+        "could not name a backup instance of \"{}\" on server \"{}\": other configures kept taking the same short name; try again",
+        instance.database, instance.server_id
+    )))
+}
+
+/// The short names in `vault_id` a new instance of `server_id` could
+/// collide with (they all start with the sanitised server id's first
+/// characters; a superset is fine).
+async fn short_names_like(
+    db: impl PgExecutor<'_>,
+    vault_id: &str,
+    server_id: &str,
+) -> Result<HashSet<String>> {
+    let prefix = crate::short_names::collision_prefix(server_id);
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT short_name FROM backup_instances
+         WHERE vault_id = $1 AND left(short_name, length($2)) = $2",
+    )
+    .bind(vault_id)
+    .bind(prefix)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(name,)| name).collect())
+}
+
+async fn insert_named(
+    db: impl PgExecutor<'_>,
+    instance: &BackupInstance,
+    short_name: &str,
+) -> std::result::Result<InstanceRow, sqlx::Error> {
     let sql = format!(
-        "INSERT INTO backup_instances (id, vault_id, server_id, database, policy_id, secret_id,
-             secret_version, secret_external, protection_state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+        "INSERT INTO backup_instances (id, vault_id, server_id, database, short_name, policy_id,
+             secret_id, secret_version, secret_external, protection_state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
     );
     let (secret_id, secret_version, secret_external) = secret_columns(&instance.secret);
-    let result = sqlx::query_as::<_, InstanceRow>(&sql)
+    sqlx::query_as::<_, InstanceRow>(&sql)
         .bind(instance.id)
         .bind(&instance.vault_id)
         .bind(&instance.server_id)
         .bind(&instance.database)
+        .bind(short_name)
         .bind(&instance.policy_id)
         .bind(secret_id)
         .bind(secret_version)
         .bind(secret_external)
         .bind(instance.protection_state.as_str())
         .fetch_one(db)
-        .await;
-    match result {
-        Ok(row) => Ok(Inserted::Created(Box::new(row.try_into()?))),
-        Err(e) if is_unique_violation(&e, ONE_VAULT_PER_DATABASE) => Ok(Inserted::AlreadyProtected),
-        Err(e) => Err(e.into()),
-    }
+        .await
+}
+
+/// The id of the instance named `short_name` in `vault_id`, if any.
+pub async fn find_id_by_short_name(
+    db: impl PgExecutor<'_>,
+    vault_id: &str,
+    short_name: &str,
+) -> Result<Option<Uuid>> {
+    let row: Option<(Uuid,)> =
+        sqlx::query_as("SELECT id FROM backup_instances WHERE vault_id = $1 AND short_name = $2")
+            .bind(vault_id)
+            .bind(short_name)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(|(id,)| id))
 }
 
 /// A kept row configured again: new policy and secret, state PROTECTION_VALIDATING.

@@ -46,6 +46,7 @@ pub(super) struct JobRow {
     start_time: Option<DateTime<Utc>>,
     end_time: Option<DateTime<Utc>>,
     update_time: DateTime<Utc>,
+    instance_short_name: Option<String>,
     #[sqlx(flatten)]
     target: JoinedTarget,
 }
@@ -57,16 +58,26 @@ const JOB_COLUMNS: &str = "j.id, j.operation, j.state, j.vault_id, j.backup_inst
      j.chunks_done, j.chunks_total, j.phase, j.error_code, j.error_message, j.error_action, j.create_time, \
      j.start_time, j.end_time, j.update_time";
 
-/// `SELECT` of job rows from `jobs j` with their restore targets; the
-/// caller adds `WHERE`, `ORDER BY`, `LIMIT`, `FOR UPDATE OF j`.
+/// The short name of the job's instance, shown with the job.
+const INSTANCE_JOIN: &str = "LEFT JOIN backup_instances bi ON bi.id = j.backup_instance_id";
+const INSTANCE_COLUMNS: &str = "bi.short_name AS instance_short_name";
+
+/// `SELECT` of job rows from `jobs j` with their restore targets and
+/// instance names; the caller adds `WHERE`, `ORDER BY`, `LIMIT`,
+/// `FOR UPDATE OF j`.
 pub(super) fn select() -> String {
-    format!("SELECT {JOB_COLUMNS}, {JOINED_COLUMNS} FROM jobs j {JOIN}")
+    format!(
+        "SELECT {JOB_COLUMNS}, {INSTANCE_COLUMNS}, {JOINED_COLUMNS} FROM jobs j {INSTANCE_JOIN} {JOIN}"
+    )
 }
 
 /// Job rows changed by `update` (an `UPDATE jobs ... ` without
 /// `RETURNING`), with their restore targets.
 pub(super) fn updated(update: &str) -> String {
-    format!("WITH j AS ({update} RETURNING *) SELECT {JOB_COLUMNS}, {JOINED_COLUMNS} FROM j {JOIN}")
+    format!(
+        "WITH j AS ({update} RETURNING *) SELECT {JOB_COLUMNS}, {INSTANCE_COLUMNS}, {JOINED_COLUMNS} \
+         FROM j {INSTANCE_JOIN} {JOIN}"
+    )
 }
 
 impl TryFrom<JobRow> for Job {
@@ -167,6 +178,7 @@ fn to_job(r: JobRow, target: Option<TargetFacts>) -> Result<Job> {
         start_time: r.start_time,
         end_time: r.end_time,
         update_time: r.update_time,
+        instance_short_name: r.instance_short_name,
     })
 }
 
@@ -257,6 +269,7 @@ mod tests {
             start_time: None,
             end_time: None,
             update_time: Utc::now(),
+            instance_short_name: Some("pg1-shop".into()),
             target: JoinedTarget::default(),
         }
     }
