@@ -50,9 +50,16 @@ async fn migrate_to_before(pool: &PgPool) {
 }
 
 /// A vault (with an archive datastore), a server, a secret, a policy, an
-/// instance and two of its points (standard, archive).
-async fn fixture(pool: &PgPool) -> (Uuid, Uuid, Uuid) {
+/// instance and two of its points (standard, archive). `migrated`: the
+/// database has every migration, so the instance row needs its short name
+/// (0015); before that the row is written as older versions wrote it.
+async fn fixture(pool: &PgPool, migrated: bool) -> (Uuid, Uuid, Uuid) {
     let instance = Uuid::new_v4();
+    let (name_column, name) = if migrated {
+        (", short_name", ", 'pg1-app'")
+    } else {
+        ("", "")
+    };
     let (standard, archive) = (Uuid::new_v4(), Uuid::new_v4());
     sqlx::raw_sql(&format!(
         "INSERT INTO vaults (id, standard_datastore, archive_datastore) VALUES ('v', 'file:///s', 'file:///a');
@@ -60,8 +67,8 @@ async fn fixture(pool: &PgPool) -> (Uuid, Uuid, Uuid) {
          INSERT INTO secrets (id, latest_version) VALUES ('db', 2);
          INSERT INTO policies (vault_id, id, weekdays, time_of_day, time_zone, retention_rules)
               VALUES ('v', 'p', '{{1}}', '02:00', 'UTC', '[]');
-         INSERT INTO backup_instances (id, vault_id, server_id, database, policy_id, secret_id)
-              VALUES ('{instance}', 'v', 'pg1', 'app', 'p', 'db');"
+         INSERT INTO backup_instances (id, vault_id, server_id, database, policy_id, secret_id{name_column})
+              VALUES ('{instance}', 'v', 'pg1', 'app', 'p', 'db'{name});"
     ))
     .execute(pool)
     .await
@@ -107,7 +114,7 @@ async fn rows_of_every_operation_written_before_job_specs_read_back_as_their_spe
         .await
         .expect("pool");
     migrate_to_before(&pool).await;
-    let (i, standard, archive) = fixture(&pool).await;
+    let (i, standard, archive) = fixture(&pool, false).await;
 
     // Backups: a completed scheduled one (its point in recovery_point_id),
     // a queued on-demand one, and one running since before attempt history.
@@ -390,7 +397,7 @@ async fn rows_that_do_not_fit_their_operation_are_refused_by_the_state_database(
     migrate::migrate_locked(&pool, |_| Box::pin(async { Ok(()) }))
         .await
         .expect("migrations");
-    let (i, standard, _) = fixture(&pool).await;
+    let (i, standard, _) = fixture(&pool, true).await;
     let refused = |columns: &'static str, values: String, constraint: &'static str| {
         let pool = pool.clone();
         async move {
