@@ -115,6 +115,8 @@ impl MemoryCoordinator {
                         job_id: job_id.to_string(),
                         attempt: 1,
                         kind: Some(kind),
+                        instance_id: String::new(),
+                        trace_context: HashMap::new(),
                     },
                     lease_token: None,
                     cancel_requested: false,
