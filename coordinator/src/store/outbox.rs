@@ -49,11 +49,14 @@ pub async fn insert_delayed(
     Ok(())
 }
 
+/// An outbox row with its job's instance and trace context.
+type BatchColumns = (i64, Uuid, i32, Option<Uuid>, Option<String>);
+
 /// The oldest due rows of jobs for the workers (agents' jobs never reach
 /// the broker), locked for this transaction; rows another dispatcher holds
 /// are skipped.
 pub async fn lock_batch(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<OutboxRow>> {
-    let rows: Vec<(i64, Uuid, i32, Option<Uuid>, Option<String>)> = sqlx::query_as(
+    let rows: Vec<BatchColumns> = sqlx::query_as(
         "SELECT o.id, o.job_id, o.attempt, j.backup_instance_id, j.trace_context
          FROM outbox o JOIN jobs j ON j.id = o.job_id
          WHERE o.not_before <= now() AND j.agent_id IS NULL
