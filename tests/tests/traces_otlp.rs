@@ -2,8 +2,9 @@
 //! over RabbitMQ export to an OTLP/gRPC receiver run by this test (tonic,
 //! from `opentelemetry-proto`'s TraceService). After one backup, the spans
 //! of both processes share the job's trace id (the one `pgvault job show`
-//! prints) and form the tree job.create → dispatch → claim → task →
-//! backup → schema / data → table, manifest; no span, event or resource
+//! prints) and form the tree job.create → dispatch → claim (→ the
+//! coordinator's ClaimTask) → task → backup → schema / data → table,
+//! manifest, and complete (→ CompleteTask); no span, event or resource
 //! attribute carries the source's password; and every JSON log line the
 //! worker wrote inside the task names the job, attempt, instance and trace.
 
@@ -252,6 +253,8 @@ async fn one_backup_is_one_trace_across_coordinator_and_worker_without_secrets()
             "table",
             "manifest",
             "complete",
+            "ClaimTask",
+            "CompleteTask",
         ],
     )
     .await;
@@ -270,7 +273,11 @@ async fn one_backup_is_one_trace_across_coordinator_and_worker_without_secrets()
     assert_child(claim, task);
     assert_child(task, &by_name("heartbeats").1);
     assert_child(task, backup);
-    assert_child(task, &by_name("complete").1);
+    let complete = &by_name("complete").1;
+    assert_child(task, complete);
+    // The coordinator's side of the worker's calls joins the trace too.
+    assert_child(claim, &by_name("ClaimTask").1);
+    assert_child(complete, &by_name("CompleteTask").1);
     assert_child(backup, &by_name("schema").1);
     assert_child(backup, &by_name("manifest").1);
     let data = &by_name("data").1;
@@ -285,7 +292,8 @@ async fn one_backup_is_one_trace_across_coordinator_and_worker_without_secrets()
         assert_child(data, table);
     }
     for (service, span) in &spans {
-        let expected = if ["job.create", "dispatch"].contains(&span.name.as_str()) {
+        let coordinator = ["job.create", "dispatch", "ClaimTask", "CompleteTask"];
+        let expected = if coordinator.contains(&span.name.as_str()) {
             "pgvault-coordinator"
         } else {
             "pgvault-worker"
