@@ -153,3 +153,45 @@ async fn publish_batch(store: &Store, publisher: &dyn TaskPublisher) -> Result<O
         failed: sent.error.is_some(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use pgvault_telemetry::{ServiceName, Tracing};
+    use tracing_subscriber::layer::SubscriberExt;
+    use uuid::Uuid;
+
+    use super::*;
+
+    const JOB_TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn row(attempt: u32) -> outbox::OutboxRow {
+        outbox::OutboxRow {
+            id: 1,
+            job_id: Uuid::nil(),
+            attempt,
+            instance_id: None,
+            trace_context: TraceContext::parse(JOB_TRACE),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_attempts_dispatch_continues_the_jobs_trace() {
+        let tracing = Tracing::start(ServiceName::Coordinator, None).expect("starts");
+        let subscriber = tracing_subscriber::registry().with(tracing.layer());
+        let (first, retry) = tracing::subscriber::with_default(subscriber, || {
+            (
+                TraceContext::of_span(&dispatch_span(&row(1))),
+                TraceContext::of_span(&dispatch_span(&row(2))),
+            )
+        });
+        let (first, retry) = (first.expect("traced"), retry.expect("traced"));
+        assert_eq!(first.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(retry.trace_id(), first.trace_id());
+        assert_ne!(
+            retry.traceparent(),
+            first.traceparent(),
+            "a span per attempt"
+        );
+        tracing.shutdown().await;
+    }
+}
