@@ -39,6 +39,8 @@ mod tables;
 mod tests;
 #[cfg(test)]
 mod tests_log_tail;
+#[cfg(test)]
+mod tests_trace;
 
 use std::path::PathBuf;
 use std::sync::Arc;
