@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pgvault_agent::{AgentArgs, AgentOptions, AgentSettings};
+use pgvault_telemetry::{ServiceName, Tracing};
 use tokio_util::sync::CancellationToken;
 
 /// Protects PostgreSQL servers that no pgvault worker can reach: runs next
@@ -47,11 +48,14 @@ struct Cli {
     /// certificate, for https:// endpoints [default: the system's roots]
     #[arg(long, env = "PGVAULT_AGENT__CA_CERT", value_name = "FILE")]
     ca_cert: Option<PathBuf>,
+    /// OTLP/gRPC endpoint to export traces to, e.g. http://127.0.0.1:4317
+    /// [default: no export]
+    #[arg(long, env = "PGVAULT_TELEMETRY__OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    pgvault_worker::logging::init(None, cli.args.log_format.as_deref().unwrap_or("text"));
     let mut settings = AgentSettings::default();
     cli.args.apply(&mut settings);
     if let Some(token) = cli.token {
@@ -77,14 +81,34 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The exporter's gRPC channel lives on the runtime.
+    let traces = {
+        let _runtime = runtime.enter();
+        match Tracing::start(ServiceName::Agent, cli.otlp_endpoint.as_deref()) {
+            Ok(traces) => traces,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    pgvault_worker::logging::init(
+        None,
+        cli.args.log_format.as_deref().unwrap_or("text"),
+        Some(&traces),
+    );
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let mut agent = tokio::spawn(pgvault_agent::run(options, shutdown.clone()));
-        tokio::select! {
-            ended = &mut agent => return ended,
-            _ = shutdown_requested() => shutdown.cancel(),
-        }
-        agent.await
+        let ended = tokio::select! {
+            ended = &mut agent => ended,
+            _ = shutdown_requested() => {
+                shutdown.cancel();
+                agent.await
+            }
+        };
+        traces.shutdown().await;
+        ended
     });
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,

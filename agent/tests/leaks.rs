@@ -82,6 +82,8 @@ async fn no_password_or_token_reaches_the_agents_log() {
             Task {
                 job_id: JOB.into(),
                 attempt: 1,
+                instance_id: String::new(),
+                trace_context: Default::default(),
                 kind: Some(task::Kind::Backup(BackupTask {
                     source: Some(spec(
                         &cluster,

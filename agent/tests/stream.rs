@@ -142,6 +142,7 @@ fn the_binary_documents_every_flag() {
         "--connections",
         "--pg-bin-dir",
         "--log-format",
+        "--otlp-endpoint",
         "PGVAULT_AGENT_TOKEN",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");

@@ -30,6 +30,8 @@ async fn an_offered_task_is_claimed_run_and_completed_and_shown_running_meanwhil
             Task {
                 job_id: JOB.into(),
                 attempt: 1,
+                instance_id: String::new(),
+                trace_context: Default::default(),
                 kind: Some(task::Kind::Delete(DeleteTask {
                     locations: vec![PointLocation {
                         datastore_url: format!("file://{}", datastore.path().display()),
@@ -108,6 +110,8 @@ async fn a_backup_keeps_running_while_its_stream_is_down_and_through_a_restart()
             Task {
                 job_id: JOB.into(),
                 attempt: 1,
+                instance_id: String::new(),
+                trace_context: Default::default(),
                 kind: Some(task::Kind::Backup(BackupTask {
                     source: Some(spec(&cluster, "shop", cluster.user(), cluster.password())),
                     datastore_url: format!("file://{}", datastore.path().display()),

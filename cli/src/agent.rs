@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use pgvault_agent::{AgentArgs, AgentOptions, AgentSettings, TOKEN_VARIABLE};
+use pgvault_telemetry::ServiceName;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +52,7 @@ async fn run_agent(
     let mut overrides = Overrides::default();
     overrides.set("log", "format", args.log_format.clone().map(Value::from));
     let mut settings = Settings::load(config_file, overrides.into_value())?;
-    telemetry::init(&settings.log);
+    let traces = telemetry::init(&settings, ServiceName::Agent)?;
     args.apply(&mut settings.agent);
     let environment_token = std::env::var(TOKEN_VARIABLE).ok();
     let agent = with_client_fallbacks(settings.agent, environment_token, client);
@@ -62,12 +63,15 @@ async fn run_agent(
     );
     let shutdown = CancellationToken::new();
     let mut agent = tokio::spawn(pgvault_agent::run(options, shutdown.clone()));
-    tokio::select! {
-        ended = &mut agent => return Ok(ended.context("the agent ended abnormally")??),
-        _ = signals::shutdown_requested() => {}
-    }
-    shutdown.cancel();
-    agent.await.context("the agent ended abnormally")??;
+    let ended = tokio::select! {
+        ended = &mut agent => ended,
+        _ = signals::shutdown_requested() => {
+            shutdown.cancel();
+            agent.await
+        }
+    };
+    traces.shutdown().await;
+    ended.context("the agent ended abnormally")??;
     Ok(())
 }
 

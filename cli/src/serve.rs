@@ -16,6 +16,7 @@ use pgvault_coordinator::secret_ref::ExternalSecrets;
 use pgvault_coordinator::{Coordinator, CoordinatorConfig, TlsFiles};
 use pgvault_engine::EngineOptions;
 use pgvault_queue::amqp::AmqpQueue;
+use pgvault_telemetry::ServiceName;
 use pgvault_worker::runner::{self, WorkerOptions};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -104,7 +105,7 @@ pub async fn run_coordinator(
     let mut overrides = Overrides::default();
     args.flags.apply(&mut overrides);
     let settings = Settings::load(config_file, overrides.into_value())?;
-    telemetry::init(&settings.log);
+    let traces = telemetry::init(&settings, ServiceName::Coordinator)?;
     if settings.coordinator.database_url.is_empty() {
         bail!(
             "coordinator.database_url is not set: set PGVAULT_COORDINATOR__DATABASE_URL, coordinator.database_url \
@@ -144,6 +145,7 @@ pub async fn run_coordinator(
     signals::shutdown_requested().await;
     tracing::info!("shutting down");
     handle.shutdown().await?;
+    traces.shutdown().await;
     Ok(())
 }
 
@@ -159,7 +161,7 @@ pub async fn run_worker(
     overrides.set("worker", "concurrency", args.concurrency.map(Value::from));
     overrides.set("worker", "connections", args.connections.map(Value::from));
     let settings = Settings::load(config_file, overrides.into_value())?;
-    telemetry::init(&settings.log);
+    let traces = telemetry::init(&settings, ServiceName::Worker)?;
     if settings.queue.amqp_url.is_empty() {
         bail!(
             "queue.amqp_url is not set: a worker needs RabbitMQ (use `pgvault up` for the all-in-one)"
@@ -189,6 +191,7 @@ pub async fn run_worker(
     tracing::info!("shutting down: releasing running tasks");
     shutdown.cancel();
     worker.await.context("worker task panicked")??;
+    traces.shutdown().await;
     Ok(())
 }
 

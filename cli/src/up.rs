@@ -17,6 +17,7 @@ use pgvault_localpg::{ClusterOptions, LocalCluster};
 use pgvault_queue::amqp::AmqpQueue;
 use pgvault_queue::memory::InProcessQueue;
 use pgvault_queue::{DeadLetterSource, TaskConsumer, TaskPublisher};
+use pgvault_telemetry::ServiceName;
 use pgvault_worker::runner;
 use rand::RngCore;
 use serde_json::json;
@@ -56,7 +57,7 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
     overrides.set("up", "data_dir", args.data_dir.map(|p| json!(p)));
     args.coordinator.apply(&mut overrides);
     let mut settings = Settings::load(config_file, overrides.into_value())?;
-    telemetry::init(&settings.log);
+    let traces = telemetry::init(&settings, ServiceName::Coordinator)?;
     if !settings.coordinator.tls_cert.as_os_str().is_empty() {
         // The in-process worker reaches the API over plain HTTP/2 on loopback.
         anyhow::bail!(
@@ -195,6 +196,7 @@ pub async fn run(config_file: Option<&Path>, args: UpArgs) -> anyhow::Result<()>
             .context("state cluster stop panicked")?
             .context("cannot stop the private PostgreSQL state cluster")?;
     }
+    traces.shutdown().await;
     eprintln!("pgvault stopped");
     Ok(())
 }

@@ -7,13 +7,18 @@
 //! errors are logged and retried with backoff; a row is never lost, and a
 //! crash between confirm and delete re-publishes it (duplicates are expected
 //! downstream).
+//!
+//! Each message is published inside a `dispatch` span, a child of the
+//! job's trace context, and carries that span's W3C `traceparent` in its
+//! AMQP headers (and the envelope), so the worker's claim continues the
+//! job's trace — on every attempt, since each attempt is a new row.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pgvault_proto::v1::TaskEnvelope;
 use pgvault_queue::{OutgoingTask, TaskPublisher};
+use pgvault_telemetry::TraceContext;
 use prost::Message;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -71,6 +76,24 @@ pub async fn run(
     }
 }
 
+/// The span of one row's publish: a child of the job's trace, with the
+/// job's log fields.
+fn dispatch_span(row: &outbox::OutboxRow) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "dispatch",
+        job_id = %row.job_id,
+        attempt = row.attempt,
+        instance_id = %row.instance_id.map(|i| i.to_string()).unwrap_or_default(),
+        trace_id = %row.trace_context.as_ref().map(TraceContext::trace_id).unwrap_or_default(),
+        confirmed = tracing::field::Empty,
+    );
+    if let Some(context) = &row.trace_context {
+        context.adopt(&span);
+    }
+    span
+}
+
 struct Outcome {
     published: usize,
     /// A publish failed: back off before the next batch.
@@ -89,24 +112,34 @@ async fn publish_batch(store: &Store, publisher: &dyn TaskPublisher) -> Result<O
             failed: false,
         });
     }
+    let spans: Vec<tracing::Span> = rows.iter().map(dispatch_span).collect();
     let tasks: Vec<OutgoingTask> = rows
         .iter()
-        .map(|row| OutgoingTask {
-            message_id: format!("{}:{}", row.job_id, row.attempt),
-            payload: TaskEnvelope {
-                job_id: row.job_id.to_string(),
-                attempt: row.attempt,
-                trace_context: HashMap::new(),
+        .zip(&spans)
+        .map(|(row, span)| {
+            let carrier = TraceContext::of_span(span)
+                .or_else(|| row.trace_context.clone())
+                .map(|c| c.to_carrier())
+                .unwrap_or_default();
+            OutgoingTask {
+                message_id: format!("{}:{}", row.job_id, row.attempt),
+                payload: TaskEnvelope {
+                    job_id: row.job_id.to_string(),
+                    attempt: row.attempt,
+                    trace_context: carrier.clone(),
+                }
+                .encode_to_vec(),
+                headers: carrier,
             }
-            .encode_to_vec(),
         })
         .collect();
     let sent = publisher.publish_many(&tasks).await;
     let mut done = Vec::with_capacity(rows.len());
-    for (row, confirmed) in rows.iter().zip(&sent.confirmed) {
+    for ((row, confirmed), span) in rows.iter().zip(&sent.confirmed).zip(&spans) {
+        span.record("confirmed", *confirmed);
         if *confirmed {
             done.push(row.id);
-            tracing::debug!(job_id = %row.job_id, attempt = row.attempt, "task published");
+            span.in_scope(|| tracing::debug!("task published"));
         }
     }
     outbox::delete_many(&mut *tx, &done).await?;
@@ -119,4 +152,46 @@ async fn publish_batch(store: &Store, publisher: &dyn TaskPublisher) -> Result<O
         published: done.len(),
         failed: sent.error.is_some(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use pgvault_telemetry::{ServiceName, Tracing};
+    use tracing_subscriber::layer::SubscriberExt;
+    use uuid::Uuid;
+
+    use super::*;
+
+    const JOB_TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn row(attempt: u32) -> outbox::OutboxRow {
+        outbox::OutboxRow {
+            id: 1,
+            job_id: Uuid::nil(),
+            attempt,
+            instance_id: None,
+            trace_context: TraceContext::parse(JOB_TRACE),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_attempts_dispatch_continues_the_jobs_trace() {
+        let tracing = Tracing::start(ServiceName::Coordinator, None).expect("starts");
+        let subscriber = tracing_subscriber::registry().with(tracing.layer());
+        let (first, retry) = tracing::subscriber::with_default(subscriber, || {
+            (
+                TraceContext::of_span(&dispatch_span(&row(1))),
+                TraceContext::of_span(&dispatch_span(&row(2))),
+            )
+        });
+        let (first, retry) = (first.expect("traced"), retry.expect("traced"));
+        assert_eq!(first.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(retry.trace_id(), first.trace_id());
+        assert_ne!(
+            retry.traceparent(),
+            first.traceparent(),
+            "a span per attempt"
+        );
+        tracing.shutdown().await;
+    }
 }

@@ -11,6 +11,7 @@ use pgvault_datastore::Datastore;
 use tokio::io::AsyncReadExt;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::backup_data::{self, DumpContext};
 use super::backup_plan::{self, PlannedChunk};
@@ -47,7 +48,8 @@ pub async fn backup(
     let tracker = Tracker::new(progress);
     let result = tokio::select! {
         _ = cancel.cancelled() => Err(EngineError::cancelled()),
-        result = run(source, store, prefix, options, tracker.clone(), cancel.clone()) => result,
+        result = run(source, store, prefix, options, tracker.clone(), cancel.clone())
+            .instrument(tracing::info_span!("backup", database = %source.database)) => result,
     };
     match &result {
         Ok(summary) => {
@@ -148,6 +150,9 @@ async fn run(
         table_names,
         cancel: cancel.clone(),
     };
+    // The engine's phases as spans (the job's trace shows where the time
+    // went): schema and data run side by side, then the manifest.
+    let data_span = tracing::info_span!("data", objects = objects.len());
     let (schema, dumped) = tokio::try_join!(
         dump_schema(
             &bin_dir,
@@ -158,8 +163,9 @@ async fn run(
             prefix,
             options,
             tracker.clock(),
-        ),
-        backup_data::dump_objects(ctx, objects),
+        )
+        .instrument(tracing::info_span!("schema")),
+        backup_data::dump_objects(ctx, objects).instrument(data_span),
     )?;
     if cancel.is_cancelled() {
         return Err(EngineError::cancelled());
@@ -226,9 +232,14 @@ async fn run(
     // Every object durable before the manifest names them, and the manifest
     // durable before the point is reported: a crash never leaves a manifest
     // pointing at lost data, nor a Completed backup without its manifest.
-    objects::flush(store).await?;
-    let written = put_small(store, prefix, MANIFEST_FILE, json, tracker.clock()).await?;
-    objects::flush(store).await?;
+    let written = async {
+        objects::flush(store).await?;
+        let written = put_small(store, prefix, MANIFEST_FILE, json, tracker.clock()).await?;
+        objects::flush(store).await?;
+        Ok::<_, EngineError>(written)
+    }
+    .instrument(tracing::info_span!("manifest"))
+    .await?;
     let (manifest_sha256, manifest_size) = (written.sha256, written.size);
     tracker.phase("done");
 

@@ -12,6 +12,7 @@ use pgvault_datastore::Datastore;
 use tokio::task::JoinSet;
 use tokio_postgres::Client;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tracing::Instrument;
 
 use super::backup_plan::{PlannedChunk, PlannedObject};
 use super::connect::{connect, exec};
@@ -54,13 +55,17 @@ pub(crate) async fn dump_objects(
     let mut set = JoinSet::new();
     for _ in 0..workers {
         let (ctx, queue, stop) = (ctx.clone(), queue.clone(), stop.clone());
-        set.spawn(async move {
-            let result = worker(&ctx, &queue, &stop).await;
-            if result.is_err() {
-                stop.cancel();
+        // In the caller's span, so each object's span joins the job's trace.
+        set.spawn(
+            async move {
+                let result = worker(&ctx, &queue, &stop).await;
+                if result.is_err() {
+                    stop.cancel();
+                }
+                result
             }
-            result
-        });
+            .in_current_span(),
+        );
     }
     let mut done = Vec::new();
     let mut first_error: Option<EngineError> = None;
@@ -117,7 +122,18 @@ async fn worker(
         }
         let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
         let Some(object) = next else { break };
-        let dumped = dump_object(ctx, &client, &object, &mut lane, cancelled.as_mut()).await?;
+        // One span per stored object: a table, one chunk group of a split
+        // table, or a bundle of small tables.
+        let span = tracing::info_span!(
+            "table",
+            object = %object.relative,
+            table = object.chunks.first().map(|c| ctx.table_name(c.table)).unwrap_or_default(),
+            chunks = object.chunks.len(),
+            bundle = object.bundle,
+        );
+        let dumped = dump_object(ctx, &client, &object, &mut lane, cancelled.as_mut())
+            .instrument(span)
+            .await?;
         for (table, entry) in dumped {
             let name = ctx.table_name(table);
             ctx.tracker

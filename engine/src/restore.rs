@@ -16,6 +16,7 @@ use pgvault_datastore::Datastore;
 use pgvault_localpg::ToolSet;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::analyze;
 use super::connect::{connect, exec};
@@ -115,7 +116,8 @@ pub async fn restore_database_selected(
 
     let loaded = tokio::select! {
         _ = cancel.cancelled() => Err(EngineError::cancelled()),
-        r = load(target, store, prefix, options, &point, &tools.dir, tracker.clone(), cancel.clone(), superuser, &unknown_settings) => r,
+        r = load(target, store, prefix, options, &point, &tools.dir, tracker.clone(), cancel.clone(), superuser, &unknown_settings)
+            .instrument(tracing::info_span!("load", database = %target.database)) => r,
     };
     let loaded = match loaded {
         Ok(mut summary) => {

@@ -8,6 +8,7 @@
 //! reconnect after a broker restart; the coordinator's outbox re-publishes
 //! anything unconfirmed.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -199,6 +200,31 @@ fn properties(message_id: &str) -> BasicProperties {
         .with_content_type("application/x-protobuf".into())
 }
 
+/// String headers as an AMQP field table (values as long strings).
+fn header_table(headers: &HashMap<String, String>) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (key, value) in headers {
+        table.insert(
+            key.as_str().into(),
+            AMQPValue::LongString(value.as_str().into()),
+        );
+    }
+    table
+}
+
+/// The string-valued headers of a received message; others are skipped.
+fn string_headers(headers: Option<&FieldTable>) -> HashMap<String, String> {
+    headers
+        .map(|table| {
+            table
+                .inner()
+                .iter()
+                .filter_map(|(key, value)| Some((key.to_string(), value_text(value)?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[async_trait]
 impl TaskPublisher for AmqpPublisher {
     async fn publish(&self, message_id: &str, payload: Vec<u8>) -> Result<(), QueueError> {
@@ -255,7 +281,7 @@ impl TaskPublisher for AmqpPublisher {
                     &self.queue.queue,
                     BasicPublishOptions::default(),
                     &task.payload,
-                    properties(&task.message_id),
+                    properties(&task.message_id).with_headers(header_table(&task.headers)),
                 )
                 .await;
             match sent {
@@ -321,11 +347,13 @@ impl AmqpConsumer {
 impl TaskConsumer for AmqpConsumer {
     async fn next(&mut self) -> Result<Delivery, QueueError> {
         let delivery = self.next_delivery().await?;
+        let headers = string_headers(delivery.properties.headers().as_ref());
         Ok(Delivery::new(
             delivery.data,
             delivery.redelivered,
             Box::new(LapinAcker(delivery.acker)),
-        ))
+        )
+        .with_headers(headers))
     }
 }
 
@@ -531,6 +559,18 @@ mod tests {
             table.insert((*key).into(), value.clone());
         }
         table
+    }
+
+    #[test]
+    fn string_headers_survive_the_field_table_and_others_are_skipped() {
+        let headers = HashMap::from([(
+            "traceparent".to_string(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(),
+        )]);
+        let mut table = header_table(&headers);
+        table.insert("x-count".into(), AMQPValue::LongLongInt(3));
+        assert_eq!(string_headers(Some(&table)), headers);
+        assert!(string_headers(None).is_empty());
     }
 
     #[test]

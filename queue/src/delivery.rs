@@ -1,5 +1,7 @@
 //! One received message and how to settle it.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 
 use crate::QueueError;
@@ -22,6 +24,8 @@ pub struct Delivery {
     pub payload: Vec<u8>,
     /// True when the broker delivered this message before.
     pub redelivered: bool,
+    /// The message's string headers (RabbitMQ), e.g. `traceparent`.
+    pub headers: HashMap<String, String>,
     acker: Box<dyn Acker>,
 }
 
@@ -30,8 +34,15 @@ impl Delivery {
         Delivery {
             payload,
             redelivered,
+            headers: HashMap::new(),
             acker,
         }
+    }
+
+    /// The same delivery with these headers.
+    pub fn with_headers(mut self, headers: HashMap<String, String>) -> Self {
+        self.headers = headers;
+        self
     }
 
     pub async fn ack(self) -> Result<(), QueueError> {

@@ -17,6 +17,8 @@ mod delivery;
 mod error;
 pub mod memory;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 
 pub use dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSource};
@@ -62,6 +64,9 @@ pub trait TaskPublisher: Send + Sync {
 pub struct OutgoingTask {
     pub message_id: String,
     pub payload: Vec<u8>,
+    /// Message headers (RabbitMQ: AMQP headers, e.g. the W3C
+    /// `traceparent`); the in-process queue carries none.
+    pub headers: HashMap<String, String>,
 }
 
 /// What [`TaskPublisher::publish_many`] achieved.

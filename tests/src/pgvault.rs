@@ -113,13 +113,19 @@ impl PgvaultCluster {
     }
 
     pub fn add_worker(&mut self) -> anyhow::Result<()> {
-        self.spawn_worker(None)
+        self.spawn_worker(None, &[])
+    }
+
+    /// A worker with extra settings as environment variables over the
+    /// harness's own (e.g. `PGVAULT_LOG__FORMAT=json`).
+    pub fn add_worker_with_env(&mut self, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.spawn_worker(None, env)
     }
 
     /// A worker whose files may not grow past `bytes` (RLIMIT_FSIZE, with
     /// SIGXFSZ ignored): every larger write fails with EFBIG, as on a full disk.
     pub fn add_worker_with_file_size_limit(&mut self, bytes: u64) -> anyhow::Result<()> {
-        self.spawn_worker(Some(bytes))
+        self.spawn_worker(Some(bytes), &[])
     }
 
     /// SIGKILLs the worker process holding `job`'s lease (worker ids are
@@ -141,7 +147,11 @@ impl PgvaultCluster {
         Ok(job.worker.clone())
     }
 
-    fn spawn_worker(&mut self, file_size_limit: Option<u64>) -> anyhow::Result<()> {
+    fn spawn_worker(
+        &mut self,
+        file_size_limit: Option<u64>,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
         let n = self.workers.len();
         let mut command = Command::new(pgvault_bin()?);
         if let Some(bytes) = file_size_limit {
@@ -171,7 +181,8 @@ impl PgvaultCluster {
             ])
             .env("PGVAULT_WORKER__TOKEN", TEST_TOKEN)
             .env("PGVAULT_WORKER__SPLIT_THRESHOLD_MB", "1")
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied());
         let log = self.dir.path().join(format!("worker-{n}.log"));
         self.workers
             .push(ChildProcess::spawn(&format!("worker {n}"), command, &log)?);

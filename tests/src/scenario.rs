@@ -306,7 +306,13 @@ pub fn files_under(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
-async fn setup_vault(api: &mut Api, datastore: &str, source: &TempCluster) -> anyhow::Result<()> {
+/// Vault `f` on `datastore` with policy `p`, server `source` and its admin
+/// secret `source-admin` (password [`SOURCE_PASSWORD`]).
+pub async fn setup_vault(
+    api: &mut Api,
+    datastore: &str,
+    source: &TempCluster,
+) -> anyhow::Result<()> {
     api.vaults
         .create_vault(CreateVaultRequest {
             vault_id: "f".into(),
@@ -360,7 +366,9 @@ async fn setup_vault(api: &mut Api, datastore: &str, source: &TempCluster) -> an
     Ok(())
 }
 
-async fn protect(api: &mut Api, database: &str) -> anyhow::Result<String> {
+/// Protects `database` of server `source` in vault `f`; returns the
+/// backup instance's name.
+pub async fn protect(api: &mut Api, database: &str) -> anyhow::Result<String> {
     let result = api
         .instances
         .configure_backup(ConfigureBackupRequest {

@@ -122,6 +122,7 @@ async fn rabbitmq_publish_many_confirms_a_whole_batch_and_delivers_it_in_order()
         .map(|i| OutgoingTask {
             message_id: format!("m{i}"),
             payload: format!("task {i}").into_bytes(),
+            headers: Default::default(),
         })
         .collect();
     let outcome = publisher.publish_many(&tasks).await;

@@ -177,6 +177,7 @@ pub fn job(j: &Job) -> Value {
         "sub_tasks": j.table_progress.iter().map(table).collect::<Vec<_>>(),
         "sub_tasks_delta": j.table_progress_delta,
         "stage_split": j.stage_split.as_ref().map(stage_split),
+        "trace_id": j.trace_id,
     })
 }
 
@@ -358,7 +359,7 @@ mod tests {
         );
         assert_eq!(value["stage_split"], Value::Null);
         let keys: Vec<&String> = value.as_object().expect("object").keys().collect();
-        assert_eq!(keys.len(), 32, "every Job field is present: {keys:?}");
+        assert_eq!(keys.len(), 33, "every Job field is present: {keys:?}");
     }
 
     #[test]

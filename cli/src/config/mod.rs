@@ -49,6 +49,10 @@ pub struct TelemetrySettings {
     /// off; `up`: 127.0.0.1:9750, or the next free port when that one is
     /// taken). Same grammar as `coordinator.console_listen`.
     pub metrics_listen: String,
+    /// OTLP/gRPC endpoint traces are exported to, e.g.
+    /// `http://127.0.0.1:4317`; empty: no export (trace ids are still
+    /// made, for logs and job details).
+    pub otlp_endpoint: String,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -113,6 +117,17 @@ pub struct CoordinatorSettings {
 }
 
 impl TelemetrySettings {
+    /// `otlp_endpoint`, `None` when empty; an error names the key.
+    pub fn otlp_endpoint(&self) -> anyhow::Result<Option<&str>> {
+        match self.otlp_endpoint.trim() {
+            "" => Ok(None),
+            url if url.starts_with("http://") || url.starts_with("https://") => Ok(Some(url)),
+            url => anyhow::bail!(
+                "telemetry.otlp_endpoint must be an http:// or https:// URL such as http://127.0.0.1:4317 (got {url:?})"
+            ),
+        }
+    }
+
     /// `metrics_listen` parsed; an error names the key and what it takes.
     pub fn metrics_listen(&self) -> anyhow::Result<ConsoleListen> {
         parse_listen(

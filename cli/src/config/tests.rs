@@ -214,6 +214,26 @@ fn metrics_are_an_address_off_or_the_commands_default() {
 }
 
 #[test]
+fn traces_are_exported_only_to_an_http_or_https_otlp_endpoint() {
+    let s = load(serde_json::json!({})).expect("defaults");
+    assert_eq!(s.telemetry.otlp_endpoint().expect("valid"), None);
+    let s = load_file(
+        "",
+        &[("PGVAULT_TELEMETRY__OTLP_ENDPOINT", "http://127.0.0.1:4317")],
+    )
+    .expect("from the environment");
+    assert_eq!(
+        s.telemetry.otlp_endpoint().expect("valid"),
+        Some("http://127.0.0.1:4317")
+    );
+    let err = load(serde_json::json!({"telemetry": {"otlp_endpoint": "collector:4317"}}))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("telemetry.otlp_endpoint"), "{err}");
+}
+
+#[test]
 fn up_serves_metrics_by_default_and_coordinators_only_when_asked() {
     let up_default: std::net::SocketAddr = "127.0.0.1:9750".parse().unwrap();
     let with = |value: &str| {

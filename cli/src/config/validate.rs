@@ -108,6 +108,7 @@ impl Settings {
         }
         self.agent.validate()?;
         self.telemetry.metrics_listen()?;
+        self.telemetry.otlp_endpoint()?;
         Ok(())
     }
 }

@@ -10,7 +10,6 @@
 //! [`PROBE_REPEAT`]. Woken when a stream connects or a probe is written,
 //! and by a short poll for work written elsewhere.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,7 +56,11 @@ async fn offer_tasks(hub: &AgentHub, agents: &[String]) -> Result<()> {
         let envelope = pb::TaskEnvelope {
             job_id: row.job_id.to_string(),
             attempt: row.attempt,
-            trace_context: HashMap::new(),
+            trace_context: row
+                .trace_context
+                .as_ref()
+                .map(|c| c.to_carrier())
+                .unwrap_or_default(),
         };
         if hub.registry.offer_task(&row.agent_id, envelope) {
             offered.push(row.id);

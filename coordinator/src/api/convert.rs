@@ -8,6 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use pgvault_proto::v1 as pb;
+use pgvault_telemetry::TraceContext;
 use prost_types::Timestamp;
 
 use crate::error::{CoordinatorError, Result};
@@ -298,6 +299,11 @@ impl From<Job> for pb::Job {
                 .map(names::agent_name)
                 .unwrap_or_default(),
             backup_instance_short_name: j.instance_short_name.unwrap_or_default(),
+            trace_id: j
+                .trace_context
+                .as_ref()
+                .map(TraceContext::trace_id)
+                .unwrap_or_default(),
             ..pb::Job::default()
         };
         match j.spec {

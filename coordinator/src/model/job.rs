@@ -8,6 +8,7 @@
 //! job that does not fit its operation's shape is read as an internal error.
 
 use chrono::{DateTime, Utc};
+use pgvault_telemetry::TraceContext;
 use uuid::Uuid;
 
 use super::RuleKind;
@@ -109,6 +110,9 @@ pub struct Job {
     /// The agent whose instances run the job's tasks (`None`: the workers),
     /// fixed when the job is created from its [`JobSpec::route`].
     pub agent_id: Option<String>,
+    /// The W3C trace context of the span that created the job (`None` for
+    /// jobs created before traces were recorded).
+    pub trace_context: Option<TraceContext>,
     pub create_time: DateTime<Utc>,
     pub start_time: Option<DateTime<Utc>>,
     pub end_time: Option<DateTime<Utc>>,

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use pgvault_telemetry::TraceContext;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
@@ -18,6 +19,10 @@ pub struct OutboxRow {
     pub id: i64,
     pub job_id: Uuid,
     pub attempt: u32,
+    /// The job's instance, for the dispatch span's log fields.
+    pub instance_id: Option<Uuid>,
+    /// The job's trace context, the parent of its dispatch span.
+    pub trace_context: Option<TraceContext>,
 }
 
 pub async fn insert(db: impl PgExecutor<'_>, job_id: Uuid, attempt: u32) -> Result<()> {
@@ -44,12 +49,16 @@ pub async fn insert_delayed(
     Ok(())
 }
 
+/// An outbox row with its job's instance and trace context.
+type BatchColumns = (i64, Uuid, i32, Option<Uuid>, Option<String>);
+
 /// The oldest due rows of jobs for the workers (agents' jobs never reach
 /// the broker), locked for this transaction; rows another dispatcher holds
 /// are skipped.
 pub async fn lock_batch(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<OutboxRow>> {
-    let rows: Vec<(i64, Uuid, i32)> = sqlx::query_as(
-        "SELECT o.id, o.job_id, o.attempt FROM outbox o JOIN jobs j ON j.id = o.job_id
+    let rows: Vec<BatchColumns> = sqlx::query_as(
+        "SELECT o.id, o.job_id, o.attempt, j.backup_instance_id, j.trace_context
+         FROM outbox o JOIN jobs j ON j.id = o.job_id
          WHERE o.not_before <= now() AND j.agent_id IS NULL
          ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED",
     )
@@ -57,11 +66,13 @@ pub async fn lock_batch(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Outbo
     .fetch_all(db)
     .await?;
     rows.into_iter()
-        .map(|(id, job_id, attempt)| {
+        .map(|(id, job_id, attempt, instance_id, trace_context)| {
             Ok(OutboxRow {
                 id,
                 job_id,
                 attempt: to_u32(attempt, "outbox.attempt")?,
+                instance_id,
+                trace_context: trace_context.as_deref().and_then(TraceContext::parse),
             })
         })
         .collect()
@@ -95,6 +106,8 @@ pub struct AgentOutboxRow {
     pub job_id: Uuid,
     pub attempt: u32,
     pub agent_id: String,
+    /// The job's trace context, offered with the task.
+    pub trace_context: Option<TraceContext>,
 }
 
 /// The oldest due rows of queued jobs routed to one of `agents`, locked
@@ -104,8 +117,9 @@ pub async fn lock_agent_batch(
     agents: &[String],
     limit: i64,
 ) -> Result<Vec<AgentOutboxRow>> {
-    let rows: Vec<(i64, Uuid, i32, String)> = sqlx::query_as(
-        "SELECT o.id, o.job_id, o.attempt, j.agent_id FROM outbox o JOIN jobs j ON j.id = o.job_id
+    let rows: Vec<(i64, Uuid, i32, String, Option<String>)> = sqlx::query_as(
+        "SELECT o.id, o.job_id, o.attempt, j.agent_id, j.trace_context
+         FROM outbox o JOIN jobs j ON j.id = o.job_id
          WHERE o.not_before <= now() AND j.agent_id = ANY($1) AND j.state = 'QUEUED'
          ORDER BY o.id LIMIT $2 FOR UPDATE OF o SKIP LOCKED",
     )
@@ -114,12 +128,13 @@ pub async fn lock_agent_batch(
     .fetch_all(db)
     .await?;
     rows.into_iter()
-        .map(|(id, job_id, attempt, agent_id)| {
+        .map(|(id, job_id, attempt, agent_id, trace_context)| {
             Ok(AgentOutboxRow {
                 id,
                 job_id,
                 attempt: to_u32(attempt, "outbox.attempt")?,
                 agent_id,
+                trace_context: trace_context.as_deref().and_then(TraceContext::parse),
             })
         })
         .collect()

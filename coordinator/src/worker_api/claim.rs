@@ -190,6 +190,16 @@ async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Res
         job_id: job.id.to_string(),
         attempt: job.attempt,
         kind: Some(kind),
+        instance_id: job
+            .spec
+            .instance_id()
+            .map(|i| i.to_string())
+            .unwrap_or_default(),
+        trace_context: job
+            .trace_context
+            .as_ref()
+            .map(|c| c.to_carrier())
+            .unwrap_or_default(),
     })
 }
 

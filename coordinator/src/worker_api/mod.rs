@@ -7,6 +7,7 @@
 //! - `claim`: the lease and the task (credentials only for the lease holder).
 //! - `lease`: heartbeat, complete and fail, all fenced by the lease token.
 
+mod call_span;
 mod claim;
 mod lease;
 
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::worker_service_server::WorkerService;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::api::ApiContext;
@@ -48,11 +50,18 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<pb::ClaimTaskRequest>,
     ) -> Result<Response<pb::ClaimTaskResponse>, Status> {
-        let caller = access::caller(&request)?;
-        let agent = agents::claimer_agent(&self.ctx.store, &caller).await?;
-        Ok(Response::new(
-            claim::claim(&self.ctx, agent.as_deref(), request.into_inner()).await?,
-        ))
+        let span = call_span::of("ClaimTask", &request, &request.get_ref().job_id);
+        async {
+            let caller = access::caller(&request)?;
+            let agent = agents::claimer_agent(&self.ctx.store, &caller).await?;
+            let response = claim::claim(&self.ctx, agent.as_deref(), request.into_inner()).await?;
+            if let Some(task) = &response.task {
+                call_span::record_task(&tracing::Span::current(), task);
+            }
+            Ok(Response::new(response))
+        }
+        .instrument(span)
+        .await
     }
 
     async fn heartbeat(
@@ -68,7 +77,10 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<pb::CompleteTaskRequest>,
     ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
-        lease::complete(&self.ctx, request.into_inner()).await?;
+        let span = call_span::of("CompleteTask", &request, &request.get_ref().job_id);
+        lease::complete(&self.ctx, request.into_inner())
+            .instrument(span)
+            .await?;
         Ok(Response::new(pb::CompleteTaskResponse {}))
     }
 
@@ -76,7 +88,10 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<pb::FailTaskRequest>,
     ) -> Result<Response<pb::FailTaskResponse>, Status> {
-        lease::fail(&self.ctx, request.into_inner()).await?;
+        let span = call_span::of("FailTask", &request, &request.get_ref().job_id);
+        lease::fail(&self.ctx, request.into_inner())
+            .instrument(span)
+            .await?;
         Ok(Response::new(pb::FailTaskResponse {}))
     }
 }

@@ -3,7 +3,10 @@
 //! task's last log lines otherwise, nothing at all when the lease was lost
 //! (another runner owns the job). Reports that cannot reach the coordinator
 //! are retried for about a minute; a refusal is final. Everything a task
-//! logs happens inside its `task` span, which carries the `job_id`.
+//! logs happens inside its `task` span, which carries `job_id`, `attempt`,
+//! `instance_id` and `trace_id` (so every JSON log line of the task does)
+//! and continues the job's trace: the engine's phase spans, the
+//! `heartbeats` summary and the `complete`/`fail` report are its children.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,6 +15,7 @@ use std::time::Duration;
 use pgvault_engine::{self as engine, EngineError, ErrorCode};
 use pgvault_errors::JobFailure;
 use pgvault_proto::v1::{ClaimTaskResponse, CompleteTaskRequest, FailTaskRequest, JobError, Task};
+use pgvault_telemetry::TraceContext;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -23,8 +27,11 @@ use super::log_tail::LogTail;
 /// How long a report that cannot reach the coordinator is retried.
 const REPORT_PATIENCE: Duration = Duration::from_secs(60);
 
+/// `parent`: the claim span's context when the claim continued the job's
+/// trace; else the job's own context from the task is used.
 pub(super) async fn run_claimed(
     claim: ClaimTaskResponse,
+    parent: Option<TraceContext>,
     link: &Arc<dyn CoordinatorLink>,
     executor: &dyn TaskExecutor,
     shutdown: &CancellationToken,
@@ -36,7 +43,18 @@ pub(super) async fn run_claimed(
     // Named TASK_SPAN; at ERROR level so every filter that shows any of
     // the task's events keeps the span (its level decides only whether it
     // exists, not how its events print).
-    let span = tracing::error_span!("task", job_id = %task.job_id, attempt = task.attempt);
+    let parent = parent.or_else(|| TraceContext::from_carrier(&task.trace_context));
+    let span = tracing::error_span!(
+        parent: None,
+        "task",
+        job_id = %task.job_id,
+        attempt = task.attempt,
+        instance_id = %task.instance_id,
+        trace_id = %parent.as_ref().map(TraceContext::trace_id).unwrap_or_default(),
+    );
+    if let Some(parent) = &parent {
+        parent.adopt(&span);
+    }
     let tail = LogTail::of(&span);
     run_task(claim, task, link, executor, shutdown, tail)
         .instrument(span)
@@ -102,7 +120,9 @@ async fn run_task(
                 progress: final_progress,
                 tables,
             };
-            deliver(|| link.complete(request.clone())).await
+            deliver(|| link.complete(request.clone()))
+                .instrument(tracing::info_span!("complete"))
+                .await
         }
         Err(error) => {
             let (failure, retryable) = if interruption == Interruption::CancelRequested {
@@ -122,7 +142,9 @@ async fn run_task(
                 tables,
                 log_tail: tail.lines(),
             };
-            deliver(|| link.fail(request.clone())).await
+            deliver(|| link.fail(request.clone()))
+                .instrument(tracing::info_span!("fail", code = %request.error.as_ref().map(|e| e.code.as_str()).unwrap_or_default()))
+                .await
         }
     };
     if let Err(error) = report {

@@ -10,7 +10,9 @@ use pgvault_proto::v1::{
     ClaimTaskRequest, ClaimTaskResponse, CompleteTaskRequest, FailTaskRequest, HeartbeatRequest,
     HeartbeatResponse,
 };
-use tonic::{Code, Status};
+use pgvault_telemetry::TraceContext;
+use pgvault_telemetry::context::TRACEPARENT;
+use tonic::{Code, Request, Status};
 
 use super::channel::{AuthChannel, ChannelError, authenticated_channel};
 use super::link::{CoordinatorLink, LinkError};
@@ -52,6 +54,19 @@ impl GrpcLink {
     }
 }
 
+/// `message` as a request carrying the current span's trace context in its
+/// `traceparent` metadata, so the coordinator's handling joins the job's
+/// trace. (Heartbeats go without: the coordinator keeps no span per beat.)
+fn traced<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(value) =
+        TraceContext::of_span(&tracing::Span::current()).and_then(|c| c.traceparent().parse().ok())
+    {
+        request.metadata_mut().insert(TRACEPARENT, value);
+    }
+    request
+}
+
 /// The gRPC status of a call, as the runner acts on it.
 fn link_error(status: Status) -> LinkError {
     let message = status.message().to_string();
@@ -73,7 +88,7 @@ impl CoordinatorLink for GrpcLink {
             worker_id: worker_id.to_string(),
             pg_tool_majors: self.pg_tool_majors.clone(),
         };
-        let response = self.inner.clone().claim_task(request).await;
+        let response = self.inner.clone().claim_task(traced(request)).await;
         response.map(|r| r.into_inner()).map_err(link_error)
     }
 
@@ -83,12 +98,12 @@ impl CoordinatorLink for GrpcLink {
     }
 
     async fn complete(&self, request: CompleteTaskRequest) -> Result<(), LinkError> {
-        let response = self.inner.clone().complete_task(request).await;
+        let response = self.inner.clone().complete_task(traced(request)).await;
         response.map(|_| ()).map_err(link_error)
     }
 
     async fn fail(&self, request: FailTaskRequest) -> Result<(), LinkError> {
-        let response = self.inner.clone().fail_task(request).await;
+        let response = self.inner.clone().fail_task(traced(request)).await;
         response.map(|_| ()).map_err(link_error)
     }
 }

@@ -97,6 +97,14 @@ impl Heartbeat {
         let stop = CancellationToken::new();
         let interruption = Arc::new(AtomicU8::new(Interruption::None as u8));
         // In the task's span: its warnings belong to the task's log tail.
+        // One span for all heartbeats of the attempt, with their counts,
+        // not one span each.
+        let span = tracing::info_span!(
+            "heartbeats",
+            sent = 0u64,
+            failed = 0u64,
+            interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+        );
         let handle = tokio::spawn(
             beat(
                 link,
@@ -108,7 +116,7 @@ impl Heartbeat {
                 stop.clone(),
                 interruption.clone(),
             )
-            .in_current_span(),
+            .instrument(span),
         );
         Heartbeat {
             handle,
@@ -143,6 +151,8 @@ async fn beat(
     // Set while more tables wait than one heartbeat carries: the next
     // heartbeat goes at once.
     let mut backlog = false;
+    let (mut sent, mut failed) = (0u64, 0u64);
+    let span = tracing::Span::current();
     loop {
         if !backlog {
             tokio::select! {
@@ -161,6 +171,13 @@ async fn beat(
             tables,
         };
         let response = link.heartbeat(request).await;
+        if response.is_ok() {
+            sent += 1;
+            span.record("sent", sent);
+        } else {
+            failed += 1;
+            span.record("failed", failed);
+        }
         if response.is_ok() {
             progress.acknowledge(receipt);
             backlog = progress.pending_count() > tables::BATCH;

@@ -102,20 +102,28 @@ impl MemoryCoordinator {
 
     /// A queued job running `kind`, published once.
     pub fn add_job(&self, job_id: &str, kind: task::Kind) {
-        let envelope = TaskEnvelope {
+        self.add_task(Task {
             job_id: job_id.to_string(),
             attempt: 1,
+            kind: Some(kind),
+            instance_id: String::new(),
+            trace_context: HashMap::new(),
+        });
+    }
+
+    /// A queued job whose claim returns `task`, published once (an envelope
+    /// without trace context, as an agent's offer).
+    pub fn add_task(&self, task: Task) {
+        let envelope = TaskEnvelope {
+            job_id: task.job_id.clone(),
+            attempt: task.attempt,
             trace_context: HashMap::new(),
         };
         self.with(|s| {
             s.jobs.insert(
-                job_id.to_string(),
+                task.job_id.clone(),
                 Job {
-                    task: Task {
-                        job_id: job_id.to_string(),
-                        attempt: 1,
-                        kind: Some(kind),
-                    },
+                    task,
                     lease_token: None,
                     cancel_requested: false,
                     outcome: None,

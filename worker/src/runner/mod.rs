@@ -39,6 +39,8 @@ mod tables;
 mod tests;
 #[cfg(test)]
 mod tests_log_tail;
+#[cfg(test)]
+mod tests_trace;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,8 +48,10 @@ use std::time::Duration;
 
 use pgvault_proto::v1::TaskEnvelope;
 use pgvault_queue::{Delivery, TaskConsumer};
+use pgvault_telemetry::TraceContext;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use channel::{
     AuthChannel, BearerToken, ChannelError, authenticated_channel, coordinator_channel,
@@ -209,7 +213,29 @@ impl Slot {
             }
         };
         let job_id = envelope.job_id.clone();
-        let claim = match self.link.claim(&job_id, &self.worker_id).await {
+        // The job's trace continues here: the dispatch span's context
+        // travels in the message's headers (and, for the in-process queue
+        // and agents, in the envelope).
+        let carried = TraceContext::from_carrier(&delivery.headers)
+            .or_else(|| TraceContext::from_carrier(&envelope.trace_context));
+        let claim_span = tracing::info_span!(
+            parent: None,
+            "claim",
+            job_id = %job_id,
+            attempt = envelope.attempt,
+            trace_id = %carried.as_ref().map(TraceContext::trace_id).unwrap_or_default(),
+            worker = %self.worker_id,
+            claimed = tracing::field::Empty,
+        );
+        if let Some(context) = &carried {
+            context.adopt(&claim_span);
+        }
+        let claim = match self
+            .link
+            .claim(&job_id, &self.worker_id)
+            .instrument(claim_span.clone())
+            .await
+        {
             Ok(claim) => claim,
             Err(error @ LinkError::UnknownJob(_)) => {
                 // No such job: retrying can never help; park it for inspection.
@@ -229,6 +255,7 @@ impl Slot {
                 return;
             }
         };
+        claim_span.record("claimed", claim.claimed);
         if let Err(e) = delivery.ack().await {
             tracing::warn!(job_id = %job_id, error = %e, "could not ack task message (claim is recorded)");
         }
@@ -236,6 +263,17 @@ impl Slot {
             tracing::info!(job_id = %job_id, reason = %claim.reason, "task not claimed; dropping duplicate delivery");
             return;
         }
-        execute::run_claimed(claim, &self.link, self.executor.as_ref(), &self.shutdown).await;
+        // The task's spans are children of the claim when the claim is in
+        // the job's trace; else of the job's context the claim returned.
+        let parent = carried.and_then(|_| TraceContext::of_span(&claim_span));
+        drop(claim_span);
+        execute::run_claimed(
+            claim,
+            parent,
+            &self.link,
+            self.executor.as_ref(),
+            &self.shutdown,
+        )
+        .await;
     }
 }

@@ -16,7 +16,9 @@ mod row;
 mod transitions;
 
 use chrono::{DateTime, Utc};
+use pgvault_telemetry::TraceContext;
 use sqlx::{PgConnection, PgExecutor, Postgres};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::{CoordinatorError, Result};
@@ -49,13 +51,23 @@ fn agent_of_route(instance: &str, server: &str) -> String {
 
 /// Creates the job (with a restore's target row) in the caller's
 /// transaction. Its agent is its server's, read in the same statement.
+/// The job's trace starts with a `job.create` span, a child of the
+/// caller's span (the API call's) or the root of a new trace.
 pub async fn insert(conn: &mut PgConnection, job: &NewJob) -> Result<Job> {
     let c = SpecColumns::of(&job.spec);
     let id = Uuid::new_v4();
+    let span = tracing::info_span!(
+        "job.create",
+        job_id = %id,
+        operation = c.operation,
+        instance_id = %c.instance_id.map(|i| i.to_string()).unwrap_or_default(),
+    );
+    let trace = TraceContext::of_span_or_new(&span);
     sqlx::query(&format!(
         "INSERT INTO jobs (id, operation, state, vault_id, backup_instance_id, recovery_point_id,
-                           retention_rule, lifecycle_stage, rehydrate_days, waits_for_job_id, agent_id)
-         VALUES ($1, $2, 'QUEUED', $3, $4, $5, $6, $7, $8, $9, {})",
+                           retention_rule, lifecycle_stage, rehydrate_days, waits_for_job_id, agent_id,
+                           trace_context)
+         VALUES ($1, $2, 'QUEUED', $3, $4, $5, $6, $7, $8, $9, {}, $12)",
         agent_of_route("$10", "$11")
     ))
     .bind(id)
@@ -69,7 +81,9 @@ pub async fn insert(conn: &mut PgConnection, job: &NewJob) -> Result<Job> {
     .bind(job.waits_for_job_id)
     .bind(c.route_instance)
     .bind(&c.route_server)
+    .bind(trace.traceparent())
     .execute(&mut *conn)
+    .instrument(span)
     .await?;
     if let JobSpec::Restore(restore) = &job.spec {
         restore_targets::insert(&mut *conn, id, restore).await?;
@@ -78,7 +92,9 @@ pub async fn insert(conn: &mut PgConnection, job: &NewJob) -> Result<Job> {
 }
 
 /// Inserts many new jobs in one statement (the scheduler's batches), each
-/// exactly as [`insert`] would. Restores need their target row: refused
+/// exactly as [`insert`] would, except that each job's trace starts with a
+/// root `job.schedule` span of its own (one backup, one trace; not one
+/// trace for a whole slot's batch). Restores need their target row: refused
 /// here. Returns their ids, in input order.
 pub async fn insert_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> Result<Vec<Uuid>> {
     if jobs.is_empty() {
@@ -105,15 +121,32 @@ pub async fn insert_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> Result<Vec
     let route_instances: Vec<Option<Uuid>> = columns.iter().map(|c| c.route_instance).collect();
     let route_servers: Vec<Option<&str>> =
         columns.iter().map(|c| c.route_server.as_deref()).collect();
+    let traces: Vec<String> = ids
+        .iter()
+        .zip(&columns)
+        .map(|(id, c)| {
+            let span = tracing::info_span!(
+                parent: None,
+                "job.schedule",
+                job_id = %id,
+                operation = c.operation,
+                instance_id = %c.instance_id.map(|i| i.to_string()).unwrap_or_default(),
+            );
+            TraceContext::of_span_or_new(&span).traceparent()
+        })
+        .collect();
     sqlx::query(
         "INSERT INTO jobs (id, operation, state, vault_id, backup_instance_id, recovery_point_id,
-                           retention_rule, lifecycle_stage, rehydrate_days, waits_for_job_id, agent_id)
+                           retention_rule, lifecycle_stage, rehydrate_days, waits_for_job_id, agent_id,
+                           trace_context)
          SELECT t.id, t.operation, 'QUEUED', t.vault_id, t.backup_instance_id, t.recovery_point_id,
-                t.retention_rule, t.lifecycle_stage, t.rehydrate_days, t.waits_for_job_id, nullif(s.agent, '')
+                t.retention_rule, t.lifecycle_stage, t.rehydrate_days, t.waits_for_job_id, nullif(s.agent, ''),
+                t.trace_context
            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::text[],
-                       $7::text[], $8::integer[], $9::uuid[], $10::uuid[], $11::text[])
+                       $7::text[], $8::integer[], $9::uuid[], $10::uuid[], $11::text[], $12::text[])
              AS t (id, operation, vault_id, backup_instance_id, recovery_point_id, retention_rule,
-                   lifecycle_stage, rehydrate_days, waits_for_job_id, route_instance, route_server)
+                   lifecycle_stage, rehydrate_days, waits_for_job_id, route_instance, route_server,
+                   trace_context)
            LEFT JOIN backup_instances i ON i.id = t.route_instance
            LEFT JOIN servers s ON s.id = coalesce(t.route_server, i.server_id)",
     )
@@ -128,6 +161,7 @@ pub async fn insert_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> Result<Vec
     .bind(&waits)
     .bind(&route_instances)
     .bind(&route_servers)
+    .bind(&traces)
     .execute(db)
     .await?;
     Ok(ids)
