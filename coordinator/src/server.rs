@@ -266,7 +266,7 @@ impl Coordinator {
                 cancel.clone(),
             )),
             tokio::spawn(scheduler::run(
-                store.clone(),
+                ctx.clone(),
                 clock.clone(),
                 SchedulerSettings {
                     connect: connect.clone(),

@@ -247,6 +247,7 @@ pub fn configure_response(response: &ConfigureBackupResponse) -> Value {
         .map(|r| {
             json!({
                 "row": r.row,
+                "database": r.database,
                 "readiness": enum_name!(Readiness, r.readiness),
                 "backup_instance": r.backup_instance.as_ref().map(instance),
                 "error": r.error.as_ref().map(job_error),

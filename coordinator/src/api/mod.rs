@@ -17,7 +17,9 @@
 //! - `job_details`: a job's attempts and per-table progress (`GetJob`,
 //!   `WatchJob`, and the tables workers report); `stage_split`: where a
 //!   finished job's time went, as workers report it.
-//! - `configure`: configure rows and re-validation (kept rows, readiness).
+//! - `configure`: configure rows and re-validation (kept rows, readiness);
+//!   `databases`: a server's protectable databases (one rule for listing,
+//!   whole-server protection and its auto-include).
 //! - `resolve`: loading what a job needs across aggregates (shared with the
 //!   worker API).
 
@@ -25,6 +27,7 @@ pub mod access;
 pub mod backup_now;
 pub mod configure;
 pub mod convert;
+pub mod databases;
 pub mod dead_letters;
 pub mod instances;
 pub mod job_details;

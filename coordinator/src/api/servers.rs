@@ -13,14 +13,13 @@ use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::server_service_server::ServerService;
 use tonic::{Request, Response, Status};
 
-use crate::api::{ApiContext, next_token, resolve};
+use crate::api::{ApiContext, databases, next_token, resolve};
 use crate::error::{CoordinatorError, Result};
 use crate::model::Server;
 use crate::names;
 use crate::secret_ref::SecretRef;
-use crate::server_probe::{ProbeTarget, Unanswered};
+use crate::server_probe::Unanswered;
 use crate::store::{agents, paging, servers};
-use crate::validation::unprotectable_reason;
 
 pub struct ServerApi {
     ctx: Arc<ApiContext>,
@@ -92,42 +91,19 @@ impl ServerApi {
         )
         .await?;
         drop(conn);
-        let database = credentials
-            .database
-            .clone()
-            .unwrap_or_else(|| "postgres".to_string());
-        let target = ProbeTarget {
-            server: &server,
-            database: &database,
-            secret: &secret,
-            credentials: &credentials,
-            vault: None,
-        };
-        let probe = self.ctx.probes.for_server(&server);
-        let names = match probe.list_databases(&target).await? {
-            Ok(names) => names,
-            Err(Unanswered::Connect(error)) => {
-                return Err(CoordinatorError::precondition(format!(
-                    "{}: cannot connect to server \"{server_id}\": {}",
-                    error.code, error.message
-                )));
-            }
-            Err(Unanswered::Query(message)) => {
-                return Err(CoordinatorError::precondition(format!(
-                    "server \"{server_id}\": {message}"
-                )));
-            }
-            Err(Unanswered::Agent(error)) => {
-                return Err(CoordinatorError::Unavailable(error.message));
-            }
-        };
-        let mut databases = Vec::with_capacity(names.len());
-        for name in names {
-            if unprotectable_reason(&name, &self.ctx.maintenance_databases).is_none() {
-                databases.push(name);
-            }
+        let listed =
+            databases::protectable(&self.ctx, &server, &secret, &credentials, None).await?;
+        match listed {
+            Ok(names) => Ok(names),
+            Err(Unanswered::Connect(error)) => Err(CoordinatorError::precondition(format!(
+                "{}: cannot connect to server \"{server_id}\": {}",
+                error.code, error.message
+            ))),
+            Err(Unanswered::Query(message)) => Err(CoordinatorError::precondition(format!(
+                "server \"{server_id}\": {message}"
+            ))),
+            Err(Unanswered::Agent(error)) => Err(CoordinatorError::Unavailable(error.message)),
         }
-        Ok(databases)
     }
 }
 
