@@ -10,7 +10,9 @@
 //! - [`error`]: `EngineError` with stable `ErrorCode`s.
 //! - [`manifest`]: `manifest.json`, the commit point of a recovery point.
 //! - `backup`, `backup_plan`, `backup_data`, `catalog`, `key_ranges`: taking a backup
-//!   (small tables share bundle objects, one zstd frame per table).
+//!   (small tables share bundle objects, one zstd frame per table);
+//!   `globals`: the server's roles, role settings and tablespaces, for
+//!   servers protected whole.
 //! - `restore`, `restore_data`, `post_data`, `restore_plan`,
 //!   `restore_schedule`, `analyze`: restoring as a database.
 //! - `restore_sql`: restoring as a plain SQL file in a datastore.
@@ -47,6 +49,7 @@ mod connect;
 mod cpu;
 pub mod database_properties;
 pub mod error;
+mod globals;
 mod ident;
 mod key_ranges;
 mod large_objects;

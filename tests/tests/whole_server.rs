@@ -3,8 +3,10 @@
 //! protects the server's three databases (its `postgres` database is a
 //! configured maintenance database here, so it is skipped), a fourth
 //! database created afterwards is protected by the next scheduled run and
-//! backed up in that slot with the others. Time moves through the
-//! coordinator's clock-offset file; nothing sleeps for a schedule.
+//! backed up in that slot with the others. Every point of the server
+//! carries its globals (`globals.sql`): the test role with its membership,
+//! never its password. Time moves through the coordinator's clock-offset
+//! file; nothing sleeps for a schedule.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,7 @@ use pgvault_localpg::TempCluster;
 use pgvault_proto::v1::*;
 
 const SOURCE_PASSWORD: &str = "src-Pa55word!";
+const REPORTER_PASSWORD: &str = "Reporter-Pa55!";
 const TIMEOUT: Duration = Duration::from_secs(240);
 
 /// A database with one small table.
@@ -27,7 +30,8 @@ async fn small_database(source: &TempCluster, name: &str) {
     client
         .batch_execute(&format!(
             "CREATE TABLE items (id int PRIMARY KEY, label text);
-             INSERT INTO items SELECT g, '{name} ' || g FROM generate_series(1, 100) g;"
+             INSERT INTO items SELECT g, '{name} ' || g FROM generate_series(1, 100) g;
+             GRANT SELECT ON items TO reporter;"
         ))
         .await
         .expect("fill database");
@@ -81,6 +85,16 @@ async fn points_by_database(api: &mut Api) -> Vec<(String, usize)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn all_databases_protects_three_and_the_next_scheduled_run_backs_up_a_fourth() {
     let source = TempCluster::start(SOURCE_PASSWORD).expect("start source PostgreSQL");
+    source
+        .client("postgres")
+        .await
+        .expect("connect")
+        .batch_execute(&format!(
+            "CREATE ROLE readers NOLOGIN;
+             CREATE ROLE reporter LOGIN PASSWORD '{REPORTER_PASSWORD}' IN ROLE readers;"
+        ))
+        .await
+        .expect("create roles");
     for name in ["alpha", "beta", "gamma"] {
         small_database(&source, name).await;
     }
@@ -217,4 +231,31 @@ async fn all_databases_protects_three_and_the_next_scheduled_run_backs_up_a_four
         .into_inner()
         .jobs;
     assert_eq!(jobs.len(), 4, "one scheduled backup per database: {jobs:?}");
+
+    // Each point carries the server's globals, without passwords.
+    let globals = files_named(&up.data_dir.join("datastore"), "globals.sql");
+    assert_eq!(globals.len(), 4, "{globals:?}");
+    for path in globals {
+        let sql = std::fs::read_to_string(&path).expect("read globals");
+        assert!(sql.contains("CREATE ROLE reporter"), "{sql}");
+        assert!(sql.contains("GRANT readers TO reporter"), "{sql}");
+        assert!(!sql.contains(REPORTER_PASSWORD), "{sql}");
+    }
+}
+
+/// Every file called `name` below `dir`.
+fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.file_name().is_some_and(|n| n == name) {
+                found.push(path);
+            }
+        }
+    }
+    found
 }

@@ -75,7 +75,11 @@ async fn run_backup(
 ) -> Result<complete_task_request::Result, EngineError> {
     let source = pg_target(task.source)?;
     let store = open_datastore(&task.datastore_url)?;
-    let summary = engine::backup(&source, &store, &task.prefix, options, progress, cancel).await?;
+    let options = EngineOptions {
+        capture_globals: task.capture_globals,
+        ..options.clone()
+    };
+    let summary = engine::backup(&source, &store, &task.prefix, &options, progress, cancel).await?;
     Ok(complete_task_request::Result::Backup(BackupResult {
         snapshot_time: Some(pgvault_proto::Timestamp {
             seconds: summary.snapshot_time.timestamp(),
