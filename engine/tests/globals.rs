@@ -52,3 +52,80 @@ async fn globals_carry_roles_memberships_and_settings_but_no_password() {
     assert_eq!(plain.manifest().globals, None);
     assert!(!plain.object_path("globals.sql").exists());
 }
+
+#[tokio::test]
+async fn globals_restore_onto_a_fresh_server_before_its_databases_and_grants_follow() {
+    let pg = source(
+        "shop",
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);",
+    )
+    .await;
+    execute(
+        &pg,
+        "postgres",
+        "CREATE ROLE readers NOLOGIN;
+         CREATE ROLE app_user LOGIN CREATEDB PASSWORD 'SuperSecret-42' IN ROLE readers;
+         ALTER ROLE app_user SET work_mem = '12MB';",
+    )
+    .await;
+    execute(&pg, "shop", "GRANT SELECT ON t TO app_user;").await;
+    let opts = pgvault_engine::EngineOptions {
+        capture_globals: true,
+        ..options(&pg)
+    };
+    let point = back_up(&pg, "shop", &opts).await;
+
+    let fresh = cluster();
+    let restored = pgvault_engine::restore_globals(
+        &target(&fresh, "postgres"),
+        &point.store,
+        &point.prefix,
+        Some(&point.summary.manifest_sha256),
+        &options(&fresh),
+    )
+    .await
+    .expect("restore globals");
+    // The fresh server's own superuser already exists: a warning, not a failure.
+    let superuser = format!("role \"{}\" already exists", fresh.user());
+    assert!(
+        restored.warnings.contains(&superuser),
+        "{:?}",
+        restored.warnings
+    );
+    let client = fresh.connect("postgres").await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT r.rolcreatedb, r.rolcanlogin,
+                    pg_has_role('app_user', 'readers', 'MEMBER'),
+                    (SELECT array_to_string(s.setconfig, ',') FROM pg_db_role_setting s
+                      WHERE s.setrole = r.oid AND s.setdatabase = 0)
+               FROM pg_roles r WHERE r.rolname = 'app_user'",
+            &[],
+        )
+        .await
+        .expect("app_user exists on the fresh server");
+    assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1) && row.get::<_, bool>(2));
+    assert_eq!(row.get::<_, String>(3), "work_mem=12MB");
+    let password: Option<String> = client
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'app_user'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(password, None, "no password travels with the globals");
+
+    // The database restored after its globals keeps its grants.
+    point
+        .restore(&fresh, "shop", None, &options(&fresh))
+        .await
+        .expect("restore shop");
+    let shop = fresh.connect("shop").await.unwrap();
+    let granted: bool = shop
+        .query_one("SELECT has_table_privilege('app_user', 't', 'SELECT')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(granted, "the grant to app_user restored");
+}
