@@ -34,3 +34,10 @@ CREATE TABLE server_protection_runs (
     error     text NOT NULL DEFAULT '',
     PRIMARY KEY (server_id, slot_time)
 );
+
+-- The restore job of a whole-server restore that restores the point's
+-- globals (roles, tablespaces) before its database; the set's other
+-- restores wait for it (jobs.waits_for_job_id).
+CREATE TABLE restore_globals (
+    job_id uuid PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE
+);

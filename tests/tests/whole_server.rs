@@ -5,8 +5,10 @@
 //! database created afterwards is protected by the next scheduled run and
 //! backed up in that slot with the others. Every point of the server
 //! carries its globals (`globals.sql`): the test role with its membership,
-//! never its password. Time moves through the coordinator's clock-offset
-//! file; nothing sleeps for a schedule.
+//! never its password. `restore server` then brings all four databases and
+//! the roles onto a fresh server, grants included, and refuses to run
+//! again over the databases it created. Time moves through the
+//! coordinator's clock-offset file; nothing sleeps for a schedule.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,7 @@ use pgvault_proto::v1::*;
 
 const SOURCE_PASSWORD: &str = "src-Pa55word!";
 const REPORTER_PASSWORD: &str = "Reporter-Pa55!";
+const TARGET_PASSWORD: &str = "dst-Pa55word!";
 const TIMEOUT: Duration = Duration::from_secs(240);
 
 /// A database with one small table.
@@ -241,6 +244,108 @@ async fn all_databases_protects_three_and_the_next_scheduled_run_backs_up_a_four
         assert!(sql.contains("GRANT readers TO reporter"), "{sql}");
         assert!(!sql.contains(REPORTER_PASSWORD), "{sql}");
     }
+
+    // Restore the slot's point set onto a fresh server.
+    let target = TempCluster::start(TARGET_PASSWORD).expect("start target PostgreSQL");
+    let target_port = target.port().to_string();
+    cli_ok(
+        &up,
+        &[
+            "server",
+            "register",
+            "dst",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &target_port,
+            "--region",
+            "local",
+        ],
+        None,
+    );
+    let target_secret = format!("user=postgres password={TARGET_PASSWORD}");
+    cli_ok(&up, &["secret", "put", "dst-admin"], Some(&target_secret));
+    cli_ok(
+        &up,
+        &["secret", "grant", "--vault", "demo", "dst-admin"],
+        None,
+    );
+    let point = any_point(&mut api).await;
+    let restore = [
+        "restore",
+        "server",
+        point.as_str(),
+        "--target-server",
+        "dst",
+        "--secret",
+        "dst-admin",
+        "--wait",
+    ];
+    cli_ok(&up, &restore, None);
+    for name in ["alpha", "beta", "gamma", "delta"] {
+        let client = target.client(name).await.expect("restored database");
+        let rows: i64 = client
+            .query_one("SELECT count(*) FROM items", &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(rows, 100, "{name}");
+        let granted: bool = client
+            .query_one(
+                "SELECT has_table_privilege('reporter', 'items', 'SELECT')",
+                &[],
+            )
+            .await
+            .expect("privilege")
+            .get(0);
+        assert!(granted, "the grant to reporter restored in {name}");
+    }
+    let roles = target.client("postgres").await.expect("connect");
+    let row = roles
+        .query_one(
+            "SELECT r.rolcanlogin, pg_has_role('reporter', 'readers', 'MEMBER'),
+                    (SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = 'reporter')
+               FROM pg_roles r WHERE r.rolname = 'reporter'",
+            &[],
+        )
+        .await
+        .expect("reporter exists on the target");
+    assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1) && row.get::<_, bool>(2));
+
+    // Again onto the same server: refused up front, naming what exists.
+    let again = up.cli(&restore, None).expect("run pgvault");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("already has database \"alpha\", \"beta\", \"delta\", \"gamma\""),
+        "{stderr}"
+    );
+}
+
+/// The name of some recovery point of vault `demo`.
+async fn any_point(api: &mut Api) -> String {
+    let instance = api
+        .instances
+        .list_backup_instances(ListBackupInstancesRequest {
+            parent: "vaults/demo".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list instances")
+        .into_inner()
+        .backup_instances
+        .remove(0);
+    api.recovery_points
+        .list_recovery_points(ListRecoveryPointsRequest {
+            parent: instance.name,
+            ..Default::default()
+        })
+        .await
+        .expect("list points")
+        .into_inner()
+        .recovery_points
+        .remove(0)
+        .name
 }
 
 /// Every file called `name` below `dir`.

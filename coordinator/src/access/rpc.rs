@@ -62,6 +62,7 @@ pub enum Rpc {
     GetRecoveryPoint,
     RestoreAsDatabase,
     RestoreAsFiles,
+    RestoreServer,
     ListJobs,
     GetJob,
     WatchJob,
@@ -90,7 +91,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 52] = [
+    pub const ALL: [Rpc; 53] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -118,6 +119,7 @@ impl Rpc {
         Rpc::GetRecoveryPoint,
         Rpc::RestoreAsDatabase,
         Rpc::RestoreAsFiles,
+        Rpc::RestoreServer,
         Rpc::ListJobs,
         Rpc::GetJob,
         Rpc::WatchJob,
@@ -183,7 +185,7 @@ impl Rpc {
             | Rpc::ResumeProtection
             | Rpc::RevalidateBackupInstance => "BackupInstanceService",
             Rpc::ListRecoveryPoints | Rpc::GetRecoveryPoint => "RecoveryPointService",
-            Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles => "RestoreService",
+            Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles | Rpc::RestoreServer => "RestoreService",
             Rpc::ListJobs
             | Rpc::GetJob
             | Rpc::WatchJob
@@ -232,6 +234,7 @@ impl Rpc {
             | Rpc::GetRecoveryPoint
             | Rpc::RestoreAsDatabase
             | Rpc::RestoreAsFiles
+            | Rpc::RestoreServer
             | Rpc::ListJobs
             | Rpc::GetJob
             | Rpc::WatchJob
@@ -295,7 +298,7 @@ impl Rpc {
             | Rpc::TestPermissions => Read,
             // Whoever may start jobs may stop and re-run them.
             Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob => BackupNow,
-            Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles => Restore,
+            Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles | Rpc::RestoreServer => Restore,
             // ListDatabases connects with a stored secret: a configuration step.
             Rpc::CreateVault
             | Rpc::CreatePolicy

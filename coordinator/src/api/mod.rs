@@ -13,7 +13,8 @@
 //!   the dead-letter calls of `JobService`).
 //! - `restore_selection`, `output_file`: checking a restore's selection
 //!   against the recovery point, and the name of a restore's SQL file.
-//! - `restore_version`: a restore goes to the same or a newer PostgreSQL major.
+//! - `restore_version`: a restore goes to the same or a newer PostgreSQL major;
+//!   `restore_server`: every database of a whole server's point set, globals first.
 //! - `job_details`: a job's attempts and per-table progress (`GetJob`,
 //!   `WatchJob`, and the tables workers report); `stage_split`: where a
 //!   finished job's time went, as workers report it.
@@ -38,6 +39,7 @@ pub mod protection;
 pub mod recovery_points;
 pub mod resolve;
 pub mod restore_selection;
+pub mod restore_server;
 pub mod restore_version;
 pub mod restores;
 pub mod secrets;

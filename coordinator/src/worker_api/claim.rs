@@ -33,7 +33,7 @@ use crate::model::{
 };
 use crate::store::{
     attempts, garbage, instances, job_tables, jobs, outbox, recovery_points, server_protections,
-    servers, vaults,
+    server_restores, servers, vaults,
 };
 
 /// `agent`: the agent whose token claims (`None`: a worker's or Owner's).
@@ -275,6 +275,7 @@ async fn restore_task(
         secret,
     )
     .await?;
+    let restore_globals = server_restores::restores_globals(&mut *conn, job.id).await?;
     Ok(pb::task::Kind::Restore(pb::RestoreTask {
         target: Some(connection_spec(&server, database, &creds)),
         datastore_url,
@@ -282,5 +283,6 @@ async fn restore_task(
         manifest_sha256: point.manifest_sha256,
         schemas: restore.schemas.clone(),
         tables: restore.tables.clone(),
+        restore_globals,
     }))
 }
