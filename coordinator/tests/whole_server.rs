@@ -3,7 +3,8 @@
 //! protectable database with the row pipeline, configuring again is a
 //! no-op, another vault cannot protect the server whole, and at the next
 //! slot a database created since is protected and backed up with the
-//! others while a dropped one is recorded as missing (its instance kept).
+//! others while a dropped one is recorded as missing (its instance kept),
+//! as `GetServer` shows.
 //! Time moves through a shifted clock; nothing sleeps for a schedule.
 
 mod common;
@@ -184,6 +185,22 @@ async fn all_databases_protects_every_database_and_the_next_slot_includes_new_on
     assert_eq!(included, ["reports"]);
     assert_eq!(missing, ["billing"]);
     assert_eq!(error, "");
+    // GetServer shows the protection and its latest pass.
+    let whole = h
+        .servers()
+        .get_server(pb::GetServerRequest {
+            name: "servers/pg1".into(),
+        })
+        .await
+        .expect("get server")
+        .into_inner()
+        .whole_server_protection
+        .expect("protected whole");
+    assert_eq!(whole.vault, "vaults/v");
+    assert_eq!(whole.policy, "vaults/v/policies/soon");
+    assert!(whole.last_slot.is_some());
+    assert_eq!(whole.included, ["reports"]);
+    assert_eq!(whole.missing, ["billing"]);
     let reports = h
         .instances()
         .list_backup_instances(pb::ListBackupInstancesRequest {

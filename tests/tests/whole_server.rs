@@ -221,6 +221,14 @@ async fn all_databases_protects_three_and_the_next_scheduled_run_backs_up_a_four
     }
     let log = up.process.log_text();
     assert!(log.contains("auto-included database delta"), "{log}");
+    let shown = cli_ok(&up, &["server", "get", "src"], None);
+    assert!(shown.contains("PROTECTED WHOLE BY"), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("INCLUDED") && l.contains("delta")),
+        "{shown}"
+    );
     let jobs = api
         .jobs
         .list_jobs(ListJobsRequest {

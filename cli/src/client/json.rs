@@ -80,6 +80,15 @@ pub fn server(s: &Server) -> Value {
         "region": s.region,
         "agent": s.agent,
         "create_time": timestamp(s.create_time.as_ref()),
+        "whole_server_protection": s.whole_server_protection.as_ref().map(|w| json!({
+            "vault": w.vault,
+            "policy": w.policy,
+            "last_slot": timestamp(w.last_slot.as_ref()),
+            "included": w.included,
+            "refused": w.refused,
+            "missing": w.missing,
+            "error": w.error,
+        })),
     })
 }
 

@@ -1,4 +1,5 @@
-//! `ServerService`: register, get and list servers, and list the databases
+//! `ServerService`: register, get (with its whole-server protection and
+//! latest auto-include pass) and list servers, and list the databases
 //! of a server that can be protected (connecting with a stored secret,
 //! directly or through the server's agent: [`crate::server_probe`]).
 //!
@@ -19,7 +20,7 @@ use crate::model::Server;
 use crate::names;
 use crate::secret_ref::SecretRef;
 use crate::server_probe::Unanswered;
-use crate::store::{agents, paging, servers};
+use crate::store::{agents, paging, server_protections, servers};
 
 pub struct ServerApi {
     ctx: Arc<ApiContext>,
@@ -107,6 +108,30 @@ impl ServerApi {
     }
 }
 
+/// The server's whole-server protection and its latest pass, if protected whole.
+async fn whole_server_protection(
+    pool: &sqlx::PgPool,
+    server_id: &str,
+) -> Result<Option<pb::WholeServerProtection>> {
+    let Some(protection) = server_protections::find(pool, server_id).await? else {
+        return Ok(None);
+    };
+    let latest = server_protections::latest_run(pool, server_id).await?;
+    let (last_slot, run) = match latest {
+        Some((slot, run)) => (Some(crate::api::convert::timestamp(slot)), run),
+        None => (None, Default::default()),
+    };
+    Ok(Some(pb::WholeServerProtection {
+        vault: names::vault_name(&protection.vault_id),
+        policy: names::policy_name(&protection.vault_id, &protection.policy_id),
+        last_slot,
+        included: run.included,
+        refused: run.refused,
+        missing: run.missing,
+        error: run.error,
+    }))
+}
+
 /// NOT_FOUND for a server naming an agent that does not exist.
 fn unknown_agent(server: &Server) -> CoordinatorError {
     let region = if server.region.is_empty() {
@@ -138,9 +163,10 @@ impl ServerService for ServerApi {
         request: Request<pb::GetServerRequest>,
     ) -> Result<Response<pb::Server>, Status> {
         let id = names::parse_server("name", &request.get_ref().name)?;
-        Ok(Response::new(
-            servers::get(self.ctx.store.pool(), &id).await?.into(),
-        ))
+        let pool = self.ctx.store.pool();
+        let mut server: pb::Server = servers::get(pool, &id).await?.into();
+        server.whole_server_protection = whole_server_protection(pool, &id).await?;
+        Ok(Response::new(server))
     }
 
     async fn list_servers(
