@@ -13,7 +13,8 @@ use super::{json, names, watch};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  \
-    pgvault restore server 0197c1e9 --vault prod --instance 0197c1d2 --target-server db2 --wait\n\n\
+    pgvault restore server 0197c1e9 --vault prod --instance 0197c1d2 --target-server db2 \\\n      \
+    --exclude-database postgres --wait\n\n\
     POINT is any recovery point of a scheduled run of a server protected whole\n\
     (backup configure --all-databases); the run's points of every database are restored\n\
     under their own names, after the server's roles (never their passwords). Refused when\n\
@@ -33,6 +34,10 @@ pub struct ServerArgs {
     /// Secret used to connect to the target (default: the instance's secret).
     #[arg(long)]
     pub secret: Option<String>,
+    /// Leave this database of the set out (repeatable), e.g. postgres, which
+    /// every new server already has.
+    #[arg(long = "exclude-database", value_name = "DATABASE")]
+    pub exclude_databases: Vec<String>,
     /// Follow every job until it ends; the exit code tells whether all succeeded.
     #[arg(long)]
     pub wait: bool,
@@ -53,6 +58,7 @@ pub fn request(args: &ServerArgs) -> anyhow::Result<RestoreServerRequest> {
             .map(names::secret_ref)
             .transpose()?
             .unwrap_or_default(),
+        exclude_databases: args.exclude_databases.clone(),
     })
 }
 
@@ -101,6 +107,7 @@ mod tests {
             instance: Some("i1".into()),
             target_server: "db2".into(),
             secret: None,
+            exclude_databases: vec!["postgres".into()],
             wait: false,
         })
         .expect("request");
@@ -110,5 +117,6 @@ mod tests {
         );
         assert_eq!(request.target_server, "servers/db2");
         assert_eq!(request.secret, "");
+        assert_eq!(request.exclude_databases, ["postgres"]);
     }
 }

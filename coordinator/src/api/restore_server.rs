@@ -1,7 +1,8 @@
 //! `RestoreServer`: every database of a whole server's point set onto
 //! another server. The set is the points of the scheduled run (slot) that
 //! produced the named point, for every database of its server in its
-//! vault. Refused before any job starts when the target server runs an
+//! vault, less the databases the caller excludes. Refused before any job
+//! starts when the target server runs an
 //! older major (`restore_version`, the cross-version rule of every
 //! restore), when a database of the set already exists on the target (all
 //! named), or when a point of the set is on the archive tier. Otherwise
@@ -48,6 +49,7 @@ pub async fn restore_server(
         )));
     };
     let set = server_restores::point_set(pool, &vault_id, &instance.server_id, slot).await?;
+    let set = excluding(set, &req.exclude_databases)?;
     let server = servers::get(pool, &target_id).await?;
     let secret = if req.secret.is_empty() {
         instance.secret.clone()
@@ -60,7 +62,7 @@ pub async fn restore_server(
     let taken = taken(&set, &existing);
     if !taken.is_empty() {
         return Err(CoordinatorError::precondition(format!(
-            "{}: server \"{target_id}\" already has database {}; restore a point set onto a server without them (drop them first, or restore those points one by one with pgvault restore database --target-database)",
+            "{}: server \"{target_id}\" already has database {}; restore a point set onto a server without them: leave them out (--exclude-database, e.g. the postgres database every new server has) and restore their points under other names with pgvault restore database --target-database, or drop them first",
             ErrorCode::UserErrorDatabaseNameAlreadyInUse,
             taken.join(", ")
         )));
@@ -70,6 +72,32 @@ pub async fn restore_server(
     Ok(pb::RestoreServerResponse {
         jobs: jobs.into_iter().map(Into::into).collect(),
     })
+}
+
+/// The set without the databases the caller left out; each must be in it,
+/// and something must be left.
+fn excluding(set: Vec<SetPoint>, exclude: &[String]) -> Result<Vec<SetPoint>> {
+    let databases: Vec<&str> = set.iter().map(|p| p.database.as_str()).collect();
+    if let Some(unknown) = exclude.iter().find(|d| !databases.contains(&d.as_str())) {
+        return Err(CoordinatorError::invalid(
+            "exclude_databases",
+            format!(
+                "\"{unknown}\" is not a database of the point set; it has: {}",
+                databases.join(", ")
+            ),
+        ));
+    }
+    let kept: Vec<SetPoint> = set
+        .into_iter()
+        .filter(|p| !exclude.contains(&p.database))
+        .collect();
+    if kept.is_empty() {
+        return Err(CoordinatorError::invalid(
+            "exclude_databases",
+            "every database of the point set is excluded; nothing would be restored",
+        ));
+    }
+    Ok(kept)
 }
 
 /// Databases of the set the target already has, in the set's order.
@@ -217,5 +245,24 @@ mod tests {
         let existing = ["postgres".to_string(), "gamma".into(), "alpha".into()];
         assert_eq!(taken(&set, &existing), ["\"alpha\"", "\"gamma\""]);
         assert!(taken(&set, &["postgres".to_string()]).is_empty());
+    }
+
+    #[test]
+    fn excluded_databases_must_be_in_the_set_and_leave_something() {
+        let point = |database: &str| SetPoint {
+            instance_id: Uuid::nil(),
+            point_id: Uuid::nil(),
+            database: database.into(),
+        };
+        let set = vec![point("app"), point("postgres")];
+        let kept = excluding(set.clone(), &["postgres".to_string()]).unwrap();
+        assert_eq!(kept, [point("app")]);
+        let unknown = excluding(set.clone(), &["nope".to_string()]).unwrap_err();
+        assert!(
+            unknown.to_string().contains("it has: app, postgres"),
+            "{unknown}"
+        );
+        let all = ["app".to_string(), "postgres".to_string()];
+        assert!(excluding(set, &all).is_err());
     }
 }
