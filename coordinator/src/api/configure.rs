@@ -13,9 +13,10 @@
 //! consistent dump needs; some worker (or the server's agent) has a
 //! `pg_dump` at least the server's major, when any has reported
 //! ([`crate::readiness::tool_versions`]). The server is asked directly or
-//! through its agent ([`crate::server_probe`]), with the same outcome. Passing rows become `PROTECTION_CONFIGURED`;
-//! failing ones stay `PROTECTION_VALIDATION_FAILED` with their last error:
-//! never scheduled, not counted as protecting the database, and re-validated
+//! through its agent ([`crate::server_probe`]), with the same outcome
+//! (the checks themselves: [`crate::api::configure_readiness`]). Passing
+//! rows become `PROTECTION_CONFIGURED`; failing ones stay
+//! `PROTECTION_VALIDATION_FAILED` with their last error: never scheduled, not counted as protecting the database, and re-validated
 //! with `RevalidateBackupInstance` (or by configuring the same database in
 //! the same vault again, which reuses the kept row).
 
@@ -23,17 +24,17 @@ use pgvault_errors::ErrorCode;
 use pgvault_proto::v1 as pb;
 use uuid::Uuid;
 
-use crate::access::{Caller, Permission};
-use crate::api::{ApiContext, resolve};
+use crate::access::Caller;
+use crate::api::ApiContext;
+pub use crate::api::configure_readiness::ensure_grant;
+use crate::api::configure_readiness::readiness_checks;
 use crate::error::{CoordinatorError, Result};
 use crate::model::{BackupInstance, JobError, Policy, ProtectionState, Server, Vault};
 use crate::names;
-use crate::readiness::grant_script::{self, GrantScript};
-use crate::readiness::tool_versions::{self, Runners};
+use crate::readiness::grant_script::GrantScript;
 use crate::secret_ref::SecretRef;
-use crate::server_probe::{ProbeTarget, Readiness, Unanswered};
 use crate::store::instances::{self, Inserted};
-use crate::store::{agent_instances, policies, secret_grants, secrets, servers, vaults};
+use crate::store::{policies, secrets, servers, vaults};
 use crate::validation::{self, unprotectable_reason};
 
 /// Why a row is not protected, and the fix when one can be generated.
@@ -51,15 +52,15 @@ impl From<JobError> for Refused {
     }
 }
 
-fn row_error(code: ErrorCode, message: String) -> Refused {
+pub(crate) fn row_error(code: ErrorCode, message: String) -> Refused {
     JobError::new(code, message).into()
 }
 
 /// What a row protects, once its placement checks passed.
-struct Placement {
-    server: Server,
-    database: String,
-    secret: SecretRef,
+pub(crate) struct Placement {
+    pub(crate) server: Server,
+    pub(crate) database: String,
+    pub(crate) secret: SecretRef,
 }
 
 /// The outcome of one row, as the API reports it.
@@ -341,128 +342,6 @@ async fn validate_kept(
     instances::set_validation_failed(pool, instance.id, &refused.error).await?;
     let kept = instances::get_by_id(pool, instance.id).await?;
     Ok((kept, Some(refused)))
-}
-
-/// Secret access, secret value, connection, privileges, in that order.
-async fn readiness_checks(
-    ctx: &ApiContext,
-    caller: Option<&Caller>,
-    vault_id: &str,
-    placement: &Placement,
-    assign: bool,
-) -> Result<std::result::Result<(), Refused>> {
-    let pool = ctx.store.pool();
-    if let Err(refused) = ensure_grant(ctx, caller, vault_id, &placement.secret, assign).await? {
-        return Ok(Err(refused));
-    }
-    let mut conn = pool.acquire().await?;
-    let credentials = match resolve::reference_credentials(
-        &mut conn,
-        &ctx.cipher,
-        &ctx.external_secrets,
-        Some(vault_id),
-        &placement.secret,
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(CoordinatorError::SecretUnusable(error)) => return Ok(Err((*error).into())),
-        Err(e) => return Err(e),
-    };
-    drop(conn);
-    let target = ProbeTarget {
-        server: &placement.server,
-        database: &placement.database,
-        secret: &placement.secret,
-        credentials: &credentials,
-        vault: Some(vault_id),
-    };
-    let probe = ctx.probes.for_server(&placement.server);
-    let Readiness {
-        missing,
-        server_version_num,
-    } = match probe.readiness(&target).await? {
-        Ok(answer) => answer,
-        Err(Unanswered::Connect(error) | Unanswered::Agent(error)) => return Ok(Err(error.into())),
-        Err(Unanswered::Query(message)) => return Err(CoordinatorError::Unavailable(message)),
-    };
-    if !missing.is_empty() {
-        return Ok(Err(Refused {
-            error: JobError::new(
-                ErrorCode::UserErrorMissingDBPermissions,
-                format!(
-                    "{}; the grant script of this result (SQL, or its psql or PowerShell wrapper) grants it all",
-                    missing.summary()
-                ),
-            ),
-            script: Some(Box::new(grant_script::generate(&missing))),
-        }));
-    }
-    if let Some(error) = tools_too_old(ctx, &placement.server, server_version_num).await? {
-        return Ok(Err(error.into()));
-    }
-    Ok(Ok(()))
-}
-
-/// The vault's access to a stored secret: granted already, or granted now
-/// when `assign` is set and the caller may grant it.
-pub async fn ensure_grant(
-    ctx: &ApiContext,
-    caller: Option<&Caller>,
-    vault_id: &str,
-    secret: &SecretRef,
-    assign: bool,
-) -> Result<std::result::Result<(), Refused>> {
-    let pool = ctx.store.pool();
-    if let SecretRef::Stored { id, .. } = secret
-        && !secret_grants::is_granted(pool, vault_id, id).await?
-    {
-        let Some(caller) = caller.filter(|_| assign) else {
-            return Ok(Err(resolve::not_granted(vault_id, id).into()));
-        };
-        if !caller
-            .permits(&ctx.store, Permission::Grant, Some(vault_id))
-            .await?
-        {
-            return Ok(Err(row_error(
-                ErrorCode::UserCannotAssignRoles,
-                format!(
-                    "vault \"{vault_id}\" has no access to secret \"{id}\", and token \"{}\" may not grant it (only an Owner of the vault may); an Owner grants it with: {}",
-                    caller.token_name(),
-                    resolve::grant_command(vault_id, id)
-                ),
-            )));
-        }
-        secret_grants::grant(pool, vault_id, id).await?;
-        tracing::info!(secret = %id, vault = %vault_id, token = %caller.token_id(), "secret access granted while configuring");
-    }
-    Ok(Ok(()))
-}
-
-/// Whether what would run the server's backups (workers, or its agent's
-/// instances) reported a `pg_dump` older than the server. Nothing reported
-/// yet: readiness cannot confirm, and does not fail.
-async fn tools_too_old(
-    ctx: &ApiContext,
-    server: &Server,
-    server_version_num: u32,
-) -> Result<Option<JobError>> {
-    let (newest, runners) = if server.agent.is_empty() {
-        (ctx.worker_tools.newest(), Runners::Workers)
-    } else {
-        let instances =
-            agent_instances::recent(ctx.store.pool(), std::slice::from_ref(&server.agent)).await?;
-        let newest = instances
-            .iter()
-            .filter(|i| i.live && i.supported)
-            .flat_map(|i| i.pg_tool_majors.iter().copied())
-            .max();
-        (newest, Runners::Agent(&server.agent))
-    };
-    if newest.is_none() {
-        tracing::info!(server = %server.id, server_version_num, "readiness cannot confirm the client tools: nothing that runs this server's backups has reported its pg_dump versions yet");
-    }
-    Ok(tool_versions::check(server_version_num, newest, runners))
 }
 
 /// `RevalidateBackupInstance`: every check again. A kept row that passes is

@@ -18,7 +18,8 @@
 //! - `job_details`: a job's attempts and per-table progress (`GetJob`,
 //!   `WatchJob`, and the tables workers report); `stage_split`: where a
 //!   finished job's time went, as workers report it.
-//! - `configure`: configure rows and re-validation (kept rows, readiness);
+//! - `configure`: configure rows and re-validation (kept rows);
+//!   `configure_readiness`: a row's readiness checks;
 //!   `databases`: a server's protectable databases (one rule for listing,
 //!   whole-server protection and its auto-include).
 //! - `resolve`: loading what a job needs across aggregates (shared with the
@@ -27,6 +28,7 @@
 pub mod access;
 pub mod backup_now;
 pub mod configure;
+pub mod configure_readiness;
 pub mod convert;
 pub mod databases;
 pub mod dead_letters;
