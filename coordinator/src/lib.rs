@@ -35,7 +35,9 @@
 //! - [`dispatch`]: outbox → queue; [`reaper`]: expired leases → re-queue or fail;
 //!   [`dead_letters`]: the dead-letter queue → recorded dead letters.
 //! - [`leader`]: advisory-lock leadership; [`scheduler`]: policies → scheduled jobs,
-//!   exactly once per instance and slot; [`lifecycle`]: the sweeper (expired
+//!   exactly once per instance and slot; [`whole_server`]: servers protected
+//!   whole (`--all-databases`) and the auto-include of later databases at
+//!   each slot; [`lifecycle`]: the sweeper (expired
 //!   points → tier move or delete jobs, exactly once per point and stage),
 //!   rehydrates, and what completed lifecycle jobs change.
 //! - [`metrics`]: Prometheus metrics on `GET /metrics` (state gauges read at
@@ -74,6 +76,7 @@ pub mod slots;
 pub mod store;
 pub mod tagging;
 pub mod validation;
+pub mod whole_server;
 pub mod worker_api;
 
 pub use config::{CoordinatorConfig, DEFAULT_MAINTENANCE_DATABASES, TlsFiles};

@@ -18,6 +18,11 @@
 //!
 //! Only the latest slot is considered, so slots missed while no coordinator
 //! ran fire once on return, not once each.
+//!
+//! Before each pass, servers protected whole get their auto-include pass
+//! ([`crate::whole_server::auto_include`]): databases created since are
+//! protected with their schedule counting from the due slot, so the same
+//! pass queues their backups with the others'.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -30,6 +35,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::api::ApiContext;
 use crate::clock::Clock;
 use crate::error::Result;
 use crate::leader::Leadership;
@@ -38,6 +44,7 @@ use crate::slots::SlotSchedule;
 use crate::store::jobs::NewJob;
 use crate::store::schedule_runs::{self, Scheduled};
 use crate::store::{Store, jobs, outbox};
+use crate::whole_server::auto_include;
 
 /// Instances queued (or skipped) per transaction.
 const BATCH: usize = 1000;
@@ -53,18 +60,26 @@ pub struct SchedulerSettings {
     pub max_lateness: Duration,
 }
 
-/// Runs until `cancel` fires.
+/// Runs until `cancel` fires. `ctx` asks servers protected whole for their
+/// databases (directly or through their agent) and protects new ones.
 pub async fn run(
-    store: Store,
+    ctx: Arc<ApiContext>,
     clock: Arc<dyn Clock>,
     settings: SchedulerSettings,
     wake_dispatcher: Arc<Notify>,
     cancel: CancellationToken,
 ) {
+    let store = ctx.store.clone();
     let mut leadership = Leadership::new(settings.connect.clone(), SCHEDULER_LOCK, "scheduler");
     loop {
         if leadership.check().await {
-            match tick(&store, clock.now(), settings.max_lateness, &wake_dispatcher).await {
+            let now = clock.now();
+            match auto_include::pass(&ctx, now, settings.max_lateness).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(databases = n, "databases auto-included"),
+                Err(error) => tracing::warn!(error = %error, "auto-include pass failed"),
+            }
+            match tick(&store, now, settings.max_lateness, &wake_dispatcher).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(jobs = n, "scheduled backups queued"),
                 Err(error) => tracing::warn!(error = %error, "scheduler pass failed"),

@@ -284,7 +284,7 @@ impl Coordinator {
                 cancel.clone(),
             )),
             tokio::spawn(scheduler::run(
-                store.clone(),
+                ctx.clone(),
                 clock.clone(),
                 SchedulerSettings {
                     connect: connect.clone(),

@@ -238,6 +238,14 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             })
             .await
             .map(drop),
+        Rpc::RestoreServer => restores()
+            .restore_server(pb::RestoreServerRequest {
+                recovery_point: point,
+                target_server: "servers/ghost".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
         Rpc::ListJobs => jobs()
             .list_jobs(pb::ListJobsRequest::default())
             .await

@@ -73,6 +73,7 @@ async fn setup(h: &Harness) -> String {
             }],
             default_secret: "secrets/pg1-admin".into(),
             assign_missing_permissions: true,
+            all_databases_of: String::new(),
         })
         .await
         .expect("configure")

@@ -23,6 +23,7 @@ async fn configure(h: &Harness, database: &str, secret: &str) -> pb::ConfigureBa
             }],
             default_secret: String::new(),
             assign_missing_permissions: true,
+            all_databases_of: String::new(),
         })
         .await
         .expect("configure answers")

@@ -36,6 +36,7 @@ async fn configure(h: &Harness, database: &str) -> pb::ConfigureBackupResult {
             }],
             default_secret: String::new(),
             assign_missing_permissions: true,
+            all_databases_of: String::new(),
         })
         .await
         .expect("configure answers")

@@ -19,6 +19,7 @@ use super::catalog::{self, TableInfo};
 use super::connect::{connect, exec};
 use super::database_properties;
 use super::error::{EngineError, ErrorCode};
+use super::globals;
 use super::ident::{qualified, readable};
 use super::key_ranges;
 use super::large_objects;
@@ -182,6 +183,11 @@ async fn run(
         None
     };
     exec(&holder, "COMMIT", &describe).await?;
+    let globals = if options.capture_globals {
+        Some(globals::dump(&bin_dir, source, store, prefix, tracker.clock()).await?)
+    } else {
+        None
+    };
 
     let mut table_entries: Vec<TableEntry> = tables
         .into_iter()
@@ -222,6 +228,7 @@ async fn run(
         database_properties,
         relations: Some(relations),
         schemas: Some(schemas),
+        globals,
     };
 
     tracker.phase("final flush");

@@ -10,10 +10,13 @@
 //! - [`error`]: `EngineError` with stable `ErrorCode`s.
 //! - [`manifest`]: `manifest.json`, the commit point of a recovery point.
 //! - `backup`, `backup_plan`, `backup_data`, `catalog`, `key_ranges`: taking a backup
-//!   (small tables share bundle objects, one zstd frame per table).
+//!   (small tables share bundle objects, one zstd frame per table);
+//!   `globals`: the server's roles, role settings and tablespaces, for
+//!   servers protected whole.
 //! - `restore`, `restore_data`, `post_data`, `restore_plan`,
 //!   `restore_schedule`, `analyze`: restoring as a database.
-//! - `restore_sql`: restoring as a plain SQL file in a datastore.
+//! - `restore_sql`: restoring as a plain SQL file in a datastore;
+//!   `restore_globals`: a point's globals onto a server (whole-server restores).
 //! - [`selection`], `toc`, `recovery_point`: selective restores (schema
 //!   archive TOC and dependencies) and opening a recovery point.
 //! - [`database_properties`]: database settings, comment, privileges, owner.
@@ -47,6 +50,7 @@ mod connect;
 mod cpu;
 pub mod database_properties;
 pub mod error;
+mod globals;
 mod ident;
 mod key_ranges;
 mod large_objects;
@@ -59,6 +63,7 @@ mod progress;
 mod recovery_point;
 mod restore;
 mod restore_data;
+mod restore_globals;
 mod restore_plan;
 mod restore_schedule;
 mod restore_sql;
@@ -72,6 +77,7 @@ pub use backup::backup;
 pub use error::{EngineError, ErrorCode};
 pub use manifest::Manifest;
 pub use restore::{restore_database, restore_database_selected};
+pub use restore_globals::{GlobalsRestored, restore_globals};
 pub use restore_sql::restore_as_sql;
 pub use selection::Selection;
 pub use stages::{CpuStage, LaneStage, StageTimes};

@@ -88,7 +88,7 @@ pub(crate) async fn open(
 }
 
 /// Reads manifest.json, checks it against the expected SHA-256 and parses it.
-async fn read_manifest(
+pub(crate) async fn read_manifest(
     store: &Datastore,
     prefix: &str,
     expected: Option<&str>,

@@ -86,6 +86,10 @@ pub struct EngineOptions {
     /// The setting `pg_bin_dirs` comes from, named in errors (e.g.
     /// `worker.pg_bin_dirs`).
     pub pg_bin_dirs_setting: &'static str,
+    /// Per task: also capture the server's globals into the point
+    /// (`globals.sql`, see the manifest's `globals`), for servers
+    /// protected whole.
+    pub capture_globals: bool,
 }
 
 impl Default for EngineOptions {
@@ -110,6 +114,7 @@ impl Default for EngineOptions {
             lock_timeout: Duration::from_secs(30),
             pg_bin_dirs: Vec::new(),
             pg_bin_dirs_setting: "worker.pg_bin_dirs",
+            capture_globals: false,
         }
     }
 }

@@ -17,6 +17,8 @@ use crate::database::DatabaseProperties;
 pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const SCHEMA_FILE: &str = "schema.dump";
+/// The server's globals (`pg_dumpall --globals-only --no-role-passwords`).
+pub const GLOBALS_FILE: &str = "globals.sql";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -56,6 +58,13 @@ pub struct Manifest {
     /// with `relations`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schemas: Option<Vec<String>>,
+    /// The server's globals a whole-server restore needs — roles with
+    /// their attributes and memberships (never passwords), role and
+    /// role-in-database settings, tablespaces — as SQL
+    /// (`pg_dumpall --globals-only --no-role-passwords`). Captured by
+    /// backups of servers protected whole; `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub globals: Option<ObjectEntry>,
 }
 
 /// One stored object and how to verify it.
@@ -238,7 +247,7 @@ impl Manifest {
     }
 
     /// Every distinct stored object the manifest references (a bundle once),
-    /// schema archive first.
+    /// schema archive first, globals last.
     pub fn objects(&self) -> Vec<&ObjectEntry> {
         let mut seen = std::collections::HashSet::new();
         std::iter::once(&self.schema)
@@ -248,6 +257,7 @@ impl Manifest {
                     .flat_map(|t| t.chunks.iter().map(|c| &c.object)),
             )
             .chain(self.large_objects.iter().map(|lo| &lo.data.object))
+            .chain(self.globals.iter())
             .filter(|o| seen.insert(o.path.as_str()))
             .collect()
     }
@@ -275,7 +285,8 @@ impl Manifest {
             .iter()
             .flat_map(|t| t.chunks.iter().map(|c| &c.object.path))
             .chain(manifest.large_objects.iter().map(|lo| &lo.data.object.path))
-            .chain(std::iter::once(&manifest.schema.path));
+            .chain(std::iter::once(&manifest.schema.path))
+            .chain(manifest.globals.iter().map(|g| &g.path));
         for p in all_paths {
             if p.split('/').any(|s| s == ".." || s.is_empty()) {
                 return Err(ManifestError::BadPath {
@@ -393,6 +404,7 @@ mod tests {
             database_properties: Default::default(),
             relations: None,
             schemas: None,
+            globals: None,
         }
     }
 
@@ -466,6 +478,30 @@ mod tests {
                 path: "m".into(),
                 object: "data/bundles/00000.copy.zst".into()
             }
+        );
+    }
+
+    #[test]
+    fn globals_are_listed_last_checked_like_any_object_and_absent_from_older_manifests() {
+        let mut manifest = sample();
+        let old = String::from_utf8(manifest.to_json()).unwrap();
+        assert!(!old.contains("globals"), "{old}");
+        manifest.globals = Some(ObjectEntry {
+            path: GLOBALS_FILE.into(),
+            size: 10,
+            sha256: "ab".into(),
+        });
+        let paths: Vec<&str> = manifest.objects().iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(paths.first(), Some(&SCHEMA_FILE));
+        assert_eq!(paths.last(), Some(&GLOBALS_FILE));
+        assert_eq!(
+            Manifest::from_json(&manifest.to_json(), "m").unwrap(),
+            manifest
+        );
+        manifest.globals.as_mut().unwrap().path = "../globals.sql".into();
+        assert_eq!(
+            Manifest::from_json(&manifest.to_json(), "m").unwrap_err(),
+            ManifestError::BadPath { path: "m".into() }
         );
     }
 

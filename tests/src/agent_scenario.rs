@@ -167,6 +167,7 @@ impl AgentScenario {
                 }],
                 default_secret: String::new(),
                 assign_missing_permissions: true,
+                all_databases_of: String::new(),
             })
             .await?
             .into_inner()

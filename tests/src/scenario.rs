@@ -382,6 +382,7 @@ pub async fn protect(api: &mut Api, database: &str) -> anyhow::Result<String> {
             default_secret: String::new(),
             // The owner token grants the vault access to the secret inline.
             assign_missing_permissions: true,
+            all_databases_of: String::new(),
         })
         .await?
         .into_inner()

@@ -125,6 +125,7 @@ async fn protect(
             default_secret: String::new(),
             // The owner token grants the vault access to the secret inline.
             assign_missing_permissions: true,
+            all_databases_of: String::new(),
         })
         .await
         .expect("configure backup")

@@ -1,5 +1,6 @@
-//! `pgvault backup configure`: the rows to protect (from flags or a CSV rows
-//! file), the request built from them, and the per-row readiness table.
+//! `pgvault backup configure`: the rows to protect (from flags, a CSV rows
+//! file, or every database of a server with `--all-databases`), the request
+//! built from them, and the per-row readiness table.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,19 +17,26 @@ use super::{json, names};
 
 #[derive(Debug, Args)]
 #[command(
-    group(ArgGroup::new("rows").args(["databases", "rows_file"]).required(true).multiple(true)),
+    group(ArgGroup::new("rows").args(["databases", "rows_file", "all_databases"]).required(true).multiple(true)),
+    group(ArgGroup::new("on_server").args(["databases", "all_databases"])),
     after_help = "Examples:\n  \
         pgvault backup configure --vault prod --policy nightly --secret db1-backup \\\n      \
         --server db1 --database orders --database billing\n  \
         pgvault backup configure --vault prod --policy nightly --secret fleet --rows-file rows.csv\n  \
         pgvault backup configure --vault prod --policy nightly --secret secret://db1-backup/2 \\\n      \
-        --server db1 --database orders --assign-missing-permissions\n\n\
+        --server db1 --database orders --assign-missing-permissions\n  \
+        pgvault backup configure --vault prod --policy nightly --secret db1-backup \\\n      \
+        --server db1 --all-databases\n\n\
         --secret takes a secret id, secret://NAME (latest version, re-read for every backup),\n\
         secret://NAME/VERSION (pinned), env://VAR or file:///path (read by the coordinator,\n\
         when its configuration allows). Rows that fail a check are kept; fix the cause and run\n\
         \"pgvault backup revalidate INSTANCE\".\n\n\
         A rows file has one \"server,database[,secret]\" line per database; blank lines and\n\
-        lines starting with '#' are ignored, and a first line \"server,database,secret\" is a header."
+        lines starting with '#' are ignored, and a first line \"server,database,secret\" is a header.\n\n\
+        --all-databases protects every database of --server (templates and the coordinator's\n\
+        maintenance databases excepted) and records the server as protected whole: at each\n\
+        slot of the policy its databases are listed again, and new ones are protected and\n\
+        backed up in that slot."
 )]
 pub struct ConfigureArgs {
     /// Vault that protects the databases.
@@ -40,12 +48,16 @@ pub struct ConfigureArgs {
     /// Secret used for rows that name none.
     #[arg(long)]
     pub secret: Option<String>,
-    /// Server of the --database rows.
-    #[arg(long, requires = "databases")]
+    /// Server of the --database rows (or of --all-databases).
+    #[arg(long, requires = "on_server")]
     pub server: Option<String>,
     /// A database to protect on --server; repeat for several.
     #[arg(long = "database", value_name = "DATABASE", requires = "server")]
     pub databases: Vec<String>,
+    /// Protect every database of --server, and the ones created later
+    /// (found at each scheduled run).
+    #[arg(long, requires = "server", conflicts_with_all = ["databases", "rows_file"])]
+    pub all_databases: bool,
     /// CSV file of rows: server,database[,secret].
     #[arg(long, value_name = "FILE")]
     pub rows_file: Option<PathBuf>,
@@ -66,6 +78,9 @@ pub struct RowSpec {
 
 /// Builds the request, reading the rows file. Fails on rows without a secret.
 pub fn prepare(args: ConfigureArgs) -> anyhow::Result<ConfigureBackupRequest> {
+    if args.all_databases {
+        return prepare_whole_server(&args);
+    }
     let mut specs: Vec<RowSpec> = match (&args.server, args.databases.is_empty()) {
         (Some(server), false) => args
             .databases
@@ -113,6 +128,24 @@ pub fn prepare(args: ConfigureArgs) -> anyhow::Result<ConfigureBackupRequest> {
             .transpose()?
             .unwrap_or_default(),
         assign_missing_permissions: args.assign_missing_permissions,
+        all_databases_of: String::new(),
+    })
+}
+
+/// `--server S --all-databases`: no rows; the coordinator lists them.
+fn prepare_whole_server(args: &ConfigureArgs) -> anyhow::Result<ConfigureBackupRequest> {
+    let (Some(server), Some(secret)) = (&args.server, &args.secret) else {
+        bail!(
+            "--all-databases needs --server and --secret (the secret lists and backs up every database)"
+        );
+    };
+    Ok(ConfigureBackupRequest {
+        parent: names::vault(&args.vault)?,
+        policy: names::policy(Some(&args.vault), &args.policy)?,
+        rows: Vec::new(),
+        default_secret: names::secret_ref(secret)?,
+        assign_missing_permissions: args.assign_missing_permissions,
+        all_databases_of: names::server(server)?,
     })
 }
 
@@ -165,8 +198,12 @@ pub fn parse_rows(text: &str) -> anyhow::Result<Vec<RowSpec>> {
 }
 
 pub async fn run(api: &Api, request: ConfigureBackupRequest) -> anyhow::Result<ExitCode> {
-    let rows = request.rows.clone();
+    let server = request.all_databases_of.clone();
+    let mut rows = request.rows.clone();
     let response = api.instances().configure_backup(request).await.reply(api)?;
+    if !server.is_empty() {
+        rows = listed_rows(&server, &response);
+    }
     if api.json() {
         print_json(&json::configure_response(&response));
     } else {
@@ -180,6 +217,20 @@ pub async fn run(api: &Api, request: ConfigureBackupRequest) -> anyhow::Result<E
         println!("{ready} of {} databases protected", rows.len());
     }
     Ok(exit_code(&response))
+}
+
+/// The rows of an `--all-databases` answer: one per database the
+/// coordinator found, in its order.
+pub fn listed_rows(server: &str, response: &ConfigureBackupResponse) -> Vec<ConfigureBackupRow> {
+    response
+        .results
+        .iter()
+        .map(|r| ConfigureBackupRow {
+            server: server.to_string(),
+            database: r.database.clone(),
+            secret: String::new(),
+        })
+        .collect()
 }
 
 /// The grant scripts of rows that lack privileges, ready to run as the
@@ -279,8 +330,29 @@ mod tests {
             server: Some("db1".into()),
             databases: vec!["orders".into(), "billing".into()],
             rows_file: None,
+            all_databases: false,
             assign_missing_permissions: false,
         }
+    }
+
+    #[test]
+    fn all_databases_sends_the_server_and_no_rows() {
+        let request = prepare(ConfigureArgs {
+            databases: Vec::new(),
+            all_databases: true,
+            ..args()
+        })
+        .expect("request");
+        assert!(request.rows.is_empty());
+        assert_eq!(request.all_databases_of, "servers/db1");
+        assert_eq!(request.default_secret, "secrets/fleet");
+        let missing_secret = prepare(ConfigureArgs {
+            databases: Vec::new(),
+            all_databases: true,
+            secret: None,
+            ..args()
+        });
+        assert!(missing_secret.is_err());
     }
 
     #[test]
@@ -344,6 +416,7 @@ mod tests {
             results: vec![
                 ConfigureBackupResult {
                     row: 0,
+                    database: "orders".into(),
                     readiness: Readiness::Success as i32,
                     backup_instance: Some(BackupInstance {
                         name: "vaults/prod/backupInstances/inst-1".into(),
@@ -354,6 +427,7 @@ mod tests {
                 },
                 ConfigureBackupResult {
                     row: 1,
+                    database: "billing".into(),
                     readiness: Readiness::FailedValidation as i32,
                     backup_instance: None,
                     error: Some(JobError {

@@ -80,6 +80,15 @@ pub fn server(s: &Server) -> Value {
         "region": s.region,
         "agent": s.agent,
         "create_time": timestamp(s.create_time.as_ref()),
+        "whole_server_protection": s.whole_server_protection.as_ref().map(|w| json!({
+            "vault": w.vault,
+            "policy": w.policy,
+            "last_slot": timestamp(w.last_slot.as_ref()),
+            "included": w.included,
+            "refused": w.refused,
+            "missing": w.missing,
+            "error": w.error,
+        })),
     })
 }
 
@@ -250,6 +259,7 @@ pub fn configure_response(response: &ConfigureBackupResponse) -> Value {
         .map(|r| {
             json!({
                 "row": r.row,
+                "database": r.database,
                 "readiness": enum_name!(Readiness, r.readiness),
                 "backup_instance": r.backup_instance.as_ref().map(instance),
                 "error": r.error.as_ref().map(job_error),

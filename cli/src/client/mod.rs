@@ -27,6 +27,7 @@ mod policy_file;
 mod protection;
 mod recovery_point;
 mod restore;
+mod restore_server;
 mod secret;
 mod server;
 mod vault;

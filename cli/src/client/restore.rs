@@ -1,6 +1,7 @@
-//! `pgvault restore database|files`: restores a recovery point, or some of
-//! its schemas and tables, as a new database or as one plain SQL file in a
-//! local directory or datastore. `pgvault restore POINT --target-database
+//! `pgvault restore database|files|server`: restores a recovery point, or
+//! some of its schemas and tables, as a new database or as one plain SQL
+//! file in a local directory or datastore; `server` (in `restore_server`)
+//! restores a whole server's point set. `pgvault restore POINT --target-database
 //! NAME` (no subcommand) is kept as the short form of `restore database`.
 //! `--instance VAULT/NAME --latest` instead of a POINT restores the
 //! instance's newest restorable point (chosen by the coordinator).
@@ -42,6 +43,10 @@ pub enum RestoreSubcommand {
     /// Write a recovery point (or some of its schemas and tables) as one plain
     /// SQL file that `psql` loads into an empty database.
     Files(FilesArgs),
+    /// Restore every database of a whole server's point set (one scheduled
+    /// run of a server protected with --all-databases) onto another server,
+    /// its roles first.
+    Server(super::restore_server::ServerArgs),
 }
 
 /// Which recovery point, as an id with `--vault`/`--instance`, a full
@@ -263,6 +268,7 @@ pub async fn run(api: &Api, command: RestoreCommand) -> anyhow::Result<ExitCode>
             let job = api.restores().restore_as_files(request).await.reply(api)?;
             watch::started(api, job, args.wait).await
         }
+        (Some(RestoreSubcommand::Server(args)), _) => super::restore_server::run(api, args).await,
         (Some(RestoreSubcommand::Database(args)), _) | (None, Some(args)) => {
             let request = database_request(&args)?;
             let job = api

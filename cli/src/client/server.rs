@@ -161,4 +161,30 @@ fn show(api: &Api, server: &Server) {
         ("AGENT", server.agent.clone()),
         ("CREATED", local_time(server.create_time.as_ref())),
     ]);
+    if let Some(whole) = &server.whole_server_protection {
+        let last = match &whole.last_slot {
+            Some(slot) => local_time(Some(slot)),
+            None => "no slot yet".to_owned(),
+        };
+        let list = |items: &[String]| {
+            if items.is_empty() {
+                "-".to_owned()
+            } else {
+                items.join(", ")
+            }
+        };
+        let mut rows = vec![
+            ("PROTECTED WHOLE BY", names::short(&whole.vault).to_owned()),
+            ("POLICY", names::short(&whole.policy).to_owned()),
+            ("LAST AUTO-INCLUDE", last),
+            ("INCLUDED", list(&whole.included)),
+            ("REFUSED", list(&whole.refused)),
+            ("MISSING", list(&whole.missing)),
+        ];
+        if !whole.error.is_empty() {
+            rows.push(("ERROR", whole.error.clone()));
+        }
+        println!();
+        print_details(&rows);
+    }
 }

@@ -251,6 +251,7 @@ pub async fn configure(form: PostForm) -> Result<Response, ConsoleError> {
             .collect(),
         default_secret: form.get("secret").to_string(),
         assign_missing_permissions: form.get("assign") == "on",
+        all_databases_of: String::new(),
     };
     let api = &form.user.api;
     let results = api

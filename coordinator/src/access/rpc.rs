@@ -63,6 +63,7 @@ pub enum Rpc {
     GetRecoveryPoint,
     RestoreAsDatabase,
     RestoreAsFiles,
+    RestoreServer,
     ListJobs,
     GetJob,
     WatchJob,
@@ -96,7 +97,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 58] = [
+    pub const ALL: [Rpc; 59] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -125,6 +126,7 @@ impl Rpc {
         Rpc::GetRecoveryPoint,
         Rpc::RestoreAsDatabase,
         Rpc::RestoreAsFiles,
+        Rpc::RestoreServer,
         Rpc::ListJobs,
         Rpc::GetJob,
         Rpc::WatchJob,
@@ -196,7 +198,7 @@ impl Rpc {
             | Rpc::ResumeProtection
             | Rpc::RevalidateBackupInstance => "BackupInstanceService",
             Rpc::ListRecoveryPoints | Rpc::GetRecoveryPoint => "RecoveryPointService",
-            Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles => "RestoreService",
+            Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles | Rpc::RestoreServer => "RestoreService",
             Rpc::ListJobs
             | Rpc::GetJob
             | Rpc::WatchJob
@@ -250,6 +252,7 @@ impl Rpc {
             | Rpc::GetRecoveryPoint
             | Rpc::RestoreAsDatabase
             | Rpc::RestoreAsFiles
+            | Rpc::RestoreServer
             | Rpc::ListJobs
             | Rpc::GetJob
             | Rpc::WatchJob
@@ -323,7 +326,7 @@ impl Rpc {
             | Rpc::TestPermissions => Read,
             // Whoever may start jobs may stop and re-run them.
             Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob => BackupNow,
-            Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles => Restore,
+            Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles | Rpc::RestoreServer => Restore,
             // ListDatabases connects with a stored secret: a configuration step.
             Rpc::CreateVault
             | Rpc::CreatePolicy

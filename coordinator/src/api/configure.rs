@@ -13,9 +13,10 @@
 //! consistent dump needs; some worker (or the server's agent) has a
 //! `pg_dump` at least the server's major, when any has reported
 //! ([`crate::readiness::tool_versions`]). The server is asked directly or
-//! through its agent ([`crate::server_probe`]), with the same outcome. Passing rows become `PROTECTION_CONFIGURED`;
-//! failing ones stay `PROTECTION_VALIDATION_FAILED` with their last error:
-//! never scheduled, not counted as protecting the database, and re-validated
+//! through its agent ([`crate::server_probe`]), with the same outcome
+//! (the checks themselves: [`crate::api::configure_readiness`]). Passing
+//! rows become `PROTECTION_CONFIGURED`; failing ones stay
+//! `PROTECTION_VALIDATION_FAILED` with their last error: never scheduled, not counted as protecting the database, and re-validated
 //! with `RevalidateBackupInstance` (or by configuring the same database in
 //! the same vault again, which reuses the kept row).
 
@@ -23,17 +24,17 @@ use pgvault_errors::ErrorCode;
 use pgvault_proto::v1 as pb;
 use uuid::Uuid;
 
-use crate::access::{Caller, Permission};
-use crate::api::{ApiContext, instance_lookup, resolve};
+use crate::access::Caller;
+pub use crate::api::configure_readiness::ensure_grant;
+use crate::api::configure_readiness::readiness_checks;
+use crate::api::{ApiContext, instance_lookup};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{BackupInstance, JobError, Policy, ProtectionState, Server, Vault};
 use crate::names;
-use crate::readiness::grant_script::{self, GrantScript};
-use crate::readiness::tool_versions::{self, Runners};
+use crate::readiness::grant_script::GrantScript;
 use crate::secret_ref::SecretRef;
-use crate::server_probe::{ProbeTarget, Readiness, Unanswered};
 use crate::store::instances::{self, Inserted};
-use crate::store::{agent_instances, policies, secret_grants, secrets, servers, vaults};
+use crate::store::{policies, secrets, servers, vaults};
 use crate::validation::{self, unprotectable_reason};
 
 /// Why a row is not protected, and the fix when one can be generated.
@@ -51,20 +52,21 @@ impl From<JobError> for Refused {
     }
 }
 
-fn row_error(code: ErrorCode, message: String) -> Refused {
+pub(crate) fn row_error(code: ErrorCode, message: String) -> Refused {
     JobError::new(code, message).into()
 }
 
 /// What a row protects, once its placement checks passed.
-struct Placement {
-    server: Server,
-    database: String,
-    secret: SecretRef,
+pub(crate) struct Placement {
+    pub(crate) server: Server,
+    pub(crate) database: String,
+    pub(crate) secret: SecretRef,
 }
 
 /// The outcome of one row, as the API reports it.
-fn result(
+pub fn result(
     row: u32,
+    database: &str,
     instance: Option<BackupInstance>,
     refused: Option<Refused>,
 ) -> pb::ConfigureBackupResult {
@@ -74,6 +76,7 @@ fn result(
     };
     pb::ConfigureBackupResult {
         row,
+        database: database.to_string(),
         readiness: readiness as i32,
         backup_instance: instance.map(Into::into),
         error: error.map(Into::into),
@@ -109,14 +112,24 @@ pub async fn configure(
             ),
         ));
     }
-    if req.rows.is_empty() {
+    if req.rows.is_empty() && req.all_databases_of.is_empty() {
         return Err(CoordinatorError::invalid(
             "rows",
-            "at least one database row is required",
+            "at least one database row is required (or all_databases_of)",
         ));
     }
     let vault = vaults::get(ctx.store.pool(), &vault_id).await?;
     let policy = policies::get(ctx.store.pool(), &vault_id, &policy_id).await?;
+    let how = Protect {
+        caller: Some(caller),
+        vault: &vault,
+        policy: &policy,
+        assign: req.assign_missing_permissions,
+        since: ctx.clock.now(),
+    };
+    if !req.all_databases_of.is_empty() {
+        return crate::whole_server::configure(ctx, &how, &req).await;
+    }
     let mut results = Vec::with_capacity(req.rows.len());
     for (i, row) in req.rows.iter().enumerate() {
         let row_number = u32::try_from(i).unwrap_or(u32::MAX);
@@ -130,52 +143,66 @@ pub async fn configure(
         } else {
             format!("rows[{i}].secret")
         };
-        let placement = match parse_row(&field, row, secret_text) {
+        let (instance, refused) = match parse_row(&field, row, secret_text) {
             Ok((server_id, secret)) => {
-                placement(ctx, &vault, &server_id, &row.database, secret, None).await?
+                configure_database(ctx, &how, &server_id, &row.database, secret).await?
             }
-            Err(refused) => Err(refused),
+            Err(refused) => (None, Some(refused)),
         };
-        let placement = match placement {
-            Ok(p) => p,
-            Err(refused) => {
-                results.push(result(row_number, None, Some(refused)));
-                continue;
-            }
-        };
-        let kept = instances::find_kept(
-            ctx.store.pool(),
-            &vault.id,
-            &placement.server.id,
-            &placement.database,
-        )
-        .await?;
-        let instance = match kept {
-            Some(kept) => {
-                instances::reconfigure(ctx.store.pool(), kept.id, &policy.id, &placement.secret)
-                    .await?
-            }
-            None => insert_validating(ctx, &policy, &placement).await?,
-        };
-        let (instance, refused) = validate_kept(
-            ctx,
-            caller,
-            instance,
-            &placement,
-            req.assign_missing_permissions,
-        )
-        .await?;
-        match &refused {
-            None => {
-                tracing::info!(instance = %instance.id, server = %instance.server_id, database = %instance.database, "backup configured")
-            }
-            Some(r) => {
-                tracing::info!(instance = %instance.id, server = %instance.server_id, database = %instance.database, code = %r.error.code, "configure row failed validation; kept for re-validation")
-            }
-        }
-        results.push(result(row_number, Some(instance), refused));
+        results.push(result(row_number, &row.database, instance, refused));
     }
     Ok(results)
+}
+
+/// How rows are protected: by whom (none for the scheduler's auto-include),
+/// in which vault, with which policy, whether missing secret grants are
+/// assigned, and the instant a protected instance's schedule counts from.
+pub struct Protect<'a> {
+    pub caller: Option<&'a Caller>,
+    pub vault: &'a Vault,
+    pub policy: &'a Policy,
+    pub assign: bool,
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+/// One database through the whole row pipeline: placement checks, the kept
+/// row (reused or inserted), readiness checks. The instance is `None` when
+/// the row was refused before it was kept.
+pub async fn configure_database(
+    ctx: &ApiContext,
+    how: &Protect<'_>,
+    server_id: &str,
+    database: &str,
+    secret: SecretRef,
+) -> Result<(Option<BackupInstance>, Option<Refused>)> {
+    let placement = match placement(ctx, how.vault, server_id, database, secret, None).await? {
+        Ok(p) => p,
+        Err(refused) => return Ok((None, Some(refused))),
+    };
+    let kept = instances::find_kept(
+        ctx.store.pool(),
+        &how.vault.id,
+        &placement.server.id,
+        &placement.database,
+    )
+    .await?;
+    let instance = match kept {
+        Some(kept) => {
+            instances::reconfigure(ctx.store.pool(), kept.id, &how.policy.id, &placement.secret)
+                .await?
+        }
+        None => insert_validating(ctx, how.policy, &placement).await?,
+    };
+    let (instance, refused) = validate_kept(ctx, how, instance, &placement).await?;
+    match &refused {
+        None => {
+            tracing::info!(instance = %instance.id, server = %instance.server_id, database = %instance.database, "backup configured")
+        }
+        Some(r) => {
+            tracing::info!(instance = %instance.id, server = %instance.server_id, database = %instance.database, code = %r.error.code, "configure row failed validation; kept for re-validation")
+        }
+    }
+    Ok((Some(instance), refused))
 }
 
 /// Server id and secret reference of a row, or the input error.
@@ -287,15 +314,14 @@ fn already_protected(database: &str, server_id: &str, by: &BackupInstance) -> Re
 /// outcome: protected, or VALIDATION_FAILED with the error.
 async fn validate_kept(
     ctx: &ApiContext,
-    caller: &Caller,
+    how: &Protect<'_>,
     instance: BackupInstance,
     placement: &Placement,
-    assign: bool,
 ) -> Result<(BackupInstance, Option<Refused>)> {
     let pool = ctx.store.pool();
-    let refused = match readiness_checks(ctx, caller, &instance.vault_id, placement, assign).await?
-    {
-        Ok(()) => match instances::set_protected(pool, instance.id, ctx.clock.now()).await? {
+    let checks = readiness_checks(ctx, how.caller, &instance.vault_id, placement, how.assign);
+    let refused = match checks.await? {
+        Ok(()) => match instances::set_protected(pool, instance.id, how.since).await? {
             Inserted::Created(protected) => return Ok((*protected, None)),
             Inserted::AlreadyProtected => {
                 // Another vault protected the database while this row validated.
@@ -318,112 +344,6 @@ async fn validate_kept(
     instances::set_validation_failed(pool, instance.id, &refused.error).await?;
     let kept = instances::get_by_id(pool, instance.id).await?;
     Ok((kept, Some(refused)))
-}
-
-/// Secret access, secret value, connection, privileges, in that order.
-async fn readiness_checks(
-    ctx: &ApiContext,
-    caller: &Caller,
-    vault_id: &str,
-    placement: &Placement,
-    assign: bool,
-) -> Result<std::result::Result<(), Refused>> {
-    let pool = ctx.store.pool();
-    if let SecretRef::Stored { id, .. } = &placement.secret
-        && !secret_grants::is_granted(pool, vault_id, id).await?
-    {
-        if !assign {
-            return Ok(Err(resolve::not_granted(vault_id, id).into()));
-        }
-        if !caller
-            .permits(&ctx.store, Permission::Grant, Some(vault_id))
-            .await?
-        {
-            return Ok(Err(row_error(
-                ErrorCode::UserCannotAssignRoles,
-                format!(
-                    "vault \"{vault_id}\" has no access to secret \"{id}\", and token \"{}\" may not grant it (only an Owner of the vault may); an Owner grants it with: {}",
-                    caller.token_name(),
-                    resolve::grant_command(vault_id, id)
-                ),
-            )));
-        }
-        secret_grants::grant(pool, vault_id, id).await?;
-        tracing::info!(secret = %id, vault = %vault_id, token = %caller.token_id(), "secret access granted while configuring");
-    }
-    let mut conn = pool.acquire().await?;
-    let credentials = match resolve::reference_credentials(
-        &mut conn,
-        &ctx.cipher,
-        &ctx.external_secrets,
-        Some(vault_id),
-        &placement.secret,
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(CoordinatorError::SecretUnusable(error)) => return Ok(Err((*error).into())),
-        Err(e) => return Err(e),
-    };
-    drop(conn);
-    let target = ProbeTarget {
-        server: &placement.server,
-        database: &placement.database,
-        secret: &placement.secret,
-        credentials: &credentials,
-        vault: Some(vault_id),
-    };
-    let probe = ctx.probes.for_server(&placement.server);
-    let Readiness {
-        missing,
-        server_version_num,
-    } = match probe.readiness(&target).await? {
-        Ok(answer) => answer,
-        Err(Unanswered::Connect(error) | Unanswered::Agent(error)) => return Ok(Err(error.into())),
-        Err(Unanswered::Query(message)) => return Err(CoordinatorError::Unavailable(message)),
-    };
-    if !missing.is_empty() {
-        return Ok(Err(Refused {
-            error: JobError::new(
-                ErrorCode::UserErrorMissingDBPermissions,
-                format!(
-                    "{}; the grant script of this result (SQL, or its psql or PowerShell wrapper) grants it all",
-                    missing.summary()
-                ),
-            ),
-            script: Some(Box::new(grant_script::generate(&missing))),
-        }));
-    }
-    if let Some(error) = tools_too_old(ctx, &placement.server, server_version_num).await? {
-        return Ok(Err(error.into()));
-    }
-    Ok(Ok(()))
-}
-
-/// Whether what would run the server's backups (workers, or its agent's
-/// instances) reported a `pg_dump` older than the server. Nothing reported
-/// yet: readiness cannot confirm, and does not fail.
-async fn tools_too_old(
-    ctx: &ApiContext,
-    server: &Server,
-    server_version_num: u32,
-) -> Result<Option<JobError>> {
-    let (newest, runners) = if server.agent.is_empty() {
-        (ctx.worker_tools.newest(), Runners::Workers)
-    } else {
-        let instances =
-            agent_instances::recent(ctx.store.pool(), std::slice::from_ref(&server.agent)).await?;
-        let newest = instances
-            .iter()
-            .filter(|i| i.live && i.supported)
-            .flat_map(|i| i.pg_tool_majors.iter().copied())
-            .max();
-        (newest, Runners::Agent(&server.agent))
-    };
-    if newest.is_none() {
-        tracing::info!(server = %server.id, server_version_num, "readiness cannot confirm the client tools: nothing that runs this server's backups has reported its pg_dump versions yet");
-    }
-    Ok(tool_versions::check(server_version_num, newest, runners))
 }
 
 /// `RevalidateBackupInstance`: every check again. A kept row that passes is
@@ -458,28 +378,44 @@ pub async fn revalidate(
                 instances::set_validation_failed(pool, instance.id, &refused.error).await?;
             }
             let current = instances::get_by_id(pool, instance.id).await?;
-            return Ok(result(0, Some(current), Some(refused)));
+            return Ok(result(
+                0,
+                &current.database.clone(),
+                Some(current),
+                Some(refused),
+            ));
         }
     };
     if protected {
         let outcome = readiness_checks(
             ctx,
-            caller,
+            Some(caller),
             &vault_id,
             &placement,
             req.assign_missing_permissions,
         )
         .await?;
-        return Ok(result(0, Some(instance), outcome.err()));
+        return Ok(result(
+            0,
+            &instance.database.clone(),
+            Some(instance),
+            outcome.err(),
+        ));
     }
-    let (instance, refused) = validate_kept(
-        ctx,
-        caller,
-        instance,
-        &placement,
-        req.assign_missing_permissions,
-    )
-    .await?;
+    let policy = policies::get(pool, &vault_id, &instance.policy_id).await?;
+    let how = Protect {
+        caller: Some(caller),
+        vault: &vault,
+        policy: &policy,
+        assign: req.assign_missing_permissions,
+        since: ctx.clock.now(),
+    };
+    let (instance, refused) = validate_kept(ctx, &how, instance, &placement).await?;
     tracing::info!(instance = %instance.id, state = %instance.protection_state, "backup instance re-validated");
-    Ok(result(0, Some(instance), refused))
+    Ok(result(
+        0,
+        &instance.database.clone(),
+        Some(instance),
+        refused,
+    ))
 }

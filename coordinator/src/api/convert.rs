@@ -116,6 +116,7 @@ impl From<Server> for pb::Server {
             region: s.region,
             agent: s.agent,
             create_time: Some(timestamp(s.create_time)),
+            whole_server_protection: None,
         }
     }
 }

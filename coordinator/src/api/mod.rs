@@ -14,21 +14,27 @@
 //!   notification channels and their deliveries.
 //! - `restore_selection`, `output_file`: checking a restore's selection
 //!   against the recovery point, and the name of a restore's SQL file.
-//! - `restore_version`: a restore goes to the same or a newer PostgreSQL major.
+//! - `restore_version`: a restore goes to the same or a newer PostgreSQL major;
+//!   `restore_server`: every database of a whole server's point set, globals first.
 //! - `instance_lookup`: an instance named by id or short name → its id (the
 //!   one place); `restore_point`: the point a restore restores (named, or
 //!   the newest of an instance).
 //! - `job_details`: a job's attempts and per-table progress (`GetJob`,
 //!   `WatchJob`, and the tables workers report); `stage_split`: where a
 //!   finished job's time went, as workers report it.
-//! - `configure`: configure rows and re-validation (kept rows, readiness).
+//! - `configure`: configure rows and re-validation (kept rows);
+//!   `configure_readiness`: a row's readiness checks;
+//!   `databases`: a server's protectable databases (one rule for listing,
+//!   whole-server protection and its auto-include).
 //! - `resolve`: loading what a job needs across aggregates (shared with the
 //!   worker API).
 
 pub mod access;
 pub mod backup_now;
 pub mod configure;
+pub mod configure_readiness;
 pub mod convert;
+pub mod databases;
 pub mod dead_letters;
 pub mod instance_lookup;
 pub mod instances;
@@ -42,6 +48,7 @@ pub mod recovery_points;
 pub mod resolve;
 pub mod restore_point;
 pub mod restore_selection;
+pub mod restore_server;
 pub mod restore_version;
 pub mod restores;
 pub mod secrets;

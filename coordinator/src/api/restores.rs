@@ -4,7 +4,8 @@
 //! instance's own; the file name defaults to `<database>-<snapshot>.sql`.
 //! A restore into an older PostgreSQL major than the point's source is
 //! refused before its job is queued (`restore_version`). The point is named,
-//! or the newest of an instance (`restore_point`).
+//! or the newest of an instance (`restore_point`). Whole-server
+//! restores (`RestoreServer`) are in `restore_server`.
 //! The job, its restore target and its outbox row are written in one
 //! transaction.
 
@@ -152,7 +153,11 @@ impl RestoreApi {
 /// The restore's vault may use `secret`: a stored secret exists and is
 /// granted to it, an external one is allowed by the coordinator. (Its value
 /// is read when the job is claimed.)
-async fn check_secret(ctx: &ApiContext, vault_id: &str, secret: &SecretRef) -> Result<()> {
+pub(crate) async fn check_secret(
+    ctx: &ApiContext,
+    vault_id: &str,
+    secret: &SecretRef,
+) -> Result<()> {
     ctx.external_secrets.check_allowed(secret)?;
     if let SecretRef::Stored { id, .. } = secret {
         let pool = ctx.store.pool();
@@ -192,6 +197,19 @@ impl RestoreService for RestoreApi {
         access::in_vault(&request, vault_scope(named).as_deref())?;
         Ok(Response::new(
             self.restore_as_database(request.into_inner()).await?,
+        ))
+    }
+
+    async fn restore_server(
+        &self,
+        request: Request<pb::RestoreServerRequest>,
+    ) -> Result<Response<pb::RestoreServerResponse>, Status> {
+        access::in_vault(
+            &request,
+            vault_scope(&request.get_ref().recovery_point).as_deref(),
+        )?;
+        Ok(Response::new(
+            crate::api::restore_server::restore_server(&self.ctx, request.into_inner()).await?,
         ))
     }
 

@@ -1,4 +1,5 @@
-//! `ServerService`: register, get and list servers, and list the databases
+//! `ServerService`: register, get (with its whole-server protection and
+//! latest auto-include pass) and list servers, and list the databases
 //! of a server that can be protected (connecting with a stored secret,
 //! directly or through the server's agent: [`crate::server_probe`]).
 //!
@@ -13,14 +14,13 @@ use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::server_service_server::ServerService;
 use tonic::{Request, Response, Status};
 
-use crate::api::{ApiContext, next_token, resolve};
+use crate::api::{ApiContext, databases, next_token, resolve};
 use crate::error::{CoordinatorError, Result};
 use crate::model::Server;
 use crate::names;
 use crate::secret_ref::SecretRef;
-use crate::server_probe::{ProbeTarget, Unanswered};
-use crate::store::{agents, paging, servers};
-use crate::validation::unprotectable_reason;
+use crate::server_probe::Unanswered;
+use crate::store::{agents, paging, server_protections, servers};
 
 pub struct ServerApi {
     ctx: Arc<ApiContext>,
@@ -92,43 +92,44 @@ impl ServerApi {
         )
         .await?;
         drop(conn);
-        let database = credentials
-            .database
-            .clone()
-            .unwrap_or_else(|| "postgres".to_string());
-        let target = ProbeTarget {
-            server: &server,
-            database: &database,
-            secret: &secret,
-            credentials: &credentials,
-            vault: None,
-        };
-        let probe = self.ctx.probes.for_server(&server);
-        let names = match probe.list_databases(&target).await? {
-            Ok(names) => names,
-            Err(Unanswered::Connect(error)) => {
-                return Err(CoordinatorError::precondition(format!(
-                    "{}: cannot connect to server \"{server_id}\": {}",
-                    error.code, error.message
-                )));
-            }
-            Err(Unanswered::Query(message)) => {
-                return Err(CoordinatorError::precondition(format!(
-                    "server \"{server_id}\": {message}"
-                )));
-            }
-            Err(Unanswered::Agent(error)) => {
-                return Err(CoordinatorError::Unavailable(error.message));
-            }
-        };
-        let mut databases = Vec::with_capacity(names.len());
-        for name in names {
-            if unprotectable_reason(&name, &self.ctx.maintenance_databases).is_none() {
-                databases.push(name);
-            }
+        let listed =
+            databases::protectable(&self.ctx, &server, &secret, &credentials, None).await?;
+        match listed {
+            Ok(names) => Ok(names),
+            Err(Unanswered::Connect(error)) => Err(CoordinatorError::precondition(format!(
+                "{}: cannot connect to server \"{server_id}\": {}",
+                error.code, error.message
+            ))),
+            Err(Unanswered::Query(message)) => Err(CoordinatorError::precondition(format!(
+                "server \"{server_id}\": {message}"
+            ))),
+            Err(Unanswered::Agent(error)) => Err(CoordinatorError::Unavailable(error.message)),
         }
-        Ok(databases)
     }
+}
+
+/// The server's whole-server protection and its latest pass, if protected whole.
+async fn whole_server_protection(
+    pool: &sqlx::PgPool,
+    server_id: &str,
+) -> Result<Option<pb::WholeServerProtection>> {
+    let Some(protection) = server_protections::find(pool, server_id).await? else {
+        return Ok(None);
+    };
+    let latest = server_protections::latest_run(pool, server_id).await?;
+    let (last_slot, run) = match latest {
+        Some((slot, run)) => (Some(crate::api::convert::timestamp(slot)), run),
+        None => (None, Default::default()),
+    };
+    Ok(Some(pb::WholeServerProtection {
+        vault: names::vault_name(&protection.vault_id),
+        policy: names::policy_name(&protection.vault_id, &protection.policy_id),
+        last_slot,
+        included: run.included,
+        refused: run.refused,
+        missing: run.missing,
+        error: run.error,
+    }))
 }
 
 /// NOT_FOUND for a server naming an agent that does not exist.
@@ -162,9 +163,10 @@ impl ServerService for ServerApi {
         request: Request<pb::GetServerRequest>,
     ) -> Result<Response<pb::Server>, Status> {
         let id = names::parse_server("name", &request.get_ref().name)?;
-        Ok(Response::new(
-            servers::get(self.ctx.store.pool(), &id).await?.into(),
-        ))
+        let pool = self.ctx.store.pool();
+        let mut server: pb::Server = servers::get(pool, &id).await?.into();
+        server.whole_server_protection = whole_server_protection(pool, &id).await?;
+        Ok(Response::new(server))
     }
 
     async fn list_servers(

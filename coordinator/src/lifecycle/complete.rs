@@ -6,7 +6,10 @@
 //!   history and tagging history stay readable), or only its rehydrated copy
 //!   is forgotten;
 //! - REHYDRATE: the copy is recorded with the end of its period, and the
-//!   restores waiting for it are released (outbox rows written).
+//!   restores waiting for it are released (outbox rows written);
+//! - RESTORE: the restores waiting for it (the other databases of a
+//!   whole-server restore, after the one that restored the globals) are
+//!   released.
 
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
@@ -74,7 +77,15 @@ pub async fn on_complete(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>)
             }
             Ok(!released.is_empty())
         }
-        JobSpec::Backup { .. } | JobSpec::Restore(_) => Ok(false),
+        JobSpec::Restore(_) => {
+            let released = lifecycle::release_waiting(&mut *conn, job.id).await?;
+            for (waiting, attempt) in &released {
+                outbox::insert(&mut *conn, *waiting, *attempt).await?;
+                tracing::info!(job_id = %waiting, globals_job = %job.id, "restore released after the server's globals");
+            }
+            Ok(!released.is_empty())
+        }
+        JobSpec::Backup { .. } => Ok(false),
     }
 }
 

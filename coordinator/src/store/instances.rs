@@ -436,3 +436,21 @@ pub async fn count_in_vault(db: impl PgExecutor<'_>, vault_id: &str) -> Result<i
         .await?;
     Ok(n)
 }
+
+/// The instances of `vault_id` on `server_id`, in any state, by database.
+pub async fn on_server(
+    db: impl PgExecutor<'_>,
+    vault_id: &str,
+    server_id: &str,
+) -> Result<Vec<BackupInstance>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM backup_instances WHERE vault_id = $1 AND server_id = $2
+         ORDER BY database, create_time"
+    );
+    let rows = sqlx::query_as::<_, InstanceRow>(&sql)
+        .bind(vault_id)
+        .bind(server_id)
+        .fetch_all(db)
+        .await?;
+    rows.into_iter().map(BackupInstance::try_from).collect()
+}

@@ -8,7 +8,9 @@
 //! - `migrate`: connecting, numbered migrations under an advisory lock.
 //! - `vaults`, `policies`, `servers`, `secrets`, `instances`, `jobs`,
 //!   `recovery_points`, `restore_targets`, `outbox`, `tokens`, `schedule_runs`,
-//!   `lifecycle`, `secret_grants`, `dead_letters`: the repositories.
+//!   `lifecycle`, `secret_grants`, `dead_letters`, `server_protections`,
+//!   `server_restores`: the
+//!   repositories.
 //! - `attempts`, `job_tables`: a job's attempt history and per-table
 //!   progress (read by `GetJob`/`WatchJob`, never by the job list).
 //! - `paging`: opaque page tokens for keyset pagination.
@@ -38,6 +40,8 @@ pub mod roles;
 pub mod schedule_runs;
 pub mod secret_grants;
 pub mod secrets;
+pub mod server_protections;
+pub mod server_restores;
 pub mod servers;
 pub mod tokens;
 pub mod vaults;

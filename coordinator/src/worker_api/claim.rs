@@ -1,6 +1,7 @@
 //! `ClaimTask`: one conditional UPDATE takes the lease (database clock), then
 //! the task is resolved in the same transaction: for a backup a fresh
-//! recovery-point id and prefix per attempt plus the source connection; for a
+//! recovery-point id and prefix per attempt plus the source connection (and,
+//! for a server protected whole, the request to capture its globals); for a
 //! restore the point's location, manifest checksum, selection and target
 //! (a connection, or for a restore as files a destination URL and file).
 //! The secret reference is resolved again on every claim (latest version,
@@ -31,7 +32,8 @@ use crate::model::{
     AttemptOutcome, AttemptTarget, Job, JobError, JobSpec, JobState, RestoreSpec, RestoreTarget,
 };
 use crate::store::{
-    attempts, garbage, instances, job_tables, jobs, outbox, recovery_points, servers, vaults,
+    attempts, garbage, instances, job_tables, jobs, outbox, recovery_points, server_protections,
+    server_restores, servers, vaults,
 };
 
 /// `agent`: the agent whose token claims (`None`: a worker's or Owner's).
@@ -228,10 +230,16 @@ async fn backup_task(
         prefix: format!("{}/{}/{}", vault.id, instance.id, point_id),
     };
     attempts::set_target(&mut *conn, job.id, job.attempt, &target).await?;
+    // Every point of a server protected whole carries the server's globals
+    // (small), so any point set restores them.
+    let capture_globals = server_protections::find(&mut *conn, &server.id)
+        .await?
+        .is_some_and(|p| p.vault_id == instance.vault_id);
     Ok(pb::BackupTask {
         source: Some(connection_spec(&server, &instance.database, &creds)),
         datastore_url: target.datastore_url,
         prefix: target.prefix,
+        capture_globals,
     })
 }
 
@@ -277,6 +285,7 @@ async fn restore_task(
         secret,
     )
     .await?;
+    let restore_globals = server_restores::restores_globals(&mut *conn, job.id).await?;
     Ok(pb::task::Kind::Restore(pb::RestoreTask {
         target: Some(connection_spec(&server, database, &creds)),
         datastore_url,
@@ -284,5 +293,6 @@ async fn restore_task(
         manifest_sha256: point.manifest_sha256,
         schemas: restore.schemas.clone(),
         tables: restore.tables.clone(),
+        restore_globals,
     }))
 }

@@ -90,6 +90,7 @@ pub async fn configure(
             }],
             default_secret: String::new(),
             assign_missing_permissions: true,
+            all_databases_of: String::new(),
         })
         .await
         .expect("configure backup")

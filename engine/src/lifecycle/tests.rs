@@ -74,6 +74,7 @@ fn write_point(dir: &tempfile::TempDir) -> String {
         database_properties: Default::default(),
         relations: None,
         schemas: None,
+        globals: None,
     };
     let json = manifest.to_json();
     std::fs::write(root.join(MANIFEST_FILE), &json).expect("write");

@@ -75,7 +75,11 @@ async fn run_backup(
 ) -> Result<complete_task_request::Result, EngineError> {
     let source = pg_target(task.source)?;
     let store = open_datastore(&task.datastore_url)?;
-    let summary = engine::backup(&source, &store, &task.prefix, options, progress, cancel).await?;
+    let options = EngineOptions {
+        capture_globals: task.capture_globals,
+        ..options.clone()
+    };
+    let summary = engine::backup(&source, &store, &task.prefix, &options, progress, cancel).await?;
     Ok(complete_task_request::Result::Backup(BackupResult {
         snapshot_time: Some(pgvault_proto::Timestamp {
             seconds: summary.snapshot_time.timestamp(),
@@ -103,6 +107,24 @@ async fn run_restore(
     let target = pg_target(task.target)?;
     let store = open_datastore(&task.datastore_url)?;
     let expected = (!task.manifest_sha256.is_empty()).then_some(task.manifest_sha256.as_str());
+    // A whole-server restore's first job: the roles before any database
+    // whose grants name them (connected to the server's postgres database,
+    // as pg_dumpall's scripts are).
+    let mut warnings = Vec::new();
+    if task.restore_globals {
+        let server = PgTarget {
+            database: "postgres".to_string(),
+            ..target.clone()
+        };
+        let restored =
+            engine::restore_globals(&server, &store, &task.prefix, expected, options).await?;
+        warnings.extend(
+            restored
+                .warnings
+                .into_iter()
+                .map(|w| format!("globals: {w} (kept as it was)")),
+        );
+    }
     let selection = engine::Selection {
         schemas: task.schemas,
         tables: task.tables,
@@ -126,7 +148,10 @@ async fn run_restore(
             summary.bytes,
             bytes_read(&summary.stages),
         )),
-        skipped_objects: summary.skipped_objects,
+        skipped_objects: warnings
+            .into_iter()
+            .chain(summary.skipped_objects)
+            .collect(),
         ..RestoreResult::default()
     }))
 }

@@ -1,0 +1,268 @@
+//! `RestoreServer`: every database of a whole server's point set onto
+//! another server. The set is the points of the scheduled run (slot) that
+//! produced the named point, for every database of its server in its
+//! vault, less the databases the caller excludes. Refused before any job
+//! starts when the target server runs an
+//! older major (`restore_version`, the cross-version rule of every
+//! restore), when a database of the set already exists on the target (all
+//! named), or when a point of the set is on the archive tier. Otherwise
+//! one restore job per database, each under its own name, is written in
+//! one transaction: the first also restores the globals (roles, role
+//! settings, tablespaces) and is queued; the others wait for it, so roles
+//! exist before the grants that name them.
+
+use futures::FutureExt;
+use pgvault_errors::ErrorCode;
+use pgvault_proto::v1 as pb;
+
+use crate::api::restores::check_secret;
+use crate::api::{ApiContext, instance_lookup, resolve, restore_version};
+use crate::error::{CoordinatorError, Result};
+use crate::model::{Job, JobSpec, RestoreSpec, RestoreTarget, Server, Tier};
+use crate::names;
+use crate::secret_ref::SecretRef;
+use crate::server_probe::{ProbeTarget, Unanswered};
+use crate::store::jobs::{self, NewJob};
+use crate::store::server_restores::{self, SetPoint};
+use crate::store::{instances, lifecycle, outbox, recovery_points, servers};
+
+pub async fn restore_server(
+    ctx: &ApiContext,
+    req: pb::RestoreServerRequest,
+) -> Result<pb::RestoreServerResponse> {
+    let pool = ctx.store.pool();
+    let (vault_id, instance_id, point_id) =
+        instance_lookup::recovery_point(pool, "recovery_point", &req.recovery_point).await?;
+    if req.target_server.is_empty() {
+        return Err(CoordinatorError::invalid(
+            "target_server",
+            "the server to restore onto is required",
+        ));
+    }
+    let target_id = names::parse_server("target_server", &req.target_server)?;
+    let point = recovery_points::get(pool, &vault_id, instance_id, point_id).await?;
+    let instance = instances::get(pool, &vault_id, instance_id).await?;
+    let Some(slot) = server_restores::slot_of(pool, point.id).await? else {
+        return Err(CoordinatorError::precondition(format!(
+            "{} was not taken by a scheduled run, so it belongs to no point set; name a point of a scheduled run of server \"{}\"",
+            req.recovery_point, instance.server_id
+        )));
+    };
+    let set = server_restores::point_set(pool, &vault_id, &instance.server_id, slot).await?;
+    let set = excluding(set, &req.exclude_databases)?;
+    let server = servers::get(pool, &target_id).await?;
+    let secret = if req.secret.is_empty() {
+        instance.secret.clone()
+    } else {
+        SecretRef::parse("secret", &req.secret)?
+    };
+    check_secret(ctx, &vault_id, &secret).await?;
+    restore_version::check(ctx, &vault_id, &point, &server, &secret).await?;
+    let existing = target_databases(ctx, &vault_id, &server, &secret).await?;
+    let taken = taken(&set, &existing);
+    if !taken.is_empty() {
+        return Err(CoordinatorError::precondition(format!(
+            "{}: server \"{target_id}\" already has database {}; restore a point set onto a server without them: leave them out (--exclude-database, e.g. the postgres database every new server has) and restore their points under other names with pgvault restore database --target-database, or drop them first",
+            ErrorCode::UserErrorDatabaseNameAlreadyInUse,
+            taken.join(", ")
+        )));
+    }
+    let jobs = queue(ctx, &vault_id, &set, &target_id, &secret).await?;
+    tracing::info!(server = %instance.server_id, slot = %slot, target = %target_id, databases = set.len(), "server restore queued");
+    Ok(pb::RestoreServerResponse {
+        jobs: jobs.into_iter().map(Into::into).collect(),
+    })
+}
+
+/// The set without the databases the caller left out; each must be in it,
+/// and something must be left.
+fn excluding(set: Vec<SetPoint>, exclude: &[String]) -> Result<Vec<SetPoint>> {
+    let databases: Vec<&str> = set.iter().map(|p| p.database.as_str()).collect();
+    if let Some(unknown) = exclude.iter().find(|d| !databases.contains(&d.as_str())) {
+        return Err(CoordinatorError::invalid(
+            "exclude_databases",
+            format!(
+                "\"{unknown}\" is not a database of the point set; it has: {}",
+                databases.join(", ")
+            ),
+        ));
+    }
+    let kept: Vec<SetPoint> = set
+        .into_iter()
+        .filter(|p| !exclude.contains(&p.database))
+        .collect();
+    if kept.is_empty() {
+        return Err(CoordinatorError::invalid(
+            "exclude_databases",
+            "every database of the point set is excluded; nothing would be restored",
+        ));
+    }
+    Ok(kept)
+}
+
+/// Databases of the set the target already has, in the set's order.
+fn taken(set: &[SetPoint], existing: &[String]) -> Vec<String> {
+    set.iter()
+        .filter(|p| existing.contains(&p.database))
+        .map(|p| format!("\"{}\"", p.database))
+        .collect()
+}
+
+/// Every database of the target (asked directly or through its agent).
+async fn target_databases(
+    ctx: &ApiContext,
+    vault_id: &str,
+    server: &Server,
+    secret: &SecretRef,
+) -> Result<Vec<String>> {
+    let mut conn = ctx.store.pool().acquire().await?;
+    let credentials = resolve::reference_credentials(
+        &mut conn,
+        &ctx.cipher,
+        &ctx.external_secrets,
+        Some(vault_id),
+        secret,
+    )
+    .await?;
+    drop(conn);
+    let database = credentials
+        .database
+        .clone()
+        .unwrap_or_else(|| "postgres".to_string());
+    let target = ProbeTarget {
+        server,
+        database: &database,
+        secret,
+        credentials: &credentials,
+        vault: Some(vault_id),
+    };
+    match ctx
+        .probes
+        .for_server(server)
+        .list_databases(&target)
+        .await?
+    {
+        Ok(names) => Ok(names),
+        Err(Unanswered::Connect(error) | Unanswered::Agent(error)) => {
+            Err(CoordinatorError::precondition(format!(
+                "{}: cannot list the databases of target server \"{}\": {}",
+                error.code, server.id, error.message
+            )))
+        }
+        Err(Unanswered::Query(message)) => Err(CoordinatorError::Unavailable(format!(
+            "target server \"{}\": {message}",
+            server.id
+        ))),
+    }
+}
+
+/// The set's restore jobs in one transaction: the first restores the
+/// globals and is queued, the others wait for it.
+async fn queue(
+    ctx: &ApiContext,
+    vault_id: &str,
+    set: &[SetPoint],
+    target_id: &str,
+    secret: &SecretRef,
+) -> Result<Vec<Job>> {
+    let (vault_id, set, target_id, secret) = (
+        vault_id.to_string(),
+        set.to_vec(),
+        target_id.to_string(),
+        secret.clone(),
+    );
+    let jobs = ctx
+        .store
+        .in_tx(move |conn| {
+            async move {
+                let mut created: Vec<Job> = Vec::with_capacity(set.len());
+                for p in &set {
+                    let name = names::recovery_point_name(&vault_id, p.instance_id, p.point_id);
+                    if !lifecycle::lock_point(&mut *conn, p.point_id).await?
+                        || lifecycle::active_removal(&mut *conn, p.point_id)
+                            .await?
+                            .is_some()
+                    {
+                        return Err(CoordinatorError::precondition(format!(
+                            "recovery point {name} of the set is being moved or deleted; restore another run's point set"
+                        )));
+                    }
+                    let point =
+                        recovery_points::get(&mut *conn, &vault_id, p.instance_id, p.point_id)
+                            .await?;
+                    if point.tier == Tier::Archive {
+                        return Err(CoordinatorError::precondition(format!(
+                            "recovery point {name} of the set is on the archive tier; restore a newer run's point set, or that point on its own (pgvault restore database rehydrates it)"
+                        )));
+                    }
+                    let first = created.first().map(|j| j.id);
+                    let new = NewJob {
+                        vault_id: vault_id.clone(),
+                        spec: JobSpec::Restore(Box::new(RestoreSpec {
+                            instance_id: p.instance_id,
+                            point_id: p.point_id,
+                            target: RestoreTarget::Database {
+                                server_id: target_id.clone(),
+                                database: p.database.clone(),
+                                secret: secret.clone(),
+                            },
+                            schemas: Vec::new(),
+                            tables: Vec::new(),
+                            warnings: Vec::new(),
+                        })),
+                        waits_for_job_id: first,
+                    };
+                    let job = jobs::insert(&mut *conn, &new).await?;
+                    if first.is_none() {
+                        server_restores::mark_globals(&mut *conn, job.id).await?;
+                        outbox::insert(&mut *conn, job.id, job.attempt).await?;
+                    }
+                    created.push(job);
+                }
+                Ok(created)
+            }
+            .boxed()
+        })
+        .await?;
+    ctx.dispatch_wake.notify_one();
+    Ok(jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    #[test]
+    fn every_database_of_the_set_the_target_has_is_named() {
+        let point = |database: &str| SetPoint {
+            instance_id: Uuid::nil(),
+            point_id: Uuid::nil(),
+            database: database.into(),
+        };
+        let set = [point("alpha"), point("beta"), point("gamma")];
+        let existing = ["postgres".to_string(), "gamma".into(), "alpha".into()];
+        assert_eq!(taken(&set, &existing), ["\"alpha\"", "\"gamma\""]);
+        assert!(taken(&set, &["postgres".to_string()]).is_empty());
+    }
+
+    #[test]
+    fn excluded_databases_must_be_in_the_set_and_leave_something() {
+        let point = |database: &str| SetPoint {
+            instance_id: Uuid::nil(),
+            point_id: Uuid::nil(),
+            database: database.into(),
+        };
+        let set = vec![point("app"), point("postgres")];
+        let kept = excluding(set.clone(), &["postgres".to_string()]).unwrap();
+        assert_eq!(kept, [point("app")]);
+        let unknown = excluding(set.clone(), &["nope".to_string()]).unwrap_err();
+        assert!(
+            unknown.to_string().contains("it has: app, postgres"),
+            "{unknown}"
+        );
+        let all = ["app".to_string(), "postgres".to_string()];
+        assert!(excluding(set, &all).is_err());
+    }
+}

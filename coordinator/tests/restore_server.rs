@@ -1,0 +1,317 @@
+//! `RestoreServer` against a real state database, with the worker played
+//! by the test: a point of a scheduled run names its set (one point per
+//! database of the server), an on-demand point names none, a target that
+//! has the set's databases is refused naming them all, and a restore onto
+//! a fresh server is one job per database of which only the first (which
+//! restores the globals) is queued: its completion releases the others,
+//! its failure fails them with its error.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Timelike, Utc};
+use common::{Harness, backup_now, claim, job_id};
+use pgvault_coordinator::clock::ShiftedClock;
+use pgvault_localpg::TempCluster;
+use pgvault_proto::v1 as pb;
+
+/// Claims and completes backup `id` with a point of PostgreSQL 15.
+async fn complete_backup(h: &Harness, id: &str) {
+    let claimed = claim(h, id, "w1").await;
+    assert!(claimed.claimed, "{claimed:?}");
+    h.workers()
+        .complete_task(pb::CompleteTaskRequest {
+            job_id: id.into(),
+            lease_token: claimed.lease_token,
+            result: Some(pb::complete_task_request::Result::Backup(
+                pb::BackupResult {
+                    snapshot_time: Some(prost_types::Timestamp {
+                        seconds: Utc::now().timestamp(),
+                        nanos: 0,
+                    }),
+                    stored_bytes: 1,
+                    raw_bytes: 1,
+                    chunk_count: 1,
+                    manifest_sha256: "ef".repeat(32),
+                    server_version: "15.8".into(),
+                    stage_split: None,
+                },
+            )),
+            ..Default::default()
+        })
+        .await
+        .expect("complete backup");
+}
+
+async fn jobs_of(h: &Harness, operation: pb::Operation) -> Vec<pb::Job> {
+    h.jobs()
+        .list_jobs(pb::ListJobsRequest {
+            operation: operation as i32,
+            page_size: 100,
+            all: true,
+            ..Default::default()
+        })
+        .await
+        .expect("list jobs")
+        .into_inner()
+        .jobs
+}
+
+/// Restores the set of `point` onto `server`, leaving out `exclude`.
+fn restore(point: &str, server: &str, exclude: &[&str]) -> pb::RestoreServerRequest {
+    pb::RestoreServerRequest {
+        recovery_point: point.into(),
+        target_server: format!("servers/{server}"),
+        secret: format!("secrets/{server}-admin"),
+        exclude_databases: exclude.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_server_restore_queues_the_globals_first_and_the_rest_follow_its_outcome() {
+    let clock = Arc::new(ShiftedClock::new());
+    let adjust = {
+        let clock = clock.clone();
+        move |c: &mut pgvault_coordinator::CoordinatorConfig| {
+            c.scheduler_interval = Duration::from_millis(100);
+            c.schedule_max_lateness = Duration::from_secs(3600);
+            c.clock = clock.clone();
+        }
+    };
+    let h = Harness::start_with(adjust).await;
+    h.fixture().await;
+    let due = Utc::now() + chrono::Duration::minutes(2);
+    h.policies()
+        .create_policy(pb::CreatePolicyRequest {
+            parent: "vaults/v".into(),
+            policy_id: "soon".into(),
+            policy: Some(pb::Policy {
+                schedule: Some(pb::Schedule {
+                    weekdays: (1..=7).collect(),
+                    time_of_day: format!("{:02}:{:02}", due.hour(), due.minute()),
+                    time_zone: "UTC".into(),
+                }),
+                retention_rules: vec![pb::RetentionRule {
+                    kind: pb::RetentionRuleKind::Weekly as i32,
+                    standard_duration: "P8W".into(),
+                    archive_duration: String::new(),
+                }],
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("policy");
+    h.cluster
+        .connect("postgres")
+        .await
+        .expect("connect")
+        .batch_execute("CREATE DATABASE orders")
+        .await
+        .expect("create orders");
+    let configured = h
+        .instances()
+        .configure_backup(pb::ConfigureBackupRequest {
+            parent: "vaults/v".into(),
+            policy: "vaults/v/policies/soon".into(),
+            default_secret: "secrets/pg1-admin".into(),
+            assign_missing_permissions: true,
+            all_databases_of: "servers/pg1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("configure")
+        .into_inner();
+    // app, orders and postgres (the harness's state database).
+    assert_eq!(configured.results.len(), 3, "{configured:?}");
+
+    // The slot: one scheduled backup per database, completed by "the worker".
+    clock.set_offset(180);
+    let mut scheduled = Vec::new();
+    for _ in 0..100 {
+        scheduled = jobs_of(&h, pb::Operation::ScheduledBackup).await;
+        if scheduled.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(scheduled.len(), 3, "{scheduled:?}");
+    for job in &scheduled {
+        complete_backup(&h, &job_id(job)).await;
+    }
+    let instance = configured.results[0]
+        .backup_instance
+        .as_ref()
+        .expect("instance")
+        .name
+        .clone();
+    let points = |h: &Harness| {
+        let instance = instance.clone();
+        let mut points = h.points();
+        async move {
+            points
+                .list_recovery_points(pb::ListRecoveryPointsRequest {
+                    parent: instance,
+                    ..Default::default()
+                })
+                .await
+                .expect("points")
+                .into_inner()
+                .recovery_points
+        }
+    };
+    let scheduled_point = points(&h).await.remove(0).name;
+
+    // An on-demand point belongs to no set.
+    let now_job = backup_now(&h, &instance).await;
+    complete_backup(&h, &job_id(&now_job)).await;
+    let on_demand = points(&h)
+        .await
+        .into_iter()
+        .find(|p| p.name != scheduled_point)
+        .expect("on-demand point")
+        .name;
+    let refused = h
+        .restores()
+        .restore_server(restore(&on_demand, "pg1", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("not taken by a scheduled run"),
+        "{refused:?}"
+    );
+
+    // The source server has every database of the set.
+    let refused = h
+        .restores()
+        .restore_server(restore(&scheduled_point, "pg1", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused
+            .message()
+            .contains("already has database \"app\", \"orders\", \"postgres\""),
+        "{refused:?}"
+    );
+
+    // A fresh server.
+    let target = TempCluster::start("target-pw").expect("target cluster");
+    h.servers()
+        .register_server(pb::RegisterServerRequest {
+            server_id: "pg2".into(),
+            server: Some(pb::Server {
+                host: "127.0.0.1".into(),
+                port: u32::from(target.port()),
+                region: "local".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("register pg2");
+    h.secrets()
+        .put_secret(pb::PutSecretRequest {
+            secret_id: "pg2-admin".into(),
+            value: format!(
+                "host=127.0.0.1 port={} user={} password={} sslmode=disable",
+                target.port(),
+                target.user(),
+                target.password()
+            ),
+        })
+        .await
+        .expect("put secret");
+    h.secrets()
+        .grant_secret_access(pb::GrantSecretAccessRequest {
+            secret: "secrets/pg2-admin".into(),
+            vault: "vaults/v".into(),
+        })
+        .await
+        .expect("grant");
+
+    // First run: the globals' job fails, the waiting restore fails with its error.
+    let first_run = h
+        .restores()
+        .restore_server(restore(&scheduled_point, "pg2", &["postgres"]))
+        .await
+        .expect("restore server")
+        .into_inner()
+        .jobs;
+    // Every new server has a postgres database: left out, the others restore.
+    assert_eq!(first_run.len(), 2, "{first_run:?}");
+    let (globals, waiting) = (job_id(&first_run[0]), job_id(&first_run[1]));
+    h.publisher.wait_for(&globals, 1).await;
+    let claimed = claim(&h, &globals, "w1").await;
+    match claimed.task.and_then(|t| t.kind) {
+        Some(pb::task::Kind::Restore(task)) => {
+            assert!(task.restore_globals, "the first job restores the globals")
+        }
+        other => panic!("expected a restore task, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !h.publisher
+            .envelopes()
+            .iter()
+            .any(|(_, e)| e.job_id == waiting),
+        "the second restore waits for the globals"
+    );
+    h.workers()
+        .fail_task(pb::FailTaskRequest {
+            job_id: globals.clone(),
+            lease_token: claimed.lease_token,
+            error: Some(pb::JobError {
+                code: "PgToolFailed".into(),
+                message: "psql failed".into(),
+                recommended_action: "check psql".into(),
+            }),
+            retryable: false,
+            ..Default::default()
+        })
+        .await
+        .expect("fail globals");
+    let mut failed = None;
+    for _ in 0..100 {
+        let job = common::get(&h, &first_run[1].name).await;
+        if job.state == pb::JobState::Failed as i32 {
+            failed = Some(job);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failed = failed.expect("the waiting restore failed");
+    let error = failed.error.expect("error");
+    assert_eq!(error.code, "PgToolFailed");
+    assert!(error.message.contains("server's globals"), "{error:?}");
+
+    // Second run: the globals' job completes (with a warning), the rest is released.
+    let second_run = h
+        .restores()
+        .restore_server(restore(&scheduled_point, "pg2", &["postgres"]))
+        .await
+        .expect("restore server again")
+        .into_inner()
+        .jobs;
+    let (globals, waiting) = (job_id(&second_run[0]), job_id(&second_run[1]));
+    h.publisher.wait_for(&globals, 1).await;
+    let claimed = claim(&h, &globals, "w1").await;
+    h.workers()
+        .complete_task(pb::CompleteTaskRequest {
+            job_id: globals.clone(),
+            lease_token: claimed.lease_token,
+            result: Some(pb::complete_task_request::Result::Restore(
+                pb::RestoreResult {
+                    skipped_objects: vec!["globals: role \"postgres\" already exists".into()],
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        })
+        .await
+        .expect("complete globals");
+    h.publisher.wait_for(&waiting, 1).await;
+    let done = common::get(&h, &second_run[0].name).await;
+    assert_eq!(done.state, pb::JobState::CompletedWithWarnings as i32);
+}

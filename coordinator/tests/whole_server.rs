@@ -1,0 +1,221 @@
+//! Whole-server protection against a real state database and server (the
+//! harness's cluster is both): `all_databases_of` protects every
+//! protectable database with the row pipeline, configuring again is a
+//! no-op, another vault cannot protect the server whole, and at the next
+//! slot a database created since is protected and backed up with the
+//! others while a dropped one is recorded as missing (its instance kept),
+//! as `GetServer` shows.
+//! Time moves through a shifted clock; nothing sleeps for a schedule.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Timelike, Utc};
+use common::Harness;
+use pgvault_coordinator::clock::ShiftedClock;
+use pgvault_proto::v1 as pb;
+use sqlx::PgPool;
+
+fn request(vault: &str, policy: &str) -> pb::ConfigureBackupRequest {
+    pb::ConfigureBackupRequest {
+        parent: format!("vaults/{vault}"),
+        policy: format!("vaults/{vault}/policies/{policy}"),
+        rows: Vec::new(),
+        default_secret: "secrets/pg1-admin".into(),
+        assign_missing_permissions: true,
+        all_databases_of: "servers/pg1".into(),
+    }
+}
+
+async fn soon_policy(h: &Harness, vault: &str) {
+    let due = Utc::now() + chrono::Duration::minutes(2);
+    h.policies()
+        .create_policy(pb::CreatePolicyRequest {
+            parent: format!("vaults/{vault}"),
+            policy_id: "soon".into(),
+            policy: Some(pb::Policy {
+                schedule: Some(pb::Schedule {
+                    weekdays: (1..=7).collect(),
+                    time_of_day: format!("{:02}:{:02}", due.hour(), due.minute()),
+                    time_zone: "UTC".into(),
+                }),
+                retention_rules: vec![pb::RetentionRule {
+                    kind: pb::RetentionRuleKind::Default as i32,
+                    standard_duration: "P7D".into(),
+                    archive_duration: String::new(),
+                }],
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create policy");
+}
+
+/// Databases of the scheduled backup jobs, sorted.
+async fn scheduled_databases(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT i.database FROM jobs j JOIN backup_instances i ON i.id = j.backup_instance_id
+          WHERE j.operation = 'SCHEDULED_BACKUP' ORDER BY i.database",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("jobs")
+}
+
+#[tokio::test]
+async fn all_databases_protects_every_database_and_the_next_slot_includes_new_ones() {
+    let clock = Arc::new(ShiftedClock::new());
+    let adjust = {
+        let clock = clock.clone();
+        move |c: &mut pgvault_coordinator::CoordinatorConfig| {
+            c.scheduler_interval = Duration::from_millis(100);
+            c.schedule_max_lateness = Duration::from_secs(3600);
+            c.clock = clock.clone();
+        }
+    };
+    let h = Harness::start_with(adjust).await;
+    h.fixture().await;
+    soon_policy(&h, "v").await;
+    let admin = h.cluster.connect("postgres").await.expect("connect");
+    for sql in ["CREATE DATABASE orders", "CREATE DATABASE billing"] {
+        admin.batch_execute(sql).await.expect("create databases");
+    }
+    let pool = PgPool::connect(&h.cluster.url("postgres"))
+        .await
+        .expect("pool");
+
+    // Rows and the whole server are exclusive.
+    let mut both = request("v", "soon");
+    both.rows.push(pb::ConfigureBackupRow {
+        server: "servers/pg1".into(),
+        database: "app".into(),
+        secret: String::new(),
+    });
+    let refused = h.instances().configure_backup(both).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+
+    let first = h
+        .instances()
+        .configure_backup(request("v", "soon"))
+        .await
+        .expect("configure the whole server")
+        .into_inner();
+    let databases: Vec<&str> = first.results.iter().map(|r| r.database.as_str()).collect();
+    // Templates are never offered; the state database is an ordinary one here.
+    assert_eq!(databases, ["app", "billing", "orders", "postgres"]);
+    for r in &first.results {
+        assert_eq!(r.readiness, pb::Readiness::Success as i32, "{r:?}");
+        assert!(r.backup_instance.is_some(), "{r:?}");
+    }
+
+    // Configuring again changes nothing: the same instances, all ready.
+    let again = h
+        .instances()
+        .configure_backup(request("v", "soon"))
+        .await
+        .expect("configure again")
+        .into_inner();
+    let names = |r: &pb::ConfigureBackupResponse| -> Vec<String> {
+        r.results
+            .iter()
+            .filter_map(|r| r.backup_instance.as_ref().map(|i| i.name.clone()))
+            .collect()
+    };
+    assert_eq!(names(&again), names(&first));
+
+    // Another vault cannot protect the server whole.
+    h.vaults()
+        .create_vault(pb::CreateVaultRequest {
+            vault_id: "w".into(),
+            vault: Some(pb::Vault {
+                standard_datastore: format!("file://{}", h.datastore_dir.path().display()),
+                region: "local".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("second vault");
+    soon_policy(&h, "w").await;
+    let other = h
+        .instances()
+        .configure_backup(request("w", "soon"))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        other
+            .message()
+            .contains("already protected whole by vault \"v\""),
+        "{other:?}"
+    );
+
+    // Before the slot: a database is added and one dropped.
+    for sql in ["CREATE DATABASE reports", "DROP DATABASE billing"] {
+        admin.batch_execute(sql).await.expect("change the server");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(scheduled_databases(&pool).await.is_empty());
+
+    // The slot: the new database is protected and backed up with the others;
+    // the dropped one keeps its instance (its backup will fail).
+    clock.set_offset(180);
+    let mut scheduled = Vec::new();
+    for _ in 0..100 {
+        scheduled = scheduled_databases(&pool).await;
+        if scheduled.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Several more ticks: nothing fires twice.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        scheduled_databases(&pool).await,
+        ["app", "billing", "orders", "postgres", "reports"],
+        "{scheduled:?}"
+    );
+    let (included, missing, error): (Vec<String>, Vec<String>, String) = sqlx::query_as(
+        "SELECT included, missing, error FROM server_protection_runs WHERE server_id = 'pg1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("one pass recorded");
+    assert_eq!(included, ["reports"]);
+    assert_eq!(missing, ["billing"]);
+    assert_eq!(error, "");
+    // GetServer shows the protection and its latest pass.
+    let whole = h
+        .servers()
+        .get_server(pb::GetServerRequest {
+            name: "servers/pg1".into(),
+        })
+        .await
+        .expect("get server")
+        .into_inner()
+        .whole_server_protection
+        .expect("protected whole");
+    assert_eq!(whole.vault, "vaults/v");
+    assert_eq!(whole.policy, "vaults/v/policies/soon");
+    assert!(whole.last_slot.is_some());
+    assert_eq!(whole.included, ["reports"]);
+    assert_eq!(whole.missing, ["billing"]);
+    let reports = h
+        .instances()
+        .list_backup_instances(pb::ListBackupInstancesRequest {
+            parent: "vaults/v".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .backup_instances
+        .into_iter()
+        .find(|i| i.database == "reports")
+        .expect("reports is protected");
+    assert_eq!(
+        reports.protection_state,
+        pb::ProtectionState::Configured as i32
+    );
+}
