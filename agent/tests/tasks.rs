@@ -112,6 +112,7 @@ async fn a_backup_keeps_running_while_its_stream_is_down_and_through_a_restart()
                     source: Some(spec(&cluster, "shop", cluster.user(), cluster.password())),
                     datastore_url: format!("file://{}", datastore.path().display()),
                     prefix: "prod/instance/point".into(),
+                    max_server_connections: 0,
                 })),
             },
         );

@@ -314,6 +314,7 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
                 job_id: GHOST_JOB.into(),
                 worker_id: "w:1".into(),
                 pg_tool_majors: Vec::new(),
+                connections: 0,
             })
             .await
             .map(drop),

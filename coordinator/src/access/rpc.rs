@@ -45,6 +45,7 @@ pub enum Rpc {
     RegisterServer,
     GetServer,
     ListServers,
+    UpdateServer,
     ListDatabases,
     PutSecret,
     PutSigningKey,
@@ -96,7 +97,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 58] = [
+    pub const ALL: [Rpc; 59] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -107,6 +108,7 @@ impl Rpc {
         Rpc::RegisterServer,
         Rpc::GetServer,
         Rpc::ListServers,
+        Rpc::UpdateServer,
         Rpc::ListDatabases,
         Rpc::PutSecret,
         Rpc::PutSigningKey,
@@ -179,9 +181,11 @@ impl Rpc {
         match self {
             Rpc::CreateVault | Rpc::GetVault | Rpc::ListVaults | Rpc::DeleteVault => "VaultService",
             Rpc::CreatePolicy | Rpc::GetPolicy | Rpc::ListPolicies => "PolicyService",
-            Rpc::RegisterServer | Rpc::GetServer | Rpc::ListServers | Rpc::ListDatabases => {
-                "ServerService"
-            }
+            Rpc::RegisterServer
+            | Rpc::GetServer
+            | Rpc::ListServers
+            | Rpc::UpdateServer
+            | Rpc::ListDatabases => "ServerService",
             Rpc::PutSecret
             | Rpc::PutSigningKey
             | Rpc::ListSecrets
@@ -271,6 +275,7 @@ impl Rpc {
             | Rpc::RegisterServer
             | Rpc::GetServer
             | Rpc::ListServers
+            | Rpc::UpdateServer
             | Rpc::ListDatabases
             | Rpc::PutSecret
             | Rpc::PutSigningKey
@@ -328,6 +333,7 @@ impl Rpc {
             Rpc::CreateVault
             | Rpc::CreatePolicy
             | Rpc::RegisterServer
+            | Rpc::UpdateServer
             | Rpc::ListDatabases
             | Rpc::PutSecret
             | Rpc::PutSigningKey

@@ -115,6 +115,9 @@ impl From<Server> for pb::Server {
             region: s.region,
             agent: s.agent,
             create_time: Some(timestamp(s.create_time)),
+            max_connections: s.max_connections,
+            // Needs the slots table: set by the server service.
+            connections_in_use: 0,
         }
     }
 }
