@@ -138,29 +138,37 @@ async fn run(
         true,
     );
     tracker.phase("data");
+    // Within the server's grant: the holder, pg_dump and the data lanes.
+    let lanes = options.backup_lanes();
     let ctx = DumpContext {
         source: source.clone(),
         snapshot_id: snapshot_id.clone(),
         store: store.clone(),
         prefix: prefix.to_string(),
-        options: options.clone(),
+        options: EngineOptions {
+            connections: lanes.data,
+            ..options.clone()
+        },
         tracker: tracker.clone(),
         table_names,
         cancel: cancel.clone(),
     };
-    let (schema, dumped) = tokio::try_join!(
-        dump_schema(
-            &bin_dir,
-            source,
-            &snapshot_id,
-            lock_ms,
-            store,
-            prefix,
-            options,
-            tracker.clock(),
-        ),
-        backup_data::dump_objects(ctx, objects),
-    )?;
+    let schema = dump_schema(
+        &bin_dir,
+        source,
+        &snapshot_id,
+        lock_ms,
+        store,
+        prefix,
+        options,
+        tracker.clock(),
+    );
+    let (schema, dumped) = if lanes.schema_alongside_data {
+        tokio::try_join!(schema, backup_data::dump_objects(ctx, objects))?
+    } else {
+        let schema = schema.await?;
+        (schema, backup_data::dump_objects(ctx, objects).await?)
+    };
     if cancel.is_cancelled() {
         return Err(EngineError::cancelled());
     }

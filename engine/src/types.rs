@@ -86,6 +86,10 @@ pub struct EngineOptions {
     /// The setting `pg_bin_dirs` comes from, named in errors (e.g.
     /// `worker.pg_bin_dirs`).
     pub pg_bin_dirs_setting: &'static str,
+    /// Most connections a backup or restore may open to its server at once,
+    /// everything included (the worker's share of the server's connection
+    /// budget); `None`: not limited. See [`crate::server_budget`].
+    pub server_connections: Option<usize>,
 }
 
 impl Default for EngineOptions {
@@ -110,6 +114,7 @@ impl Default for EngineOptions {
             lock_timeout: Duration::from_secs(30),
             pg_bin_dirs: Vec::new(),
             pg_bin_dirs_setting: "worker.pg_bin_dirs",
+            server_connections: None,
         }
     }
 }
