@@ -306,7 +306,11 @@ pub fn files_under(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
-async fn setup_vault(api: &mut Api, datastore: &str, source: &TempCluster) -> anyhow::Result<()> {
+pub async fn setup_vault(
+    api: &mut Api,
+    datastore: &str,
+    source: &TempCluster,
+) -> anyhow::Result<()> {
     api.vaults
         .create_vault(CreateVaultRequest {
             vault_id: "f".into(),
@@ -360,7 +364,7 @@ async fn setup_vault(api: &mut Api, datastore: &str, source: &TempCluster) -> an
     Ok(())
 }
 
-async fn protect(api: &mut Api, database: &str) -> anyhow::Result<String> {
+pub async fn protect(api: &mut Api, database: &str) -> anyhow::Result<String> {
     let result = api
         .instances
         .configure_backup(ConfigureBackupRequest {
