@@ -90,7 +90,9 @@ pub async fn run(options: AgentOptions, shutdown: CancellationToken) -> Result<(
         engine: options.engine.clone(),
     };
     let link = offers.tracking(Arc::new(
-        GrpcLink::new(channel).with_tool_majors(identity.hello.pg_tool_majors.clone()),
+        GrpcLink::new(channel)
+            .with_tool_majors(identity.hello.pg_tool_majors.clone())
+            .with_connections(options.engine.connections),
     ));
     let executor = Arc::new(EngineExecutor {
         options: options.engine.clone(),

@@ -94,6 +94,7 @@ async fn no_password_or_token_reaches_the_agents_log() {
                     datastore_url: format!("file://{}", datastore.path().display()),
                     prefix: "prod/instance/point".into(),
                     capture_globals: false,
+                    max_server_connections: 0,
                 })),
             },
         );

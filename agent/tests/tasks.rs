@@ -117,6 +117,7 @@ async fn a_backup_keeps_running_while_its_stream_is_down_and_through_a_restart()
                     datastore_url: format!("file://{}", datastore.path().display()),
                     prefix: "prod/instance/point".into(),
                     capture_globals: false,
+                    max_server_connections: 0,
                 })),
             },
         );

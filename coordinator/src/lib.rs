@@ -30,6 +30,8 @@
 //!   time, the RPC → permission table, roles), and the caller handlers get from it.
 //! - [`store`]: the sqlx repositories, the only code that writes SQL.
 //! - [`api`]: one tonic service per resource; [`worker_api`]: claim/heartbeat/complete/fail.
+//! - [`budget`]: per-server connection budgets (slots taken at claim, freed
+//!   with the lease).
 //! - [`agents`]: agents' streams, the offers made down them, their probes,
 //!   and the sweeper failing jobs whose agent stays away.
 //! - [`dispatch`]: outbox → queue; [`reaper`]: expired leases → re-queue or fail;
@@ -50,6 +52,7 @@ pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod backoff;
+pub mod budget;
 pub mod clock;
 pub mod collector;
 pub mod config;

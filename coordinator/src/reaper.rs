@@ -4,7 +4,8 @@
 //! `max_attempts` is used up; jobs being cancelled end CANCELLED. The
 //! expired attempt's objects are recorded for the [`collector`], which the
 //! same leader runs after each pass. The attempt's history row is closed
-//! as lease-expired (or cancelled). Only the
+//! as lease-expired (or cancelled) and its connection slots are freed
+//! (they stopped counting when the lease expired). Only the
 //! coordinator holding the reaper's [`Leadership`] lock reaps; the others
 //! keep trying to take it.
 
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Result;
 use crate::leader::Leadership;
 use crate::model::{AttemptOutcome, JobError, JobState};
-use crate::store::{Store, attempts, garbage, jobs, outbox};
+use crate::store::{Store, attempts, connection_slots, garbage, jobs, outbox};
 use crate::{backoff, collector};
 
 /// Advisory lock key of the reaper ("pgvreap" in ASCII).
@@ -88,6 +89,7 @@ pub async fn reap_once(store: &Store, policy: &RetryPolicy) -> Result<usize> {
         let (job_id, attempt) = (job.id, job.attempt);
         let used = attempt.saturating_sub(job.attempts_before_retry);
         garbage::record_attempt(&mut *tx, job_id, attempt, policy.garbage_grace).await?;
+        connection_slots::release_job(&mut *tx, job_id).await?;
         if job.state == JobState::Cancelling {
             let error = JobError::new(
                 ErrorCode::Cancelled,

@@ -121,6 +121,13 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             .list_servers(pb::ListServersRequest::default())
             .await
             .map(drop),
+        Rpc::UpdateServer => servers()
+            .update_server(pb::UpdateServerRequest {
+                name: "servers/ghost".into(),
+                max_connections: 3,
+            })
+            .await
+            .map(drop),
         Rpc::ListDatabases => servers()
             .list_databases(pb::ListDatabasesRequest {
                 name: "servers/ghost".into(),
@@ -322,6 +329,7 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
                 job_id: GHOST_JOB.into(),
                 worker_id: "w:1".into(),
                 pg_tool_majors: Vec::new(),
+                connections: 0,
             })
             .await
             .map(drop),

@@ -204,6 +204,7 @@ async fn an_agent_bound_backup_is_offered_on_the_stream_and_claimed_by_its_agent
                     job_id: id,
                     worker_id: "w:1".into(),
                     pg_tool_majors: Vec::new(),
+                    connections: 0,
                 })
                 .await
                 .expect("claim")
@@ -368,6 +369,7 @@ async fn a_failed_attempt_keeps_its_last_log_lines() {
             job_id: id.clone(),
             worker_id: "dc1:1".into(),
             pg_tool_majors: Vec::new(),
+            connections: 0,
         })
         .await
         .expect("claim")

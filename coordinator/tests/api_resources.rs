@@ -637,6 +637,7 @@ async fn calls_without_a_valid_token_are_refused() {
             job_id: uuid::Uuid::new_v4().to_string(),
             worker_id: "w".into(),
             pg_tool_majors: Vec::new(),
+            connections: 0,
         })
         .await
         .unwrap_err();

@@ -98,6 +98,7 @@ async fn claim(h: &Harness, job: &str) -> (String, pb::task::Kind) {
             job_id: job_id(job),
             worker_id: "w1".into(),
             pg_tool_majors: Vec::new(),
+            connections: 0,
         })
         .await
         .expect("claim")

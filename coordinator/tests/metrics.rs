@@ -1,7 +1,8 @@
 //! `/metrics` of a coordinator over a real state database: scraped before,
 //! during and after a successful backup and a failing one, the queue gauges,
 //! job counters and histograms, attempt outcomes, error codes, fenced
-//! heartbeats and the instance's last success move; no secret appears.
+//! heartbeats, connection slots in use and the instance's last success
+//! move; no secret appears.
 
 mod common;
 
@@ -138,6 +139,10 @@ async fn metrics_move_with_a_successful_and_a_failing_backup() {
         Some(1.0),
         "{during}"
     );
+    // The claim holds slots of pg1's budget: 2 data connections (not
+    // reported), the snapshot holder and pg_dump.
+    let slots = r#"pgvault_server_connections_in_use{server="pg1"}"#;
+    assert_eq!(value(&during, slots), Some(4.0), "{during}");
     h.workers()
         .complete_task(pb::CompleteTaskRequest {
             job_id: id.clone(),
@@ -154,6 +159,12 @@ async fn metrics_move_with_a_successful_and_a_failing_backup() {
         value(t, completed) == Some(1.0)
     })
     .await;
+    assert_eq!(
+        value(&after, slots),
+        None,
+        "completion frees them:
+{after}"
+    );
     assert_eq!(
         value(
             &after,

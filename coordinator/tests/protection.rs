@@ -26,6 +26,7 @@ async fn completed_backup(h: &Harness, instance: &str, snapshot_seconds: i64) {
             job_id: id.clone(),
             worker_id: "w1".into(),
             pg_tool_majors: Vec::new(),
+            connections: 0,
         })
         .await
         .expect("claim")

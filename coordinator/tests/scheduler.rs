@@ -44,6 +44,7 @@ async fn complete(addr: std::net::SocketAddr, job_id: uuid::Uuid, snapshot: i64)
             job_id: job_id.to_string(),
             worker_id: "w1".into(),
             pg_tool_majors: Vec::new(),
+            connections: 0,
         })
         .await
         .expect("claim")

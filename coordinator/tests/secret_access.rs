@@ -116,6 +116,7 @@ async fn backup_and_claim(h: &Harness, instance: &str) -> (String, pb::ClaimTask
             job_id: job.name.trim_start_matches("jobs/").into(),
             worker_id: "test:1".into(),
             pg_tool_majors: Vec::new(),
+            connections: 0,
         })
         .await
         .expect("claim answers")
@@ -392,6 +393,7 @@ async fn restores_take_any_reference_the_vault_may_read() {
             job_id: job.name.trim_start_matches("jobs/").into(),
             worker_id: "test:2".into(),
             pg_tool_majors: Vec::new(),
+            connections: 0,
         })
         .await
         .expect("claim")

@@ -18,6 +18,7 @@ async fn claim_reporting(h: &Harness, job: &str, majors: Vec<u32>) -> pb::ClaimT
             job_id: job.into(),
             worker_id: "w1".into(),
             pg_tool_majors: majors,
+            connections: 0,
         })
         .await
         .expect("claim")

@@ -3,20 +3,22 @@
 //! their partitions. Tables were analyzed as they finished loading
 //! ([`super::restore_schedule`]); inheritance parents gather theirs there.
 
-use super::connect::{connect, exec};
+use tokio_postgres::Client;
+
+use super::connect::exec;
 use super::error::EngineError;
 use super::ident::qualified;
 use super::manifest::Manifest;
-use super::types::PgTarget;
 
 /// Analyzes the materialized views of `manifest` and every partitioned
-/// table in `target` (tables were analyzed as they finished loading).
+/// table of the database `client` is connected to (tables were analyzed as
+/// they finished loading). Runs on the restore's own connection, so it
+/// opens none of its own.
 pub(crate) async fn analyze_views_and_parents(
-    target: &PgTarget,
+    client: &Client,
+    describe: &str,
     manifest: &Manifest,
 ) -> Result<(), EngineError> {
-    let describe = target.describe();
-    let client = connect(target, &target.database).await?;
     let parents = client
         .query(
             "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) \
@@ -25,13 +27,13 @@ pub(crate) async fn analyze_views_and_parents(
             &[],
         )
         .await
-        .map_err(|e| EngineError::from_pg(&e, &describe))?;
+        .map_err(|e| EngineError::from_pg(&e, describe))?;
     let views = manifest
         .materialized_views
         .iter()
         .map(|v| qualified(&v.schema, &v.name));
     for name in views.chain(parents.iter().map(|row| row.get::<_, String>(0))) {
-        exec(&client, &format!("ANALYZE {name}"), &describe)
+        exec(client, &format!("ANALYZE {name}"), describe)
             .await
             .map_err(|e| e.context(format!("analyzing {name}")))?;
     }

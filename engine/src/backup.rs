@@ -141,33 +141,50 @@ async fn run(
         true,
     );
     tracker.phase("data");
+    // Within the server's grant: the holder, pg_dump and the data lanes.
+    let lanes = options.backup_lanes();
     let ctx = DumpContext {
         source: source.clone(),
         snapshot_id: snapshot_id.clone(),
         store: store.clone(),
         prefix: prefix.to_string(),
-        options: options.clone(),
+        options: EngineOptions {
+            connections: lanes.data,
+            ..options.clone()
+        },
         tracker: tracker.clone(),
         table_names,
         cancel: cancel.clone(),
     };
     // The engine's phases as spans (the job's trace shows where the time
-    // went): schema and data run side by side, then the manifest.
+    // went): schema and data side by side when the server's grant allows,
+    // then the manifest.
+    let schema = dump_schema(
+        &bin_dir,
+        source,
+        &snapshot_id,
+        lock_ms,
+        store,
+        prefix,
+        options,
+        tracker.clock(),
+    )
+    .instrument(tracing::info_span!("schema"));
     let data_span = tracing::info_span!("data", objects = objects.len());
-    let (schema, dumped) = tokio::try_join!(
-        dump_schema(
-            &bin_dir,
-            source,
-            &snapshot_id,
-            lock_ms,
-            store,
-            prefix,
-            options,
-            tracker.clock(),
+    let (schema, dumped) = if lanes.schema_alongside_data {
+        tokio::try_join!(
+            schema,
+            backup_data::dump_objects(ctx, objects).instrument(data_span)
+        )?
+    } else {
+        let schema = schema.await?;
+        (
+            schema,
+            backup_data::dump_objects(ctx, objects)
+                .instrument(data_span)
+                .await?,
         )
-        .instrument(tracing::info_span!("schema")),
-        backup_data::dump_objects(ctx, objects).instrument(data_span),
-    )?;
+    };
     if cancel.is_cancelled() {
         return Err(EngineError::cancelled());
     }

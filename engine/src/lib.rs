@@ -26,6 +26,7 @@
 //!   (tier moves, rehydrates) and deleting them.
 //! - [`stages`]: where the time goes (phases, per-connection lanes, CPU),
 //!   returned in every summary; `cpu`: thread CPU time of CPU work.
+//! - [`server_budget`]: living within a grant of server connections.
 //! - `connect`, `pgtools`, `ident`, `progress`: plumbing; `tool_compat`:
 //!   restoring with a `pg_restore` newer than the target server.
 //!
@@ -68,6 +69,7 @@ mod restore_plan;
 mod restore_schedule;
 mod restore_sql;
 pub mod selection;
+pub mod server_budget;
 pub mod stages;
 mod toc;
 mod tool_compat;

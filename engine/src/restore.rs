@@ -74,6 +74,11 @@ pub async fn restore_database_selected(
     progress: Arc<dyn ProgressSink>,
     cancel: CancellationToken,
 ) -> Result<RestoreSummary, EngineError> {
+    // Within the server's grant: the maintenance connection and the data lanes.
+    let options = &EngineOptions {
+        connections: options.restore_data_connections(),
+        ..options.clone()
+    };
     let tracker = Tracker::new(progress);
     tracker.phase("connect");
     let admin = connect_maintenance(target).await?;
@@ -243,7 +248,7 @@ async fn load(
     restore_schedule::run_deferred(&client, &describe, &post, Pass::PostAcl).await?;
 
     tracker.phase("analyze");
-    analyze::analyze_views_and_parents(target, manifest).await?;
+    analyze::analyze_views_and_parents(&client, &describe, manifest).await?;
     tracker.phase("final flush");
     // Loads and entries committed without waiting for WAL flushes; one
     // synchronous commit makes all of them durable before success is reported.

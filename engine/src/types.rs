@@ -90,6 +90,10 @@ pub struct EngineOptions {
     /// (`globals.sql`, see the manifest's `globals`), for servers
     /// protected whole.
     pub capture_globals: bool,
+    /// Most connections a backup or restore may open to its server at once,
+    /// everything included (the worker's share of the server's connection
+    /// budget); `None`: not limited. See [`crate::server_budget`].
+    pub server_connections: Option<usize>,
 }
 
 impl Default for EngineOptions {
@@ -115,6 +119,7 @@ impl Default for EngineOptions {
             pg_bin_dirs: Vec::new(),
             pg_bin_dirs_setting: "worker.pg_bin_dirs",
             capture_globals: false,
+            server_connections: None,
         }
     }
 }

@@ -79,6 +79,8 @@ pub fn server(s: &Server) -> Value {
         "port": s.port,
         "region": s.region,
         "agent": s.agent,
+        "max_connections": s.max_connections,
+        "connections_in_use": s.connections_in_use,
         "create_time": timestamp(s.create_time.as_ref()),
         "whole_server_protection": s.whole_server_protection.as_ref().map(|w| json!({
             "vault": w.vault,

@@ -1,10 +1,13 @@
-//! `pgvault server register|get|list|databases`.
+//! `pgvault server register|get|list|update|databases`. A server's
+//! connection budget (`--max-connections`) bounds the connections all
+//! workers and agents open to it at once.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use pgvault_proto::v1::{
     GetServerRequest, ListDatabasesRequest, ListServersRequest, RegisterServerRequest, Server,
+    UpdateServerRequest,
 };
 
 use super::connect::{Api, Reply};
@@ -17,7 +20,8 @@ pub enum ServerCommand {
     #[command(after_help = "Examples:\n  \
         pgvault server register db1 --host db1.internal --port 5432 --region eu-west\n  \
         pgvault server databases db1 --secret db1-backup\n  \
-        pgvault server register billing-db --host 10.1.2.3 --region eu-west --agent dc1   # a private network")]
+        pgvault server register billing-db --host 10.1.2.3 --region eu-west --agent dc1   # a private network\n  \
+        pgvault server register prod-db --host 10.1.2.4 --region eu-west --max-connections 4")]
     Register {
         /// Short id of the server.
         name: String,
@@ -36,9 +40,24 @@ pub enum ServerCommand {
         /// goes through that agent. Leave it out for servers workers reach.
         #[arg(long, value_name = "AGENT")]
         agent: Option<String>,
+        /// Most connections all workers and agents open to this server at
+        /// once (2-1000; default 8). Backups and restores wait for free
+        /// connection slots rather than fail.
+        #[arg(long, value_name = "N")]
+        max_connections: Option<u32>,
     },
     /// List registered servers.
     List,
+    /// Change a server's settings.
+    #[command(after_help = "Examples:\n  \
+        pgvault server update db1 --max-connections 3")]
+    Update {
+        /// Server id (or "servers/{id}").
+        name: String,
+        /// New connection budget (2-1000); running jobs keep the slots they hold.
+        #[arg(long, value_name = "N")]
+        max_connections: u32,
+    },
     /// Show one server.
     Get {
         /// Server id (or "servers/{id}").
@@ -62,6 +81,7 @@ pub async fn run(api: &Api, command: ServerCommand) -> anyhow::Result<ExitCode> 
             port,
             region,
             agent,
+            max_connections,
         } => {
             let server_id = names::short(&names::server(&name)?).to_owned();
             let server = Server {
@@ -73,6 +93,8 @@ pub async fn run(api: &Api, command: ServerCommand) -> anyhow::Result<ExitCode> 
                     Some(agent) => names::short(&names::agent(&agent)?).to_owned(),
                     None => String::new(),
                 },
+                // 0: the coordinator's default.
+                max_connections: max_connections.unwrap_or(0),
                 ..Server::default()
             };
             let request = RegisterServerRequest {
@@ -83,6 +105,17 @@ pub async fn run(api: &Api, command: ServerCommand) -> anyhow::Result<ExitCode> 
             show(api, &server);
         }
         ServerCommand::List => list(api).await?,
+        ServerCommand::Update {
+            name,
+            max_connections,
+        } => {
+            let request = UpdateServerRequest {
+                name: names::server(&name)?,
+                max_connections,
+            };
+            let server = api.servers().update_server(request).await.reply(api)?;
+            show(api, &server);
+        }
         ServerCommand::Get { name } => {
             let request = GetServerRequest {
                 name: names::server(&name)?,
@@ -136,12 +169,21 @@ async fn list(api: &Api) -> anyhow::Result<()> {
                 s.port.to_string(),
                 s.region.clone(),
                 or_dash(&s.agent),
+                connections(s),
                 local_time(s.create_time.as_ref()),
             ]
         })
         .collect();
     print_list(
-        &["NAME", "HOST", "PORT", "REGION", "AGENT", "CREATED"],
+        &[
+            "NAME",
+            "HOST",
+            "PORT",
+            "REGION",
+            "AGENT",
+            "CONNECTIONS",
+            "CREATED",
+        ],
         rows,
         "no servers yet; register one with: pgvault server register NAME --host H --port P --region R",
     );
@@ -159,6 +201,7 @@ fn show(api: &Api, server: &Server) {
         ("PORT", server.port.to_string()),
         ("REGION", server.region.clone()),
         ("AGENT", server.agent.clone()),
+        ("CONNECTIONS", connections(server)),
         ("CREATED", local_time(server.create_time.as_ref())),
     ]);
     if let Some(whole) = &server.whole_server_protection {
@@ -186,5 +229,68 @@ fn show(api: &Api, server: &Server) {
         }
         println!();
         print_details(&rows);
+    }
+}
+
+/// "2/8": connection slots in use of the server's budget.
+fn connections(server: &Server) -> String {
+    format!("{}/{}", server.connections_in_use, server.max_connections)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ClientCommand;
+    use super::super::tests::parse;
+    use super::*;
+
+    #[test]
+    fn the_connection_budget_is_set_at_register_and_changed_by_update() {
+        let cli = parse(&[
+            "server",
+            "register",
+            "db1",
+            "--host",
+            "h",
+            "--region",
+            "r",
+            "--max-connections",
+            "3",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            cli.command,
+            ClientCommand::Server(ServerCommand::Register {
+                max_connections: Some(3),
+                ..
+            })
+        ));
+        let cli =
+            parse(&["server", "register", "db1", "--host", "h", "--region", "r"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            ClientCommand::Server(ServerCommand::Register {
+                max_connections: None,
+                ..
+            })
+        ));
+        let cli = parse(&["server", "update", "db1", "--max-connections", "4"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            ClientCommand::Server(ServerCommand::Update { max_connections: 4, ref name }) if name == "db1"
+        ));
+        assert!(
+            parse(&["server", "update", "db1"]).is_err(),
+            "update needs --max-connections"
+        );
+    }
+
+    #[test]
+    fn connections_show_in_use_of_the_budget() {
+        let server = Server {
+            max_connections: 8,
+            connections_in_use: 3,
+            ..Server::default()
+        };
+        assert_eq!(connections(&server), "3/8");
     }
 }

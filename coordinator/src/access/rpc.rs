@@ -45,6 +45,7 @@ pub enum Rpc {
     RegisterServer,
     GetServer,
     ListServers,
+    UpdateServer,
     ListDatabases,
     PutSecret,
     PutSigningKey,
@@ -97,7 +98,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 59] = [
+    pub const ALL: [Rpc; 60] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -108,6 +109,7 @@ impl Rpc {
         Rpc::RegisterServer,
         Rpc::GetServer,
         Rpc::ListServers,
+        Rpc::UpdateServer,
         Rpc::ListDatabases,
         Rpc::PutSecret,
         Rpc::PutSigningKey,
@@ -181,9 +183,11 @@ impl Rpc {
         match self {
             Rpc::CreateVault | Rpc::GetVault | Rpc::ListVaults | Rpc::DeleteVault => "VaultService",
             Rpc::CreatePolicy | Rpc::GetPolicy | Rpc::ListPolicies => "PolicyService",
-            Rpc::RegisterServer | Rpc::GetServer | Rpc::ListServers | Rpc::ListDatabases => {
-                "ServerService"
-            }
+            Rpc::RegisterServer
+            | Rpc::GetServer
+            | Rpc::ListServers
+            | Rpc::UpdateServer
+            | Rpc::ListDatabases => "ServerService",
             Rpc::PutSecret
             | Rpc::PutSigningKey
             | Rpc::ListSecrets
@@ -274,6 +278,7 @@ impl Rpc {
             | Rpc::RegisterServer
             | Rpc::GetServer
             | Rpc::ListServers
+            | Rpc::UpdateServer
             | Rpc::ListDatabases
             | Rpc::PutSecret
             | Rpc::PutSigningKey
@@ -331,6 +336,7 @@ impl Rpc {
             Rpc::CreateVault
             | Rpc::CreatePolicy
             | Rpc::RegisterServer
+            | Rpc::UpdateServer
             | Rpc::ListDatabases
             | Rpc::PutSecret
             | Rpc::PutSigningKey

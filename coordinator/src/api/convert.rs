@@ -117,6 +117,9 @@ impl From<Server> for pb::Server {
             agent: s.agent,
             create_time: Some(timestamp(s.create_time)),
             whole_server_protection: None,
+            max_connections: s.max_connections,
+            // Needs the slots table: set by the server service.
+            connections_in_use: 0,
         }
     }
 }

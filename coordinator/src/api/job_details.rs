@@ -152,11 +152,21 @@ pub async fn store_tables(
     job_tables::upsert(db, job_id, attempt, tables).await
 }
 
+/// Why a queued job has not started: its agent is away, or its server's
+/// connection budget is full; empty otherwise.
+async fn queued_reason(store: &Store, of: &Job) -> Result<String> {
+    let agent = crate::agents::queued_reason(store, of).await?;
+    if !agent.is_empty() {
+        return Ok(agent);
+    }
+    crate::budget::queued_reason(store, of).await
+}
+
 /// Adds every attempt, every table of the current attempt and why it is
 /// still queued (`GetJob`).
 pub async fn add_all(store: &Store, job: &mut pb::Job, of: &Job) -> Result<()> {
     let (job_id, attempt) = (of.id, of.attempt);
-    job.queued_reason = crate::agents::queued_reason(store, of).await?;
+    job.queued_reason = queued_reason(store, of).await?;
     job.attempts = attempts::list(store.pool(), job_id)
         .await?
         .into_iter()
@@ -192,7 +202,7 @@ pub async fn add_changes(
     cursor: &mut WatchCursor,
 ) -> Result<()> {
     let (job_id, attempt) = (of.id, of.attempt);
-    job.queued_reason = crate::agents::queued_reason(store, of).await?;
+    job.queued_reason = queued_reason(store, of).await?;
     if cursor.attempt != Some(attempt) {
         *cursor = WatchCursor {
             attempt: Some(attempt),

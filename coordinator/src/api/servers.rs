@@ -1,5 +1,7 @@
 //! `ServerService`: register, get (with its whole-server protection and
-//! latest auto-include pass) and list servers, and list the databases
+//! latest auto-include pass), list and update servers (their connection
+//! budgets, [`crate::budget`], shown with the slots in use), and list the
+//! databases
 //! of a server that can be protected (connecting with a stored secret,
 //! directly or through the server's agent: [`crate::server_probe`]).
 //!
@@ -17,10 +19,10 @@ use tonic::{Request, Response, Status};
 use crate::api::{ApiContext, databases, next_token, resolve};
 use crate::error::{CoordinatorError, Result};
 use crate::model::Server;
-use crate::names;
 use crate::secret_ref::SecretRef;
 use crate::server_probe::Unanswered;
-use crate::store::{agents, paging, server_protections, servers};
+use crate::store::{agents, connection_slots, paging, server_protections, servers};
+use crate::{budget, names};
 
 pub struct ServerApi {
     ctx: Arc<ApiContext>,
@@ -48,12 +50,17 @@ impl ServerApi {
             p => u16::try_from(p)
                 .map_err(|_| CoordinatorError::invalid("server.port", "must be 1-65535"))?,
         };
+        let max_connections = match input.max_connections {
+            0 => budget::DEFAULT_MAX_CONNECTIONS,
+            n => budget::validate_max("server.max_connections", n)?,
+        };
         let server = Server {
             id: req.server_id,
             host,
             port,
             region: input.region.trim().to_string(),
             agent: input.agent.trim().to_string(),
+            max_connections,
             create_time: chrono::Utc::now(),
         };
         let mut tx = self.ctx.store.begin().await?;
@@ -73,8 +80,30 @@ impl ServerApi {
         }
         let created = servers::insert(&mut *tx, &server).await?;
         tx.commit().await?;
-        tracing::info!(server = %created.id, host = %created.host, port = created.port, agent = %created.agent, "server registered");
+        tracing::info!(server = %created.id, host = %created.host, port = created.port, agent = %created.agent, max_connections = created.max_connections, "server registered");
         Ok(created.into())
+    }
+
+    async fn update(&self, req: pb::UpdateServerRequest) -> Result<pb::Server> {
+        let id = names::parse_server("name", &req.name)?;
+        if req.max_connections == 0 {
+            let server = servers::get(self.ctx.store.pool(), &id).await?;
+            return self.with_usage(server).await;
+        }
+        let max = budget::validate_max("max_connections", req.max_connections)?;
+        let server = servers::set_max_connections(self.ctx.store.pool(), &id, max)
+            .await?
+            .ok_or_else(|| CoordinatorError::not_found("server", &id))?;
+        tracing::info!(server = %server.id, max_connections = max, "server connection budget changed");
+        self.with_usage(server).await
+    }
+
+    /// The server as the API shows it, with the slots in use now.
+    async fn with_usage(&self, server: Server) -> Result<pb::Server> {
+        let in_use = connection_slots::in_use(self.ctx.store.pool(), &server.id).await?;
+        let mut shown = pb::Server::from(server);
+        shown.connections_in_use = in_use;
+        Ok(shown)
     }
 
     async fn list_databases(&self, req: pb::ListDatabasesRequest) -> Result<Vec<String>> {
@@ -164,7 +193,8 @@ impl ServerService for ServerApi {
     ) -> Result<Response<pb::Server>, Status> {
         let id = names::parse_server("name", &request.get_ref().name)?;
         let pool = self.ctx.store.pool();
-        let mut server: pb::Server = servers::get(pool, &id).await?.into();
+        let server = servers::get(pool, &id).await?;
+        let mut server = self.with_usage(server).await?;
         server.whole_server_protection = whole_server_protection(pool, &id).await?;
         Ok(Response::new(server))
     }
@@ -179,10 +209,27 @@ impl ServerService for ServerApi {
         let rows = servers::list(self.ctx.store.pool(), after.as_deref(), size + 1).await?;
         let (page, more) = paging::split_page(rows, size);
         let next_page_token = next_token(&page, more, |s| paging::id_token(&s.id));
+        let in_use = connection_slots::in_use_by_server(self.ctx.store.pool()).await?;
+        let servers = page
+            .into_iter()
+            .map(|s| {
+                let used = in_use.get(&s.id).copied().unwrap_or(0);
+                let mut shown = pb::Server::from(s);
+                shown.connections_in_use = used;
+                shown
+            })
+            .collect();
         Ok(Response::new(pb::ListServersResponse {
-            servers: page.into_iter().map(Into::into).collect(),
+            servers,
             next_page_token,
         }))
+    }
+
+    async fn update_server(
+        &self,
+        request: Request<pb::UpdateServerRequest>,
+    ) -> Result<Response<pb::Server>, Status> {
+        Ok(Response::new(self.update(request.into_inner()).await?))
     }
 
     async fn list_databases(

@@ -52,6 +52,11 @@ pub struct AgentLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    pub server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InstanceLabels {
     pub vault: String,
     /// The instance's id (`vaults/{vault}/backupInstances/{id}`). Not
@@ -81,6 +86,7 @@ pub struct Families {
     pub dead_letters: Gauge,
     pub agent_instances: Family<AgentLabels, Gauge>,
     pub last_success: Family<InstanceLabels, FloatGauge>,
+    pub server_connections: Family<ServerLabels, Gauge>,
     // This process.
     pub fenced_heartbeats: Counter,
     pub state_errors: Counter,
@@ -113,6 +119,7 @@ impl Default for Families {
             dead_letters: Gauge::default(),
             agent_instances: Family::default(),
             last_success: Family::default(),
+            server_connections: Family::default(),
             fenced_heartbeats: Counter::default(),
             state_errors: Counter::default(),
         }
@@ -192,6 +199,11 @@ impl Families {
             self.last_success.clone(),
         );
         r.register(
+            "server_connections_in_use",
+            "Connection slots of each server's budget held by running jobs (state database)",
+            self.server_connections.clone(),
+        );
+        r.register(
             "fenced_heartbeats",
             "Heartbeats this coordinator refused because another attempt holds the lease",
             self.fenced_heartbeats.clone(),
@@ -213,5 +225,6 @@ impl Families {
         self.dead_letters.set(0);
         self.agent_instances.clear();
         self.last_success.clear();
+        self.server_connections.clear();
     }
 }

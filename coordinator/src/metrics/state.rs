@@ -3,8 +3,8 @@
 //! after another; the caller gives them a timeout together.
 
 use crate::error::Result;
-use crate::metrics::families::{AgentLabels, Families, InstanceLabels, JobLabels};
-use crate::store::{Store, metrics as queries};
+use crate::metrics::families::{AgentLabels, Families, InstanceLabels, JobLabels, ServerLabels};
+use crate::store::{Store, connection_slots, metrics as queries};
 
 /// Clears the state gauges and fills them from the state database.
 pub async fn refresh(store: &Store, families: &Families) -> Result<()> {
@@ -14,6 +14,8 @@ pub async fn refresh(store: &Store, families: &Families) -> Result<()> {
     let dead_letters = queries::dead_letters(pool).await?;
     let agents = queries::agent_instances_live(pool).await?;
     let successes = queries::last_successes(pool).await?;
+    // At most one row per server with a running job.
+    let slots = connection_slots::in_use_by_server(pool).await?;
 
     families.clear_state();
     for row in active {
@@ -45,6 +47,12 @@ pub async fn refresh(store: &Store, families: &Families) -> Result<()> {
         };
         let seconds = success.time.timestamp_millis() as f64 / 1000.0;
         families.last_success.get_or_create(&labels).set(seconds);
+    }
+    for (server, in_use) in slots {
+        families
+            .server_connections
+            .get_or_create(&ServerLabels { server })
+            .set(i64::from(in_use));
     }
     Ok(())
 }

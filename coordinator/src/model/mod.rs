@@ -127,6 +127,9 @@ pub struct Server {
     pub port: u16,
     pub region: String,
     pub agent: String,
+    /// Connections all workers and agents may hold to it at once
+    /// ([`crate::budget`]).
+    pub max_connections: u32,
     pub create_time: DateTime<Utc>,
 }
 

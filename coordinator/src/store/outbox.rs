@@ -223,3 +223,20 @@ pub async fn republish_queued(db: impl PgExecutor<'_>) -> Result<u64> {
     .await?;
     Ok(done.rows_affected())
 }
+
+/// Offers a queued job of the workers again after `delay`, unless a row of
+/// it is already waiting (a claim that could not start it: e.g. its
+/// server's connection budget was full). Call with the job row locked.
+pub async fn reoffer_queued(db: impl PgExecutor<'_>, job_id: Uuid, delay: Duration) -> Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO outbox (job_id, attempt, not_before)
+         SELECT j.id, j.attempt, now() + make_interval(secs => $2) FROM jobs j
+         WHERE j.id = $1 AND j.state = 'QUEUED' AND j.agent_id IS NULL
+           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id)",
+    )
+    .bind(job_id)
+    .bind(delay.as_secs_f64())
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,10 +1,11 @@
-//! Servers: registered PostgreSQL endpoints.
+//! Servers: registered PostgreSQL endpoints and their connection budgets.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
 use crate::error::{CoordinatorError, Result, is_any_unique_violation};
 use crate::model::Server;
+use crate::store::{to_i32, to_u32};
 
 #[derive(sqlx::FromRow)]
 struct ServerRow {
@@ -13,6 +14,7 @@ struct ServerRow {
     port: i32,
     region: String,
     agent: String,
+    max_connections: i32,
     create_time: DateTime<Utc>,
 }
 
@@ -26,16 +28,18 @@ impl TryFrom<ServerRow> for Server {
             host: r.host,
             region: r.region,
             agent: r.agent,
+            max_connections: to_u32(r.max_connections, "servers.max_connections")?,
             create_time: r.create_time,
         })
     }
 }
 
-const COLUMNS: &str = "id, host, port, region, agent, create_time";
+const COLUMNS: &str = "id, host, port, region, agent, max_connections, create_time";
 
 pub async fn insert(db: impl PgExecutor<'_>, server: &Server) -> Result<Server> {
     let sql = format!(
-        "INSERT INTO servers (id, host, port, region, agent) VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+        "INSERT INTO servers (id, host, port, region, agent, max_connections)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
     );
     let row = sqlx::query_as::<_, ServerRow>(&sql)
         .bind(&server.id)
@@ -43,6 +47,7 @@ pub async fn insert(db: impl PgExecutor<'_>, server: &Server) -> Result<Server> 
         .bind(i32::from(server.port))
         .bind(&server.region)
         .bind(&server.agent)
+        .bind(to_i32(server.max_connections))
         .fetch_one(db)
         .await
         .map_err(|e| {
@@ -81,4 +86,20 @@ pub async fn list(db: impl PgExecutor<'_>, after: Option<&str>, limit: i64) -> R
         .fetch_all(db)
         .await?;
     rows.into_iter().map(Server::try_from).collect()
+}
+
+/// Sets the server's connection budget; `None` when there is no such server.
+pub async fn set_max_connections(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    max_connections: u32,
+) -> Result<Option<Server>> {
+    let sql = format!("UPDATE servers SET max_connections = $2 WHERE id = $1 RETURNING {COLUMNS}");
+    sqlx::query_as::<_, ServerRow>(&sql)
+        .bind(id)
+        .bind(to_i32(max_connections))
+        .fetch_optional(db)
+        .await?
+        .map(Server::try_from)
+        .transpose()
 }

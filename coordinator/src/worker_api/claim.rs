@@ -13,6 +13,11 @@
 //! it), starts a fresh set of per-table progress and deletes the job's
 //! outbox rows (an agent's job keeps them, re-offered, until claimed).
 //!
+//! A backup or a restore as a database takes slots of its server's
+//! connection budget in the same transaction ([`crate::budget`]); the task
+//! carries how many. With too few free the claim is undone: the job stays
+//! queued and is offered again after [`SLOT_RETRY`].
+//!
 //! A worker's claim reports the majors of its client tools; the newest is
 //! remembered for the readiness checks (`crate::readiness::tool_versions`).
 //!
@@ -27,6 +32,7 @@ use uuid::Uuid;
 
 use crate::api::ApiContext;
 use crate::api::resolve::{connection_spec, reference_credentials};
+use crate::budget::{self, Taken};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{
     AttemptOutcome, AttemptTarget, Job, JobError, JobSpec, JobState, RestoreSpec, RestoreTarget,
@@ -35,6 +41,9 @@ use crate::store::{
     attempts, garbage, instances, job_tables, jobs, outbox, recovery_points, server_protections,
     server_restores, servers, vaults,
 };
+
+/// How soon a job that found its server's budget full is offered again.
+pub const SLOT_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `agent`: the agent whose token claims (`None`: a worker's or Owner's).
 pub async fn claim(
@@ -74,6 +83,16 @@ pub async fn claim(
         tx.rollback().await?;
         return Ok(not_claimed(why_not(ctx, job_id).await?));
     };
+    let slots = match budget::take(&mut tx, &job, lease_token, req.connections).await? {
+        Taken::Wait(reason) => {
+            tx.rollback().await?;
+            wait_for_slots(ctx, job_id).await?;
+            tracing::info!(job_id = %job_id, worker = %worker, reason = %reason, "claim deferred: no connection slot");
+            return Ok(not_claimed(reason));
+        }
+        Taken::Slots(slots) => slots,
+        Taken::NotNeeded => 0,
+    };
     // A take-over: the attempt whose lease expired may have written objects.
     if let Some(before) = before.filter(|b| b.state == JobState::InProgress) {
         garbage::record_attempt(&mut *tx, job.id, before.attempt, ctx.retry.garbage_grace).await?;
@@ -84,9 +103,10 @@ pub async fn claim(
     job_tables::clear_other_attempts(&mut *tx, job.id, job.attempt).await?;
     outbox::delete_for_job(&mut *tx, job.id).await?;
     match build_task(ctx, &mut tx, &job).await {
-        Ok(task) => {
+        Ok(mut task) => {
+            limit_connections(&mut task, slots);
             tx.commit().await?;
-            tracing::info!(job_id = %job.id, attempt = job.attempt, worker = %worker, agent = agent.unwrap_or(""), "task claimed");
+            tracing::info!(job_id = %job.id, attempt = job.attempt, worker = %worker, agent = agent.unwrap_or(""), slots, "task claimed");
             Ok(pb::ClaimTaskResponse {
                 claimed: true,
                 lease_token: lease_token.to_string(),
@@ -117,6 +137,26 @@ pub async fn claim(
             Ok(not_claimed(format!("job failed: {}", job_error.message)))
         }
         Err(error) => Err(error),
+    }
+}
+
+/// A job left queued for want of slots is offered again after
+/// [`SLOT_RETRY`]: a worker's job gets a delayed outbox row (unless one is
+/// pending); an agent's keeps the rows it is re-offered from.
+async fn wait_for_slots(ctx: &ApiContext, job_id: Uuid) -> Result<()> {
+    let mut tx = ctx.store.begin().await?;
+    jobs::lock(&mut *tx, job_id).await?;
+    outbox::reoffer_queued(&mut *tx, job_id, SLOT_RETRY).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Tells the task how many connections its slots allow (0: not limited).
+fn limit_connections(task: &mut pb::Task, slots: u32) {
+    match task.kind.as_mut() {
+        Some(pb::task::Kind::Backup(backup)) => backup.max_server_connections = slots,
+        Some(pb::task::Kind::Restore(restore)) => restore.max_server_connections = slots,
+        _ => {}
     }
 }
 
@@ -240,6 +280,7 @@ async fn backup_task(
         datastore_url: target.datastore_url,
         prefix: target.prefix,
         capture_globals,
+        max_server_connections: 0,
     })
 }
 
@@ -294,5 +335,6 @@ async fn restore_task(
         schemas: restore.schemas.clone(),
         tables: restore.tables.clone(),
         restore_globals,
+        max_server_connections: 0,
     }))
 }

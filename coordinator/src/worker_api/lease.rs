@@ -5,7 +5,8 @@
 //! and `FailTask` (re-queue a retryable failure while attempts remain,
 //! else fail). Every call checks the lease token, so a
 //! worker whose lease was taken over is fenced off. Each call also stores
-//! the tables that changed and closes the attempt's history row.
+//! the tables that changed and closes the attempt's history row; completion
+//! and failure free the attempt's connection slots ([`crate::budget`]).
 
 use std::str::FromStr;
 
@@ -21,7 +22,8 @@ use crate::model::{
     RecoveryPoint, RestoreTarget, RuleKind, StageSplit, Tier,
 };
 use crate::store::{
-    attempts, garbage, instances, jobs, outbox, policies, recovery_points, restore_targets,
+    attempts, connection_slots, garbage, instances, jobs, outbox, policies, recovery_points,
+    restore_targets,
 };
 use crate::{backoff, tagging};
 
@@ -131,6 +133,7 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
     };
     let released = crate::lifecycle::complete::on_complete(&mut tx, &job, ctx.clock.now()).await?;
     jobs::complete(&mut *tx, job.id, &progress, point_id).await?;
+    connection_slots::release_job(&mut *tx, job.id).await?;
     let tables = job_details::tables_from_pb(req.tables.clone())?;
     job_details::store_tables(&mut *tx, job.id, Some(job.attempt), &tables).await?;
     attempts::end(&mut *tx, job.id, AttemptOutcome::Completed, None).await?;
@@ -326,6 +329,7 @@ pub async fn fail(ctx: &ApiContext, req: pb::FailTaskRequest) -> Result<()> {
         AttemptOutcome::Failed
     };
     attempts::end(&mut *tx, job.id, outcome, Some(&error)).await?;
+    connection_slots::release_job(&mut *tx, job.id).await?;
     attempts::set_log_tail(&mut *tx, job.id, job.attempt, &log_tail(req.log_tail)).await?;
     let used = job.attempt.saturating_sub(job.attempts_before_retry);
     if error.code == ErrorCode::Cancelled {

@@ -342,6 +342,7 @@ pub async fn claim(h: &Harness, job_id: &str, worker: &str) -> pb::ClaimTaskResp
             job_id: job_id.into(),
             worker_id: worker.into(),
             pg_tool_majors: Vec::new(),
+            connections: 0,
         })
         .await
         .expect("claim")

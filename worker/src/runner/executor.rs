@@ -1,7 +1,8 @@
 //! What a claimed task does, behind [`TaskExecutor`]: the engine's backup,
 //! restores and lifecycle copies for real runs ([`EngineExecutor`]), a
 //! scripted stand-in in the runner's unit tests. Task messages (proto) are
-//! turned into engine calls here and the engine's summaries back.
+//! turned into engine calls here (within the connections the claim granted)
+//! and the engine's summaries back.
 
 use std::sync::Arc;
 
@@ -77,7 +78,7 @@ async fn run_backup(
     let store = open_datastore(&task.datastore_url)?;
     let options = EngineOptions {
         capture_globals: task.capture_globals,
-        ..options.clone()
+        ..options.within_server_grant(task.max_server_connections)
     };
     let summary = engine::backup(&source, &store, &task.prefix, &options, progress, cancel).await?;
     Ok(complete_task_request::Result::Backup(BackupResult {
@@ -106,6 +107,7 @@ async fn run_restore(
 ) -> Result<complete_task_request::Result, EngineError> {
     let target = pg_target(task.target)?;
     let store = open_datastore(&task.datastore_url)?;
+    let options = &options.within_server_grant(task.max_server_connections);
     let expected = (!task.manifest_sha256.is_empty()).then_some(task.manifest_sha256.as_str());
     // A whole-server restore's first job: the roles before any database
     // whose grants name them (connected to the server's postgres database,

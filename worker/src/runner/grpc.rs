@@ -23,6 +23,9 @@ pub struct GrpcLink {
     inner: WorkerServiceClient<AuthChannel>,
     /// Reported with every claim (see `ClaimTaskRequest.pg_tool_majors`).
     pg_tool_majors: Vec<u32>,
+    /// Data connections per task, reported with every claim (see
+    /// `ClaimTaskRequest.connections`).
+    connections: u32,
 }
 
 impl GrpcLink {
@@ -44,12 +47,21 @@ impl GrpcLink {
         GrpcLink {
             inner: WorkerServiceClient::new(channel),
             pg_tool_majors: Vec::new(),
+            connections: 0,
         }
     }
 
     /// Reports `majors` (of this process's client tool sets) with every claim.
     pub fn with_tool_majors(mut self, majors: Vec<u32>) -> Self {
         self.pg_tool_majors = majors;
+        self
+    }
+
+    /// Reports `connections` (data connections per task, the engine's
+    /// `connections`) with every claim: the coordinator grants up to that
+    /// plus what the engine opens besides, within the server's budget.
+    pub fn with_connections(mut self, connections: usize) -> Self {
+        self.connections = u32::try_from(connections).unwrap_or(u32::MAX);
         self
     }
 }
@@ -87,6 +99,7 @@ impl CoordinatorLink for GrpcLink {
             job_id: job_id.to_string(),
             worker_id: worker_id.to_string(),
             pg_tool_majors: self.pg_tool_majors.clone(),
+            connections: self.connections,
         };
         let response = self.inner.clone().claim_task(traced(request)).await;
         response.map(|r| r.into_inner()).map_err(link_error)

@@ -113,7 +113,8 @@ pub async fn run(
         &options.token,
         options.ca_cert.as_deref(),
     )?
-    .with_tool_majors(tool_majors(&options.engine));
+    .with_tool_majors(tool_majors(&options.engine))
+    .with_connections(options.engine.connections);
     let executor = EngineExecutor {
         options: options.engine.clone(),
     };

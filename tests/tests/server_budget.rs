@@ -1,0 +1,170 @@
+//! Per-server connection budgets end to end over RabbitMQ: with the source
+//! server's budget at 2 (set with `pgvault server update`), two workers
+//! backing up two databases of it at once never hold more than 2
+//! connections to it (sampled from `pg_stat_activity`, application name
+//! `pgvault`, which the engine's connections and its pg_dump both carry);
+//! the second backup waits for slots (and says so) and both complete.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use pgvault_e2e::fixtures;
+use pgvault_e2e::pgvault::PgvaultCluster;
+use pgvault_e2e::rabbitmq::RabbitMq;
+use pgvault_e2e::scenario::{JOB_TIMEOUT, SOURCE_PASSWORD, protect, setup_vault};
+use pgvault_localpg::TempCluster;
+use pgvault_proto::v1::*;
+
+const DATABASES: [&str; 2] = ["shop", "crm"];
+
+/// Samples the source's pgvault connections until `stop`; returns
+/// (most seen at once, samples that saw any).
+fn sample_connections(
+    client: tokio_postgres::Client,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(i64, u64)> {
+    let most = Arc::new(AtomicI64::new(0));
+    tokio::spawn(async move {
+        let mut busy = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE application_name = 'pgvault'",
+                    &[],
+                )
+                .await
+                .expect("sample pg_stat_activity");
+            let now: i64 = row.get(0);
+            most.fetch_max(now, Ordering::Relaxed);
+            busy += u64::from(now > 0);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (most.load(Ordering::Relaxed), busy)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_never_hold_more_connections_to_a_source_than_its_budget() {
+    let broker = tokio::task::spawn_blocking(RabbitMq::start)
+        .await
+        .unwrap()
+        .expect("start RabbitMQ (install rabbitmq-server)");
+    let source = TempCluster::start(SOURCE_PASSWORD)
+        .expect("start source PostgreSQL (install postgresql-15)");
+    for db in DATABASES {
+        fixtures::pgbench(&source, db, 3).await.expect("pgbench");
+    }
+    let url = broker.url();
+    let cluster = tokio::task::spawn_blocking(move || PgvaultCluster::start(&url, 2))
+        .await
+        .unwrap()
+        .expect("start coordinator and 2 workers");
+    let mut api = cluster.api().await.expect("connect to coordinator");
+    let datastore = tempfile::tempdir().expect("tempdir");
+    let datastore_url = format!("file://{}", datastore.path().display());
+    setup_vault(&mut api, &datastore_url, &source)
+        .await
+        .expect("vault, policy, server, secret");
+    let mut instances = Vec::new();
+    for db in DATABASES {
+        instances.push(protect(&mut api, db).await.expect("protect"));
+    }
+
+    // The budget as a user sets it.
+    let updated = cluster
+        .cli(
+            &["server", "update", "source", "--max-connections", "2"],
+            None,
+        )
+        .expect("run pgvault server update");
+    let shown = String::from_utf8_lossy(&updated.stdout);
+    assert!(
+        updated.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&updated.stderr)
+    );
+    assert!(shown.contains("0/2"), "{shown}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_connections(
+        source.connect("postgres").await.expect("connect to source"),
+        stop.clone(),
+    );
+    let mut jobs = Vec::new();
+    for instance in &instances {
+        let job = api
+            .instances
+            .backup_now(BackupNowRequest {
+                name: instance.clone(),
+                rule: RetentionRuleKind::Default as i32,
+            })
+            .await
+            .expect("backup now")
+            .into_inner();
+        jobs.push(job.name);
+    }
+    // While they run, the one without slots says why it waits.
+    let mut waiting_seen = String::new();
+    let deadline = std::time::Instant::now() + JOB_TIMEOUT;
+    let ended = loop {
+        let mut current = Vec::new();
+        for job in &jobs {
+            let job = api
+                .jobs
+                .get_job(GetJobRequest { name: job.clone() })
+                .await
+                .expect("get job")
+                .into_inner();
+            if job
+                .queued_reason
+                .starts_with("waiting for a connection slot")
+            {
+                waiting_seen = job.queued_reason.clone();
+            }
+            current.push(job);
+        }
+        let finished =
+            |j: &Job| ![JobState::Queued as i32, JobState::InProgress as i32].contains(&j.state);
+        if current.iter().all(finished) {
+            break current;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backups still running: {current:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stop.store(true, Ordering::Relaxed);
+    let (most, busy) = sampler.await.expect("sampler");
+
+    for job in &ended {
+        assert_eq!(
+            job.state,
+            JobState::Completed as i32,
+            "{job:?}\n{}",
+            cluster.logs()
+        );
+    }
+    assert!(busy > 0, "the sampler never saw a backup's connections");
+    assert!(
+        most <= 2,
+        "the source saw {most} pgvault connections at once with a budget of 2"
+    );
+    assert_eq!(most, 2, "a backup uses the 2 connections it was granted");
+    assert_eq!(
+        waiting_seen,
+        "waiting for a connection slot on server source (2 of 2 in use)"
+    );
+    // A backup needs both slots: the two ran one after the other.
+    let window = |job: &Job| {
+        let start = job.start_time.as_ref().expect("start time");
+        let end = job.end_time.as_ref().expect("end time");
+        ((start.seconds, start.nanos), (end.seconds, end.nanos))
+    };
+    let (a, b) = (window(&ended[0]), window(&ended[1]));
+    assert!(
+        a.1 <= b.0 || b.1 <= a.0,
+        "the backups overlapped: {a:?} and {b:?}"
+    );
+}
