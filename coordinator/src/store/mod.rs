@@ -39,6 +39,7 @@ pub mod schedule_runs;
 pub mod secret_grants;
 pub mod secrets;
 pub mod servers;
+pub mod soft_delete;
 pub mod tokens;
 pub mod vaults;
 
