@@ -88,6 +88,9 @@ async fn protect(
             policy: Some(Policy {
                 schedule: Some(schedule),
                 retention_rules: rules,
+                // Only the newest point is held past its expiry (the
+                // default floor of 3 would hold every point here).
+                keep_min: 1,
                 ..Default::default()
             }),
         })
