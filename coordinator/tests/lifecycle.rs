@@ -570,7 +570,20 @@ async fn stop_with_delete_all_points_soft_deletes_them_and_the_sweeper_purges_th
                 .expect("requested_by");
         assert_eq!(by.as_deref(), Some("bootstrap"));
         h.publisher.wait_for(&job_id(&jobs[0].0), 1).await;
-        let (token, _) = claim(&h, &jobs[0].0).await;
+        let (token, task) = claim(&h, &jobs[0].0).await;
+        let pb::task::Kind::Delete(task) = task else {
+            panic!("expected a delete task, got {}", kind_name(&task));
+        };
+        let objects: Vec<String> = task
+            .locations
+            .iter()
+            .map(|l| format!("{}/{}", l.datastore_url, l.prefix))
+            .collect();
+        assert_eq!(
+            objects,
+            vec![p.location.clone()],
+            "every object of the point"
+        );
         complete(&h, &jobs[0].0, token, lifecycle_result()).await;
         assert!(get_point(&h, &p.name).await.is_none());
     }
