@@ -90,13 +90,18 @@ pub async fn due(
            JOIN vaults v ON v.id = i.vault_id
            LEFT JOIN policies pol ON pol.vault_id = i.vault_id AND pol.id = i.policy_id
            CROSS JOIN LATERAL (
+               -- Fewer than keep_min newer live points (counting stops there).
                SELECT p.soft_delete_time IS NULL
-                      AND (SELECT count(*) FROM recovery_points q
-                            WHERE q.backup_instance_id = p.backup_instance_id
-                              AND q.delete_time IS NULL AND q.soft_delete_time IS NULL
-                              AND (q.snapshot_time, q.id) > (p.snapshot_time, p.id))
+                      AND (SELECT count(*) FROM (
+                               SELECT 1 FROM recovery_points q
+                                WHERE q.backup_instance_id = p.backup_instance_id
+                                  AND q.delete_time IS NULL AND q.soft_delete_time IS NULL
+                                  AND (q.snapshot_time, q.id) > (p.snapshot_time, p.id)
+                                LIMIT coalesce(pol.keep_min, {DEFAULT_KEEP_MIN})) newer)
                           < coalesce(pol.keep_min, {DEFAULT_KEEP_MIN}) AS held) h
           WHERE p.delete_time IS NULL
+            -- Candidates first, so the floor is only counted for them.
+            AND (p.expire_time <= $1 OR p.purge_after <= $1 OR p.rehydrated_until <= $1)
             AND ((p.soft_delete_time IS NULL AND p.expire_time <= $1
                   AND (NOT h.held OR (p.tier = 'STANDARD' AND p.archive_duration <> ''
                                       AND v.archive_datastore <> '')))
