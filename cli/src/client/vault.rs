@@ -73,7 +73,8 @@ pub enum VaultCommand {
     },
     /// List every vault.
     List,
-    /// Delete an empty vault (refused while it holds backup instances or recovery points).
+    /// Delete an empty vault (refused while it holds backup instances or recovery
+    /// points, soft-deleted ones until they are purged, and for a locked vault).
     Delete {
         /// Vault id (or "vaults/{id}").
         name: String,
