@@ -45,6 +45,13 @@ pub enum CoordinatorError {
     /// the configure row or the job. Never holds the secret's value.
     #[error("{}: {}; fix: {}", .0.code, .0.message, .0.recommended_action)]
     SecretUnusable(Box<crate::model::JobError>),
+    /// A request refused to protect data (a locked vault, a soft-deleted
+    /// point): the stable catalogue code, why, and the catalogue's fix.
+    #[error("{}: {message}; fix: {}", .code.as_str(), .code.recommended_action())]
+    Refused {
+        code: pgvault_errors::ErrorCode,
+        message: String,
+    },
 }
 
 pub type Result<T, E = CoordinatorError> = std::result::Result<T, E>;
@@ -80,6 +87,13 @@ impl CoordinatorError {
         CoordinatorError::FailedPrecondition(message.into())
     }
 
+    pub fn refused(code: pgvault_errors::ErrorCode, message: impl Into<String>) -> Self {
+        CoordinatorError::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         CoordinatorError::Internal(message.into())
     }
@@ -98,7 +112,9 @@ impl CoordinatorError {
             CoordinatorError::Unavailable(_) => Code::Unavailable,
             CoordinatorError::Timeout(_) => Code::DeadlineExceeded,
             CoordinatorError::Internal(_) => Code::Internal,
-            CoordinatorError::SecretUnusable(_) => Code::FailedPrecondition,
+            CoordinatorError::SecretUnusable(_) | CoordinatorError::Refused { .. } => {
+                Code::FailedPrecondition
+            }
         }
     }
 }

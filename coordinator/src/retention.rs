@@ -72,7 +72,8 @@ impl IsoDuration {
         Ok(IsoDuration { months, days })
     }
 
-    fn approx_days(self) -> f64 {
+    /// Length in days, months counted as average months (for comparisons).
+    pub fn approx_days(self) -> f64 {
         f64::from(self.months) * DAYS_PER_MONTH + f64::from(self.days)
     }
 

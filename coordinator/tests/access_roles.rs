@@ -87,6 +87,26 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             })
             .await
             .map(drop),
+        Rpc::UpdateVault => vaults()
+            .update_vault(pb::UpdateVaultRequest {
+                name: "vaults/ghost".into(),
+                soft_delete_days: 30,
+            })
+            .await
+            .map(drop),
+        Rpc::LockVault => vaults()
+            .lock_vault(pb::LockVaultRequest {
+                name: "vaults/ghost".into(),
+                confirm: true,
+            })
+            .await
+            .map(drop),
+        Rpc::UnlockVault => vaults()
+            .unlock_vault(pb::UnlockVaultRequest {
+                name: "vaults/ghost".into(),
+            })
+            .await
+            .map(drop),
         Rpc::CreatePolicy => policies()
             .create_policy(pb::CreatePolicyRequest {
                 parent: "vaults/v".into(),
@@ -229,6 +249,14 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             .map(drop),
         Rpc::GetRecoveryPoint => points()
             .get_recovery_point(pb::GetRecoveryPointRequest { name: point })
+            .await
+            .map(drop),
+        Rpc::DeleteRecoveryPoint => points()
+            .delete_recovery_point(pb::DeleteRecoveryPointRequest { name: point })
+            .await
+            .map(drop),
+        Rpc::UndeleteRecoveryPoint => points()
+            .undelete_recovery_point(pb::UndeleteRecoveryPointRequest { name: point })
             .await
             .map(drop),
         Rpc::RestoreAsDatabase => restores()

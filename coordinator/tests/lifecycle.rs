@@ -4,7 +4,8 @@
 //! locations, completion moves or deletes the point, restores of archive
 //! points wait for a rehydrate, a deletion never starts under a restore nor
 //! a restore under a deletion, a failed rehydrate fails the restore waiting
-//! for it, and stopping with DELETE_ALL_POINTS queues a delete per point.
+//! for it, and stopping with DELETE_ALL_POINTS soft-deletes every point,
+//! purged (a DELETE job per point) once the vault's window ends.
 //! A restore of the latest point (`latest_of`) takes the newest snapshot not
 //! being moved or deleted, rehydrating it first when it is archived.
 
@@ -19,7 +20,8 @@ use sqlx::PgPool;
 use tonic::Code;
 
 /// Vault `lv` (standard + archive file datastores), policy `arch`: Default
-/// kept 7 days then 6 months in archive, Weekly kept 14 days, no archive.
+/// kept 7 days then 6 months in archive, Weekly kept 14 days, no archive;
+/// expiry never deletes the newest point (keep-min 1).
 async fn setup(h: &Harness) -> String {
     let root = h.datastore_dir.path();
     h.vaults()
@@ -56,6 +58,7 @@ async fn setup(h: &Harness) -> String {
                         archive_duration: String::new(),
                     },
                 ],
+                keep_min: 1,
                 ..Default::default()
             }),
         })
@@ -246,6 +249,14 @@ async fn expired_points_move_to_archive_or_are_deleted_once_and_archive_restores
     let t0 = Utc::now() - Duration::hours(1);
     let a = point(&h, &instance, pb::RetentionRuleKind::Default, t0).await;
     let b = point(&h, &instance, pb::RetentionRuleKind::Weekly, t0).await;
+    // The newest point, held by keep-min 1 however old: never swept.
+    let newest = point(
+        &h,
+        &instance,
+        pb::RetentionRuleKind::Weekly,
+        t0 + Duration::minutes(1),
+    )
+    .await;
     assert_eq!(a.tier, pb::DatastoreTier::Standard as i32);
 
     // Before expiry nothing happens; after it, concurrent passes queue one job.
@@ -474,17 +485,21 @@ async fn expired_points_move_to_archive_or_are_deleted_once_and_archive_restores
     );
     complete(&h, &name, token, lifecycle_result()).await;
     assert!(get_point(&h, &a.name).await.is_none());
+    assert!(jobs_of(&pool, &newest.name).await.is_empty());
+    assert!(get_point(&h, &newest.name).await.is_some());
     h.stop().await;
 }
 
 #[tokio::test]
-async fn stop_with_delete_all_points_queues_a_delete_per_point_and_stops_protection() {
+async fn stop_with_delete_all_points_soft_deletes_them_and_the_sweeper_purges_them_after_the_window()
+ {
     let h = Harness::start().await;
     h.fixture().await;
     let instance = setup(&h).await;
     let pool = PgPool::connect(&h.cluster.url("postgres"))
         .await
         .expect("pool");
+    let store = Store::new(pool.clone());
     let now = Utc::now();
     let a = point(&h, &instance, pb::RetentionRuleKind::Default, now).await;
     let b = point(&h, &instance, pb::RetentionRuleKind::Weekly, now).await;
@@ -501,25 +516,81 @@ async fn stop_with_delete_all_points_queues_a_delete_per_point_and_stops_protect
         stopped.protection_state,
         pb::ProtectionState::Stopped as i32
     );
+    // Soft-deleted: no job yet, hidden from the list, listed with show_deleted.
+    let list = |show_deleted| {
+        let mut points = h.points();
+        let parent = instance.clone();
+        async move {
+            points
+                .list_recovery_points(pb::ListRecoveryPointsRequest {
+                    parent,
+                    show_deleted,
+                    ..Default::default()
+                })
+                .await
+                .expect("list")
+                .into_inner()
+                .recovery_points
+        }
+    };
+    assert!(list(false).await.is_empty());
+    let deleted = list(true).await;
+    assert_eq!(deleted.len(), 2);
+    for p in &deleted {
+        assert_eq!(p.deleted_by, "bootstrap", "{p:?}");
+        let purge = p.purge_time.as_ref().expect("purge time").seconds;
+        let window = purge - p.delete_time.as_ref().expect("delete time").seconds;
+        assert_eq!(window, 14 * 86_400, "the default window is 14 days");
+    }
+    for p in [&a, &b] {
+        assert!(jobs_of(&pool, &p.name).await.is_empty());
+    }
+    // Before the window ends nothing is purged, even past the points' expiry.
+    assert_eq!(
+        lifecycle::sweep(&store, now + Duration::days(13))
+            .await
+            .expect("sweep"),
+        0
+    );
+    // After it, every copy of each point goes, recording who deleted it.
+    assert_eq!(
+        lifecycle::sweep(&store, now + Duration::days(15))
+            .await
+            .expect("sweep"),
+        2
+    );
     for p in [&a, &b] {
         let jobs = jobs_of(&pool, &p.name).await;
         assert_eq!(jobs.len(), 1, "{jobs:?}");
-        assert_eq!(jobs[0].1, "DELETE", "delete-all never archives");
+        assert_eq!(jobs[0].1, "DELETE", "a purge never archives");
+        let id = uuid::Uuid::parse_str(&job_id(&jobs[0].0)).expect("uuid");
+        let (by,): (Option<String>,) =
+            sqlx::query_as("SELECT requested_by FROM jobs WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .expect("requested_by");
+        assert_eq!(by.as_deref(), Some("bootstrap"));
         h.publisher.wait_for(&job_id(&jobs[0].0), 1).await;
-        let (token, _) = claim(&h, &jobs[0].0).await;
+        let (token, task) = claim(&h, &jobs[0].0).await;
+        let pb::task::Kind::Delete(task) = task else {
+            panic!("expected a delete task, got {}", kind_name(&task));
+        };
+        let objects: Vec<String> = task
+            .locations
+            .iter()
+            .map(|l| format!("{}/{}", l.datastore_url, l.prefix))
+            .collect();
+        assert_eq!(
+            objects,
+            vec![p.location.clone()],
+            "every object of the point"
+        );
         complete(&h, &jobs[0].0, token, lifecycle_result()).await;
         assert!(get_point(&h, &p.name).await.is_none());
     }
-    let points = h
-        .points()
-        .list_recovery_points(pb::ListRecoveryPointsRequest {
-            parent: instance,
-            ..Default::default()
-        })
-        .await
-        .expect("list")
-        .into_inner();
-    assert!(points.recovery_points.is_empty());
+    assert!(list(false).await.is_empty());
+    assert!(list(true).await.is_empty(), "purged points are gone");
     h.stop().await;
 }
 

@@ -209,6 +209,19 @@ catalogue! {
         summary: "the rehydrate job a restore of an archive point waited for failed or was cancelled",
         action: "Read the rehydrate job's error, fix its cause, then start the restore again.",
     }
+    // Requests the coordinator refuses to protect data.
+    UserErrorVaultLocked {
+        category: User,
+        retryable: false,
+        summary: "the vault is locked (immutable): its points cannot be deleted or expire earlier, its retention cannot be shortened, its soft-delete window cannot shrink, and the lock cannot be removed, not even by an Owner",
+        action: "Nothing to fix: a locked vault keeps every point until its expiry; protect new data in another vault if you need different rules.",
+    }
+    UserErrorRecoveryPointDeleted {
+        category: User,
+        retryable: false,
+        summary: "the recovery point is soft-deleted: it is kept until its purge time but cannot be restored",
+        action: "Undelete it first (pgvault recovery-point undelete POINT), then restore it.",
+    }
     SystemErrorLeaseExpired {
         category: System,
         retryable: true,

@@ -8,7 +8,8 @@
 //!   DELETE jobs against real Azurite containers (standard and archive), and
 //!   after each step exactly the right blobs remain in each container; a
 //!   restore from the archive tier rehydrates the point first, and the
-//!   rehydrated copy is deleted when its period ends.
+//!   rehydrated copy is deleted when its period ends; a soft-deleted point
+//!   keeps its blobs through the vault's window and is purged after it.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -88,6 +89,9 @@ async fn protect(
             policy: Some(Policy {
                 schedule: Some(schedule),
                 retention_rules: rules,
+                // Only the newest point is held past its expiry (the
+                // default floor of 3 would hold every point here).
+                keep_min: 1,
                 ..Default::default()
             }),
         })
@@ -460,4 +464,34 @@ async fn advancing_the_clock_moves_and_deletes_points_leaving_exactly_the_right_
         .recovery_points;
     assert_eq!(points.len(), 1, "only C (kept forever) remains: {points:?}");
     assert_eq!(points[0].name, names[2]);
+
+    // Soft delete: C is deleted, undeleted and deleted again; its blobs stay
+    // through the vault's 14-day window and are purged after it.
+    let delete_c = || DeleteRecoveryPointRequest {
+        name: names[2].clone(),
+    };
+    let deleted = api
+        .recovery_points
+        .delete_recovery_point(delete_c())
+        .await
+        .expect("delete C")
+        .into_inner();
+    assert!(deleted.purge_time.is_some(), "{deleted:?}");
+    api.recovery_points
+        .undelete_recovery_point(UndeleteRecoveryPointRequest {
+            name: names[2].clone(),
+        })
+        .await
+        .expect("undelete C");
+    api.recovery_points
+        .delete_recovery_point(delete_c())
+        .await
+        .expect("delete C again");
+    s.cluster.set_clock_offset(213 * DAY).expect("clock");
+    assert_eq!(blobs(&s, "lc-standard").await, expected(&[(&c, &files_c)]));
+    s.cluster.set_clock_offset(215 * DAY).expect("clock");
+    let deletes = ended_jobs(&mut api, &s, Operation::Delete, 4).await;
+    assert_eq!(deletes.len(), 4, "{deletes:?}");
+    assert!(blobs(&s, "lc-standard").await.is_empty());
+    assert!(blobs(&s, "lc-archive").await.is_empty());
 }

@@ -103,8 +103,8 @@ pub enum BackupCommand {
             conflicts_with = "mode"
         )]
         keep: Option<KeepArg>,
-        /// What happens to existing recovery points; delete-all deletes
-        /// every one of them through delete jobs.
+        /// What happens to existing recovery points; delete-all
+        /// soft-deletes every one of them (purged after the vault's window).
         #[arg(long, value_enum)]
         mode: Option<StopModeArg>,
     },

@@ -12,8 +12,8 @@ use pgvault_proto::v1::{
     CancelJobRequest, CreateVaultRequest, DeadLetter, DeleteDeadLetterRequest,
     DeleteDeadLetterResponse, DeleteVaultRequest, DeleteVaultResponse, GetJobRequest,
     GetVaultRequest, Job, JobError, JobState, ListDeadLettersRequest, ListDeadLettersResponse,
-    ListJobsRequest, ListJobsResponse, ListVaultsRequest, ListVaultsResponse, Progress,
-    RetryJobRequest, Vault, WatchJobRequest,
+    ListJobsRequest, ListJobsResponse, ListVaultsRequest, ListVaultsResponse, LockVaultRequest,
+    Progress, RetryJobRequest, UnlockVaultRequest, UpdateVaultRequest, Vault, WatchJobRequest,
 };
 use tokio_stream::Stream;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -102,6 +102,45 @@ impl VaultService for FakeVaults {
         authorize(&request)?;
         Err(Status::failed_precondition(
             "vault \"prod\" still holds 2 backup instances",
+        ))
+    }
+
+    async fn update_vault(
+        &self,
+        request: Request<UpdateVaultRequest>,
+    ) -> Result<Response<Vault>, Status> {
+        authorize(&request)?;
+        let request = request.into_inner();
+        Ok(Response::new(Vault {
+            name: request.name,
+            soft_delete_days: request.soft_delete_days,
+            ..Vault::default()
+        }))
+    }
+
+    async fn lock_vault(
+        &self,
+        request: Request<LockVaultRequest>,
+    ) -> Result<Response<Vault>, Status> {
+        authorize(&request)?;
+        Ok(Response::new(Vault {
+            name: request.into_inner().name,
+            soft_delete_days: 14,
+            lock_time: Some(prost_types::Timestamp {
+                seconds: 1_750_000_000,
+                nanos: 0,
+            }),
+            ..Vault::default()
+        }))
+    }
+
+    async fn unlock_vault(
+        &self,
+        request: Request<UnlockVaultRequest>,
+    ) -> Result<Response<Vault>, Status> {
+        authorize(&request)?;
+        Err(Status::failed_precondition(
+            "UserErrorVaultLocked: vault \"prod\" is locked: a lock cannot be removed, not even by an Owner",
         ))
     }
 }

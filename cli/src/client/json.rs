@@ -42,6 +42,8 @@ pub fn vault(v: &Vault) -> Value {
         "archive_datastore": v.archive_datastore,
         "description": v.description,
         "create_time": timestamp(v.create_time.as_ref()),
+        "soft_delete_days": v.soft_delete_days,
+        "lock_time": timestamp(v.lock_time.as_ref()),
     })
 }
 
@@ -68,6 +70,7 @@ pub fn policy(p: &Policy) -> Value {
         "name": p.name,
         "schedule": schedule,
         "retention_rules": rules,
+        "keep_min": p.keep_min,
         "create_time": timestamp(p.create_time.as_ref()),
     })
 }
@@ -134,6 +137,9 @@ pub fn recovery_point(p: &RecoveryPoint) -> Value {
         "expire_time": timestamp(p.expire_time.as_ref()),
         "create_time": timestamp(p.create_time.as_ref()),
         "database": p.database,
+        "delete_time": timestamp(p.delete_time.as_ref()),
+        "deleted_by": p.deleted_by,
+        "purge_time": timestamp(p.purge_time.as_ref()),
     })
 }
 
@@ -305,6 +311,7 @@ mod tests {
                 seconds: 1_750_000_000,
                 nanos: 0,
             }),
+            ..Vault::default()
         });
         assert_eq!(
             value,
@@ -315,6 +322,8 @@ mod tests {
                 "archive_datastore": "",
                 "description": "production",
                 "create_time": "2025-06-15T15:06:40Z",
+                "soft_delete_days": 0,
+                "lock_time": null,
             })
         );
     }

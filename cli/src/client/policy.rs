@@ -33,7 +33,7 @@ pub enum PolicyCommand {
         vault: String,
         /// The whole policy from a JSON (.json) or TOML file, in the form
         /// `pgvault policy show` prints.
-        #[arg(long, value_name = "PATH", conflicts_with_all = ["weekdays", "at", "time_zone", "retain", "weekly", "monthly", "yearly", "retain_archive", "weekly_archive", "monthly_archive", "yearly_archive"])]
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["weekdays", "at", "time_zone", "retain", "weekly", "monthly", "yearly", "keep_min", "retain_archive", "weekly_archive", "monthly_archive", "yearly_archive"])]
         file: Option<PathBuf>,
         /// Days backups run on, comma-separated: mon,tue,wed,thu,fri,sat,sun.
         #[arg(long, required_unless_present = "file", value_delimiter = ',', value_parser = parse_weekday)]
@@ -86,10 +86,14 @@ pub enum PolicyCommand {
     },
 }
 
-/// Archive periods of `policy create`'s rules (kept apart, boxed, so the
-/// command enum stays small).
+/// Archive periods of `policy create`'s rules and its keep-min floor (kept
+/// apart, boxed, so the command enum stays small).
 #[derive(Debug, Args)]
 pub struct ArchiveArgs {
+    /// Expiry never deletes an instance's newest N recovery points, even
+    /// while backups fail for longer than the retention period (at least 1; default 3).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    keep_min: Option<u32>,
     /// Move Default-rule points to the archive datastore at expiry and
     /// keep them there this long, e.g. P6M (6 months - 10 years).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -121,6 +125,7 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
             archive,
         } => {
             let ArchiveArgs {
+                keep_min,
                 retain_archive,
                 weekly_archive,
                 monthly_archive,
@@ -167,6 +172,7 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
                     time_zone: time_zone.unwrap_or_default(),
                 }),
                 retention_rules,
+                keep_min: keep_min.unwrap_or_default(),
                 ..Policy::default()
             };
             let request = CreatePolicyRequest {
@@ -263,6 +269,7 @@ fn show(api: &Api, policy: &Policy) {
         ("AT", schedule.time_of_day.clone()),
         ("TIME ZONE", time_zone_text(&schedule.time_zone)),
         ("RETENTION", retention_text(&policy.retention_rules)),
+        ("KEEP MIN", policy.keep_min.to_string()),
         ("CREATED", local_time(policy.create_time.as_ref())),
     ]);
 }

@@ -3,6 +3,8 @@
 //! can be edited and created again. Field names are the proto's:
 //!
 //! ```toml
+//! keep_min = 3
+//!
 //! [schedule]
 //! weekdays = ["MONDAY", "THURSDAY"]
 //! time_of_day = "02:30"
@@ -15,6 +17,8 @@
 //! ```
 //!
 //! Weekdays and rule kinds accept any case and short weekday names (`mon`).
+//! `keep_min` (at least 1; default 3) is how many of an instance's newest
+//! recovery points expiry never deletes.
 
 use std::path::Path;
 
@@ -32,6 +36,9 @@ pub struct PolicyFile {
     /// Ignored on create (the id comes from the command line); shown by `show`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
+    /// Expiry never deletes the instance's newest this many points (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_min: Option<u32>,
     pub schedule: ScheduleFile,
     #[serde(default)]
     pub retention_rules: Vec<RuleFile>,
@@ -119,6 +126,9 @@ pub fn to_policy(file: PolicyFile) -> anyhow::Result<Policy> {
             archive_duration: duration(&rule.archive_duration, "archive_duration")?,
         });
     }
+    if file.keep_min == Some(0) {
+        bail!("keep_min: must be at least 1 (expiry never deletes the newest N points; default 3)");
+    }
     Ok(Policy {
         schedule: Some(Schedule {
             weekdays,
@@ -126,6 +136,7 @@ pub fn to_policy(file: PolicyFile) -> anyhow::Result<Policy> {
             time_zone: file.schedule.time_zone.trim().to_owned(),
         }),
         retention_rules,
+        keep_min: file.keep_min.unwrap_or_default(),
         ..Policy::default()
     })
 }
@@ -135,6 +146,7 @@ pub fn from_policy(policy: &Policy) -> PolicyFile {
     let schedule = policy.schedule.clone().unwrap_or_default();
     PolicyFile {
         name: policy.name.clone(),
+        keep_min: (policy.keep_min > 0).then_some(policy.keep_min),
         schedule: ScheduleFile {
             weekdays: schedule
                 .weekdays
@@ -203,7 +215,26 @@ mod tests {
             ],
             create_time: None,
             next_run_time: None,
+            keep_min: 5,
         }
+    }
+
+    #[test]
+    fn keep_min_reads_back_and_zero_is_refused() {
+        let toml = render(&stored(), FileFormat::Toml).unwrap();
+        assert!(
+            toml.starts_with("name = ") && toml.contains("keep_min = 5"),
+            "{toml}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(
+            &path,
+            "keep_min = 0\n[schedule]\nweekdays = [\"mon\"]\ntime_of_day = \"02:30\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", read(&path).unwrap_err());
+        assert!(err.contains("keep_min: must be at least 1"), "{err}");
     }
 
     #[test]

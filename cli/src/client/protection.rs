@@ -2,7 +2,8 @@
 //! protection. Changing the policy affects future points (and existing ones
 //! with `--reapply`); stopping keeps every point forever (`--keep all`) or
 //! keeps points per policy with the newest kept forever (`--keep per-policy`)
-//! or deletes every point (`--mode delete-all`).
+//! or soft-deletes every point, purged after the vault's window
+//! (`--mode delete-all`).
 
 use clap::ValueEnum;
 use pgvault_proto::v1::{
@@ -37,7 +38,7 @@ pub enum StopModeArg {
     KeepAll,
     /// Points expire per their rules; the newest is kept forever.
     KeepPerPolicy,
-    /// Delete every recovery point (delete jobs, one per point).
+    /// Soft-delete every recovery point (purged after the vault's window).
     DeleteAll,
 }
 

@@ -1,11 +1,14 @@
-//! `pgvault recovery-point list|get`: the completed backups of an instance.
+//! `pgvault recovery-point list|get|delete|undelete`: the completed backups
+//! of an instance. Delete is a soft delete: the point is kept for the
+//! vault's soft-delete window (`list --deleted` shows it and when it is
+//! purged) and `undelete` brings it back until then.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use pgvault_proto::v1::{
-    DatastoreTier, GetRecoveryPointRequest, ListRecoveryPointsRequest, RecoveryPoint,
-    RetentionRuleKind,
+    DatastoreTier, DeleteRecoveryPointRequest, GetRecoveryPointRequest, ListRecoveryPointsRequest,
+    RecoveryPoint, RetentionRuleKind, UndeleteRecoveryPointRequest,
 };
 
 use super::connect::{Api, Reply};
@@ -18,13 +21,43 @@ pub enum RecoveryPointCommand {
     /// List the recovery points of a backup instance, newest first as the server orders them.
     #[command(after_help = "Examples:\n  \
         pgvault recovery-point list prod/db1-orders\n  \
-        pgvault recovery-point list vaults/prod/backupInstances/0197c1d2 --output json")]
+        pgvault recovery-point list vaults/prod/backupInstances/0197c1d2 --output json\n  \
+        pgvault recovery-point list prod/db1-orders --deleted")]
     List {
         /// Instance: VAULT/NAME (its short name), its id with --vault, or "vaults/{vault}/backupInstances/{id}".
         instance: String,
         /// Vault of the instance.
         #[arg(long)]
         vault: Option<String>,
+        /// List only the deleted points not yet purged (who deleted them, when they are purged).
+        #[arg(long)]
+        deleted: bool,
+    },
+    /// Delete a recovery point: it is kept for the vault's soft-delete window
+    /// (default 14 days), can be undeleted until then, and is purged after.
+    /// Refused in a locked vault.
+    #[command(after_help = "Examples:\n  \
+        pgvault recovery-point delete 0197c1d2-... --instance prod/db1-orders")]
+    Delete {
+        /// Recovery point id (or its full name).
+        recovery_point: String,
+        /// Vault of the instance.
+        #[arg(long)]
+        vault: Option<String>,
+        /// Instance the recovery point belongs to.
+        #[arg(long)]
+        instance: Option<String>,
+    },
+    /// Bring back a deleted recovery point before it is purged.
+    Undelete {
+        /// Recovery point id (or its full name).
+        recovery_point: String,
+        /// Vault of the instance.
+        #[arg(long)]
+        vault: Option<String>,
+        /// Instance the recovery point belongs to.
+        #[arg(long)]
+        instance: Option<String>,
     },
     /// Show one recovery point.
     Get {
@@ -41,8 +74,38 @@ pub enum RecoveryPointCommand {
 
 pub async fn run(api: &Api, command: RecoveryPointCommand) -> anyhow::Result<ExitCode> {
     match command {
-        RecoveryPointCommand::List { instance, vault } => {
-            list(api, names::instance(vault.as_deref(), &instance)?).await?
+        RecoveryPointCommand::List {
+            instance,
+            vault,
+            deleted,
+        } => list(api, names::instance(vault.as_deref(), &instance)?, deleted).await?,
+        RecoveryPointCommand::Delete {
+            recovery_point,
+            vault,
+            instance,
+        } => {
+            let name =
+                names::recovery_point(vault.as_deref(), instance.as_deref(), &recovery_point)?;
+            let point = api
+                .recovery_points()
+                .delete_recovery_point(DeleteRecoveryPointRequest { name })
+                .await
+                .reply(api)?;
+            show(api, &point);
+        }
+        RecoveryPointCommand::Undelete {
+            recovery_point,
+            vault,
+            instance,
+        } => {
+            let name =
+                names::recovery_point(vault.as_deref(), instance.as_deref(), &recovery_point)?;
+            let point = api
+                .recovery_points()
+                .undelete_recovery_point(UndeleteRecoveryPointRequest { name })
+                .await
+                .reply(api)?;
+            show(api, &point);
         }
         RecoveryPointCommand::Get {
             recovery_point,
@@ -62,12 +125,13 @@ pub async fn run(api: &Api, command: RecoveryPointCommand) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-async fn list(api: &Api, parent: String) -> anyhow::Result<()> {
+async fn list(api: &Api, parent: String, deleted: bool) -> anyhow::Result<()> {
     let points = paging::all_pages(|page_token| {
         let request = ListRecoveryPointsRequest {
             parent: parent.clone(),
             page_size: 0,
             page_token,
+            show_deleted: deleted,
         };
         async move {
             let page = api
@@ -85,6 +149,14 @@ async fn list(api: &Api, parent: String) -> anyhow::Result<()> {
             points.iter().map(json::recovery_point).collect(),
             "",
         ));
+        return Ok(());
+    }
+    if deleted {
+        print_list(
+            &DELETED_HEADERS,
+            points.iter().map(deleted_row).collect(),
+            &format!("no deleted recovery points for {parent}"),
+        );
         return Ok(());
     }
     print_list(
@@ -110,6 +182,27 @@ const LIST_HEADERS: [&str; 10] = [
     "EXPIRES",
 ];
 
+/// The columns of `recovery-point list --deleted`.
+const DELETED_HEADERS: [&str; 6] = [
+    "RECOVERY POINT",
+    "DATABASE",
+    "SNAPSHOT",
+    "DELETED",
+    "DELETED BY",
+    "PURGED AFTER",
+];
+
+fn deleted_row(p: &RecoveryPoint) -> Vec<String> {
+    vec![
+        names::short(&p.name).to_owned(),
+        p.database.clone(),
+        local_time(p.snapshot_time.as_ref()),
+        local_time(p.delete_time.as_ref()),
+        p.deleted_by.clone(),
+        local_time(p.purge_time.as_ref()),
+    ]
+}
+
 fn list_row(p: &RecoveryPoint) -> Vec<String> {
     vec![
         names::short(&p.name).to_owned(),
@@ -130,7 +223,7 @@ fn show(api: &Api, point: &RecoveryPoint) {
         print_json(&json::recovery_point(point));
         return;
     }
-    print_details(&[
+    let mut rows = vec![
         ("RECOVERY POINT", names::short(&point.name).to_owned()),
         ("NAME", point.name.clone()),
         ("DATABASE", point.database.clone()),
@@ -146,7 +239,13 @@ fn show(api: &Api, point: &RecoveryPoint) {
         ("MANIFEST SHA-256", point.manifest_sha256.clone()),
         ("JOB", point.job.clone()),
         ("CREATED", local_time(point.create_time.as_ref())),
-    ]);
+    ];
+    if point.delete_time.is_some() {
+        rows.push(("DELETED", local_time(point.delete_time.as_ref())));
+        rows.push(("DELETED BY", point.deleted_by.clone()));
+        rows.push(("PURGED AFTER", local_time(point.purge_time.as_ref())));
+    }
+    print_details(&rows);
 }
 
 fn tier_text(tier: i32) -> &'static str {
@@ -185,5 +284,17 @@ mod tests {
             .unwrap();
         assert_eq!(row[column], "17.10");
         assert_eq!(row[1], "billing");
+    }
+
+    #[test]
+    fn the_deleted_list_says_who_deleted_each_point() {
+        let point = RecoveryPoint {
+            name: "vaults/prod/backupInstances/i1/recoveryPoints/p1".into(),
+            deleted_by: "ops-token".into(),
+            ..RecoveryPoint::default()
+        };
+        let row = deleted_row(&point);
+        assert_eq!(row.len(), DELETED_HEADERS.len());
+        assert_eq!(row[4], "ops-token");
     }
 }

@@ -80,7 +80,9 @@ fn vault_create_takes_its_flags() {
             datastore,
             archive_datastore,
             description,
+            soft_delete_days,
         }) => {
+            assert_eq!(soft_delete_days, None, "the server's default window");
             assert_eq!(
                 (name.as_str(), region.as_str(), datastore.as_str()),
                 ("prod", "eu", "file:///srv/b")

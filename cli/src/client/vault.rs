@@ -1,10 +1,14 @@
-//! `pgvault vault create|get|list|delete`.
+//! `pgvault vault create|get|list|delete|update|lock|unlock`. A locked
+//! vault is immutable for good: its points cannot be deleted or expire
+//! earlier, its retention cannot be shortened, its soft-delete window
+//! cannot shrink, and the lock cannot be removed.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use pgvault_proto::v1::{
-    CreateVaultRequest, DeleteVaultRequest, GetVaultRequest, ListVaultsRequest, Vault,
+    CreateVaultRequest, DeleteVaultRequest, GetVaultRequest, ListVaultsRequest, LockVaultRequest,
+    UnlockVaultRequest, UpdateVaultRequest, Vault,
 };
 
 use super::connect::{Api, Reply};
@@ -33,6 +37,34 @@ pub enum VaultCommand {
         /// Free text shown in listings.
         #[arg(long)]
         description: Option<String>,
+        /// Days a deleted recovery point stays recoverable before it is purged (at least 1; default 14).
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+        soft_delete_days: Option<u32>,
+    },
+    /// Change a vault's soft-delete window (a locked vault's window can only grow).
+    #[command(after_help = "Examples:\n  pgvault vault update prod --soft-delete-days 30")]
+    Update {
+        /// Vault id (or "vaults/{id}").
+        name: String,
+        /// Days a deleted recovery point stays recoverable before it is purged (at least 1).
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+        soft_delete_days: u32,
+    },
+    /// Lock a vault for good (Owner only): no point can be deleted or expire
+    /// earlier, no retention can be shortened, the soft-delete window cannot
+    /// shrink, and the lock can never be removed.
+    #[command(after_help = "Examples:\n  pgvault vault lock prod --confirm")]
+    Lock {
+        /// Vault id (or "vaults/{id}").
+        name: String,
+        /// Confirm that the lock cannot be undone, not even by an Owner.
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Ask to unlock a vault: always refused for a locked vault (a lock is never removed).
+    Unlock {
+        /// Vault id (or "vaults/{id}").
+        name: String,
     },
     /// Show one vault.
     Get {
@@ -41,7 +73,8 @@ pub enum VaultCommand {
     },
     /// List every vault.
     List,
-    /// Delete an empty vault (refused while it holds backup instances or recovery points).
+    /// Delete an empty vault (refused while it holds backup instances or recovery
+    /// points, soft-deleted ones until they are purged, and for a locked vault).
     Delete {
         /// Vault id (or "vaults/{id}").
         name: String,
@@ -56,6 +89,7 @@ pub async fn run(api: &Api, command: VaultCommand) -> anyhow::Result<ExitCode> {
             datastore,
             archive_datastore,
             description,
+            soft_delete_days,
         } => {
             let vault_id = names::short(&names::vault(&name)?).to_owned();
             let request = CreateVaultRequest {
@@ -65,6 +99,7 @@ pub async fn run(api: &Api, command: VaultCommand) -> anyhow::Result<ExitCode> {
                     standard_datastore: datastore,
                     archive_datastore: archive_datastore.unwrap_or_default(),
                     description: description.unwrap_or_default(),
+                    soft_delete_days: soft_delete_days.unwrap_or_default(),
                     ..Vault::default()
                 }),
             };
@@ -79,6 +114,35 @@ pub async fn run(api: &Api, command: VaultCommand) -> anyhow::Result<ExitCode> {
             show(api, &vault);
         }
         VaultCommand::List => list(api).await?,
+        VaultCommand::Update {
+            name,
+            soft_delete_days,
+        } => {
+            let request = UpdateVaultRequest {
+                name: names::vault(&name)?,
+                soft_delete_days,
+            };
+            let vault = api.vaults().update_vault(request).await.reply(api)?;
+            show(api, &vault);
+        }
+        VaultCommand::Lock { name, confirm } => {
+            let name = names::vault(&name)?;
+            if !confirm {
+                anyhow::bail!(
+                    "locking {name} cannot be undone, not even by an Owner; add --confirm to lock it"
+                );
+            }
+            let request = LockVaultRequest { name, confirm };
+            let vault = api.vaults().lock_vault(request).await.reply(api)?;
+            show(api, &vault);
+        }
+        VaultCommand::Unlock { name } => {
+            let request = UnlockVaultRequest {
+                name: names::vault(&name)?,
+            };
+            let vault = api.vaults().unlock_vault(request).await.reply(api)?;
+            show(api, &vault);
+        }
         VaultCommand::Delete { name } => {
             let name = names::vault(&name)?;
             let request = DeleteVaultRequest { name: name.clone() };
@@ -121,6 +185,7 @@ async fn list(api: &Api) -> anyhow::Result<()> {
                 v.region.clone(),
                 v.standard_datastore.clone(),
                 or_dash(&v.archive_datastore),
+                lock_text(v),
                 local_time(v.create_time.as_ref()),
                 v.description.clone(),
             ]
@@ -132,6 +197,7 @@ async fn list(api: &Api) -> anyhow::Result<()> {
             "REGION",
             "DATASTORE",
             "ARCHIVE DATASTORE",
+            "LOCKED",
             "CREATED",
             "DESCRIPTION",
         ],
@@ -152,6 +218,16 @@ fn show(api: &Api, vault: &Vault) {
         ("DATASTORE", vault.standard_datastore.clone()),
         ("ARCHIVE DATASTORE", vault.archive_datastore.clone()),
         ("DESCRIPTION", vault.description.clone()),
+        ("SOFT DELETE", format!("{} days", vault.soft_delete_days)),
+        ("LOCKED", lock_text(vault)),
         ("CREATED", local_time(vault.create_time.as_ref())),
     ]);
+}
+
+/// "no", or "since <time>" for a locked vault.
+fn lock_text(vault: &Vault) -> String {
+    match vault.lock_time.as_ref() {
+        Some(time) => format!("since {}", local_time(Some(time))),
+        None => "no".to_owned(),
+    }
 }

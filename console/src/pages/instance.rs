@@ -109,6 +109,7 @@ pub async fn page(
             parent: name.clone(),
             page_size: POINTS_SHOWN as u32,
             page_token: String::new(),
+            show_deleted: false,
         })
         .await?
         .into_inner();

@@ -170,6 +170,16 @@ fn fake_api() -> FakeApi {
             })
         })
         .unary("PolicyService/GetPolicy", |_, _: pb::GetPolicyRequest| Ok(policy()))
+        .unary("VaultService/GetVault", |_, r: pb::GetVaultRequest| {
+            Ok(pb::Vault {
+                name: r.name,
+                region: "local".into(),
+                standard_datastore: "file:///srv/backups".into(),
+                soft_delete_days: 30,
+                lock_time: ts(1_800_000_000),
+                ..Default::default()
+            })
+        })
         .unary("RecoveryPointService/ListRecoveryPoints", |_, _: pb::ListRecoveryPointsRequest| {
             Ok(pb::ListRecoveryPointsResponse {
                 recovery_points: vec![pb::RecoveryPoint {
@@ -678,4 +688,19 @@ async fn over_tls_the_console_answers_https_and_marks_cookies_secure() {
     assert!(cookie.ends_with("; Secure"), "{cookie}");
     cancel.cancel();
     console.stopped().await;
+}
+
+#[tokio::test]
+async fn the_vault_page_shows_the_lock_and_the_soft_delete_window() {
+    let console = Console::new();
+    let owner = console.sign_in(OWNER).await;
+    let page = console.get("/vaults/prod", &owner.cookie).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body
+            .contains("<strong>locked</strong> (immutable) since"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("kept 30 days"), "{}", page.body);
 }

@@ -28,6 +28,8 @@ struct VaultPage {
     nav: Option<Nav>,
     id: String,
     vault: pb::Vault,
+    /// When the vault was locked (immutable); `None`: not locked.
+    locked: Option<TimeView>,
     policies: Vec<PolicyRow>,
     instances: Vec<InstanceRow>,
 }
@@ -51,6 +53,7 @@ pub async fn page(user: SignedIn, Path(vault): Path<String>) -> Result<Response,
     let page = VaultPage {
         nav: Nav::new(&user, "overview"),
         id: id_of(&found.name).to_string(),
+        locked: format::time(found.lock_time.as_ref()),
         policies: policies.iter().map(policy_row).collect(),
         instances: instances
             .iter()

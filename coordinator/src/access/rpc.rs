@@ -39,6 +39,9 @@ pub enum Rpc {
     GetVault,
     ListVaults,
     DeleteVault,
+    UpdateVault,
+    LockVault,
+    UnlockVault,
     CreatePolicy,
     GetPolicy,
     ListPolicies,
@@ -62,6 +65,8 @@ pub enum Rpc {
     RevalidateBackupInstance,
     ListRecoveryPoints,
     GetRecoveryPoint,
+    DeleteRecoveryPoint,
+    UndeleteRecoveryPoint,
     RestoreAsDatabase,
     RestoreAsFiles,
     RestoreServer,
@@ -98,11 +103,14 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 60] = [
+    pub const ALL: [Rpc; 65] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
         Rpc::DeleteVault,
+        Rpc::UpdateVault,
+        Rpc::LockVault,
+        Rpc::UnlockVault,
         Rpc::CreatePolicy,
         Rpc::GetPolicy,
         Rpc::ListPolicies,
@@ -126,6 +134,8 @@ impl Rpc {
         Rpc::RevalidateBackupInstance,
         Rpc::ListRecoveryPoints,
         Rpc::GetRecoveryPoint,
+        Rpc::DeleteRecoveryPoint,
+        Rpc::UndeleteRecoveryPoint,
         Rpc::RestoreAsDatabase,
         Rpc::RestoreAsFiles,
         Rpc::RestoreServer,
@@ -181,7 +191,13 @@ impl Rpc {
     /// The service this RPC belongs to.
     pub fn service(self) -> &'static str {
         match self {
-            Rpc::CreateVault | Rpc::GetVault | Rpc::ListVaults | Rpc::DeleteVault => "VaultService",
+            Rpc::CreateVault
+            | Rpc::GetVault
+            | Rpc::ListVaults
+            | Rpc::DeleteVault
+            | Rpc::UpdateVault
+            | Rpc::LockVault
+            | Rpc::UnlockVault => "VaultService",
             Rpc::CreatePolicy | Rpc::GetPolicy | Rpc::ListPolicies => "PolicyService",
             Rpc::RegisterServer
             | Rpc::GetServer
@@ -201,7 +217,10 @@ impl Rpc {
             | Rpc::StopProtection
             | Rpc::ResumeProtection
             | Rpc::RevalidateBackupInstance => "BackupInstanceService",
-            Rpc::ListRecoveryPoints | Rpc::GetRecoveryPoint => "RecoveryPointService",
+            Rpc::ListRecoveryPoints
+            | Rpc::GetRecoveryPoint
+            | Rpc::DeleteRecoveryPoint
+            | Rpc::UndeleteRecoveryPoint => "RecoveryPointService",
             Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles | Rpc::RestoreServer => "RestoreService",
             Rpc::ListJobs
             | Rpc::GetJob
@@ -239,6 +258,9 @@ impl Rpc {
             // Calls that name a vault (or a resource in one, or a job of one).
             Rpc::GetVault
             | Rpc::DeleteVault
+            | Rpc::UpdateVault
+            | Rpc::LockVault
+            | Rpc::UnlockVault
             | Rpc::CreatePolicy
             | Rpc::GetPolicy
             | Rpc::ListPolicies
@@ -254,6 +276,8 @@ impl Rpc {
             | Rpc::RevalidateBackupInstance
             | Rpc::ListRecoveryPoints
             | Rpc::GetRecoveryPoint
+            | Rpc::DeleteRecoveryPoint
+            | Rpc::UndeleteRecoveryPoint
             | Rpc::RestoreAsDatabase
             | Rpc::RestoreAsFiles
             | Rpc::RestoreServer
@@ -334,6 +358,7 @@ impl Rpc {
             Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles | Rpc::RestoreServer => Restore,
             // ListDatabases connects with a stored secret: a configuration step.
             Rpc::CreateVault
+            | Rpc::UpdateVault
             | Rpc::CreatePolicy
             | Rpc::RegisterServer
             | Rpc::UpdateServer
@@ -351,7 +376,10 @@ impl Rpc {
             | Rpc::TestNotificationChannel => Configure,
             Rpc::DeleteVault => DeleteVault,
             // Forgetting a dead letter destroys evidence of a fault.
-            Rpc::DeleteDeadLetter => Delete,
+            // Undeleting a point needs what deleting it needs.
+            Rpc::DeleteDeadLetter | Rpc::DeleteRecoveryPoint | Rpc::UndeleteRecoveryPoint => {
+                Delete
+            }
             Rpc::ClaimTask | Rpc::Heartbeat | Rpc::CompleteTask | Rpc::FailTask => Work,
             Rpc::Connect | Rpc::ClaimProbe | Rpc::CompleteProbe => AgentConnect,
             Rpc::CreateToken
@@ -365,7 +393,11 @@ impl Rpc {
             | Rpc::DeleteAgent
             // Letting a vault read a secret is granting: Owner only.
             | Rpc::GrantSecretAccess
-            | Rpc::RevokeSecretAccess => Grant,
+            | Rpc::RevokeSecretAccess
+            // Locking a vault binds every later Owner: Owner only. Unlock
+            // is always refused; asking needs the same permission.
+            | Rpc::LockVault
+            | Rpc::UnlockVault => Grant,
         }
     }
 }

@@ -78,10 +78,17 @@ fn calls_naming_no_vault_need_global_permission() {
     assert_eq!(Rpc::ListVaults.scope(), Scope::Global);
     assert_eq!(Rpc::ClaimTask.scope(), Scope::Global);
     assert_eq!(Rpc::BackupNow.scope(), Scope::Vault);
-    // Every Grant RPC but the secret grants (which name a vault) is global.
+    // Every Grant RPC but the secret grants and the vault lock (which name
+    // a vault) is global.
     for rpc in Rpc::ALL {
         if rpc.permission() == Permission::Grant
-            && !matches!(rpc, Rpc::GrantSecretAccess | Rpc::RevokeSecretAccess)
+            && !matches!(
+                rpc,
+                Rpc::GrantSecretAccess
+                    | Rpc::RevokeSecretAccess
+                    | Rpc::LockVault
+                    | Rpc::UnlockVault
+            )
         {
             assert_eq!(rpc.scope(), Scope::Global, "{rpc:?}");
         }
@@ -120,4 +127,17 @@ fn method_names_map_back_to_their_rpc() {
     }
     assert_eq!(Rpc::from_name("backupNow"), None);
     assert_eq!(Rpc::from_name(""), None);
+}
+
+#[test]
+fn locking_a_vault_is_for_owners_and_undelete_needs_what_delete_needs() {
+    use super::super::roles::Role;
+    assert_eq!(Rpc::LockVault.scope(), Scope::Vault);
+    assert!(Role::Owner.grants(Rpc::LockVault.permission()));
+    assert!(!Role::BackupContributor.grants(Rpc::LockVault.permission()));
+    assert_eq!(
+        Rpc::UndeleteRecoveryPoint.permission(),
+        Rpc::DeleteRecoveryPoint.permission()
+    );
+    assert!(!Role::BackupOperator.grants(Rpc::DeleteRecoveryPoint.permission()));
 }

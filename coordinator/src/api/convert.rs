@@ -48,6 +48,8 @@ impl From<Vault> for pb::Vault {
             archive_datastore: v.archive_datastore,
             description: v.description,
             create_time: Some(timestamp(v.create_time)),
+            soft_delete_days: v.soft_delete_days,
+            lock_time: v.lock_time.map(timestamp),
         }
     }
 }
@@ -103,6 +105,7 @@ impl From<Policy> for pb::Policy {
             create_time: Some(timestamp(p.create_time)),
             // Needs the clock: set by the policy service.
             next_run_time: None,
+            keep_min: p.keep_min,
         }
     }
 }
@@ -179,6 +182,13 @@ impl From<RecoveryPoint> for pb::RecoveryPoint {
             expire_time: Some(timestamp(p.expire_time)),
             create_time: Some(timestamp(p.create_time)),
             database: p.database,
+            delete_time: p.soft_delete.as_ref().map(|d| timestamp(d.time)),
+            deleted_by: p
+                .soft_delete
+                .as_ref()
+                .map(|d| d.by.clone())
+                .unwrap_or_default(),
+            purge_time: p.soft_delete.as_ref().map(|d| timestamp(d.purge_after)),
         }
     }
 }

@@ -100,9 +100,9 @@ impl BackupInstanceService for InstanceApi {
         &self,
         request: Request<pb::StopProtectionRequest>,
     ) -> Result<Response<pb::BackupInstance>, Status> {
-        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
+        let caller = access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         Ok(Response::new(
-            protection::stop(&self.ctx, request.into_inner()).await?,
+            protection::stop(&self.ctx, request.into_inner(), caller.token_name()).await?,
         ))
     }
 

@@ -86,11 +86,13 @@ fn validate_policy(vault_id: String, id: String, input: Option<pb::Policy>) -> R
         })
         .collect();
     let retention_rules = validation::retention_rules("policy.retention_rules", &inputs)?;
+    let keep_min = crate::data_protection::keep_min::keep_min("policy.keep_min", input.keep_min)?;
     Ok(Policy {
         vault_id,
         id,
         schedule,
         retention_rules,
+        keep_min,
         create_time: chrono::Utc::now(),
     })
 }

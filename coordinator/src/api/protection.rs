@@ -2,7 +2,10 @@
 //! the new policy; existing points keep their tags and expiries unless the
 //! caller asks to re-apply retention), stop protection (keep every point
 //! forever, keep points per their rules with the newest kept forever, or
-//! delete every point through DELETE jobs), and resume it. Schedules restart from the coordinator's "now" so a past slot
+//! soft-delete every point, purged after the vault's window), and resume
+//! it. In a locked vault the new policy may not shorten retention,
+//! re-applied retention only extends expiries, and stop with delete is
+//! refused (`data_protection::lock`). Schedules restart from the coordinator's "now" so a past slot
 //! of the new or resumed schedule never fires.
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -10,10 +13,11 @@ use futures::FutureExt;
 use pgvault_proto::v1 as pb;
 
 use crate::api::{ApiContext, instance_lookup};
+use crate::data_protection::{lock, soft_delete};
 use crate::error::{CoordinatorError, Result};
 use crate::model::{BackupInstance, ProtectionState, RuleKind, Tier};
 use crate::names;
-use crate::store::{instances, policies, recovery_points};
+use crate::store::{instances, policies, recovery_points, vaults};
 use crate::tagging;
 
 /// The expiry of points kept forever.
@@ -45,6 +49,9 @@ pub async fn change_policy(
                 let instance = instances::get(&mut *conn, &vault_id, instance_id).await?;
                 let instance = instances::lock_by_id(&mut *conn, instance.id).await?;
                 let policy = policies::get(&mut *conn, &vault_id, &policy_id).await?;
+                let vault = vaults::get(&mut *conn, &vault_id).await?;
+                let old = policies::get(&mut *conn, &vault_id, &instance.policy_id).await?;
+                lock::check_policy_change(&vault, &old, &policy)?;
                 instances::set_policy(&mut *conn, instance.id, &policy.id, now).await?;
                 if reapply {
                     for point in recovery_points::all_of_instance(&mut *conn, instance.id).await? {
@@ -57,9 +64,13 @@ pub async fn change_policy(
                         else {
                             continue;
                         };
-                        let Some(kept) = tagging::keeping(rule, point.snapshot_time) else {
+                        let Some(mut kept) = tagging::keeping(rule, point.snapshot_time) else {
                             continue;
                         };
+                        // A locked vault's points never expire earlier.
+                        if vault.is_locked() && kept.expire_time < point.expire_time {
+                            kept.expire_time = point.expire_time;
+                        }
                         recovery_points::set_retention(
                             &mut *conn,
                             point.id,
@@ -79,7 +90,13 @@ pub async fn change_policy(
     Ok(instance.into())
 }
 
-pub async fn stop(ctx: &ApiContext, req: pb::StopProtectionRequest) -> Result<pb::BackupInstance> {
+/// Stops protection; `by` (the caller's token name) is recorded on points
+/// a stop with delete soft-deletes.
+pub async fn stop(
+    ctx: &ApiContext,
+    req: pb::StopProtectionRequest,
+    by: &str,
+) -> Result<pb::BackupInstance> {
     let (vault_id, instance_id) =
         instance_lookup::instance(ctx.store.pool(), "name", &req.name).await?;
     let mode = match pb::StopMode::try_from(req.mode) {
@@ -102,12 +119,9 @@ pub async fn stop(ctx: &ApiContext, req: pb::StopProtectionRequest) -> Result<pb
         instance_id,
         ProtectionState::Stopped,
         now,
-        Some(mode),
+        Some((mode, by.to_string())),
     )
     .await?;
-    if mode == pb::StopMode::DeleteAllPoints {
-        ctx.dispatch_wake.notify_one();
-    }
     tracing::info!(instance = %instance.id, mode = mode.as_str_name(), "protection stopped");
     Ok(instance.into())
 }
@@ -141,7 +155,7 @@ async fn set_state(
     instance_id: uuid::Uuid,
     state: ProtectionState,
     now: DateTime<Utc>,
-    stop_mode: Option<pb::StopMode>,
+    stop_mode: Option<(pb::StopMode, String)>,
 ) -> Result<BackupInstance> {
     ctx.store
         .in_tx(move |conn| {
@@ -162,13 +176,18 @@ async fn set_state(
                 }
                 instances::set_protection(&mut *conn, instance.id, state, now).await?;
                 match stop_mode {
-                    Some(pb::StopMode::DeleteAllPoints) => {
-                        let queued =
-                            crate::lifecycle::queue::delete_all_in(&mut *conn, instance.id, now)
-                                .await?;
-                        tracing::info!(instance = %instance.id, jobs = queued, "delete jobs queued for every recovery point");
+                    Some((pb::StopMode::DeleteAllPoints, by)) => {
+                        let deleted = soft_delete::delete_instance_points_in(
+                            &mut *conn,
+                            &vault_id,
+                            instance.id,
+                            &by,
+                            now,
+                        )
+                        .await?;
+                        tracing::info!(instance = %instance.id, points = deleted, by = %by, "every recovery point soft-deleted");
                     }
-                    Some(mode) => {
+                    Some((mode, _)) => {
                         let only_newest = mode == pb::StopMode::KeepPerPolicy;
                         recovery_points::keep_until(&mut *conn, instance.id, forever(), only_newest)
                             .await?;

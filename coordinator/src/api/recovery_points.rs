@@ -1,4 +1,6 @@
-//! `RecoveryPointService`: list an instance's points (newest first) and get one.
+//! `RecoveryPointService`: list an instance's points (newest first; the
+//! soft-deleted ones when asked), get one, soft-delete and undelete one
+//! (`data_protection::soft_delete`).
 
 use std::sync::Arc;
 
@@ -8,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::access::{self, vault_scope};
 use crate::api::{ApiContext, instance_lookup, next_token};
+use crate::data_protection::soft_delete;
 use crate::store::{instances, paging, recovery_points};
 
 pub struct RecoveryPointApi {
@@ -34,7 +37,7 @@ impl RecoveryPointService for RecoveryPointApi {
         instances::get(pool, &vault, instance).await?;
         let size = paging::page_size(req.page_size);
         let after = paging::after_time(&req.page_token)?;
-        let rows = recovery_points::list(pool, instance, after, size + 1).await?;
+        let rows = recovery_points::list(pool, instance, after, size + 1, req.show_deleted).await?;
         let (page, more) = paging::split_page(rows, size);
         let next_page_token = next_token(&page, more, |p| paging::time_token(p.create_time, p.id));
         Ok(Response::new(pb::ListRecoveryPointsResponse {
@@ -56,5 +59,31 @@ impl RecoveryPointService for RecoveryPointApi {
                 .await?
                 .into(),
         ))
+    }
+
+    async fn delete_recovery_point(
+        &self,
+        request: Request<pb::DeleteRecoveryPointRequest>,
+    ) -> Result<Response<pb::RecoveryPoint>, Status> {
+        let caller = access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
+        let point =
+            instance_lookup::recovery_point(self.ctx.store.pool(), "name", &request.get_ref().name)
+                .await?;
+        let by = caller.token_name().to_string();
+        let deleted =
+            soft_delete::delete_point(&self.ctx.store, point, by, self.ctx.clock.now()).await?;
+        Ok(Response::new(deleted.into()))
+    }
+
+    async fn undelete_recovery_point(
+        &self,
+        request: Request<pb::UndeleteRecoveryPointRequest>,
+    ) -> Result<Response<pb::RecoveryPoint>, Status> {
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
+        let point =
+            instance_lookup::recovery_point(self.ctx.store.pool(), "name", &request.get_ref().name)
+                .await?;
+        let restored = soft_delete::undelete_point(&self.ctx.store, point).await?;
+        Ok(Response::new(restored.into()))
     }
 }

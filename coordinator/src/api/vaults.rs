@@ -1,5 +1,7 @@
 //! `VaultService`: create (checking and creating the datastores), get, list,
-//! and delete while the vault is empty.
+//! delete while the vault is empty (soft-deleted points count until they
+//! are purged) and not locked, change the soft-delete window, and lock it
+//! for good (`data_protection::lock`; unlocking is always refused).
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::access::{self, vault_scope};
 use crate::api::{ApiContext, next_token};
+use crate::data_protection::{lock, soft_delete};
 use crate::error::{CoordinatorError, Result};
 use crate::model::Vault;
 use crate::names;
@@ -41,6 +44,8 @@ impl VaultApi {
         if !archive.is_empty() {
             prepare_datastore("vault.archive_datastore", &archive).await?;
         }
+        let soft_delete_days =
+            soft_delete::window_days("vault.soft_delete_days", input.soft_delete_days)?;
         let vault = Vault {
             id: req.vault_id,
             region: input.region.trim().to_string(),
@@ -48,6 +53,8 @@ impl VaultApi {
             archive_datastore: archive,
             description: input.description,
             create_time: chrono::Utc::now(),
+            soft_delete_days,
+            lock_time: None,
         };
         let created = vaults::insert(self.ctx.store.pool(), &vault).await?;
         tracing::info!(vault = %created.id, "vault created");
@@ -58,6 +65,8 @@ impl VaultApi {
         let id = names::parse_vault("name", name)?;
         let mut tx = self.ctx.store.begin().await?;
         vaults::lock(&mut *tx, &id).await?;
+        let vault = vaults::get(&mut *tx, &id).await?;
+        lock::ensure_unlocked(&vault, "the vault cannot be deleted")?;
         // Rows kept after a failed validation protect nothing: they go with the vault.
         instances::delete_kept_in_vault(&mut *tx, &id).await?;
         let instances = instances::count_in_vault(&mut *tx, &id).await?;
@@ -65,13 +74,71 @@ impl VaultApi {
         if instances > 0 || points > 0 {
             return Err(CoordinatorError::precondition(format!(
                 "vault \"{id}\" still holds {instances} backup instance(s) and {points} recovery point(s); \
-                 stop protecting them before deleting the vault"
+                 stop protecting them before deleting the vault (soft-deleted points count until \
+                 the sweeper purges them: pgvault recovery-point list --deleted shows when)"
             )));
         }
         vaults::delete(&mut *tx, &id).await?;
         tx.commit().await?;
         tracing::info!(vault = %id, "vault deleted");
         Ok(())
+    }
+
+    async fn update(&self, req: pb::UpdateVaultRequest) -> Result<pb::Vault> {
+        let id = names::parse_vault("name", &req.name)?;
+        if req.soft_delete_days == 0 {
+            return Err(CoordinatorError::invalid(
+                "soft_delete_days",
+                "must be at least 1 day: soft delete cannot be turned off",
+            ));
+        }
+        let days = soft_delete::window_days("soft_delete_days", req.soft_delete_days)?;
+        let mut tx = self.ctx.store.begin().await?;
+        vaults::lock(&mut *tx, &id).await?;
+        let vault = vaults::get(&mut *tx, &id).await?;
+        lock::check_window_change(&vault, days)?;
+        vaults::set_soft_delete_days(&mut *tx, &id, days).await?;
+        let vault = vaults::get(&mut *tx, &id).await?;
+        tx.commit().await?;
+        tracing::info!(vault = %id, days, "soft-delete window changed");
+        Ok(vault.into())
+    }
+
+    async fn lock_vault(&self, req: pb::LockVaultRequest) -> Result<pb::Vault> {
+        let id = names::parse_vault("name", &req.name)?;
+        if !req.confirm {
+            return Err(CoordinatorError::invalid(
+                "confirm",
+                format!(
+                    "locking vault \"{id}\" cannot be undone, not even by an Owner; confirm it (pgvault vault lock {id} --confirm)"
+                ),
+            ));
+        }
+        let mut tx = self.ctx.store.begin().await?;
+        vaults::lock(&mut *tx, &id).await?;
+        let vault = vaults::get(&mut *tx, &id).await?;
+        if vault.is_locked() {
+            return Err(lock::refusal(&vault, "it is already locked"));
+        }
+        vaults::set_locked(&mut *tx, &id, self.ctx.clock.now()).await?;
+        let vault = vaults::get(&mut *tx, &id).await?;
+        tx.commit().await?;
+        tracing::info!(vault = %id, "vault locked");
+        Ok(vault.into())
+    }
+
+    async fn unlock_vault(&self, req: pb::UnlockVaultRequest) -> Result<pb::Vault> {
+        let id = names::parse_vault("name", &req.name)?;
+        let vault = vaults::get(self.ctx.store.pool(), &id).await?;
+        if !vault.is_locked() {
+            return Err(CoordinatorError::precondition(format!(
+                "vault \"{id}\" is not locked"
+            )));
+        }
+        Err(lock::refusal(
+            &vault,
+            "a lock cannot be removed, not even by an Owner",
+        ))
     }
 }
 
@@ -129,5 +196,31 @@ impl VaultService for VaultApi {
         access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         self.delete(&request.get_ref().name).await?;
         Ok(Response::new(pb::DeleteVaultResponse {}))
+    }
+
+    async fn update_vault(
+        &self,
+        request: Request<pb::UpdateVaultRequest>,
+    ) -> Result<Response<pb::Vault>, Status> {
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
+        Ok(Response::new(self.update(request.into_inner()).await?))
+    }
+
+    async fn lock_vault(
+        &self,
+        request: Request<pb::LockVaultRequest>,
+    ) -> Result<Response<pb::Vault>, Status> {
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
+        Ok(Response::new(self.lock_vault(request.into_inner()).await?))
+    }
+
+    async fn unlock_vault(
+        &self,
+        request: Request<pb::UnlockVaultRequest>,
+    ) -> Result<Response<pb::Vault>, Status> {
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
+        Ok(Response::new(
+            self.unlock_vault(request.into_inner()).await?,
+        ))
     }
 }

@@ -6,7 +6,12 @@
 //! - a rehydrated copy past its period is deleted (the archive point stays);
 //! - a stage already under way or done is not started again (exactly once);
 //! - nothing is deleted or moved while a restore of the point is queued or
-//!   running: the decision is postponed to a later pass.
+//!   running: the decision is postponed to a later pass;
+//! - expiry never deletes one of the instance's newest `keep_min` live
+//!   points (the policy's floor under retention), however old it is; it
+//!   may still move it to the archive datastore, which keeps it;
+//! - a soft-deleted point never expires: it is purged (every copy deleted)
+//!   once its purge time has come, and not before.
 
 use chrono::{DateTime, Utc};
 
@@ -48,11 +53,28 @@ impl Decision {
 /// The decision for `point` at `now`.
 pub fn decide(point: &DuePoint, now: DateTime<Utc>) -> Decision {
     let taken = |stage: &str| point.stages_taken.iter().any(|s| s == stage);
-    let wanted = match tagging::due(point.tier, point.expire_time, &point.archive_duration, now) {
+    let expiry = if point.purge_due {
+        Due::Delete
+    } else if point.soft_deleted_by.is_some() {
+        Due::Keep
+    } else {
+        match tagging::due(point.tier, point.expire_time, &point.archive_duration, now) {
+            // The floor holds the point where it is, unless expiry only
+            // moves it to the archive datastore.
+            Due::MoveToArchive { .. } | Due::Delete
+                if point.keep_min_held && point.archive_datastore.is_empty() =>
+            {
+                Due::Keep
+            }
+            Due::Delete if point.keep_min_held => Due::Keep,
+            due => due,
+        }
+    };
+    let wanted = match expiry {
         Due::Keep => None,
         Due::MoveToArchive {
             archive_expire_time,
-        } if !point.archive_datastore.is_empty() => Some(Decision::TierMove {
+        } if !point.archive_datastore.is_empty() && !point.purge_due => Some(Decision::TierMove {
             archive_expire_time,
         }),
         Due::MoveToArchive { .. } | Due::Delete => Some(Decision::Delete {
@@ -109,7 +131,47 @@ mod tests {
             rehydrated_until: None,
             restore_active: false,
             stages_taken: vec![],
+            keep_min_held: false,
+            soft_deleted_by: None,
+            purge_due: false,
         }
+    }
+
+    #[test]
+    fn expiry_never_deletes_one_of_the_newest_keep_min_points_but_may_archive_it() {
+        let mut p = point(Tier::Standard, "", "");
+        p.keep_min_held = true;
+        assert_eq!(decide(&p, t0() + Duration::days(400)), Decision::Nothing);
+        let mut no_archive_store = point(Tier::Standard, "P6M", "");
+        no_archive_store.keep_min_held = true;
+        assert_eq!(decide(&no_archive_store, t0()), Decision::Nothing);
+        let mut archived = point(Tier::Archive, "", "az://archive");
+        archived.keep_min_held = true;
+        assert_eq!(
+            decide(&archived, t0() + Duration::days(400)),
+            Decision::Nothing
+        );
+        let mut moving = point(Tier::Standard, "P6M", "az://archive");
+        moving.keep_min_held = true;
+        assert!(matches!(decide(&moving, t0()), Decision::TierMove { .. }));
+    }
+
+    #[test]
+    fn a_soft_deleted_point_does_not_expire_and_is_purged_at_its_purge_time() {
+        let mut p = point(Tier::Standard, "P6M", "az://archive");
+        p.soft_deleted_by = Some("ops".into());
+        assert_eq!(decide(&p, t0() + Duration::days(1)), Decision::Nothing);
+        p.purge_due = true;
+        assert_eq!(
+            decide(&p, t0() - Duration::days(30)),
+            Decision::Delete {
+                stage: STANDARD_EXPIRY.into()
+            }
+        );
+        p.keep_min_held = true;
+        assert!(matches!(decide(&p, t0()), Decision::Delete { .. }));
+        p.restore_active = true;
+        assert!(matches!(decide(&p, t0()), Decision::Postpone { .. }));
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //!
 //! # Layout
 //! - `decide`: the pure decision per point and instant (unit-tested).
-//! - `queue`: creating lifecycle jobs (sweeper, stop with delete-all) and
-//!   restores (chained to a rehydrate for archive points).
+//! - `queue`: creating lifecycle jobs (expiry, and the purge of
+//!   soft-deleted points, see `data_protection`) and restores (chained to a
+//!   rehydrate for archive points; refused for soft-deleted points).
 //! - `tasks`: the worker task of a lifecycle job, built at claim time.
 //! - `complete`: what a completed lifecycle job changes on its point.
 

@@ -13,12 +13,12 @@ use uuid::Uuid;
 
 use crate::api::ApiContext;
 use crate::error::{CoordinatorError, Result};
-use crate::lifecycle::decide::{self, Decision};
+use crate::lifecycle::decide::Decision;
 use crate::model::{DeleteScope, Job, JobSpec, Operation, RestoreSpec, Tier};
 use crate::names;
 use crate::store::jobs::{self, NewJob};
 use crate::store::lifecycle::{self, DuePoint};
-use crate::store::{Store, outbox};
+use crate::store::{Store, outbox, soft_delete};
 
 /// Rehydrate period when the caller does not choose one, in days.
 pub const DEFAULT_REHYDRATE_DAYS: u32 = 15;
@@ -105,32 +105,12 @@ pub async fn lifecycle_job_in(
         lifecycle::discard_job(&mut *conn, job.id).await?;
         return Ok(None);
     }
+    if let (true, Some(by)) = (point.purge_due, &point.soft_deleted_by) {
+        soft_delete::record_requester(&mut *conn, job.id, by).await?;
+    }
     outbox::insert(&mut *conn, job.id, job.attempt).await?;
     tracing::info!(point = %point.id, stage = %stage, operation = %operation, job_id = %job.id, "lifecycle job queued");
     Ok(Some(job.id))
-}
-
-/// Queues DELETE jobs for every point of the instance (stop with
-/// delete-all), inside the caller's transaction: points expire at `now`;
-/// those a restore reads are left to the sweeper, which deletes them once
-/// the restore ends. Returns how many jobs were queued.
-pub async fn delete_all_in(
-    conn: &mut PgConnection,
-    instance_id: Uuid,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<usize> {
-    lifecycle::expire_all(&mut *conn, instance_id, now).await?;
-    let mut queued = 0;
-    for point in lifecycle::due(&mut *conn, now, Some(instance_id), i64::MAX).await? {
-        let decision = decide::decide(&point, now);
-        if lifecycle_job_in(&mut *conn, &point, &decision)
-            .await?
-            .is_some()
-        {
-            queued += 1;
-        }
-    }
-    Ok(queued)
 }
 
 /// Queues `restore` of a point of `vault_id`. A point on the archive tier
@@ -166,6 +146,16 @@ pub async fn restore(
                     )));
                 }
                 let point = crate::store::recovery_points::get(&mut *conn, &vault_id, instance_id, point_id).await?;
+                if let Some(deleted) = &point.soft_delete {
+                    return Err(CoordinatorError::refused(
+                        pgvault_errors::ErrorCode::UserErrorRecoveryPointDeleted,
+                        format!(
+                            "recovery point {point_name} was deleted by {} and is purged at {}; undelete it first: pgvault recovery-point undelete {point_name}",
+                            deleted.by,
+                            deleted.purge_after.format("%Y-%m-%d %H:%M UTC")
+                        ),
+                    ));
+                }
                 let waits_for = if point.tier == Tier::Archive {
                     archive_source(&mut *conn, &vault_id, instance_id, point_id, now, rehydrate_days).await?
                 } else {

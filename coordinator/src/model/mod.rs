@@ -92,6 +92,16 @@ pub struct Vault {
     pub archive_datastore: String,
     pub description: String,
     pub create_time: DateTime<Utc>,
+    /// Days a soft-deleted point stays recoverable before it is purged (≥ 1).
+    pub soft_delete_days: u32,
+    /// When the vault was locked (immutable for good); `None`: not locked.
+    pub lock_time: Option<DateTime<Utc>>,
+}
+
+impl Vault {
+    pub fn is_locked(&self) -> bool {
+        self.lock_time.is_some()
+    }
 }
 
 /// Weekly schedule: ISO weekdays (1 = Monday), a local time and a zone.
@@ -111,6 +121,8 @@ pub struct Policy {
     pub schedule: Schedule,
     /// Validated; always holds a `Default` rule.
     pub retention_rules: Vec<RetentionRule>,
+    /// Expiry never removes the instance's newest `keep_min` live points (≥ 1).
+    pub keep_min: u32,
     pub create_time: DateTime<Utc>,
 }
 
@@ -182,6 +194,17 @@ pub struct RecoveryPoint {
     /// deleted at `expire_time`. Fixed when tagged.
     pub archive_duration: String,
     pub create_time: DateTime<Utc>,
+    /// Set while the point is soft-deleted (hidden, purged after the window).
+    pub soft_delete: Option<SoftDelete>,
+}
+
+/// Who soft-deleted a point, when, and when the sweeper purges it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoftDelete {
+    pub time: DateTime<Utc>,
+    /// The name of the token that deleted it.
+    pub by: String,
+    pub purge_after: DateTime<Utc>,
 }
 
 impl RecoveryPoint {

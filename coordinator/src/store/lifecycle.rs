@@ -32,6 +32,13 @@ pub struct DuePoint {
     /// Stages already carried out or under way (their job did not fail, or
     /// failed less than an hour ago).
     pub stages_taken: Vec<String>,
+    /// The point is one of its instance's newest `keep_min` live points:
+    /// expiry must not touch it.
+    pub keep_min_held: bool,
+    /// Soft-deleted by this principal (`None`: not soft-deleted).
+    pub soft_deleted_by: Option<String>,
+    /// Soft-deleted and past its purge time: every copy goes now.
+    pub purge_due: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -47,14 +54,20 @@ struct DueRow {
     rehydrated_until: Option<DateTime<Utc>>,
     restore_active: bool,
     stages_taken: Vec<String>,
+    keep_min_held: bool,
+    soft_deleted_by: Option<String>,
+    purge_due: bool,
 }
 
 /// Job states in which a job may still run.
 const ACTIVE: &str = "('QUEUED', 'IN_PROGRESS', 'CANCELLING')";
 
-/// Live points (of one instance, or all) whose standard or archive expiry,
-/// or rehydrated period, is at or before `now`; at most `limit`, oldest
-/// expiry first.
+/// Points (of one instance, or all) that need the sweeper, at most
+/// `limit`, soonest first: live points past their standard or archive
+/// expiry, unless they are among their instance's newest `keep_min` live
+/// points (the policy's floor under retention) and expiry would delete
+/// rather than archive them; soft-deleted points past their
+/// purge time, and points whose rehydrated copy's period ended.
 pub async fn due(
     db: impl PgExecutor<'_>,
     now: DateTime<Utc>,
@@ -69,14 +82,35 @@ pub async fn due(
                 ARRAY(SELECT r.stage FROM lifecycle_runs r JOIN jobs j ON j.id = r.job_id
                        WHERE r.recovery_point_id = p.id
                          AND (j.state NOT IN ('FAILED', 'CANCELLED')
-                              OR j.end_time > now() - interval '1 hour')) AS stages_taken
+                              OR j.end_time > now() - interval '1 hour')) AS stages_taken,
+                h.held AS keep_min_held, p.soft_deleted_by,
+                coalesce(p.purge_after <= $1, false) AS purge_due
            FROM recovery_points p
            JOIN backup_instances i ON i.id = p.backup_instance_id
            JOIN vaults v ON v.id = i.vault_id
-          WHERE p.delete_time IS NULL AND (p.expire_time <= $1 OR p.rehydrated_until <= $1)
+           LEFT JOIN policies pol ON pol.vault_id = i.vault_id AND pol.id = i.policy_id
+           CROSS JOIN LATERAL (
+               -- Fewer than keep_min newer live points (counting stops there).
+               SELECT p.soft_delete_time IS NULL
+                      AND (SELECT count(*) FROM (
+                               SELECT 1 FROM recovery_points q
+                                WHERE q.backup_instance_id = p.backup_instance_id
+                                  AND q.delete_time IS NULL AND q.soft_delete_time IS NULL
+                                  AND (q.snapshot_time, q.id) > (p.snapshot_time, p.id)
+                                LIMIT coalesce(pol.keep_min, {DEFAULT_KEEP_MIN})) newer)
+                          < coalesce(pol.keep_min, {DEFAULT_KEEP_MIN}) AS held) h
+          WHERE p.delete_time IS NULL
+            -- Candidates first, so the floor is only counted for them.
+            AND (p.expire_time <= $1 OR p.purge_after <= $1 OR p.rehydrated_until <= $1)
+            AND ((p.soft_delete_time IS NULL AND p.expire_time <= $1
+                  AND (NOT h.held OR (p.tier = 'STANDARD' AND p.archive_duration <> ''
+                                      AND v.archive_datastore <> '')))
+                 OR p.purge_after <= $1 OR p.rehydrated_until <= $1)
             AND ($3::uuid IS NULL OR p.backup_instance_id = $3)
-          ORDER BY least(p.expire_time, p.rehydrated_until), p.id
-          LIMIT $2"
+          ORDER BY least(CASE WHEN p.soft_delete_time IS NULL THEN p.expire_time END,
+                         p.purge_after, p.rehydrated_until), p.id
+          LIMIT $2",
+        DEFAULT_KEEP_MIN = crate::data_protection::keep_min::DEFAULT_KEEP_MIN
     );
     let rows: Vec<DueRow> = sqlx::query_as(&sql)
         .bind(now)
@@ -98,6 +132,9 @@ pub async fn due(
                 rehydrated_until: r.rehydrated_until,
                 restore_active: r.restore_active,
                 stages_taken: r.stages_taken,
+                keep_min_held: r.keep_min_held,
+                soft_deleted_by: r.soft_deleted_by,
+                purge_due: r.purge_due,
             })
         })
         .collect()
@@ -252,23 +289,6 @@ pub async fn mark_deleted(db: impl PgExecutor<'_>, point_id: Uuid) -> Result<()>
              rehydrated_prefix = NULL, rehydrated_until = NULL WHERE id = $1",
     )
     .bind(point_id)
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-/// Expires every live point of the instance at `now` (stop with delete-all).
-pub async fn expire_all(
-    db: impl PgExecutor<'_>,
-    instance_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE recovery_points SET expire_time = least(expire_time, $2), archive_duration = ''
-          WHERE backup_instance_id = $1 AND delete_time IS NULL",
-    )
-    .bind(instance_id)
-    .bind(now)
     .execute(db)
     .await?;
     Ok(())

@@ -44,6 +44,7 @@ pub mod secrets;
 pub mod server_protections;
 pub mod server_restores;
 pub mod servers;
+pub mod soft_delete;
 pub mod tokens;
 pub mod vaults;
 

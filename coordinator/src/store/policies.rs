@@ -16,6 +16,7 @@ struct PolicyRow {
     time_of_day: String,
     time_zone: String,
     retention_rules: Json<Vec<RetentionRule>>,
+    keep_min: i32,
     create_time: DateTime<Utc>,
 }
 
@@ -34,18 +35,19 @@ impl From<PolicyRow> for Policy {
                 time_zone: r.time_zone,
             },
             retention_rules: r.retention_rules.0,
+            keep_min: u32::try_from(r.keep_min).unwrap_or(1),
             create_time: r.create_time,
         }
     }
 }
 
 const COLUMNS: &str =
-    "vault_id, id, weekdays, time_of_day, time_zone, retention_rules, create_time";
+    "vault_id, id, weekdays, time_of_day, time_zone, retention_rules, keep_min, create_time";
 
 pub async fn insert(db: impl PgExecutor<'_>, policy: &Policy) -> Result<Policy> {
     let sql = format!(
-        "INSERT INTO policies (vault_id, id, weekdays, time_of_day, time_zone, retention_rules)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+        "INSERT INTO policies (vault_id, id, weekdays, time_of_day, time_zone, retention_rules, keep_min)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
     );
     let weekdays: Vec<i16> = policy
         .schedule
@@ -60,6 +62,7 @@ pub async fn insert(db: impl PgExecutor<'_>, policy: &Policy) -> Result<Policy> 
         .bind(&policy.schedule.time_of_day)
         .bind(&policy.schedule.time_zone)
         .bind(Json(&policy.retention_rules))
+        .bind(crate::store::to_i32(policy.keep_min))
         .fetch_one(db)
         .await
         .map(Policy::from)

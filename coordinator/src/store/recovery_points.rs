@@ -1,14 +1,17 @@
 //! Recovery points: completed backups, where they are stored, how they are
 //! tagged for retention and when they expire. Deleted points keep their row
 //! (`delete_time` set) for tagging history and job history, and are hidden
-//! from every reader here.
+//! from every reader here. Soft-deleted points (`soft_delete_time` set, see
+//! `store::soft_delete`) are read by [`get`] (with their
+//! [`SoftDelete`](crate::model::SoftDelete)) and listed only when asked for;
+//! every other reader skips them.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::error::{CoordinatorError, Result};
-use crate::model::{RecoveryPoint, RuleKind, Tier};
+use crate::model::{RecoveryPoint, RuleKind, SoftDelete, Tier};
 use crate::store::{parse_enum, to_i32, to_i64, to_u32, to_u64};
 
 #[derive(sqlx::FromRow)]
@@ -31,6 +34,9 @@ struct PointRow {
     expire_time: DateTime<Utc>,
     archive_duration: String,
     create_time: DateTime<Utc>,
+    soft_delete_time: Option<DateTime<Utc>>,
+    soft_deleted_by: Option<String>,
+    purge_after: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<PointRow> for RecoveryPoint {
@@ -59,6 +65,14 @@ impl TryFrom<PointRow> for RecoveryPoint {
             expire_time: r.expire_time,
             archive_duration: r.archive_duration,
             create_time: r.create_time,
+            soft_delete: match (r.soft_delete_time, r.purge_after) {
+                (Some(time), Some(purge_after)) => Some(SoftDelete {
+                    time,
+                    by: r.soft_deleted_by.unwrap_or_default(),
+                    purge_after,
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -66,7 +80,8 @@ impl TryFrom<PointRow> for RecoveryPoint {
 const SELECT: &str =
     "SELECT p.id, i.vault_id, p.backup_instance_id, p.job_id, p.database, p.snapshot_time, p.tier,
         p.datastore_url, p.prefix, p.stored_bytes, p.raw_bytes, p.chunk_count, p.manifest_sha256,
-        p.server_version, p.retention_tag, p.expire_time, p.archive_duration, p.create_time
+        p.server_version, p.retention_tag, p.expire_time, p.archive_duration, p.create_time,
+        p.soft_delete_time, p.soft_deleted_by, p.purge_after
    FROM recovery_points p JOIN backup_instances i ON i.id = p.backup_instance_id";
 
 pub async fn insert(db: impl PgExecutor<'_>, p: &RecoveryPoint) -> Result<()> {
@@ -124,15 +139,18 @@ pub async fn get(
         })
 }
 
-/// Points of one instance, newest first.
+/// Points of one instance, newest first: the live ones, or with `deleted`
+/// only the soft-deleted ones.
 pub async fn list(
     db: impl PgExecutor<'_>,
     instance_id: Uuid,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
+    deleted: bool,
 ) -> Result<Vec<RecoveryPoint>> {
     let sql = format!(
         "{SELECT} WHERE p.backup_instance_id = $1 AND p.delete_time IS NULL
+           AND (p.soft_delete_time IS NOT NULL) = $5
            AND ($2::timestamptz IS NULL OR (p.create_time, p.id) < ($2, $3))
          ORDER BY p.create_time DESC, p.id DESC LIMIT $4"
     );
@@ -141,6 +159,7 @@ pub async fn list(
         .bind(after.map(|a| a.0))
         .bind(after.map(|a| a.1))
         .bind(limit)
+        .bind(deleted)
         .fetch_all(db)
         .await?;
     rows.into_iter().map(RecoveryPoint::try_from).collect()
@@ -164,13 +183,14 @@ pub async fn latest_scheduled_before(
     Ok(latest)
 }
 
-/// Every point of one instance, oldest snapshot first.
+/// Every live (not soft-deleted) point of one instance, oldest snapshot first.
 pub async fn all_of_instance(
     db: impl PgExecutor<'_>,
     instance_id: Uuid,
 ) -> Result<Vec<RecoveryPoint>> {
     let sql = format!(
-        "{SELECT} WHERE p.backup_instance_id = $1 AND p.delete_time IS NULL ORDER BY p.snapshot_time, p.id"
+        "{SELECT} WHERE p.backup_instance_id = $1 AND p.delete_time IS NULL
+           AND p.soft_delete_time IS NULL ORDER BY p.snapshot_time, p.id"
     );
     let rows = sqlx::query_as::<_, PointRow>(&sql)
         .bind(instance_id)

@@ -14,6 +14,8 @@ struct VaultRow {
     archive_datastore: String,
     description: String,
     create_time: DateTime<Utc>,
+    soft_delete_days: i32,
+    lock_time: Option<DateTime<Utc>>,
 }
 
 impl From<VaultRow> for Vault {
@@ -25,16 +27,19 @@ impl From<VaultRow> for Vault {
             archive_datastore: r.archive_datastore,
             description: r.description,
             create_time: r.create_time,
+            soft_delete_days: u32::try_from(r.soft_delete_days).unwrap_or(1),
+            lock_time: r.lock_time,
         }
     }
 }
 
-const COLUMNS: &str = "id, region, standard_datastore, archive_datastore, description, create_time";
+const COLUMNS: &str = "id, region, standard_datastore, archive_datastore, description, create_time,
+     soft_delete_days, lock_time";
 
 pub async fn insert(db: impl PgExecutor<'_>, vault: &Vault) -> Result<Vault> {
     let sql = format!(
-        "INSERT INTO vaults (id, region, standard_datastore, archive_datastore, description)
-         VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+        "INSERT INTO vaults (id, region, standard_datastore, archive_datastore, description, soft_delete_days)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
     );
     sqlx::query_as::<_, VaultRow>(&sql)
         .bind(&vault.id)
@@ -42,6 +47,7 @@ pub async fn insert(db: impl PgExecutor<'_>, vault: &Vault) -> Result<Vault> {
         .bind(&vault.standard_datastore)
         .bind(&vault.archive_datastore)
         .bind(&vault.description)
+        .bind(crate::store::to_i32(vault.soft_delete_days))
         .fetch_one(db)
         .await
         .map(Vault::from)
@@ -97,4 +103,24 @@ pub async fn lock(db: impl PgExecutor<'_>, id: &str) -> Result<()> {
         .await?
         .map(|_| ())
         .ok_or_else(|| CoordinatorError::not_found("vault", id))
+}
+
+/// Sets the vault's soft-delete window (the caller checked the lock).
+pub async fn set_soft_delete_days(db: impl PgExecutor<'_>, id: &str, days: u32) -> Result<()> {
+    sqlx::query("UPDATE vaults SET soft_delete_days = $2 WHERE id = $1")
+        .bind(id)
+        .bind(crate::store::to_i32(days))
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Locks the vault for good (a lock already set keeps its time).
+pub async fn set_locked(db: impl PgExecutor<'_>, id: &str, now: DateTime<Utc>) -> Result<()> {
+    sqlx::query("UPDATE vaults SET lock_time = coalesce(lock_time, $2) WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(db)
+        .await?;
+    Ok(())
 }

@@ -274,6 +274,7 @@ async fn record_point(
         expire_time: kept.expire_time,
         archive_duration: kept.archive_duration,
         create_time: chrono::Utc::now(),
+        soft_delete: None,
     };
     recovery_points::insert(&mut *conn, &point).await?;
     Ok(point_id)
