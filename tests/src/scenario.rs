@@ -351,6 +351,10 @@ pub async fn setup_vault(
                 host: source.host().into(),
                 port: source.port().into(),
                 region: "local".into(),
+                // Scenarios run several backups of one server at once (one
+                // per worker) to prove other things; the default budget (8)
+                // would queue all but two. server_budget.rs proves budgets.
+                max_connections: 64,
                 ..Default::default()
             }),
         })
