@@ -64,6 +64,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Client(_) | Command::Errors(_)) {
+        end_quietly_when_stdout_closes();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -100,5 +103,18 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A client verb's reader may go away early (`pgvault job list | head`):
+/// like every Unix tool, the command then ends quietly by SIGPIPE instead of
+/// panicking in `println!`. Only for the printing commands: the server
+/// processes keep Rust's default (SIGPIPE ignored), so a closed socket or a
+/// child's closed pipe is an error they report.
+fn end_quietly_when_stdout_closes() {
+    // SAFETY: restores the default disposition of one signal, before any
+    // thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
