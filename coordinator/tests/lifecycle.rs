@@ -571,6 +571,14 @@ async fn stop_with_delete_all_points_soft_deletes_them_and_the_sweeper_purges_th
                 .await
                 .expect("requested_by");
         assert_eq!(by.as_deref(), Some("bootstrap"));
+        let read = pgvault_coordinator::store::jobs::get(&pool, id)
+            .await
+            .expect("read the purge job");
+        assert_eq!(
+            read.requested_by.as_deref(),
+            Some("bootstrap"),
+            "the job as the API reads it names who deleted the point"
+        );
         h.publisher.wait_for(&job_id(&jobs[0].0), 1).await;
         let (token, task) = claim(&h, &jobs[0].0).await;
         let pb::task::Kind::Delete(task) = task else {

@@ -411,6 +411,7 @@ pub fn details(job: &Job) -> Vec<(&'static str, String)> {
         ("ERROR CODE", error.code),
         ("ERROR", error.message),
         ("RECOMMENDED ACTION", error.recommended_action),
+        ("REQUESTED BY", job.requested_by.clone()),
         ("TRACE ID", job.trace_id.clone()),
     ]
 }
@@ -488,6 +489,7 @@ mod tests {
                 recommended_action: "choose another --target-database".into(),
             }),
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            requested_by: "ops-token".into(),
             ..Default::default()
         };
         let fields = details(&job);
@@ -511,6 +513,7 @@ mod tests {
         assert_eq!(get("RETENTION"), "");
         assert_eq!(get("ROWS"), "");
         assert_eq!(get("TRACE ID"), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(get("REQUESTED BY"), "ops-token");
         assert_eq!(
             (get("AGENT"), get("WAITING")),
             (String::new(), String::new())

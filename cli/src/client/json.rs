@@ -195,6 +195,7 @@ pub fn job(j: &Job) -> Value {
         "sub_tasks_delta": j.table_progress_delta,
         "stage_split": j.stage_split.as_ref().map(stage_split),
         "trace_id": j.trace_id,
+        "requested_by": j.requested_by,
     })
 }
 
@@ -380,7 +381,7 @@ mod tests {
         );
         assert_eq!(value["stage_split"], Value::Null);
         let keys: Vec<&String> = value.as_object().expect("object").keys().collect();
-        assert_eq!(keys.len(), 33, "every Job field is present: {keys:?}");
+        assert_eq!(keys.len(), 34, "every Job field is present: {keys:?}");
     }
 
     #[test]

@@ -313,6 +313,7 @@ impl From<Job> for pb::Job {
                 .map(names::agent_name)
                 .unwrap_or_default(),
             backup_instance_short_name: j.instance_short_name.unwrap_or_default(),
+            requested_by: j.requested_by.unwrap_or_default(),
             trace_id: j
                 .trace_context
                 .as_ref()

@@ -113,6 +113,9 @@ pub struct Job {
     /// The W3C trace context of the span that created the job (`None` for
     /// jobs created before traces were recorded).
     pub trace_context: Option<TraceContext>,
+    /// Who asked for the job, where recorded (a purge records the token
+    /// that soft-deleted the point).
+    pub requested_by: Option<String>,
     pub create_time: DateTime<Utc>,
     pub start_time: Option<DateTime<Utc>>,
     pub end_time: Option<DateTime<Utc>>,

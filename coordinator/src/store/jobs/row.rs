@@ -31,6 +31,7 @@ pub(super) struct JobRow {
     waits_for_job_id: Option<Uuid>,
     agent_id: Option<String>,
     trace_context: Option<String>,
+    requested_by: Option<String>,
     attempt: i32,
     attempts_before_retry: i32,
     lease_owner: Option<String>,
@@ -55,7 +56,7 @@ pub(super) struct JobRow {
 
 /// The `jobs` columns of `JobRow`, from `jobs j`.
 const JOB_COLUMNS: &str = "j.id, j.operation, j.state, j.vault_id, j.backup_instance_id, j.recovery_point_id, \
-     j.produced_point_id, j.retention_rule, j.lifecycle_stage, j.rehydrate_days, j.waits_for_job_id, j.agent_id, j.trace_context, j.attempt, \
+     j.produced_point_id, j.retention_rule, j.lifecycle_stage, j.rehydrate_days, j.waits_for_job_id, j.agent_id, j.trace_context, j.requested_by, j.attempt, \
      j.attempts_before_retry, j.lease_owner, j.lease_token, j.lease_expires_at, j.bytes_done, j.rows_done, \
      j.chunks_done, j.chunks_total, j.phase, j.error_code, j.error_message, j.error_action, j.create_time, \
      j.start_time, j.end_time, j.update_time";
@@ -178,6 +179,7 @@ fn to_job(r: JobRow, target: Option<TargetFacts>) -> Result<Job> {
         agent_id: r.agent_id,
         // An unreadable value (written by no pgvault) only loses the trace.
         trace_context: r.trace_context.as_deref().and_then(TraceContext::parse),
+        requested_by: r.requested_by,
         create_time: r.create_time,
         start_time: r.start_time,
         end_time: r.end_time,
@@ -257,6 +259,7 @@ mod tests {
             waits_for_job_id: None,
             agent_id: None,
             trace_context: None,
+            requested_by: None,
             attempt: 1,
             attempts_before_retry: 0,
             lease_owner: None,
