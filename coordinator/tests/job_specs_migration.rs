@@ -4,7 +4,7 @@
 //! running attempt writes moves to its attempt row; and the new CHECKs refuse
 //! rows that do not fit their operation.
 
-use std::path::Path;
+mod common;
 
 use pgvault_coordinator::model::{
     AttemptTarget, BackupTrigger, DeleteScope, FileOutput, JobSpec, JobState, RestoreSpec,
@@ -14,39 +14,13 @@ use pgvault_coordinator::secret_ref::SecretRef;
 use pgvault_coordinator::store::{attempts, jobs, migrate};
 use pgvault_localpg::TempCluster;
 use sqlx::PgPool;
-use sqlx::migrate::Migrator;
 use uuid::Uuid;
 
 /// The last version before job specs.
 const BEFORE: i64 = 10;
 
-/// Applies the repository's migrations up to `BEFORE` only, the way a
-/// coordinator of that version left the state database.
 async fn migrate_to_before(pool: &PgPool) {
-    let all = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
-    let old = tempfile::tempdir().expect("tempdir");
-    for entry in std::fs::read_dir(&all).expect("migrations dir") {
-        let path = entry.expect("entry").path();
-        let name = path
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .to_string();
-        let version: i64 = name
-            .split('_')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(i64::MAX);
-        if version <= BEFORE {
-            std::fs::copy(&path, old.path().join(&name)).expect("copy migration");
-        }
-    }
-    Migrator::new(old.path())
-        .await
-        .expect("old migrations")
-        .run(pool)
-        .await
-        .expect("apply migrations 1-10");
+    common::old_versions::migrate_up_to(pool, BEFORE).await;
 }
 
 /// A vault (with an archive datastore), a server, a secret, a policy, an

@@ -4,7 +4,7 @@
 //! per vault, not globally; and an instance inserted afterwards is named
 //! the same way by the store, past the migrated names.
 
-use std::path::Path;
+mod common;
 
 use chrono::Utc;
 use pgvault_coordinator::model::{BackupInstance, ProtectionState};
@@ -13,37 +13,13 @@ use pgvault_coordinator::store::instances::{self, Inserted};
 use pgvault_coordinator::store::migrate;
 use pgvault_localpg::TempCluster;
 use sqlx::PgPool;
-use sqlx::migrate::Migrator;
 use uuid::Uuid;
 
 /// The last version before short names.
 const BEFORE: i64 = 14;
 
 async fn migrate_to_before(pool: &PgPool) {
-    let all = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
-    let old = tempfile::tempdir().expect("tempdir");
-    for entry in std::fs::read_dir(&all).expect("migrations dir") {
-        let path = entry.expect("entry").path();
-        let name = path
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .to_string();
-        let version: i64 = name
-            .split('_')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(i64::MAX);
-        if version <= BEFORE {
-            std::fs::copy(&path, old.path().join(&name)).expect("copy migration");
-        }
-    }
-    Migrator::new(old.path())
-        .await
-        .expect("old migrations")
-        .run(pool)
-        .await
-        .expect("apply migrations 1-14");
+    common::old_versions::migrate_up_to(pool, BEFORE).await;
 }
 
 /// An instance the way versions up to 14 wrote it, created at `minute`.

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod agent_fixture;
+pub mod old_versions;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
