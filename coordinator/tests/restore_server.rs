@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{Timelike, Utc};
+use chrono::Utc;
 use common::{Harness, backup_now, claim, job_id};
 use pgvault_coordinator::clock::ShiftedClock;
 use pgvault_localpg::TempCluster;
@@ -82,27 +82,15 @@ async fn a_server_restore_queues_the_globals_first_and_the_rest_follow_its_outco
     };
     let h = Harness::start_with(adjust).await;
     h.fixture().await;
-    let due = Utc::now() + chrono::Duration::minutes(2);
-    h.policies()
-        .create_policy(pb::CreatePolicyRequest {
-            parent: "vaults/v".into(),
-            policy_id: "soon".into(),
-            policy: Some(pb::Policy {
-                schedule: Some(pb::Schedule {
-                    weekdays: (1..=7).collect(),
-                    time_of_day: format!("{:02}:{:02}", due.hour(), due.minute()),
-                    time_zone: "UTC".into(),
-                }),
-                retention_rules: vec![pb::RetentionRule {
-                    kind: pb::RetentionRuleKind::Weekly as i32,
-                    standard_duration: "P8W".into(),
-                    archive_duration: String::new(),
-                }],
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("policy");
+    h.create_policy_due_soon(
+        "v",
+        pb::RetentionRule {
+            kind: pb::RetentionRuleKind::Weekly as i32,
+            standard_duration: "P8W".into(),
+            archive_duration: String::new(),
+        },
+    )
+    .await;
     h.cluster
         .connect("postgres")
         .await

@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use common::{Harness, RecordingPublisher, TOKEN};
 use pgvault_coordinator::Coordinator;
 use pgvault_coordinator::clock::ShiftedClock;
@@ -126,28 +126,15 @@ async fn a_slot_fires_once_with_two_coordinators_and_after_restarts() {
         .expect("pool");
 
     // A policy due every day, two minutes from now (UTC).
-    let due = Utc::now() + chrono::Duration::minutes(2);
-    let at = format!("{:02}:{:02}", due.hour(), due.minute());
-    h.policies()
-        .create_policy(pb::CreatePolicyRequest {
-            parent: "vaults/v".into(),
-            policy_id: "soon".into(),
-            policy: Some(pb::Policy {
-                schedule: Some(pb::Schedule {
-                    weekdays: (1..=7).collect(),
-                    time_of_day: at,
-                    time_zone: "UTC".into(),
-                }),
-                retention_rules: vec![pb::RetentionRule {
-                    kind: pb::RetentionRuleKind::Weekly as i32,
-                    standard_duration: "P8W".into(),
-                    archive_duration: String::new(),
-                }],
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("create policy");
+    h.create_policy_due_soon(
+        "v",
+        pb::RetentionRule {
+            kind: pb::RetentionRuleKind::Weekly as i32,
+            standard_duration: "P8W".into(),
+            archive_duration: String::new(),
+        },
+    )
+    .await;
     let configured = h
         .instances()
         .configure_backup(pb::ConfigureBackupRequest {

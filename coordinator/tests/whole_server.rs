@@ -12,7 +12,6 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{Timelike, Utc};
 use common::Harness;
 use pgvault_coordinator::clock::ShiftedClock;
 use pgvault_proto::v1 as pb;
@@ -30,27 +29,15 @@ fn request(vault: &str, policy: &str) -> pb::ConfigureBackupRequest {
 }
 
 async fn soon_policy(h: &Harness, vault: &str) {
-    let due = Utc::now() + chrono::Duration::minutes(2);
-    h.policies()
-        .create_policy(pb::CreatePolicyRequest {
-            parent: format!("vaults/{vault}"),
-            policy_id: "soon".into(),
-            policy: Some(pb::Policy {
-                schedule: Some(pb::Schedule {
-                    weekdays: (1..=7).collect(),
-                    time_of_day: format!("{:02}:{:02}", due.hour(), due.minute()),
-                    time_zone: "UTC".into(),
-                }),
-                retention_rules: vec![pb::RetentionRule {
-                    kind: pb::RetentionRuleKind::Default as i32,
-                    standard_duration: "P7D".into(),
-                    archive_duration: String::new(),
-                }],
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("create policy");
+    h.create_policy_due_soon(
+        vault,
+        pb::RetentionRule {
+            kind: pb::RetentionRuleKind::Default as i32,
+            standard_duration: "P7D".into(),
+            archive_duration: String::new(),
+        },
+    )
+    .await;
 }
 
 /// Databases of the scheduled backup jobs, sorted.

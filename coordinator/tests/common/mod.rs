@@ -173,6 +173,30 @@ impl Harness {
         let (c, a) = self.auth();
         PolicyServiceClient::with_interceptor(c, a)
     }
+
+    /// Creates policy `soon` in `vault`: every day, two minutes from now
+    /// (UTC), keeping points by `rule` — a slot a test reaches by moving
+    /// the clock.
+    pub async fn create_policy_due_soon(&self, vault: &str, rule: pb::RetentionRule) {
+        use chrono::Timelike;
+        let due = chrono::Utc::now() + chrono::Duration::minutes(2);
+        self.policies()
+            .create_policy(pb::CreatePolicyRequest {
+                parent: format!("vaults/{vault}"),
+                policy_id: "soon".into(),
+                policy: Some(pb::Policy {
+                    schedule: Some(pb::Schedule {
+                        weekdays: (1..=7).collect(),
+                        time_of_day: format!("{:02}:{:02}", due.hour(), due.minute()),
+                        time_zone: "UTC".into(),
+                    }),
+                    retention_rules: vec![rule],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("create policy");
+    }
     pub fn servers(&self) -> ServerServiceClient<Svc> {
         let (c, a) = self.auth();
         ServerServiceClient::with_interceptor(c, a)
