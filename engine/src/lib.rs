@@ -68,6 +68,7 @@ mod restore_globals;
 mod restore_plan;
 mod restore_schedule;
 mod restore_sql;
+pub mod seal;
 pub mod selection;
 pub mod server_budget;
 pub mod stages;
