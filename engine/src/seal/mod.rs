@@ -16,5 +16,5 @@ mod key;
 mod tests;
 
 pub use format::{HEADER_LEN, RECORD_PLAINTEXT, is_sealed, sealed_len};
-pub(crate) use format::{Opener, Sealer, open_whole, seal_whole};
+pub(crate) use format::{Opener, SealError, Sealer, open_whole, seal_whole};
 pub use key::PointKey;
