@@ -15,8 +15,8 @@ use pgvault_datastore::Datastore;
 use super::error::{EngineError, ErrorCode};
 use super::manifest::{GLOBALS_FILE, ObjectEntry};
 use super::objects::{put_small, seal_small};
-use super::seal::PointKey;
 use super::pgtools;
+use super::seal::PointKey;
 use super::stages::StageClock;
 use super::types::PgTarget;
 

@@ -68,7 +68,6 @@ mod restore_globals;
 mod restore_plan;
 mod restore_schedule;
 mod restore_sql;
-pub mod seal;
 pub mod selection;
 pub mod server_budget;
 pub mod stages;
@@ -79,6 +78,8 @@ pub mod types;
 pub use backup::backup;
 pub use error::{EngineError, ErrorCode};
 pub use manifest::Manifest;
+/// The sealed-object format and the point's data key ([`pgvault_seal`]).
+pub use pgvault_seal as seal;
 pub use restore::{restore_database, restore_database_selected};
 pub use restore_globals::{GlobalsRestored, restore_globals};
 pub use restore_sql::restore_as_sql;

@@ -68,8 +68,14 @@ pub async fn copy_point(
     // Hashing runs on the CPU pool; the split itself is not reported.
     let clock = Arc::new(StageClock::default());
     let key = options.encryption.as_ref();
-    if let Some((_, manifest)) =
-        manifest_at(destination, destination_prefix, manifest_sha256, key, &clock).await?
+    if let Some((_, manifest)) = manifest_at(
+        destination,
+        destination_prefix,
+        manifest_sha256,
+        key,
+        &clock,
+    )
+    .await?
     {
         let objects = objects_of(&manifest);
         let mut complete = true;

@@ -76,6 +76,8 @@ struct State {
     opener: Option<Opener>,
     /// The source is sealed (its stream must be opened to its end).
     sealed: bool,
+    /// A block was read (the first is checked for a sealed header).
+    started: bool,
 }
 
 /// Why a job failed: the code and what to say after the object's name.
@@ -91,6 +93,7 @@ impl State {
             rows: None,
             opener: None,
             sealed: false,
+            started: false,
         }
     }
 
@@ -100,6 +103,14 @@ impl State {
         let failed =
             |e: crate::seal::SealError| (ErrorCode::ObjectAuthenticationFailed, e.to_string());
         if let Some(block) = block {
+            let first = !std::mem::replace(&mut self.started, true);
+            if first && !self.sealed && crate::seal::is_sealed(&block) {
+                return Err((
+                    ErrorCode::EncryptionKeyUnavailable,
+                    "it is encrypted and the task carries no data key for its recovery point"
+                        .to_string(),
+                ));
+            }
             self.hasher.update(&block);
             self.input = match &mut self.opener {
                 None => block,
@@ -212,11 +223,7 @@ impl ChunkReader {
     /// key), if any.
     pub(crate) fn sealed(mut self, key: Option<&PointKey>) -> Self {
         if let (Some(state), Some(key)) = (&mut self.state, key) {
-            state.opener = Some(Opener::new(
-                key,
-                &self.source.path,
-                self.source.range.start,
-            ));
+            state.opener = Some(Opener::new(key, &self.source.path, self.source.range.start));
             state.sealed = true;
         }
         self
@@ -279,10 +286,10 @@ impl ChunkReader {
         let path = self.source.path.clone();
         self.pending = Some(Box::pin(async move {
             job.await?.map_err(|(code, why)| {
-                let what = if code == ErrorCode::ObjectAuthenticationFailed {
-                    "failed authentication"
-                } else {
-                    "is corrupted"
+                let what = match code {
+                    ErrorCode::ObjectAuthenticationFailed => "failed authentication",
+                    ErrorCode::EncryptionKeyUnavailable => "cannot be read",
+                    _ => "is corrupted",
                 };
                 EngineError::new(code, format!("object {path} {what}: {why}"))
             })

@@ -16,6 +16,8 @@ mod chunk_writer;
 mod download;
 mod hasher;
 mod object_writer;
+#[cfg(test)]
+mod sealed_tests;
 mod sealing;
 #[cfg(test)]
 mod tests;

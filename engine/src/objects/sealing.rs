@@ -25,7 +25,9 @@ pub(crate) fn open_error(relative: &str, error: &SealError) -> EngineError {
 fn key_missing(relative: &str) -> EngineError {
     EngineError::new(
         ErrorCode::EncryptionKeyUnavailable,
-        format!("object {relative} is encrypted and the task carries no data key for its recovery point"),
+        format!(
+            "object {relative} is encrypted and the task carries no data key for its recovery point"
+        ),
     )
 }
 

@@ -21,7 +21,7 @@ use aes_gcm::aead::rand_core::RngCore;
 use aes_gcm::aead::{AeadInPlace, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Key, Nonce, Tag};
 
-use super::PointKey;
+use crate::PointKey;
 
 const MAGIC: &[u8; 4] = b"PGVS";
 const VERSION: u8 = 1;
@@ -47,7 +47,7 @@ pub fn sealed_len(plaintext: u64) -> u64 {
 
 /// Why a stream does not open. Messages name no key material.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SealError {
+pub enum SealError {
     /// It does not begin with a sealed header (stored unencrypted).
     NotSealed,
     /// Unknown version or algorithm.
@@ -107,7 +107,7 @@ fn nonce(prefix: &[u8; 7], counter: u32, last: bool) -> [u8; 12] {
 
 /// Seals one stream incrementally: [`Sealer::push`] any amount, then
 /// [`Sealer::finish`]. Holds at most one record of plaintext.
-pub(crate) struct Sealer {
+pub struct Sealer {
     aead: Aes256Gcm,
     aad: Vec<u8>,
     header: [u8; HEADER_LEN],
@@ -119,7 +119,7 @@ pub(crate) struct Sealer {
 impl Sealer {
     /// A stream of `object` (path relative to the point) starting at byte
     /// `offset` of it, under a fresh random nonce prefix.
-    pub(crate) fn new(key: &PointKey, object: &str, offset: u64) -> Sealer {
+    pub fn new(key: &PointKey, object: &str, offset: u64) -> Sealer {
         let mut header = [0u8; HEADER_LEN];
         header[..4].copy_from_slice(MAGIC);
         header[4] = VERSION;
@@ -160,7 +160,7 @@ impl Sealer {
     }
 
     /// Appends to `out` the header (first call) and every full record.
-    pub(crate) fn push(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
+    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
         self.start(out);
         if !self.pending.is_empty() {
             let take = (RECORD_PLAINTEXT - self.pending.len()).min(data.len());
@@ -182,7 +182,7 @@ impl Sealer {
     }
 
     /// Appends the final record (what is pending, maybe nothing).
-    pub(crate) fn finish(mut self, out: &mut Vec<u8>) -> Result<(), SealError> {
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), SealError> {
         self.start(out);
         let pending = std::mem::take(&mut self.pending);
         self.record(&pending, true, out)
@@ -192,7 +192,7 @@ impl Sealer {
 /// Opens one stream incrementally: [`Opener::push`] its stored bytes in
 /// order, then [`Opener::finish`] at its end. Holds at most one record
 /// plus the last block pushed.
-pub(crate) struct Opener {
+pub struct Opener {
     aead: Aes256Gcm,
     aad: Vec<u8>,
     prefix: Option<[u8; 7]>,
@@ -202,7 +202,7 @@ pub(crate) struct Opener {
 
 impl Opener {
     /// The stream of `object` at byte `offset` of it.
-    pub(crate) fn new(key: &PointKey, object: &str, offset: u64) -> Opener {
+    pub fn new(key: &PointKey, object: &str, offset: u64) -> Opener {
         Opener {
             aead: aead(key),
             aad: aad(key, object, offset),
@@ -277,7 +277,7 @@ impl Opener {
 
     /// Appends to `out` the plaintext of every record known not to be the
     /// last (a full record followed by more bytes).
-    pub(crate) fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
         self.buffer.extend_from_slice(data);
         let Some(mut at) = self.header()? else {
             return Ok(());
@@ -291,7 +291,7 @@ impl Opener {
     }
 
     /// At the end of the stream: opens the final record.
-    pub(crate) fn finish(mut self, out: &mut Vec<u8>) -> Result<(), SealError> {
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), SealError> {
         match self.header()? {
             None => Err(SealError::Truncated),
             Some(at) => {
@@ -310,7 +310,7 @@ impl Opener {
 }
 
 /// Seals a small object whole (the manifest, globals).
-pub(crate) fn seal_whole(key: &PointKey, object: &str, data: &[u8]) -> Result<Vec<u8>, SealError> {
+pub fn seal_whole(key: &PointKey, object: &str, data: &[u8]) -> Result<Vec<u8>, SealError> {
     let mut out = Vec::with_capacity(sealed_len(data.len() as u64) as usize);
     let mut sealer = Sealer::new(key, object, 0);
     sealer.push(data, &mut out)?;
@@ -319,11 +319,7 @@ pub(crate) fn seal_whole(key: &PointKey, object: &str, data: &[u8]) -> Result<Ve
 }
 
 /// Opens a small object sealed whole.
-pub(crate) fn open_whole(
-    key: &PointKey,
-    object: &str,
-    stored: &[u8],
-) -> Result<Vec<u8>, SealError> {
+pub fn open_whole(key: &PointKey, object: &str, stored: &[u8]) -> Result<Vec<u8>, SealError> {
     let mut out = Vec::with_capacity(stored.len());
     let mut opener = Opener::new(key, object, 0);
     opener.push(stored, &mut out)?;

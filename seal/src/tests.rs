@@ -1,8 +1,8 @@
 //! The sealed-object format: round trips at every record boundary and each
 //! tampering the format promises to detect.
 
-use super::format::{Opener, SealError, Sealer, open_whole, seal_whole};
-use super::{HEADER_LEN, PointKey, RECORD_PLAINTEXT, is_sealed, sealed_len};
+use crate::format::{Opener, SealError, Sealer, open_whole, seal_whole};
+use crate::{HEADER_LEN, PointKey, RECORD_PLAINTEXT, is_sealed, sealed_len};
 
 const RECORD: usize = RECORD_PLAINTEXT + 16;
 
