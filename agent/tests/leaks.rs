@@ -95,6 +95,7 @@ async fn no_password_or_token_reaches_the_agents_log() {
                     prefix: "prod/instance/point".into(),
                     capture_globals: false,
                     max_server_connections: 0,
+                    point_key: None,
                 })),
             },
         );
