@@ -40,7 +40,11 @@ fn unavailable(message: String) -> CoordinatorError {
 
 /// Creates version 1 of a new encrypted vault's key (in the vault's
 /// creating transaction).
-pub async fn create_vault_key(conn: &mut PgConnection, cipher: &Cipher, vault_id: &str) -> Result<()> {
+pub async fn create_vault_key(
+    conn: &mut PgConnection,
+    cipher: &Cipher,
+    vault_id: &str,
+) -> Result<()> {
     let key = SecretKey::generate();
     let wrapped = cipher.wrap_key(&vault_key_aad(vault_id, 1), &key);
     keys::insert_vault_key(&mut *conn, vault_id, 1, &wrapped).await
@@ -55,7 +59,11 @@ async fn vault_key(
 ) -> Result<SecretKey> {
     let wrapped = keys::vault_key(&mut *conn, vault_id, version)
         .await?
-        .ok_or_else(|| unavailable(format!("version {version} of vault \"{vault_id}\"'s key is missing from the state database")))?;
+        .ok_or_else(|| {
+            unavailable(format!(
+                "version {version} of vault \"{vault_id}\"'s key is missing from the state database"
+            ))
+        })?;
     cipher
         .unwrap_key(&vault_key_aad(vault_id, version), &wrapped)
         .ok_or_else(|| {
@@ -127,7 +135,11 @@ pub fn task_key(key: Option<PointKey>) -> Option<pb::PointKey> {
 /// A new version of the vault's key; every data key of the vault rewrapped
 /// under it and the older versions dropped, in the caller's transaction
 /// (the vault row locked). Returns the new version and the keys rewrapped.
-pub async fn rotate(conn: &mut PgConnection, cipher: &Cipher, vault_id: &str) -> Result<(u32, u32)> {
+pub async fn rotate(
+    conn: &mut PgConnection,
+    cipher: &Cipher,
+    vault_id: &str,
+) -> Result<(u32, u32)> {
     vaults::lock(&mut *conn, vault_id).await?;
     let vault = vaults::get(&mut *conn, vault_id).await?;
     if vault.encryption == Encryption::None {
@@ -153,8 +165,8 @@ pub async fn rotate(conn: &mut PgConnection, cipher: &Cipher, vault_id: &str) ->
             }
         };
         let aad = data_key_aad(&row.point_id.to_string());
-        let data_key = pgvault_seal::wrap::unwrap(&old_key, &aad, &row.wrapped_key)
-            .ok_or_else(|| {
+        let data_key =
+            pgvault_seal::wrap::unwrap(&old_key, &aad, &row.wrapped_key).ok_or_else(|| {
                 CoordinatorError::precondition(format!(
                     "the data key of recovery point {} does not unwrap; nothing was rotated",
                     row.point_id

@@ -16,8 +16,8 @@ use tonic::{Request, Response, Status};
 use crate::access::{self, vault_scope};
 use crate::api::{ApiContext, next_token};
 use crate::data_protection::{lock, soft_delete};
-use crate::error::{CoordinatorError, Result};
 use crate::encryption;
+use crate::error::{CoordinatorError, Result};
 use crate::model::{Encryption, Vault};
 use crate::names;
 use crate::store::{instances, paging, recovery_points, vaults};
@@ -140,7 +140,10 @@ impl VaultApi {
         Ok(vault.into())
     }
 
-    async fn rotate_key(&self, req: pb::RotateVaultKeyRequest) -> Result<pb::RotateVaultKeyResponse> {
+    async fn rotate_key(
+        &self,
+        req: pb::RotateVaultKeyRequest,
+    ) -> Result<pb::RotateVaultKeyResponse> {
         let id = names::parse_vault("name", &req.name)?;
         let mut tx = self.ctx.store.begin().await?;
         let (version, rewrapped) = encryption::rotate(&mut tx, &self.ctx.cipher, &id).await?;
