@@ -74,20 +74,21 @@ async fn vault_key(
 }
 
 /// A fresh data key for backup point `point_id` of `vault_id`, stored
-/// wrapped by the newest vault key; `None` for an unencrypted vault. The
-/// vault row is locked so a concurrent rotation cannot miss it.
+/// wrapped by the newest vault key; `None` for an unencrypted vault (whose
+/// encryption never changes). The vault row is share-locked, so claims do
+/// not wait for each other but a concurrent rotation (which locks it for
+/// update) cannot miss the new key.
 pub async fn new_point_key(
     conn: &mut PgConnection,
     cipher: &Cipher,
     vault_id: &str,
     point_id: Uuid,
 ) -> Result<Option<PointKey>> {
-    vaults::lock(&mut *conn, vault_id).await?;
-    let vault = vaults::get(&mut *conn, vault_id).await?;
-    if vault.encryption == Encryption::None {
+    if vaults::get(&mut *conn, vault_id).await?.encryption == Encryption::None {
         return Ok(None);
     }
-    let version = vault.key_version;
+    keys::share_lock_vault(&mut *conn, vault_id).await?;
+    let version = vaults::get(&mut *conn, vault_id).await?.key_version;
     let vault_key = vault_key(conn, cipher, vault_id, version).await?;
     let data_key = SecretKey::generate();
     let point = point_id.to_string();

@@ -16,6 +16,17 @@ pub struct PointKeyRow {
     pub wrapped_key: Vec<u8>,
 }
 
+/// Holds the vault row against a key rotation (which locks it for update)
+/// until the transaction ends; other claims share it.
+pub async fn share_lock_vault(db: impl PgExecutor<'_>, vault_id: &str) -> Result<()> {
+    sqlx::query("SELECT id FROM vaults WHERE id = $1 FOR SHARE")
+        .bind(vault_id)
+        .fetch_optional(db)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| crate::error::CoordinatorError::not_found("vault", vault_id))
+}
+
 pub async fn insert_vault_key(
     db: impl PgExecutor<'_>,
     vault_id: &str,
