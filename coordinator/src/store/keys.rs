@@ -130,6 +130,15 @@ pub async fn point_keys_of_vault(
     .await?)
 }
 
+/// Forgets a deleted point's data key.
+pub async fn delete_point_key(db: impl PgExecutor<'_>, point_id: Uuid) -> Result<()> {
+    sqlx::query("DELETE FROM point_keys WHERE point_id = $1")
+        .bind(point_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 pub async fn rewrap_point_key(
     db: impl PgExecutor<'_>,
     point_id: Uuid,
