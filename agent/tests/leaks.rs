@@ -1,8 +1,9 @@
 //! The agent's log never holds a secret: with every pgvault line at DEBUG
 //! captured (and the log-tail layer installed, as the binary does), an
-//! agent answers probes with a right and a wrong password and runs a
-//! backup with a password, and neither password nor its token appears in
-//! what it logged.
+//! agent answers probes with a right and a wrong password and runs an
+//! encrypted backup with a password, and neither password, its token nor
+//! the point's data key (as hex or as a byte list) appears in what it
+//! logged.
 
 mod support;
 
@@ -11,12 +12,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pgvault_proto::v1::{
-    BackupTask, ListDatabasesProbe, Probe, ProbeOffer, Task, coordinator_message, probe, task,
+    BackupTask, ListDatabasesProbe, PointKey, Probe, ProbeOffer, Task, coordinator_message, probe,
+    task,
 };
 use pgvault_worker::runner::LogTailLayer;
 use support::{Agent, Fake, JOB, Server, TOKEN, cluster, options, spec};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
+
+/// The backup's data key: distinctive bytes 0xA0..0xBF.
+const DATA_KEY: [u8; 32] = {
+    let mut key = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        key[i] = 0xA0 + i as u8;
+        i += 1;
+    }
+    key
+};
 
 /// Everything logged, as text.
 #[derive(Clone, Default)]
@@ -95,6 +108,11 @@ async fn no_password_or_token_reaches_the_agents_log() {
                     prefix: "prod/instance/point".into(),
                     capture_globals: false,
                     max_server_connections: 0,
+                    point_key: Some(PointKey {
+                        algorithm: "aes-256-gcm".into(),
+                        key_id: "point".into(),
+                        key: DATA_KEY.to_vec(),
+                    }),
                 })),
             },
         );
@@ -127,7 +145,10 @@ async fn no_password_or_token_reaches_the_agents_log() {
         log.contains("probe answered") && log.contains("task completed"),
         "the capture saw the agent's work:\n{log}"
     );
-    for secret in [cluster.password(), wrong, TOKEN] {
+    let key_hex: String = DATA_KEY.iter().map(|b| format!("{b:02x}")).collect();
+    let key_list = format!("{:?}", &DATA_KEY[..4]);
+    let key_list = key_list.trim_end_matches(']');
+    for secret in [cluster.password(), wrong, TOKEN, &key_hex[..16], key_list] {
         assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
     }
 }

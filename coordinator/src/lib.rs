@@ -60,6 +60,7 @@ pub mod console;
 pub mod data_protection;
 pub mod dead_letters;
 pub mod dispatch;
+pub mod encryption;
 pub mod error;
 pub mod leader;
 pub mod lifecycle;

@@ -39,10 +39,13 @@ pub struct Sealed {
     pub ciphertext: Vec<u8>,
 }
 
-/// Seals and opens secret values with the configured master key.
+/// Seals and opens secret values with the configured master key, and
+/// wraps vault keys under it ([`Cipher::wrap_key`]).
 #[derive(Clone)]
 pub struct Cipher {
     aead: Aes256Gcm,
+    /// The master key itself, for wrapping keys (`pgvault_seal::wrap`).
+    master: pgvault_seal::SecretKey,
 }
 
 impl fmt::Debug for Cipher {
@@ -55,7 +58,20 @@ impl Cipher {
     pub fn new(master_key: &[u8; 32]) -> Self {
         Cipher {
             aead: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(master_key)),
+            master: pgvault_seal::SecretKey::from_slice(master_key)
+                .unwrap_or_else(|_| pgvault_seal::SecretKey::generate()),
         }
+    }
+
+    /// `key` wrapped under the master key, bound to `aad`.
+    pub fn wrap_key(&self, aad: &str, key: &pgvault_seal::SecretKey) -> Vec<u8> {
+        pgvault_seal::wrap::wrap(&self.master, aad, key)
+    }
+
+    /// The key `wrapped` holds; `None` when the master key (or `aad`) is
+    /// not the one it was wrapped with.
+    pub fn unwrap_key(&self, aad: &str, wrapped: &[u8]) -> Option<pgvault_seal::SecretKey> {
+        pgvault_seal::wrap::unwrap(&self.master, aad, wrapped)
     }
 
     /// Encrypts `value`; `aad` binds it to its secret id and version.

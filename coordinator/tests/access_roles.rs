@@ -107,6 +107,12 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             })
             .await
             .map(drop),
+        Rpc::RotateVaultKey => vaults()
+            .rotate_vault_key(pb::RotateVaultKeyRequest {
+                name: "vaults/ghost".into(),
+            })
+            .await
+            .map(drop),
         Rpc::CreatePolicy => policies()
             .create_policy(pb::CreatePolicyRequest {
                 parent: "vaults/v".into(),

@@ -26,7 +26,7 @@ use super::large_objects;
 use super::manifest::{
     FORMAT_VERSION, MANIFEST_FILE, Manifest, ObjectEntry, SCHEMA_FILE, TableEntry,
 };
-use super::objects::{self, ObjectWriter, put_small};
+use super::objects::{self, ObjectWriter, put_small, seal_small};
 use super::pgtools;
 use super::progress::Tracker;
 use super::stages::{Lane, LaneStage, StageClock};
@@ -201,7 +201,17 @@ async fn run(
     };
     exec(&holder, "COMMIT", &describe).await?;
     let globals = if options.capture_globals {
-        Some(globals::dump(&bin_dir, source, store, prefix, tracker.clock()).await?)
+        Some(
+            globals::dump(
+                &bin_dir,
+                source,
+                store,
+                prefix,
+                options.encryption.as_ref(),
+                tracker.clock(),
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -258,7 +268,14 @@ async fn run(
     // pointing at lost data, nor a Completed backup without its manifest.
     let written = async {
         objects::flush(store).await?;
-        let written = put_small(store, prefix, MANIFEST_FILE, json, tracker.clock()).await?;
+        let stored = seal_small(
+            options.encryption.as_ref(),
+            MANIFEST_FILE,
+            json,
+            tracker.clock(),
+        )
+        .await?;
+        let written = put_small(store, prefix, MANIFEST_FILE, stored, tracker.clock()).await?;
         objects::flush(store).await?;
         Ok::<_, EngineError>(written)
     }
@@ -352,7 +369,8 @@ async fn dump_schema(
         options.part_size,
         options.parts_per_connection(),
         clock.clone(),
-    );
+    )
+    .sealed(options.encryption.as_ref());
     let mut buffer = vec![0u8; PIPE_BUFFER];
     let copied: Result<(), EngineError> = async {
         loop {

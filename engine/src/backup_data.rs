@@ -180,7 +180,8 @@ async fn dump_object(
         ctx.options.zstd_level,
         object.bundle,
         ctx.tracker.clock().clone(),
-    );
+    )
+    .sealed(ctx.options.encryption.as_ref());
     let mut segments = Vec::with_capacity(object.chunks.len());
     for chunk in &object.chunks {
         let name = ctx.table_name(chunk.table);

@@ -14,8 +14,9 @@ use pgvault_datastore::Datastore;
 
 use super::error::{EngineError, ErrorCode};
 use super::manifest::{GLOBALS_FILE, ObjectEntry};
-use super::objects::put_small;
+use super::objects::{put_small, seal_small};
 use super::pgtools;
+use super::seal::PointKey;
 use super::stages::StageClock;
 use super::types::PgTarget;
 
@@ -30,6 +31,7 @@ pub(crate) async fn dump(
     source: &PgTarget,
     store: &Datastore,
     prefix: &str,
+    key: Option<&PointKey>,
     clock: &Arc<StageClock>,
 ) -> Result<ObjectEntry, EngineError> {
     let mut command = pgtools::command(bin_dir, "pg_dumpall", source, &source.database);
@@ -52,7 +54,8 @@ pub(crate) async fn dump(
         ));
     }
     check_size(output.stdout.len())?;
-    put_small(store, prefix, GLOBALS_FILE, output.stdout, clock).await
+    let stored = seal_small(key, GLOBALS_FILE, output.stdout, clock).await?;
+    put_small(store, prefix, GLOBALS_FILE, stored, clock).await
 }
 
 fn check_size(bytes: usize) -> Result<(), EngineError> {

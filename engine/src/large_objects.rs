@@ -85,7 +85,8 @@ pub(crate) async fn dump(
         options.zstd_level,
         false,
         clock.clone(),
-    );
+    )
+    .sealed(options.encryption.as_ref());
     // Records are gathered into batches for the compressor.
     let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
     let written: Result<(), EngineError> = async {
@@ -186,7 +187,8 @@ pub(crate) async fn restore(
         Source::whole(&large_objects.data.object),
         options.parts_per_connection(),
         clock.clone(),
-    )?;
+    )?
+    .sealed(options.encryption.as_ref());
     let mut records = RecordParser::default();
     let mut raw = 0u64;
     loop {

@@ -21,7 +21,9 @@
 //!   archive TOC and dependencies) and opening a recovery point.
 //! - [`database_properties`]: database settings, comment, privileges, owner.
 //! - `large_objects`: large objects both ways.
-//! - `objects`: streaming, checksummed object I/O (zstd + multipart).
+//! - `objects`: streaming, checksummed object I/O (zstd + multipart),
+//!   sealed with the point's data key when [`EngineOptions::encryption`]
+//!   is set ([`seal`], the `pgvault-seal` crate).
 //! - [`lifecycle`]: verified copies of recovery points between datastores
 //!   (tier moves, rehydrates) and deleting them.
 //! - [`stages`]: where the time goes (phases, per-connection lanes, CPU),
@@ -78,6 +80,8 @@ pub mod types;
 pub use backup::backup;
 pub use error::{EngineError, ErrorCode};
 pub use manifest::Manifest;
+/// The sealed-object format and the point's data key ([`pgvault_seal`]).
+pub use pgvault_seal as seal;
 pub use restore::{restore_database, restore_database_selected};
 pub use restore_globals::{GlobalsRestored, restore_globals};
 pub use restore_sql::restore_as_sql;

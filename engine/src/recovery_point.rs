@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{EngineError, ErrorCode};
 use super::manifest::{MANIFEST_FILE, Manifest, ObjectEntry};
-use super::objects::{PoolHasher, blocks, get_small, object_path};
+use super::objects::{PoolHasher, StreamOpener, blocks, get_small, object_path, open_small};
+use super::seal::PointKey;
 use super::selection::{self, Selection};
 use super::stages::StageClock;
 use super::toc;
@@ -48,17 +49,18 @@ pub(crate) async fn open(
     store: &Datastore,
     prefix: &str,
     expected_manifest_sha256: Option<&str>,
+    key: Option<&PointKey>,
     selection: &Selection,
     cancel: &CancellationToken,
     clock: &Arc<StageClock>,
 ) -> Result<OpenedPoint, EngineError> {
-    let manifest = read_manifest(store, prefix, expected_manifest_sha256, clock).await?;
+    let manifest = read_manifest(store, prefix, expected_manifest_sha256, key, clock).await?;
     let workdir = tempfile::tempdir()
         .map_err(|e| EngineError::internal(format!("cannot create a temporary directory: {e}")))?;
     let schema_file = workdir.path().join("schema.dump");
     tokio::select! {
         _ = cancel.cancelled() => return Err(EngineError::cancelled()),
-        r = download_verified(store, prefix, &manifest.schema, &schema_file, clock) => r?,
+        r = download_verified(store, prefix, &manifest.schema, key, &schema_file, clock) => r?,
     }
     let io = |e: std::io::Error| EngineError::internal(format!("schema archive: {e}"));
     let (manifest, skipped, list_file) = if selection.is_everything() {
@@ -87,11 +89,13 @@ pub(crate) async fn open(
     })
 }
 
-/// Reads manifest.json, checks it against the expected SHA-256 and parses it.
+/// Reads manifest.json, checks it against the expected SHA-256 (of what is
+/// stored), opens it with the point's key if sealed and parses it.
 pub(crate) async fn read_manifest(
     store: &Datastore,
     prefix: &str,
     expected: Option<&str>,
+    key: Option<&PointKey>,
     clock: &Arc<StageClock>,
 ) -> Result<Manifest, EngineError> {
     let (bytes, sha) = get_small(store, prefix, MANIFEST_FILE, clock).await?;
@@ -105,15 +109,18 @@ pub(crate) async fn read_manifest(
             ),
         ));
     }
+    let bytes = open_small(key, MANIFEST_FILE, bytes, clock).await?;
     Ok(Manifest::from_json(&bytes, MANIFEST_FILE)?)
 }
 
 /// Copies an uncompressed object to `dest` in ranged reads, hashed on the
-/// CPU pool; fails unless size and SHA-256 match.
+/// CPU pool (and opened there when sealed); fails unless size and SHA-256
+/// match and a sealed stream ends with its final record.
 async fn download_verified(
     store: &Datastore,
     prefix: &str,
     entry: &ObjectEntry,
+    key: Option<&PointKey>,
     dest: &Path,
     clock: &Arc<StageClock>,
 ) -> Result<(), EngineError> {
@@ -123,11 +130,14 @@ async fn download_verified(
     let mut hasher = PoolHasher::new(clock.clone());
     let path = object_path(store, prefix, &entry.path);
     let mut blocks = blocks(store, path, &entry.path, entry.size, 0..entry.size, 2);
+    let mut opener = StreamOpener::new(key, &entry.path, clock);
     while let Some(block) = blocks.next().await {
         let block = block?;
-        file.write_all(&block).await.map_err(io)?;
-        hasher.update(block).await?;
+        hasher.update(block.clone()).await?;
+        let plain = opener.push(block).await?;
+        file.write_all(&plain).await.map_err(io)?;
     }
+    file.write_all(&opener.finish()?).await.map_err(io)?;
     file.flush().await.map_err(io)?;
     let read = hasher.size();
     let sha = hasher.finish()?;

@@ -105,6 +105,7 @@ pub async fn restore_database_selected(
         store,
         prefix,
         expected_manifest_sha256,
+        options.encryption.as_ref(),
         selection,
         &cancel,
         tracker.clock(),

@@ -316,10 +316,11 @@ async fn load_chunk(
     let source = Source::of(chunk);
     let parts = ctx.options.parts_per_connection();
     let clock = ctx.tracker.clock().clone();
-    let mut reader = match segment_bytes(chunk, segments) {
+    let reader = match segment_bytes(chunk, segments) {
         Some(bytes) => ChunkReader::from_bytes(source, bytes, clock)?,
         None => ChunkReader::open(&ctx.store, &ctx.prefix, source, parts, clock)?,
     };
+    let mut reader = reader.sealed(ctx.options.encryption.as_ref());
     let mut sink = Box::pin(client.copy_in(sql).await.map_err(pg)?);
     let mut raw = 0u64;
     let streamed: Result<(), EngineError> = async {

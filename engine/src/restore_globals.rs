@@ -12,7 +12,7 @@ use pgvault_datastore::Datastore;
 
 use super::connect::connect;
 use super::error::{EngineError, ErrorCode};
-use super::objects::get_small;
+use super::objects::{get_small, open_small};
 use super::pgtools;
 use super::recovery_point::read_manifest;
 use super::stages::StageClock;
@@ -36,7 +36,8 @@ pub async fn restore_globals(
     options: &EngineOptions,
 ) -> Result<GlobalsRestored, EngineError> {
     let clock = Arc::new(StageClock::default());
-    let manifest = read_manifest(store, prefix, expected_manifest_sha256, &clock).await?;
+    let key = options.encryption.as_ref();
+    let manifest = read_manifest(store, prefix, expected_manifest_sha256, key, &clock).await?;
     let Some(entry) = manifest.globals else {
         return Err(EngineError::new(
             ErrorCode::ManifestInvalid,
@@ -56,6 +57,7 @@ pub async fn restore_globals(
             ),
         ));
     }
+    let bytes = open_small(key, &entry.path, bytes, &clock).await?;
     let client = connect(target, &target.database).await?;
     let version: i64 = client
         .query_one("SELECT current_setting('server_version_num')::bigint", &[])

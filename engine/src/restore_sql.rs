@@ -53,6 +53,7 @@ pub async fn restore_as_sql(
         store,
         prefix,
         expected_manifest_sha256,
+        options.encryption.as_ref(),
         selection,
         &cancel,
         tracker.clock(),
@@ -322,6 +323,7 @@ async fn copy_chunk(
         options.parts_per_connection(),
         tracker.clock().clone(),
     )?
+    .sealed(options.encryption.as_ref())
     .count_rows();
     let (mut raw, mut last) = (0u64, b'\n');
     while let Some(data) = reader.next(lane).await? {
@@ -370,7 +372,8 @@ async fn write_large_objects(
         Source::whole(&large_objects.data.object),
         options.parts_per_connection(),
         clock.clone(),
-    )?;
+    )?
+    .sealed(options.encryption.as_ref());
     let mut records = RecordParser::default();
     let mut raw = 0u64;
     while let Some(data) = reader.next(lane).await? {

@@ -94,6 +94,10 @@ pub struct EngineOptions {
     /// everything included (the worker's share of the server's connection
     /// budget); `None`: not limited. See [`crate::server_budget`].
     pub server_connections: Option<usize>,
+    /// Per task: the data key of the recovery point the task writes or
+    /// reads (see [`crate::seal`]); `None`: the point is stored unencrypted.
+    /// Debug prints no key.
+    pub encryption: Option<crate::seal::PointKey>,
 }
 
 impl Default for EngineOptions {
@@ -120,6 +124,7 @@ impl Default for EngineOptions {
             pg_bin_dirs_setting: "worker.pg_bin_dirs",
             capture_globals: false,
             server_connections: None,
+            encryption: None,
         }
     }
 }

@@ -284,6 +284,18 @@ catalogue! {
         summary: "the recovery point's manifest (or its schema archive) is missing, unreadable or inconsistent",
         action: "The recovery point is incomplete or corrupted; restore from another recovery point.",
     }
+    ObjectAuthenticationFailed {
+        category: Integrity,
+        retryable: false,
+        summary: "an encrypted object of the recovery point failed authentication: it was altered, truncated, reordered or belongs to another point",
+        action: "The recovery point was tampered with or damaged in the datastore; restore from another recovery point and check who can write to the datastore.",
+    }
+    EncryptionKeyUnavailable {
+        category: Integrity,
+        retryable: false,
+        summary: "the recovery point is encrypted and its data key is not available to the task",
+        action: "Run the task through a coordinator that holds the point's key (the same master key and state database it was backed up with); the datastore alone cannot decrypt it.",
+    }
 
     // The PostgreSQL tools, cancellation, and the rest.
     PgToolFailed {

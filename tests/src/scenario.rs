@@ -319,6 +319,10 @@ pub async fn setup_vault(
             vault: Some(Vault {
                 region: "local".into(),
                 standard_datastore: datastore.into(),
+                // The failure scenarios read manifests straight from the
+                // datastore ([`assert_manifest_objects_complete`]);
+                // encrypted points have their own test (tests/encryption.rs).
+                encryption: "none".into(),
                 ..Default::default()
             }),
         })

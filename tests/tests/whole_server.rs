@@ -4,8 +4,8 @@
 //! configured maintenance database here, so it is skipped), a fourth
 //! database created afterwards is protected by the next scheduled run and
 //! backed up in that slot with the others. Every point of the server
-//! carries its globals (`globals.sql`): the test role with its membership,
-//! never its password. `restore server` then brings all four databases and
+//! carries its globals (`globals.sql`, sealed in the encrypted vault): the
+//! test role with its membership, never its password. `restore server` then brings all four databases and
 //! the roles onto a fresh server, grants included, and refuses to run
 //! again over the databases it created. Time moves through the
 //! coordinator's clock-offset file; nothing sleeps for a schedule.
@@ -243,14 +243,17 @@ async fn all_databases_protects_three_and_the_next_scheduled_run_backs_up_a_four
         .jobs;
     assert_eq!(jobs.len(), 4, "one scheduled backup per database: {jobs:?}");
 
-    // Each point carries the server's globals, without passwords.
+    // Each point carries the server's globals, sealed like every object of
+    // an encrypted vault (the restore below proves what they hold: the
+    // roles and memberships, without passwords).
     let globals = files_named(&up.data_dir.join("datastore"), "globals.sql");
     assert_eq!(globals.len(), 4, "{globals:?}");
     for path in globals {
-        let sql = std::fs::read_to_string(&path).expect("read globals");
-        assert!(sql.contains("CREATE ROLE reporter"), "{sql}");
-        assert!(sql.contains("GRANT readers TO reporter"), "{sql}");
-        assert!(!sql.contains(REPORTER_PASSWORD), "{sql}");
+        let stored = std::fs::read(&path).expect("read globals");
+        let text = String::from_utf8_lossy(&stored);
+        assert!(stored.starts_with(b"PGVS"), "{} is sealed", path.display());
+        assert!(!text.contains("CREATE ROLE"), "{text}");
+        assert!(!text.contains(REPORTER_PASSWORD), "{text}");
     }
 
     // Restore the slot's point set onto a fresh server.

@@ -143,6 +143,22 @@ impl VaultService for FakeVaults {
             "UserErrorVaultLocked: vault \"prod\" is locked: a lock cannot be removed, not even by an Owner",
         ))
     }
+
+    async fn rotate_vault_key(
+        &self,
+        request: Request<pgvault_proto::v1::RotateVaultKeyRequest>,
+    ) -> Result<Response<pgvault_proto::v1::RotateVaultKeyResponse>, Status> {
+        authorize(&request)?;
+        Ok(Response::new(pgvault_proto::v1::RotateVaultKeyResponse {
+            vault: Some(Vault {
+                name: request.into_inner().name,
+                encryption: "aes-256-gcm".into(),
+                key_version: 2,
+                ..Vault::default()
+            }),
+            points_rewrapped: 3,
+        }))
+    }
 }
 
 struct FakeJobs;

@@ -44,6 +44,8 @@ pub fn vault(v: &Vault) -> Value {
         "create_time": timestamp(v.create_time.as_ref()),
         "soft_delete_days": v.soft_delete_days,
         "lock_time": timestamp(v.lock_time.as_ref()),
+        "encryption": v.encryption,
+        "key_version": v.key_version,
     })
 }
 
@@ -312,6 +314,8 @@ mod tests {
                 seconds: 1_750_000_000,
                 nanos: 0,
             }),
+            encryption: "aes-256-gcm".into(),
+            key_version: 1,
             ..Vault::default()
         });
         assert_eq!(
@@ -325,6 +329,8 @@ mod tests {
                 "create_time": "2025-06-15T15:06:40Z",
                 "soft_delete_days": 0,
                 "lock_time": null,
+                "encryption": "aes-256-gcm",
+                "key_version": 1,
             })
         );
     }

@@ -81,8 +81,10 @@ fn vault_create_takes_its_flags() {
             archive_datastore,
             description,
             soft_delete_days,
+            encryption,
         }) => {
             assert_eq!(soft_delete_days, None, "the server's default window");
+            assert_eq!(encryption, None, "the server's default: encrypted");
             assert_eq!(
                 (name.as_str(), region.as_str(), datastore.as_str()),
                 ("prod", "eu", "file:///srv/b")
@@ -96,6 +98,37 @@ fn vault_create_takes_its_flags() {
         parse(&["vault", "create", "prod", "--region", "eu"]).is_err(),
         "--datastore is required"
     );
+}
+
+#[test]
+fn vault_create_takes_an_encryption_and_refuses_unknown_ones() {
+    let args = |encryption: &str| {
+        parse(&[
+            "vault",
+            "create",
+            "v",
+            "--region",
+            "eu",
+            "--datastore",
+            "file:///d",
+            "--encryption",
+            encryption,
+        ])
+    };
+    match args("none").expect("parses").command {
+        ClientCommand::Vault(VaultCommand::Create { encryption, .. }) => {
+            assert_eq!(encryption.as_deref(), Some("none"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(args("aes-256-gcm").is_ok());
+    assert!(args("rot13").is_err(), "only aes-256-gcm or none");
+    assert!(matches!(
+        parse(&["vault", "rotate-key", "prod"])
+            .expect("parses")
+            .command,
+        ClientCommand::Vault(VaultCommand::RotateKey { .. })
+    ));
 }
 
 #[test]

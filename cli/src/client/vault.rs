@@ -1,14 +1,16 @@
-//! `pgvault vault create|get|list|delete|update|lock|unlock`. A locked
-//! vault is immutable for good: its points cannot be deleted or expire
-//! earlier, its retention cannot be shortened, its soft-delete window
-//! cannot shrink, and the lock cannot be removed.
+//! `pgvault vault create|get|list|delete|update|lock|unlock|rotate-key`. A
+//! locked vault is immutable for good: its points cannot be deleted or
+//! expire earlier, its retention cannot be shortened, its soft-delete window
+//! cannot shrink, and the lock cannot be removed. New vaults encrypt their
+//! points (`--encryption none` opts out); `rotate-key` rewraps every point's
+//! data key under a new version of the vault's key.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use pgvault_proto::v1::{
     CreateVaultRequest, DeleteVaultRequest, GetVaultRequest, ListVaultsRequest, LockVaultRequest,
-    UnlockVaultRequest, UpdateVaultRequest, Vault,
+    RotateVaultKeyRequest, UnlockVaultRequest, UpdateVaultRequest, Vault,
 };
 
 use super::connect::{Api, Reply};
@@ -21,7 +23,8 @@ pub enum VaultCommand {
     #[command(after_help = "Examples:\n  \
         pgvault vault create prod --region eu-west --datastore file:///srv/pgvault\n  \
         pgvault vault create prod --region eu-west --datastore s3://backups/pg \\\n      \
-        --archive-datastore az://archive/pg --description \"production fleet\"")]
+        --archive-datastore az://archive/pg --description \"production fleet\"\n  \
+        pgvault vault create scratch --region eu-west --datastore file:///srv/scratch --encryption none")]
     Create {
         /// Short id of the new vault: lowercase letters, digits and '-'.
         name: String,
@@ -40,6 +43,20 @@ pub enum VaultCommand {
         /// Days a deleted recovery point stays recoverable before it is purged (at least 1; default 14).
         #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..))]
         soft_delete_days: Option<u32>,
+        /// Client-side encryption of every recovery point: aes-256-gcm (the
+        /// default) or none. Chosen once, at creation.
+        #[arg(long, value_name = "ALGORITHM", value_parser = ["aes-256-gcm", "none"])]
+        encryption: Option<String>,
+    },
+    /// Make a new version of an encrypted vault's key and rewrap every
+    /// recovery point's data key under it (Owner only; no data is rewritten).
+    #[command(
+        name = "rotate-key",
+        after_help = "Examples:\n  pgvault vault rotate-key prod"
+    )]
+    RotateKey {
+        /// Vault id (or "vaults/{id}").
+        name: String,
     },
     /// Change a vault's soft-delete window (a locked vault's window can only grow).
     #[command(after_help = "Examples:\n  pgvault vault update prod --soft-delete-days 30")]
@@ -90,6 +107,7 @@ pub async fn run(api: &Api, command: VaultCommand) -> anyhow::Result<ExitCode> {
             archive_datastore,
             description,
             soft_delete_days,
+            encryption,
         } => {
             let vault_id = names::short(&names::vault(&name)?).to_owned();
             let request = CreateVaultRequest {
@@ -100,6 +118,7 @@ pub async fn run(api: &Api, command: VaultCommand) -> anyhow::Result<ExitCode> {
                     archive_datastore: archive_datastore.unwrap_or_default(),
                     description: description.unwrap_or_default(),
                     soft_delete_days: soft_delete_days.unwrap_or_default(),
+                    encryption: encryption.unwrap_or_default(),
                     ..Vault::default()
                 }),
             };
@@ -135,6 +154,24 @@ pub async fn run(api: &Api, command: VaultCommand) -> anyhow::Result<ExitCode> {
             let request = LockVaultRequest { name, confirm };
             let vault = api.vaults().lock_vault(request).await.reply(api)?;
             show(api, &vault);
+        }
+        VaultCommand::RotateKey { name } => {
+            let request = RotateVaultKeyRequest {
+                name: names::vault(&name)?,
+            };
+            let rotated = api.vaults().rotate_vault_key(request).await.reply(api)?;
+            let vault = rotated.vault.unwrap_or_default();
+            if api.json() {
+                print_json(&serde_json::json!({
+                    "vault": json::vault(&vault),
+                    "points_rewrapped": rotated.points_rewrapped,
+                }));
+            } else {
+                println!(
+                    "rotated the key of {} to version {}; {} recovery point key(s) rewrapped",
+                    vault.name, vault.key_version, rotated.points_rewrapped
+                );
+            }
         }
         VaultCommand::Unlock { name } => {
             let request = UnlockVaultRequest {
@@ -186,6 +223,7 @@ async fn list(api: &Api) -> anyhow::Result<()> {
                 v.standard_datastore.clone(),
                 or_dash(&v.archive_datastore),
                 lock_text(v),
+                encryption_text(v),
                 local_time(v.create_time.as_ref()),
                 v.description.clone(),
             ]
@@ -198,6 +236,7 @@ async fn list(api: &Api) -> anyhow::Result<()> {
             "DATASTORE",
             "ARCHIVE DATASTORE",
             "LOCKED",
+            "ENCRYPTION",
             "CREATED",
             "DESCRIPTION",
         ],
@@ -220,6 +259,7 @@ fn show(api: &Api, vault: &Vault) {
         ("DESCRIPTION", vault.description.clone()),
         ("SOFT DELETE", format!("{} days", vault.soft_delete_days)),
         ("LOCKED", lock_text(vault)),
+        ("ENCRYPTION", encryption_text(vault)),
         ("CREATED", local_time(vault.create_time.as_ref())),
     ]);
 }
@@ -229,5 +269,13 @@ fn lock_text(vault: &Vault) -> String {
     match vault.lock_time.as_ref() {
         Some(time) => format!("since {}", local_time(Some(time))),
         None => "no".to_owned(),
+    }
+}
+
+/// "aes-256-gcm (key v2)", or "none".
+fn encryption_text(vault: &Vault) -> String {
+    match vault.encryption.as_str() {
+        "" | "none" => "none".to_owned(),
+        algorithm => format!("{algorithm} (key v{})", vault.key_version),
     }
 }

@@ -42,6 +42,7 @@ pub enum Rpc {
     UpdateVault,
     LockVault,
     UnlockVault,
+    RotateVaultKey,
     CreatePolicy,
     GetPolicy,
     ListPolicies,
@@ -103,7 +104,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 65] = [
+    pub const ALL: [Rpc; 66] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -111,6 +112,7 @@ impl Rpc {
         Rpc::UpdateVault,
         Rpc::LockVault,
         Rpc::UnlockVault,
+        Rpc::RotateVaultKey,
         Rpc::CreatePolicy,
         Rpc::GetPolicy,
         Rpc::ListPolicies,
@@ -197,7 +199,8 @@ impl Rpc {
             | Rpc::DeleteVault
             | Rpc::UpdateVault
             | Rpc::LockVault
-            | Rpc::UnlockVault => "VaultService",
+            | Rpc::UnlockVault
+            | Rpc::RotateVaultKey => "VaultService",
             Rpc::CreatePolicy | Rpc::GetPolicy | Rpc::ListPolicies => "PolicyService",
             Rpc::RegisterServer
             | Rpc::GetServer
@@ -261,6 +264,7 @@ impl Rpc {
             | Rpc::UpdateVault
             | Rpc::LockVault
             | Rpc::UnlockVault
+            | Rpc::RotateVaultKey
             | Rpc::CreatePolicy
             | Rpc::GetPolicy
             | Rpc::ListPolicies
@@ -397,7 +401,9 @@ impl Rpc {
             // Locking a vault binds every later Owner: Owner only. Unlock
             // is always refused; asking needs the same permission.
             | Rpc::LockVault
-            | Rpc::UnlockVault => Grant,
+            | Rpc::UnlockVault
+            // Rotating a vault's key is key custody: Owner only.
+            | Rpc::RotateVaultKey => Grant,
         }
     }
 }

@@ -78,8 +78,8 @@ fn calls_naming_no_vault_need_global_permission() {
     assert_eq!(Rpc::ListVaults.scope(), Scope::Global);
     assert_eq!(Rpc::ClaimTask.scope(), Scope::Global);
     assert_eq!(Rpc::BackupNow.scope(), Scope::Vault);
-    // Every Grant RPC but the secret grants and the vault lock (which name
-    // a vault) is global.
+    // Every Grant RPC but the secret grants, the vault lock and key
+    // rotation (which name a vault) is global.
     for rpc in Rpc::ALL {
         if rpc.permission() == Permission::Grant
             && !matches!(
@@ -88,6 +88,7 @@ fn calls_naming_no_vault_need_global_permission() {
                     | Rpc::RevokeSecretAccess
                     | Rpc::LockVault
                     | Rpc::UnlockVault
+                    | Rpc::RotateVaultKey
             )
         {
             assert_eq!(rpc.scope(), Scope::Global, "{rpc:?}");

@@ -50,6 +50,8 @@ impl From<Vault> for pb::Vault {
             create_time: Some(timestamp(v.create_time)),
             soft_delete_days: v.soft_delete_days,
             lock_time: v.lock_time.map(timestamp),
+            encryption: v.encryption.as_str().to_string(),
+            key_version: v.key_version,
         }
     }
 }

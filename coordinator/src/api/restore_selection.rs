@@ -7,8 +7,11 @@
 
 use pgvault_datastore::Datastore;
 use pgvault_manifest::{MANIFEST_FILE, Manifest, Selection};
+use pgvault_seal::PointKey;
 use sha2::{Digest, Sha256};
 
+use crate::api::ApiContext;
+use crate::encryption;
 use crate::error::{CoordinatorError, Result};
 use crate::model::RecoveryPoint;
 
@@ -40,12 +43,22 @@ pub fn clean(field: &str, names: &[String]) -> Result<Vec<String>> {
 }
 
 /// Checks every selected schema and table exists in `point`. Both lists
-/// empty (everything) needs no check and reads nothing.
-pub async fn check(point: &RecoveryPoint, schemas: &[String], tables: &[String]) -> Result<()> {
+/// empty (everything) needs no check and reads nothing. An encrypted
+/// point's manifest is opened with its data key (`crate::encryption`).
+pub async fn check(
+    ctx: &ApiContext,
+    point: &RecoveryPoint,
+    schemas: &[String],
+    tables: &[String],
+) -> Result<()> {
     if schemas.is_empty() && tables.is_empty() {
         return Ok(());
     }
-    let manifest = read_manifest(point).await?;
+    let key = {
+        let mut conn = ctx.store.pool().acquire().await?;
+        encryption::existing_point_key(&mut conn, &ctx.cipher, &point.vault_id, point.id).await?
+    };
+    let manifest = read_manifest(point, key.as_ref()).await?;
     check_names(&manifest, schemas, tables)
 }
 
@@ -61,7 +74,7 @@ fn check_names(manifest: &Manifest, schemas: &[String], tables: &[String]) -> Re
 }
 
 /// Reads the point's manifest and checks it against the recorded SHA-256.
-async fn read_manifest(point: &RecoveryPoint) -> Result<Manifest> {
+async fn read_manifest(point: &RecoveryPoint, key: Option<&PointKey>) -> Result<Manifest> {
     let unavailable = |e: &dyn std::fmt::Display| {
         CoordinatorError::Unavailable(format!(
             "cannot read the manifest of recovery point {} to check the selection: {e}",
@@ -86,6 +99,15 @@ async fn read_manifest(point: &RecoveryPoint) -> Result<Manifest> {
             point.id
         )));
     }
+    let bytes = match key {
+        None => bytes.to_vec(),
+        Some(key) => pgvault_seal::open_whole(key, MANIFEST_FILE, &bytes).map_err(|e| {
+            CoordinatorError::precondition(format!(
+                "the manifest of recovery point {} failed authentication ({e}); restore from another recovery point",
+                point.id
+            ))
+        })?,
+    };
     Manifest::from_json(&bytes, MANIFEST_FILE).map_err(|e| {
         CoordinatorError::precondition(format!(
             "the manifest of recovery point {} cannot be read ({e}); restore from another recovery point",

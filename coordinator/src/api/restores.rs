@@ -77,7 +77,7 @@ impl RestoreApi {
             SecretRef::parse("secret", &req.secret)?
         };
         check_secret(&self.ctx, &vault_id, &secret).await?;
-        restore_selection::check(&point, &schemas, &tables).await?;
+        restore_selection::check(&self.ctx, &point, &schemas, &tables).await?;
         restore_version::check(&self.ctx, &vault_id, &point, &server, &secret).await?;
         let spec = RestoreSpec {
             instance_id: instance.id,
@@ -125,7 +125,7 @@ impl RestoreApi {
         } else {
             output_file::check_name("file_name", req.file_name.trim())?
         };
-        restore_selection::check(&point, &schemas, &tables).await?;
+        restore_selection::check(&self.ctx, &point, &schemas, &tables).await?;
         let spec = RestoreSpec {
             instance_id: instance.id,
             point_id: point.id,

@@ -1,7 +1,10 @@
 //! `VaultService`: create (checking and creating the datastores), get, list,
 //! delete while the vault is empty (soft-deleted points count until they
 //! are purged) and not locked, change the soft-delete window, and lock it
-//! for good (`data_protection::lock`; unlocking is always refused).
+//! for good (`data_protection::lock`; unlocking is always refused). New
+//! vaults are encrypted unless asked otherwise (`vault.encryption`), with
+//! version 1 of their key made in the creating transaction; `RotateVaultKey`
+//! adds a version (`crate::encryption`).
 
 use std::sync::Arc;
 
@@ -13,8 +16,9 @@ use tonic::{Request, Response, Status};
 use crate::access::{self, vault_scope};
 use crate::api::{ApiContext, next_token};
 use crate::data_protection::{lock, soft_delete};
+use crate::encryption;
 use crate::error::{CoordinatorError, Result};
-use crate::model::Vault;
+use crate::model::{Encryption, Vault};
 use crate::names;
 use crate::store::{instances, paging, recovery_points, vaults};
 
@@ -46,6 +50,7 @@ impl VaultApi {
         }
         let soft_delete_days =
             soft_delete::window_days("vault.soft_delete_days", input.soft_delete_days)?;
+        let encryption = encryption_choice(&input.encryption)?;
         let vault = Vault {
             id: req.vault_id,
             region: input.region.trim().to_string(),
@@ -55,9 +60,17 @@ impl VaultApi {
             create_time: chrono::Utc::now(),
             soft_delete_days,
             lock_time: None,
+            encryption,
+            key_version: 0,
         };
-        let created = vaults::insert(self.ctx.store.pool(), &vault).await?;
-        tracing::info!(vault = %created.id, "vault created");
+        let mut tx = self.ctx.store.begin().await?;
+        vaults::insert(&mut *tx, &vault).await?;
+        if encryption != Encryption::None {
+            encryption::create_vault_key(&mut tx, &self.ctx.cipher, &vault.id).await?;
+        }
+        let created = vaults::get(&mut *tx, &vault.id).await?;
+        tx.commit().await?;
+        tracing::info!(vault = %created.id, encryption = %created.encryption, "vault created");
         Ok(created.into())
     }
 
@@ -127,6 +140,22 @@ impl VaultApi {
         Ok(vault.into())
     }
 
+    async fn rotate_key(
+        &self,
+        req: pb::RotateVaultKeyRequest,
+    ) -> Result<pb::RotateVaultKeyResponse> {
+        let id = names::parse_vault("name", &req.name)?;
+        let mut tx = self.ctx.store.begin().await?;
+        let (version, rewrapped) = encryption::rotate(&mut tx, &self.ctx.cipher, &id).await?;
+        let vault = vaults::get(&mut *tx, &id).await?;
+        tx.commit().await?;
+        tracing::info!(vault = %id, version, rewrapped, "vault key rotated");
+        Ok(pb::RotateVaultKeyResponse {
+            vault: Some(vault.into()),
+            points_rewrapped: rewrapped,
+        })
+    }
+
     async fn unlock_vault(&self, req: pb::UnlockVaultRequest) -> Result<pb::Vault> {
         let id = names::parse_vault("name", &req.name)?;
         let vault = vaults::get(self.ctx.store.pool(), &id).await?;
@@ -139,6 +168,20 @@ impl VaultApi {
             &vault,
             "a lock cannot be removed, not even by an Owner",
         ))
+    }
+}
+
+/// The encryption a create request asks for: empty means the default,
+/// AES-256-GCM.
+fn encryption_choice(text: &str) -> Result<Encryption> {
+    match text.trim() {
+        "" => Ok(Encryption::Aes256Gcm),
+        other => Encryption::parse(&other.to_ascii_lowercase()).ok_or_else(|| {
+            CoordinatorError::invalid(
+                "vault.encryption",
+                format!("\"{other}\" is not an encryption: use aes-256-gcm (the default) or none"),
+            )
+        }),
     }
 }
 
@@ -222,5 +265,13 @@ impl VaultService for VaultApi {
         Ok(Response::new(
             self.unlock_vault(request.into_inner()).await?,
         ))
+    }
+
+    async fn rotate_vault_key(
+        &self,
+        request: Request<pb::RotateVaultKeyRequest>,
+    ) -> Result<Response<pb::RotateVaultKeyResponse>, Status> {
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
+        Ok(Response::new(self.rotate_key(request.into_inner()).await?))
     }
 }

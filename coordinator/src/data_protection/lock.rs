@@ -152,6 +152,8 @@ mod tests {
             create_time: Utc::now(),
             soft_delete_days: 14,
             lock_time: locked.then(|| Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 0).unwrap()),
+            encryption: crate::model::Encryption::None,
+            key_version: 0,
         }
     }
 

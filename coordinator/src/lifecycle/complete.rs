@@ -17,7 +17,7 @@ use sqlx::PgConnection;
 use crate::error::{CoordinatorError, Result};
 use crate::model::{AttemptTarget, DeleteScope, Job, JobSpec};
 use crate::retention::IsoDuration;
-use crate::store::{attempts, lifecycle, outbox, recovery_points};
+use crate::store::{attempts, keys, lifecycle, outbox, recovery_points};
 
 /// Applies the effect of lifecycle job `job` (no-op for other operations).
 /// Returns true when jobs were released for publishing.
@@ -31,6 +31,9 @@ pub async fn on_complete(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>)
                 tracing::info!(point = %point_id, job_id = %job.id, "rehydrated copy deleted");
             } else {
                 lifecycle::mark_deleted(&mut *conn, *point_id).await?;
+                // Its data key goes with it: a copy that survived somewhere
+                // can no longer be decrypted (crypto-shredding).
+                keys::delete_point_key(&mut *conn, *point_id).await?;
                 tracing::info!(point = %point_id, job_id = %job.id, "recovery point deleted");
             }
             Ok(false)

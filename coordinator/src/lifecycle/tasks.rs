@@ -76,6 +76,8 @@ pub async fn build(conn: &mut PgConnection, job: &Job) -> Result<pb::task::Kind>
                 source: Some(location(&point.datastore_url, &point.prefix)),
                 destination: Some(location(&vault.archive_datastore, &point.prefix)),
                 manifest_sha256: point.manifest_sha256,
+                // Attached at claim (`worker_api::claim`).
+                point_key: None,
             }))
         }
         JobSpec::Rehydrate {
@@ -92,6 +94,8 @@ pub async fn build(conn: &mut PgConnection, job: &Job) -> Result<pb::task::Kind>
                 source: Some(location(&point.datastore_url, &point.prefix)),
                 destination: Some(location(&vault.standard_datastore, &prefix)),
                 manifest_sha256: point.manifest_sha256,
+                // Attached at claim (`worker_api::claim`).
+                point_key: None,
             }))
         }
         JobSpec::Backup { .. } | JobSpec::Restore(_) => Err(CoordinatorError::internal(format!(

@@ -80,6 +80,13 @@ impl ProtectionState {
 }
 
 text_enum!(
+    /// How a vault's recovery points are sealed: `None` for vaults created
+    /// with `--encryption none` and for every vault created before
+    /// encryption existed.
+    Encryption { None => "none", Aes256Gcm => "aes-256-gcm" }
+);
+
+text_enum!(
     /// Which datastore of the vault holds a recovery point.
     Tier { Standard => "STANDARD", Archive => "ARCHIVE" }
 );
@@ -96,6 +103,10 @@ pub struct Vault {
     pub soft_delete_days: u32,
     /// When the vault was locked (immutable for good); `None`: not locked.
     pub lock_time: Option<DateTime<Utc>>,
+    /// How its recovery points are sealed (see `crate::encryption`).
+    pub encryption: Encryption,
+    /// The current version of its key (0: none, an unencrypted vault).
+    pub key_version: u32,
 }
 
 impl Vault {

@@ -17,6 +17,7 @@
 //! - `agents`, `agent_instances`, `probes`: agents, their processes (and
 //!   whether any is live), and the questions the API asks through them.
 //! - `notifications`: notification channels and the outbox of deliveries.
+//! - `keys`: vaults' keys and recovery points' data keys, as stored (wrapped).
 
 pub mod agent_instances;
 pub mod agents;
@@ -27,6 +28,7 @@ pub mod garbage;
 pub mod instances;
 pub mod job_tables;
 pub mod jobs;
+pub mod keys;
 pub mod lifecycle;
 pub mod metrics;
 pub mod migrate;

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
 use crate::error::{CoordinatorError, Result, is_any_unique_violation};
-use crate::model::Vault;
+use crate::model::{Encryption, Vault};
 
 #[derive(sqlx::FromRow)]
 struct VaultRow {
@@ -16,6 +16,8 @@ struct VaultRow {
     create_time: DateTime<Utc>,
     soft_delete_days: i32,
     lock_time: Option<DateTime<Utc>>,
+    encryption: String,
+    key_version: i32,
 }
 
 impl From<VaultRow> for Vault {
@@ -29,17 +31,21 @@ impl From<VaultRow> for Vault {
             create_time: r.create_time,
             soft_delete_days: u32::try_from(r.soft_delete_days).unwrap_or(1),
             lock_time: r.lock_time,
+            // The column's CHECK allows only known values.
+            encryption: Encryption::parse(&r.encryption).unwrap_or(Encryption::None),
+            key_version: u32::try_from(r.key_version).unwrap_or(0),
         }
     }
 }
 
 const COLUMNS: &str = "id, region, standard_datastore, archive_datastore, description, create_time,
-     soft_delete_days, lock_time";
+     soft_delete_days, lock_time, encryption,
+     (SELECT coalesce(max(k.version), 0) FROM vault_keys k WHERE k.vault_id = vaults.id) AS key_version";
 
 pub async fn insert(db: impl PgExecutor<'_>, vault: &Vault) -> Result<Vault> {
     let sql = format!(
-        "INSERT INTO vaults (id, region, standard_datastore, archive_datastore, description, soft_delete_days)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+        "INSERT INTO vaults (id, region, standard_datastore, archive_datastore, description, soft_delete_days, encryption)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
     );
     sqlx::query_as::<_, VaultRow>(&sql)
         .bind(&vault.id)
@@ -48,6 +54,7 @@ pub async fn insert(db: impl PgExecutor<'_>, vault: &Vault) -> Result<Vault> {
         .bind(&vault.archive_datastore)
         .bind(&vault.description)
         .bind(crate::store::to_i32(vault.soft_delete_days))
+        .bind(vault.encryption.as_str())
         .fetch_one(db)
         .await
         .map(Vault::from)

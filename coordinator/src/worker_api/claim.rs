@@ -13,6 +13,10 @@
 //! it), starts a fresh set of per-table progress and deletes the job's
 //! outbox rows (an agent's job keeps them, re-offered, until claimed).
 //!
+//! An encrypted vault's backup gets a fresh data key for its point (stored
+//! wrapped in the same transaction); a task that reads a point gets that
+//! point's unwrapped key (`crate::encryption`), never a vault's.
+//!
 //! A backup or a restore as a database takes slots of its server's
 //! connection budget in the same transaction ([`crate::budget`]); the task
 //! carries how many. With too few free the claim is undone: the job stays
@@ -33,6 +37,7 @@ use uuid::Uuid;
 use crate::api::ApiContext;
 use crate::api::resolve::{connection_spec, reference_credentials};
 use crate::budget::{self, Taken};
+use crate::encryption;
 use crate::error::{CoordinatorError, Result};
 use crate::model::{
     AttemptOutcome, AttemptTarget, Job, JobError, JobSpec, JobState, RestoreSpec, RestoreTarget,
@@ -219,7 +224,7 @@ async fn why_not(ctx: &ApiContext, job_id: Uuid) -> Result<String> {
 }
 
 async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Result<pb::Task> {
-    let kind = match &job.spec {
+    let mut kind = match &job.spec {
         JobSpec::Backup { instance_id, .. } => {
             pb::task::Kind::Backup(backup_task(ctx, conn, job, *instance_id).await?)
         }
@@ -228,6 +233,7 @@ async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Res
             crate::lifecycle::tasks::build(conn, job).await?
         }
     };
+    attach_point_key(ctx, conn, job, &mut kind).await?;
     Ok(pb::Task {
         job_id: job.id.to_string(),
         attempt: job.attempt,
@@ -243,6 +249,32 @@ async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Res
             .map(|c| c.to_carrier())
             .unwrap_or_default(),
     })
+}
+
+/// A task that reads a point (restores, tier moves, rehydrates) carries
+/// the point's unwrapped data key, if the point is encrypted. Deletes need
+/// none; a backup's key is made in [`backup_task`].
+async fn attach_point_key(
+    ctx: &ApiContext,
+    conn: &mut PgConnection,
+    job: &Job,
+    kind: &mut pb::task::Kind,
+) -> Result<()> {
+    let point_id = match &job.spec {
+        JobSpec::Restore(restore) => restore.point_id,
+        JobSpec::TierMove { point_id, .. } | JobSpec::Rehydrate { point_id, .. } => *point_id,
+        JobSpec::Backup { .. } | JobSpec::Delete { .. } => return Ok(()),
+    };
+    let key = encryption::existing_point_key(conn, &ctx.cipher, &job.vault_id, point_id).await?;
+    let key = encryption::task_key(key);
+    match kind {
+        pb::task::Kind::Restore(task) => task.point_key = key,
+        pb::task::Kind::RestoreFiles(task) => task.point_key = key,
+        pb::task::Kind::TierMove(task) => task.point_key = key,
+        pb::task::Kind::Rehydrate(task) => task.point_key = key,
+        pb::task::Kind::Backup(_) | pb::task::Kind::Delete(_) => {}
+    }
+    Ok(())
 }
 
 async fn backup_task(
@@ -270,6 +302,10 @@ async fn backup_task(
         prefix: format!("{}/{}/{}", vault.id, instance.id, point_id),
     };
     attempts::set_target(&mut *conn, job.id, job.attempt, &target).await?;
+    // An encrypted vault's point gets its data key now, stored before any
+    // object is sealed with it.
+    let point_key =
+        encryption::new_point_key(&mut *conn, &ctx.cipher, &instance.vault_id, point_id).await?;
     // Every point of a server protected whole carries the server's globals
     // (small), so any point set restores them.
     let capture_globals = server_protections::find(&mut *conn, &server.id)
@@ -281,6 +317,7 @@ async fn backup_task(
         prefix: target.prefix,
         capture_globals,
         max_server_connections: 0,
+        point_key: encryption::task_key(point_key),
     })
 }
 
@@ -309,6 +346,7 @@ async fn restore_task(
                 target_file: file.clone(),
                 schemas: restore.schemas.clone(),
                 tables: restore.tables.clone(),
+                point_key: None,
             }));
         }
         RestoreTarget::Database {
@@ -336,5 +374,6 @@ async fn restore_task(
         tables: restore.tables.clone(),
         restore_globals,
         max_server_connections: 0,
+        point_key: None,
     }))
 }

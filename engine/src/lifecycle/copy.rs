@@ -5,7 +5,9 @@
 //! (checked against the SHA-256 recorded at backup time) is written last, so
 //! the destination holds a complete point or none. A destination that
 //! already holds the complete, verified point (a retried attempt whose
-//! source was partly deleted) is accepted without copying again.
+//! source was partly deleted) is accepted without copying again. Sealed
+//! objects copy as stored; only the manifest is opened (with the point's
+//! key, [`EngineOptions::encryption`]) to list them.
 
 use std::sync::Arc;
 
@@ -15,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::Moved;
 use crate::manifest::{MANIFEST_FILE, ObjectEntry};
-use crate::objects::{ObjectWriter, PoolHasher, blocks, flush, get_small, object_path, put_small};
+use crate::objects::{
+    ObjectWriter, PoolHasher, blocks, flush, get_small, object_path, open_small, put_small,
+};
+use crate::seal::PointKey;
 use crate::stages::StageClock;
 use crate::{EngineError, EngineOptions, ErrorCode, Manifest, Progress, ProgressSink};
 
@@ -25,11 +30,14 @@ fn objects_of(manifest: &Manifest) -> Vec<ObjectEntry> {
     manifest.objects().into_iter().cloned().collect()
 }
 
-/// Reads the manifest at `prefix` if its SHA-256 is `expected`.
+/// Reads the manifest at `prefix` if its SHA-256 is `expected`; returns
+/// it as stored (sealed when the point is encrypted: the copy keeps it so)
+/// and parsed (opened with the point's key).
 async fn manifest_at(
     store: &Datastore,
     prefix: &str,
     expected: &str,
+    key: Option<&PointKey>,
     clock: &Arc<StageClock>,
 ) -> Result<Option<(bytes::Bytes, Manifest)>, EngineError> {
     let (bytes, sha) = match get_small(store, prefix, MANIFEST_FILE, clock).await {
@@ -40,7 +48,8 @@ async fn manifest_at(
     if !expected.is_empty() && sha != expected {
         return Ok(None);
     }
-    let manifest = Manifest::from_json(&bytes, MANIFEST_FILE)?;
+    let plain = open_small(key, MANIFEST_FILE, bytes.clone(), clock).await?;
+    let manifest = Manifest::from_json(&plain, MANIFEST_FILE)?;
     Ok(Some((bytes, manifest)))
 }
 
@@ -58,8 +67,15 @@ pub async fn copy_point(
 ) -> Result<Moved, EngineError> {
     // Hashing runs on the CPU pool; the split itself is not reported.
     let clock = Arc::new(StageClock::default());
-    if let Some((_, manifest)) =
-        manifest_at(destination, destination_prefix, manifest_sha256, &clock).await?
+    let key = options.encryption.as_ref();
+    if let Some((_, manifest)) = manifest_at(
+        destination,
+        destination_prefix,
+        manifest_sha256,
+        key,
+        &clock,
+    )
+    .await?
     {
         let objects = objects_of(&manifest);
         let mut complete = true;
@@ -82,7 +98,7 @@ pub async fn copy_point(
         }
     }
     let Some((manifest_bytes, manifest)) =
-        manifest_at(source, source_prefix, manifest_sha256, &clock).await?
+        manifest_at(source, source_prefix, manifest_sha256, key, &clock).await?
     else {
         return Err(EngineError::new(
             ErrorCode::ManifestInvalid,

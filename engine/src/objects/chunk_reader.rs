@@ -5,6 +5,11 @@
 //! output, and the next job starts before the lane sends the last one's
 //! output to the server — so the pool decompresses while the server
 //! parses. The caller may commit only after [`ChunkReader::verify`].
+//!
+//! A sealed source ([`ChunkReader::sealed`]) is opened on the same pool job
+//! before decompression: the stored bytes are hashed, then authenticated
+//! and decrypted ([`crate::seal::Opener`]), and the end of the range must
+//! end the stream.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -20,6 +25,7 @@ use super::object_path;
 use crate::cpu::{count_newlines, measured, pool};
 use crate::error::{EngineError, ErrorCode};
 use crate::manifest::{ChunkEntry, ObjectEntry};
+use crate::seal::{Opener, PointKey};
 use crate::stages::{CpuStage, Lane, LaneStage, StageClock};
 
 /// Decompressed bytes one job produces at most.
@@ -66,7 +72,16 @@ struct State {
     output_full: bool,
     /// Text rows seen (newlines), when asked to count.
     rows: Option<u64>,
+    /// The stream being opened (sealed sources, until their end).
+    opener: Option<Opener>,
+    /// The source is sealed (its stream must be opened to its end).
+    sealed: bool,
+    /// A block was read (the first is checked for a sealed header).
+    started: bool,
 }
+
+/// Why a job failed: the code and what to say after the object's name.
+type StepError = (ErrorCode, String);
 
 impl State {
     fn new(decoder: Decoder<'static>) -> State {
@@ -76,15 +91,42 @@ impl State {
             input: Bytes::new(),
             output_full: false,
             rows: None,
+            opener: None,
+            sealed: false,
+            started: false,
         }
     }
 
-    /// Hashes a new block (if any), then decompresses up to [`OUTPUT`] bytes.
-    fn step(&mut self, block: Option<Bytes>) -> Result<Vec<u8>, String> {
+    /// Hashes a new block (if any) and opens it when sealed (at `end`, the
+    /// stream's final record), then decompresses up to [`OUTPUT`] bytes.
+    fn step(&mut self, block: Option<Bytes>, end: bool) -> Result<Vec<u8>, StepError> {
+        let failed =
+            |e: crate::seal::SealError| (ErrorCode::ObjectAuthenticationFailed, e.to_string());
         if let Some(block) = block {
+            let first = !std::mem::replace(&mut self.started, true);
+            if first && !self.sealed && crate::seal::is_sealed(&block) {
+                return Err((
+                    ErrorCode::EncryptionKeyUnavailable,
+                    "it is encrypted and the task carries no data key for its recovery point"
+                        .to_string(),
+                ));
+            }
             self.hasher.update(&block);
-            self.input = block;
+            self.input = match &mut self.opener {
+                None => block,
+                Some(opener) => {
+                    let mut plain = Vec::with_capacity(block.len());
+                    opener.push(&block, &mut plain).map_err(failed)?;
+                    Bytes::from(plain)
+                }
+            };
         }
+        if end && let Some(opener) = self.opener.take() {
+            let mut plain = Vec::new();
+            opener.finish(&mut plain).map_err(failed)?;
+            self.input = Bytes::from(plain);
+        }
+        let corrupt = |why: String| (ErrorCode::ChecksumMismatch, why);
         let mut output: Vec<u8> = Vec::with_capacity(OUTPUT);
         loop {
             let mut input = InBuffer::around(&self.input);
@@ -93,7 +135,7 @@ impl State {
             let before = out.pos();
             self.decoder
                 .run(&mut input, &mut out)
-                .map_err(|e| format!("cannot decompress: {e}"))?;
+                .map_err(|e| corrupt(format!("cannot decompress: {e}")))?;
             let (read, written) = (input.pos(), out.pos() - before);
             self.input.advance(read);
             self.output_full = output.len() == output.capacity();
@@ -101,7 +143,7 @@ impl State {
                 break;
             }
             if read == 0 && written == 0 {
-                return Err("decompression made no progress".to_string());
+                return Err(corrupt("decompression made no progress".to_string()));
             }
         }
         if let Some(rows) = &mut self.rows {
@@ -177,6 +219,16 @@ impl ChunkReader {
         })
     }
 
+    /// Opens the source as a sealed stream under `key` (the point's data
+    /// key), if any.
+    pub(crate) fn sealed(mut self, key: Option<&PointKey>) -> Self {
+        if let (Some(state), Some(key)) = (&mut self.state, key) {
+            state.opener = Some(Opener::new(key, &self.source.path, self.source.range.start));
+            state.sealed = true;
+        }
+        self
+    }
+
     /// Counts text rows (newlines) of the output on the pool; see [`ChunkReader::rows`].
     pub(crate) fn count_rows(mut self) -> Self {
         if let Some(state) = &mut self.state {
@@ -197,7 +249,8 @@ impl ChunkReader {
         let Some(state) = &self.state else {
             return Ok(());
         };
-        let block = if state.input.is_empty() && !state.output_full {
+        let opening = state.opener.is_some();
+        let (block, end) = if state.input.is_empty() && !state.output_full {
             if self.blocks_done {
                 return Ok(());
             }
@@ -205,15 +258,19 @@ impl ChunkReader {
                 Some(block) => {
                     let block = block?;
                     self.stored += block.len() as u64;
-                    Some(block)
+                    (Some(block), false)
                 }
                 None => {
                     self.blocks_done = true;
-                    return Ok(());
+                    if !opening {
+                        return Ok(());
+                    }
+                    // The range ended: open the stream's final record.
+                    (None, true)
                 }
             }
         } else {
-            None
+            (None, false)
         };
         let Some(mut state) = self.state.take() else {
             return Ok(());
@@ -222,17 +279,19 @@ impl ChunkReader {
         let bytes = block.as_ref().map(|b| b.len() as u64).unwrap_or(0);
         let job = pool().run(move || {
             let out = measured(&clock, CpuStage::DecompressVerify, bytes, || {
-                state.step(block)
+                state.step(block, end)
             });
             out.map(|out| (state, out))
         });
         let path = self.source.path.clone();
         self.pending = Some(Box::pin(async move {
-            job.await?.map_err(|why| {
-                EngineError::new(
-                    ErrorCode::ChecksumMismatch,
-                    format!("object {path} is corrupted: {why}"),
-                )
+            job.await?.map_err(|(code, why)| {
+                let what = match code {
+                    ErrorCode::ObjectAuthenticationFailed => "failed authentication",
+                    ErrorCode::EncryptionKeyUnavailable => "cannot be read",
+                    _ => "is corrupted",
+                };
+                EngineError::new(code, format!("object {path} {what}: {why}"))
             })
         }));
         Ok(())
@@ -275,6 +334,9 @@ impl ChunkReader {
             .ok_or_else(|| self.corrupt("it was not read to the end"))?;
         if !state.input.is_empty() {
             return Err(self.corrupt("bytes after the end of its zstd frame"));
+        }
+        if state.sealed && state.opener.is_some() {
+            return Err(self.corrupt("its sealed stream was not read to the end"));
         }
         let actual = hex::encode(state.hasher.clone().finalize());
         let expected_size = self.source.range.end - self.source.range.start;

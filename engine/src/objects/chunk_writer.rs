@@ -12,6 +12,10 @@
 //! chunk of a big table is one; a bundle of small tables is one per table
 //! ([`Segment`]: byte range, rows and a SHA-256 of its own, so a restore
 //! can read it alone).
+//!
+//! With a data key ([`ChunkWriter::sealed`]) each segment's frames are
+//! sealed as one stream ([`crate::seal`]) on the same pool job, right after
+//! compression; offsets, sizes and hashes are of the sealed bytes.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -25,6 +29,7 @@ use super::upload::Upload;
 use crate::cpu::{count_newlines, measured, pool};
 use crate::error::EngineError;
 use crate::manifest::ObjectEntry;
+use crate::seal::{PointKey, Sealer};
 use crate::stages::{CpuStage, Lane, LaneStage, StageClock};
 
 thread_local! {
@@ -78,24 +83,53 @@ struct State {
     stored: u64,
     raw: u64,
     rows: u64,
+    /// The point's data key and the object's path (bound into each stream).
+    key: Option<(PointKey, String)>,
+    /// The current segment's stream, once its first frame is sealed.
+    sealer: Option<Sealer>,
 }
 
 impl State {
     /// Compresses `batch` (if not empty, or to end an empty segment);
     /// returns the frame, hashed already.
     fn frame(&mut self, batch: &[u8], end: bool) -> Result<Vec<u8>, String> {
-        if batch.is_empty() && !(end && self.frames == 0) {
-            return Ok(Vec::new());
+        let compressed = if batch.is_empty() && !(end && self.frames == 0) {
+            Vec::new()
+        } else {
+            self.rows += count_newlines(batch);
+            self.raw += batch.len() as u64;
+            compress(batch, self.level)?
+        };
+        // A sealed segment's stream ends even after an empty last batch.
+        let out = self.seal(compressed, end)?;
+        if out.is_empty() {
+            return Ok(out);
         }
-        self.rows += count_newlines(batch);
-        self.raw += batch.len() as u64;
-        let out = compress(batch, self.level)?;
         self.object.update(&out);
         if let Some(segment) = &mut self.segment {
             segment.update(&out);
         }
         self.stored += out.len() as u64;
         self.frames += 1;
+        Ok(out)
+    }
+
+    /// Seals a compressed frame into the segment's stream (ended with the
+    /// segment), or passes it on without a key.
+    fn seal(&mut self, frame: Vec<u8>, end: bool) -> Result<Vec<u8>, String> {
+        let Some((key, relative)) = &self.key else {
+            return Ok(frame);
+        };
+        let offset = self.stored;
+        let sealer = self
+            .sealer
+            .get_or_insert_with(|| Sealer::new(key, relative, offset));
+        let mut out = Vec::with_capacity(frame.len() + frame.len() / 4096 + 64);
+        let failed = |e| format!("cannot seal: {e}");
+        sealer.push(&frame, &mut out).map_err(failed)?;
+        if end && let Some(sealer) = self.sealer.take() {
+            sealer.finish(&mut out).map_err(failed)?;
+        }
         Ok(out)
     }
 
@@ -161,10 +195,20 @@ impl ChunkWriter {
                 stored: 0,
                 raw: 0,
                 rows: 0,
+                key: None,
+                sealer: None,
             }),
             pending: None,
             clock,
         }
+    }
+
+    /// Seals every segment with `key` (the point's data key), if any.
+    pub(crate) fn sealed(mut self, key: Option<&PointKey>) -> Self {
+        if let Some(state) = &mut self.state {
+            state.key = key.map(|k| (k.clone(), self.relative.clone()));
+        }
+        self
     }
 
     /// Hands `batch` to the pool and returns at once with an empty buffer

@@ -8,12 +8,17 @@
 //! - [`ChunkReader`]: ranged downloads → SHA-256 + zstd on the pool → COPY
 //!   text, verified before the caller commits.
 //! - small objects whole (`put_small`, `get_small`) and [`flush`].
+//! - `sealing`: small objects sealed and opened whole, and streams opened
+//!   block by block, with the errors a restore reports ([`crate::seal`]).
 
 mod chunk_reader;
 mod chunk_writer;
 mod download;
 mod hasher;
 mod object_writer;
+#[cfg(test)]
+mod sealed_tests;
+mod sealing;
 #[cfg(test)]
 mod tests;
 mod upload;
@@ -30,6 +35,7 @@ pub(crate) use chunk_writer::{ChunkWriter, Segment};
 pub(crate) use download::blocks;
 pub(crate) use hasher::{PoolHasher, sha256_hex};
 pub(crate) use object_writer::ObjectWriter;
+pub(crate) use sealing::{StreamOpener, open_small, seal_small};
 
 use super::error::{EngineError, ErrorCode, store_error};
 use super::manifest::ObjectEntry;

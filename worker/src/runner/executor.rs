@@ -44,7 +44,10 @@ impl TaskExecutor for EngineExecutor {
         cancel: CancellationToken,
     ) -> Result<complete_task_request::Result, EngineError> {
         let lifecycle = |moved| complete_task_request::Result::Lifecycle(lifecycle::result(moved));
-        let options = &self.options;
+        let options = &EngineOptions {
+            encryption: point_key(&kind)?,
+            ..self.options.clone()
+        };
         match kind {
             task::Kind::Backup(backup) => run_backup(backup, options, progress, cancel).await,
             task::Kind::Restore(restore) => run_restore(restore, options, progress, cancel).await,
@@ -156,6 +159,34 @@ async fn run_restore(
             .collect(),
         ..RestoreResult::default()
     }))
+}
+
+/// The data key the task carries for its point (`None`: not encrypted),
+/// held from here on in a type that never prints it.
+fn point_key(kind: &task::Kind) -> Result<Option<engine::seal::PointKey>, EngineError> {
+    let key = match kind {
+        task::Kind::Backup(t) => t.point_key.as_ref(),
+        task::Kind::Restore(t) => t.point_key.as_ref(),
+        task::Kind::RestoreFiles(t) => t.point_key.as_ref(),
+        task::Kind::TierMove(t) => t.point_key.as_ref(),
+        task::Kind::Rehydrate(t) => t.point_key.as_ref(),
+        task::Kind::Delete(_) => None,
+    };
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    if key.algorithm != "aes-256-gcm" {
+        return Err(final_error(
+            ErrorCode::EncryptionKeyUnavailable,
+            format!(
+                "the task's data key is for \"{}\", which this worker does not support; upgrade the worker",
+                key.algorithm
+            ),
+        ));
+    }
+    engine::seal::PointKey::new(&key.key_id, &key.key)
+        .map(Some)
+        .map_err(|e| final_error(ErrorCode::EncryptionKeyUnavailable, e))
 }
 
 fn pg_target(spec: Option<ConnectionSpec>) -> Result<PgTarget, EngineError> {
