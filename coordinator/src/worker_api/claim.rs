@@ -224,9 +224,10 @@ async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Res
             pb::task::Kind::Backup(backup_task(ctx, conn, job, *instance_id).await?)
         }
         JobSpec::Restore(restore) => restore_task(ctx, conn, job, restore).await?,
-        JobSpec::Delete { .. } | JobSpec::TierMove { .. } | JobSpec::Rehydrate { .. } => {
-            crate::lifecycle::tasks::build(conn, job).await?
-        }
+        JobSpec::Delete { .. }
+        | JobSpec::TierMove { .. }
+        | JobSpec::Rehydrate { .. }
+        | JobSpec::Copy { .. } => crate::lifecycle::tasks::build(conn, job).await?,
     };
     Ok(pb::Task {
         job_id: job.id.to_string(),
@@ -297,8 +298,12 @@ async fn restore_task(
         restore.point_id,
     )
     .await?;
-    // Archive points are read from their rehydrated copy.
-    let (datastore_url, prefix) = crate::lifecycle::tasks::restore_source(conn, &point).await?;
+    // Archive points are read from their rehydrated copy; a restore from a
+    // copy reads that copy.
+    let (datastore_url, prefix) = match &restore.copy_datastore {
+        Some(datastore) => crate::copies::copy_location(conn, &point, datastore).await?,
+        None => crate::lifecycle::tasks::restore_source(conn, &point).await?,
+    };
     let (server_id, database, secret) = match &restore.target {
         RestoreTarget::Files { url, file, .. } => {
             return Ok(pb::task::Kind::RestoreFiles(pb::RestoreFilesTask {

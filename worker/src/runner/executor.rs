@@ -59,6 +59,9 @@ impl TaskExecutor for EngineExecutor {
                     .await
                     .map(lifecycle)
             }
+            task::Kind::Copy(copy) => lifecycle::run_copy(copy, options, progress, cancel)
+                .await
+                .map(lifecycle),
             task::Kind::Rehydrate(rehydrate) => {
                 lifecycle::run_rehydrate(rehydrate, options, progress, cancel)
                     .await
