@@ -117,7 +117,7 @@ pub struct DatabaseArgs {
     #[arg(long, value_name = "DAYS")]
     pub rehydrate_days: Option<u32>,
     /// Read the point's copy in this datastore (a URL that `pgvault
-    /// recovery-point show` lists under COPIES) instead of the point itself.
+    /// recovery-point get` lists under COPIES) instead of the point itself.
     #[arg(long, value_name = "DATASTORE_URL")]
     pub from_copy: Option<String>,
     /// Follow the job until it ends; the exit code tells whether it succeeded.
@@ -143,7 +143,7 @@ pub struct FilesArgs {
     #[arg(long, value_name = "DAYS")]
     pub rehydrate_days: Option<u32>,
     /// Read the point's copy in this datastore (a URL that `pgvault
-    /// recovery-point show` lists under COPIES) instead of the point itself.
+    /// recovery-point get` lists under COPIES) instead of the point itself.
     #[arg(long, value_name = "DATASTORE_URL")]
     pub from_copy: Option<String>,
     /// Follow the job until it ends; the exit code tells whether it succeeded.

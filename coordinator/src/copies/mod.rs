@@ -66,7 +66,7 @@ pub fn no_copy(point_name: &str, datastore: &str) -> CoordinatorError {
     CoordinatorError::invalid(
         "copy_datastore",
         format!(
-            "recovery point {point_name} has no copy in {datastore}; list its copies with pgvault recovery-point show {point_name}, or leave the copy out to restore the point itself"
+            "recovery point {point_name} has no copy in {datastore}; list its copies with pgvault recovery-point get {point_name}, or leave the copy out to restore the point itself"
         ),
     )
 }

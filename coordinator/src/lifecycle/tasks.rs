@@ -37,10 +37,9 @@ pub async fn build(conn: &mut PgConnection, job: &Job) -> Result<pb::task::Kind>
             point_id,
             scope,
         } => {
-            let point =
-                recovery_points::get(&mut *conn, &job.vault_id, *instance_id, *point_id).await?;
+            // A copy outlives its point's own expiry: found by its own row.
             if let DeleteScope::Copy { datastore_url } = scope {
-                let copy = copies::live(&mut *conn, point.id, datastore_url)
+                let copy = copies::live(&mut *conn, *point_id, datastore_url)
                     .await?
                     .ok_or_else(|| {
                         CoordinatorError::precondition(format!(
@@ -52,6 +51,8 @@ pub async fn build(conn: &mut PgConnection, job: &Job) -> Result<pb::task::Kind>
                     locations: vec![location(&copy.datastore_url, &copy.prefix)],
                 }));
             }
+            let point =
+                recovery_points::get(&mut *conn, &job.vault_id, *instance_id, *point_id).await?;
             if let DeleteScope::RehydratedCopy { prefix } = scope {
                 let vault = vaults::get(&mut *conn, &job.vault_id).await?;
                 let datastore = lifecycle::rehydrated(&mut *conn, point.id)
