@@ -57,6 +57,7 @@ pub mod clock;
 pub mod collector;
 pub mod config;
 pub mod console;
+pub mod copies;
 pub mod data_protection;
 pub mod dead_letters;
 pub mod dispatch;

@@ -127,6 +127,20 @@ impl Range {
     }
 }
 
+/// Validates how long copies in a policy's copy datastore are kept (the
+/// standard range); the normalised duration.
+pub fn copy_retention(text: &str) -> Result<IsoDuration, String> {
+    let duration = IsoDuration::parse(text.trim())?;
+    if !STANDARD_RANGE.contains(duration) {
+        return Err(format!(
+            "{} is outside the allowed range {}",
+            text.trim(),
+            STANDARD_RANGE.text
+        ));
+    }
+    Ok(duration)
+}
+
 /// A validated retention rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetentionRule {

@@ -228,6 +228,7 @@ async fn rows_of_every_operation_written_before_job_specs_read_back_as_their_spe
             instance_id: i,
             point_id,
             target,
+            copy_datastore: None,
             schemas: schemas.iter().map(|s| s.to_string()).collect(),
             tables: tables.iter().map(|s| s.to_string()).collect(),
             warnings: warnings.iter().map(|s| s.to_string()).collect(),

@@ -209,6 +209,12 @@ catalogue! {
         summary: "the rehydrate job a restore of an archive point waited for failed or was cancelled",
         action: "Read the rehydrate job's error, fix its cause, then start the restore again.",
     }
+    UserErrorCopyFailed {
+        category: User,
+        retryable: true,
+        summary: "copying a recovery point to its policy's copy datastore failed: the target is unreachable, refused the writes, or the copy did not verify against the manifest",
+        action: "Check the copy datastore URL in the policy and that workers hold its credentials; the job is retried while attempts remain, after that run pgvault job retry JOB.",
+    }
     // Requests the coordinator refuses to protect data.
     UserErrorVaultLocked {
         category: User,

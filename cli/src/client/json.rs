@@ -73,6 +73,8 @@ pub fn policy(p: &Policy) -> Value {
         "schedule": schedule,
         "retention_rules": rules,
         "keep_min": p.keep_min,
+        "copy_datastore": p.copy_datastore,
+        "copy_retention": p.copy_retention,
         "create_time": timestamp(p.create_time.as_ref()),
     })
 }
@@ -142,6 +144,14 @@ pub fn recovery_point(p: &RecoveryPoint) -> Value {
         "delete_time": timestamp(p.delete_time.as_ref()),
         "deleted_by": p.deleted_by,
         "purge_time": timestamp(p.purge_time.as_ref()),
+        "copies": p.copies.iter().map(|c| json!({
+            "datastore": c.datastore,
+            "location": c.location,
+            "state": c.state,
+            "copy_time": timestamp(c.copy_time.as_ref()),
+            "expire_time": timestamp(c.expire_time.as_ref()),
+            "job": c.job,
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -33,7 +33,7 @@ pub enum PolicyCommand {
         vault: String,
         /// The whole policy from a JSON (.json) or TOML file, in the form
         /// `pgvault policy show` prints.
-        #[arg(long, value_name = "PATH", conflicts_with_all = ["weekdays", "at", "time_zone", "retain", "weekly", "monthly", "yearly", "keep_min", "retain_archive", "weekly_archive", "monthly_archive", "yearly_archive"])]
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["weekdays", "at", "time_zone", "retain", "weekly", "monthly", "yearly", "keep_min", "retain_archive", "weekly_archive", "monthly_archive", "yearly_archive", "copy_to", "copy_retention"])]
         file: Option<PathBuf>,
         /// Days backups run on, comma-separated: mon,tue,wed,thu,fri,sat,sun.
         #[arg(long, required_unless_present = "file", value_delimiter = ',', value_parser = parse_weekday)]
@@ -86,8 +86,8 @@ pub enum PolicyCommand {
     },
 }
 
-/// Archive periods of `policy create`'s rules and its keep-min floor (kept
-/// apart, boxed, so the command enum stays small).
+/// Archive periods of `policy create`'s rules, its keep-min floor and its
+/// copy datastore (kept apart, boxed, so the command enum stays small).
 #[derive(Debug, Args)]
 pub struct ArchiveArgs {
     /// Expiry never deletes an instance's newest N recovery points, even
@@ -107,6 +107,15 @@ pub struct ArchiveArgs {
     /// Archive period of the Yearly rule's points, e.g. P10Y.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "yearly")]
     yearly_archive: Option<String>,
+    /// Copy every completed recovery point to this second datastore
+    /// (another region or provider: file://, s3://, az://), verified; each
+    /// copy can be restored on its own (3-2-1).
+    #[arg(long, value_name = "URL", requires = "copy_retention")]
+    copy_to: Option<String>,
+    /// How long each copy is kept after its snapshot, e.g. 30d or P30D
+    /// (7 days - 10 years), independently of the point itself.
+    #[arg(long, value_name = "DURATION", value_parser = parse_copy_retention, requires = "copy_to")]
+    copy_retention: Option<String>,
 }
 
 pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> {
@@ -130,6 +139,8 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
                 weekly_archive,
                 monthly_archive,
                 yearly_archive,
+                copy_to,
+                copy_retention,
             } = *archive;
             let parent = names::vault(&vault)?;
             let policy_id = names::short(&names::policy(Some(&vault), &name)?).to_owned();
@@ -173,6 +184,8 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
                 }),
                 retention_rules,
                 keep_min: keep_min.unwrap_or_default(),
+                copy_datastore: copy_to.unwrap_or_default(),
+                copy_retention: copy_retention.unwrap_or_default(),
                 ..Policy::default()
             };
             let request = CreatePolicyRequest {
@@ -270,6 +283,8 @@ fn show(api: &Api, policy: &Policy) {
         ("TIME ZONE", time_zone_text(&schedule.time_zone)),
         ("RETENTION", retention_text(&policy.retention_rules)),
         ("KEEP MIN", policy.keep_min.to_string()),
+        ("COPY TO", or_dash(&policy.copy_datastore)),
+        ("COPY RETENTION", or_dash(&policy.copy_retention)),
         ("CREATED", local_time(policy.create_time.as_ref())),
     ]);
 }
@@ -350,6 +365,16 @@ pub fn parse_time_of_day(input: &str) -> Result<String, String> {
 }
 
 /// An ISO 8601 date duration: `P` followed by numbers with `Y`, `M`, `W` or `D`.
+/// A copy retention: an ISO 8601 duration, or its short form without the
+/// leading P (`30d`, `12w`).
+pub fn parse_copy_retention(input: &str) -> Result<String, String> {
+    let trimmed = input.trim();
+    if trimmed.starts_with(|c: char| c.is_ascii_digit()) {
+        return parse_duration(&format!("P{trimmed}"));
+    }
+    parse_duration(trimmed)
+}
+
 pub fn parse_duration(input: &str) -> Result<String, String> {
     let duration = input.trim().to_ascii_uppercase();
     let invalid =
@@ -375,6 +400,13 @@ pub fn parse_duration(input: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_retention_reads_iso_and_short_forms() {
+        assert_eq!(parse_copy_retention("30d"), Ok("P30D".into()));
+        assert_eq!(parse_copy_retention("P12W"), Ok("P12W".into()));
+        assert!(parse_copy_retention("soon").is_err());
+    }
 
     #[test]
     fn weekdays_parse_short_and_long_names() {

@@ -4,6 +4,8 @@
 //!
 //! ```toml
 //! keep_min = 3
+//! copy_datastore = "az://copies/pgvault"
+//! copy_retention = "P30D"
 //!
 //! [schedule]
 //! weekdays = ["MONDAY", "THURSDAY"]
@@ -18,7 +20,9 @@
 //!
 //! Weekdays and rule kinds accept any case and short weekday names (`mon`).
 //! `keep_min` (at least 1; default 3) is how many of an instance's newest
-//! recovery points expiry never deletes.
+//! recovery points expiry never deletes. `copy_datastore` and `copy_retention`
+//! (together or neither) copy every completed point to a second datastore,
+//! each copy kept that long.
 
 use std::path::Path;
 
@@ -27,7 +31,7 @@ use pgvault_proto::v1::{Policy, RetentionRule, RetentionRuleKind, Schedule, Week
 use serde::{Deserialize, Serialize};
 
 use super::enum_names::{from_short_name, short_name};
-use super::policy::{parse_duration, parse_time_of_day, parse_weekday};
+use super::policy::{parse_copy_retention, parse_duration, parse_time_of_day, parse_weekday};
 
 /// The file form of a policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +43,12 @@ pub struct PolicyFile {
     /// Expiry never deletes the instance's newest this many points (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_min: Option<u32>,
+    /// Second datastore every completed point is copied to (3-2-1).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub copy_datastore: String,
+    /// How long each copy is kept (ISO 8601 or short, e.g. 30d).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub copy_retention: String,
     pub schedule: ScheduleFile,
     #[serde(default)]
     pub retention_rules: Vec<RuleFile>,
@@ -129,6 +139,18 @@ pub fn to_policy(file: PolicyFile) -> anyhow::Result<Policy> {
     if file.keep_min == Some(0) {
         bail!("keep_min: must be at least 1 (expiry never deletes the newest N points; default 3)");
     }
+    if file.copy_datastore.trim().is_empty() != file.copy_retention.trim().is_empty() {
+        bail!(
+            "copy_datastore and copy_retention go together: name the copy datastore and how long copies are kept (e.g. P30D)"
+        );
+    }
+    let copy_retention = if file.copy_retention.trim().is_empty() {
+        String::new()
+    } else {
+        parse_copy_retention(&file.copy_retention)
+            .map_err(anyhow::Error::msg)
+            .context("copy_retention")?
+    };
     Ok(Policy {
         schedule: Some(Schedule {
             weekdays,
@@ -137,6 +159,8 @@ pub fn to_policy(file: PolicyFile) -> anyhow::Result<Policy> {
         }),
         retention_rules,
         keep_min: file.keep_min.unwrap_or_default(),
+        copy_datastore: file.copy_datastore.trim().to_owned(),
+        copy_retention,
         ..Policy::default()
     })
 }
@@ -147,6 +171,8 @@ pub fn from_policy(policy: &Policy) -> PolicyFile {
     PolicyFile {
         name: policy.name.clone(),
         keep_min: (policy.keep_min > 0).then_some(policy.keep_min),
+        copy_datastore: policy.copy_datastore.clone(),
+        copy_retention: policy.copy_retention.clone(),
         schedule: ScheduleFile {
             weekdays: schedule
                 .weekdays
@@ -216,6 +242,8 @@ mod tests {
             create_time: None,
             next_run_time: None,
             keep_min: 5,
+            copy_datastore: "az://copies/pgvault".into(),
+            copy_retention: "P30D".into(),
         }
     }
 
@@ -235,6 +263,32 @@ mod tests {
         .unwrap();
         let err = format!("{:#}", read(&path).unwrap_err());
         assert!(err.contains("keep_min: must be at least 1"), "{err}");
+    }
+
+    #[test]
+    fn a_copy_datastore_needs_its_retention_and_the_short_form_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        let schedule = "[schedule]\nweekdays = [\"mon\"]\ntime_of_day = \"02:30\"\n";
+        std::fs::write(&path, format!("copy_datastore = \"file:///c\"\n{schedule}")).unwrap();
+        let err = format!("{:#}", read(&path).unwrap_err());
+        assert!(
+            err.contains("copy_datastore and copy_retention go together"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            format!("copy_datastore = \"file:///c\"\ncopy_retention = \"30d\"\n{schedule}"),
+        )
+        .unwrap();
+        let policy = read(&path).unwrap();
+        assert_eq!(
+            (
+                policy.copy_datastore.as_str(),
+                policy.copy_retention.as_str()
+            ),
+            ("file:///c", "P30D")
+        );
     }
 
     #[test]

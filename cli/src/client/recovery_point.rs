@@ -245,7 +245,28 @@ fn show(api: &Api, point: &RecoveryPoint) {
         rows.push(("DELETED BY", point.deleted_by.clone()));
         rows.push(("PURGED AFTER", local_time(point.purge_time.as_ref())));
     }
+    rows.push(("COPIES", copies_text(point)));
     print_details(&rows);
+}
+
+/// One line per copy: "az://c/root COPIED, expires …" ("-": none).
+fn copies_text(point: &RecoveryPoint) -> String {
+    if point.copies.is_empty() {
+        return "-".to_owned();
+    }
+    point
+        .copies
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}, expires {}",
+                c.datastore,
+                c.state,
+                local_time(c.expire_time.as_ref())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn tier_text(tier: i32) -> &'static str {

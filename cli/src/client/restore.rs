@@ -5,6 +5,7 @@
 //! NAME` (no subcommand) is kept as the short form of `restore database`.
 //! `--instance VAULT/NAME --latest` instead of a POINT restores the
 //! instance's newest restorable point (chosen by the coordinator).
+//! `--from-copy DATASTORE_URL` reads the point's copy in that datastore.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -115,6 +116,10 @@ pub struct DatabaseArgs {
     /// datastore before the restore runs, 10-30 (default 15).
     #[arg(long, value_name = "DAYS")]
     pub rehydrate_days: Option<u32>,
+    /// Read the point's copy in this datastore (a URL that `pgvault
+    /// recovery-point get` lists under COPIES) instead of the point itself.
+    #[arg(long, value_name = "DATASTORE_URL")]
+    pub from_copy: Option<String>,
     /// Follow the job until it ends; the exit code tells whether it succeeded.
     #[arg(long)]
     pub wait: bool,
@@ -137,6 +142,10 @@ pub struct FilesArgs {
     /// datastore before the restore runs, 10-30 (default 15).
     #[arg(long, value_name = "DAYS")]
     pub rehydrate_days: Option<u32>,
+    /// Read the point's copy in this datastore (a URL that `pgvault
+    /// recovery-point get` lists under COPIES) instead of the point itself.
+    #[arg(long, value_name = "DATASTORE_URL")]
+    pub from_copy: Option<String>,
     /// Follow the job until it ends; the exit code tells whether it succeeded.
     #[arg(long)]
     pub wait: bool,
@@ -206,6 +215,7 @@ pub fn database_request(args: &DatabaseArgs) -> anyhow::Result<RestoreAsDatabase
         schemas: args.schemas.clone(),
         tables: args.tables.clone(),
         rehydrate_days: args.rehydrate_days.unwrap_or(0),
+        copy_datastore: args.from_copy.clone().unwrap_or_default(),
     })
 }
 
@@ -220,6 +230,7 @@ pub fn files_request(args: &FilesArgs, cwd: &Path) -> anyhow::Result<RestoreAsFi
         schemas: args.selection.schemas.clone(),
         tables: args.selection.tables.clone(),
         rehydrate_days: args.rehydrate_days.unwrap_or(0),
+        copy_datastore: args.from_copy.clone().unwrap_or_default(),
     })
 }
 
@@ -310,6 +321,7 @@ mod tests {
             schemas: Vec::new(),
             tables: Vec::new(),
             rehydrate_days: None,
+            from_copy: None,
             wait: false,
         }
     }
@@ -368,6 +380,7 @@ mod tests {
                     tables: Vec::new(),
                 },
                 rehydrate_days: None,
+                from_copy: None,
                 wait: false,
             },
             Path::new("/"),
@@ -455,6 +468,7 @@ mod tests {
                     tables: vec!["public.customers".into()],
                 },
                 rehydrate_days: Some(20),
+                from_copy: Some("az://copies/pgvault".into()),
                 wait: false,
             },
             Path::new("/home/me"),
@@ -462,6 +476,7 @@ mod tests {
         .expect("valid");
         assert_eq!(request.target_url, "s3://exports/x?region=eu-west-1");
         assert_eq!(request.file_name, "orders.sql");
+        assert_eq!(request.copy_datastore, "az://copies/pgvault");
         assert_eq!(request.schemas, vec!["sales"]);
         assert_eq!(request.tables, vec!["public.customers"]);
         assert_eq!(request.rehydrate_days, 20);

@@ -128,6 +128,8 @@ pub async fn as_database(
         tables: names(form.get("tables")),
         rehydrate_days: rehydrate_days(&form)?,
         latest_of: String::new(),
+        // The console restores the point itself; copies: the CLI and API.
+        copy_datastore: String::new(),
     };
     let job = form
         .user
@@ -152,6 +154,8 @@ pub async fn as_files(
         tables: names(form.get("tables")),
         rehydrate_days: rehydrate_days(&form)?,
         latest_of: String::new(),
+        // The console restores the point itself; copies: the CLI and API.
+        copy_datastore: String::new(),
     };
     let job = form
         .user

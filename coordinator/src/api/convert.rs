@@ -108,6 +108,12 @@ impl From<Policy> for pb::Policy {
             // Needs the clock: set by the policy service.
             next_run_time: None,
             keep_min: p.keep_min,
+            copy_datastore: p
+                .copy
+                .as_ref()
+                .map(|c| c.datastore_url.clone())
+                .unwrap_or_default(),
+            copy_retention: p.copy.map(|c| c.retention).unwrap_or_default(),
         }
     }
 }
@@ -191,6 +197,21 @@ impl From<RecoveryPoint> for pb::RecoveryPoint {
                 .map(|d| d.by.clone())
                 .unwrap_or_default(),
             purge_time: p.soft_delete.as_ref().map(|d| timestamp(d.purge_after)),
+            // Read from their own table: `api::recovery_points` adds them.
+            copies: Vec::new(),
+        }
+    }
+}
+
+impl From<crate::store::copies::PointCopy> for pb::RecoveryPointCopy {
+    fn from(c: crate::store::copies::PointCopy) -> Self {
+        pb::RecoveryPointCopy {
+            location: crate::model::join_url(&c.datastore_url, &c.prefix),
+            datastore: c.datastore_url,
+            state: c.state,
+            copy_time: Some(timestamp(c.copied_at)),
+            expire_time: Some(timestamp(c.expires_at)),
+            job: names::job_name(c.job_id),
         }
     }
 }
@@ -203,6 +224,7 @@ pub fn operation_to_pb(op: Operation) -> pb::Operation {
         Operation::TierMove => pb::Operation::TierMove,
         Operation::Rehydrate => pb::Operation::Rehydrate,
         Operation::Delete => pb::Operation::Delete,
+        Operation::Copy => pb::Operation::Copy,
     }
 }
 
@@ -218,6 +240,7 @@ pub fn operation_from_pb(field: &str, value: i32) -> Result<Option<Operation>> {
         pb::Operation::TierMove => Some(Operation::TierMove),
         pb::Operation::Rehydrate => Some(Operation::Rehydrate),
         pb::Operation::Delete => Some(Operation::Delete),
+        pb::Operation::Copy => Some(Operation::Copy),
     })
 }
 

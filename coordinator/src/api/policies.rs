@@ -1,6 +1,7 @@
 //! `PolicyService`: create (schedule and retention rules validated, the
-//! DEFAULT rule always present), get and list a vault's policies, each
-//! with its next run on the coordinator's clock.
+//! DEFAULT rule always present, the copy datastore checked and prepared),
+//! get and list a vault's policies, each with its next run on the
+//! coordinator's clock.
 
 use std::sync::Arc;
 
@@ -30,9 +31,20 @@ impl PolicyApi {
     async fn create(&self, req: pb::CreatePolicyRequest) -> Result<pb::Policy> {
         let vault_id = names::parse_vault("parent", &req.parent)?;
         names::validate_short_id("policy_id", &req.policy_id)?;
-        let policy = validate_policy(vault_id, req.policy_id, req.policy)?;
+        let mut policy = validate_policy(vault_id, req.policy_id, req.policy.clone())?;
         // A clear NotFound for the vault rather than a foreign-key error.
         let vault = vaults::get(self.ctx.store.pool(), &policy.vault_id).await?;
+        let input = req.policy.unwrap_or_default();
+        policy.copy =
+            crate::copies::validate_rule(&input.copy_datastore, &input.copy_retention).await?;
+        if let Some(copy) = &policy.copy
+            && [&vault.standard_datastore, &vault.archive_datastore].contains(&&copy.datastore_url)
+        {
+            return Err(CoordinatorError::invalid(
+                "policy.copy_datastore",
+                "is one of the vault's own datastores; name a second datastore (another region or provider)",
+            ));
+        }
         validation::archive_available(
             "policy.retention_rules",
             &policy.retention_rules,
@@ -93,6 +105,7 @@ fn validate_policy(vault_id: String, id: String, input: Option<pb::Policy>) -> R
         schedule,
         retention_rules,
         keep_min,
+        copy: None,
         create_time: chrono::Utc::now(),
     })
 }

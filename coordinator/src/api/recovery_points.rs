@@ -1,6 +1,7 @@
 //! `RecoveryPointService`: list an instance's points (newest first; the
 //! soft-deleted ones when asked), get one, soft-delete and undelete one
-//! (`data_protection::soft_delete`).
+//! (`data_protection::soft_delete`). Each point shows its copies in other
+//! datastores (`copies`).
 
 use std::sync::Arc;
 
@@ -11,7 +12,9 @@ use tonic::{Request, Response, Status};
 use crate::access::{self, vault_scope};
 use crate::api::{ApiContext, instance_lookup, next_token};
 use crate::data_protection::soft_delete;
-use crate::store::{instances, paging, recovery_points};
+use crate::error::Result;
+use crate::model::RecoveryPoint;
+use crate::store::{copies, instances, paging, recovery_points};
 
 pub struct RecoveryPointApi {
     ctx: Arc<ApiContext>,
@@ -20,6 +23,24 @@ pub struct RecoveryPointApi {
 impl RecoveryPointApi {
     pub fn new(ctx: Arc<ApiContext>) -> Self {
         RecoveryPointApi { ctx }
+    }
+
+    /// The points as the API shows them, each with its copies (one query).
+    async fn with_copies(&self, points: Vec<RecoveryPoint>) -> Result<Vec<pb::RecoveryPoint>> {
+        let ids: Vec<uuid::Uuid> = points.iter().map(|p| p.id).collect();
+        let mut all = copies::of_points(self.ctx.store.pool(), &ids).await?;
+        Ok(points
+            .into_iter()
+            .map(|point| {
+                let id = point.id;
+                let mut out = pb::RecoveryPoint::from(point);
+                let (mine, rest): (Vec<_>, Vec<_>) =
+                    all.drain(..).partition(|c| c.recovery_point_id == id);
+                all = rest;
+                out.copies = mine.into_iter().map(Into::into).collect();
+                out
+            })
+            .collect())
     }
 }
 
@@ -41,7 +62,7 @@ impl RecoveryPointService for RecoveryPointApi {
         let (page, more) = paging::split_page(rows, size);
         let next_page_token = next_token(&page, more, |p| paging::time_token(p.create_time, p.id));
         Ok(Response::new(pb::ListRecoveryPointsResponse {
-            recovery_points: page.into_iter().map(Into::into).collect(),
+            recovery_points: self.with_copies(page).await?,
             next_page_token,
         }))
     }
@@ -54,11 +75,9 @@ impl RecoveryPointService for RecoveryPointApi {
         let (vault, instance, point) =
             instance_lookup::recovery_point(self.ctx.store.pool(), "name", &request.get_ref().name)
                 .await?;
-        Ok(Response::new(
-            recovery_points::get(self.ctx.store.pool(), &vault, instance, point)
-                .await?
-                .into(),
-        ))
+        let point = recovery_points::get(self.ctx.store.pool(), &vault, instance, point).await?;
+        let mut shown = self.with_copies(vec![point]).await?;
+        Ok(Response::new(shown.remove(0)))
     }
 
     async fn delete_recovery_point(

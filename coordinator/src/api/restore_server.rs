@@ -206,6 +206,7 @@ async fn queue(
                                 database: p.database.clone(),
                                 secret: secret.clone(),
                             },
+                            copy_datastore: None,
                             schemas: Vec::new(),
                             tables: Vec::new(),
                             warnings: Vec::new(),

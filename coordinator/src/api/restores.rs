@@ -7,7 +7,8 @@
 //! or the newest of an instance (`restore_point`). Whole-server
 //! restores (`RestoreServer`) are in `restore_server`.
 //! The job, its restore target and its outbox row are written in one
-//! transaction.
+//! transaction. A restore may read one of the point's copies in a second
+//! datastore instead (`copy_datastore`, see `copies`).
 
 use std::sync::Arc;
 
@@ -77,7 +78,14 @@ impl RestoreApi {
             SecretRef::parse("secret", &req.secret)?
         };
         check_secret(&self.ctx, &vault_id, &secret).await?;
-        restore_selection::check(&self.ctx, &point, &schemas, &tables).await?;
+        let copy_datastore = crate::copies::restore_copy(pool, &point, &req.copy_datastore).await?;
+        restore_selection::check(
+            &self.ctx,
+            &crate::copies::read_from(&point, copy_datastore.as_ref()),
+            &schemas,
+            &tables,
+        )
+        .await?;
         restore_version::check(&self.ctx, &vault_id, &point, &server, &secret).await?;
         let spec = RestoreSpec {
             instance_id: instance.id,
@@ -87,6 +95,7 @@ impl RestoreApi {
                 database: req.target_database.clone(),
                 secret,
             },
+            copy_datastore: copy_datastore.map(|c| c.datastore_url),
             schemas,
             tables,
             warnings: Vec::new(),
@@ -125,7 +134,14 @@ impl RestoreApi {
         } else {
             output_file::check_name("file_name", req.file_name.trim())?
         };
-        restore_selection::check(&self.ctx, &point, &schemas, &tables).await?;
+        let copy_datastore = crate::copies::restore_copy(pool, &point, &req.copy_datastore).await?;
+        restore_selection::check(
+            &self.ctx,
+            &crate::copies::read_from(&point, copy_datastore.as_ref()),
+            &schemas,
+            &tables,
+        )
+        .await?;
         let spec = RestoreSpec {
             instance_id: instance.id,
             point_id: point.id,
@@ -134,6 +150,7 @@ impl RestoreApi {
                 file: file.clone(),
                 output: None,
             },
+            copy_datastore: copy_datastore.map(|c| c.datastore_url),
             schemas,
             tables,
             warnings: Vec::new(),

@@ -5,8 +5,9 @@
 //! - no point can expire earlier: an instance may only move to a policy
 //!   whose every rule keeps points at least as long (standard and archive
 //!   periods, rule by rule, a missing rule counting as the DEFAULT one) and
-//!   whose `keep_min` is not lower; re-applied retention only extends
-//!   expiries;
+//!   whose `keep_min` is not lower, and that keeps copying to a second
+//!   datastore at least as long; re-applied retention only extends
+//!   expiries (copies already made keep their own expiry);
 //! - the soft-delete window cannot shrink (so soft delete, which has no
 //!   off switch, cannot be weakened either);
 //! - unlocking is refused.
@@ -88,6 +89,18 @@ pub fn shortening(old: &Policy, new: &Policy) -> Option<String> {
             new.keep_min, old.keep_min
         ));
     }
+    if let Some(before) = &old.copy {
+        match &new.copy {
+            None => return Some(format!("it makes no copies to {}", before.datastore_url)),
+            Some(after) if days(&after.retention) < days(&before.retention) => {
+                return Some(format!(
+                    "it keeps copies {} instead of {}",
+                    after.retention, before.retention
+                ));
+            }
+            Some(_) => {}
+        }
+    }
     for &kind in RuleKind::ALL {
         let (Some(before), Some(after)) = (effective(old, kind), effective(new, kind)) else {
             continue;
@@ -138,6 +151,7 @@ mod tests {
                 .map(|(k, s, a)| build_rule(*k, s, a).unwrap())
                 .collect(),
             keep_min,
+            copy: None,
             create_time: Utc::now(),
         }
     }
@@ -201,6 +215,32 @@ mod tests {
             1,
         );
         assert!(shortening(&old, &lower).unwrap().contains("keep-min 1"));
+    }
+
+    #[test]
+    fn dropping_copies_or_keeping_them_for_less_time_is_a_shortening() {
+        let copy = |retention: &str| {
+            Some(crate::model::CopyRule {
+                datastore_url: "az://copies".into(),
+                retention: retention.into(),
+            })
+        };
+        let mut old = policy("old", &[(RuleKind::Default, "P30D", "")], 3);
+        old.copy = copy("P30D");
+        let mut none = policy("none", &[(RuleKind::Default, "P30D", "")], 3);
+        none.copy = None;
+        assert!(shortening(&old, &none).unwrap().contains("no copies"));
+        let mut short = none.clone();
+        short.copy = copy("P7D");
+        assert!(
+            shortening(&old, &short)
+                .unwrap()
+                .contains("copies P7D instead of P30D")
+        );
+        let mut long = none.clone();
+        long.copy = copy("P90D");
+        assert_eq!(shortening(&old, &long), None);
+        assert_eq!(shortening(&none, &old), None);
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //!   is forgotten;
 //! - REHYDRATE: the copy is recorded with the end of its period, and the
 //!   restores waiting for it are released (outbox rows written);
+//! - COPY: the verified copy is recorded on the point with its expiry (the
+//!   copy's manifest is durable by then); a DELETE of a copy marks only that
+//!   copy deleted, the purge of a soft-deleted point all of them;
 //! - RESTORE: the restores waiting for it (the other databases of a
 //!   whole-server restore, after the one that restored the globals) are
 //!   released.
@@ -17,7 +20,10 @@ use sqlx::PgConnection;
 use crate::error::{CoordinatorError, Result};
 use crate::model::{AttemptTarget, DeleteScope, Job, JobSpec};
 use crate::retention::IsoDuration;
-use crate::store::{attempts, keys, lifecycle, outbox, recovery_points};
+use crate::store::copies::{self, PointCopy};
+use crate::store::{
+    attempts, garbage, instances, keys, lifecycle, outbox, policies, recovery_points,
+};
 
 /// Applies the effect of lifecycle job `job` (no-op for other operations).
 /// Returns true when jobs were released for publishing.
@@ -26,10 +32,16 @@ pub async fn on_complete(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>)
         JobSpec::Delete {
             point_id, scope, ..
         } => {
-            if let DeleteScope::RehydratedCopy { prefix } = scope {
+            if let DeleteScope::Copy { datastore_url } = scope {
+                copies::mark_deleted(&mut *conn, *point_id, Some(datastore_url)).await?;
+                tracing::info!(point = %point_id, job_id = %job.id, "expired copy deleted");
+            } else if let DeleteScope::RehydratedCopy { prefix } = scope {
                 lifecycle::clear_rehydrated(&mut *conn, *point_id, prefix).await?;
                 tracing::info!(point = %point_id, job_id = %job.id, "rehydrated copy deleted");
             } else {
+                if lifecycle::soft_deleted(&mut *conn, *point_id).await? {
+                    copies::mark_deleted(&mut *conn, *point_id, None).await?;
+                }
                 lifecycle::mark_deleted(&mut *conn, *point_id).await?;
                 // Its data key goes with it: a copy that survived somewhere
                 // can no longer be decrypted (crypto-shredding).
@@ -87,6 +99,43 @@ pub async fn on_complete(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>)
                 tracing::info!(job_id = %waiting, globals_job = %job.id, "restore released after the server's globals");
             }
             Ok(!released.is_empty())
+        }
+        JobSpec::Copy {
+            instance_id,
+            point_id,
+            datastore_url,
+        } => {
+            let point =
+                recovery_points::get(&mut *conn, &job.vault_id, *instance_id, *point_id).await?;
+            let destination = destination(conn, job).await?;
+            let instance = instances::get_by_id(&mut *conn, *instance_id).await?;
+            let policy = policies::get(&mut *conn, &instance.vault_id, &instance.policy_id).await?;
+            // The copy datastore's retention while the policy still copies
+            // there; else kept as long as the point itself.
+            let rule = policy
+                .copy
+                .as_ref()
+                .filter(|r| &r.datastore_url == datastore_url);
+            let expires_at =
+                crate::copies::decide::copy_expiry(rule, point.snapshot_time, point.expire_time);
+            copies::record(
+                &mut *conn,
+                &PointCopy {
+                    recovery_point_id: *point_id,
+                    datastore_url: destination.datastore_url.clone(),
+                    prefix: destination.prefix.clone(),
+                    state: copies::COPIED.to_string(),
+                    job_id: job.id,
+                    copied_at: now,
+                    expires_at,
+                },
+            )
+            .await?;
+            // A failed earlier attempt wrote to the same prefix: its garbage
+            // row must not empty the verified copy.
+            garbage::forget(&mut *conn, &destination.datastore_url, &destination.prefix).await?;
+            tracing::info!(point = %point_id, job_id = %job.id, expire_time = %expires_at, "recovery point copied");
+            Ok(false)
         }
         JobSpec::Backup { .. } => Ok(false),
     }

@@ -6,6 +6,8 @@
 //! point (archive tier, new location and expiry) or marks it deleted.
 //! Restores from archive points first rehydrate a copy into the standard
 //! datastore for 10–30 days; the restore job waits for that REHYDRATE job.
+//! Copies in a policy's second datastore expire here too, by their own
+//! retention (see [`crate::copies`]).
 //!
 //! # Layout
 //! - `decide`: the pure decision per point and instant (unit-tested).
@@ -95,5 +97,6 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<usize> {
             queued += 1;
         }
     }
+    queued += crate::copies::queue::sweep(store, now).await?;
     Ok(queued)
 }

@@ -156,7 +156,12 @@ pub async fn restore(
                         ),
                     ));
                 }
-                let waits_for = if point.tier == Tier::Archive {
+                if let Some(datastore) = &restore.copy_datastore
+                    && !crate::store::copies::lock_live(&mut *conn, point_id, datastore).await?
+                {
+                    return Err(crate::copies::no_copy(&point_name, datastore));
+                }
+                let waits_for = if point.tier == Tier::Archive && restore.copy_datastore.is_none() {
                     archive_source(&mut *conn, &vault_id, instance_id, point_id, now, rehydrate_days).await?
                 } else {
                     None

@@ -5,7 +5,10 @@
 //!   datastore, same prefix;
 //! - REHYDRATE: the archive location → the vault's standard datastore under
 //!   a prefix of its own (`<point prefix>-rehydrated-<job>`), so copies of
-//!   successive rehydrates never collide.
+//!   successive rehydrates never collide;
+//! - COPY: the point's location → the policy's copy datastore, same prefix
+//!   (the source stays); a DELETE of a copy removes only that copy, and the
+//!   purge of a soft-deleted point removes its copies too.
 //!
 //! The destination is recorded as where the attempt writes
 //! (`job_attempts`); completion reads it from there.
@@ -17,7 +20,7 @@ use uuid::Uuid;
 use crate::error::{CoordinatorError, Result};
 use crate::model::{AttemptTarget, DeleteScope, Job, JobSpec, Tier};
 use crate::names;
-use crate::store::{attempts, lifecycle, recovery_points, vaults};
+use crate::store::{attempts, copies, lifecycle, recovery_points, vaults};
 
 fn location(datastore_url: &str, prefix: &str) -> pb::PointLocation {
     pb::PointLocation {
@@ -34,6 +37,20 @@ pub async fn build(conn: &mut PgConnection, job: &Job) -> Result<pb::task::Kind>
             point_id,
             scope,
         } => {
+            // A copy outlives its point's own expiry: found by its own row.
+            if let DeleteScope::Copy { datastore_url } = scope {
+                let copy = copies::live(&mut *conn, *point_id, datastore_url)
+                    .await?
+                    .ok_or_else(|| {
+                        CoordinatorError::precondition(format!(
+                            "recovery point {} has no live copy in the datastore to delete",
+                            names::recovery_point_name(&job.vault_id, *instance_id, *point_id)
+                        ))
+                    })?;
+                return Ok(pb::task::Kind::Delete(pb::DeleteTask {
+                    locations: vec![location(&copy.datastore_url, &copy.prefix)],
+                }));
+            }
             let point =
                 recovery_points::get(&mut *conn, &job.vault_id, *instance_id, *point_id).await?;
             if let DeleteScope::RehydratedCopy { prefix } = scope {
@@ -49,6 +66,14 @@ pub async fn build(conn: &mut PgConnection, job: &Job) -> Result<pb::task::Kind>
             let mut locations = vec![location(&point.datastore_url, &point.prefix)];
             if let Some((datastore, prefix)) = lifecycle::rehydrated(&mut *conn, point.id).await? {
                 locations.push(location(&datastore, &prefix));
+            }
+            // A purge removes the copies too; an expiry leaves them to theirs.
+            if point.soft_delete.is_some() {
+                for copy in copies::of_points(&mut *conn, &[point.id]).await? {
+                    if copy.state == copies::COPIED {
+                        locations.push(location(&copy.datastore_url, &copy.prefix));
+                    }
+                }
             }
             Ok(pb::task::Kind::Delete(pb::DeleteTask { locations }))
         }
@@ -93,6 +118,22 @@ pub async fn build(conn: &mut PgConnection, job: &Job) -> Result<pb::task::Kind>
             Ok(pb::task::Kind::Rehydrate(pb::RehydrateTask {
                 source: Some(location(&point.datastore_url, &point.prefix)),
                 destination: Some(location(&vault.standard_datastore, &prefix)),
+                manifest_sha256: point.manifest_sha256,
+                // Attached at claim (`worker_api::claim`).
+                point_key: None,
+            }))
+        }
+        JobSpec::Copy {
+            instance_id,
+            point_id,
+            datastore_url,
+        } => {
+            let point =
+                recovery_points::get(&mut *conn, &job.vault_id, *instance_id, *point_id).await?;
+            record_destination(conn, job, datastore_url, &point.prefix).await?;
+            Ok(pb::task::Kind::Copy(pb::CopyTask {
+                source: Some(location(&point.datastore_url, &point.prefix)),
+                destination: Some(location(datastore_url, &point.prefix)),
                 manifest_sha256: point.manifest_sha256,
                 // Attached at claim (`worker_api::claim`).
                 point_key: None,

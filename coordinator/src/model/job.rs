@@ -24,6 +24,7 @@ text_enum!(
         TierMove => "TIER_MOVE",
         Rehydrate => "REHYDRATE",
         Delete => "DELETE",
+        Copy => "COPY",
     }
 );
 
@@ -159,6 +160,14 @@ pub enum JobSpec {
         point_id: Uuid,
         days: u32,
     },
+    /// Copies a completed point to its policy's copy datastore
+    /// `datastore_url` (same prefix, verified); the point stays (stage
+    /// [`stage::COPY`] + the datastore).
+    Copy {
+        instance_id: Uuid,
+        point_id: Uuid,
+        datastore_url: String,
+    },
     /// Deletes copies of a point that reached the end of a period.
     Delete {
         instance_id: Uuid,
@@ -182,6 +191,7 @@ impl JobSpec {
             JobSpec::TierMove { .. } => Operation::TierMove,
             JobSpec::Rehydrate { .. } => Operation::Rehydrate,
             JobSpec::Delete { .. } => Operation::Delete,
+            JobSpec::Copy { .. } => Operation::Copy,
         }
     }
 
@@ -191,6 +201,7 @@ impl JobSpec {
             JobSpec::Backup { instance_id, .. }
             | JobSpec::TierMove { instance_id, .. }
             | JobSpec::Rehydrate { instance_id, .. }
+            | JobSpec::Copy { instance_id, .. }
             | JobSpec::Delete { instance_id, .. } => *instance_id,
             JobSpec::Restore(restore) => restore.instance_id,
         })
@@ -206,6 +217,7 @@ impl JobSpec {
             JobSpec::Restore(restore) => Some(restore.point_id),
             JobSpec::TierMove { point_id, .. }
             | JobSpec::Rehydrate { point_id, .. }
+            | JobSpec::Copy { point_id, .. }
             | JobSpec::Delete { point_id, .. } => Some(*point_id),
         }
     }
@@ -217,6 +229,7 @@ impl JobSpec {
             JobSpec::TierMove { .. } => Some(stage::STANDARD_EXPIRY.to_string()),
             JobSpec::Rehydrate { .. } => Some(stage::REHYDRATE.to_string()),
             JobSpec::Delete { scope, .. } => Some(scope.stage()),
+            JobSpec::Copy { datastore_url, .. } => Some(format!("{}{datastore_url}", stage::COPY)),
             JobSpec::Backup { .. } | JobSpec::Restore(_) => None,
         }
     }
@@ -232,9 +245,10 @@ impl JobSpec {
                 RestoreTarget::Files { .. } => Route::InstanceServer(restore.instance_id),
             },
             // Lifecycle jobs touch datastores only.
-            JobSpec::TierMove { .. } | JobSpec::Rehydrate { .. } | JobSpec::Delete { .. } => {
-                Route::Workers
-            }
+            JobSpec::TierMove { .. }
+            | JobSpec::Rehydrate { .. }
+            | JobSpec::Delete { .. }
+            | JobSpec::Copy { .. } => Route::Workers,
         }
     }
 }
@@ -273,6 +287,11 @@ pub mod stage {
     pub const REHYDRATED_EXPIRY: &str = "REHYDRATED_EXPIRY/";
     /// A rehydrate of an archive point.
     pub const REHYDRATE: &str = "REHYDRATE";
+    /// Prefix of a copy to a second datastore; the datastore URL follows.
+    pub const COPY: &str = "COPY/";
+    /// Prefix of a copy at the end of its own retention; the copy's
+    /// datastore URL follows.
+    pub const COPY_EXPIRY: &str = "COPY_EXPIRY/";
 }
 
 /// Which copies of its point a DELETE job removes.
@@ -285,6 +304,9 @@ pub enum DeleteScope {
     /// Only the rehydrated copy at `prefix` (its period ended); the archive
     /// point stays.
     RehydratedCopy { prefix: String },
+    /// Only the copy in `datastore_url` (its own retention ended); the point
+    /// and its other copies stay.
+    Copy { datastore_url: String },
 }
 
 impl DeleteScope {
@@ -296,6 +318,9 @@ impl DeleteScope {
             DeleteScope::RehydratedCopy { prefix } => {
                 format!("{}{prefix}", stage::REHYDRATED_EXPIRY)
             }
+            DeleteScope::Copy { datastore_url } => {
+                format!("{}{datastore_url}", stage::COPY_EXPIRY)
+            }
         }
     }
 
@@ -305,12 +330,19 @@ impl DeleteScope {
         match text {
             stage::STANDARD_EXPIRY => Some(DeleteScope::StandardExpiry),
             stage::ARCHIVE_EXPIRY => Some(DeleteScope::ArchiveExpiry),
-            other => other
-                .strip_prefix(stage::REHYDRATED_EXPIRY)
-                .filter(|prefix| !prefix.is_empty())
-                .map(|prefix| DeleteScope::RehydratedCopy {
-                    prefix: prefix.to_string(),
-                }),
+            other => {
+                if let Some(url) = other.strip_prefix(stage::COPY_EXPIRY) {
+                    return (!url.is_empty()).then(|| DeleteScope::Copy {
+                        datastore_url: url.to_string(),
+                    });
+                }
+                other
+                    .strip_prefix(stage::REHYDRATED_EXPIRY)
+                    .filter(|prefix| !prefix.is_empty())
+                    .map(|prefix| DeleteScope::RehydratedCopy {
+                        prefix: prefix.to_string(),
+                    })
+            }
         }
     }
 }
@@ -328,6 +360,9 @@ pub struct RestoreSpec {
     /// The recovery point restored.
     pub point_id: Uuid,
     pub target: RestoreTarget,
+    /// Read the point's copy in this datastore instead of its own location
+    /// (`None`: the point itself).
+    pub copy_datastore: Option<String>,
     /// Selective restore; both empty means everything.
     pub schemas: Vec<String>,
     pub tables: Vec<String>,

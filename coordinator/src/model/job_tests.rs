@@ -33,11 +33,29 @@ fn delete_scopes_round_trip_through_their_stage() {
         DeleteScope::RehydratedCopy {
             prefix: "v/i/p-rehydrated-1".into(),
         },
+        DeleteScope::Copy {
+            datastore_url: "az://copies/root?emulator=true".into(),
+        },
     ] {
         assert_eq!(DeleteScope::from_stage(&scope.stage()), Some(scope));
     }
     assert_eq!(DeleteScope::from_stage(stage::REHYDRATE), None);
     assert_eq!(DeleteScope::from_stage(stage::REHYDRATED_EXPIRY), None);
+    assert_eq!(DeleteScope::from_stage(stage::COPY_EXPIRY), None);
+    assert_eq!(DeleteScope::from_stage("COPY/az://copies"), None);
+}
+
+#[test]
+fn a_copy_carries_its_datastore_in_its_stage_and_runs_on_workers() {
+    let copy = JobSpec::Copy {
+        instance_id: Uuid::nil(),
+        point_id: Uuid::nil(),
+        datastore_url: "az://copies".into(),
+    };
+    assert_eq!(copy.operation(), Operation::Copy);
+    assert_eq!(copy.point_id(), Some(Uuid::nil()));
+    assert_eq!(copy.lifecycle_stage().as_deref(), Some("COPY/az://copies"));
+    assert_eq!(copy.route(), Route::Workers);
 }
 
 #[test]
@@ -54,6 +72,7 @@ fn backups_and_restores_follow_their_server_and_lifecycle_jobs_stay_on_workers()
             instance_id,
             point_id: Uuid::nil(),
             target,
+            copy_datastore: None,
             schemas: Vec::new(),
             tables: Vec::new(),
             warnings: Vec::new(),

@@ -134,7 +134,18 @@ pub struct Policy {
     pub retention_rules: Vec<RetentionRule>,
     /// Expiry never removes the instance's newest `keep_min` live points (≥ 1).
     pub keep_min: u32,
+    /// The second datastore every completed point is copied to (3-2-1).
+    pub copy: Option<CopyRule>,
     pub create_time: DateTime<Utc>,
+}
+
+/// Where a policy copies its points and how long copies are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyRule {
+    /// Object-store URL of the copy datastore root (never credentials).
+    pub datastore_url: String,
+    /// ISO 8601 period after the snapshot (validated: 7 days – 10 years).
+    pub retention: String,
 }
 
 impl Policy {

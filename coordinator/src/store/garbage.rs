@@ -48,6 +48,18 @@ pub async fn record_attempt(
     Ok(())
 }
 
+/// Forgets the garbage recorded at (`datastore_url`, `prefix`): a later
+/// attempt of the same job completed there (a copy retried to the same
+/// prefix), so the objects are referenced now.
+pub async fn forget(db: impl PgExecutor<'_>, datastore_url: &str, prefix: &str) -> Result<()> {
+    sqlx::query("DELETE FROM attempt_garbage WHERE datastore_url = $1 AND prefix = $2")
+        .bind(datastore_url)
+        .bind(prefix)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Rows due for collection, oldest first.
 pub async fn due(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Garbage>> {
     Ok(sqlx::query_as::<_, Garbage>(

@@ -27,7 +27,8 @@ pub struct DuePoint {
     /// The rehydrated copy's prefix and end of period, if there is one.
     pub rehydrated_prefix: Option<String>,
     pub rehydrated_until: Option<DateTime<Utc>>,
-    /// A restore of this point is queued (or waiting) or running.
+    /// A restore (or a copy to a second datastore) of this point is queued
+    /// (or waiting) or running.
     pub restore_active: bool,
     /// Stages already carried out or under way (their job did not fail, or
     /// failed less than an hour ago).
@@ -78,7 +79,7 @@ pub async fn due(
         "SELECT p.id, i.vault_id, p.backup_instance_id, p.tier, p.expire_time, p.archive_duration,
                 v.archive_datastore, p.rehydrated_prefix, p.rehydrated_until,
                 EXISTS (SELECT 1 FROM jobs j WHERE j.recovery_point_id = p.id
-                          AND j.operation = 'RESTORE' AND j.state IN {ACTIVE}) AS restore_active,
+                          AND j.operation IN ('RESTORE', 'COPY') AND j.state IN {ACTIVE}) AS restore_active,
                 ARRAY(SELECT r.stage FROM lifecycle_runs r JOIN jobs j ON j.id = r.job_id
                        WHERE r.recovery_point_id = p.id
                          AND (j.state NOT IN ('FAILED', 'CANCELLED')
@@ -185,7 +186,8 @@ pub async fn active_removal(
     let sql = format!(
         "SELECT id, operation FROM jobs
           WHERE recovery_point_id = $1 AND operation IN ('DELETE', 'TIER_MOVE')
-            AND coalesce(lifecycle_stage, '') NOT LIKE 'REHYDRATED_EXPIRY%' AND state IN {ACTIVE}
+            AND coalesce(lifecycle_stage, '') NOT LIKE 'REHYDRATED\\_EXPIRY%'
+            AND coalesce(lifecycle_stage, '') NOT LIKE 'COPY\\_EXPIRY%' AND state IN {ACTIVE}
           ORDER BY create_time LIMIT 1"
     );
     let row: Option<(Uuid, String)> = sqlx::query_as(&sql)
@@ -319,10 +321,11 @@ pub async fn waiting_for(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<Vec<Uu
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
-/// True when a restore of the point is queued (or waiting) or running.
+/// True when a restore of the point, or a copy of it to a second
+/// datastore, is queued (or waiting) or running: it reads the point.
 pub async fn restore_active(db: impl PgExecutor<'_>, point_id: Uuid) -> Result<bool> {
     let sql = format!(
-        "SELECT EXISTS (SELECT 1 FROM jobs WHERE recovery_point_id = $1 AND operation = 'RESTORE'
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE recovery_point_id = $1 AND operation IN ('RESTORE', 'COPY')
                           AND state IN {ACTIVE})"
     );
     let (active,): (bool,) = sqlx::query_as(&sql).bind(point_id).fetch_one(db).await?;
@@ -400,4 +403,14 @@ pub async fn extend_rehydrated(
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// True when the point is soft-deleted (its DELETE job is a purge).
+pub async fn soft_deleted(db: impl PgExecutor<'_>, point_id: Uuid) -> Result<bool> {
+    let row: Option<(bool,)> =
+        sqlx::query_as("SELECT soft_delete_time IS NOT NULL FROM recovery_points WHERE id = $1")
+            .bind(point_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.is_some_and(|(deleted,)| deleted))
 }

@@ -23,6 +23,7 @@ pub mod agent_instances;
 pub mod agents;
 pub mod attempts;
 pub mod connection_slots;
+pub mod copies;
 pub mod dead_letters;
 pub mod garbage;
 pub mod instances;

@@ -1,11 +1,12 @@
-//! Policies: a vault's weekly schedule and retention rules (rules as JSON).
+//! Policies: a vault's weekly schedule and retention rules (rules as JSON),
+//! keep-min, and the copy datastore and its retention (empty: no copies).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use sqlx::types::Json;
 
 use crate::error::{CoordinatorError, Result, is_any_unique_violation};
-use crate::model::{Policy, Schedule};
+use crate::model::{CopyRule, Policy, Schedule};
 use crate::retention::RetentionRule;
 
 #[derive(sqlx::FromRow)]
@@ -17,6 +18,8 @@ struct PolicyRow {
     time_zone: String,
     retention_rules: Json<Vec<RetentionRule>>,
     keep_min: i32,
+    copy_datastore: String,
+    copy_retention: String,
     create_time: DateTime<Utc>,
 }
 
@@ -36,18 +39,23 @@ impl From<PolicyRow> for Policy {
             },
             retention_rules: r.retention_rules.0,
             keep_min: u32::try_from(r.keep_min).unwrap_or(1),
+            copy: (!r.copy_datastore.is_empty()).then_some(CopyRule {
+                datastore_url: r.copy_datastore,
+                retention: r.copy_retention,
+            }),
             create_time: r.create_time,
         }
     }
 }
 
-const COLUMNS: &str =
-    "vault_id, id, weekdays, time_of_day, time_zone, retention_rules, keep_min, create_time";
+const COLUMNS: &str = "vault_id, id, weekdays, time_of_day, time_zone, retention_rules, keep_min, \
+     copy_datastore, copy_retention, create_time";
 
 pub async fn insert(db: impl PgExecutor<'_>, policy: &Policy) -> Result<Policy> {
     let sql = format!(
-        "INSERT INTO policies (vault_id, id, weekdays, time_of_day, time_zone, retention_rules, keep_min)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+        "INSERT INTO policies (vault_id, id, weekdays, time_of_day, time_zone, retention_rules, keep_min,
+                               copy_datastore, copy_retention)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
     );
     let weekdays: Vec<i16> = policy
         .schedule
@@ -63,6 +71,13 @@ pub async fn insert(db: impl PgExecutor<'_>, policy: &Policy) -> Result<Policy> 
         .bind(&policy.schedule.time_zone)
         .bind(Json(&policy.retention_rules))
         .bind(crate::store::to_i32(policy.keep_min))
+        .bind(
+            policy
+                .copy
+                .as_ref()
+                .map_or("", |c| c.datastore_url.as_str()),
+        )
+        .bind(policy.copy.as_ref().map_or("", |c| c.retention.as_str()))
         .fetch_one(db)
         .await
         .map(Policy::from)

@@ -20,6 +20,8 @@ pub struct TargetFacts {
     pub schemas: Vec<String>,
     pub tables: Vec<String>,
     pub warnings: Vec<String>,
+    /// The copy datastore read instead of the point's own location.
+    pub copy_datastore: Option<String>,
 }
 
 /// The columns of a job's restore target, read beside the job row
@@ -38,12 +40,13 @@ pub(crate) struct JoinedTarget {
     output_size: Option<i64>,
     output_sha256: Option<String>,
     warnings: Option<Vec<String>>,
+    copy_datastore: Option<String>,
 }
 
 /// The columns of [`JoinedTarget`], from `restore_targets t`.
 pub(crate) const JOINED_COLUMNS: &str = "t.kind, t.target_server_id, t.target_database, t.target_secret_id, \
      t.target_secret_ref, t.target_url, t.target_file, t.schemas, t.tables, t.output_size, t.output_sha256, \
-     t.warnings";
+     t.warnings, t.copy_datastore";
 
 /// Joins a job (`j`) to its restore target (`t`) by the target's primary
 /// key: at most one row per job.
@@ -95,6 +98,7 @@ impl JoinedTarget {
             schemas: self.schemas.unwrap_or_default(),
             tables: self.tables.unwrap_or_default(),
             warnings: self.warnings.unwrap_or_default(),
+            copy_datastore: self.copy_datastore,
         }))
     }
 }
@@ -137,8 +141,9 @@ pub(crate) async fn insert(
     };
     sqlx::query(
         "INSERT INTO restore_targets (job_id, kind, target_server_id, target_database, target_secret_id,
-                                      target_secret_ref, target_url, target_file, schemas, tables)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                      target_secret_ref, target_url, target_file, schemas, tables,
+                                      copy_datastore)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(job_id)
     .bind(spec.target.kind().as_str())
@@ -150,6 +155,7 @@ pub(crate) async fn insert(
     .bind(file)
     .bind(&spec.schemas)
     .bind(&spec.tables)
+    .bind(spec.copy_datastore.as_deref())
     .execute(db)
     .await?;
     Ok(())

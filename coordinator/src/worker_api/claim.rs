@@ -229,9 +229,10 @@ async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Res
             pb::task::Kind::Backup(backup_task(ctx, conn, job, *instance_id).await?)
         }
         JobSpec::Restore(restore) => restore_task(ctx, conn, job, restore).await?,
-        JobSpec::Delete { .. } | JobSpec::TierMove { .. } | JobSpec::Rehydrate { .. } => {
-            crate::lifecycle::tasks::build(conn, job).await?
-        }
+        JobSpec::Delete { .. }
+        | JobSpec::TierMove { .. }
+        | JobSpec::Rehydrate { .. }
+        | JobSpec::Copy { .. } => crate::lifecycle::tasks::build(conn, job).await?,
     };
     attach_point_key(ctx, conn, job, &mut kind).await?;
     Ok(pb::Task {
@@ -251,7 +252,7 @@ async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Res
     })
 }
 
-/// A task that reads a point (restores, tier moves, rehydrates) carries
+/// A task that reads a point (restores, tier moves, rehydrates, copies) carries
 /// the point's unwrapped data key, if the point is encrypted. Deletes need
 /// none; a backup's key is made in [`backup_task`].
 async fn attach_point_key(
@@ -262,7 +263,9 @@ async fn attach_point_key(
 ) -> Result<()> {
     let point_id = match &job.spec {
         JobSpec::Restore(restore) => restore.point_id,
-        JobSpec::TierMove { point_id, .. } | JobSpec::Rehydrate { point_id, .. } => *point_id,
+        JobSpec::TierMove { point_id, .. }
+        | JobSpec::Rehydrate { point_id, .. }
+        | JobSpec::Copy { point_id, .. } => *point_id,
         JobSpec::Backup { .. } | JobSpec::Delete { .. } => return Ok(()),
     };
     let key = encryption::existing_point_key(conn, &ctx.cipher, &job.vault_id, point_id).await?;
@@ -272,6 +275,7 @@ async fn attach_point_key(
         pb::task::Kind::RestoreFiles(task) => task.point_key = key,
         pb::task::Kind::TierMove(task) => task.point_key = key,
         pb::task::Kind::Rehydrate(task) => task.point_key = key,
+        pb::task::Kind::Copy(task) => task.point_key = key,
         pb::task::Kind::Backup(_) | pb::task::Kind::Delete(_) => {}
     }
     Ok(())
@@ -334,8 +338,12 @@ async fn restore_task(
         restore.point_id,
     )
     .await?;
-    // Archive points are read from their rehydrated copy.
-    let (datastore_url, prefix) = crate::lifecycle::tasks::restore_source(conn, &point).await?;
+    // Archive points are read from their rehydrated copy; a restore from a
+    // copy reads that copy.
+    let (datastore_url, prefix) = match &restore.copy_datastore {
+        Some(datastore) => crate::copies::copy_location(conn, &point, datastore).await?,
+        None => crate::lifecycle::tasks::restore_source(conn, &point).await?,
+    };
     let (server_id, database, secret) = match &restore.target {
         RestoreTarget::Files { url, file, .. } => {
             return Ok(pb::task::Kind::RestoreFiles(pb::RestoreFilesTask {

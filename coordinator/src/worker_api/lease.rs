@@ -131,7 +131,15 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
     } else {
         None
     };
-    let released = crate::lifecycle::complete::on_complete(&mut tx, &job, ctx.clock.now()).await?;
+    let mut released =
+        crate::lifecycle::complete::on_complete(&mut tx, &job, ctx.clock.now()).await?;
+    if let (Some(point_id), JobSpec::Backup { instance_id, .. }) = (point_id, &job.spec) {
+        let instance = instances::get_by_id(&mut *tx, *instance_id).await?;
+        let policy = policies::get(&mut *tx, &instance.vault_id, &instance.policy_id).await?;
+        released |= crate::copies::queue::after_backup(&mut tx, &policy, *instance_id, point_id)
+            .await?
+            .is_some();
+    }
     jobs::complete(&mut *tx, job.id, &progress, point_id).await?;
     connection_slots::release_job(&mut *tx, job.id).await?;
     let tables = job_details::tables_from_pb(req.tables.clone())?;

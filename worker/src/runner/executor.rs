@@ -62,6 +62,9 @@ impl TaskExecutor for EngineExecutor {
                     .await
                     .map(lifecycle)
             }
+            task::Kind::Copy(copy) => lifecycle::run_copy(copy, options, progress, cancel)
+                .await
+                .map(lifecycle),
             task::Kind::Rehydrate(rehydrate) => {
                 lifecycle::run_rehydrate(rehydrate, options, progress, cancel)
                     .await
@@ -170,6 +173,7 @@ fn point_key(kind: &task::Kind) -> Result<Option<engine::seal::PointKey>, Engine
         task::Kind::RestoreFiles(t) => t.point_key.as_ref(),
         task::Kind::TierMove(t) => t.point_key.as_ref(),
         task::Kind::Rehydrate(t) => t.point_key.as_ref(),
+        task::Kind::Copy(t) => t.point_key.as_ref(),
         task::Kind::Delete(_) => None,
     };
     let Some(key) = key else {

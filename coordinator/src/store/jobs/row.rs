@@ -128,6 +128,7 @@ fn to_job(r: JobRow, target: Option<TargetFacts>) -> Result<Job> {
                 schemas: target.schemas,
                 tables: target.tables,
                 warnings: target.warnings,
+                copy_datastore: target.copy_datastore,
             }))
         }
         Operation::TierMove => JobSpec::TierMove {
@@ -142,6 +143,17 @@ fn to_job(r: JobRow, target: Option<TargetFacts>) -> Result<Job> {
                 .map(|d| to_u32(d, "jobs.rehydrate_days"))
                 .transpose()?
                 .ok_or_else(|| broken("has no rehydrate days"))?,
+        },
+        Operation::Copy => JobSpec::Copy {
+            instance_id,
+            point_id: point()?,
+            datastore_url: r
+                .lifecycle_stage
+                .as_deref()
+                .and_then(|s| s.strip_prefix(crate::model::stage::COPY))
+                .filter(|url| !url.is_empty())
+                .ok_or_else(|| broken("has no copy datastore in its lifecycle stage"))?
+                .to_string(),
         },
         Operation::Delete => JobSpec::Delete {
             instance_id,
@@ -213,9 +225,9 @@ impl SpecColumns {
                 None,
             ),
             JobSpec::Restore(restore) => (Some(restore.point_id), None, None),
-            JobSpec::TierMove { point_id, .. } | JobSpec::Delete { point_id, .. } => {
-                (Some(*point_id), None, None)
-            }
+            JobSpec::TierMove { point_id, .. }
+            | JobSpec::Delete { point_id, .. }
+            | JobSpec::Copy { point_id, .. } => (Some(*point_id), None, None),
             JobSpec::Rehydrate { point_id, days, .. } => (
                 Some(*point_id),
                 None,
