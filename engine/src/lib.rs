@@ -22,6 +22,8 @@
 //! - [`database_properties`]: database settings, comment, privileges, owner.
 //! - `large_objects`: large objects both ways.
 //! - `objects`: streaming, checksummed object I/O (zstd + multipart).
+//! - [`verify`]: verifying a recovery point without a database (the
+//!   manifest, every object through the restore's readers, strays).
 //! - [`lifecycle`]: verified copies of recovery points between datastores
 //!   (tier moves, rehydrates) and deleting them.
 //! - [`stages`]: where the time goes (phases, per-connection lanes, CPU),
@@ -74,6 +76,7 @@ pub mod stages;
 mod toc;
 mod tool_compat;
 pub mod types;
+pub mod verify;
 
 pub use backup::backup;
 pub use error::{EngineError, ErrorCode};
@@ -87,3 +90,4 @@ pub use types::{
     BackupSummary, EngineOptions, NoProgress, PgTarget, Progress, ProgressSink, RestoreSummary,
     TableProgress, TableState,
 };
+pub use verify::{VerifySummary, verify_point};
