@@ -138,6 +138,7 @@ pub fn operation(op: i32) -> &'static str {
         TierMove => "Tier move",
         Rehydrate => "Rehydrate",
         Delete => "Delete",
+        Verify => "Verify",
         Unspecified => "Unknown",
     }
 }

@@ -80,6 +80,7 @@ pub mod slots;
 pub mod store;
 pub mod tagging;
 pub mod validation;
+pub mod verify;
 pub mod whole_server;
 pub mod worker_api;
 

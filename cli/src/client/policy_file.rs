@@ -16,6 +16,9 @@
 //! archive_duration = "P5Y"
 //! ```
 //!
+//! An optional `[verify_schedule]` (same fields as `[schedule]`) verifies
+//! every recovery point of the policy's instances at those times.
+//!
 //! Weekdays and rule kinds accept any case and short weekday names (`mon`).
 //! `keep_min` (at least 1; default 3) is how many of an instance's newest
 //! recovery points expiry never deletes.
@@ -42,6 +45,9 @@ pub struct PolicyFile {
     pub schedule: ScheduleFile,
     #[serde(default)]
     pub retention_rules: Vec<RuleFile>,
+    /// When every recovery point of the policy's instances is verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_schedule: Option<ScheduleFile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,21 +95,12 @@ pub fn read(path: &Path) -> anyhow::Result<Policy> {
 
 /// Checks and converts the file form into the API's policy.
 pub fn to_policy(file: PolicyFile) -> anyhow::Result<Policy> {
-    let weekdays = file
-        .schedule
-        .weekdays
-        .iter()
-        .map(|d| {
-            from_short_name::<Weekday>(d)
-                .map_or_else(|| parse_weekday(d), Ok)
-                .map(|w| w as i32)
-                .map_err(anyhow::Error::msg)
-        })
-        .collect::<anyhow::Result<Vec<i32>>>()
-        .context("schedule.weekdays")?;
-    let time_of_day = parse_time_of_day(&file.schedule.time_of_day)
-        .map_err(anyhow::Error::msg)
-        .context("schedule.time_of_day")?;
+    let schedule = to_schedule(&file.schedule, "schedule")?;
+    let verify_schedule = file
+        .verify_schedule
+        .as_ref()
+        .map(|s| to_schedule(s, "verify_schedule"))
+        .transpose()?;
     let mut retention_rules = Vec::new();
     for (i, rule) in file.retention_rules.iter().enumerate() {
         let Some(kind) = from_short_name::<RetentionRuleKind>(&rule.kind) else {
@@ -130,15 +127,56 @@ pub fn to_policy(file: PolicyFile) -> anyhow::Result<Policy> {
         bail!("keep_min: must be at least 1 (expiry never deletes the newest N points; default 3)");
     }
     Ok(Policy {
-        schedule: Some(Schedule {
-            weekdays,
-            time_of_day,
-            time_zone: file.schedule.time_zone.trim().to_owned(),
-        }),
+        schedule: Some(schedule),
+        verify_schedule,
         retention_rules,
         keep_min: file.keep_min.unwrap_or_default(),
         ..Policy::default()
     })
+}
+
+/// Checks and converts a schedule's file form (`field` names it in errors).
+fn to_schedule(file: &ScheduleFile, field: &str) -> anyhow::Result<Schedule> {
+    let weekdays = file
+        .weekdays
+        .iter()
+        .map(|d| {
+            from_short_name::<Weekday>(d)
+                .map_or_else(|| parse_weekday(d), Ok)
+                .map(|w| w as i32)
+                .map_err(anyhow::Error::msg)
+        })
+        .collect::<anyhow::Result<Vec<i32>>>()
+        .with_context(|| format!("{field}.weekdays"))?;
+    let time_of_day = parse_time_of_day(&file.time_of_day)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("{field}.time_of_day"))?;
+    Ok(Schedule {
+        weekdays,
+        time_of_day,
+        time_zone: file.time_zone.trim().to_owned(),
+    })
+}
+
+/// The file form of a schedule.
+fn schedule_file(schedule: Schedule) -> ScheduleFile {
+    ScheduleFile {
+        weekdays: schedule
+            .weekdays
+            .iter()
+            .map(|d| {
+                Weekday::try_from(*d)
+                    .map(short_name)
+                    .unwrap_or_else(|_| d.to_string())
+            })
+            .collect(),
+        time_of_day: schedule.time_of_day,
+        time_zone: if schedule.time_zone.is_empty() {
+            "UTC".into()
+        } else {
+            schedule.time_zone
+        },
+    }
 }
 
 /// The file form of a stored policy.
@@ -147,23 +185,8 @@ pub fn from_policy(policy: &Policy) -> PolicyFile {
     PolicyFile {
         name: policy.name.clone(),
         keep_min: (policy.keep_min > 0).then_some(policy.keep_min),
-        schedule: ScheduleFile {
-            weekdays: schedule
-                .weekdays
-                .iter()
-                .map(|d| {
-                    Weekday::try_from(*d)
-                        .map(short_name)
-                        .unwrap_or_else(|_| d.to_string())
-                })
-                .collect(),
-            time_of_day: schedule.time_of_day,
-            time_zone: if schedule.time_zone.is_empty() {
-                "UTC".into()
-            } else {
-                schedule.time_zone
-            },
-        },
+        schedule: schedule_file(schedule),
+        verify_schedule: policy.verify_schedule.clone().map(schedule_file),
         retention_rules: policy
             .retention_rules
             .iter()

@@ -67,6 +67,7 @@ pub enum Rpc {
     GetRecoveryPoint,
     DeleteRecoveryPoint,
     UndeleteRecoveryPoint,
+    VerifyRecoveryPoint,
     RestoreAsDatabase,
     RestoreAsFiles,
     RestoreServer,
@@ -103,7 +104,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 65] = [
+    pub const ALL: [Rpc; 66] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -136,6 +137,7 @@ impl Rpc {
         Rpc::GetRecoveryPoint,
         Rpc::DeleteRecoveryPoint,
         Rpc::UndeleteRecoveryPoint,
+        Rpc::VerifyRecoveryPoint,
         Rpc::RestoreAsDatabase,
         Rpc::RestoreAsFiles,
         Rpc::RestoreServer,
@@ -220,7 +222,8 @@ impl Rpc {
             Rpc::ListRecoveryPoints
             | Rpc::GetRecoveryPoint
             | Rpc::DeleteRecoveryPoint
-            | Rpc::UndeleteRecoveryPoint => "RecoveryPointService",
+            | Rpc::UndeleteRecoveryPoint
+            | Rpc::VerifyRecoveryPoint => "RecoveryPointService",
             Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles | Rpc::RestoreServer => "RestoreService",
             Rpc::ListJobs
             | Rpc::GetJob
@@ -278,6 +281,7 @@ impl Rpc {
             | Rpc::GetRecoveryPoint
             | Rpc::DeleteRecoveryPoint
             | Rpc::UndeleteRecoveryPoint
+            | Rpc::VerifyRecoveryPoint
             | Rpc::RestoreAsDatabase
             | Rpc::RestoreAsFiles
             | Rpc::RestoreServer
@@ -354,7 +358,8 @@ impl Rpc {
             | Rpc::ListNotificationDeliveries
             | Rpc::TestPermissions => Read,
             // Whoever may start jobs may stop and re-run them.
-            Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob => BackupNow,
+            // Verifying only reads a point, but it is work an operator starts.
+            Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob | Rpc::VerifyRecoveryPoint => BackupNow,
             Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles | Rpc::RestoreServer => Restore,
             // ListDatabases connects with a stored secret: a configuration step.
             Rpc::CreateVault

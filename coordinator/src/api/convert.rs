@@ -106,6 +106,11 @@ impl From<Policy> for pb::Policy {
             // Needs the clock: set by the policy service.
             next_run_time: None,
             keep_min: p.keep_min,
+            verify_schedule: p.verify_schedule.map(|s| pb::Schedule {
+                weekdays: s.weekdays.iter().map(|d| i32::from(*d)).collect(),
+                time_of_day: s.time_of_day,
+                time_zone: s.time_zone,
+            }),
         }
     }
 }
@@ -189,6 +194,23 @@ impl From<RecoveryPoint> for pb::RecoveryPoint {
                 .map(|d| d.by.clone())
                 .unwrap_or_default(),
             purge_time: p.soft_delete.as_ref().map(|d| timestamp(d.purge_after)),
+            last_verified_at: p.last_verify.as_ref().map(|v| timestamp(v.time)),
+            last_verify_result: match &p.last_verify {
+                None => String::new(),
+                Some(v) if v.error_code.is_none() => "ok".to_string(),
+                Some(_) => "failed".to_string(),
+            },
+            last_verify_error_code: p
+                .last_verify
+                .as_ref()
+                .and_then(|v| v.error_code.clone())
+                .unwrap_or_default(),
+            last_verify_job: p
+                .last_verify
+                .as_ref()
+                .and_then(|v| v.job_id)
+                .map(names::job_name)
+                .unwrap_or_default(),
         }
     }
 }
@@ -201,6 +223,7 @@ pub fn operation_to_pb(op: Operation) -> pb::Operation {
         Operation::TierMove => pb::Operation::TierMove,
         Operation::Rehydrate => pb::Operation::Rehydrate,
         Operation::Delete => pb::Operation::Delete,
+        Operation::Verify => pb::Operation::Verify,
     }
 }
 
@@ -216,6 +239,7 @@ pub fn operation_from_pb(field: &str, value: i32) -> Result<Option<Operation>> {
         pb::Operation::TierMove => Some(Operation::TierMove),
         pb::Operation::Rehydrate => Some(Operation::Rehydrate),
         pb::Operation::Delete => Some(Operation::Delete),
+        pb::Operation::Verify => Some(Operation::Verify),
     })
 }
 

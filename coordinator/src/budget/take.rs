@@ -33,7 +33,10 @@ async fn server_of(conn: &mut PgConnection, job: &Job) -> Result<Option<(String,
             }
             RestoreTarget::Files { .. } => None,
         },
-        JobSpec::Delete { .. } | JobSpec::TierMove { .. } | JobSpec::Rehydrate { .. } => None,
+        JobSpec::Delete { .. }
+        | JobSpec::TierMove { .. }
+        | JobSpec::Rehydrate { .. }
+        | JobSpec::Verify { .. } => None,
     })
 }
 

@@ -85,7 +85,7 @@ pub async fn on_complete(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>)
             }
             Ok(!released.is_empty())
         }
-        JobSpec::Backup { .. } => Ok(false),
+        JobSpec::Backup { .. } | JobSpec::Verify { .. } => Ok(false),
     }
 }
 

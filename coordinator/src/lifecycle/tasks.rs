@@ -94,10 +94,9 @@ pub async fn build(conn: &mut PgConnection, job: &Job) -> Result<pb::task::Kind>
                 manifest_sha256: point.manifest_sha256,
             }))
         }
-        JobSpec::Backup { .. } | JobSpec::Restore(_) => Err(CoordinatorError::internal(format!(
-            "{} is not a lifecycle operation",
-            job.operation()
-        ))),
+        JobSpec::Backup { .. } | JobSpec::Restore(_) | JobSpec::Verify { .. } => Err(
+            CoordinatorError::internal(format!("{} is not a lifecycle operation", job.operation())),
+        ),
     }
 }
 

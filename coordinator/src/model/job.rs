@@ -24,6 +24,7 @@ text_enum!(
         TierMove => "TIER_MOVE",
         Rehydrate => "REHYDRATE",
         Delete => "DELETE",
+        Verify => "VERIFY",
     }
 );
 
@@ -165,6 +166,9 @@ pub enum JobSpec {
         point_id: Uuid,
         scope: DeleteScope,
     },
+    /// Reads every object of a point and checks it against the manifest;
+    /// writes nothing. Its result is recorded on the point.
+    Verify { instance_id: Uuid, point_id: Uuid },
 }
 
 impl JobSpec {
@@ -182,6 +186,7 @@ impl JobSpec {
             JobSpec::TierMove { .. } => Operation::TierMove,
             JobSpec::Rehydrate { .. } => Operation::Rehydrate,
             JobSpec::Delete { .. } => Operation::Delete,
+            JobSpec::Verify { .. } => Operation::Verify,
         }
     }
 
@@ -191,7 +196,8 @@ impl JobSpec {
             JobSpec::Backup { instance_id, .. }
             | JobSpec::TierMove { instance_id, .. }
             | JobSpec::Rehydrate { instance_id, .. }
-            | JobSpec::Delete { instance_id, .. } => *instance_id,
+            | JobSpec::Delete { instance_id, .. }
+            | JobSpec::Verify { instance_id, .. } => *instance_id,
             JobSpec::Restore(restore) => restore.instance_id,
         })
     }
@@ -206,7 +212,8 @@ impl JobSpec {
             JobSpec::Restore(restore) => Some(restore.point_id),
             JobSpec::TierMove { point_id, .. }
             | JobSpec::Rehydrate { point_id, .. }
-            | JobSpec::Delete { point_id, .. } => Some(*point_id),
+            | JobSpec::Delete { point_id, .. }
+            | JobSpec::Verify { point_id, .. } => Some(*point_id),
         }
     }
 
@@ -217,7 +224,7 @@ impl JobSpec {
             JobSpec::TierMove { .. } => Some(stage::STANDARD_EXPIRY.to_string()),
             JobSpec::Rehydrate { .. } => Some(stage::REHYDRATE.to_string()),
             JobSpec::Delete { scope, .. } => Some(scope.stage()),
-            JobSpec::Backup { .. } | JobSpec::Restore(_) => None,
+            JobSpec::Backup { .. } | JobSpec::Restore(_) | JobSpec::Verify { .. } => None,
         }
     }
 
@@ -231,6 +238,9 @@ impl JobSpec {
                 // The datastore may be as private as the server it came from.
                 RestoreTarget::Files { .. } => Route::InstanceServer(restore.instance_id),
             },
+            // A verify reads the point where a restore as files would:
+            // through the agent of the instance's server, if it has one.
+            JobSpec::Verify { instance_id, .. } => Route::InstanceServer(*instance_id),
             // Lifecycle jobs touch datastores only.
             JobSpec::TierMove { .. } | JobSpec::Rehydrate { .. } | JobSpec::Delete { .. } => {
                 Route::Workers

@@ -227,6 +227,7 @@ async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Res
         JobSpec::Delete { .. } | JobSpec::TierMove { .. } | JobSpec::Rehydrate { .. } => {
             crate::lifecycle::tasks::build(conn, job).await?
         }
+        JobSpec::Verify { .. } => crate::verify::task::build(conn, job).await?,
     };
     Ok(pb::Task {
         job_id: job.id.to_string(),

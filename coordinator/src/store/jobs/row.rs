@@ -143,6 +143,10 @@ fn to_job(r: JobRow, target: Option<TargetFacts>) -> Result<Job> {
                 .transpose()?
                 .ok_or_else(|| broken("has no rehydrate days"))?,
         },
+        Operation::Verify => JobSpec::Verify {
+            instance_id,
+            point_id: point()?,
+        },
         Operation::Delete => JobSpec::Delete {
             instance_id,
             point_id: point()?,
@@ -213,9 +217,9 @@ impl SpecColumns {
                 None,
             ),
             JobSpec::Restore(restore) => (Some(restore.point_id), None, None),
-            JobSpec::TierMove { point_id, .. } | JobSpec::Delete { point_id, .. } => {
-                (Some(*point_id), None, None)
-            }
+            JobSpec::TierMove { point_id, .. }
+            | JobSpec::Delete { point_id, .. }
+            | JobSpec::Verify { point_id, .. } => (Some(*point_id), None, None),
             JobSpec::Rehydrate { point_id, days, .. } => (
                 Some(*point_id),
                 None,
