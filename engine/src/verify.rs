@@ -73,7 +73,7 @@ pub async fn verify_point(
     let mut chunks: HashMap<&str, Vec<(&ChunkEntry, Option<String>)>> = HashMap::new();
     for table in &manifest.tables {
         for chunk in &table.chunks {
-            let name = format!("{}.{}", table.schema, table.name);
+            let name = format!("table {}.{}", table.schema, table.name);
             chunks
                 .entry(chunk.object.path.as_str())
                 .or_default()
