@@ -45,10 +45,6 @@ pub enum PolicyCommand {
         /// IANA time zone of --at and --verify, e.g. Europe/Berlin (default UTC).
         #[arg(long)]
         time_zone: Option<String>,
-        /// Verify every recovery point of the policy's instances on these
-        /// days at this time: `weekly:sun@03:00` or `mon,thu@03:00`.
-        #[arg(long, value_name = "[weekly:]DAYS@HH:MM", value_parser = parse_verify_schedule)]
-        verify: Option<VerifyAt>,
         /// How long every recovery point is kept (the Default rule), ISO 8601, e.g. P3M (the default).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         retain: Option<String>,
@@ -91,10 +87,14 @@ pub enum PolicyCommand {
     },
 }
 
-/// Archive periods of `policy create`'s rules and its keep-min floor (kept
-/// apart, boxed, so the command enum stays small).
+/// Archive periods of `policy create`'s rules, its keep-min floor and its
+/// verify schedule (kept apart, boxed, so the command enum stays small).
 #[derive(Debug, Args)]
 pub struct ArchiveArgs {
+    /// Verify every recovery point of the policy's instances on these
+    /// days at this time: `weekly:sun@03:00` or `mon,thu@03:00`.
+    #[arg(long, value_name = "[weekly:]DAYS@HH:MM", value_parser = parse_verify_schedule)]
+    verify: Option<VerifyAt>,
     /// Expiry never deletes an instance's newest N recovery points, even
     /// while backups fail for longer than the retention period (at least 1; default 3).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -123,7 +123,6 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
             weekdays,
             at,
             time_zone,
-            verify,
             retain,
             weekly,
             monthly,
@@ -131,6 +130,7 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
             archive,
         } => {
             let ArchiveArgs {
+                verify,
                 keep_min,
                 retain_archive,
                 weekly_archive,

@@ -239,7 +239,27 @@ mod tests {
             create_time: None,
             next_run_time: None,
             keep_min: 5,
+            verify_schedule: Some(Schedule {
+                weekdays: vec![Weekday::Sunday as i32],
+                time_of_day: "03:00".into(),
+                time_zone: "Europe/Berlin".into(),
+            }),
         }
+    }
+
+    #[test]
+    fn a_verify_schedule_reads_back_and_its_errors_name_it() {
+        let toml = render(&stored(), FileFormat::Toml).unwrap();
+        assert!(toml.contains("[verify_schedule]"), "{toml}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(
+            &path,
+            "[schedule]\nweekdays = [\"mon\"]\ntime_of_day = \"02:30\"\n\n[verify_schedule]\nweekdays = [\"sun\"]\ntime_of_day = \"3am\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", read(&path).unwrap_err());
+        assert!(err.contains("verify_schedule.time_of_day"), "{err}");
     }
 
     #[test]
