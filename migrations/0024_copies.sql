@@ -35,7 +35,7 @@ CREATE INDEX recovery_point_copies_due_idx ON recovery_point_copies (expires_at)
 ALTER TABLE jobs
     DROP CONSTRAINT jobs_operation_check,
     ADD CONSTRAINT jobs_operation_check CHECK (operation IN
-        ('SCHEDULED_BACKUP', 'ON_DEMAND_BACKUP', 'RESTORE', 'TIER_MOVE', 'REHYDRATE', 'DELETE', 'COPY')),
+        ('SCHEDULED_BACKUP', 'ON_DEMAND_BACKUP', 'RESTORE', 'TIER_MOVE', 'REHYDRATE', 'DELETE', 'VERIFY', 'COPY')),
     DROP CONSTRAINT jobs_lifecycle_stage_check,
     ADD CONSTRAINT jobs_lifecycle_stage_check CHECK (CASE operation
         WHEN 'TIER_MOVE' THEN coalesce(lifecycle_stage = 'STANDARD_EXPIRY', false)

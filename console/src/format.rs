@@ -139,6 +139,7 @@ pub fn operation(op: i32) -> &'static str {
         Rehydrate => "Rehydrate",
         Delete => "Delete",
         Copy => "Copy",
+        Verify => "Verify",
         Unspecified => "Unknown",
     }
 }

@@ -82,6 +82,7 @@ pub mod slots;
 pub mod store;
 pub mod tagging;
 pub mod validation;
+pub mod verify;
 pub mod whole_server;
 pub mod worker_api;
 

@@ -84,6 +84,9 @@ pub async fn run(
                 Ok(n) => tracing::info!(jobs = n, "scheduled backups queued"),
                 Err(error) => tracing::warn!(error = %error, "scheduler pass failed"),
             }
+            if let Err(error) = crate::verify::schedule::pass(&ctx, now).await {
+                tracing::warn!(error = %error, "scheduled verify pass failed");
+            }
         }
         tokio::select! {
             _ = cancel.cancelled() => break,

@@ -265,6 +265,10 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             .undelete_recovery_point(pb::UndeleteRecoveryPointRequest { name: point })
             .await
             .map(drop),
+        Rpc::VerifyRecoveryPoint => points()
+            .verify_recovery_point(pb::VerifyRecoveryPointRequest { name: point })
+            .await
+            .map(drop),
         Rpc::RestoreAsDatabase => restores()
             .restore_as_database(pb::RestoreAsDatabaseRequest {
                 recovery_point: point,

@@ -24,6 +24,8 @@
 //! - `objects`: streaming, checksummed object I/O (zstd + multipart),
 //!   sealed with the point's data key when [`EngineOptions::encryption`]
 //!   is set ([`seal`], the `pgvault-seal` crate).
+//! - [`verify`]: verifying a recovery point without a database (the
+//!   manifest, every object through the restore's readers, strays).
 //! - [`lifecycle`]: verified copies of recovery points between datastores
 //!   (tier moves, rehydrates) and deleting them.
 //! - [`stages`]: where the time goes (phases, per-connection lanes, CPU),
@@ -76,6 +78,7 @@ pub mod stages;
 mod toc;
 mod tool_compat;
 pub mod types;
+pub mod verify;
 
 pub use backup::backup;
 pub use error::{EngineError, ErrorCode};
@@ -91,3 +94,4 @@ pub use types::{
     BackupSummary, EngineOptions, NoProgress, PgTarget, Progress, ProgressSink, RestoreSummary,
     TableProgress, TableState,
 };
+pub use verify::{VerifySummary, verify_point};

@@ -302,6 +302,30 @@ catalogue! {
         summary: "the recovery point is encrypted and its data key is not available to the task",
         action: "Run the task through a coordinator that holds the point's key (the same master key and state database it was backed up with); the datastore alone cannot decrypt it.",
     }
+    VerifyObjectCorrupt {
+        category: Integrity,
+        retryable: false,
+        summary: "a verify found an object of the recovery point whose size, SHA-256, zstd frames or row count differ from its manifest; the message names the object and its table",
+        action: "The recovery point is corrupted: restore from another recovery point, and check the datastore's disks or bucket for other damage.",
+    }
+    VerifyObjectMissing {
+        category: Integrity,
+        retryable: false,
+        summary: "a verify found an object the recovery point's manifest names missing from the datastore; the message names the object and its table",
+        action: "The recovery point is incomplete: restore from another recovery point, and find what deleted objects in the datastore.",
+    }
+    VerifyUnexpectedObject {
+        category: Integrity,
+        retryable: false,
+        summary: "a verify found an object under the recovery point's directory that its manifest does not name",
+        action: "Find what wrote into the recovery point's directory (objects are written once by pgvault); the point's manifest names every object and nothing else.",
+    }
+    VerifyManifestCorrupt {
+        category: Integrity,
+        retryable: false,
+        summary: "a verify found the recovery point's manifest missing, unreadable or different from the SHA-256 recorded when the backup completed",
+        action: "The recovery point cannot be trusted: restore from another recovery point.",
+    }
 
     // The PostgreSQL tools, cancellation, and the rest.
     PgToolFailed {

@@ -113,6 +113,7 @@ pub enum OperationArg {
     TierMove,
     Rehydrate,
     Delete,
+    Verify,
 }
 
 impl From<OperationArg> for Operation {
@@ -124,6 +125,7 @@ impl From<OperationArg> for Operation {
             OperationArg::TierMove => Self::TierMove,
             OperationArg::Rehydrate => Self::Rehydrate,
             OperationArg::Delete => Self::Delete,
+            OperationArg::Verify => Self::Verify,
         }
     }
 }
@@ -458,6 +460,7 @@ pub fn operation_text(operation: i32) -> &'static str {
         Ok(Operation::TierMove) => "tier move",
         Ok(Operation::Rehydrate) => "rehydrate",
         Ok(Operation::Delete) => "delete",
+        Ok(Operation::Verify) => "verify",
         _ => "unknown",
     }
 }

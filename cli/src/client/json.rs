@@ -50,13 +50,15 @@ pub fn vault(v: &Vault) -> Value {
 }
 
 pub fn policy(p: &Policy) -> Value {
-    let schedule = p.schedule.as_ref().map(|s| {
+    let schedule_json = |s: &pgvault_proto::v1::Schedule| {
         json!({
             "weekdays": s.weekdays.iter().map(|d| enum_name!(Weekday, *d)).collect::<Vec<_>>(),
             "time_of_day": s.time_of_day,
             "time_zone": s.time_zone,
         })
-    });
+    };
+    let schedule = p.schedule.as_ref().map(schedule_json);
+    let verify_schedule = p.verify_schedule.as_ref().map(schedule_json);
     let rules: Vec<Value> = p
         .retention_rules
         .iter()
@@ -75,6 +77,7 @@ pub fn policy(p: &Policy) -> Value {
         "keep_min": p.keep_min,
         "copy_datastore": p.copy_datastore,
         "copy_retention": p.copy_retention,
+        "verify_schedule": verify_schedule,
         "create_time": timestamp(p.create_time.as_ref()),
     })
 }
@@ -152,6 +155,10 @@ pub fn recovery_point(p: &RecoveryPoint) -> Value {
             "expire_time": timestamp(c.expire_time.as_ref()),
             "job": c.job,
         })).collect::<Vec<_>>(),
+        "last_verified_at": timestamp(p.last_verified_at.as_ref()),
+        "last_verify_result": p.last_verify_result,
+        "last_verify_error_code": p.last_verify_error_code,
+        "last_verify_job": p.last_verify_job,
     })
 }
 

@@ -24,7 +24,8 @@ pub enum PolicyCommand {
         pgvault policy create nightly --vault prod --weekdays mon,thu --at 02:30\n  \
         pgvault policy create weekly --vault prod --weekdays sun --at 23:00 \\\n      \
         --time-zone Europe/Berlin --retain P3M --monthly P12M --yearly P10Y\n  \
-        pgvault policy create archived --vault prod --file archived.toml")]
+        pgvault policy create archived --vault prod --file archived.toml\n  \
+        pgvault policy create nightly --vault prod --weekdays mon,wed,fri --at 02:30 --verify weekly:sun@03:00")]
     Create {
         /// Short id of the new policy.
         name: String,
@@ -33,7 +34,7 @@ pub enum PolicyCommand {
         vault: String,
         /// The whole policy from a JSON (.json) or TOML file, in the form
         /// `pgvault policy show` prints.
-        #[arg(long, value_name = "PATH", conflicts_with_all = ["weekdays", "at", "time_zone", "retain", "weekly", "monthly", "yearly", "keep_min", "retain_archive", "weekly_archive", "monthly_archive", "yearly_archive", "copy_to", "copy_retention"])]
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["weekdays", "at", "time_zone", "verify", "retain", "weekly", "monthly", "yearly", "keep_min", "retain_archive", "weekly_archive", "monthly_archive", "yearly_archive", "copy_to", "copy_retention"])]
         file: Option<PathBuf>,
         /// Days backups run on, comma-separated: mon,tue,wed,thu,fri,sat,sun.
         #[arg(long, required_unless_present = "file", value_delimiter = ',', value_parser = parse_weekday)]
@@ -41,7 +42,7 @@ pub enum PolicyCommand {
         /// Local time of day backups start, HH:MM (24 h).
         #[arg(long, value_name = "HH:MM", required_unless_present = "file", value_parser = parse_time_of_day)]
         at: Option<String>,
-        /// IANA time zone of --at, e.g. Europe/Berlin (default UTC).
+        /// IANA time zone of --at and --verify, e.g. Europe/Berlin (default UTC).
         #[arg(long)]
         time_zone: Option<String>,
         /// How long every recovery point is kept (the Default rule), ISO 8601, e.g. P3M (the default).
@@ -87,9 +88,14 @@ pub enum PolicyCommand {
 }
 
 /// Archive periods of `policy create`'s rules, its keep-min floor and its
-/// copy datastore (kept apart, boxed, so the command enum stays small).
+/// copy datastore and verify schedule (kept apart, boxed, so the command
+/// enum stays small).
 #[derive(Debug, Args)]
 pub struct ArchiveArgs {
+    /// Verify every recovery point of the policy's instances on these
+    /// days at this time: `weekly:sun@03:00` or `mon,thu@03:00`.
+    #[arg(long, value_name = "[weekly:]DAYS@HH:MM", value_parser = parse_verify_schedule)]
+    verify: Option<VerifyAt>,
     /// Expiry never deletes an instance's newest N recovery points, even
     /// while backups fail for longer than the retention period (at least 1; default 3).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -134,6 +140,7 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
             archive,
         } => {
             let ArchiveArgs {
+                verify,
                 keep_min,
                 retain_archive,
                 weekly_archive,
@@ -177,6 +184,11 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
                 })
                 .collect();
             let policy = Policy {
+                verify_schedule: verify.map(|v| Schedule {
+                    weekdays: v.weekdays.into_iter().map(|d| d as i32).collect(),
+                    time_of_day: v.at,
+                    time_zone: time_zone.clone().unwrap_or_default(),
+                }),
                 schedule: Some(Schedule {
                     weekdays: weekdays.into_iter().map(|d| d as i32).collect(),
                     time_of_day: at.unwrap_or_default(),
@@ -285,8 +297,46 @@ fn show(api: &Api, policy: &Policy) {
         ("KEEP MIN", policy.keep_min.to_string()),
         ("COPY TO", or_dash(&policy.copy_datastore)),
         ("COPY RETENTION", or_dash(&policy.copy_retention)),
+        ("VERIFY", verify_text(policy.verify_schedule.as_ref())),
         ("CREATED", local_time(policy.create_time.as_ref())),
     ]);
+}
+
+/// "sun at 03:00 (UTC)"; "-" when the policy verifies on no schedule.
+fn verify_text(schedule: Option<&Schedule>) -> String {
+    match schedule {
+        Some(s) => format!(
+            "{} at {} ({})",
+            weekdays_text(&s.weekdays),
+            s.time_of_day,
+            time_zone_text(&s.time_zone)
+        ),
+        None => "-".to_owned(),
+    }
+}
+
+/// `--verify`: the weekdays and time of day of a policy's verify schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyAt {
+    pub weekdays: Vec<Weekday>,
+    pub at: String,
+}
+
+/// `weekly:sun@03:00` or `mon,thu@03:00` → [`VerifyAt`].
+pub fn parse_verify_schedule(input: &str) -> Result<VerifyAt, String> {
+    let text = input.trim();
+    let text = text.strip_prefix("weekly:").unwrap_or(text);
+    let (days, at) = text.split_once('@').ok_or_else(|| {
+        format!("\"{input}\" is not a verify schedule; use DAYS@HH:MM, e.g. weekly:sun@03:00 or mon,thu@03:00")
+    })?;
+    let weekdays = days
+        .split(',')
+        .map(parse_weekday)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(VerifyAt {
+        weekdays,
+        at: parse_time_of_day(at)?,
+    })
 }
 
 fn time_zone_text(zone: &str) -> String {
@@ -421,6 +471,18 @@ mod tests {
             weekdays_text(&[Weekday::Monday as i32, Weekday::Thursday as i32]),
             "mon,thu"
         );
+    }
+
+    #[test]
+    fn verify_schedules_read_days_and_a_time() {
+        let weekly = parse_verify_schedule("weekly:sun@3:00").unwrap();
+        assert_eq!(weekly.weekdays, vec![Weekday::Sunday]);
+        assert_eq!(weekly.at, "03:00");
+        let two = parse_verify_schedule("mon,thu@23:15").unwrap();
+        assert_eq!(two.weekdays, vec![Weekday::Monday, Weekday::Thursday]);
+        let error = parse_verify_schedule("sunday 03:00").unwrap_err();
+        assert!(error.contains("weekly:sun@03:00"), "{error}");
+        assert!(parse_verify_schedule("sun@25:00").is_err());
     }
 
     #[test]

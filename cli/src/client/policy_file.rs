@@ -18,6 +18,9 @@
 //! archive_duration = "P5Y"
 //! ```
 //!
+//! An optional `[verify_schedule]` (same fields as `[schedule]`) verifies
+//! every recovery point of the policy's instances at those times.
+//!
 //! Weekdays and rule kinds accept any case and short weekday names (`mon`).
 //! `keep_min` (at least 1; default 3) is how many of an instance's newest
 //! recovery points expiry never deletes. `copy_datastore` and `copy_retention`
@@ -52,6 +55,9 @@ pub struct PolicyFile {
     pub schedule: ScheduleFile,
     #[serde(default)]
     pub retention_rules: Vec<RuleFile>,
+    /// When every recovery point of the policy's instances is verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_schedule: Option<ScheduleFile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,21 +105,12 @@ pub fn read(path: &Path) -> anyhow::Result<Policy> {
 
 /// Checks and converts the file form into the API's policy.
 pub fn to_policy(file: PolicyFile) -> anyhow::Result<Policy> {
-    let weekdays = file
-        .schedule
-        .weekdays
-        .iter()
-        .map(|d| {
-            from_short_name::<Weekday>(d)
-                .map_or_else(|| parse_weekday(d), Ok)
-                .map(|w| w as i32)
-                .map_err(anyhow::Error::msg)
-        })
-        .collect::<anyhow::Result<Vec<i32>>>()
-        .context("schedule.weekdays")?;
-    let time_of_day = parse_time_of_day(&file.schedule.time_of_day)
-        .map_err(anyhow::Error::msg)
-        .context("schedule.time_of_day")?;
+    let schedule = to_schedule(&file.schedule, "schedule")?;
+    let verify_schedule = file
+        .verify_schedule
+        .as_ref()
+        .map(|s| to_schedule(s, "verify_schedule"))
+        .transpose()?;
     let mut retention_rules = Vec::new();
     for (i, rule) in file.retention_rules.iter().enumerate() {
         let Some(kind) = from_short_name::<RetentionRuleKind>(&rule.kind) else {
@@ -152,17 +149,58 @@ pub fn to_policy(file: PolicyFile) -> anyhow::Result<Policy> {
             .context("copy_retention")?
     };
     Ok(Policy {
-        schedule: Some(Schedule {
-            weekdays,
-            time_of_day,
-            time_zone: file.schedule.time_zone.trim().to_owned(),
-        }),
+        schedule: Some(schedule),
+        verify_schedule,
         retention_rules,
         keep_min: file.keep_min.unwrap_or_default(),
         copy_datastore: file.copy_datastore.trim().to_owned(),
         copy_retention,
         ..Policy::default()
     })
+}
+
+/// Checks and converts a schedule's file form (`field` names it in errors).
+fn to_schedule(file: &ScheduleFile, field: &str) -> anyhow::Result<Schedule> {
+    let weekdays = file
+        .weekdays
+        .iter()
+        .map(|d| {
+            from_short_name::<Weekday>(d)
+                .map_or_else(|| parse_weekday(d), Ok)
+                .map(|w| w as i32)
+                .map_err(anyhow::Error::msg)
+        })
+        .collect::<anyhow::Result<Vec<i32>>>()
+        .with_context(|| format!("{field}.weekdays"))?;
+    let time_of_day = parse_time_of_day(&file.time_of_day)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("{field}.time_of_day"))?;
+    Ok(Schedule {
+        weekdays,
+        time_of_day,
+        time_zone: file.time_zone.trim().to_owned(),
+    })
+}
+
+/// The file form of a schedule.
+fn schedule_file(schedule: Schedule) -> ScheduleFile {
+    ScheduleFile {
+        weekdays: schedule
+            .weekdays
+            .iter()
+            .map(|d| {
+                Weekday::try_from(*d)
+                    .map(short_name)
+                    .unwrap_or_else(|_| d.to_string())
+            })
+            .collect(),
+        time_of_day: schedule.time_of_day,
+        time_zone: if schedule.time_zone.is_empty() {
+            "UTC".into()
+        } else {
+            schedule.time_zone
+        },
+    }
 }
 
 /// The file form of a stored policy.
@@ -173,23 +211,8 @@ pub fn from_policy(policy: &Policy) -> PolicyFile {
         keep_min: (policy.keep_min > 0).then_some(policy.keep_min),
         copy_datastore: policy.copy_datastore.clone(),
         copy_retention: policy.copy_retention.clone(),
-        schedule: ScheduleFile {
-            weekdays: schedule
-                .weekdays
-                .iter()
-                .map(|d| {
-                    Weekday::try_from(*d)
-                        .map(short_name)
-                        .unwrap_or_else(|_| d.to_string())
-                })
-                .collect(),
-            time_of_day: schedule.time_of_day,
-            time_zone: if schedule.time_zone.is_empty() {
-                "UTC".into()
-            } else {
-                schedule.time_zone
-            },
-        },
+        schedule: schedule_file(schedule),
+        verify_schedule: policy.verify_schedule.clone().map(schedule_file),
         retention_rules: policy
             .retention_rules
             .iter()
@@ -244,7 +267,27 @@ mod tests {
             keep_min: 5,
             copy_datastore: "az://copies/pgvault".into(),
             copy_retention: "P30D".into(),
+            verify_schedule: Some(Schedule {
+                weekdays: vec![Weekday::Sunday as i32],
+                time_of_day: "03:00".into(),
+                time_zone: "Europe/Berlin".into(),
+            }),
         }
+    }
+
+    #[test]
+    fn a_verify_schedule_reads_back_and_its_errors_name_it() {
+        let toml = render(&stored(), FileFormat::Toml).unwrap();
+        assert!(toml.contains("[verify_schedule]"), "{toml}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(
+            &path,
+            "[schedule]\nweekdays = [\"mon\"]\ntime_of_day = \"02:30\"\n\n[verify_schedule]\nweekdays = [\"sun\"]\ntime_of_day = \"3am\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", read(&path).unwrap_err());
+        assert!(err.contains("verify_schedule.time_of_day"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! `pgvault recovery-point list|get|delete|undelete`: the completed backups
-//! of an instance. Delete is a soft delete: the point is kept for the
+//! `pgvault recovery-point list|get|delete|undelete|verify`: the completed
+//! backups of an instance. Verify queues a job that reads every object of
+//! the point and checks it against its manifest; the result shows on the
+//! point (`LAST VERIFY`). Delete is a soft delete: the point is kept for the
 //! vault's soft-delete window (`list --deleted` shows it and when it is
 //! purged) and `undelete` brings it back until then.
 
@@ -8,13 +10,13 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use pgvault_proto::v1::{
     DatastoreTier, DeleteRecoveryPointRequest, GetRecoveryPointRequest, ListRecoveryPointsRequest,
-    RecoveryPoint, RetentionRuleKind, UndeleteRecoveryPointRequest,
+    RecoveryPoint, RetentionRuleKind, UndeleteRecoveryPointRequest, VerifyRecoveryPointRequest,
 };
 
 use super::connect::{Api, Reply};
 use super::enum_names::short_name;
 use super::output::{bytes, local_time, print_details, print_json, print_list};
-use super::{json, names, paging};
+use super::{json, names, paging, watch};
 
 #[derive(Debug, Subcommand)]
 pub enum RecoveryPointCommand {
@@ -59,7 +61,28 @@ pub enum RecoveryPointCommand {
         #[arg(long)]
         instance: Option<String>,
     },
-    /// Show one recovery point.
+    /// Verify a recovery point without a database: a job reads every object
+    /// (sizes, SHA-256, every zstd frame, row counts) and checks that the
+    /// manifest names every object and nothing else. Points on the archive
+    /// tier are refused. A point whose verify is queued or running gets that
+    /// job back.
+    #[command(after_help = "Examples:\n  \
+        pgvault recovery-point verify 0197c1d2-... --instance prod/db1-orders --wait")]
+    Verify {
+        /// Recovery point id (or its full name).
+        recovery_point: String,
+        /// Vault of the instance.
+        #[arg(long)]
+        vault: Option<String>,
+        /// Instance the recovery point belongs to.
+        #[arg(long)]
+        instance: Option<String>,
+        /// Follow the job until it ends; exit non-zero unless it completes.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show one recovery point (with its last verify).
+    #[command(visible_alias = "show")]
     Get {
         /// Recovery point id (or its full name).
         recovery_point: String,
@@ -106,6 +129,21 @@ pub async fn run(api: &Api, command: RecoveryPointCommand) -> anyhow::Result<Exi
                 .await
                 .reply(api)?;
             show(api, &point);
+        }
+        RecoveryPointCommand::Verify {
+            recovery_point,
+            vault,
+            instance,
+            wait,
+        } => {
+            let name =
+                names::recovery_point(vault.as_deref(), instance.as_deref(), &recovery_point)?;
+            let job = api
+                .recovery_points()
+                .verify_recovery_point(VerifyRecoveryPointRequest { name })
+                .await
+                .reply(api)?;
+            return watch::started(api, job, wait).await;
         }
         RecoveryPointCommand::Get {
             recovery_point,
@@ -239,6 +277,7 @@ fn show(api: &Api, point: &RecoveryPoint) {
         ("MANIFEST SHA-256", point.manifest_sha256.clone()),
         ("JOB", point.job.clone()),
         ("CREATED", local_time(point.create_time.as_ref())),
+        ("LAST VERIFY", last_verify_text(point)),
     ];
     if point.delete_time.is_some() {
         rows.push(("DELETED", local_time(point.delete_time.as_ref())));
@@ -267,6 +306,19 @@ fn copies_text(point: &RecoveryPoint) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// "ok at …", "failed (VerifyObjectCorrupt) at … by jobs/…", or "never".
+fn last_verify_text(point: &RecoveryPoint) -> String {
+    let at = local_time(point.last_verified_at.as_ref());
+    match point.last_verify_result.as_str() {
+        "" => "never".to_owned(),
+        "ok" => format!("ok at {at} ({})", point.last_verify_job),
+        result => format!(
+            "{result} ({}) at {at}; see pgvault job show {}",
+            point.last_verify_error_code, point.last_verify_job
+        ),
+    }
 }
 
 fn tier_text(tier: i32) -> &'static str {

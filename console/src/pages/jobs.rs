@@ -199,13 +199,14 @@ pub fn job_row(job: &pb::Job, labels: &HashMap<&str, String>) -> JobRow {
     }
 }
 
-const OPERATIONS: [pb::Operation; 6] = [
+const OPERATIONS: [pb::Operation; 7] = [
     pb::Operation::ScheduledBackup,
     pb::Operation::OnDemandBackup,
     pb::Operation::Restore,
     pb::Operation::TierMove,
     pb::Operation::Rehydrate,
     pb::Operation::Delete,
+    pb::Operation::Verify,
 ];
 
 const STATES: [pb::JobState; 7] = [

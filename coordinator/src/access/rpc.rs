@@ -68,6 +68,7 @@ pub enum Rpc {
     GetRecoveryPoint,
     DeleteRecoveryPoint,
     UndeleteRecoveryPoint,
+    VerifyRecoveryPoint,
     RestoreAsDatabase,
     RestoreAsFiles,
     RestoreServer,
@@ -138,6 +139,7 @@ impl Rpc {
         Rpc::GetRecoveryPoint,
         Rpc::DeleteRecoveryPoint,
         Rpc::UndeleteRecoveryPoint,
+        Rpc::VerifyRecoveryPoint,
         Rpc::RestoreAsDatabase,
         Rpc::RestoreAsFiles,
         Rpc::RestoreServer,
@@ -223,7 +225,8 @@ impl Rpc {
             Rpc::ListRecoveryPoints
             | Rpc::GetRecoveryPoint
             | Rpc::DeleteRecoveryPoint
-            | Rpc::UndeleteRecoveryPoint => "RecoveryPointService",
+            | Rpc::UndeleteRecoveryPoint
+            | Rpc::VerifyRecoveryPoint => "RecoveryPointService",
             Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles | Rpc::RestoreServer => "RestoreService",
             Rpc::ListJobs
             | Rpc::GetJob
@@ -282,6 +285,7 @@ impl Rpc {
             | Rpc::GetRecoveryPoint
             | Rpc::DeleteRecoveryPoint
             | Rpc::UndeleteRecoveryPoint
+            | Rpc::VerifyRecoveryPoint
             | Rpc::RestoreAsDatabase
             | Rpc::RestoreAsFiles
             | Rpc::RestoreServer
@@ -358,7 +362,8 @@ impl Rpc {
             | Rpc::ListNotificationDeliveries
             | Rpc::TestPermissions => Read,
             // Whoever may start jobs may stop and re-run them.
-            Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob => BackupNow,
+            // Verifying only reads a point, but it is work an operator starts.
+            Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob | Rpc::VerifyRecoveryPoint => BackupNow,
             Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles | Rpc::RestoreServer => Restore,
             // ListDatabases connects with a stored secret: a configuration step.
             Rpc::CreateVault

@@ -114,6 +114,11 @@ impl From<Policy> for pb::Policy {
                 .map(|c| c.datastore_url.clone())
                 .unwrap_or_default(),
             copy_retention: p.copy.map(|c| c.retention).unwrap_or_default(),
+            verify_schedule: p.verify_schedule.map(|s| pb::Schedule {
+                weekdays: s.weekdays.iter().map(|d| i32::from(*d)).collect(),
+                time_of_day: s.time_of_day,
+                time_zone: s.time_zone,
+            }),
         }
     }
 }
@@ -197,6 +202,23 @@ impl From<RecoveryPoint> for pb::RecoveryPoint {
                 .map(|d| d.by.clone())
                 .unwrap_or_default(),
             purge_time: p.soft_delete.as_ref().map(|d| timestamp(d.purge_after)),
+            last_verified_at: p.last_verify.as_ref().map(|v| timestamp(v.time)),
+            last_verify_result: match &p.last_verify {
+                None => String::new(),
+                Some(v) if v.error_code.is_none() => "ok".to_string(),
+                Some(_) => "failed".to_string(),
+            },
+            last_verify_error_code: p
+                .last_verify
+                .as_ref()
+                .and_then(|v| v.error_code.clone())
+                .unwrap_or_default(),
+            last_verify_job: p
+                .last_verify
+                .as_ref()
+                .and_then(|v| v.job_id)
+                .map(names::job_name)
+                .unwrap_or_default(),
             // Read from their own table: `api::recovery_points` adds them.
             copies: Vec::new(),
         }
@@ -225,6 +247,7 @@ pub fn operation_to_pb(op: Operation) -> pb::Operation {
         Operation::Rehydrate => pb::Operation::Rehydrate,
         Operation::Delete => pb::Operation::Delete,
         Operation::Copy => pb::Operation::Copy,
+        Operation::Verify => pb::Operation::Verify,
     }
 }
 
@@ -241,6 +264,7 @@ pub fn operation_from_pb(field: &str, value: i32) -> Result<Option<Operation>> {
         pb::Operation::Rehydrate => Some(Operation::Rehydrate),
         pb::Operation::Delete => Some(Operation::Delete),
         pb::Operation::Copy => Some(Operation::Copy),
+        pb::Operation::Verify => Some(Operation::Verify),
     })
 }
 

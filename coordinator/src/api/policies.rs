@@ -99,6 +99,19 @@ fn validate_policy(vault_id: String, id: String, input: Option<pb::Policy>) -> R
         .collect();
     let retention_rules = validation::retention_rules("policy.retention_rules", &inputs)?;
     let keep_min = crate::data_protection::keep_min::keep_min("policy.keep_min", input.keep_min)?;
+    let verify_schedule = input
+        .verify_schedule
+        .map(|s| {
+            validation::schedule(
+                "policy.verify_schedule",
+                ScheduleInput {
+                    weekdays: &s.weekdays,
+                    time_of_day: &s.time_of_day,
+                    time_zone: &s.time_zone,
+                },
+            )
+        })
+        .transpose()?;
     Ok(Policy {
         vault_id,
         id,
@@ -106,6 +119,7 @@ fn validate_policy(vault_id: String, id: String, input: Option<pb::Policy>) -> R
         retention_rules,
         keep_min,
         copy: None,
+        verify_schedule,
         create_time: chrono::Utc::now(),
     })
 }

@@ -1,7 +1,8 @@
 //! `RecoveryPointService`: list an instance's points (newest first; the
 //! soft-deleted ones when asked), get one, soft-delete and undelete one
-//! (`data_protection::soft_delete`). Each point shows its copies in other
-//! datastores (`copies`).
+//! (`data_protection::soft_delete`), and queue a verify of one
+//! (`verify::queue`). Each point shows its copies in other datastores
+//! (`copies`).
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::access::{self, vault_scope};
 use crate::api::{ApiContext, instance_lookup, next_token};
 use crate::data_protection::soft_delete;
-use crate::error::Result;
+use crate::error::{CoordinatorError, Result};
 use crate::model::RecoveryPoint;
 use crate::store::{copies, instances, paging, recovery_points};
 
@@ -104,5 +105,23 @@ impl RecoveryPointService for RecoveryPointApi {
                 .await?;
         let restored = soft_delete::undelete_point(&self.ctx.store, point).await?;
         Ok(Response::new(restored.into()))
+    }
+
+    async fn verify_recovery_point(
+        &self,
+        request: Request<pb::VerifyRecoveryPointRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
+        let (vault, instance, point) =
+            instance_lookup::recovery_point(self.ctx.store.pool(), "name", &request.get_ref().name)
+                .await?;
+        let mut tx = self.ctx.store.begin().await?;
+        let point = recovery_points::get(&mut *tx, &vault, instance, point).await?;
+        let (job, new) = crate::verify::queue::verify_point(&mut tx, &point).await?;
+        tx.commit().await.map_err(CoordinatorError::from)?;
+        if new {
+            self.ctx.dispatch_wake.notify_one();
+        }
+        Ok(Response::new(job.into()))
     }
 }

@@ -36,7 +36,8 @@ async fn server_of(conn: &mut PgConnection, job: &Job) -> Result<Option<(String,
         JobSpec::Delete { .. }
         | JobSpec::TierMove { .. }
         | JobSpec::Rehydrate { .. }
-        | JobSpec::Copy { .. } => None,
+        | JobSpec::Copy { .. }
+        | JobSpec::Verify { .. } => None,
     })
 }
 

@@ -25,6 +25,7 @@ text_enum!(
         Rehydrate => "REHYDRATE",
         Delete => "DELETE",
         Copy => "COPY",
+        Verify => "VERIFY",
     }
 );
 
@@ -174,6 +175,9 @@ pub enum JobSpec {
         point_id: Uuid,
         scope: DeleteScope,
     },
+    /// Reads every object of a point and checks it against the manifest;
+    /// writes nothing. Its result is recorded on the point.
+    Verify { instance_id: Uuid, point_id: Uuid },
 }
 
 impl JobSpec {
@@ -192,6 +196,7 @@ impl JobSpec {
             JobSpec::Rehydrate { .. } => Operation::Rehydrate,
             JobSpec::Delete { .. } => Operation::Delete,
             JobSpec::Copy { .. } => Operation::Copy,
+            JobSpec::Verify { .. } => Operation::Verify,
         }
     }
 
@@ -202,7 +207,8 @@ impl JobSpec {
             | JobSpec::TierMove { instance_id, .. }
             | JobSpec::Rehydrate { instance_id, .. }
             | JobSpec::Copy { instance_id, .. }
-            | JobSpec::Delete { instance_id, .. } => *instance_id,
+            | JobSpec::Delete { instance_id, .. }
+            | JobSpec::Verify { instance_id, .. } => *instance_id,
             JobSpec::Restore(restore) => restore.instance_id,
         })
     }
@@ -218,7 +224,8 @@ impl JobSpec {
             JobSpec::TierMove { point_id, .. }
             | JobSpec::Rehydrate { point_id, .. }
             | JobSpec::Copy { point_id, .. }
-            | JobSpec::Delete { point_id, .. } => Some(*point_id),
+            | JobSpec::Delete { point_id, .. }
+            | JobSpec::Verify { point_id, .. } => Some(*point_id),
         }
     }
 
@@ -230,7 +237,7 @@ impl JobSpec {
             JobSpec::Rehydrate { .. } => Some(stage::REHYDRATE.to_string()),
             JobSpec::Delete { scope, .. } => Some(scope.stage()),
             JobSpec::Copy { datastore_url, .. } => Some(format!("{}{datastore_url}", stage::COPY)),
-            JobSpec::Backup { .. } | JobSpec::Restore(_) => None,
+            JobSpec::Backup { .. } | JobSpec::Restore(_) | JobSpec::Verify { .. } => None,
         }
     }
 
@@ -244,6 +251,9 @@ impl JobSpec {
                 // The datastore may be as private as the server it came from.
                 RestoreTarget::Files { .. } => Route::InstanceServer(restore.instance_id),
             },
+            // A verify reads the point where a restore as files would:
+            // through the agent of the instance's server, if it has one.
+            JobSpec::Verify { instance_id, .. } => Route::InstanceServer(*instance_id),
             // Lifecycle jobs touch datastores only.
             JobSpec::TierMove { .. }
             | JobSpec::Rehydrate { .. }

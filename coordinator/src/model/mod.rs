@@ -136,6 +136,9 @@ pub struct Policy {
     pub keep_min: u32,
     /// The second datastore every completed point is copied to (3-2-1).
     pub copy: Option<CopyRule>,
+    /// When every point of the policy's instances is verified (`None`:
+    /// never on a schedule).
+    pub verify_schedule: Option<Schedule>,
     pub create_time: DateTime<Utc>,
 }
 
@@ -218,6 +221,17 @@ pub struct RecoveryPoint {
     pub create_time: DateTime<Utc>,
     /// Set while the point is soft-deleted (hidden, purged after the window).
     pub soft_delete: Option<SoftDelete>,
+    /// How the point's last verify job ended (`None`: never verified).
+    pub last_verify: Option<LastVerify>,
+}
+
+/// The end of a point's last verify job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastVerify {
+    pub time: DateTime<Utc>,
+    /// `None`: the point is sound; else the failure's error code.
+    pub error_code: Option<String>,
+    pub job_id: Option<Uuid>,
 }
 
 /// Who soft-deleted a point, when, and when the sweeper purges it.

@@ -50,6 +50,7 @@ pub mod servers;
 pub mod soft_delete;
 pub mod tokens;
 pub mod vaults;
+pub mod verify_runs;
 
 use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};

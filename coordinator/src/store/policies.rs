@@ -20,7 +20,16 @@ struct PolicyRow {
     keep_min: i32,
     copy_datastore: String,
     copy_retention: String,
+    verify_weekdays: Option<Vec<i16>>,
+    verify_time_of_day: Option<String>,
+    verify_time_zone: Option<String>,
     create_time: DateTime<Utc>,
+}
+
+fn weekdays_of(days: Vec<i16>) -> Vec<u8> {
+    days.into_iter()
+        .filter_map(|d| u8::try_from(d).ok())
+        .collect()
 }
 
 impl From<PolicyRow> for Policy {
@@ -29,11 +38,7 @@ impl From<PolicyRow> for Policy {
             vault_id: r.vault_id,
             id: r.id,
             schedule: Schedule {
-                weekdays: r
-                    .weekdays
-                    .into_iter()
-                    .filter_map(|d| u8::try_from(d).ok())
-                    .collect(),
+                weekdays: weekdays_of(r.weekdays),
                 time_of_day: r.time_of_day,
                 time_zone: r.time_zone,
             },
@@ -43,19 +48,28 @@ impl From<PolicyRow> for Policy {
                 datastore_url: r.copy_datastore,
                 retention: r.copy_retention,
             }),
+            verify_schedule: match (r.verify_weekdays, r.verify_time_of_day, r.verify_time_zone) {
+                (Some(days), Some(time_of_day), Some(time_zone)) => Some(Schedule {
+                    weekdays: weekdays_of(days),
+                    time_of_day,
+                    time_zone,
+                }),
+                _ => None,
+            },
             create_time: r.create_time,
         }
     }
 }
 
 const COLUMNS: &str = "vault_id, id, weekdays, time_of_day, time_zone, retention_rules, keep_min, \
-     copy_datastore, copy_retention, create_time";
+     copy_datastore, copy_retention, verify_weekdays, verify_time_of_day, verify_time_zone, create_time";
 
 pub async fn insert(db: impl PgExecutor<'_>, policy: &Policy) -> Result<Policy> {
     let sql = format!(
         "INSERT INTO policies (vault_id, id, weekdays, time_of_day, time_zone, retention_rules, keep_min,
-                               copy_datastore, copy_retention)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+                               copy_datastore, copy_retention,
+                               verify_weekdays, verify_time_of_day, verify_time_zone)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
     );
     let weekdays: Vec<i16> = policy
         .schedule
@@ -78,6 +92,14 @@ pub async fn insert(db: impl PgExecutor<'_>, policy: &Policy) -> Result<Policy> 
                 .map_or("", |c| c.datastore_url.as_str()),
         )
         .bind(policy.copy.as_ref().map_or("", |c| c.retention.as_str()))
+        .bind(policy.verify_schedule.as_ref().map(|s| {
+            s.weekdays
+                .iter()
+                .map(|d| i16::from(*d))
+                .collect::<Vec<i16>>()
+        }))
+        .bind(policy.verify_schedule.as_ref().map(|s| &s.time_of_day))
+        .bind(policy.verify_schedule.as_ref().map(|s| &s.time_zone))
         .fetch_one(db)
         .await
         .map(Policy::from)
@@ -121,5 +143,14 @@ pub async fn list(
         .bind(limit)
         .fetch_all(db)
         .await?;
+    Ok(rows.into_iter().map(Policy::from).collect())
+}
+
+/// Every policy with a verify schedule, in every vault.
+pub async fn with_verify_schedule(db: impl PgExecutor<'_>) -> Result<Vec<Policy>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM policies WHERE verify_weekdays IS NOT NULL ORDER BY vault_id, id"
+    );
+    let rows = sqlx::query_as::<_, PolicyRow>(&sql).fetch_all(db).await?;
     Ok(rows.into_iter().map(Policy::from).collect())
 }

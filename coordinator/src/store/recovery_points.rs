@@ -11,7 +11,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::error::{CoordinatorError, Result};
-use crate::model::{RecoveryPoint, RuleKind, SoftDelete, Tier};
+use crate::model::{LastVerify, RecoveryPoint, RuleKind, SoftDelete, Tier};
 use crate::store::{parse_enum, to_i32, to_i64, to_u32, to_u64};
 
 #[derive(sqlx::FromRow)]
@@ -37,6 +37,10 @@ struct PointRow {
     soft_delete_time: Option<DateTime<Utc>>,
     soft_deleted_by: Option<String>,
     purge_after: Option<DateTime<Utc>>,
+    last_verified_at: Option<DateTime<Utc>>,
+    last_verify_result: Option<String>,
+    last_verify_error_code: Option<String>,
+    last_verify_job_id: Option<Uuid>,
 }
 
 impl TryFrom<PointRow> for RecoveryPoint {
@@ -73,6 +77,14 @@ impl TryFrom<PointRow> for RecoveryPoint {
                 }),
                 _ => None,
             },
+            last_verify: r.last_verified_at.map(|time| LastVerify {
+                time,
+                error_code: match r.last_verify_result.as_deref() {
+                    Some("OK") => None,
+                    _ => Some(r.last_verify_error_code.unwrap_or_default()),
+                },
+                job_id: r.last_verify_job_id,
+            }),
         })
     }
 }
@@ -81,7 +93,8 @@ const SELECT: &str =
     "SELECT p.id, i.vault_id, p.backup_instance_id, p.job_id, p.database, p.snapshot_time, p.tier,
         p.datastore_url, p.prefix, p.stored_bytes, p.raw_bytes, p.chunk_count, p.manifest_sha256,
         p.server_version, p.retention_tag, p.expire_time, p.archive_duration, p.create_time,
-        p.soft_delete_time, p.soft_deleted_by, p.purge_after
+        p.soft_delete_time, p.soft_deleted_by, p.purge_after, p.last_verified_at,
+        p.last_verify_result, p.last_verify_error_code, p.last_verify_job_id
    FROM recovery_points p JOIN backup_instances i ON i.id = p.backup_instance_id";
 
 pub async fn insert(db: impl PgExecutor<'_>, p: &RecoveryPoint) -> Result<()> {
@@ -251,4 +264,28 @@ pub async fn count_in_vault(db: impl PgExecutor<'_>, vault_id: &str) -> Result<i
     .fetch_one(db)
     .await?;
     Ok(n)
+}
+
+/// Records how verify job `job_id` of point `id` ended (`error_code`
+/// `None`: the point is sound).
+pub async fn record_verify(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    job_id: Uuid,
+    at: DateTime<Utc>,
+    error_code: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE recovery_points SET last_verified_at = $3, last_verify_job_id = $2,
+             last_verify_result = CASE WHEN $4::text IS NULL THEN 'OK' ELSE 'FAILED' END,
+             last_verify_error_code = $4
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(job_id)
+    .bind(at)
+    .bind(error_code)
+    .execute(db)
+    .await?;
+    Ok(())
 }

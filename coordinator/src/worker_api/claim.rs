@@ -233,6 +233,7 @@ async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Res
         | JobSpec::TierMove { .. }
         | JobSpec::Rehydrate { .. }
         | JobSpec::Copy { .. } => crate::lifecycle::tasks::build(conn, job).await?,
+        JobSpec::Verify { .. } => crate::verify::task::build(conn, job).await?,
     };
     attach_point_key(ctx, conn, job, &mut kind).await?;
     Ok(pb::Task {
@@ -252,9 +253,9 @@ async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Res
     })
 }
 
-/// A task that reads a point (restores, tier moves, rehydrates, copies) carries
-/// the point's unwrapped data key, if the point is encrypted. Deletes need
-/// none; a backup's key is made in [`backup_task`].
+/// A task that reads a point (restores, tier moves, rehydrates, copies,
+/// verifies) carries the point's unwrapped data key, if the point is
+/// encrypted. Deletes need none; a backup's key is made in [`backup_task`].
 async fn attach_point_key(
     ctx: &ApiContext,
     conn: &mut PgConnection,
@@ -265,7 +266,8 @@ async fn attach_point_key(
         JobSpec::Restore(restore) => restore.point_id,
         JobSpec::TierMove { point_id, .. }
         | JobSpec::Rehydrate { point_id, .. }
-        | JobSpec::Copy { point_id, .. } => *point_id,
+        | JobSpec::Copy { point_id, .. }
+        | JobSpec::Verify { point_id, .. } => *point_id,
         JobSpec::Backup { .. } | JobSpec::Delete { .. } => return Ok(()),
     };
     let key = encryption::existing_point_key(conn, &ctx.cipher, &job.vault_id, point_id).await?;
@@ -276,6 +278,7 @@ async fn attach_point_key(
         pb::task::Kind::TierMove(task) => task.point_key = key,
         pb::task::Kind::Rehydrate(task) => task.point_key = key,
         pb::task::Kind::Copy(task) => task.point_key = key,
+        pb::task::Kind::Verify(task) => task.point_key = key,
         pb::task::Kind::Backup(_) | pb::task::Kind::Delete(_) => {}
     }
     Ok(())

@@ -140,6 +140,7 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
             .await?
             .is_some();
     }
+    crate::verify::outcome::record(&mut tx, &job, ctx.clock.now(), None).await?;
     jobs::complete(&mut *tx, job.id, &progress, point_id).await?;
     connection_slots::release_job(&mut *tx, job.id).await?;
     let tables = job_details::tables_from_pb(req.tables.clone())?;
@@ -283,6 +284,7 @@ async fn record_point(
         archive_duration: kept.archive_duration,
         create_time: chrono::Utc::now(),
         soft_delete: None,
+        last_verify: None,
     };
     recovery_points::insert(&mut *conn, &point).await?;
     Ok(point_id)
@@ -354,6 +356,7 @@ pub async fn fail(ctx: &ApiContext, req: pb::FailTaskRequest) -> Result<()> {
         tracing::warn!(job_id = %job.id, attempt = job.attempt, code = %error.code, delay_s = delay.as_secs_f64(), "attempt failed; job re-queued");
     } else {
         jobs::finish_failed(&mut *tx, job.id, JobState::Failed, &error).await?;
+        crate::verify::outcome::record(&mut tx, &job, ctx.clock.now(), Some(&error.code)).await?;
         tx.commit().await?;
         tracing::warn!(job_id = %job.id, attempt = job.attempt, code = %error.code, "job failed");
     }

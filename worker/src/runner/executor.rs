@@ -1,5 +1,5 @@
 //! What a claimed task does, behind [`TaskExecutor`]: the engine's backup,
-//! restores and lifecycle copies for real runs ([`EngineExecutor`]), a
+//! restores, lifecycle copies and verifies for real runs ([`EngineExecutor`]), a
 //! scripted stand-in in the runner's unit tests. Task messages (proto) are
 //! turned into engine calls here (within the connections the claim granted)
 //! and the engine's summaries back.
@@ -16,7 +16,7 @@ use pgvault_proto::v1::{
 use tokio_util::sync::CancellationToken;
 
 use super::stage_split::{bytes_read, stage_split};
-use super::{lifecycle, restore_files};
+use super::{lifecycle, restore_files, verify};
 
 /// Runs one task to its result. Progress goes to `progress`; `cancel`
 /// stops it (fencing, a user's cancel, shutdown).
@@ -70,6 +70,9 @@ impl TaskExecutor for EngineExecutor {
                     .await
                     .map(lifecycle)
             }
+            task::Kind::Verify(task) => verify::run(task, options, progress, cancel)
+                .await
+                .map(complete_task_request::Result::Verify),
         }
     }
 }
@@ -174,6 +177,7 @@ fn point_key(kind: &task::Kind) -> Result<Option<engine::seal::PointKey>, Engine
         task::Kind::TierMove(t) => t.point_key.as_ref(),
         task::Kind::Rehydrate(t) => t.point_key.as_ref(),
         task::Kind::Copy(t) => t.point_key.as_ref(),
+        task::Kind::Verify(t) => t.point_key.as_ref(),
         task::Kind::Delete(_) => None,
     };
     let Some(key) = key else {

@@ -41,6 +41,7 @@ mod tests;
 mod tests_log_tail;
 #[cfg(test)]
 mod tests_trace;
+mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -155,6 +155,10 @@ fn to_job(r: JobRow, target: Option<TargetFacts>) -> Result<Job> {
                 .ok_or_else(|| broken("has no copy datastore in its lifecycle stage"))?
                 .to_string(),
         },
+        Operation::Verify => JobSpec::Verify {
+            instance_id,
+            point_id: point()?,
+        },
         Operation::Delete => JobSpec::Delete {
             instance_id,
             point_id: point()?,
@@ -228,6 +232,7 @@ impl SpecColumns {
             JobSpec::TierMove { point_id, .. }
             | JobSpec::Delete { point_id, .. }
             | JobSpec::Copy { point_id, .. } => (Some(*point_id), None, None),
+            | JobSpec::Verify { point_id, .. } => (Some(*point_id), None, None),
             JobSpec::Rehydrate { point_id, days, .. } => (
                 Some(*point_id),
                 None,
