@@ -94,6 +94,9 @@ pub struct EngineOptions {
     /// everything included (the worker's share of the server's connection
     /// budget); `None`: not limited. See [`crate::server_budget`].
     pub server_connections: Option<usize>,
+    /// A backup whose planned data is above this is fanned out across the
+    /// fleet even when the job did not ask (see [`crate::fanout`]).
+    pub fanout_threshold_bytes: u64,
 }
 
 impl Default for EngineOptions {
@@ -120,6 +123,7 @@ impl Default for EngineOptions {
             pg_bin_dirs_setting: "worker.pg_bin_dirs",
             capture_globals: false,
             server_connections: None,
+            fanout_threshold_bytes: 4 * 1024 * 1024 * 1024,
         }
     }
 }

@@ -81,6 +81,12 @@ pub enum Rpc {
     Heartbeat,
     CompleteTask,
     FailTask,
+    OfferChunks,
+    ClaimChunk,
+    HeartbeatChunk,
+    CompleteChunk,
+    FailChunk,
+    ListChunks,
     CreateToken,
     ListTokens,
     RevokeToken,
@@ -103,7 +109,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 65] = [
+    pub const ALL: [Rpc; 71] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -150,6 +156,12 @@ impl Rpc {
         Rpc::Heartbeat,
         Rpc::CompleteTask,
         Rpc::FailTask,
+        Rpc::OfferChunks,
+        Rpc::ClaimChunk,
+        Rpc::HeartbeatChunk,
+        Rpc::CompleteChunk,
+        Rpc::FailChunk,
+        Rpc::ListChunks,
         Rpc::CreateToken,
         Rpc::ListTokens,
         Rpc::RevokeToken,
@@ -230,6 +242,12 @@ impl Rpc {
             | Rpc::ListDeadLetters
             | Rpc::DeleteDeadLetter => "JobService",
             Rpc::ClaimTask | Rpc::Heartbeat | Rpc::CompleteTask | Rpc::FailTask => "WorkerService",
+            Rpc::OfferChunks
+            | Rpc::ClaimChunk
+            | Rpc::HeartbeatChunk
+            | Rpc::CompleteChunk
+            | Rpc::FailChunk
+            | Rpc::ListChunks => "WorkerService",
             Rpc::CreateToken
             | Rpc::ListTokens
             | Rpc::RevokeToken
@@ -313,6 +331,12 @@ impl Rpc {
             | Rpc::Heartbeat
             | Rpc::CompleteTask
             | Rpc::FailTask
+            | Rpc::OfferChunks
+            | Rpc::ClaimChunk
+            | Rpc::HeartbeatChunk
+            | Rpc::CompleteChunk
+            | Rpc::FailChunk
+            | Rpc::ListChunks
             | Rpc::CreateToken
             | Rpc::ListTokens
             | Rpc::RevokeToken
@@ -381,6 +405,7 @@ impl Rpc {
                 Delete
             }
             Rpc::ClaimTask | Rpc::Heartbeat | Rpc::CompleteTask | Rpc::FailTask => Work,
+            Rpc::OfferChunks | Rpc::ClaimChunk | Rpc::HeartbeatChunk | Rpc::CompleteChunk | Rpc::FailChunk | Rpc::ListChunks => Work,
             Rpc::Connect | Rpc::ClaimProbe | Rpc::CompleteProbe => AgentConnect,
             Rpc::CreateToken
             | Rpc::ListTokens

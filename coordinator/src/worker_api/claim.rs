@@ -161,7 +161,7 @@ fn limit_connections(task: &mut pb::Task, slots: u32) {
 }
 
 /// Why `agent` (`None`: not an agent's token) may not claim `job`.
-fn refusal(job: &Job, agent: Option<&str>) -> Option<String> {
+pub(super) fn refusal(job: &Job, agent: Option<&str>) -> Option<String> {
     match (job.agent_id.as_deref(), agent) {
         (Some(owner), Some(claimer)) if owner == claimer => None,
         (None, None) => None,
@@ -275,12 +275,14 @@ async fn backup_task(
     let capture_globals = server_protections::find(&mut *conn, &server.id)
         .await?
         .is_some_and(|p| p.vault_id == instance.vault_id);
+    let fanout_workers = crate::store::chunk_tasks::requested_workers(&mut *conn, job.id).await?;
     Ok(pb::BackupTask {
         source: Some(connection_spec(&server, &instance.database, &creds)),
         datastore_url: target.datastore_url,
         prefix: target.prefix,
         capture_globals,
         max_server_connections: 0,
+        fanout_workers,
     })
 }
 
