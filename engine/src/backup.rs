@@ -173,6 +173,12 @@ async fn run(
         },
         tracker: tracker.clone(),
         table_names,
+        readable_names: Arc::new(
+            tables
+                .iter()
+                .map(|t| readable(&t.schema, &t.name))
+                .collect(),
+        ),
         cancel: cancel.clone(),
     };
     // The engine's phases as spans (the job's trace shows where the time

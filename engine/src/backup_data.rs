@@ -44,6 +44,9 @@ pub(crate) struct DumpContext {
     pub tracker: Arc<Tracker>,
     /// Qualified table names by table index (the sub-tasks' keys).
     pub table_names: Arc<Vec<String>>,
+    /// Table names as users read them (`public.orders`), by table index:
+    /// what a fanned-out backup's job details show.
+    pub readable_names: Arc<Vec<String>>,
     pub cancel: CancellationToken,
 }
 

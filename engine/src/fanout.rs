@@ -180,7 +180,11 @@ pub(crate) async fn dump_fanned(
                 )
             })
             .collect();
-        let names = tables.iter().map(|(_, n)| n.clone()).collect();
+        let names = object
+            .chunks
+            .iter()
+            .map(|c| ctx.readable_names.get(c.table).cloned().unwrap_or_default())
+            .collect();
         let spec = serde_json::to_string(&ChunkSpec {
             object: object.clone(),
             tables,
@@ -332,7 +336,8 @@ pub async fn dump_chunk(
             ..options.clone()
         },
         tracker: Tracker::new(progress),
-        table_names: Arc::new(names),
+        table_names: Arc::new(names.clone()),
+        readable_names: Arc::new(names),
         cancel: cancel.clone(),
     };
     let feed = Arc::new(OneObject(std::sync::Mutex::new(Some(object))));
