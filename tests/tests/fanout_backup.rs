@@ -37,12 +37,13 @@ async fn wait_for_helper(s: &mut Scenario, job: &str) -> anyhow::Result<(String,
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let current = s.get_job(job).await?;
-        if current.state == JobState::InProgress as i32 && !current.worker.is_empty() {
-            if let Some(helper) = current.chunks.iter().find(|c| {
+        if current.state == JobState::InProgress as i32
+            && !current.worker.is_empty()
+            && let Some(helper) = current.chunks.iter().find(|c| {
                 c.state == "DONE" && !c.worker_id.is_empty() && c.worker_id != current.worker
-            }) {
-                return Ok((current.worker.clone(), helper.worker_id.clone()));
-            }
+            })
+        {
+            return Ok((current.worker.clone(), helper.worker_id.clone()));
         }
         if current.state == JobState::Completed as i32 || Instant::now() > deadline {
             bail!("no helper was seen storing a chunk of {job} while it ran: {current:?}");

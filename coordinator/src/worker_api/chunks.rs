@@ -171,7 +171,7 @@ pub async fn claim(
         ));
     }
     let lease = leader.unwrap_or_else(Uuid::new_v4);
-    let ttl = leader.is_none().then(|| ctx.lease_ttl.as_secs_f64());
+    let ttl = leader.is_none().then_some(ctx.lease_ttl.as_secs_f64());
     let Some(claimed) =
         chunk_tasks::claim_next(&mut *tx, job.id, job.attempt, worker, lease, ttl).await?
     else {
@@ -179,12 +179,12 @@ pub async fn claim(
         tx.rollback().await?;
         return Ok(not_claimed("no chunk to take now", remaining, false));
     };
-    if leader.is_none() {
-        if let Taken::Wait(reason) = budget::take_chunk(&mut tx, &job, lease).await? {
-            tx.rollback().await?;
-            let remaining = chunk_tasks::remaining(ctx.store.pool(), job.id, job.attempt).await?;
-            return Ok(not_claimed(reason, remaining, false));
-        }
+    if leader.is_none()
+        && let Taken::Wait(reason) = budget::take_chunk(&mut tx, &job, lease).await?
+    {
+        tx.rollback().await?;
+        let remaining = chunk_tasks::remaining(ctx.store.pool(), job.id, job.attempt).await?;
+        return Ok(not_claimed(reason, remaining, false));
     }
     let task = chunk_task(ctx, &mut tx, &job, claimed).await?;
     tx.commit().await?;
