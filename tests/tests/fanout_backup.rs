@@ -147,3 +147,48 @@ async fn a_killed_leader_fails_the_attempt_and_the_next_attempt_references_none_
         .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fanned_out_backup_stays_within_the_servers_connection_budget() -> anyhow::Result<()> {
+    let mut s = Scenario::start(&[DB], 2, 3, None).await?;
+    let out = s.cluster.cli(
+        &["server", "update", "source", "--max-connections", "3"],
+        None,
+    )?;
+    if !out.status.success() {
+        bail!(
+            "server update failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let sampler = s.source.connect("postgres").await?;
+    let job = fanned_backup(&mut s).await?;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut most = 0i64;
+    loop {
+        // Every connection to the backed-up database is pgvault's.
+        let row = sampler
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                &[&DB],
+            )
+            .await?;
+        most = most.max(row.get::<_, i64>(0));
+        let current = s.get_job(&job.name).await?;
+        if current.state != JobState::Queued as i32 && current.state != JobState::InProgress as i32
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("backup did not end: {current:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.wait_completed(&job.name).await?;
+    assert!(most > 0, "the sampler saw the backup's connections");
+    assert!(
+        most <= 3,
+        "the source saw {most} pgvault connections at once with a budget of 3"
+    );
+    Ok(())
+}
