@@ -23,6 +23,7 @@ fn envelope(job_id: &str) -> TaskEnvelope {
         job_id: job_id.into(),
         attempt: 1,
         trace_context: HashMap::new(),
+        chunk_invite: false,
     }
 }
 

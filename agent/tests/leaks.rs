@@ -106,6 +106,7 @@ async fn no_password_or_token_reaches_the_agents_log() {
                     )),
                     datastore_url: format!("file://{}", datastore.path().display()),
                     prefix: "prod/instance/point".into(),
+                    fanout_workers: 0,
                     capture_globals: false,
                     max_server_connections: 0,
                     point_key: Some(PointKey {

@@ -51,6 +51,7 @@ async fn an_offered_task_is_claimed_run_and_completed_and_shown_running_meanwhil
         job_id: "not-a-job".into(),
         attempt: 1,
         trace_context: HashMap::new(),
+        chunk_invite: false,
     };
     assert!(fake.send(coordinator_message::Kind::Task(garbage)));
     fake.offer_until_claimed(JOB).await;
@@ -116,6 +117,7 @@ async fn a_backup_keeps_running_while_its_stream_is_down_and_through_a_restart()
                     source: Some(spec(&cluster, "shop", cluster.user(), cluster.password())),
                     datastore_url: format!("file://{}", datastore.path().display()),
                     prefix: "prod/instance/point".into(),
+                    fanout_workers: 0,
                     capture_globals: false,
                     max_server_connections: 0,
                     point_key: None,

@@ -324,6 +324,7 @@ pub fn worker_options(
         engine.connections = w.connections;
     }
     engine.split_threshold_bytes = w.split_threshold_mb * 1024 * 1024;
+    engine.fanout_threshold_bytes = w.fanout_threshold_mb.max(1) * 1024 * 1024;
     engine.pg_bin_dirs = w.pg_bin_dirs.clone();
     WorkerOptions {
         coordinator_endpoint,

@@ -1,5 +1,6 @@
 //! The outbox dispatcher: publishes outbox rows as encoded `TaskEnvelope`s
-//! (message id `{job_id}:{attempt}`) and deletes each row only after the
+//! (message id `{job_id}:{attempt}`; a fan-out's invitations to help with
+//! an attempt's chunks `{job_id}:{attempt}:chunks:{row}`) and deletes each row only after the
 //! broker confirmed it. A batch is published pipelined (all messages sent,
 //! then all confirms awaited), so a burst of scheduled jobs costs a few
 //! broker round trips, not one per job. Woken by an in-process notification when a row is
@@ -122,11 +123,16 @@ async fn publish_batch(store: &Store, publisher: &dyn TaskPublisher) -> Result<O
                 .map(|c| c.to_carrier())
                 .unwrap_or_default();
             OutgoingTask {
-                message_id: format!("{}:{}", row.job_id, row.attempt),
+                message_id: if row.chunk_invite {
+                    format!("{}:{}:chunks:{}", row.job_id, row.attempt, row.id)
+                } else {
+                    format!("{}:{}", row.job_id, row.attempt)
+                },
                 payload: TaskEnvelope {
                     job_id: row.job_id.to_string(),
                     attempt: row.attempt,
                     trace_context: carrier.clone(),
+                    chunk_invite: row.chunk_invite,
                 }
                 .encode_to_vec(),
                 headers: carrier,
@@ -171,6 +177,7 @@ mod tests {
             attempt,
             instance_id: None,
             trace_context: TraceContext::parse(JOB_TRACE),
+            chunk_invite: false,
         }
     }
 

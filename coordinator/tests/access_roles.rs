@@ -383,6 +383,30 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             .fail_task(pb::FailTaskRequest::default())
             .await
             .map(drop),
+        Rpc::OfferChunks => workers()
+            .offer_chunks(pb::OfferChunksRequest::default())
+            .await
+            .map(drop),
+        Rpc::ClaimChunk => workers()
+            .claim_chunk(pb::ClaimChunkRequest::default())
+            .await
+            .map(drop),
+        Rpc::HeartbeatChunk => workers()
+            .heartbeat_chunk(pb::HeartbeatChunkRequest::default())
+            .await
+            .map(drop),
+        Rpc::CompleteChunk => workers()
+            .complete_chunk(pb::CompleteChunkRequest::default())
+            .await
+            .map(drop),
+        Rpc::FailChunk => workers()
+            .fail_chunk(pb::FailChunkRequest::default())
+            .await
+            .map(drop),
+        Rpc::ListChunks => workers()
+            .list_chunks(pb::ListChunksRequest::default())
+            .await
+            .map(drop),
         Rpc::CreateToken => access()
             .create_token(pb::CreateTokenRequest::default())
             .await

@@ -40,6 +40,7 @@ fn envelope(job_id: &str, attempt: u32) -> Vec<u8> {
         job_id: job_id.into(),
         attempt,
         trace_context: Default::default(),
+        chunk_invite: false,
     }
     .encode_to_vec()
 }

@@ -437,6 +437,7 @@ async fn backup_now_validates_its_input() {
         .backup_now(pb::BackupNowRequest {
             name: instance.clone(),
             rule: pb::RetentionRuleKind::Yearly as i32,
+            workers: 0,
         })
         .await
         .unwrap_err();
@@ -452,6 +453,7 @@ async fn backup_now_validates_its_input() {
         .backup_now(pb::BackupNowRequest {
             name: unknown,
             rule: 0,
+            workers: 0,
         })
         .await
         .unwrap_err();
@@ -461,6 +463,7 @@ async fn backup_now_validates_its_input() {
         .backup_now(pb::BackupNowRequest {
             name: "vaults/v".into(),
             rule: 0,
+            workers: 0,
         })
         .await
         .unwrap_err();

@@ -165,6 +165,7 @@ async fn point(
         .backup_now(pb::BackupNowRequest {
             name: instance.into(),
             rule: rule as i32,
+            workers: 0,
         })
         .await
         .expect("backup now")

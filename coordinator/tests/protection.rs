@@ -15,6 +15,7 @@ async fn completed_backup(h: &Harness, instance: &str, snapshot_seconds: i64) {
         .backup_now(pb::BackupNowRequest {
             name: instance.into(),
             rule: pb::RetentionRuleKind::Default as i32,
+            workers: 0,
         })
         .await
         .expect("backup now")
@@ -185,6 +186,7 @@ async fn change_policy_stop_and_resume_protection() {
         .backup_now(pb::BackupNowRequest {
             name: instance.clone(),
             rule: 0,
+            workers: 0,
         })
         .await
         .unwrap_err();

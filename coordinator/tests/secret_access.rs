@@ -106,6 +106,7 @@ async fn backup_and_claim(h: &Harness, instance: &str) -> (String, pb::ClaimTask
         .backup_now(pb::BackupNowRequest {
             name: instance.into(),
             rule: pb::RetentionRuleKind::Default as i32,
+            workers: 0,
         })
         .await
         .expect("backup now")
@@ -171,6 +172,7 @@ async fn an_ungranted_secret_keeps_the_row_with_the_owner_command_and_revalidati
         .backup_now(pb::BackupNowRequest {
             name: kept.name.clone(),
             rule: 0,
+            workers: 0,
         })
         .await
         .expect_err("not protected");

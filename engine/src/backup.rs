@@ -1,7 +1,9 @@
 //! A backup, end to end: the snapshot holder (REPEATABLE READ, exported
 //! snapshot, ACCESS SHARE on every table), `pg_dump --schema-only -Fc` and
 //! the data chunks in parallel on that snapshot, then sequences and large
-//! objects, and `manifest.json` last — the commit point.
+//! objects, and `manifest.json` last — the commit point. Fanned out
+//! ([`backup_fanned`]), the data chunks are dumped by the fleet on this
+//! snapshot ([`super::fanout`]) while this process holds it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use super::catalog::{self, TableInfo};
 use super::connect::{connect, exec};
 use super::database_properties;
 use super::error::{EngineError, ErrorCode};
+use super::fanout::{self, Fanout};
 use super::globals;
 use super::ident::{qualified, readable};
 use super::key_ranges;
@@ -46,10 +49,25 @@ pub async fn backup(
     progress: Arc<dyn ProgressSink>,
     cancel: CancellationToken,
 ) -> Result<BackupSummary, EngineError> {
+    backup_fanned(source, store, prefix, options, None, progress, cancel).await
+}
+
+/// [`backup`] that may fan its data out across the fleet through
+/// `fanout` (when the job asked for workers or its data is above the
+/// threshold); `None`: always dumps locally.
+pub async fn backup_fanned(
+    source: &PgTarget,
+    store: &Datastore,
+    prefix: &str,
+    options: &EngineOptions,
+    fanout: Option<Fanout>,
+    progress: Arc<dyn ProgressSink>,
+    cancel: CancellationToken,
+) -> Result<BackupSummary, EngineError> {
     let tracker = Tracker::new(progress);
     let result = tokio::select! {
         _ = cancel.cancelled() => Err(EngineError::cancelled()),
-        result = run(source, store, prefix, options, tracker.clone(), cancel.clone())
+        result = run(source, store, prefix, options, fanout, tracker.clone(), cancel.clone())
             .instrument(tracing::info_span!("backup", database = %source.database)) => result,
     };
     match &result {
@@ -68,6 +86,7 @@ async fn run(
     store: &Datastore,
     prefix: &str,
     options: &EngineOptions,
+    fanout: Option<Fanout>,
     tracker: Arc<Tracker>,
     cancel: CancellationToken,
 ) -> Result<BackupSummary, EngineError> {
@@ -154,6 +173,12 @@ async fn run(
         },
         tracker: tracker.clone(),
         table_names,
+        readable_names: Arc::new(
+            tables
+                .iter()
+                .map(|t| readable(&t.schema, &t.name))
+                .collect(),
+        ),
         cancel: cancel.clone(),
     };
     // The engine's phases as spans (the job's trace shows where the time
@@ -170,20 +195,25 @@ async fn run(
         tracker.clock(),
     )
     .instrument(tracing::info_span!("schema"));
-    let data_span = tracing::info_span!("data", objects = objects.len());
+    let planned_bytes: u64 = objects.iter().map(|o| o.estimated_bytes).sum();
+    let fanned = fanout.and_then(|f| Some((f.helpers(objects.len(), planned_bytes)?, f)));
+    let data_span = tracing::info_span!(
+        "data",
+        objects = objects.len(),
+        helpers = fanned.as_ref().map(|(h, _)| *h).unwrap_or(0)
+    );
+    let data = async move {
+        match fanned {
+            Some((helpers, f)) => fanout::dump_fanned(ctx, objects, f.dispatch, helpers).await,
+            None => backup_data::dump_objects(ctx, objects).await,
+        }
+    }
+    .instrument(data_span);
     let (schema, dumped) = if lanes.schema_alongside_data {
-        tokio::try_join!(
-            schema,
-            backup_data::dump_objects(ctx, objects).instrument(data_span)
-        )?
+        tokio::try_join!(schema, data)?
     } else {
         let schema = schema.await?;
-        (
-            schema,
-            backup_data::dump_objects(ctx, objects)
-                .instrument(data_span)
-                .await?,
-        )
+        (schema, data.await?)
     };
     if cancel.is_cancelled() {
         return Err(EngineError::cancelled());

@@ -3,10 +3,14 @@
 //! dumped largest first over N connections that all imported the same
 //! snapshot. Each COPY streams `COPY … TO STDOUT` → batches → zstd + SHA-256
 //! on the CPU pool → upload; a bundle holds one frame per small table.
+//! Lanes take their objects from an [`ObjectFeed`]: the backup's own list
+//! ([`LocalFeed`]), or, in a fanned-out backup, the fleet's chunk
+//! sub-tasks ([`super::fanout`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use futures::StreamExt;
 use pgvault_datastore::Datastore;
 use tokio::task::JoinSet;
@@ -40,7 +44,49 @@ pub(crate) struct DumpContext {
     pub tracker: Arc<Tracker>,
     /// Qualified table names by table index (the sub-tasks' keys).
     pub table_names: Arc<Vec<String>>,
+    /// Table names as users read them (`public.orders`), by table index:
+    /// what a fanned-out backup's job details show.
+    pub readable_names: Arc<Vec<String>>,
     pub cancel: CancellationToken,
+}
+
+/// Where a lane takes its next object, and whom it tells once the object
+/// is stored.
+#[async_trait]
+pub(crate) trait ObjectFeed: Send + Sync {
+    /// The next object to dump; `None`: nothing left for this lane.
+    async fn next(&self, stop: &CancellationToken) -> Result<Option<PlannedObject>, EngineError>;
+
+    /// The object is stored with these entries.
+    async fn stored(
+        &self,
+        object: &PlannedObject,
+        entries: &[(usize, ChunkEntry)],
+    ) -> Result<(), EngineError>;
+}
+
+/// The backup's own objects, largest first.
+pub(crate) struct LocalFeed(Mutex<VecDeque<PlannedObject>>);
+
+impl LocalFeed {
+    pub(crate) fn new(objects: Vec<PlannedObject>) -> Self {
+        LocalFeed(Mutex::new(VecDeque::from(objects)))
+    }
+}
+
+#[async_trait]
+impl ObjectFeed for LocalFeed {
+    async fn next(&self, _stop: &CancellationToken) -> Result<Option<PlannedObject>, EngineError> {
+        Ok(self.0.lock().unwrap_or_else(|p| p.into_inner()).pop_front())
+    }
+
+    async fn stored(
+        &self,
+        _object: &PlannedObject,
+        _entries: &[(usize, ChunkEntry)],
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
 }
 
 /// Dumps every planned object; returns (table index, chunk entry) pairs.
@@ -48,17 +94,26 @@ pub(crate) async fn dump_objects(
     ctx: DumpContext,
     objects: Vec<PlannedObject>,
 ) -> Result<Vec<(usize, ChunkEntry)>, EngineError> {
-    let workers = ctx.options.connections.max(1).min(objects.len());
-    let queue = Arc::new(Mutex::new(VecDeque::from(objects)));
+    let lanes = ctx.options.connections.max(1).min(objects.len());
+    dump_from(ctx, Arc::new(LocalFeed::new(objects)), lanes).await
+}
+
+/// Dumps what `feed` hands out over `lanes` connections that each import
+/// the snapshot; returns the (table index, chunk entry) pairs they stored.
+pub(crate) async fn dump_from(
+    ctx: DumpContext,
+    feed: Arc<dyn ObjectFeed>,
+    lanes: usize,
+) -> Result<Vec<(usize, ChunkEntry)>, EngineError> {
     // Stops the other workers when one fails; the caller's token stays untouched.
     let stop = ctx.cancel.child_token();
     let mut set = JoinSet::new();
-    for _ in 0..workers {
-        let (ctx, queue, stop) = (ctx.clone(), queue.clone(), stop.clone());
+    for _ in 0..lanes {
+        let (ctx, queue, stop) = (ctx.clone(), feed.clone(), stop.clone());
         // In the caller's span, so each object's span joins the job's trace.
         set.spawn(
             async move {
-                let result = worker(&ctx, &queue, &stop).await;
+                let result = worker(&ctx, queue.as_ref(), &stop).await;
                 if result.is_err() {
                     stop.cancel();
                 }
@@ -96,7 +151,7 @@ pub(crate) async fn dump_objects(
 
 async fn worker(
     ctx: &DumpContext,
-    queue: &Mutex<VecDeque<PlannedObject>>,
+    feed: &dyn ObjectFeed,
     stop: &CancellationToken,
 ) -> Result<Vec<(usize, ChunkEntry)>, EngineError> {
     let describe = ctx.source.describe();
@@ -120,8 +175,9 @@ async fn worker(
         if stop.is_cancelled() {
             return Err(EngineError::cancelled());
         }
-        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-        let Some(object) = next else { break };
+        let Some(object) = feed.next(stop).await? else {
+            break;
+        };
         // One span per stored object: a table, one chunk group of a split
         // table, or a bundle of small tables.
         let span = tracing::info_span!(
@@ -134,6 +190,7 @@ async fn worker(
         let dumped = dump_object(ctx, &client, &object, &mut lane, cancelled.as_mut())
             .instrument(span)
             .await?;
+        feed.stored(&object, &dumped).await?;
         for (table, entry) in dumped {
             let name = ctx.table_name(table);
             ctx.tracker

@@ -25,8 +25,8 @@ const BUNDLE_BYTES: u64 = 8 * 1024 * 1024;
 /// enough bundles to keep every connection busy.
 const BUNDLE_TABLES: usize = 256;
 
-/// One planned COPY.
-#[derive(Debug, Clone)]
+/// One planned COPY (serialised as a fan-out chunk's spec).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct PlannedChunk {
     /// Index into the backup's table list.
     pub table: usize,
@@ -40,7 +40,7 @@ pub(crate) struct PlannedChunk {
 }
 
 /// One object to write: a chunk of a table, or a bundle of small tables.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct PlannedObject {
     /// Object path relative to the recovery point.
     pub relative: String,

@@ -12,7 +12,8 @@
 //! - `backup`, `backup_plan`, `backup_data`, `catalog`, `key_ranges`: taking a backup
 //!   (small tables share bundle objects, one zstd frame per table);
 //!   `globals`: the server's roles, role settings and tablespaces, for
-//!   servers protected whole.
+//!   servers protected whole; [`fanout`]: one backup's chunks dumped by
+//!   several workers on the leader's snapshot (the [`fanout::ChunkDispatch`] seam).
 //! - `restore`, `restore_data`, `post_data`, `restore_plan`,
 //!   `restore_schedule`, `analyze`: restoring as a database.
 //! - `restore_sql`: restoring as a plain SQL file in a datastore;
@@ -55,6 +56,7 @@ mod connect;
 mod cpu;
 pub mod database_properties;
 pub mod error;
+pub mod fanout;
 mod globals;
 mod ident;
 mod key_ranges;
@@ -80,7 +82,7 @@ mod tool_compat;
 pub mod types;
 pub mod verify;
 
-pub use backup::backup;
+pub use backup::{backup, backup_fanned};
 pub use error::{EngineError, ErrorCode};
 pub use manifest::Manifest;
 /// The sealed-object format and the point's data key ([`pgvault_seal`]).

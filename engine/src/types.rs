@@ -98,6 +98,9 @@ pub struct EngineOptions {
     /// reads (see [`crate::seal`]); `None`: the point is stored unencrypted.
     /// Debug prints no key.
     pub encryption: Option<crate::seal::PointKey>,
+    /// A backup whose planned data is above this is fanned out across the
+    /// fleet even when the job did not ask (see [`crate::fanout`]).
+    pub fanout_threshold_bytes: u64,
 }
 
 impl Default for EngineOptions {
@@ -125,6 +128,7 @@ impl Default for EngineOptions {
             capture_globals: false,
             server_connections: None,
             encryption: None,
+            fanout_threshold_bytes: 4 * 1024 * 1024 * 1024,
         }
     }
 }

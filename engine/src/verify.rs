@@ -21,9 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::store_error;
 use crate::manifest::{ChunkEntry, MANIFEST_FILE, Manifest, ObjectEntry};
-use crate::objects::{
-    ChunkReader, PoolHasher, Source, blocks, get_small, object_path, open_small,
-};
+use crate::objects::{ChunkReader, PoolHasher, Source, blocks, get_small, object_path, open_small};
 use crate::seal::PointKey;
 use crate::stages::{Lane, StageClock};
 use crate::{EngineError, EngineOptions, ErrorCode, Progress, ProgressSink};
@@ -187,7 +185,10 @@ async fn read_manifest(
         .await
         .map_err(|e| match e.code {
             ErrorCode::EncryptionKeyUnavailable => e,
-            _ => bad(format!("{MANIFEST_FILE} under {prefix} cannot be opened: {}", e.message)),
+            _ => bad(format!(
+                "{MANIFEST_FILE} under {prefix} cannot be opened: {}",
+                e.message
+            )),
         })?;
     let manifest = Manifest::from_json(&bytes, MANIFEST_FILE)
         .map_err(|e| bad(format!("{e} (under {prefix})")))?;

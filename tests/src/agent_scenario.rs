@@ -189,6 +189,7 @@ impl AgentScenario {
             .backup_now(BackupNowRequest {
                 name: self.instance.clone(),
                 rule: RetentionRuleKind::Default as i32,
+                workers: 0,
             })
             .await?
             .into_inner())

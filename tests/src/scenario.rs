@@ -79,6 +79,7 @@ impl Scenario {
             .backup_now(BackupNowRequest {
                 name: instance.into(),
                 rule: RetentionRuleKind::Default as i32,
+                workers: 0,
             })
             .await?
             .into_inner())

@@ -107,6 +107,7 @@ async fn backup(api: &mut Api, instance: &str) -> anyhow::Result<Job> {
         .backup_now(BackupNowRequest {
             name: instance.into(),
             rule: RetentionRuleKind::Default as i32,
+            workers: 0,
         })
         .await?
         .into_inner();

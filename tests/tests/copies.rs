@@ -156,6 +156,7 @@ async fn backup_now(api: &mut Api, cluster: &PgvaultCluster, instance: &str) -> 
         .backup_now(BackupNowRequest {
             name: instance.into(),
             rule: RetentionRuleKind::Default as i32,
+            ..Default::default()
         })
         .await
         .expect("backup now")

@@ -113,6 +113,7 @@ async fn garbage_tasks_are_dead_lettered_and_the_worker_keeps_serving() {
         job_id: "6f1c1d52-6bd0-4a4e-9d0f-0c1b6a7e9f00".into(),
         attempt: 1,
         trace_context: Default::default(),
+        chunk_invite: false,
     };
     publisher
         .publish("unknown-job", unknown.encode_to_vec())
@@ -275,6 +276,7 @@ async fn malformed_requests_are_invalid_arguments_naming_the_field() {
             .backup_now(BackupNowRequest {
                 name: "vaults/f/backupInstances/".into(),
                 rule: 0,
+                workers: 0,
             })
             .await,
         "name",

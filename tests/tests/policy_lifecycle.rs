@@ -185,6 +185,7 @@ async fn backup_now(api: &mut Api, s: &Servers, instance: &str, rule: RetentionR
         .backup_now(BackupNowRequest {
             name: instance.into(),
             rule: rule as i32,
+            workers: 0,
         })
         .await
         .expect("backup now")

@@ -98,6 +98,7 @@ async fn two_workers_never_hold_more_connections_to_a_source_than_its_budget() {
             .backup_now(BackupNowRequest {
                 name: instance.clone(),
                 rule: RetentionRuleKind::Default as i32,
+                workers: 0,
             })
             .await
             .expect("backup now")

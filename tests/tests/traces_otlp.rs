@@ -205,6 +205,7 @@ async fn one_backup_is_one_trace_across_coordinator_and_worker_without_secrets()
         .backup_now(BackupNowRequest {
             name: instance.clone(),
             rule: RetentionRuleKind::Default as i32,
+            workers: 0,
         })
         .await
         .expect("backup now")

@@ -74,6 +74,7 @@ async fn backup(s: &mut Servers) -> RecoveryPoint {
         .backup_now(BackupNowRequest {
             name: s.instance.clone(),
             rule: RetentionRuleKind::Default as i32,
+            ..Default::default()
         })
         .await
         .expect("backup now")

@@ -120,6 +120,7 @@ impl Fake {
                 job_id: job_id.to_string(),
                 attempt: 1,
                 trace_context: HashMap::new(),
+                chunk_invite: false,
             }));
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -247,8 +248,56 @@ impl AgentService for Fake {
     }
 }
 
+/// This fake serves an agent's own tasks: agents' jobs are never fanned
+/// out to helpers (the coordinator invites none), and no test here asks
+/// for a fan-out.
+fn fans_out_not() -> Status {
+    Status::unimplemented("the fake coordinator does not fan backups out")
+}
+
 #[tonic::async_trait]
 impl WorkerService for Fake {
+    async fn offer_chunks(
+        &self,
+        _: Request<OfferChunksRequest>,
+    ) -> Result<Response<OfferChunksResponse>, Status> {
+        Err(fans_out_not())
+    }
+
+    async fn claim_chunk(
+        &self,
+        _: Request<ClaimChunkRequest>,
+    ) -> Result<Response<ClaimChunkResponse>, Status> {
+        Err(fans_out_not())
+    }
+
+    async fn heartbeat_chunk(
+        &self,
+        _: Request<HeartbeatChunkRequest>,
+    ) -> Result<Response<HeartbeatChunkResponse>, Status> {
+        Err(fans_out_not())
+    }
+
+    async fn complete_chunk(
+        &self,
+        _: Request<CompleteChunkRequest>,
+    ) -> Result<Response<CompleteChunkResponse>, Status> {
+        Err(fans_out_not())
+    }
+
+    async fn fail_chunk(
+        &self,
+        _: Request<FailChunkRequest>,
+    ) -> Result<Response<FailChunkResponse>, Status> {
+        Err(fans_out_not())
+    }
+
+    async fn list_chunks(
+        &self,
+        _: Request<ListChunksRequest>,
+    ) -> Result<Response<ListChunksResponse>, Status> {
+        Err(fans_out_not())
+    }
     async fn claim_task(
         &self,
         request: Request<ClaimTaskRequest>,

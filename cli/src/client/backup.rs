@@ -65,6 +65,11 @@ pub enum BackupCommand {
         /// Retention rule of the instance's policy the recovery point is kept by.
         #[arg(long, value_enum, default_value_t = RuleArg::Default)]
         rule: RuleArg,
+        /// Fan the backup out across up to N workers (2-64), whatever its
+        /// size; without it, only backups above the workers'
+        /// worker.fanout_threshold_mb are fanned out.
+        #[arg(long, value_name = "N")]
+        workers: Option<u32>,
         /// Follow the job until it ends; the exit code tells whether it succeeded.
         #[arg(long)]
         wait: bool,
@@ -197,11 +202,13 @@ pub async fn run(api: &Api, command: BackupCommand) -> anyhow::Result<ExitCode> 
             instance,
             vault,
             rule,
+            workers,
             wait,
         } => {
             let request = BackupNowRequest {
                 name: names::instance(vault.as_deref(), &instance)?,
                 rule: RetentionRuleKind::from(rule) as i32,
+                workers: workers.unwrap_or(0),
             };
             let job = api.instances().backup_now(request).await.reply(api)?;
             return watch::started(api, job, wait).await;

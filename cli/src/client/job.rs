@@ -249,6 +249,9 @@ pub async fn run(api: &Api, command: JobCommand) -> anyhow::Result<ExitCode> {
                 if let Some(tables) = job_details::tables_table(&job) {
                     println!("\nTABLES\n{tables}");
                 }
+                if let Some(chunks) = super::job_fanout::section(&job) {
+                    println!("\nCHUNKS\n{chunks}");
+                }
                 if let Some(time) = job_time::section(&job) {
                     println!("\nWHERE THE TIME WENT\n{time}");
                 }

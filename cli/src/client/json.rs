@@ -215,6 +215,13 @@ pub fn job(j: &Job) -> Value {
         "stage_split": j.stage_split.as_ref().map(stage_split),
         "trace_id": j.trace_id,
         "requested_by": j.requested_by,
+        "workers": j.workers,
+        "chunks": j.chunks.iter().map(|c| json!({
+            "table": c.table,
+            "chunk": c.chunk,
+            "worker_id": c.worker_id,
+            "state": c.state,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -404,7 +411,7 @@ mod tests {
         );
         assert_eq!(value["stage_split"], Value::Null);
         let keys: Vec<&String> = value.as_object().expect("object").keys().collect();
-        assert_eq!(keys.len(), 34, "every Job field is present: {keys:?}");
+        assert_eq!(keys.len(), 36, "every Job field is present: {keys:?}");
     }
 
     #[test]

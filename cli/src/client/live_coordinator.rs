@@ -346,6 +346,7 @@ async fn dead_letters_of_the_in_process_queue_are_listed_and_deleted() {
         job_id: "6f1c1d52-6bd0-4a4e-9d0f-0c1b6a7e9f00".into(),
         attempt: 1,
         trace_context: Default::default(),
+        chunk_invite: false,
     };
     live.queue
         .publish("ghost", ghost.encode_to_vec())

@@ -16,6 +16,7 @@ mod dead_letters;
 mod enum_names;
 mod job;
 mod job_details;
+mod job_fanout;
 mod job_time;
 mod json;
 mod names;

@@ -187,6 +187,9 @@ pub struct WorkerSettings {
     pub zstd_level: i32,
     /// Tables larger than this are split into parallel chunks.
     pub split_threshold_mb: u64,
+    /// Backups whose planned data is above this are fanned out across the
+    /// workers (chunk sub-tasks on the leader's snapshot).
+    pub fanout_threshold_mb: u64,
     /// Directories of pg_dump/pg_restore sets (one per PostgreSQL major),
     /// looked at before every `/usr/lib/postgresql/*/bin`, `pg_config
     /// --bindir` and `PATH`; each server gets the lowest major at least
@@ -298,6 +301,7 @@ impl Default for WorkerSettings {
             connections: 0,
             zstd_level: 1,
             split_threshold_mb: 256,
+            fanout_threshold_mb: 4096,
             pg_bin_dirs: Vec::new(),
         }
     }

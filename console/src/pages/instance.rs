@@ -231,6 +231,7 @@ pub async fn backup_now(
         .backup_now(pb::BackupNowRequest {
             name: instance_name(&vault, &id),
             rule: rule as i32,
+            workers: 0,
         })
         .await?
         .into_inner();

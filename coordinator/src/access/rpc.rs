@@ -83,6 +83,12 @@ pub enum Rpc {
     Heartbeat,
     CompleteTask,
     FailTask,
+    OfferChunks,
+    ClaimChunk,
+    HeartbeatChunk,
+    CompleteChunk,
+    FailChunk,
+    ListChunks,
     CreateToken,
     ListTokens,
     RevokeToken,
@@ -105,7 +111,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 66] = [
+    pub const ALL: [Rpc; 73] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -154,6 +160,12 @@ impl Rpc {
         Rpc::Heartbeat,
         Rpc::CompleteTask,
         Rpc::FailTask,
+        Rpc::OfferChunks,
+        Rpc::ClaimChunk,
+        Rpc::HeartbeatChunk,
+        Rpc::CompleteChunk,
+        Rpc::FailChunk,
+        Rpc::ListChunks,
         Rpc::CreateToken,
         Rpc::ListTokens,
         Rpc::RevokeToken,
@@ -236,6 +248,12 @@ impl Rpc {
             | Rpc::ListDeadLetters
             | Rpc::DeleteDeadLetter => "JobService",
             Rpc::ClaimTask | Rpc::Heartbeat | Rpc::CompleteTask | Rpc::FailTask => "WorkerService",
+            Rpc::OfferChunks
+            | Rpc::ClaimChunk
+            | Rpc::HeartbeatChunk
+            | Rpc::CompleteChunk
+            | Rpc::FailChunk
+            | Rpc::ListChunks => "WorkerService",
             Rpc::CreateToken
             | Rpc::ListTokens
             | Rpc::RevokeToken
@@ -321,6 +339,12 @@ impl Rpc {
             | Rpc::Heartbeat
             | Rpc::CompleteTask
             | Rpc::FailTask
+            | Rpc::OfferChunks
+            | Rpc::ClaimChunk
+            | Rpc::HeartbeatChunk
+            | Rpc::CompleteChunk
+            | Rpc::FailChunk
+            | Rpc::ListChunks
             | Rpc::CreateToken
             | Rpc::ListTokens
             | Rpc::RevokeToken
@@ -390,6 +414,7 @@ impl Rpc {
                 Delete
             }
             Rpc::ClaimTask | Rpc::Heartbeat | Rpc::CompleteTask | Rpc::FailTask => Work,
+            Rpc::OfferChunks | Rpc::ClaimChunk | Rpc::HeartbeatChunk | Rpc::CompleteChunk | Rpc::FailChunk | Rpc::ListChunks => Work,
             Rpc::Connect | Rpc::ClaimProbe | Rpc::CompleteProbe => AgentConnect,
             Rpc::CreateToken
             | Rpc::ListTokens

@@ -61,6 +61,7 @@ async fn offer_tasks(hub: &AgentHub, agents: &[String]) -> Result<()> {
                 .as_ref()
                 .map(|c| c.to_carrier())
                 .unwrap_or_default(),
+            chunk_invite: false,
         };
         if hub.registry.offer_task(&row.agent_id, envelope) {
             offered.push(row.id);

@@ -190,6 +190,7 @@ mod tests {
             job_id: job.to_string(),
             attempt: 1,
             trace_context: Default::default(),
+            chunk_invite: false,
         }
     }
 

@@ -181,7 +181,7 @@ pub async fn add_all(store: &Store, job: &mut pb::Job, of: &Job) -> Result<()> {
     job.stage_split = attempts::completed_stage_split(store.pool(), job_id)
         .await?
         .map(pb::StageSplit::from);
-    Ok(())
+    crate::api::fanout_details::add(store, job, of).await
 }
 
 /// Where a `WatchJob` stream is in the tables it has sent.
@@ -224,7 +224,7 @@ pub async fn add_changes(
     job.stage_split = attempts::completed_stage_split(store.pool(), job_id)
         .await?
         .map(pb::StageSplit::from);
-    Ok(())
+    crate::api::fanout_details::add(store, job, of).await
 }
 
 #[cfg(test)]

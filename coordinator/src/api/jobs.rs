@@ -37,11 +37,20 @@ const DEFAULT_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(7);
 /// the dispatcher. (Restores go through `lifecycle::queue::restore`, which
 /// also writes their target and waits for a rehydrate when needed.)
 pub async fn enqueue(ctx: &ApiContext, new: NewJob) -> Result<Job> {
+    enqueue_fanned(ctx, new, 0).await
+}
+
+/// [`enqueue`], recording in the same transaction that the backup asked
+/// to fan out across `workers` workers (0: not asked).
+pub async fn enqueue_fanned(ctx: &ApiContext, new: NewJob, workers: u32) -> Result<Job> {
     let job = ctx
         .store
         .in_tx(move |conn| {
             async move {
                 let job = jobs::insert(&mut *conn, &new).await?;
+                if workers > 0 {
+                    crate::store::chunk_tasks::request_fanout(&mut *conn, job.id, workers).await?;
+                }
                 outbox::insert(&mut *conn, job.id, job.attempt).await?;
                 Ok(job)
             }

@@ -36,6 +36,7 @@ pub mod configure_readiness;
 pub mod convert;
 pub mod databases;
 pub mod dead_letters;
+pub mod fanout_details;
 pub mod instance_lookup;
 pub mod instances;
 pub mod job_details;

@@ -21,7 +21,7 @@
 
 mod take;
 
-pub use take::{Taken, queued_reason, take};
+pub use take::{Taken, queued_reason, take, take_chunk};
 
 use crate::error::{CoordinatorError, Result};
 

@@ -69,6 +69,25 @@ pub async fn take(
     }
 }
 
+/// Takes one slot of the job's server for a fan-out helper's chunk lease
+/// (one connection: it imports the leader's snapshot and dumps the chunk).
+pub async fn take_chunk(conn: &mut PgConnection, job: &Job, lease_token: Uuid) -> Result<Taken> {
+    let Some((server, _)) = server_of(conn, job).await? else {
+        return Ok(Taken::NotNeeded);
+    };
+    let Some(max) = connection_slots::lock_budget(&mut *conn, &server).await? else {
+        return Ok(Taken::NotNeeded);
+    };
+    let in_use = connection_slots::in_use(&mut *conn, &server).await?;
+    if in_use >= max {
+        return Ok(Taken::Wait(format!(
+            "waiting for a connection slot on server {server} ({in_use} of {max} in use)"
+        )));
+    }
+    connection_slots::take(&mut *conn, lease_token, job.id, &server, 1).await?;
+    Ok(Taken::Slots(1))
+}
+
 /// Why a queued job cannot start now for want of slots ("waiting for a
 /// connection slot on server db1 (3 of 3 in use)"); empty when it could.
 pub async fn queued_reason(store: &Store, job: &Job) -> Result<String> {

@@ -91,6 +91,7 @@ mod tests {
             retention_rules: vec![],
             keep_min: 3,
             copy,
+            verify_schedule: None,
             create_time: t0(),
         }
     }

@@ -116,6 +116,7 @@ mod tests {
             job_id: job_id.to_string(),
             attempt: 3,
             trace_context: Default::default(),
+            chunk_invite: false,
         }
         .encode_to_vec();
         let summary = PayloadSummary::of(&payload);
@@ -138,6 +139,7 @@ mod tests {
             job_id: "not-a-uuid".into(),
             attempt: 1,
             trace_context: Default::default(),
+            chunk_invite: false,
         }
         .encode_to_vec();
         assert_eq!(PayloadSummary::of(&bogus).task, None);

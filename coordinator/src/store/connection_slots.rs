@@ -2,7 +2,9 @@
 //! ([`crate::budget`]). One row per lease holds slots of one server; a row
 //! counts only while its job still holds that lease (in progress or
 //! cancelling, lease not expired on the database clock), so an expired
-//! lease frees its slots even before anything deletes the row.
+//! lease frees its slots even before anything deletes the row. A fan-out
+//! helper's row is keyed by its chunk's lease and counts while that chunk
+//! is live (its own lease unexpired, its attempt the job's current one).
 
 use std::collections::HashMap;
 
@@ -13,8 +15,10 @@ use crate::error::{CoordinatorError, Result};
 use crate::store::{to_i32, to_u32};
 
 /// The predicate that makes a slot row count (joined as `j` on `s.job_id`).
-const LIVE: &str = "j.lease_token = s.lease_token AND j.state IN ('IN_PROGRESS', 'CANCELLING')
-     AND j.lease_expires_at > now()";
+const LIVE: &str = "j.state IN ('IN_PROGRESS', 'CANCELLING') AND j.lease_expires_at > now()
+     AND (j.lease_token = s.lease_token OR EXISTS (SELECT 1 FROM chunk_tasks c
+          WHERE c.job_id = j.id AND c.attempt = j.attempt AND c.lease_token = s.lease_token
+            AND c.state = 'IN_PROGRESS' AND c.lease_expires_at > now()))";
 
 /// Locks the server's budget row for this transaction (claims of one
 /// server take slots one after another) and returns its size; `None` when
@@ -68,6 +72,19 @@ pub async fn take(
     .bind(job_id)
     .bind(server_id)
     .bind(to_i32(slots))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Frees the slot a helper's chunk lease holds (the chunk was stored or
+/// failed); a job's own lease (the leader's chunks) keeps its slots.
+pub async fn release_lease(db: impl PgExecutor<'_>, lease_token: Uuid) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM connection_slots WHERE lease_token = $1
+         AND NOT EXISTS (SELECT 1 FROM jobs WHERE lease_token = $1)",
+    )
+    .bind(lease_token)
     .execute(db)
     .await?;
     Ok(())

@@ -13,6 +13,7 @@
 //!   repositories.
 //! - `attempts`, `job_tables`: a job's attempt history and per-table
 //!   progress (read by `GetJob`/`WatchJob`, never by the job list).
+//! - `chunk_tasks`: chunk sub-tasks of fanned-out backups, with their leases.
 //! - `paging`: opaque page tokens for keyset pagination.
 //! - `agents`, `agent_instances`, `probes`: agents, their processes (and
 //!   whether any is live), and the questions the API asks through them.
@@ -22,6 +23,7 @@
 pub mod agent_instances;
 pub mod agents;
 pub mod attempts;
+pub mod chunk_tasks;
 pub mod connection_slots;
 pub mod copies;
 pub mod dead_letters;

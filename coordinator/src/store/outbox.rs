@@ -23,6 +23,9 @@ pub struct OutboxRow {
     pub instance_id: Option<Uuid>,
     /// The job's trace context, the parent of its dispatch span.
     pub trace_context: Option<TraceContext>,
+    /// An invitation to help with the attempt's chunk sub-tasks, not the
+    /// job's own task.
+    pub chunk_invite: bool,
 }
 
 pub async fn insert(db: impl PgExecutor<'_>, job_id: Uuid, attempt: u32) -> Result<()> {
@@ -50,14 +53,14 @@ pub async fn insert_delayed(
 }
 
 /// An outbox row with its job's instance and trace context.
-type BatchColumns = (i64, Uuid, i32, Option<Uuid>, Option<String>);
+type BatchColumns = (i64, Uuid, i32, Option<Uuid>, Option<String>, bool);
 
 /// The oldest due rows of jobs for the workers (agents' jobs never reach
 /// the broker), locked for this transaction; rows another dispatcher holds
 /// are skipped.
 pub async fn lock_batch(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<OutboxRow>> {
     let rows: Vec<BatchColumns> = sqlx::query_as(
-        "SELECT o.id, o.job_id, o.attempt, j.backup_instance_id, j.trace_context
+        "SELECT o.id, o.job_id, o.attempt, j.backup_instance_id, j.trace_context, o.chunk_invite
          FROM outbox o JOIN jobs j ON j.id = o.job_id
          WHERE o.not_before <= now() AND j.agent_id IS NULL
          ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED",
@@ -66,16 +69,39 @@ pub async fn lock_batch(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Outbo
     .fetch_all(db)
     .await?;
     rows.into_iter()
-        .map(|(id, job_id, attempt, instance_id, trace_context)| {
-            Ok(OutboxRow {
-                id,
-                job_id,
-                attempt: to_u32(attempt, "outbox.attempt")?,
-                instance_id,
-                trace_context: trace_context.as_deref().and_then(TraceContext::parse),
-            })
-        })
+        .map(
+            |(id, job_id, attempt, instance_id, trace_context, chunk_invite)| {
+                Ok(OutboxRow {
+                    id,
+                    job_id,
+                    attempt: to_u32(attempt, "outbox.attempt")?,
+                    instance_id,
+                    trace_context: trace_context.as_deref().and_then(TraceContext::parse),
+                    chunk_invite,
+                })
+            },
+        )
         .collect()
+}
+
+/// `count` invitations to help with the chunk sub-tasks of the job's
+/// `attempt`, due at once.
+pub async fn insert_chunk_invites(
+    db: impl PgExecutor<'_>,
+    job_id: Uuid,
+    attempt: u32,
+    count: u32,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (job_id, attempt, chunk_invite)
+         SELECT $1, $2, true FROM generate_series(1, $3)",
+    )
+    .bind(job_id)
+    .bind(to_i32(attempt))
+    .bind(to_i32(count))
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Deletes the published rows `ids` in one statement.

@@ -166,7 +166,7 @@ fn limit_connections(task: &mut pb::Task, slots: u32) {
 }
 
 /// Why `agent` (`None`: not an agent's token) may not claim `job`.
-fn refusal(job: &Job, agent: Option<&str>) -> Option<String> {
+pub(super) fn refusal(job: &Job, agent: Option<&str>) -> Option<String> {
     match (job.agent_id.as_deref(), agent) {
         (Some(owner), Some(claimer)) if owner == claimer => None,
         (None, None) => None,
@@ -279,7 +279,8 @@ async fn attach_point_key(
         pb::task::Kind::Rehydrate(task) => task.point_key = key,
         pb::task::Kind::Copy(task) => task.point_key = key,
         pb::task::Kind::Verify(task) => task.point_key = key,
-        pb::task::Kind::Backup(_) | pb::task::Kind::Delete(_) => {}
+        // A backup's key is made at claim; helpers get theirs with ClaimChunk.
+        pb::task::Kind::Backup(_) | pb::task::Kind::Delete(_) | pb::task::Kind::Chunk(_) => {}
     }
     Ok(())
 }
@@ -318,6 +319,7 @@ async fn backup_task(
     let capture_globals = server_protections::find(&mut *conn, &server.id)
         .await?
         .is_some_and(|p| p.vault_id == instance.vault_id);
+    let fanout_workers = crate::store::chunk_tasks::requested_workers(&mut *conn, job.id).await?;
     Ok(pb::BackupTask {
         source: Some(connection_spec(&server, &instance.database, &creds)),
         datastore_url: target.datastore_url,
@@ -325,6 +327,7 @@ async fn backup_task(
         capture_globals,
         max_server_connections: 0,
         point_key: encryption::task_key(point_key),
+        fanout_workers,
     })
 }
 

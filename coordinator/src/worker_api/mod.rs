@@ -6,8 +6,11 @@
 //! # Layout
 //! - `claim`: the lease and the task (credentials only for the lease holder).
 //! - `lease`: heartbeat, complete and fail, all fenced by the lease token.
+//! - `chunks`: a fanned-out backup's chunk sub-tasks (offer, claim,
+//!   heartbeat, complete, fail, list), fenced by attempt and chunk lease.
 
 mod call_span;
+mod chunks;
 mod claim;
 mod lease;
 
@@ -93,5 +96,70 @@ impl WorkerService for WorkerApi {
             .instrument(span)
             .await?;
         Ok(Response::new(pb::FailTaskResponse {}))
+    }
+
+    async fn offer_chunks(
+        &self,
+        request: Request<pb::OfferChunksRequest>,
+    ) -> Result<Response<pb::OfferChunksResponse>, Status> {
+        let span = call_span::of("OfferChunks", &request, &request.get_ref().job_id);
+        let response = chunks::offer(&self.ctx, request.into_inner())
+            .instrument(span)
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn claim_chunk(
+        &self,
+        request: Request<pb::ClaimChunkRequest>,
+    ) -> Result<Response<pb::ClaimChunkResponse>, Status> {
+        let span = call_span::of("ClaimChunk", &request, &request.get_ref().job_id);
+        async {
+            let caller = access::caller(&request)?;
+            let agent = agents::claimer_agent(&self.ctx.store, &caller).await?;
+            let response = chunks::claim(&self.ctx, agent.as_deref(), request.into_inner()).await?;
+            Ok(Response::new(response))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn heartbeat_chunk(
+        &self,
+        request: Request<pb::HeartbeatChunkRequest>,
+    ) -> Result<Response<pb::HeartbeatChunkResponse>, Status> {
+        chunks::heartbeat(&self.ctx, request.into_inner()).await?;
+        Ok(Response::new(pb::HeartbeatChunkResponse {}))
+    }
+
+    async fn complete_chunk(
+        &self,
+        request: Request<pb::CompleteChunkRequest>,
+    ) -> Result<Response<pb::CompleteChunkResponse>, Status> {
+        let span = call_span::of("CompleteChunk", &request, &request.get_ref().job_id);
+        chunks::complete(&self.ctx, request.into_inner())
+            .instrument(span)
+            .await?;
+        Ok(Response::new(pb::CompleteChunkResponse {}))
+    }
+
+    async fn fail_chunk(
+        &self,
+        request: Request<pb::FailChunkRequest>,
+    ) -> Result<Response<pb::FailChunkResponse>, Status> {
+        let span = call_span::of("FailChunk", &request, &request.get_ref().job_id);
+        chunks::fail(&self.ctx, request.into_inner())
+            .instrument(span)
+            .await?;
+        Ok(Response::new(pb::FailChunkResponse {}))
+    }
+
+    async fn list_chunks(
+        &self,
+        request: Request<pb::ListChunksRequest>,
+    ) -> Result<Response<pb::ListChunksResponse>, Status> {
+        Ok(Response::new(
+            chunks::list(&self.ctx, request.into_inner()).await?,
+        ))
     }
 }

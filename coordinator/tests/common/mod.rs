@@ -346,6 +346,7 @@ pub async fn backup_now(h: &Harness, instance: &str) -> pb::Job {
         .backup_now(pb::BackupNowRequest {
             name: instance.into(),
             rule: pb::RetentionRuleKind::Weekly as i32,
+            workers: 0,
         })
         .await
         .expect("backup now")

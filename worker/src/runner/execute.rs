@@ -19,7 +19,7 @@ use pgvault_telemetry::TraceContext;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::executor::TaskExecutor;
+use super::executor::{TaskExecutor, TaskLease};
 use super::heartbeat::{self, Heartbeat, Interruption, SharedProgress};
 use super::link::{CoordinatorLink, LinkError};
 use super::log_tail::LogTail;
@@ -32,6 +32,7 @@ const REPORT_PATIENCE: Duration = Duration::from_secs(60);
 pub(super) async fn run_claimed(
     claim: ClaimTaskResponse,
     parent: Option<TraceContext>,
+    worker_id: &str,
     link: &Arc<dyn CoordinatorLink>,
     executor: &dyn TaskExecutor,
     shutdown: &CancellationToken,
@@ -56,7 +57,7 @@ pub(super) async fn run_claimed(
         parent.adopt(&span);
     }
     let tail = LogTail::of(&span);
-    run_task(claim, task, link, executor, shutdown, tail)
+    run_task(claim, task, worker_id, link, executor, shutdown, tail)
         .instrument(span)
         .await;
 }
@@ -64,6 +65,7 @@ pub(super) async fn run_claimed(
 async fn run_task(
     claim: ClaimTaskResponse,
     task: Task,
+    worker_id: &str,
     link: &Arc<dyn CoordinatorLink>,
     executor: &dyn TaskExecutor,
     shutdown: &CancellationToken,
@@ -93,8 +95,19 @@ async fn run_task(
     };
     tracing::info!(job_id = %job_id, attempt = task.attempt, "task started");
     let sink: Arc<dyn engine::ProgressSink> = progress.clone();
+    let lease = TaskLease {
+        job_id: job_id.clone(),
+        attempt: task.attempt,
+        lease_token: lease_token.clone(),
+        worker_id: worker_id.to_string(),
+        chunks: link.clone().chunks(),
+    };
     let outcome = match task.kind {
-        Some(kind) => executor.execute(kind, sink, engine_cancel.clone()).await,
+        Some(kind) => {
+            executor
+                .execute_leased(kind, lease, sink, engine_cancel.clone())
+                .await
+        }
         None => Err(EngineError {
             code: ErrorCode::Internal,
             message: "task has no kind; the coordinator and worker versions may differ".to_string(),

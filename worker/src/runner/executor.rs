@@ -8,15 +8,30 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pgvault_datastore::Datastore;
+use pgvault_engine::fanout::{ChunkJob, Fanout, StoredChunk};
 use pgvault_engine::{self as engine, EngineError, EngineOptions, ErrorCode, PgTarget};
 use pgvault_proto::v1::{
-    BackupResult, BackupTask, ConnectionSpec, RestoreResult, RestoreTask, complete_task_request,
-    task,
+    BackupResult, BackupTask, ChunkTask, ConnectionSpec, RestoreResult, RestoreTask,
+    complete_task_request, task,
 };
 use tokio_util::sync::CancellationToken;
 
+use super::chunk_link::ChunkLink;
+use super::fanout::LeaderDispatch;
 use super::stage_split::{bytes_read, stage_split};
 use super::{lifecycle, restore_files, verify};
+
+/// The lease a task runs under, for what a backup fanned out across the
+/// fleet needs (its leader's calls carry the job's lease token).
+#[derive(Clone)]
+pub struct TaskLease {
+    pub job_id: String,
+    pub attempt: u32,
+    pub lease_token: String,
+    pub worker_id: String,
+    /// The link's chunk calls; `None`: the link carries none.
+    pub chunks: Option<Arc<dyn ChunkLink>>,
+}
 
 /// Runs one task to its result. Progress goes to `progress`; `cancel`
 /// stops it (fencing, a user's cancel, shutdown).
@@ -28,6 +43,33 @@ pub trait TaskExecutor: Send + Sync + 'static {
         progress: Arc<dyn engine::ProgressSink>,
         cancel: CancellationToken,
     ) -> Result<complete_task_request::Result, EngineError>;
+
+    /// Runs a claimed task knowing its lease (a backup may fan out);
+    /// by default as [`TaskExecutor::execute`].
+    async fn execute_leased(
+        &self,
+        kind: task::Kind,
+        _lease: TaskLease,
+        progress: Arc<dyn engine::ProgressSink>,
+        cancel: CancellationToken,
+    ) -> Result<complete_task_request::Result, EngineError> {
+        self.execute(kind, progress, cancel).await
+    }
+
+    /// Dumps one chunk of a fanned-out backup (a helper's work).
+    async fn execute_chunk(
+        &self,
+        chunk: ChunkTask,
+        _cancel: CancellationToken,
+    ) -> Result<StoredChunk, EngineError> {
+        Err(final_error(
+            ErrorCode::Internal,
+            format!(
+                "this runner does not dump chunk sub-tasks (chunk {})",
+                chunk.key
+            ),
+        ))
+    }
 }
 
 /// Runs tasks with the engine.
@@ -49,7 +91,14 @@ impl TaskExecutor for EngineExecutor {
             ..self.options.clone()
         };
         match kind {
-            task::Kind::Backup(backup) => run_backup(backup, options, progress, cancel).await,
+            task::Kind::Backup(backup) => run_backup(backup, options, None, progress, cancel).await,
+            task::Kind::Chunk(chunk) => Err(final_error(
+                ErrorCode::Internal,
+                format!(
+                    "chunk {} came as a job's task; chunks are claimed with ClaimChunk",
+                    chunk.key
+                ),
+            )),
             task::Kind::Restore(restore) => run_restore(restore, options, progress, cancel).await,
             task::Kind::RestoreFiles(files) => {
                 restore_files::run(files, options, progress, cancel).await
@@ -75,11 +124,72 @@ impl TaskExecutor for EngineExecutor {
                 .map(complete_task_request::Result::Verify),
         }
     }
+
+    async fn execute_leased(
+        &self,
+        kind: task::Kind,
+        lease: TaskLease,
+        progress: Arc<dyn engine::ProgressSink>,
+        cancel: CancellationToken,
+    ) -> Result<complete_task_request::Result, EngineError> {
+        let options = EngineOptions {
+            encryption: point_key(&kind)?,
+            ..self.options.clone()
+        };
+        match (kind, lease.chunks) {
+            (task::Kind::Backup(backup), Some(link)) => {
+                let fanout = Fanout {
+                    workers: backup.fanout_workers,
+                    threshold_bytes: self.options.fanout_threshold_bytes,
+                    dispatch: Arc::new(LeaderDispatch {
+                        link,
+                        job_id: lease.job_id,
+                        attempt: lease.attempt,
+                        lease_token: lease.lease_token,
+                        worker_id: lease.worker_id,
+                    }),
+                };
+                run_backup(backup, &options, Some(fanout), progress, cancel).await
+            }
+            (kind, _) => self.execute(kind, progress, cancel).await,
+        }
+    }
+
+    async fn execute_chunk(
+        &self,
+        chunk: ChunkTask,
+        cancel: CancellationToken,
+    ) -> Result<StoredChunk, EngineError> {
+        // Helpers seal their chunks with the attempt's point key, like the leader.
+        let options = EngineOptions {
+            encryption: point_key(&task::Kind::Chunk(chunk.clone()))?,
+            ..self.options.clone()
+        };
+        let source = pg_target(chunk.source)?;
+        let store = open_datastore(&chunk.datastore_url)?;
+        let job = ChunkJob {
+            snapshot_id: chunk.snapshot_id,
+            key: chunk.key,
+            spec: chunk.spec,
+            take: chunk.take,
+        };
+        engine::fanout::dump_chunk(
+            &source,
+            &store,
+            &chunk.prefix,
+            &job,
+            &options,
+            Arc::new(engine::NoProgress),
+            cancel,
+        )
+        .await
+    }
 }
 
 async fn run_backup(
     task: BackupTask,
     options: &EngineOptions,
+    fanout: Option<Fanout>,
     progress: Arc<dyn engine::ProgressSink>,
     cancel: CancellationToken,
 ) -> Result<complete_task_request::Result, EngineError> {
@@ -89,7 +199,16 @@ async fn run_backup(
         capture_globals: task.capture_globals,
         ..options.within_server_grant(task.max_server_connections)
     };
-    let summary = engine::backup(&source, &store, &task.prefix, &options, progress, cancel).await?;
+    let summary = engine::backup_fanned(
+        &source,
+        &store,
+        &task.prefix,
+        &options,
+        fanout,
+        progress,
+        cancel,
+    )
+    .await?;
     Ok(complete_task_request::Result::Backup(BackupResult {
         snapshot_time: Some(pgvault_proto::Timestamp {
             seconds: summary.snapshot_time.timestamp(),
@@ -178,6 +297,7 @@ fn point_key(kind: &task::Kind) -> Result<Option<engine::seal::PointKey>, Engine
         task::Kind::Rehydrate(t) => t.point_key.as_ref(),
         task::Kind::Copy(t) => t.point_key.as_ref(),
         task::Kind::Verify(t) => t.point_key.as_ref(),
+        task::Kind::Chunk(t) => t.point_key.as_ref(),
         task::Kind::Delete(_) => None,
     };
     let Some(key) = key else {

@@ -3,18 +3,22 @@
 //! consumers; an agent on the channel that also carries its stream.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use pgvault_proto::v1::worker_service_client::WorkerServiceClient;
 use pgvault_proto::v1::{
-    ClaimTaskRequest, ClaimTaskResponse, CompleteTaskRequest, FailTaskRequest, HeartbeatRequest,
-    HeartbeatResponse,
+    ClaimChunkRequest, ClaimChunkResponse, ClaimTaskRequest, ClaimTaskResponse,
+    CompleteChunkRequest, CompleteTaskRequest, FailChunkRequest, FailTaskRequest,
+    HeartbeatChunkRequest, HeartbeatRequest, HeartbeatResponse, ListChunksRequest,
+    ListChunksResponse, OfferChunksRequest, OfferChunksResponse,
 };
 use pgvault_telemetry::TraceContext;
 use pgvault_telemetry::context::TRACEPARENT;
 use tonic::{Code, Request, Status};
 
 use super::channel::{AuthChannel, ChannelError, authenticated_channel};
+use super::chunk_link::ChunkLink;
 use super::link::{CoordinatorLink, LinkError};
 
 /// Cheap to clone; all clones share one HTTP/2 channel.
@@ -118,6 +122,52 @@ impl CoordinatorLink for GrpcLink {
     async fn fail(&self, request: FailTaskRequest) -> Result<(), LinkError> {
         let response = self.inner.clone().fail_task(traced(request)).await;
         response.map(|_| ()).map_err(link_error)
+    }
+
+    fn chunks(self: Arc<Self>) -> Option<Arc<dyn ChunkLink>> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl ChunkLink for GrpcLink {
+    async fn offer_chunks(
+        &self,
+        request: OfferChunksRequest,
+    ) -> Result<OfferChunksResponse, LinkError> {
+        let response = self.inner.clone().offer_chunks(traced(request)).await;
+        response.map(|r| r.into_inner()).map_err(link_error)
+    }
+
+    async fn claim_chunk(
+        &self,
+        request: ClaimChunkRequest,
+    ) -> Result<ClaimChunkResponse, LinkError> {
+        let response = self.inner.clone().claim_chunk(traced(request)).await;
+        response.map(|r| r.into_inner()).map_err(link_error)
+    }
+
+    async fn heartbeat_chunk(&self, request: HeartbeatChunkRequest) -> Result<(), LinkError> {
+        let response = self.inner.clone().heartbeat_chunk(request).await;
+        response.map(|_| ()).map_err(link_error)
+    }
+
+    async fn complete_chunk(&self, request: CompleteChunkRequest) -> Result<(), LinkError> {
+        let response = self.inner.clone().complete_chunk(traced(request)).await;
+        response.map(|_| ()).map_err(link_error)
+    }
+
+    async fn fail_chunk(&self, request: FailChunkRequest) -> Result<(), LinkError> {
+        let response = self.inner.clone().fail_chunk(traced(request)).await;
+        response.map(|_| ()).map_err(link_error)
+    }
+
+    async fn list_chunks(
+        &self,
+        request: ListChunksRequest,
+    ) -> Result<ListChunksResponse, LinkError> {
+        let response = self.inner.clone().list_chunks(request).await;
+        response.map(|r| r.into_inner()).map_err(link_error)
     }
 }
 

@@ -6,10 +6,14 @@
 //! rules — claim before ack, stop when fenced, report exactly once — live
 //! in the runner, not in the link.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use pgvault_proto::v1::{
     ClaimTaskResponse, CompleteTaskRequest, FailTaskRequest, HeartbeatRequest, HeartbeatResponse,
 };
+
+use super::chunk_link::ChunkLink;
 
 /// Why a call to the coordinator did not go through.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,4 +59,10 @@ pub trait CoordinatorLink: Send + Sync + 'static {
 
     /// Reports failure with a stable error code.
     async fn fail(&self, request: FailTaskRequest) -> Result<(), LinkError>;
+
+    /// The calls of a fanned-out backup's chunk sub-tasks, when this link
+    /// carries them (`None`: backups dump their data alone).
+    fn chunks(self: Arc<Self>) -> Option<Arc<dyn ChunkLink>> {
+        None
+    }
 }

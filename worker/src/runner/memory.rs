@@ -118,6 +118,7 @@ impl MemoryCoordinator {
             job_id: task.job_id.clone(),
             attempt: task.attempt,
             trace_context: HashMap::new(),
+            chunk_invite: false,
         };
         self.with(|s| {
             s.jobs.insert(

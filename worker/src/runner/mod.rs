@@ -19,13 +19,17 @@
 //!   for its failure report.
 //! - `executor`, `restore_files`, `lifecycle`: task messages → engine calls;
 //!   `stage_split`: the engine's stage times as the contract's split.
+//! - `fanout`, `chunk_link`: a backup fanned out across workers (the
+//!   leader's dispatch, helping with an invitation's chunks).
 //! - `link`, `grpc`, [`memory`]: the coordinator seam and its implementations;
 //!   `channel`: the authenticated HTTP/2 channel to a coordinator (TLS with
 //!   the system's roots or a private CA).
 
 mod channel;
+mod chunk_link;
 mod execute;
 mod executor;
+mod fanout;
 mod grpc;
 mod heartbeat;
 mod lifecycle;
@@ -57,7 +61,8 @@ use tracing::Instrument;
 pub use channel::{
     AuthChannel, BearerToken, ChannelError, authenticated_channel, coordinator_channel,
 };
-pub use executor::{EngineExecutor, TaskExecutor};
+pub use chunk_link::ChunkLink;
+pub use executor::{EngineExecutor, TaskExecutor, TaskLease};
 pub use grpc::GrpcLink;
 pub use link::{CoordinatorLink, LinkError};
 pub use log_tail::LogTailLayer;
@@ -215,6 +220,30 @@ impl Slot {
             }
         };
         let job_id = envelope.job_id.clone();
+        if envelope.chunk_invite {
+            // Help with the attempt's chunks: the chunk leases, not the
+            // broker, guard them from here on.
+            if let Err(e) = delivery.ack().await {
+                tracing::warn!(job_id = %job_id, error = %e, "could not ack a chunk invitation");
+            }
+            match self.link.clone().chunks() {
+                Some(chunks) => {
+                    fanout::help(
+                        chunks,
+                        self.executor.as_ref(),
+                        &job_id,
+                        envelope.attempt,
+                        &self.worker_id,
+                        &self.shutdown,
+                    )
+                    .await
+                }
+                None => {
+                    tracing::info!(job_id = %job_id, "chunk invitation ignored: this link carries no chunks")
+                }
+            }
+            return;
+        }
         // The job's trace continues here: the dispatch span's context
         // travels in the message's headers (and, for the in-process queue
         // and agents, in the envelope).
@@ -272,6 +301,7 @@ impl Slot {
         execute::run_claimed(
             claim,
             parent,
+            &self.worker_id,
             &self.link,
             self.executor.as_ref(),
             &self.shutdown,

@@ -202,6 +202,7 @@ async fn garbage_and_tasks_for_unknown_jobs_are_dead_lettered() {
             job_id: "11111111-2222-4333-8444-555555555555".into(),
             attempt: 1,
             trace_context: Default::default(),
+            chunk_invite: false,
         },
     ));
     let log = run_until(&coordinator, Script::Succeed(vec![]), |log| {

@@ -232,7 +232,7 @@ impl SpecColumns {
             JobSpec::TierMove { point_id, .. }
             | JobSpec::Delete { point_id, .. }
             | JobSpec::Copy { point_id, .. } => (Some(*point_id), None, None),
-            | JobSpec::Verify { point_id, .. } => (Some(*point_id), None, None),
+            JobSpec::Verify { point_id, .. } => (Some(*point_id), None, None),
             JobSpec::Rehydrate { point_id, days, .. } => (
                 Some(*point_id),
                 None,
