@@ -42,6 +42,18 @@ impl Scenario {
         workers: usize,
         datastore: Option<String>,
     ) -> anyhow::Result<Scenario> {
+        Self::start_with_encryption(databases, scale, workers, datastore, "none").await
+    }
+
+    /// As [`Scenario::start`], vault `f` created with `encryption`
+    /// (`none` or `aes-256-gcm`).
+    pub async fn start_with_encryption(
+        databases: &[&str],
+        scale: u32,
+        workers: usize,
+        datastore: Option<String>,
+        encryption: &str,
+    ) -> anyhow::Result<Scenario> {
         let (broker, azurite) =
             tokio::task::spawn_blocking(|| (RabbitMq::start(), Azurite::start())).await?;
         let broker = broker.context("start RabbitMQ")?;
@@ -56,7 +68,7 @@ impl Scenario {
             .context("start coordinator and workers")?;
         let mut api = cluster.api().await.context("connect to coordinator")?;
         let datastore = datastore.unwrap_or_else(|| azurite.datastore_url("failures"));
-        setup_vault(&mut api, &datastore, &source).await?;
+        setup_vault_with_encryption(&mut api, &datastore, &source, encryption).await?;
         let mut instances = Vec::new();
         for db in databases {
             instances.push((db.to_string(), protect(&mut api, db).await?));
@@ -314,16 +326,26 @@ pub async fn setup_vault(
     datastore: &str,
     source: &TempCluster,
 ) -> anyhow::Result<()> {
+    // The failure scenarios read manifests straight from the datastore
+    // ([`assert_manifest_objects_complete`]); encrypted points have their
+    // own tests (tests/encryption.rs, the encrypted fan-out).
+    setup_vault_with_encryption(api, datastore, source, "none").await
+}
+
+/// As [`setup_vault`], the vault created with `encryption`.
+pub async fn setup_vault_with_encryption(
+    api: &mut Api,
+    datastore: &str,
+    source: &TempCluster,
+    encryption: &str,
+) -> anyhow::Result<()> {
     api.vaults
         .create_vault(CreateVaultRequest {
             vault_id: "f".into(),
             vault: Some(Vault {
                 region: "local".into(),
                 standard_datastore: datastore.into(),
-                // The failure scenarios read manifests straight from the
-                // datastore ([`assert_manifest_objects_complete`]);
-                // encrypted points have their own test (tests/encryption.rs).
-                encryption: "none".into(),
+                encryption: encryption.into(),
                 ..Default::default()
             }),
         })

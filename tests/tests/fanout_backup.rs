@@ -5,6 +5,9 @@
 //! chunk; the leader SIGKILLed costs the attempt, and the next attempt's
 //! point references none of the failed attempt's objects.
 //!
+//! In an encrypted vault, helpers seal their chunks with the attempt's
+//! point key like the leader: the point restores and verifies.
+//!
 //! Small data (pgbench scale 2, chunks of 1 MiB: the harness's
 //! `worker.split_threshold_mb`), so it runs on two cores.
 
@@ -50,6 +53,43 @@ async fn wait_for_helper(s: &mut Scenario, job: &str) -> anyhow::Result<(String,
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_fanned_out_backup_is_sealed_by_every_worker_and_restores_and_verifies()
+-> anyhow::Result<()> {
+    let mut s = Scenario::start_with_encryption(&[DB], 2, 3, None, "aes-256-gcm").await?;
+    let job = fanned_backup(&mut s).await?;
+    s.wait_completed(&job.name).await?;
+    let done = s.get_job(&job.name).await?;
+    let by: HashSet<&str> = done
+        .chunks
+        .iter()
+        .map(|c| c.worker_id.as_str())
+        .filter(|w| !w.is_empty())
+        .collect();
+    assert!(
+        by.len() >= 2,
+        "chunks done by at least 2 workers, got {by:?}"
+    );
+
+    // A chunk left unsealed (or sealed under another key) by any worker
+    // fails the sealed readers of both the restore and the verify.
+    let points = s.points(&s.instances[0].1.clone()).await?;
+    let point = points.first().context("a recovery point")?.clone();
+    s.restore_and_compare(&point.name, DB, "fan_sealed_restored")
+        .await?;
+    let out = s
+        .cluster
+        .cli(&["recovery-point", "verify", &point.name, "--wait"], None)?;
+    if !out.status.success() {
+        bail!(
+            "verify of the encrypted fanned-out point failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
