@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::store_error;
 use crate::manifest::{ChunkEntry, MANIFEST_FILE, Manifest, ObjectEntry};
-use crate::objects::{ChunkReader, PoolHasher, Source, blocks, get_small, object_path, open_small};
+use crate::objects::{ChunkReader, Source, get_small, open_small, read_back};
 use crate::seal::PointKey;
 use crate::stages::{Lane, StageClock};
 use crate::{EngineError, EngineOptions, ErrorCode, Progress, ProgressSink};
@@ -104,7 +104,7 @@ pub async fn verify_point(
         let whole_frame = frames.is_some_and(|f| f.iter().all(|(c, _)| c.segment.is_none()));
         // Objects no chunk reads whole (schema, globals, bundles) are hashed whole.
         if !whole_frame {
-            match hash_whole(store, prefix, object, &clock).await {
+            match hash_whole(store, prefix, object, cancel, &clock).await {
                 Ok(()) => {}
                 Err(e) if e.code == ErrorCode::ChecksumMismatch => {
                     findings.push(corrupt(object, &owner, &e));
@@ -315,16 +315,10 @@ async fn hash_whole(
     store: &Datastore,
     prefix: &str,
     entry: &ObjectEntry,
+    cancel: &CancellationToken,
     clock: &Arc<StageClock>,
 ) -> Result<(), EngineError> {
-    let path = object_path(store, prefix, &entry.path);
-    let mut stream = blocks(store, path, &entry.path, entry.size, 0..entry.size, 2);
-    let mut hasher = PoolHasher::new(clock.clone());
-    while let Some(block) = stream.next().await {
-        hasher.update(block?).await?;
-    }
-    let size = hasher.size();
-    let sha = hasher.finish()?;
+    let (sha, size) = read_back(store, prefix, entry, cancel, clock).await?;
     if sha != entry.sha256 || size != entry.size {
         return Err(EngineError::new(
             ErrorCode::ChecksumMismatch,

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::Moved;
 use crate::manifest::{MANIFEST_FILE, ObjectEntry};
 use crate::objects::{
-    ObjectWriter, PoolHasher, blocks, flush, get_small, object_path, open_small, put_small,
+    ObjectWriter, blocks, flush, get_small, object_path, open_small, put_small, read_back,
 };
 use crate::seal::PointKey;
 use crate::stages::StageClock;
@@ -222,17 +222,7 @@ async fn verify(
     cancel: &CancellationToken,
     clock: &Arc<StageClock>,
 ) -> Result<(), EngineError> {
-    let path = object_path(store, prefix, &entry.path);
-    let mut stream = blocks(store, path, &entry.path, entry.size, 0..entry.size, 2);
-    let mut hasher = PoolHasher::new(clock.clone());
-    while let Some(bytes) = stream.next().await {
-        if cancel.is_cancelled() {
-            return Err(EngineError::cancelled());
-        }
-        hasher.update(bytes?).await?;
-    }
-    let size = hasher.size();
-    let sha = hasher.finish()?;
+    let (sha, size) = read_back(store, prefix, entry, cancel, clock).await?;
     if sha != entry.sha256 || size != entry.size {
         return Err(EngineError::new(
             ErrorCode::ChecksumMismatch,

@@ -109,3 +109,27 @@ pub(crate) async fn get_small(
     let sha = sha256_hex(bytes.clone(), clock).await?;
     Ok((bytes, sha))
 }
+
+/// Reads the stored object of `entry` back in ranged blocks and hashes it
+/// on the CPU pool; returns its SHA-256 (hex) and size. Checking them
+/// against the entry, and what a difference means, is the caller's.
+pub(crate) async fn read_back(
+    store: &Datastore,
+    prefix: &str,
+    entry: &ObjectEntry,
+    cancel: &tokio_util::sync::CancellationToken,
+    clock: &Arc<StageClock>,
+) -> Result<(String, u64), EngineError> {
+    use futures::StreamExt;
+    let path = object_path(store, prefix, &entry.path);
+    let mut stream = blocks(store, path, &entry.path, entry.size, 0..entry.size, 2);
+    let mut hasher = PoolHasher::new(clock.clone());
+    while let Some(bytes) = stream.next().await {
+        if cancel.is_cancelled() {
+            return Err(EngineError::cancelled());
+        }
+        hasher.update(bytes?).await?;
+    }
+    let size = hasher.size();
+    Ok((hasher.finish()?, size))
+}
