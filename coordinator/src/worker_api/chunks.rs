@@ -17,12 +17,11 @@ use pgvault_proto::v1 as pb;
 use uuid::Uuid;
 
 use crate::api::ApiContext;
-use crate::api::resolve::{connection_spec, reference_credentials};
 use crate::budget::{self, Taken};
 use crate::encryption;
 use crate::error::{CoordinatorError, Result};
 use crate::model::{Job, JobSpec, JobState};
-use crate::store::{attempts, chunk_tasks, connection_slots, instances, jobs, outbox, servers};
+use crate::store::{attempts, chunk_tasks, connection_slots, instances, jobs, outbox};
 
 /// Most chunks one attempt may offer.
 const MAX_CHUNKS: usize = 100_000;
@@ -140,13 +139,7 @@ pub async fn claim(
     req: pb::ClaimChunkRequest,
 ) -> Result<pb::ClaimChunkResponse> {
     let job_id = super::job_id(&req.job_id)?;
-    let worker = req.worker_id.trim();
-    if worker.is_empty() {
-        return Err(CoordinatorError::invalid(
-            "worker_id",
-            "a stable worker identity (e.g. host:pid) is required",
-        ));
-    }
+    let worker = super::worker_id(&req.worker_id)?;
     let leader = if req.leader_lease_token.trim().is_empty() {
         None
     } else {
@@ -218,15 +211,7 @@ async fn chunk_task(
         )));
     };
     let instance = instances::get_by_id(&mut *conn, *instance_id).await?;
-    let server = servers::get(&mut *conn, &instance.server_id).await?;
-    let creds = reference_credentials(
-        &mut *conn,
-        &ctx.cipher,
-        &ctx.external_secrets,
-        Some(&instance.vault_id),
-        &instance.secret,
-    )
-    .await?;
+    let (_, source) = super::claim::instance_source(ctx, &mut *conn, &instance).await?;
     let target = attempts::target(&mut *conn, job.id, job.attempt)
         .await?
         .ok_or_else(|| {
@@ -247,7 +232,7 @@ async fn chunk_task(
         job_id: job.id.to_string(),
         attempt: job.attempt,
         kind: Some(pb::task::Kind::Chunk(pb::ChunkTask {
-            source: Some(connection_spec(&server, &instance.database, &creds)),
+            source: Some(source),
             datastore_url: target.datastore_url,
             prefix: target.prefix,
             snapshot_id: claimed.snapshot_id,

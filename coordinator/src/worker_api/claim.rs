@@ -40,7 +40,8 @@ use crate::budget::{self, Taken};
 use crate::encryption;
 use crate::error::{CoordinatorError, Result};
 use crate::model::{
-    AttemptOutcome, AttemptTarget, Job, JobError, JobSpec, JobState, RestoreSpec, RestoreTarget,
+    AttemptOutcome, AttemptTarget, BackupInstance, Job, JobError, JobSpec, JobState, RestoreSpec,
+    RestoreTarget, Server,
 };
 use crate::store::{
     attempts, garbage, instances, job_tables, jobs, outbox, recovery_points, server_protections,
@@ -57,13 +58,7 @@ pub async fn claim(
     req: pb::ClaimTaskRequest,
 ) -> Result<pb::ClaimTaskResponse> {
     let job_id = super::job_id(&req.job_id)?;
-    let worker = req.worker_id.trim();
-    if worker.is_empty() {
-        return Err(CoordinatorError::invalid(
-            "worker_id",
-            "a stable worker identity (e.g. host:pid) is required",
-        ));
-    }
+    let worker = super::worker_id(&req.worker_id)?;
     if agent.is_none() {
         ctx.worker_tools.record(&req.pg_tool_majors);
     }
@@ -285,14 +280,13 @@ async fn attach_point_key(
     Ok(())
 }
 
-async fn backup_task(
+/// The instance's source server and how to connect to its database (the
+/// instance's secret resolved): a backup's and a chunk helper's source.
+pub(super) async fn instance_source(
     ctx: &ApiContext,
     conn: &mut PgConnection,
-    job: &Job,
-    instance_id: Uuid,
-) -> Result<pb::BackupTask> {
-    let instance = instances::get_by_id(&mut *conn, instance_id).await?;
-    let vault = vaults::get(&mut *conn, &instance.vault_id).await?;
+    instance: &BackupInstance,
+) -> Result<(Server, pb::ConnectionSpec)> {
     let server = servers::get(&mut *conn, &instance.server_id).await?;
     let creds = reference_credentials(
         &mut *conn,
@@ -302,6 +296,19 @@ async fn backup_task(
         &instance.secret,
     )
     .await?;
+    let spec = connection_spec(&server, &instance.database, &creds);
+    Ok((server, spec))
+}
+
+async fn backup_task(
+    ctx: &ApiContext,
+    conn: &mut PgConnection,
+    job: &Job,
+    instance_id: Uuid,
+) -> Result<pb::BackupTask> {
+    let instance = instances::get_by_id(&mut *conn, instance_id).await?;
+    let vault = vaults::get(&mut *conn, &instance.vault_id).await?;
+    let (server, source) = instance_source(ctx, conn, &instance).await?;
     // A fresh point per attempt: a fenced attempt never overwrites a live one.
     let point_id = Uuid::new_v4();
     let target = AttemptTarget {
@@ -321,7 +328,7 @@ async fn backup_task(
         .is_some_and(|p| p.vault_id == instance.vault_id);
     let fanout_workers = crate::store::chunk_tasks::requested_workers(&mut *conn, job.id).await?;
     Ok(pb::BackupTask {
-        source: Some(connection_spec(&server, &instance.database, &creds)),
+        source: Some(source),
         datastore_url: target.datastore_url,
         prefix: target.prefix,
         capture_globals,

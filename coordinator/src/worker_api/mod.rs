@@ -41,6 +41,18 @@ fn job_id(raw: &str) -> Result<Uuid> {
         .map_err(|_| CoordinatorError::invalid("job_id", "must be a job UUID"))
 }
 
+/// The claimer's stable identity, required on every claim.
+fn worker_id(raw: &str) -> Result<&str> {
+    let worker = raw.trim();
+    if worker.is_empty() {
+        return Err(CoordinatorError::invalid(
+            "worker_id",
+            "a stable worker identity (e.g. host:pid) is required",
+        ));
+    }
+    Ok(worker)
+}
+
 fn lease_token(raw: &str) -> Result<Uuid> {
     Uuid::parse_str(raw.trim()).map_err(|_| {
         CoordinatorError::invalid("lease_token", "must be the token returned by ClaimTask")
