@@ -130,6 +130,8 @@ pub async fn as_database(
         latest_of: String::new(),
         // The console restores the point itself; copies: the CLI and API.
         copy_datastore: String::new(),
+        // Fan-out is the workers' size threshold's call here; asked: the CLI.
+        workers: 0,
     };
     let job = form
         .user

@@ -23,12 +23,15 @@ use crate::api::ApiContext;
 use crate::api::restore_point::{self, PointChoice};
 use crate::api::{output_file, restore_selection, restore_version};
 use crate::error::{CoordinatorError, Result};
-use crate::lifecycle::queue::{rehydrate_days, restore};
+use crate::lifecycle::queue::{rehydrate_days, restore, restore_fanned};
 use crate::model::{RestoreSpec, RestoreTarget};
 use crate::names;
 use crate::secret_ref::{SecretRef, unusable};
 use crate::store::{instances, recovery_points, secret_grants, secrets, servers};
 use crate::validation::{self, unprotectable_reason};
+
+/// Most workers one restore may fan its loads out across.
+const MAX_WORKERS: u32 = 64;
 
 pub struct RestoreApi {
     ctx: Arc<ApiContext>,
@@ -44,6 +47,14 @@ impl RestoreApi {
         let (vault_id, instance_id, point_id) =
             restore_point::resolve(self.ctx.store.pool(), &choice).await?;
         validation::database_name("target_database", &req.target_database)?;
+        if req.workers == 1 || req.workers > MAX_WORKERS {
+            return Err(CoordinatorError::invalid(
+                "workers",
+                format!(
+                    "must be 2-{MAX_WORKERS} to fan the restore out, or 0 to leave it to the size threshold"
+                ),
+            ));
+        }
         if let Some(reason) =
             unprotectable_reason(&req.target_database, &self.ctx.maintenance_databases)
         {
@@ -100,11 +111,12 @@ impl RestoreApi {
             tables,
             warnings: Vec::new(),
         };
-        let job = restore(
+        let job = restore_fanned(
             &self.ctx,
             vault_id,
             spec,
             rehydrate_days(req.rehydrate_days)?,
+            req.workers,
         )
         .await?;
         tracing::info!(job_id = %job.id, point = %point.id, server = %target_server, database = %req.target_database, "restore queued");

@@ -123,6 +123,18 @@ pub async fn restore(
     restore: RestoreSpec,
     rehydrate_days: u32,
 ) -> Result<Job> {
+    restore_fanned(ctx, vault_id, restore, rehydrate_days, 0).await
+}
+
+/// [`restore`], recording in the same transaction that the restore asked to
+/// fan its loads out across `workers` workers (0: not asked).
+pub async fn restore_fanned(
+    ctx: &ApiContext,
+    vault_id: String,
+    restore: RestoreSpec,
+    rehydrate_days: u32,
+    workers: u32,
+) -> Result<Job> {
     let now = ctx.clock.now();
     let job = ctx
         .store
@@ -172,6 +184,9 @@ pub async fn restore(
                     waits_for_job_id: waits_for,
                 };
                 let job = jobs::insert(&mut *conn, &new).await?;
+                if workers > 0 {
+                    crate::store::chunk_tasks::request_fanout(&mut *conn, job.id, workers).await?;
+                }
                 match waits_for {
                     Some(rehydrate) => {
                         tracing::info!(job_id = %job.id, rehydrate_job = %rehydrate, point = %point_id, "restore waits for the point's rehydrate");

@@ -7,6 +7,10 @@
 //! report checks liveness in its statement, so a superseded attempt or an
 //! expired lease can never store a result; a chunk whose lease expired is
 //! claimable again, and its next take writes a new object.
+//!
+//! Two kinds share the table (migration 27): a backup's DUMP chunks (on the
+//! leader's snapshot) and a restore's LOAD chunks (no snapshot: each load
+//! is made idempotent in the target database by the engine).
 
 use sqlx::PgExecutor;
 use uuid::Uuid;
@@ -22,11 +26,30 @@ pub struct Offer {
     pub tables: Vec<String>,
 }
 
+/// What a chunk sub-task does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkKind {
+    /// Dump a backup's planned object on the leader's snapshot.
+    Dump,
+    /// Load a restore's planned load into the target database.
+    Load,
+}
+
+impl ChunkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChunkKind::Dump => "DUMP",
+            ChunkKind::Load => "LOAD",
+        }
+    }
+}
+
 /// A chunk just claimed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {
     pub key: String,
     pub spec: String,
+    /// Empty for a load.
     pub snapshot_id: String,
     /// This claim's number (1 for the first take).
     pub take: u32,
@@ -60,12 +83,14 @@ const LIVE: &str = "c.state = 'IN_PROGRESS' AND j.id = c.job_id AND j.attempt = 
      AND j.state = 'IN_PROGRESS' AND j.lease_expires_at > now()
      AND (c.lease_expires_at > now() OR (c.lease_expires_at IS NULL AND j.lease_token = c.lease_token))";
 
-/// Records the attempt's planned chunks (a repeated offer changes nothing).
+/// Records the attempt's planned chunks (a repeated offer changes nothing);
+/// `snapshot_id` is `None` for loads.
 pub async fn offer(
     db: impl PgExecutor<'_>,
     job_id: Uuid,
     attempt: u32,
-    snapshot_id: &str,
+    kind: ChunkKind,
+    snapshot_id: Option<&str>,
     offers: &[Offer],
 ) -> Result<u64> {
     let keys: Vec<&str> = offers.iter().map(|o| o.key.as_str()).collect();
@@ -75,8 +100,8 @@ pub async fn offer(
     let tables: Vec<String> = offers.iter().map(|o| o.tables.join("\n")).collect();
     let positions: Vec<i32> = (0..offers.len() as i32).collect();
     let done = sqlx::query(
-        "INSERT INTO chunk_tasks (job_id, attempt, chunk_key, position, snapshot_id, spec, tables)
-         SELECT $1, $2, k, p, $3, s, string_to_array(t, E'\\n')
+        "INSERT INTO chunk_tasks (job_id, attempt, chunk_key, position, snapshot_id, spec, tables, kind)
+         SELECT $1, $2, k, p, $3, s, string_to_array(t, E'\\n'), $8
          FROM UNNEST($4::text[], $5::int4[], $6::text[], $7::text[]) AS u (k, p, s, t)
          ON CONFLICT DO NOTHING",
     )
@@ -87,6 +112,7 @@ pub async fn offer(
     .bind(&positions)
     .bind(&specs)
     .bind(&tables)
+    .bind(kind.as_str())
     .execute(db)
     .await?;
     Ok(done.rows_affected())
@@ -103,7 +129,7 @@ pub async fn claim_next(
     lease_token: Uuid,
     ttl: Option<f64>,
 ) -> Result<Option<Claimed>> {
-    let row: Option<(String, String, String, i32)> = sqlx::query_as(
+    let row: Option<(String, String, Option<String>, i32)> = sqlx::query_as(
         "UPDATE chunk_tasks c SET state = 'IN_PROGRESS', takes = c.takes + 1, lease_token = $4,
              lease_expires_at = CASE WHEN $5::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $5) END,
              worker_id = $3
@@ -125,7 +151,7 @@ pub async fn claim_next(
         Ok(Claimed {
             key,
             spec,
-            snapshot_id,
+            snapshot_id: snapshot_id.unwrap_or_default(),
             take: to_u32(take, "chunk_tasks.takes")?,
         })
     })

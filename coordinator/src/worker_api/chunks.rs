@@ -1,6 +1,6 @@
-//! Chunk sub-tasks of a fanned-out backup ([`crate::store::chunk_tasks`]).
-//! The leader — the job's lease holder — offers its attempt's planned
-//! objects and invites helpers through the queue (workers' jobs only: an
+//! Chunk sub-tasks of a fanned-out backup or restore
+//! ([`crate::store::chunk_tasks`]). The leader — the job's lease holder —
+//! offers its attempt's planned objects (a restore: its planned loads) and invites helpers through the queue (workers' jobs only: an
 //! agent's job is dumped by its leader alone); anyone claims chunks one at a
 //! time (the leader's claims follow the job's lease and take no slot, a
 //! helper's have their own lease and one connection slot of the server's
@@ -20,7 +20,8 @@ use crate::api::ApiContext;
 use crate::budget::{self, Taken};
 use crate::encryption;
 use crate::error::{CoordinatorError, Result};
-use crate::model::{Job, JobSpec, JobState};
+use crate::model::{Job, JobSpec, JobState, RestoreTarget};
+use crate::store::chunk_tasks::ChunkKind;
 use crate::store::{attempts, chunk_tasks, connection_slots, instances, jobs, outbox};
 
 /// Most chunks one attempt may offer.
@@ -52,13 +53,31 @@ pub async fn offer(
     req: pb::OfferChunksRequest,
 ) -> Result<pb::OfferChunksResponse> {
     let job = led_job(ctx, &req.job_id, &req.lease_token).await?;
-    if !matches!(job.spec, JobSpec::Backup { .. }) {
+    let kind = match req.kind.as_str() {
+        "" | "DUMP" => ChunkKind::Dump,
+        "LOAD" => ChunkKind::Load,
+        other => {
+            return Err(CoordinatorError::invalid(
+                "kind",
+                format!("\"{other}\" is no chunk kind; use DUMP or LOAD"),
+            ));
+        }
+    };
+    let fits = match (&job.spec, kind) {
+        (JobSpec::Backup { .. }, ChunkKind::Dump) => true,
+        (JobSpec::Restore(restore), ChunkKind::Load) => {
+            matches!(restore.target, RestoreTarget::Database { .. })
+        }
+        _ => false,
+    };
+    if !fits {
         return Err(CoordinatorError::invalid(
-            "job_id",
-            "only a backup's chunks are fanned out",
+            "kind",
+            "a backup offers DUMP chunks and a restore as a database LOAD chunks",
         ));
     }
-    if req.snapshot_id.trim().is_empty() {
+    let snapshot = req.snapshot_id.trim();
+    if kind == ChunkKind::Dump && snapshot.is_empty() {
         return Err(CoordinatorError::invalid(
             "snapshot_id",
             "the leader's exported snapshot is required",
@@ -110,8 +129,9 @@ pub async fn offer(
             "lease was taken over by another attempt; stop working on this job",
         ));
     }
+    let snapshot = (kind == ChunkKind::Dump).then_some(snapshot);
     let added =
-        chunk_tasks::offer(&mut *tx, job.id, job.attempt, &req.snapshot_id, &offers).await?;
+        chunk_tasks::offer(&mut *tx, job.id, job.attempt, kind, snapshot, &offers).await?;
     if added > 0 && invited > 0 {
         outbox::insert_chunk_invites(&mut *tx, job.id, job.attempt, invited).await?;
     }
@@ -204,11 +224,15 @@ async fn chunk_task(
     job: &Job,
     claimed: chunk_tasks::Claimed,
 ) -> Result<pb::Task> {
-    let JobSpec::Backup { instance_id, .. } = &job.spec else {
-        return Err(CoordinatorError::internal(format!(
-            "job {} has chunks but is no backup",
-            job.id
-        )));
+    let instance_id = match &job.spec {
+        JobSpec::Backup { instance_id, .. } => instance_id,
+        JobSpec::Restore(restore) => return load_task(ctx, conn, job, restore, claimed).await,
+        _ => {
+            return Err(CoordinatorError::internal(format!(
+                "job {} has chunks but is no backup or restore",
+                job.id
+            )));
+        }
     };
     let instance = instances::get_by_id(&mut *conn, *instance_id).await?;
     let (_, source) = super::claim::instance_source(ctx, &mut *conn, &instance).await?;
@@ -240,8 +264,52 @@ async fn chunk_task(
             spec: claimed.spec,
             take: claimed.take,
             point_key: encryption::task_key(point_key),
+            kind: ChunkKind::Dump.as_str().to_string(),
+            target: None,
         })),
         instance_id: instance.id.to_string(),
+        trace_context: job
+            .trace_context
+            .as_ref()
+            .map(|c| c.to_carrier())
+            .unwrap_or_default(),
+    })
+}
+
+/// A restore's load chunk: the target database the leader created (the
+/// restore's own credentials), the point to read and its data key — all as
+/// the restore's own task carries them.
+async fn load_task(
+    ctx: &ApiContext,
+    conn: &mut sqlx::PgConnection,
+    job: &Job,
+    restore: &crate::model::RestoreSpec,
+    claimed: chunk_tasks::Claimed,
+) -> Result<pb::Task> {
+    let mut kind = super::claim::restore_task(ctx, conn, job, restore).await?;
+    super::claim::attach_point_key(ctx, conn, job, &mut kind).await?;
+    let pb::task::Kind::Restore(restore_task) = kind else {
+        return Err(CoordinatorError::internal(format!(
+            "job {} has load chunks but restores no database",
+            job.id
+        )));
+    };
+    Ok(pb::Task {
+        job_id: job.id.to_string(),
+        attempt: job.attempt,
+        kind: Some(pb::task::Kind::Chunk(pb::ChunkTask {
+            source: None,
+            datastore_url: restore_task.datastore_url,
+            prefix: restore_task.prefix,
+            snapshot_id: String::new(),
+            key: claimed.key,
+            spec: claimed.spec,
+            take: claimed.take,
+            point_key: restore_task.point_key,
+            kind: ChunkKind::Load.as_str().to_string(),
+            target: restore_task.target,
+        })),
+        instance_id: restore.instance_id.to_string(),
         trace_context: job
             .trace_context
             .as_ref()

@@ -251,7 +251,7 @@ async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Res
 /// A task that reads a point (restores, tier moves, rehydrates, copies,
 /// verifies) carries the point's unwrapped data key, if the point is
 /// encrypted. Deletes need none; a backup's key is made in [`backup_task`].
-async fn attach_point_key(
+pub(super) async fn attach_point_key(
     ctx: &ApiContext,
     conn: &mut PgConnection,
     job: &Job,
@@ -338,7 +338,7 @@ async fn backup_task(
     })
 }
 
-async fn restore_task(
+pub(super) async fn restore_task(
     ctx: &ApiContext,
     conn: &mut PgConnection,
     job: &Job,
@@ -386,6 +386,7 @@ async fn restore_task(
     )
     .await?;
     let restore_globals = server_restores::restores_globals(&mut *conn, job.id).await?;
+    let fanout_workers = crate::store::chunk_tasks::requested_workers(&mut *conn, job.id).await?;
     Ok(pb::task::Kind::Restore(pb::RestoreTask {
         target: Some(connection_spec(&server, database, &creds)),
         datastore_url,
@@ -396,5 +397,6 @@ async fn restore_task(
         restore_globals,
         max_server_connections: 0,
         point_key: None,
+        fanout_workers,
     }))
 }
