@@ -92,6 +92,15 @@ pub trait ChunkDispatch: Send + Sync {
         helpers: u32,
     ) -> Result<u32, EngineError>;
 
+    /// Records a restore attempt's planned loads (LOAD chunks: no
+    /// snapshot) and invites up to `helpers` workers; returns how many were
+    /// invited.
+    async fn offer_loads(
+        &self,
+        chunks: Vec<OfferedChunk>,
+        helpers: u32,
+    ) -> Result<u32, EngineError>;
+
     /// The next chunk for one of the leader's own lanes.
     async fn take(&self) -> Result<Take, EngineError>;
 
@@ -103,7 +112,7 @@ pub trait ChunkDispatch: Send + Sync {
     async fn recorded(&self) -> Result<Vec<RecordedChunk>, EngineError>;
 }
 
-/// How the leader may fan a backup out.
+/// How the leader may fan a backup (or a restore's loads) out.
 #[derive(Clone)]
 pub struct Fanout {
     pub dispatch: Arc<dyn ChunkDispatch>,
@@ -396,6 +405,9 @@ mod tests {
                 _: Vec<OfferedChunk>,
                 _: u32,
             ) -> Result<u32, EngineError> {
+                Ok(0)
+            }
+            async fn offer_loads(&self, _: Vec<OfferedChunk>, _: u32) -> Result<u32, EngineError> {
                 Ok(0)
             }
             async fn take(&self) -> Result<Take, EngineError> {

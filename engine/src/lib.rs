@@ -70,6 +70,7 @@ mod progress;
 mod recovery_point;
 mod restore;
 mod restore_data;
+pub mod restore_fanout;
 mod restore_globals;
 mod restore_plan;
 mod restore_schedule;
@@ -87,7 +88,9 @@ pub use error::{EngineError, ErrorCode};
 pub use manifest::Manifest;
 /// The sealed-object format and the point's data key ([`pgvault_seal`]).
 pub use pgvault_seal as seal;
-pub use restore::{restore_database, restore_database_selected};
+pub use restore::{
+    RestoreRun, restore_database, restore_database_fanned, restore_database_selected,
+};
 pub use restore_globals::{GlobalsRestored, restore_globals};
 pub use restore_sql::restore_as_sql;
 pub use selection::Selection;

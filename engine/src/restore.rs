@@ -22,6 +22,7 @@ use super::analyze;
 use super::connect::{connect, exec};
 use super::database_properties;
 use super::error::{EngineError, ErrorCode};
+use super::fanout::Fanout;
 use super::ident::{qualified, quote_ident, quote_literal, readable};
 use super::large_objects;
 use super::manifest::DatabaseProperties;
@@ -31,6 +32,7 @@ use super::post_data::{self, Pass};
 use super::progress::Tracker;
 use super::recovery_point::{self, OpenedPoint};
 use super::restore_data::{self, LoadContext};
+use super::restore_fanout;
 use super::restore_schedule;
 use super::selection::Selection;
 use super::toc;
@@ -74,6 +76,48 @@ pub async fn restore_database_selected(
     progress: Arc<dyn ProgressSink>,
     cancel: CancellationToken,
 ) -> Result<RestoreSummary, EngineError> {
+    restore_database_fanned(
+        target,
+        store,
+        prefix,
+        expected_manifest_sha256,
+        selection,
+        options,
+        &RestoreRun::default(),
+        progress,
+        cancel,
+    )
+    .await
+}
+
+/// How a restore runs, beyond what it restores.
+#[derive(Clone, Default)]
+pub struct RestoreRun {
+    /// The fleet to fan the loads out to (when the job asked for workers or
+    /// the data is above the threshold); `None`: loads locally.
+    pub fanout: Option<Fanout>,
+    /// The job attempt the restore runs as ("<job id>" and its attempt):
+    /// the new database is marked as this job's restore in progress until
+    /// it is done, so the job's next attempt drops what a dead attempt left
+    /// behind instead of refusing the name, and a failed attempt drops only
+    /// its own database. `None`: not marked (a failure drops the database).
+    pub owner: Option<(String, u32)>,
+}
+
+/// [`restore_database_selected`] run as `run` says: fanned out, and marked
+/// as its job's.
+#[allow(clippy::too_many_arguments)]
+pub async fn restore_database_fanned(
+    target: &PgTarget,
+    store: &Datastore,
+    prefix: &str,
+    expected_manifest_sha256: Option<&str>,
+    selection: &Selection,
+    options: &EngineOptions,
+    run: &RestoreRun,
+    progress: Arc<dyn ProgressSink>,
+    cancel: CancellationToken,
+) -> Result<RestoreSummary, EngineError> {
     // Within the server's grant: the maintenance connection and the data lanes.
     let options = &EngineOptions {
         connections: options.restore_data_connections(),
@@ -91,13 +135,23 @@ pub async fn restore_database_selected(
         .await
         .map_err(|e| EngineError::from_pg(&e, &admin_describe))?;
     if exists.is_some() {
-        return Err(EngineError::new(
-            ErrorCode::UserErrorDatabaseNameAlreadyInUse,
-            format!(
-                "database \"{}\" already exists on server {}:{}",
-                target.database, target.host, target.port
-            ),
-        ));
+        if let Some((job, _)) = &run.owner
+            && in_progress_marker(&admin, &admin_describe, &target.database)
+                .await?
+                .is_some_and(|m| m.starts_with(&marker_prefix(job)))
+        {
+            // An earlier attempt of this very job died half-way.
+            tracing::warn!(database = %target.database, "dropping the partial database an earlier attempt of this restore left");
+            drop_database(&admin, &admin_describe, &target.database).await?;
+        } else {
+            return Err(EngineError::new(
+                ErrorCode::UserErrorDatabaseNameAlreadyInUse,
+                format!(
+                    "database \"{}\" already exists on server {}:{}",
+                    target.database, target.host, target.port
+                ),
+            ));
+        }
     }
 
     tracker.phase("schema");
@@ -119,15 +173,28 @@ pub async fn restore_database_selected(
     create_missing_roles(&admin, &admin_describe, &point.manifest.roles).await?;
     create_database(&admin, &admin_describe, &target.database, &point.manifest).await?;
     tracing::info!(database = %target.database, "target database created");
+    let marker = run
+        .owner
+        .as_ref()
+        .map(|(job, attempt)| marker(job, *attempt));
 
-    let loaded = tokio::select! {
-        _ = cancel.cancelled() => Err(EngineError::cancelled()),
-        r = load(target, store, prefix, options, &point, &tools.dir, tracker.clone(), cancel.clone(), superuser, &unknown_settings)
-            .instrument(tracing::info_span!("load", database = %target.database)) => r,
-    };
+    let loaded = async {
+        if let Some(marker) = &marker {
+            set_marker(&admin, &admin_describe, &target.database, Some(marker)).await?;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => Err(EngineError::cancelled()),
+            r = load(target, store, prefix, options, &point, &tools.dir, tracker.clone(), cancel.clone(), superuser, &unknown_settings, run.fanout.clone())
+                .instrument(tracing::info_span!("load", database = %target.database)) => r,
+        }
+    }
+    .await;
     let loaded = match loaded {
         Ok(mut summary) => {
             tracker.phase("database properties");
+            if marker.is_some() {
+                set_marker(&admin, &admin_describe, &target.database, None).await?;
+            }
             let props = &point.manifest.database_properties;
             summary.skipped_objects.extend(
                 apply_properties(&admin, &admin_describe, &target.database, props, superuser).await,
@@ -144,6 +211,17 @@ pub async fn restore_database_selected(
             Ok(summary)
         }
         Err(mut error) => {
+            // A fenced attempt must not drop the database its successor made.
+            if let Some(marker) = &marker
+                && in_progress_marker(&admin, &admin_describe, &target.database)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|m| &m != marker)
+            {
+                tracing::warn!(database = %target.database, code = %error.code, error = %error, "restore failed; the database is another attempt's now");
+                return Err(error);
+            }
             let dropped = drop_database(&admin, &admin_describe, &target.database).await;
             error.message = match dropped {
                 Ok(()) => format!(
@@ -161,6 +239,48 @@ pub async fn restore_database_selected(
     }
 }
 
+/// The comment marking a database as `job`'s restore in progress.
+fn marker(job: &str, attempt: u32) -> String {
+    format!("{}attempt {attempt}", marker_prefix(job))
+}
+
+fn marker_prefix(job: &str) -> String {
+    format!("pgvault restore in progress: job {job} ")
+}
+
+/// The database's comment if it is a pgvault in-progress marker.
+async fn in_progress_marker(
+    admin: &Client,
+    describe: &str,
+    database: &str,
+) -> Result<Option<String>, EngineError> {
+    let row = admin
+        .query_opt(
+            "SELECT pg_catalog.shobj_description(oid, 'pg_database') FROM pg_catalog.pg_database WHERE datname = $1",
+            &[&database],
+        )
+        .await
+        .map_err(|e| EngineError::from_pg(&e, describe))?;
+    Ok(row
+        .and_then(|r| r.get::<_, Option<String>>(0))
+        .filter(|c| c.starts_with("pgvault restore in progress: job ")))
+}
+
+async fn set_marker(
+    admin: &Client,
+    describe: &str,
+    database: &str,
+    marker: Option<&str>,
+) -> Result<(), EngineError> {
+    let value = marker.map(quote_literal).unwrap_or_else(|| "NULL".into());
+    exec(
+        admin,
+        &format!("COMMENT ON DATABASE {} IS {value}", quote_ident(database)),
+        describe,
+    )
+    .await
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn load(
     target: &PgTarget,
@@ -173,6 +293,7 @@ async fn load(
     cancel: CancellationToken,
     superuser: bool,
     unknown: &[&str],
+    fanout: Option<Fanout>,
 ) -> Result<RestoreSummary, EngineError> {
     let describe = target.describe();
     let manifest = &point.manifest;
@@ -199,7 +320,21 @@ async fn load(
         cancel: cancel.clone(),
         superuser,
     };
-    let jobs = restore_data::plan(manifest, superuser, options.connections);
+    // Fanned out: planned for every lane of every worker, so a big table's
+    // chunks spread over the fleet.
+    let total_bytes: u64 = manifest
+        .tables
+        .iter()
+        .flat_map(|t| t.chunks.iter())
+        .map(|c| c.raw_bytes)
+        .sum();
+    let fanned =
+        fanout.and_then(|f| Some((f.helpers(manifest.chunk_count() as usize, total_bytes)?, f)));
+    let lanes = match &fanned {
+        Some((helpers, _)) => options.connections * (*helpers as usize + 1),
+        None => options.connections,
+    };
+    let jobs = restore_data::plan(manifest, superuser, lanes);
     // A table is done once its data, indexes and constraints are in and it
     // is analyzed (restore_schedule says when).
     tracker.plan_tables(
@@ -209,7 +344,27 @@ async fn load(
         }),
         false,
     );
-    let (rows, mut bytes) = restore_schedule::run(ctx, jobs, &post, manifest).await?;
+    let (rows, mut bytes) = match fanned {
+        Some((helpers, fanout)) if jobs.len() > 1 => {
+            let client = connect(target, &target.database).await?;
+            restore_fanout::create_bookkeeping(&client, &describe).await?;
+            let (rows, bytes) = restore_fanout::load_fanned(
+                ctx.clone(),
+                jobs,
+                &post.preamble,
+                fanout.dispatch,
+                helpers,
+            )
+            .instrument(tracing::info_span!("data", helpers))
+            .await?;
+            restore_fanout::drop_bookkeeping(&client, &describe).await?;
+            // Every load is in: post-data and ANALYZE on the leader alone.
+            let (more_rows, more_bytes) =
+                restore_schedule::run(ctx, Vec::new(), &post, manifest).await?;
+            (rows + more_rows, bytes + more_bytes)
+        }
+        _ => restore_schedule::run(ctx, jobs, &post, manifest).await?,
+    };
 
     let client = connect(target, &target.database).await?;
     tracker.phase("sequences");

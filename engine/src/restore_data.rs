@@ -159,17 +159,70 @@ pub(crate) async fn load_job(
     stop: &CancellationToken,
     lane: &mut Lane,
 ) -> Result<(u64, u64), EngineError> {
+    load_job_once(ctx, client, job, None, stop, lane)
+        .await
+        .map(|loaded| (loaded.rows, loaded.bytes))
+}
+
+/// What one load job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Loaded {
+    pub rows: u64,
+    pub bytes: u64,
+    /// The job's key was recorded already: its rows were in, nothing loaded.
+    pub already: bool,
+}
+
+/// [`load_job`]; with `once` (a fanned-out restore's chunk key, see
+/// [`super::restore_fanout`]) the key is recorded in the target's
+/// bookkeeping table in the same transaction as the COPYs, so a load
+/// committed by a worker that died before reporting it is never loaded
+/// again: a key found recorded loads nothing and reports what was loaded.
+pub(crate) async fn load_job_once(
+    ctx: &LoadContext,
+    client: &Client,
+    job: &LoadJob,
+    once: Option<&str>,
+    stop: &CancellationToken,
+    lane: &mut Lane,
+) -> Result<Loaded, EngineError> {
     let describe = ctx.target.describe();
     let pg = |e: tokio_postgres::Error| EngineError::from_pg(&e, &describe);
-    let begin = match (&job.parts[..], job.freeze) {
-        ([part], true) => format!(
-            "BEGIN; TRUNCATE ONLY {}",
-            qualified(&part.table.schema, &part.table.name)
-        ),
-        _ => "BEGIN".to_string(),
-    };
     lane.enter(LaneStage::CopyInWait);
-    client.batch_execute(&begin).await.map_err(pg)?;
+    client.batch_execute("BEGIN").await.map_err(pg)?;
+    if let Some(key) = once {
+        // Waits for a concurrent take of the same key to end: then either
+        // its rows are in (conflict) or it rolled back (the key is ours).
+        let claimed = client
+            .query_opt(super::restore_fanout::RECORD_SQL, &[&key])
+            .await;
+        match claimed {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                let (rows, bytes) = super::restore_fanout::recorded(client, key, &describe).await?;
+                return Ok(Loaded {
+                    rows,
+                    bytes,
+                    already: true,
+                });
+            }
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(pg(e));
+            }
+        }
+    }
+    if let ([part], true) = (&job.parts[..], job.freeze) {
+        let truncate = format!(
+            "TRUNCATE ONLY {}",
+            qualified(&part.table.schema, &part.table.name)
+        );
+        if let Err(e) = client.batch_execute(&truncate).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(pg(e));
+        }
+    }
     let loaded = async {
         let segments = lane
             .time(LaneStage::DownloadWait, read_segments(ctx, job))
@@ -183,10 +236,22 @@ pub(crate) async fn load_job(
         Ok::<_, EngineError>((rows, bytes))
     }
     .await;
+    let loaded = match (loaded, once) {
+        (Ok((rows, bytes)), Some(key)) => {
+            super::restore_fanout::set_counts(client, key, rows, bytes, &describe)
+                .await
+                .map(|()| (rows, bytes))
+        }
+        (loaded, _) => loaded,
+    };
     match loaded {
-        Ok(counts) => {
+        Ok((rows, bytes)) => {
             client.batch_execute("COMMIT").await.map_err(pg)?;
-            Ok(counts)
+            Ok(Loaded {
+                rows,
+                bytes,
+                already: false,
+            })
         }
         Err(e) => {
             let _ = client.batch_execute("ROLLBACK").await;

@@ -88,16 +88,8 @@ async fn worker(
     preamble: &str,
     stop: &CancellationToken,
 ) -> Result<(u64, u64), EngineError> {
-    let describe = ctx.target.describe();
     let mut lane = Lane::start(ctx.tracker.clock().clone());
-    let client = connect(&ctx.target, &ctx.target.database).await?;
-    let mut setup = format!("{preamble}\nSET statement_timeout = 0; SET synchronous_commit = off;");
-    if ctx.superuser {
-        // No user trigger fires while loading; post-data entries run with
-        // the default role, as pg_restore runs them.
-        setup.push_str(" SET session_replication_role = replica;");
-    }
-    exec(&client, &setup, &describe).await?;
+    let client = open_lane(ctx, preamble).await?;
     let mut replica = ctx.superuser;
     let (mut rows, mut bytes) = (0, 0);
     loop {
@@ -140,6 +132,22 @@ async fn worker(
             .finished(&task);
         shared.changed.notify_waiters();
     }
+}
+
+/// A connection to the target set up for loading: the schema's session
+/// preamble, no statement timeout, no waiting for WAL flushes and, for a
+/// superuser, no user trigger firing.
+pub(crate) async fn open_lane(ctx: &LoadContext, preamble: &str) -> Result<Client, EngineError> {
+    let describe = ctx.target.describe();
+    let client = connect(&ctx.target, &ctx.target.database).await?;
+    let mut setup = format!("{preamble}\nSET statement_timeout = 0; SET synchronous_commit = off;");
+    if ctx.superuser {
+        // No user trigger fires while loading; post-data entries run with
+        // the default role, as pg_restore runs them.
+        setup.push_str(" SET session_replication_role = replica;");
+    }
+    exec(&client, &setup, &describe).await?;
+    Ok(client)
 }
 
 async fn run_task(

@@ -120,6 +120,11 @@ pub struct DatabaseArgs {
     /// recovery-point get` lists under COPIES) instead of the point itself.
     #[arg(long, value_name = "DATASTORE_URL")]
     pub from_copy: Option<String>,
+    /// Fan the loads out across up to N workers (2-64), whatever the
+    /// point's size; without it, only points above the workers'
+    /// worker.fanout_threshold_mb are fanned out.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u32>,
     /// Follow the job until it ends; the exit code tells whether it succeeded.
     #[arg(long)]
     pub wait: bool,
@@ -216,6 +221,7 @@ pub fn database_request(args: &DatabaseArgs) -> anyhow::Result<RestoreAsDatabase
         tables: args.tables.clone(),
         rehydrate_days: args.rehydrate_days.unwrap_or(0),
         copy_datastore: args.from_copy.clone().unwrap_or_default(),
+        workers: args.workers.unwrap_or(0),
     })
 }
 
@@ -322,8 +328,20 @@ mod tests {
             tables: Vec::new(),
             rehydrate_days: None,
             from_copy: None,
+            workers: None,
             wait: false,
         }
+    }
+
+    #[test]
+    fn workers_ask_the_restore_to_fan_out() {
+        assert_eq!(database_request(&args("rp1")).expect("valid").workers, 0);
+        let fanned = database_request(&DatabaseArgs {
+            workers: Some(3),
+            ..args("rp1")
+        })
+        .expect("valid");
+        assert_eq!(fanned.workers, 3);
     }
 
     #[test]

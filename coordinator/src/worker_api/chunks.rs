@@ -130,8 +130,7 @@ pub async fn offer(
         ));
     }
     let snapshot = (kind == ChunkKind::Dump).then_some(snapshot);
-    let added =
-        chunk_tasks::offer(&mut *tx, job.id, job.attempt, kind, snapshot, &offers).await?;
+    let added = chunk_tasks::offer(&mut *tx, job.id, job.attempt, kind, snapshot, &offers).await?;
     if added > 0 && invited > 0 {
         outbox::insert_chunk_invites(&mut *tx, job.id, job.attempt, invited).await?;
     }

@@ -56,7 +56,8 @@ pub trait TaskExecutor: Send + Sync + 'static {
         self.execute(kind, progress, cancel).await
     }
 
-    /// Dumps one chunk of a fanned-out backup (a helper's work).
+    /// Dumps one chunk of a fanned-out backup, or loads one of a fanned-out
+    /// restore (a helper's work).
     async fn execute_chunk(
         &self,
         chunk: ChunkTask,
@@ -99,7 +100,16 @@ impl TaskExecutor for EngineExecutor {
                     chunk.key
                 ),
             )),
-            task::Kind::Restore(restore) => run_restore(restore, options, progress, cancel).await,
+            task::Kind::Restore(restore) => {
+                run_restore(
+                    restore,
+                    options,
+                    &engine::RestoreRun::default(),
+                    progress,
+                    cancel,
+                )
+                .await
+            }
             task::Kind::RestoreFiles(files) => {
                 restore_files::run(files, options, progress, cancel).await
             }
@@ -151,6 +161,22 @@ impl TaskExecutor for EngineExecutor {
                 };
                 run_backup(backup, &options, Some(fanout), progress, cancel).await
             }
+            (task::Kind::Restore(restore), link) => {
+                let owner = Some((lease.job_id.clone(), lease.attempt));
+                let fanout = link.map(|link| Fanout {
+                    workers: restore.fanout_workers,
+                    threshold_bytes: self.options.fanout_threshold_bytes,
+                    dispatch: Arc::new(LeaderDispatch {
+                        link,
+                        job_id: lease.job_id,
+                        attempt: lease.attempt,
+                        lease_token: lease.lease_token,
+                        worker_id: lease.worker_id,
+                    }),
+                });
+                let run = engine::RestoreRun { fanout, owner };
+                run_restore(restore, &options, &run, progress, cancel).await
+            }
             (kind, _) => self.execute(kind, progress, cancel).await,
         }
     }
@@ -165,14 +191,29 @@ impl TaskExecutor for EngineExecutor {
             encryption: point_key(&task::Kind::Chunk(chunk.clone()))?,
             ..self.options.clone()
         };
-        let source = pg_target(chunk.source)?;
         let store = open_datastore(&chunk.datastore_url)?;
+        let load = chunk.kind == "LOAD";
+        let connection = if load { chunk.target } else { chunk.source };
+        let server = pg_target(connection)?;
         let job = ChunkJob {
             snapshot_id: chunk.snapshot_id,
             key: chunk.key,
             spec: chunk.spec,
             take: chunk.take,
         };
+        if load {
+            // A restore's load into the database its leader created.
+            return engine::restore_fanout::load_chunk(
+                &server,
+                &store,
+                &chunk.prefix,
+                &job,
+                &options,
+                cancel,
+            )
+            .await;
+        }
+        let source = server;
         engine::fanout::dump_chunk(
             &source,
             &store,
@@ -230,6 +271,7 @@ async fn run_backup(
 async fn run_restore(
     task: RestoreTask,
     options: &EngineOptions,
+    run: &engine::RestoreRun,
     progress: Arc<dyn engine::ProgressSink>,
     cancel: CancellationToken,
 ) -> Result<complete_task_request::Result, EngineError> {
@@ -259,13 +301,14 @@ async fn run_restore(
         schemas: task.schemas,
         tables: task.tables,
     };
-    let summary = engine::restore_database_selected(
+    let summary = engine::restore_database_fanned(
         &target,
         &store,
         &task.prefix,
         expected,
         &selection,
         options,
+        run,
         progress,
         cancel,
     )

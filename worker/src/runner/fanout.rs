@@ -1,4 +1,4 @@
-//! A fanned-out backup, runner side. The leader's engine reaches the
+//! A fanned-out backup or restore, runner side. The leader's engine reaches the
 //! fleet through [`LeaderDispatch`] (the engine's `ChunkDispatch` over the
 //! [`ChunkLink`]); a delivery inviting help ([`TaskEnvelope::chunk_invite`]
 //! (pgvault_proto::v1::TaskEnvelope)) runs [`help`]: claim chunks of that
@@ -57,7 +57,7 @@ fn engine_error(error: LinkError) -> EngineError {
     match error {
         LinkError::Fenced(message) => EngineError {
             code: ErrorCode::SystemErrorLeaseExpired,
-            message: format!("the backup's lease was lost while fanned out: {message}"),
+            message: format!("the job's lease was lost while fanned out: {message}"),
             retryable: true,
         },
         LinkError::Unavailable(message) => EngineError {
@@ -100,6 +100,33 @@ impl ChunkDispatch for LeaderDispatch {
                 })
                 .collect(),
             helpers,
+            kind: "DUMP".to_string(),
+        };
+        let response = patiently(|| self.link.offer_chunks(request.clone()))
+            .await
+            .map_err(engine_error)?;
+        Ok(response.invited)
+    }
+
+    async fn offer_loads(
+        &self,
+        chunks: Vec<OfferedChunk>,
+        helpers: u32,
+    ) -> Result<u32, EngineError> {
+        let request = OfferChunksRequest {
+            job_id: self.job_id.clone(),
+            lease_token: self.lease_token.clone(),
+            snapshot_id: String::new(),
+            chunks: chunks
+                .into_iter()
+                .map(|c| ChunkOffer {
+                    key: c.key,
+                    spec: c.spec,
+                    tables: c.tables,
+                })
+                .collect(),
+            helpers,
+            kind: "LOAD".to_string(),
         };
         let response = patiently(|| self.link.offer_chunks(request.clone()))
             .await
