@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::connect::{connect, exec};
 use super::error::{EngineError, ErrorCode};
 use super::fanout::{ChunkDispatch, ChunkJob, OfferedChunk, StoredChunk, Take};
-use super::ident::qualified;
+use super::ident::{qualified, readable};
 use super::manifest::{ChunkEntry, TableEntry};
 use super::progress::Tracker;
 use super::restore_data::{LoadContext, LoadJob, LoadPart, load_job_once};
@@ -235,10 +235,11 @@ pub(crate) async fn load_fanned(
         offers.push(OfferedChunk {
             key: key.clone(),
             spec,
+            // As job details show tables: schema.name.
             tables: job
                 .parts
                 .iter()
-                .map(|p| qualified(&p.table.schema, &p.table.name))
+                .map(|p| readable(&p.table.schema, &p.table.name))
                 .collect(),
         });
         keys.push(key);
