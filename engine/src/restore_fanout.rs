@@ -130,7 +130,7 @@ pub(crate) async fn create_bookkeeping(client: &Client, describe: &str) -> Resul
         .map_err(|e| EngineError::from_pg(&e, describe))?;
     if taken.is_some() {
         return Err(EngineError::new(
-            ErrorCode::Internal,
+            ErrorCode::UserErrorInvalidInput,
             format!(
                 "the recovery point has a schema named \"{SCHEMA}\", which a fanned-out restore uses for its bookkeeping; restore it without --workers"
             ),

@@ -64,7 +64,7 @@ impl ChunkDispatch for DyingHelpers {
         let next = {
             let mut fleet = self.fleet.lock().unwrap();
             match fleet.queue.pop_front() {
-                Some(next) => Some((next, fleet.queue.len() % 2 == 0)),
+                Some(next) => Some((next, fleet.queue.len().is_multiple_of(2))),
                 None if fleet.stored.len() == fleet.offered => return Ok(Take::AllStored),
                 None => None,
             }
@@ -170,30 +170,32 @@ async fn a_load_committed_but_never_reported_is_not_loaded_again_when_its_chunk_
     .await
     .expect("fanned-out restore");
 
-    let fleet = dispatch.fleet.lock().unwrap();
-    assert!(
-        fleet.offered >= 4,
-        "the big table's chunks were offered apart: {}",
-        fleet.offered
-    );
-    assert!(
-        !fleet.lost_reports.is_empty(),
-        "some loads lost their report"
-    );
-    for key in &fleet.lost_reports {
-        let report = fleet.stored.iter().find(|c| &c.key == key).expect("redone");
-        let entries: serde_json::Value = serde_json::from_str(&report.entries).unwrap();
-        assert_eq!(
-            entries["already"], true,
-            "the redo found {key} loaded: {entries}"
+    {
+        let fleet = dispatch.fleet.lock().unwrap();
+        assert!(
+            fleet.offered >= 4,
+            "the big table's chunks were offered apart: {}",
+            fleet.offered
         );
         assert!(
-            report.rows > 0,
-            "the redo reports the rows loaded the first time"
+            !fleet.lost_reports.is_empty(),
+            "some loads lost their report"
         );
+        for key in &fleet.lost_reports {
+            let report = fleet.stored.iter().find(|c| &c.key == key).expect("redone");
+            let entries: serde_json::Value = serde_json::from_str(&report.entries).unwrap();
+            assert_eq!(
+                entries["already"], true,
+                "the redo found {key} loaded: {entries}"
+            );
+            assert!(
+                report.rows > 0,
+                "the redo reports the rows loaded the first time"
+            );
+        }
+        assert_eq!(fleet.stored.len(), fleet.offered, "each load reported once");
+        assert_eq!(restored.rows, point.summary.rows, "no row counted twice");
     }
-    assert_eq!(fleet.stored.len(), fleet.offered, "each load reported once");
-    assert_eq!(restored.rows, point.summary.rows, "no row counted twice");
     // Same rows (none twice), same schema (no bookkeeping left), sequences.
     assert_identical(&pg, "fan", &pg, "fan copy").await;
     let comment = pg

@@ -1,5 +1,6 @@
-//! `job show` of a backup fanned out across workers: the workers that took
-//! part (the leader first) and, per table, which worker stored which chunk.
+//! `job show` of a backup or restore fanned out across workers: the
+//! workers that took part (the leader first) and, per table, which worker
+//! stored (a restore: loaded) which chunk.
 
 use pgvault_proto::v1::Job;
 
