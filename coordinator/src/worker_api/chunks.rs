@@ -53,29 +53,7 @@ pub async fn offer(
     req: pb::OfferChunksRequest,
 ) -> Result<pb::OfferChunksResponse> {
     let job = led_job(ctx, &req.job_id, &req.lease_token).await?;
-    let kind = match req.kind.as_str() {
-        "" | "DUMP" => ChunkKind::Dump,
-        "LOAD" => ChunkKind::Load,
-        other => {
-            return Err(CoordinatorError::invalid(
-                "kind",
-                format!("\"{other}\" is no chunk kind; use DUMP or LOAD"),
-            ));
-        }
-    };
-    let fits = match (&job.spec, kind) {
-        (JobSpec::Backup { .. }, ChunkKind::Dump) => true,
-        (JobSpec::Restore(restore), ChunkKind::Load) => {
-            matches!(restore.target, RestoreTarget::Database { .. })
-        }
-        _ => false,
-    };
-    if !fits {
-        return Err(CoordinatorError::invalid(
-            "kind",
-            "a backup offers DUMP chunks and a restore as a database LOAD chunks",
-        ));
-    }
+    let kind = offered_kind(&job.spec, &req.kind)?;
     let snapshot = req.snapshot_id.trim();
     if kind == ChunkKind::Dump && snapshot.is_empty() {
         return Err(CoordinatorError::invalid(
@@ -140,6 +118,36 @@ pub async fn offer(
     Ok(pb::OfferChunksResponse {
         invited: if added > 0 { invited } else { 0 },
     })
+}
+
+/// The kind of chunks `spec`'s leader may offer as `kind`: a backup's are
+/// DUMPs (an empty kind, as leaders before restore fan-out send), a restore
+/// as a database's are LOADs.
+fn offered_kind(spec: &JobSpec, kind: &str) -> Result<ChunkKind> {
+    let kind = match kind {
+        "" | "DUMP" => ChunkKind::Dump,
+        "LOAD" => ChunkKind::Load,
+        other => {
+            return Err(CoordinatorError::invalid(
+                "kind",
+                format!("\"{other}\" is no chunk kind; use DUMP or LOAD"),
+            ));
+        }
+    };
+    let fits = match (spec, kind) {
+        (JobSpec::Backup { .. }, ChunkKind::Dump) => true,
+        (JobSpec::Restore(restore), ChunkKind::Load) => {
+            matches!(restore.target, RestoreTarget::Database { .. })
+        }
+        _ => false,
+    };
+    if !fits {
+        return Err(CoordinatorError::invalid(
+            "kind",
+            "a backup offers DUMP chunks and a restore as a database LOAD chunks",
+        ));
+    }
+    Ok(kind)
 }
 
 fn not_claimed(reason: impl Into<String>, remaining: u32, over: bool) -> pb::ClaimChunkResponse {
@@ -396,4 +404,49 @@ pub async fn list(ctx: &ApiContext, req: pb::ListChunksRequest) -> Result<pb::Li
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BackupTrigger, RestoreSpec};
+
+    fn restore(target: RestoreTarget) -> JobSpec {
+        JobSpec::Restore(Box::new(RestoreSpec {
+            instance_id: Uuid::nil(),
+            point_id: Uuid::nil(),
+            target,
+            copy_datastore: None,
+            schemas: Vec::new(),
+            tables: Vec::new(),
+            warnings: Vec::new(),
+        }))
+    }
+
+    #[test]
+    fn backups_offer_dumps_and_restores_as_a_database_offer_loads_only() {
+        let backup = JobSpec::Backup {
+            instance_id: Uuid::nil(),
+            trigger: BackupTrigger::Scheduled,
+            produced_point_id: None,
+        };
+        let database = restore(RestoreTarget::Database {
+            server_id: "db1".into(),
+            database: "copy".into(),
+            secret: crate::secret_ref::SecretRef::parse("secret", "secret://app").unwrap(),
+        });
+        let files = restore(RestoreTarget::Files {
+            url: "file:///out".into(),
+            file: "x.sql".into(),
+            output: None,
+        });
+        assert_eq!(offered_kind(&backup, "").unwrap(), ChunkKind::Dump);
+        assert_eq!(offered_kind(&backup, "DUMP").unwrap(), ChunkKind::Dump);
+        assert_eq!(offered_kind(&database, "LOAD").unwrap(), ChunkKind::Load);
+        assert!(offered_kind(&backup, "LOAD").is_err());
+        assert!(offered_kind(&database, "").is_err());
+        assert!(offered_kind(&files, "LOAD").is_err());
+        let unknown = offered_kind(&database, "COPY").unwrap_err().to_string();
+        assert!(unknown.contains("DUMP or LOAD"), "{unknown}");
+    }
 }
