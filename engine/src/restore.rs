@@ -7,6 +7,10 @@
 //! materialized views, event triggers and a final durable commit; then the
 //! database's own settings, comment, privileges and owner. A failure after
 //! the database was created drops it again, so nothing half-written is left.
+//! Run for a job ([`RestoreRun`]), the data may be fanned out across the
+//! fleet ([`super::restore_fanout`]) and the database is marked as the
+//! job's restore in progress until it completes, so the job's next attempt
+//! can drop what a dead attempt left.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -192,14 +196,29 @@ pub async fn restore_database_fanned(
     let loaded = match loaded {
         Ok(mut summary) => {
             tracker.phase("database properties");
-            if marker.is_some() {
-                set_marker(&admin, &admin_describe, &target.database, None).await?;
+            // The data is in: no longer a restore in progress (a failure to
+            // say so fails the restore like any other, dropping the database).
+            let cleared = match &marker {
+                Some(_) => set_marker(&admin, &admin_describe, &target.database, None).await,
+                None => Ok(()),
+            };
+            match cleared {
+                Ok(()) => {
+                    let props = &point.manifest.database_properties;
+                    summary.skipped_objects.extend(
+                        apply_properties(
+                            &admin,
+                            &admin_describe,
+                            &target.database,
+                            props,
+                            superuser,
+                        )
+                        .await,
+                    );
+                    Ok(summary)
+                }
+                Err(e) => Err(e),
             }
-            let props = &point.manifest.database_properties;
-            summary.skipped_objects.extend(
-                apply_properties(&admin, &admin_describe, &target.database, props, superuser).await,
-            );
-            Ok(summary)
         }
         Err(e) => Err(e),
     };
