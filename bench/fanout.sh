@@ -15,7 +15,8 @@
 #   chunk (the job's fan-out throughput, or its progress for K = 1); worker
 #   →coordinator calls per chunk and their mean state-database time
 #   (pg_stat_statements on the state database: claims, chunk heartbeats,
-#   reports, lists, job heartbeats); the workers' peak RSS (VmHWM).
+#   reports, lists, job heartbeats); bytes stored per COPY byte; the
+#   workers' peak RSS (VmHWM).
 # Prints a markdown table and writes it to bench/results/fanout-<date>.md.
 # The scaling model these numbers feed is bench/FANOUT.md.
 #
@@ -293,6 +294,8 @@ cpu_before() {
   T0=$(now)
 }
 # record <op> <tool> <K> <job json or -> <client cpu s> <restore fan-out 0|1>
+# (STORED: bytes the step wrote to the datastore or the dump directory)
+STORED=0
 record() {
   local t1 calls
   t1=$(now)
@@ -316,9 +319,9 @@ SQL
     "$(awk -v a="$B_COORD" -v b="$(tree_cpu "$COORD_PID")" 'BEGIN { printf "%.2f", b - a }')" \
     "$(awk -v a="$B_SRC" -v b="$(tree_cpu "$SRC_PM")" 'BEGIN { printf "%.2f", b - a }')" \
     "$(awk -v a="$B_STATE" -v b="$(tree_cpu "$STATE_PM")" 'BEGIN { printf "%.2f", b - a }')" \
-    "${calls:-null}" "$(peak_rss_mib)" >>"$RESULTS" <<'PY'
+    "${calls:-null}" "$(peak_rss_mib)" "$STORED" >>"$RESULTS" <<'PY'
 import json, sys
-op, tool, k, job_file, client, fanned, wall, workers, coord, src, state, calls, rss = sys.argv[1:14]
+op, tool, k, job_file, client, fanned, wall, workers, coord, src, state, calls, rss, stored = sys.argv[1:15]
 job = json.load(open(job_file)) if job_file != "-" else {}
 t = job.get("throughput") or {}
 p = job.get("progress") or {}
@@ -333,6 +336,7 @@ print(json.dumps({
     "calls": json.loads(calls) if calls not in ("", "null") else {},
     "peak_rss_mib": int(rss) if tool == "pgvault" else None,
     "state": job.get("state"),
+    "stored_bytes": int(stored),
 }))
 PY
 }
@@ -362,9 +366,12 @@ for k in "${WORKER_COUNTS[@]}"; do
   fan_args=()
   ((k > 1)) && fan_args=(--workers "$k")
   quiet
+  stored0=$(du -sb "$WORK/store" | cut -f1)
   cpu_before
   "$PGVAULT" --output json backup now "$INSTANCE" "${fan_args[@]}" --wait >"$WORK/backup-$k.json"
+  STORED=$(($(du -sb "$WORK/store" | cut -f1) - stored0))
   record backup pgvault "$k" "$WORK/backup-$k.json" 0 0
+  STORED=0
   job_ok "$WORK/backup-$k.json" "backup with $k workers"
   echo "   backup: $(tail -1 "$RESULTS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["wall_s"], "s,", r["chunks"], "chunks")')" >&2
 
@@ -386,8 +393,10 @@ echo "== baselines: pg_dump -Fd -j 2, pg_restore -j 2" >&2
 quiet
 cpu_before
 /usr/bin/time -f '%U %S' -o "$WORK/time.txt" "$PGBIN/pg_dump" -h 127.0.0.1 -p "$SOURCE_PORT" -U postgres -Fd -j 2 -f "$WORK/dump" fan
-record backup pg_dump 0 - "$(awk '{print $1 + $2}' "$WORK/time.txt")" 0
 DUMP_BYTES=$(du -sb "$WORK/dump" | cut -f1)
+STORED=$DUMP_BYTES
+record backup pg_dump 0 - "$(awk '{print $1 + $2}' "$WORK/time.txt")" 0
+STORED=0
 quiet
 "$PGBIN/createdb" -h 127.0.0.1 -p "$SOURCE_PORT" -U postgres fan_pg_restore
 cpu_before
@@ -402,7 +411,7 @@ path, scale, db_bytes, dump_bytes, cores, load, chunk_mb = sys.argv[1:8]
 runs = [json.loads(l) for l in open(path) if l.strip()]
 gb = max((r["copy_bytes"] for r in runs if r["tool"] == "pgvault" and r["op"] == "backup"), default=0) / 1e9
 chunk_calls = ("claim", "chunk_heartbeat", "complete", "fail", "offer", "list")
-print(f"# Fan-out benchmark, {scale=}")
+print(f"# Fan-out benchmark, scale {scale}")
 print()
 print(f"Source database {int(db_bytes) / 1e9:.2f} GB on disk, {gb:.2f} GB of COPY data; "
       f"pg_dump -Fd dump {int(dump_bytes) / 1e9:.2f} GB. Host: {cores} cores, load average at the end {load}. "
@@ -413,8 +422,8 @@ print("CPU columns are CPU seconds per GB of COPY data (user + system, process t
       "offer, list) per chunk, counted by pg_stat_statements on the state database; "
       "ms/call: their mean state-database execution time.")
 print()
-print("| op | tool | K | wall s | MB/s | workers/client CPU s/GB | coordinator | source PG | state PG | chunks | MB/chunk | calls/chunk | ms/call | job heartbeats | peak worker RSS MiB |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| op | tool | K | wall s | MB/s | workers/client CPU s/GB | coordinator | source PG | state PG | chunks | MB/chunk | calls/chunk | ms/call | job heartbeats | stored/COPY | peak worker RSS MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in runs:
     per = lambda s: f"{s / gb:.1f}" if gb else "-"
     c = r["cpu_s"]
@@ -434,6 +443,7 @@ for r in runs:
         f"{calls / chunks:.1f}" if chunks and calls else "-",
         f"{ms / calls:.2f}" if calls else "-",
         str(r["calls"].get("job_heartbeat", {}).get("calls", "-")),
+        f"{r['stored_bytes'] / (gb * 1e9):.2f}" if r.get("stored_bytes") and gb else "-",
         str(r["peak_rss_mib"]) if r["peak_rss_mib"] is not None else "-",
     ]) + " |")
 print()
