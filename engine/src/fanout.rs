@@ -71,6 +71,8 @@ pub struct StoredChunk {
     pub rows: u64,
     /// Its manifest entries (JSON of (table index, chunk entry) pairs).
     pub entries: String,
+    /// Uncompressed COPY bytes it holds.
+    pub raw_bytes: u64,
 }
 
 /// A stored chunk as the coordinator recorded it for the attempt.
@@ -303,6 +305,7 @@ fn stored_chunk(key: String, entries: &[(usize, ChunkEntry)]) -> Result<StoredCh
         sha256: first.1.object.sha256.clone(),
         rows: entries.iter().map(|(_, e)| e.rows).sum(),
         entries: serde_json::to_string(entries).map_err(spec_error)?,
+        raw_bytes: entries.iter().map(|(_, e)| e.raw_bytes).sum(),
     })
 }
 

@@ -213,6 +213,7 @@ fn stored_load(key: String, job: &LoadJob, report: LoadReport) -> Result<StoredC
         size: first.object.size,
         sha256: first.object.sha256.clone(),
         rows: report.rows,
+        raw_bytes: report.bytes,
         entries: serde_json::to_string(&report).map_err(spec_error)?,
     })
 }

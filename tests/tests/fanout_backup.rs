@@ -1,7 +1,8 @@
 //! One backup fanned out across several workers (`backup now --workers 3`)
 //! over RabbitMQ: chunks are dumped by more than one worker on the
-//! leader's snapshot, `job show --output json` says who did which, and the
-//! point restores identical. A helper SIGKILLed mid-run costs at most its
+//! leader's snapshot, `job show --output json` says who did which and
+//! what each contributed to the combined throughput, and the point
+//! restores identical. A helper SIGKILLed mid-run costs at most its
 //! chunk; the leader SIGKILLed costs the attempt, and the next attempt's
 //! point references none of the failed attempt's objects.
 //!
@@ -128,6 +129,33 @@ async fn a_backup_fanned_out_over_three_workers_is_dumped_by_several_and_restore
         "the big table's chunks are listed: {shown}"
     );
     assert!(shown["workers"].as_array().is_some_and(|w| w.len() >= 2));
+    // The fleet's combined throughput: every chunk's bytes, more than one
+    // worker contributing, and the parts adding up to the whole.
+    let throughput = &shown["throughput"];
+    let contributing: Vec<&serde_json::Value> = throughput["workers"]
+        .as_array()
+        .context("throughput per worker")?
+        .iter()
+        .filter(|w| w["bytes_done"].as_u64().unwrap_or(0) > 0)
+        .collect();
+    assert!(
+        contributing.len() >= 2,
+        "at least 2 workers contribute to the throughput: {throughput}"
+    );
+    let total = throughput["bytes_done"].as_u64().unwrap_or(0);
+    let parts: u64 = contributing
+        .iter()
+        .filter_map(|w| w["bytes_done"].as_u64())
+        .sum();
+    assert!(total > 0 && parts == total, "{throughput}");
+    assert!(throughput["bytes_per_second"].as_f64().unwrap_or(0.0) > 0.0);
+    assert_eq!(throughput["chunks_total"], throughput["chunks_done"]);
+    let shown_text = s.cluster.cli(&["job", "show", &job.name], None)?;
+    let text = String::from_utf8_lossy(&shown_text.stdout);
+    assert!(
+        text.contains("MB/s combined"),
+        "job show prints the combined throughput: {text}"
+    );
 
     let points = s.points(&s.instances[0].1.clone()).await?;
     let point = points.first().context("a recovery point")?.clone();

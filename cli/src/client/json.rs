@@ -6,10 +6,10 @@
 //! contract named it `table_progress`: `sub_tasks` and `sub_tasks_delta`.
 
 use pgvault_proto::v1::{
-    AttemptOutcome, BackupInstance, ConfigureBackupResponse, DatastoreTier, DeadLetter, Job,
-    JobAttempt, JobError, JobState, Operation, Policy, ProtectionState, Readiness, RecoveryPoint,
-    RestoreKind, RetentionRuleKind, Secret, Server, StageSplit, StageTime, TableProgress,
-    TableState, Vault, Weekday,
+    AttemptOutcome, BackupInstance, ConfigureBackupResponse, DatastoreTier, DeadLetter,
+    FanoutThroughput, Job, JobAttempt, JobError, JobState, Operation, Policy, ProtectionState,
+    Readiness, RecoveryPoint, RestoreKind, RetentionRuleKind, Secret, Server, StageSplit,
+    StageTime, TableProgress, TableState, Vault, Weekday,
 };
 use prost_types::Timestamp;
 use serde_json::{Value, json};
@@ -222,6 +222,23 @@ pub fn job(j: &Job) -> Value {
             "worker_id": c.worker_id,
             "state": c.state,
         })).collect::<Vec<_>>(),
+        "throughput": j.throughput.as_ref().map(throughput),
+    })
+}
+
+/// A fanned-out backup's combined throughput and each worker's.
+pub fn throughput(t: &FanoutThroughput) -> Value {
+    json!({
+        "bytes_done": t.bytes_done,
+        "bytes_per_second": t.bytes_per_second,
+        "chunks_done": t.chunks_done,
+        "chunks_total": t.chunks_total,
+        "workers": t.workers.iter().map(|w| json!({
+            "worker_id": w.worker_id,
+            "bytes_done": w.bytes_done,
+            "bytes_per_second": w.bytes_per_second,
+            "chunks_done": w.chunks_done,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -410,8 +427,9 @@ mod tests {
             json!(["line one", "line two"])
         );
         assert_eq!(value["stage_split"], Value::Null);
+        assert_eq!(value["throughput"], Value::Null);
         let keys: Vec<&String> = value.as_object().expect("object").keys().collect();
-        assert_eq!(keys.len(), 36, "every Job field is present: {keys:?}");
+        assert_eq!(keys.len(), 37, "every Job field is present: {keys:?}");
     }
 
     #[test]

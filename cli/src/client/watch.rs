@@ -18,7 +18,7 @@ use tonic::{Code, Status, Streaming};
 use super::connect::{Api, Reply};
 use super::job::{operation_text, output_location, state_text};
 use super::output::{bytes, details_table, duration_between, print_json};
-use super::{job_details, json, names};
+use super::{job_details, job_fanout, json, names};
 
 /// How often a dropped watch stream is re-opened before giving up.
 const MAX_REOPENS: u32 = 5;
@@ -188,6 +188,9 @@ fn print_outcome(api: &Api, job: &Job) {
             fields.push(("ROWS", progress.rows_done.to_string()));
         }
     }
+    if let Some(fleet) = job_fanout::throughput_line(job) {
+        fields.push(("THROUGHPUT", fleet));
+    }
     if !job.warnings.is_empty() {
         fields.push(("WARNINGS", job.warnings.join("\n")));
     }
@@ -207,22 +210,28 @@ pub fn progress_line(job: &Job) -> String {
     describe_progress(job, true)
 }
 
-/// Like [`progress_line`]; without chunk counts next to a bar that shows them.
+/// Like [`progress_line`]; without chunk counts next to a bar that shows
+/// them. A fanned-out backup shows the fleet's throughput instead of the
+/// leader's own bytes and chunks.
 fn describe_progress(job: &Job, with_chunks: bool) -> String {
     let mut parts: Vec<String> = Vec::new();
+    // A fanned-out backup: the fleet's numbers, not the leader's alone.
+    let fleet = job_fanout::throughput_line(job);
     if let Some(p) = &job.progress {
         if !p.phase.is_empty() {
             parts.push(p.phase.clone());
         }
-        if with_chunks && p.chunks_total > 0 {
+        if let Some(fleet) = &fleet {
+            parts.push(fleet.clone());
+        } else if with_chunks && p.chunks_total > 0 {
             parts.push(format!("{}/{} chunks", p.chunks_done, p.chunks_total));
         } else if with_chunks && p.chunks_done > 0 {
             parts.push(format!("{} chunks", p.chunks_done));
         }
-        if p.bytes_done > 0 {
+        if fleet.is_none() && p.bytes_done > 0 {
             parts.push(bytes(p.bytes_done));
         }
-        if p.rows_done > 0 {
+        if fleet.is_none() && p.rows_done > 0 {
             parts.push(format!("{} rows", p.rows_done));
         }
     }
@@ -482,6 +491,44 @@ mod tests {
         assert_eq!(
             progress_line(&running),
             "in progress: loading data, 3/10 chunks, 3.00 MiB, 4567 rows"
+        );
+    }
+
+    #[test]
+    fn a_fanned_out_backup_shows_the_fleets_throughput() {
+        use pgvault_proto::v1::{FanoutThroughput, WorkerThroughput};
+        let job = Job {
+            state: JobState::InProgress as i32,
+            progress: Some(Progress {
+                bytes_done: 3 * 1024 * 1024,
+                chunks_done: 1,
+                chunks_total: 10,
+                phase: "dumping data".into(),
+                ..Default::default()
+            }),
+            throughput: Some(FanoutThroughput {
+                bytes_done: 9_000_000,
+                bytes_per_second: 3e6,
+                chunks_done: 4,
+                chunks_total: 10,
+                workers: vec![
+                    WorkerThroughput {
+                        worker_id: "w1".into(),
+                        bytes_per_second: 2e6,
+                        ..Default::default()
+                    },
+                    WorkerThroughput {
+                        worker_id: "w2".into(),
+                        bytes_per_second: 1e6,
+                        ..Default::default()
+                    },
+                ],
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            progress_line(&job),
+            "in progress: dumping data, 2 workers · 3 MB/s combined (w1 2, w2 1) · 4/10 chunks"
         );
     }
 

@@ -1,6 +1,7 @@
 //! A fanned-out backup's details (`GetJob`, `WatchJob`): the workers that
 //! dumped chunks of its latest attempt (the leader first) and, per table,
-//! which worker did which chunk.
+//! which worker did which chunk, and the combined throughput
+//! ([`super::fanout_rate`]).
 
 use pgvault_proto::v1 as pb;
 
@@ -8,9 +9,19 @@ use crate::error::Result;
 use crate::model::Job;
 use crate::store::{Store, chunk_tasks};
 
-/// Fills `workers` and `chunks`; a job that never fanned out gets neither.
+/// Fills `workers`, `chunks` and `throughput`; a job that never fanned out
+/// gets none of them.
 pub async fn add(store: &Store, job: &mut pb::Job, of: &Job) -> Result<()> {
     let rows = chunk_tasks::latest(store.pool(), of.id).await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let progress = chunk_tasks::progress(store.pool(), of.id).await?;
+    job.throughput =
+        super::fanout_rate::throughput(of.lease_owner.as_deref(), &progress).map(|mut t| {
+            t.chunks_total = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+            t
+        });
     job.workers = workers(of.lease_owner.as_deref(), &rows);
     job.chunks = rows
         .into_iter()

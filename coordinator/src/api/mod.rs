@@ -37,6 +37,7 @@ pub mod convert;
 pub mod databases;
 pub mod dead_letters;
 pub mod fanout_details;
+pub mod fanout_rate;
 pub mod instance_lookup;
 pub mod instances;
 pub mod job_details;

@@ -6,7 +6,9 @@
 //! leader took has no expiry of its own: it follows the job's lease). Every
 //! report checks liveness in its statement, so a superseded attempt or an
 //! expired lease can never store a result; a chunk whose lease expired is
-//! claimable again, and its next take writes a new object.
+//! claimable again, and its next take writes a new object. A claim stamps
+//! its time and starts the chunk's progress over; helpers' heartbeats and
+//! every stored chunk record bytes and rows (migration 28, for throughput).
 //!
 //! Two kinds share the table (migration 27): a backup's DUMP chunks (on the
 //! leader's snapshot) and a restore's LOAD chunks (no snapshot: each load
@@ -63,6 +65,20 @@ pub struct Stored {
     pub sha256: String,
     pub rows: u64,
     pub entries: String,
+    /// Uncompressed COPY bytes the object holds.
+    pub raw_bytes: u64,
+}
+
+/// One claimed chunk's progress, timed on the database clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkProgress {
+    pub worker_id: String,
+    pub done: bool,
+    pub bytes: u64,
+    /// Seconds since it was claimed.
+    pub since_claim: f64,
+    /// Seconds since it was stored (0 while in flight).
+    pub since_done: f64,
 }
 
 /// One chunk as the leader and the job details read it.
@@ -132,7 +148,7 @@ pub async fn claim_next(
     let row: Option<(String, String, Option<String>, i32)> = sqlx::query_as(
         "UPDATE chunk_tasks c SET state = 'IN_PROGRESS', takes = c.takes + 1, lease_token = $4,
              lease_expires_at = CASE WHEN $5::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $5) END,
-             worker_id = $3
+             worker_id = $3, claim_time = now(), bytes_done = 0, rows_done = 0
          WHERE (c.job_id, c.attempt, c.chunk_key) = (
              SELECT job_id, attempt, chunk_key FROM chunk_tasks
              WHERE job_id = $1 AND attempt = $2
@@ -170,21 +186,26 @@ pub async fn remaining(db: impl PgExecutor<'_>, job_id: Uuid, attempt: u32) -> R
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
-/// Extends a helper's chunk lease; false when the chunk is not live for it.
+/// Extends a helper's chunk lease and records its progress (bytes, rows
+/// read so far; never lowered); false when the chunk is not live for it.
 pub async fn heartbeat(
     db: impl PgExecutor<'_>,
     job_id: Uuid,
     lease_token: Uuid,
     ttl: f64,
+    progress: (u64, u64),
 ) -> Result<bool> {
     let sql = format!(
-        "UPDATE chunk_tasks c SET lease_expires_at = now() + make_interval(secs => $3)
+        "UPDATE chunk_tasks c SET lease_expires_at = now() + make_interval(secs => $3),
+             bytes_done = GREATEST(c.bytes_done, $4), rows_done = GREATEST(c.rows_done, $5)
          FROM jobs j WHERE c.job_id = $1 AND c.lease_token = $2 AND c.lease_expires_at IS NOT NULL AND {LIVE}"
     );
     let done = sqlx::query(&sql)
         .bind(job_id)
         .bind(lease_token)
         .bind(ttl)
+        .bind(to_i64(progress.0))
+        .bind(to_i64(progress.1))
         .execute(db)
         .await?;
     Ok(done.rows_affected() > 0)
@@ -201,7 +222,7 @@ pub async fn complete(
 ) -> Result<bool> {
     let sql = format!(
         "UPDATE chunk_tasks c SET state = 'DONE', object_path = $4, size = $5, sha256 = $6, rows = $7,
-             entries = $8, done_time = now(), lease_expires_at = NULL
+             entries = $8, done_time = now(), lease_expires_at = NULL, bytes_done = $9, rows_done = $7
          FROM jobs j WHERE c.job_id = $1 AND c.lease_token = $2 AND c.chunk_key = $3 AND {LIVE}"
     );
     let done = sqlx::query(&sql)
@@ -213,6 +234,7 @@ pub async fn complete(
         .bind(&stored.sha256)
         .bind(to_i64(stored.rows))
         .bind(&stored.entries)
+        .bind(to_i64(stored.raw_bytes))
         .execute(db)
         .await?;
     Ok(done.rows_affected() > 0)
@@ -229,7 +251,7 @@ pub async fn fail(
 ) -> Result<bool> {
     let sql = format!(
         "UPDATE chunk_tasks c SET state = 'QUEUED', lease_token = NULL, lease_expires_at = NULL,
-             worker_id = NULL, last_error = $4
+             worker_id = NULL, last_error = $4, claim_time = NULL, bytes_done = 0, rows_done = 0
          FROM jobs j WHERE c.job_id = $1 AND c.lease_token = $2 AND c.chunk_key = $3 AND {LIVE}"
     );
     let done = sqlx::query(&sql)
@@ -292,6 +314,33 @@ pub async fn latest(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<Vec<ChunkRo
     );
     let rows: Vec<RowColumns> = sqlx::query_as(&sql).bind(job_id).fetch_all(db).await?;
     read(rows)
+}
+
+/// The progress of every claimed chunk of the job's latest attempt that
+/// offered any (job details' throughput).
+pub async fn progress(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<Vec<ChunkProgress>> {
+    let rows: Vec<(String, String, i64, f64, f64)> = sqlx::query_as(
+        "SELECT worker_id, state, bytes_done,
+                extract(epoch FROM now() - claim_time)::float8,
+                COALESCE(extract(epoch FROM now() - done_time)::float8, 0)
+         FROM chunk_tasks WHERE job_id = $1 AND worker_id IS NOT NULL AND claim_time IS NOT NULL
+           AND attempt = (SELECT max(attempt) FROM chunk_tasks WHERE job_id = $1)
+         ORDER BY position",
+    )
+    .bind(job_id)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|(worker_id, state, bytes, since_claim, since_done)| {
+            Ok(ChunkProgress {
+                worker_id,
+                done: state == "DONE",
+                bytes: to_u64(bytes, "chunk_tasks.bytes_done")?,
+                since_claim,
+                since_done,
+            })
+        })
+        .collect()
 }
 
 /// Records that a backup job asked to fan out across `workers` workers.

@@ -329,7 +329,8 @@ pub async fn heartbeat(ctx: &ApiContext, req: pb::HeartbeatChunkRequest) -> Resu
     let job_id = super::job_id(&req.job_id)?;
     let token = super::lease_token(&req.lease_token)?;
     let ttl = ctx.lease_ttl.as_secs_f64();
-    if chunk_tasks::heartbeat(ctx.store.pool(), job_id, token, ttl).await? {
+    let progress = (req.bytes_done, req.rows_done);
+    if chunk_tasks::heartbeat(ctx.store.pool(), job_id, token, ttl, progress).await? {
         Ok(())
     } else {
         ctx.metrics.fenced_heartbeat();
@@ -359,6 +360,7 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteChunkRequest) -> Result
         sha256: sha,
         rows: req.rows,
         entries: req.entries,
+        raw_bytes: req.raw_bytes,
     };
     let mut tx = ctx.store.begin().await?;
     if !chunk_tasks::complete(&mut *tx, job_id, token, &req.key, &stored).await? {

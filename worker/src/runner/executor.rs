@@ -61,6 +61,7 @@ pub trait TaskExecutor: Send + Sync + 'static {
     async fn execute_chunk(
         &self,
         chunk: ChunkTask,
+        _progress: Arc<dyn engine::ProgressSink>,
         _cancel: CancellationToken,
     ) -> Result<StoredChunk, EngineError> {
         Err(final_error(
@@ -184,6 +185,7 @@ impl TaskExecutor for EngineExecutor {
     async fn execute_chunk(
         &self,
         chunk: ChunkTask,
+        progress: Arc<dyn engine::ProgressSink>,
         cancel: CancellationToken,
     ) -> Result<StoredChunk, EngineError> {
         // Helpers seal their chunks with the attempt's point key, like the leader.
@@ -220,7 +222,7 @@ impl TaskExecutor for EngineExecutor {
             &chunk.prefix,
             &job,
             &options,
-            Arc::new(engine::NoProgress),
+            progress,
             cancel,
         )
         .await

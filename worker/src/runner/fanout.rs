@@ -3,7 +3,7 @@
 //! [`ChunkLink`]); a delivery inviting help ([`TaskEnvelope::chunk_invite`]
 //! (pgvault_proto::v1::TaskEnvelope)) runs [`help`]: claim chunks of that
 //! attempt one at a time, dump each with the executor while heartbeating
-//! its lease, report it, and stop when none is left, the attempt is over or
+//! its lease (with the chunk's progress so far), report it, and stop when none is left, the attempt is over or
 //! the lease is lost (fencing: nothing more is reported).
 
 use std::future::Future;
@@ -24,6 +24,7 @@ use tracing::Instrument;
 
 use super::chunk_link::ChunkLink;
 use super::executor::TaskExecutor;
+use super::heartbeat::SharedProgress;
 use super::link::LinkError;
 
 /// How long a call that cannot reach the coordinator is retried.
@@ -210,6 +211,7 @@ fn complete_request(job_id: &str, lease_token: &str, chunk: StoredChunk) -> Comp
         sha256: chunk.sha256,
         rows: chunk.rows,
         entries: chunk.entries,
+        raw_bytes: chunk.raw_bytes,
     }
 }
 
@@ -291,16 +293,24 @@ async fn run_chunk(
     let key = chunk.key.clone();
     let cancel = shutdown.child_token();
     let fenced = CancellationToken::new();
+    // Each heartbeat carries the chunk's progress so far (combined
+    // throughput in job details).
+    let progress = Arc::new(SharedProgress::default());
     let beat = {
         let (link, cancel, fenced) = (link.clone(), cancel.clone(), fenced.clone());
-        let request = HeartbeatChunkRequest {
-            job_id: job_id.to_string(),
-            lease_token: lease.to_string(),
-        };
+        let progress = progress.clone();
+        let (job_id, lease_token) = (job_id.to_string(), lease.to_string());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
-                match link.heartbeat_chunk(request.clone()).await {
+                let so_far = progress.snapshot();
+                let request = HeartbeatChunkRequest {
+                    job_id: job_id.clone(),
+                    lease_token: lease_token.clone(),
+                    bytes_done: so_far.bytes_done,
+                    rows_done: so_far.rows_done,
+                };
+                match link.heartbeat_chunk(request).await {
                     Ok(()) => {}
                     Err(LinkError::Fenced(reason)) => {
                         tracing::warn!(reason = %reason, "chunk lease lost; stopping it");
@@ -313,7 +323,9 @@ async fn run_chunk(
             }
         })
     };
-    let outcome = executor.execute_chunk(chunk, cancel.clone()).await;
+    let outcome = executor
+        .execute_chunk(chunk, progress, cancel.clone())
+        .await;
     beat.abort();
     if fenced.is_cancelled() {
         return ChunkEnd::Stop;
