@@ -226,3 +226,15 @@ async fn check_manifest_names(
     }
     Ok(())
 }
+
+/// The point's manifest, opened with `key` when sealed (for listings).
+pub async fn manifest(
+    store: &Datastore,
+    point: &FoundPoint,
+    key: Option<&PointKey>,
+) -> Result<Manifest, EngineError> {
+    let clock = Arc::new(StageClock::default());
+    let (stored, _) = get_small(store, &point.prefix, MANIFEST_FILE, &clock).await?;
+    let plain = open_small(key, MANIFEST_FILE, stored, &clock).await?;
+    Ok(Manifest::from_json(&plain, MANIFEST_FILE)?)
+}
