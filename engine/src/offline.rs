@@ -7,7 +7,7 @@
 //! point through [`crate::restore_as_sql`] with that key, so the offline
 //! export writes the same script as `pgvault restore files`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -63,11 +63,12 @@ pub async fn list_points(store: &Datastore) -> Result<Vec<FoundPoint>, EngineErr
     };
     let objects = store.object_store();
     let mut listing = objects.list(Some(&root));
-    // Directory → (bytes under it, manifest time, has key object): every
-    // object adds its size to each of its ancestor directories.
+    // Directory → bytes under it (every object adds its size to each of its
+    // ancestor directories); point directory → its manifest's time; point
+    // directories holding a key object.
     let mut dirs: BTreeMap<String, u64> = BTreeMap::new();
     let mut manifests: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-    let mut keys: Vec<String> = Vec::new();
+    let mut keys: BTreeSet<String> = BTreeSet::new();
     while let Some(meta) = listing.next().await {
         let meta = meta.map_err(|e| store_error(&e, "list", "the datastore", false))?;
         let Some(relative) = meta.location.as_ref().strip_prefix(&base) else {
@@ -82,7 +83,7 @@ pub async fn list_points(store: &Datastore) -> Result<Vec<FoundPoint>, EngineErr
             manifests.insert(prefix.to_string(), meta.last_modified);
         }
         if let Some(prefix) = relative.strip_suffix(&format!("/{KEY_OBJECT_FILE}")) {
-            keys.push(prefix.to_string());
+            keys.insert(prefix.to_string());
         }
     }
     let clock = Arc::new(StageClock::default());
