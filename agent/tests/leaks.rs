@@ -113,6 +113,7 @@ async fn no_password_or_token_reaches_the_agents_log() {
                         algorithm: "aes-256-gcm".into(),
                         key_id: "point".into(),
                         key: DATA_KEY.to_vec(),
+                        ..Default::default()
                     }),
                 })),
             },

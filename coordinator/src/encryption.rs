@@ -14,6 +14,13 @@
 //! database without the master key does not either. [`rotate`] makes a new
 //! vault key version and rewraps every data key under it; objects are not
 //! rewritten (their data keys are unchanged).
+//!
+//! A backup task also carries its data key wrapped by the vault key
+//! ([`IssuedKey`]): the worker stores it as the point's `key.json`, which
+//! names the vault key version of the backup. Since rotation leaves those
+//! objects as they are, every version is kept, and [`export_keys`] hands
+//! them all out (Owner only) as the key file that opens the vault's points
+//! without pgvault.
 
 use pgvault_errors::ErrorCode;
 use pgvault_proto::v1 as pb;
@@ -73,6 +80,15 @@ async fn vault_key(
         })
 }
 
+/// A backup point's data key, with its wrapped form for the point's key
+/// object.
+pub struct IssuedKey {
+    pub key: PointKey,
+    pub vault_id: String,
+    pub vault_key_version: u32,
+    pub wrapped: Vec<u8>,
+}
+
 /// A fresh data key for backup point `point_id` of `vault_id`, stored
 /// wrapped by the newest vault key; `None` for an unencrypted vault (whose
 /// encryption never changes). The vault row is share-locked, so claims do
@@ -83,7 +99,7 @@ pub async fn new_point_key(
     cipher: &Cipher,
     vault_id: &str,
     point_id: Uuid,
-) -> Result<Option<PointKey>> {
+) -> Result<Option<IssuedKey>> {
     if vaults::get(&mut *conn, vault_id).await?.encryption == Encryption::None {
         return Ok(None);
     }
@@ -94,7 +110,12 @@ pub async fn new_point_key(
     let point = point_id.to_string();
     let wrapped = pgvault_seal::wrap::wrap(&vault_key, &data_key_aad(&point), &data_key);
     keys::insert_point_key(&mut *conn, point_id, vault_id, version, &wrapped).await?;
-    point_key(&point, &data_key).map(Some)
+    Ok(Some(IssuedKey {
+        key: point_key(&point, &data_key)?,
+        vault_id: vault_id.to_string(),
+        vault_key_version: version,
+        wrapped,
+    }))
 }
 
 /// The data key of point `point_id`, unwrapped; `None`: the point is not
@@ -130,11 +151,44 @@ pub fn task_key(key: Option<PointKey>) -> Option<pb::PointKey> {
         algorithm: AES_256_GCM.to_string(),
         key_id: k.key_id().to_string(),
         key: k.secret().expose().to_vec(),
+        ..Default::default()
     })
 }
 
+/// A backup's key as its task carries it: with the wrapped form the worker
+/// stores as the point's key object.
+pub fn backup_task_key(key: Option<IssuedKey>) -> Option<pb::PointKey> {
+    key.map(|issued| pb::PointKey {
+        wrapped_key: issued.wrapped,
+        vault_key_version: issued.vault_key_version,
+        vault_id: issued.vault_id,
+        ..task_key(Some(issued.key)).unwrap_or_default()
+    })
+}
+
+/// Every version of the vault's key, unwrapped, oldest first (for the
+/// vault's key file). An unencrypted vault has none: a precondition error.
+pub async fn export_keys(
+    conn: &mut PgConnection,
+    cipher: &Cipher,
+    vault_id: &str,
+) -> Result<Vec<(u32, SecretKey)>> {
+    let vault = vaults::get(&mut *conn, vault_id).await?;
+    if vault.encryption == Encryption::None {
+        return Err(CoordinatorError::precondition(format!(
+            "vault \"{vault_id}\" is not encrypted: its points open without a key (export them with `pgvault recovery-point export` and no --key-file)"
+        )));
+    }
+    let mut out = Vec::new();
+    for version in keys::vault_key_versions(&mut *conn, vault_id).await? {
+        out.push((version, vault_key(conn, cipher, vault_id, version).await?));
+    }
+    Ok(out)
+}
+
 /// A new version of the vault's key; every data key of the vault rewrapped
-/// under it and the older versions dropped, in the caller's transaction
+/// under it, in the caller's transaction. Older versions are kept: the key
+/// objects of points backed up under them still name them
 /// (the vault row locked). Returns the new version and the keys rewrapped.
 pub async fn rotate(
     conn: &mut PgConnection,
@@ -177,6 +231,5 @@ pub async fn rotate(
         keys::rewrap_point_key(&mut *conn, row.point_id, version, &wrapped).await?;
         rewrapped += 1;
     }
-    keys::delete_vault_keys_before(&mut *conn, vault_id, version).await?;
     Ok((version, rewrapped))
 }

@@ -113,6 +113,12 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             })
             .await
             .map(drop),
+        Rpc::ExportVaultKey => vaults()
+            .export_vault_key(pb::ExportVaultKeyRequest {
+                name: "vaults/ghost".into(),
+            })
+            .await
+            .map(drop),
         Rpc::CreatePolicy => policies()
             .create_policy(pb::CreatePolicyRequest {
                 parent: "vaults/v".into(),

@@ -2,7 +2,9 @@
 //! vault is encrypted with version 1 of its key; a backup's claim carries a
 //! fresh 32-byte data key for exactly its point, stored only wrapped; a
 //! restore's claim carries the same key, also after `RotateVaultKey` made
-//! version 2, rewrapped every data key and dropped version 1; a vault
+//! version 2 and rewrapped every data key (version 1 is kept: key objects
+//! name it); a backup's key also comes wrapped by the vault key, and
+//! `ExportVaultKey` hands out every version, which opens it; a vault
 //! created with encryption "none" has no key, cannot be rotated, and its
 //! tasks carry none; an unknown encryption is refused naming the field.
 
@@ -96,6 +98,8 @@ async fn points_get_their_own_key_only_wrapped_at_rest_and_rotation_keeps_them_r
     assert_eq!(key.key_id, point_id, "the key is the point's");
     assert_eq!(key.key.len(), 32);
     assert!(point.ends_with(&point_id), "{point}");
+    assert_eq!((key.vault_id.as_str(), key.vault_key_version), ("v", 1));
+    assert_eq!(key.wrapped_key.len(), 60, "wrapped for the key object");
 
     // At rest only wrapped: neither table holds the key's bytes.
     let db = h.cluster.connect("postgres").await.expect("connect");
@@ -134,7 +138,11 @@ async fn points_get_their_own_key_only_wrapped_at_rest_and_rotation_keeps_them_r
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![2], "older versions are dropped once unused");
+    assert_eq!(
+        versions,
+        vec![1, 2],
+        "older versions are kept: key objects in the datastore name them"
+    );
     let rewrapped: Vec<u8> = db
         .query_one(
             "SELECT wrapped_key FROM point_keys WHERE point_id = $1::text::uuid",
@@ -146,6 +154,32 @@ async fn points_get_their_own_key_only_wrapped_at_rest_and_rotation_keeps_them_r
     assert_ne!(rewrapped, wrapped, "rewrapped under the new version");
     let after = restore_key(&h, &point, "app_two").await.expect("a key");
     assert_eq!(after.key, key.key, "the data key itself never changes");
+    assert!(
+        after.wrapped_key.is_empty(),
+        "only backups carry the wrapped key"
+    );
+
+    // The exported key file has both versions; version 1 opens the wrapped
+    // key the backup task carried (what its key object holds).
+    let exported = h
+        .vaults()
+        .export_vault_key(pb::ExportVaultKeyRequest {
+            name: "vaults/v".into(),
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    assert_eq!(exported.algorithm, "aes-256-gcm");
+    let listed: Vec<u32> = exported.versions.iter().map(|v| v.version).collect();
+    assert_eq!(listed, vec![1, 2]);
+    let one = pgvault_seal::SecretKey::from_slice(&exported.versions[0].key).unwrap();
+    let opened = pgvault_seal::wrap::unwrap(
+        &one,
+        &pgvault_seal::wrap::data_key_aad(&point_id),
+        &key.wrapped_key,
+    )
+    .expect("version 1 opens the backup's wrapped key");
+    assert_eq!(opened.expose().as_slice(), key.key.as_slice());
 }
 
 #[tokio::test]
@@ -177,6 +211,15 @@ async fn an_unencrypted_vault_has_no_key_and_unknown_encryptions_are_refused() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     assert!(refused.message().contains("not encrypted"), "{refused:?}");
+    let no_key = h
+        .vaults()
+        .export_vault_key(pb::ExportVaultKeyRequest {
+            name: "vaults/plain".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(no_key.code(), Code::FailedPrecondition, "{no_key:?}");
+    assert!(no_key.message().contains("not encrypted"), "{no_key:?}");
     let bad = h
         .vaults()
         .create_vault(create("bad", "rot13"))

@@ -1,7 +1,9 @@
 //! A backup, end to end: the snapshot holder (REPEATABLE READ, exported
 //! snapshot, ACCESS SHARE on every table), `pg_dump --schema-only -Fc` and
 //! the data chunks in parallel on that snapshot, then sequences and large
-//! objects, and `manifest.json` last — the commit point. Fanned out
+//! objects, the key object of an encrypted point (`key.json`,
+//! [`EngineOptions::key_object`]), and `manifest.json` last — the commit
+//! point. Fanned out
 //! ([`backup_fanned`]), the data chunks are dumped by the fleet on this
 //! snapshot ([`super::fanout`]) while this process holds it.
 
@@ -32,6 +34,7 @@ use super::manifest::{
 use super::objects::{self, ObjectWriter, put_small, seal_small};
 use super::pgtools;
 use super::progress::Tracker;
+use super::seal::key_object::KEY_OBJECT_FILE;
 use super::stages::{Lane, LaneStage, StageClock};
 use super::types::{BackupSummary, EngineOptions, PgTarget, ProgressSink};
 
@@ -286,17 +289,30 @@ async fn run(
         relations: Some(relations),
         schemas: Some(schemas),
         globals,
+        key_object: None,
     };
 
     tracker.phase("final flush");
     // The lowest version that reads it: points without bundles stay
     // readable by older pgvault versions.
     manifest.format_version = manifest.required_format_version();
-    let json = manifest.to_json();
     // Every object durable before the manifest names them, and the manifest
     // durable before the point is reported: a crash never leaves a manifest
     // pointing at lost data, nor a Completed backup without its manifest.
     let written = async {
+        // The key object before the manifest, which records it.
+        if let Some(key_object) = &options.key_object {
+            let entry = put_small(
+                store,
+                prefix,
+                KEY_OBJECT_FILE,
+                key_object.to_json(),
+                tracker.clock(),
+            )
+            .await?;
+            manifest.key_object = Some(entry);
+        }
+        let json = manifest.to_json();
         objects::flush(store).await?;
         let stored = seal_small(
             options.encryption.as_ref(),

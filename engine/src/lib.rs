@@ -27,6 +27,8 @@
 //!   is set ([`seal`], the `pgvault-seal` crate).
 //! - [`verify`]: verifying a recovery point without a database (the
 //!   manifest, every object through the restore's readers, strays).
+//! - [`offline`]: finding points in a datastore and opening them with a
+//!   vault key file alone (`pgvault recovery-point export`).
 //! - [`lifecycle`]: verified copies of recovery points between datastores
 //!   (tier moves, rehydrates) and deleting them.
 //! - [`stages`]: where the time goes (phases, per-connection lanes, CPU),
@@ -64,6 +66,7 @@ mod large_objects;
 pub mod lifecycle;
 pub mod manifest;
 pub(crate) mod objects;
+pub mod offline;
 mod pgtools;
 mod post_data;
 mod progress;

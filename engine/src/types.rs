@@ -98,6 +98,11 @@ pub struct EngineOptions {
     /// reads (see [`crate::seal`]); `None`: the point is stored unencrypted.
     /// Debug prints no key.
     pub encryption: Option<crate::seal::PointKey>,
+    /// Per backup task of an encrypted point: its key object (the data key
+    /// wrapped by the vault key), stored as `key.json` before the manifest
+    /// so the point opens with the vault's key file alone. `None`: none is
+    /// written (unencrypted, or a coordinator that does not send it).
+    pub key_object: Option<crate::seal::key_object::KeyObject>,
     /// A backup whose planned data is above this is fanned out across the
     /// fleet even when the job did not ask (see [`crate::fanout`]).
     pub fanout_threshold_bytes: u64,
@@ -128,6 +133,7 @@ impl Default for EngineOptions {
             capture_globals: false,
             server_connections: None,
             encryption: None,
+            key_object: None,
             fanout_threshold_bytes: 4 * 1024 * 1024 * 1024,
         }
     }

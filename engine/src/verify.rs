@@ -6,7 +6,11 @@
 //! globals and whole bundles), and a listing of the point's directory: an
 //! object the manifest names but the datastore lacks is missing, one the
 //! datastore holds but the manifest does not name is unexpected ("the
-//! manifest names every object and nothing else"). Verify only reads.
+//! manifest names every object and nothing else"). An encrypted point's
+//! key object (`key.json`) is named by the manifest like any object; it is
+//! also parsed and must name this point (verify has the data key, not the
+//! vault key that wraps it, so it cannot check that it opens). Verify only
+//! reads.
 //!
 //! Problems are gathered, not stopped at: the job fails with the code of
 //! the most serious one (missing, then corrupt, then unexpected) and a
@@ -23,6 +27,7 @@ use crate::error::store_error;
 use crate::manifest::{ChunkEntry, MANIFEST_FILE, Manifest, ObjectEntry};
 use crate::objects::{ChunkReader, Source, get_small, open_small, read_back};
 use crate::seal::PointKey;
+use crate::seal::key_object::{KEY_OBJECT_FILE, KeyObject};
 use crate::stages::{Lane, StageClock};
 use crate::{EngineError, EngineOptions, ErrorCode, Progress, ProgressSink};
 
@@ -113,6 +118,18 @@ pub async fn verify_point(
                 Err(e) => return Err(e),
             }
         }
+        if manifest.key_object.as_ref() == Some(object)
+            && let Err(why) = check_key_object(store, prefix, key, &clock).await
+        {
+            findings.push(Finding {
+                code: ErrorCode::VerifyObjectCorrupt,
+                line: format!(
+                    "object {} (the key object) is corrupted: {why}",
+                    object.path
+                ),
+            });
+            continue;
+        }
         for (chunk, table) in frames.into_iter().flatten() {
             match read_chunk(
                 store,
@@ -195,6 +212,28 @@ async fn read_manifest(
     Ok((manifest, size))
 }
 
+/// The key object is well-formed and names the point whose data key
+/// `key` is (the hash was checked against the manifest already).
+async fn check_key_object(
+    store: &Datastore,
+    prefix: &str,
+    key: Option<&PointKey>,
+    clock: &Arc<StageClock>,
+) -> Result<(), String> {
+    let (bytes, _) = get_small(store, prefix, KEY_OBJECT_FILE, clock)
+        .await
+        .map_err(|e| e.message)?;
+    let object = KeyObject::from_json(&bytes)?;
+    match key {
+        Some(key) if key.key_id() != object.point_id => Err(format!(
+            "it names point {}, not this point ({})",
+            object.point_id,
+            key.key_id()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// What each named object holds, for messages: its tables, or the schema
 /// archive, large objects or globals.
 fn owners(manifest: &Manifest) -> BTreeMap<&str, String> {
@@ -223,6 +262,12 @@ fn owners(manifest: &Manifest) -> BTreeMap<&str, String> {
             .entry(globals.path.as_str())
             .or_default()
             .push("the server's globals".to_string());
+    }
+    if let Some(key_object) = &manifest.key_object {
+        owners
+            .entry(key_object.path.as_str())
+            .or_default()
+            .push("the key object".to_string());
     }
     owners
         .into_iter()

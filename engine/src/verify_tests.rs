@@ -81,6 +81,7 @@ fn write_point(
         relations: None,
         schemas: None,
         globals: None,
+        key_object: None,
     };
     let json = manifest.to_json();
     std::fs::write(root.join(MANIFEST_FILE), &json).expect("write");
@@ -242,5 +243,37 @@ async fn every_problem_is_gathered_and_the_most_serious_code_wins() {
             "stray-0",
             "and 3 more problems",
         ],
+    );
+}
+
+/// Adds `key.json` holding `content` to the point and names it in the
+/// manifest; returns the manifest's new SHA-256.
+fn add_key_object(dir: &tempfile::TempDir, prefix: &str, content: &[u8]) -> String {
+    let root = dir.path().join(prefix);
+    std::fs::write(root.join("key.json"), content).expect("write");
+    let mut manifest =
+        Manifest::from_json(&std::fs::read(root.join(MANIFEST_FILE)).unwrap(), "m").unwrap();
+    manifest.key_object = Some(entry("key.json", content));
+    let json = manifest.to_json();
+    std::fs::write(root.join(MANIFEST_FILE), &json).expect("write");
+    hex::encode(Sha256::digest(&json))
+}
+
+#[tokio::test]
+async fn a_key_object_is_verified_with_the_point_and_must_be_well_formed() {
+    use crate::seal::key_object::KeyObject;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_point(&dir, "v/i/p", "a", 5, 5);
+    let good = KeyObject::new("p", "v", 1, &[7u8; 60]).to_json();
+    let sha = add_key_object(&dir, "v/i/p", &good);
+    let summary = verify(&dir, "v/i/p", &sha).await.expect("verified");
+    assert_eq!(summary.objects, 4, "manifest, schema, chunk, key object");
+
+    let sha = add_key_object(&dir, "v/i/p", b"{\"not\": \"a key\"}");
+    let error = verify(&dir, "v/i/p", &sha).await.unwrap_err();
+    assert_names(
+        &error,
+        ErrorCode::VerifyObjectCorrupt,
+        &["key.json", "the key object", "not a pgvault key object"],
     );
 }

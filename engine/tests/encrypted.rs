@@ -126,3 +126,85 @@ async fn sealed_points_restore_identical_copy_unchanged_and_need_their_key() {
     .expect("restore the copy");
     assert_identical(&source, "Shop DB", &destination, "from_copy").await;
 }
+
+/// A backup given a key object stores it as `key.json` (plain JSON) before
+/// the manifest, which names it; verify accepts it, a lifecycle copy carries
+/// it, and the offline reader opens the point with a vault key file alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_object_travels_with_the_point_and_opens_it_with_the_key_file() {
+    use pgvault_engine::offline;
+    use pgvault_engine::seal::SecretKey;
+    use pgvault_engine::seal::key_file::KeyFile;
+    use pgvault_engine::seal::key_object::KeyObject;
+    use pgvault_engine::seal::wrap::{data_key_aad, wrap};
+
+    let source = source("keyed", MIXED_FIXTURE).await;
+    let (vault_key, data_key) = (SecretKey::generate(), SecretKey::generate());
+    let wrapped = wrap(&vault_key, &data_key_aad("rp3"), &data_key);
+    let sealed = EngineOptions {
+        encryption: Some(PointKey::new("rp3", data_key.expose()).unwrap()),
+        key_object: Some(KeyObject::new("rp3", "vault", 1, &wrapped)),
+        ..options(&source)
+    };
+    let point = try_back_up(&target(&source, "keyed"), "vault/inst/rp3", &sealed)
+        .await
+        .expect("encrypted backup with a key object");
+    let dir = point.dir.path().join("vault/inst/rp3");
+    let stored = std::fs::read(dir.join("key.json")).expect("key.json is stored");
+    let parsed = KeyObject::from_json(&stored).expect("a key object");
+    assert_eq!(
+        (parsed.point_id.as_str(), parsed.vault_key_version),
+        ("rp3", 1)
+    );
+
+    pgvault_engine::verify::verify_point(
+        &point.store,
+        "vault/inst/rp3",
+        &point.summary.manifest_sha256,
+        &sealed,
+        &NoProgress,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("verify accepts the key object the manifest names");
+
+    let archive_dir = tempfile::tempdir().unwrap();
+    let archive = datastore(&archive_dir);
+    archive.ensure_exists().await.unwrap();
+    copy_point(
+        &point.store,
+        "vault/inst/rp3",
+        &archive,
+        "vault/inst/rp3",
+        &point.summary.manifest_sha256,
+        &sealed,
+        &NoProgress,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("copy");
+    assert_eq!(
+        std::fs::read(archive_dir.path().join("vault/inst/rp3/key.json")).unwrap(),
+        stored,
+        "copies carry the key object"
+    );
+
+    let found = offline::find_point(&archive, "rp3").await.expect("found");
+    assert!(found.encrypted && found.key_object, "{found:?}");
+    let keys = KeyFile::new("vault", "now", &[(1, vault_key.clone())]);
+    let opened = offline::point_key(&archive, &found, Some(&keys))
+        .await
+        .expect("opens with the key file")
+        .expect("a key");
+    assert_eq!(opened.secret(), &data_key);
+    let manifest = offline::manifest(&archive, &found, Some(&opened))
+        .await
+        .expect("the manifest opens");
+    assert_eq!(manifest.database, "keyed");
+    let other_vault = KeyFile::new("other", "now", &[(1, vault_key)]);
+    let err = offline::point_key(&archive, &found, Some(&other_vault))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::EncryptionKeyUnavailable, "{err}");
+    assert!(err.message.contains("vault \"vault\""), "{err}");
+}

@@ -300,7 +300,7 @@ catalogue! {
         category: Integrity,
         retryable: false,
         summary: "the recovery point is encrypted and its data key is not available to the task",
-        action: "Run the task through a coordinator that holds the point's key (the same master key and state database it was backed up with); the datastore alone cannot decrypt it.",
+        action: "Run the task through a coordinator that holds the point's key (the same master key and state database it was backed up with); without them, export the point with `pgvault recovery-point export` and the vault's key file (`pgvault vault export-key`), which must hold the key version the point names.",
     }
     VerifyObjectCorrupt {
         category: Integrity,

@@ -65,6 +65,11 @@ pub struct Manifest {
     /// backups of servers protected whole; `None` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub globals: Option<ObjectEntry>,
+    /// `key.json` of an encrypted point: its data key wrapped by the vault
+    /// key (see `pgvault_seal::key_object`), written before this manifest.
+    /// `None` for unencrypted points and those backed up before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_object: Option<ObjectEntry>,
 }
 
 /// One stored object and how to verify it.
@@ -247,7 +252,7 @@ impl Manifest {
     }
 
     /// Every distinct stored object the manifest references (a bundle once),
-    /// schema archive first, globals last.
+    /// schema archive first, globals then the key object last.
     pub fn objects(&self) -> Vec<&ObjectEntry> {
         let mut seen = std::collections::HashSet::new();
         std::iter::once(&self.schema)
@@ -258,6 +263,7 @@ impl Manifest {
             )
             .chain(self.large_objects.iter().map(|lo| &lo.data.object))
             .chain(self.globals.iter())
+            .chain(self.key_object.iter())
             .filter(|o| seen.insert(o.path.as_str()))
             .collect()
     }
@@ -286,7 +292,8 @@ impl Manifest {
             .flat_map(|t| t.chunks.iter().map(|c| &c.object.path))
             .chain(manifest.large_objects.iter().map(|lo| &lo.data.object.path))
             .chain(std::iter::once(&manifest.schema.path))
-            .chain(manifest.globals.iter().map(|g| &g.path));
+            .chain(manifest.globals.iter().map(|g| &g.path))
+            .chain(manifest.key_object.iter().map(|k| &k.path));
         for p in all_paths {
             if p.split('/').any(|s| s == ".." || s.is_empty()) {
                 return Err(ManifestError::BadPath {
@@ -405,6 +412,7 @@ mod tests {
             relations: None,
             schemas: None,
             globals: None,
+            key_object: None,
         }
     }
 

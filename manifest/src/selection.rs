@@ -169,6 +169,7 @@ mod tests {
             }),
             relations,
             globals: None,
+            key_object: None,
         }
     }
 

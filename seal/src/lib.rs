@@ -6,6 +6,9 @@
 //! - [`key`]: [`SecretKey`] and [`PointKey`], unprintable key values.
 //! - [`wrap`]: a key wrapped under another (data key under the vault key,
 //!   vault key under the coordinator's master key).
+//! - [`key_object`]: `key.json`, the point's data key wrapped by its vault
+//!   key, stored with the point; [`key_file`]: a vault's exported keys.
+//!   Together they open a point without the coordinator.
 //!
 //! This crate does no I/O and spawns nothing: callers run sealing on their
 //! CPU pool. SHA-256s recorded for sealed objects are of the stored bytes,
@@ -13,6 +16,8 @@
 
 pub mod format;
 pub mod key;
+pub mod key_file;
+pub mod key_object;
 #[cfg(test)]
 mod tests;
 pub mod wrap;

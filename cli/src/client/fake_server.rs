@@ -144,6 +144,27 @@ impl VaultService for FakeVaults {
         ))
     }
 
+    async fn export_vault_key(
+        &self,
+        request: Request<pgvault_proto::v1::ExportVaultKeyRequest>,
+    ) -> Result<Response<pgvault_proto::v1::ExportVaultKeyResponse>, Status> {
+        authorize(&request)?;
+        Ok(Response::new(pgvault_proto::v1::ExportVaultKeyResponse {
+            vault_id: "prod".into(),
+            algorithm: "aes-256-gcm".into(),
+            versions: vec![
+                pgvault_proto::v1::VaultKeyVersion {
+                    version: 1,
+                    key: vec![1; 32],
+                },
+                pgvault_proto::v1::VaultKeyVersion {
+                    version: 2,
+                    key: vec![2; 32],
+                },
+            ],
+        }))
+    }
+
     async fn rotate_vault_key(
         &self,
         request: Request<pgvault_proto::v1::RotateVaultKeyRequest>,
@@ -446,5 +467,31 @@ async fn dead_letters_are_listed_and_deleted_by_id() {
     assert_eq!(
         describe(&job_command(delete("d2")).await.expect_err("gone")),
         "dead letter not found"
+    );
+}
+
+#[tokio::test]
+async fn export_key_writes_every_version_to_a_new_private_file_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let endpoint = start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("prod.key");
+    let export = || VaultCommand::ExportKey {
+        name: "prod".into(),
+        out: out.clone(),
+    };
+    let done = vault_command(&endpoint, TOKEN, export()).await;
+    assert_eq!(done.expect("exported"), ExitCode::SUCCESS);
+    let file = pgvault_engine::seal::key_file::KeyFile::from_json(&std::fs::read(&out).unwrap())
+        .expect("a key file");
+    assert_eq!(file.vault_id, "prod");
+    assert_eq!(file.version_list(), "1, 2");
+    assert_eq!(file.version(2).unwrap().expose(), &[2u8; 32]);
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let again = vault_command(&endpoint, TOKEN, export()).await;
+    assert!(
+        describe(&again.expect_err("refused")).contains("already exists"),
+        "never overwrites"
     );
 }

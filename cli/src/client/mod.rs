@@ -27,11 +27,13 @@ mod policy;
 mod policy_file;
 mod protection;
 mod recovery_point;
+mod recovery_point_export;
 mod restore;
 mod restore_server;
 mod secret;
 mod server;
 mod vault;
+mod vault_key;
 mod watch;
 mod when;
 
@@ -171,6 +173,12 @@ fn api(options: &ClientOptions) -> anyhow::Result<Api> {
 }
 
 async fn dispatch(options: &ClientOptions, command: ClientCommand) -> anyhow::Result<ExitCode> {
+    // The offline export needs neither a coordinator nor a token.
+    if let ClientCommand::RecoveryPoint(recovery_point::RecoveryPointCommand::Export(args)) =
+        command
+    {
+        return recovery_point_export::run(*args, options.output == OutputFormat::Json).await;
+    }
     let api = api(options)?;
     match command {
         ClientCommand::Vault(cmd) => vault::run(&api, cmd).await,

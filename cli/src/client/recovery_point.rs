@@ -1,4 +1,4 @@
-//! `pgvault recovery-point list|get|delete|undelete|verify`: the completed
+//! `pgvault recovery-point list|get|delete|undelete|verify|export`: the completed
 //! backups of an instance. Verify queues a job that reads every object of
 //! the point and checks it against its manifest; the result shows on the
 //! point (`LAST VERIFY`). Delete is a soft delete: the point is kept for the
@@ -81,6 +81,10 @@ pub enum RecoveryPointCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// Export a recovery point to a plain SQL file from its datastore alone
+    /// (and the vault's key file when encrypted): no coordinator, no state
+    /// database, no token. `--list` shows the points a datastore holds.
+    Export(Box<super::recovery_point_export::ExportArgs>),
     /// Show one recovery point (with its last verify).
     #[command(visible_alias = "show")]
     Get {
@@ -97,6 +101,9 @@ pub enum RecoveryPointCommand {
 
 pub async fn run(api: &Api, command: RecoveryPointCommand) -> anyhow::Result<ExitCode> {
     match command {
+        RecoveryPointCommand::Export(args) => {
+            return super::recovery_point_export::run(*args, api.json()).await;
+        }
         RecoveryPointCommand::List {
             instance,
             vault,

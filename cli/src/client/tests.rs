@@ -129,6 +129,37 @@ fn vault_create_takes_an_encryption_and_refuses_unknown_ones() {
             .command,
         ClientCommand::Vault(VaultCommand::RotateKey { .. })
     ));
+    assert!(matches!(
+        parse(&["vault", "export-key", "prod", "--out", "prod.key"])
+            .expect("parses")
+            .command,
+        ClientCommand::Vault(VaultCommand::ExportKey { .. })
+    ));
+    assert!(
+        parse(&["vault", "export-key", "prod"]).is_err(),
+        "--out is required"
+    );
+}
+
+#[test]
+fn recovery_point_export_needs_a_point_and_a_file_unless_listing() {
+    use super::recovery_point::RecoveryPointCommand;
+    let export = |extra: &[&str]| {
+        let mut args = vec!["recovery-point", "export", "--datastore", "file:///srv/s"];
+        args.extend_from_slice(extra);
+        parse(&args)
+    };
+    let Ok(TestCli {
+        command: ClientCommand::RecoveryPoint(RecoveryPointCommand::Export(args)),
+        ..
+    }) = export(&["--point", "p1", "--out", "p1.sql", "--key-file", "k"])
+    else {
+        panic!("export parses");
+    };
+    assert_eq!(args.point.as_deref(), Some("p1"));
+    assert!(export(&["--list"]).is_ok());
+    assert!(export(&["--point", "p1"]).is_err(), "--out is required");
+    assert!(export(&["--list", "--out", "x.sql"]).is_err());
 }
 
 #[test]

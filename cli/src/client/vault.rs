@@ -3,7 +3,8 @@
 //! expire earlier, its retention cannot be shortened, its soft-delete window
 //! cannot shrink, and the lock cannot be removed. New vaults encrypt their
 //! points (`--encryption none` opts out); `rotate-key` rewraps every point's
-//! data key under a new version of the vault's key.
+//! data key under a new version of the vault's key; `export-key` writes the
+//! vault's key file ([`super::vault_key`]).
 
 use std::process::ExitCode;
 
@@ -57,6 +58,21 @@ pub enum VaultCommand {
     RotateKey {
         /// Vault id (or "vaults/{id}").
         name: String,
+    },
+    /// Write every version of an encrypted vault's key to a new file (mode
+    /// 0600; Owner only): with the datastore, it opens the vault's points
+    /// without pgvault (`pgvault recovery-point export --key-file`). Export
+    /// again after `rotate-key`. Never overwrites.
+    #[command(
+        name = "export-key",
+        after_help = "Examples:\n  pgvault vault export-key prod --out /secure/prod.pgvault-key"
+    )]
+    ExportKey {
+        /// Vault id (or "vaults/{id}").
+        name: String,
+        /// The key file to create (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
     },
     /// Change a vault's soft-delete window (a locked vault's window can only grow).
     #[command(after_help = "Examples:\n  pgvault vault update prod --soft-delete-days 30")]
@@ -173,6 +189,7 @@ pub async fn run(api: &Api, command: VaultCommand) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        VaultCommand::ExportKey { name, out } => super::vault_key::export(api, &name, &out).await?,
         VaultCommand::Unlock { name } => {
             let request = UnlockVaultRequest {
                 name: names::vault(&name)?,

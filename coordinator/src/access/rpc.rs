@@ -43,6 +43,7 @@ pub enum Rpc {
     LockVault,
     UnlockVault,
     RotateVaultKey,
+    ExportVaultKey,
     CreatePolicy,
     GetPolicy,
     ListPolicies,
@@ -111,7 +112,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 73] = [
+    pub const ALL: [Rpc; 74] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -120,6 +121,7 @@ impl Rpc {
         Rpc::LockVault,
         Rpc::UnlockVault,
         Rpc::RotateVaultKey,
+        Rpc::ExportVaultKey,
         Rpc::CreatePolicy,
         Rpc::GetPolicy,
         Rpc::ListPolicies,
@@ -214,7 +216,8 @@ impl Rpc {
             | Rpc::UpdateVault
             | Rpc::LockVault
             | Rpc::UnlockVault
-            | Rpc::RotateVaultKey => "VaultService",
+            | Rpc::RotateVaultKey
+            | Rpc::ExportVaultKey => "VaultService",
             Rpc::CreatePolicy | Rpc::GetPolicy | Rpc::ListPolicies => "PolicyService",
             Rpc::RegisterServer
             | Rpc::GetServer
@@ -286,6 +289,7 @@ impl Rpc {
             | Rpc::LockVault
             | Rpc::UnlockVault
             | Rpc::RotateVaultKey
+            | Rpc::ExportVaultKey
             | Rpc::CreatePolicy
             | Rpc::GetPolicy
             | Rpc::ListPolicies
@@ -432,8 +436,9 @@ impl Rpc {
             // is always refused; asking needs the same permission.
             | Rpc::LockVault
             | Rpc::UnlockVault
-            // Rotating a vault's key is key custody: Owner only.
-            | Rpc::RotateVaultKey => Grant,
+            // Rotating or exporting a vault's key is key custody: Owner only.
+            | Rpc::RotateVaultKey
+            | Rpc::ExportVaultKey => Grant,
         }
     }
 }

@@ -89,6 +89,7 @@ fn calls_naming_no_vault_need_global_permission() {
                     | Rpc::LockVault
                     | Rpc::UnlockVault
                     | Rpc::RotateVaultKey
+                    | Rpc::ExportVaultKey
             )
         {
             assert_eq!(rpc.scope(), Scope::Global, "{rpc:?}");
@@ -107,6 +108,16 @@ fn agent_calls_need_agent_connect_and_agent_admin_needs_grant_or_read() {
     assert_eq!(Rpc::GetAgent.permission(), Permission::Read);
     assert_eq!(Rpc::ListAgents.permission(), Permission::Read);
     assert_eq!(Rpc::Connect.path(), "/pgvault.v1.AgentService/Connect");
+}
+
+#[test]
+fn exporting_a_vault_key_is_owner_only_and_scoped_to_the_vault() {
+    assert_eq!(Rpc::ExportVaultKey.permission(), Permission::Grant);
+    assert_eq!(Rpc::ExportVaultKey.scope(), Scope::Vault);
+    assert_eq!(
+        Rpc::ExportVaultKey.path(),
+        "/pgvault.v1.VaultService/ExportVaultKey"
+    );
 }
 
 #[test]

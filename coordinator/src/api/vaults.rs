@@ -156,6 +156,29 @@ impl VaultApi {
         })
     }
 
+    /// Every key version, unwrapped. Neither the response nor the keys are
+    /// logged or put in spans; only the fact of the export is.
+    async fn export_key(
+        &self,
+        req: pb::ExportVaultKeyRequest,
+    ) -> Result<pb::ExportVaultKeyResponse> {
+        let id = names::parse_vault("name", &req.name)?;
+        let mut conn = self.ctx.store.pool().acquire().await?;
+        let versions = encryption::export_keys(&mut conn, &self.ctx.cipher, &id).await?;
+        tracing::info!(vault = %id, versions = versions.len(), "vault key exported");
+        Ok(pb::ExportVaultKeyResponse {
+            vault_id: id,
+            algorithm: encryption::AES_256_GCM.to_string(),
+            versions: versions
+                .iter()
+                .map(|(version, key)| pb::VaultKeyVersion {
+                    version: *version,
+                    key: key.expose().to_vec(),
+                })
+                .collect(),
+        })
+    }
+
     async fn unlock_vault(&self, req: pb::UnlockVaultRequest) -> Result<pb::Vault> {
         let id = names::parse_vault("name", &req.name)?;
         let vault = vaults::get(self.ctx.store.pool(), &id).await?;
@@ -273,5 +296,13 @@ impl VaultService for VaultApi {
     ) -> Result<Response<pb::RotateVaultKeyResponse>, Status> {
         access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         Ok(Response::new(self.rotate_key(request.into_inner()).await?))
+    }
+
+    async fn export_vault_key(
+        &self,
+        request: Request<pb::ExportVaultKeyRequest>,
+    ) -> Result<Response<pb::ExportVaultKeyResponse>, Status> {
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
+        Ok(Response::new(self.export_key(request.into_inner()).await?))
     }
 }

@@ -71,19 +71,17 @@ pub async fn vault_key(
     Ok(row.map(|(k,)| k))
 }
 
-/// Drops the vault's key versions older than `version` (after a rotation
-/// rewrapped every data key under `version`).
-pub async fn delete_vault_keys_before(
-    db: impl PgExecutor<'_>,
-    vault_id: &str,
-    version: u32,
-) -> Result<u64> {
-    let done = sqlx::query("DELETE FROM vault_keys WHERE vault_id = $1 AND version < $2")
-        .bind(vault_id)
-        .bind(crate::store::to_i32(version))
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected())
+/// The versions of the vault's key, oldest first.
+pub async fn vault_key_versions(db: impl PgExecutor<'_>, vault_id: &str) -> Result<Vec<u32>> {
+    let rows: Vec<(i32,)> =
+        sqlx::query_as("SELECT version FROM vault_keys WHERE vault_id = $1 ORDER BY version")
+            .bind(vault_id)
+            .fetch_all(db)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(v,)| u32::try_from(v).ok())
+        .collect())
 }
 
 pub async fn insert_point_key(

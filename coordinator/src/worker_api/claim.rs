@@ -333,7 +333,7 @@ async fn backup_task(
         prefix: target.prefix,
         capture_globals,
         max_server_connections: 0,
-        point_key: encryption::task_key(point_key),
+        point_key: encryption::backup_task_key(point_key),
         fanout_workers,
     })
 }

@@ -75,6 +75,7 @@ fn write_point(dir: &tempfile::TempDir) -> String {
         relations: None,
         schemas: None,
         globals: None,
+        key_object: None,
     };
     let json = manifest.to_json();
     std::fs::write(root.join(MANIFEST_FILE), &json).expect("write");

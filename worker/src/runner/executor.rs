@@ -240,6 +240,7 @@ async fn run_backup(
     let store = open_datastore(&task.datastore_url)?;
     let options = EngineOptions {
         capture_globals: task.capture_globals,
+        key_object: key_object(task.point_key.as_ref()),
         ..options.within_server_grant(task.max_server_connections)
     };
     let summary = engine::backup_fanned(
@@ -360,6 +361,21 @@ fn point_key(kind: &task::Kind) -> Result<Option<engine::seal::PointKey>, Engine
     engine::seal::PointKey::new(&key.key_id, &key.key)
         .map(Some)
         .map_err(|e| final_error(ErrorCode::EncryptionKeyUnavailable, e))
+}
+
+/// The key object a backup stores with its point: the data key wrapped by
+/// the vault key, as the coordinator sent it (`None`: not encrypted, or a
+/// coordinator that sends no wrapped key).
+fn key_object(
+    key: Option<&pgvault_proto::v1::PointKey>,
+) -> Option<engine::seal::key_object::KeyObject> {
+    let key = key.filter(|k| !k.wrapped_key.is_empty())?;
+    Some(engine::seal::key_object::KeyObject::new(
+        &key.key_id,
+        &key.vault_id,
+        key.vault_key_version,
+        &key.wrapped_key,
+    ))
 }
 
 fn pg_target(spec: Option<ConnectionSpec>) -> Result<PgTarget, EngineError> {
