@@ -274,6 +274,7 @@ async fn dump_object(
                     size: segment.size,
                     sha256: segment.sha256,
                 }),
+                row_digest: Some(crate::manifest::format_row_digest(segment.row_digest)),
             };
             (chunk.table, entry)
         })

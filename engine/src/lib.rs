@@ -74,6 +74,7 @@ mod restore_globals;
 mod restore_plan;
 mod restore_schedule;
 mod restore_sql;
+mod row_digest;
 pub mod selection;
 pub mod server_budget;
 pub mod stages;
