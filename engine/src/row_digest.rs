@@ -89,7 +89,11 @@ mod tests {
         let text = b"1\talice\n2\tbob\n3\t\\N\n10\ta longer row with tabs\tand more\n";
         let whole = digest_in_pieces(text, text.len());
         for piece in 1..text.len() {
-            assert_eq!(digest_in_pieces(text, piece), whole, "pieces of {piece} bytes");
+            assert_eq!(
+                digest_in_pieces(text, piece),
+                whole,
+                "pieces of {piece} bytes"
+            );
         }
     }
 
