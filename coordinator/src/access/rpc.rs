@@ -69,6 +69,7 @@ pub enum Rpc {
     DeleteRecoveryPoint,
     UndeleteRecoveryPoint,
     VerifyRecoveryPoint,
+    DrillRecoveryPoint,
     RestoreAsDatabase,
     RestoreAsFiles,
     RestoreServer,
@@ -111,7 +112,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 73] = [
+    pub const ALL: [Rpc; 74] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -146,6 +147,7 @@ impl Rpc {
         Rpc::DeleteRecoveryPoint,
         Rpc::UndeleteRecoveryPoint,
         Rpc::VerifyRecoveryPoint,
+        Rpc::DrillRecoveryPoint,
         Rpc::RestoreAsDatabase,
         Rpc::RestoreAsFiles,
         Rpc::RestoreServer,
@@ -238,7 +240,8 @@ impl Rpc {
             | Rpc::GetRecoveryPoint
             | Rpc::DeleteRecoveryPoint
             | Rpc::UndeleteRecoveryPoint
-            | Rpc::VerifyRecoveryPoint => "RecoveryPointService",
+            | Rpc::VerifyRecoveryPoint
+            | Rpc::DrillRecoveryPoint => "RecoveryPointService",
             Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles | Rpc::RestoreServer => "RestoreService",
             Rpc::ListJobs
             | Rpc::GetJob
@@ -304,6 +307,7 @@ impl Rpc {
             | Rpc::DeleteRecoveryPoint
             | Rpc::UndeleteRecoveryPoint
             | Rpc::VerifyRecoveryPoint
+            | Rpc::DrillRecoveryPoint
             | Rpc::RestoreAsDatabase
             | Rpc::RestoreAsFiles
             | Rpc::RestoreServer
@@ -388,7 +392,11 @@ impl Rpc {
             // Whoever may start jobs may stop and re-run them.
             // Verifying only reads a point, but it is work an operator starts.
             Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob | Rpc::VerifyRecoveryPoint => BackupNow,
-            Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles | Rpc::RestoreServer => Restore,
+            // A drill creates (and drops) a database on a server with a secret.
+            Rpc::RestoreAsDatabase
+            | Rpc::RestoreAsFiles
+            | Rpc::RestoreServer
+            | Rpc::DrillRecoveryPoint => Restore,
             // ListDatabases connects with a stored secret: a configuration step.
             Rpc::CreateVault
             | Rpc::UpdateVault
