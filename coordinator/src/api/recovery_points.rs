@@ -16,7 +16,6 @@ use crate::api::{ApiContext, instance_lookup, next_token};
 use crate::data_protection::soft_delete;
 use crate::error::{CoordinatorError, Result};
 use crate::model::RecoveryPoint;
-use crate::secret_ref::SecretRef;
 use crate::store::{copies, instances, paging, recovery_points};
 
 pub struct RecoveryPointApi {
@@ -167,7 +166,7 @@ impl RecoveryPointApi {
             }
             let server =
                 crate::drill::rule::known_server(&self.ctx, "server", req.server.trim()).await?;
-            let secret = SecretRef::parse("secret", req.secret.trim())?;
+            let secret = crate::drill::rule::secret_ref("secret", req.secret.trim())?;
             crate::api::restores::check_secret(&self.ctx, &vault, &secret).await?;
             (server, secret)
         };

@@ -40,7 +40,7 @@ pub async fn validate(
         ));
     }
     let server_id = known_server(ctx, "policy.drill_server", server).await?;
-    let secret = SecretRef::parse("policy.drill_secret", secret)?;
+    let secret = secret_ref("policy.drill_secret", secret)?;
     crate::api::restores::check_secret(ctx, vault_id, &secret).await?;
     Ok(Some(DrillRule {
         server_id,
@@ -52,7 +52,11 @@ pub async fn validate(
 /// The id of server `name` (`NAME` or `servers/NAME`); an unknown server is
 /// an invalid argument naming it and how to list the known ones.
 pub async fn known_server(ctx: &ApiContext, field: &str, name: &str) -> Result<String> {
-    let id = names::parse_server(field, name)?;
+    let id = if name.contains('/') {
+        names::parse_server(field, name)?
+    } else {
+        names::parse_server(field, &names::server_name(name))?
+    };
     match crate::store::servers::get(ctx.store.pool(), &id).await {
         Ok(server) => Ok(server.id),
         Err(CoordinatorError::NotFound { .. }) => Err(CoordinatorError::invalid(
@@ -62,5 +66,14 @@ pub async fn known_server(ctx: &ApiContext, field: &str, name: &str) -> Result<S
             ),
         )),
         Err(e) => Err(e),
+    }
+}
+
+/// A drill's secret: `NAME` (a stored secret) or any secret reference.
+pub fn secret_ref(field: &str, text: &str) -> Result<SecretRef> {
+    if text.contains('/') || text.contains(':') {
+        SecretRef::parse(field, text)
+    } else {
+        SecretRef::parse(field, &names::secret_name(text))
     }
 }
