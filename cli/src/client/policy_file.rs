@@ -52,12 +52,6 @@ pub struct PolicyFile {
     /// How long each copy is kept (ISO 8601 or short, e.g. 30d).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub copy_retention: String,
-    pub schedule: ScheduleFile,
-    #[serde(default)]
-    pub retention_rules: Vec<RuleFile>,
-    /// When every recovery point of the policy's instances is verified.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verify_schedule: Option<ScheduleFile>,
     /// Restore drills: the server, its secret, and after every how many
     /// completed backups of an instance (all three together).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -66,6 +60,12 @@ pub struct PolicyFile {
     pub drill_secret: String,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub drill_every: u32,
+    pub schedule: ScheduleFile,
+    #[serde(default)]
+    pub retention_rules: Vec<RuleFile>,
+    /// When every recovery point of the policy's instances is verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_schedule: Option<ScheduleFile>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -290,6 +290,9 @@ mod tests {
                 time_of_day: "03:00".into(),
                 time_zone: "Europe/Berlin".into(),
             }),
+            drill_server: "drill-db".into(),
+            drill_secret: "secrets/drill".into(),
+            drill_every: 7,
         }
     }
 

@@ -71,7 +71,7 @@ pub async fn after_backup(
 
 /// Whether the instance's `produced`th completed backup is drilled.
 fn drill_due(produced: u64, every: u32) -> bool {
-    every > 0 && produced > 0 && produced % u64::from(every) == 0
+    every > 0 && produced > 0 && produced.is_multiple_of(u64::from(every))
 }
 
 #[cfg(test)]
