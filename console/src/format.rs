@@ -140,6 +140,7 @@ pub fn operation(op: i32) -> &'static str {
         Delete => "Delete",
         Copy => "Copy",
         Verify => "Verify",
+        Drill => "Restore drill",
         Unspecified => "Unknown",
     }
 }

@@ -61,6 +61,7 @@ pub mod copies;
 pub mod data_protection;
 pub mod dead_letters;
 pub mod dispatch;
+pub mod drill;
 pub mod encryption;
 pub mod error;
 pub mod leader;

@@ -275,6 +275,13 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             .verify_recovery_point(pb::VerifyRecoveryPointRequest { name: point })
             .await
             .map(drop),
+        Rpc::DrillRecoveryPoint => points()
+            .drill_recovery_point(pb::DrillRecoveryPointRequest {
+                name: point,
+                ..Default::default()
+            })
+            .await
+            .map(drop),
         Rpc::RestoreAsDatabase => restores()
             .restore_as_database(pb::RestoreAsDatabaseRequest {
                 recovery_point: point,

@@ -149,6 +149,14 @@ pub(crate) async fn dump_from(
     }
 }
 
+/// The session every data COPY runs in, at backup time and when a drill
+/// reads a restored table back: the text of dates, times, intervals and
+/// floats does not depend on the server's or the role's defaults, so the
+/// rows' digests (`ChunkEntry::row_digest`) compare across servers.
+pub(crate) const COPY_SESSION: &str = "SET row_security = off; SET statement_timeout = 0; \
+     SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC'; \
+     SET extra_float_digits = 3;";
+
 async fn worker(
     ctx: &DumpContext,
     feed: &dyn ObjectFeed,
@@ -163,8 +171,7 @@ async fn worker(
     exec(
         &client,
         &format!(
-            "SET row_security = off; SET statement_timeout = 0; \
-             BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+            "{COPY_SESSION} BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
             quote_literal(&ctx.snapshot_id)
         ),
         &describe,
@@ -274,6 +281,7 @@ async fn dump_object(
                     size: segment.size,
                     sha256: segment.sha256,
                 }),
+                row_digest: Some(crate::manifest::format_row_digest(segment.row_digest)),
             };
             (chunk.table, entry)
         })

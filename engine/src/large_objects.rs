@@ -135,6 +135,7 @@ pub(crate) async fn dump(
         raw_bytes,
         object,
         segment: None,
+        row_digest: None,
     };
     Ok(LargeObjects {
         objects,

@@ -25,6 +25,8 @@
 //! - `objects`: streaming, checksummed object I/O (zstd + multipart),
 //!   sealed with the point's data key when [`EngineOptions::encryption`]
 //!   is set ([`seal`], the `pgvault-seal` crate).
+//! - [`drill`]: restore drills — a point restored into a scratch database,
+//!   every table's rows and row digest compared with the manifest.
 //! - [`verify`]: verifying a recovery point without a database (the
 //!   manifest, every object through the restore's readers, strays).
 //! - [`offline`]: finding points in a datastore and opening them with a
@@ -57,6 +59,7 @@ mod catalog;
 mod connect;
 mod cpu;
 pub mod database_properties;
+pub mod drill;
 pub mod error;
 pub mod fanout;
 mod globals;
@@ -78,6 +81,7 @@ mod restore_globals;
 mod restore_plan;
 mod restore_schedule;
 mod restore_sql;
+mod row_digest;
 pub mod selection;
 pub mod server_budget;
 pub mod stages;
@@ -87,6 +91,7 @@ pub mod types;
 pub mod verify;
 
 pub use backup::{backup, backup_fanned};
+pub use drill::{DrillSummary, TableCheck, drill_point};
 pub use error::{EngineError, ErrorCode};
 pub use manifest::Manifest;
 /// The sealed-object format and the point's data key ([`pgvault_seal`]).

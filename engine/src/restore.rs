@@ -467,7 +467,7 @@ async fn apply_properties(
     refused
 }
 
-async fn connect_maintenance(target: &PgTarget) -> Result<Client, EngineError> {
+pub(crate) async fn connect_maintenance(target: &PgTarget) -> Result<Client, EngineError> {
     match connect(target, "postgres").await {
         Err(e) if e.code == ErrorCode::UserErrorDBNotFound => connect(target, "template1").await,
         other => other,
@@ -575,7 +575,11 @@ fn restorable_into(
     )
 }
 
-async fn drop_database(admin: &Client, describe: &str, name: &str) -> Result<(), EngineError> {
+pub(crate) async fn drop_database(
+    admin: &Client,
+    describe: &str,
+    name: &str,
+) -> Result<(), EngineError> {
     let version = server_version_num(admin, describe).await?;
     let force = if version >= 130000 {
         " WITH (FORCE)"

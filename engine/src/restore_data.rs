@@ -450,6 +450,7 @@ mod tests {
                         sha256: String::new(),
                     },
                     segment: None,
+                    row_digest: None,
                 })
                 .collect(),
         }

@@ -442,6 +442,7 @@ mod tests {
                 sha256: "ab".repeat(32),
             },
             segment: None,
+            row_digest: None,
         }
     }
 

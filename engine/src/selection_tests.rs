@@ -85,6 +85,7 @@ fn manifest() -> Manifest {
                 sha256: String::new(),
             },
             segment: None,
+            row_digest: None,
         }],
     };
     let json = serde_json::json!({

@@ -72,6 +72,7 @@ fn write_point(
                 raw_bytes: text.len() as u64,
                 object: entry(CHUNK, &chunk),
                 segment: None,
+                row_digest: None,
             }],
         }],
         sequences: vec![],

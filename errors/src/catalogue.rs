@@ -326,6 +326,18 @@ catalogue! {
         summary: "a verify found the recovery point's manifest missing, unreadable or different from the SHA-256 recorded when the backup completed",
         action: "The recovery point cannot be trusted: restore from another recovery point.",
     }
+    DrillRowCountMismatch {
+        category: Integrity,
+        retryable: false,
+        summary: "a restore drill restored a table with a different number of rows than the recovery point's manifest records; the message names the table",
+        action: "The recovery point does not restore what was backed up: restore from another recovery point, and report the table named (with the point's manifest) as a pgvault bug.",
+    }
+    DrillChecksumMismatch {
+        category: Integrity,
+        retryable: false,
+        summary: "a restore drill read back a table whose rows' checksum differs from the one recorded at backup time; the message names the table",
+        action: "The recovery point does not restore what was backed up: restore from another recovery point; check that the drill server runs the same PostgreSQL major and encoding as the source.",
+    }
 
     // The PostgreSQL tools, cancellation, and the rest.
     PgToolFailed {

@@ -157,6 +157,12 @@ pub struct ChunkEntry {
     /// Where in a bundle `object` this chunk's frame is (format 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<SegmentEntry>,
+    /// Content digest of the chunk's rows, independent of compression and
+    /// row order: the sum mod 2^128 of the xxh3-128 of every COPY text row
+    /// (without its newline), as 32 hex digits. `None` in points written
+    /// before pgvault recorded it (and for large objects' bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_digest: Option<String>,
 }
 
 /// A byte range of a bundle object holding one table's zstd frame, with its
@@ -166,6 +172,35 @@ pub struct SegmentEntry {
     pub offset: u64,
     pub size: u64,
     pub sha256: String,
+}
+
+/// A [`ChunkEntry::row_digest`] as written in the manifest.
+pub fn format_row_digest(digest: u128) -> String {
+    format!("{digest:032x}")
+}
+
+/// Parses a [`ChunkEntry::row_digest`]; `None` if it is not 32 hex digits.
+pub fn parse_row_digest(text: &str) -> Option<u128> {
+    (text.len() == 32)
+        .then(|| u128::from_str_radix(text, 16).ok())
+        .flatten()
+}
+
+impl TableEntry {
+    /// The table's row digest, the sum mod 2^128 of its chunks' digests;
+    /// `None` when any chunk has none (points written before digests) or
+    /// one is malformed.
+    pub fn row_digest(&self) -> Option<u128> {
+        self.chunks.iter().try_fold(0u128, |sum, chunk| {
+            let digest = parse_row_digest(chunk.row_digest.as_deref()?)?;
+            Some(sum.wrapping_add(digest))
+        })
+    }
+
+    /// Rows of every chunk.
+    pub fn rows(&self) -> u64 {
+        self.chunks.iter().map(|c| c.rows).sum()
+    }
 }
 
 impl ChunkEntry {
@@ -403,6 +438,7 @@ mod tests {
                     raw_bytes: 2,
                     object,
                     segment: None,
+                    row_digest: None,
                 }],
             }],
             sequences: vec![],

@@ -21,7 +21,7 @@ pub use database::{DatabaseGrant, DatabaseProperties, DatabaseSetting};
 pub use format::{
     ChunkEntry, FORMAT_VERSION, KeyRange, LargeObjectMeta, LargeObjects, MANIFEST_FILE, Manifest,
     ManifestError, ObjectEntry, RelationEntry, RelationKind, RelationName, SCHEMA_FILE,
-    SegmentEntry, SequenceEntry, TableEntry,
+    SegmentEntry, SequenceEntry, TableEntry, format_row_digest, parse_row_digest,
 };
 pub use selection::{Selection, SelectionError};
 pub use versions::{OlderTarget, check_restorable};

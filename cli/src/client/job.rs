@@ -464,6 +464,7 @@ pub fn operation_text(operation: i32) -> &'static str {
         Ok(Operation::Rehydrate) => "rehydrate",
         Ok(Operation::Delete) => "delete",
         Ok(Operation::Verify) => "verify",
+        Ok(Operation::Drill) => "drill",
         _ => "unknown",
     }
 }

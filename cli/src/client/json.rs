@@ -78,6 +78,9 @@ pub fn policy(p: &Policy) -> Value {
         "copy_datastore": p.copy_datastore,
         "copy_retention": p.copy_retention,
         "verify_schedule": verify_schedule,
+        "drill_server": p.drill_server,
+        "drill_secret": p.drill_secret,
+        "drill_every": p.drill_every,
         "create_time": timestamp(p.create_time.as_ref()),
     })
 }
@@ -159,6 +162,14 @@ pub fn recovery_point(p: &RecoveryPoint) -> Value {
         "last_verify_result": p.last_verify_result,
         "last_verify_error_code": p.last_verify_error_code,
         "last_verify_job": p.last_verify_job,
+        "last_drilled_at": timestamp(p.last_drilled_at.as_ref()),
+        "last_drill_result": p.last_drill_result,
+        "last_drill_error_code": p.last_drill_error_code,
+        "last_drill_job": p.last_drill_job,
+        "last_drill_server": p.last_drill_server,
+        "last_drill_tables": p.last_drill_tables,
+        "last_drill_rows": p.last_drill_rows,
+        "last_drill_checksums": p.last_drill_checksums,
     })
 }
 

@@ -34,7 +34,7 @@ pub enum PolicyCommand {
         vault: String,
         /// The whole policy from a JSON (.json) or TOML file, in the form
         /// `pgvault policy show` prints.
-        #[arg(long, value_name = "PATH", conflicts_with_all = ["weekdays", "at", "time_zone", "verify", "retain", "weekly", "monthly", "yearly", "keep_min", "retain_archive", "weekly_archive", "monthly_archive", "yearly_archive", "copy_to", "copy_retention"])]
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["weekdays", "at", "time_zone", "verify", "retain", "weekly", "monthly", "yearly", "keep_min", "retain_archive", "weekly_archive", "monthly_archive", "yearly_archive", "copy_to", "copy_retention", "drill_server", "drill_secret", "drill_every"])]
         file: Option<PathBuf>,
         /// Days backups run on, comma-separated: mon,tue,wed,thu,fri,sat,sun.
         #[arg(long, required_unless_present = "file", value_delimiter = ',', value_parser = parse_weekday)]
@@ -92,6 +92,17 @@ pub enum PolicyCommand {
 /// enum stays small).
 #[derive(Debug, Args)]
 pub struct ArchiveArgs {
+    /// Restore drills: the server scratch databases are restored into
+    /// (a registered server; the newest point of an instance is restored
+    /// there, checked table by table against the manifest, then dropped).
+    #[arg(long, value_name = "SERVER", requires_all = ["drill_secret", "drill_every"])]
+    drill_server: Option<String>,
+    /// The secret the drill connects to --drill-server with (may create databases).
+    #[arg(long, value_name = "SECRET", requires = "drill_server")]
+    drill_secret: Option<String>,
+    /// Drill after every Nth completed backup of an instance (1: every backup).
+    #[arg(long, value_name = "N", requires = "drill_server", value_parser = clap::value_parser!(u32).range(1..))]
+    drill_every: Option<u32>,
     /// Verify every recovery point of the policy's instances on these
     /// days at this time: `weekly:sun@03:00` or `mon,thu@03:00`.
     #[arg(long, value_name = "[weekly:]DAYS@HH:MM", value_parser = parse_verify_schedule)]
@@ -140,6 +151,9 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
             archive,
         } => {
             let ArchiveArgs {
+                drill_server,
+                drill_secret,
+                drill_every,
                 verify,
                 keep_min,
                 retain_archive,
@@ -198,6 +212,9 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
                 keep_min: keep_min.unwrap_or_default(),
                 copy_datastore: copy_to.unwrap_or_default(),
                 copy_retention: copy_retention.unwrap_or_default(),
+                drill_server: drill_server.unwrap_or_default(),
+                drill_secret: drill_secret.unwrap_or_default(),
+                drill_every: drill_every.unwrap_or_default(),
                 ..Policy::default()
             };
             let request = CreatePolicyRequest {
@@ -298,6 +315,7 @@ fn show(api: &Api, policy: &Policy) {
         ("COPY TO", or_dash(&policy.copy_datastore)),
         ("COPY RETENTION", or_dash(&policy.copy_retention)),
         ("VERIFY", verify_text(policy.verify_schedule.as_ref())),
+        ("DRILL", drill_text(policy)),
         ("CREATED", local_time(policy.create_time.as_ref())),
     ]);
 }
@@ -313,6 +331,21 @@ fn verify_text(schedule: Option<&Schedule>) -> String {
         ),
         None => "-".to_owned(),
     }
+}
+
+/// "on db-drill (secrets/drill) after every 2nd backup"; "-" when none.
+fn drill_text(policy: &Policy) -> String {
+    if policy.drill_server.is_empty() {
+        return "-".to_owned();
+    }
+    let every = match policy.drill_every {
+        1 => "every backup".to_owned(),
+        n => format!("every {n} backups"),
+    };
+    format!(
+        "on {} ({}) after {every}",
+        policy.drill_server, policy.drill_secret
+    )
 }
 
 /// `--verify`: the weekdays and time of day of a policy's verify schedule.

@@ -52,12 +52,24 @@ pub struct PolicyFile {
     /// How long each copy is kept (ISO 8601 or short, e.g. 30d).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub copy_retention: String,
+    /// Restore drills: the server, its secret, and after every how many
+    /// completed backups of an instance (all three together).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub drill_server: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub drill_secret: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub drill_every: u32,
     pub schedule: ScheduleFile,
     #[serde(default)]
     pub retention_rules: Vec<RuleFile>,
     /// When every recovery point of the policy's instances is verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_schedule: Option<ScheduleFile>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,6 +167,9 @@ pub fn to_policy(file: PolicyFile) -> anyhow::Result<Policy> {
         keep_min: file.keep_min.unwrap_or_default(),
         copy_datastore: file.copy_datastore.trim().to_owned(),
         copy_retention,
+        drill_server: file.drill_server.trim().to_owned(),
+        drill_secret: file.drill_secret.trim().to_owned(),
+        drill_every: file.drill_every,
         ..Policy::default()
     })
 }
@@ -213,6 +228,9 @@ pub fn from_policy(policy: &Policy) -> PolicyFile {
         copy_retention: policy.copy_retention.clone(),
         schedule: schedule_file(schedule),
         verify_schedule: policy.verify_schedule.clone().map(schedule_file),
+        drill_server: policy.drill_server.clone(),
+        drill_secret: policy.drill_secret.clone(),
+        drill_every: policy.drill_every,
         retention_rules: policy
             .retention_rules
             .iter()
@@ -272,6 +290,9 @@ mod tests {
                 time_of_day: "03:00".into(),
                 time_zone: "Europe/Berlin".into(),
             }),
+            drill_server: "drill-db".into(),
+            drill_secret: "secrets/drill".into(),
+            drill_every: 7,
         }
     }
 

@@ -1,7 +1,11 @@
-//! `pgvault recovery-point list|get|delete|undelete|verify|export`: the completed
-//! backups of an instance. Verify queues a job that reads every object of
-//! the point and checks it against its manifest; the result shows on the
-//! point (`LAST VERIFY`). Delete is a soft delete: the point is kept for the
+//! `pgvault recovery-point list|get|delete|undelete|verify|drill|export`:
+//! the completed backups of an instance. Verify queues a job that reads
+//! every object of the point and checks it against its manifest; the result
+//! shows on the point (`LAST VERIFY`). Drill queues a restore drill (the
+//! point restored into a scratch database on a server, every table checked
+//! against the manifest, the database dropped); the result shows as
+//! `DRILL`. Export works offline, from the datastore and key file alone.
+//! Delete is a soft delete: the point is kept for the
 //! vault's soft-delete window (`list --deleted` shows it and when it is
 //! purged) and `undelete` brings it back until then.
 
@@ -9,8 +13,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use pgvault_proto::v1::{
-    DatastoreTier, DeleteRecoveryPointRequest, GetRecoveryPointRequest, ListRecoveryPointsRequest,
-    RecoveryPoint, RetentionRuleKind, UndeleteRecoveryPointRequest, VerifyRecoveryPointRequest,
+    DatastoreTier, DeleteRecoveryPointRequest, DrillRecoveryPointRequest, GetRecoveryPointRequest,
+    ListRecoveryPointsRequest, RecoveryPoint, RetentionRuleKind, UndeleteRecoveryPointRequest,
+    VerifyRecoveryPointRequest,
 };
 
 use super::connect::{Api, Reply};
@@ -85,7 +90,33 @@ pub enum RecoveryPointCommand {
     /// (and the vault's key file when encrypted): no coordinator, no state
     /// database, no token. `--list` shows the points a datastore holds.
     Export(Box<super::recovery_point_export::ExportArgs>),
-    /// Show one recovery point (with its last verify).
+    /// Restore drill: restore the point into a scratch database
+    /// (pgvault_drill_<id>) on a server, compare every table's rows and row
+    /// checksum with the manifest, then drop the scratch database. The
+    /// result shows on the point (DRILL). Server and secret default to the
+    /// instance's policy's drill.
+    #[command(after_help = "Examples:\n  \
+        pgvault recovery-point drill 0197c1d2-... --instance prod/db1-orders --server drill-db --secret drill --wait")]
+    Drill {
+        /// Recovery point id (or its full name).
+        recovery_point: String,
+        /// Vault of the instance.
+        #[arg(long)]
+        vault: Option<String>,
+        /// Instance the recovery point belongs to.
+        #[arg(long)]
+        instance: Option<String>,
+        /// The drill server (a registered server).
+        #[arg(long, requires = "secret")]
+        server: Option<String>,
+        /// The secret to connect to the drill server with.
+        #[arg(long, requires = "server")]
+        secret: Option<String>,
+        /// Follow the job until it ends; exit non-zero unless it completes.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show one recovery point (with its last verify and drill).
     #[command(visible_alias = "show")]
     Get {
         /// Recovery point id (or its full name).
@@ -148,6 +179,27 @@ pub async fn run(api: &Api, command: RecoveryPointCommand) -> anyhow::Result<Exi
             let job = api
                 .recovery_points()
                 .verify_recovery_point(VerifyRecoveryPointRequest { name })
+                .await
+                .reply(api)?;
+            return watch::started(api, job, wait).await;
+        }
+        RecoveryPointCommand::Drill {
+            recovery_point,
+            vault,
+            instance,
+            server,
+            secret,
+            wait,
+        } => {
+            let name =
+                names::recovery_point(vault.as_deref(), instance.as_deref(), &recovery_point)?;
+            let job = api
+                .recovery_points()
+                .drill_recovery_point(DrillRecoveryPointRequest {
+                    name,
+                    server: server.unwrap_or_default(),
+                    secret: secret.unwrap_or_default(),
+                })
                 .await
                 .reply(api)?;
             return watch::started(api, job, wait).await;
@@ -285,6 +337,7 @@ fn show(api: &Api, point: &RecoveryPoint) {
         ("JOB", point.job.clone()),
         ("CREATED", local_time(point.create_time.as_ref())),
         ("LAST VERIFY", last_verify_text(point)),
+        ("DRILL", drill_text(point)),
     ];
     if point.delete_time.is_some() {
         rows.push(("DELETED", local_time(point.delete_time.as_ref())));
@@ -324,6 +377,30 @@ fn last_verify_text(point: &RecoveryPoint) -> String {
         result => format!(
             "{result} ({}) at {at}; see pgvault job show {}",
             point.last_verify_error_code, point.last_verify_job
+        ),
+    }
+}
+
+/// "verified by drill at … on SERVER (N tables, M rows)", "failed (CODE)
+/// at … on SERVER; see pgvault job show …", or "never".
+fn drill_text(point: &RecoveryPoint) -> String {
+    let at = local_time(point.last_drilled_at.as_ref());
+    let server = &point.last_drill_server;
+    match point.last_drill_result.as_str() {
+        "" => "never".to_owned(),
+        "ok" => format!(
+            "verified by drill at {at} on {server} ({} tables, {} rows{})",
+            point.last_drill_tables,
+            point.last_drill_rows,
+            if point.last_drill_checksums {
+                ""
+            } else {
+                "; row counts only: the point records no row checksums"
+            }
+        ),
+        result => format!(
+            "{result} ({}) at {at} on {server}; see pgvault job show {}",
+            point.last_drill_error_code, point.last_drill_job
         ),
     }
 }

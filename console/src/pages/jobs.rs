@@ -199,7 +199,7 @@ pub fn job_row(job: &pb::Job, labels: &HashMap<&str, String>) -> JobRow {
     }
 }
 
-const OPERATIONS: [pb::Operation; 7] = [
+const OPERATIONS: [pb::Operation; 8] = [
     pb::Operation::ScheduledBackup,
     pb::Operation::OnDemandBackup,
     pb::Operation::Restore,
@@ -207,6 +207,7 @@ const OPERATIONS: [pb::Operation; 7] = [
     pb::Operation::Rehydrate,
     pb::Operation::Delete,
     pb::Operation::Verify,
+    pb::Operation::Drill,
 ];
 
 const STATES: [pb::JobState; 7] = [

@@ -70,6 +70,7 @@ pub enum Rpc {
     DeleteRecoveryPoint,
     UndeleteRecoveryPoint,
     VerifyRecoveryPoint,
+    DrillRecoveryPoint,
     RestoreAsDatabase,
     RestoreAsFiles,
     RestoreServer,
@@ -112,7 +113,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 74] = [
+    pub const ALL: [Rpc; 75] = [
         Rpc::CreateVault,
         Rpc::GetVault,
         Rpc::ListVaults,
@@ -148,6 +149,7 @@ impl Rpc {
         Rpc::DeleteRecoveryPoint,
         Rpc::UndeleteRecoveryPoint,
         Rpc::VerifyRecoveryPoint,
+        Rpc::DrillRecoveryPoint,
         Rpc::RestoreAsDatabase,
         Rpc::RestoreAsFiles,
         Rpc::RestoreServer,
@@ -241,7 +243,8 @@ impl Rpc {
             | Rpc::GetRecoveryPoint
             | Rpc::DeleteRecoveryPoint
             | Rpc::UndeleteRecoveryPoint
-            | Rpc::VerifyRecoveryPoint => "RecoveryPointService",
+            | Rpc::VerifyRecoveryPoint
+            | Rpc::DrillRecoveryPoint => "RecoveryPointService",
             Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles | Rpc::RestoreServer => "RestoreService",
             Rpc::ListJobs
             | Rpc::GetJob
@@ -308,6 +311,7 @@ impl Rpc {
             | Rpc::DeleteRecoveryPoint
             | Rpc::UndeleteRecoveryPoint
             | Rpc::VerifyRecoveryPoint
+            | Rpc::DrillRecoveryPoint
             | Rpc::RestoreAsDatabase
             | Rpc::RestoreAsFiles
             | Rpc::RestoreServer
@@ -392,7 +396,11 @@ impl Rpc {
             // Whoever may start jobs may stop and re-run them.
             // Verifying only reads a point, but it is work an operator starts.
             Rpc::BackupNow | Rpc::CancelJob | Rpc::RetryJob | Rpc::VerifyRecoveryPoint => BackupNow,
-            Rpc::RestoreAsDatabase | Rpc::RestoreAsFiles | Rpc::RestoreServer => Restore,
+            // A drill creates (and drops) a database on a server with a secret.
+            Rpc::RestoreAsDatabase
+            | Rpc::RestoreAsFiles
+            | Rpc::RestoreServer
+            | Rpc::DrillRecoveryPoint => Restore,
             // ListDatabases connects with a stored secret: a configuration step.
             Rpc::CreateVault
             | Rpc::UpdateVault

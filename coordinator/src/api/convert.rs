@@ -119,6 +119,17 @@ impl From<Policy> for pb::Policy {
                 time_of_day: s.time_of_day,
                 time_zone: s.time_zone,
             }),
+            drill_server: p
+                .drill
+                .as_ref()
+                .map(|d| d.server_id.clone())
+                .unwrap_or_default(),
+            drill_secret: p
+                .drill
+                .as_ref()
+                .map(|d| d.secret.api_name())
+                .unwrap_or_default(),
+            drill_every: p.drill.as_ref().map_or(0, |d| d.every),
         }
     }
 }
@@ -219,6 +230,31 @@ impl From<RecoveryPoint> for pb::RecoveryPoint {
                 .and_then(|v| v.job_id)
                 .map(names::job_name)
                 .unwrap_or_default(),
+            last_drilled_at: p.last_drill.as_ref().map(|d| timestamp(d.time)),
+            last_drill_result: match &p.last_drill {
+                None => String::new(),
+                Some(d) if d.error_code.is_none() => "ok".to_string(),
+                Some(_) => "failed".to_string(),
+            },
+            last_drill_error_code: p
+                .last_drill
+                .as_ref()
+                .and_then(|d| d.error_code.clone())
+                .unwrap_or_default(),
+            last_drill_job: p
+                .last_drill
+                .as_ref()
+                .and_then(|d| d.job_id)
+                .map(names::job_name)
+                .unwrap_or_default(),
+            last_drill_server: p
+                .last_drill
+                .as_ref()
+                .map(|d| d.server_id.clone())
+                .unwrap_or_default(),
+            last_drill_tables: p.last_drill.as_ref().map_or(0, |d| d.tables),
+            last_drill_rows: p.last_drill.as_ref().map_or(0, |d| d.rows),
+            last_drill_checksums: p.last_drill.as_ref().is_some_and(|d| d.checksums),
             // Read from their own table: `api::recovery_points` adds them.
             copies: Vec::new(),
         }
@@ -248,6 +284,7 @@ pub fn operation_to_pb(op: Operation) -> pb::Operation {
         Operation::Delete => pb::Operation::Delete,
         Operation::Copy => pb::Operation::Copy,
         Operation::Verify => pb::Operation::Verify,
+        Operation::Drill => pb::Operation::Drill,
     }
 }
 
@@ -265,6 +302,7 @@ pub fn operation_from_pb(field: &str, value: i32) -> Result<Option<Operation>> {
         pb::Operation::Delete => Some(Operation::Delete),
         pb::Operation::Copy => Some(Operation::Copy),
         pb::Operation::Verify => Some(Operation::Verify),
+        pb::Operation::Drill => Some(Operation::Drill),
     })
 }
 

@@ -1,5 +1,6 @@
 //! `PolicyService`: create (schedule and retention rules validated, the
-//! DEFAULT rule always present, the copy datastore checked and prepared),
+//! DEFAULT rule always present, the copy datastore checked and prepared,
+//! the drill server and secret checked),
 //! get and list a vault's policies, each with its next run on the
 //! coordinator's clock.
 
@@ -45,6 +46,14 @@ impl PolicyApi {
                 "is one of the vault's own datastores; name a second datastore (another region or provider)",
             ));
         }
+        policy.drill = crate::drill::rule::validate(
+            &self.ctx,
+            &policy.vault_id,
+            &input.drill_server,
+            &input.drill_secret,
+            input.drill_every,
+        )
+        .await?;
         validation::archive_available(
             "policy.retention_rules",
             &policy.retention_rules,
@@ -120,6 +129,7 @@ fn validate_policy(vault_id: String, id: String, input: Option<pb::Policy>) -> R
         keep_min,
         copy: None,
         verify_schedule,
+        drill: None,
         create_time: chrono::Utc::now(),
     })
 }

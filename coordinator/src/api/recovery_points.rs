@@ -1,7 +1,8 @@
 //! `RecoveryPointService`: list an instance's points (newest first; the
 //! soft-deleted ones when asked), get one, soft-delete and undelete one
 //! (`data_protection::soft_delete`), and queue a verify of one
-//! (`verify::queue`). Each point shows its copies in other datastores
+//! (`verify::queue`) or a restore drill of one (`drill::queue`; the server
+//! and secret default to the instance's policy's drill). Each point shows its copies in other datastores
 //! (`copies`).
 
 use std::sync::Arc;
@@ -123,5 +124,60 @@ impl RecoveryPointService for RecoveryPointApi {
             self.ctx.dispatch_wake.notify_one();
         }
         Ok(Response::new(job.into()))
+    }
+
+    async fn drill_recovery_point(
+        &self,
+        request: Request<pb::DrillRecoveryPointRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
+        let req = request.into_inner();
+        let job = self.drill(req).await?;
+        Ok(Response::new(job.into()))
+    }
+}
+
+impl RecoveryPointApi {
+    /// Queues the drill of the named point on the request's server and
+    /// secret, or the instance's policy's when the request names none.
+    async fn drill(&self, req: pb::DrillRecoveryPointRequest) -> Result<crate::model::Job> {
+        let pool = self.ctx.store.pool();
+        let (vault, instance, point) =
+            instance_lookup::recovery_point(pool, "name", &req.name).await?;
+        let (server_id, secret) = if req.server.trim().is_empty() && req.secret.trim().is_empty() {
+            let instance = instances::get(pool, &vault, instance).await?;
+            let policy = crate::store::policies::get(pool, &vault, &instance.policy_id).await?;
+            let rule = policy.drill.ok_or_else(|| {
+                CoordinatorError::invalid(
+                    "server",
+                    format!(
+                        "policy \"{}\" names no drill server: pass --server NAME --secret NAME",
+                        policy.id
+                    ),
+                )
+            })?;
+            (rule.server_id, rule.secret)
+        } else {
+            if req.secret.trim().is_empty() {
+                return Err(CoordinatorError::invalid(
+                    "secret",
+                    "a drill needs the secret to connect to its server with: pass --secret NAME",
+                ));
+            }
+            let server =
+                crate::drill::rule::known_server(&self.ctx, "server", req.server.trim()).await?;
+            let secret = crate::drill::rule::secret_ref("secret", req.secret.trim())?;
+            crate::api::restores::check_secret(&self.ctx, &vault, &secret).await?;
+            (server, secret)
+        };
+        let mut tx = self.ctx.store.begin().await?;
+        let point = recovery_points::get(&mut *tx, &vault, instance, point).await?;
+        let (job, new) =
+            crate::drill::queue::drill_point(&mut tx, &point, &server_id, &secret).await?;
+        tx.commit().await.map_err(CoordinatorError::from)?;
+        if new {
+            self.ctx.dispatch_wake.notify_one();
+        }
+        Ok(job)
     }
 }

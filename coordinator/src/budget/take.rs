@@ -33,6 +33,8 @@ async fn server_of(conn: &mut PgConnection, job: &Job) -> Result<Option<(String,
             }
             RestoreTarget::Files { .. } => None,
         },
+        // The scratch database is a restore's database.
+        JobSpec::Drill(drill) => Some((drill.server_id.clone(), ServerUse::RestoreDatabase)),
         JobSpec::Delete { .. }
         | JobSpec::TierMove { .. }
         | JobSpec::Rehydrate { .. }

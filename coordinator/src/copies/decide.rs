@@ -92,6 +92,7 @@ mod tests {
             keep_min: 3,
             copy,
             verify_schedule: None,
+            drill: None,
             create_time: t0(),
         }
     }

@@ -140,6 +140,7 @@ mod tests {
     fn policy(id: &str, rules: &[(RuleKind, &str, &str)], keep_min: u32) -> Policy {
         Policy {
             verify_schedule: None,
+            drill: None,
             vault_id: "v".into(),
             id: id.into(),
             schedule: Schedule {

@@ -137,7 +137,7 @@ pub async fn on_complete(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>)
             tracing::info!(point = %point_id, job_id = %job.id, expire_time = %expires_at, "recovery point copied");
             Ok(false)
         }
-        JobSpec::Backup { .. } | JobSpec::Verify { .. } => Ok(false),
+        JobSpec::Backup { .. } | JobSpec::Verify { .. } | JobSpec::Drill(_) => Ok(false),
     }
 }
 

@@ -139,9 +139,13 @@ pub async fn build(conn: &mut PgConnection, job: &Job) -> Result<pb::task::Kind>
                 point_key: None,
             }))
         }
-        JobSpec::Backup { .. } | JobSpec::Restore(_) | JobSpec::Verify { .. } => Err(
-            CoordinatorError::internal(format!("{} is not a lifecycle operation", job.operation())),
-        ),
+        JobSpec::Backup { .. }
+        | JobSpec::Restore(_)
+        | JobSpec::Verify { .. }
+        | JobSpec::Drill(_) => Err(CoordinatorError::internal(format!(
+            "{} is not a lifecycle operation",
+            job.operation()
+        ))),
     }
 }
 

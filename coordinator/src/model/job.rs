@@ -26,6 +26,7 @@ text_enum!(
         Delete => "DELETE",
         Copy => "COPY",
         Verify => "VERIFY",
+        Drill => "DRILL",
     }
 );
 
@@ -178,6 +179,30 @@ pub enum JobSpec {
     /// Reads every object of a point and checks it against the manifest;
     /// writes nothing. Its result is recorded on the point.
     Verify { instance_id: Uuid, point_id: Uuid },
+    /// Restores a point into a scratch database on a drill server, checks
+    /// every table against the manifest and drops the scratch database. Its
+    /// result is recorded on the point.
+    Drill(Box<DrillSpec>),
+}
+
+/// A restore drill: the point, the drill server and the secret to connect
+/// with; its scratch database is [`drill_database`] of the job's id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillSpec {
+    pub instance_id: Uuid,
+    pub point_id: Uuid,
+    pub server_id: String,
+    pub secret: SecretRef,
+}
+
+/// Every drill's scratch database starts with this (the engine refuses
+/// any other name).
+pub const DRILL_DATABASE_PREFIX: &str = "pgvault_drill_";
+
+/// The scratch database of drill job `job`.
+pub fn drill_database(job: Uuid) -> String {
+    let simple = job.simple().to_string();
+    format!("{DRILL_DATABASE_PREFIX}{}", &simple[..8])
 }
 
 impl JobSpec {
@@ -197,6 +222,7 @@ impl JobSpec {
             JobSpec::Delete { .. } => Operation::Delete,
             JobSpec::Copy { .. } => Operation::Copy,
             JobSpec::Verify { .. } => Operation::Verify,
+            JobSpec::Drill(_) => Operation::Drill,
         }
     }
 
@@ -210,6 +236,7 @@ impl JobSpec {
             | JobSpec::Delete { instance_id, .. }
             | JobSpec::Verify { instance_id, .. } => *instance_id,
             JobSpec::Restore(restore) => restore.instance_id,
+            JobSpec::Drill(drill) => drill.instance_id,
         })
     }
 
@@ -226,6 +253,7 @@ impl JobSpec {
             | JobSpec::Copy { point_id, .. }
             | JobSpec::Delete { point_id, .. }
             | JobSpec::Verify { point_id, .. } => Some(*point_id),
+            JobSpec::Drill(drill) => Some(drill.point_id),
         }
     }
 
@@ -237,7 +265,10 @@ impl JobSpec {
             JobSpec::Rehydrate { .. } => Some(stage::REHYDRATE.to_string()),
             JobSpec::Delete { scope, .. } => Some(scope.stage()),
             JobSpec::Copy { datastore_url, .. } => Some(format!("{}{datastore_url}", stage::COPY)),
-            JobSpec::Backup { .. } | JobSpec::Restore(_) | JobSpec::Verify { .. } => None,
+            JobSpec::Backup { .. }
+            | JobSpec::Restore(_)
+            | JobSpec::Verify { .. }
+            | JobSpec::Drill(_) => None,
         }
     }
 
@@ -254,6 +285,8 @@ impl JobSpec {
             // A verify reads the point where a restore as files would:
             // through the agent of the instance's server, if it has one.
             JobSpec::Verify { instance_id, .. } => Route::InstanceServer(*instance_id),
+            // A drill writes its scratch database as a restore would.
+            JobSpec::Drill(drill) => Route::Server(drill.server_id.clone()),
             // Lifecycle jobs touch datastores only.
             JobSpec::TierMove { .. }
             | JobSpec::Rehydrate { .. }

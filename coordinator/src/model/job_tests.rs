@@ -110,3 +110,26 @@ fn backups_and_restores_follow_their_server_and_lifecycle_jobs_stay_on_workers()
         assert_eq!(lifecycle.route(), Route::Workers, "{lifecycle:?}");
     }
 }
+
+#[test]
+fn a_drill_reads_its_point_runs_on_its_server_and_names_its_scratch_database_after_the_job() {
+    let instance_id = Uuid::new_v4();
+    let point_id = Uuid::new_v4();
+    let drill = JobSpec::Drill(Box::new(DrillSpec {
+        instance_id,
+        point_id,
+        server_id: "drill-db".into(),
+        secret: SecretRef::Stored {
+            id: "drill".into(),
+            version: None,
+        },
+    }));
+    assert_eq!(drill.operation(), Operation::Drill);
+    assert_eq!(drill.point_id(), Some(point_id));
+    assert_eq!(drill.instance_id(), Some(instance_id));
+    assert_eq!(drill.lifecycle_stage(), None);
+    assert_eq!(drill.route(), Route::Server("drill-db".into()));
+    let job = Uuid::parse_str("0197c1d2-aaaa-7bbb-8ccc-123456789abc").unwrap();
+    assert_eq!(drill_database(job), "pgvault_drill_0197c1d2");
+    assert!(drill_database(job).starts_with(DRILL_DATABASE_PREFIX));
+}

@@ -139,7 +139,20 @@ pub struct Policy {
     /// When every point of the policy's instances is verified (`None`:
     /// never on a schedule).
     pub verify_schedule: Option<Schedule>,
+    /// Restore drills of the instances' newest points (`None`: none).
+    pub drill: Option<DrillRule>,
     pub create_time: DateTime<Utc>,
+}
+
+/// Where and how often a policy drills its instances' newest points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillRule {
+    /// The drill server's id.
+    pub server_id: String,
+    /// What scratch databases are made with.
+    pub secret: crate::secret_ref::SecretRef,
+    /// After every Nth completed backup of an instance (≥ 1).
+    pub every: u32,
 }
 
 /// Where a policy copies its points and how long copies are kept.
@@ -223,6 +236,24 @@ pub struct RecoveryPoint {
     pub soft_delete: Option<SoftDelete>,
     /// How the point's last verify job ended (`None`: never verified).
     pub last_verify: Option<LastVerify>,
+    /// How the point's last restore drill ended (`None`: never drilled).
+    pub last_drill: Option<LastDrill>,
+}
+
+/// The end of a point's last restore drill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastDrill {
+    pub time: DateTime<Utc>,
+    /// `None`: the drill passed; else the failure's error code.
+    pub error_code: Option<String>,
+    pub job_id: Option<Uuid>,
+    /// The drill server's id.
+    pub server_id: String,
+    /// What a passed drill checked (0 for a failed one).
+    pub tables: u64,
+    pub rows: u64,
+    /// Whether row checksums were compared (false: row counts only).
+    pub checksums: bool,
 }
 
 /// The end of a point's last verify job.

@@ -8,9 +8,9 @@
 //! expired lease can never store a result; a chunk whose lease expired is
 //! claimable again, and its next take writes a new object. A claim stamps
 //! its time and starts the chunk's progress over; helpers' heartbeats and
-//! every stored chunk record bytes and rows (migration 28, for throughput).
+//! every stored chunk record bytes and rows (migration 27, for throughput).
 //!
-//! Two kinds share the table (migration 27): a backup's DUMP chunks (on the
+//! Two kinds share the table (migration 26): a backup's DUMP chunks (on the
 //! leader's snapshot) and a restore's LOAD chunks (no snapshot: each load
 //! is made idempotent in the target database by the engine).
 

@@ -27,6 +27,7 @@ pub mod chunk_tasks;
 pub mod connection_slots;
 pub mod copies;
 pub mod dead_letters;
+pub mod drills;
 pub mod garbage;
 pub mod instances;
 pub mod job_tables;

@@ -1,13 +1,15 @@
 //! Policies: a vault's weekly schedule and retention rules (rules as JSON),
-//! keep-min, and the copy datastore and its retention (empty: no copies).
+//! keep-min, the copy datastore and its retention (empty: no copies), and
+//! the restore drill's server, secret and frequency (empty: no drills).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use sqlx::types::Json;
 
 use crate::error::{CoordinatorError, Result, is_any_unique_violation};
-use crate::model::{CopyRule, Policy, Schedule};
+use crate::model::{CopyRule, DrillRule, Policy, Schedule};
 use crate::retention::RetentionRule;
+use crate::secret_ref::SecretRef;
 
 #[derive(sqlx::FromRow)]
 struct PolicyRow {
@@ -23,6 +25,9 @@ struct PolicyRow {
     verify_weekdays: Option<Vec<i16>>,
     verify_time_of_day: Option<String>,
     verify_time_zone: Option<String>,
+    drill_server: String,
+    drill_secret: String,
+    drill_every: i32,
     create_time: DateTime<Utc>,
 }
 
@@ -56,20 +61,31 @@ impl From<PolicyRow> for Policy {
                 }),
                 _ => None,
             },
+            // The secret was parsed when the policy was written.
+            drill: (!r.drill_server.is_empty())
+                .then(|| SecretRef::parse("drill_secret", &r.drill_secret).ok())
+                .flatten()
+                .map(|secret| DrillRule {
+                    server_id: r.drill_server,
+                    secret,
+                    every: u32::try_from(r.drill_every).unwrap_or(1).max(1),
+                }),
             create_time: r.create_time,
         }
     }
 }
 
 const COLUMNS: &str = "vault_id, id, weekdays, time_of_day, time_zone, retention_rules, keep_min, \
-     copy_datastore, copy_retention, verify_weekdays, verify_time_of_day, verify_time_zone, create_time";
+     copy_datastore, copy_retention, verify_weekdays, verify_time_of_day, verify_time_zone, \
+     drill_server, drill_secret, drill_every, create_time";
 
 pub async fn insert(db: impl PgExecutor<'_>, policy: &Policy) -> Result<Policy> {
     let sql = format!(
         "INSERT INTO policies (vault_id, id, weekdays, time_of_day, time_zone, retention_rules, keep_min,
                                copy_datastore, copy_retention,
-                               verify_weekdays, verify_time_of_day, verify_time_zone)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
+                               verify_weekdays, verify_time_of_day, verify_time_zone,
+                               drill_server, drill_secret, drill_every)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {COLUMNS}"
     );
     let weekdays: Vec<i16> = policy
         .schedule
@@ -100,6 +116,19 @@ pub async fn insert(db: impl PgExecutor<'_>, policy: &Policy) -> Result<Policy> 
         }))
         .bind(policy.verify_schedule.as_ref().map(|s| &s.time_of_day))
         .bind(policy.verify_schedule.as_ref().map(|s| &s.time_zone))
+        .bind(policy.drill.as_ref().map_or("", |d| d.server_id.as_str()))
+        .bind(
+            policy
+                .drill
+                .as_ref()
+                .map_or(String::new(), |d| d.secret.to_string()),
+        )
+        .bind(
+            policy
+                .drill
+                .as_ref()
+                .map_or(0, |d| crate::store::to_i32(d.every)),
+        )
         .fetch_one(db)
         .await
         .map(Policy::from)

@@ -11,7 +11,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::error::{CoordinatorError, Result};
-use crate::model::{LastVerify, RecoveryPoint, RuleKind, SoftDelete, Tier};
+use crate::model::{LastDrill, LastVerify, RecoveryPoint, RuleKind, SoftDelete, Tier};
 use crate::store::{parse_enum, to_i32, to_i64, to_u32, to_u64};
 
 #[derive(sqlx::FromRow)]
@@ -41,6 +41,14 @@ struct PointRow {
     last_verify_result: Option<String>,
     last_verify_error_code: Option<String>,
     last_verify_job_id: Option<Uuid>,
+    last_drill_at: Option<DateTime<Utc>>,
+    last_drill_result: Option<String>,
+    last_drill_error_code: Option<String>,
+    last_drill_job_id: Option<Uuid>,
+    last_drill_server: Option<String>,
+    last_drill_tables: Option<i64>,
+    last_drill_rows: Option<i64>,
+    last_drill_checksums: Option<bool>,
 }
 
 impl TryFrom<PointRow> for RecoveryPoint {
@@ -85,6 +93,27 @@ impl TryFrom<PointRow> for RecoveryPoint {
                 },
                 job_id: r.last_verify_job_id,
             }),
+            last_drill: match r.last_drill_at {
+                None => None,
+                Some(time) => Some(LastDrill {
+                    time,
+                    error_code: match r.last_drill_result.as_deref() {
+                        Some("OK") => None,
+                        _ => Some(r.last_drill_error_code.unwrap_or_default()),
+                    },
+                    job_id: r.last_drill_job_id,
+                    server_id: r.last_drill_server.unwrap_or_default(),
+                    tables: to_u64(
+                        r.last_drill_tables.unwrap_or(0),
+                        "recovery_points.last_drill_tables",
+                    )?,
+                    rows: to_u64(
+                        r.last_drill_rows.unwrap_or(0),
+                        "recovery_points.last_drill_rows",
+                    )?,
+                    checksums: r.last_drill_checksums.unwrap_or(false),
+                }),
+            },
         })
     }
 }
@@ -94,7 +123,9 @@ const SELECT: &str =
         p.datastore_url, p.prefix, p.stored_bytes, p.raw_bytes, p.chunk_count, p.manifest_sha256,
         p.server_version, p.retention_tag, p.expire_time, p.archive_duration, p.create_time,
         p.soft_delete_time, p.soft_deleted_by, p.purge_after, p.last_verified_at,
-        p.last_verify_result, p.last_verify_error_code, p.last_verify_job_id
+        p.last_verify_result, p.last_verify_error_code, p.last_verify_job_id,
+        p.last_drill_at, p.last_drill_result, p.last_drill_error_code, p.last_drill_job_id,
+        p.last_drill_server, p.last_drill_tables, p.last_drill_rows, p.last_drill_checksums
    FROM recovery_points p JOIN backup_instances i ON i.id = p.backup_instance_id";
 
 pub async fn insert(db: impl PgExecutor<'_>, p: &RecoveryPoint) -> Result<()> {
@@ -285,6 +316,40 @@ pub async fn record_verify(
     .bind(job_id)
     .bind(at)
     .bind(error_code)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// What a drill that ended recorded on its point.
+pub struct DrillRecord<'a> {
+    pub job_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub server_id: &'a str,
+    /// `None`: passed.
+    pub error_code: Option<&'a str>,
+    pub tables: u64,
+    pub rows: u64,
+    pub checksums: bool,
+}
+
+/// Records how the point's latest drill ended (restore drills).
+pub async fn record_drill(db: impl PgExecutor<'_>, id: Uuid, d: &DrillRecord<'_>) -> Result<()> {
+    sqlx::query(
+        "UPDATE recovery_points SET last_drill_at = $3, last_drill_job_id = $2,
+             last_drill_result = CASE WHEN $4::text IS NULL THEN 'OK' ELSE 'FAILED' END,
+             last_drill_error_code = $4, last_drill_server = $5, last_drill_tables = $6,
+             last_drill_rows = $7, last_drill_checksums = $8
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(d.job_id)
+    .bind(d.at)
+    .bind(d.error_code)
+    .bind(d.server_id)
+    .bind(to_i64(d.tables))
+    .bind(to_i64(d.rows))
+    .bind(d.checksums)
     .execute(db)
     .await?;
     Ok(())

@@ -1,5 +1,6 @@
 //! Restore targets: the facts only a restore job has, one row per restore
-//! (`jobs.operation = 'RESTORE'`): whether it writes a database (server,
+//! (`jobs.operation = 'RESTORE'`; a restore drill's scratch database is one
+//! too, `DRILL`): whether it writes a database (server,
 //! database, secret) or a SQL file (datastore URL, file name), the
 //! selection it restores, and on completion the file written and what a
 //! selective restore left out. `store::jobs` reads them, joined to the job
@@ -9,7 +10,9 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::error::{CoordinatorError, Result};
-use crate::model::{FileOutput, RestoreKind, RestoreSpec, RestoreTarget};
+use crate::model::{
+    DrillSpec, FileOutput, RestoreKind, RestoreSpec, RestoreTarget, drill_database,
+};
 use crate::secret_ref::SecretRef;
 use crate::store::{parse_enum, to_i64, to_u64};
 
@@ -156,6 +159,30 @@ pub(crate) async fn insert(
     .bind(&spec.schemas)
     .bind(&spec.tables)
     .bind(spec.copy_datastore.as_deref())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Writes a drill's target: the drill server, the scratch database
+/// ([`drill_database`] of the job) and the secret (called by
+/// `store::jobs::insert`).
+pub(crate) async fn insert_drill(
+    db: impl PgExecutor<'_>,
+    job_id: Uuid,
+    drill: &DrillSpec,
+) -> Result<()> {
+    let secret = secret_columns(&drill.secret);
+    sqlx::query(
+        "INSERT INTO restore_targets (job_id, kind, target_server_id, target_database, target_secret_id,
+                                      target_secret_ref)
+         VALUES ($1, 'DATABASE', $2, $3, $4, $5)",
+    )
+    .bind(job_id)
+    .bind(&drill.server_id)
+    .bind(drill_database(job_id))
+    .bind(secret.0)
+    .bind(secret.1)
     .execute(db)
     .await?;
     Ok(())

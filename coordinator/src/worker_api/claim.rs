@@ -17,7 +17,7 @@
 //! wrapped in the same transaction); a task that reads a point gets that
 //! point's unwrapped key (`crate::encryption`), never a vault's.
 //!
-//! A backup or a restore as a database takes slots of its server's
+//! A backup, a restore as a database or a restore drill takes slots of its server's
 //! connection budget in the same transaction ([`crate::budget`]); the task
 //! carries how many. With too few free the claim is undone: the job stays
 //! queued and is offered again after [`SLOT_RETRY`].
@@ -156,6 +156,7 @@ fn limit_connections(task: &mut pb::Task, slots: u32) {
     match task.kind.as_mut() {
         Some(pb::task::Kind::Backup(backup)) => backup.max_server_connections = slots,
         Some(pb::task::Kind::Restore(restore)) => restore.max_server_connections = slots,
+        Some(pb::task::Kind::Drill(drill)) => drill.max_server_connections = slots,
         _ => {}
     }
 }
@@ -229,6 +230,7 @@ async fn build_task(ctx: &ApiContext, conn: &mut PgConnection, job: &Job) -> Res
         | JobSpec::Rehydrate { .. }
         | JobSpec::Copy { .. } => crate::lifecycle::tasks::build(conn, job).await?,
         JobSpec::Verify { .. } => crate::verify::task::build(conn, job).await?,
+        JobSpec::Drill(_) => crate::drill::task::build(ctx, conn, job).await?,
     };
     attach_point_key(ctx, conn, job, &mut kind).await?;
     Ok(pb::Task {
@@ -263,6 +265,7 @@ pub(super) async fn attach_point_key(
         | JobSpec::Rehydrate { point_id, .. }
         | JobSpec::Copy { point_id, .. }
         | JobSpec::Verify { point_id, .. } => *point_id,
+        JobSpec::Drill(drill) => drill.point_id,
         JobSpec::Backup { .. } | JobSpec::Delete { .. } => return Ok(()),
     };
     let key = encryption::existing_point_key(conn, &ctx.cipher, &job.vault_id, point_id).await?;
@@ -274,6 +277,7 @@ pub(super) async fn attach_point_key(
         pb::task::Kind::Rehydrate(task) => task.point_key = key,
         pb::task::Kind::Copy(task) => task.point_key = key,
         pb::task::Kind::Verify(task) => task.point_key = key,
+        pb::task::Kind::Drill(task) => task.point_key = key,
         // A backup's key is made at claim; helpers get theirs with ClaimChunk.
         pb::task::Kind::Backup(_) | pb::task::Kind::Delete(_) | pb::task::Kind::Chunk(_) => {}
     }

@@ -139,8 +139,16 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
         released |= crate::copies::queue::after_backup(&mut tx, &policy, *instance_id, point_id)
             .await?
             .is_some();
+        released |= crate::drill::queue::after_backup(&mut tx, &policy, *instance_id, point_id)
+            .await?
+            .is_some();
     }
     crate::verify::outcome::record(&mut tx, &job, ctx.clock.now(), None).await?;
+    let drilled = match &req.result {
+        Some(pb::complete_task_request::Result::Drill(result)) => Some(result),
+        _ => None,
+    };
+    crate::drill::outcome::record(&mut tx, &job, ctx.clock.now(), Ok(drilled)).await?;
     jobs::complete(&mut *tx, job.id, &progress, point_id).await?;
     connection_slots::release_job(&mut *tx, job.id).await?;
     let tables = job_details::tables_from_pb(req.tables.clone())?;
@@ -285,6 +293,7 @@ async fn record_point(
         create_time: chrono::Utc::now(),
         soft_delete: None,
         last_verify: None,
+        last_drill: None,
     };
     recovery_points::insert(&mut *conn, &point).await?;
     Ok(point_id)
@@ -357,6 +366,7 @@ pub async fn fail(ctx: &ApiContext, req: pb::FailTaskRequest) -> Result<()> {
     } else {
         jobs::finish_failed(&mut *tx, job.id, JobState::Failed, &error).await?;
         crate::verify::outcome::record(&mut tx, &job, ctx.clock.now(), Some(&error.code)).await?;
+        crate::drill::outcome::record(&mut tx, &job, ctx.clock.now(), Err(&error.code)).await?;
         tx.commit().await?;
         tracing::warn!(job_id = %job.id, attempt = job.attempt, code = %error.code, "job failed");
     }

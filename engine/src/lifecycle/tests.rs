@@ -66,6 +66,7 @@ fn write_point(dir: &tempfile::TempDir) -> String {
                 raw_bytes: 1,
                 object: entry("data/1/00000.copy.zst", &chunk),
                 segment: None,
+                row_digest: None,
             }],
         }],
         sequences: vec![],

@@ -13,6 +13,9 @@
 //! ([`Segment`]: byte range, rows and a SHA-256 of its own, so a restore
 //! can read it alone).
 //!
+//! The same pool job feeds the batch's rows to the segment's [`RowDigest`]
+//! (content digest of the rows, recorded as `ChunkEntry::row_digest`).
+//!
 //! With a data key ([`ChunkWriter::sealed`]) each segment's frames are
 //! sealed as one stream ([`crate::seal`]) on the same pool job, right after
 //! compression; offsets, sizes and hashes are of the sealed bytes.
@@ -26,9 +29,10 @@ use sha2::{Digest, Sha256};
 
 use super::object_path;
 use super::upload::Upload;
-use crate::cpu::{count_newlines, measured, pool};
+use crate::cpu::{measured, pool};
 use crate::error::EngineError;
 use crate::manifest::ObjectEntry;
+use crate::row_digest::RowDigest;
 use crate::seal::{PointKey, Sealer};
 use crate::stages::{CpuStage, Lane, LaneStage, StageClock};
 
@@ -68,6 +72,8 @@ pub(crate) struct Segment {
     /// Uncompressed bytes and text rows (newlines).
     pub raw_bytes: u64,
     pub rows: u64,
+    /// The rows' content digest ([`RowDigest`]).
+    pub row_digest: u128,
 }
 
 /// What moves between the lane and the pool: the running hashes and counts.
@@ -82,7 +88,8 @@ struct State {
     frames: u64,
     stored: u64,
     raw: u64,
-    rows: u64,
+    /// The current segment's rows so far (and their count).
+    digest: RowDigest,
     /// The point's data key and the object's path (bound into each stream).
     key: Option<(PointKey, String)>,
     /// The current segment's stream, once its first frame is sealed.
@@ -96,7 +103,7 @@ impl State {
         let compressed = if batch.is_empty() && !(end && self.frames == 0) {
             Vec::new()
         } else {
-            self.rows += count_newlines(batch);
+            self.digest.update(batch);
             self.raw += batch.len() as u64;
             compress(batch, self.level)?
         };
@@ -144,7 +151,8 @@ impl State {
             size: self.stored - self.segment_offset,
             sha256,
             raw_bytes: std::mem::take(&mut self.raw),
-            rows: std::mem::take(&mut self.rows),
+            rows: self.digest.rows(),
+            row_digest: self.digest.finish(),
         };
         self.segment_offset = self.stored;
         self.frames = 0;
@@ -194,7 +202,7 @@ impl ChunkWriter {
                 frames: 0,
                 stored: 0,
                 raw: 0,
-                rows: 0,
+                digest: RowDigest::default(),
                 key: None,
                 sealer: None,
             }),

@@ -92,6 +92,7 @@ async fn chunks_of_many_frames_and_bundle_segments_read_back_verified() {
                 size: segment.size,
                 sha256: segment.sha256.clone(),
             }),
+            row_digest: None,
         };
         assert!(segment.size > 0, "even an empty table is a valid frame");
         assert_eq!(read_all(&store, Source::of(&chunk), &clock).await, *table);

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::chunk_link::ChunkLink;
 use super::fanout::LeaderDispatch;
 use super::stage_split::{bytes_read, stage_split};
-use super::{lifecycle, restore_files, verify};
+use super::{drill, lifecycle, restore_files, verify};
 
 /// The lease a task runs under, for what a backup fanned out across the
 /// fleet needs (its leader's calls carry the job's lease token).
@@ -133,6 +133,12 @@ impl TaskExecutor for EngineExecutor {
             task::Kind::Verify(task) => verify::run(task, options, progress, cancel)
                 .await
                 .map(complete_task_request::Result::Verify),
+            task::Kind::Drill(mut task) => {
+                let target = pg_target(task.target.take())?;
+                drill::run(task, target, options, progress, cancel)
+                    .await
+                    .map(complete_task_request::Result::Drill)
+            }
         }
     }
 
@@ -343,6 +349,7 @@ fn point_key(kind: &task::Kind) -> Result<Option<engine::seal::PointKey>, Engine
         task::Kind::Rehydrate(t) => t.point_key.as_ref(),
         task::Kind::Copy(t) => t.point_key.as_ref(),
         task::Kind::Verify(t) => t.point_key.as_ref(),
+        task::Kind::Drill(t) => t.point_key.as_ref(),
         task::Kind::Chunk(t) => t.point_key.as_ref(),
         task::Kind::Delete(_) => None,
     };

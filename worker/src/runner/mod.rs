@@ -27,6 +27,7 @@
 
 mod channel;
 mod chunk_link;
+mod drill;
 mod execute;
 mod executor;
 mod fanout;

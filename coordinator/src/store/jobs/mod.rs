@@ -85,8 +85,10 @@ pub async fn insert(conn: &mut PgConnection, job: &NewJob) -> Result<Job> {
     .execute(&mut *conn)
     .instrument(span)
     .await?;
-    if let JobSpec::Restore(restore) = &job.spec {
-        restore_targets::insert(&mut *conn, id, restore).await?;
+    match &job.spec {
+        JobSpec::Restore(restore) => restore_targets::insert(&mut *conn, id, restore).await?,
+        JobSpec::Drill(drill) => restore_targets::insert_drill(&mut *conn, id, drill).await?,
+        _ => {}
     }
     get(&mut *conn, id).await
 }
@@ -100,7 +102,10 @@ pub async fn insert_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> Result<Vec
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    if jobs.iter().any(|j| matches!(j.spec, JobSpec::Restore(_))) {
+    if jobs
+        .iter()
+        .any(|j| matches!(j.spec, JobSpec::Restore(_) | JobSpec::Drill(_)))
+    {
         return Err(CoordinatorError::internal(
             "restores are created one at a time, with their target",
         ));

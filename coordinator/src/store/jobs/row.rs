@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use crate::error::{CoordinatorError, Result};
 use crate::model::{
-    BackupTrigger, DeleteScope, Job, JobError, JobSpec, JobState, Operation, Progress, RestoreSpec,
-    Route, RuleKind,
+    BackupTrigger, DeleteScope, DrillSpec, Job, JobError, JobSpec, JobState, Operation, Progress,
+    RestoreSpec, RestoreTarget, Route, RuleKind,
 };
 use crate::store::restore_targets::{JOIN, JOINED_COLUMNS, JoinedTarget, TargetFacts};
 use crate::store::{parse_enum, to_u32, to_u64};
@@ -159,6 +159,17 @@ fn to_job(r: JobRow, target: Option<TargetFacts>) -> Result<Job> {
             instance_id,
             point_id: point()?,
         },
+        Operation::Drill => match target.map(|t| t.target) {
+            Some(RestoreTarget::Database {
+                server_id, secret, ..
+            }) => JobSpec::Drill(Box::new(DrillSpec {
+                instance_id,
+                point_id: point()?,
+                server_id,
+                secret,
+            })),
+            _ => return Err(broken("has no drill server in its target")),
+        },
         Operation::Delete => JobSpec::Delete {
             instance_id,
             point_id: point()?,
@@ -233,6 +244,7 @@ impl SpecColumns {
             | JobSpec::Delete { point_id, .. }
             | JobSpec::Copy { point_id, .. } => (Some(*point_id), None, None),
             JobSpec::Verify { point_id, .. } => (Some(*point_id), None, None),
+            JobSpec::Drill(drill) => (Some(drill.point_id), None, None),
             JobSpec::Rehydrate { point_id, days, .. } => (
                 Some(*point_id),
                 None,

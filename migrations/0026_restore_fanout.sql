@@ -1,4 +1,4 @@
--- pgvault state database, version 27: restores fanned out across workers.
+-- pgvault state database, version 26: restores fanned out across workers.
 -- A chunk sub-task is now one of two kinds: DUMP (a backup's planned object,
 -- dumped on the leader's exported snapshot) or LOAD (a restore's planned
 -- load, COPY'd into the target database the leader created and filled with

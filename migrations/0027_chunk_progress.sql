@@ -1,4 +1,4 @@
--- pgvault state database, version 28: progress of a fanned-out backup's
+-- pgvault state database, version 27: progress of a fanned-out backup's
 -- chunks, for the fleet's combined throughput in job details (`job watch`).
 -- A claim stamps claim_time and starts the chunk's counts over; a helper's
 -- chunk heartbeat records the uncompressed COPY bytes and rows read so far;
