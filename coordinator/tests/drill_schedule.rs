@@ -3,7 +3,8 @@
 //! drill slot queues one drill per instance, of its newest point, once; a
 //! slot before the policy existed never runs; the next slot drills again.
 //! A drill schedule is refused without a drill server, and a malformed one
-//! is refused naming the field.
+//! is refused naming the field; the policies table's CHECK holds a drill
+//! with a frequency, a schedule or both, and nothing else.
 
 mod common;
 
@@ -290,5 +291,68 @@ async fn a_drill_schedule_needs_a_server_and_a_malformed_one_is_named() {
         status.message().contains("--drill-every") && status.message().contains("--drill "),
         "{status:?}"
     );
+    h.stop().await;
+}
+
+/// Sets policy `daily`'s drill columns: server (secret with it), every,
+/// weekdays and time of day (the zone with the weekdays).
+async fn set_drill(
+    pool: &PgPool,
+    server: &str,
+    every: i32,
+    days: Option<Vec<i16>>,
+    at: Option<&str>,
+) -> Result<sqlx::postgres::PgQueryResult, sqlx::Error> {
+    let zone = days.as_ref().map(|_| "UTC");
+    sqlx::query(
+        "UPDATE policies SET drill_server = $1, drill_secret = $2, drill_every = $3,
+                drill_weekdays = $4, drill_time_of_day = $5, drill_time_zone = $6
+          WHERE vault_id = 'v' AND id = 'daily'",
+    )
+    .bind(server)
+    .bind(if server.is_empty() {
+        ""
+    } else {
+        "secret://pg1-admin"
+    })
+    .bind(every)
+    .bind(days)
+    .bind(at)
+    .bind(zone)
+    .execute(pool)
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_table_holds_a_drill_with_a_frequency_a_schedule_or_both_and_nothing_else() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    let pool = PgPool::connect(&h.cluster.url("postgres"))
+        .await
+        .expect("pool");
+    let refused = |result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>| {
+        let error = result.expect_err("refused by the CHECK");
+        assert_eq!(
+            error.as_database_error().and_then(|e| e.constraint()),
+            Some("policies_drill_check"),
+            "{error}"
+        );
+    };
+    // Every Nth backup (the rows before migration 0028), a schedule, both.
+    set_drill(&pool, "pg1", 3, None, None)
+        .await
+        .expect("every N");
+    set_drill(&pool, "pg1", 0, Some(vec![7]), Some("04:00"))
+        .await
+        .expect("a schedule");
+    set_drill(&pool, "pg1", 2, Some(vec![3, 7]), Some("04:00"))
+        .await
+        .expect("both");
+    set_drill(&pool, "", 0, None, None).await.expect("no drill");
+    // A server with neither, a schedule or frequency without a server, half a schedule.
+    refused(set_drill(&pool, "pg1", 0, None, None).await);
+    refused(set_drill(&pool, "", 0, Some(vec![7]), Some("04:00")).await);
+    refused(set_drill(&pool, "", 2, None, None).await);
+    refused(set_drill(&pool, "pg1", 0, Some(vec![7]), None).await);
     h.stop().await;
 }

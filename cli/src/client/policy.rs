@@ -532,6 +532,35 @@ mod tests {
     }
 
     #[test]
+    fn policy_show_prints_the_drill_frequency_and_schedule() {
+        let mut policy = Policy {
+            drill_server: "drill-db".into(),
+            drill_secret: "secrets/drill".into(),
+            drill_every: 7,
+            ..Policy::default()
+        };
+        assert_eq!(
+            drill_text(&policy),
+            "on drill-db (secrets/drill) after every 7 backups"
+        );
+        policy.drill_schedule = Some(
+            parse_verify_schedule("weekly:sun@04:00")
+                .unwrap()
+                .schedule(None),
+        );
+        assert_eq!(
+            drill_text(&policy),
+            "on drill-db (secrets/drill) after every 7 backups, sun at 04:00 (UTC)"
+        );
+        policy.drill_every = 0;
+        assert_eq!(
+            drill_text(&policy),
+            "on drill-db (secrets/drill) sun at 04:00 (UTC)"
+        );
+        assert_eq!(drill_text(&Policy::default()), "-");
+    }
+
+    #[test]
     fn verify_schedules_read_days_and_a_time() {
         let weekly = parse_verify_schedule("weekly:sun@3:00").unwrap();
         assert_eq!(weekly.weekdays, vec![Weekday::Sunday]);
