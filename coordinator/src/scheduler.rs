@@ -87,6 +87,9 @@ pub async fn run(
             if let Err(error) = crate::verify::schedule::pass(&ctx, now).await {
                 tracing::warn!(error = %error, "scheduled verify pass failed");
             }
+            if let Err(error) = crate::drill::schedule::pass(&ctx, now).await {
+                tracing::warn!(error = %error, "scheduled drill pass failed");
+            }
         }
         tokio::select! {
             _ = cancel.cancelled() => break,

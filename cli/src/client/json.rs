@@ -81,6 +81,7 @@ pub fn policy(p: &Policy) -> Value {
         "drill_server": p.drill_server,
         "drill_secret": p.drill_secret,
         "drill_every": p.drill_every,
+        "drill_schedule": p.drill_schedule.as_ref().map(schedule_json),
         "create_time": timestamp(p.create_time.as_ref()),
     })
 }

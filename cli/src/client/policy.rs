@@ -25,7 +25,9 @@ pub enum PolicyCommand {
         pgvault policy create weekly --vault prod --weekdays sun --at 23:00 \\\n      \
         --time-zone Europe/Berlin --retain P3M --monthly P12M --yearly P10Y\n  \
         pgvault policy create archived --vault prod --file archived.toml\n  \
-        pgvault policy create nightly --vault prod --weekdays mon,wed,fri --at 02:30 --verify weekly:sun@03:00")]
+        pgvault policy create nightly --vault prod --weekdays mon,wed,fri --at 02:30 --verify weekly:sun@03:00\n  \
+        pgvault policy create drilled --vault prod --weekdays mon,thu --at 02:30 \\\n      \
+        --drill-server db-drill --drill-secret drill --drill weekly:sun@04:00")]
     Create {
         /// Short id of the new policy.
         name: String,
@@ -34,7 +36,7 @@ pub enum PolicyCommand {
         vault: String,
         /// The whole policy from a JSON (.json) or TOML file, in the form
         /// `pgvault policy show` prints.
-        #[arg(long, value_name = "PATH", conflicts_with_all = ["weekdays", "at", "time_zone", "verify", "retain", "weekly", "monthly", "yearly", "keep_min", "retain_archive", "weekly_archive", "monthly_archive", "yearly_archive", "copy_to", "copy_retention", "drill_server", "drill_secret", "drill_every"])]
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["weekdays", "at", "time_zone", "verify", "retain", "weekly", "monthly", "yearly", "keep_min", "retain_archive", "weekly_archive", "monthly_archive", "yearly_archive", "copy_to", "copy_retention", "drill_server", "drill_secret", "drill_every", "drill"])]
         file: Option<PathBuf>,
         /// Days backups run on, comma-separated: mon,tue,wed,thu,fri,sat,sun.
         #[arg(long, required_unless_present = "file", value_delimiter = ',', value_parser = parse_weekday)]
@@ -42,7 +44,7 @@ pub enum PolicyCommand {
         /// Local time of day backups start, HH:MM (24 h).
         #[arg(long, value_name = "HH:MM", required_unless_present = "file", value_parser = parse_time_of_day)]
         at: Option<String>,
-        /// IANA time zone of --at and --verify, e.g. Europe/Berlin (default UTC).
+        /// IANA time zone of --at, --verify and --drill, e.g. Europe/Berlin (default UTC).
         #[arg(long)]
         time_zone: Option<String>,
         /// How long every recovery point is kept (the Default rule), ISO 8601, e.g. P3M (the default).
@@ -95,7 +97,8 @@ pub struct ArchiveArgs {
     /// Restore drills: the server scratch databases are restored into
     /// (a registered server; the newest point of an instance is restored
     /// there, checked table by table against the manifest, then dropped).
-    #[arg(long, value_name = "SERVER", requires_all = ["drill_secret", "drill_every"])]
+    /// Needs --drill-secret and --drill-every, --drill or both.
+    #[arg(long, value_name = "SERVER", requires = "drill_secret")]
     drill_server: Option<String>,
     /// The secret the drill connects to --drill-server with (may create databases).
     #[arg(long, value_name = "SECRET", requires = "drill_server")]
@@ -103,6 +106,10 @@ pub struct ArchiveArgs {
     /// Drill after every Nth completed backup of an instance (1: every backup).
     #[arg(long, value_name = "N", requires = "drill_server", value_parser = clap::value_parser!(u32).range(1..))]
     drill_every: Option<u32>,
+    /// Drill every instance's newest recovery point on these days at this
+    /// time: `weekly:sun@04:00` or `sun,wed@04:00`.
+    #[arg(long, value_name = "[weekly:]DAYS@HH:MM", value_parser = parse_verify_schedule, requires = "drill_server")]
+    drill: Option<VerifyAt>,
     /// Verify every recovery point of the policy's instances on these
     /// days at this time: `weekly:sun@03:00` or `mon,thu@03:00`.
     #[arg(long, value_name = "[weekly:]DAYS@HH:MM", value_parser = parse_verify_schedule)]
@@ -154,6 +161,7 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
                 drill_server,
                 drill_secret,
                 drill_every,
+                drill,
                 verify,
                 keep_min,
                 retain_archive,
@@ -198,11 +206,8 @@ pub async fn run(api: &Api, command: PolicyCommand) -> anyhow::Result<ExitCode> 
                 })
                 .collect();
             let policy = Policy {
-                verify_schedule: verify.map(|v| Schedule {
-                    weekdays: v.weekdays.into_iter().map(|d| d as i32).collect(),
-                    time_of_day: v.at,
-                    time_zone: time_zone.clone().unwrap_or_default(),
-                }),
+                verify_schedule: verify.map(|v| v.schedule(time_zone.as_deref())),
+                drill_schedule: drill.map(|v| v.schedule(time_zone.as_deref())),
                 schedule: Some(Schedule {
                     weekdays: weekdays.into_iter().map(|d| d as i32).collect(),
                     time_of_day: at.unwrap_or_default(),
@@ -333,26 +338,46 @@ fn verify_text(schedule: Option<&Schedule>) -> String {
     }
 }
 
-/// "on db-drill (secrets/drill) after every 2nd backup"; "-" when none.
+/// "on db-drill (secrets/drill) after every 2 backups, sun at 04:00 (UTC)";
+/// "-" when none.
 fn drill_text(policy: &Policy) -> String {
     if policy.drill_server.is_empty() {
         return "-".to_owned();
     }
-    let every = match policy.drill_every {
-        1 => "every backup".to_owned(),
-        n => format!("every {n} backups"),
-    };
+    let mut when = Vec::new();
+    match policy.drill_every {
+        0 => {}
+        1 => when.push("after every backup".to_owned()),
+        n => when.push(format!("after every {n} backups")),
+    }
+    if policy.drill_schedule.is_some() {
+        when.push(verify_text(policy.drill_schedule.as_ref()));
+    }
     format!(
-        "on {} ({}) after {every}",
-        policy.drill_server, policy.drill_secret
+        "on {} ({}) {}",
+        policy.drill_server,
+        policy.drill_secret,
+        when.join(", ")
     )
 }
 
-/// `--verify`: the weekdays and time of day of a policy's verify schedule.
+/// `--verify` and `--drill`: the weekdays and time of day of a policy's
+/// verify or drill schedule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifyAt {
     pub weekdays: Vec<Weekday>,
     pub at: String,
+}
+
+impl VerifyAt {
+    /// The API's schedule in `time_zone` (the policy's; `None`: UTC).
+    fn schedule(self, time_zone: Option<&str>) -> Schedule {
+        Schedule {
+            weekdays: self.weekdays.into_iter().map(|d| d as i32).collect(),
+            time_of_day: self.at,
+            time_zone: time_zone.unwrap_or_default().to_owned(),
+        }
+    }
 }
 
 /// `weekly:sun@03:00` or `mon,thu@03:00` → [`VerifyAt`].
@@ -360,7 +385,7 @@ pub fn parse_verify_schedule(input: &str) -> Result<VerifyAt, String> {
     let text = input.trim();
     let text = text.strip_prefix("weekly:").unwrap_or(text);
     let (days, at) = text.split_once('@').ok_or_else(|| {
-        format!("\"{input}\" is not a verify schedule; use DAYS@HH:MM, e.g. weekly:sun@03:00 or mon,thu@03:00")
+        format!("\"{input}\" is not a weekly schedule; use DAYS@HH:MM, e.g. weekly:sun@03:00 or mon,thu@03:00")
     })?;
     let weekdays = days
         .split(',')
@@ -504,6 +529,35 @@ mod tests {
             weekdays_text(&[Weekday::Monday as i32, Weekday::Thursday as i32]),
             "mon,thu"
         );
+    }
+
+    #[test]
+    fn policy_show_prints_the_drill_frequency_and_schedule() {
+        let mut policy = Policy {
+            drill_server: "drill-db".into(),
+            drill_secret: "secrets/drill".into(),
+            drill_every: 7,
+            ..Policy::default()
+        };
+        assert_eq!(
+            drill_text(&policy),
+            "on drill-db (secrets/drill) after every 7 backups"
+        );
+        policy.drill_schedule = Some(
+            parse_verify_schedule("weekly:sun@04:00")
+                .unwrap()
+                .schedule(None),
+        );
+        assert_eq!(
+            drill_text(&policy),
+            "on drill-db (secrets/drill) after every 7 backups, sun at 04:00 (UTC)"
+        );
+        policy.drill_every = 0;
+        assert_eq!(
+            drill_text(&policy),
+            "on drill-db (secrets/drill) sun at 04:00 (UTC)"
+        );
+        assert_eq!(drill_text(&Policy::default()), "-");
     }
 
     #[test]

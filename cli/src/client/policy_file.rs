@@ -19,7 +19,9 @@
 //! ```
 //!
 //! An optional `[verify_schedule]` (same fields as `[schedule]`) verifies
-//! every recovery point of the policy's instances at those times.
+//! every recovery point of the policy's instances at those times; an
+//! optional `[drill_schedule]` (with `drill_server` and `drill_secret`)
+//! drills every instance's newest point at those times.
 //!
 //! Weekdays and rule kinds accept any case and short weekday names (`mon`).
 //! `keep_min` (at least 1; default 3) is how many of an instance's newest
@@ -53,7 +55,7 @@ pub struct PolicyFile {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub copy_retention: String,
     /// Restore drills: the server, its secret, and after every how many
-    /// completed backups of an instance (all three together).
+    /// completed backups of an instance and/or `drill_schedule`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub drill_server: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -66,6 +68,9 @@ pub struct PolicyFile {
     /// When every recovery point of the policy's instances is verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_schedule: Option<ScheduleFile>,
+    /// When every instance's newest recovery point is drilled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_schedule: Option<ScheduleFile>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -123,6 +128,11 @@ pub fn to_policy(file: PolicyFile) -> anyhow::Result<Policy> {
         .as_ref()
         .map(|s| to_schedule(s, "verify_schedule"))
         .transpose()?;
+    let drill_schedule = file
+        .drill_schedule
+        .as_ref()
+        .map(|s| to_schedule(s, "drill_schedule"))
+        .transpose()?;
     let mut retention_rules = Vec::new();
     for (i, rule) in file.retention_rules.iter().enumerate() {
         let Some(kind) = from_short_name::<RetentionRuleKind>(&rule.kind) else {
@@ -170,6 +180,7 @@ pub fn to_policy(file: PolicyFile) -> anyhow::Result<Policy> {
         drill_server: file.drill_server.trim().to_owned(),
         drill_secret: file.drill_secret.trim().to_owned(),
         drill_every: file.drill_every,
+        drill_schedule,
         ..Policy::default()
     })
 }
@@ -231,6 +242,7 @@ pub fn from_policy(policy: &Policy) -> PolicyFile {
         drill_server: policy.drill_server.clone(),
         drill_secret: policy.drill_secret.clone(),
         drill_every: policy.drill_every,
+        drill_schedule: policy.drill_schedule.clone().map(schedule_file),
         retention_rules: policy
             .retention_rules
             .iter()
@@ -293,7 +305,29 @@ mod tests {
             drill_server: "drill-db".into(),
             drill_secret: "secrets/drill".into(),
             drill_every: 7,
+            drill_schedule: Some(Schedule {
+                weekdays: vec![Weekday::Sunday as i32, Weekday::Wednesday as i32],
+                time_of_day: "04:00".into(),
+                time_zone: "Europe/Berlin".into(),
+            }),
         }
+    }
+
+    #[test]
+    fn a_drill_schedule_reads_back_and_its_errors_name_it() {
+        let toml = render(&stored(), FileFormat::Toml).unwrap();
+        assert!(toml.contains("[drill_schedule]"), "{toml}");
+        let back = to_policy(toml::from_str(&toml).unwrap()).unwrap();
+        assert_eq!(back.drill_schedule, stored().drill_schedule);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(
+            &path,
+            "drill_server = \"drill-db\"\ndrill_secret = \"drill\"\n\n[schedule]\nweekdays = [\"mon\"]\ntime_of_day = \"02:30\"\n\n[drill_schedule]\nweekdays = [\"someday\"]\ntime_of_day = \"04:00\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", read(&path).unwrap_err());
+        assert!(err.contains("drill_schedule.weekdays"), "{err}");
     }
 
     #[test]

@@ -130,6 +130,11 @@ impl From<Policy> for pb::Policy {
                 .map(|d| d.secret.api_name())
                 .unwrap_or_default(),
             drill_every: p.drill.as_ref().map_or(0, |d| d.every),
+            drill_schedule: p.drill.and_then(|d| d.schedule).map(|s| pb::Schedule {
+                weekdays: s.weekdays.iter().map(|d| i32::from(*d)).collect(),
+                time_of_day: s.time_of_day,
+                time_zone: s.time_zone,
+            }),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `PolicyService`: create (schedule and retention rules validated, the
 //! DEFAULT rule always present, the copy datastore checked and prepared,
-//! the drill server and secret checked),
+//! the drill server, secret and schedule checked),
 //! get and list a vault's policies, each with its next run on the
 //! coordinator's clock.
 
@@ -52,6 +52,7 @@ impl PolicyApi {
             &input.drill_server,
             &input.drill_secret,
             input.drill_every,
+            drill_schedule(input.drill_schedule.as_ref())?,
         )
         .await?;
         validation::archive_available(
@@ -73,6 +74,22 @@ impl PolicyApi {
         out.next_run_time = next.map(timestamp);
         out
     }
+}
+
+/// The request's drill schedule, validated like the verify schedule.
+fn drill_schedule(input: Option<&pb::Schedule>) -> Result<Option<crate::model::Schedule>> {
+    input
+        .map(|s| {
+            validation::schedule(
+                "policy.drill_schedule",
+                ScheduleInput {
+                    weekdays: &s.weekdays,
+                    time_of_day: &s.time_of_day,
+                    time_zone: &s.time_zone,
+                },
+            )
+        })
+        .transpose()
 }
 
 /// Builds a validated policy from the request's `policy` field.

@@ -2,10 +2,13 @@
 //! (`pgvault_drill_<short job id>`) on a drill server, every table's rows
 //! and row checksum compared with the manifest, the scratch database
 //! dropped (the engine's `drill_point`); the result recorded on the point.
-//! - [`rule`]: a policy's drill (server, secret, every Nth backup), validated;
+//! - [`rule`]: a policy's drill (server, secret, every Nth backup and/or a
+//!   weekly schedule), validated;
 //! - [`queue`]: one drill job of a point — on demand or after every Nth
 //!   completed backup of an instance under a drilling policy — refused for
 //!   soft-deleted and archive points, at most one queued or running per point;
+//! - [`schedule`]: the scheduler's pass that drills every instance's newest
+//!   point at each due slot of a policy's drill schedule;
 //! - [`task`]: the worker task a claim builds (point, scratch database and
 //!   the drill server's connection, resolved again on every claim);
 //! - [`outcome`]: the result recorded on the point when the job ends.
@@ -19,4 +22,5 @@
 pub mod outcome;
 pub mod queue;
 pub mod rule;
+pub mod schedule;
 pub mod task;

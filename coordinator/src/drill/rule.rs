@@ -1,11 +1,12 @@
 //! A policy's restore drill: the drill server (it must exist), the secret
 //! scratch databases are made with (checked like a restore's: it exists and
-//! is granted to the vault) and after every how many completed backups of
-//! an instance its newest point is drilled. All empty: no drills.
+//! is granted to the vault), and when the instances' newest points are
+//! drilled: after every Nth completed backup of an instance, at the slots of
+//! a weekly schedule, or both. All empty: no drills.
 
 use crate::api::ApiContext;
 use crate::error::{CoordinatorError, Result};
-use crate::model::DrillRule;
+use crate::model::{DrillRule, Schedule};
 use crate::names;
 use crate::secret_ref::SecretRef;
 
@@ -16,9 +17,10 @@ pub async fn validate(
     server: &str,
     secret: &str,
     every: u32,
+    schedule: Option<Schedule>,
 ) -> Result<Option<DrillRule>> {
     let (server, secret) = (server.trim(), secret.trim());
-    if server.is_empty() && secret.is_empty() && every == 0 {
+    if server.is_empty() && secret.is_empty() && every == 0 && schedule.is_none() {
         return Ok(None);
     }
     if server.is_empty() {
@@ -33,10 +35,10 @@ pub async fn validate(
             "a drill needs the secret to connect to its server with: pass --drill-secret NAME",
         ));
     }
-    if every == 0 {
+    if every == 0 && schedule.is_none() {
         return Err(CoordinatorError::invalid(
             "policy.drill_every",
-            "say how often to drill: --drill-every N drills the newest point after every Nth completed backup of an instance",
+            "say when to drill: --drill-every N drills the newest point after every Nth completed backup of an instance, --drill weekly:sun@04:00 drills every instance's newest point at each slot (or pass both)",
         ));
     }
     let server_id = known_server(ctx, "policy.drill_server", server).await?;
@@ -46,6 +48,7 @@ pub async fn validate(
         server_id,
         secret,
         every,
+        schedule,
     }))
 }
 

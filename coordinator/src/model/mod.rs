@@ -151,8 +151,11 @@ pub struct DrillRule {
     pub server_id: String,
     /// What scratch databases are made with.
     pub secret: crate::secret_ref::SecretRef,
-    /// After every Nth completed backup of an instance (≥ 1).
+    /// After every Nth completed backup of an instance (0: not after backups).
     pub every: u32,
+    /// At each slot of this weekly schedule (`None`: not on a schedule); a
+    /// rule has `every` ≥ 1, a schedule or both.
+    pub schedule: Option<Schedule>,
 }
 
 /// Where a policy copies its points and how long copies are kept.

@@ -1,6 +1,7 @@
 //! Policies: a vault's weekly schedule and retention rules (rules as JSON),
 //! keep-min, the copy datastore and its retention (empty: no copies), and
-//! the restore drill's server, secret and frequency (empty: no drills).
+//! the restore drill's server, secret, frequency and weekly schedule
+//! (empty: no drills).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
@@ -28,6 +29,9 @@ struct PolicyRow {
     drill_server: String,
     drill_secret: String,
     drill_every: i32,
+    drill_weekdays: Option<Vec<i16>>,
+    drill_time_of_day: Option<String>,
+    drill_time_zone: Option<String>,
     create_time: DateTime<Utc>,
 }
 
@@ -35,6 +39,27 @@ fn weekdays_of(days: Vec<i16>) -> Vec<u8> {
     days.into_iter()
         .filter_map(|d| u8::try_from(d).ok())
         .collect()
+}
+
+/// A weekly schedule from its three nullable columns (all set or none).
+fn schedule_of(
+    days: Option<Vec<i16>>,
+    time_of_day: Option<String>,
+    time_zone: Option<String>,
+) -> Option<Schedule> {
+    match (days, time_of_day, time_zone) {
+        (Some(days), Some(time_of_day), Some(time_zone)) => Some(Schedule {
+            weekdays: weekdays_of(days),
+            time_of_day,
+            time_zone,
+        }),
+        _ => None,
+    }
+}
+
+/// A schedule's weekdays as stored.
+fn stored_weekdays(schedule: Option<&Schedule>) -> Option<Vec<i16>> {
+    schedule.map(|s| s.weekdays.iter().map(|d| i16::from(*d)).collect())
 }
 
 impl From<PolicyRow> for Policy {
@@ -53,14 +78,11 @@ impl From<PolicyRow> for Policy {
                 datastore_url: r.copy_datastore,
                 retention: r.copy_retention,
             }),
-            verify_schedule: match (r.verify_weekdays, r.verify_time_of_day, r.verify_time_zone) {
-                (Some(days), Some(time_of_day), Some(time_zone)) => Some(Schedule {
-                    weekdays: weekdays_of(days),
-                    time_of_day,
-                    time_zone,
-                }),
-                _ => None,
-            },
+            verify_schedule: schedule_of(
+                r.verify_weekdays,
+                r.verify_time_of_day,
+                r.verify_time_zone,
+            ),
             // The secret was parsed when the policy was written.
             drill: (!r.drill_server.is_empty())
                 .then(|| SecretRef::parse("drill_secret", &r.drill_secret).ok())
@@ -68,7 +90,8 @@ impl From<PolicyRow> for Policy {
                 .map(|secret| DrillRule {
                     server_id: r.drill_server,
                     secret,
-                    every: u32::try_from(r.drill_every).unwrap_or(1).max(1),
+                    every: u32::try_from(r.drill_every).unwrap_or(0),
+                    schedule: schedule_of(r.drill_weekdays, r.drill_time_of_day, r.drill_time_zone),
                 }),
             create_time: r.create_time,
         }
@@ -77,15 +100,18 @@ impl From<PolicyRow> for Policy {
 
 const COLUMNS: &str = "vault_id, id, weekdays, time_of_day, time_zone, retention_rules, keep_min, \
      copy_datastore, copy_retention, verify_weekdays, verify_time_of_day, verify_time_zone, \
-     drill_server, drill_secret, drill_every, create_time";
+     drill_server, drill_secret, drill_every, drill_weekdays, drill_time_of_day, drill_time_zone, \
+     create_time";
 
 pub async fn insert(db: impl PgExecutor<'_>, policy: &Policy) -> Result<Policy> {
     let sql = format!(
         "INSERT INTO policies (vault_id, id, weekdays, time_of_day, time_zone, retention_rules, keep_min,
                                copy_datastore, copy_retention,
                                verify_weekdays, verify_time_of_day, verify_time_zone,
-                               drill_server, drill_secret, drill_every)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {COLUMNS}"
+                               drill_server, drill_secret, drill_every,
+                               drill_weekdays, drill_time_of_day, drill_time_zone)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+         RETURNING {COLUMNS}"
     );
     let weekdays: Vec<i16> = policy
         .schedule
@@ -93,6 +119,7 @@ pub async fn insert(db: impl PgExecutor<'_>, policy: &Policy) -> Result<Policy> 
         .iter()
         .map(|d| i16::from(*d))
         .collect();
+    let drill_schedule = policy.drill.as_ref().and_then(|d| d.schedule.as_ref());
     sqlx::query_as::<_, PolicyRow>(&sql)
         .bind(&policy.vault_id)
         .bind(&policy.id)
@@ -108,12 +135,7 @@ pub async fn insert(db: impl PgExecutor<'_>, policy: &Policy) -> Result<Policy> 
                 .map_or("", |c| c.datastore_url.as_str()),
         )
         .bind(policy.copy.as_ref().map_or("", |c| c.retention.as_str()))
-        .bind(policy.verify_schedule.as_ref().map(|s| {
-            s.weekdays
-                .iter()
-                .map(|d| i16::from(*d))
-                .collect::<Vec<i16>>()
-        }))
+        .bind(stored_weekdays(policy.verify_schedule.as_ref()))
         .bind(policy.verify_schedule.as_ref().map(|s| &s.time_of_day))
         .bind(policy.verify_schedule.as_ref().map(|s| &s.time_zone))
         .bind(policy.drill.as_ref().map_or("", |d| d.server_id.as_str()))
@@ -129,6 +151,9 @@ pub async fn insert(db: impl PgExecutor<'_>, policy: &Policy) -> Result<Policy> 
                 .as_ref()
                 .map_or(0, |d| crate::store::to_i32(d.every)),
         )
+        .bind(stored_weekdays(drill_schedule))
+        .bind(drill_schedule.map(|s| &s.time_of_day))
+        .bind(drill_schedule.map(|s| &s.time_zone))
         .fetch_one(db)
         .await
         .map(Policy::from)
@@ -179,6 +204,15 @@ pub async fn list(
 pub async fn with_verify_schedule(db: impl PgExecutor<'_>) -> Result<Vec<Policy>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM policies WHERE verify_weekdays IS NOT NULL ORDER BY vault_id, id"
+    );
+    let rows = sqlx::query_as::<_, PolicyRow>(&sql).fetch_all(db).await?;
+    Ok(rows.into_iter().map(Policy::from).collect())
+}
+
+/// Every policy with a drill schedule, in every vault.
+pub async fn with_drill_schedule(db: impl PgExecutor<'_>) -> Result<Vec<Policy>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM policies WHERE drill_weekdays IS NOT NULL ORDER BY vault_id, id"
     );
     let rows = sqlx::query_as::<_, PolicyRow>(&sql).fetch_all(db).await?;
     Ok(rows.into_iter().map(Policy::from).collect())
