@@ -1,7 +1,9 @@
 //! What every request passes before a page runs: the session cookie
 //! ([`SignedIn`]), and for every POST the checks against cross-site
 //! requests ([`PostForm`]): `Sec-Fetch-Site` must say same-origin and
-//! `Origin` must be this console when the browser sends them, and the form
+//! `Origin` must be this console when the browser sends them (the host the
+//! request was sent to: its `Host` header, or over HTTP/2, which has none,
+//! the request's `:authority`), and the form
 //! must carry the session's own CSRF token (tied to the session, not a
 //! double-submitted cookie). The sign-in form, which has no session yet,
 //! carries an HMAC of a random pre-sign-in cookie instead ([`SigninCsrf`]).
@@ -9,7 +11,7 @@
 use axum::async_trait;
 use axum::extract::{Form, FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Uri, header};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
@@ -71,8 +73,11 @@ where
 }
 
 /// Refuses a request another site made the browser send: `Sec-Fetch-Site`
-/// other than same-origin, or an `Origin` that is not this console.
-pub fn same_origin(headers: &HeaderMap) -> Result<(), ConsoleError> {
+/// other than same-origin, or an `Origin` that is not this console. The
+/// console's address is the `Host` header, or where there is none (HTTP/2
+/// carries it as `:authority`, which hyper puts in the request URI) the
+/// authority of `uri`.
+pub fn same_origin(headers: &HeaderMap, uri: &Uri) -> Result<(), ConsoleError> {
     let refuse = |why: &str| {
         ConsoleError::Forbidden(format!(
             "the form was not sent from this console ({why}): open the console's page and submit it there"
@@ -88,6 +93,8 @@ pub fn same_origin(headers: &HeaderMap) -> Result<(), ConsoleError> {
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty())
+            .or_else(|| uri.authority().map(|a| a.as_str()))
             .unwrap_or_default();
         let authority = origin
             .strip_prefix("http://")
@@ -149,7 +156,7 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, ConsoleError> {
         let (mut parts, body) = request.into_parts();
         let user = SignedIn::from_request_parts(&mut parts, state).await?;
-        same_origin(&parts.headers)?;
+        same_origin(&parts.headers, &parts.uri)?;
         let request = Request::from_parts(parts, body);
         let Form(fields) = Form::<Vec<(String, String)>>::from_request(request, state)
             .await
@@ -238,15 +245,23 @@ mod tests {
         assert_eq!(read_cookie(&h, "pgv"), None);
     }
 
+    /// An HTTP/1.1 request's target: a path, no authority.
+    fn path() -> Uri {
+        Uri::from_static("/signin")
+    }
+
     #[test]
     fn cross_site_requests_are_refused() {
-        assert!(same_origin(&headers(&[("host", "127.0.0.1:8080")])).is_ok());
+        assert!(same_origin(&headers(&[("host", "127.0.0.1:8080")]), &path()).is_ok());
         assert!(
-            same_origin(&headers(&[
-                ("host", "127.0.0.1:8080"),
-                ("origin", "http://127.0.0.1:8080"),
-                ("sec-fetch-site", "same-origin"),
-            ]))
+            same_origin(
+                &headers(&[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "http://127.0.0.1:8080"),
+                    ("sec-fetch-site", "same-origin"),
+                ]),
+                &path()
+            )
             .is_ok()
         );
         for bad in [
@@ -257,10 +272,43 @@ mod tests {
             headers(&[("origin", "http://127.0.0.1:8080")]),
         ] {
             assert!(
-                matches!(same_origin(&bad), Err(ConsoleError::Forbidden(_))),
+                matches!(same_origin(&bad, &path()), Err(ConsoleError::Forbidden(_))),
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn over_http2_the_console_is_the_requests_authority() {
+        // HTTP/2 has no Host header: hyper gives the absolute URI instead.
+        let uri = Uri::from_static("https://console.test:8443/signin");
+        let ours = headers(&[
+            ("origin", "https://console.test:8443"),
+            ("sec-fetch-site", "same-origin"),
+        ]);
+        assert!(same_origin(&ours, &uri).is_ok());
+        for bad in [
+            headers(&[("origin", "https://evil.test")]),
+            headers(&[("origin", "https://console.test:9443")]),
+            headers(&[
+                ("origin", "https://console.test:8443"),
+                ("sec-fetch-site", "cross-site"),
+            ]),
+        ] {
+            assert!(
+                matches!(same_origin(&bad, &uri), Err(ConsoleError::Forbidden(_))),
+                "{bad:?}"
+            );
+        }
+        // A Host header, when sent, is the console's address.
+        let other_host = headers(&[
+            ("host", "elsewhere.test"),
+            ("origin", "https://console.test:8443"),
+        ]);
+        assert!(matches!(
+            same_origin(&other_host, &uri),
+            Err(ConsoleError::Forbidden(_))
+        ));
     }
 
     #[test]

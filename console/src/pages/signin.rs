@@ -8,7 +8,7 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use pgvault_proto::v1 as pb;
 use serde::Deserialize;
@@ -92,10 +92,11 @@ fn form_page(
 /// `POST /signin`.
 pub async fn sign_in(
     State(app): State<AppState>,
+    uri: Uri,
     headers: HeaderMap,
     Form(form): Form<SigninForm>,
 ) -> Result<Response, ConsoleError> {
-    guard::same_origin(&headers)?;
+    guard::same_origin(&headers, &uri)?;
     let nonce = read_cookie(&headers, SIGNIN_COOKIE).unwrap_or_default();
     if !app.signin.verify(nonce, &form.csrf) {
         return Err(ConsoleError::Forbidden(

@@ -287,13 +287,14 @@ impl Answer {
 
     /// The value of the hidden `csrf` field of the page.
     fn csrf(&self) -> String {
-        let at = self
-            .body
-            .find("name=\"csrf\" value=\"")
-            .expect("a csrf field")
-            + 19;
-        self.body[at..at + 64].to_string()
+        csrf_of(&self.body)
     }
+}
+
+/// The value of the hidden `csrf` field of a page.
+fn csrf_of(body: &str) -> String {
+    let at = body.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    body[at..at + 64].to_string()
 }
 
 /// A signed-in browser: its session cookie and CSRF token.
@@ -686,6 +687,83 @@ async fn over_tls_the_console_answers_https_and_marks_cookies_secure() {
         .unwrap()
         .to_string();
     assert!(cookie.ends_with("; Secure"), "{cookie}");
+    cancel.cancel();
+    console.stopped().await;
+}
+
+/// Browsers speak HTTP/2 to the console over TLS (ALPN), and HTTP/2
+/// requests carry no `Host` header: the origin check must still know the
+/// console's address, or every form, sign-in first, is refused.
+#[tokio::test]
+async fn over_tls_a_browser_signs_in_with_http2() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let pem = cert.cert.pem();
+    let mut options = crate::ConsoleOptions::new("127.0.0.1:0".parse().unwrap());
+    options.tls = Some(crate::TlsPem {
+        cert: pem.clone().into_bytes(),
+        key: cert.key_pair.serialize_pem().into_bytes(),
+    });
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let console = crate::Console::start(options, ApiChannel::new(fake_api()), cancel.clone())
+        .await
+        .expect("console");
+    // Offers h2 and http/1.1 by ALPN, as a browser does.
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem"))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let origin = format!("https://localhost:{}", console.local_addr().port());
+    let form = client
+        .get(format!("{origin}/"))
+        .send()
+        .await
+        .expect("the sign-in form over HTTP/2");
+    assert_eq!(form.version(), reqwest::Version::HTTP_2);
+    let nonce = form.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = csrf_of(&form.text().await.expect("the form's page"));
+    let sign_in = |origin: String| {
+        client
+            .post(format!(
+                "https://localhost:{}/signin",
+                console.local_addr().port()
+            ))
+            .header(reqwest::header::COOKIE, &nonce)
+            .header(reqwest::header::ORIGIN, origin)
+            .header("sec-fetch-site", "same-origin")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(format!("token={OWNER}&csrf={csrf}"))
+            .send()
+    };
+    let refused = sign_in("https://evil.test".into()).await.expect("a POST");
+    assert_eq!(refused.status(), reqwest::StatusCode::FORBIDDEN);
+    let signed_in = sign_in(origin).await.expect("the sign-in POST");
+    assert_eq!(signed_in.version(), reqwest::Version::HTTP_2);
+    assert_eq!(
+        signed_in.status(),
+        reqwest::StatusCode::SEE_OTHER,
+        "{:?}",
+        signed_in.headers()
+    );
+    assert_eq!(signed_in.headers()[reqwest::header::LOCATION], "/overview");
+    let session = signed_in
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("pgv_session="))
+        .expect("a session cookie")
+        .to_string();
+    assert!(session.ends_with("; Secure"), "{session}");
     cancel.cancel();
     console.stopped().await;
 }
