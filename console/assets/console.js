@@ -3,7 +3,9 @@
 //  - <time datetime> elements are shown in the browser's time zone, zone named;
 //  - [data-live] elements follow a server-sent event stream: each "fragment"
 //    event replaces their content with HTML the server rendered (escaped
-//    there), an "end" event stops following;
+//    there), an "end" event (the job has ended) or a "session" event (the
+//    session is gone) stops following; a stream that breaks off without
+//    either is reconnected by EventSource itself;
 //  - [data-copy] buttons copy the text of the element they name;
 //  - [data-download] buttons save the text of the element they name as a file;
 //  - forms with [data-confirm] ask before submitting.
@@ -39,8 +41,16 @@
       source.close();
       if (note) { note.textContent = "The job has ended; this page shows its final state."; }
     });
+    source.addEventListener("session", function () {
+      source.close();
+      if (note) { note.textContent = "Your session has ended: sign in again to follow the job."; }
+    });
     source.onerror = function () {
-      if (note) { note.textContent = "Live updates interrupted; reconnecting…"; }
+      if (!note) { return; }
+      // CLOSED: the server refused the stream (EventSource gives up).
+      note.textContent = source.readyState === EventSource.CLOSED
+        ? "Live updates stopped: reload the page to follow the job again."
+        : "Live updates interrupted; reconnecting…";
     };
   }
 

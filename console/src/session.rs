@@ -153,6 +153,22 @@ impl Sessions {
         })
     }
 
+    /// Whether session `id` is still live, without counting as a use: a
+    /// live job stream asks this, not the user, so an open job page does
+    /// not keep an idle session alive. An expired session is ended.
+    pub fn is_live(&self, id: &str) -> bool {
+        let now = Instant::now();
+        let mut sessions = self.lock();
+        let Some(session) = sessions.get(id) else {
+            return false;
+        };
+        if self.expired(session, now) {
+            sessions.remove(id);
+            return false;
+        }
+        true
+    }
+
     /// Ends session `id` (sign-out, or a token the API no longer accepts).
     pub fn end(&self, id: &str) {
         self.lock().remove(id);
@@ -226,6 +242,20 @@ mod tests {
         }
         tokio::time::advance(Duration::from_secs(50)).await;
         assert!(sessions.get(&s.id).is_none(), "150 s after sign-in");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn asking_whether_a_session_is_live_does_not_keep_it_alive() {
+        let sessions = Sessions::new(Duration::from_secs(60), Duration::from_secs(600));
+        let s = sessions.create(token(), "ops".into());
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(sessions.is_live(&s.id));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!sessions.is_live(&s.id), "idle for 60 s, asked or not");
+        assert!(sessions.is_empty(), "an expired session is forgotten");
+        let t = sessions.create(token(), "ops".into());
+        sessions.end(&t.id);
+        assert!(!sessions.is_live(&t.id), "signed out");
     }
 
     #[test]

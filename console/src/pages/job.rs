@@ -2,17 +2,25 @@
 //! action, attempts, per-table progress — and, while it runs, the same
 //! fragment pushed again on every change: `GET /jobs/{id}/events` follows
 //! `WatchJob` and sends each state as a server-sent event of rendered,
-//! escaped HTML that the page's script swaps in. Cancel and retry post to
-//! `CancelJob` / `RetryJob`.
+//! escaped HTML that the page's script swaps in. The stream says `end`
+//! only once the job has reached a final state; when the watch breaks off
+//! before that (a database error, a coordinator restarting) the response
+//! just ends and the browser reconnects. It stops with `session` as soon
+//! as the session is gone (sign-out, expiry), checked before every event
+//! and every [`SESSION_RECHECK`]. Cancel and retry post to `CancelJob` /
+//! `RetryJob`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
 
 use askama::Template;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use pgvault_proto::v1 as pb;
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::api::{Allowed, Api};
@@ -20,10 +28,15 @@ use crate::error::ConsoleError;
 use crate::format::{self, Badge, TimeView, id_of};
 use crate::guard::{PostForm, SignedIn};
 use crate::pages::layout::{Nav, instance_href, job_href, restore_href};
-use crate::pages::render;
+use crate::pages::{AppState, render};
+use crate::session::Sessions;
 
 /// Tables shown on the page (the API has them all).
 const TABLES_SHOWN: usize = 100;
+
+/// How often a live job stream checks that its session still exists while
+/// the job sends nothing.
+pub const SESSION_RECHECK: Duration = Duration::from_secs(15);
 
 pub struct Fact {
     pub label: &'static str,
@@ -133,12 +146,18 @@ pub async fn page(user: SignedIn, Path(id): Path<String>) -> Result<Response, Co
 }
 
 /// `GET /jobs/{id}/events`: the live fragment as server-sent events
-/// (`fragment` on every change, `end` once the job has ended).
-pub async fn events(user: SignedIn, Path(id): Path<String>) -> Result<Response, ConsoleError> {
+/// (`fragment` on every change; `end` once the job has ended; `session`
+/// when the session is gone). A response that ends with neither was cut
+/// short, and the browser's `EventSource` reconnects.
+pub async fn events(
+    State(app): State<AppState>,
+    user: SignedIn,
+    Path(id): Path<String>,
+) -> Result<Response, ConsoleError> {
     let first = get_job(&user.api, &id).await?;
     let allowed = job_permissions(&user.api, &first).await?;
     let instance = instance_of(&user.api, &first).await;
-    let mut watch = user
+    let watch = user
         .api
         .jobs()
         .watch_job(pb::WatchJobRequest {
@@ -146,48 +165,133 @@ pub async fn events(user: SignedIn, Path(id): Path<String>) -> Result<Response, 
         })
         .await?
         .into_inner();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(4);
-    let csrf = user.session.csrf.clone();
-    let api = user.api.clone();
-    tokio::spawn(async move {
-        let mut tables = Tables::new(&first);
-        loop {
-            let job = match watch.message().await {
-                Ok(Some(job)) => job,
-                Ok(None) => break,
-                Err(status) => {
-                    tracing::debug!(job = %id, error = %status, "job watch ended");
-                    break;
-                }
-            };
-            let ended = format::job_ended(job.state);
-            // WatchJob sends table changes; the final state shows them all
-            // (a table may finish before the stream first reports it).
-            let job = match ended {
-                true => get_job(&api, &id).await.unwrap_or(job),
-                false => job,
-            };
-            tables.apply(&job);
-            let fragment = live(&job, &instance, &tables.list(), &allowed, &csrf);
-            let Ok(html) = fragment.render() else { break };
-            if tx
-                .send(Ok(Event::default().event("fragment").data(html)))
-                .await
-                .is_err()
-            {
-                return; // the browser went away
-            }
-            if ended {
-                break;
-            }
-        }
-        let _ = tx
-            .send(Ok(Event::default().event("end").data("ended")))
-            .await;
-    });
+    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(4);
+    let follow = Follow {
+        id,
+        api: user.api,
+        sessions: app.sessions,
+        session: user.session.id,
+        csrf: user.session.csrf,
+        instance,
+        allowed,
+        tx,
+    };
+    tokio::spawn(follow.run(first, watch));
     Ok(Sse::new(ReceiverStream::new(rx))
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// One live job stream: what it renders with, and how it knows to stop.
+struct Follow {
+    id: String,
+    api: Api,
+    sessions: Arc<Sessions>,
+    /// The id of the session that opened the stream.
+    session: String,
+    csrf: String,
+    instance: String,
+    allowed: Allowed,
+    tx: mpsc::Sender<Result<Event, Infallible>>,
+}
+
+/// Why a live job stream stopped.
+enum Stop {
+    /// The job reached a final state: say `end`.
+    Ended,
+    /// The session is gone: say `session`.
+    SignedOut,
+    /// The watch broke off while the job runs: end the response without a
+    /// word, so the browser reconnects.
+    Interrupted,
+    /// The browser went away.
+    Gone,
+}
+
+impl Follow {
+    async fn run(self, first: pb::Job, mut watch: tonic::Streaming<pb::Job>) {
+        let mut tables = Tables::new(&first);
+        let start = tokio::time::Instant::now() + SESSION_RECHECK;
+        let mut recheck = tokio::time::interval_at(start, SESSION_RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stop = loop {
+            let message = tokio::select! {
+                _ = self.tx.closed() => break Stop::Gone,
+                _ = recheck.tick() => {
+                    if self.signed_in() {
+                        continue;
+                    }
+                    break Stop::SignedOut;
+                }
+                message = watch.message() => message,
+            };
+            if !self.signed_in() {
+                break Stop::SignedOut;
+            }
+            let (job, ended) = match message {
+                Ok(Some(job)) if !format::job_ended(job.state) => (job, false),
+                // WatchJob sends table changes; the final state shows them
+                // all (a table may finish before the stream first reports it).
+                Ok(Some(job)) => (get_job(&self.api, &self.id).await.unwrap_or(job), true),
+                // The watch ended early: the job may have ended meanwhile.
+                Ok(None) => match self.ended_meanwhile("the watch closed").await {
+                    Some(job) => (job, true),
+                    None => break Stop::Interrupted,
+                },
+                Err(status) => match self.ended_meanwhile(status.message()).await {
+                    Some(job) => (job, true),
+                    None => break Stop::Interrupted,
+                },
+            };
+            tables.apply(&job);
+            let fragment = live(
+                &job,
+                &self.instance,
+                &tables.list(),
+                &self.allowed,
+                &self.csrf,
+            );
+            let html = match fragment.render() {
+                Ok(html) => html,
+                Err(error) => {
+                    tracing::warn!(job = %self.id, error = %error, "cannot render the live job fragment");
+                    break Stop::Interrupted;
+                }
+            };
+            if !self.send("fragment", html).await {
+                break Stop::Gone;
+            }
+            if ended {
+                break Stop::Ended;
+            }
+        };
+        let last = match stop {
+            Stop::Ended => ("end", "ended"),
+            Stop::SignedOut => ("session", "ended"),
+            Stop::Interrupted | Stop::Gone => return,
+        };
+        self.send(last.0, last.1.into()).await;
+    }
+
+    /// Whether the session that opened the stream still exists.
+    fn signed_in(&self) -> bool {
+        self.sessions.is_live(&self.session)
+    }
+
+    /// After the watch broke off (`why`): the job, if it has ended since.
+    async fn ended_meanwhile(&self, why: &str) -> Option<pb::Job> {
+        tracing::debug!(job = %self.id, error = %why, "job watch ended early");
+        get_job(&self.api, &self.id)
+            .await
+            .ok()
+            .filter(|job| format::job_ended(job.state))
+    }
+
+    /// Sends event `name`; false once the browser has gone.
+    async fn send(&self, name: &str, data: String) -> bool {
+        let event = Event::default().event(name).data(data);
+        self.tx.send(Ok(event)).await.is_ok()
+    }
 }
 
 /// The table progress of the current attempt, as `WatchJob` deltas arrive.

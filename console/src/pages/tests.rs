@@ -3,7 +3,8 @@
 //! everything, "reader-token" only read, like the access gate's
 //! BackupReader) and records every call it gets. Covers sign-in and
 //! sessions, CSRF and origin checks, hidden actions and the 403 of a
-//! forged form, and escaping of what the API returns.
+//! forged form, and escaping of what the API returns. `live` covers the
+//! job page's event stream against a `WatchJob` the test drives.
 
 // The fake answers as tonic handlers do, with a `Status` by value.
 #![allow(clippy::result_large_err)]
@@ -29,6 +30,8 @@ use super::{AppState, router};
 use crate::api::ApiChannel;
 use crate::session::Sessions;
 
+mod live;
+
 const OWNER: &str = "owner-token";
 const READER: &str = "reader-token";
 const INSTANCE: &str = "vaults/prod/backupInstances/i1";
@@ -41,6 +44,20 @@ type Route =
 /// How the fake answers one RPC: given the caller's token and the request.
 type Handler<Req, Res> = Arc<dyn Fn(&str, Req) -> Result<Res, Status> + Send + Sync>;
 
+/// The messages of a server-streaming RPC of the fake.
+type MessageStream<Res> = tokio_stream::wrappers::ReceiverStream<Result<Res, Status>>;
+
+/// The bearer token a call carries.
+fn token_of<Req>(request: &tonic::Request<Req>) -> String {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// One unary RPC of the fake, as a tonic server sees it.
 struct Unary<Req, Res>(Handler<Req, Res>);
 
@@ -51,13 +68,23 @@ impl<Req: Send + 'static, Res: Send + 'static> tonic::server::UnaryService<Req>
     type Future = futures::future::Ready<Result<tonic::Response<Res>, Status>>;
 
     fn call(&mut self, request: tonic::Request<Req>) -> Self::Future {
-        let token = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default()
-            .to_string();
+        let token = token_of(&request);
+        futures::future::ready((self.0)(&token, request.into_inner()).map(tonic::Response::new))
+    }
+}
+
+/// One server-streaming RPC of the fake.
+struct ServerStreaming<Req, Res>(Handler<Req, MessageStream<Res>>);
+
+impl<Req: Send + 'static, Res: Send + 'static> tonic::server::ServerStreamingService<Req>
+    for ServerStreaming<Req, Res>
+{
+    type Response = Res;
+    type ResponseStream = MessageStream<Res>;
+    type Future = futures::future::Ready<Result<tonic::Response<MessageStream<Res>>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<Req>) -> Self::Future {
+        let token = token_of(&request);
         futures::future::ready((self.0)(&token, request.into_inner()).map(tonic::Response::new))
     }
 }
@@ -89,6 +116,36 @@ impl FakeApi {
                 let mut grpc =
                     tonic::server::Grpc::new(tonic::codec::ProstCodec::<Res, Req>::default());
                 grpc.unary(Unary(answer), request).await
+            })
+        });
+        Arc::get_mut(&mut self.routes)
+            .expect("routes are added before use")
+            .insert(format!("/pgvault.v1.{path}"), route);
+        self
+    }
+
+    /// Adds a server-streaming RPC: `answer` gives the stream of messages.
+    fn streaming<Req, Res>(
+        mut self,
+        path: &str,
+        answer: impl Fn(&str, Req) -> Result<MessageStream<Res>, Status> + Send + Sync + 'static,
+    ) -> Self
+    where
+        Req: prost::Message + Default + Send + 'static,
+        Res: prost::Message + Send + 'static,
+    {
+        let answer: Handler<Req, MessageStream<Res>> =
+            Arc::new(move |token: &str, req: Req| match token {
+                OWNER | READER => answer(token, req),
+                _ => Err(Status::unauthenticated("the API token is not valid")),
+            });
+        let route: Route = Arc::new(move |request| {
+            let answer = answer.clone();
+            Box::pin(async move {
+                let mut grpc =
+                    tonic::server::Grpc::new(tonic::codec::ProstCodec::<Res, Req>::default());
+                grpc.server_streaming(ServerStreaming(answer), request)
+                    .await
             })
         });
         Arc::get_mut(&mut self.routes)
@@ -312,7 +369,10 @@ impl Console {
     }
 
     fn with_sessions(sessions: Sessions) -> Console {
-        let api = fake_api();
+        Console::with_api(fake_api(), sessions)
+    }
+
+    fn with_api(api: FakeApi, sessions: Sessions) -> Console {
         let state = AppState::new(ApiChannel::new(api.clone()), Arc::new(sessions), false);
         Console { api, state }
     }
