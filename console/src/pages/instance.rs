@@ -15,7 +15,8 @@ use crate::format::{self, Badge, TimeView, id_of};
 use crate::guard::{PostForm, SignedIn};
 use crate::pages::jobs::{Choice, JobRow, job_row};
 use crate::pages::layout::{
-    Nav, instance_href, instance_name, job_href, restore_href, vault_href, vault_of,
+    Nav, instance_href, instance_jobs_href, instance_name, job_href, restore_href, vault_href,
+    vault_of,
 };
 use crate::pages::lookup::instance_label;
 use crate::pages::render;
@@ -58,6 +59,7 @@ struct InstancePage {
     typed: String,
     label: String,
     href: String,
+    jobs_href: String,
     vault: String,
     vault_href: String,
     policy: String,
@@ -134,6 +136,7 @@ pub async fn page(
         nav: Nav::new(&user, "overview"),
         csrf: user.session.csrf.clone(),
         href: instance_href(&instance.name),
+        jobs_href: instance_jobs_href(&instance.name),
         vault: vault_of(&instance.name),
         vault_href: vault_href(&instance.name),
         policy: id_of(&instance.policy).to_string(),

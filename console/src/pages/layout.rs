@@ -3,7 +3,7 @@
 //! paths (`jobs/{id}` → `/jobs/{id}`, `vaults/{v}/backupInstances/{i}` →
 //! `/vaults/{v}/instances/{i}`).
 
-use crate::format::id_of;
+use crate::format::{id_of, query_escape};
 use crate::guard::SignedIn;
 
 /// The navigation bar of a signed-in page.
@@ -48,6 +48,13 @@ pub fn instance_href(name: &str) -> String {
         }
         _ => "/overview".into(),
     }
+}
+
+/// The jobs dashboard filtered to instance `name`
+/// (`vaults/{v}/backupInstances/{i}`), over all time: every "View all
+/// jobs" link of an instance goes here.
+pub fn instance_jobs_href(name: &str) -> String {
+    format!("/jobs?instance={}&range=all", query_escape(name))
 }
 
 /// The restore page of `vaults/{v}/backupInstances/{i}/recoveryPoints/{p}`.
@@ -115,5 +122,9 @@ mod tests {
         assert_eq!(vault_of("vaults/prod/policies/x"), "prod");
         assert_eq!(vault_of("servers/a"), "");
         assert_eq!(instance_href("garbage"), "/overview");
+        assert_eq!(
+            instance_jobs_href("vaults/prod/backupInstances/i1"),
+            "/jobs?instance=vaults%2Fprod%2FbackupInstances%2Fi1&range=all"
+        );
     }
 }

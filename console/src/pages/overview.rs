@@ -14,7 +14,7 @@ use crate::api::Api;
 use crate::error::ConsoleError;
 use crate::format::{self, Badge, TimeView, id_of};
 use crate::guard::SignedIn;
-use crate::pages::layout::{Nav, instance_href, job_href, vault_href};
+use crate::pages::layout::{Nav, instance_href, instance_jobs_href, job_href, vault_href};
 use crate::pages::lookup::{self, instance_label, or_denied};
 use crate::pages::render;
 
@@ -32,9 +32,9 @@ pub struct VaultRow {
 }
 
 pub struct InstanceRow {
-    /// The API name (`vaults/{v}/backupInstances/{i}`), for job filters.
-    pub name: String,
     pub href: String,
+    /// Every job of the instance, all time.
+    pub jobs_href: String,
     pub vault: String,
     pub vault_href: String,
     pub label: String,
@@ -139,8 +139,8 @@ pub fn instance_row(
 ) -> InstanceRow {
     let protected = i.protection_state == pb::ProtectionState::Configured as i32;
     InstanceRow {
-        name: i.name.clone(),
         href: instance_href(&i.name),
+        jobs_href: instance_jobs_href(&i.name),
         vault: crate::pages::layout::vault_of(&i.name),
         vault_href: vault_href(&i.name),
         label: instance_label(i),

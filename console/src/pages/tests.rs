@@ -829,6 +829,19 @@ async fn over_tls_a_browser_signs_in_with_http2() {
 }
 
 #[tokio::test]
+async fn every_view_all_jobs_link_of_an_instance_shows_all_time() {
+    let console = Console::new();
+    let owner = console.sign_in(OWNER).await;
+    let link = "href=\"/jobs?instance=vaults%2Fprod%2FbackupInstances%2Fi1&#38;range=all\"";
+    for path in ["/overview", "/vaults/prod", "/vaults/prod/instances/i1"] {
+        let page = console.get(path, &owner.cookie).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        assert!(page.body.contains("View all jobs"), "{path}: no link");
+        assert!(page.body.contains(link), "{path}: {}", page.body);
+    }
+}
+
+#[tokio::test]
 async fn the_vault_page_shows_the_lock_and_the_soft_delete_window() {
     let console = Console::new();
     let owner = console.sign_in(OWNER).await;
