@@ -188,7 +188,9 @@ async fn a_backup_drilled_into_an_agent_bound_server_completes_and_its_drill_goe
     let h = start().await;
     h.fixture().await;
     let token = create_agent(&h, "dc1", "local").await;
-    register(&h, "hidden", "dc1").await.expect("register hidden");
+    register(&h, "hidden", "dc1")
+        .await
+        .expect("register hidden");
     let mut agent = TestAgent::connect(&h.channel, &token, hello("dc1"))
         .await
         .expect("agent connects");
