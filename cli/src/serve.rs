@@ -229,7 +229,7 @@ pub fn coordinator_config(
         }),
         console: console_options(c, None),
         agent_wait: Duration::from_secs(c.agent_wait_seconds),
-        agent_status_interval: pgvault_coordinator::config::DEFAULT_AGENT_STATUS_INTERVAL,
+        agent_status_interval: Duration::from_secs(c.agent_status_interval_seconds),
         metrics: metrics_options(settings, None),
         notifications: notification_options(c),
     }

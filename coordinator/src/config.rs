@@ -27,6 +27,9 @@ pub const DEFAULT_MAINTENANCE_DATABASES: [&str; 4] = [
 pub const DEFAULT_AGENT_WAIT: Duration = Duration::from_secs(3600);
 /// How often agents report (`coordinator.agent_status_interval_seconds`).
 pub const DEFAULT_AGENT_STATUS_INTERVAL: Duration = Duration::from_secs(5);
+/// The longest status interval accepted: an agent silent for three of them
+/// counts as gone, so a longer one would hide a dead agent for hours.
+pub const MAX_AGENT_STATUS_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Everything [`crate::Coordinator::start`] needs.
 #[derive(Clone)]

@@ -399,10 +399,14 @@ fn validate(config: &CoordinatorConfig) -> Result<()> {
     }
     if config.agent_status_interval.as_secs() == 0
         || config.agent_status_interval.subsec_nanos() != 0
+        || config.agent_status_interval > crate::config::MAX_AGENT_STATUS_INTERVAL
     {
         return Err(CoordinatorError::invalid(
             "agent_status_interval_seconds",
-            "must be a whole number of seconds, at least 1",
+            format!(
+                "must be a whole number of seconds, between 1 and {}",
+                crate::config::MAX_AGENT_STATUS_INTERVAL.as_secs()
+            ),
         ));
     }
     Ok(())
@@ -474,5 +478,37 @@ fn flatten(
         Err(e) => Err(CoordinatorError::internal(format!(
             "gRPC server task failed: {e}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::validate;
+    use crate::config::CoordinatorConfig;
+
+    #[test]
+    fn the_agent_status_interval_is_whole_seconds_between_1_and_an_hour() {
+        let with = |interval: Duration| {
+            let mut config = CoordinatorConfig::new("postgresql://localhost/pgvault", [0; 32]);
+            config.agent_status_interval = interval;
+            validate(&config)
+        };
+        for accepted in [1, 5, 3600] {
+            assert!(with(Duration::from_secs(accepted)).is_ok(), "{accepted} s");
+        }
+        for refused in [
+            Duration::ZERO,
+            Duration::from_millis(1500),
+            Duration::from_secs(3601),
+        ] {
+            let error = with(refused).expect_err("refused").to_string();
+            assert!(
+                error.contains("agent_status_interval_seconds")
+                    && error.contains("between 1 and 3600"),
+                "{refused:?}: {error}"
+            );
+        }
     }
 }

@@ -10,27 +10,12 @@ use std::time::{Duration, Instant};
 
 use common::agent::{Bearer, TestAgent, agent_client, hello, worker_client};
 use common::agent_fixture::{
-    OFFER_WAIT, create_agent, get_agent, outbox_rows, protected_through_agent, start, start_with,
-    worker_token,
+    OFFER_WAIT, assert_untouched_by_refused_claim, backup_result, create_agent, get_agent,
+    outbox_rows, protected_through_agent, start, start_with, worker_token,
 };
 use common::{backup_now, get, job_id};
 use pgvault_proto::v1 as pb;
 use tonic::Code;
-
-fn backup_result() -> pb::BackupResult {
-    pb::BackupResult {
-        snapshot_time: Some(prost_types::Timestamp {
-            seconds: 1_700_000_000,
-            nanos: 0,
-        }),
-        stored_bytes: 1234,
-        raw_bytes: 5678,
-        chunk_count: 3,
-        manifest_sha256: "ab".repeat(32),
-        server_version: "15.8".into(),
-        stage_split: None,
-    }
-}
 
 #[tokio::test]
 async fn an_agent_token_connects_only_as_its_own_agent_and_a_worker_token_not_at_all() {
@@ -220,6 +205,7 @@ async fn an_agent_bound_backup_is_offered_on_the_stream_and_claimed_by_its_agent
             refused.reason
         );
     }
+    assert_untouched_by_refused_claim(&h, &id).await;
     assert_eq!(outbox_rows(&h, &id).await, 1, "kept until claimed");
 
     let claimed = claim(token.clone(), id.clone()).await;
@@ -278,6 +264,7 @@ async fn an_agent_bound_backup_is_offered_on_the_stream_and_claimed_by_its_agent
         "{}",
         refused.reason
     );
+    assert_untouched_by_refused_claim(&h, &job_id(&worker_job)).await;
     h.stop().await;
 }
 
@@ -356,7 +343,8 @@ async fn without_a_live_instance_a_job_waits_with_its_reason_then_fails_with_age
     h.stop().await;
 }
 
-/// A login role without any privilege on app's table, and its secret.
+/// A failed attempt of an agent's job records the agent and keeps the last
+/// 50 of the log lines its runner sent with the failure.
 #[tokio::test]
 async fn a_failed_attempt_keeps_its_last_log_lines() {
     let h = start().await;

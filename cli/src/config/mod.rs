@@ -106,6 +106,9 @@ pub struct CoordinatorSettings {
     /// A job routed to an agent with no live instance fails with
     /// `AgentUnavailable` after waiting this long.
     pub agent_wait_seconds: u64,
+    /// How often agents send their status (told to them when they connect);
+    /// an agent instance silent for three intervals counts as gone.
+    pub agent_status_interval_seconds: u64,
     /// Wait before a failed notification is sent again; doubles per further
     /// attempt (at most 10 minutes between two).
     pub notification_retry_seconds: u64,
@@ -272,6 +275,8 @@ impl Default for CoordinatorSettings {
             console_listen: String::new(),
             console_idle_timeout_seconds: 30 * 60,
             agent_wait_seconds: 3600,
+            agent_status_interval_seconds:
+                pgvault_coordinator::config::DEFAULT_AGENT_STATUS_INTERVAL.as_secs(),
             notification_retry_seconds: 30,
             notification_max_attempts: 10,
             notification_timeout_seconds: 10,

@@ -289,6 +289,36 @@ fn the_agent_section_is_read_from_the_file_and_the_environment() {
 }
 
 #[test]
+fn the_agent_status_interval_is_read_checked_and_handed_to_the_coordinator() {
+    let defaults = load(serde_json::json!({})).expect("defaults");
+    assert_eq!(defaults.coordinator.agent_status_interval_seconds, 5);
+    let s = load_file(
+        "[coordinator]\nagent_status_interval_seconds = 7\n",
+        &[("PGVAULT_COORDINATOR__AGENT_STATUS_INTERVAL_SECONDS", "9")],
+    )
+    .expect("an interval from the file and the environment");
+    assert_eq!(s.coordinator.agent_status_interval_seconds, 9, "env wins");
+    let config = crate::serve::coordinator_config(&s, String::new(), [0; 32]);
+    assert_eq!(
+        config.agent_status_interval,
+        std::time::Duration::from_secs(9)
+    );
+    for refused in [0, 3601] {
+        let err =
+            load(serde_json::json!({"coordinator": {"agent_status_interval_seconds": refused}}))
+                .err()
+                .expect("refused")
+                .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "coordinator.agent_status_interval_seconds must be between 1 and 3600 (got {refused};"
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn up_serves_the_console_by_default_and_coordinators_only_when_asked() {
     let defaults = CoordinatorSettings::default();
     let up_default: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();

@@ -84,6 +84,13 @@ impl Settings {
                 "coordinator.agent_wait_seconds must be at least 1 (a job waits this long for its agent)"
             );
         }
+        let most = pgvault_coordinator::config::MAX_AGENT_STATUS_INTERVAL.as_secs();
+        if !(1..=most).contains(&c.agent_status_interval_seconds) {
+            bail!(
+                "coordinator.agent_status_interval_seconds must be between 1 and {most} (got {}; agents report this often, and one silent for three intervals counts as gone)",
+                c.agent_status_interval_seconds
+            );
+        }
         let w = &self.worker;
         if w.concurrency == 0 || w.concurrency > 64 {
             bail!(

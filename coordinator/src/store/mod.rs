@@ -2,7 +2,8 @@
 //! the coordinator that writes SQL. Repository functions take any executor
 //! (the pool or an open transaction), so callers compose them into one
 //! transaction where the design needs it (job + outbox row, recovery point +
-//! completed job).
+//! completed job); [`in_savepoint`] lets a batch in one transaction go on
+//! past an item that failed.
 //!
 //! # Layout
 //! - `migrate`: connecting, numbered migrations under an advisory lock.
@@ -97,6 +98,29 @@ impl Store {
                 }
                 Err(error)
             }
+        }
+    }
+}
+
+/// Runs `f` under a savepoint of the transaction `conn` is in: what it
+/// wrote stays on `Ok` and is undone on `Err`, and the transaction stays
+/// usable either way, so one item's failure need not abort a batch. The
+/// outer error is the savepoint's own (the transaction is lost); the inner
+/// one is `f`'s.
+pub async fn in_savepoint<T, F>(conn: &mut PgConnection, f: F) -> Result<Result<T>>
+where
+    T: Send,
+    F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<T>> + Send,
+{
+    let mut savepoint = sqlx::Connection::begin(conn).await?;
+    match f(&mut savepoint).await {
+        Ok(value) => {
+            savepoint.commit().await?;
+            Ok(Ok(value))
+        }
+        Err(error) => {
+            savepoint.rollback().await?;
+            Ok(Err(error))
         }
     }
 }

@@ -170,6 +170,22 @@ impl TestAgent {
             .expect("offers open")
     }
 
+    /// The next offer of job `job_id`, passing over repeated offers of
+    /// other jobs, waiting up to `within` in all.
+    pub async fn offer_of(&mut self, job_id: &str, within: Duration) -> pb::TaskEnvelope {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let offer = tokio::time::timeout(left, self.offers.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no offer of job {job_id} within {within:?}"))
+                .expect("offers open");
+            if offer.job_id == job_id {
+                return offer;
+            }
+        }
+    }
+
     /// Sends a message as is (garbage tests).
     pub async fn send(&self, message: pb::AgentMessage) {
         self.outbound

@@ -8,7 +8,7 @@ use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::access_service_client::AccessServiceClient;
 
 use super::Harness;
-use super::agent::{Bearer, TestAgent, agent_client, hello};
+use super::agent::{Bearer, TestAgent, agent_client, hello, worker_client};
 
 /// How long a task offer may take to arrive.
 pub const OFFER_WAIT: Duration = Duration::from_secs(5);
@@ -139,4 +139,58 @@ pub async fn worker_token(h: &Harness) -> String {
         .expect("create worker token")
         .into_inner()
         .secret
+}
+
+/// Asserts a refused claim left job `job` as it was: still QUEUED, no lease
+/// taken, no attempt row started and no connection slot held.
+pub async fn assert_untouched_by_refused_claim(h: &Harness, job: &str) {
+    let client = h.cluster.connect("postgres").await.expect("connect");
+    let id: uuid::Uuid = job.parse().expect("uuid");
+    let row = client
+        .query_one(
+            "SELECT state, lease_token IS NULL, lease_owner IS NULL,
+                    (SELECT count(*) FROM job_attempts a WHERE a.job_id = j.id),
+                    (SELECT count(*) FROM connection_slots s WHERE s.job_id = j.id)
+               FROM jobs j WHERE j.id = $1",
+            &[&id],
+        )
+        .await
+        .expect("read job");
+    let (state, no_token, no_owner): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    let (attempts, slots): (i64, i64) = (row.get(3), row.get(4));
+    assert_eq!(state, "QUEUED", "a refused claim leaves the job queued");
+    assert!(no_token && no_owner, "a refused claim takes no lease");
+    assert_eq!(attempts, 0, "a refused claim starts no attempt");
+    assert_eq!(slots, 0, "a refused claim holds no connection slot");
+}
+
+/// `ClaimTask` of job `job` with `token` (an agent's, a worker's or the
+/// owner's).
+pub async fn claim_with(h: &Harness, token: &str, job: &str) -> pb::ClaimTaskResponse {
+    worker_client(&h.channel, token)
+        .claim_task(pb::ClaimTaskRequest {
+            job_id: job.into(),
+            worker_id: "dc1:1".into(),
+            pg_tool_majors: Vec::new(),
+            connections: 0,
+        })
+        .await
+        .expect("claim")
+        .into_inner()
+}
+
+/// What a backup reports on completion (a point of 1234 bytes in 3 chunks).
+pub fn backup_result() -> pb::BackupResult {
+    pb::BackupResult {
+        snapshot_time: Some(prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 0,
+        }),
+        stored_bytes: 1234,
+        raw_bytes: 5678,
+        chunk_count: 3,
+        manifest_sha256: "ab".repeat(32),
+        server_version: "15.8".into(),
+        stage_split: None,
+    }
 }
