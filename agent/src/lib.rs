@@ -20,10 +20,13 @@
 //!   [`backoff`]: the waits between attempts.
 //! - [`offers`]: task offers as the runner's task queue, and what runs now.
 //! - [`probes`]: claim a probe, ask the server, answer.
+//! - [`environment`]: the `PGVAULT_*` variables `pgvault-agent` refuses or
+//!   ignores.
 //! - [`error`]: why the agent cannot start.
 
 pub mod backoff;
 pub mod connection;
+pub mod environment;
 pub mod error;
 pub mod identity;
 pub mod offers;

@@ -1,11 +1,13 @@
 //! `pgvault-agent`: reads its flags (and their `PGVAULT_AGENT_*`
-//! variables), sets up logging with the runner's log tail, and runs the
+//! variables; any other `PGVAULT_*` variable is refused or warned about,
+//! see `pgvault_agent::environment`), sets up logging with the runner's log tail, and runs the
 //! agent until SIGTERM or Ctrl-C, then shuts down gracefully.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use pgvault_agent::environment::check_environment;
 use pgvault_agent::{AgentArgs, AgentOptions, AgentSettings};
 use pgvault_telemetry::{ServiceName, Tracing};
 use tokio_util::sync::CancellationToken;
@@ -54,8 +56,34 @@ struct Cli {
     otlp_endpoint: Option<String>,
 }
 
+/// The variables `pgvault-agent` reads: its flags' `env =`.
+fn variables_read() -> Vec<String> {
+    let mut read: Vec<String> = Cli::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect();
+    read.sort();
+    read
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let vars: Vec<(String, String)> = std::env::vars_os()
+        .map(|(name, value)| {
+            (
+                name.to_string_lossy().into_owned(),
+                value.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    let warnings = match check_environment(&vars, &variables_read()) {
+        Ok(warnings) => warnings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut settings = AgentSettings::default();
     cli.args.apply(&mut settings);
     if let Some(token) = cli.token {
@@ -97,6 +125,9 @@ fn main() -> ExitCode {
         cli.args.log_format.as_deref().unwrap_or("text"),
         Some(&traces),
     );
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let mut agent = tokio::spawn(pgvault_agent::run(options, shutdown.clone()));
@@ -137,5 +168,31 @@ async fn shutdown_requested() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_variables_read_are_those_of_the_flags() {
+        assert_eq!(
+            variables_read(),
+            [
+                "PGVAULT_AGENT_TOKEN",
+                "PGVAULT_AGENT__CA_CERT",
+                "PGVAULT_AGENT__CONCURRENCY",
+                "PGVAULT_AGENT__CONNECTIONS",
+                "PGVAULT_AGENT__COORDINATOR",
+                "PGVAULT_AGENT__NAME",
+                "PGVAULT_AGENT__PG_BIN_DIR",
+                "PGVAULT_AGENT__TOKEN_FILE",
+                "PGVAULT_LOG__FORMAT",
+                "PGVAULT_TELEMETRY__OTLP_ENDPOINT",
+            ]
+        );
+        let vars = vec![("PGVAULT_AGENT__NAEM".to_string(), "dc1".to_string())];
+        assert!(check_environment(&vars, &variables_read()).is_err());
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use pgvault_datastore::Datastore;
+use pgvault_datastore::redact::error_text;
 
 use crate::error::Result;
 use crate::store::{Store, garbage};
@@ -52,14 +53,14 @@ async fn empty_prefix(datastore_url: &str, prefix: &str) -> std::result::Result<
         .map_ok(|meta| meta.location)
         .try_collect()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| error_text(&e))?;
     let count = locations.len();
     let mut deleted =
         objects.delete_stream(futures::stream::iter(locations.into_iter().map(Ok)).boxed());
     while let Some(result) = deleted.next().await {
         match result {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(error_text(&e)),
         }
     }
     Ok(count)

@@ -11,6 +11,7 @@ use sha2::Sha256;
 
 use crate::DatastoreError;
 use crate::location::{AZURITE_ACCOUNT, AZURITE_KEY};
+use crate::redact::{response_summary, transport_error};
 
 /// REST API version sent with (and signed into) the request.
 const API_VERSION: &str = "2021-08-06";
@@ -108,7 +109,7 @@ impl ContainerCreator {
             .header("authorization", signature)
             .send()
             .await
-            .map_err(|e| create_err(format!("request failed: {e}")))?;
+            .map_err(|e| create_err(format!("request failed: {}", transport_error(e))))?;
         let status = response.status();
         if status.is_success() || status == reqwest::StatusCode::CONFLICT {
             tracing::debug!(container = %self.container, %status, "azure container ensured");
@@ -117,7 +118,7 @@ impl ContainerCreator {
         let body = response.text().await.unwrap_or_default();
         Err(create_err(format!(
             "create container returned {status}: {}",
-            first_line(&body)
+            response_summary(&body)
         )))
     }
 }
@@ -155,15 +156,6 @@ pub(crate) fn env_any(names: &[&str]) -> Option<String> {
     names
         .iter()
         .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
-}
-
-pub(crate) fn first_line(body: &str) -> String {
-    body.lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(300)
-        .collect()
 }
 
 #[cfg(test)]

@@ -12,13 +12,10 @@ pub enum DatastoreError {
     #[error("invalid datastore url: {reason} (accepted forms: {ACCEPTED_FORMS})")]
     InvalidUrl { reason: String },
 
-    /// object_store refused the configuration.
-    #[error("cannot open datastore {url}: {source}")]
-    Open {
-        url: String,
-        #[source]
-        source: object_store::Error,
-    },
+    /// object_store refused the configuration; `reason` is its error with
+    /// URLs redacted (see `redact`), so the error is kept as text only.
+    #[error("cannot open datastore {url}: {reason}")]
+    Open { url: String, reason: String },
 
     /// The directory, bucket or container could not be created or reached.
     #[error("cannot create datastore {url}: {reason}")]

@@ -6,6 +6,7 @@
 //! - [`location`]: parses and validates datastore URLs.
 //! - `azure`: Azure Blob "Create Container" (SharedKey-signed REST call).
 //! - `s3`: S3 "CreateBucket" (signed by `rusty-s3`).
+//! - [`redact`]: error text without the credentials store URLs carry.
 //! - `error`: [`DatastoreError`].
 //!
 //! ```no_run
@@ -19,6 +20,7 @@
 mod azure;
 mod error;
 pub mod location;
+pub mod redact;
 mod s3;
 
 use std::sync::Arc;
@@ -66,9 +68,9 @@ impl Datastore {
     /// Opens a datastore URL. Nothing is contacted yet; see [`Datastore::ensure_exists`].
     pub fn open(url: &str) -> Result<Datastore, DatastoreError> {
         let location = Location::parse(url)?;
-        let open_err = |source| DatastoreError::Open {
+        let open_err = |source: object_store::Error| DatastoreError::Open {
             url: location.display_url(),
-            source,
+            reason: redact::error_text(&source),
         };
         let (store, root, creator): (Arc<dyn ObjectStore>, String, Creator) = match &location {
             Location::Local { dir } => {
@@ -218,7 +220,7 @@ pub(crate) async fn probe(store: &dyn ObjectStore, url: &str) -> Result<(), Data
         .map(|_| ())
         .map_err(|e| DatastoreError::Create {
             url: url.to_string(),
-            reason: format!("datastore is not reachable: {e}"),
+            reason: format!("datastore is not reachable: {}", redact::error_text(&e)),
         })
 }
 

@@ -10,7 +10,8 @@ use rusty_s3::actions::{CreateBucket, S3Action};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 
 use crate::DatastoreError;
-use crate::azure::{env_any, first_line};
+use crate::azure::env_any;
+use crate::redact::{response_summary, transport_error};
 
 /// How long the signed CreateBucket URL stays valid: just the request.
 const SIGNATURE_LIFETIME: Duration = Duration::from_secs(60);
@@ -75,7 +76,7 @@ impl BucketCreator {
             .body(body)
             .send()
             .await
-            .map_err(|e| create_err(format!("request failed: {e}")))?;
+            .map_err(|e| create_err(format!("request failed: {}", transport_error(e))))?;
         let status = response.status();
         if status.is_success() {
             tracing::debug!(bucket = %self.bucket, "s3 bucket created");
@@ -88,7 +89,7 @@ impl BucketCreator {
         let text = response.text().await.unwrap_or_default();
         Err(create_err(format!(
             "create bucket returned {status}: {}",
-            first_line(&text)
+            response_summary(&text)
         )))
     }
 
@@ -173,6 +174,47 @@ mod tests {
             body.contains("<LocationConstraint>eu-west-1</LocationConstraint>"),
             "{body}"
         );
+    }
+
+    /// A loopback port nothing listens on.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        listener.local_addr().expect("local addr").port()
+    }
+
+    #[tokio::test]
+    async fn a_failed_create_bucket_request_shows_no_part_of_the_presigned_url() {
+        let endpoint = format!("http://127.0.0.1:{}", closed_port());
+        let mut creator = creator(&endpoint, "us-east-1");
+        creator.credentials = Some(Credentials::new_with_token(
+            "AKIDLEAKCHECK",
+            "secret-leak-check",
+            "session-token-leak-check",
+        ));
+        let store = object_store::memory::InMemory::new();
+        let error = creator
+            .ensure_bucket("s3://backups", &store)
+            .await
+            .expect_err("nothing listens on the port")
+            .to_string();
+        assert!(
+            error.starts_with("cannot create datastore s3://backups: request failed"),
+            "{error}"
+        );
+        assert!(
+            error.to_lowercase().contains("connect"),
+            "the cause is kept: {error}"
+        );
+        for secret in [
+            "AKIDLEAKCHECK",
+            "leak-check",
+            "X-Amz",
+            "?",
+            "Signature",
+            "Credential",
+        ] {
+            assert!(!error.contains(secret), "{secret} in {error}");
+        }
     }
 
     #[test]

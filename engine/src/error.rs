@@ -85,6 +85,8 @@ fn pg_error_text(error: &tokio_postgres::Error) -> String {
 /// but a write refused for lack of room (ENOSPC, EDQUOT, EFBIG anywhere in
 /// the error's causes) → datastore full, and any operation that could not
 /// reach the datastore (connection refused, reset, timed out) → unavailable.
+/// The message holds the error's causes with URLs redacted (a URL's query
+/// may carry a credential).
 pub(crate) fn store_error(
     error: &object_store::Error,
     action: &str,
@@ -92,6 +94,7 @@ pub(crate) fn store_error(
     write: bool,
 ) -> EngineError {
     use std::io::ErrorKind as K;
+    let text = pgvault_datastore::redact::error_text(error);
     if write
         && has_io_cause(error, |k| {
             matches!(k, K::StorageFull | K::QuotaExceeded | K::FileTooLarge)
@@ -99,7 +102,7 @@ pub(crate) fn store_error(
     {
         return EngineError::new(
             ErrorCode::DatastoreFull,
-            format!("the datastore is full: cannot {action} {path}: {error}"),
+            format!("the datastore is full: cannot {action} {path}: {text}"),
         );
     }
     let unreachable = has_io_cause(error, |k| {
@@ -117,7 +120,7 @@ pub(crate) fn store_error(
     if unreachable {
         return EngineError::new(
             ErrorCode::DatastoreUnavailable,
-            format!("cannot reach the datastore to {action} {path}: {error}"),
+            format!("cannot reach the datastore to {action} {path}: {text}"),
         );
     }
     let code = if write {
@@ -127,7 +130,7 @@ pub(crate) fn store_error(
     };
     EngineError::new(
         code,
-        format!("cannot {action} {path} in the datastore: {error}"),
+        format!("cannot {action} {path} in the datastore: {text}"),
     )
 }
 

@@ -75,10 +75,11 @@ fn check_names(manifest: &Manifest, schemas: &[String], tables: &[String]) -> Re
 
 /// Reads the point's manifest and checks it against the recorded SHA-256.
 async fn read_manifest(point: &RecoveryPoint, key: Option<&PointKey>) -> Result<Manifest> {
-    let unavailable = |e: &dyn std::fmt::Display| {
+    let unavailable = |e: &dyn std::error::Error| {
         CoordinatorError::Unavailable(format!(
-            "cannot read the manifest of recovery point {} to check the selection: {e}",
-            point.id
+            "cannot read the manifest of recovery point {} to check the selection: {}",
+            point.id,
+            pgvault_datastore::redact::error_text(e)
         ))
     };
     let store = Datastore::open(&point.datastore_url).map_err(|e| unavailable(&e))?;

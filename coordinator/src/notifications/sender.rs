@@ -194,15 +194,7 @@ fn describe(error: reqwest::Error) -> String {
     if error.is_timeout() {
         return "the receiver did not answer in time".into();
     }
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    pgvault_datastore::redact::transport_error(error)
 }
 
 fn log(delivery: &Delivery, channel: &Channel, outcome: &Outcome) {
@@ -226,5 +218,30 @@ fn log(delivery: &Delivery, channel: &Channel, outcome: &Outcome) {
             event = %delivery.event, attempt, url = %url, error = %error,
             "notification not delivered; no attempts left"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_delivery_names_the_cause_but_not_the_url() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind loopback")
+            .port();
+        let error = reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{port}/hooks/PATHTOKEN?key=QUERYTOKEN"
+            ))
+            .send()
+            .await
+            .expect_err("nothing listens on the port");
+        let text = describe(error);
+        assert!(text.contains("Connection refused"), "{text}");
+        for secret in ["PATHTOKEN", "QUERYTOKEN", "/hooks"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
     }
 }
