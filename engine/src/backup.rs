@@ -117,7 +117,8 @@ async fn run(
     .await?;
 
     let info = catalog::database_info(&holder, &describe).await?;
-    let bin_dir = pgtools::bin_dir(options, info.server_version_num.into())?;
+    let tools = pgtools::tool_set(options, info.server_version_num.into())?;
+    let bin_dir = tools.dir;
     let tables = catalog::tables(&holder, &describe, info.server_version_num).await?;
     lock_tables(&holder, &tables, &describe).await?;
     let database_properties = database_properties::capture(&holder, &describe).await?;
@@ -238,6 +239,7 @@ async fn run(
             globals::dump(
                 &bin_dir,
                 source,
+                options.capture_role_passwords,
                 store,
                 prefix,
                 options.encryption.as_ref(),
@@ -268,6 +270,7 @@ async fn run(
     for entry in &mut table_entries {
         entry.chunks.sort_by_key(|c| c.index);
     }
+    let globals_role_passwords = globals.is_some() && options.capture_role_passwords;
     let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
         tool: "pgvault".to_string(),
@@ -289,6 +292,8 @@ async fn run(
         relations: Some(relations),
         schemas: Some(schemas),
         globals,
+        globals_role_passwords,
+        dump_tools_major: Some(tools.major),
         key_object: None,
     };
 

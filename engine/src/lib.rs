@@ -17,7 +17,9 @@
 //! - `restore`, `restore_data`, `post_data`, `restore_plan`,
 //!   `restore_schedule`, `analyze`: restoring as a database.
 //! - `restore_sql`: restoring as a plain SQL file in a datastore;
-//!   `restore_globals`: a point's globals onto a server (whole-server restores).
+//!   `restore_globals`: a point's globals onto a server (whole-server
+//!   restores), adjusted by `globals_script` (tablespaces left out when
+//!   asked, existing roles' passwords kept).
 //! - [`selection`], `toc`, `recovery_point`: selective restores (schema
 //!   archive TOC and dependencies) and opening a recovery point.
 //! - [`database_properties`]: database settings, comment, privileges, owner.
@@ -63,6 +65,7 @@ pub mod drill;
 pub mod error;
 pub mod fanout;
 mod globals;
+mod globals_script;
 mod ident;
 mod key_ranges;
 mod large_objects;

@@ -1,10 +1,11 @@
 //! Running `pg_dump` and `pg_restore`: choosing the set that serves a
-//! server (the lowest major at least the server's), passing the
+//! server (the lowest major at least the server's) or restores a point
+//! (at least the source's, the target's and the archive's), passing the
 //! connection through the environment (the password only in `PGPASSWORD`,
 //! never in argv), and turning failures into [`EngineError`]s with the
 //! tool's own message.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
 use pgvault_localpg::{
@@ -14,37 +15,73 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
 use super::error::{EngineError, ErrorCode};
+use super::manifest::Manifest;
 use super::types::{EngineOptions, PgTarget};
 
-/// The directory of the `pg_dump`/`pg_restore` set for a server of
-/// `server_version_num`: the lowest major at least the server's, among the
-/// configured directories and the usual places (see
-/// [`pgvault_localpg::find_tool_sets`]).
-pub(crate) fn bin_dir(
-    options: &EngineOptions,
-    server_version_num: i64,
-) -> Result<PathBuf, EngineError> {
-    tool_set(options, server_version_num).map(|set| set.dir)
-}
-
-/// [`bin_dir`] with the set's major.
+/// The `pg_dump`/`pg_restore` set for a server of `server_version_num`:
+/// the lowest major at least the server's, among the configured
+/// directories and the usual places (see [`pgvault_localpg::find_tool_sets`]).
 pub(crate) fn tool_set(
     options: &EngineOptions,
     server_version_num: i64,
 ) -> Result<ToolSet, EngineError> {
-    let sets = find_tool_sets(&options.pg_bin_dirs, CLIENT_PROGRAMS);
     let major = major_of_version_num(server_version_num);
-    match choose_tool_set(&sets, major, CLIENT_PROGRAMS, options.pg_bin_dirs_setting) {
-        Ok(set) => {
-            tracing::debug!(server_major = major, tools_major = set.major, dir = %set.dir.display(), "client tools chosen");
-            Ok(set.clone())
-        }
-        Err(e @ NoToolsFor::TooOld { .. }) => Err(EngineError::new(
+    choose(options, major).map_err(|e| unserved(e, None))
+}
+
+/// The set that restores `manifest`'s point into a server of
+/// `target_version_num` (`None`: as a SQL script): the lowest major at
+/// least the source's, the target's and that of the `pg_dump` that wrote
+/// the schema archive (an older `pg_restore` cannot read its header).
+pub(crate) fn restore_tool_set(
+    options: &EngineOptions,
+    manifest: &Manifest,
+    target_version_num: Option<i32>,
+) -> Result<ToolSet, EngineError> {
+    let target_major = target_version_num.map(|v| major_of_version_num(v.into()));
+    let needed = manifest.restore_tools_major(target_major);
+    let source_major = major_of_version_num(manifest.server_version_num.into());
+    // Named in the error when the archive, not a server, needs the tools.
+    let archive =
+        (needed > source_major.max(target_major.unwrap_or(0))).then_some((needed, source_major));
+    choose(options, needed).map_err(|e| unserved(e, archive))
+}
+
+/// The set for servers of `major`: the lowest major at least `major`.
+fn choose(options: &EngineOptions, major: u32) -> Result<ToolSet, NoToolsFor> {
+    let sets = find_tool_sets(&options.pg_bin_dirs, CLIENT_PROGRAMS);
+    let set = choose_tool_set(&sets, major, CLIENT_PROGRAMS, options.pg_bin_dirs_setting)?;
+    tracing::debug!(needed_major = major, tools_major = set.major, dir = %set.dir.display(), "client tools chosen");
+    Ok(set.clone())
+}
+
+/// No set serves the need: `archive` is `(dump tools major, source major)`
+/// when it is a schema archive newer than both servers that needs them.
+fn unserved(e: NoToolsFor, archive: Option<(u32, u32)>) -> EngineError {
+    match (e, archive) {
+        (
+            NoToolsFor::TooOld {
+                newest,
+                newest_dir,
+                setting,
+                ..
+            },
+            Some((dump_major, source_major)),
+        ) => EngineError::new(
             ErrorCode::UserErrorServerVersionUnsupported,
-            e.to_string(),
-        )),
-        Err(e @ NoToolsFor::NoneFound { .. }) => {
-            Err(EngineError::new(ErrorCode::PgToolNotFound, e.to_string()))
+            format!(
+                "the recovery point's schema archive was written by pg_dump {dump_major} (its server \
+                 runs PostgreSQL {source_major}) and only pg_restore {dump_major} or newer reads it; \
+                 the newest pg_restore found is {newest} ({}); install postgresql-client-{dump_major} \
+                 or list its bin directory in {setting}",
+                newest_dir.display()
+            ),
+        ),
+        (e @ NoToolsFor::TooOld { .. }, None) => {
+            EngineError::new(ErrorCode::UserErrorServerVersionUnsupported, e.to_string())
+        }
+        (e @ NoToolsFor::NoneFound { .. }, _) => {
+            EngineError::new(ErrorCode::PgToolNotFound, e.to_string())
         }
     }
 }
@@ -190,11 +227,39 @@ fn tail(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     #[test]
     fn conninfo_escapes_quotes_and_backslashes() {
         assert_eq!(dbname_conninfo(r"a'b\c d=1"), r"dbname='a\'b\\c d=1'");
+    }
+
+    #[test]
+    fn an_archive_newer_than_every_pg_restore_is_named_with_the_fix() {
+        let too_old = || NoToolsFor::TooOld {
+            server_major: 17,
+            newest: 15,
+            newest_dir: PathBuf::from("/usr/lib/postgresql/15/bin"),
+            setting: "worker.pg_bin_dirs".into(),
+        };
+        let e = unserved(too_old(), Some((17, 15)));
+        assert_eq!(e.code, ErrorCode::UserErrorServerVersionUnsupported);
+        assert_eq!(
+            e.message,
+            "the recovery point's schema archive was written by pg_dump 17 (its server runs \
+             PostgreSQL 15) and only pg_restore 17 or newer reads it; the newest pg_restore found \
+             is 15 (/usr/lib/postgresql/15/bin); install postgresql-client-17 or list its bin \
+             directory in worker.pg_bin_dirs"
+        );
+        let e = unserved(too_old(), None);
+        assert!(
+            e.message
+                .starts_with("server is PostgreSQL 17; the newest pg_dump found is 15"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

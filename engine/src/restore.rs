@@ -559,8 +559,9 @@ async fn server_version_num(admin: &Client, describe: &str) -> Result<i32, Engin
 }
 
 /// Refuses a target older than the point's source (before anything is
-/// created there) and chooses the tools: the lowest major at least both
-/// the target's and the source's.
+/// created there) and chooses the tools: the lowest major at least the
+/// target's, the source's and that of the `pg_dump` that wrote the
+/// point's schema archive.
 fn restorable_into(
     options: &EngineOptions,
     manifest: &Manifest,
@@ -569,10 +570,7 @@ fn restorable_into(
     let target_major = u32::try_from(target_version / 10_000).unwrap_or(0);
     pgvault_manifest::check_restorable(&manifest.server_version, target_major)
         .map_err(|e| EngineError::new(ErrorCode::UserErrorRestoreTargetTooOld, e.to_string()))?;
-    pgtools::tool_set(
-        options,
-        target_version.max(manifest.server_version_num).into(),
-    )
+    pgtools::restore_tool_set(options, manifest, Some(target_version))
 }
 
 pub(crate) async fn drop_database(

@@ -1,17 +1,23 @@
 //! Restoring a point's globals (`globals.sql`, captured for servers
 //! protected whole) onto a server, before its databases: the object read
-//! and checked against the manifest's SHA-256, then run with the `psql`
-//! of the tool set that serves the target, statement by statement without
-//! stopping at errors. Objects that already exist on the target (its own
-//! superuser, a role restored before) are reported as warnings; any other
-//! error fails the restore with `psql`'s messages.
+//! and checked against the manifest's SHA-256, adjusted
+//! ([`super::globals_script`]: tablespaces left out when asked, roles the
+//! target has keep their password), then fed to the `psql` of the tool
+//! set that serves the target and the point, statement by statement
+//! without stopping at errors. Objects that already exist on the target
+//! (its own superuser, a role restored before) are reported as warnings;
+//! a tablespace whose directory the target lacks fails the restore naming
+//! it and the fix; any other error fails it with `psql`'s messages.
 
 use std::sync::Arc;
 
 use pgvault_datastore::Datastore;
 
+use tokio::io::AsyncWriteExt;
+
 use super::connect::connect;
 use super::error::{EngineError, ErrorCode};
+use super::globals_script;
 use super::objects::{get_small, open_small};
 use super::pgtools;
 use super::recovery_point::read_manifest;
@@ -38,7 +44,7 @@ pub async fn restore_globals(
     let clock = Arc::new(StageClock::default());
     let key = options.encryption.as_ref();
     let manifest = read_manifest(store, prefix, expected_manifest_sha256, key, &clock).await?;
-    let Some(entry) = manifest.globals else {
+    let Some(entry) = manifest.globals.clone() else {
         return Err(EngineError::new(
             ErrorCode::ManifestInvalid,
             format!(
@@ -58,25 +64,41 @@ pub async fn restore_globals(
         ));
     }
     let bytes = open_small(key, &entry.path, bytes, &clock).await?;
+    let script = String::from_utf8(bytes.to_vec()).map_err(|_| {
+        EngineError::new(
+            ErrorCode::ManifestInvalid,
+            format!("the globals script {} is not UTF-8 text", entry.path),
+        )
+    })?;
     let client = connect(target, &target.database).await?;
-    let version: i64 = client
-        .query_one("SELECT current_setting('server_version_num')::bigint", &[])
+    let asked = |e: tokio_postgres::Error| {
+        EngineError::new(
+            ErrorCode::UserErrorServerConnectionClosed,
+            format!(
+                "reading the version and roles of {}: {e}",
+                target.describe()
+            ),
+        )
+    };
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
         .await
-        .map_err(|e| {
-            EngineError::new(
-                ErrorCode::UserErrorServerConnectionClosed,
-                format!("reading the version of {}: {e}", target.describe()),
-            )
-        })?
+        .map_err(asked)?
         .get(0);
-    drop(client);
-    let bin_dir = pgtools::bin_dir(options, version)?;
-    let workdir = tempfile::tempdir()
-        .map_err(|e| EngineError::internal(format!("cannot create a temporary directory: {e}")))?;
-    let script = workdir.path().join("globals.sql");
-    tokio::fs::write(&script, &bytes)
+    let existing: Vec<String> = client
+        .query("SELECT rolname::text FROM pg_catalog.pg_roles", &[])
         .await
-        .map_err(|e| EngineError::internal(format!("cannot write the globals script: {e}")))?;
+        .map_err(asked)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    drop(client);
+    // psql at least as new as the pg_dumpall that wrote the script (its
+    // meta-commands) and the target.
+    let bin_dir = pgtools::restore_tool_set(options, &manifest, Some(version))?.dir;
+    let tablespaces = globals_script::tablespaces(&script);
+    let script = globals_script::prepare(&script, options.skip_tablespaces, &existing);
+    // Through stdin: a script with password hashes never lands on disk.
     let mut command = pgtools::command(&bin_dir, "psql", target, &target.database);
     command
         .args([
@@ -85,23 +107,55 @@ pub async fn restore_globals(
             "--set",
             "ON_ERROR_STOP=0",
             "--file",
+            "-",
         ])
-        .arg(&script)
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null());
-    let child = pgtools::spawn(command, "psql")?;
-    let output = child.wait_with_output().await.map_err(|e| {
+    let mut child = pgtools::spawn(command, "psql")?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| EngineError::internal("psql has no stdin"))?;
+    let fed = async move {
+        let written = stdin.write_all(script.as_bytes()).await;
+        drop(stdin);
+        written
+    };
+    let (fed, output) = tokio::join!(fed, child.wait_with_output());
+    let output = output.map_err(|e| {
         EngineError::new(ErrorCode::PgToolFailed, format!("psql did not finish: {e}"))
     })?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     let (warnings, errors) = sort_messages(&stderr);
-    if !output.status.success() || !errors.is_empty() {
+    if let Err(e) = fed
+        && errors.is_empty()
+    {
         return Err(EngineError::new(
             ErrorCode::PgToolFailed,
+            format!("feeding the globals script to psql failed: {e}"),
+        ));
+    }
+    if !output.status.success() || !errors.is_empty() {
+        let describe = target.describe();
+        let explained: Vec<String> = errors
+            .iter()
+            .filter_map(|e| globals_script::explain(e, &tablespaces, &describe))
+            .collect();
+        let detail = if explained.is_empty() {
+            errors.join(" | ")
+        } else {
+            explained.join(" | ")
+        };
+        let code = if explained.is_empty() {
+            ErrorCode::PgToolFailed
+        } else {
+            ErrorCode::UserErrorTablespaceLocationMissing
+        };
+        return Err(EngineError::new(
+            code,
             format!(
-                "restoring the globals on {} failed ({}): {}",
-                target.describe(),
-                output.status,
-                errors.join(" | ")
+                "restoring the globals on {describe} failed ({}): {detail}",
+                output.status
             ),
         ));
     }

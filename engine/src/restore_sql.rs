@@ -59,7 +59,8 @@ pub async fn restore_as_sql(
         tracker.clock(),
     )
     .await?;
-    let bin_dir = pgtools::bin_dir(options, point.manifest.server_version_num.into())?;
+    // pg_restore only writes the script: the tools that read the archive.
+    let bin_dir = pgtools::restore_tool_set(options, &point.manifest, None)?.dir;
     tracker.set_total(point.manifest.chunk_count());
     let mut out = ObjectWriter::create_at(
         output,

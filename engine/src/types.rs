@@ -90,6 +90,16 @@ pub struct EngineOptions {
     /// (`globals.sql`, see the manifest's `globals`), for servers
     /// protected whole.
     pub capture_globals: bool,
+    /// Per backup task capturing the globals: include the roles' passwords
+    /// (as the server stores them, hashed) — asked on a whole-server
+    /// protection and allowed only into an encrypted vault. Reading them
+    /// takes a superuser. `false`: `--no-role-passwords`.
+    pub capture_role_passwords: bool,
+    /// Per restore task restoring the globals: leave out the tablespace
+    /// definitions (`CREATE TABLESPACE`, and the grants, comments and
+    /// options on them), for a target without their directories. Objects
+    /// are always restored into the target's default tablespace.
+    pub skip_tablespaces: bool,
     /// Most connections a backup or restore may open to its server at once,
     /// everything included (the worker's share of the server's connection
     /// budget); `None`: not limited. See [`crate::server_budget`].
@@ -131,6 +141,8 @@ impl Default for EngineOptions {
             pg_bin_dirs: Vec::new(),
             pg_bin_dirs_setting: "worker.pg_bin_dirs",
             capture_globals: false,
+            capture_role_passwords: false,
+            skip_tablespaces: false,
             server_connections: None,
             encryption: None,
             key_object: None,

@@ -82,6 +82,8 @@ fn write_point(
         relations: None,
         schemas: None,
         globals: None,
+        globals_role_passwords: false,
+        dump_tools_major: None,
         key_object: None,
     };
     let json = manifest.to_json();

@@ -11,6 +11,7 @@ mod support;
 
 use pgvault_engine::ErrorCode;
 use pgvault_engine::manifest::ChunkEntry;
+use sha2::Digest;
 use support::*;
 
 /// The mixed fixture as PostgreSQL `major` accepts it: row triggers on
@@ -218,4 +219,130 @@ async fn big_tables_split_by_ctid_from_14_and_by_integer_key_on_13() {
     assert_eq!(last.end, None);
     assert_eq!(keyed.iter().map(|c| c.rows).sum::<u64>(), 2949);
     assert_eq!(unkeyed.len(), 1, "no integer key: one stream");
+}
+
+/// Replaces `point`'s schema archive with `pg_dump --schema-only -Fc` of
+/// `tools` (as the engine writes it) and records `dump_tools_major` in
+/// its manifest.
+fn redump_schema(
+    point: &Point,
+    tools: &std::path::Path,
+    source: &pgvault_localpg::TempCluster,
+    database: &str,
+    dump_tools_major: Option<u32>,
+) {
+    let output = std::process::Command::new(tools.join("pg_dump"))
+        .env("PGPASSWORD", source.password())
+        .args([
+            "-h",
+            source.host(),
+            "-p",
+            &source.port().to_string(),
+            "-U",
+            source.user(),
+        ])
+        .args(["--schema-only", "--format=custom"])
+        .arg(format!("--dbname=dbname='{database}'"))
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut manifest = point.manifest();
+    std::fs::write(point.object_path(&manifest.schema.path), &output.stdout).unwrap();
+    manifest.schema.size = output.stdout.len() as u64;
+    manifest.schema.sha256 = hex::encode(sha2::Sha256::digest(&output.stdout));
+    manifest.dump_tools_major = dump_tools_major;
+    std::fs::write(point.object_path("manifest.json"), manifest.to_json()).unwrap();
+}
+
+/// A worker whose only tools are newer than the server (here 18's for a 15
+/// server) writes a schema archive that an older `pg_restore` cannot read.
+/// The machine's 15 tools always serve a 15 server in these tests, so the
+/// point such a worker writes is made by replacing the schema archive with
+/// 18's `pg_dump`'s and recording 18 in the manifest, as the engine does.
+/// Restored into 15 with 15's and 18's tools at hand, the 18 set is chosen
+/// (as a database and as a SQL script); with 15's alone the restore is
+/// refused before anything is created, naming the archive's major and the
+/// fix; a manifest that recorded no major is read as the source's (15),
+/// whose `pg_restore` stops at the archive's header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_15_point_whose_archive_18_tools_wrote_restores_into_15_with_18_tools() {
+    let source = server(15);
+    add_database(&source, "Shop DB", &fixture_for(15)).await;
+    let options = version_options();
+    let point = back_up(&source, "Shop DB", &options).await;
+    assert_eq!(
+        point.manifest().dump_tools_major,
+        Some(15),
+        "15's tools dump a 15 server"
+    );
+
+    // An older manifest (no major recorded) is read as the source's: 15.
+    redump_schema(&point, &tools_18(), &source, "Shop DB", None);
+    let older = server(15);
+    let error = point
+        .restore(&older, "copy", None, &options)
+        .await
+        .expect_err("15's pg_restore cannot read an 18 archive");
+    assert!(error.message.contains("unsupported version"), "{error}");
+
+    redump_schema(&point, &tools_18(), &source, "Shop DB", Some(18));
+    let only_15 = pgvault_engine::EngineOptions {
+        connections: 2,
+        ..pgvault_engine::EngineOptions::default()
+    };
+    let fresh = server(15);
+    let error = point
+        .restore(&fresh, "copy", None, &only_15)
+        .await
+        .expect_err("no pg_restore reads the archive");
+    assert_eq!(error.code, ErrorCode::UserErrorServerVersionUnsupported);
+    assert!(
+        error.message.starts_with(
+            "the recovery point's schema archive was written by pg_dump 18 (its server runs \
+             PostgreSQL 15) and only pg_restore 18 or newer reads it; the newest pg_restore found is 15"
+        ),
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.ends_with(
+            "install postgresql-client-18 or list its bin directory in worker.pg_bin_dirs"
+        ),
+        "{}",
+        error.message
+    );
+    assert!(!database_exists(&fresh, "copy").await);
+
+    point
+        .restore(&fresh, "copy", None, &options)
+        .await
+        .expect("restore with the 18 tools");
+    let tools = tools_18();
+    assert_eq!(
+        schema_text_by(&tools, &source, "Shop DB"),
+        schema_text_by(&tools, &fresh, "copy")
+    );
+    assert_eq!(
+        data_fingerprint(&source, "Shop DB").await,
+        data_fingerprint(&fresh, "copy").await
+    );
+
+    // `restore files` and `recovery-point export` write the script with them too.
+    let out = tempfile::tempdir().unwrap();
+    point
+        .restore_as_sql(
+            None,
+            &out,
+            "shop.sql",
+            &pgvault_engine::Selection::default(),
+            &options,
+        )
+        .await
+        .expect("the script is written with the 18 tools");
+    let script = std::fs::read_to_string(out.path().join("shop.sql")).unwrap();
+    assert!(script.contains("CREATE TABLE"), "{script}");
 }

@@ -113,6 +113,12 @@ catalogue! {
         summary: "the restore's target server runs an older PostgreSQL major than the recovery point's source",
         action: "Restore into a server running the recovery point's PostgreSQL major or a newer one.",
     }
+    UserErrorTablespaceLocationMissing {
+        category: User,
+        retryable: false,
+        summary: "a whole-server restore cannot create a tablespace of the recovery point: its directory does not exist (or is not usable) on the target server's machine",
+        action: "Create the directory the message names on the target server's machine, empty and owned by the operating-system user PostgreSQL runs as, then restore again; or restore with --no-tablespaces (objects go to the default tablespace either way).",
+    }
     UserErrorDatabaseNameAlreadyInUse {
         category: User,
         retryable: false,

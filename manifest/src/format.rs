@@ -65,6 +65,19 @@ pub struct Manifest {
     /// backups of servers protected whole; `None` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub globals: Option<ObjectEntry>,
+    /// The globals hold the roles' passwords (as the server stores them:
+    /// SCRAM or MD5 hashes), which a whole-server protection captures only
+    /// when asked and only into an encrypted vault. `false` (the default,
+    /// and every manifest written before it existed): no password.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub globals_role_passwords: bool,
+    /// Major version of the `pg_dump` that wrote `schema` (and of the
+    /// `pg_dumpall` of `globals`): its archive is read only by a
+    /// `pg_restore` of that major or newer. `None` in manifests written
+    /// before pgvault recorded it, read as the source server's major
+    /// ([`Manifest::dump_tools_major`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump_tools_major: Option<u32>,
     /// `key.json` of an encrypted point: its data key wrapped by the vault
     /// key (see `pgvault_seal::key_object`), written before this manifest.
     /// `None` for unencrypted points and those backed up before it existed.
@@ -269,6 +282,23 @@ pub enum ManifestError {
 }
 
 impl Manifest {
+    /// The major of the tools that wrote the point: recorded, else (older
+    /// manifests) the source server's.
+    pub fn dump_tools_major(&self) -> u32 {
+        self.dump_tools_major
+            .unwrap_or_else(|| crate::versions::major_of_version_num(self.server_version_num))
+    }
+
+    /// The lowest client-tools major that restores this point into a
+    /// server of `target_major` (`None`: no server, a SQL script).
+    pub fn restore_tools_major(&self, target_major: Option<u32>) -> u32 {
+        crate::versions::restore_tools_major(
+            crate::versions::major_of_version_num(self.server_version_num),
+            self.dump_tools_major(),
+            target_major,
+        )
+    }
+
     pub fn chunk_count(&self) -> u32 {
         let tables: usize = self.tables.iter().map(|t| t.chunks.len()).sum();
         (tables + usize::from(self.large_objects.is_some())) as u32
@@ -448,6 +478,8 @@ mod tests {
             relations: None,
             schemas: None,
             globals: None,
+            globals_role_passwords: false,
+            dump_tools_major: Some(15),
             key_object: None,
         }
     }
@@ -476,6 +508,27 @@ mod tests {
             Manifest::from_json(b"{", "m").unwrap_err(),
             ManifestError::Invalid { .. }
         ));
+    }
+
+    #[test]
+    fn manifests_without_the_dump_tools_major_read_as_the_source_major() {
+        let mut older = sample();
+        older.dump_tools_major = None;
+        let json = String::from_utf8(older.to_json()).unwrap();
+        assert!(!json.contains("dump_tools_major"), "{json}");
+        assert!(!json.contains("globals_role_passwords"), "{json}");
+        let read = Manifest::from_json(json.as_bytes(), "m").unwrap();
+        assert_eq!(read.dump_tools_major(), 15);
+        assert_eq!(read.restore_tools_major(Some(15)), 15);
+        assert_eq!(read.restore_tools_major(Some(17)), 17);
+
+        // A 15 server dumped by the 18 tools: only an 18 pg_restore reads it.
+        let mut newer_tools = sample();
+        newer_tools.dump_tools_major = Some(18);
+        let read = Manifest::from_json(&newer_tools.to_json(), "m").unwrap();
+        assert_eq!(read.dump_tools_major(), 18);
+        assert_eq!(read.restore_tools_major(Some(15)), 18);
+        assert_eq!(read.restore_tools_major(None), 18);
     }
 
     #[test]

@@ -169,6 +169,8 @@ mod tests {
             }),
             relations,
             globals: None,
+            globals_role_passwords: false,
+            dump_tools_major: None,
             key_object: None,
         }
     }

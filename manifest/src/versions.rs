@@ -15,6 +15,28 @@ pub fn major_of(server_version: &str) -> Option<u32> {
         .ok()
 }
 
+/// The major of a `server_version_num` (e.g. 170004 → 17, 90624 → 9).
+pub(crate) fn major_of_version_num(version_num: i32) -> u32 {
+    u32::try_from(version_num / 10_000).unwrap_or(0)
+}
+
+/// The lowest client-tools major that restores a point taken on a
+/// `source_major` server whose schema archive `pg_dump` of
+/// `dump_tools_major` wrote, into a server of `target_major` (`None`: as
+/// a SQL script). `pg_restore` reads only archives of its own major or
+/// older, and restores into servers of its major or older; tools of the
+/// source's major at least keep the restore's SQL within what the dump
+/// meant.
+pub fn restore_tools_major(
+    source_major: u32,
+    dump_tools_major: u32,
+    target_major: Option<u32>,
+) -> u32 {
+    source_major
+        .max(dump_tools_major)
+        .max(target_major.unwrap_or(0))
+}
+
 /// A restore into an older major than the backup's source.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -52,6 +74,19 @@ mod tests {
         assert_eq!(major_of("18beta1"), Some(18));
         assert_eq!(major_of("9.6.24"), Some(9));
         assert_eq!(major_of(""), None);
+    }
+
+    #[test]
+    fn restore_tools_are_at_least_the_source_the_dump_tools_and_the_target() {
+        assert_eq!(major_of_version_num(170_004), 17);
+        assert_eq!(major_of_version_num(90_624), 9);
+        // A 15 server dumped by 17's pg_dump: 15's pg_restore cannot read it.
+        assert_eq!(restore_tools_major(15, 17, Some(15)), 17);
+        assert_eq!(restore_tools_major(15, 17, None), 17);
+        // The upgrade path: the target decides.
+        assert_eq!(restore_tools_major(13, 15, Some(17)), 17);
+        assert_eq!(restore_tools_major(15, 15, Some(15)), 15);
+        assert_eq!(restore_tools_major(15, 15, None), 15);
     }
 
     #[test]

@@ -76,6 +76,8 @@ fn write_point(dir: &tempfile::TempDir) -> String {
         relations: None,
         schemas: None,
         globals: None,
+        globals_role_passwords: false,
+        dump_tools_major: None,
         key_object: None,
     };
     let json = manifest.to_json();
