@@ -81,16 +81,18 @@ impl Tracing {
         })
     }
 
-    /// The `tracing` layer recording spans into this provider. pgvault's
-    /// own spans only: the gRPC stack's spans (including the exporter's own
-    /// calls) are left out.
+    /// The `tracing` layer recording spans into this provider, with its own
+    /// per-layer filter (the log's filter never reaches it, so a quiet log
+    /// keeps every span of a job's trace): spans and events at INFO and
+    /// above (events become events of their span), pgvault's own only: the
+    /// gRPC stack's spans (including the exporter's own calls) are left out.
     pub fn layer<S>(&self) -> impl Layer<S> + use<S>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let tracer: SdkTracer = self.provider.tracer(self.service.as_str());
         let quiet = Targets::new()
-            .with_default(LevelFilter::TRACE)
+            .with_default(LevelFilter::INFO)
             .with_target("h2", LevelFilter::OFF)
             .with_target("hyper", LevelFilter::OFF)
             .with_target("hyper_util", LevelFilter::OFF)
@@ -161,6 +163,21 @@ mod tests {
             crate::TraceContext::of_span(&span)
         });
         assert!(context.is_some(), "a traced span has a context");
+        tracing.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn the_trace_keeps_info_spans_and_leaves_debug_and_grpc_stack_spans_out() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let tracing = Tracing::start(ServiceName::Worker, None).expect("starts");
+        let subscriber = tracing_subscriber::registry().with(tracing.layer());
+        tracing::subscriber::with_default(subscriber, || {
+            let traced = |span: &tracing::Span| crate::TraceContext::of_span(span).is_some();
+            assert!(traced(&tracing::info_span!("load")));
+            assert!(traced(&tracing::error_span!("task")));
+            assert!(!traced(&tracing::debug_span!("detail")));
+            assert!(!traced(&tracing::info_span!(target: "h2", "frame")));
+        });
         tracing.shutdown().await;
     }
 }

@@ -130,6 +130,9 @@ impl WorkerService for WorkerApi {
             let caller = access::caller(&request)?;
             let agent = agents::claimer_agent(&self.ctx.store, &caller).await?;
             let response = chunks::claim(&self.ctx, agent.as_deref(), request.into_inner()).await?;
+            if let Some(task) = &response.task {
+                call_span::record_task(&tracing::Span::current(), task);
+            }
             Ok(Response::new(response))
         }
         .instrument(span)

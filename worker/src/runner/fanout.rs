@@ -4,7 +4,9 @@
 //! (pgvault_proto::v1::TaskEnvelope)) runs [`help`]: claim chunks of that
 //! attempt one at a time, dump each with the executor while heartbeating
 //! its lease (with the chunk's progress so far), report it, and stop when none is left, the attempt is over or
-//! the lease is lost (fencing: nothing more is reported).
+//! the lease is lost (fencing: nothing more is reported). The helper's
+//! `chunks` span continues the job's trace from the invitation's trace
+//! context, so a fanned-out job is one trace across every worker.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use pgvault_proto::v1::{
     ChunkOffer, ClaimChunkRequest, CompleteChunkRequest, FailChunkRequest, HeartbeatChunkRequest,
     JobError, ListChunksRequest, OfferChunksRequest, task,
 };
+use pgvault_telemetry::TraceContext;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -215,18 +218,48 @@ fn complete_request(job_id: &str, lease_token: &str, chunk: StoredChunk) -> Comp
     }
 }
 
+/// The helper's span over its chunks of one attempt: a child of the
+/// invitation's trace context (the dispatch of the invitation, in the job's
+/// trace), so its chunk calls (`ClaimChunk`, `CompleteChunk`, …) and the
+/// engine's spans join the job's one trace; `None` (an invitation from an
+/// older coordinator) starts a trace of its own. It carries the task fields
+/// every log line inside it repeats: `instance_id` once a claim names it.
+/// At ERROR level, like the task span, so every log filter keeps it.
+fn chunks_span(
+    job_id: &str,
+    attempt: u32,
+    trace: Option<&TraceContext>,
+    worker_id: &str,
+) -> tracing::Span {
+    let span = tracing::error_span!(
+        parent: None,
+        "chunks",
+        job_id = %job_id,
+        attempt,
+        instance_id = tracing::field::Empty,
+        trace_id = %trace.map(TraceContext::trace_id).unwrap_or_default(),
+        worker = %worker_id,
+    );
+    if let Some(trace) = trace {
+        trace.adopt(&span);
+    }
+    span
+}
+
 /// Helps with the chunks of `job_id`'s `attempt` until none is left for
-/// this worker.
+/// this worker; `trace` is the invitation's trace context.
 pub(super) async fn help(
     link: Arc<dyn ChunkLink>,
     executor: &dyn TaskExecutor,
     job_id: &str,
     attempt: u32,
+    trace: Option<TraceContext>,
     worker_id: &str,
     shutdown: &CancellationToken,
 ) {
-    let span = tracing::error_span!("chunks", job_id = %job_id, attempt, worker = %worker_id);
-    async {
+    let span = chunks_span(job_id, attempt, trace.as_ref(), worker_id);
+    let this = span.clone();
+    async move {
         let mut done = 0u32;
         while !shutdown.is_cancelled() {
             let request = ClaimChunkRequest {
@@ -255,7 +288,14 @@ pub(super) async fn help(
                 tracing::info!(reason = %response.reason, chunks = done, "no chunk left to help with");
                 break;
             }
-            let Some(task::Kind::Chunk(chunk)) = response.task.and_then(|t| t.kind) else {
+            let Some(task) = response.task else {
+                tracing::error!("a claimed chunk carried no chunk task");
+                break;
+            };
+            if !task.instance_id.is_empty() {
+                this.record("instance_id", task.instance_id.as_str());
+            }
+            let Some(task::Kind::Chunk(chunk)) = task.kind else {
                 tracing::error!("a claimed chunk carried no chunk task");
                 break;
             };
@@ -321,7 +361,8 @@ async fn run_chunk(
                     Err(error) => tracing::warn!(error = %error, "chunk heartbeat failed"),
                 }
             }
-        })
+        }
+        .in_current_span())
     };
     let outcome = executor
         .execute_chunk(chunk, progress, cancel.clone())
@@ -362,5 +403,33 @@ async fn run_chunk(
             }
             ChunkEnd::Stop
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pgvault_telemetry::{ServiceName, Tracing};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    const INVITATION: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[tokio::test]
+    async fn a_helpers_chunks_span_continues_the_invitations_trace() {
+        let tracing = Tracing::start(ServiceName::Worker, None).expect("starts");
+        let subscriber = tracing_subscriber::registry().with(tracing.layer());
+        let invitation = TraceContext::parse(INVITATION).expect("valid");
+        let (continued, own) = tracing::subscriber::with_default(subscriber, || {
+            (
+                TraceContext::of_span(&chunks_span("j1", 2, Some(&invitation), "w2")),
+                TraceContext::of_span(&chunks_span("j1", 2, None, "w2")),
+            )
+        });
+        let continued = continued.expect("traced");
+        assert_eq!(continued.trace_id(), invitation.trace_id());
+        assert_ne!(continued.traceparent(), INVITATION, "a span of its own");
+        assert_ne!(own.expect("traced").trace_id(), invitation.trace_id());
+        tracing.shutdown().await;
     }
 }

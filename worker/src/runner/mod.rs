@@ -221,6 +221,11 @@ impl Slot {
             }
         };
         let job_id = envelope.job_id.clone();
+        // The job's trace continues here: the dispatch span's context
+        // travels in the message's headers (and, for the in-process queue
+        // and agents, in the envelope).
+        let carried = TraceContext::from_carrier(&delivery.headers)
+            .or_else(|| TraceContext::from_carrier(&envelope.trace_context));
         if envelope.chunk_invite {
             // Help with the attempt's chunks: the chunk leases, not the
             // broker, guard them from here on.
@@ -234,6 +239,7 @@ impl Slot {
                         self.executor.as_ref(),
                         &job_id,
                         envelope.attempt,
+                        carried,
                         &self.worker_id,
                         &self.shutdown,
                     )
@@ -245,11 +251,6 @@ impl Slot {
             }
             return;
         }
-        // The job's trace continues here: the dispatch span's context
-        // travels in the message's headers (and, for the in-process queue
-        // and agents, in the envelope).
-        let carried = TraceContext::from_carrier(&delivery.headers)
-            .or_else(|| TraceContext::from_carrier(&envelope.trace_context));
         let claim_span = tracing::info_span!(
             parent: None,
             "claim",
