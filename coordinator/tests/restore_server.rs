@@ -4,7 +4,8 @@
 //! has the set's databases is refused naming them all, and a restore onto
 //! a fresh server is one job per database of which only the first (which
 //! restores the globals) is queued: its completion releases the others,
-//! its failure fails them with its error.
+//! its failure or cancellation fails them with `UserErrorGlobalsRestoreFailed`
+//! naming it (and its code) and that code's recommended action.
 
 mod common;
 
@@ -67,6 +68,19 @@ fn restore(point: &str, server: &str, exclude: &[&str]) -> pb::RestoreServerRequ
         secret: format!("secrets/{server}-admin"),
         exclude_databases: exclude.iter().map(|d| d.to_string()).collect(),
     }
+}
+
+/// The error of job `name` once it has failed (the lifecycle pass fails
+/// restores whose awaited job failed).
+async fn failed_error(h: &Harness, name: &str) -> pb::JobError {
+    for _ in 0..100 {
+        let job = common::get(h, name).await;
+        if job.state == pb::JobState::Failed as i32 {
+            return job.error.expect("a failed job has an error");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name} did not fail within 10 s");
 }
 
 #[tokio::test]
@@ -260,19 +274,37 @@ async fn a_server_restore_queues_the_globals_first_and_the_rest_follow_its_outco
         })
         .await
         .expect("fail globals");
-    let mut failed = None;
-    for _ in 0..100 {
-        let job = common::get(&h, &first_run[1].name).await;
-        if job.state == pb::JobState::Failed as i32 {
-            failed = Some(job);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let failed = failed.expect("the waiting restore failed");
-    let error = failed.error.expect("error");
-    assert_eq!(error.code, "PgToolFailed");
-    assert!(error.message.contains("server's globals"), "{error:?}");
+    let error = failed_error(&h, &first_run[1].name).await;
+    assert_eq!(error.code, "UserErrorGlobalsRestoreFailed");
+    assert!(
+        error.message.contains(&format!(
+            "the restore jobs/{globals} of the server's globals this restore waited for failed with PgToolFailed"
+        )),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.recommended_action,
+        pgvault_errors::ErrorCode::UserErrorGlobalsRestoreFailed.recommended_action()
+    );
+
+    // A cancelled globals restore: the same code, not "Cancelled".
+    let cancelled_run = h
+        .restores()
+        .restore_server(restore(&scheduled_point, "pg2", &["postgres"]))
+        .await
+        .expect("restore server after a failure")
+        .into_inner()
+        .jobs;
+    h.jobs()
+        .cancel_job(pb::CancelJobRequest {
+            name: cancelled_run[0].name.clone(),
+        })
+        .await
+        .expect("cancel globals");
+    let error = failed_error(&h, &cancelled_run[1].name).await;
+    assert_eq!(error.code, "UserErrorGlobalsRestoreFailed");
+    assert!(error.message.contains("was cancelled"), "{error:?}");
+    assert!(!error.recommended_action.is_empty(), "{error:?}");
 
     // Second run: the globals' job completes (with a warning), the rest is released.
     let second_run = h

@@ -215,6 +215,12 @@ catalogue! {
         summary: "the rehydrate job a restore of an archive point waited for failed or was cancelled",
         action: "Read the rehydrate job's error, fix its cause, then start the restore again.",
     }
+    UserErrorGlobalsRestoreFailed {
+        category: User,
+        retryable: false,
+        summary: "the restore of the server's globals (roles, tablespaces) that a server restore starts with failed or was cancelled, so this database's restore was not started",
+        action: "Read the globals restore job's error (pgvault job show JOB), fix its cause, then run pgvault restore server again.",
+    }
     UserErrorCopyFailed {
         category: User,
         retryable: true,

@@ -7,7 +7,7 @@
 use figment::value::{Dict, Map, Value};
 use figment::{Metadata, Profile, Provider};
 use pgvault_environment::setting_key;
-pub use pgvault_environment::{OTHER_VARIABLES, PREFIX, SECTIONS};
+pub use pgvault_environment::{PREFIX, SECTIONS};
 
 /// How figment names where a setting came from; see [`Environment::variable`].
 pub const SOURCE: &str = "`PGVAULT_` environment variable(s)";
@@ -52,7 +52,7 @@ impl Environment {
     }
 
     /// Refuses every `PGVAULT_*` variable that is neither a setting of a
-    /// known section, nor one of [`OTHER_VARIABLES`], nor (when
+    /// known section, nor one of `pgvault_environment::OTHER_VARIABLES`, nor (when
     /// `secret_env_prefix` is set) a secret variable starting with it.
     pub fn check(&self, secret_env_prefix: &str) -> anyhow::Result<()> {
         pgvault_environment::check(

@@ -27,7 +27,7 @@ use self::env::Environment;
 
 /// Everything the server commands read. Unknown sections and keys are
 /// refused; so are `PGVAULT_*` variables that are no setting and not one of
-/// the others pgvault reads ([`env::OTHER_VARIABLES`], secret variables).
+/// the others pgvault reads (`pgvault_environment::OTHER_VARIABLES`, secret variables).
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {

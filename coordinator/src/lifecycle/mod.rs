@@ -80,7 +80,7 @@ pub async fn sweep(store: &Store, now: DateTime<Utc>) -> Result<usize> {
     if orphans > 0 {
         tracing::warn!(
             jobs = orphans,
-            "restores failed: the rehydrate they waited for failed"
+            "restores failed: the rehydrate or globals restore they waited for failed"
         );
     }
     let mut queued = 0;

@@ -335,26 +335,29 @@ pub async fn restore_active(db: impl PgExecutor<'_>, point_id: Uuid) -> Result<b
 /// Fails QUEUED jobs whose awaited job failed or was cancelled; returns how
 /// many. A restore waiting for a rehydrate fails with
 /// `UserErrorRehydrateFailed`; one waiting for the restore of a server's
-/// globals fails with that job's own error.
+/// globals with `UserErrorGlobalsRestoreFailed`, its message naming that
+/// job and its code. Each with its code's recommended action.
 pub async fn fail_orphaned_waiting(db: impl PgExecutor<'_>) -> Result<u64> {
+    use pgvault_errors::ErrorCode::{UserErrorGlobalsRestoreFailed, UserErrorRehydrateFailed};
     let done = sqlx::query(
         "UPDATE jobs w SET state = 'FAILED', end_time = now(), update_time = now(),
-             error_code = CASE WHEN d.operation = 'RESTORE'
-                               THEN coalesce(d.error_code, 'Cancelled') ELSE $1 END,
+             error_code = CASE WHEN d.operation = 'RESTORE' THEN $3 ELSE $1 END,
              error_message = CASE WHEN d.operation = 'RESTORE'
                  THEN 'the restore jobs/' || w.waits_for_job_id || ' of the server''s globals this restore waited for '
-                      || CASE d.state WHEN 'CANCELLED' THEN 'was cancelled' ELSE 'failed' END
-                      || ', so the rest of the server restore was not started; fix its error and run pgvault restore server again'
+                      || CASE d.state WHEN 'CANCELLED' THEN 'was cancelled'
+                         ELSE 'failed' || coalesce(' with ' || d.error_code, '') END
+                      || ', so this database''s restore was not started'
                  ELSE 'the rehydrate job jobs/' || w.waits_for_job_id || ' this restore waited for '
                       || CASE d.state WHEN 'CANCELLED' THEN 'was cancelled' ELSE 'failed' END
                       || ', so the archive point was not copied back to the standard datastore' END,
-             error_action = CASE WHEN d.operation = 'RESTORE'
-                                 THEN coalesce(d.error_action, '') ELSE $2 END
+             error_action = CASE WHEN d.operation = 'RESTORE' THEN $4 ELSE $2 END
           FROM jobs d
          WHERE w.waits_for_job_id = d.id AND w.state = 'QUEUED' AND d.state IN ('FAILED', 'CANCELLED')",
     )
-    .bind(pgvault_errors::ErrorCode::UserErrorRehydrateFailed.as_str())
-    .bind(pgvault_errors::ErrorCode::UserErrorRehydrateFailed.recommended_action())
+    .bind(UserErrorRehydrateFailed.as_str())
+    .bind(UserErrorRehydrateFailed.recommended_action())
+    .bind(UserErrorGlobalsRestoreFailed.as_str())
+    .bind(UserErrorGlobalsRestoreFailed.recommended_action())
     .execute(db)
     .await?;
     Ok(done.rows_affected())
