@@ -9,7 +9,8 @@
 # into ./.tools/pg), RabbitMQ (Debian package
 # rabbitmq-server), headless Chromium and its WebDriver for the web console
 # tests (Debian packages chromium, chromium-driver), the Azure Blob emulator
-# Azurite (npm, into ./.tools), the S3 server moto (PyPI moto[server], into
+# Azurite (npm, into ./.tools), promtool (Debian package prometheus,
+# unpacked into ./.tools/prometheus), the S3 server moto (PyPI moto[server], into
 # the virtualenv ./.tools/venv), and iproute2 (Debian package) for the
 # private-network tests, which create network namespaces and so must run as
 # root.
@@ -49,6 +50,17 @@ if [ ! -x /usr/bin/chromedriver ] || { [ ! -x /usr/lib/chromium/chromium ] && [ 
   echo "==> installing chromium and chromium-driver (Debian packages)"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+# promtool (Prometheus's rule checker) from Debian's prometheus package,
+# unpacked into .tools/prometheus rather than installed: no service starts.
+# coordinator/tests/metrics_rules.rs checks deploy/prometheus/alerts.yml with it.
+if [ ! -x .tools/prometheus/usr/bin/promtool ] && ! command -v promtool >/dev/null 2>&1; then
+  echo "==> unpacking promtool (Debian package prometheus) into .tools/prometheus"
+  as_root apt-get update -qq
+  mkdir -p .tools/prometheus
+  (cd .tools && apt-get download -qq prometheus >/dev/null && dpkg -x prometheus_*.deb prometheus \
+    && rm -f prometheus_*.deb prometheus/usr/bin/prometheus)
 fi
 
 # Azurite from npm, kept inside the repository's .tools directory.

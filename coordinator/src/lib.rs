@@ -35,6 +35,8 @@
 //! - [`agents`]: agents' streams, the offers made down them, their probes,
 //!   and the sweeper failing jobs whose agent stays away.
 //! - [`dispatch`]: outbox → queue; [`reaper`]: expired leases → re-queue or fail;
+//!   [`job_span`]: the span (in the job's trace, with its log fields) of what
+//!   the coordinator does to a job on its own or at an API call;
 //!   [`dead_letters`]: the dead-letter queue → recorded dead letters.
 //! - [`leader`]: advisory-lock leadership; [`scheduler`]: policies → scheduled jobs,
 //!   exactly once per instance and slot; [`whole_server`]: servers protected
@@ -64,6 +66,7 @@ pub mod dispatch;
 pub mod drill;
 pub mod encryption;
 pub mod error;
+pub mod job_span;
 pub mod leader;
 pub mod lifecycle;
 pub mod metrics;

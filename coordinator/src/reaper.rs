@@ -7,7 +7,8 @@
 //! as lease-expired (or cancelled) and its connection slots are freed
 //! (they stopped counting when the lease expired). Only the
 //! coordinator holding the reaper's [`Leadership`] lock reaps; the others
-//! keep trying to take it.
+//! keep trying to take it. What it does to a job is logged in the job's
+//! span ([`crate::job_span`]): in its trace, with its log fields.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,7 +98,9 @@ pub async fn reap_once(store: &Store, policy: &RetryPolicy) -> Result<usize> {
             );
             jobs::finish_failed(&mut *tx, job_id, JobState::Cancelled, &error).await?;
             attempts::end(&mut *tx, job_id, AttemptOutcome::Cancelled, Some(&error)).await?;
-            tracing::info!(job_id = %job_id, "cancelled job's lease expired; job cancelled");
+            crate::job_span::of("lease.expired", job).in_scope(|| {
+                tracing::info!("cancelled job's lease expired; job cancelled");
+            });
         } else if used < policy.max_attempts {
             let error = JobError::new(
                 ErrorCode::SystemErrorLeaseExpired,
@@ -109,7 +112,9 @@ pub async fn reap_once(store: &Store, policy: &RetryPolicy) -> Result<usize> {
             attempts::end(&mut *tx, job_id, AttemptOutcome::LeaseExpired, Some(&error)).await?;
             let delay = backoff::retry_delay(policy.backoff, used);
             outbox::insert_delayed(&mut *tx, job_id, next, delay).await?;
-            tracing::warn!(job_id = %job_id, attempt, next_attempt = next, delay_s = delay.as_secs_f64(), "lease expired; job re-queued");
+            crate::job_span::of("lease.expired", job).in_scope(|| {
+                tracing::warn!(next_attempt = next, delay_s = delay.as_secs_f64(), "lease expired; job re-queued");
+            });
         } else {
             let max_attempts = policy.max_attempts;
             let error = JobError::new(
@@ -120,7 +125,9 @@ pub async fn reap_once(store: &Store, policy: &RetryPolicy) -> Result<usize> {
             );
             jobs::finish_failed(&mut *tx, job_id, JobState::Failed, &error).await?;
             attempts::end(&mut *tx, job_id, AttemptOutcome::LeaseExpired, Some(&error)).await?;
-            tracing::warn!(job_id = %job_id, attempt, "lease expired on the last attempt; job failed");
+            crate::job_span::of("lease.expired", job).in_scope(|| {
+                tracing::warn!("lease expired on the last attempt; job failed");
+            });
         }
     }
     tx.commit().await?;

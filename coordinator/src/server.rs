@@ -140,7 +140,7 @@ impl Coordinator {
             },
             cancel.clone(),
         );
-        let metrics = crate::metrics::Metrics::new();
+        let metrics = crate::metrics::Metrics::with_queue(publisher.clone());
         let probes = Probes::new(Arc::new(DirectProbe), Arc::new(agents.probe()));
         let ctx = Arc::new(ApiContext {
             clock: clock.clone(),

@@ -2,7 +2,10 @@
 //! during and after a successful backup and a failing one, the queue gauges,
 //! job counters and histograms, attempt outcomes, error codes, fenced
 //! heartbeats, connection slots in use and the instance's last success
-//! move; no secret appears.
+//! move; no secret appears. A lease that expires counts as a
+//! `LEASE_EXPIRED` attempt and a dead-lettered task message moves the
+//! dead-letter gauge. The connected worker slots follow the task queue's
+//! consumers, and are left out where the queue cannot count them.
 
 mod common;
 
@@ -15,6 +18,8 @@ use pgvault_console::PortFallback;
 use pgvault_coordinator::Coordinator;
 use pgvault_coordinator::metrics::MetricsOptions;
 use pgvault_proto::v1 as pb;
+use pgvault_queue::memory::InProcessQueue;
+use pgvault_queue::TaskPublisher;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn backup_result() -> pb::BackupResult {
@@ -355,4 +360,98 @@ async fn two_coordinators_report_the_same_state_and_count_each_job_once() {
     );
     second.shutdown().await.expect("second stops");
     h.stop().await;
+}
+
+#[tokio::test]
+async fn worker_slots_connected_follows_the_task_queues_consumers() {
+    // The harness's recording publisher cannot count consumers: no series.
+    let h = Harness::start_with(|c| c.metrics = Some(on_any_port())).await;
+    let recording = h
+        .handle
+        .as_ref()
+        .and_then(|c| c.metrics_url())
+        .expect("metrics served")
+        .to_string();
+    let (_, text) = scrape(&recording).await;
+    assert!(
+        text.contains("# EOF") && !text.contains("pgvault_worker_slots_connected "),
+        "{text}"
+    );
+
+    let queue = InProcessQueue::new();
+    let mut config = common::config(&h.cluster);
+    config.metrics = Some(on_any_port());
+    let coordinator = Coordinator::start(config, queue.publisher())
+        .await
+        .expect("a coordinator on the in-process queue");
+    let url = coordinator.metrics_url().expect("metrics served").to_string();
+    let slots = "pgvault_worker_slots_connected";
+    scrape_until(&url, "no slot", |t| value(t, slots) == Some(0.0)).await;
+    let first = queue.consumer();
+    let second = queue.consumer();
+    scrape_until(&url, "two slots", |t| value(t, slots) == Some(2.0)).await;
+    drop(first);
+    scrape_until(&url, "one slot", |t| value(t, slots) == Some(1.0)).await;
+    drop(second);
+    scrape_until(&url, "no slot again", |t| value(t, slots) == Some(0.0)).await;
+    coordinator.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_lease_expiry_and_a_dead_letter_move_their_metrics() {
+    let h = Harness::start_with(|c| c.metrics = Some(on_any_port())).await;
+    let url = h
+        .handle
+        .as_ref()
+        .and_then(|c| c.metrics_url())
+        .expect("metrics served")
+        .to_string();
+    h.fixture().await;
+    let instance = h.protect("app").await;
+    scrape_until(&url, "the feed leader", |t| {
+        value(t, "pgvault_metrics_feed_leader") == Some(1.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Claimed, then never a heartbeat: the 2 s lease expires and the
+    // reaper re-queues the job.
+    let job = backup_now(&h, &instance).await;
+    let id = job_id(&job);
+    h.publisher.wait_for(&id, 1).await;
+    let claimed = claim(&h, &id, "w1").await;
+    assert!(claimed.claimed, "{}", claimed.reason);
+    let expired = r#"pgvault_job_attempts_ended_total{operation="ON_DEMAND_BACKUP",outcome="LEASE_EXPIRED"}"#;
+    scrape_until(&url, "the lease expiry", |t| value(t, expired) == Some(1.0)).await;
+    h.publisher.wait_for(&id, 2).await;
+
+    // A task message a worker rejects is recorded as a dead letter by the
+    // coordinator draining the dead-letter queue (another coordinator on
+    // the same state database: the gauge is the state database's).
+    let queue = InProcessQueue::new();
+    let drain = Coordinator::start_with_dead_letters(
+        common::config(&h.cluster),
+        Arc::new(RecordingPublisher::default()),
+        Some(queue.dead_letter_source()),
+    )
+    .await
+    .expect("a coordinator draining the dead letters");
+    assert_eq!(value(&scrape(&url).await.1, "pgvault_dead_letters"), Some(0.0));
+    queue
+        .publish("garbage", b"not a task".to_vec())
+        .await
+        .expect("publish");
+    queue
+        .consumer()
+        .next()
+        .await
+        .expect("delivered")
+        .reject()
+        .await
+        .expect("reject");
+    scrape_until(&url, "the dead letter", |t| {
+        value(t, "pgvault_dead_letters") == Some(1.0)
+    })
+    .await;
+    drain.shutdown().await.expect("shutdown");
 }

@@ -1,24 +1,32 @@
 //! The shipped Prometheus alert rules (`deploy/prometheus/alerts.yml`) and
-//! Grafana dashboard (`deploy/grafana/pgvault.json`) parse, and every
-//! `pgvault_*` series they name is one the exporter writes (promtool is not
-//! installable from the registries, so the YAML is read here).
+//! Grafana dashboard (`deploy/grafana/pgvault.json`) parse, every
+//! `pgvault_*` series they name is one the exporter writes, and every
+//! family the exporter registers is written here (a new family must be
+//! given a sample below) and listed in the README's metrics table.
+//! Prometheus's own `promtool check rules` accepts the alert rules
+//! (`scripts/test.sh` unpacks promtool from Debian's prometheus package).
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
 
 use pgvault_coordinator::metrics::Metrics;
 use pgvault_coordinator::metrics::families::{
-    AgentLabels, AttemptLabels, InstanceLabels, JobLabels, OperationLabels,
+    AgentLabels, AttemptLabels, InstanceLabels, JobLabels, NoLabels, OperationLabels,
+    ServerLabels,
 };
 use pgvault_coordinator::metrics::feed::error_labels;
 use yaml_rust2::{Yaml, YamlLoader};
 
-fn deploy_file(path: &str) -> String {
-    let full = format!("{}/../deploy/{path}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("cannot read {full}: {e}"))
+fn workspace_file(path: &str) -> PathBuf {
+    PathBuf::from(format!("{}/../{path}", env!("CARGO_MANIFEST_DIR")))
 }
 
-/// How many families the exporter registers.
-const FAMILIES: usize = 16;
+fn deploy_file(path: &str) -> String {
+    let full = workspace_file(&format!("deploy/{path}"));
+    std::fs::read_to_string(&full)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", full.display()))
+}
 
 /// Every sample name the exporter can write, from its `# TYPE` lines, with
 /// one series in each family (an empty family writes nothing at all).
@@ -59,13 +67,19 @@ fn exported_series() -> BTreeSet<String> {
             database: "d".into(),
         })
         .set(1.0);
+    f.server_connections
+        .get_or_create(&ServerLabels { server: "s".into() })
+        .set(1);
+    f.worker_slots.get_or_create(&NoLabels {}).set(1);
     let text = metrics.encode();
     let mut names = BTreeSet::new();
+    let mut typed = BTreeSet::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("# TYPE ") else {
             continue;
         };
         let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+        typed.insert(name.to_string());
         let suffixes: &[&str] = match kind {
             "counter" => &["_total", "_created"],
             "histogram" => &["_bucket", "_sum", "_count", "_created"],
@@ -75,12 +89,65 @@ fn exported_series() -> BTreeSet<String> {
             names.insert(format!("{name}{suffix}"));
         }
     }
+    let registered: BTreeSet<String> = metrics.family_names().into_iter().collect();
     assert_eq!(
-        text.matches("# TYPE ").count(),
-        FAMILIES,
-        "a family has no sample here: fill it in exported_series\n{text}"
+        typed, registered,
+        "every registered family is written: a family without a sample here must get one in exported_series\n{text}"
     );
     names
+}
+
+#[test]
+fn every_registered_family_is_written_and_in_the_readme() {
+    let metrics = Metrics::new();
+    let names = metrics.family_names();
+    assert!(names.len() >= 18, "{names:?}");
+    // Panics naming the family that has no sample.
+    exported_series();
+    let readme = std::fs::read_to_string(workspace_file("README.md")).expect("README.md");
+    for name in names {
+        assert!(
+            readme.contains(&format!("`{name}")),
+            "{name} is not in the README's metrics table"
+        );
+    }
+}
+
+/// promtool: `.tools/prometheus/usr/bin/promtool` (what `scripts/test.sh`
+/// unpacks), else the one on `PATH`.
+fn promtool() -> Option<PathBuf> {
+    let local = workspace_file(".tools/prometheus/usr/bin/promtool");
+    if local.is_file() {
+        return Some(local);
+    }
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("promtool"))
+            .find(|p| p.is_file())
+    })
+}
+
+#[test]
+fn promtool_accepts_the_alert_rules() {
+    let promtool = promtool().expect(
+        "promtool is not installed: run scripts/test.sh (it unpacks Debian's prometheus package \
+         into .tools/prometheus: apt-get download prometheus && dpkg -x prometheus_*.deb \
+         .tools/prometheus), or apt-get install prometheus",
+    );
+    let rules = workspace_file("deploy/prometheus/alerts.yml");
+    let out = Command::new(&promtool)
+        .arg("check")
+        .arg("rules")
+        .arg(&rules)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", promtool.display()));
+    assert!(
+        out.status.success(),
+        "promtool check rules {} failed:\n{}{}",
+        rules.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The `pgvault_*` identifiers of a PromQL expression.
@@ -142,6 +209,7 @@ fn the_alert_rules_parse_and_name_only_exported_series() {
         "PgvaultQueueStuck",
         "PgvaultDeadLetters",
         "PgvaultAgentDisconnected",
+        "PgvaultNoWorkers",
     ] {
         assert!(alerts.contains(expected), "{expected} missing");
     }

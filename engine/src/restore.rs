@@ -11,6 +11,15 @@
 //! fleet ([`super::restore_fanout`]) and the database is marked as the
 //! job's restore in progress until it completes, so the job's next attempt
 //! can drop what a dead attempt left.
+//!
+//! Each phase is a `tracing` span, so the job's trace shows where a
+//! restore's time went: `restore`, with `schema` (the point's manifest and
+//! schema archive) and `load`; under `load`: `pre-data`, `data` (a `table`
+//! span per load, a `post` span per post-data batch, index and constraint
+//! builds among them, an `analyze` span per table's `ANALYZE`; fanned out,
+//! the post-data work after the loads is under `post-data`), `sequences`,
+//! `large-objects`, `grants`, `analyze` and `flush`. The engine stays free
+//! of any trace exporter: whoever installs one (the runner) gets the spans.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -122,6 +131,33 @@ pub async fn restore_database_fanned(
     progress: Arc<dyn ProgressSink>,
     cancel: CancellationToken,
 ) -> Result<RestoreSummary, EngineError> {
+    restore_in_span(
+        target,
+        store,
+        prefix,
+        expected_manifest_sha256,
+        selection,
+        options,
+        run,
+        progress,
+        cancel,
+    )
+    .instrument(tracing::info_span!("restore", database = %target.database))
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn restore_in_span(
+    target: &PgTarget,
+    store: &Datastore,
+    prefix: &str,
+    expected_manifest_sha256: Option<&str>,
+    selection: &Selection,
+    options: &EngineOptions,
+    run: &RestoreRun,
+    progress: Arc<dyn ProgressSink>,
+    cancel: CancellationToken,
+) -> Result<RestoreSummary, EngineError> {
     // Within the server's grant: the maintenance connection and the data lanes.
     let options = &EngineOptions {
         connections: options.restore_data_connections(),
@@ -168,6 +204,7 @@ pub async fn restore_database_fanned(
         &cancel,
         tracker.clock(),
     )
+    .instrument(tracing::info_span!("schema"))
     .await?;
     let target_version = server_version_num(&admin, &admin_describe).await?;
     let tools = restorable_into(options, &point.manifest, target_version)?;
@@ -320,7 +357,9 @@ async fn load(
     tracker.phase("pre-data");
     let mut args: Vec<OsString> = vec!["--section=pre-data".into()];
     args.extend(list.iter().cloned());
-    pg_restore(bin_dir, target, &point.schema_file, &args, unknown).await?;
+    pg_restore(bin_dir, target, &point.schema_file, &args, unknown)
+        .instrument(tracing::info_span!("pre-data"))
+        .await?;
 
     tracker.phase("data and indexes");
     let archive = tokio::fs::read(&point.schema_file)
@@ -363,6 +402,11 @@ async fn load(
         }),
         false,
     );
+    // The trace shows where the time went: the loads (one `table` span
+    // each), post-data entries (`post`: index and constraint builds among
+    // them) and each table's `analyze`, under `data`; fanned out, the
+    // post-data work after the loads under `post-data`.
+    let loads = jobs.len();
     let (rows, mut bytes) = match fanned {
         Some((helpers, fanout)) if jobs.len() > 1 => {
             let client = connect(target, &target.database).await?;
@@ -374,35 +418,48 @@ async fn load(
                 fanout.dispatch,
                 helpers,
             )
-            .instrument(tracing::info_span!("data", helpers))
+            .instrument(tracing::info_span!("data", loads, helpers))
             .await?;
             restore_fanout::drop_bookkeeping(&client, &describe).await?;
             // Every load is in: post-data and ANALYZE on the leader alone.
-            let (more_rows, more_bytes) =
-                restore_schedule::run(ctx, Vec::new(), &post, manifest).await?;
+            let (more_rows, more_bytes) = restore_schedule::run(ctx, Vec::new(), &post, manifest)
+                .instrument(tracing::info_span!("post-data"))
+                .await?;
             (rows + more_rows, bytes + more_bytes)
         }
-        _ => restore_schedule::run(ctx, jobs, &post, manifest).await?,
+        _ => {
+            restore_schedule::run(ctx, jobs, &post, manifest)
+                .instrument(tracing::info_span!("data", loads, helpers = 0u32))
+                .await?
+        }
     };
 
     let client = connect(target, &target.database).await?;
     tracker.phase("sequences");
-    for seq in &manifest.sequences {
-        client
-            .query_one(
-                "SELECT pg_catalog.setval($1::text::regclass, $2, $3)",
-                &[
-                    &qualified(&seq.schema, &seq.name),
-                    &seq.last_value,
-                    &seq.is_called,
-                ],
-            )
-            .await
-            .map_err(|e| {
-                EngineError::from_pg(&e, &describe)
-                    .context(format!("setting sequence {}.{}", seq.schema, seq.name))
-            })?;
+    async {
+        for seq in &manifest.sequences {
+            client
+                .query_one(
+                    "SELECT pg_catalog.setval($1::text::regclass, $2, $3)",
+                    &[
+                        &qualified(&seq.schema, &seq.name),
+                        &seq.last_value,
+                        &seq.is_called,
+                    ],
+                )
+                .await
+                .map_err(|e| {
+                    EngineError::from_pg(&e, &describe)
+                        .context(format!("setting sequence {}.{}", seq.schema, seq.name))
+                })?;
+        }
+        Ok::<_, EngineError>(())
     }
+    .instrument(tracing::info_span!(
+        "sequences",
+        sequences = manifest.sequences.len()
+    ))
+    .await?;
     if let Some(lo) = &manifest.large_objects {
         bytes += large_objects::restore(
             &client,
@@ -413,17 +470,24 @@ async fn load(
             options,
             tracker.clock(),
         )
+        .instrument(tracing::info_span!("large-objects"))
         .await?;
         tracker.chunk_done(0);
     }
 
     tracker.phase("grants and views");
-    restore_schedule::run_deferred(&client, &describe, &post, Pass::Acl).await?;
-    refresh_matviews(&client, &describe, manifest).await?;
-    restore_schedule::run_deferred(&client, &describe, &post, Pass::PostAcl).await?;
+    async {
+        restore_schedule::run_deferred(&client, &describe, &post, Pass::Acl).await?;
+        refresh_matviews(&client, &describe, manifest).await?;
+        restore_schedule::run_deferred(&client, &describe, &post, Pass::PostAcl).await
+    }
+    .instrument(tracing::info_span!("grants"))
+    .await?;
 
     tracker.phase("analyze");
-    analyze::analyze_views_and_parents(&client, &describe, manifest).await?;
+    analyze::analyze_views_and_parents(&client, &describe, manifest)
+        .instrument(tracing::info_span!("analyze", scope = "views and parents"))
+        .await?;
     tracker.phase("final flush");
     // Loads and entries committed without waiting for WAL flushes; one
     // synchronous commit makes all of them durable before success is reported.
@@ -432,6 +496,7 @@ async fn load(
         "SET synchronous_commit = on; BEGIN; SELECT pg_catalog.txid_current(); COMMIT",
         &describe,
     )
+    .instrument(tracing::info_span!("flush"))
     .await?;
     Ok(RestoreSummary {
         rows,

@@ -18,9 +18,10 @@ use futures::{SinkExt, StreamExt};
 use pgvault_datastore::Datastore;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::error::{EngineError, ErrorCode};
-use super::ident::{qualified, quote_ident};
+use super::ident::{qualified, quote_ident, readable};
 use super::manifest::{ChunkEntry, Manifest, TableEntry};
 use super::objects::{ChunkReader, Source, blocks, object_path};
 use super::progress::Tracker;
@@ -179,6 +180,47 @@ pub(crate) struct Loaded {
 /// committed by a worker that died before reporting it is never loaded
 /// again: a key found recorded loads nothing and reports what was loaded.
 pub(crate) async fn load_job_once(
+    ctx: &LoadContext,
+    client: &Client,
+    job: &LoadJob,
+    once: Option<&str>,
+    stop: &CancellationToken,
+    lane: &mut Lane,
+) -> Result<Loaded, EngineError> {
+    let span = load_span(job, once);
+    let loaded = load_job_in_span(ctx, client, job, once, stop, lane)
+        .instrument(span.clone())
+        .await;
+    if let Ok(loaded) = &loaded {
+        span.record("rows", loaded.rows);
+        span.record("already", loaded.already);
+    }
+    loaded
+}
+
+/// One span per load job (bounded like the stored objects: a table, some
+/// chunks of a split table, or a bundle of small tables), named like the
+/// backup's span per stored object; its first table names it.
+fn load_span(job: &LoadJob, once: Option<&str>) -> tracing::Span {
+    let table = job
+        .parts
+        .first()
+        .map(|p| readable(&p.table.schema, &p.table.name))
+        .unwrap_or_default();
+    tracing::info_span!(
+        "table",
+        table = %table,
+        tables = job.parts.len(),
+        chunks = job.parts.iter().map(|p| p.chunks.len()).sum::<usize>(),
+        bytes = job.size,
+        freeze = job.freeze,
+        load = once.unwrap_or_default(),
+        rows = tracing::field::Empty,
+        already = tracing::field::Empty,
+    )
+}
+
+async fn load_job_in_span(
     ctx: &LoadContext,
     client: &Client,
     job: &LoadJob,

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::connect::{connect, exec};
 use super::error::{EngineError, ErrorCode};
@@ -252,13 +253,17 @@ pub(crate) async fn load_fanned(
     for _ in 0..ctx.options.connections.max(1).min(jobs.len()) {
         let (ctx, dispatch, stop) = (ctx.clone(), dispatch.clone(), stop.clone());
         let preamble = preamble.to_string();
-        set.spawn(async move {
-            let result = leader_lane(&ctx, &*dispatch, &preamble, &stop).await;
-            if result.is_err() {
-                stop.cancel();
+        // In the data span: the lanes' load spans and lines are the task's.
+        set.spawn(
+            async move {
+                let result = leader_lane(&ctx, &*dispatch, &preamble, &stop).await;
+                if result.is_err() {
+                    stop.cancel();
+                }
+                result
             }
-            result
-        });
+            .in_current_span(),
+        );
     }
     let mut local: Vec<String> = Vec::new();
     let mut first_error: Option<EngineError> = None;

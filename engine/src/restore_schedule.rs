@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::connect::{connect, exec};
 use super::error::{EngineError, ErrorCode};
@@ -42,14 +43,18 @@ pub(crate) async fn run(
     for _ in 0..ctx.options.connections.max(1) {
         let (ctx, shared, stop) = (ctx.clone(), shared.clone(), stop.clone());
         let preamble = post.preamble.clone();
-        set.spawn(async move {
-            let result = worker(&ctx, &shared, &preamble, &stop).await;
-            if result.is_err() {
-                stop.cancel();
-                shared.changed.notify_waiters();
+        // In the caller's span: the lanes' spans and lines are the task's.
+        set.spawn(
+            async move {
+                let result = worker(&ctx, &shared, &preamble, &stop).await;
+                if result.is_err() {
+                    stop.cancel();
+                    shared.changed.notify_waiters();
+                }
+                result
             }
-            result
-        });
+            .in_current_span(),
+        );
     }
     let (mut rows, mut bytes) = (0, 0);
     let mut first_error: Option<EngineError> = None;
@@ -182,17 +187,30 @@ async fn run_task(
                 exec(client, "SET session_replication_role = DEFAULT", &describe).await?;
                 *replica = false;
             }
+            // One span per batch: an index or constraint build, or other
+            // post-data entries (a batch of small tables' runs together).
+            let span = tracing::info_span!(
+                "post",
+                entry = %batch.entries.first().map(|e| e.label.as_str()).unwrap_or_default(),
+                entries = batch.entries.len(),
+                build = builds,
+            );
             tokio::select! {
                 _ = stop.cancelled() => Err(EngineError::cancelled()),
-                r = run_entries(client, batch, &describe) => r.map(|()| (0, 0)),
+                r = run_entries(client, batch, &describe).instrument(span) => r.map(|()| (0, 0)),
             }
         }
         Task::Analyze(names) => {
             lane.enter(LaneStage::Analyze);
             let sql = format!("ANALYZE {}", names.join(", "));
+            let span = tracing::info_span!(
+                "analyze",
+                table = %names.first().map(String::as_str).unwrap_or_default(),
+                tables = names.len(),
+            );
             tokio::select! {
                 _ = stop.cancelled() => Err(EngineError::cancelled()),
-                r = exec(client, &sql, &describe) => r
+                r = exec(client, &sql, &describe).instrument(span) => r
                     .map(|()| {
                         // The tables' last step: data, entries and statistics are in.
                         for name in names {

@@ -125,6 +125,21 @@ impl AmqpQueue {
         Ok(queue.message_count())
     }
 
+    /// Consumers of the task queue now: one per task slot of every
+    /// connected worker (the dead-letter drain consumes the other queue).
+    pub async fn consumer_count(&self) -> Result<u32, QueueError> {
+        let (connection, channel) = self.open_channel().await?;
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let queue = channel
+            .queue_declare(&self.queue, options, FieldTable::default())
+            .await?;
+        let _ = connection.close(200, "done").await;
+        Ok(queue.consumer_count())
+    }
+
     fn dead_letter_queue(&self) -> String {
         format!("{}.dead", self.queue)
     }
@@ -312,6 +327,11 @@ impl TaskPublisher for AmqpPublisher {
             *state = None;
         }
         outcome
+    }
+
+    /// Asked on a connection of its own, never the publishing one.
+    async fn consumer_count(&self) -> Result<Option<u32>, QueueError> {
+        self.queue.consumer_count().await.map(Some)
     }
 }
 

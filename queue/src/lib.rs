@@ -57,6 +57,13 @@ pub trait TaskPublisher: Send + Sync {
     fn is_durable(&self) -> bool {
         true
     }
+
+    /// The consumers of the task queue now: one per task slot of every
+    /// connected worker (RabbitMQ: the queue's consumer count; in process:
+    /// the live consumers). `None` where the publisher cannot tell.
+    async fn consumer_count(&self) -> Result<Option<u32>, QueueError> {
+        Ok(None)
+    }
 }
 
 /// One message of [`TaskPublisher::publish_many`].

@@ -6,6 +6,7 @@
 //! [`DeadLetterSource`] takes them (there is no delivery limit here).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -59,6 +60,8 @@ pub struct InProcessQueue {
     receiver: async_channel::Receiver<Message>,
     /// Rejected messages (the dead-letter queue).
     dead: Arc<DeadLetters>,
+    /// Consumers handed out by [`InProcessQueue::consumer`] and not dropped.
+    consumers: Arc<AtomicU32>,
 }
 
 impl Default for InProcessQueue {
@@ -74,6 +77,7 @@ impl InProcessQueue {
             sender,
             receiver,
             dead: Arc::default(),
+            consumers: Arc::default(),
         }
     }
 
@@ -82,9 +86,11 @@ impl InProcessQueue {
         Arc::new(self.clone())
     }
 
-    /// A consumer handle; several may run at once.
+    /// A consumer handle; several may run at once. Counted as a consumer
+    /// ([`TaskPublisher::consumer_count`]) until dropped.
     pub fn consumer(&self) -> Box<dyn TaskConsumer> {
-        Box::new(self.clone())
+        self.consumers.fetch_add(1, Ordering::Relaxed);
+        Box::new(MemoryConsumer(self.clone()))
     }
 
     /// A source draining the dead-letter queue; several may run at once.
@@ -126,6 +132,26 @@ impl TaskPublisher for InProcessQueue {
 
     fn is_durable(&self) -> bool {
         false
+    }
+
+    async fn consumer_count(&self) -> Result<Option<u32>, QueueError> {
+        Ok(Some(self.consumers.load(Ordering::Relaxed)))
+    }
+}
+
+/// A counted consumer of the in-process queue.
+struct MemoryConsumer(InProcessQueue);
+
+impl Drop for MemoryConsumer {
+    fn drop(&mut self) {
+        self.0.consumers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl TaskConsumer for MemoryConsumer {
+    async fn next(&mut self) -> Result<Delivery, QueueError> {
+        TaskConsumer::next(&mut self.0).await
     }
 }
 
@@ -240,6 +266,20 @@ mod tests {
         first.ack().await.unwrap();
         second.ack().await.unwrap();
         assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_publisher_counts_the_consumers_alive() {
+        let queue = InProcessQueue::new();
+        let publisher = queue.publisher();
+        assert_eq!(publisher.consumer_count().await.unwrap(), Some(0));
+        let a = queue.consumer();
+        let b = queue.consumer();
+        assert_eq!(publisher.consumer_count().await.unwrap(), Some(2));
+        drop(a);
+        assert_eq!(publisher.consumer_count().await.unwrap(), Some(1));
+        drop(b);
+        assert_eq!(publisher.consumer_count().await.unwrap(), Some(0));
     }
 
     #[tokio::test]

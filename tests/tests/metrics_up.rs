@@ -1,13 +1,19 @@
 //! `pgvault up` serves Prometheus metrics by default and prints where: a
 //! real backup through the in-process worker and a backup that fails
 //! (wrong password) move the job counters, the error codes and the
-//! instance's last success; the source's password never appears.
+//! instance's last success; the source's password never appears. Its one
+//! worker slot is counted as connected, from the in-process queue and, with
+//! RabbitMQ, from the broker, where the count follows consumers that come
+//! and go.
 
 use std::time::{Duration, Instant};
 
 use pgvault_e2e::fixtures;
 use pgvault_e2e::pgvault::PgvaultUp;
+use pgvault_e2e::rabbitmq::RabbitMq;
 use pgvault_localpg::TempCluster;
+use pgvault_queue::TaskConsumer;
+use pgvault_queue::amqp::AmqpQueue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SOURCE_PASSWORD: &str = "metrics-src-pw";
@@ -129,6 +135,11 @@ async fn up_serves_metrics_that_move_with_a_real_backup_and_a_failing_one() {
         value(t, "pgvault_metrics_feed_leader ") == Some(1.0)
     })
     .await;
+    // up's worker (concurrency 1) consumes the in-process queue.
+    scrape_until(&url, "up's worker slot", |t| {
+        value(t, "pgvault_worker_slots_connected ") == Some(1.0)
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(6)).await;
 
     ok(
@@ -177,4 +188,39 @@ async fn up_serves_metrics_that_move_with_a_real_backup_and_a_failing_one() {
         !end.contains(SOURCE_PASSWORD),
         "the password is in the metrics"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worker_slots_connected_follows_the_brokers_consumers() {
+    let broker = tokio::task::spawn_blocking(RabbitMq::start)
+        .await
+        .expect("join")
+        .expect("start RabbitMQ (installed in /usr/lib/rabbitmq/bin)");
+    let amqp_url = broker.url();
+    let up = tokio::task::spawn_blocking(move || {
+        PgvaultUp::start_with_env(&[("PGVAULT_QUEUE__AMQP_URL", amqp_url.as_str())])
+    })
+    .await
+    .expect("join")
+    .expect("pgvault up with RabbitMQ");
+    let url = printed_url(&up);
+    let slots = "pgvault_worker_slots_connected ";
+    scrape_until(&url, "up's worker slot, counted by the broker", |t| {
+        value(t, slots) == Some(1.0)
+    })
+    .await;
+
+    // Another consumer of the task queue (a worker's slot) comes and goes.
+    let queue = AmqpQueue::connect(&broker.url(), "pgvault.tasks")
+        .await
+        .expect("connect to the task queue");
+    let mut consumer = queue.consumer("metrics-test");
+    let consuming = tokio::spawn(async move {
+        // Waits for a delivery that never comes: consuming until aborted.
+        let _ = consumer.next().await;
+    });
+    scrape_until(&url, "a second slot", |t| value(t, slots) == Some(2.0)).await;
+    consuming.abort();
+    let _ = consuming.await;
+    scrape_until(&url, "the second slot gone", |t| value(t, slots) == Some(1.0)).await;
 }

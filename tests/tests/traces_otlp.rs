@@ -7,6 +7,16 @@
 //! manifest, and complete (→ CompleteTask); no span, event or resource
 //! attribute carries the source's password; and every JSON log line the
 //! worker wrote inside the task names the job, attempt, instance and trace.
+//! A restore of that point is one trace with the engine's restore phases
+//! (pre-data, a span per load, post-data entries and index builds, each
+//! table's ANALYZE, …).
+//!
+//! A backup fanned out over two workers (`--workers 2`, chunks of 1 MiB) is
+//! one trace too: the helper's `chunks` span continues the invitation's
+//! dispatch, its `ClaimChunk`/`CompleteChunk` calls join the trace on the
+//! coordinator's side, spans come from both workers, and the helper's JSON
+//! lines name the job, attempt, instance and trace. The coordinator logs at
+//! `warn` there: its spans are exported all the same.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -25,7 +35,7 @@ use pgvault_e2e::pgvault::PgvaultCluster;
 use pgvault_e2e::rabbitmq::RabbitMq;
 use pgvault_e2e::scenario::{JOB_TIMEOUT, SOURCE_PASSWORD, protect, setup_vault};
 use pgvault_localpg::TempCluster;
-use pgvault_proto::v1::{BackupNowRequest, JobState, RetentionRuleKind};
+use pgvault_proto::v1::{BackupNowRequest, JobState, RestoreAsDatabaseRequest, RetentionRuleKind};
 use serde_json::Value;
 use tonic::{Request, Response, Status};
 
@@ -292,8 +302,18 @@ async fn one_backup_is_one_trace_across_coordinator_and_worker_without_secrets()
     for table in tables {
         assert_child(data, table);
     }
+    // The API's queueing of the job is in its trace, with its log fields.
+    let (_, queued) = by_name("backup.queued");
+    assert_eq!(attribute(queued, "trace_id").as_deref(), Some(trace_id.as_str()));
+    assert_eq!(attribute(queued, "attempt").as_deref(), Some("1"));
     for (service, span) in &spans {
-        let coordinator = ["job.create", "dispatch", "ClaimTask", "CompleteTask"];
+        let coordinator = [
+            "job.create",
+            "backup.queued",
+            "dispatch",
+            "ClaimTask",
+            "CompleteTask",
+        ];
         let expected = if coordinator.contains(&span.name.as_str()) {
             "pgvault-coordinator"
         } else {
@@ -334,6 +354,289 @@ async fn one_backup_is_one_trace_across_coordinator_and_worker_without_secrets()
         assert_eq!(line["trace_id"], trace_id.as_str(), "{line}");
         assert_eq!(line["attempt"], 1, "{line}");
         if line["span"] != "claim" {
+            assert_eq!(line["instance_id"], instance_id, "{line}");
+        }
+    }
+
+    // A restore of the point is one trace too, with the engine's phases:
+    // pre-data, each load, the post-data entries (the primary keys' index
+    // builds among them), each table's ANALYZE, then the rest.
+    let restore = api
+        .restores
+        .restore_as_database(RestoreAsDatabaseRequest {
+            recovery_point: job.recovery_point.clone(),
+            target_database: "shop_restored".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("restore as database")
+        .into_inner();
+    let restore = api
+        .wait_for_job(&restore.name, JOB_TIMEOUT)
+        .await
+        .expect("the restore ends");
+    assert_eq!(
+        restore.state,
+        JobState::Completed as i32,
+        "restore failed: {:?}\n{}",
+        restore.error,
+        cluster.logs()
+    );
+    let spans = wait_for_spans(
+        &received,
+        &restore.trace_id,
+        &[
+            "task", "restore", "schema", "load", "pre-data", "data", "table", "post", "analyze",
+            "sequences", "grants", "flush",
+        ],
+    )
+    .await;
+    let (_, task) = one(&spans, "task");
+    let (_, restore_span) = one(&spans, "restore");
+    let (_, load) = one(&spans, "load");
+    let data = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.name == "data")
+        .expect("a data span");
+    assert_child(task, restore_span);
+    assert_child(restore_span, &one(&spans, "schema").1);
+    assert_child(restore_span, load);
+    for phase in ["pre-data", "sequences", "grants", "flush"] {
+        assert_child(load, &one(&spans, phase).1);
+    }
+    assert_child(load, data);
+    let under_data = |name: &str| -> Vec<&Span> {
+        spans
+            .iter()
+            .map(|(_, s)| s)
+            .filter(|s| s.name == name && s.parent_span_id == data.span_id)
+            .collect()
+    };
+    assert!(
+        under_data("table").len() >= 2,
+        "one span per load under data: {:?}",
+        spans.iter().map(|(_, s)| &s.name).collect::<Vec<_>>()
+    );
+    assert!(
+        under_data("post")
+            .iter()
+            .any(|s| attribute(s, "build").as_deref() == Some("true")),
+        "an index build span under data"
+    );
+    assert!(
+        !under_data("analyze").is_empty(),
+        "an ANALYZE span under data"
+    );
+}
+
+/// A span's attribute `key` as text (`1`, `true`, the string itself).
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+            AnyValue::StringValue(s) => Some(s.clone()),
+            AnyValue::IntValue(i) => Some(i.to_string()),
+            AnyValue::BoolValue(b) => Some(b.to_string()),
+            other => Some(format!("{other:?}")),
+        })
+}
+
+/// The span of `spans` whose id is `child`'s parent.
+fn parent_of<'a>(spans: &'a [(String, Span)], child: &Span) -> Option<&'a Span> {
+    spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.span_id == child.parent_span_id)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fanned_out_backup_is_one_trace_across_both_workers() {
+    let received = Received::default();
+    let endpoint = start_receiver(received.clone()).await;
+    let broker = tokio::task::spawn_blocking(RabbitMq::start)
+        .await
+        .expect("join")
+        .expect("start RabbitMQ (installed in /usr/lib/rabbitmq/bin)");
+    let source = TempCluster::start(SOURCE_PASSWORD).expect("start source PostgreSQL");
+    // Scale 1: about 13 MB of accounts, a dozen chunks of 1 MiB.
+    fixtures::pgbench(&source, "shop", 1)
+        .await
+        .expect("pgbench data");
+    let url = broker.url();
+    let coordinator_endpoint = endpoint.clone();
+    let mut cluster = tokio::task::spawn_blocking(move || {
+        PgvaultCluster::start_with_coordinator_env(
+            &url,
+            0,
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            &[
+                ("PGVAULT_TELEMETRY__OTLP_ENDPOINT", &coordinator_endpoint),
+                ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+                // A quiet log must not quieten the trace.
+                ("RUST_LOG", "warn"),
+            ],
+        )
+    })
+    .await
+    .expect("join")
+    .expect("start the coordinator");
+    let worker_env = [
+        ("PGVAULT_TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ("PGVAULT_LOG__FORMAT", "json"),
+    ];
+    for _ in 0..2 {
+        cluster
+            .add_worker_with_env(&worker_env)
+            .expect("start a worker");
+    }
+
+    let datastore = tempfile::tempdir().expect("datastore dir");
+    let mut api = cluster.api().await.expect("connect to the coordinator");
+    setup_vault(
+        &mut api,
+        &format!("file://{}", datastore.path().display()),
+        &source,
+    )
+    .await
+    .expect("vault, policy, server, secret");
+    let instance = protect(&mut api, "shop").await.expect("protect shop");
+    let job = api
+        .instances
+        .backup_now(BackupNowRequest {
+            name: instance.clone(),
+            rule: RetentionRuleKind::Default as i32,
+            workers: 2,
+        })
+        .await
+        .expect("backup now")
+        .into_inner();
+    let job = api
+        .wait_for_job(&job.name, JOB_TIMEOUT)
+        .await
+        .expect("the backup ends");
+    assert_eq!(
+        job.state,
+        JobState::Completed as i32,
+        "backup failed: {:?}\n{}",
+        job.error,
+        cluster.logs()
+    );
+    let helpers: std::collections::BTreeSet<&str> = job
+        .chunks
+        .iter()
+        .map(|c| c.worker_id.as_str())
+        .filter(|w| !w.is_empty())
+        .collect();
+    assert!(
+        helpers.len() >= 2,
+        "chunks stored by both workers (the premise of this test), got {helpers:?}: {job:?}"
+    );
+    let trace_id = job.trace_id.clone();
+    let spans = wait_for_spans(
+        &received,
+        &trace_id,
+        &[
+            "job.create",
+            "dispatch",
+            "claim",
+            "task",
+            "backup",
+            "data",
+            "chunks",
+            "chunk",
+            "OfferChunks",
+            "ClaimChunk",
+            "CompleteChunk",
+            "CompleteTask",
+        ],
+    )
+    .await;
+
+    // The leader's claim and the helper's chunks come from two workers.
+    let (_, claim) = one(&spans, "claim");
+    let leader = attribute(claim, "worker").expect("the claim names its worker");
+    let named = |name: &str| -> Vec<&Span> {
+        spans
+            .iter()
+            .map(|(_, s)| s)
+            .filter(|s| s.name == name)
+            .collect()
+    };
+    let chunks_spans = named("chunks");
+    let helper_ids: std::collections::BTreeSet<String> = chunks_spans
+        .iter()
+        .filter_map(|s| attribute(s, "worker"))
+        .collect();
+    assert!(
+        helper_ids.iter().any(|w| *w != leader),
+        "a chunks span of a worker other than the leader {leader}: {helper_ids:?}"
+    );
+    for worker in helper_ids.iter().chain([&leader]) {
+        assert!(
+            helpers.contains(worker.as_str()),
+            "{worker} stored no chunk: {helpers:?}"
+        );
+    }
+    // The helper continues the invitation's dispatch, in the job's trace.
+    for chunks in &chunks_spans {
+        let parent = parent_of(&spans, chunks).expect("the chunks span has its parent in the trace");
+        assert_eq!(parent.name, "dispatch", "chunks continues the invitation");
+        assert_eq!(attribute(chunks, "attempt").as_deref(), Some("1"));
+        assert_eq!(attribute(chunks, "trace_id").as_deref(), Some(trace_id.as_str()));
+    }
+    for chunk in named("chunk") {
+        let parent = parent_of(&spans, chunk).expect("a chunk's parent is in the trace");
+        assert_eq!(parent.name, "chunks", "chunk spans are the helper's");
+    }
+    // The coordinator's side of the helper's calls joins the trace.
+    assert!(
+        named("ClaimChunk")
+            .iter()
+            .any(|c| parent_of(&spans, c).is_some_and(|p| p.name == "chunks")),
+        "a ClaimChunk span is a child of the helper's chunks span"
+    );
+    assert!(
+        named("CompleteChunk")
+            .iter()
+            .any(|c| parent_of(&spans, c).is_some_and(|p| p.name == "chunk")),
+        "a CompleteChunk span is a child of a helper's chunk span"
+    );
+    for (service, span) in &spans {
+        if ["chunks", "chunk", "claim", "task"].contains(&span.name.as_str()) {
+            assert_eq!(service, "pgvault-worker", "{} came from {service}", span.name);
+        }
+    }
+
+    // The helper's JSON lines inside its chunks name the job's task.
+    let job_id = job.name.trim_start_matches("jobs/");
+    let instance_id = instance.rsplit('/').next().expect("instance id");
+    let helper = helper_ids
+        .iter()
+        .find(|w| **w != leader)
+        .expect("a helper");
+    let helper_log = cluster
+        .workers
+        .iter()
+        .find(|w| helper.ends_with(&format!(":{}", w.pid())))
+        .unwrap_or_else(|| panic!("no worker process is {helper}"))
+        .log_text();
+    let chunk_lines: Vec<Value> = helper_log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["span"] == "chunks" || l["span"] == "chunk")
+        .collect();
+    assert!(
+        chunk_lines.iter().any(|l| l["message"] == "chunk stored"),
+        "the helper logged its chunks as JSON:\n{helper_log}"
+    );
+    for line in &chunk_lines {
+        assert_eq!(line["job_id"], job_id, "{line}");
+        assert_eq!(line["attempt"], 1, "{line}");
+        assert_eq!(line["trace_id"], trace_id.as_str(), "{line}");
+        if line["span"] == "chunk" {
             assert_eq!(line["instance_id"], instance_id, "{line}");
         }
     }

@@ -60,7 +60,9 @@ pub async fn sweep_once(store: &Store, wait: Duration) -> Result<usize> {
         let error = presence.job_unavailable(wait);
         jobs::finish_failed(&mut *tx, job.id, JobState::Failed, &error).await?;
         outbox::delete_for_job(&mut *tx, job.id).await?;
-        tracing::warn!(job_id = %job.id, agent = %agent, "no instance of the job's agent; job failed");
+        crate::job_span::of("agent.unavailable", job).in_scope(|| {
+            tracing::warn!(agent = %agent, "no instance of the job's agent; job failed");
+        });
     }
     tx.commit().await?;
     let pool = store.pool();

@@ -72,6 +72,8 @@ pub async fn backup_now(ctx: &ApiContext, req: pb::BackupNowRequest) -> Result<p
         req.workers,
     )
     .await?;
-    tracing::info!(job_id = %job.id, instance = %instance.id, rule = %rule, "on-demand backup queued");
+    crate::job_span::of("backup.queued", &job).in_scope(|| {
+        tracing::info!(rule = %rule, "on-demand backup queued");
+    });
     Ok(job.into())
 }

@@ -143,19 +143,21 @@ impl JobApi {
 
     async fn cancel(&self, name: &str) -> Result<Job> {
         let id = names::parse_job("name", name)?;
-        match jobs::request_cancel(self.ctx.store.pool(), id).await? {
-            Some(state) => tracing::info!(job_id = %id, state = state.as_str(), "cancel requested"),
-            None => {
-                let job = jobs::get(self.ctx.store.pool(), id).await?;
-                if job.state != JobState::Cancelling {
-                    return Err(CoordinatorError::FailedPrecondition(format!(
-                        "job {name} has already ended ({}); only queued or running jobs can be cancelled",
-                        job.state.as_str()
-                    )));
-                }
+        let requested = jobs::request_cancel(self.ctx.store.pool(), id).await?;
+        let job = jobs::get(self.ctx.store.pool(), id).await?;
+        match requested {
+            Some(state) => crate::job_span::of("job.cancel", &job).in_scope(|| {
+                tracing::info!(state = state.as_str(), "cancel requested");
+            }),
+            None if job.state != JobState::Cancelling => {
+                return Err(CoordinatorError::FailedPrecondition(format!(
+                    "job {name} has already ended ({}); only queued or running jobs can be cancelled",
+                    job.state.as_str()
+                )));
             }
+            None => {}
         }
-        jobs::get(self.ctx.store.pool(), id).await
+        Ok(job)
     }
 
     async fn retry(&self, name: &str) -> Result<Job> {
@@ -180,7 +182,7 @@ impl JobApi {
             })
             .await?;
         self.ctx.dispatch_wake.notify_one();
-        tracing::info!(job_id = %id, attempt = job.attempt, "job retried");
+        crate::job_span::of("job.retry", &job).in_scope(|| tracing::info!("job retried"));
         Ok(job)
     }
 }

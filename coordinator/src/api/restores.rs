@@ -119,7 +119,9 @@ impl RestoreApi {
             req.workers,
         )
         .await?;
-        tracing::info!(job_id = %job.id, point = %point.id, server = %target_server, database = %req.target_database, "restore queued");
+        crate::job_span::of("restore.queued", &job).in_scope(|| {
+            tracing::info!(point = %point.id, server = %target_server, database = %req.target_database, "restore queued");
+        });
         Ok(job.into())
     }
 
@@ -174,7 +176,9 @@ impl RestoreApi {
             rehydrate_days(req.rehydrate_days)?,
         )
         .await?;
-        tracing::info!(job_id = %job.id, point = %point.id, destination = %destination.redacted_url(), file = %file, "restore as files queued");
+        crate::job_span::of("restore.queued", &job).in_scope(|| {
+            tracing::info!(point = %point.id, destination = %destination.redacted_url(), file = %file, "restore as files queued");
+        });
         Ok(job.into())
     }
 }

@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// A gauge holding seconds, timestamps or counts as `f64`.
 pub type FloatGauge = Gauge<f64, AtomicU64>;
@@ -51,6 +51,10 @@ pub struct AgentLabels {
     pub agent: String,
 }
 
+/// No labels: a family that is either one unlabelled series or none.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NoLabels {}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServerLabels {
     pub server: String,
@@ -87,6 +91,9 @@ pub struct Families {
     pub agent_instances: Family<AgentLabels, Gauge>,
     pub last_success: Family<InstanceLabels, FloatGauge>,
     pub server_connections: Family<ServerLabels, Gauge>,
+    // Read from the task queue's broker at scrape time (absent when it
+    // cannot be asked).
+    pub worker_slots: Family<NoLabels, Gauge>,
     // This process.
     pub fenced_heartbeats: Counter,
     pub state_errors: Counter,
@@ -120,14 +127,34 @@ impl Default for Families {
             agent_instances: Family::default(),
             last_success: Family::default(),
             server_connections: Family::default(),
+            worker_slots: Family::default(),
             fenced_heartbeats: Counter::default(),
             state_errors: Counter::default(),
         }
     }
 }
 
+/// Registers families and remembers their names.
+struct Registrar<'a> {
+    registry: &'a mut Registry,
+    names: Vec<&'static str>,
+}
+
+impl Registrar<'_> {
+    fn register(&mut self, name: &'static str, help: &str, metric: impl Metric) {
+        self.names.push(name);
+        self.registry.register(name, help, metric);
+    }
+}
+
 impl Families {
-    pub(super) fn register(&self, r: &mut Registry) {
+    /// Registers every family in `registry`; returns their names (without
+    /// the registry's `pgvault_` prefix), in registration order.
+    pub(super) fn register(&self, registry: &mut Registry) -> Vec<&'static str> {
+        let mut r = Registrar {
+            registry,
+            names: Vec::new(),
+        };
         r.register(
             "jobs_finished",
             "Jobs that reached a final state, by operation and state (counted by the feed leader)",
@@ -204,6 +231,11 @@ impl Families {
             self.server_connections.clone(),
         );
         r.register(
+            "worker_slots_connected",
+            "Task slots of the connected workers: consumers of the workers' task queue (worker.concurrency per worker), read from the broker; absent when it cannot be asked",
+            self.worker_slots.clone(),
+        );
+        r.register(
             "fenced_heartbeats",
             "Heartbeats this coordinator refused because another attempt holds the lease",
             self.fenced_heartbeats.clone(),
@@ -213,6 +245,7 @@ impl Families {
             "Scrapes of this coordinator whose state database reads failed or timed out",
             self.state_errors.clone(),
         );
+        r.names
     }
 
     /// Forgets the state gauges (before a refill, or when it failed), so

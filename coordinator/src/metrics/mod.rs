@@ -10,6 +10,9 @@
 //!   backlog, dead letters, live agent instances, each instance's last
 //!   successful backup. Every coordinator reports the same values: alert on
 //!   one (`max by (…)`), never `sum` them.
+//! - **the queue gauge** ([`queue`]): the worker slots consuming the task
+//!   queue, read from the broker at scrape time; the same on every
+//!   coordinator too.
 //! - **job counters and histograms** ([`feed`]) are fed from the jobs and
 //!   attempts that ended (and the scheduled jobs created) in the state
 //!   database, by the one coordinator holding the feed's advisory lock.
@@ -26,18 +29,21 @@
 //!
 //! # Layout
 //! - [`families`]: the metric families and their labels, registered once.
-//! - [`state`]: the scrape-time gauges; [`feed`]: the leader's feed of ended
+//! - [`state`]: the scrape-time gauges; [`queue`]: the broker's consumers;
+//!   [`feed`]: the leader's feed of ended
 //!   jobs, attempts and scheduled jobs (with its watermark, [`feed::Cursor`]).
 //! - [`serve`]: the HTTP listener.
 
 pub mod families;
 pub mod feed;
+pub mod queue;
 pub mod serve;
 pub mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use pgvault_queue::TaskPublisher;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 
@@ -59,7 +65,11 @@ pub struct Metrics {
 
 struct Inner {
     registry: Registry,
+    /// The registered families' names, without the `pgvault_` prefix.
+    names: Vec<&'static str>,
     families: Families,
+    /// The workers' task queue, asked for its consumers at scrape time.
+    queue: Option<Arc<dyn TaskPublisher>>,
     /// One scrape at a time: a scrape clears and refills the state gauges.
     render: tokio::sync::Mutex<()>,
 }
@@ -77,14 +87,27 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Metrics without a task queue to ask (no `worker_slots_connected`).
     pub fn new() -> Self {
+        Self::build(None)
+    }
+
+    /// Metrics whose scrapes also ask `queue` how many worker slots
+    /// consume it.
+    pub fn with_queue(queue: Arc<dyn TaskPublisher>) -> Self {
+        Self::build(Some(queue))
+    }
+
+    fn build(queue: Option<Arc<dyn TaskPublisher>>) -> Self {
         let families = Families::default();
         let mut registry = Registry::with_prefix("pgvault");
-        families.register(&mut registry);
+        let names = families.register(&mut registry);
         Metrics {
             inner: Arc::new(Inner {
                 registry,
+                names,
                 families,
+                queue,
                 render: tokio::sync::Mutex::new(()),
             }),
         }
@@ -92,6 +115,17 @@ impl Metrics {
 
     pub fn families(&self) -> &Families {
         &self.inner.families
+    }
+
+    /// Every registered family's full name (`pgvault_…`, before the
+    /// `_total` a counter's samples add), so a check can tell that each one
+    /// is exported and documented.
+    pub fn family_names(&self) -> Vec<String> {
+        self.inner
+            .names
+            .iter()
+            .map(|n| format!("pgvault_{n}"))
+            .collect()
     }
 
     /// A heartbeat refused because another attempt took the lease over.
@@ -120,6 +154,9 @@ impl Metrics {
                     "metrics: state database queries timed out"
                 );
             }
+        }
+        if let Some(queue) = &self.inner.queue {
+            queue::refresh(queue.as_ref(), families).await;
         }
         self.encode()
     }

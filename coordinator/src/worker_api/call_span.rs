@@ -2,7 +2,8 @@
 //! a child of the runner's span, whose W3C `traceparent` arrives in the
 //! request's metadata, so the coordinator's side of a task is in the job's
 //! trace and its log lines carry the task's fields (`job_id`, `trace_id`,
-//! and once claimed `attempt` and `instance_id`). Heartbeats get none: a
+//! and once the claim or the leased job names them `attempt` and
+//! `instance_id`). Heartbeats get none: a
 //! job's heartbeats are one summary span on the runner's side.
 
 use pgvault_proto::v1 as pb;
@@ -10,6 +11,8 @@ use pgvault_telemetry::TraceContext;
 use pgvault_telemetry::context::TRACEPARENT;
 use tonic::Request;
 use tracing::Span;
+
+use crate::model::Job;
 
 /// The span of call `name` (its OpenTelemetry span name) about `job_id`.
 pub(super) fn of<T>(name: &'static str, request: &Request<T>, job_id: &str) -> Span {
@@ -38,6 +41,15 @@ pub(super) fn record_task(span: &Span, task: &pb::Task) {
     span.record("attempt", task.attempt);
     if !task.instance_id.is_empty() {
         span.record("instance_id", task.instance_id.as_str());
+    }
+}
+
+/// Adds the leased job's attempt and instance to a report's span
+/// (`CompleteTask`, `FailTask`), before anything is logged in it.
+pub(super) fn record_job(span: &Span, job: &Job) {
+    span.record("attempt", job.attempt);
+    if let Some(instance) = job.spec.instance_id() {
+        span.record("instance_id", tracing::field::display(instance));
     }
 }
 

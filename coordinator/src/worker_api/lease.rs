@@ -108,6 +108,7 @@ pub async fn complete(ctx: &ApiContext, req: pb::CompleteTaskRequest) -> Result<
     else {
         return Ok(());
     };
+    super::call_span::record_job(&tracing::Span::current(), &job);
     let progress = req
         .progress
         .map(Progress::from)
@@ -329,6 +330,7 @@ pub async fn fail(ctx: &ApiContext, req: pb::FailTaskRequest) -> Result<()> {
     let Some(job) = lock_leased(&mut tx, &req.job_id, &req.lease_token, &done).await? else {
         return Ok(());
     };
+    super::call_span::record_job(&tracing::Span::current(), &job);
     let given = req.error.unwrap_or_default();
     let error = JobError {
         code: if given.code.trim().is_empty() {
