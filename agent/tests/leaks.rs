@@ -108,6 +108,7 @@ async fn no_password_or_token_reaches_the_agents_log() {
                     prefix: "prod/instance/point".into(),
                     fanout_workers: 0,
                     capture_globals: false,
+                    capture_role_passwords: false,
                     max_server_connections: 0,
                     point_key: Some(PointKey {
                         algorithm: "aes-256-gcm".into(),

@@ -119,6 +119,7 @@ async fn a_backup_keeps_running_while_its_stream_is_down_and_through_a_restart()
                     prefix: "prod/instance/point".into(),
                     fanout_workers: 0,
                     capture_globals: false,
+                    capture_role_passwords: false,
                     max_server_connections: 0,
                     point_key: None,
                 })),

@@ -521,6 +521,7 @@ async fn configure_backup_protects_a_database_once() {
             default_secret: "secrets/pg1-admin".into(),
             assign_missing_permissions: true,
             all_databases_of: String::new(),
+            role_passwords: false,
         })
         .await
         .expect("configure")

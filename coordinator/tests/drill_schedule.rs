@@ -189,6 +189,7 @@ async fn each_drill_slot_drills_every_instances_newest_point_once() {
             default_secret: "secrets/pg1-admin".into(),
             assign_missing_permissions: true,
             all_databases_of: String::new(),
+            role_passwords: false,
         })
         .await
         .expect("configure backup")

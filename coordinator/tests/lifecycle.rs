@@ -77,6 +77,7 @@ async fn setup(h: &Harness) -> String {
             default_secret: "secrets/pg1-admin".into(),
             assign_missing_permissions: true,
             all_databases_of: String::new(),
+            role_passwords: false,
         })
         .await
         .expect("configure")

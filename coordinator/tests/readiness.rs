@@ -24,6 +24,7 @@ async fn configure(h: &Harness, database: &str, secret: &str) -> pb::ConfigureBa
             default_secret: String::new(),
             assign_missing_permissions: true,
             all_databases_of: String::new(),
+            role_passwords: false,
         })
         .await
         .expect("configure answers")

@@ -5,7 +5,10 @@
 //! a fresh server is one job per database of which only the first (which
 //! restores the globals) is queued: its completion releases the others,
 //! its failure or cancellation fails them with `UserErrorGlobalsRestoreFailed`
-//! naming it (and its code) and that code's recommended action.
+//! naming it (and its code) and that code's recommended action. A run whose
+//! backup of a database failed is refused naming it, unless the caller
+//! accepts a partial restore or leaves it out; the set may be named by an
+//! instance's newest scheduled point.
 
 mod common;
 
@@ -67,6 +70,7 @@ fn restore(point: &str, server: &str, exclude: &[&str]) -> pb::RestoreServerRequ
         target_server: format!("servers/{server}"),
         secret: format!("secrets/{server}-admin"),
         exclude_databases: exclude.iter().map(|d| d.to_string()).collect(),
+        ..Default::default()
     }
 }
 
@@ -334,4 +338,179 @@ async fn a_server_restore_queues_the_globals_first_and_the_rest_follow_its_outco
     h.publisher.wait_for(&waiting, 1).await;
     let done = common::get(&h, &second_run[0].name).await;
     assert_eq!(done.state, pb::JobState::CompletedWithWarnings as i32);
+}
+
+/// Registers a fresh server `id` with its secret `{id}-admin`, granted to vault v.
+async fn fresh_target(h: &Harness, id: &str) -> TempCluster {
+    let target = TempCluster::start("target-pw").expect("target cluster");
+    h.servers()
+        .register_server(pb::RegisterServerRequest {
+            server_id: id.into(),
+            server: Some(pb::Server {
+                host: "127.0.0.1".into(),
+                port: u32::from(target.port()),
+                region: "local".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("register target");
+    h.secrets()
+        .put_secret(pb::PutSecretRequest {
+            secret_id: format!("{id}-admin"),
+            value: format!(
+                "host=127.0.0.1 port={} user={} password={} sslmode=disable",
+                target.port(),
+                target.user(),
+                target.password()
+            ),
+        })
+        .await
+        .expect("put secret");
+    h.secrets()
+        .grant_secret_access(pb::GrantSecretAccessRequest {
+            secret: format!("secrets/{id}-admin"),
+            vault: "vaults/v".into(),
+        })
+        .await
+        .expect("grant");
+    target
+}
+
+#[tokio::test]
+async fn a_run_whose_backup_failed_is_refused_naming_it_unless_a_partial_restore_is_accepted() {
+    let clock = Arc::new(ShiftedClock::new());
+    let adjust = {
+        let clock = clock.clone();
+        move |c: &mut pgvault_coordinator::CoordinatorConfig| {
+            c.scheduler_interval = Duration::from_millis(100);
+            c.schedule_max_lateness = Duration::from_secs(3600);
+            c.clock = clock.clone();
+        }
+    };
+    let h = Harness::start_with(adjust).await;
+    h.fixture().await;
+    h.create_policy_due_soon(
+        "v",
+        pb::RetentionRule {
+            kind: pb::RetentionRuleKind::Weekly as i32,
+            standard_duration: "P8W".into(),
+            archive_duration: String::new(),
+        },
+    )
+    .await;
+    h.cluster
+        .connect("postgres")
+        .await
+        .expect("connect")
+        .batch_execute("CREATE DATABASE orders")
+        .await
+        .expect("create orders");
+    h.instances()
+        .configure_backup(pb::ConfigureBackupRequest {
+            parent: "vaults/v".into(),
+            policy: "vaults/v/policies/soon".into(),
+            default_secret: "secrets/pg1-admin".into(),
+            assign_missing_permissions: true,
+            all_databases_of: "servers/pg1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("configure");
+
+    // The slot: app and postgres back up, orders fails.
+    clock.set_offset(180);
+    let mut scheduled = Vec::new();
+    for _ in 0..100 {
+        scheduled = jobs_of(&h, pb::Operation::ScheduledBackup).await;
+        if scheduled.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(scheduled.len(), 3, "{scheduled:?}");
+    for job in &scheduled {
+        let id = job_id(job);
+        if job.backup_instance_short_name != "pg1-orders" {
+            complete_backup(&h, &id).await;
+            continue;
+        }
+        let claimed = claim(&h, &id, "w1").await;
+        h.workers()
+            .fail_task(pb::FailTaskRequest {
+                job_id: id,
+                lease_token: claimed.lease_token,
+                error: Some(pb::JobError {
+                    code: "UserErrorDBNotFound".into(),
+                    message: "database \"orders\" does not exist".into(),
+                    recommended_action: "check".into(),
+                }),
+                retryable: false,
+                ..Default::default()
+            })
+            .await
+            .expect("fail the orders backup");
+    }
+    let _target = fresh_target(&h, "pg2").await;
+    // Named by the newest scheduled point of an instance: no id to copy.
+    let latest = |allow_partial: bool| pb::RestoreServerRequest {
+        latest_of: "vaults/v/backupInstances/pg1-app".into(),
+        target_server: "servers/pg2".into(),
+        secret: "secrets/pg2-admin".into(),
+        exclude_databases: vec!["postgres".into()],
+        allow_partial,
+        no_tablespaces: true,
+        ..Default::default()
+    };
+
+    let refused = h
+        .restores()
+        .restore_server(latest(false))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains(
+            "has no recovery point of 1 of its databases (orders: its backup failed (UserErrorDBNotFound))"
+        ),
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("--allow-partial"), "{refused:?}");
+    assert!(jobs_of(&h, pb::Operation::Restore).await.is_empty());
+
+    // Accepted: the others restore, the response names what is left out.
+    let partial = h
+        .restores()
+        .restore_server(latest(true))
+        .await
+        .expect("a partial restore")
+        .into_inner();
+    assert_eq!(partial.jobs.len(), 1, "{partial:?}");
+    assert_eq!(partial.jobs[0].target_database, "app");
+    assert_eq!(
+        partial.left_out,
+        ["orders: its backup failed (UserErrorDBNotFound)"]
+    );
+    // The globals' job is told to leave the tablespaces out.
+    let globals = job_id(&partial.jobs[0]);
+    h.publisher.wait_for(&globals, 1).await;
+    match claim(&h, &globals, "w1").await.task.and_then(|t| t.kind) {
+        Some(pb::task::Kind::Restore(task)) => {
+            assert!(task.restore_globals && task.skip_tablespaces, "{task:?}")
+        }
+        other => panic!("expected a restore task, got {other:?}"),
+    }
+
+    // Leaving it out by name is accepting its absence too.
+    let excluded = h
+        .restores()
+        .restore_server(pb::RestoreServerRequest {
+            exclude_databases: vec!["postgres".into(), "orders".into()],
+            ..latest(false)
+        })
+        .await
+        .expect("orders excluded by name")
+        .into_inner();
+    assert_eq!(excluded.jobs.len(), 1);
+    assert!(excluded.left_out.is_empty());
 }

@@ -148,6 +148,7 @@ async fn a_slot_fires_once_with_two_coordinators_and_after_restarts() {
             default_secret: "secrets/pg1-admin".into(),
             assign_missing_permissions: true,
             all_databases_of: String::new(),
+            role_passwords: false,
         })
         .await
         .expect("configure")

@@ -56,6 +56,7 @@ fn request(database: &str, secret: &str, assign: bool) -> pb::ConfigureBackupReq
         default_secret: String::new(),
         assign_missing_permissions: assign,
         all_databases_of: String::new(),
+        role_passwords: false,
     }
 }
 

@@ -38,6 +38,7 @@ async fn configure(h: &Harness, database: &str) -> pb::ConfigureBackupResult {
             default_secret: String::new(),
             assign_missing_permissions: true,
             all_databases_of: String::new(),
+            role_passwords: false,
         })
         .await
         .expect("configure answers")

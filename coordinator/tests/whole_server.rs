@@ -4,7 +4,9 @@
 //! no-op, another vault cannot protect the server whole, and at the next
 //! slot a database created since is protected and backed up with the
 //! others while a dropped one is recorded as missing (its instance kept),
-//! as `GetServer` shows.
+//! as `GetServer` shows, and its first backup job says it was
+//! auto-included. Role passwords are captured only for a server protected
+//! whole by an encrypted vault.
 //! Time moves through a shifted clock; nothing sleeps for a schedule.
 
 mod common;
@@ -25,6 +27,7 @@ fn request(vault: &str, policy: &str) -> pb::ConfigureBackupRequest {
         default_secret: "secrets/pg1-admin".into(),
         assign_missing_permissions: true,
         all_databases_of: "servers/pg1".into(),
+        role_passwords: false,
     }
 }
 
@@ -205,4 +208,139 @@ async fn all_databases_protects_every_database_and_the_next_slot_includes_new_on
         reports.protection_state,
         pb::ProtectionState::Configured as i32
     );
+
+    // The first backup of the auto-included database says so (GetJob, and
+    // so `job show` and its JSON); the others' backups do not.
+    let jobs = h
+        .jobs()
+        .list_jobs(pb::ListJobsRequest {
+            operation: pb::Operation::ScheduledBackup as i32,
+            page_size: 100,
+            all: true,
+            ..Default::default()
+        })
+        .await
+        .expect("list jobs")
+        .into_inner()
+        .jobs;
+    assert_eq!(jobs.len(), 5, "{jobs:?}");
+    let mut auto_included = Vec::new();
+    for job in jobs {
+        let full = common::get(&h, &job.name).await;
+        if let Some(found) = full.auto_include {
+            auto_included.push((full.backup_instance_short_name.clone(), found));
+        }
+    }
+    assert_eq!(auto_included.len(), 1, "{auto_included:?}");
+    let (short_name, found) = &auto_included[0];
+    assert_eq!(short_name, "pg1-reports");
+    assert_eq!(found.server, "servers/pg1");
+    assert_eq!(found.slot_time, whole.last_slot);
+}
+
+#[tokio::test]
+async fn role_passwords_need_a_server_protected_whole_and_an_encrypted_vault() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    soon_policy(&h, "v").await;
+
+    // Only with all_databases_of.
+    let rows = pb::ConfigureBackupRequest {
+        all_databases_of: String::new(),
+        rows: vec![pb::ConfigureBackupRow {
+            server: "servers/pg1".into(),
+            database: "app".into(),
+            secret: String::new(),
+        }],
+        role_passwords: true,
+        ..request("v", "soon")
+    };
+    let refused = h.instances().configure_backup(rows).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().starts_with("role_passwords: "),
+        "{refused:?}"
+    );
+
+    // Never into an unencrypted vault.
+    h.vaults()
+        .create_vault(pb::CreateVaultRequest {
+            vault_id: "plain".into(),
+            vault: Some(pb::Vault {
+                standard_datastore: format!("file://{}", h.datastore_dir.path().display()),
+                region: "local".into(),
+                encryption: "none".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("unencrypted vault");
+    soon_policy(&h, "plain").await;
+    let refused = h
+        .instances()
+        .configure_backup(pb::ConfigureBackupRequest {
+            role_passwords: true,
+            ..request("plain", "soon")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused
+            .message()
+            .contains("vault \"plain\" is not encrypted, and the roles' passwords are captured only into an encrypted vault"),
+        "{refused:?}"
+    );
+    let server = |h: &Harness| {
+        let mut servers = h.servers();
+        async move {
+            servers
+                .get_server(pb::GetServerRequest {
+                    name: "servers/pg1".into(),
+                })
+                .await
+                .expect("get server")
+                .into_inner()
+                .whole_server_protection
+        }
+    };
+    assert_eq!(server(&h).await, None, "nothing was recorded");
+
+    // An encrypted vault (the default) captures them; its backups are told to.
+    h.instances()
+        .configure_backup(pb::ConfigureBackupRequest {
+            role_passwords: true,
+            ..request("v", "soon")
+        })
+        .await
+        .expect("configure with role passwords");
+    assert!(server(&h).await.expect("protected whole").role_passwords);
+    let app = "vaults/v/backupInstances/pg1-app";
+    let job = h
+        .instances()
+        .backup_now(pb::BackupNowRequest {
+            name: app.into(),
+            rule: pb::RetentionRuleKind::Default as i32,
+            workers: 0,
+        })
+        .await
+        .expect("backup now")
+        .into_inner();
+    let claimed = common::claim(&h, &common::job_id(&job), "w1").await;
+    match claimed.task.and_then(|t| t.kind) {
+        Some(pb::task::Kind::Backup(task)) => {
+            assert!(
+                task.capture_globals && task.capture_role_passwords,
+                "{task:?}"
+            )
+        }
+        other => panic!("expected a backup task, got {other:?}"),
+    }
+
+    // Configuring again without the option stops capturing them.
+    h.instances()
+        .configure_backup(request("v", "soon"))
+        .await
+        .expect("configure without role passwords");
+    assert!(!server(&h).await.expect("protected whole").role_passwords);
 }

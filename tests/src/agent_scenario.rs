@@ -168,6 +168,7 @@ impl AgentScenario {
                 default_secret: String::new(),
                 assign_missing_permissions: true,
                 all_databases_of: String::new(),
+                role_passwords: false,
             })
             .await?
             .into_inner()

@@ -414,6 +414,7 @@ pub async fn protect(api: &mut Api, database: &str) -> anyhow::Result<String> {
             // The owner token grants the vault access to the secret inline.
             assign_missing_permissions: true,
             all_databases_of: String::new(),
+            role_passwords: false,
         })
         .await?
         .into_inner()

@@ -91,6 +91,7 @@ async fn configure(
             default_secret: String::new(),
             assign_missing_permissions: true,
             all_databases_of: String::new(),
+            role_passwords: false,
         })
         .await?
         .into_inner();

@@ -98,6 +98,7 @@ async fn protect(api: &mut Api, source: &TempCluster, primary: &str, copy_to: &s
             default_secret: String::new(),
             assign_missing_permissions: true,
             all_databases_of: String::new(),
+            role_passwords: false,
         })
         .await
         .expect("configure backup")

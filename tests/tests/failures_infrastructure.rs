@@ -103,6 +103,7 @@ async fn jobs_and_a_schedule_slot_survive_a_coordinator_restart_and_the_slot_run
             default_secret: String::new(),
             assign_missing_permissions: true,
             all_databases_of: String::new(),
+            role_passwords: false,
         })
         .await
         .expect("configure")

@@ -130,6 +130,7 @@ async fn protect(
             // The owner token grants the vault access to the secret inline.
             assign_missing_permissions: true,
             all_databases_of: String::new(),
+            role_passwords: false,
         })
         .await
         .expect("configure backup")

@@ -36,7 +36,9 @@ use super::{json, names};
         --all-databases protects every database of --server (templates and the coordinator's\n\
         maintenance databases excepted) and records the server as protected whole: at each\n\
         slot of the policy its databases are listed again, and new ones are protected and\n\
-        backed up in that slot."
+        backed up in that slot. Its backups also capture the server's roles and tablespaces\n\
+        (never passwords unless --role-passwords, which an encrypted vault and a superuser's\n\
+        secret allow)."
 )]
 pub struct ConfigureArgs {
     /// Vault that protects the databases.
@@ -58,6 +60,12 @@ pub struct ConfigureArgs {
     /// (found at each scheduled run).
     #[arg(long, requires = "server", conflicts_with_all = ["databases", "rows_file"])]
     pub all_databases: bool,
+    /// With --all-databases: the server's globals also carry the roles'
+    /// passwords (hashed, as the server stores them), so a server restore
+    /// gives the roles it creates their passwords. Only for an encrypted
+    /// vault; the secret must be a superuser's.
+    #[arg(long, requires = "all_databases")]
+    pub role_passwords: bool,
     /// CSV file of rows: server,database[,secret].
     #[arg(long, value_name = "FILE")]
     pub rows_file: Option<PathBuf>,
@@ -129,6 +137,7 @@ pub fn prepare(args: ConfigureArgs) -> anyhow::Result<ConfigureBackupRequest> {
             .unwrap_or_default(),
         assign_missing_permissions: args.assign_missing_permissions,
         all_databases_of: String::new(),
+        role_passwords: false,
     })
 }
 
@@ -146,6 +155,7 @@ fn prepare_whole_server(args: &ConfigureArgs) -> anyhow::Result<ConfigureBackupR
         default_secret: names::secret_ref(secret)?,
         assign_missing_permissions: args.assign_missing_permissions,
         all_databases_of: names::server(server)?,
+        role_passwords: args.role_passwords,
     })
 }
 
@@ -331,6 +341,7 @@ mod tests {
             databases: vec!["orders".into(), "billing".into()],
             rows_file: None,
             all_databases: false,
+            role_passwords: false,
             assign_missing_permissions: false,
         }
     }
@@ -346,6 +357,15 @@ mod tests {
         assert!(request.rows.is_empty());
         assert_eq!(request.all_databases_of, "servers/db1");
         assert_eq!(request.default_secret, "secrets/fleet");
+        assert!(!request.role_passwords, "never passwords unless asked");
+        let with_passwords = prepare(ConfigureArgs {
+            databases: Vec::new(),
+            all_databases: true,
+            role_passwords: true,
+            ..args()
+        })
+        .expect("request");
+        assert!(with_passwords.role_passwords);
         let missing_secret = prepare(ConfigureArgs {
             databases: Vec::new(),
             all_databases: true,

@@ -417,8 +417,22 @@ pub fn details(job: &Job) -> Vec<(&'static str, String)> {
         ("ERROR", error.message),
         ("RECOMMENDED ACTION", error.recommended_action),
         ("REQUESTED BY", job.requested_by.clone()),
+        ("AUTO-INCLUDED", auto_include_text(job)),
         ("TRACE ID", job.trace_id.clone()),
     ]
+}
+
+/// "first backup of a database found on server db1 (protected whole) by
+/// its pass of SLOT" for such a backup; empty otherwise.
+fn auto_include_text(job: &Job) -> String {
+    match &job.auto_include {
+        Some(found) => format!(
+            "first backup of a database the auto-include pass of server {} (protected whole) found at slot {}",
+            names::short(&found.server),
+            local_time(found.slot_time.as_ref())
+        ),
+        None => String::new(),
+    }
 }
 
 /// Where a restore as files writes: the destination URL and the file in it.
@@ -476,6 +490,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_first_backup_of_an_auto_included_database_says_so() {
+        let job = Job {
+            name: "jobs/j2".into(),
+            operation: Operation::ScheduledBackup as i32,
+            auto_include: Some(pgvault_proto::v1::AutoInclude {
+                server: "servers/db1".into(),
+                slot_time: Some(pgvault_proto::Timestamp {
+                    seconds: 1_700_000_000,
+                    nanos: 0,
+                }),
+            }),
+            ..Default::default()
+        };
+        let fields = details(&job);
+        let line = fields
+            .iter()
+            .find(|(l, _)| *l == "AUTO-INCLUDED")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        assert!(
+            line.starts_with(
+                "first backup of a database the auto-include pass of server db1 (protected whole) found at slot "
+            ),
+            "{line}"
+        );
+        let json = json::job(&job);
+        assert_eq!(json["auto_include"]["server"], "servers/db1");
+    }
+
+    #[test]
     fn details_of_a_failed_restore() {
         let job = Job {
             name: "jobs/j1".into(),
@@ -521,6 +565,7 @@ mod tests {
         assert_eq!(get("ROWS"), "");
         assert_eq!(get("TRACE ID"), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(get("REQUESTED BY"), "ops-token");
+        assert_eq!(get("AUTO-INCLUDED"), "");
         assert_eq!(
             (get("AGENT"), get("WAITING")),
             (String::new(), String::new())

@@ -104,6 +104,7 @@ pub fn server(s: &Server) -> Value {
             "refused": w.refused,
             "missing": w.missing,
             "error": w.error,
+            "role_passwords": w.role_passwords,
         })),
     })
 }
@@ -192,6 +193,24 @@ pub fn job(j: &Job) -> Value {
             "phase": p.phase,
         })
     });
+    let chunks: Vec<Value> = j
+        .chunks
+        .iter()
+        .map(|c| {
+            json!({
+                "table": c.table,
+                "chunk": c.chunk,
+                "worker_id": c.worker_id,
+                "state": c.state,
+            })
+        })
+        .collect();
+    let auto_include = j.auto_include.as_ref().map(|a| {
+        json!({
+            "server": a.server,
+            "slot_time": timestamp(a.slot_time.as_ref()),
+        })
+    });
     json!({
         "name": j.name,
         "operation": enum_name!(Operation, j.operation),
@@ -227,13 +246,9 @@ pub fn job(j: &Job) -> Value {
         "stage_split": j.stage_split.as_ref().map(stage_split),
         "trace_id": j.trace_id,
         "requested_by": j.requested_by,
+        "auto_include": auto_include,
         "workers": j.workers,
-        "chunks": j.chunks.iter().map(|c| json!({
-            "table": c.table,
-            "chunk": c.chunk,
-            "worker_id": c.worker_id,
-            "state": c.state,
-        })).collect::<Vec<_>>(),
+        "chunks": chunks,
         "throughput": j.throughput.as_ref().map(throughput),
     })
 }
@@ -440,8 +455,9 @@ mod tests {
         );
         assert_eq!(value["stage_split"], Value::Null);
         assert_eq!(value["throughput"], Value::Null);
+        assert_eq!(value["auto_include"], Value::Null);
         let keys: Vec<&String> = value.as_object().expect("object").keys().collect();
-        assert_eq!(keys.len(), 37, "every Job field is present: {keys:?}");
+        assert_eq!(keys.len(), 38, "every Job field is present: {keys:?}");
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub struct FilesArgs {
 
 /// `(recovery_point, latest_of)` of a request: the named point, or with
 /// `--latest` the instance whose newest point the coordinator picks.
-fn chosen_point(
+pub(super) fn chosen_point(
     vault: Option<&str>,
     instance: Option<&str>,
     recovery_point: Option<&str>,

@@ -219,6 +219,15 @@ fn show(api: &Api, server: &Server) {
         let mut rows = vec![
             ("PROTECTED WHOLE BY", names::short(&whole.vault).to_owned()),
             ("POLICY", names::short(&whole.policy).to_owned()),
+            (
+                "ROLE PASSWORDS",
+                if whole.role_passwords {
+                    "captured (hashed, encrypted vault)"
+                } else {
+                    "never captured"
+                }
+                .to_owned(),
+            ),
             ("LAST AUTO-INCLUDE", last),
             ("INCLUDED", list(&whole.included)),
             ("REFUSED", list(&whole.refused)),

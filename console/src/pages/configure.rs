@@ -253,6 +253,7 @@ pub async fn configure(form: PostForm) -> Result<Response, ConsoleError> {
         default_secret: form.get("secret").to_string(),
         assign_missing_permissions: form.get("assign") == "on",
         all_databases_of: String::new(),
+        role_passwords: false,
     };
     let api = &form.user.api;
     let results = api

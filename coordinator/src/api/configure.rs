@@ -118,6 +118,12 @@ pub async fn configure(
             "at least one database row is required (or all_databases_of)",
         ));
     }
+    if req.role_passwords && req.all_databases_of.is_empty() {
+        return Err(CoordinatorError::invalid(
+            "role_passwords",
+            "the roles' passwords travel with a server's globals, captured only for a server protected whole: set all_databases_of (pgvault backup configure --server S --all-databases --role-passwords)",
+        ));
+    }
     let vault = vaults::get(ctx.store.pool(), &vault_id).await?;
     let policy = policies::get(ctx.store.pool(), &vault_id, &policy_id).await?;
     let how = Protect {

@@ -1,5 +1,7 @@
 //! Job details beyond the job row: its attempt history (with the agent of
 //! each attempt and a failed attempt's log tail), why it is still queued,
+//! whether it is the first backup of a database a whole-server
+//! protection auto-included (from the pass's record and the slot's),
 //! the progress of each table of its current attempt, and where a completed
 //! job's time went. Converts them to and from the wire
 //! (tables arrive from workers and are validated here) and adds them to an
@@ -12,8 +14,10 @@ use uuid::Uuid;
 
 use crate::api::convert::{from_timestamp, timestamp};
 use crate::error::{CoordinatorError, Result};
-use crate::model::{AttemptOutcome, Job, JobAttempt, TableProgress, TableState};
-use crate::store::{Store, attempts, job_tables};
+use crate::model::{
+    AttemptOutcome, BackupTrigger, Job, JobAttempt, JobSpec, TableProgress, TableState,
+};
+use crate::store::{Store, attempts, job_tables, server_protections};
 
 /// Most tables one worker call may carry (workers send at most 1,000).
 pub const MAX_TABLES_PER_CALL: usize = 5000;
@@ -162,11 +166,31 @@ async fn queued_reason(store: &Store, of: &Job) -> Result<String> {
     crate::budget::queued_reason(store, of).await
 }
 
-/// Adds every attempt, every table of the current attempt and why it is
-/// still queued (`GetJob`).
+/// For the first backup of a database an auto-include pass protected:
+/// the server protected whole and the pass's slot (the job's own).
+async fn auto_include(store: &Store, of: &Job) -> Result<Option<pb::AutoInclude>> {
+    let JobSpec::Backup {
+        instance_id,
+        trigger: BackupTrigger::Scheduled,
+        ..
+    } = &of.spec
+    else {
+        return Ok(None);
+    };
+    let found = server_protections::auto_included(store.pool(), *instance_id, of.id).await?;
+    Ok(found.map(|(server_id, slot)| pb::AutoInclude {
+        server: crate::names::server_name(&server_id),
+        slot_time: Some(timestamp(slot)),
+    }))
+}
+
+/// Adds every attempt, every table of the current attempt, why it is
+/// still queued and whether an auto-include pass protected its database
+/// (`GetJob`).
 pub async fn add_all(store: &Store, job: &mut pb::Job, of: &Job) -> Result<()> {
     let (job_id, attempt) = (of.id, of.attempt);
     job.queued_reason = queued_reason(store, of).await?;
+    job.auto_include = auto_include(store, of).await?;
     job.attempts = attempts::list(store.pool(), job_id)
         .await?
         .into_iter()
@@ -203,6 +227,7 @@ pub async fn add_changes(
 ) -> Result<()> {
     let (job_id, attempt) = (of.id, of.attempt);
     job.queued_reason = queued_reason(store, of).await?;
+    job.auto_include = auto_include(store, of).await?;
     if cursor.attempt != Some(attempt) {
         *cursor = WatchCursor {
             attempt: Some(attempt),

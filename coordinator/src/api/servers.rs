@@ -158,6 +158,7 @@ async fn whole_server_protection(
         refused: run.refused,
         missing: run.missing,
         error: run.error,
+        role_passwords: protection.role_passwords,
     }))
 }
 

@@ -19,6 +19,8 @@ pub struct ServerProtection {
     pub secret: SecretRef,
     /// Slots before this are never run.
     pub since: DateTime<Utc>,
+    /// The globals also carry the roles' passwords (encrypted vaults only).
+    pub role_passwords: bool,
 }
 
 /// A protection with its policy's schedule, as the auto-include pass sees it.
@@ -37,6 +39,7 @@ struct Row {
     policy_id: String,
     secret_ref: String,
     schedule_since: DateTime<Utc>,
+    role_passwords: bool,
 }
 
 impl TryFrom<Row> for ServerProtection {
@@ -50,6 +53,7 @@ impl TryFrom<Row> for ServerProtection {
             policy_id: r.policy_id,
             secret,
             since: r.schedule_since,
+            role_passwords: r.role_passwords,
         })
     }
 }
@@ -67,13 +71,15 @@ pub enum Recorded {
 /// Updating keeps `since`, so no past slot fires again.
 pub async fn upsert(db: impl PgExecutor<'_>, p: &ServerProtection) -> Result<Recorded> {
     let (vault,): (String,) = sqlx::query_as(
-        "INSERT INTO server_protections (server_id, vault_id, policy_id, secret_ref, schedule_since)
-         VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO server_protections (server_id, vault_id, policy_id, secret_ref, schedule_since, role_passwords)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (server_id) DO UPDATE SET
              policy_id = CASE WHEN server_protections.vault_id = EXCLUDED.vault_id
                               THEN EXCLUDED.policy_id ELSE server_protections.policy_id END,
              secret_ref = CASE WHEN server_protections.vault_id = EXCLUDED.vault_id
-                              THEN EXCLUDED.secret_ref ELSE server_protections.secret_ref END
+                              THEN EXCLUDED.secret_ref ELSE server_protections.secret_ref END,
+             role_passwords = CASE WHEN server_protections.vault_id = EXCLUDED.vault_id
+                              THEN EXCLUDED.role_passwords ELSE server_protections.role_passwords END
          RETURNING vault_id",
     )
     .bind(&p.server_id)
@@ -81,6 +87,7 @@ pub async fn upsert(db: impl PgExecutor<'_>, p: &ServerProtection) -> Result<Rec
     .bind(&p.policy_id)
     .bind(p.secret.to_string())
     .bind(p.since)
+    .bind(p.role_passwords)
     .fetch_one(db)
     .await?;
     if vault == p.vault_id {
@@ -93,7 +100,7 @@ pub async fn upsert(db: impl PgExecutor<'_>, p: &ServerProtection) -> Result<Rec
 /// The whole-server protection of `server_id`, if any.
 pub async fn find(db: impl PgExecutor<'_>, server_id: &str) -> Result<Option<ServerProtection>> {
     sqlx::query_as::<_, Row>(
-        "SELECT server_id, vault_id, policy_id, secret_ref, schedule_since
+        "SELECT server_id, vault_id, policy_id, secret_ref, schedule_since, role_passwords
            FROM server_protections WHERE server_id = $1",
     )
     .bind(server_id)
@@ -116,7 +123,7 @@ struct DueRow {
 /// Every whole-server protection with its schedule and latest pass.
 pub async fn all(db: impl PgExecutor<'_>) -> Result<Vec<Due>> {
     let rows: Vec<DueRow> = sqlx::query_as(
-        "SELECT s.server_id, s.vault_id, s.policy_id, s.secret_ref, s.schedule_since,
+        "SELECT s.server_id, s.vault_id, s.policy_id, s.secret_ref, s.schedule_since, s.role_passwords,
                 p.weekdays, p.time_of_day, p.time_zone,
                 (SELECT max(r.slot_time) FROM server_protection_runs r
                   WHERE r.server_id = s.server_id) AS last_slot
@@ -219,4 +226,27 @@ pub async fn latest_run(
             },
         )
     }))
+}
+
+/// The server and slot whose auto-include pass protected the database of
+/// `instance_id`, when backup job `job_id` is that slot's backup of it
+/// (its first): the pass recorded the database as included at the slot
+/// the scheduler then queued the job for.
+pub async fn auto_included(
+    db: impl PgExecutor<'_>,
+    instance_id: uuid::Uuid,
+    job_id: uuid::Uuid,
+) -> Result<Option<(String, DateTime<Utc>)>> {
+    Ok(sqlx::query_as(
+        "SELECT pr.server_id, pr.slot_time
+           FROM backup_instances i
+           JOIN server_protections sp ON sp.server_id = i.server_id AND sp.vault_id = i.vault_id
+           JOIN schedule_runs r ON r.backup_instance_id = i.id AND r.job_id = $2
+           JOIN server_protection_runs pr ON pr.server_id = i.server_id AND pr.slot_time = r.slot_time
+          WHERE i.id = $1 AND i.database = ANY (pr.included)",
+    )
+    .bind(instance_id)
+    .bind(job_id)
+    .fetch_optional(db)
+    .await?)
 }

@@ -1,7 +1,8 @@
 //! `ConfigureBackup` with `all_databases_of`: list the server's
 //! protectable databases with the request's secret (as the vault reads it,
 //! granting it first when asked and allowed), record the whole-server
-//! protection, then protect each database through the row pipeline.
+//! protection (with `role_passwords` only for an encrypted vault), then
+//! protect each database through the row pipeline.
 
 use pgvault_proto::v1 as pb;
 
@@ -9,6 +10,7 @@ use crate::api::ApiContext;
 use crate::api::configure::{Protect, configure_database, ensure_grant, result};
 use crate::api::databases;
 use crate::error::{CoordinatorError, Result};
+use crate::model::Encryption;
 use crate::names;
 use crate::secret_ref::SecretRef;
 use crate::server_probe::Unanswered;
@@ -33,6 +35,12 @@ pub async fn configure(
             "default_secret",
             "a secret is required to list and protect every database of the server",
         ));
+    }
+    if req.role_passwords && how.vault.encryption == Encryption::None {
+        return Err(CoordinatorError::precondition(format!(
+            "role_passwords: vault \"{}\" is not encrypted, and the roles' passwords are captured only into an encrypted vault; protect the server whole with an encrypted vault (pgvault vault create NAME --region R --datastore URL, encrypted by default), or configure it without --role-passwords",
+            how.vault.id
+        )));
     }
     let secret = SecretRef::parse("default_secret", &req.default_secret)?;
     ctx.external_secrets.check_allowed(&secret)?;
@@ -90,6 +98,7 @@ pub async fn configure(
         policy_id: how.policy.id.clone(),
         secret: secret.clone(),
         since: how.since,
+        role_passwords: req.role_passwords,
     };
     if let Recorded::OtherVault(other) =
         server_protections::upsert(ctx.store.pool(), &protection).await?

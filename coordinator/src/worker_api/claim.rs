@@ -327,15 +327,20 @@ async fn backup_task(
         encryption::new_point_key(&mut *conn, &ctx.cipher, &instance.vault_id, point_id).await?;
     // Every point of a server protected whole carries the server's globals
     // (small), so any point set restores them.
-    let capture_globals = server_protections::find(&mut *conn, &server.id)
+    let protection = server_protections::find(&mut *conn, &server.id)
         .await?
-        .is_some_and(|p| p.vault_id == instance.vault_id);
+        .filter(|p| p.vault_id == instance.vault_id);
+    let capture_globals = protection.is_some();
+    // Passwords only into an encrypted vault, whatever the row says.
+    let capture_role_passwords = protection.is_some_and(|p| p.role_passwords)
+        && vault.encryption != crate::model::Encryption::None;
     let fanout_workers = crate::store::chunk_tasks::requested_workers(&mut *conn, job.id).await?;
     Ok(pb::BackupTask {
         source: Some(source),
         datastore_url: target.datastore_url,
         prefix: target.prefix,
         capture_globals,
+        capture_role_passwords,
         max_server_connections: 0,
         point_key: encryption::backup_task_key(point_key),
         fanout_workers,
@@ -389,7 +394,7 @@ pub(super) async fn restore_task(
         secret,
     )
     .await?;
-    let restore_globals = server_restores::restores_globals(&mut *conn, job.id).await?;
+    let globals = server_restores::restores_globals(&mut *conn, job.id).await?;
     let fanout_workers = crate::store::chunk_tasks::requested_workers(&mut *conn, job.id).await?;
     Ok(pb::task::Kind::Restore(pb::RestoreTask {
         target: Some(connection_spec(&server, database, &creds)),
@@ -398,7 +403,8 @@ pub(super) async fn restore_task(
         manifest_sha256: point.manifest_sha256,
         schemas: restore.schemas.clone(),
         tables: restore.tables.clone(),
-        restore_globals,
+        restore_globals: globals.is_some(),
+        skip_tablespaces: globals.is_some_and(|g| g.skip_tablespaces),
         max_server_connections: 0,
         point_key: None,
         fanout_workers,

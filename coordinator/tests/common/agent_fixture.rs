@@ -91,6 +91,7 @@ pub async fn configure(
             default_secret: String::new(),
             assign_missing_permissions: true,
             all_databases_of: String::new(),
+            role_passwords: false,
         })
         .await
         .expect("configure backup")

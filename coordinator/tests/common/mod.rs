@@ -312,6 +312,7 @@ impl Harness {
                 default_secret: "secrets/pg1-admin".into(),
                 assign_missing_permissions: true,
                 all_databases_of: String::new(),
+                role_passwords: false,
             })
             .await
             .expect("configure backup")

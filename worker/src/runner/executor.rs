@@ -246,6 +246,7 @@ async fn run_backup(
     let store = open_datastore(&task.datastore_url)?;
     let options = EngineOptions {
         capture_globals: task.capture_globals,
+        capture_role_passwords: task.capture_globals && task.capture_role_passwords,
         key_object: key_object(task.point_key.as_ref()),
         ..options.within_server_grant(task.max_server_connections)
     };
@@ -297,8 +298,13 @@ async fn run_restore(
             database: "postgres".to_string(),
             ..target.clone()
         };
+        let globals_options = EngineOptions {
+            skip_tablespaces: task.skip_tablespaces,
+            ..options.clone()
+        };
         let restored =
-            engine::restore_globals(&server, &store, &task.prefix, expected, options).await?;
+            engine::restore_globals(&server, &store, &task.prefix, expected, &globals_options)
+                .await?;
         warnings.extend(
             restored
                 .warnings
