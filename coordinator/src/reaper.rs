@@ -113,7 +113,11 @@ pub async fn reap_once(store: &Store, policy: &RetryPolicy) -> Result<usize> {
             let delay = backoff::retry_delay(policy.backoff, used);
             outbox::insert_delayed(&mut *tx, job_id, next, delay).await?;
             crate::job_span::of("lease.expired", job).in_scope(|| {
-                tracing::warn!(next_attempt = next, delay_s = delay.as_secs_f64(), "lease expired; job re-queued");
+                tracing::warn!(
+                    next_attempt = next,
+                    delay_s = delay.as_secs_f64(),
+                    "lease expired; job re-queued"
+                );
             });
         } else {
             let max_attempts = policy.max_attempts;

@@ -238,6 +238,7 @@ async fn a_backup_drilled_into_an_agent_bound_server_completes_and_its_drill_goe
             default_secret: "secrets/pg1-admin".into(),
             assign_missing_permissions: true,
             all_databases_of: String::new(),
+            role_passwords: false,
         })
         .await
         .expect("configure backup")

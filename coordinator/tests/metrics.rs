@@ -18,8 +18,8 @@ use pgvault_console::PortFallback;
 use pgvault_coordinator::Coordinator;
 use pgvault_coordinator::metrics::MetricsOptions;
 use pgvault_proto::v1 as pb;
-use pgvault_queue::memory::InProcessQueue;
 use pgvault_queue::TaskPublisher;
+use pgvault_queue::memory::InProcessQueue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn backup_result() -> pb::BackupResult {
@@ -384,7 +384,10 @@ async fn worker_slots_connected_follows_the_task_queues_consumers() {
     let coordinator = Coordinator::start(config, queue.publisher())
         .await
         .expect("a coordinator on the in-process queue");
-    let url = coordinator.metrics_url().expect("metrics served").to_string();
+    let url = coordinator
+        .metrics_url()
+        .expect("metrics served")
+        .to_string();
     let slots = "pgvault_worker_slots_connected";
     scrape_until(&url, "no slot", |t| value(t, slots) == Some(0.0)).await;
     let first = queue.consumer();
@@ -421,7 +424,8 @@ async fn a_lease_expiry_and_a_dead_letter_move_their_metrics() {
     h.publisher.wait_for(&id, 1).await;
     let claimed = claim(&h, &id, "w1").await;
     assert!(claimed.claimed, "{}", claimed.reason);
-    let expired = r#"pgvault_job_attempts_ended_total{operation="ON_DEMAND_BACKUP",outcome="LEASE_EXPIRED"}"#;
+    let expired =
+        r#"pgvault_job_attempts_ended_total{operation="ON_DEMAND_BACKUP",outcome="LEASE_EXPIRED"}"#;
     scrape_until(&url, "the lease expiry", |t| value(t, expired) == Some(1.0)).await;
     h.publisher.wait_for(&id, 2).await;
 
@@ -436,7 +440,10 @@ async fn a_lease_expiry_and_a_dead_letter_move_their_metrics() {
     )
     .await
     .expect("a coordinator draining the dead letters");
-    assert_eq!(value(&scrape(&url).await.1, "pgvault_dead_letters"), Some(0.0));
+    assert_eq!(
+        value(&scrape(&url).await.1, "pgvault_dead_letters"),
+        Some(0.0)
+    );
     queue
         .publish("garbage", b"not a task".to_vec())
         .await

@@ -12,8 +12,7 @@ use std::process::Command;
 
 use pgvault_coordinator::metrics::Metrics;
 use pgvault_coordinator::metrics::families::{
-    AgentLabels, AttemptLabels, InstanceLabels, JobLabels, NoLabels, OperationLabels,
-    ServerLabels,
+    AgentLabels, AttemptLabels, InstanceLabels, JobLabels, NoLabels, OperationLabels, ServerLabels,
 };
 use pgvault_coordinator::metrics::feed::error_labels;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -24,8 +23,7 @@ fn workspace_file(path: &str) -> PathBuf {
 
 fn deploy_file(path: &str) -> String {
     let full = workspace_file(&format!("deploy/{path}"));
-    std::fs::read_to_string(&full)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", full.display()))
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("cannot read {}: {e}", full.display()))
 }
 
 /// Every sample name the exporter can write, from its `# TYPE` lines, with

@@ -139,6 +139,7 @@ async fn a_slot_queues_the_other_instances_checks_when_one_instances_job_cannot_
             default_secret: "secrets/pg1-admin".into(),
             assign_missing_permissions: true,
             all_databases_of: String::new(),
+            role_passwords: false,
         })
         .await
         .expect("configure backup")

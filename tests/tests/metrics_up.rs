@@ -222,5 +222,8 @@ async fn worker_slots_connected_follows_the_brokers_consumers() {
     scrape_until(&url, "a second slot", |t| value(t, slots) == Some(2.0)).await;
     consuming.abort();
     let _ = consuming.await;
-    scrape_until(&url, "the second slot gone", |t| value(t, slots) == Some(1.0)).await;
+    scrape_until(&url, "the second slot gone", |t| {
+        value(t, slots) == Some(1.0)
+    })
+    .await;
 }

@@ -304,7 +304,10 @@ async fn one_backup_is_one_trace_across_coordinator_and_worker_without_secrets()
     }
     // The API's queueing of the job is in its trace, with its log fields.
     let (_, queued) = by_name("backup.queued");
-    assert_eq!(attribute(queued, "trace_id").as_deref(), Some(trace_id.as_str()));
+    assert_eq!(
+        attribute(queued, "trace_id").as_deref(),
+        Some(trace_id.as_str())
+    );
     assert_eq!(attribute(queued, "attempt").as_deref(), Some("1"));
     for (service, span) in &spans {
         let coordinator = [
@@ -386,8 +389,18 @@ async fn one_backup_is_one_trace_across_coordinator_and_worker_without_secrets()
         &received,
         &restore.trace_id,
         &[
-            "task", "restore", "schema", "load", "pre-data", "data", "table", "post", "analyze",
-            "sequences", "grants", "flush",
+            "task",
+            "restore",
+            "schema",
+            "load",
+            "pre-data",
+            "data",
+            "table",
+            "post",
+            "analyze",
+            "sequences",
+            "grants",
+            "flush",
         ],
     )
     .await;
@@ -432,15 +445,14 @@ async fn one_backup_is_one_trace_across_coordinator_and_worker_without_secrets()
 
 /// A span's attribute `key` as text (`1`, `true`, the string itself).
 fn attribute(span: &Span, key: &str) -> Option<String> {
-    span.attributes
-        .iter()
-        .find(|a| a.key == key)
-        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+    span.attributes.iter().find(|a| a.key == key).and_then(|a| {
+        match a.value.as_ref()?.value.as_ref()? {
             AnyValue::StringValue(s) => Some(s.clone()),
             AnyValue::IntValue(i) => Some(i.to_string()),
             AnyValue::BoolValue(b) => Some(b.to_string()),
             other => Some(format!("{other:?}")),
-        })
+        }
+    })
 }
 
 /// The span of `spans` whose id is `child`'s parent.
@@ -582,10 +594,14 @@ async fn a_fanned_out_backup_is_one_trace_across_both_workers() {
     }
     // The helper continues the invitation's dispatch, in the job's trace.
     for chunks in &chunks_spans {
-        let parent = parent_of(&spans, chunks).expect("the chunks span has its parent in the trace");
+        let parent =
+            parent_of(&spans, chunks).expect("the chunks span has its parent in the trace");
         assert_eq!(parent.name, "dispatch", "chunks continues the invitation");
         assert_eq!(attribute(chunks, "attempt").as_deref(), Some("1"));
-        assert_eq!(attribute(chunks, "trace_id").as_deref(), Some(trace_id.as_str()));
+        assert_eq!(
+            attribute(chunks, "trace_id").as_deref(),
+            Some(trace_id.as_str())
+        );
     }
     for chunk in named("chunk") {
         let parent = parent_of(&spans, chunk).expect("a chunk's parent is in the trace");
@@ -606,17 +622,18 @@ async fn a_fanned_out_backup_is_one_trace_across_both_workers() {
     );
     for (service, span) in &spans {
         if ["chunks", "chunk", "claim", "task"].contains(&span.name.as_str()) {
-            assert_eq!(service, "pgvault-worker", "{} came from {service}", span.name);
+            assert_eq!(
+                service, "pgvault-worker",
+                "{} came from {service}",
+                span.name
+            );
         }
     }
 
     // The helper's JSON lines inside its chunks name the job's task.
     let job_id = job.name.trim_start_matches("jobs/");
     let instance_id = instance.rsplit('/').next().expect("instance id");
-    let helper = helper_ids
-        .iter()
-        .find(|w| **w != leader)
-        .expect("a helper");
+    let helper = helper_ids.iter().find(|w| **w != leader).expect("a helper");
     let helper_log = cluster
         .workers
         .iter()

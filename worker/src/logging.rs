@@ -114,7 +114,13 @@ mod tests {
         let tracing = Tracing::start(ServiceName::Worker, None).expect("starts");
         let lines = Lines::default();
         let writer = lines.clone();
-        let subscriber = subscriber("warn", "json", false, move || writer.clone(), Some(&tracing));
+        let subscriber = subscriber(
+            "warn",
+            "json",
+            false,
+            move || writer.clone(),
+            Some(&tracing),
+        );
         let traced = tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("restore");
             let _entered = span.enter();

@@ -340,29 +340,31 @@ async fn run_chunk(
         let (link, cancel, fenced) = (link.clone(), cancel.clone(), fenced.clone());
         let progress = progress.clone();
         let (job_id, lease_token) = (job_id.to_string(), lease.to_string());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(interval).await;
-                let so_far = progress.snapshot();
-                let request = HeartbeatChunkRequest {
-                    job_id: job_id.clone(),
-                    lease_token: lease_token.clone(),
-                    bytes_done: so_far.bytes_done,
-                    rows_done: so_far.rows_done,
-                };
-                match link.heartbeat_chunk(request).await {
-                    Ok(()) => {}
-                    Err(LinkError::Fenced(reason)) => {
-                        tracing::warn!(reason = %reason, "chunk lease lost; stopping it");
-                        fenced.cancel();
-                        cancel.cancel();
-                        return;
+        tokio::spawn(
+            async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    let so_far = progress.snapshot();
+                    let request = HeartbeatChunkRequest {
+                        job_id: job_id.clone(),
+                        lease_token: lease_token.clone(),
+                        bytes_done: so_far.bytes_done,
+                        rows_done: so_far.rows_done,
+                    };
+                    match link.heartbeat_chunk(request).await {
+                        Ok(()) => {}
+                        Err(LinkError::Fenced(reason)) => {
+                            tracing::warn!(reason = %reason, "chunk lease lost; stopping it");
+                            fenced.cancel();
+                            cancel.cancel();
+                            return;
+                        }
+                        Err(error) => tracing::warn!(error = %error, "chunk heartbeat failed"),
                     }
-                    Err(error) => tracing::warn!(error = %error, "chunk heartbeat failed"),
                 }
             }
-        }
-        .in_current_span())
+            .in_current_span(),
+        )
     };
     let outcome = executor
         .execute_chunk(chunk, progress, cancel.clone())
