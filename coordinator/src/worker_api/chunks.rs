@@ -184,6 +184,16 @@ pub async fn claim(
             true,
         ));
     }
+    if !chunk_tasks::attempt_live(&mut *tx, job.id, job.attempt).await? {
+        return Ok(not_claimed(
+            format!(
+                "attempt {} of the job lost its lease; the job will be taken over",
+                req.attempt
+            ),
+            0,
+            true,
+        ));
+    }
     if leader.is_some() && leader != job.lease_token {
         return Ok(not_claimed(
             "lease was taken over by another attempt",
