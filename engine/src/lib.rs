@@ -102,7 +102,7 @@ pub use restore::{
 pub use restore_globals::{GlobalsRestored, restore_globals};
 pub use restore_sql::restore_as_sql;
 pub use selection::Selection;
-pub use stages::{CpuStage, LaneStage, StageTimes};
+pub use stages::{CpuStage, LaneStage, SideTask, StageTimes};
 pub use types::{
     BackupSummary, EngineOptions, NoProgress, PgTarget, Progress, ProgressSink, RestoreSummary,
     TableProgress, TableState,
