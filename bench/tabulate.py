@@ -5,10 +5,18 @@ went) per set and, for --sweep, per connection count.
 
 Usage: tabulate.py RESULTS.tsv RUNS.jsonl
 
-Stage columns are seconds per connection (lane seconds / connections), so
-they add up to about the wall time of the data phase; "cpu" columns are
-thread CPU seconds per GB of COPY data; "CPU s/GB" is the whole pgvault
-process (user + system) per GB of COPY data.
+Stage columns are seconds per data connection (lane seconds / the data
+connections that ran), so they add up to about the wall time of the data
+phase; "conns" is the connections asked for, with the data connections
+that ran when fewer did (a server's grant). "schema dump s" is the schema
+dump's own time, beside the data connections and divided by nothing.
+"cpu" columns are thread CPU seconds per GB of COPY data; "CPU s/GB" is the
+whole pgvault process (user + system) per GB of COPY data.
+
+Runs recorded before side tasks existed counted the schema dump as one
+more lane with a "schema_dump" stage: that lane is taken off the count and
+its stage read as the schema dump (its connect and upload waits stay with
+the data connections).
 """
 import json
 import statistics
@@ -23,7 +31,7 @@ TARGETS = {
     "small": (0.50, None, 0.50),
 }
 SETS = ("main", "orders", "jsonb", "small")
-BACKUP_LANES = ["copy_out_wait", "copy_out_receive", "compress", "upload_wait", "schema_dump", "connect", "idle"]
+BACKUP_LANES = ["copy_out_wait", "copy_out_receive", "compress", "upload_wait", "connect", "idle"]
 RESTORE_LANES = ["download_wait", "decompress", "copy_in_wait", "index_build", "post_data", "analyze", "connect", "idle"]
 BACKUP_PHASES = ["connect", "data", "sequences", "final flush"]
 RESTORE_PHASES = ["schema", "pre-data", "data and indexes", "analyze", "final flush"]
@@ -32,6 +40,19 @@ CPU = {"backup": "compress_hash", "restore": "decompress_verify"}
 
 def med(values):
     return statistics.median(values) if values else None
+
+
+def data_lanes(stages):
+    """Data connections that ran (older runs counted the schema dump too)."""
+    if "side" in stages:
+        return stages["lanes"]
+    return stages["lanes"] - (1 if "schema_dump" in stages["lane"] else 0)
+
+
+def schema_dump_seconds(stages):
+    if "side" in stages:
+        return stages["side"].get("schema_dump", 0.0)
+    return stages["lane"].get("schema_dump", 0.0)
 
 
 def load(results_path, runs_path):
@@ -95,9 +116,11 @@ def run_row(runs, op):
         "cpu_gb": med([(r["cpu_user_seconds"] + r["cpu_system_seconds"]) / g for r, g in zip(runs, gb)]),
         "rss": max(r["peak_rss_kib"] for r in runs) / 1024,
         "gb": med(gb),
+        "lanes": med([data_lanes(r["stages"]) for r in runs]),
+        "schema dump": med([schema_dump_seconds(r["stages"]) for r in runs]),
     }
     for stage in lanes_order:
-        row[stage] = med([r["stages"]["lane"].get(stage, 0.0) / max(r["stages"]["lanes"], 1) for r in runs])
+        row[stage] = med([r["stages"]["lane"].get(stage, 0.0) / max(data_lanes(r["stages"]), 1) for r in runs])
     for phase in phases_order:
         row["phase " + phase] = med([r["stages"]["phases"].get(phase, 0.0) for r in runs])
     cpu = CPU[op]
@@ -119,17 +142,20 @@ def split_tables(runs, mode):
                 continue
             title = "sweep" if mode == "sweep" else "stage split"
             print()
-            print(f"{title}: {s} {op} (stage columns: seconds per connection; cpu: thread CPU s/GB; {med([run_row(groups[k], op)[0]['gb'] for k in keys]):.2f} GB of COPY data)")
+            print(f"{title}: {s} {op} (stage columns: seconds per data connection; cpu: thread CPU s/GB; {med([run_row(groups[k], op)[0]['gb'] for k in keys]):.2f} GB of COPY data)")
             header = None
             for k in keys:
                 row, lanes, phases = run_row(groups[k], op)
-                cols = ["conns", "wall s", "CPU s/GB", "peak RSS MiB"] + lanes + ["cpu " + CPU[op], "off-pool jobs", "pool busy/threads"] + ["phase " + p for p in phases]
+                side = ["schema dump s"] if op == "backup" else []
+                cols = ["conns", "wall s", "CPU s/GB", "peak RSS MiB"] + lanes + side + ["cpu " + CPU[op], "off-pool jobs", "pool busy/threads"] + ["phase " + p for p in phases]
                 if header is None:
                     header = cols
                     print("| " + " | ".join(cols) + " |")
                     print("|" + "---|" * len(cols))
-                cells = [str(k[2]), f"{row['wall']:.2f}", f"{row['cpu_gb']:.2f}", f"{row['rss']:.0f}"]
+                conns = str(k[2]) if row["lanes"] == k[2] else f"{k[2]} ({row['lanes']:g} ran)"
+                cells = [conns, f"{row['wall']:.2f}", f"{row['cpu_gb']:.2f}", f"{row['rss']:.0f}"]
                 cells += [f"{row[st]:.2f}" for st in lanes]
+                cells += [f"{row['schema dump']:.2f}" for _ in side]
                 cells += [f"{row['cpu ' + CPU[op]]:.2f}", str(row["off_pool"]), f"{row['pool'][0]}/{row['pool'][1]}"]
                 cells += [f"{row['phase ' + p]:.2f}" for p in phases]
                 print("| " + " | ".join(cells) + " |")

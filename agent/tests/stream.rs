@@ -149,6 +149,30 @@ fn the_binary_documents_every_flag() {
     }
 }
 
+#[test]
+fn the_binary_refuses_a_misspelt_variable_before_connecting() {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pgvault-agent"));
+    // Only the variables of this test: the test process may have its own.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PGVAULT_") {
+            command.env_remove(name);
+        }
+    }
+    let output = command
+        .env("PGVAULT_AGENT__NAEM", "dc1")
+        .env("PGVAULT_AGENT_TOKEN", "t0ken")
+        .args(["--name", "dc1", "--coordinator", "http://127.0.0.1:9"])
+        .output()
+        .expect("pgvault-agent");
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("error: unknown environment variable PGVAULT_AGENT__NAEM: pgvault-agent reads PGVAULT_AGENT_TOKEN, "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("t0ken"), "{stderr}");
+}
+
 /// A throwaway CA (PEM) and a certificate for 127.0.0.1 it signed (PEM
 /// certificate, PEM key); no key is ever committed.
 fn private_ca() -> (String, String, String) {

@@ -24,8 +24,10 @@ fn secs(d: Duration) -> f64 {
 }
 
 /// `{"wall": …, "phases": {…}, "lanes": n, "lane_seconds": …,
-/// "lane": {stage: seconds}, "cpu": {stage: {"busy": s, "bytes": n, "jobs":
-/// n, "off_pool": n}}, "pool_threads": n, "pool_peak_busy": n}`.
+/// "lane": {stage: seconds}, "side": {task: seconds}, "cpu": {stage:
+/// {"busy": s, "bytes": n, "jobs": n, "off_pool": n}}, "pool_threads": n,
+/// "pool_peak_busy": n}`. `lanes` are the data connections; side tasks
+/// (schema dump, large objects) are timed whole and not among them.
 pub fn stages_json(stages: &StageTimes) -> Value {
     let mut phases = Map::new();
     for phase in &stages.phases {
@@ -36,6 +38,11 @@ pub fn stages_json(stages: &StageTimes) -> Value {
         .lane_stages
         .iter()
         .map(|l| (l.stage.as_str().to_string(), json!(secs(l.time))))
+        .collect();
+    let side: Map<String, Value> = stages
+        .side_tasks
+        .iter()
+        .map(|t| (t.task.as_str().to_string(), json!(secs(t.time))))
         .collect();
     let cpu: Map<String, Value> = stages
         .cpu
@@ -53,6 +60,7 @@ pub fn stages_json(stages: &StageTimes) -> Value {
         "lanes": stages.lanes,
         "lane_seconds": secs(stages.lane_time),
         "lane": lane,
+        "side": side,
         "cpu": cpu,
         "pool_threads": stages.pool_threads,
         "pool_peak_busy": stages.pool_peak_busy,

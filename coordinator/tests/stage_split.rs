@@ -30,6 +30,7 @@ fn split(wall: f64) -> pb::StageSplit {
             time("upload_wait", 8.0),
         ],
         cpu: vec![time("compress_hash", 7.5)],
+        side_tasks: vec![time("schema_dump", 1.5)],
     }
 }
 

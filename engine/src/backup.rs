@@ -35,7 +35,7 @@ use super::objects::{self, ObjectWriter, put_small, seal_small};
 use super::pgtools;
 use super::progress::Tracker;
 use super::seal::key_object::KEY_OBJECT_FILE;
-use super::stages::{Lane, LaneStage, StageClock};
+use super::stages::{Lane, SideTask, StageClock};
 use super::types::{BackupSummary, EngineOptions, PgTarget, ProgressSink};
 
 /// Tables locked per `LOCK TABLE` statement.
@@ -386,7 +386,7 @@ async fn lock_tables(
 }
 
 /// Streams `pg_dump --schema-only -Fc` on the snapshot into `schema.dump`
-/// (a lane of its own: [`LaneStage::SchemaDump`]).
+/// (a side task: [`SideTask::SchemaDump`], on a connection of its own).
 #[allow(clippy::too_many_arguments)]
 async fn dump_schema(
     bin_dir: &Path,
@@ -398,8 +398,8 @@ async fn dump_schema(
     options: &EngineOptions,
     clock: &Arc<StageClock>,
 ) -> Result<ObjectEntry, EngineError> {
-    let mut lane = Lane::start(clock.clone());
-    lane.enter(LaneStage::SchemaDump);
+    // Held until the archive is stored: its lifetime is the task's time.
+    let _side_task = Lane::side(clock.clone(), SideTask::SchemaDump);
     let mut command = pgtools::command(bin_dir, "pg_dump", source, &source.database);
     command
         .arg("--schema-only")

@@ -14,7 +14,7 @@ use super::error::{EngineError, ErrorCode};
 use super::ident::quote_ident;
 use super::manifest::{ChunkEntry, LargeObjectMeta, LargeObjects};
 use super::objects::{ChunkReader, ChunkWriter, Source};
-use super::stages::{Lane, StageClock};
+use super::stages::{Lane, SideTask, StageClock};
 use super::types::EngineOptions;
 
 /// Bytes read or written per `lo_get`/`lo_put` call.
@@ -75,7 +75,7 @@ pub(crate) async fn dump(
         })
         .collect();
 
-    let mut lane = Lane::start(clock.clone());
+    let mut lane = Lane::side(clock.clone(), SideTask::LargeObjects);
     let mut writer = ChunkWriter::create(
         store,
         prefix,
@@ -157,7 +157,7 @@ pub(crate) async fn restore(
     let pg = |e: tokio_postgres::Error| {
         EngineError::from_pg(&e, describe).context("restoring large objects")
     };
-    let mut lane = Lane::start(clock.clone());
+    let mut lane = Lane::side(clock.clone(), SideTask::LargeObjects);
     let bad = |why: &str| {
         EngineError::new(
             ErrorCode::ChecksumMismatch,

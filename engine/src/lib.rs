@@ -45,10 +45,13 @@
 //! A backup or restore holds at most `connections × parts × part_size`
 //! bytes of part buffers (`parts` is
 //! [`EngineOptions::parts_per_connection`]: `parts_in_flight`, lowered so
-//! that all parts fit `memory_budget`), plus about 3 MiB of pipeline buffers
-//! per connection (1 MiB COPY batches, 2 MiB ranged reads): with the
-//! defaults (8 MiB parts, 128 MiB budget) under 256 MiB resident at 16
-//! connections. CPU work (zstd, SHA-256, row counts, decompression) runs on
+//! that all parts fit `memory_budget`, but never below one), plus about
+//! 3 MiB of pipeline buffers per connection (1 MiB COPY batches, 2 MiB
+//! ranged reads). The parts' bound is therefore
+//! `max(memory_budget, connections × part_size)`: with the defaults (8 MiB
+//! parts, 128 MiB budget) 128 MiB up to 16 connections, under 256 MiB
+//! resident; above 16 connections one part each exceeds the budget (32
+//! connections hold up to 256 MiB of parts). CPU work (zstd, SHA-256, row counts, decompression) runs on
 //! one process-wide pool of one thread per core (`cpu`), so CPU parallelism
 //! is bounded by the machine, not by the number of connections; network and
 //! storage I/O stay async.
@@ -105,7 +108,7 @@ pub use restore::{
 pub use restore_globals::{GlobalsRestored, restore_globals};
 pub use restore_sql::restore_as_sql;
 pub use selection::Selection;
-pub use stages::{CpuStage, LaneStage, StageTimes};
+pub use stages::{CpuStage, LaneStage, SideTask, StageTimes};
 pub use types::{
     BackupSummary, EngineOptions, NoProgress, PgTarget, Progress, ProgressSink, RestoreSummary,
     TableProgress, TableState,

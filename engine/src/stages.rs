@@ -8,7 +8,11 @@
 //!   [`LaneStage`] at a time (waiting for COPY data, for the CPU pool, for an
 //!   upload, for the server to take COPY FROM data, building an index, …);
 //!   the stages sum to the lanes' lifetimes. A lane's split says what its
-//!   connection waited for.
+//!   connection waited for. Work beside the data connections (the schema
+//!   dump's own `pg_dump` connection, large objects on the snapshot's or
+//!   the maintenance connection) is a [`SideTask`], timed whole and kept
+//!   apart, so `lanes` is the number of data connections and per-connection
+//!   figures divide by it.
 //! - **cpu**: thread CPU time of the CPU-bound steps ([`CpuStage`]:
 //!   compress + hash, decompress + verify, row counting), and how many of
 //!   those steps ran off the CPU pool (on an async runtime thread); zero is
@@ -43,14 +47,12 @@ pub enum LaneStage {
     PostData,
     /// `ANALYZE` of a restored table.
     Analyze,
-    /// Streaming the schema archive (`pg_dump --schema-only`).
-    SchemaDump,
     /// Nothing ready for this connection (work waits on other work).
     Idle,
 }
 
 impl LaneStage {
-    pub const ALL: [LaneStage; 13] = [
+    pub const ALL: [LaneStage; 12] = [
         LaneStage::Connect,
         LaneStage::CopyOutReceive,
         LaneStage::CopyOutWait,
@@ -62,7 +64,6 @@ impl LaneStage {
         LaneStage::IndexBuild,
         LaneStage::PostData,
         LaneStage::Analyze,
-        LaneStage::SchemaDump,
         LaneStage::Idle,
     ];
 
@@ -80,8 +81,34 @@ impl LaneStage {
             LaneStage::IndexBuild => "index_build",
             LaneStage::PostData => "post_data",
             LaneStage::Analyze => "analyze",
-            LaneStage::SchemaDump => "schema_dump",
             LaneStage::Idle => "idle",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Work beside the data connections, timed from start to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SideTask {
+    /// `pg_dump --schema-only` streaming the schema archive, on a
+    /// connection of its own (alongside the data when the grant allows).
+    SchemaDump,
+    /// Large objects, dumped on the snapshot's connection or restored on
+    /// the maintenance connection, after the data.
+    LargeObjects,
+}
+
+impl SideTask {
+    pub const ALL: [SideTask; 2] = [SideTask::SchemaDump, SideTask::LargeObjects];
+
+    /// The stable name (bench JSON, job details).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SideTask::SchemaDump => "schema_dump",
+            SideTask::LargeObjects => "large_objects",
         }
     }
 
@@ -137,6 +164,14 @@ pub struct LaneTime {
     pub count: u64,
 }
 
+/// Time of one side task (summed if it ran more than once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SideTime {
+    pub task: SideTask,
+    pub time: Duration,
+    pub count: u64,
+}
+
 /// CPU time of one CPU-bound step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CpuTime {
@@ -156,12 +191,14 @@ pub struct StageTimes {
     pub wall: Duration,
     /// Consecutive phases; they add up to `wall`.
     pub phases: Vec<PhaseTime>,
-    /// Data connections (lanes) that ran.
+    /// Data connections (lanes) that ran; side tasks are not among them.
     pub lanes: u32,
     /// Sum of the lanes' lifetimes; `lane_stages` add up to it.
     pub lane_time: Duration,
     /// Stages with time spent in them, in [`LaneStage::ALL`] order.
     pub lane_stages: Vec<LaneTime>,
+    /// Side tasks that ran, in [`SideTask::ALL`] order.
+    pub side_tasks: Vec<SideTime>,
     /// CPU steps that ran, in [`CpuStage::ALL`] order.
     pub cpu: Vec<CpuTime>,
     /// Threads of the CPU pool, and the most CPU steps that ran at once
@@ -177,6 +214,15 @@ impl StageTimes {
             .iter()
             .find(|l| l.stage == stage)
             .map(|l| l.time)
+            .unwrap_or_default()
+    }
+
+    /// Time of one side task (zero if it did not run).
+    pub fn side(&self, task: SideTask) -> Duration {
+        self.side_tasks
+            .iter()
+            .find(|t| t.task == task)
+            .map(|t| t.time)
             .unwrap_or_default()
     }
 
@@ -201,6 +247,7 @@ impl StageTimes {
 
 const LANES: usize = LaneStage::ALL.len();
 const CPUS: usize = CpuStage::ALL.len();
+const SIDES: usize = SideTask::ALL.len();
 
 /// The counters of one job; shared by its lanes and CPU jobs.
 pub(crate) struct StageClock {
@@ -209,6 +256,8 @@ pub(crate) struct StageClock {
     lane_count: [AtomicU64; LANES],
     lanes: AtomicU64,
     lane_total_ns: AtomicU64,
+    side_ns: [AtomicU64; SIDES],
+    side_count: [AtomicU64; SIDES],
     cpu_ns: [AtomicU64; CPUS],
     cpu_bytes: [AtomicU64; CPUS],
     cpu_jobs: [AtomicU64; CPUS],
@@ -229,6 +278,8 @@ impl Default for StageClock {
             lane_count: Default::default(),
             lanes: AtomicU64::new(0),
             lane_total_ns: AtomicU64::new(0),
+            side_ns: Default::default(),
+            side_count: Default::default(),
             cpu_ns: Default::default(),
             cpu_bytes: Default::default(),
             cpu_jobs: Default::default(),
@@ -313,6 +364,15 @@ impl StageClock {
                     count: load(&self.lane_count[s.index()]),
                 })
                 .collect(),
+            side_tasks: SideTask::ALL
+                .iter()
+                .filter(|t| load(&self.side_count[t.index()]) > 0)
+                .map(|t| SideTime {
+                    task: *t,
+                    time: Duration::from_nanos(load(&self.side_ns[t.index()])),
+                    count: load(&self.side_count[t.index()]),
+                })
+                .collect(),
             cpu: CpuStage::ALL
                 .iter()
                 .filter(|s| load(&self.cpu_jobs[s.index()]) > 0)
@@ -331,16 +391,21 @@ impl StageClock {
 }
 
 /// One data connection's stopwatch: always in exactly one stage, so its
-/// stages add up to its lifetime. Dropping it books the last stretch.
+/// stages add up to its lifetime. Dropping it books the last stretch. A
+/// side task's stopwatch ([`Lane::side`]) is handed to the same code (object
+/// writers enter upload waits on it) but books its whole lifetime to its
+/// task instead.
 pub(crate) struct Lane {
     clock: std::sync::Arc<StageClock>,
     stage: LaneStage,
     since: Instant,
     born: Instant,
+    /// `Some` for a side task: no data connection, no stage booking.
+    side: Option<SideTask>,
 }
 
 impl Lane {
-    /// A lane that starts in [`LaneStage::Connect`].
+    /// A data lane that starts in [`LaneStage::Connect`].
     pub(crate) fn start(clock: std::sync::Arc<StageClock>) -> Lane {
         let now = Instant::now();
         clock.lanes.fetch_add(1, Ordering::Relaxed);
@@ -350,6 +415,20 @@ impl Lane {
             stage: LaneStage::Connect,
             since: now,
             born: now,
+            side: None,
+        }
+    }
+
+    /// The stopwatch of a side task: not a data connection, its lifetime
+    /// booked to `task`.
+    pub(crate) fn side(clock: std::sync::Arc<StageClock>, task: SideTask) -> Lane {
+        let now = Instant::now();
+        Lane {
+            clock,
+            stage: LaneStage::Connect,
+            since: now,
+            born: now,
+            side: Some(task),
         }
     }
 
@@ -361,7 +440,9 @@ impl Lane {
         let now = Instant::now();
         self.book(now);
         self.since = now;
-        self.clock.lane_count[stage.index()].fetch_add(1, Ordering::Relaxed);
+        if self.side.is_none() {
+            self.clock.lane_count[stage.index()].fetch_add(1, Ordering::Relaxed);
+        }
         std::mem::replace(&mut self.stage, stage)
     }
 
@@ -378,8 +459,10 @@ impl Lane {
     }
 
     fn book(&self, now: Instant) {
-        self.clock.lane_ns[self.stage.index()]
-            .fetch_add(nanos(now - self.since), Ordering::Relaxed);
+        if self.side.is_none() {
+            self.clock.lane_ns[self.stage.index()]
+                .fetch_add(nanos(now - self.since), Ordering::Relaxed);
+        }
     }
 }
 
@@ -387,9 +470,18 @@ impl Drop for Lane {
     fn drop(&mut self) {
         let now = Instant::now();
         self.book(now);
-        self.clock
-            .lane_total_ns
-            .fetch_add(nanos(now - self.born), Ordering::Relaxed);
+        let lifetime = nanos(now - self.born);
+        match self.side {
+            None => {
+                self.clock
+                    .lane_total_ns
+                    .fetch_add(lifetime, Ordering::Relaxed);
+            }
+            Some(task) => {
+                self.clock.side_ns[task.index()].fetch_add(lifetime, Ordering::Relaxed);
+                self.clock.side_count[task.index()].fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -413,6 +505,11 @@ mod tests {
         let mut other = Lane::start(clock.clone());
         other.enter(LaneStage::Idle);
         drop(other);
+        // A side task: not a data lane, its stages not booked.
+        let mut schema = Lane::side(clock.clone(), SideTask::SchemaDump);
+        schema.enter(LaneStage::UploadWait);
+        std::thread::sleep(Duration::from_millis(2));
+        drop(schema);
         clock.phase("data");
         clock.cpu(
             CpuStage::CompressHash,
@@ -430,11 +527,18 @@ mod tests {
         );
         let times = clock.times(2);
 
-        assert_eq!(times.lanes, 2);
+        assert_eq!(times.lanes, 2, "the side task is no data lane");
         let staged: Duration = times.lane_stages.iter().map(|l| l.time).sum();
         assert_eq!(staged, times.lane_time);
-        assert!(times.lane(LaneStage::CopyOutWait) >= Duration::from_millis(3));
         assert_eq!(times.lane(LaneStage::UploadWait), Duration::ZERO);
+        assert_eq!(times.side_tasks.len(), 1);
+        assert_eq!(
+            (times.side_tasks[0].task, times.side_tasks[0].count),
+            (SideTask::SchemaDump, 1)
+        );
+        assert!(times.side(SideTask::SchemaDump) >= Duration::from_millis(2));
+        assert_eq!(times.side(SideTask::LargeObjects), Duration::ZERO);
+        assert!(times.lane(LaneStage::CopyOutWait) >= Duration::from_millis(3));
         let phased: Duration = times.phases.iter().map(|p| p.time).sum();
         assert_eq!(phased, times.wall);
         assert_eq!(

@@ -155,7 +155,10 @@ impl EngineOptions {
     /// Part buffers per connection: `parts_in_flight`, lowered (to no less
     /// than one) so that all connections' parts fit `memory_budget`. A
     /// backup or restore holds at most `connections × this × part_size`
-    /// bytes of parts, plus a few MiB of pipeline buffers per connection.
+    /// bytes of parts, plus a few MiB of pipeline buffers per connection:
+    /// at most `max(memory_budget, connections × part_size)`, since a
+    /// connection needs one part however many connections there are (the
+    /// defaults exceed their 128 MiB budget above 16 connections).
     pub fn parts_per_connection(&self) -> usize {
         let per_part = self
             .connections
@@ -255,4 +258,54 @@ pub struct RestoreSummary {
     pub output: Option<ObjectEntry>,
     /// Where the time went.
     pub stages: StageTimes,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+
+    fn with(connections: usize, parts_in_flight: usize) -> EngineOptions {
+        EngineOptions {
+            connections,
+            parts_in_flight,
+            part_size: 8 * MIB,
+            memory_budget: 128 * MIB,
+            ..EngineOptions::default()
+        }
+    }
+
+    /// The bytes of parts the options allow at most.
+    fn held(o: &EngineOptions) -> usize {
+        o.connections * o.parts_per_connection() * o.part_size
+    }
+
+    #[test]
+    fn parts_fit_the_budget_until_each_connection_is_down_to_one_part() {
+        // Few connections: parts_in_flight, within the budget.
+        assert_eq!(with(4, 2).parts_per_connection(), 2);
+        assert_eq!(with(4, 8).parts_per_connection(), 4, "128 / (4 × 8)");
+        assert_eq!(with(8, 2).parts_per_connection(), 2);
+        assert_eq!(with(16, 2).parts_per_connection(), 1);
+        assert_eq!(with(0, 0).parts_per_connection(), 1, "zeros count as one");
+        for connections in 1..=64 {
+            for parts_in_flight in 1..=4 {
+                let o = with(connections, parts_in_flight);
+                let parts = o.parts_per_connection();
+                assert!((1..=parts_in_flight).contains(&parts), "{connections}");
+                // The documented bound, exact: the budget, or one part each.
+                assert!(
+                    held(&o) <= o.memory_budget.max(connections * o.part_size),
+                    "{connections} × {parts}"
+                );
+                if connections <= 16 {
+                    assert!(held(&o) <= o.memory_budget, "{connections}");
+                }
+            }
+        }
+        // Above 16 connections of 8 MiB, one part each exceeds 128 MiB.
+        assert_eq!(with(17, 2).parts_per_connection(), 1);
+        assert_eq!(held(&with(32, 2)), 256 * MIB);
+    }
 }

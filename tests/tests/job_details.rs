@@ -121,7 +121,8 @@ fn assert_all_tables_done(
 }
 
 /// A completed job carries the split its worker's engine measured: the COPY
-/// bytes it moved, its connections, and phases that add up to its wall time.
+/// bytes it moved, its data connections, phases that add up to its wall
+/// time, and (a backup) the schema dump beside the data connections.
 fn assert_split(job: &Value, what: &str) {
     let split = &job["stage_split"];
     assert!(
@@ -149,6 +150,23 @@ fn assert_split(job: &Value, what: &str) {
             .expect("connection_stages")
             .is_empty(),
         "{what}: {split}"
+    );
+    let side: Vec<&str> = split["side_tasks"]
+        .as_array()
+        .expect("side_tasks")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    if what == "backup" {
+        assert_eq!(side, ["schema_dump"], "{what}: {split}");
+    }
+    assert!(
+        !split["connection_stages"]
+            .as_array()
+            .expect("connection_stages")
+            .iter()
+            .any(|s| s["name"] == "schema_dump"),
+        "{what}: the schema dump is no data connection: {split}"
     );
 }
 
@@ -210,6 +228,8 @@ async fn job_show_lists_every_table_of_a_backup_and_a_restore_with_the_source_ro
         "TABLES",
         "WHERE THE TIME WENT",
         "of COPY data in",
+        "data connections",
+        "Beside the data connections: schema dump",
         "completed",
         "public.events",
         "sales.orders",

@@ -1,7 +1,9 @@
 //! "Where the time went" of `job show`, for a completed backup or restore:
 //! throughput, the phases of the wall clock, what the data connections
-//! spent their time on (seconds per connection and share), and the CPU
-//! time of compression or decompression. Read from the job's stage split.
+//! spent their time on (seconds per connection and share), the side tasks
+//! beside them (the schema dump's own connection, large objects), and the
+//! CPU time of compression or decompression. Read from the job's stage
+//! split. The connections counted and divided by are the data connections.
 
 use pgvault_proto::v1::{Job, StageSplit, StageTime};
 
@@ -22,10 +24,10 @@ fn share(part: f64, whole: f64) -> String {
     format!("{:.0}%", part / whole * 100.0)
 }
 
-/// One line of throughput: data moved, wall time, rate, stored, connections.
+/// One line of throughput: data moved, wall time, rate, stored, data connections.
 pub fn throughput_line(split: &StageSplit) -> String {
     format!(
-        "{} of COPY data in {:.1} s ({}), {} stored or read, {} connections",
+        "{} of COPY data in {:.1} s ({}), {} stored or read, {} data connections",
         bytes(split.raw_bytes),
         split.wall_seconds,
         rate(split.raw_bytes, split.wall_seconds),
@@ -72,6 +74,17 @@ fn stages_table(split: &StageSplit) -> String {
     )
 }
 
+/// The side tasks, each timed whole (not per connection).
+fn side_line(split: &StageSplit) -> Option<String> {
+    let parts: Vec<String> = split
+        .side_tasks
+        .iter()
+        .filter(|t| t.seconds >= 0.005)
+        .map(|t| format!("{} {:.2} s", t.name.replace('_', " "), t.seconds))
+        .collect();
+    (!parts.is_empty()).then(|| format!("Beside the data connections: {}", parts.join(", ")))
+}
+
 fn cpu_line(split: &StageSplit) -> Option<String> {
     let gb = split.raw_bytes as f64 / 1e9;
     let parts: Vec<String> = split
@@ -100,6 +113,10 @@ pub fn section(job: &Job) -> Option<String> {
         text.push_str("\n\n");
         text.push_str(&stages_table(split));
     }
+    if let Some(side) = side_line(split) {
+        text.push_str("\n\n");
+        text.push_str(&side);
+    }
     if let Some(cpu) = cpu_line(split) {
         text.push_str("\n\n");
         text.push_str(&cpu);
@@ -119,7 +136,7 @@ mod tests {
     }
 
     #[test]
-    fn a_split_reads_as_throughput_phases_connection_stages_and_cpu() {
+    fn a_split_reads_as_throughput_phases_connection_stages_side_tasks_and_cpu() {
         let job = Job {
             stage_split: Some(StageSplit {
                 wall_seconds: 10.0,
@@ -138,6 +155,7 @@ mod tests {
                     time("upload_wait", 2.0),
                 ],
                 cpu: vec![time("compress_hash", 5.0)],
+                side_tasks: vec![time("schema_dump", 1.25), time("large_objects", 0.0)],
             }),
             ..Job::default()
         };
@@ -146,7 +164,7 @@ mod tests {
             text.starts_with("1.86 GiB of COPY data in 10.0 s (190.73 MiB/s)"),
             "{text}"
         );
-        assert!(text.contains("2 connections"), "{text}");
+        assert!(text.contains("2 data connections"), "{text}");
         assert!(
             text.contains("final flush") && !text.contains("done"),
             "{text}"
@@ -159,6 +177,12 @@ mod tests {
             text.contains("CPU: compress hash 5.00 s (2.50 s per GB)"),
             "{text}"
         );
+        // The schema dump is shown apart, whole, and divides nothing.
+        assert!(
+            text.contains("\n\nBeside the data connections: schema dump 1.25 s\n"),
+            "{text}"
+        );
+        assert!(!text.contains("large objects"), "{text}");
         assert!(section(&Job::default()).is_none());
     }
 }

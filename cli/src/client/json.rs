@@ -283,6 +283,7 @@ pub fn stage_split(s: &StageSplit) -> Value {
         "phases": times(&s.phases),
         "connection_stages": times(&s.connection_stages),
         "cpu": times(&s.cpu),
+        "side_tasks": times(&s.side_tasks),
     })
 }
 

@@ -65,7 +65,9 @@ impl TryFrom<pb::StageSplit> for StageSplit {
             phases: times(s.phases, "stage_split.phases")?,
             connection_stages: times(s.connection_stages, "stage_split.connection_stages")?,
             cpu: times(s.cpu, "stage_split.cpu")?,
-        })
+            side_tasks: times(s.side_tasks, "stage_split.side_tasks")?,
+        }
+        .without_legacy_schema_lane())
     }
 }
 
@@ -89,6 +91,7 @@ impl From<StageSplit> for pb::StageSplit {
             phases: to_pb(s.phases),
             connection_stages: to_pb(s.connection_stages),
             cpu: to_pb(s.cpu),
+            side_tasks: to_pb(s.side_tasks),
         }
     }
 }
@@ -112,6 +115,10 @@ mod tests {
                 seconds: 30.0,
             }],
             cpu: vec![],
+            side_tasks: vec![pb::StageTime {
+                name: "schema_dump".into(),
+                seconds: 1.5,
+            }],
         }
     }
 

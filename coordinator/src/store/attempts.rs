@@ -189,11 +189,13 @@ pub async fn completed_stage_split(
     .fetch_optional(db)
     .await?;
     row.map(|(json,)| {
-        serde_json::from_value(json).map_err(|e| {
-            CoordinatorError::internal(format!(
-                "job_attempts.stage_split of job {job_id} is not a stage split: {e}"
-            ))
-        })
+        serde_json::from_value::<StageSplit>(json)
+            .map(StageSplit::without_legacy_schema_lane)
+            .map_err(|e| {
+                CoordinatorError::internal(format!(
+                    "job_attempts.stage_split of job {job_id} is not a stage split: {e}"
+                ))
+            })
     })
     .transpose()
 }

@@ -1,7 +1,8 @@
 //! The engine's [`StageTimes`] as the contract's [`pb::StageSplit`], sent
 //! with `CompleteTask` so `pgvault job show` can say where the time went:
 //! phases of the wall clock, the data connections' time by stage (summed
-//! over connections), and CPU time of compression and decompression.
+//! over connections), the side tasks beside them (schema dump, large
+//! objects), and CPU time of compression and decompression.
 
 use std::time::Duration;
 
@@ -43,6 +44,11 @@ pub(super) fn stage_split(times: &StageTimes, raw_bytes: u64, stored_bytes: u64)
             .iter()
             .map(|c| time(c.stage.as_str(), c.busy))
             .collect(),
+        side_tasks: times
+            .side_tasks
+            .iter()
+            .map(|t| time(t.task.as_str(), t.time))
+            .collect(),
     }
 }
 
@@ -58,12 +64,12 @@ pub(super) fn bytes_read(times: &StageTimes) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use pgvault_engine::stages::{CpuTime, LaneStage, LaneTime, PhaseTime};
+    use pgvault_engine::stages::{CpuTime, LaneStage, LaneTime, PhaseTime, SideTask, SideTime};
 
     use super::*;
 
     #[test]
-    fn phases_lanes_and_cpu_carry_their_names_and_seconds() {
+    fn phases_lanes_side_tasks_and_cpu_carry_their_names_and_seconds() {
         let times = StageTimes {
             wall: Duration::from_secs(10),
             phases: vec![
@@ -86,6 +92,11 @@ mod tests {
                 stage: LaneStage::CopyOutWait,
                 time: Duration::from_millis(1500),
                 count: 3,
+            }],
+            side_tasks: vec![SideTime {
+                task: SideTask::SchemaDump,
+                time: Duration::from_millis(2500),
+                count: 1,
             }],
             cpu: vec![CpuTime {
                 stage: CpuStage::DecompressVerify,
@@ -118,6 +129,14 @@ mod tests {
         assert_eq!(
             (split.cpu[0].name.as_str(), split.cpu[0].seconds),
             ("decompress_verify", 2.0)
+        );
+        // The schema dump is a side task, not a third connection.
+        assert_eq!(
+            (
+                split.side_tasks[0].name.as_str(),
+                split.side_tasks[0].seconds
+            ),
+            ("schema_dump", 2.5)
         );
     }
 }
