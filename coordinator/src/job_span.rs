@@ -12,9 +12,11 @@ use tracing::Span;
 use crate::model::Job;
 
 /// The span of `action` (its OpenTelemetry name, e.g. `lease.expired`) on
-/// `job`; a job stored without a trace context gets a trace of its own.
+/// `job`; a job stored without a trace context gets a trace of its own. At
+/// ERROR level, like the runner's task span, so a log filtered to warnings
+/// still writes the job's fields on the warnings logged inside it.
 pub fn of(action: &'static str, job: &Job) -> Span {
-    let span = tracing::info_span!(
+    let span = tracing::error_span!(
         parent: None,
         "job",
         otel.name = action,

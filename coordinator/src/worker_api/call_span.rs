@@ -21,7 +21,10 @@ pub(super) fn of<T>(name: &'static str, request: &Request<T>, job_id: &str) -> S
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(TraceContext::parse);
-    let span = tracing::info_span!(
+    // At ERROR level so a log filtered to warnings keeps the call's fields
+    // on the warnings logged inside it (the level decides only whether the
+    // span exists, not how its lines print).
+    let span = tracing::error_span!(
         parent: None,
         "worker_call",
         otel.name = name,
