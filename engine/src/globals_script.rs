@@ -230,7 +230,7 @@ mod tests {
             .find(|p| p.contains("COMMENT ON ROLE"))
             .unwrap();
         assert!(comment.trim_end().ends_with("newline';"), "{comment:?}");
-        assert!(pieces.iter().any(|p| *p == "\\restrict k3y\n"));
+        assert!(pieces.contains(&"\\restrict k3y\n"));
     }
 
     #[test]
