@@ -5,9 +5,11 @@
 //! database created afterwards is protected by the next scheduled run and
 //! backed up in that slot with the others. Every point of the server
 //! carries its globals (`globals.sql`, sealed in the encrypted vault): the
-//! test role with its membership, never its password. `restore server` then brings all four databases and
-//! the roles onto a fresh server, grants included, and refuses to run
-//! again over the databases it created. Time moves through the
+//! test role with its membership, never its password; the fourth
+//! database's first backup job says it was auto-included. `restore server
+//! --instance … --latest` then brings all four databases and the roles
+//! onto a fresh server, grants included, and refuses to run again over
+//! the databases it created. Time moves through the
 //! coordinator's clock-offset file; nothing sleeps for a schedule.
 
 use std::time::{Duration, Instant};
@@ -242,6 +244,19 @@ async fn all_databases_protects_three_and_the_next_scheduled_run_backs_up_a_four
         .into_inner()
         .jobs;
     assert_eq!(jobs.len(), 4, "one scheduled backup per database: {jobs:?}");
+    // The auto-included database's first backup says so; the others do not.
+    for job in &jobs {
+        let shown = cli_ok(&up, &["job", "show", &job.name], None);
+        let says = shown.lines().any(|l| {
+            l.starts_with("AUTO-INCLUDED") && l.contains("auto-include pass of server src")
+        });
+        assert_eq!(
+            says,
+            job.backup_instance_short_name == "src-delta",
+            "{}: {shown}",
+            job.backup_instance_short_name
+        );
+    }
 
     // Each point carries the server's globals, sealed like every object of
     // an encrypted vault (the restore below proves what they hold: the
@@ -281,11 +296,13 @@ async fn all_databases_protects_three_and_the_next_scheduled_run_backs_up_a_four
         &["secret", "grant", "--vault", "demo", "dst-admin"],
         None,
     );
-    let point = any_point(&mut api).await;
+    // Named without a point id: the newest scheduled run of an instance.
     let restore = [
         "restore",
         "server",
-        point.as_str(),
+        "--instance",
+        "demo/src-alpha",
+        "--latest",
         "--target-server",
         "dst",
         "--secret",
@@ -331,32 +348,6 @@ async fn all_databases_protects_three_and_the_next_scheduled_run_backs_up_a_four
         stderr.contains("already has database \"alpha\", \"beta\", \"delta\", \"gamma\""),
         "{stderr}"
     );
-}
-
-/// The name of some recovery point of vault `demo`.
-async fn any_point(api: &mut Api) -> String {
-    let instance = api
-        .instances
-        .list_backup_instances(ListBackupInstancesRequest {
-            parent: "vaults/demo".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("list instances")
-        .into_inner()
-        .backup_instances
-        .remove(0);
-    api.recovery_points
-        .list_recovery_points(ListRecoveryPointsRequest {
-            parent: instance.name,
-            ..Default::default()
-        })
-        .await
-        .expect("list points")
-        .into_inner()
-        .recovery_points
-        .remove(0)
-        .name
 }
 
 /// Every file called `name` below `dir`.
