@@ -182,6 +182,47 @@ fn password_of_existing_role(piece: &str, existing: &[String]) -> Option<(usize,
     Some((from, from + " PASSWORD ".len() + length))
 }
 
+/// Every role password the script carries (the values of its
+/// `PASSWORD '…'` clauses), to keep them out of anything psql reports.
+pub(crate) fn passwords(script: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for piece in pieces(script) {
+        if !head(piece.trim_start()).starts_with("ALTER ROLE ") {
+            continue;
+        }
+        let mut rest = piece;
+        while let Some(at) = rest.find(" PASSWORD '") {
+            rest = &rest[at + " PASSWORD ".len()..];
+            match literal(rest) {
+                Some((value, length)) => {
+                    if !value.is_empty() {
+                        found.push(value);
+                    }
+                    rest = &rest[length..];
+                }
+                None => break,
+            }
+        }
+    }
+    found
+}
+
+/// `message` with every one of `passwords` (as written or as a quoted
+/// literal spells it) replaced by `<redacted>`: psql quotes the statement
+/// it failed on, and a role's password hash is a secret.
+pub(crate) fn redact(message: &str, passwords: &[String]) -> String {
+    let mut out = message.to_string();
+    for password in passwords {
+        let quoted = password.replace('\'', "''");
+        for form in [quoted.as_str(), password.as_str()] {
+            if !form.is_empty() && out.contains(form) {
+                out = out.replace(form, "<redacted>");
+            }
+        }
+    }
+    out
+}
+
 /// `psql`'s error about a tablespace's directory, restated naming the
 /// tablespace, its location and the fix; `None` when `error` is not one.
 pub(crate) fn explain(error: &str, tablespaces: &[Tablespace], target: &str) -> Option<String> {
@@ -220,6 +261,26 @@ mod tests {
         CREATE TABLESPACE \"Cold Store\" OWNER postgres LOCATION '/srv/o''cold';\n\
         ALTER ROLE app_user SET default_tablespace TO 'fast';\n\
         \\unrestrict k3y\n";
+
+    #[test]
+    fn every_password_in_the_script_is_found_and_redacted_from_psql_messages() {
+        let found = passwords(SCRIPT);
+        assert_eq!(
+            found,
+            [
+                "SCRAM-SHA-256$4096:abc=",
+                "SCRAM-SHA-256$4096:xyz=",
+                "md5abc"
+            ]
+        );
+        let message = "syntax error at or near \"x\" LINE 1: ALTER ROLE app_user WITH LOGIN \
+                       PASSWORD 'SCRAM-SHA-256$4096:abc=' x";
+        let redacted = redact(message, &found);
+        assert!(!redacted.contains("abc="), "{redacted}");
+        assert!(redacted.contains("PASSWORD '<redacted>'"), "{redacted}");
+        let odd = vec!["it''s".replace("''", "'")];
+        assert_eq!(redact("near 'it''s'", &odd), "near '<redacted>'");
+    }
 
     #[test]
     fn pieces_join_back_into_the_script_and_respect_quotes() {

@@ -97,6 +97,7 @@ pub async fn restore_globals(
     // meta-commands) and the target.
     let bin_dir = pgtools::restore_tool_set(options, &manifest, Some(version))?.dir;
     let tablespaces = globals_script::tablespaces(&script);
+    let passwords = globals_script::passwords(&script);
     let script = globals_script::prepare(&script, options.skip_tablespaces, &existing);
     // Through stdin: a script with password hashes never lands on disk.
     let mut command = pgtools::command(&bin_dir, "psql", target, &target.database);
@@ -127,6 +128,14 @@ pub async fn restore_globals(
     })?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     let (warnings, errors) = sort_messages(&stderr);
+    let warnings: Vec<String> = warnings
+        .iter()
+        .map(|w| globals_script::redact(w, &passwords))
+        .collect();
+    let errors: Vec<String> = errors
+        .iter()
+        .map(|e| globals_script::redact(e, &passwords))
+        .collect();
     if let Err(e) = fed
         && errors.is_empty()
     {
