@@ -22,9 +22,17 @@ pub async fn collect_once(store: &Store) -> Result<usize> {
     let due = garbage::due(store.pool(), BATCH).await?;
     let mut emptied = 0;
     for item in due {
+        // The row stays locked while its objects are deleted: a retry that
+        // takes the prefix over (`garbage::forget` at its claim) waits, and
+        // one that took it over first removed the row.
+        let mut tx = store.begin().await?;
+        let Some(item) = garbage::lock(&mut *tx, item.id).await? else {
+            continue;
+        };
         match empty_prefix(&item.datastore_url, &item.prefix).await {
             Ok(objects) => {
-                garbage::delete(store.pool(), item.id).await?;
+                garbage::delete(&mut *tx, item.id).await?;
+                tx.commit().await?;
                 emptied += 1;
                 tracing::info!(
                     job_id = %item.job_id,
@@ -36,7 +44,8 @@ pub async fn collect_once(store: &Store) -> Result<usize> {
             }
             Err(error) => {
                 tracing::warn!(job_id = %item.job_id, prefix = %item.prefix, error = %error, "cannot delete a failed attempt's objects yet");
-                garbage::postpone(store.pool(), item.id, RETRY_AFTER, &error).await?;
+                garbage::postpone(&mut *tx, item.id, RETRY_AFTER, &error).await?;
+                tx.commit().await?;
             }
         }
     }

@@ -5,7 +5,9 @@
 //! points wait for a rehydrate, a deletion never starts under a restore nor
 //! a restore under a deletion, a failed rehydrate fails the restore waiting
 //! for it, and stopping with DELETE_ALL_POINTS soft-deletes every point,
-//! purged (a DELETE job per point) once the vault's window ends.
+//! purged (a DELETE job per point) once the vault's window ends. A tier
+//! move retried into the prefix its failed attempt left as garbage keeps
+//! what it wrote there.
 //! A restore of the latest point (`latest_of`) takes the newest snapshot not
 //! being moved or deleted, rehydrating it first when it is archived.
 
@@ -766,4 +768,90 @@ async fn latest_restores_the_newest_point_not_being_moved_and_rehydrates_an_arch
         .await
         .unwrap_err();
     assert_eq!(both.code(), Code::InvalidArgument);
+}
+
+/// The (prefix, datastore) rows waiting for the collector.
+async fn garbage_rows(pool: &PgPool) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT datastore_url, prefix FROM attempt_garbage ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .expect("garbage rows")
+}
+
+#[tokio::test]
+async fn a_retried_tier_move_keeps_the_prefix_its_failed_attempt_left_to_the_collector() {
+    let h = Harness::start().await;
+    h.fixture().await;
+    let instance = setup(&h).await;
+    let pool = PgPool::connect(&h.cluster.url("postgres"))
+        .await
+        .expect("pool");
+    let store = Store::new(pool.clone());
+    let t0 = Utc::now() - Duration::hours(1);
+    let a = point(&h, &instance, pb::RetentionRuleKind::Default, t0).await;
+    lifecycle::sweep(&store, t0 + Duration::days(8))
+        .await
+        .expect("sweep");
+    let (moved, _) = jobs_of(&pool, &a.name).await.pop().expect("tier move");
+
+    // Attempt 1 fails after writing part of the archive copy.
+    let (token, task) = claim(&h, &moved).await;
+    let pb::task::Kind::TierMove(task) = task else {
+        panic!("expected a tier move task, got {}", kind_name(&task));
+    };
+    let destination = task.destination.expect("destination");
+    h.workers()
+        .fail_task(pb::FailTaskRequest {
+            tables: Vec::new(),
+            job_id: job_id(&moved),
+            lease_token: token,
+            error: Some(pb::JobError {
+                code: "DatastoreUnavailable".into(),
+                message: "archive write timed out".into(),
+                recommended_action: "check the archive datastore".into(),
+            }),
+            retryable: true,
+            log_tail: Vec::new(),
+        })
+        .await
+        .expect("fail");
+    let left = garbage_rows(&pool).await;
+    assert_eq!(
+        left,
+        [(
+            destination.datastore_url.clone(),
+            destination.prefix.clone()
+        )],
+        "the failed attempt's prefix waits for the collector"
+    );
+
+    // The retry writes to the same prefix: the failed attempt's row goes.
+    let (token, _) = claim(&h, &moved).await;
+    assert!(garbage_rows(&pool).await.is_empty());
+    let archived_object = h
+        .datastore_dir
+        .path()
+        .join("archive")
+        .join(&destination.prefix)
+        .join("manifest.json");
+    std::fs::create_dir_all(archived_object.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&archived_object, b"{}").expect("write");
+    complete(&h, &moved, token, lifecycle_result()).await;
+    let archived = get_point(&h, &a.name).await.expect("still there");
+    assert_eq!(archived.tier, pb::DatastoreTier::Archive as i32);
+
+    // Nothing is due, even long after the grace: the archive copy stays.
+    sqlx::query("UPDATE attempt_garbage SET collect_after = now() - interval '1 day'")
+        .execute(&pool)
+        .await
+        .expect("age garbage");
+    let emptied = pgvault_coordinator::collector::collect_once(&store)
+        .await
+        .expect("collect");
+    assert_eq!(emptied, 0);
+    assert!(
+        archived_object.exists(),
+        "the archived point lost an object"
+    );
+    h.stop().await;
 }

@@ -63,6 +63,8 @@ pub async fn on_complete(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>)
                 .and_then(|d| d.after(point.expire_time))
                 .unwrap_or_else(crate::api::protection::forever);
             let destination = destination(conn, job).await?;
+            // As for copies: no garbage row may empty the moved point.
+            garbage::forget(&mut *conn, &destination.datastore_url, &destination.prefix).await?;
             lifecycle::moved_to_archive(
                 &mut *conn,
                 *point_id,
@@ -77,6 +79,7 @@ pub async fn on_complete(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>)
         JobSpec::Rehydrate { point_id, days, .. } => {
             let until = now + Duration::days(i64::from(*days));
             let destination = destination(conn, job).await?;
+            garbage::forget(&mut *conn, &destination.datastore_url, &destination.prefix).await?;
             lifecycle::set_rehydrated(
                 &mut *conn,
                 *point_id,

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::error::{CoordinatorError, Result};
 use crate::model::{AttemptTarget, DeleteScope, Job, JobSpec, Tier};
 use crate::names;
-use crate::store::{attempts, copies, lifecycle, recovery_points, vaults};
+use crate::store::{attempts, copies, garbage, lifecycle, recovery_points, vaults};
 
 fn location(datastore_url: &str, prefix: &str) -> pb::PointLocation {
     pb::PointLocation {
@@ -156,7 +156,10 @@ fn rehydrated_prefix(prefix: &str, job_id: Uuid) -> String {
 }
 
 /// Records the destination as where this attempt writes (completion reads
-/// it; a failed attempt's partial copy is collected from it).
+/// it; a failed attempt's partial copy is collected from it). A retry
+/// writes where the failed attempt did: that attempt's garbage row is
+/// forgotten here, or the collector would empty the prefix under the retry
+/// (or after it completed, losing the moved, rehydrated or copied point).
 async fn record_destination(
     conn: &mut PgConnection,
     job: &Job,
@@ -168,6 +171,7 @@ async fn record_destination(
         datastore_url: datastore_url.to_string(),
         prefix: prefix.to_string(),
     };
+    garbage::forget(&mut *conn, datastore_url, prefix).await?;
     attempts::set_target(&mut *conn, job.id, job.attempt, &target).await
 }
 

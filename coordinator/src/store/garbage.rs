@@ -1,7 +1,9 @@
 //! Where failed, fenced or superseded attempts wrote: one row per
 //! (datastore, prefix), deleted by the collector once it has removed the
-//! objects there. No recovery point ever references such a prefix: a
-//! backup's point is recorded only by the attempt that completes.
+//! objects there. A backup's prefix is never reused (each attempt writes
+//! a fresh point); a tier move, rehydrate or copy retries into the same
+//! prefix, so its retry forgets the row at claim and the collector holds
+//! the row locked while it deletes.
 
 use std::time::Duration;
 
@@ -49,8 +51,11 @@ pub async fn record_attempt(
 }
 
 /// Forgets the garbage recorded at (`datastore_url`, `prefix`): a later
-/// attempt of the same job completed there (a copy retried to the same
-/// prefix), so the objects are referenced now.
+/// attempt of the same job writes there now (a tier move, rehydrate or
+/// copy retried to the same prefix) or completed there, so the objects are
+/// live again. Waits for a collector emptying that prefix right now (it
+/// holds the row locked, see [`lock`]): the new attempt writes only after
+/// the old objects are gone.
 pub async fn forget(db: impl PgExecutor<'_>, datastore_url: &str, prefix: &str) -> Result<()> {
     sqlx::query("DELETE FROM attempt_garbage WHERE datastore_url = $1 AND prefix = $2")
         .bind(datastore_url)
@@ -58,6 +63,19 @@ pub async fn forget(db: impl PgExecutor<'_>, datastore_url: &str, prefix: &str) 
         .execute(db)
         .await?;
     Ok(())
+}
+
+/// Locks row `id` for its collection; `None` when it was forgotten
+/// meanwhile (a retry took the prefix over). Held until the objects are
+/// deleted and the row with them, so [`forget`] cannot slip in between.
+pub async fn lock(db: impl PgExecutor<'_>, id: i64) -> Result<Option<Garbage>> {
+    Ok(sqlx::query_as::<_, Garbage>(
+        "SELECT id, job_id, attempt, datastore_url, prefix, collect_after, last_error
+         FROM attempt_garbage WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
 }
 
 /// Rows due for collection, oldest first.
