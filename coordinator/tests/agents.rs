@@ -315,7 +315,13 @@ async fn without_a_live_instance_a_job_waits_with_its_reason_then_fails_with_age
     let h = start_with(|c| c.agent_wait = Duration::from_secs(4)).await;
     let (_token, agent, instance) = protected_through_agent(&h).await;
     agent.drop_stream();
-    // The instance stops counting once its stream ended.
+    // The instance stops counting once its stream ended (recorded by the
+    // stream's own task: wait until the coordinator says so).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get_agent(&h, "dc1").await.connected {
+        assert!(Instant::now() < deadline, "the dropped stream still counts");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let job = backup_now(&h, &instance).await;
     let queued = get(&h, &job.name).await;
     assert_eq!(queued.state, pb::JobState::Queued as i32);

@@ -270,7 +270,8 @@ async fn a_requeued_attempt_is_published_only_after_its_backoff() {
     fail(&h, &id, &lease.lease_token, "SystemErrorStorage", true).await;
     let db = state_db(&h).await;
     let (waits,): (bool,) = sqlx::query_as(
-        "SELECT not_before > now() + interval '2 seconds' FROM outbox WHERE job_id = $1::uuid",
+        "SELECT o.not_before - j.update_time >= interval '3 seconds'
+           FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE o.job_id = $1::uuid",
     )
     .bind(&id)
     .fetch_one(&db)

@@ -243,7 +243,9 @@ fn restore_request(point: &str, days: u32) -> pb::RestoreAsDatabaseRequest {
 
 #[tokio::test]
 async fn expired_points_move_to_archive_or_are_deleted_once_and_archive_restores_rehydrate_first() {
-    let h = Harness::start().await;
+    // Tasks are held across many calls without heartbeats: a lease that
+    // outlives them (nothing here waits for one to expire).
+    let h = Harness::start_with(|c| c.lease_ttl = std::time::Duration::from_secs(120)).await;
     h.fixture().await;
     let instance = setup(&h).await;
     let pool = PgPool::connect(&h.cluster.url("postgres"))

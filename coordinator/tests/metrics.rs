@@ -284,7 +284,8 @@ async fn two_coordinators_report_the_same_state_and_count_each_job_once() {
     let h = Harness::start_with(|c| c.metrics = Some(on_any_port())).await;
     let mut config = common::config(&h.cluster);
     config.metrics = Some(on_any_port());
-    let second = Coordinator::start(config, Arc::new(RecordingPublisher::default()))
+    // Publishing into the harness's recorder whichever dispatcher wins.
+    let second = Coordinator::start(config, h.publisher.clone())
         .await
         .expect("second coordinator");
     let urls = [

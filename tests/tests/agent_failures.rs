@@ -140,7 +140,9 @@ async fn an_agent_instance_stopped_mid_backup_releases_it_to_another_instance_at
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_coordinator_restart_does_not_fail_the_backup_an_agent_is_running() {
-    let lease = Duration::from_secs(8);
+    // Long enough to span the restart and the agent's redial on a busy
+    // machine (heartbeats every lease/3), short enough to wait one out.
+    let lease = Duration::from_secs(15);
     let mut s = start(
         1,
         &[(

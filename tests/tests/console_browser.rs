@@ -380,7 +380,9 @@ async fn a_reader_sees_no_actions_is_refused_a_forged_post_and_its_idle_session_
     fixtures::create_database(&source, "shop")
         .await
         .expect("shop");
-    let (up, console) = up_with_console(6).await;
+    // Long enough that a slow browser on a busy machine keeps the session
+    // between its own requests; short enough to wait out below.
+    let (up, console) = up_with_console(15).await;
     up.create_demo_vault("nightly", "mon", source.port());
     let instance = up.protect_demo_database("nightly", ADMIN_PASSWORD, "shop");
     let created = up
@@ -440,7 +442,7 @@ async fn a_reader_sees_no_actions_is_refused_a_forged_post_and_its_idle_session_
     browser.screenshot("configure-denied").await.unwrap();
 
     // Idle past the timeout: the next page asks to sign in again.
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    tokio::time::sleep(Duration::from_secs(16)).await;
     browser.goto(&format!("{console}overview")).await.unwrap();
     browser
         .wait_for_text(

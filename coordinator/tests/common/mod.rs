@@ -60,9 +60,10 @@ impl RecordingPublisher {
         self.published.lock().expect("lock").clone()
     }
 
-    /// Waits until an envelope for `job_id` at `attempt` was published.
+    /// Waits until an envelope for `job_id` at `attempt` was published
+    /// (30 s: the dispatcher polls every second, a loaded machine is slow).
     pub async fn wait_for(&self, job_id: &str, attempt: u32) -> (String, pb::TaskEnvelope) {
-        for _ in 0..100 {
+        for _ in 0..300 {
             if let Some(found) = self
                 .envelopes()
                 .into_iter()
