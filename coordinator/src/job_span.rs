@@ -7,7 +7,9 @@
 //! with [`tracing::Span::in_scope`]. (A worker's calls have their own span,
 //! continued from the worker's: `worker_api::call_span`.)
 
+use pgvault_telemetry::TraceContext;
 use tracing::Span;
+use uuid::Uuid;
 
 use crate::model::Job;
 
@@ -16,17 +18,87 @@ use crate::model::Job;
 /// ERROR level, like the runner's task span, so a log filtered to warnings
 /// still writes the job's fields on the warnings logged inside it.
 pub fn of(action: &'static str, job: &Job) -> Span {
+    of_parts(
+        action,
+        job.id,
+        job.attempt,
+        job.spec.instance_id(),
+        job.trace_context.as_ref(),
+    )
+}
+
+/// [`of`] for a job known by its parts (the scheduler's batch inserts
+/// return ids and trace contexts, not rows).
+pub fn of_parts(
+    action: &'static str,
+    job_id: Uuid,
+    attempt: u32,
+    instance_id: Option<Uuid>,
+    trace: Option<&TraceContext>,
+) -> Span {
     let span = tracing::error_span!(
         parent: None,
         "job",
         otel.name = action,
-        job_id = %job.id,
-        attempt = job.attempt,
-        instance_id = %job.spec.instance_id().map(|i| i.to_string()).unwrap_or_default(),
-        trace_id = %job.trace_context.as_ref().map(|c| c.trace_id()).unwrap_or_default(),
+        job_id = %job_id,
+        attempt,
+        instance_id = %instance_id.map(|i| i.to_string()).unwrap_or_default(),
+        trace_id = %trace.map(|c| c.trace_id()).unwrap_or_default(),
     );
-    if let Some(context) = &job.trace_context {
+    if let Some(context) = trace {
         context.adopt(&span);
     }
     span
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use pgvault_telemetry::{JsonLines, TraceContext};
+    use serde_json::Value;
+    use tracing_subscriber::fmt::format::JsonFields;
+    use tracing_subscriber::layer::SubscriberExt;
+    use uuid::Uuid;
+
+    use super::of_parts;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_logged_when_a_job_is_queued_names_the_job_attempt_instance_and_trace() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let json = tracing_subscriber::fmt::layer()
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLines)
+            .with_writer(move || writer.clone());
+        let _subscriber =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(json));
+        let job = Uuid::new_v4();
+        let instance = Uuid::new_v4();
+        let trace = TraceContext::new_root();
+        of_parts("job.queued", job, 1, Some(instance), Some(&trace))
+            .in_scope(|| tracing::info!(slot = "2026-12-05T02:00:00Z", "scheduled backup queued"));
+        let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
+        let line: Value =
+            serde_json::from_str(text.lines().next().expect("one line")).expect("a JSON line");
+        assert_eq!(line["message"], "scheduled backup queued", "{line}");
+        assert_eq!(line["job_id"], job.to_string(), "{line}");
+        assert_eq!(line["attempt"], 1, "{line}");
+        assert_eq!(line["instance_id"], instance.to_string(), "{line}");
+        assert_eq!(line["trace_id"], trace.trace_id(), "{line}");
+    }
 }

@@ -215,23 +215,28 @@ async fn queue(store: &Store, batch: Vec<Due>) -> Result<usize> {
                         waits_for_job_id: None,
                     })
                     .collect();
-                let ids = jobs::insert_many(&mut *conn, &new_jobs).await?;
+                let inserted = jobs::insert_many(&mut *conn, &new_jobs).await?;
                 // New jobs start at attempt 1.
-                let tasks: Vec<(Uuid, u32)> = ids.iter().map(|id| (*id, 1)).collect();
+                let tasks: Vec<(Uuid, u32)> = inserted.iter().map(|(id, _)| (*id, 1)).collect();
                 outbox::insert_many(&mut *conn, &tasks).await?;
                 let runs: Vec<(Uuid, DateTime<Utc>, Uuid)> = batch
                     .iter()
-                    .zip(&ids)
-                    .map(|(d, id)| (d.instance_id, d.slot, *id))
+                    .zip(&inserted)
+                    .map(|(d, (id, _))| (d.instance_id, d.slot, *id))
                     .collect();
                 schedule_runs::set_jobs(&mut *conn, &runs).await?;
-                Ok(runs)
+                Ok(runs
+                    .into_iter()
+                    .zip(inserted)
+                    .map(|((instance, slot, id), (_, trace))| (instance, slot, id, trace))
+                    .collect::<Vec<_>>())
             }
             .boxed()
         })
         .await?;
-    for (instance, slot, job_id) in &queued {
-        tracing::info!(instance = %instance, slot = %slot, job_id = %job_id, "scheduled backup queued");
+    for (instance, slot, job_id, trace) in &queued {
+        crate::job_span::of_parts("job.queued", *job_id, 1, Some(*instance), Some(trace))
+            .in_scope(|| tracing::info!(slot = %slot, "scheduled backup queued"));
     }
     Ok(queued.len())
 }

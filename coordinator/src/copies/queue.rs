@@ -51,7 +51,8 @@ pub async fn after_backup(
         return Ok(None);
     }
     outbox::insert(&mut *conn, job.id, job.attempt).await?;
-    tracing::info!(point = %point_id, job_id = %job.id, "copy queued");
+    crate::job_span::of("job.queued", &job)
+        .in_scope(|| tracing::info!(point = %point_id, "copy queued"));
     Ok(Some(job.id))
 }
 
@@ -109,6 +110,7 @@ async fn expiry_job(conn: &mut PgConnection, copy: &DueCopy) -> Result<Option<Uu
         return Ok(None);
     }
     outbox::insert(&mut *conn, job.id, job.attempt).await?;
-    tracing::info!(point = %point_id, job_id = %job.id, "expired copy deletion queued");
+    crate::job_span::of("job.queued", &job)
+        .in_scope(|| tracing::info!(point = %point_id, "expired copy deletion queued"));
     Ok(Some(job.id))
 }

@@ -44,7 +44,8 @@ pub async fn drill_point(
     )
     .await?;
     outbox::insert(&mut *conn, job.id, job.attempt).await?;
-    tracing::info!(job_id = %job.id, point = %point.id, server = %server_id, "drill queued");
+    crate::job_span::of("job.queued", &job)
+        .in_scope(|| tracing::info!(point = %point.id, server = %server_id, "drill queued"));
     Ok((job, true))
 }
 

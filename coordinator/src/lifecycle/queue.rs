@@ -109,7 +109,9 @@ pub async fn lifecycle_job_in(
         soft_delete::record_requester(&mut *conn, job.id, by).await?;
     }
     outbox::insert(&mut *conn, job.id, job.attempt).await?;
-    tracing::info!(point = %point.id, stage = %stage, operation = %operation, job_id = %job.id, "lifecycle job queued");
+    crate::job_span::of("job.queued", &job).in_scope(|| {
+        tracing::info!(point = %point.id, stage = %stage, operation = %operation, "lifecycle job queued");
+    });
     Ok(Some(job.id))
 }
 
@@ -189,7 +191,9 @@ pub async fn restore_fanned(
                 }
                 match waits_for {
                     Some(rehydrate) => {
-                        tracing::info!(job_id = %job.id, rehydrate_job = %rehydrate, point = %point_id, "restore waits for the point's rehydrate");
+                        crate::job_span::of("job.queued", &job).in_scope(|| {
+                            tracing::info!(rehydrate_job = %rehydrate, point = %point_id, "restore waits for the point's rehydrate");
+                        });
                     }
                     None => outbox::insert(&mut *conn, job.id, job.attempt).await?,
                 }
@@ -251,6 +255,6 @@ async fn queue_rehydrate(
     )
     .await?;
     outbox::insert(&mut *conn, job.id, job.attempt).await?;
-    tracing::info!(job_id = %job.id, days, "rehydrate queued");
+    crate::job_span::of("job.queued", &job).in_scope(|| tracing::info!(days, "rehydrate queued"));
     Ok(job.id)
 }

@@ -54,6 +54,7 @@ pub async fn verify_point(conn: &mut PgConnection, point: &RecoveryPoint) -> Res
     )
     .await?;
     outbox::insert(&mut *conn, job.id, job.attempt).await?;
-    tracing::info!(job_id = %job.id, point = %point.id, "verify queued");
+    crate::job_span::of("job.queued", &job)
+        .in_scope(|| tracing::info!(point = %point.id, "verify queued"));
     Ok((job, true))
 }

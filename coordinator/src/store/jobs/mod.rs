@@ -97,8 +97,11 @@ pub async fn insert(conn: &mut PgConnection, job: &NewJob) -> Result<Job> {
 /// exactly as [`insert`] would, except that each job's trace starts with a
 /// root `job.schedule` span of its own (one backup, one trace; not one
 /// trace for a whole slot's batch). Restores need their target row: refused
-/// here. Returns their ids, in input order.
-pub async fn insert_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> Result<Vec<Uuid>> {
+/// here. Returns their ids and trace contexts, in input order.
+pub async fn insert_many(
+    db: impl PgExecutor<'_>,
+    jobs: &[NewJob],
+) -> Result<Vec<(Uuid, TraceContext)>> {
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
@@ -126,7 +129,7 @@ pub async fn insert_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> Result<Vec
     let route_instances: Vec<Option<Uuid>> = columns.iter().map(|c| c.route_instance).collect();
     let route_servers: Vec<Option<&str>> =
         columns.iter().map(|c| c.route_server.as_deref()).collect();
-    let traces: Vec<String> = ids
+    let contexts: Vec<TraceContext> = ids
         .iter()
         .zip(&columns)
         .map(|(id, c)| {
@@ -137,9 +140,10 @@ pub async fn insert_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> Result<Vec
                 operation = c.operation,
                 instance_id = %c.instance_id.map(|i| i.to_string()).unwrap_or_default(),
             );
-            TraceContext::of_span_or_new(&span).traceparent()
+            TraceContext::of_span_or_new(&span)
         })
         .collect();
+    let traces: Vec<String> = contexts.iter().map(TraceContext::traceparent).collect();
     sqlx::query(
         "INSERT INTO jobs (id, operation, state, vault_id, backup_instance_id, recovery_point_id,
                            retention_rule, lifecycle_stage, rehydrate_days, waits_for_job_id, agent_id,
@@ -169,7 +173,7 @@ pub async fn insert_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> Result<Vec
     .bind(&traces)
     .execute(db)
     .await?;
-    Ok(ids)
+    Ok(ids.into_iter().zip(contexts).collect())
 }
 
 pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>> {
