@@ -95,8 +95,24 @@ impl LocalCluster {
         };
         if !cluster.data_dir.join("PG_VERSION").is_file() {
             cluster.initdb()?;
+            // initdb takes seconds: a port picked before it may be gone.
+            if options.port.is_none() {
+                cluster.port = free_port()?;
+            }
         }
-        cluster.pg_ctl_start(&options)?;
+        // A port the OS called free can still be taken before the server
+        // binds it (another test, another process): pick again, a few times.
+        let mut retries = 0;
+        loop {
+            match cluster.pg_ctl_start(&options) {
+                Ok(()) => break,
+                Err(e) if options.port.is_none() && retries < 3 && port_taken(&e) => {
+                    retries += 1;
+                    cluster.port = free_port()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         cluster.running = true;
         Ok(cluster)
     }
@@ -408,9 +424,36 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
+/// Whether `pg_ctl start` failed because the server could not bind its
+/// port (the server log's words, quoted in the error).
+fn port_taken(error: &LocalPgError) -> bool {
+    match error {
+        LocalPgError::CommandFailed { output, .. } => {
+            output.contains("Address already in use") || output.contains("could not bind")
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_refused_for_a_taken_port_is_told_from_other_failures() {
+        let failed = |output: &str| LocalPgError::CommandFailed {
+            command: "pg_ctl start".into(),
+            status: "exit status: 1".into(),
+            output: output.into(),
+        };
+        assert!(port_taken(&failed(
+            "server log:\nLOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use"
+        )));
+        assert!(!port_taken(&failed(
+            "server log:\nFATAL:  data directory has wrong ownership"
+        )));
+        assert!(!port_taken(&LocalPgError::BinariesNotFound));
+    }
 
     #[test]
     fn server_commands_run_through_the_prefix_then_as_the_os_user() {
