@@ -152,6 +152,7 @@ pub fn recovery_point(p: &RecoveryPoint) -> Value {
         "delete_time": timestamp(p.delete_time.as_ref()),
         "deleted_by": p.deleted_by,
         "purge_time": timestamp(p.purge_time.as_ref()),
+        "copies_only": p.copies_only,
         "copies": p.copies.iter().map(|c| json!({
             "datastore": c.datastore,
             "location": c.location,

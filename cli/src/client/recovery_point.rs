@@ -37,8 +37,13 @@ pub enum RecoveryPointCommand {
         #[arg(long)]
         vault: Option<String>,
         /// List only the deleted points not yet purged (who deleted them, when they are purged).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "copies_only")]
         deleted: bool,
+        /// List only the points whose own objects expired while a copy in
+        /// another datastore lives on by its own retention (restore them
+        /// with --from-copy).
+        #[arg(long)]
+        copies_only: bool,
     },
     /// Delete a recovery point: it is kept for the vault's soft-delete window
     /// (default 14 days), can be undeleted until then, and is purged after.
@@ -139,7 +144,18 @@ pub async fn run(api: &Api, command: RecoveryPointCommand) -> anyhow::Result<Exi
             instance,
             vault,
             deleted,
-        } => list(api, names::instance(vault.as_deref(), &instance)?, deleted).await?,
+            copies_only,
+        } => {
+            let parent = names::instance(vault.as_deref(), &instance)?;
+            let shown = if copies_only {
+                Listed::CopiesOnly
+            } else if deleted {
+                Listed::Deleted
+            } else {
+                Listed::Live
+            };
+            list(api, parent, shown).await?
+        }
         RecoveryPointCommand::Delete {
             recovery_point,
             vault,
@@ -222,13 +238,22 @@ pub async fn run(api: &Api, command: RecoveryPointCommand) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-async fn list(api: &Api, parent: String, deleted: bool) -> anyhow::Result<()> {
+/// Which points `recovery-point list` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listed {
+    Live,
+    Deleted,
+    CopiesOnly,
+}
+
+async fn list(api: &Api, parent: String, shown: Listed) -> anyhow::Result<()> {
     let points = paging::all_pages(|page_token| {
         let request = ListRecoveryPointsRequest {
             parent: parent.clone(),
             page_size: 0,
             page_token,
-            show_deleted: deleted,
+            show_deleted: shown == Listed::Deleted,
+            copies_only: shown == Listed::CopiesOnly,
         };
         async move {
             let page = api
@@ -248,11 +273,19 @@ async fn list(api: &Api, parent: String, deleted: bool) -> anyhow::Result<()> {
         ));
         return Ok(());
     }
-    if deleted {
+    if shown == Listed::Deleted {
         print_list(
             &DELETED_HEADERS,
             points.iter().map(deleted_row).collect(),
             &format!("no deleted recovery points for {parent}"),
+        );
+        return Ok(());
+    }
+    if shown == Listed::CopiesOnly {
+        print_list(
+            &COPIES_ONLY_HEADERS,
+            points.iter().map(copies_only_row).collect(),
+            &format!("no recovery points of {parent} are kept only as copies"),
         );
         return Ok(());
     }
@@ -288,6 +321,25 @@ const DELETED_HEADERS: [&str; 6] = [
     "DELETED BY",
     "PURGED AFTER",
 ];
+
+/// The columns of `recovery-point list --copies-only`.
+const COPIES_ONLY_HEADERS: [&str; 5] = [
+    "RECOVERY POINT",
+    "DATABASE",
+    "SNAPSHOT",
+    "EXPIRED",
+    "COPIES",
+];
+
+fn copies_only_row(p: &RecoveryPoint) -> Vec<String> {
+    vec![
+        names::short(&p.name).to_owned(),
+        p.database.clone(),
+        local_time(p.snapshot_time.as_ref()),
+        local_time(p.expire_time.as_ref()),
+        copies_text(p),
+    ]
+}
 
 fn deleted_row(p: &RecoveryPoint) -> Vec<String> {
     vec![
@@ -332,7 +384,14 @@ fn show(api: &Api, point: &RecoveryPoint) {
         ("RAW", bytes(point.raw_bytes)),
         ("CHUNKS", point.chunk_count.to_string()),
         ("SERVER VERSION", point.server_version.clone()),
-        ("LOCATION", point.location.clone()),
+        (
+            "LOCATION",
+            if point.copies_only {
+                "- (expired; restore from a copy with --from-copy)".to_owned()
+            } else {
+                point.location.clone()
+            },
+        ),
         ("MANIFEST SHA-256", point.manifest_sha256.clone()),
         ("JOB", point.job.clone()),
         ("CREATED", local_time(point.create_time.as_ref())),

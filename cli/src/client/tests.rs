@@ -472,6 +472,29 @@ fn restore_and_recovery_points_parse() {
 }
 
 #[test]
+fn points_kept_only_as_copies_are_listed_apart_from_deleted_ones() {
+    use super::recovery_point::RecoveryPointCommand;
+    let cli = parse(&["recovery-point", "list", "prod/db1", "--copies-only"]).expect("parses");
+    assert!(matches!(
+        cli.command,
+        ClientCommand::RecoveryPoint(RecoveryPointCommand::List {
+            copies_only: true,
+            deleted: false,
+            ..
+        })
+    ));
+    let both = parse(&[
+        "recovery-point",
+        "list",
+        "prod/db1",
+        "--copies-only",
+        "--deleted",
+    ])
+    .expect_err("two lists at once");
+    assert!(both.to_string().contains("--deleted"), "{both}");
+}
+
+#[test]
 fn job_list_filters() {
     let cli = parse(&[
         "job",

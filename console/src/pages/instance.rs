@@ -112,6 +112,7 @@ pub async fn page(
             page_size: POINTS_SHOWN as u32,
             page_token: String::new(),
             show_deleted: false,
+            copies_only: false,
         })
         .await?
         .into_inner();

@@ -201,7 +201,12 @@ impl From<RecoveryPoint> for pb::RecoveryPoint {
             job: names::job_name(p.job_id),
             snapshot_time: Some(timestamp(p.snapshot_time)),
             tier: tier as i32,
-            location: p.location(),
+            // Nothing is left at a copies-only point's own location.
+            location: if p.copies_only {
+                String::new()
+            } else {
+                p.location()
+            },
             stored_bytes: p.stored_bytes,
             raw_bytes: p.raw_bytes,
             chunk_count: p.chunk_count,
@@ -262,6 +267,7 @@ impl From<RecoveryPoint> for pb::RecoveryPoint {
             last_drill_checksums: p.last_drill.as_ref().is_some_and(|d| d.checksums),
             // Read from their own table: `api::recovery_points` adds them.
             copies: Vec::new(),
+            copies_only: p.copies_only,
         }
     }
 }

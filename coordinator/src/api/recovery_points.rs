@@ -60,7 +60,19 @@ impl RecoveryPointService for RecoveryPointApi {
         instances::get(pool, &vault, instance).await?;
         let size = paging::page_size(req.page_size);
         let after = paging::after_time(&req.page_token)?;
-        let rows = recovery_points::list(pool, instance, after, size + 1, req.show_deleted).await?;
+        let rows = match (req.show_deleted, req.copies_only) {
+            (true, true) => {
+                return Err(CoordinatorError::invalid(
+                    "copies_only",
+                    "a soft-deleted point and a point kept only as copies are two lists; ask for one",
+                )
+                .into());
+            }
+            (_, true) => recovery_points::list_copies_only(pool, instance, after, size + 1).await?,
+            (deleted, false) => {
+                recovery_points::list(pool, instance, after, size + 1, deleted).await?
+            }
+        };
         let (page, more) = paging::split_page(rows, size);
         let next_page_token = next_token(&page, more, |p| paging::time_token(p.create_time, p.id));
         Ok(Response::new(pb::ListRecoveryPointsResponse {
@@ -77,7 +89,10 @@ impl RecoveryPointService for RecoveryPointApi {
         let (vault, instance, point) =
             instance_lookup::recovery_point(self.ctx.store.pool(), "name", &request.get_ref().name)
                 .await?;
-        let point = recovery_points::get(self.ctx.store.pool(), &vault, instance, point).await?;
+        // Also a point kept only as copies: its copies are what is left.
+        let point =
+            recovery_points::get_with_copies_only(self.ctx.store.pool(), &vault, instance, point)
+                .await?;
         let mut shown = self.with_copies(vec![point]).await?;
         Ok(Response::new(shown.remove(0)))
     }

@@ -66,7 +66,8 @@ impl RestoreApi {
         let schemas = restore_selection::clean("schemas", &req.schemas)?;
         let tables = restore_selection::clean("tables", &req.tables)?;
         let pool = self.ctx.store.pool();
-        let point = recovery_points::get(pool, &vault_id, instance_id, point_id).await?;
+        let point =
+            recovery_points::get_with_copies_only(pool, &vault_id, instance_id, point_id).await?;
         let instance = instances::get(pool, &vault_id, instance_id).await?;
         let target_server = if req.target_server.is_empty() {
             instance.server_id.clone()
@@ -141,7 +142,8 @@ impl RestoreApi {
         let schemas = restore_selection::clean("schemas", &req.schemas)?;
         let tables = restore_selection::clean("tables", &req.tables)?;
         let pool = self.ctx.store.pool();
-        let point = recovery_points::get(pool, &vault_id, instance_id, point_id).await?;
+        let point =
+            recovery_points::get_with_copies_only(pool, &vault_id, instance_id, point_id).await?;
         let instance = instances::get(pool, &vault_id, instance_id).await?;
         let file = if req.file_name.trim().is_empty() {
             output_file::default_name(&point.database, point.snapshot_time)

@@ -71,8 +71,17 @@ pub fn no_copy(point_name: &str, datastore: &str) -> CoordinatorError {
     )
 }
 
+/// The refusal of a restore of a point whose own objects expired, read
+/// from the point itself: only its copies are left.
+pub fn copies_only(point_name: &str) -> CoordinatorError {
+    CoordinatorError::precondition(format!(
+        "recovery point {point_name} expired from the vault's datastore; only its copies are left (they follow their own retention): restore from one with --from-copy URL (the copies are listed by pgvault recovery-point get {point_name})"
+    ))
+}
+
 /// The copy a restore asked to read (`requested`: a datastore URL; empty:
-/// none), which must be a live copy of `point`.
+/// none), which must be a live copy of `point`. A point whose own objects
+/// expired restores only from a copy.
 pub async fn restore_copy(
     db: impl sqlx::PgExecutor<'_>,
     point: &RecoveryPoint,
@@ -80,6 +89,13 @@ pub async fn restore_copy(
 ) -> Result<Option<PointCopy>> {
     let requested = requested.trim();
     if requested.is_empty() {
+        if point.copies_only {
+            return Err(copies_only(&names::recovery_point_name(
+                &point.vault_id,
+                point.backup_instance_id,
+                point.id,
+            )));
+        }
         return Ok(None);
     }
     match copies::live(db, point.id, requested).await? {

@@ -34,6 +34,13 @@ pub async fn on_complete(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>)
         } => {
             if let DeleteScope::Copy { datastore_url } = scope {
                 copies::mark_deleted(&mut *conn, *point_id, Some(datastore_url)).await?;
+                // The last copy of a point whose own objects expired takes
+                // the data key with it.
+                if lifecycle::deleted(&mut *conn, *point_id).await?
+                    && !copies::any_live(&mut *conn, *point_id).await?
+                {
+                    keys::delete_point_key(&mut *conn, *point_id).await?;
+                }
                 tracing::info!(point = %point_id, job_id = %job.id, "expired copy deleted");
             } else if let DeleteScope::RehydratedCopy { prefix } = scope {
                 lifecycle::clear_rehydrated(&mut *conn, *point_id, prefix).await?;
@@ -43,10 +50,14 @@ pub async fn on_complete(conn: &mut PgConnection, job: &Job, now: DateTime<Utc>)
                     copies::mark_deleted(&mut *conn, *point_id, None).await?;
                 }
                 lifecycle::mark_deleted(&mut *conn, *point_id).await?;
-                // Its data key goes with it: a copy that survived somewhere
-                // can no longer be decrypted (crypto-shredding).
-                keys::delete_point_key(&mut *conn, *point_id).await?;
-                tracing::info!(point = %point_id, job_id = %job.id, "recovery point deleted");
+                // Its data key goes with it (crypto-shredding), unless a copy
+                // lives on by its own retention: the copy's expiry takes it.
+                if copies::any_live(&mut *conn, *point_id).await? {
+                    tracing::info!(point = %point_id, job_id = %job.id, "recovery point expired; its copies remain restorable until their own expiry");
+                } else {
+                    keys::delete_point_key(&mut *conn, *point_id).await?;
+                    tracing::info!(point = %point_id, job_id = %job.id, "recovery point deleted");
+                }
             }
             Ok(false)
         }

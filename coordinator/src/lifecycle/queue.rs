@@ -144,7 +144,8 @@ pub async fn restore_fanned(
             async move {
                 let (instance_id, point_id) = (restore.instance_id, restore.point_id);
                 let point_name = names::recovery_point_name(&vault_id, instance_id, point_id);
-                if !lifecycle::lock_point(&mut *conn, point_id).await? {
+                let from_copy = restore.copy_datastore.is_some();
+                if !lifecycle::lock_point_row(&mut *conn, point_id, from_copy).await? {
                     return Err(CoordinatorError::not_found("recovery point", point_name));
                 }
                 if let Some((job_id, operation)) = lifecycle::active_removal(&mut *conn, point_id).await? {
@@ -159,7 +160,10 @@ pub async fn restore_fanned(
                         if operation == Operation::TierMove { ", or retry once that job completes" } else { "" }
                     )));
                 }
-                let point = crate::store::recovery_points::get(&mut *conn, &vault_id, instance_id, point_id).await?;
+                let point = crate::store::recovery_points::get_with_copies_only(&mut *conn, &vault_id, instance_id, point_id).await?;
+                if point.copies_only && restore.copy_datastore.is_none() {
+                    return Err(crate::copies::copies_only(&point_name));
+                }
                 if let Some(deleted) = &point.soft_delete {
                     return Err(CoordinatorError::refused(
                         pgvault_errors::ErrorCode::UserErrorRecoveryPointDeleted,

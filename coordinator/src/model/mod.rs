@@ -241,6 +241,9 @@ pub struct RecoveryPoint {
     pub last_verify: Option<LastVerify>,
     /// How the point's last restore drill ended (`None`: never drilled).
     pub last_drill: Option<LastDrill>,
+    /// The point's own objects expired, but a copy in another datastore
+    /// lives on by its own retention: it restores only from that copy.
+    pub copies_only: bool,
 }
 
 /// The end of a point's last restore drill.

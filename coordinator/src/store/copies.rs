@@ -102,6 +102,18 @@ pub async fn lock_live(
     Ok(row.is_some())
 }
 
+/// Whether the point has a copy (in any datastore) that is restorable.
+pub async fn any_live(db: impl PgExecutor<'_>, point_id: Uuid) -> Result<bool> {
+    let live: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM recovery_point_copies
+                         WHERE recovery_point_id = $1 AND state = 'COPIED')",
+    )
+    .bind(point_id)
+    .fetch_one(db)
+    .await?;
+    Ok(live)
+}
+
 /// After the DELETE job of the copy in `datastore_url`, or of every copy
 /// (`None`: the point was purged).
 pub async fn mark_deleted(

@@ -144,10 +144,22 @@ pub async fn due(
 /// Locks the point row (lifecycle jobs and restores are created under this
 /// lock, so neither misses the other). False: no such live point.
 pub async fn lock_point(db: impl PgExecutor<'_>, point_id: Uuid) -> Result<bool> {
+    lock_point_row(db, point_id, false).await
+}
+
+/// Locks the point's row as [`lock_point`] does, also when its own
+/// objects expired (`with_expired`): a restore from a copy, which outlives
+/// the point, locks the copy too.
+pub async fn lock_point_row(
+    db: impl PgExecutor<'_>,
+    point_id: Uuid,
+    with_expired: bool,
+) -> Result<bool> {
     let row: Option<(Uuid,)> = sqlx::query_as(
-        "SELECT id FROM recovery_points WHERE id = $1 AND delete_time IS NULL FOR UPDATE",
+        "SELECT id FROM recovery_points WHERE id = $1 AND ($2 OR delete_time IS NULL) FOR UPDATE",
     )
     .bind(point_id)
+    .bind(with_expired)
     .fetch_optional(db)
     .await?;
     Ok(row.is_some())
@@ -294,6 +306,16 @@ pub async fn mark_deleted(db: impl PgExecutor<'_>, point_id: Uuid) -> Result<()>
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// Whether the point's own objects were deleted (by expiry or purge).
+pub async fn deleted(db: impl PgExecutor<'_>, point_id: Uuid) -> Result<bool> {
+    let deleted: Option<bool> =
+        sqlx::query_scalar("SELECT delete_time IS NOT NULL FROM recovery_points WHERE id = $1")
+            .bind(point_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(deleted.unwrap_or(false))
 }
 
 /// Releases the jobs waiting for `job_id`; returns (id, attempt) of each so

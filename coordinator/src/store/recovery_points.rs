@@ -49,6 +49,7 @@ struct PointRow {
     last_drill_tables: Option<i64>,
     last_drill_rows: Option<i64>,
     last_drill_checksums: Option<bool>,
+    copies_only: bool,
 }
 
 impl TryFrom<PointRow> for RecoveryPoint {
@@ -114,6 +115,7 @@ impl TryFrom<PointRow> for RecoveryPoint {
                     checksums: r.last_drill_checksums.unwrap_or(false),
                 }),
             },
+            copies_only: r.copies_only,
         })
     }
 }
@@ -125,8 +127,13 @@ const SELECT: &str =
         p.soft_delete_time, p.soft_deleted_by, p.purge_after, p.last_verified_at,
         p.last_verify_result, p.last_verify_error_code, p.last_verify_job_id,
         p.last_drill_at, p.last_drill_result, p.last_drill_error_code, p.last_drill_job_id,
-        p.last_drill_server, p.last_drill_tables, p.last_drill_rows, p.last_drill_checksums
+        p.last_drill_server, p.last_drill_tables, p.last_drill_rows, p.last_drill_checksums,
+        p.delete_time IS NOT NULL AS copies_only
    FROM recovery_points p JOIN backup_instances i ON i.id = p.backup_instance_id";
+
+/// The point `p` expired (its own objects are deleted) but has a live copy.
+const COPIES_ONLY: &str = "p.delete_time IS NOT NULL AND EXISTS (
+        SELECT 1 FROM recovery_point_copies c WHERE c.recovery_point_id = p.id AND c.state = 'COPIED')";
 
 pub async fn insert(db: impl PgExecutor<'_>, p: &RecoveryPoint) -> Result<()> {
     sqlx::query(
@@ -181,6 +188,58 @@ pub async fn get(
                 crate::names::recovery_point_name(vault_id, instance_id, id),
             )
         })
+}
+
+/// The point `id` as a restore (or a look at it) finds it: a live point,
+/// or one whose own objects expired while a copy lives on
+/// ([`RecoveryPoint::copies_only`]; it restores only from that copy).
+pub async fn get_with_copies_only(
+    db: impl PgExecutor<'_>,
+    vault_id: &str,
+    instance_id: Uuid,
+    id: Uuid,
+) -> Result<RecoveryPoint> {
+    let sql = format!(
+        "{SELECT} WHERE p.id = $1 AND p.backup_instance_id = $2 AND i.vault_id = $3
+           AND (p.delete_time IS NULL OR ({COPIES_ONLY}))"
+    );
+    sqlx::query_as::<_, PointRow>(&sql)
+        .bind(id)
+        .bind(instance_id)
+        .bind(vault_id)
+        .fetch_optional(db)
+        .await?
+        .map(RecoveryPoint::try_from)
+        .transpose()?
+        .ok_or_else(|| {
+            CoordinatorError::not_found(
+                "recovery point",
+                crate::names::recovery_point_name(vault_id, instance_id, id),
+            )
+        })
+}
+
+/// Points of one instance whose own objects expired while a copy lives
+/// on, newest first.
+pub async fn list_copies_only(
+    db: impl PgExecutor<'_>,
+    instance_id: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<RecoveryPoint>> {
+    let sql = format!(
+        "{SELECT} WHERE p.backup_instance_id = $1 AND {COPIES_ONLY}
+           AND ($2::timestamptz IS NULL OR (p.create_time, p.id) < ($2, $3))
+         ORDER BY p.create_time DESC, p.id DESC LIMIT $4"
+    );
+    let rows = sqlx::query_as::<_, PointRow>(&sql)
+        .bind(instance_id)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    rows.into_iter().map(RecoveryPoint::try_from).collect()
 }
 
 /// Points of one instance, newest first: the live ones, or with `deleted`

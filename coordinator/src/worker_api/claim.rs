@@ -353,7 +353,8 @@ pub(super) async fn restore_task(
     job: &Job,
     restore: &RestoreSpec,
 ) -> Result<pb::task::Kind> {
-    let point = recovery_points::get(
+    // A point whose own objects expired still restores from its copy.
+    let point = recovery_points::get_with_copies_only(
         &mut *conn,
         &job.vault_id,
         restore.instance_id,

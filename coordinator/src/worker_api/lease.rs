@@ -295,6 +295,7 @@ async fn record_point(
         soft_delete: None,
         last_verify: None,
         last_drill: None,
+        copies_only: false,
     };
     recovery_points::insert(&mut *conn, &point).await?;
     Ok(point_id)
