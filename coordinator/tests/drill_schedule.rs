@@ -107,7 +107,7 @@ async fn drills(pool: &PgPool) -> Vec<(Uuid, Uuid, String)> {
 /// Polls until `count` drill jobs exist, then lets the scheduler tick a few
 /// more times and checks there are still exactly `count`.
 async fn expect_drills(pool: &PgPool, count: usize) -> Vec<(Uuid, Uuid, String)> {
-    for _ in 0..100 {
+    for _ in 0..300 {
         if drills(pool).await.len() >= count {
             break;
         }

@@ -77,14 +77,14 @@ fn restore(point: &str, server: &str, exclude: &[&str]) -> pb::RestoreServerRequ
 /// The error of job `name` once it has failed (the lifecycle pass fails
 /// restores whose awaited job failed).
 async fn failed_error(h: &Harness, name: &str) -> pb::JobError {
-    for _ in 0..100 {
+    for _ in 0..300 {
         let job = common::get(h, name).await;
         if job.state == pb::JobState::Failed as i32 {
             return job.error.expect("a failed job has an error");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{name} did not fail within 10 s");
+    panic!("{name} did not fail within 30 s");
 }
 
 #[tokio::test]
@@ -135,7 +135,7 @@ async fn a_server_restore_queues_the_globals_first_and_the_rest_follow_its_outco
     // The slot: one scheduled backup per database, completed by "the worker".
     clock.set_offset(180);
     let mut scheduled = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         scheduled = jobs_of(&h, pb::Operation::ScheduledBackup).await;
         if scheduled.len() == 3 {
             break;
@@ -421,7 +421,7 @@ async fn a_run_whose_backup_failed_is_refused_naming_it_unless_a_partial_restore
     // The slot: app and postgres back up, orders fails.
     clock.set_offset(180);
     let mut scheduled = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         scheduled = jobs_of(&h, pb::Operation::ScheduledBackup).await;
         if scheduled.len() == 3 {
             break;

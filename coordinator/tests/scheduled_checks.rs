@@ -168,7 +168,7 @@ async fn a_slot_queues_the_other_instances_checks_when_one_instances_job_cannot_
     .expect("refuse checks of one point");
 
     clock.set_offset(180);
-    for _ in 0..100 {
+    for _ in 0..300 {
         let (verifies, drills) = checked_points(&pool).await;
         if !verifies.is_empty() && !drills.is_empty() {
             break;

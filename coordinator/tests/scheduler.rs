@@ -95,7 +95,7 @@ async fn runs(pool: &PgPool) -> Vec<(DateTime<Utc>, String, String)> {
 /// Polls until `count` scheduled jobs exist, then waits a few more ticks and
 /// checks no more appear.
 async fn expect_jobs(pool: &PgPool, count: usize) -> Vec<uuid::Uuid> {
-    for _ in 0..100 {
+    for _ in 0..300 {
         if scheduled_jobs(pool).await.len() >= count {
             break;
         }

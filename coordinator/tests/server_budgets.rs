@@ -158,7 +158,9 @@ async fn the_budget_is_set_at_register_changed_by_update_and_validated() {
 
 #[tokio::test]
 async fn claims_share_the_budget_and_a_third_waits_for_a_release() {
-    let h = Harness::start().await;
+    // Leases that outlast the test's steps on a busy machine: nothing here
+    // waits for one to expire.
+    let h = Harness::start_with(|c| c.lease_ttl = Duration::from_secs(30)).await;
     h.fixture().await;
     set_budget(&h, 5).await;
     let ids = queue_backups(&h, &["app", "b", "c"]).await;
@@ -197,7 +199,7 @@ async fn claims_share_the_budget_and_a_third_waits_for_a_release() {
         if offered() >= 2 {
             break;
         }
-        // The leases (2 s here) stay alive meanwhile.
+        // The leases stay alive meanwhile.
         heartbeat(&h, &ids[0], &first.lease_token).await;
         heartbeat(&h, &ids[1], &second.lease_token).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -217,7 +219,8 @@ async fn claims_share_the_budget_and_a_third_waits_for_a_release() {
 
 #[tokio::test]
 async fn an_expired_lease_frees_its_slots() {
-    let h = Harness::start().await;
+    // 5 s: the second claim must come while the first lease still lives.
+    let h = Harness::start_with(|c| c.lease_ttl = Duration::from_secs(5)).await;
     h.fixture().await;
     set_budget(&h, 2).await;
     let ids = queue_backups(&h, &["app", "b"]).await;
@@ -231,8 +234,8 @@ async fn an_expired_lease_frees_its_slots() {
         "{}",
         second.reason
     );
-    // No heartbeat: the 2 s lease expires and its slots stop counting.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // No heartbeat: the lease expires and its slots stop counting.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
     assert_eq!(server(&h).await.connections_in_use, 0);
     let second = claim_with(&h, &ids[1], 4).await;
     assert!(second.claimed, "{}", second.reason);

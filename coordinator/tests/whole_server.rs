@@ -152,7 +152,7 @@ async fn all_databases_protects_every_database_and_the_next_slot_includes_new_on
     // the dropped one keeps its instance (its backup will fail).
     clock.set_offset(180);
     let mut scheduled = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         scheduled = scheduled_databases(&pool).await;
         if scheduled.len() >= 5 {
             break;
