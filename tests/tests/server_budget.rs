@@ -3,7 +3,8 @@
 //! backing up two databases of it at once never hold more than 2
 //! connections to it (sampled from `pg_stat_activity`, application name
 //! `pgvault`, which the engine's connections and its pg_dump both carry);
-//! the second backup waits for slots (and says so) and both complete.
+//! the second backup waits for slots (and says so) and both complete. A
+//! table lock holds the first backup until the wait was seen.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -91,6 +92,18 @@ async fn two_workers_never_hold_more_connections_to_a_source_than_its_budget() {
         source.connect("postgres").await.expect("connect to source"),
         stop.clone(),
     );
+    // Whichever backup gets the slots blocks inside its dump until the other
+    // was seen waiting for them: a fast backup cannot end before the wait
+    // shows (the engine waits up to its 30 s lock timeout).
+    let mut locks = Vec::new();
+    for db in DATABASES {
+        let client = source.connect(db).await.expect("connect to lock");
+        client
+            .batch_execute("BEGIN; LOCK TABLE pgbench_accounts IN ACCESS EXCLUSIVE MODE")
+            .await
+            .expect("lock a table");
+        locks.push(client);
+    }
     let mut jobs = Vec::new();
     for instance in &instances {
         let job = api
@@ -124,6 +137,13 @@ async fn two_workers_never_hold_more_connections_to_a_source_than_its_budget() {
                 waiting_seen = job.queued_reason.clone();
             }
             current.push(job);
+        }
+        if !waiting_seen.is_empty() {
+            for lock in locks.drain(..) {
+                lock.batch_execute("COMMIT")
+                    .await
+                    .expect("release the lock");
+            }
         }
         let finished =
             |j: &Job| ![JobState::Queued as i32, JobState::InProgress as i32].contains(&j.state);
