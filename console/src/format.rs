@@ -190,6 +190,25 @@ pub fn table_state(value: i32) -> Badge {
     }
 }
 
+/// How a point's last verify or drill ended (`result` as the API gives
+/// it: "", "ok" or "failed").
+pub fn check(result: &str) -> Badge {
+    match result {
+        "" => badge("Never", "idle"),
+        "ok" => badge("Passed", "ok"),
+        _ => badge("Failed", "bad"),
+    }
+}
+
+/// A point's restorable copies in other datastores: "—", "1 copy", "2 copies".
+pub fn copies(copies: &[pb::RecoveryPointCopy]) -> String {
+    match copies.iter().filter(|c| c.state == "COPIED").count() {
+        0 => "—".to_string(),
+        1 => "1 copy".to_string(),
+        n => format!("{n} copies"),
+    }
+}
+
 pub fn tier(value: i32) -> &'static str {
     match pb::DatastoreTier::try_from(value).unwrap_or(pb::DatastoreTier::Unspecified) {
         pb::DatastoreTier::Standard => "Standard",
@@ -241,6 +260,20 @@ pub fn query_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks_and_copies_read_as_words_not_colour_alone() {
+        assert_eq!(check("").text, "Never");
+        assert_eq!(check("ok").text, "Passed");
+        assert_eq!(check("failed").text, "Failed");
+        let copy = |state: &str| pb::RecoveryPointCopy {
+            state: state.into(),
+            ..Default::default()
+        };
+        assert_eq!(copies(&[]), "—");
+        assert_eq!(copies(&[copy("COPIED"), copy("DELETED")]), "1 copy");
+        assert_eq!(copies(&[copy("COPIED"), copy("COPIED")]), "2 copies");
+    }
 
     #[test]
     fn sizes_read_in_binary_units() {

@@ -44,6 +44,12 @@ pub struct PointRow {
     pub raw: String,
     pub chunks: u32,
     pub server_version: String,
+    /// The last verify and restore drill, with the failure's code.
+    pub verify: Badge,
+    pub verify_code: String,
+    pub drill: Badge,
+    pub drill_code: String,
+    pub copies: String,
     pub restore_href: String,
     pub job_href: String,
 }
@@ -209,6 +215,11 @@ fn point_row(p: &pb::RecoveryPoint) -> PointRow {
         raw: format::bytes(p.raw_bytes),
         chunks: p.chunk_count,
         server_version: p.server_version.clone(),
+        verify: format::check(&p.last_verify_result),
+        verify_code: p.last_verify_error_code.clone(),
+        drill: format::check(&p.last_drill_result),
+        drill_code: p.last_drill_error_code.clone(),
+        copies: format::copies(&p.copies),
         restore_href: restore_href(&p.name),
         job_href: if p.job.is_empty() {
             String::new()

@@ -245,6 +245,14 @@ fn fake_api() -> FakeApi {
                     tier: pb::DatastoreTier::Standard as i32,
                     retention_tag: pb::RetentionRuleKind::Default as i32,
                     stored_bytes: 3 * 1024 * 1024,
+                    last_verify_result: "ok".into(),
+                    last_drill_result: "failed".into(),
+                    last_drill_error_code: "DrillChecksumMismatch".into(),
+                    copies: vec![pb::RecoveryPointCopy {
+                        datastore: "az://dr-copies".into(),
+                        state: "COPIED".into(),
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 }],
                 next_page_token: String::new(),
@@ -582,6 +590,31 @@ async fn a_post_without_the_sessions_csrf_token_is_refused_before_the_api() {
         .await;
     assert_eq!(accepted.status, StatusCode::SEE_OTHER, "{}", accepted.body);
     assert_eq!(accepted.location(), "/jobs/j2");
+}
+
+#[tokio::test]
+async fn a_points_last_verify_drill_and_copies_are_shown_in_words() {
+    let console = Console::new();
+    let reader = console.sign_in(READER).await;
+    let page = console
+        .get("/vaults/prod/instances/i1", &reader.cookie)
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let table = page
+        .body
+        .split("id=\"points-table\"")
+        .nth(1)
+        .expect("the points table");
+    assert!(
+        table.contains("<th>Verify</th><th>Drill</th><th>Copies</th>"),
+        "{table}"
+    );
+    assert!(table.contains(">Passed<"), "{table}");
+    assert!(
+        table.contains(">Failed<") && table.contains("DrillChecksumMismatch"),
+        "{table}"
+    );
+    assert!(table.contains("1 copy"), "{table}");
 }
 
 #[tokio::test]
