@@ -88,7 +88,8 @@ impl VaultApi {
             return Err(CoordinatorError::precondition(format!(
                 "vault \"{id}\" still holds {instances} backup instance(s) and {points} recovery point(s); \
                  stop protecting them before deleting the vault (soft-deleted points count until \
-                 the sweeper purges them: pgvault recovery-point list --deleted shows when)"
+                 the sweeper purges them: pgvault recovery-point list --deleted shows when; points \
+                 kept only as copies count until their copies expire: recovery-point list --copies-only)"
             )));
         }
         vaults::delete(&mut *tx, &id).await?;

@@ -346,13 +346,12 @@ pub async fn keep_until(
 }
 
 pub async fn count_in_vault(db: impl PgExecutor<'_>, vault_id: &str) -> Result<i64> {
-    let (n,): (i64,) = sqlx::query_as(
+    // A point kept only as copies counts: its data key goes with the vault.
+    let sql = format!(
         "SELECT count(*) FROM recovery_points p JOIN backup_instances i ON i.id = p.backup_instance_id
-         WHERE i.vault_id = $1 AND p.delete_time IS NULL",
-    )
-    .bind(vault_id)
-    .fetch_one(db)
-    .await?;
+         WHERE i.vault_id = $1 AND (p.delete_time IS NULL OR ({COPIES_ONLY}))"
+    );
+    let (n,): (i64,) = sqlx::query_as(&sql).bind(vault_id).fetch_one(db).await?;
     Ok(n)
 }
 
