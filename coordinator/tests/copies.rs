@@ -369,6 +369,16 @@ async fn a_copy_outliving_its_point_restores_from_the_copy_until_its_own_expiry_
     };
     assert_eq!(list(true).await, std::slice::from_ref(&old));
     assert!(!list(false).await.contains(&old));
+    let undeletable = h
+        .points()
+        .delete_recovery_point(pb::DeleteRecoveryPointRequest { name: old.clone() })
+        .await
+        .expect_err("its copies follow their own expiry");
+    assert_eq!(undeletable.code(), Code::FailedPrecondition);
+    assert!(
+        undeletable.message().contains("kept only as copies"),
+        "{undeletable}"
+    );
 
     // Only the copy can be restored, and it restores with the point's key.
     let request = |copy: &str| pb::RestoreAsDatabaseRequest {

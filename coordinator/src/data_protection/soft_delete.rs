@@ -54,8 +54,13 @@ pub async fn delete_point(
             async move {
                 let name = names::recovery_point_name(&vault_id, instance_id, point_id);
                 let vault = locked_vault(conn, &vault_id).await?;
-                let point = recovery_points::get(&mut *conn, &vault_id, instance_id, point_id).await?;
+                let point = recovery_points::get_with_copies_only(&mut *conn, &vault_id, instance_id, point_id).await?;
                 lock::ensure_unlocked(&vault, &format!("recovery point {name} cannot be deleted"))?;
+                if point.copies_only {
+                    return Err(CoordinatorError::precondition(format!(
+                        "recovery point {name} is kept only as copies (its own objects expired with its retention); each copy is deleted at its own expiry, shown by pgvault recovery-point get {name}"
+                    )));
+                }
                 if point.soft_delete.is_some() {
                     return Err(CoordinatorError::precondition(format!(
                         "recovery point {name} is already deleted; list such points with pgvault recovery-point list --deleted"
