@@ -1,7 +1,8 @@
 //! Jobs end to end through the coordinator: BackupNow writes a job and
 //! publishes its envelope; a worker claims, heartbeats and completes it into a
-//! recovery point; stale leases are fenced; the reaper re-queues and then
-//! fails expired leases; restores resolve the point and the target.
+//! recovery point; stale leases are fenced, and an expired one is not
+//! revived by a late heartbeat; the reaper re-queues and then fails expired
+//! leases; restores resolve the point and the target.
 
 mod common;
 
@@ -360,6 +361,51 @@ async fn expired_leases_are_requeued_then_failed() {
     assert_eq!(error.code, "SystemErrorLeaseExpired");
     assert!(!error.recommended_action.is_empty());
     assert!(h.publisher.envelopes().iter().all(|(_, e)| e.attempt <= 2));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_heartbeat_after_the_lease_expired_is_refused_before_the_reaper_runs() {
+    // The reaper never runs here: only the lease's own expiry ends it.
+    let h = Harness::start_with(|c| {
+        c.lease_ttl = Duration::from_secs(1);
+        c.reaper_interval = Duration::from_secs(3600);
+    })
+    .await;
+    h.fixture().await;
+    let instance = h.protect("app").await;
+    let job = backup_now(&h, &instance).await;
+    let id = job_id(&job);
+    h.publisher.wait_for(&id, 1).await;
+    let lease = claim(&h, &id, "w1").await;
+    assert!(lease.claimed, "{}", lease.reason);
+    let beat = |token: String| {
+        let mut workers = h.workers();
+        let id = id.clone();
+        async move {
+            workers
+                .heartbeat(pb::HeartbeatRequest {
+                    job_id: id,
+                    lease_token: token,
+                    progress: None,
+                    tables: Vec::new(),
+                })
+                .await
+        }
+    };
+    beat(lease.lease_token.clone())
+        .await
+        .expect("a live lease is extended");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = beat(lease.lease_token.clone())
+        .await
+        .expect_err("an expired lease is not revived");
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    assert!(
+        late.message().contains("expired before this heartbeat"),
+        "{}",
+        late.message()
+    );
     h.stop().await;
 }
 

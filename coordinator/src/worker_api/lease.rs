@@ -56,7 +56,15 @@ pub async fn heartbeat(
         }),
         None => {
             let job = jobs::get(ctx.store.pool(), job_id).await?;
-            if job.lease_token == Some(token) {
+            let running = matches!(job.state, JobState::InProgress | JobState::Cancelling);
+            if job.lease_token == Some(token) && running {
+                // The token still holds, but its lease ran out first.
+                ctx.metrics.fenced_heartbeat();
+                Err(CoordinatorError::precondition(format!(
+                    "lease of attempt {} expired before this heartbeat; stop working on this job: it will be retried",
+                    job.attempt
+                )))
+            } else if job.lease_token == Some(token) {
                 Err(CoordinatorError::precondition(format!(
                     "job is already {}; stop working on it",
                     job.state

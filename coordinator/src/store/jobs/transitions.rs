@@ -46,7 +46,10 @@ pub async fn claim(
 }
 
 /// Extends a live lease and stores progress (when given). `None`: the token
-/// is stale or the job is no longer in progress.
+/// is stale, the job is no longer in progress, or the lease already
+/// expired (by the database's clock, as chunk leases and connection slots
+/// count it: an expired lease is over even before the reaper re-queues the
+/// job, and a late heartbeat does not revive it).
 pub async fn heartbeat(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -65,6 +68,7 @@ pub async fn heartbeat(
              phase = CASE WHEN $9 THEN $8 ELSE phase END,
              update_time = now()
          WHERE id = $1 AND lease_token = $2 AND state IN ('IN_PROGRESS', 'CANCELLING')
+           AND lease_expires_at > now()
          RETURNING state",
     )
     .bind(id)
