@@ -7,7 +7,7 @@
 mod common;
 
 use chrono::{Duration, Utc};
-use common::{Harness, backup_now, claim, get, job_id};
+use common::{Harness, claim, completed_backup_at, job_id};
 use pgvault_proto::v1 as pb;
 use tonic::Code;
 
@@ -81,33 +81,8 @@ async fn a_backup_under_a_copying_policy_is_copied_once_and_the_copy_is_recorded
         })
         .await
         .expect("change policy");
-    let job = backup_now(&h, &instance).await;
-    let claimed = claim(&h, &job_id(&job), "w1").await;
     let snapshot = Utc::now() - Duration::days(1);
-    h.workers()
-        .complete_task(pb::CompleteTaskRequest {
-            tables: Vec::new(),
-            job_id: job_id(&job),
-            lease_token: claimed.lease_token,
-            result: Some(pb::complete_task_request::Result::Backup(
-                pb::BackupResult {
-                    snapshot_time: Some(prost_types::Timestamp {
-                        seconds: snapshot.timestamp(),
-                        nanos: 0,
-                    }),
-                    stored_bytes: 10,
-                    raw_bytes: 20,
-                    chunk_count: 1,
-                    manifest_sha256: "cd".repeat(32),
-                    server_version: "15".into(),
-                    stage_split: None,
-                },
-            )),
-            progress: None,
-        })
-        .await
-        .expect("complete backup");
-    let point = get(&h, &job.name).await.recovery_point;
+    let point = completed_backup_at(&h, &instance, snapshot).await;
 
     let copies = h
         .jobs()
@@ -200,32 +175,7 @@ async fn a_backup_under_a_copying_policy_is_copied_once_and_the_copy_is_recorded
 /// Completes a backup of `instance` with a snapshot at `snapshot`, and the
 /// COPY job it queued; returns the point's name.
 async fn copied_point(h: &Harness, instance: &str, snapshot: chrono::DateTime<Utc>) -> String {
-    let job = backup_now(h, instance).await;
-    let claimed = claim(h, &job_id(&job), "w1").await;
-    h.workers()
-        .complete_task(pb::CompleteTaskRequest {
-            tables: Vec::new(),
-            job_id: job_id(&job),
-            lease_token: claimed.lease_token,
-            result: Some(pb::complete_task_request::Result::Backup(
-                pb::BackupResult {
-                    snapshot_time: Some(prost_types::Timestamp {
-                        seconds: snapshot.timestamp(),
-                        nanos: 0,
-                    }),
-                    stored_bytes: 10,
-                    raw_bytes: 20,
-                    chunk_count: 1,
-                    manifest_sha256: "cd".repeat(32),
-                    server_version: "15".into(),
-                    stage_split: None,
-                },
-            )),
-            progress: None,
-        })
-        .await
-        .expect("complete backup");
-    let point = get(h, &job.name).await.recovery_point;
+    let point = completed_backup_at(h, instance, snapshot).await;
     let copy = only_job(h, pb::Operation::Copy, &point).await;
     finish_lifecycle(h, &copy).await;
     point

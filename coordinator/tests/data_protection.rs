@@ -9,7 +9,7 @@
 mod common;
 
 use chrono::{DateTime, Duration, Utc};
-use common::{Harness, backup_now, claim, get, job_id};
+use common::{Harness, backup_now, claim, completed_backup_at, get, job_id};
 use pgvault_coordinator::lifecycle;
 use pgvault_coordinator::store::Store;
 use pgvault_proto::v1 as pb;
@@ -18,37 +18,9 @@ use tonic::{Code, Status};
 
 /// A completed backup of `instance` with a snapshot at `snapshot`: its point.
 async fn point(h: &Harness, instance: &str, snapshot: DateTime<Utc>) -> pb::RecoveryPoint {
-    let job = backup_now(h, instance).await;
-    let claimed = claim(h, &job_id(&job), "w1").await;
-    assert!(claimed.claimed, "{claimed:?}");
-    h.workers()
-        .complete_task(pb::CompleteTaskRequest {
-            tables: Vec::new(),
-            job_id: job_id(&job),
-            lease_token: claimed.lease_token,
-            result: Some(pb::complete_task_request::Result::Backup(
-                pb::BackupResult {
-                    snapshot_time: Some(prost_types::Timestamp {
-                        seconds: snapshot.timestamp(),
-                        nanos: 0,
-                    }),
-                    stored_bytes: 10,
-                    raw_bytes: 20,
-                    chunk_count: 1,
-                    manifest_sha256: "cd".repeat(32),
-                    server_version: "15".into(),
-                    stage_split: None,
-                },
-            )),
-            progress: None,
-        })
-        .await
-        .expect("complete");
-    let job = get(h, &job.name).await;
+    let name = completed_backup_at(h, instance, snapshot).await;
     h.points()
-        .get_recovery_point(pb::GetRecoveryPointRequest {
-            name: job.recovery_point,
-        })
+        .get_recovery_point(pb::GetRecoveryPointRequest { name })
         .await
         .expect("point")
         .into_inner()

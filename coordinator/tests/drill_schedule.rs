@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use chrono::Timelike;
-use common::{Harness, backup_now, claim, get, job_id};
+use common::{Harness, claim, completed_backup_at, point_id};
 use pgvault_coordinator::clock::ShiftedClock;
 use pgvault_proto::v1 as pb;
 use sqlx::PgPool;
@@ -56,41 +56,10 @@ fn daily_at(at: chrono::DateTime<chrono::Utc>) -> pb::Schedule {
     }
 }
 
-/// Runs job `job` of instance `instance` as a worker until it completes
-/// (a backup of 10 bytes); returns the point's id.
+/// Runs a backup of `instance` to completion as a worker; returns the
+/// point's id.
 async fn completed_backup(h: &Harness, instance: &str) -> Uuid {
-    let job = backup_now(h, instance).await;
-    let claimed = claim(h, &job_id(&job), "w1").await;
-    assert!(claimed.claimed, "{claimed:?}");
-    h.workers()
-        .complete_task(pb::CompleteTaskRequest {
-            job_id: job_id(&job),
-            lease_token: claimed.lease_token,
-            result: Some(pb::complete_task_request::Result::Backup(
-                pb::BackupResult {
-                    snapshot_time: Some(prost_types::Timestamp {
-                        seconds: chrono::Utc::now().timestamp(),
-                        nanos: 0,
-                    }),
-                    stored_bytes: 10,
-                    raw_bytes: 20,
-                    chunk_count: 1,
-                    manifest_sha256: "ab".repeat(32),
-                    server_version: "15".into(),
-                    stage_split: None,
-                },
-            )),
-            progress: None,
-            tables: Vec::new(),
-        })
-        .await
-        .expect("complete backup");
-    let point = get(h, &job.name).await.recovery_point;
-    point
-        .rsplit('/')
-        .next()
-        .and_then(|id| id.parse().ok())
-        .unwrap_or_else(|| panic!("point name {point}"))
+    point_id(&completed_backup_at(h, instance, chrono::Utc::now()).await)
 }
 
 /// DRILL jobs: (job id, point id, state), oldest first.

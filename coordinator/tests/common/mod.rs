@@ -333,7 +333,6 @@ impl Harness {
     }
 }
 
-/// `BackupNow` of `instance` with the Weekly rule.
 /// The job as GetJob returns it (with attempts and tables).
 pub async fn get(h: &Harness, name: &str) -> pb::Job {
     h.jobs()
@@ -343,6 +342,7 @@ pub async fn get(h: &Harness, name: &str) -> pb::Job {
         .into_inner()
 }
 
+/// `BackupNow` of `instance` with the Weekly rule.
 pub async fn backup_now(h: &Harness, instance: &str) -> pb::Job {
     h.instances()
         .backup_now(pb::BackupNowRequest {
@@ -375,4 +375,49 @@ pub async fn claim(h: &Harness, job_id: &str, worker: &str) -> pb::ClaimTaskResp
         .await
         .expect("claim")
         .into_inner()
+}
+
+/// Runs a `BackupNow` of `instance` to completion as worker "w1", as if it
+/// stored 10 bytes with a snapshot at `snapshot` (manifest "cd"×32);
+/// returns the recovery point's name.
+pub async fn completed_backup_at(
+    h: &Harness,
+    instance: &str,
+    snapshot: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let job = backup_now(h, instance).await;
+    let claimed = claim(h, &job_id(&job), "w1").await;
+    assert!(claimed.claimed, "{claimed:?}");
+    h.workers()
+        .complete_task(pb::CompleteTaskRequest {
+            job_id: job_id(&job),
+            lease_token: claimed.lease_token,
+            result: Some(pb::complete_task_request::Result::Backup(
+                pb::BackupResult {
+                    snapshot_time: Some(prost_types::Timestamp {
+                        seconds: snapshot.timestamp(),
+                        nanos: 0,
+                    }),
+                    stored_bytes: 10,
+                    raw_bytes: 20,
+                    chunk_count: 1,
+                    manifest_sha256: "cd".repeat(32),
+                    server_version: "15".into(),
+                    stage_split: None,
+                },
+            )),
+            progress: None,
+            tables: Vec::new(),
+        })
+        .await
+        .expect("complete backup");
+    get(h, &job.name).await.recovery_point
+}
+
+/// The id of recovery point `name` (".../recoveryPoints/{id}").
+pub fn point_id(name: &str) -> uuid::Uuid {
+    name.rsplit('/')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("point name {name}"))
 }
