@@ -226,10 +226,10 @@ pub(crate) fn redact(message: &str, passwords: &[String]) -> String {
 /// `psql`'s error about a tablespace's directory, restated naming the
 /// tablespace, its location and the fix; `None` when `error` is not one.
 pub(crate) fn explain(error: &str, tablespaces: &[Tablespace], target: &str) -> Option<String> {
-    let space = tablespaces.iter().find(|t| {
-        error.contains(&format!("directory \"{}\"", t.location))
-            || error.contains(&format!("\"{}\"", t.location))
-    })?;
+    // psql names the location quoted (`directory "…"` and other forms).
+    let space = tablespaces
+        .iter()
+        .find(|t| error.contains(&format!("\"{}\"", t.location)))?;
     Some(format!(
         "tablespace \"{}\" cannot be created on {target} at its location {} ({error}): create that \
          directory on the target server's machine, empty and owned by the operating-system user \
