@@ -161,9 +161,6 @@ pub async fn restore_fanned(
                     )));
                 }
                 let point = crate::store::recovery_points::get_with_copies_only(&mut *conn, &vault_id, instance_id, point_id).await?;
-                if point.copies_only && restore.copy_datastore.is_none() {
-                    return Err(crate::copies::copies_only(&point_name));
-                }
                 if let Some(deleted) = &point.soft_delete {
                     return Err(CoordinatorError::refused(
                         pgvault_errors::ErrorCode::UserErrorRecoveryPointDeleted,

@@ -99,20 +99,17 @@ const LIVE: &str = "c.state = 'IN_PROGRESS' AND j.id = c.job_id AND j.attempt = 
      AND j.state = 'IN_PROGRESS' AND j.lease_expires_at > now()
      AND (c.lease_expires_at > now() OR (c.lease_expires_at IS NULL AND j.lease_token = c.lease_token))";
 
-/// Whether attempt `attempt` of job `job_id` still holds an unexpired job
-/// lease (by the database's clock, as every other lease check): once the
-/// leader stops heartbeating its attempt is over for every chunk, even
-/// before the collector re-queues the job.
-pub async fn attempt_live(db: impl PgExecutor<'_>, job_id: Uuid, attempt: u32) -> Result<bool> {
-    let live: Option<bool> = sqlx::query_scalar(
-        "SELECT state = 'IN_PROGRESS' AND attempt = $2 AND lease_expires_at > now()
-         FROM jobs WHERE id = $1",
-    )
-    .bind(job_id)
-    .bind(to_i32(attempt))
-    .fetch_optional(db)
-    .await?
-    .flatten();
+/// Whether job `job_id`'s lease is unexpired by the database's clock, as
+/// every other lease check counts it: once the leader stops heartbeating,
+/// its attempt is over for every chunk, even before the reaper re-queues
+/// the job. (The caller has read the job's state and attempt already.)
+pub async fn lease_live(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<bool> {
+    let live: Option<bool> =
+        sqlx::query_scalar("SELECT lease_expires_at > now() FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_optional(db)
+            .await?
+            .flatten();
     Ok(live.unwrap_or(false))
 }
 

@@ -184,7 +184,7 @@ pub async fn claim(
             true,
         ));
     }
-    if !chunk_tasks::attempt_live(&mut *tx, job.id, job.attempt).await? {
+    if !chunk_tasks::lease_live(&mut *tx, job.id).await? {
         return Ok(not_claimed(
             format!(
                 "attempt {} of the job lost its lease; the job will be taken over",
