@@ -320,7 +320,7 @@ fn window(q: &JobsQuery) -> Result<Window, ConsoleError> {
 }
 
 /// `/jobs?…` with `q`'s filters and page token `page`.
-fn href(q: &JobsQuery, page: &str) -> String {
+pub(crate) fn href(q: &JobsQuery, page: &str) -> String {
     let pairs = [
         ("vault", q.vault.as_str()),
         ("instance", &q.instance),

@@ -3,7 +3,7 @@
 //! paths (`jobs/{id}` → `/jobs/{id}`, `vaults/{v}/backupInstances/{i}` →
 //! `/vaults/{v}/instances/{i}`).
 
-use crate::format::{id_of, query_escape};
+use crate::format::id_of;
 use crate::guard::SignedIn;
 
 /// The navigation bar of a signed-in page.
@@ -54,7 +54,12 @@ pub fn instance_href(name: &str) -> String {
 /// (`vaults/{v}/backupInstances/{i}`), over all time: every "View all
 /// jobs" link of an instance goes here.
 pub fn instance_jobs_href(name: &str) -> String {
-    format!("/jobs?instance={}&range=all", query_escape(name))
+    let query = crate::pages::jobs::JobsQuery {
+        instance: name.into(),
+        range: "all".into(),
+        ..Default::default()
+    };
+    crate::pages::jobs::href(&query, "")
 }
 
 /// The restore page of `vaults/{v}/backupInstances/{i}/recoveryPoints/{p}`.
