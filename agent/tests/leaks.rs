@@ -5,7 +5,7 @@
 //! the point's data key (as hex or as a byte list) appears in what it
 //! logged.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! databases, what a low-privileged user lacks, and a refused login with
 //! its catalogue code and no password in the message.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! not spun; TLS verified against the private CA it is given (and only
 //! then); and the binary's documented flags.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

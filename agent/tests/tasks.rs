@@ -4,7 +4,7 @@
 //! backup keeps running (heartbeating) while its stream is down and through
 //! a coordinator restart, and completes.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! whose roles are all on another vault), token revocation, calls without a
 //! token, and paths without a permission refused by the access gate.
 
-mod common;
+use crate::common;
 
 use common::Harness;
 use pgvault_coordinator::access::{Role, Rpc};

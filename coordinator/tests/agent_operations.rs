@@ -7,7 +7,7 @@
 //! job the agent runs is cancelled through its heartbeats. Backups, offers
 //! and claims in general: `agents.rs`.
 
-mod common;
+use crate::common;
 
 use common::agent::{TestAgent, hello, worker_client};
 use common::agent_fixture::{

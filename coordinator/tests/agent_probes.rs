@@ -4,7 +4,7 @@
 //! live instance they fail at once. Also which agents servers may name, and
 //! that a bound agent and an agent's token stay.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

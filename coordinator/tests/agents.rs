@@ -4,7 +4,7 @@
 //! after a stream is lost), jobs waiting for an absent agent, and what a
 //! failed attempt keeps. Probes and server binding: `agent_probes.rs`.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! secrets, backup instances; NotFound messages; authentication; secrets
 //! never echoed.
 
-mod common;
+use crate::common;
 
 use common::{DB_PASSWORD, Harness};
 use pgvault_proto::v1 as pb;

@@ -6,7 +6,7 @@
 //! leader's job lease loss fences its helpers; heartbeat progress adds up
 //! into the job's combined throughput.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! completing it records the copy on the point with its own expiry; a locked
 //! vault refuses moving the instance to a policy that makes no copies.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, Utc};
 use common::{Harness, claim, completed_backup_at, job_id};

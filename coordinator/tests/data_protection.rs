@@ -6,7 +6,7 @@
 //! vault refuses an Owner every deletion, shortening and unlock with the
 //! stable code `UserErrorVaultLocked`.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::{Harness, backup_now, claim, completed_backup_at, get, job_id};

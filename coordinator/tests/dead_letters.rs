@@ -5,7 +5,7 @@
 //! queued job whose only task message died fails with `TaskDeadLettered`
 //! instead of waiting forever.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! is refused naming the field; the policies table's CHECK holds a drill
 //! with a frequency, a schedule or both, and nothing else.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

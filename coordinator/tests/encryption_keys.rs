@@ -8,7 +8,7 @@
 //! created with encryption "none" has no key, cannot be rotated, and its
 //! tasks carry none; an unknown encryption is refused naming the field.
 
-mod common;
+use crate::common;
 
 use common::{Harness, backup_now, claim, get, job_id};
 use pgvault_proto::v1 as pb;

@@ -3,7 +3,7 @@
 //! budget, the job list's 7-day default and time filters, the backoff
 //! between attempts, and the collection of failed attempts' objects.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! sends only what is running or changed, and every attempt is recorded
 //! with its worker and how it ended (completed, lease expired, taken over).
 
-mod common;
+use crate::common;
 
 use common::{Harness, backup_now, claim, get, job_id};
 use pgvault_proto::v1 as pb;

@@ -4,7 +4,7 @@
 //! running attempt writes moves to its attempt row; and the new CHECKs refuse
 //! rows that do not fit their operation.
 
-mod common;
+use crate::common;
 
 use pgvault_coordinator::model::{
     AttemptTarget, BackupTrigger, DeleteScope, FileOutput, JobSpec, JobState, RestoreSpec,

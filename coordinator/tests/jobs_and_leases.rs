@@ -4,7 +4,7 @@
 //! revived by a late heartbeat; the reaper re-queues and then fails expired
 //! leases; restores resolve the point and the target.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

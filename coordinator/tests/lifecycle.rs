@@ -11,7 +11,7 @@
 //! A restore of the latest point (`latest_of`) takes the newest snapshot not
 //! being moved or deleted, rehydrating it first when it is archived.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::Harness;

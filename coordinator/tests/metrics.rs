@@ -7,7 +7,7 @@
 //! dead-letter gauge. The connected worker slots follow the task queue's
 //! consumers, and are left out where the queue cannot count them.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

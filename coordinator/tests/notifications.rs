@@ -7,7 +7,7 @@
 //! test event is queued and tried on request; and removing a channel
 //! removes its deliveries.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

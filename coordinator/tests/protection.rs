@@ -2,7 +2,7 @@
 //! keep their expiry unless retention is re-applied), stopping protection
 //! (keep all forever, or per policy with the newest kept forever), resuming.
 
-mod common;
+use crate::common;
 
 use common::Harness;
 use pgvault_proto::v1 as pb;

@@ -4,7 +4,7 @@
 //! administrator makes re-validation protect it. Wrong passwords and
 //! missing databases fail with their own codes, never echoing the password.
 
-mod common;
+use crate::common;
 
 use common::Harness;
 use pgvault_proto::v1 as pb;

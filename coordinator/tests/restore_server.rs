@@ -10,7 +10,7 @@
 //! accepts a partial restore or leaves it out; the set may be named by an
 //! instance's newest scheduled point.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! CHECK once refused every verify or drill routed to an agent — the slot
 //! still queues the jobs of the policy's other instances.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! Time moves through one shifted clock all coordinators share; nothing
 //! sleeps for a schedule.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

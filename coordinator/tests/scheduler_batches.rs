@@ -4,7 +4,7 @@
 //! run, one job and one outbox row, and a later tick adds nothing.
 //! Time is passed to the scheduler; nothing sleeps for a schedule.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! owners only, every claim re-reads the reference (latest, pinned, env://,
 //! file://) and the grant, and bad references name the forms expected.
 
-mod common;
+use crate::common;
 
 use common::{DB_PASSWORD, Harness};
 use pgvault_proto::v1 as pb;

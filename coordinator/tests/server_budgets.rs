@@ -4,7 +4,7 @@
 //! few free leaves the job queued, offered again and saying why it waits;
 //! a failed attempt and an expired lease free their slots.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! per vault, not globally; and an instance inserted afterwards is named
 //! the same way by the store, past the migrated names.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
 use pgvault_coordinator::model::{BackupInstance, ProtectionState};

@@ -3,7 +3,7 @@
 //! `GetJob`; a split with a non-finite number is refused and the job stays
 //! in progress.
 
-mod common;
+use crate::common;
 
 use common::{Harness, backup_now, claim, get, job_id};
 use pgvault_proto::v1 as pb;

@@ -2,7 +2,7 @@
 //! redacted URL; several coordinators migrate the same database at once; an
 //! admin token is generated (0600) when none exists.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //! are each recorded on the point with the job, and after a verify ended a
 //! new one can be queued.
 
-mod common;
+use crate::common;
 
 use common::{Harness, backup_now, claim, get, job_id};
 use pgvault_proto::v1 as pb;

@@ -5,7 +5,7 @@
 //! restore into an older major than the point's source is refused before
 //! a job is queued, naming both versions.
 
-mod common;
+use crate::common;
 
 use common::{Harness, backup_now, job_id};
 use pgvault_proto::v1 as pb;

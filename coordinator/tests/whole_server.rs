@@ -9,7 +9,7 @@
 //! whole by an encrypted vault.
 //! Time moves through a shifted clock; nothing sleeps for a schedule.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! money there was, agree with its own ledger account by account, and have
 //! as many ledger rows as its counter says: one moment in time.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,7 +3,7 @@
 //! owner — come back with a restore as a database (under another name, on a
 //! fresh server) and with a SQL script loaded into any database.
 
-mod support;
+use crate::support;
 
 use support::*;
 

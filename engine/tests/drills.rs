@@ -6,7 +6,7 @@
 //! the check with the row-count or checksum code naming the table; a point
 //! without digests is checked by row counts only.
 
-mod support;
+use crate::support;
 
 use pgvault_engine::drill::{check_restored, scratch_database};
 use pgvault_engine::manifest::format_row_digest;

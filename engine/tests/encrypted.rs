@@ -6,7 +6,7 @@
 //! for it, and under another point's key it fails authentication naming
 //! the manifest.
 
-mod support;
+use crate::support;
 
 use pgvault_engine::lifecycle::copy_point;
 use pgvault_engine::seal::PointKey;

@@ -2,7 +2,7 @@
 //! name already in use, a corrupted chunk, a manifest that does not match,
 //! rows hidden by row-level security, and cancellation.
 
-mod support;
+use crate::support;
 
 use pgvault_engine::{ErrorCode, backup};
 use support::*;

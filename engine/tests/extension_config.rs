@@ -8,7 +8,7 @@
 //! test installs a tiny one (`pgvault_test_config`) into the server's
 //! extension directory (root, as the test scripts run).
 
-mod support;
+use crate::support;
 
 use pgvault_localpg::TempCluster;
 use support::*;

@@ -3,7 +3,7 @@
 //! SHA-256: roles with their attributes and memberships, role settings and
 //! tablespaces — never a password. A backup not asked stores none.
 
-mod support;
+use crate::support;
 
 use sha2::{Digest, Sha256};
 use support::*;

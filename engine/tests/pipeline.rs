@@ -9,7 +9,7 @@
 //! and the most the defaults' memory budget covers): the lanes are the
 //! data connections, the schema dump is timed beside them.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! Also: a job's next attempt drops the half-restored database its dead
 //! earlier attempt left, and never a database that is not its job's.
 
-mod support;
+use crate::support;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 //! checksums, sequences, large objects); a corrupted chunk fails the job
 //! with `ChecksumMismatch` and leaves no file behind.
 
-mod support;
+use crate::support;
 
 use pgvault_engine::{ErrorCode, Selection, restore_as_sql};
 use sha2::{Digest, Sha256};

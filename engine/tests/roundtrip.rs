@@ -3,7 +3,7 @@
 //! sequences, views, materialized views, large objects, triggers not fired,
 //! roles recreated on a fresh server; and tables split into ctid chunks.
 
-mod support;
+use crate::support;
 
 use pgvault_engine::restore_database;
 use support::*;

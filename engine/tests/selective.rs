@@ -4,7 +4,7 @@
 //! follow their parent, whole schemas restore as SQL files too, and unknown
 //! names fail clearly.
 
-mod support;
+use crate::support;
 
 use pgvault_engine::{ErrorCode, Selection};
 use support::*;

@@ -4,7 +4,7 @@
 //! once (sampled from `pg_stat_activity`; pg_dump and pg_restore carry the
 //! same application name), and the restore is identical.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,7 +4,7 @@
 //! wrong CA, an unreadable root certificate file or no TLS at all fail with
 //! the code and message a user can act on — never showing the password.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

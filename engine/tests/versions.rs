@@ -7,7 +7,7 @@
 //! 16–18). Big tables split into ctid ranges from 14 on (TID range scans),
 //! by integer primary key ranges on 12 and 13.
 
-mod support;
+use crate::support;
 
 use pgvault_engine::ErrorCode;
 use pgvault_engine::manifest::ChunkEntry;
