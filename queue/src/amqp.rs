@@ -56,7 +56,7 @@ impl AmqpQueue {
             url: url.to_string(),
             queue: queue.to_string(),
         };
-        let (connection, _channel) = this.open_channel().await?;
+        let (connection, _channel) = this.open_channel("declare").await?;
         let _ = connection.close(200, "declared").await;
         Ok(this)
     }
@@ -71,6 +71,7 @@ impl AmqpQueue {
         AmqpPublisher {
             queue: self.clone(),
             state: Mutex::new(None),
+            inspector: Mutex::new(None),
         }
     }
 
@@ -99,7 +100,7 @@ impl AmqpQueue {
 
     /// Messages waiting in the dead-letter queue.
     pub async fn dead_letter_count(&self) -> Result<u32, QueueError> {
-        let (connection, channel) = self.open_channel().await?;
+        let (connection, channel) = self.open_channel("count").await?;
         let options = QueueDeclareOptions {
             passive: true,
             ..Default::default()
@@ -113,7 +114,7 @@ impl AmqpQueue {
 
     /// Messages ready in the task queue (not yet delivered to a consumer).
     pub async fn message_count(&self) -> Result<u32, QueueError> {
-        let (connection, channel) = self.open_channel().await?;
+        let (connection, channel) = self.open_channel("count").await?;
         let options = QueueDeclareOptions {
             passive: true,
             ..Default::default()
@@ -128,7 +129,14 @@ impl AmqpQueue {
     /// Consumers of the task queue now: one per task slot of every
     /// connected worker (the dead-letter drain consumes the other queue).
     pub async fn consumer_count(&self) -> Result<u32, QueueError> {
-        let (connection, channel) = self.open_channel().await?;
+        let (connection, channel) = self.open_channel("count").await?;
+        let counted = self.consumers_on(&channel).await;
+        let _ = connection.close(200, "done").await;
+        counted
+    }
+
+    /// Consumers of the task queue, asked on an open channel.
+    async fn consumers_on(&self, channel: &Channel) -> Result<u32, QueueError> {
         let options = QueueDeclareOptions {
             passive: true,
             ..Default::default()
@@ -136,7 +144,6 @@ impl AmqpQueue {
         let queue = channel
             .queue_declare(&self.queue, options, FieldTable::default())
             .await?;
-        let _ = connection.close(200, "done").await;
         Ok(queue.consumer_count())
     }
 
@@ -144,8 +151,11 @@ impl AmqpQueue {
         format!("{}.dead", self.queue)
     }
 
-    async fn open_channel(&self) -> Result<(Connection, Channel), QueueError> {
+    /// A connection named `pgvault <purpose>` (the broker lists it under
+    /// that name) with one channel, the queues declared on it.
+    async fn open_channel(&self, purpose: &str) -> Result<(Connection, Channel), QueueError> {
         let properties = ConnectionProperties::default()
+            .with_connection_name(format!("pgvault {purpose}").into())
             .with_executor(tokio_executor_trait::Tokio::current())
             .with_reactor(tokio_reactor_trait::Tokio);
         let connection = Connection::connect(&self.url, properties)
@@ -188,6 +198,10 @@ impl AmqpQueue {
 pub struct AmqpPublisher {
     queue: AmqpQueue,
     state: Mutex<Option<(Connection, Channel)>>,
+    /// A second connection, kept open for asking the broker about the queue
+    /// (every metrics scrape does), so asking neither opens a connection
+    /// each time nor waits behind a publish.
+    inspector: Mutex<Option<(Connection, Channel)>>,
 }
 
 impl AmqpPublisher {
@@ -198,7 +212,7 @@ impl AmqpPublisher {
         state: &'a mut Option<(Connection, Channel)>,
     ) -> Result<&'a Channel, QueueError> {
         if state.as_ref().is_none_or(|(c, _)| !c.status().connected()) {
-            let (connection, channel) = self.queue.open_channel().await?;
+            let (connection, channel) = self.queue.open_channel("publish").await?;
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await?;
@@ -329,9 +343,24 @@ impl TaskPublisher for AmqpPublisher {
         outcome
     }
 
-    /// Asked on a connection of its own, never the publishing one.
+    /// Asked on a connection of its own, never the publishing one, kept
+    /// open between asks and reopened after an error.
     async fn consumer_count(&self) -> Result<Option<u32>, QueueError> {
-        self.queue.consumer_count().await.map(Some)
+        let mut inspector = self.inspector.lock().await;
+        let open = |(connection, channel): &(Connection, Channel)| {
+            connection.status().connected() && channel.status().connected()
+        };
+        if !inspector.as_ref().is_some_and(open) {
+            // Dropping a lapin connection closes it.
+            *inspector = None;
+            *inspector = Some(self.queue.open_channel("inspect").await?);
+        }
+        let (_, channel) = inspector.as_ref().ok_or(QueueError::Closed)?;
+        let counted = self.queue.consumers_on(channel).await;
+        if counted.is_err() {
+            *inspector = None;
+        }
+        counted.map(Some)
     }
 }
 
@@ -347,7 +376,8 @@ pub struct AmqpConsumer {
 
 impl AmqpConsumer {
     async fn open(&self) -> Result<(Connection, lapin::Consumer), QueueError> {
-        let (connection, channel) = self.queue.open_channel().await?;
+        let purpose = format!("consume {} ({})", self.source, self.tag);
+        let (connection, channel) = self.queue.open_channel(&purpose).await?;
         channel
             .basic_qos(self.prefetch, BasicQosOptions::default())
             .await?;

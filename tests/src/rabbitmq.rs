@@ -81,6 +81,34 @@ impl RabbitMq {
         self.wait_for_amqp()
     }
 
+    /// The client connections the node holds now, as `rabbitmqctl
+    /// list_connections` lists them: (the name the client gave it, empty if
+    /// none, and the connection's process id). rabbitmqctl sits next to the server binary
+    /// and finds the node's cookie through the same `HOME`.
+    pub fn connections(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let ctl = find_binary()?.with_file_name("rabbitmqctl");
+        let output = Command::new(&ctl)
+            .env("HOME", self.dir.path())
+            .args(["-n", &format!("pgvault{}@localhost", self.port)])
+            .args(["list_connections", "--quiet", "--no-table-headers"])
+            .args(["pid", "client_properties"])
+            .output()
+            .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", ctl.display()))?;
+        if !output.status.success() {
+            bail!(
+                "{} list_connections failed: {}",
+                ctl.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let listed = String::from_utf8_lossy(&output.stdout);
+        Ok(listed
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .map(|(pid, properties)| (connection_name(properties), pid.to_string()))
+            .collect())
+    }
+
     fn wait_for_amqp(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -106,6 +134,16 @@ impl Drop for RabbitMq {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The `connection_name` in a connection's client properties as rabbitmqctl
+/// prints them (`[..., {"connection_name","pgvault inspect"}, ...]`).
+fn connection_name(properties: &str) -> String {
+    properties
+        .split_once("{\"connection_name\",\"")
+        .and_then(|(_, rest)| rest.split_once("\"}"))
+        .map(|(name, _)| name.to_string())
+        .unwrap_or_default()
 }
 
 fn find_binary() -> anyhow::Result<PathBuf> {

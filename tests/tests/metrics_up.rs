@@ -4,7 +4,7 @@
 //! instance's last success; the source's password never appears. Its one
 //! worker slot is counted as connected, from the in-process queue and, with
 //! RabbitMQ, from the broker, where the count follows consumers that come
-//! and go.
+//! and go and scrapes ask over one kept connection.
 
 use std::time::{Duration, Instant};
 
@@ -226,4 +226,27 @@ async fn worker_slots_connected_follows_the_brokers_consumers() {
         value(t, slots) == Some(1.0)
     })
     .await;
+
+    // Scrapes ask the broker over one kept, named connection rather than
+    // one new connection each: the same one before and after five more.
+    let inspecting = || {
+        let listed = broker.connections().expect("list the broker's connections");
+        let ours: Vec<String> = listed
+            .iter()
+            .filter(|(name, _)| name == "pgvault inspect")
+            .map(|(_, pid)| pid.clone())
+            .collect();
+        assert_eq!(ours.len(), 1, "one inspecting connection: {listed:?}");
+        ours[0].clone()
+    };
+    let before = inspecting();
+    for _ in 0..5 {
+        let text = scrape(&url).await;
+        assert_eq!(value(&text, slots), Some(1.0), "{text}");
+    }
+    assert_eq!(
+        inspecting(),
+        before,
+        "scrapes reopened the inspecting connection"
+    );
 }

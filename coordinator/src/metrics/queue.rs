@@ -6,8 +6,10 @@
 //! take theirs over their own streams and are counted apart). RabbitMQ
 //! counts a consumer until its connection closes, so a worker killed
 //! without closing leaves it counted until the broker notices (heartbeat
-//! timeout). When the broker cannot be asked the series is left out rather
-//! than reported as 0, and the ask is logged.
+//! timeout). The publisher asks over one connection it keeps open for
+//! asking (named `pgvault inspect` at the broker), so scrapes add no
+//! connections. When the broker cannot be asked the series is left out
+//! rather than reported as 0, and the ask is logged.
 
 use std::time::Duration;
 
