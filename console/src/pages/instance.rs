@@ -1,6 +1,6 @@
 //! `GET /vaults/{vault}/instances/{id}`: one backup instance — its facts,
-//! last error, recovery points (tier, retention tag, expiry, size) and
-//! recent jobs — with the actions its token may take: *Backup now* with a
+//! last error, recovery points (tier, retention tag, expiry, size), the
+//! points kept only as copies, and recent jobs — with the actions its token may take: *Backup now* with a
 //! retention rule of its policy, *Stop* / *Resume protection*, restoring a
 //! point (the restore page) and re-validating a failed row.
 
@@ -78,6 +78,9 @@ struct InstancePage {
     rules: Vec<Choice>,
     points: Vec<PointRow>,
     points_more: bool,
+    /// Points whose own objects expired while copies of them live on.
+    copies_only: Vec<PointRow>,
+    copies_only_more: bool,
     jobs: Vec<JobRow>,
     can_backup: bool,
     can_restore: bool,
@@ -119,6 +122,17 @@ pub async fn page(
             page_token: String::new(),
             show_deleted: false,
             copies_only: false,
+        })
+        .await?
+        .into_inner();
+    let copies_only = api
+        .points()
+        .list_recovery_points(pb::ListRecoveryPointsRequest {
+            parent: name.clone(),
+            page_size: POINTS_SHOWN as u32,
+            page_token: String::new(),
+            show_deleted: false,
+            copies_only: true,
         })
         .await?
         .into_inner();
@@ -191,6 +205,8 @@ pub async fn page(
             .collect(),
         points_more: !listed.next_page_token.is_empty(),
         points: listed.recovery_points.iter().map(point_row).collect(),
+        copies_only_more: !copies_only.next_page_token.is_empty(),
+        copies_only: copies_only.recovery_points.iter().map(point_row).collect(),
         jobs: recent.jobs.iter().map(|j| job_row(j, &labels)).collect(),
         can_backup: allowed.may("BackupNow") && state == pb::ProtectionState::Configured,
         can_restore: allowed.may("RestoreAsDatabase") || allowed.may("RestoreAsFiles"),

@@ -1,8 +1,10 @@
 //! `GET …/points/{point}/restore`: restoring one recovery point, as a new
 //! database (target server, name, optionally another secret) or as a
-//! plain SQL file in a datastore, whole or some schemas and tables. Each
-//! form posts to `RestoreAsDatabase` / `RestoreAsFiles` and lands on the
-//! restore job's page.
+//! plain SQL file in a datastore, whole or some schemas and tables, from
+//! the point itself or from one of its copies in other datastores (a point
+//! kept only as copies restores from a copy). Each form posts to
+//! `RestoreAsDatabase` / `RestoreAsFiles` and lands on the restore job's
+//! page.
 
 use askama::Template;
 use axum::extract::Path;
@@ -31,6 +33,11 @@ struct RestorePage {
     tier: &'static str,
     archive: bool,
     size: String,
+    /// The point's live copies to read instead (value: the copy's
+    /// datastore URL); the point itself comes first unless only its copies
+    /// are left.
+    copies: Vec<Choice>,
+    copies_only: bool,
     servers: Vec<Choice>,
     secrets: Vec<Choice>,
     default_secret: String,
@@ -71,6 +78,8 @@ pub async fn page(
         tier: format::tier(recovery_point.tier),
         archive: recovery_point.tier == pb::DatastoreTier::Archive as i32,
         size: format::bytes(recovery_point.stored_bytes),
+        copies: live_copies(&recovery_point),
+        copies_only: recovery_point.copies_only,
         servers: servers
             .iter()
             .filter(|s| s.name != own_server)
@@ -93,6 +102,20 @@ pub async fn page(
         can_files: allowed.may("RestoreAsFiles"),
     };
     render(&page)
+}
+
+/// The point's restorable copies, as choices of where to read from.
+fn live_copies(point: &pb::RecoveryPoint) -> Vec<Choice> {
+    point
+        .copies
+        .iter()
+        .filter(|c| c.state == "COPIED")
+        .map(|c| Choice {
+            value: c.datastore.clone(),
+            label: format!("Its copy in {}", c.datastore),
+            selected: false,
+        })
+        .collect()
 }
 
 /// Names separated by commas or lines (quoted names may hold spaces).
@@ -128,8 +151,7 @@ pub async fn as_database(
         tables: names(form.get("tables")),
         rehydrate_days: rehydrate_days(&form)?,
         latest_of: String::new(),
-        // The console restores the point itself; copies: the CLI and API.
-        copy_datastore: String::new(),
+        copy_datastore: form.get("copy_datastore").to_string(),
         // Fan-out is the workers' size threshold's call here; asked: the CLI.
         workers: 0,
     };
@@ -156,8 +178,7 @@ pub async fn as_files(
         tables: names(form.get("tables")),
         rehydrate_days: rehydrate_days(&form)?,
         latest_of: String::new(),
-        // The console restores the point itself; copies: the CLI and API.
-        copy_datastore: String::new(),
+        copy_datastore: form.get("copy_datastore").to_string(),
     };
     let job = form
         .user

@@ -237,24 +237,9 @@ fn fake_api() -> FakeApi {
                 ..Default::default()
             })
         })
-        .unary("RecoveryPointService/ListRecoveryPoints", |_, _: pb::ListRecoveryPointsRequest| {
+        .unary("RecoveryPointService/ListRecoveryPoints", |_, r: pb::ListRecoveryPointsRequest| {
             Ok(pb::ListRecoveryPointsResponse {
-                recovery_points: vec![pb::RecoveryPoint {
-                    name: format!("{INSTANCE}/recoveryPoints/p1"),
-                    snapshot_time: ts(1_700_000_000),
-                    tier: pb::DatastoreTier::Standard as i32,
-                    retention_tag: pb::RetentionRuleKind::Default as i32,
-                    stored_bytes: 3 * 1024 * 1024,
-                    last_verify_result: "ok".into(),
-                    last_drill_result: "failed".into(),
-                    last_drill_error_code: "DrillChecksumMismatch".into(),
-                    copies: vec![pb::RecoveryPointCopy {
-                        datastore: "az://dr-copies".into(),
-                        state: "COPIED".into(),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
+                recovery_points: vec![if r.copies_only { copies_only_point() } else { point() }],
                 next_page_token: String::new(),
             })
         })
@@ -289,6 +274,41 @@ fn fake_api() -> FakeApi {
                 ..Default::default()
             })
         })
+}
+
+/// A point of the instance with a verify, a failed drill and one copy.
+fn point() -> pb::RecoveryPoint {
+    pb::RecoveryPoint {
+        name: format!("{INSTANCE}/recoveryPoints/p1"),
+        snapshot_time: ts(1_700_000_000),
+        tier: pb::DatastoreTier::Standard as i32,
+        retention_tag: pb::RetentionRuleKind::Default as i32,
+        stored_bytes: 3 * 1024 * 1024,
+        last_verify_result: "ok".into(),
+        last_drill_result: "failed".into(),
+        last_drill_error_code: "DrillChecksumMismatch".into(),
+        copies: vec![copy("az://dr-copies")],
+        ..Default::default()
+    }
+}
+
+/// An older point whose own objects expired; its copy lives on.
+fn copies_only_point() -> pb::RecoveryPoint {
+    pb::RecoveryPoint {
+        name: format!("{INSTANCE}/recoveryPoints/p0"),
+        snapshot_time: ts(1_690_000_000),
+        copies_only: true,
+        copies: vec![copy("az://dr-copies")],
+        ..Default::default()
+    }
+}
+
+fn copy(datastore: &str) -> pb::RecoveryPointCopy {
+    pb::RecoveryPointCopy {
+        datastore: datastore.into(),
+        state: "COPIED".into(),
+        ..Default::default()
+    }
 }
 
 fn instance() -> pb::BackupInstance {
@@ -615,6 +635,116 @@ async fn a_points_last_verify_drill_and_copies_are_shown_in_words() {
         "{table}"
     );
     assert!(table.contains("1 copy"), "{table}");
+}
+
+#[tokio::test]
+async fn a_point_kept_only_as_copies_is_listed_apart_and_restores_from_its_copy() {
+    let restored = Arc::new(Mutex::new(Vec::<pb::RestoreAsDatabaseRequest>::new()));
+    let api = {
+        let restored = restored.clone();
+        fake_api()
+            .unary(
+                "RecoveryPointService/GetRecoveryPoint",
+                |_, r: pb::GetRecoveryPointRequest| {
+                    Ok(if r.name.ends_with("/p0") {
+                        copies_only_point()
+                    } else {
+                        point()
+                    })
+                },
+            )
+            .unary(
+                "ServerService/ListServers",
+                |_, _: pb::ListServersRequest| Ok(pb::ListServersResponse::default()),
+            )
+            .unary(
+                "SecretService/ListSecrets",
+                |_, _: pb::ListSecretsRequest| Ok(pb::ListSecretsResponse::default()),
+            )
+            .unary(
+                "RestoreService/RestoreAsDatabase",
+                move |_, r: pb::RestoreAsDatabaseRequest| {
+                    restored.lock().unwrap().push(r);
+                    Ok(pb::Job {
+                        name: "jobs/j3".into(),
+                        ..Default::default()
+                    })
+                },
+            )
+    };
+    let console = Console::with_api(
+        api,
+        Sessions::new(Duration::from_secs(600), Duration::from_secs(3600)),
+    );
+    let owner = console.sign_in(OWNER).await;
+
+    // Listed apart from the live points, with a way to restore it.
+    let page = console
+        .get("/vaults/prod/instances/i1", &owner.cookie)
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let (live, apart) = page
+        .body
+        .split_once("id=\"copies-only-table\"")
+        .expect("a table of the points kept only as copies");
+    assert!(live.contains(">p1<") && !live.contains(">p0<"), "{live}");
+    let apart = apart.split("</table>").next().unwrap();
+    assert!(
+        apart.contains(">p0<") && apart.contains("1 copy"),
+        "{apart}"
+    );
+    assert!(apart.contains("Restore from a copy…"), "{apart}");
+
+    // Its restore page reads only from the copy and says why.
+    let page = console
+        .get("/vaults/prod/instances/i1/points/p0/restore", &owner.cookie)
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("id=\"copies-only-notice\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<option value=\"az://dr-copies\">"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("The point itself"), "{}", page.body);
+    // A live point with a copy offers both, the point itself first.
+    let live = console
+        .get("/vaults/prod/instances/i1/points/p1/restore", &owner.cookie)
+        .await;
+    let itself = live
+        .body
+        .find("The point itself")
+        .expect("the point itself offered");
+    let copy = live
+        .body
+        .find("<option value=\"az://dr-copies\">")
+        .expect("its copy offered");
+    assert!(itself < copy, "{}", live.body);
+
+    let answer = console
+        .post(
+            "/vaults/prod/instances/i1/points/p0/restore/database",
+            &owner.cookie,
+            &format!(
+                "copy_datastore=az%3A%2F%2Fdr-copies&target_server=&target_database=shop_old&secret=&csrf={}",
+                owner.csrf
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let sent = restored.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0].recovery_point,
+        format!("{INSTANCE}/recoveryPoints/p0")
+    );
+    assert_eq!(sent[0].copy_datastore, "az://dr-copies");
+    assert_eq!(sent[0].target_database, "shop_old");
 }
 
 #[tokio::test]
