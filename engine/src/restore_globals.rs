@@ -16,6 +16,7 @@ use pgvault_datastore::Datastore;
 use tokio::io::AsyncWriteExt;
 
 use super::connect::connect;
+use super::cpu::pool;
 use super::error::{EngineError, ErrorCode};
 use super::globals_script;
 use super::objects::{get_small, open_small};
@@ -64,12 +65,17 @@ pub async fn restore_globals(
         ));
     }
     let bytes = open_small(key, &entry.path, bytes, &clock).await?;
-    let script = String::from_utf8(bytes.to_vec()).map_err(|_| {
-        EngineError::new(
-            ErrorCode::ManifestInvalid,
-            format!("the globals script {} is not UTF-8 text", entry.path),
-        )
-    })?;
+    // Up to 64 MiB of text: checked and scanned on the CPU pool, never on
+    // the runtime's threads.
+    let script = pool()
+        .run(move || String::from_utf8(bytes.to_vec()))
+        .await?
+        .map_err(|_| {
+            EngineError::new(
+                ErrorCode::ManifestInvalid,
+                format!("the globals script {} is not UTF-8 text", entry.path),
+            )
+        })?;
     let client = connect(target, &target.database).await?;
     let asked = |e: tokio_postgres::Error| {
         EngineError::new(
@@ -96,9 +102,16 @@ pub async fn restore_globals(
     // psql at least as new as the pg_dumpall that wrote the script (its
     // meta-commands) and the target.
     let bin_dir = pgtools::restore_tool_set(options, &manifest, Some(version))?.dir;
-    let tablespaces = globals_script::tablespaces(&script);
-    let passwords = globals_script::passwords(&script);
-    let script = globals_script::prepare(&script, options.skip_tablespaces, &existing);
+    let skip_tablespaces = options.skip_tablespaces;
+    let (tablespaces, passwords, script) = pool()
+        .run(move || {
+            (
+                globals_script::tablespaces(&script),
+                globals_script::passwords(&script),
+                globals_script::prepare(&script, skip_tablespaces, &existing),
+            )
+        })
+        .await?;
     // Through stdin: a script with password hashes never lands on disk.
     let mut command = pgtools::command(&bin_dir, "psql", target, &target.database);
     command
