@@ -234,6 +234,8 @@ fn fake_api() -> FakeApi {
                 standard_datastore: "file:///srv/backups".into(),
                 soft_delete_days: 30,
                 lock_time: ts(1_800_000_000),
+                encryption: "aes-256-gcm".into(),
+                key_version: 2,
                 ..Default::default()
             })
         })
@@ -1005,7 +1007,7 @@ async fn every_view_all_jobs_link_of_an_instance_shows_all_time() {
 }
 
 #[tokio::test]
-async fn the_vault_page_shows_the_lock_and_the_soft_delete_window() {
+async fn the_vault_page_shows_the_lock_the_soft_delete_window_and_the_encryption() {
     let console = Console::new();
     let owner = console.sign_in(OWNER).await;
     let page = console.get("/vaults/prod", &owner.cookie).await;
@@ -1017,4 +1019,10 @@ async fn the_vault_page_shows_the_lock_and_the_soft_delete_window() {
         page.body
     );
     assert!(page.body.contains("kept 30 days"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("id=\"vault-encryption\">aes-256-gcm, vault key version 2<"),
+        "{}",
+        page.body
+    );
 }

@@ -1,6 +1,7 @@
-//! `GET /vaults/{vault}`: one vault — its datastores, its policies with
-//! their schedules and next runs, and its backup instances. Reachable by
-//! tokens whose roles are on this vault only (they cannot list vaults).
+//! `GET /vaults/{vault}`: one vault — its datastores, encryption, soft
+//! delete window and lock, its policies with their schedules and next
+//! runs, and its backup instances. Reachable by tokens whose roles are on
+//! this vault only (they cannot list vaults).
 
 use askama::Template;
 use axum::extract::Path;
