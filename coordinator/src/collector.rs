@@ -1,7 +1,9 @@
 //! The collector: empties the prefixes that failed, fenced or superseded
 //! attempts wrote to (recorded in `attempt_garbage`), once their grace period
 //! is over. Runs on the reaper's leader. A datastore that cannot be reached
-//! is retried later; nothing else depends on it.
+//! is retried later; nothing else depends on it. Its lines carry the
+//! failed attempt's job, attempt, instance and trace ids, like every line
+//! about a job.
 
 use std::time::Duration;
 
@@ -9,8 +11,13 @@ use futures::{StreamExt, TryStreamExt};
 use pgvault_datastore::Datastore;
 use pgvault_datastore::redact::error_text;
 
+use tracing::Span;
+
 use crate::error::Result;
-use crate::store::{Store, garbage};
+use crate::job_span;
+use crate::model::Job;
+use crate::store::garbage::Garbage;
+use crate::store::{Store, garbage, jobs};
 
 /// Prefixes emptied per pass.
 const BATCH: i64 = 20;
@@ -29,27 +36,41 @@ pub async fn collect_once(store: &Store) -> Result<usize> {
         let Some(item) = garbage::lock(&mut *tx, item.id).await? else {
             continue;
         };
+        // The job is read for its instance and trace only; a line without
+        // them is better than no collection.
+        let job = jobs::find(store.pool(), item.job_id).await.ok().flatten();
+        let span = attempt_span(&item, job.as_ref());
         match empty_prefix(&item.datastore_url, &item.prefix).await {
             Ok(objects) => {
                 garbage::delete(&mut *tx, item.id).await?;
                 tx.commit().await?;
                 emptied += 1;
-                tracing::info!(
-                    job_id = %item.job_id,
-                    attempt = item.attempt,
-                    prefix = %item.prefix,
-                    objects,
-                    "objects of a failed attempt deleted"
-                );
+                span.in_scope(|| {
+                    tracing::info!(prefix = %item.prefix, objects, "objects of a failed attempt deleted")
+                });
             }
             Err(error) => {
-                tracing::warn!(job_id = %item.job_id, prefix = %item.prefix, error = %error, "cannot delete a failed attempt's objects yet");
+                span.in_scope(|| {
+                    tracing::warn!(prefix = %item.prefix, error = %error, "cannot delete a failed attempt's objects yet")
+                });
                 garbage::postpone(&mut *tx, item.id, RETRY_AFTER, &error).await?;
                 tx.commit().await?;
             }
         }
     }
     Ok(emptied)
+}
+
+/// The span of collecting `item`: its job's, with the attempt that wrote
+/// the objects (not the job's current one).
+fn attempt_span(item: &Garbage, job: Option<&Job>) -> Span {
+    job_span::of_parts(
+        "garbage.collected",
+        item.job_id,
+        u32::try_from(item.attempt).unwrap_or_default(),
+        job.and_then(|j| j.spec.instance_id()),
+        job.and_then(|j| j.trace_context.as_ref()),
+    )
 }
 
 /// Deletes every object under `prefix`; returns how many there were.
@@ -73,4 +94,37 @@ async fn empty_prefix(datastore_url: &str, prefix: &str) -> std::result::Result<
         }
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::job_span::logged_lines;
+
+    #[test]
+    fn a_collection_line_names_the_job_and_the_attempt_that_wrote_the_objects() {
+        let item = Garbage {
+            id: 7,
+            job_id: Uuid::new_v4(),
+            attempt: 2,
+            datastore_url: "file:///srv/backups".into(),
+            prefix: "v/i/p/".into(),
+            collect_after: Utc::now(),
+            last_error: String::new(),
+        };
+        let lines = logged_lines(|| {
+            attempt_span(&item, None)
+                .in_scope(|| tracing::info!(objects = 3, "objects of a failed attempt deleted"))
+        });
+        let line = lines.first().expect("one line");
+        assert_eq!(line["job_id"], item.job_id.to_string(), "{line}");
+        assert_eq!(line["attempt"], 2, "{line}");
+        assert_eq!(
+            line["message"], "objects of a failed attempt deleted",
+            "{line}"
+        );
+    }
 }

@@ -51,18 +51,16 @@ pub fn of_parts(
     span
 }
 
+/// The JSON lines logged while `f` runs on this thread, as the binaries
+/// write them.
 #[cfg(test)]
-mod tests {
+pub(crate) fn logged_lines(f: impl FnOnce()) -> Vec<serde_json::Value> {
     use std::io::Write;
     use std::sync::{Arc, Mutex};
 
-    use pgvault_telemetry::{JsonLines, TraceContext};
-    use serde_json::Value;
+    use pgvault_telemetry::JsonLines;
     use tracing_subscriber::fmt::format::JsonFields;
     use tracing_subscriber::layer::SubscriberExt;
-    use uuid::Uuid;
-
-    use super::of_parts;
 
     #[derive(Clone, Default)]
     struct Lines(Arc<Mutex<Vec<u8>>>);
@@ -77,24 +75,37 @@ mod tests {
         }
     }
 
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let json = tracing_subscriber::fmt::layer()
+        .fmt_fields(JsonFields::new())
+        .event_format(JsonLines)
+        .with_writer(move || writer.clone());
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(json), f);
+    let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use pgvault_telemetry::TraceContext;
+    use uuid::Uuid;
+
+    use super::{logged_lines, of_parts};
+
     #[test]
     fn a_line_logged_when_a_job_is_queued_names_the_job_attempt_instance_and_trace() {
-        let lines = Lines::default();
-        let writer = lines.clone();
-        let json = tracing_subscriber::fmt::layer()
-            .fmt_fields(JsonFields::new())
-            .event_format(JsonLines)
-            .with_writer(move || writer.clone());
-        let _subscriber =
-            tracing::subscriber::set_default(tracing_subscriber::registry().with(json));
         let job = Uuid::new_v4();
         let instance = Uuid::new_v4();
         let trace = TraceContext::new_root();
-        of_parts("job.queued", job, 1, Some(instance), Some(&trace))
-            .in_scope(|| tracing::info!(slot = "2026-12-05T02:00:00Z", "scheduled backup queued"));
-        let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
-        let line: Value =
-            serde_json::from_str(text.lines().next().expect("one line")).expect("a JSON line");
+        let lines = logged_lines(|| {
+            of_parts("job.queued", job, 1, Some(instance), Some(&trace)).in_scope(|| {
+                tracing::info!(slot = "2026-12-05T02:00:00Z", "scheduled backup queued")
+            })
+        });
+        let line = lines.first().expect("one line");
         assert_eq!(line["message"], "scheduled backup queued", "{line}");
         assert_eq!(line["job_id"], job.to_string(), "{line}");
         assert_eq!(line["attempt"], 1, "{line}");
