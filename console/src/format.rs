@@ -200,9 +200,16 @@ pub fn check(result: &str) -> Badge {
     }
 }
 
+/// A point's restorable copies (state COPIED; expired ones are DELETED).
+pub fn live_copies(
+    copies: &[pb::RecoveryPointCopy],
+) -> impl Iterator<Item = &pb::RecoveryPointCopy> {
+    copies.iter().filter(|c| c.state == "COPIED")
+}
+
 /// A point's restorable copies in other datastores: "—", "1 copy", "2 copies".
 pub fn copies(copies: &[pb::RecoveryPointCopy]) -> String {
-    match copies.iter().filter(|c| c.state == "COPIED").count() {
+    match live_copies(copies).count() {
         0 => "—".to_string(),
         1 => "1 copy".to_string(),
         n => format!("{n} copies"),

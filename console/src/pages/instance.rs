@@ -114,28 +114,8 @@ pub async fn page(
         })
         .await?
         .into_inner();
-    let listed = api
-        .points()
-        .list_recovery_points(pb::ListRecoveryPointsRequest {
-            parent: name.clone(),
-            page_size: POINTS_SHOWN as u32,
-            page_token: String::new(),
-            show_deleted: false,
-            copies_only: false,
-        })
-        .await?
-        .into_inner();
-    let copies_only = api
-        .points()
-        .list_recovery_points(pb::ListRecoveryPointsRequest {
-            parent: name.clone(),
-            page_size: POINTS_SHOWN as u32,
-            page_token: String::new(),
-            show_deleted: false,
-            copies_only: true,
-        })
-        .await?
-        .into_inner();
+    let listed = newest_points(api, &name, false).await?;
+    let copies_only = newest_points(api, &name, true).await?;
     let recent = api
         .jobs()
         .list_jobs(pb::ListJobsRequest {
@@ -218,6 +198,26 @@ pub async fn page(
         label,
     };
     render(&page)
+}
+
+/// The newest [`POINTS_SHOWN`] live points of instance `name`, or with
+/// `copies_only` those kept only as copies.
+async fn newest_points(
+    api: &Api,
+    name: &str,
+    copies_only: bool,
+) -> Result<pb::ListRecoveryPointsResponse, ConsoleError> {
+    Ok(api
+        .points()
+        .list_recovery_points(pb::ListRecoveryPointsRequest {
+            parent: name.to_string(),
+            page_size: POINTS_SHOWN as u32,
+            page_token: String::new(),
+            show_deleted: false,
+            copies_only,
+        })
+        .await?
+        .into_inner())
 }
 
 fn point_row(p: &pb::RecoveryPoint) -> PointRow {

@@ -106,10 +106,7 @@ pub async fn page(
 
 /// The point's restorable copies, as choices of where to read from.
 fn live_copies(point: &pb::RecoveryPoint) -> Vec<Choice> {
-    point
-        .copies
-        .iter()
-        .filter(|c| c.state == "COPIED")
+    format::live_copies(&point.copies)
         .map(|c| Choice {
             value: c.datastore.clone(),
             label: format!("Its copy in {}", c.datastore),
