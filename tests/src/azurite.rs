@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
+use crate::ports::start_on_free_ports;
 use crate::process::{ChildProcess, wait_for_port};
 use crate::workspace_root;
 
@@ -21,8 +22,8 @@ impl Azurite {
         let dir = tempfile::Builder::new()
             .prefix("pgvault-azurite-")
             .tempdir()?;
-        let port = pgvault_localpg::free_port()?;
-        let process = launch(port, dir.path())?;
+        let (process, port) =
+            start_on_free_ports(1, |ports| Ok((launch(ports[0], dir.path())?, ports[0])))?;
         Ok(Azurite { process, port, dir })
     }
 

@@ -18,6 +18,7 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
+use crate::ports::start_on_free_ports;
 use crate::process::{ChildProcess, wait_for_port};
 use crate::workspace_root;
 
@@ -61,15 +62,18 @@ impl Browser {
         let profile = tempfile::Builder::new()
             .prefix("pgvault-chromium-")
             .tempdir()?;
-        let port = pgvault_localpg::free_port()?;
-        let mut command = Command::new(&driver_bin);
-        command.args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()]);
-        let mut driver = ChildProcess::spawn(
-            "chromedriver",
-            command,
-            &profile.path().join("chromedriver.log"),
-        )?;
-        wait_for_port(port, Duration::from_secs(30), &mut driver)?;
+        let (driver, port) = start_on_free_ports(1, |ports| {
+            let port = ports[0];
+            let mut command = Command::new(&driver_bin);
+            command.args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()]);
+            let mut driver = ChildProcess::spawn(
+                "chromedriver",
+                command,
+                &profile.path().join("chromedriver.log"),
+            )?;
+            wait_for_port(port, Duration::from_secs(30), &mut driver)?;
+            Ok((driver, port))
+        })?;
         let capabilities = json!({
             "goog:chromeOptions": {
                 "binary": chromium,

@@ -18,7 +18,9 @@
 //!   a PostgreSQL and processes inside that the host cannot reach.
 //! - [`pg_access`]: what fixtures and comparisons need of a PostgreSQL, on
 //!   the host's loopback or inside a private network.
-//! - [`process`]: managed child processes (log file, process group).
+//! - [`process`]: managed child processes (log file, process group);
+//!   [`ports`]: which process listens on a port, and starting servers on
+//!   free ports that another may take first.
 //! - [`webhook`]: a webhook receiver on loopback recording what it gets.
 //!
 //! PostgreSQL clusters come from `pgvault_localpg::TempCluster`. A missing
@@ -36,6 +38,7 @@ pub mod moto;
 pub mod netns;
 pub mod pg_access;
 pub mod pgvault;
+pub mod ports;
 pub mod process;
 pub mod rabbitmq;
 pub mod scenario;

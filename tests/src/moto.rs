@@ -12,6 +12,7 @@ use anyhow::bail;
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 
+use crate::ports::start_on_free_ports;
 use crate::process::{ChildProcess, wait_for_port};
 use crate::workspace_root;
 
@@ -32,14 +33,17 @@ pub struct Moto {
 impl Moto {
     pub fn start() -> anyhow::Result<Moto> {
         let dir = tempfile::Builder::new().prefix("pgvault-moto-").tempdir()?;
-        let port = pgvault_localpg::free_port()?;
-        let mut command = Command::new(find_binary()?);
-        command
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env_remove("AWS_ENDPOINT_URL");
-        let mut process =
-            ChildProcess::spawn("moto_server", command, &dir.path().join("moto.log"))?;
-        wait_for_port(port, Duration::from_secs(60), &mut process)?;
+        let (process, port) = start_on_free_ports(1, |ports| {
+            let port = ports[0];
+            let mut command = Command::new(find_binary()?);
+            command
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env_remove("AWS_ENDPOINT_URL");
+            let mut process =
+                ChildProcess::spawn("moto_server", command, &dir.path().join("moto.log"))?;
+            wait_for_port(port, Duration::from_secs(60), &mut process)?;
+            Ok((process, port))
+        })?;
         Ok(Moto {
             process,
             port,

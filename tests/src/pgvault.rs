@@ -25,6 +25,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub use crate::binary::pgvault_bin;
+use crate::ports::start_on_free_ports;
 use crate::process::{ChildProcess, wait_for_address};
 
 /// A fixed test token (any string works; the coordinator stores its hash).
@@ -82,16 +83,21 @@ impl PgvaultCluster {
             .prefix("pgvault-cluster-")
             .tempdir()?;
         let state = TempCluster::start("state-db-pw")?;
-        let address = SocketAddr::new(host, pgvault_localpg::free_port()?);
-        let mut cluster = PgvaultCluster {
-            coordinator: spawn_coordinator(
+        let (coordinator, address) = start_on_free_ports(1, |ports| {
+            let address = SocketAddr::new(host, ports[0]);
+            let mut process = spawn_coordinator(
                 &state,
                 amqp_url,
                 address,
                 &dir.path().join("coordinator.log"),
                 &dir.path().join(CLOCK_OFFSET_FILE),
                 &coordinator_env,
-            )?,
+            )?;
+            wait_for_address(dial_address(address), Duration::from_secs(60), &mut process)?;
+            Ok((process, address))
+        })?;
+        let mut cluster = PgvaultCluster {
+            coordinator,
             state,
             extra_coordinators: Vec::new(),
             workers: Vec::new(),
@@ -101,11 +107,6 @@ impl PgvaultCluster {
             coordinator_env,
             dir,
         };
-        wait_for_address(
-            dial_address(address),
-            Duration::from_secs(60),
-            &mut cluster.coordinator,
-        )?;
         for _ in 0..workers {
             cluster.add_worker()?;
         }
@@ -211,16 +212,19 @@ impl PgvaultCluster {
     /// returns its endpoint.
     pub fn add_coordinator(&mut self) -> anyhow::Result<String> {
         let n = self.extra_coordinators.len() + 1;
-        let address = SocketAddr::new(self.address.ip(), pgvault_localpg::free_port()?);
-        let mut process = spawn_coordinator(
-            &self.state,
-            &self.amqp_url,
-            address,
-            &self.dir.path().join(format!("coordinator-{n}.log")),
-            &self.dir.path().join(CLOCK_OFFSET_FILE),
-            &self.coordinator_env,
-        )?;
-        wait_for_address(dial_address(address), Duration::from_secs(60), &mut process)?;
+        let (process, address) = start_on_free_ports(1, |ports| {
+            let address = SocketAddr::new(self.address.ip(), ports[0]);
+            let mut process = spawn_coordinator(
+                &self.state,
+                &self.amqp_url,
+                address,
+                &self.dir.path().join(format!("coordinator-{n}.log")),
+                &self.dir.path().join(CLOCK_OFFSET_FILE),
+                &self.coordinator_env,
+            )?;
+            wait_for_address(dial_address(address), Duration::from_secs(60), &mut process)?;
+            Ok((process, address))
+        })?;
         self.extra_coordinators.push(process);
         Ok(endpoint_of(address))
     }
@@ -354,19 +358,23 @@ impl PgvaultUp {
         host: IpAddr,
     ) -> anyhow::Result<PgvaultUp> {
         let data_dir = dir.path().join("data");
-        let address = SocketAddr::new(host, pgvault_localpg::free_port()?);
-        let mut command = Command::new(pgvault_bin()?);
-        command
-            .arg("up")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--listen", &address.to_string()])
-            .env("PGVAULT_WORKER__SPLIT_THRESHOLD_MB", "1")
-            .env("RUST_LOG", "info")
-            .envs(env.iter().cloned())
-            .current_dir(dir.path());
-        let mut process = ChildProcess::spawn("pgvault up", command, &dir.path().join("up.log"))?;
-        wait_for_address(dial_address(address), Duration::from_secs(90), &mut process)?;
+        let (process, address) = start_on_free_ports(1, |ports| {
+            let address = SocketAddr::new(host, ports[0]);
+            let mut command = Command::new(pgvault_bin()?);
+            command
+                .arg("up")
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .args(["--listen", &address.to_string()])
+                .env("PGVAULT_WORKER__SPLIT_THRESHOLD_MB", "1")
+                .env("RUST_LOG", "info")
+                .envs(env.iter().cloned())
+                .current_dir(dir.path());
+            let mut process =
+                ChildProcess::spawn("pgvault up", command, &dir.path().join("up.log"))?;
+            wait_for_address(dial_address(address), Duration::from_secs(90), &mut process)?;
+            Ok((process, address))
+        })?;
         Ok(PgvaultUp {
             process,
             endpoint: endpoint_of(address),

@@ -138,7 +138,7 @@ impl Drop for ChildProcess {
     }
 }
 
-/// Waits until something accepts TCP connections on 127.0.0.1:`port`.
+/// Waits until `process` listens on 127.0.0.1:`port`.
 pub fn wait_for_port(
     port: u16,
     timeout: Duration,
@@ -147,7 +147,10 @@ pub fn wait_for_port(
     wait_for_address(SocketAddr::from(([127, 0, 0, 1], port)), timeout, process)
 }
 
-/// Waits until something accepts TCP connections on `address`.
+/// Waits until `process` (or a process of its group) listens on `address`
+/// and accepts connections there. Another process listening on the port
+/// does not count: it took the port first, and `process` will exit (see
+/// [`crate::ports::start_on_free_ports`]).
 pub fn wait_for_address(
     address: SocketAddr,
     timeout: Duration,
@@ -156,13 +159,21 @@ pub fn wait_for_address(
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         process.ensure_running()?;
-        if std::net::TcpStream::connect(address).is_ok() {
+        if std::net::TcpStream::connect(address).is_ok()
+            && crate::ports::group_listens_on(process.pid(), address)
+        {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let holder = if crate::ports::listening_inodes(address.port()).is_empty() {
+        "nothing listened"
+    } else {
+        "another process listened"
+    };
     bail!(
-        "nothing listened on {address} within {timeout:?}; output:\n{}",
+        "{holder} on {address} instead of {} within {timeout:?}; output:\n{}",
+        process.name,
         process.log_tail(40)
     )
 }

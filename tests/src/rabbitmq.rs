@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
+use crate::ports::start_on_free_ports;
 use crate::process::{ChildProcess, wait_for_port};
 
 pub struct RabbitMq {
@@ -18,19 +19,18 @@ pub struct RabbitMq {
 
 impl RabbitMq {
     pub fn start() -> anyhow::Result<RabbitMq> {
-        let dir = tempfile::Builder::new()
-            .prefix("pgvault-rabbitmq-")
-            .tempdir()?;
-        let port = pgvault_localpg::free_port()?;
-        let dist_port = pgvault_localpg::free_port()?;
-        let mut node = RabbitMq {
-            process: None,
-            port,
-            dist_port,
-            dir,
-        };
-        node.launch()?;
-        Ok(node)
+        start_on_free_ports(2, |ports| {
+            let mut node = RabbitMq {
+                process: None,
+                port: ports[0],
+                dist_port: ports[1],
+                dir: tempfile::Builder::new()
+                    .prefix("pgvault-rabbitmq-")
+                    .tempdir()?,
+            };
+            node.launch()?;
+            Ok(node)
+        })
     }
 
     /// `amqp://guest:guest@127.0.0.1:<port>/%2f`.

@@ -19,6 +19,7 @@ use pgvault_e2e::browser::Browser;
 use pgvault_e2e::compare::assert_identical;
 use pgvault_e2e::fixtures;
 use pgvault_e2e::pgvault::PgvaultUp;
+use pgvault_e2e::ports::start_on_free_ports;
 use pgvault_e2e::process::wait_for_port;
 use pgvault_localpg::TempCluster;
 
@@ -28,19 +29,21 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `pgvault up` with its console on a free loopback port; the console's URL.
 async fn up_with_console(idle_timeout_seconds: u32) -> (PgvaultUp, String) {
-    let port = pgvault_localpg::free_port().expect("free port");
-    let listen = format!("127.0.0.1:{port}");
     let idle = idle_timeout_seconds.to_string();
-    let mut up = tokio::task::spawn_blocking(move || {
-        PgvaultUp::start_with_env(&[
-            ("PGVAULT_COORDINATOR__CONSOLE_LISTEN", &listen),
-            ("PGVAULT_COORDINATOR__CONSOLE_IDLE_TIMEOUT_SECONDS", &idle),
-        ])
+    let (up, port) = tokio::task::spawn_blocking(move || {
+        start_on_free_ports(1, |ports| {
+            let listen = format!("127.0.0.1:{}", ports[0]);
+            let mut up = PgvaultUp::start_with_env(&[
+                ("PGVAULT_COORDINATOR__CONSOLE_LISTEN", &listen),
+                ("PGVAULT_COORDINATOR__CONSOLE_IDLE_TIMEOUT_SECONDS", &idle),
+            ])?;
+            wait_for_port(ports[0], Duration::from_secs(30), &mut up.process)?;
+            Ok((up, ports[0]))
+        })
     })
     .await
     .expect("join")
-    .expect("pgvault up");
-    wait_for_port(port, Duration::from_secs(30), &mut up.process).expect("console listening");
+    .expect("pgvault up with its console listening");
     let url = format!("http://127.0.0.1:{port}/");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !up

@@ -94,23 +94,18 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Starts the receiver on a loopback port; returns its endpoint.
+/// Starts the receiver on a loopback port; returns its endpoint. The port
+/// is bound here and handed to the server, so no one can take it between.
 async fn start_receiver(received: Received) -> String {
-    let port = pgvault_localpg::free_port().expect("free port");
-    let address: SocketAddr = ([127, 0, 0, 1], port).into();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the OTLP receiver");
+    let address: SocketAddr = listener.local_addr().expect("receiver address");
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(received))
-            .serve(address),
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(address).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the OTLP receiver did not listen on {address}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     format!("http://{address}")
 }
 
