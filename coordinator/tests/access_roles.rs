@@ -157,6 +157,7 @@ async fn call(rpc: Rpc, ch: &Channel, token: Option<&str>) -> Result<(), Status>
             .update_server(pb::UpdateServerRequest {
                 name: "servers/ghost".into(),
                 max_connections: 3,
+                ..Default::default()
             })
             .await
             .map(drop),

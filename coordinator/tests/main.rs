@@ -31,6 +31,7 @@ mod scheduler;
 mod scheduler_batches;
 mod secret_access;
 mod server_budgets;
+mod server_rebind;
 mod short_names_migration;
 mod stage_split;
 mod startup;

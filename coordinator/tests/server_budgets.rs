@@ -39,6 +39,7 @@ async fn set_budget(h: &Harness, max: u32) -> pb::Server {
         .update_server(pb::UpdateServerRequest {
             name: "servers/pg1".into(),
             max_connections: max,
+            ..Default::default()
         })
         .await
         .expect("update server")
@@ -118,6 +119,7 @@ async fn the_budget_is_set_at_register_changed_by_update_and_validated() {
             .update_server(pb::UpdateServerRequest {
                 name: "servers/pg1".into(),
                 max_connections: bad,
+                ..Default::default()
             })
             .await
             .expect_err("out of range");

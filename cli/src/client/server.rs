@@ -1,6 +1,7 @@
 //! `pgvault server register|get|list|update|databases`. A server's
 //! connection budget (`--max-connections`) bounds the connections all
-//! workers and agents open to it at once.
+//! workers and agents open to it at once; `update --agent`/`--no-agent`
+//! rebinds it.
 
 use std::process::ExitCode;
 
@@ -48,15 +49,32 @@ pub enum ServerCommand {
     },
     /// List registered servers.
     List,
-    /// Change a server's settings.
+    /// Change a server's connection budget, or the agent that reaches it.
     #[command(after_help = "Examples:\n  \
-        pgvault server update db1 --max-connections 3")]
+        pgvault server update db1 --max-connections 3\n  \
+        pgvault server update billing-db --agent dc2    # its agent's host is replaced\n  \
+        pgvault server update billing-db --no-agent     # the workers now reach it\n\n\
+        A server is rebound only while no backup, restore, verify or drill \
+        through it is queued or running: each job keeps the agent it was \
+        created with. The refusal names them; wait for them or cancel them \
+        (pgvault job cancel JOB).")]
+    #[command(group(clap::ArgGroup::new("change")
+        .required(true)
+        .multiple(true)
+        .args(["max_connections", "agent", "no_agent"])))]
     Update {
         /// Server id (or "servers/{id}").
         name: String,
         /// New connection budget (2-1000); running jobs keep the slots they hold.
         #[arg(long, value_name = "N")]
-        max_connections: u32,
+        max_connections: Option<u32>,
+        /// Bind the server to this agent (of the server's region): every
+        /// connection to it then goes through that agent.
+        #[arg(long, value_name = "AGENT", conflicts_with = "no_agent")]
+        agent: Option<String>,
+        /// Unbind the server from its agent: the workers reach it directly.
+        #[arg(long)]
+        no_agent: bool,
     },
     /// Show one server.
     Get {
@@ -108,10 +126,19 @@ pub async fn run(api: &Api, command: ServerCommand) -> anyhow::Result<ExitCode> 
         ServerCommand::Update {
             name,
             max_connections,
+            agent,
+            no_agent,
         } => {
+            let agent = match (agent, no_agent) {
+                (Some(agent), _) => Some(names::short(&names::agent(&agent)?).to_owned()),
+                (None, true) => Some(String::new()),
+                (None, false) => None,
+            };
             let request = UpdateServerRequest {
                 name: names::server(&name)?,
-                max_connections,
+                // 0: unchanged.
+                max_connections: max_connections.unwrap_or(0),
+                agent,
             };
             let server = api.servers().update_server(request).await.reply(api)?;
             show(api, &server);
@@ -285,11 +312,29 @@ mod tests {
         let cli = parse(&["server", "update", "db1", "--max-connections", "4"]).expect("parses");
         assert!(matches!(
             cli.command,
-            ClientCommand::Server(ServerCommand::Update { max_connections: 4, ref name }) if name == "db1"
+            ClientCommand::Server(ServerCommand::Update { max_connections: Some(4), agent: None, no_agent: false, ref name }) if name == "db1"
+        ));
+        let cli = parse(&["server", "update", "db1", "--agent", "dc2"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            ClientCommand::Server(ServerCommand::Update { max_connections: None, agent: Some(ref agent), no_agent: false, .. }) if agent == "dc2"
+        ));
+        let cli = parse(&["server", "update", "db1", "--no-agent"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            ClientCommand::Server(ServerCommand::Update {
+                agent: None,
+                no_agent: true,
+                ..
+            })
         ));
         assert!(
             parse(&["server", "update", "db1"]).is_err(),
-            "update needs --max-connections"
+            "update needs something to change"
+        );
+        assert!(
+            parse(&["server", "update", "db1", "--agent", "dc2", "--no-agent"]).is_err(),
+            "an agent and no agent at once"
         );
     }
 

@@ -8,7 +8,10 @@
 //! A server registered with an agent names one that exists, in the
 //! server's region; the agent's row is held while the server is written,
 //! so the agent cannot be deleted in between. Rows stored before agents
-//! existed keep the agent they named and read as before.
+//! existed keep the agent they named and read as before. An update may
+//! rebind a server to another agent or to none (an agent host replaced, a
+//! network opened up) once no job routed through it is queued or running:
+//! a job keeps the agent it was created with.
 
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ use crate::error::{CoordinatorError, Result};
 use crate::model::Server;
 use crate::secret_ref::SecretRef;
 use crate::server_probe::Unanswered;
-use crate::store::{agents, connection_slots, paging, server_protections, servers};
+use crate::store::{agents, connection_slots, jobs, paging, server_protections, servers};
 use crate::{budget, names};
 
 pub struct ServerApi {
@@ -64,20 +67,13 @@ impl ServerApi {
             create_time: chrono::Utc::now(),
         };
         let mut tx = self.ctx.store.begin().await?;
-        if !server.agent.is_empty() {
-            let agent = agents::hold(&mut tx, &server.agent)
-                .await?
-                .ok_or_else(|| unknown_agent(&server))?;
-            if agent.region != server.region {
-                return Err(CoordinatorError::invalid(
-                    "server.agent",
-                    format!(
-                        "agent \"{}\" is in region \"{}\" but the server is in region \"{}\"; bind the server to an agent of its region",
-                        agent.id, agent.region, server.region
-                    ),
-                ));
-            }
-        }
+        check_agent(
+            &mut tx,
+            &server,
+            "server.agent",
+            "register the server again",
+        )
+        .await?;
         let created = servers::insert(&mut *tx, &server).await?;
         tx.commit().await?;
         tracing::info!(server = %created.id, host = %created.host, port = created.port, agent = %created.agent, max_connections = created.max_connections, "server registered");
@@ -86,15 +82,40 @@ impl ServerApi {
 
     async fn update(&self, req: pb::UpdateServerRequest) -> Result<pb::Server> {
         let id = names::parse_server("name", &req.name)?;
-        if req.max_connections == 0 {
+        let max = match req.max_connections {
+            0 => None,
+            n => Some(budget::validate_max("max_connections", n)?),
+        };
+        let agent = match req.agent.as_deref().map(str::trim) {
+            None => None,
+            Some("") => Some(String::new()),
+            Some(agent) => {
+                names::validate_short_id("agent", agent)?;
+                Some(agent.to_string())
+            }
+        };
+        if max.is_none() && agent.is_none() {
             let server = servers::get(self.ctx.store.pool(), &id).await?;
             return self.with_usage(server).await;
         }
-        let max = budget::validate_max("max_connections", req.max_connections)?;
-        let server = servers::set_max_connections(self.ctx.store.pool(), &id, max)
+        let mut tx = self.ctx.store.begin().await?;
+        let mut server = servers::hold(&mut *tx, &id)
             .await?
             .ok_or_else(|| CoordinatorError::not_found("server", &id))?;
-        tracing::info!(server = %server.id, max_connections = max, "server connection budget changed");
+        if let Some(agent) = agent.filter(|a| *a != server.agent) {
+            let from = std::mem::replace(&mut server.agent, agent);
+            check_agent(&mut tx, &server, "agent", "update the server again").await?;
+            refuse_rebind_while_routed(&mut tx, &server, &from).await?;
+            server = servers::set_agent(&mut *tx, &id, &server.agent).await?;
+            tracing::info!(server = %server.id, from = %from, to = %server.agent, "server rebound");
+        }
+        if let Some(max) = max {
+            server = servers::set_max_connections(&mut *tx, &id, max)
+                .await?
+                .ok_or_else(|| CoordinatorError::not_found("server", &id))?;
+            tracing::info!(server = %server.id, max_connections = max, "server connection budget changed");
+        }
+        tx.commit().await?;
         self.with_usage(server).await
     }
 
@@ -137,6 +158,70 @@ impl ServerApi {
     }
 }
 
+/// A server bound to an agent names one that exists, in the server's
+/// region; the agent's row is held until the transaction ends, so it
+/// cannot be deleted in between. `field` names the request field, `retry`
+/// what to do once the agent exists.
+async fn check_agent(
+    tx: &mut sqlx::PgConnection,
+    server: &Server,
+    field: &str,
+    retry: &str,
+) -> Result<()> {
+    if server.agent.is_empty() {
+        return Ok(());
+    }
+    let agent = agents::hold(tx, &server.agent)
+        .await?
+        .ok_or_else(|| unknown_agent(server, retry))?;
+    if agent.region != server.region {
+        return Err(CoordinatorError::invalid(
+            field,
+            format!(
+                "agent \"{}\" is in region \"{}\" but the server is in region \"{}\"; bind the server to an agent of its region",
+                agent.id, agent.region, server.region
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// How many of the jobs that block a rebind its refusal names.
+const BLOCKING_JOBS_SHOWN: i64 = 5;
+
+/// A job keeps the agent it was created with, so a server is rebound only
+/// when no backup, restore, verify or drill routed through it is queued or
+/// running: the refusal names them (the oldest few) and what to do.
+async fn refuse_rebind_while_routed(
+    tx: &mut sqlx::PgConnection,
+    server: &Server,
+    from: &str,
+) -> Result<()> {
+    let blocking =
+        jobs::unfinished_through_server(&mut *tx, &server.id, BLOCKING_JOBS_SHOWN + 1).await?;
+    if blocking.is_empty() {
+        return Ok(());
+    }
+    let route = if from.is_empty() {
+        "the workers".to_string()
+    } else {
+        format!("agent \"{from}\"")
+    };
+    let mut shown: Vec<String> = blocking
+        .iter()
+        .take(BLOCKING_JOBS_SHOWN as usize)
+        .map(|id| id.to_string())
+        .collect();
+    if blocking.len() > BLOCKING_JOBS_SHOWN as usize {
+        shown.push("…".into());
+    }
+    Err(CoordinatorError::precondition(format!(
+        "server \"{}\" has jobs queued or running through {route} ({}); wait for them to end or cancel them (pgvault job cancel JOB), then rebind the server",
+        server.id,
+        shown.join(", ")
+    )))
+}
+
 /// The server's whole-server protection and its latest pass, if protected whole.
 async fn whole_server_protection(
     pool: &sqlx::PgPool,
@@ -163,7 +248,7 @@ async fn whole_server_protection(
 }
 
 /// NOT_FOUND for a server naming an agent that does not exist.
-fn unknown_agent(server: &Server) -> CoordinatorError {
+fn unknown_agent(server: &Server, retry: &str) -> CoordinatorError {
     let region = if server.region.is_empty() {
         "REGION"
     } else {
@@ -173,7 +258,7 @@ fn unknown_agent(server: &Server) -> CoordinatorError {
         "agent",
         &server.agent,
         format!(
-            "create it with pgvault agent create {} --region {region}, then register the server again",
+            "create it with pgvault agent create {} --region {region}, then {retry}",
             server.agent
         ),
     )

@@ -88,6 +88,29 @@ pub async fn list(db: impl PgExecutor<'_>, after: Option<&str>, limit: i64) -> R
     rows.into_iter().map(Server::try_from).collect()
 }
 
+/// The server, its row locked until the transaction ends (a rebind or a
+/// budget change in progress); `None` when there is no such server.
+pub async fn hold(db: impl PgExecutor<'_>, id: &str) -> Result<Option<Server>> {
+    let sql = format!("SELECT {COLUMNS} FROM servers WHERE id = $1 FOR UPDATE");
+    sqlx::query_as::<_, ServerRow>(&sql)
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .map(Server::try_from)
+        .transpose()
+}
+
+/// Binds the server to `agent` ("": to no agent, the workers reach it).
+pub async fn set_agent(db: impl PgExecutor<'_>, id: &str, agent: &str) -> Result<Server> {
+    let sql = format!("UPDATE servers SET agent = $2 WHERE id = $1 RETURNING {COLUMNS}");
+    sqlx::query_as::<_, ServerRow>(&sql)
+        .bind(id)
+        .bind(agent)
+        .fetch_one(db)
+        .await?
+        .try_into()
+}
+
 /// Sets the server's connection budget; `None` when there is no such server.
 pub async fn set_max_connections(
     db: impl PgExecutor<'_>,

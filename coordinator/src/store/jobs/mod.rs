@@ -8,10 +8,12 @@
 //! - `transitions`: claim, heartbeat, complete, fail, re-queue, cancel,
 //!   retry — single conditional UPDATEs, so two workers never both win a
 //!   claim.
+//! - `routed`: the unfinished jobs whose route is a given server.
 //!
 //! Every read is one statement: `jobs` (whose indexes serve every listing
 //! shape) left-joined to `restore_targets` by its primary key.
 
+mod routed;
 mod row;
 mod transitions;
 
@@ -25,6 +27,7 @@ use crate::error::{CoordinatorError, Result};
 use crate::model::{Job, JobSpec, JobState, Operation};
 use crate::store::restore_targets;
 
+pub use routed::unfinished_through_server;
 pub use transitions::*;
 
 use row::{JobRow, SpecColumns, select};
