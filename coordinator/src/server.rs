@@ -93,6 +93,8 @@ impl Coordinator {
         let pool = migrate::connect(&config.database_url, config.database_max_connections).await?;
         let bootstrap_token = config.bootstrap_token.clone();
         let admin_token_file = config.admin_token_file.clone();
+        let cipher = Cipher::new(&config.master_key);
+        let sealing = cipher.clone();
         migrate::migrate_locked(&pool, move |conn| {
             async move {
                 auth::bootstrap(
@@ -100,7 +102,15 @@ impl Coordinator {
                     bootstrap_token.as_deref(),
                     admin_token_file.as_deref(),
                 )
-                .await
+                .await?;
+                let sealed = crate::store::notifications::seal_plain_urls(conn, &sealing).await?;
+                if sealed > 0 {
+                    tracing::info!(
+                        channels = sealed,
+                        "sealed the URLs of notification channels stored by an earlier version"
+                    );
+                }
+                Ok(())
             }
             .boxed()
         })
@@ -145,7 +155,7 @@ impl Coordinator {
         let ctx = Arc::new(ApiContext {
             clock: clock.clone(),
             store: store.clone(),
-            cipher: Cipher::new(&config.master_key),
+            cipher: cipher.clone(),
             external_secrets: config.external_secrets.clone(),
             maintenance_databases: config.maintenance_databases.clone(),
             dispatch_wake: dispatch_wake.clone(),
@@ -276,7 +286,7 @@ impl Coordinator {
             )),
             tokio::spawn(crate::notifications::sender::run(
                 store.clone(),
-                Cipher::new(&config.master_key),
+                cipher.clone(),
                 crate::notifications::sender::SenderSettings {
                     connect: connect.clone(),
                     options: config.notifications,

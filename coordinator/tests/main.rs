@@ -22,6 +22,7 @@ mod jobs_and_leases;
 mod lifecycle;
 mod metrics;
 mod metrics_rules;
+mod notification_urls;
 mod notifications;
 mod protection;
 mod readiness;

@@ -2,7 +2,8 @@
 //! remove, send a test event) and the deliveries made to them. Managing
 //! channels needs Configure on the vault, like its other settings; listing
 //! needs Read, like jobs. A channel's URL is write-only (only its scheme and
-//! host come back) and its signing secret is named, never read here.
+//! host come back; it is stored sealed) and its signing secret is named,
+//! never read here.
 
 use std::sync::Arc;
 
@@ -53,7 +54,7 @@ impl NotificationApi {
                 )));
             }
         }
-        let stored = store::insert_channel(pool, &channel).await?;
+        let stored = store::insert_channel(pool, &self.ctx.cipher, &channel).await?;
         tracing::info!(vault = %stored.vault_id, channel = %stored.name, url = %stored.display_url(), "notification channel added");
         Ok(stored.into())
     }
@@ -210,7 +211,7 @@ impl NotificationService for NotificationApi {
         let vault_id = names::parse_vault("vault", &request.get_ref().vault)?;
         let pool = self.ctx.store.pool();
         vaults::get(pool, &vault_id).await?;
-        let channels = store::list_channels(pool, &vault_id).await?;
+        let channels = store::list_channels(pool, &self.ctx.cipher, &vault_id).await?;
         Ok(Response::new(pb::ListNotificationChannelsResponse {
             channels: channels.into_iter().map(Into::into).collect(),
         }))
@@ -240,7 +241,7 @@ impl NotificationService for NotificationApi {
         access::in_vault(&request, vault_scope(&request.get_ref().name).as_deref())?;
         let (vault_id, channel) = parse_channel("name", &request.get_ref().name)?;
         let pool = self.ctx.store.pool();
-        store::get_channel(pool, &vault_id, &channel).await?;
+        store::get_channel(pool, &self.ctx.cipher, &vault_id, &channel).await?;
         let id = store::insert_test(pool, &vault_id, &channel).await?;
         tracing::info!(vault = %vault_id, channel = %channel, delivery = %id, "test notification queued");
         Ok(Response::new(store::get_delivery(pool, id).await?.into()))

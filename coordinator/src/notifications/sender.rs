@@ -83,12 +83,24 @@ pub async fn pass(
     client: &reqwest::Client,
     retry: RetryPolicy,
 ) -> Result<usize> {
-    let due = queries::due(store.pool(), BATCH).await?;
+    let due = queries::due(store.pool(), cipher, BATCH).await?;
     let count = due.len();
     futures::stream::iter(due)
         .for_each_concurrent(CONCURRENCY, |(delivery, channel)| async move {
-            let outcome = attempt(store, cipher, client, retry, &delivery, &channel).await;
-            log(&delivery, &channel, &outcome);
+            let outcome = match &channel {
+                Ok(channel) => {
+                    let outcome = attempt(store, cipher, client, retry, &delivery, channel).await;
+                    log(&delivery, channel, &outcome);
+                    outcome
+                }
+                Err(unreadable) => {
+                    tracing::warn!(
+                        delivery = %delivery.id, vault = %delivery.vault_id, channel = %delivery.channel,
+                        error = %unreadable, "notification not sent: its channel cannot be read"
+                    );
+                    next(retry, &delivery, unreadable.to_string())
+                }
+            };
             if let Err(error) = queries::record_attempt(store.pool(), delivery.id, &outcome).await {
                 tracing::warn!(delivery = %delivery.id, error = %error, "cannot record a notification attempt");
             }
@@ -110,10 +122,15 @@ async fn attempt(
         Ok(key) => post(client, delivery, channel, key.as_ref()).await,
         Err(error) => Err(error),
     };
-    let error = match result {
-        Ok(()) => return Outcome::Delivered,
-        Err(error) => error,
-    };
+    match result {
+        Ok(()) => Outcome::Delivered,
+        Err(error) => next(retry, delivery, error),
+    }
+}
+
+/// What follows a failed attempt: another after the policy's backoff, or
+/// none when the attempts are used up.
+fn next(retry: RetryPolicy, delivery: &Delivery, error: String) -> Outcome {
     match retry.next_delay(delivery.attempts + 1) {
         Some(delay) => Outcome::Retry {
             error,

@@ -2,7 +2,9 @@
 //! Deliveries of job and missed-slot events are written by the triggers of
 //! migration 0018, in the transaction that ends the job or skips the slot;
 //! this module adds test deliveries, hands the sender what is due and
-//! records each attempt.
+//! records each attempt. A channel's URL is stored sealed with the master
+//! key (migration 0031): sealed when written, opened when read, and rows
+//! of earlier versions sealed at start ([`seal_plain_urls`]).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
@@ -13,62 +15,106 @@ use crate::error::{CoordinatorError, Result};
 use crate::notifications::channel::{Channel, Event, Format};
 use crate::notifications::delivery::{Delivery, DeliveryState};
 use crate::notifications::payload::Facts;
-use crate::secrets::Redacted;
+use crate::secrets::{Cipher, Redacted, Sealed};
 use crate::store::{parse_enum, to_u32};
 
 #[derive(sqlx::FromRow)]
 struct ChannelRow {
     vault_id: String,
     name: String,
-    url: String,
+    /// Only in rows of versions before 0031 not sealed yet.
+    url: Option<String>,
+    url_nonce: Option<Vec<u8>>,
+    url_ciphertext: Option<Vec<u8>>,
     format: String,
     events: Vec<String>,
     signing_secret: Option<String>,
     create_time: DateTime<Utc>,
 }
 
-impl TryFrom<ChannelRow> for Channel {
-    type Error = CoordinatorError;
-    fn try_from(r: ChannelRow) -> Result<Self> {
+/// Associated data of a channel's sealed URL: binds it to its row.
+fn url_aad(vault_id: &str, channel: &str) -> String {
+    format!("pgvault-webhook:{vault_id}:{channel}")
+}
+
+impl ChannelRow {
+    fn open(self, cipher: &Cipher) -> Result<Channel> {
+        let url = match (self.url_nonce, self.url_ciphertext, self.url) {
+            (Some(nonce), Some(ciphertext), _) => cipher
+                .open(
+                    &Sealed { nonce, ciphertext },
+                    &url_aad(&self.vault_id, &self.name),
+                )
+                .map_err(|e| match e {
+                    CoordinatorError::FailedPrecondition(_) => CoordinatorError::FailedPrecondition(format!(
+                        "cannot decrypt the URL of notification channel \"{}\" of vault \"{}\": the coordinator's master key is not the one it was stored with",
+                        self.name, self.vault_id
+                    )),
+                    other => other,
+                })?
+                .0,
+            (_, _, Some(plain)) => plain,
+            _ => {
+                return Err(CoordinatorError::internal(
+                    "a notification channel row holds no URL",
+                ));
+            }
+        };
         Ok(Channel {
-            vault_id: r.vault_id,
-            name: r.name,
-            url: Redacted(r.url),
-            format: parse_enum(&r.format, "notification_channels.format", Format::parse)?,
-            events: r
+            vault_id: self.vault_id,
+            name: self.name,
+            url: Redacted(url),
+            format: parse_enum(&self.format, "notification_channels.format", Format::parse)?,
+            events: self
                 .events
                 .iter()
                 .map(|e| parse_enum(e, "notification_channels.events", Event::parse))
                 .collect::<Result<_>>()?,
-            signing_secret: r.signing_secret,
-            create_time: r.create_time,
+            signing_secret: self.signing_secret,
+            create_time: self.create_time,
         })
     }
 }
 
-const CHANNEL_COLUMNS: &str = "vault_id, name, url, format, events, signing_secret, create_time";
+const CHANNEL_COLUMNS: &str =
+    "vault_id, name, url, url_nonce, url_ciphertext, format, events, signing_secret, create_time";
 
-/// Adds a channel (a unique violation when the vault has one of that name).
-pub async fn insert_channel(db: impl PgExecutor<'_>, channel: &Channel) -> Result<Channel> {
+/// Adds a channel, its URL sealed (a unique violation when the vault has
+/// one of that name).
+pub async fn insert_channel(
+    db: impl PgExecutor<'_>,
+    cipher: &Cipher,
+    channel: &Channel,
+) -> Result<Channel> {
     let events: Vec<&str> = channel.events.iter().map(|e| e.as_str()).collect();
+    let sealed = cipher.seal(
+        channel.url.expose(),
+        &url_aad(&channel.vault_id, &channel.name),
+    )?;
     let sql = format!(
-        "INSERT INTO notification_channels (vault_id, name, url, format, events, signing_secret)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {CHANNEL_COLUMNS}"
+        "INSERT INTO notification_channels (vault_id, name, url_nonce, url_ciphertext, format, events, signing_secret)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {CHANNEL_COLUMNS}"
     );
     let row: ChannelRow = sqlx::query_as(&sql)
         .bind(&channel.vault_id)
         .bind(&channel.name)
-        .bind(channel.url.expose())
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
         .bind(channel.format.as_str())
         .bind(&events)
         .bind(&channel.signing_secret)
         .fetch_one(db)
         .await?;
-    Channel::try_from(row)
+    row.open(cipher)
 }
 
 /// One channel of a vault.
-pub async fn get_channel(db: impl PgExecutor<'_>, vault_id: &str, name: &str) -> Result<Channel> {
+pub async fn get_channel(
+    db: impl PgExecutor<'_>,
+    cipher: &Cipher,
+    vault_id: &str,
+    name: &str,
+) -> Result<Channel> {
     let sql = format!(
         "SELECT {CHANNEL_COLUMNS} FROM notification_channels WHERE vault_id = $1 AND name = $2"
     );
@@ -80,16 +126,48 @@ pub async fn get_channel(db: impl PgExecutor<'_>, vault_id: &str, name: &str) ->
     row.ok_or_else(|| {
         CoordinatorError::not_found("notification channel", format!("{vault_id}/{name}"))
     })?
-    .try_into()
+    .open(cipher)
 }
 
 /// A vault's channels by name.
-pub async fn list_channels(db: impl PgExecutor<'_>, vault_id: &str) -> Result<Vec<Channel>> {
+pub async fn list_channels(
+    db: impl PgExecutor<'_>,
+    cipher: &Cipher,
+    vault_id: &str,
+) -> Result<Vec<Channel>> {
     let sql = format!(
         "SELECT {CHANNEL_COLUMNS} FROM notification_channels WHERE vault_id = $1 ORDER BY name"
     );
     let rows: Vec<ChannelRow> = sqlx::query_as(&sql).bind(vault_id).fetch_all(db).await?;
-    rows.into_iter().map(Channel::try_from).collect()
+    rows.into_iter().map(|r| r.open(cipher)).collect()
+}
+
+/// Seals the URLs of channels written before migration 0031 (run at
+/// start, under the migration lock); returns how many.
+pub async fn seal_plain_urls(conn: &mut sqlx::PgConnection, cipher: &Cipher) -> Result<u64> {
+    let plain: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT vault_id, name, url FROM notification_channels
+          WHERE url IS NOT NULL AND url_ciphertext IS NULL",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut sealed_rows = 0;
+    for (vault_id, name, url) in plain {
+        let sealed = cipher.seal(&url, &url_aad(&vault_id, &name))?;
+        sealed_rows += sqlx::query(
+            "UPDATE notification_channels
+                SET url = NULL, url_nonce = $3, url_ciphertext = $4
+              WHERE vault_id = $1 AND name = $2 AND url_ciphertext IS NULL",
+        )
+        .bind(&vault_id)
+        .bind(&name)
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    Ok(sealed_rows)
 }
 
 /// Removes a channel and its deliveries; false when there is none.
@@ -185,10 +263,17 @@ pub async fn list_deliveries(
     rows.into_iter().map(Delivery::try_from).collect()
 }
 
-/// Pending deliveries whose next attempt is due, oldest first, with their channel.
-pub async fn due(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<(Delivery, Channel)>> {
+/// Pending deliveries whose next attempt is due, oldest first, with their
+/// channel — or why its URL cannot be opened (a master key that is not the
+/// one it was sealed with), which fails that delivery and no other.
+pub async fn due(
+    db: impl PgExecutor<'_>,
+    cipher: &Cipher,
+    limit: i64,
+) -> Result<Vec<(Delivery, Result<Channel>)>> {
     let sql = format!(
-        "SELECT {DELIVERY_COLUMNS}, c.url, c.format, c.events, c.signing_secret, c.create_time AS channel_create_time
+        "SELECT {DELIVERY_COLUMNS}, c.url, c.url_nonce, c.url_ciphertext, c.format, c.events,
+                c.signing_secret, c.create_time AS channel_create_time
            FROM notification_deliveries d
            JOIN notification_channels c ON c.vault_id = d.vault_id AND c.name = d.channel
           WHERE d.state = 'PENDING' AND d.next_attempt_at <= now()
@@ -197,15 +282,18 @@ pub async fn due(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<(Delivery, C
     let rows: Vec<DueRow> = sqlx::query_as(&sql).bind(limit).fetch_all(db).await?;
     rows.into_iter()
         .map(|r| {
-            let channel = Channel::try_from(ChannelRow {
+            let channel = ChannelRow {
                 vault_id: r.delivery.vault_id.clone(),
                 name: r.delivery.channel.clone(),
                 url: r.url,
+                url_nonce: r.url_nonce,
+                url_ciphertext: r.url_ciphertext,
                 format: r.format,
                 events: r.events,
                 signing_secret: r.signing_secret,
                 create_time: r.channel_create_time,
-            })?;
+            }
+            .open(cipher);
             Ok((Delivery::try_from(r.delivery)?, channel))
         })
         .collect()
@@ -215,7 +303,9 @@ pub async fn due(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<(Delivery, C
 struct DueRow {
     #[sqlx(flatten)]
     delivery: DeliveryRow,
-    url: String,
+    url: Option<String>,
+    url_nonce: Option<Vec<u8>>,
+    url_ciphertext: Option<Vec<u8>>,
     format: String,
     events: Vec<String>,
     signing_secret: Option<String>,
