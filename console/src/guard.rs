@@ -134,6 +134,18 @@ impl PostForm {
             .unwrap_or_default()
     }
 
+    /// Field `name` as a whole number, 0 when left empty (the API's
+    /// "leave it to pgvault"); anything else is refused with `refusal`.
+    /// The API checks the range and says what it takes.
+    pub fn number_or_zero(&self, name: &str, refusal: &str) -> Result<u32, ConsoleError> {
+        match self.get(name) {
+            "" => Ok(0),
+            value => value
+                .parse()
+                .map_err(|_| ConsoleError::Invalid(refusal.to_string())),
+        }
+    }
+
     /// Every non-empty value of field `name`, in order.
     pub fn all(&self, name: &str) -> Vec<&str> {
         self.fields

@@ -245,7 +245,8 @@ fn point_row(p: &pb::RecoveryPoint) -> PointRow {
     }
 }
 
-/// `POST …/backup`: `BackupNow` with the chosen rule, then the job's page.
+/// `POST …/backup`: `BackupNow` with the chosen rule (and workers to fan
+/// out across, if given), then the job's page.
 pub async fn backup_now(
     Path((vault, id)): Path<(String, String)>,
     form: PostForm,
@@ -262,7 +263,10 @@ pub async fn backup_now(
         .backup_now(pb::BackupNowRequest {
             name: instance_name(&vault, &id),
             rule: rule as i32,
-            workers: 0,
+            workers: form.number_or_zero(
+                "workers",
+                "workers must be a number (2-64), or empty to fan out only above the size threshold",
+            )?,
         })
         .await?
         .into_inner();

@@ -126,12 +126,10 @@ fn names(field: &str) -> Vec<String> {
 }
 
 fn rehydrate_days(form: &PostForm) -> Result<u32, ConsoleError> {
-    match form.get("rehydrate_days") {
-        "" => Ok(0),
-        days => days.parse().map_err(|_| {
-            ConsoleError::Invalid("rehydrate days must be a number of days (10-30)".into())
-        }),
-    }
+    form.number_or_zero(
+        "rehydrate_days",
+        "rehydrate days must be a number of days (10-30)",
+    )
 }
 
 /// `POST …/restore/database`.
@@ -149,8 +147,10 @@ pub async fn as_database(
         rehydrate_days: rehydrate_days(&form)?,
         latest_of: String::new(),
         copy_datastore: form.get("copy_datastore").to_string(),
-        // Fan-out is the workers' size threshold's call here; asked: the CLI.
-        workers: 0,
+        workers: form.number_or_zero(
+            "workers",
+            "workers must be a number (2-64), or empty to fan out only above the size threshold",
+        )?,
     };
     let job = form
         .user

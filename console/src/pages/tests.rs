@@ -750,6 +750,109 @@ async fn a_point_kept_only_as_copies_is_listed_apart_and_restores_from_its_copy(
 }
 
 #[tokio::test]
+async fn backup_now_and_restore_as_database_fan_out_across_the_workers_asked_for() {
+    let backups = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let restores = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let api = {
+        let (backups, restores) = (backups.clone(), restores.clone());
+        fake_api()
+            .unary(
+                "BackupInstanceService/BackupNow",
+                move |_, r: pb::BackupNowRequest| {
+                    backups.lock().unwrap().push(r.workers);
+                    Ok(pb::Job {
+                        name: "jobs/j2".into(),
+                        ..Default::default()
+                    })
+                },
+            )
+            .unary(
+                "RecoveryPointService/GetRecoveryPoint",
+                |_, _: pb::GetRecoveryPointRequest| Ok(point()),
+            )
+            .unary(
+                "ServerService/ListServers",
+                |_, _: pb::ListServersRequest| Ok(pb::ListServersResponse::default()),
+            )
+            .unary(
+                "SecretService/ListSecrets",
+                |_, _: pb::ListSecretsRequest| Ok(pb::ListSecretsResponse::default()),
+            )
+            .unary(
+                "RestoreService/RestoreAsDatabase",
+                move |_, r: pb::RestoreAsDatabaseRequest| {
+                    restores.lock().unwrap().push(r.workers);
+                    Ok(pb::Job {
+                        name: "jobs/j3".into(),
+                        ..Default::default()
+                    })
+                },
+            )
+    };
+    let console = Console::with_api(
+        api,
+        Sessions::new(Duration::from_secs(600), Duration::from_secs(3600)),
+    );
+    let owner = console.sign_in(OWNER).await;
+    let page = console
+        .get("/vaults/prod/instances/i1", &owner.cookie)
+        .await;
+    assert!(page.body.contains("id=\"backup-workers\""), "{}", page.body);
+    let page = console
+        .get("/vaults/prod/instances/i1/points/p1/restore", &owner.cookie)
+        .await;
+    assert!(
+        page.body.contains("id=\"restore-workers\""),
+        "{}",
+        page.body
+    );
+
+    for workers in ["4", ""] {
+        let answer = console
+            .post(
+                "/vaults/prod/instances/i1/backup",
+                &owner.cookie,
+                &format!(
+                    "rule=RETENTION_RULE_KIND_DEFAULT&workers={workers}&csrf={}",
+                    owner.csrf
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    }
+    let answer = console
+        .post(
+            "/vaults/prod/instances/i1/points/p1/restore/database",
+            &owner.cookie,
+            &format!("target_database=shop_copy&workers=3&csrf={}", owner.csrf),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    // Not a number: refused here, saying what it takes; nothing is sent.
+    let refused = console
+        .post(
+            "/vaults/prod/instances/i1/backup",
+            &owner.cookie,
+            &format!(
+                "rule=RETENTION_RULE_KIND_DEFAULT&workers=many&csrf={}",
+                owner.csrf
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused.body.contains("workers must be a number (2-64)"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(*backups.lock().unwrap(), vec![4, 0]);
+    assert_eq!(*restores.lock().unwrap(), vec![3]);
+}
+
+#[tokio::test]
 async fn a_reader_sees_no_actions_and_a_forged_post_gets_the_apis_403() {
     let console = Console::new();
     let owner = console.sign_in(OWNER).await;
