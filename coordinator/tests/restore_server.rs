@@ -8,7 +8,8 @@
 //! naming it (and its code) and that code's recommended action. A run whose
 //! backup of a database failed is refused naming it, unless the caller
 //! accepts a partial restore or leaves it out; the set may be named by an
-//! instance's newest scheduled point.
+//! instance's newest scheduled point, and when every such point is being
+//! deleted the refusal says so.
 
 use crate::common;
 
@@ -513,4 +514,28 @@ async fn a_run_whose_backup_failed_is_refused_naming_it_unless_a_partial_restore
         .into_inner();
     assert_eq!(excluded.jobs.len(), 1);
     assert!(excluded.left_out.is_empty());
+
+    // Every scheduled point of the instance being deleted: said so, not
+    // that it has none.
+    h.cluster
+        .connect("postgres")
+        .await
+        .expect("connect")
+        .batch_execute(
+            "INSERT INTO jobs (id, operation, state, vault_id, backup_instance_id,
+                               recovery_point_id, lifecycle_stage)
+             SELECT gen_random_uuid(), 'DELETE', 'QUEUED', i.vault_id, i.id, p.id, 'STANDARD_EXPIRY'
+               FROM recovery_points p JOIN backup_instances i ON i.id = p.backup_instance_id
+              WHERE i.short_name = 'pg1-app'",
+        )
+        .await
+        .expect("the app points' deletions");
+    let removing = h.restores().restore_server(latest(true)).await.unwrap_err();
+    assert_eq!(removing.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        removing.message().starts_with(
+            "every recent recovery point of a scheduled run of backup instance v/pg1-app is being deleted"
+        ),
+        "{removing:?}"
+    );
 }

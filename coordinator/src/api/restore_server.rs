@@ -105,16 +105,26 @@ async fn named_point(
         }
         PointChoice::LatestOf(name) => {
             let (vault, instance_id) = instance_lookup::instance(pool, "latest_of", name).await?;
-            for point in server_restores::latest_scheduled_points(pool, instance_id).await? {
+            let candidates = server_restores::latest_scheduled_points(pool, instance_id).await?;
+            let any = !candidates.is_empty();
+            for point in candidates {
                 if lifecycle::active_removal(pool, point).await?.is_none() {
                     return Ok((vault, instance_id, point));
                 }
             }
-            let instance = instances::get(pool, &vault, instance_id).await?;
-            Err(CoordinatorError::precondition(format!(
-                "backup instance {vault}/{} has no recovery point of a scheduled run to restore (on-demand backups belong to no point set); wait for the next scheduled run of its policy",
-                instance.short_name
-            )))
+            let typed = format!(
+                "{vault}/{}",
+                instances::get(pool, &vault, instance_id).await?.short_name
+            );
+            Err(CoordinatorError::precondition(if any {
+                format!(
+                    "every recent recovery point of a scheduled run of backup instance {typed} is being deleted or moved to the archive datastore; retry once those jobs complete (pgvault job list --instance {typed}), or name an older point of a scheduled run instead of --latest (pgvault recovery-point list {typed})"
+                )
+            } else {
+                format!(
+                    "backup instance {typed} has no recovery point of a scheduled run to restore (on-demand backups belong to no point set); wait for the next scheduled run of its policy"
+                )
+            }))
         }
     }
 }
