@@ -68,6 +68,7 @@ async fn no_password_or_token_reaches_the_agents_log() {
                 .with_ansi(false)
                 .with_writer(move || writer.clone()),
         );
+    pgvault_telemetry::capture::keep_interest_shared();
     let _logging = tracing::subscriber::set_default(subscriber);
 
     let cluster = cluster();

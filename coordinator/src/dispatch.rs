@@ -185,6 +185,7 @@ mod tests {
     async fn every_attempts_dispatch_continues_the_jobs_trace() {
         let tracing = Tracing::start(ServiceName::Coordinator, None).expect("starts");
         let subscriber = tracing_subscriber::registry().with(tracing.layer());
+        pgvault_telemetry::capture::keep_interest_shared();
         let (first, retry) = tracing::subscriber::with_default(subscriber, || {
             (
                 TraceContext::of_span(&dispatch_span(&row(1))),

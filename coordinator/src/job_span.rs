@@ -81,6 +81,7 @@ pub(crate) fn logged_lines(f: impl FnOnce()) -> Vec<serde_json::Value> {
         .fmt_fields(JsonFields::new())
         .event_format(JsonLines)
         .with_writer(move || writer.clone());
+    pgvault_telemetry::capture::keep_interest_shared();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(json), f);
     let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
     text.lines()

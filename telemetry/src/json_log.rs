@@ -121,6 +121,7 @@ mod tests {
             .event_format(JsonLines)
             .with_writer(move || writer.clone());
         let subscriber = tracing_subscriber::registry().with(layer);
+        crate::capture::keep_interest_shared();
         tracing::subscriber::with_default(subscriber, body);
         let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
         text.lines()

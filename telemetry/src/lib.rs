@@ -12,9 +12,13 @@
 //!   [`fields::JOB_ID`], [`fields::ATTEMPT`], [`fields::INSTANCE_ID`] and
 //!   [`fields::TRACE_ID`] under the same names in every process.
 //!
+//! - [`capture`]: keeps scoped subscribers in tests from losing lines to
+//!   another test's first hit of a callsite.
+//!
 //! Spans must never carry secrets: connection strings, passwords and tokens
 //! are not recorded as span fields anywhere in pgvault.
 
+pub mod capture;
 pub mod context;
 pub mod json_log;
 pub mod pipeline;

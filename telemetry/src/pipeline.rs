@@ -158,6 +158,7 @@ mod tests {
         use tracing_subscriber::layer::SubscriberExt;
         let tracing = Tracing::start(ServiceName::Coordinator, None).expect("starts");
         let subscriber = tracing_subscriber::registry().with(tracing.layer());
+        crate::capture::keep_interest_shared();
         let context = tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("job");
             crate::TraceContext::of_span(&span)
@@ -171,6 +172,7 @@ mod tests {
         use tracing_subscriber::layer::SubscriberExt;
         let tracing = Tracing::start(ServiceName::Worker, None).expect("starts");
         let subscriber = tracing_subscriber::registry().with(tracing.layer());
+        crate::capture::keep_interest_shared();
         tracing::subscriber::with_default(subscriber, || {
             let traced = |span: &tracing::Span| crate::TraceContext::of_span(span).is_some();
             assert!(traced(&tracing::info_span!("load")));

@@ -121,6 +121,7 @@ mod tests {
             move || writer.clone(),
             Some(&tracing),
         );
+        pgvault_telemetry::capture::keep_interest_shared();
         let traced = tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("restore");
             let _entered = span.enter();

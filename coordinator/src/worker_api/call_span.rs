@@ -73,6 +73,7 @@ mod tests {
         request
             .metadata_mut()
             .insert(TRACEPARENT, PARENT.parse().expect("ascii"));
+        pgvault_telemetry::capture::keep_interest_shared();
         let (continued, fresh) = tracing::subscriber::with_default(subscriber, || {
             let continued = TraceContext::of_span(&of("ClaimTask", &request, "j1"));
             let fresh = TraceContext::of_span(&of("ClaimTask", &Request::new(()), "j1"));

@@ -422,6 +422,7 @@ mod tests {
         let tracing = Tracing::start(ServiceName::Worker, None).expect("starts");
         let subscriber = tracing_subscriber::registry().with(tracing.layer());
         let invitation = TraceContext::parse(INVITATION).expect("valid");
+        pgvault_telemetry::capture::keep_interest_shared();
         let (continued, own) = tracing::subscriber::with_default(subscriber, || {
             (
                 TraceContext::of_span(&chunks_span("j1", 2, Some(&invitation), "w2")),

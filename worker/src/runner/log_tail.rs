@@ -192,6 +192,7 @@ mod tests {
 
     fn with_layer<T>(f: impl FnOnce() -> T) -> T {
         let subscriber = tracing_subscriber::registry().with(LogTailLayer);
+        pgvault_telemetry::capture::keep_interest_shared();
         tracing::subscriber::with_default(subscriber, f)
     }
 

@@ -19,6 +19,7 @@ fn full() -> EngineError {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_task_reports_the_lines_logged_inside_it() {
+    pgvault_telemetry::capture::keep_interest_shared();
     let _subscriber =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(LogTailLayer));
     tracing::info!("a line before any task");
@@ -63,6 +64,7 @@ async fn a_failed_task_reports_the_lines_logged_inside_it() {
 
 #[tokio::test(start_paused = true)]
 async fn the_tail_keeps_only_the_last_lines() {
+    pgvault_telemetry::capture::keep_interest_shared();
     let _subscriber =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(LogTailLayer));
     let coordinator = MemoryCoordinator::new(3);

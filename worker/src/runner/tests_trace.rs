@@ -41,6 +41,7 @@ async fn a_task_without_trace_headers_runs_in_its_jobs_trace_and_logs_its_fields
         .fmt_fields(JsonFields::new())
         .event_format(JsonLines)
         .with_writer(move || writer.clone());
+    pgvault_telemetry::capture::keep_interest_shared();
     let _subscriber = tracing::subscriber::set_default(
         tracing_subscriber::registry()
             .with(tracing.layer())
