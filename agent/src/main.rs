@@ -69,15 +69,20 @@ fn variables_read() -> Vec<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let vars: Vec<(String, String)> = std::env::vars_os()
-        .map(|(name, value)| {
-            (
-                name.to_string_lossy().into_owned(),
-                value.to_string_lossy().into_owned(),
-            )
-        })
-        .collect();
-    let warnings = match check_environment(&vars, &variables_read()) {
+    // The environment's values (the token's among them) are copied only
+    // for the check and dropped with this block.
+    let checked = {
+        let vars: Vec<(String, String)> = std::env::vars_os()
+            .map(|(name, value)| {
+                (
+                    name.to_string_lossy().into_owned(),
+                    value.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        check_environment(&vars, &variables_read())
+    };
+    let warnings = match checked {
         Ok(warnings) => warnings,
         Err(e) => {
             eprintln!("error: {e}");

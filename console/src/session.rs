@@ -137,19 +137,14 @@ impl Sessions {
 
     /// The live session `id`, marked as used now; an expired one is ended.
     pub fn get(&self, id: &str) -> Option<SessionView> {
-        let now = Instant::now();
-        let mut sessions = self.lock();
-        let session = sessions.get_mut(id)?;
-        if self.expired(session, now) {
-            sessions.remove(id);
-            return None;
-        }
-        session.last_seen = now;
-        Some(SessionView {
-            id: id.to_string(),
-            token: session.token.clone(),
-            csrf: session.csrf.clone(),
-            label: session.label.clone(),
+        self.with_live(id, |session, now| {
+            session.last_seen = now;
+            SessionView {
+                id: id.to_string(),
+                token: session.token.clone(),
+                csrf: session.csrf.clone(),
+                label: session.label.clone(),
+            }
         })
     }
 
@@ -157,16 +152,20 @@ impl Sessions {
     /// live job stream asks this, not the user, so an open job page does
     /// not keep an idle session alive. An expired session is ended.
     pub fn is_live(&self, id: &str) -> bool {
+        self.with_live(id, |_, _| ()).is_some()
+    }
+
+    /// Runs `f` on session `id` if it is live; an expired session is ended
+    /// and `f` not run.
+    fn with_live<R>(&self, id: &str, f: impl FnOnce(&mut Session, Instant) -> R) -> Option<R> {
         let now = Instant::now();
         let mut sessions = self.lock();
-        let Some(session) = sessions.get(id) else {
-            return false;
-        };
+        let session = sessions.get_mut(id)?;
         if self.expired(session, now) {
             sessions.remove(id);
-            return false;
+            return None;
         }
-        true
+        Some(f(session, now))
     }
 
     /// Ends session `id` (sign-out, or a token the API no longer accepts).
