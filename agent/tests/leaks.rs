@@ -7,14 +7,13 @@
 
 use crate::support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pgvault_proto::v1::{
     BackupTask, ListDatabasesProbe, PointKey, Probe, ProbeOffer, Task, coordinator_message, probe,
     task,
 };
+use pgvault_telemetry::capture::Captured;
 use pgvault_worker::runner::LogTailLayer;
 use support::{Agent, Fake, JOB, Server, TOKEN, cluster, options, spec};
 use tracing_subscriber::EnvFilter;
@@ -30,27 +29,6 @@ const DATA_KEY: [u8; 32] = {
     }
     key
 };
-
-/// Everything logged, as text.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 // One thread: the subscriber set here is the one every task of the agent
 // sees (and a blocking call in the agent would hang this test).

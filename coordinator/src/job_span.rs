@@ -55,38 +55,7 @@ pub fn of_parts(
 /// write them.
 #[cfg(test)]
 pub(crate) fn logged_lines(f: impl FnOnce()) -> Vec<serde_json::Value> {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
-    use pgvault_telemetry::JsonLines;
-    use tracing_subscriber::fmt::format::JsonFields;
-    use tracing_subscriber::layer::SubscriberExt;
-
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let json = tracing_subscriber::fmt::layer()
-        .fmt_fields(JsonFields::new())
-        .event_format(JsonLines)
-        .with_writer(move || writer.clone());
-    pgvault_telemetry::capture::keep_interest_shared();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(json), f);
-    let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
-    text.lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON line"))
-        .collect()
+    pgvault_telemetry::capture::logged_json(f)
 }
 
 #[cfg(test)]

@@ -83,36 +83,15 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
+    use pgvault_telemetry::capture::Captured;
     use pgvault_telemetry::{ServiceName, TraceContext};
 
     use super::*;
 
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Lines {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().expect("lock").clone()).expect("utf-8")
-        }
-    }
-
     #[tokio::test]
     async fn a_warn_log_filter_quietens_the_log_but_keeps_spans_in_the_trace() {
         let tracing = Tracing::start(ServiceName::Worker, None).expect("starts");
-        let lines = Lines::default();
+        let lines = Captured::default();
         let writer = lines.clone();
         let subscriber = subscriber(
             "warn",

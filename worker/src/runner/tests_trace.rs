@@ -4,13 +4,11 @@
 //! line logged inside it names the job, attempt, instance and trace.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use pgvault_proto::v1::Task;
-use pgvault_telemetry::{JsonLines, ServiceName, TraceContext, Tracing};
+use pgvault_telemetry::capture::Captured;
+use pgvault_telemetry::{ServiceName, TraceContext, Tracing};
 use serde_json::Value;
-use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::layer::SubscriberExt;
 
 use super::memory::MemoryCoordinator;
@@ -19,33 +17,15 @@ use super::tests::{JOB, Script, delete_task, reported, run_until};
 const JOB_TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const INSTANCE: &str = "0c0ffee0-0000-4000-8000-000000000001";
 
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_task_without_trace_headers_runs_in_its_jobs_trace_and_logs_its_fields() {
     let tracing = Tracing::start(ServiceName::Agent, None).expect("starts");
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let json = tracing_subscriber::fmt::layer()
-        .fmt_fields(JsonFields::new())
-        .event_format(JsonLines)
-        .with_writer(move || writer.clone());
+    let lines = Captured::default();
     pgvault_telemetry::capture::keep_interest_shared();
     let _subscriber = tracing::subscriber::set_default(
         tracing_subscriber::registry()
             .with(tracing.layer())
-            .with(json),
+            .with(lines.json_layer()),
     );
     let coordinator = MemoryCoordinator::new(3);
     let job_trace = TraceContext::parse(JOB_TRACE).expect("valid");
@@ -62,11 +42,11 @@ async fn a_task_without_trace_headers_runs_in_its_jobs_trace_and_logs_its_fields
         reported,
     )
     .await;
-    let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
-    let task_lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .filter(|l: &Value| l["span"] == "task" || l["span"] == "complete")
+    let text = lines.text();
+    let task_lines: Vec<Value> = lines
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["span"] == "task" || l["span"] == "complete")
         .collect();
     assert!(
         task_lines.iter().any(|l| l["message"] == "task started"),
