@@ -61,7 +61,19 @@ pub async fn insert(db: impl PgExecutor<'_>, server: &Server) -> Result<Server> 
 }
 
 pub async fn find(db: impl PgExecutor<'_>, id: &str) -> Result<Option<Server>> {
-    let sql = format!("SELECT {COLUMNS} FROM servers WHERE id = $1");
+    select_one(db, id, "").await
+}
+
+/// The server, its row locked against other writers until the transaction
+/// ends (a rebind or a budget change in progress; rows referencing it may
+/// still be written, as under `connection_slots`); `None` when there is no
+/// such server.
+pub async fn hold(db: impl PgExecutor<'_>, id: &str) -> Result<Option<Server>> {
+    select_one(db, id, " FOR NO KEY UPDATE").await
+}
+
+async fn select_one(db: impl PgExecutor<'_>, id: &str, lock: &str) -> Result<Option<Server>> {
+    let sql = format!("SELECT {COLUMNS} FROM servers WHERE id = $1{lock}");
     sqlx::query_as::<_, ServerRow>(&sql)
         .bind(id)
         .fetch_optional(db)
@@ -86,18 +98,6 @@ pub async fn list(db: impl PgExecutor<'_>, after: Option<&str>, limit: i64) -> R
         .fetch_all(db)
         .await?;
     rows.into_iter().map(Server::try_from).collect()
-}
-
-/// The server, its row locked until the transaction ends (a rebind or a
-/// budget change in progress); `None` when there is no such server.
-pub async fn hold(db: impl PgExecutor<'_>, id: &str) -> Result<Option<Server>> {
-    let sql = format!("SELECT {COLUMNS} FROM servers WHERE id = $1 FOR UPDATE");
-    sqlx::query_as::<_, ServerRow>(&sql)
-        .bind(id)
-        .fetch_optional(db)
-        .await?
-        .map(Server::try_from)
-        .transpose()
 }
 
 /// Binds the server to `agent` ("": to no agent, the workers reach it).
