@@ -19,10 +19,6 @@ use uuid::Uuid;
 /// The last version before job specs.
 const BEFORE: i64 = 10;
 
-async fn migrate_to_before(pool: &PgPool) {
-    common::old_versions::migrate_up_to(pool, BEFORE).await;
-}
-
 /// A vault (with an archive datastore), a server, a secret, a policy, an
 /// instance and two of its points (standard, archive). `migrated`: the
 /// database has every migration, so the instance row needs its short name
@@ -80,14 +76,7 @@ async fn point(pool: &PgPool, instance: Uuid, point: Uuid, job: Uuid, tier: &str
 
 #[tokio::test]
 async fn rows_of_every_operation_written_before_job_specs_read_back_as_their_spec() {
-    let cluster = tokio::task::spawn_blocking(|| TempCluster::start("migration-Pa55word"))
-        .await
-        .expect("join")
-        .unwrap_or_else(|e| panic!("cannot start PostgreSQL (install postgresql-15): {e}"));
-    let pool = PgPool::connect(&cluster.url("postgres"))
-        .await
-        .expect("pool");
-    migrate_to_before(&pool).await;
+    let (_cluster, pool) = common::old_versions::state_database_at(BEFORE).await;
     let (i, standard, archive) = fixture(&pool, false).await;
 
     // Backups: a completed scheduled one (its point in recovery_point_id),

@@ -14,7 +14,6 @@ use pgvault_coordinator::Coordinator;
 use pgvault_coordinator::error::CoordinatorError;
 use pgvault_coordinator::secrets::Cipher;
 use pgvault_coordinator::store::notifications as store;
-use pgvault_localpg::TempCluster;
 use pgvault_proto::v1 as pb;
 use pgvault_proto::v1::notification_service_client::NotificationServiceClient;
 use sqlx::PgPool;
@@ -132,14 +131,7 @@ async fn a_channel_url_is_stored_sealed_and_opens_only_with_its_key_and_its_row(
 
 #[tokio::test]
 async fn channels_stored_by_an_earlier_version_are_sealed_when_a_coordinator_starts() {
-    let cluster = tokio::task::spawn_blocking(|| TempCluster::start("sealing-Pa55word"))
-        .await
-        .expect("join")
-        .unwrap_or_else(|e| panic!("cannot start PostgreSQL (install postgresql-15): {e}"));
-    let pool = PgPool::connect(&cluster.url("postgres"))
-        .await
-        .expect("pool");
-    common::old_versions::migrate_up_to(&pool, 30).await;
+    let (cluster, pool) = common::old_versions::state_database_at(30).await;
     let url = format!("https://hooks.example/services/{TOKEN_IN_URL}");
     sqlx::query("INSERT INTO vaults (id, standard_datastore) VALUES ('v', 'file:///tmp/x')")
         .execute(&pool)

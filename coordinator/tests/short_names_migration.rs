@@ -11,16 +11,11 @@ use pgvault_coordinator::model::{BackupInstance, ProtectionState};
 use pgvault_coordinator::secret_ref::SecretRef;
 use pgvault_coordinator::store::instances::{self, Inserted};
 use pgvault_coordinator::store::migrate;
-use pgvault_localpg::TempCluster;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 /// The last version before short names.
 const BEFORE: i64 = 14;
-
-async fn migrate_to_before(pool: &PgPool) {
-    common::old_versions::migrate_up_to(pool, BEFORE).await;
-}
 
 /// An instance the way versions up to 14 wrote it, created at `minute`.
 async fn old_instance(pool: &PgPool, vault: &str, database: &str, minute: i32) -> Uuid {
@@ -53,14 +48,7 @@ async fn short_name(pool: &PgPool, id: Uuid) -> String {
 
 #[tokio::test]
 async fn instances_created_before_short_names_are_named_per_vault_oldest_first() {
-    let cluster = tokio::task::spawn_blocking(|| TempCluster::start("migration-Pa55word"))
-        .await
-        .expect("join")
-        .unwrap_or_else(|e| panic!("cannot start PostgreSQL (install postgresql-15): {e}"));
-    let pool = PgPool::connect(&cluster.url("postgres"))
-        .await
-        .expect("pool");
-    migrate_to_before(&pool).await;
+    let (_cluster, pool) = common::old_versions::state_database_at(BEFORE).await;
     sqlx::raw_sql(
         "INSERT INTO vaults (id, standard_datastore) VALUES ('v', 'file:///s'), ('w', 'file:///w');
          INSERT INTO servers (id, host, port) VALUES ('pg1', '127.0.0.1', 5432);

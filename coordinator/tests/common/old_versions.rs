@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use pgvault_localpg::TempCluster;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
@@ -33,4 +34,18 @@ pub async fn migrate_up_to(pool: &PgPool, last: i64) {
         .run(pool)
         .await
         .unwrap_or_else(|e| panic!("apply migrations 1-{last}: {e}"));
+}
+
+/// A new PostgreSQL cluster whose `postgres` database is a state database
+/// at version `last`, and a pool on it.
+pub async fn state_database_at(last: i64) -> (TempCluster, PgPool) {
+    let cluster = tokio::task::spawn_blocking(|| TempCluster::start("migration-Pa55word"))
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("cannot start PostgreSQL (install postgresql-15): {e}"));
+    let pool = PgPool::connect(&cluster.url("postgres"))
+        .await
+        .expect("pool");
+    migrate_up_to(&pool, last).await;
+    (cluster, pool)
 }
