@@ -639,40 +639,44 @@ async fn a_points_last_verify_drill_and_copies_are_shown_in_words() {
     assert!(table.contains("1 copy"), "{table}");
 }
 
+/// What a point's restore page reads: the point (p0 is kept only as
+/// copies, any other is live), and no other servers or secrets to offer.
+fn restore_pages(api: FakeApi) -> FakeApi {
+    api.unary(
+        "RecoveryPointService/GetRecoveryPoint",
+        |_, r: pb::GetRecoveryPointRequest| {
+            Ok(if r.name.ends_with("/p0") {
+                copies_only_point()
+            } else {
+                point()
+            })
+        },
+    )
+    .unary(
+        "ServerService/ListServers",
+        |_, _: pb::ListServersRequest| Ok(pb::ListServersResponse::default()),
+    )
+    .unary(
+        "SecretService/ListSecrets",
+        |_, _: pb::ListSecretsRequest| Ok(pb::ListSecretsResponse::default()),
+    )
+}
+
 #[tokio::test]
 async fn a_point_kept_only_as_copies_is_listed_apart_and_restores_from_its_copy() {
     let restored = Arc::new(Mutex::new(Vec::<pb::RestoreAsDatabaseRequest>::new()));
     let api = {
         let restored = restored.clone();
-        fake_api()
-            .unary(
-                "RecoveryPointService/GetRecoveryPoint",
-                |_, r: pb::GetRecoveryPointRequest| {
-                    Ok(if r.name.ends_with("/p0") {
-                        copies_only_point()
-                    } else {
-                        point()
-                    })
-                },
-            )
-            .unary(
-                "ServerService/ListServers",
-                |_, _: pb::ListServersRequest| Ok(pb::ListServersResponse::default()),
-            )
-            .unary(
-                "SecretService/ListSecrets",
-                |_, _: pb::ListSecretsRequest| Ok(pb::ListSecretsResponse::default()),
-            )
-            .unary(
-                "RestoreService/RestoreAsDatabase",
-                move |_, r: pb::RestoreAsDatabaseRequest| {
-                    restored.lock().unwrap().push(r);
-                    Ok(pb::Job {
-                        name: "jobs/j3".into(),
-                        ..Default::default()
-                    })
-                },
-            )
+        restore_pages(fake_api()).unary(
+            "RestoreService/RestoreAsDatabase",
+            move |_, r: pb::RestoreAsDatabaseRequest| {
+                restored.lock().unwrap().push(r);
+                Ok(pb::Job {
+                    name: "jobs/j3".into(),
+                    ..Default::default()
+                })
+            },
+        )
     };
     let console = Console::with_api(
         api,
@@ -755,7 +759,7 @@ async fn backup_now_and_restore_as_database_fan_out_across_the_workers_asked_for
     let restores = Arc::new(Mutex::new(Vec::<u32>::new()));
     let api = {
         let (backups, restores) = (backups.clone(), restores.clone());
-        fake_api()
+        restore_pages(fake_api())
             .unary(
                 "BackupInstanceService/BackupNow",
                 move |_, r: pb::BackupNowRequest| {
@@ -765,18 +769,6 @@ async fn backup_now_and_restore_as_database_fan_out_across_the_workers_asked_for
                         ..Default::default()
                     })
                 },
-            )
-            .unary(
-                "RecoveryPointService/GetRecoveryPoint",
-                |_, _: pb::GetRecoveryPointRequest| Ok(point()),
-            )
-            .unary(
-                "ServerService/ListServers",
-                |_, _: pb::ListServersRequest| Ok(pb::ListServersResponse::default()),
-            )
-            .unary(
-                "SecretService/ListSecrets",
-                |_, _: pb::ListSecretsRequest| Ok(pb::ListSecretsResponse::default()),
             )
             .unary(
                 "RestoreService/RestoreAsDatabase",
