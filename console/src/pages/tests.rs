@@ -392,10 +392,15 @@ struct Browser {
 
 impl Console {
     fn new() -> Console {
-        Console::with_sessions(Sessions::new(
-            Duration::from_secs(600),
-            Duration::from_secs(3600),
-        ))
+        Console::serving(fake_api())
+    }
+
+    /// A console over `api`, with the usual session limits.
+    fn serving(api: FakeApi) -> Console {
+        Console::with_api(
+            api,
+            Sessions::new(Duration::from_secs(600), Duration::from_secs(3600)),
+        )
     }
 
     fn with_sessions(sessions: Sessions) -> Console {
@@ -639,9 +644,10 @@ async fn a_points_last_verify_drill_and_copies_are_shown_in_words() {
     assert!(table.contains("1 copy"), "{table}");
 }
 
-/// What a point's restore page reads: the point (p0 is kept only as
-/// copies, any other is live), and no other servers or secrets to offer.
-fn restore_pages(api: FakeApi) -> FakeApi {
+/// What a point's restore page reads — the point (p0 is kept only as
+/// copies, any other is live), no other servers or secrets to offer — and
+/// the restores as a database it sends, recorded in `restored`.
+fn restore_pages(api: FakeApi, restored: Arc<Mutex<Vec<pb::RestoreAsDatabaseRequest>>>) -> FakeApi {
     api.unary(
         "RecoveryPointService/GetRecoveryPoint",
         |_, r: pb::GetRecoveryPointRequest| {
@@ -660,28 +666,23 @@ fn restore_pages(api: FakeApi) -> FakeApi {
         "SecretService/ListSecrets",
         |_, _: pb::ListSecretsRequest| Ok(pb::ListSecretsResponse::default()),
     )
+    .unary(
+        "RestoreService/RestoreAsDatabase",
+        move |_, r: pb::RestoreAsDatabaseRequest| {
+            restored.lock().unwrap().push(r);
+            Ok(pb::Job {
+                name: "jobs/j3".into(),
+                ..Default::default()
+            })
+        },
+    )
 }
 
 #[tokio::test]
 async fn a_point_kept_only_as_copies_is_listed_apart_and_restores_from_its_copy() {
     let restored = Arc::new(Mutex::new(Vec::<pb::RestoreAsDatabaseRequest>::new()));
-    let api = {
-        let restored = restored.clone();
-        restore_pages(fake_api()).unary(
-            "RestoreService/RestoreAsDatabase",
-            move |_, r: pb::RestoreAsDatabaseRequest| {
-                restored.lock().unwrap().push(r);
-                Ok(pb::Job {
-                    name: "jobs/j3".into(),
-                    ..Default::default()
-                })
-            },
-        )
-    };
-    let console = Console::with_api(
-        api,
-        Sessions::new(Duration::from_secs(600), Duration::from_secs(3600)),
-    );
+    let api = restore_pages(fake_api(), restored.clone());
+    let console = Console::serving(api);
     let owner = console.sign_in(OWNER).await;
 
     // Listed apart from the live points, with a way to restore it.
@@ -756,35 +757,21 @@ async fn a_point_kept_only_as_copies_is_listed_apart_and_restores_from_its_copy(
 #[tokio::test]
 async fn backup_now_and_restore_as_database_fan_out_across_the_workers_asked_for() {
     let backups = Arc::new(Mutex::new(Vec::<u32>::new()));
-    let restores = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let restores = Arc::new(Mutex::new(Vec::<pb::RestoreAsDatabaseRequest>::new()));
     let api = {
-        let (backups, restores) = (backups.clone(), restores.clone());
-        restore_pages(fake_api())
-            .unary(
-                "BackupInstanceService/BackupNow",
-                move |_, r: pb::BackupNowRequest| {
-                    backups.lock().unwrap().push(r.workers);
-                    Ok(pb::Job {
-                        name: "jobs/j2".into(),
-                        ..Default::default()
-                    })
-                },
-            )
-            .unary(
-                "RestoreService/RestoreAsDatabase",
-                move |_, r: pb::RestoreAsDatabaseRequest| {
-                    restores.lock().unwrap().push(r.workers);
-                    Ok(pb::Job {
-                        name: "jobs/j3".into(),
-                        ..Default::default()
-                    })
-                },
-            )
+        let backups = backups.clone();
+        restore_pages(fake_api(), restores.clone()).unary(
+            "BackupInstanceService/BackupNow",
+            move |_, r: pb::BackupNowRequest| {
+                backups.lock().unwrap().push(r.workers);
+                Ok(pb::Job {
+                    name: "jobs/j2".into(),
+                    ..Default::default()
+                })
+            },
+        )
     };
-    let console = Console::with_api(
-        api,
-        Sessions::new(Duration::from_secs(600), Duration::from_secs(3600)),
-    );
+    let console = Console::serving(api);
     let owner = console.sign_in(OWNER).await;
     let page = console
         .get("/vaults/prod/instances/i1", &owner.cookie)
@@ -841,7 +828,8 @@ async fn backup_now_and_restore_as_database_fan_out_across_the_workers_asked_for
         refused.body
     );
     assert_eq!(*backups.lock().unwrap(), vec![4, 0]);
-    assert_eq!(*restores.lock().unwrap(), vec![3]);
+    let restored: Vec<u32> = restores.lock().unwrap().iter().map(|r| r.workers).collect();
+    assert_eq!(restored, vec![3]);
 }
 
 #[tokio::test]
