@@ -38,28 +38,38 @@ fn url_aad(vault_id: &str, channel: &str) -> String {
 }
 
 impl ChannelRow {
+    /// The channel, its URL opened with `cipher`.
     fn open(self, cipher: &Cipher) -> Result<Channel> {
-        let url = match (self.url_nonce, self.url_ciphertext, self.url) {
-            (Some(nonce), Some(ciphertext), _) => cipher
-                .open(
-                    &Sealed { nonce, ciphertext },
-                    &url_aad(&self.vault_id, &self.name),
-                )
-                .map_err(|e| match e {
-                    CoordinatorError::FailedPrecondition(_) => CoordinatorError::FailedPrecondition(format!(
-                        "cannot decrypt the URL of notification channel \"{}\" of vault \"{}\": the coordinator's master key is not the one it was stored with",
-                        self.name, self.vault_id
-                    )),
-                    other => other,
-                })?
-                .0,
-            (_, _, Some(plain)) => plain,
-            _ => {
-                return Err(CoordinatorError::internal(
-                    "a notification channel row holds no URL",
-                ));
+        let url = self.url(cipher)?;
+        self.into_channel(url)
+    }
+
+    fn url(&self, cipher: &Cipher) -> Result<String> {
+        match (&self.url_nonce, &self.url_ciphertext, &self.url) {
+            (Some(nonce), Some(ciphertext), _) => {
+                let sealed = Sealed {
+                    nonce: nonce.clone(),
+                    ciphertext: ciphertext.clone(),
+                };
+                let opened = cipher
+                    .open(&sealed, &url_aad(&self.vault_id, &self.name))
+                    .map_err(|e| match e {
+                        CoordinatorError::FailedPrecondition(_) => CoordinatorError::FailedPrecondition(format!(
+                            "cannot decrypt the URL of notification channel \"{}\" of vault \"{}\": the coordinator's master key is not the one it was stored with",
+                            self.name, self.vault_id
+                        )),
+                        other => other,
+                    })?;
+                Ok(opened.0)
             }
-        };
+            (_, _, Some(plain)) => Ok(plain.clone()),
+            _ => Err(CoordinatorError::internal(
+                "a notification channel row holds no URL",
+            )),
+        }
+    }
+
+    fn into_channel(self, url: String) -> Result<Channel> {
         Ok(Channel {
             vault_id: self.vault_id,
             name: self.name,
@@ -105,7 +115,8 @@ pub async fn insert_channel(
         .bind(&channel.signing_secret)
         .fetch_one(db)
         .await?;
-    row.open(cipher)
+    // The URL just sealed is the one given: nothing to open.
+    row.into_channel(channel.url.expose().clone())
 }
 
 /// One channel of a vault.
