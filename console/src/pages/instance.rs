@@ -263,10 +263,7 @@ pub async fn backup_now(
         .backup_now(pb::BackupNowRequest {
             name: instance_name(&vault, &id),
             rule: rule as i32,
-            workers: form.number_or_zero(
-                "workers",
-                "workers must be a number (2-64), or empty to fan out only above the size threshold",
-            )?,
+            workers: super::fan_out_workers(&form)?,
         })
         .await?
         .into_inner();

@@ -45,7 +45,7 @@ use axum::routing::{get, post};
 
 use crate::api::ApiChannel;
 use crate::error::ConsoleError;
-use crate::guard::SigninCsrf;
+use crate::guard::{PostForm, SigninCsrf};
 use crate::session::Sessions;
 
 /// What every handler shares.
@@ -153,4 +153,14 @@ pub fn render(page: &impl Template) -> Result<Response, ConsoleError> {
     page.render()
         .map(|html| Html(html).into_response())
         .map_err(|e| ConsoleError::Internal(format!("cannot render the page: {e}")))
+}
+
+/// The form's `workers` field (Backup now, Restore as database): how many
+/// workers to fan out across, 0 when left empty (the size threshold
+/// decides). The API checks the range.
+pub fn fan_out_workers(form: &PostForm) -> Result<u32, ConsoleError> {
+    form.number_or_zero(
+        "workers",
+        "workers must be a number (2-64), or empty to fan out only above the size threshold",
+    )
 }

@@ -147,10 +147,7 @@ pub async fn as_database(
         rehydrate_days: rehydrate_days(&form)?,
         latest_of: String::new(),
         copy_datastore: form.get("copy_datastore").to_string(),
-        workers: form.number_or_zero(
-            "workers",
-            "workers must be a number (2-64), or empty to fan out only above the size threshold",
-        )?,
+        workers: super::fan_out_workers(&form)?,
     };
     let job = form
         .user
