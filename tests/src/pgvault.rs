@@ -85,7 +85,7 @@ impl PgvaultCluster {
         let state = TempCluster::start("state-db-pw")?;
         let (coordinator, address) = start_on_free_ports(1, |ports| {
             let address = SocketAddr::new(host, ports[0]);
-            let mut process = spawn_coordinator(
+            let process = start_coordinator(
                 &state,
                 amqp_url,
                 address,
@@ -93,7 +93,6 @@ impl PgvaultCluster {
                 &dir.path().join(CLOCK_OFFSET_FILE),
                 &coordinator_env,
             )?;
-            wait_for_address(dial_address(address), Duration::from_secs(60), &mut process)?;
             Ok((process, address))
         })?;
         let mut cluster = PgvaultCluster {
@@ -193,7 +192,7 @@ impl PgvaultCluster {
     /// Restarts the coordinator process on the same port and state.
     pub fn restart_coordinator(&mut self) -> anyhow::Result<()> {
         self.coordinator.stop(Duration::from_secs(10));
-        self.coordinator = spawn_coordinator(
+        self.coordinator = start_coordinator(
             &self.state,
             &self.amqp_url,
             self.address,
@@ -201,11 +200,7 @@ impl PgvaultCluster {
             &self.dir.path().join(CLOCK_OFFSET_FILE),
             &self.coordinator_env,
         )?;
-        wait_for_address(
-            dial_address(self.address),
-            Duration::from_secs(60),
-            &mut self.coordinator,
-        )
+        Ok(())
     }
 
     /// Starts one more coordinator on the same state database and queue;
@@ -214,7 +209,7 @@ impl PgvaultCluster {
         let n = self.extra_coordinators.len() + 1;
         let (process, address) = start_on_free_ports(1, |ports| {
             let address = SocketAddr::new(self.address.ip(), ports[0]);
-            let mut process = spawn_coordinator(
+            let process = start_coordinator(
                 &self.state,
                 &self.amqp_url,
                 address,
@@ -222,7 +217,6 @@ impl PgvaultCluster {
                 &self.dir.path().join(CLOCK_OFFSET_FILE),
                 &self.coordinator_env,
             )?;
-            wait_for_address(dial_address(address), Duration::from_secs(60), &mut process)?;
             Ok((process, address))
         })?;
         self.extra_coordinators.push(process);
@@ -284,7 +278,9 @@ fn endpoint_of(address: SocketAddr) -> String {
     format!("http://{}", dial_address(address))
 }
 
-fn spawn_coordinator(
+/// Starts a coordinator listening on `address` and waits until it holds
+/// the port.
+fn start_coordinator(
     state: &TempCluster,
     amqp_url: &str,
     address: SocketAddr,
@@ -314,7 +310,9 @@ fn spawn_coordinator(
         .env("PGVAULT_COORDINATOR__CLOCK_OFFSET_FILE", clock_offset)
         .env("RUST_LOG", "info")
         .envs(extra_env.iter().map(|(k, v)| (k, v)));
-    ChildProcess::spawn("coordinator", command, log)
+    let mut process = ChildProcess::spawn("coordinator", command, log)?;
+    wait_for_address(dial_address(address), Duration::from_secs(60), &mut process)?;
+    Ok(process)
 }
 
 /// `pgvault up` in a temporary data directory, plus the CLI pointed at it.
