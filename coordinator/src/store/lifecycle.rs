@@ -61,7 +61,7 @@ struct DueRow {
 }
 
 /// Job states in which a job may still run.
-const ACTIVE: &str = "('QUEUED', 'IN_PROGRESS', 'CANCELLING')";
+const ACTIVE: &str = crate::store::jobs::ACTIVE_STATES;
 
 /// Points (of one instance, or all) that need the sweeper, at most
 /// `limit`, soonest first: live points past their standard or archive

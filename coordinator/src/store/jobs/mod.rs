@@ -30,6 +30,9 @@ use crate::store::restore_targets;
 pub use routed::unfinished_through_server;
 pub use transitions::*;
 
+/// Job states in which a job may still run, as an SQL list (`state IN …`).
+pub(crate) const ACTIVE_STATES: &str = "('QUEUED', 'IN_PROGRESS', 'CANCELLING')";
+
 use row::{JobRow, SpecColumns, select};
 
 /// What a new job is; it starts QUEUED at attempt 1.

@@ -7,6 +7,7 @@
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use super::ACTIVE_STATES;
 use crate::error::Result;
 
 /// Up to `limit` jobs queued, in progress or cancelling whose route is
@@ -18,18 +19,19 @@ pub async fn unfinished_through_server(
     server_id: &str,
     limit: i64,
 ) -> Result<Vec<Uuid>> {
-    Ok(sqlx::query_scalar(
+    let sql = format!(
         "SELECT j.id FROM jobs j
            LEFT JOIN restore_targets t ON t.job_id = j.id
            LEFT JOIN backup_instances i ON i.id = j.backup_instance_id
-          WHERE j.state IN ('QUEUED', 'IN_PROGRESS', 'CANCELLING')
+          WHERE j.state IN {ACTIVE_STATES}
             AND j.operation IN ('SCHEDULED_BACKUP', 'ON_DEMAND_BACKUP', 'RESTORE', 'VERIFY', 'DRILL')
             AND coalesce(t.target_server_id, i.server_id) = $1
           ORDER BY j.create_time, j.id
-          LIMIT $2",
-    )
-    .bind(server_id)
-    .bind(limit)
-    .fetch_all(db)
-    .await?)
+          LIMIT $2"
+    );
+    Ok(sqlx::query_scalar(&sql)
+        .bind(server_id)
+        .bind(limit)
+        .fetch_all(db)
+        .await?)
 }
